@@ -1,0 +1,36 @@
+# Thin wrapper over CMake: `make run` and `make test` are the two commands of
+# the README; everything else is a convenience for developers.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all build run test unit integration asan fuzz bench clean deps deps-test
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/parley serve
+
+test: deps-test
+	@scripts/test.sh
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure
+
+fuzz: deps-test
+	@scripts/fuzz.sh 20
+
+bench: build
+	@echo "see bench/README.md; e.g. $(BUILD)/parley bench fanout --help"
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

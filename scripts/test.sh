@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` and CI run it: release build with unit
+# and black-box tests, the same under ASan+UBSan, then bounded fuzz runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+
+echo "== build (release)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$JOBS"
+
+echo "== unit tests"
+(cd build && ctest --output-on-failure)
+
+echo "== black-box tests"
+PARLEY_BIN=$PWD/build/parley /usr/bin/python3 -m pytest -q tests/integration
+
+echo "== build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=address,undefined >/dev/null
+cmake --build build-asan -j "$JOBS"
+
+echo "== unit tests under sanitizers"
+(cd build-asan && ctest --output-on-failure)
+
+echo "== black-box tests under sanitizers"
+PARLEY_BIN=$PWD/build-asan/parley PARLEY_SANITIZED=1 /usr/bin/python3 -m pytest -q tests/integration
+
+echo "== fuzz (bounded)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-15}"

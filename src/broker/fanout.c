@@ -1,0 +1,90 @@
+/* Per-worker channel table and fan-out. A committed pub reaches every
+ * worker once; here it is queued, as the shared frame, on each local
+ * subscriber that is live and has not seen its offset yet. Subscriptions
+ * still recovering skip live pubs: the READ they wait for covers them (the
+ * engine orders that READ after every pub already handed to this worker). */
+#include <string.h>
+
+#include "net/server_int.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+static size_t make_key(char *out, size_t cap, const char *tenant, const char *channel)
+{
+    size_t tl = strlen(tenant), cl = strlen(channel);
+    if (tl + cl + 1 > cap) return 0;
+    memcpy(out, tenant, tl);
+    out[tl] = '\x1f';
+    memcpy(out + tl + 1, channel, cl);
+    return tl + cl + 1;
+}
+
+chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create)
+{
+    char key[600];
+    size_t klen = make_key(key, sizeof(key), tenant, channel);
+    if (!klen) return NULL;
+    chan *ch = map_get(&w->channels, key, klen);
+    if (ch || !create) return ch;
+    ch = pl_calloc(1, sizeof(*ch));
+    if (!ch) return NULL;
+    ch->key = pl_strndup(key, klen);
+    if (!ch->key || map_put(&w->channels, key, klen, ch)) {
+        pl_free(ch->key);
+        pl_free(ch);
+        return NULL;
+    }
+    return ch;
+}
+
+int fanout_attach(worker *w, sub *s, const char *tenant)
+{
+    chan *ch = fanout_chan(w, tenant, s->channel, 1);
+    if (!ch) return -1;
+    if (ch->n == ch->cap) {
+        uint32_t ncap = ch->cap ? ch->cap * 2 : 4;
+        sub **ns = pl_realloc(ch->subs, ncap * sizeof(*ns));
+        if (!ns) return -1;
+        ch->subs = ns;
+        ch->cap = ncap;
+    }
+    s->ch = ch;
+    s->idx = ch->n;
+    ch->subs[ch->n++] = s;
+    return 0;
+}
+
+void fanout_detach(worker *w, sub *s)
+{
+    chan *ch = s->ch;
+    if (!ch) return;
+    ch->subs[s->idx] = ch->subs[--ch->n];
+    ch->subs[s->idx]->idx = s->idx;
+    s->ch = NULL;
+    if (ch->n) return;
+    map_del(&w->channels, ch->key, strlen(ch->key));
+    pl_free(ch->subs);
+    pl_free(ch->key);
+    pl_free(ch);
+}
+
+void fanout_pub(worker *w, pl_pub *pub)
+{
+    chan *ch = fanout_chan(w, pub->tenant, pub->channel, 0);
+    if (!ch || !pub->frame) return;
+    uint64_t delivered = 0;
+    /* Detaching happens only when a closed handle is released, never during
+     * this loop, so the array is stable here. */
+    for (uint32_t i = 0; i < ch->n; i++) {
+        sub *s = ch->subs[i];
+        if (s->state != SUB_LIVE) continue;
+        if (pub->offset) {
+            if (pub->offset <= s->last_offset) continue;
+            s->last_offset = pub->offset;
+        }
+        if (conn_enqueue(s->c, OUT_PUB, pub_ref(pub), pub->frame->len) == 0) delivered++;
+    }
+    if (!delivered) return;
+    metrics_add(&w->metrics, M_DELIVERIES, delivered);
+    if (pub->created_us) metrics_latency(&w->metrics, clock_mono_us() - pub->created_us);
+}

@@ -1,0 +1,22 @@
+/* Engine-independent request helpers; see engine.h. */
+#include "engine/engine.h"
+
+#include "util/mem.h"
+
+engine_req *engine_req_new(enum engine_op op)
+{
+    engine_req *r = pl_calloc(1, sizeof(*r));
+    if (r) r->op = op;
+    return r;
+}
+
+void engine_req_free(engine_req *r)
+{
+    if (!r) return;
+    pub_unref(r->pub);
+    for (size_t i = 0; i < r->npubs; i++) pub_unref(r->pubs[i]);
+    pl_free(r->pubs);
+    pl_free(r->tenant);
+    pl_free(r->channel);
+    pl_free(r);
+}

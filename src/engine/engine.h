@@ -1,0 +1,154 @@
+/* The engine: the source of truth for channel streams. It assigns offsets,
+ * persists pubs in commit order, dedupes idempotency keys, applies retention
+ * and serves history. Implementations (engine/sqlite.c; Redis later) sit
+ * behind this vtable; nothing outside src/engine/ knows which is in use.
+ *
+ * Threading and ordering contract (what makes recovery gap-free):
+ *  - engine_submit() may be called from any thread; the request is owned by
+ *    the engine until it is handed back through the sink.
+ *  - The sink is called on the engine's own thread with batches of finished
+ *    requests. Across all calls, requests appear in one linear order that is
+ *    consistent with the store: a READ sees exactly the PUBLISHes that were
+ *    handed to the sink before it. A PUBLISH with status PL_OK is committed
+ *    and fsynced before the sink sees it.
+ *  - The sink owns the requests it receives and frees them with
+ *    engine_req_free().
+ */
+#ifndef PL_ENGINE_H
+#define PL_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/pub.h"
+#include "util/status.h"
+
+typedef struct engine engine;
+typedef struct engine_req engine_req;
+
+enum engine_op {
+    ENGINE_PUBLISH = 1,
+    ENGINE_READ = 2,
+};
+
+/* READ modes. */
+enum engine_read_mode {
+    ENGINE_READ_HISTORY = 0, /* history method semantics (PROTOCOL.md section 3) */
+    ENGINE_READ_RECOVER = 1, /* subscribe-with-since: if `since` cannot be recovered,
+                                return the newest `limit` pubs and recovered = 0 */
+};
+
+struct engine_req {
+    enum engine_op op;
+    /* Opaque routing for the sink (e.g. the worker and connection that asked). */
+    void *owner;
+    void *ctx;
+    uint64_t ctx_id;
+
+    /* PUBLISH in: a pub with tenant, channel, data, ... and offset 0; one
+     * reference owned by the request. Out on success: offset, epoch and ts
+     * are set (or, on duplicate, the pub is replaced by the original's
+     * stored record and duplicate = 1). */
+    pl_pub *pub;
+    uint32_t history_size;  /* retention: keep at most this many (0 = unlimited) */
+    int64_t history_ttl_ms; /* retention: drop older than this (0 = forever) */
+    int duplicate;
+
+    /* READ in. tenant/channel are owned copies (engine_req_free frees them). */
+    char *tenant;
+    char *channel;
+    enum engine_read_mode mode;
+    int has_since;
+    uint64_t since_offset;
+    char since_epoch[PUB_EPOCH_LEN + 1];
+    uint32_t limit;
+    int reverse;
+    /* READ out: references owned by the request. */
+    pl_pub **pubs;
+    size_t npubs;
+    uint64_t head;  /* latest offset of the channel (0 = empty) */
+    uint64_t first; /* oldest retained offset (0 = none retained) */
+    char epoch[PUB_EPOCH_LEN + 1];
+    int recovered; /* RECOVER: every pub after since is retained, epoch matched */
+    int more;      /* pubs exist after the last one returned (forward reads) */
+
+    int status; /* PL_OK, PL_EIO (storage unavailable: nothing stored), PL_ENOMEM */
+
+    /* Engine-private: links the submit queue so engine_submit never allocates. */
+    struct engine_req *_next;
+};
+
+/* Called on the engine thread with n finished requests, in linear order. The
+ * callee owns the requests and the array entries (not the array). */
+typedef void (*engine_sink_fn)(void *sink_ctx, engine_req **reqs, size_t n);
+/* Encodes a committed pub's push frame; called on the engine thread for
+ * every pub it creates or loads, before the pub reaches the sink. */
+typedef void (*engine_encode_fn)(pl_pub *pub);
+
+typedef struct engine_opts {
+    const char *data_dir;
+    int64_t dedup_window_ms;  /* idempotency keys remembered this long (default 24h) */
+    uint32_t ring_size;       /* recent pubs kept in memory per channel */
+    int64_t max_db_bytes;     /* 0 = unlimited; beyond it publishes fail with PL_EIO */
+    engine_sink_fn sink;
+    void *sink_ctx;
+    engine_encode_fn encode;
+} engine_opts;
+
+typedef struct engine_stats {
+    uint64_t commits;
+    uint64_t committed_pubs;
+    uint64_t commit_failures;
+    uint64_t duplicates;
+    uint64_t batch_max;
+    uint64_t commit_us_total; /* sum of commit latencies */
+    /* commit batch size histogram: buckets 1,2,4,...,1024,+Inf */
+    uint64_t batch_hist[12];
+    /* commit latency histogram (microseconds): 100,250,500,1000,2500,5000,10000,25000,50000,100000,250000,+Inf */
+    uint64_t commit_lat_hist[12];
+} engine_stats;
+
+typedef struct engine_ops {
+    const char *name;
+    int (*start)(engine *e);
+    void (*submit)(engine *e, engine_req *req);
+    /* Finishes every submitted request (they reach the sink), then stops the thread. */
+    void (*stop)(engine *e);
+    void (*free)(engine *e);
+    void (*stats)(engine *e, engine_stats *out);
+} engine_ops;
+
+struct engine {
+    const engine_ops *ops;
+};
+
+/* Creates the embedded SQLite engine; NULL with a message in err on failure. */
+engine *engine_sqlite_new(const engine_opts *opts, char *err, size_t errlen);
+
+static inline int engine_start(engine *e)
+{
+    return e->ops->start(e);
+}
+static inline void engine_submit(engine *e, engine_req *r)
+{
+    e->ops->submit(e, r);
+}
+static inline void engine_stop(engine *e)
+{
+    e->ops->stop(e);
+}
+static inline void engine_free(engine *e)
+{
+    if (e) e->ops->free(e);
+}
+static inline void engine_get_stats(engine *e, engine_stats *out)
+{
+    e->ops->stats(e, out);
+}
+
+/* Allocates a zeroed request; NULL on allocation failure. */
+engine_req *engine_req_new(enum engine_op op);
+/* Frees a request with its pub, tenant, channel and pubs references. */
+void engine_req_free(engine_req *r);
+
+#endif

@@ -1,0 +1,74 @@
+/* A pub: one published message with everything the wire and the store need.
+ * Immutable once handed to another thread; shared by reference count between
+ * the engine's ring, worker inboxes and connection queues. The encoded push
+ * frame is attached once (pub_set_frame) before the pub is shared. */
+#ifndef PL_PUB_H
+#define PL_PUB_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/rbuf.h"
+
+typedef enum pub_class { PUB_EPHEMERAL = 0, PUB_STANDARD = 1, PUB_GUARANTEED = 2 } pub_class;
+
+#define PUB_ID_LEN 26
+#define PUB_EPOCH_LEN 8
+
+typedef struct pl_pub {
+    atomic_int refs;
+    uint64_t offset; /* 1.. per channel; 0 for ephemeral and before commit */
+    int64_t ts_ms;
+    int64_t created_us; /* monotonic time of pub_new (latency metrics); 0 if loaded */
+    pub_class cls;
+    char id[PUB_ID_LEN + 1];
+    char epoch[PUB_EPOCH_LEN + 1];
+    /* All strings below are NUL-terminated and live in the same allocation.
+     * Optional ones are NULL when absent. */
+    const char *tenant;
+    const char *channel;
+    const char *data; /* raw JSON value, never re-serialized */
+    size_t data_len;
+    const char *user;
+    const char *client;
+    const char *type;
+    const char *correlation_id;
+    const char *headers; /* raw JSON object */
+    const char *idem_key;
+    rbuf *frame; /* encoded push, owned; NULL until pub_set_frame */
+} pl_pub;
+
+/* Field values for pub_new; lengths of NULL fields are ignored. */
+typedef struct pub_fields {
+    const char *tenant;
+    size_t tenant_len;
+    const char *channel;
+    size_t channel_len;
+    const char *data;
+    size_t data_len;
+    const char *user;
+    size_t user_len;
+    const char *client;
+    size_t client_len;
+    const char *type;
+    size_t type_len;
+    const char *correlation_id;
+    size_t correlation_id_len;
+    const char *headers;
+    size_t headers_len;
+    const char *idem_key;
+    size_t idem_key_len;
+} pub_fields;
+
+/* Copies the fields into one allocation; returns a pub with one reference,
+ * offset 0, a fresh id and ts = now, or NULL on allocation failure. */
+pl_pub *pub_new(const pub_fields *f, pub_class cls);
+pl_pub *pub_ref(pl_pub *p);
+/* Drops a reference; frees the pub and its frame on the last. NULL ok. */
+void pub_unref(pl_pub *p);
+/* Attaches the encoded frame (takes the caller's reference). Only before the
+ * pub is shared with another thread. */
+void pub_set_frame(pl_pub *p, rbuf *frame);
+
+#endif

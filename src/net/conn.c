@@ -1,0 +1,662 @@
+/* Client connections: the HTTP phase (http-parser), the routes that answer
+ * directly, the WebSocket upgrade, and the outbound queue that coalesces
+ * whatever is ready into one frame and one write per loop iteration. */
+#include <stdio.h>
+#include <string.h>
+
+#include "net/server_int.h"
+#include "obs/log.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+#define MAX_HEAD_BYTES 16384
+#define MAX_WRITE_ITEMS 256
+#define CLOSE_GRACE_MS 2000
+
+/* ======================================================================
+ * HTTP phase
+ * ====================================================================== */
+
+enum { H_UPGRADE, H_CONNECTION, H_WS_KEY, H_WS_VERSION, H_WS_PROTOCOL, H_LAST_EVENT_ID, H__COUNT };
+static const char *const header_names[H__COUNT] = {
+    "upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-protocol",
+    "last-event-id"};
+
+struct http_req {
+    http_parser p;
+    sbuf url;
+    sbuf field;
+    sbuf hv[H__COUNT];
+    int cur; /* header being captured, -1 if ignored */
+    int in_value;
+    size_t head_bytes;
+    int complete;
+};
+
+static http_req *http_new(conn *c)
+{
+    http_req *h = pl_calloc(1, sizeof(*h));
+    if (!h) return NULL;
+    http_parser_init(&h->p, HTTP_REQUEST);
+    h->p.data = c;
+    h->cur = -1;
+    return h;
+}
+
+static void http_reset(http_req *h)
+{
+    sbuf_reset(&h->url);
+    sbuf_reset(&h->field);
+    for (int i = 0; i < H__COUNT; i++) sbuf_reset(&h->hv[i]);
+    h->cur = -1;
+    h->in_value = 0;
+    h->head_bytes = 0;
+    h->complete = 0;
+}
+
+static void http_free(http_req *h)
+{
+    if (!h) return;
+    sbuf_release(&h->url);
+    sbuf_release(&h->field);
+    for (int i = 0; i < H__COUNT; i++) sbuf_release(&h->hv[i]);
+    pl_free(h);
+}
+
+static http_req *req_of(http_parser *p)
+{
+    return ((conn *)p->data)->http;
+}
+
+static int count_head(http_req *h, size_t n)
+{
+    h->head_bytes += n;
+    return h->head_bytes > MAX_HEAD_BYTES;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    http_req *h = req_of(p);
+    sbuf_append(&h->url, at, n);
+    return count_head(h, n);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    http_req *h = req_of(p);
+    if (h->in_value) {
+        sbuf_reset(&h->field);
+        h->in_value = 0;
+    }
+    sbuf_append(&h->field, at, n);
+    return count_head(h, n);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    http_req *h = req_of(p);
+    if (!h->in_value) {
+        h->in_value = 1;
+        h->cur = -1;
+        for (int i = 0; i < H__COUNT; i++)
+            if (h->field.len == strlen(header_names[i]) &&
+                !strncasecmp(h->field.data, header_names[i], h->field.len))
+                h->cur = i;
+    }
+    if (h->cur >= 0) sbuf_append(&h->hv[h->cur], at, n);
+    return count_head(h, n);
+}
+
+static int on_message_complete(http_parser *p)
+{
+    req_of(p)->complete = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_message_complete = on_message_complete,
+};
+
+static void respond(conn *c, int status, const char *reason, const char *ctype, const char *body,
+                    size_t blen, int keep_alive)
+{
+    sbuf b;
+    sbuf_init(&b);
+    sbuf_printf(&b,
+                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
+                status, reason, ctype, blen, keep_alive ? "keep-alive" : "close");
+    sbuf_append(&b, body, blen);
+    rbuf *r = sbuf_to_rbuf(&b);
+    sbuf_release(&b);
+    if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+    if (!keep_alive) {
+        c->close_after_flush = 1;
+        c->state = CS_CLOSING;
+        c->deadline_ms = c->w->now_ms + CLOSE_GRACE_MS;
+    }
+}
+
+static void respond_error(conn *c, int status, const char *reason, int code, const char *msg)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":{\"code\":%d,\"message\":\"%s\",\"temporary\":false}}", code, msg);
+    respond(c, status, reason, "application/json", body, (size_t)n, 0);
+}
+
+/* ---- WebSocket callbacks ------------------------------------------------ */
+
+static void ws_on_text(void *ud, const uint8_t *data, size_t len)
+{
+    conn *c = ud;
+    if (c->state == CS_WS) session_on_text(c, (const char *)data, len);
+}
+
+static int ws_send(void *ud, const uint8_t *data, size_t len)
+{
+    conn *c = ud;
+    rbuf *r = rbuf_from(data, len);
+    if (!r) return -1;
+    conn_enqueue(c, OUT_RAW, r, len);
+    return 0;
+}
+
+static void ws_on_closed(void *ud, uint16_t code)
+{
+    conn *c = ud;
+    if (c->state != CS_CLOSING) {
+        if (code != 1000 && code != 1001 && code != 1005)
+            metrics_add(&c->w->metrics, M_PROTOCOL_ERRORS, 1);
+        c->state = CS_CLOSING;
+        c->deadline_ms = c->w->now_ms + CLOSE_GRACE_MS;
+    }
+    c->close_after_flush = 1;
+    c->close_code = 0;
+    if (!c->qlen && !c->writing) conn_abort(c);
+}
+
+static const ws_callbacks ws_cbs = {
+    .on_text = ws_on_text,
+    .send = ws_send,
+    .on_closed = ws_on_closed,
+};
+
+static void upgrade_ws(conn *c, http_req *h)
+{
+    server *srv = c->w->srv;
+    ws_handshake hs = {
+        .upgrade = h->hv[H_UPGRADE].data, .upgrade_len = h->hv[H_UPGRADE].len,
+        .connection = h->hv[H_CONNECTION].data, .connection_len = h->hv[H_CONNECTION].len,
+        .version = h->hv[H_WS_VERSION].data, .version_len = h->hv[H_WS_VERSION].len,
+        .key = h->hv[H_WS_KEY].data, .key_len = h->hv[H_WS_KEY].len,
+    };
+    int status = ws_handshake_check(&hs);
+    if (status) {
+        respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", 107,
+                      "invalid websocket upgrade");
+        return;
+    }
+    int proto = ws_offers_subprotocol(h->hv[H_WS_PROTOCOL].data, h->hv[H_WS_PROTOCOL].len);
+    c->ws = ws_session_new(&ws_cbs, c, srv->cfg.limits.max_frame_bytes);
+    if (!c->ws) {
+        respond_error(c, 503, "Service Unavailable", 100, "out of memory");
+        return;
+    }
+    sbuf b;
+    sbuf_init(&b);
+    ws_handshake_write_101(&b, hs.key, hs.key_len, proto);
+    rbuf *r = sbuf_to_rbuf(&b);
+    sbuf_release(&b);
+    if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+    c->state = CS_WS;
+    c->deadline_ms = c->w->now_ms + srv->cfg.limits.handshake_timeout_ms;
+    metrics_add(&c->w->metrics, M_WS_OPENED, 1);
+}
+
+static int path_is(const sbuf *url, const char *path)
+{
+    size_t n = strlen(path);
+    return url->len >= n && !memcmp(url->data, path, n) &&
+           (url->len == n || url->data[n] == '?');
+}
+
+/* Routes one complete request. Returns 1 when the connection left the HTTP
+ * phase (upgraded or closing). */
+static int route(conn *c, http_req *h)
+{
+    server *srv = c->w->srv;
+    int keep = http_should_keep_alive(&h->p);
+    int get = h->p.method == HTTP_GET;
+    metrics_add(&c->w->metrics, M_HTTP_REQUESTS, 1);
+    if (get && path_is(&h->url, "/ws")) {
+        if (!h->p.upgrade) {
+            respond_error(c, 426, "Upgrade Required", 107, "websocket upgrade required");
+            return 1;
+        }
+        upgrade_ws(c, h);
+        return 1;
+    }
+    if (get && path_is(&h->url, "/sse")) {
+        const char *lei = h->hv[H_LAST_EVENT_ID].len ? h->hv[H_LAST_EVENT_ID].data : NULL;
+        const char *why = NULL;
+        int st = session_sse_open(c, h->url.data, h->url.len, lei, &why);
+        if (st) {
+            respond_error(c, st, st == 401 ? "Unauthorized" : st == 403 ? "Forbidden"
+                                 : st == 404 ? "Not Found" : "Bad Request",
+                          st == 401 ? 101 : st == 403 ? 103 : st == 404 ? 102 : 107, why);
+            return 1;
+        }
+        c->state = CS_SSE;
+        c->deadline_ms = 0;
+        metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
+        return 1;
+    }
+    if (get && path_is(&h->url, "/healthz")) {
+        respond(c, 200, "OK", "text/plain", "ok\n", 3, keep);
+    } else if (get && path_is(&h->url, "/readyz")) {
+        if (atomic_load(&srv->ready)) respond(c, 200, "OK", "text/plain", "ready\n", 6, keep);
+        else respond(c, 503, "Service Unavailable", "text/plain", "not ready\n", 10, keep);
+    } else if (get && path_is(&h->url, "/metrics")) {
+        sbuf m;
+        sbuf_init(&m);
+        server_render_metrics(srv, &m);
+        respond(c, 200, "OK", "text/plain; version=0.0.4", m.data ? m.data : "", m.len, keep);
+        sbuf_release(&m);
+    } else {
+        respond_error(c, 404, "Not Found", 102, "no such endpoint");
+        return 1;
+    }
+    return !keep;
+}
+
+static void http_read(conn *c, const char *data, size_t len)
+{
+    while (len && c->state == CS_HTTP) {
+        http_req *h = c->http;
+        size_t n = http_parser_execute(&h->p, &parser_settings, data, len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&h->p);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            int big = h->head_bytes > MAX_HEAD_BYTES;
+            respond_error(c, big ? 431 : 400, big ? "Request Header Fields Too Large" : "Bad Request",
+                          107, big ? "request head too large" : "malformed HTTP request");
+            return;
+        }
+        data += n;
+        len -= n;
+        if (!h->complete && !h->p.upgrade) return; /* need more bytes */
+        int left = route(c, h);
+        if (c->state == CS_WS) {
+            http_free(c->http);
+            c->http = NULL;
+            if (len) ws_session_feed(c->ws, (const uint8_t *)data, len);
+            return;
+        }
+        if (left || c->state != CS_HTTP) return;
+        http_reset(h);
+        http_parser_pause(&h->p, 0);
+    }
+}
+
+/* ======================================================================
+ * Reading
+ * ====================================================================== */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    conn *c = (conn *)h;
+    buf->base = c->w->readbuf;
+    buf->len = sizeof(c->w->readbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = (conn *)s;
+    worker *w = c->w;
+    if (nread < 0) {
+        conn_abort(c);
+        return;
+    }
+    if (nread == 0) return;
+    w->now_ms = clock_wall_ms();
+    switch (c->state) {
+    case CS_HTTP:
+        http_read(c, buf->base, (size_t)nread);
+        break;
+    case CS_WS:
+    case CS_CLOSING:
+        if (c->ws) {
+            int rc = ws_session_feed(c->ws, (const uint8_t *)buf->base, (size_t)nread);
+            if (rc && c->state != CS_CLOSING) conn_abort(c);
+        }
+        break;
+    default:
+        break; /* SSE clients have nothing to say */
+    }
+}
+
+void conn_on_accept(worker *w, uv_stream_t *listener)
+{
+    conn *c = pl_calloc(1, sizeof(*c));
+    if (!c) return;
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->w = w;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp)) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)pl_free);
+        return;
+    }
+    c->id = ((uint64_t)w->index << 56) | ++w->next_conn_id;
+    c->http = http_new(c);
+    if (!c->http || map_put(&w->conns, (const char *)&c->id, sizeof(c->id), c)) {
+        http_free(c->http);
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)pl_free);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->next = w->all;
+    if (w->all) w->all->prev = c;
+    w->all = c;
+    w->now_ms = clock_wall_ms();
+    c->deadline_ms = w->now_ms + w->srv->cfg.limits.handshake_timeout_ms;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ======================================================================
+ * Writing
+ * ====================================================================== */
+
+typedef struct write_req {
+    uv_write_t req;
+    conn *c;
+    size_t bytes;
+    uint32_t nitems;
+    out_item *items;
+    uv_buf_t *bufs;
+    uint8_t *hdrs;
+} write_req;
+
+static void item_unref(out_item *it)
+{
+    if (it->kind == OUT_PUB) pub_unref(it->ref);
+    else rbuf_unref(it->ref);
+}
+
+static const char *item_data(const out_item *it)
+{
+    return it->kind == OUT_PUB ? ((pl_pub *)it->ref)->frame->data : ((rbuf *)it->ref)->data;
+}
+
+static void mark_dirty(conn *c)
+{
+    if (c->dirty) return;
+    c->dirty = 1;
+    c->dirty_next = c->w->dirty;
+    c->w->dirty = c;
+}
+
+static void on_close(uv_handle_t *h)
+{
+    conn *c = (conn *)h;
+    worker *w = c->w;
+    session_free(c);
+    for (uint32_t i = 0; i < c->qlen; i++) item_unref(&c->q[(c->qhead + i) % c->qcap]);
+    pl_free(c->q);
+    ws_session_free(c->ws);
+    http_free(c->http);
+    map_del(&w->conns, (const char *)&c->id, sizeof(c->id));
+    if (c->prev) c->prev->next = c->next;
+    else w->all = c->next;
+    if (c->next) c->next->prev = c->prev;
+    pl_free(c);
+}
+
+void conn_abort(conn *c)
+{
+    if (c->closed) return;
+    c->closed = 1;
+    c->state = CS_CLOSING;
+    if (c->ws) metrics_add(&c->w->metrics, M_WS_CLOSED, 1);
+    else if (c->s && !c->http) metrics_add(&c->w->metrics, M_SSE_CLOSED, 1);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    write_req *wr = (write_req *)req;
+    conn *c = wr->c;
+    for (uint32_t i = 0; i < wr->nitems; i++) item_unref(&wr->items[i]);
+    c->qbytes -= wr->bytes;
+    c->writing = 0;
+    pl_free(wr);
+    if (c->closed) return;
+    if (status < 0) {
+        conn_abort(c);
+        return;
+    }
+    if (c->qlen) {
+        mark_dirty(c);
+    } else if (c->close_after_flush) {
+        /* A server-initiated WebSocket close waits for the peer's close. */
+        if (!c->ws || c->close_code == 0) conn_abort(c);
+        return;
+    }
+    if (c->s) session_on_drain(c);
+}
+
+static int is_frame_item(const out_item *it)
+{
+    return it->kind != OUT_RAW;
+}
+
+static void write_sse_item(sbuf *b, const out_item *it)
+{
+    if (it->kind == OUT_PUB) {
+        const pl_pub *p = it->ref;
+        sbuf_printf(b, "id: %s@%llu\n", p->channel, (unsigned long long)p->offset);
+    } else if (it->kind == OUT_GAP) {
+        sbuf_puts(b, "event: gap\n");
+    }
+    sbuf_puts(b, "data: ");
+    sbuf_append(b, item_data(it), it->len);
+    sbuf_puts(b, "\n\n");
+}
+
+/* Pops up to MAX_WRITE_ITEMS items into one write. On WebSocket, runs of
+ * JSON items become one text frame joined by '\n' (no copy of the payloads:
+ * the iovecs point into the shared buffers); raw items go as they are. SSE
+ * output is formatted into one buffer. */
+static void flush(conn *c)
+{
+    if (c->writing || !c->qlen || c->closed) return;
+    uint32_t n = c->qlen < MAX_WRITE_ITEMS ? c->qlen : MAX_WRITE_ITEMS;
+    size_t sz = sizeof(write_req) + n * sizeof(out_item) + (3 * n + 1) * sizeof(uv_buf_t) + 10 * n;
+    write_req *wr = pl_malloc(sz);
+    if (!wr) {
+        conn_abort(c);
+        return;
+    }
+    wr->c = c;
+    wr->items = (out_item *)(wr + 1);
+    wr->bufs = (uv_buf_t *)(wr->items + n);
+    wr->hdrs = (uint8_t *)(wr->bufs + 3 * n + 1);
+    wr->nitems = n;
+    wr->bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        wr->items[i] = c->q[c->qhead];
+        c->qhead = (c->qhead + 1) % c->qcap;
+        wr->bytes += wr->items[i].len;
+    }
+    c->qlen -= n;
+    unsigned nb = 0;
+    rbuf *sse = NULL;
+    if (c->state == CS_SSE || (c->state == CS_CLOSING && !c->ws && c->s)) {
+        sbuf b;
+        sbuf_init(&b);
+        for (uint32_t i = 0; i < n; i++) {
+            if (wr->items[i].kind == OUT_RAW) sbuf_append(&b, item_data(&wr->items[i]), wr->items[i].len);
+            else write_sse_item(&b, &wr->items[i]);
+        }
+        sse = sbuf_to_rbuf(&b);
+        sbuf_release(&b);
+        if (!sse) {
+            c->qbytes -= wr->bytes;
+            for (uint32_t i = 0; i < n; i++) item_unref(&wr->items[i]);
+            pl_free(wr);
+            conn_abort(c);
+            return;
+        }
+        for (uint32_t i = 0; i < n; i++) item_unref(&wr->items[i]);
+        wr->items[0].kind = OUT_RAW;
+        wr->items[0].ref = sse;
+        wr->nitems = 1;
+        wr->bufs[nb++] = uv_buf_init(sse->data, (unsigned)sse->len);
+    } else {
+        static char nl = '\n';
+        for (uint32_t i = 0; i < n;) {
+            if (!is_frame_item(&wr->items[i]) || !c->ws) {
+                wr->bufs[nb++] = uv_buf_init((char *)item_data(&wr->items[i]), wr->items[i].len);
+                i++;
+                continue;
+            }
+            uint32_t j = i;
+            uint64_t plen = 0;
+            while (j < n && is_frame_item(&wr->items[j])) plen += wr->items[j++].len + 1;
+            plen--;
+            uint8_t *hdr = wr->hdrs + 10 * i;
+            size_t hl = ws_frame_header(hdr, WS_OP_TEXT, plen, 1);
+            wr->bufs[nb++] = uv_buf_init((char *)hdr, (unsigned)hl);
+            for (uint32_t k = i; k < j; k++) {
+                if (k > i) wr->bufs[nb++] = uv_buf_init(&nl, 1);
+                wr->bufs[nb++] = uv_buf_init((char *)item_data(&wr->items[k]), wr->items[k].len);
+            }
+            metrics_add(&c->w->metrics, M_FRAMES_OUT, 1);
+            i = j;
+        }
+    }
+    metrics_add(&c->w->metrics, M_BYTES_OUT, wr->bytes);
+    c->writing = 1;
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, nb, on_write)) {
+        c->writing = 0;
+        c->qbytes -= wr->bytes;
+        for (uint32_t i = 0; i < wr->nitems; i++) item_unref(&wr->items[i]);
+        pl_free(wr);
+        conn_abort(c);
+    }
+}
+
+void conn_flush_dirty(worker *w)
+{
+    while (w->dirty) {
+        conn *c = w->dirty;
+        w->dirty = c->dirty_next;
+        c->dirty = 0;
+        flush(c);
+    }
+}
+
+static int queue_push(conn *c, out_item it)
+{
+    if (c->qlen == c->qcap) {
+        uint32_t ncap = c->qcap ? c->qcap * 2 : 8;
+        out_item *nq = pl_malloc(ncap * sizeof(*nq));
+        if (!nq) return -1;
+        for (uint32_t i = 0; i < c->qlen; i++) nq[i] = c->q[(c->qhead + i) % c->qcap];
+        pl_free(c->q);
+        c->q = nq;
+        c->qcap = ncap;
+        c->qhead = 0;
+    }
+    c->q[(c->qhead + c->qlen) % c->qcap] = it;
+    c->qlen++;
+    c->qbytes += it.len;
+    mark_dirty(c);
+    return 0;
+}
+
+static void slow_consumer(conn *c)
+{
+    metrics_add(&c->w->metrics, M_SLOW_CONSUMER, 1);
+    /* Drop what was not yet written: the client resumes by offset. */
+    for (uint32_t i = 0; i < c->qlen; i++) {
+        out_item *it = &c->q[(c->qhead + i) % c->qcap];
+        c->qbytes -= it->len;
+        item_unref(it);
+    }
+    c->qlen = 0;
+    conn_close(c, 4001, "slow consumer");
+}
+
+int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len)
+{
+    out_item it = {ref, kind, (uint32_t)len};
+    if (c->closed || (kind != OUT_RAW && c->state == CS_CLOSING)) goto drop;
+    if (kind != OUT_RAW && c->qbytes + len > c->w->srv->cfg.limits.outbound_queue_bytes) {
+        item_unref(&it);
+        slow_consumer(c);
+        return -1;
+    }
+    if (queue_push(c, it)) goto drop;
+    return 0;
+drop:
+    item_unref(&it);
+    return -1;
+}
+
+int conn_send_json(conn *c, const char *json, size_t len)
+{
+    rbuf *r = rbuf_from(json, len);
+    if (!r) return -1;
+    return conn_enqueue(c, OUT_JSON, r, len);
+}
+
+void conn_close(conn *c, uint16_t code, const char *reason)
+{
+    if (c->closed || c->state == CS_CLOSING) return;
+    if (c->state == CS_WS && c->ws) {
+        char buf[256];
+        int n = snprintf(buf, sizeof(buf),
+                         "{\"push\":\"disconnect\",\"code\":%u,\"reason\":\"%s\",\"reconnect\":%s}",
+                         code, reason, code < 4500 ? "true" : "false");
+        conn_send_json(c, buf, (size_t)n);
+        c->close_code = code;
+        ws_session_close(c->ws, code, reason);
+    } else if (c->state == CS_SSE) {
+        char buf[256];
+        int n = snprintf(buf, sizeof(buf),
+                         "event: disconnect\ndata: {\"push\":\"disconnect\",\"code\":%u,\"reason\":"
+                         "\"%s\",\"reconnect\":%s}\n\n",
+                         code, reason, code < 4500 ? "true" : "false");
+        rbuf *r = rbuf_from(buf, (size_t)n);
+        if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+    }
+    c->state = CS_CLOSING;
+    c->close_after_flush = 1;
+    c->deadline_ms = c->w->now_ms + CLOSE_GRACE_MS;
+    if (!c->qlen && !c->writing) conn_abort(c);
+}
+
+void conn_shutdown(conn *c)
+{
+    if (c->state == CS_HTTP) conn_abort(c);
+    else conn_close(c, 4000, "server shutdown");
+}
+
+void worker_tick_conns(worker *w)
+{
+    int64_t now = w->now_ms;
+    for (conn *c = w->all, *next; c; c = next) {
+        next = c->next;
+        if (c->closed) continue;
+        if (c->deadline_ms && now >= c->deadline_ms) {
+            if (c->state == CS_WS && !c->s) conn_close(c, 4501, "connect timeout");
+            else conn_abort(c);
+            continue;
+        }
+        if (c->s && c->state != CS_CLOSING) session_tick(c);
+    }
+}

@@ -1,0 +1,208 @@
+/* Internals shared by the server's files (net/server.c, net/conn.c,
+ * broker/fanout.c, proto/session.c): the top-level struct server, its
+ * workers and their connections. Everything here is owned by one worker
+ * thread unless marked otherwise.
+ *
+ * Connection lifecycle:
+ *
+ *   accept -> CS_HTTP --GET /ws + valid upgrade--> CS_WS --connect ok--> (session)
+ *                |  \--GET /sse + valid token-----> CS_SSE
+ *                \--other routes: respond, keep-alive or close
+ *   any state --error, timeout, shutdown, peer close--> CS_CLOSING -> freed in on_close
+ */
+#ifndef PL_SERVER_INT_H
+#define PL_SERVER_INT_H
+
+#include <http_parser.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "auth/jwt.h"
+#include "engine/engine.h"
+#include "net/ws.h"
+#include "obs/metrics.h"
+#include "proto/command.h"
+#include "util/config.h"
+#include "util/map.h"
+#include "util/sbuf.h"
+
+typedef struct server server;
+typedef struct worker worker;
+typedef struct conn conn;
+typedef struct sub sub;
+typedef struct session session;
+
+/* ---- outbound queue ---------------------------------------------------- */
+
+enum out_kind {
+    OUT_PUB,  /* pl_pub*: its shared frame; SSE adds an id line */
+    OUT_JSON, /* rbuf* holding one JSON object (reply or push) */
+    OUT_GAP,  /* rbuf* holding a gap push (an event named gap on SSE) */
+    OUT_RAW,  /* rbuf* written as is (HTTP responses, WebSocket control frames) */
+};
+
+typedef struct out_item {
+    void *ref; /* pl_pub* or rbuf*, one reference owned by the queue */
+    uint32_t kind;
+    uint32_t len;
+} out_item;
+
+/* ---- subscriptions and channels (broker/fanout.c) ------------------------ */
+
+enum sub_state {
+    SUB_RECOVERING, /* a READ is in flight; live pubs are skipped (the READ covers them) */
+    SUB_CATCHUP,    /* streaming history pages; waits for the connection to drain */
+    SUB_LIVE,
+};
+
+typedef struct chan {
+    char *key; /* tenant '\x1f' channel, owned */
+    sub **subs;
+    uint32_t n, cap;
+} chan;
+
+struct sub {
+    conn *c;
+    chan *ch;
+    char *channel; /* owned */
+    uint64_t last_offset;
+    char epoch[PUB_EPOCH_LEN + 1];
+    uint32_t gen;  /* matches engine replies to this incarnation */
+    uint32_t idx;  /* position in ch->subs */
+    uint8_t state;
+    uint8_t read_inflight;
+};
+
+/* ---- connections (net/conn.c) -------------------------------------------- */
+
+enum conn_state { CS_HTTP, CS_WS, CS_SSE, CS_CLOSING };
+
+typedef struct http_req http_req;
+
+struct conn {
+    uv_tcp_t tcp; /* first: handle->data is not needed to find the conn */
+    worker *w;
+    uint64_t id;
+    uint8_t state;
+    uint8_t writing;
+    uint8_t dirty;
+    uint8_t close_after_flush;
+    uint8_t closed;
+    uint16_t close_code; /* WebSocket close code once closing was decided */
+    http_req *http;      /* only in CS_HTTP */
+    ws_session *ws;      /* only in CS_WS */
+    session *s;          /* after a successful connect (WS) or SSE open */
+    out_item *q;
+    uint32_t qhead, qlen, qcap;
+    size_t qbytes;             /* queued and in-flight bytes */
+    int64_t deadline_ms;       /* handshake / close deadline; 0 = none */
+    int64_t next_ping_ms;
+    int64_t pong_deadline_ms;
+    conn *dirty_next;
+    conn *prev, *next; /* worker's list of all connections */
+};
+
+/* ---- workers (net/server.c) --------------------------------------------- */
+
+enum inbox_type { INBOX_PUB, INBOX_DONE };
+
+typedef struct inbox_msg {
+    uint32_t type;
+    void *ptr; /* pl_pub* or engine_req*, owned by the message */
+} inbox_msg;
+
+struct worker {
+    server *srv;
+    int index;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_tcp_t listener;
+    uv_async_t wakeup;
+    uv_check_t flusher;
+    uv_timer_t tick;
+    pthread_mutex_t inbox_lock;
+    inbox_msg *inbox; /* guarded by inbox_lock */
+    size_t inbox_len, inbox_cap;
+    inbox_msg *spare; /* swapped with inbox when draining */
+    size_t spare_cap;
+    atomic_int stop_accepting;
+    atomic_int shutting_down;
+    int listener_closed;
+    map channels; /* key -> chan* */
+    map conns;    /* id (8 bytes) -> conn* */
+    conn *all;    /* list head */
+    conn *dirty;  /* connections with queued output to flush this iteration */
+    uint64_t next_conn_id;
+    proto_batch batch; /* reused by the command decoder */
+    sbuf scratch;    /* reused for replies */
+    char readbuf[65536];
+    metrics_shard metrics;
+    int64_t now_ms; /* cached per loop iteration */
+};
+
+/* ---- the server ---------------------------------------------------------- */
+
+typedef struct tenant_keys {
+    const char *id;
+    jwt_keys *keys;
+} tenant_keys;
+
+struct server {
+    config cfg;
+    engine *eng;
+    int nworkers;
+    worker **workers;
+    tenant_keys *tenants; /* one per configured tenant, or one "default" */
+    size_t ntenants;
+    char *dev_secret; /* single-tenant development secret, or NULL */
+    atomic_int ready;
+    /* engine-thread staging for the sink, one vector per worker */
+    inbox_msg **stage;
+    size_t *stage_len, *stage_cap;
+};
+
+/* net/server.c */
+void worker_post(worker *w, const inbox_msg *msgs, size_t n);
+/* Posts a pub (one new reference per worker) to every worker's inbox. */
+void server_broadcast_pub(server *srv, pl_pub *pub);
+const tenant_keys *server_tenant(server *srv, const char *id);
+void server_render_metrics(server *srv, sbuf *out);
+
+/* net/conn.c */
+void conn_on_accept(worker *w, uv_stream_t *listener);
+/* Queues an item (takes the reference in ref) and schedules a flush. Returns
+ * -1 when the outbound queue bound was exceeded (the connection is then being
+ * closed with 4001 and the reference was dropped). */
+int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len);
+int conn_send_json(conn *c, const char *json, size_t len);
+/* Starts closing: WebSocket close frame with code/reason (after queued
+ * output), SSE/HTTP: close after flush. */
+void conn_close(conn *c, uint16_t code, const char *reason);
+/* Closes the socket now, dropping queued output. */
+void conn_abort(conn *c);
+void conn_flush_dirty(worker *w);
+void worker_tick_conns(worker *w);
+/* Shutdown: disconnect push with 4000 and close. */
+void conn_shutdown(conn *c);
+
+/* broker/fanout.c */
+chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create);
+int fanout_attach(worker *w, sub *s, const char *tenant);
+void fanout_detach(worker *w, sub *s);
+void fanout_pub(worker *w, pl_pub *pub);
+
+/* proto/session.c */
+void session_on_text(conn *c, const char *data, size_t len);
+void session_on_engine_done(worker *w, engine_req *req);
+void session_on_drain(conn *c);
+void session_free(conn *c);
+/* Opens an SSE stream; 0, or an HTTP status with *why set (nothing sent). */
+int session_sse_open(conn *c, const char *url, size_t url_len, const char *last_event_id,
+                     const char **why);
+void session_tick(conn *c);
+void proto_encode_pub(pl_pub *pub);
+extern const char *const session_method_names[];
+extern const unsigned session_method_count;
+
+#endif

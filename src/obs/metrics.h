@@ -1,0 +1,60 @@
+/* Prometheus metrics. Each worker owns one metrics_shard and is its only
+ * writer (relaxed atomics keep the concurrent /metrics reader defined);
+ * metrics_render sums the shards and the engine's stats into text format. */
+#ifndef PL_METRICS_H
+#define PL_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "util/sbuf.h"
+
+enum metric_counter {
+    M_WS_OPENED,
+    M_WS_CLOSED,
+    M_SSE_OPENED,
+    M_SSE_CLOSED,
+    M_HTTP_REQUESTS,
+    M_PUBS_EPHEMERAL,
+    M_PUBS_STANDARD,
+    M_PUBS_GUARANTEED,
+    M_PUBS_DUPLICATE,
+    M_DELIVERIES,
+    M_FRAMES_OUT,
+    M_BYTES_OUT,
+    M_SLOW_CONSUMER,
+    M_PROTOCOL_ERRORS,
+    M_RECOVERIES,
+    M_GAPS,
+    M__COUNT
+};
+
+#define METRICS_METHODS 24
+#define METRICS_CODES 16 /* 0 = ok, then code - 99 for codes 100..114 */
+#define METRICS_LAT_BUCKETS 14
+
+typedef struct metrics_shard {
+    _Atomic uint64_t c[M__COUNT];
+    _Atomic uint64_t commands[METRICS_METHODS][METRICS_CODES];
+    _Atomic uint64_t lat[METRICS_LAT_BUCKETS]; /* publish-to-delivery, by bucket */
+    _Atomic uint64_t lat_sum_us;
+    _Atomic uint64_t lat_count;
+} metrics_shard;
+
+static inline void metrics_add(metrics_shard *s, enum metric_counter m, uint64_t n)
+{
+    atomic_fetch_add_explicit(&s->c[m], n, memory_order_relaxed);
+}
+
+/* Counts one command of method index mi with result code (0 = ok). */
+void metrics_command(metrics_shard *s, unsigned mi, int code);
+/* Records one publish-to-delivery latency in microseconds. */
+void metrics_latency(metrics_shard *s, int64_t us);
+
+/* Appends the Prometheus text for n shards, the method names (indexed as in
+ * metrics_command) and the engine stats to out. */
+void metrics_render(sbuf *out, metrics_shard *const *shards, int n, const char *const *methods,
+                    unsigned nmethods, const engine_stats *es);
+
+#endif

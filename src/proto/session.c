@@ -1,0 +1,1245 @@
+/* Client protocol v1 over WebSocket and SSE: the method table, the connect
+ * handshake, subscriptions with recovery and catch-up streaming, publish and
+ * history. Every engine round trip carries a `pending` record naming the
+ * connection (by id, never by pointer: it may be gone when the reply comes)
+ * and the subscription generation it was for.
+ *
+ * Subscription states (see net/server_int.h):
+ *   RECOVERING --READ done, nothing more--> LIVE
+ *   RECOVERING --READ done, more to stream--> CATCHUP --last page--> LIVE
+ * While not LIVE a subscription skips live pubs; the READ it waits for was
+ * ordered by the engine after them, so nothing is missed or repeated. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/jwt.h"
+#include "net/server_int.h"
+#include "obs/log.h"
+#include "proto/command.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+#define PAGE_SIZE 256
+#define DEFAULT_RECOVER_LIMIT 1000
+#define MAX_HISTORY_LIMIT 1000
+#define MAX_IDEM_KEY 128
+#define MAX_CHANNEL 255
+#define PUSH_PREFIX_LEN 14 /* strlen("{\"push\":\"pub\",") */
+
+struct session {
+    char client[PUB_ID_LEN + 1];
+    char *user;
+    const char *tenant; /* borrowed from the server's tenant table */
+    int64_t exp;
+    char *info; /* JSON object text or NULL */
+    char **chans;
+    size_t nchans;
+    char **pubs;
+    size_t npubs;
+    sub **subs;
+    uint32_t nsubs, capsubs;
+    uint32_t gen;
+    int sse;
+    /* connect with subs: the reply waits for every subscription's READ */
+    uint64_t connect_id;
+    int connect_has_id;
+    int connect_pending;
+    sbuf connect_reply;
+    int connect_first_sub;
+};
+
+enum pending_kind { P_PUBLISH, P_HISTORY, P_SUBSCRIBE, P_PAGE };
+
+typedef struct pending {
+    uint64_t conn_id;
+    uint64_t cmd_id;
+    uint32_t gen;
+    uint8_t kind;
+    uint8_t has_id;
+    uint8_t in_connect;
+    uint8_t method;
+    uint64_t since_offset;
+    uint8_t has_since;
+    uint8_t epoch_matched;
+} pending;
+
+typedef void (*method_fn)(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi);
+
+enum { NEEDS_CONNECT = 1 };
+
+static void m_connect(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_subscribe(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_unsubscribe(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_publish(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_history(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_refresh(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_pong(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_ack(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_unavailable(conn *, const proto_cmd *, proto_batch *, unsigned);
+
+static const struct method {
+    const char *name;
+    method_fn fn;
+    unsigned flags;
+} methods[] = {
+    {"connect", m_connect, 0},
+    {"subscribe", m_subscribe, NEEDS_CONNECT},
+    {"unsubscribe", m_unsubscribe, NEEDS_CONNECT},
+    {"publish", m_publish, NEEDS_CONNECT},
+    {"history", m_history, NEEDS_CONNECT},
+    {"refresh", m_refresh, NEEDS_CONNECT},
+    {"pong", m_pong, NEEDS_CONNECT},
+    {"ack", m_ack, NEEDS_CONNECT},
+    {"presence", m_unavailable, NEEDS_CONNECT},
+    {"presence_stats", m_unavailable, NEEDS_CONNECT},
+    {"typing", m_unavailable, NEEDS_CONNECT},
+    {"read", m_unavailable, NEEDS_CONNECT},
+    {"unknown", NULL, 0},
+};
+#define NMETHODS (sizeof(methods) / sizeof(methods[0]))
+#define M_UNKNOWN (NMETHODS - 1)
+
+const char *const session_method_names[] = {
+    "connect", "subscribe", "unsubscribe", "publish", "history", "refresh", "pong",
+    "ack", "presence", "presence_stats", "typing", "read", "unknown"};
+const unsigned session_method_count = NMETHODS;
+
+/* ======================================================================
+ * Replies
+ * ====================================================================== */
+
+static const struct {
+    int code;
+    const char *message;
+    int temporary;
+} errors[] = {
+    {100, "internal error", 1},        {101, "unauthorized", 0},
+    {102, "unknown channel or namespace", 0}, {103, "permission denied", 0},
+    {104, "unknown method", 0},        {105, "already subscribed", 0},
+    {106, "limit exceeded", 0},        {107, "bad request", 0},
+    {108, "not available", 0},         {109, "token expired", 0},
+    {111, "too many requests", 1},     {113, "storage unavailable", 1},
+    {114, "server overloaded", 1},
+};
+
+static void error_json(sbuf *o, int code, const char *detail)
+{
+    const char *msg = "error";
+    int temp = 0;
+    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+        if (errors[i].code == code) {
+            msg = errors[i].message;
+            temp = errors[i].temporary;
+        }
+    sbuf_printf(o, "{\"code\":%d,\"message\":", code);
+    if (detail) {
+        char both[256];
+        int n = snprintf(both, sizeof(both), "%s: %s", msg, detail);
+        sbuf_json_str(o, both, n < (int)sizeof(both) ? (size_t)n : sizeof(both) - 1);
+    } else {
+        sbuf_json_str(o, msg, strlen(msg));
+    }
+    sbuf_printf(o, ",\"temporary\":%s}", temp ? "true" : "false");
+}
+
+static void send_sbuf(conn *c, sbuf *o)
+{
+    if (o->oom) return;
+    conn_send_json(c, o->data, o->len);
+}
+
+static void reply_error(conn *c, int has_id, uint64_t id, unsigned mi, int code, const char *detail)
+{
+    metrics_command(&c->w->metrics, mi, code);
+    if (!has_id && code != 107 && code != 106) return; /* fire-and-forget */
+    sbuf *o = &c->w->scratch;
+    sbuf_reset(o);
+    sbuf_putc(o, '{');
+    if (has_id) {
+        sbuf_puts(o, "\"id\":");
+        sbuf_u64(o, id);
+        sbuf_putc(o, ',');
+    }
+    sbuf_puts(o, "\"error\":");
+    error_json(o, code, detail);
+    sbuf_putc(o, '}');
+    send_sbuf(c, o);
+}
+
+/* Starts {"id":N,"result": in the worker scratch buffer. */
+static sbuf *reply_begin(conn *c, uint64_t id)
+{
+    sbuf *o = &c->w->scratch;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"id\":");
+    sbuf_u64(o, id);
+    sbuf_puts(o, ",\"result\":");
+    return o;
+}
+
+static void reply_end(conn *c, int has_id, unsigned mi)
+{
+    metrics_command(&c->w->metrics, mi, 0);
+    sbuf *o = &c->w->scratch;
+    sbuf_putc(o, '}');
+    if (has_id) send_sbuf(c, o);
+}
+
+static void reply_empty(conn *c, const proto_cmd *cmd, unsigned mi)
+{
+    sbuf *o = reply_begin(c, cmd->id);
+    sbuf_puts(o, "{}");
+    reply_end(c, cmd->has_id, mi);
+}
+
+/* ======================================================================
+ * Pub encoding (engine thread and workers)
+ * ====================================================================== */
+
+void proto_encode_pub(pl_pub *p)
+{
+    static const char *class_names[] = {"ephemeral", "standard", "guaranteed"};
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{\"push\":\"pub\",\"channel\":");
+    sbuf_json_str(&o, p->channel, strlen(p->channel));
+    sbuf_puts(&o, ",\"offset\":");
+    sbuf_u64(&o, p->offset);
+    if (p->offset) {
+        sbuf_puts(&o, ",\"epoch\":\"");
+        sbuf_puts(&o, p->epoch);
+        sbuf_putc(&o, '"');
+    }
+    sbuf_puts(&o, ",\"id\":\"");
+    sbuf_puts(&o, p->id);
+    sbuf_puts(&o, "\",\"ts\":");
+    sbuf_i64(&o, p->ts_ms);
+    sbuf_puts(&o, ",\"data\":");
+    sbuf_append(&o, p->data ? p->data : "null", p->data ? p->data_len : 4);
+    if (p->user || p->client) {
+        sbuf_puts(&o, ",\"info\":{");
+        if (p->user) {
+            sbuf_puts(&o, "\"user\":");
+            sbuf_json_str(&o, p->user, strlen(p->user));
+        }
+        if (p->client) {
+            sbuf_puts(&o, p->user ? ",\"client\":" : "\"client\":");
+            sbuf_json_str(&o, p->client, strlen(p->client));
+        }
+        sbuf_putc(&o, '}');
+    }
+    if (p->type) {
+        sbuf_puts(&o, ",\"type\":");
+        sbuf_json_str(&o, p->type, strlen(p->type));
+    }
+    if (p->correlation_id) {
+        sbuf_puts(&o, ",\"correlation_id\":");
+        sbuf_json_str(&o, p->correlation_id, strlen(p->correlation_id));
+    }
+    if (p->headers) {
+        sbuf_puts(&o, ",\"headers\":");
+        sbuf_puts(&o, p->headers);
+    }
+    if (p->cls != PUB_STANDARD) {
+        sbuf_puts(&o, ",\"class\":\"");
+        sbuf_puts(&o, class_names[p->cls]);
+        sbuf_putc(&o, '"');
+    }
+    sbuf_putc(&o, '}');
+    pub_set_frame(p, sbuf_to_rbuf(&o));
+    sbuf_release(&o);
+}
+
+/* Appends a pub as an element of a `pubs` array: its frame without "push". */
+static void put_pub(sbuf *o, const pl_pub *p)
+{
+    if (!p->frame || p->frame->len <= PUSH_PREFIX_LEN) return;
+    sbuf_putc(o, '{');
+    sbuf_append(o, p->frame->data + PUSH_PREFIX_LEN, p->frame->len - PUSH_PREFIX_LEN);
+}
+
+static void put_pubs(sbuf *o, engine_req *r)
+{
+    sbuf_puts(o, "\"pubs\":[");
+    for (size_t i = 0; i < r->npubs; i++) {
+        if (i) sbuf_putc(o, ',');
+        put_pub(o, r->pubs[i]);
+    }
+    sbuf_putc(o, ']');
+}
+
+/* ======================================================================
+ * Channels and permissions
+ * ====================================================================== */
+
+static int chan_char(unsigned char ch)
+{
+    return isalnum(ch) || ch == '_' || ch == '.' || ch == '=' || ch == '@' || ch == '/' ||
+           ch == '-';
+}
+
+/* Validates a channel name (PROTOCOL.md section 5). Returns 0 or 107. */
+static int channel_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > MAX_CHANNEL) return 107;
+    int colon = 0, hash = 0;
+    size_t seg = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == ':' && !colon && !hash && i > 0) {
+            colon = 1;
+            seg = 0;
+            continue;
+        }
+        if (ch == '#' && !hash) {
+            hash = 1;
+            seg = 0;
+            continue;
+        }
+        if (ch == ',' && hash) {
+            if (seg == 0) return 107;
+            seg = 0;
+            continue;
+        }
+        if (!chan_char(ch)) return 107;
+        seg++;
+    }
+    return seg == 0 ? 107 : 0;
+}
+
+/* 1 if the channel has no user list or the user is on it. */
+static int user_allowed(const char *ch, const char *user)
+{
+    const char *h = strchr(ch, '#');
+    if (!h) return 1;
+    size_t ul = strlen(user);
+    for (const char *p = h + 1; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == ul && !memcmp(p, user, n)) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int patterns_match(char **pats, size_t n, const char *ch)
+{
+    for (size_t i = 0; i < n; i++)
+        if (jwt_pattern_match(pats[i], ch, strlen(ch))) return 1;
+    return 0;
+}
+
+/* Verifies a channel token for this session and channel. */
+static int channel_token_ok(conn *c, const char *tok, size_t tlen, const char *ch)
+{
+    session *s = c->s;
+    const tenant_keys *tk = server_tenant(c->w->srv, s->tenant);
+    struct jwt j;
+    int ok = 0;
+    if (jwt_parse(tok, tlen, &j) == JWT_OK && tk &&
+        jwt_verify(&j, tk->keys, clock_wall_ms() / 1000) == JWT_OK)
+        ok = j.channel && !strcmp(j.channel, ch) && !strcmp(j.sub, s->user) &&
+             (c->w->srv->cfg.single_tenant || (j.tenant && !strcmp(j.tenant, s->tenant)));
+    jwt_release(&j);
+    return ok;
+}
+
+/* Checks read access (subscribe, history). Returns 0 or an error code. */
+static int may_read(conn *c, const char *ch, const cfg_namespace **nsp, const char *tok, size_t tlen)
+{
+    const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
+    if (!ns) return 102;
+    *nsp = ns;
+    if (!user_allowed(ch, c->s->user)) return 103;
+    if (ns->is_private && !patterns_match(c->s->chans, c->s->nchans, ch) &&
+        !(tok && channel_token_ok(c, tok, tlen, ch)))
+        return 103;
+    return 0;
+}
+
+static int may_publish(conn *c, const char *ch, const cfg_namespace **nsp)
+{
+    const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
+    if (!ns) return 102;
+    *nsp = ns;
+    if (!user_allowed(ch, c->s->user)) return 103;
+    if (patterns_match(c->s->pubs, c->s->npubs, ch)) return 0;
+    if (!ns->client_publish || ns->is_private) return 103;
+    return 0;
+}
+
+/* Copies a string param into a NUL-terminated buffer; 0, or an error code. */
+static int param_channel(proto_batch *b, int params, char *out)
+{
+    const char *p;
+    size_t n;
+    if (proto_param_str(b, params, "channel", &p, &n) != PROTO_PARAM_OK) return 107;
+    if (channel_valid(p, n)) return 107;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* ======================================================================
+ * Sessions and subscriptions
+ * ====================================================================== */
+
+static sub *find_sub(session *s, const char *ch)
+{
+    for (uint32_t i = 0; i < s->nsubs; i++)
+        if (!strcmp(s->subs[i]->channel, ch)) return s->subs[i];
+    return NULL;
+}
+
+static void drop_sub(conn *c, sub *sb)
+{
+    session *s = c->s;
+    for (uint32_t i = 0; i < s->nsubs; i++)
+        if (s->subs[i] == sb) {
+            s->subs[i] = s->subs[--s->nsubs];
+            break;
+        }
+    fanout_detach(c->w, sb);
+    pl_free(sb->channel);
+    pl_free(sb);
+}
+
+static char **copy_strs(const char **src, size_t n)
+{
+    if (!n) return NULL;
+    char **d = pl_calloc(n, sizeof(*d));
+    if (!d) return NULL;
+    for (size_t i = 0; i < n; i++) d[i] = pl_strdup(src[i]);
+    return d;
+}
+
+static void free_strs(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) pl_free(v[i]);
+    pl_free(v);
+}
+
+void session_free(conn *c)
+{
+    session *s = c->s;
+    if (!s) return;
+    while (s->nsubs) drop_sub(c, s->subs[s->nsubs - 1]);
+    pl_free(s->subs);
+    pl_free(s->user);
+    pl_free(s->info);
+    free_strs(s->chans, s->nchans);
+    free_strs(s->pubs, s->npubs);
+    sbuf_release(&s->connect_reply);
+    pl_free(s);
+    c->s = NULL;
+}
+
+/* Verifies a connection token: 0 with *out filled, or 101/109. */
+static int verify_token(conn *c, const char *tok, size_t tlen, struct jwt *out, const tenant_keys **tkp)
+{
+    server *srv = c->w->srv;
+    if (jwt_parse(tok, tlen, out) != JWT_OK) return 101;
+    const tenant_keys *tk = server_tenant(srv, jwt_peek_tenant(out));
+    if (!tk) return 101;
+    enum jwt_result r = jwt_verify(out, tk->keys, clock_wall_ms() / 1000);
+    if (r == JWT_EXPIRED) return 109;
+    if (r != JWT_OK) return 101;
+    *tkp = tk;
+    return 0;
+}
+
+static session *session_new(conn *c, const struct jwt *j, const tenant_keys *tk)
+{
+    session *s = pl_calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    clock_ulid(s->client);
+    s->user = pl_strdup(j->sub);
+    s->tenant = tk->id;
+    s->exp = j->exp;
+    s->info = j->info ? pl_strdup(j->info) : NULL;
+    s->chans = copy_strs(j->channels, j->n_channels);
+    s->nchans = s->chans ? j->n_channels : 0;
+    s->pubs = copy_strs(j->publish, j->n_publish);
+    s->npubs = s->pubs ? j->n_publish : 0;
+    sbuf_init(&s->connect_reply);
+    if (!s->user) {
+        pl_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Registers a subscription and asks the engine for its starting point.
+ * Returns 0, or an error code (nothing registered). */
+static int start_subscribe(conn *c, const char *ch, int has_since, uint64_t since_off,
+                           const char *since_epoch, uint32_t limit, pending *pd)
+{
+    session *s = c->s;
+    worker *w = c->w;
+    if (find_sub(s, ch)) return 105;
+    if (s->nsubs >= w->srv->cfg.limits.max_channels_per_connection) return 106;
+    if (s->nsubs == s->capsubs) {
+        uint32_t ncap = s->capsubs ? s->capsubs * 2 : 4;
+        sub **ns = pl_realloc(s->subs, ncap * sizeof(*ns));
+        if (!ns) return 100;
+        s->subs = ns;
+        s->capsubs = ncap;
+    }
+    sub *sb = pl_calloc(1, sizeof(*sb));
+    engine_req *r = engine_req_new(ENGINE_READ);
+    pending *p = pl_malloc(sizeof(*p));
+    if (!sb || !r || !p) goto oom;
+    sb->c = c;
+    sb->channel = pl_strdup(ch);
+    r->tenant = pl_strdup(s->tenant);
+    r->channel = pl_strdup(ch);
+    if (!sb->channel || !r->tenant || !r->channel || fanout_attach(w, sb, s->tenant)) goto oom;
+    sb->state = SUB_RECOVERING;
+    sb->gen = ++s->gen;
+    sb->read_inflight = 1;
+    s->subs[s->nsubs++] = sb;
+    *p = *pd;
+    p->kind = P_SUBSCRIBE;
+    p->conn_id = c->id;
+    p->gen = sb->gen;
+    p->has_since = (uint8_t)has_since;
+    p->since_offset = since_off;
+    r->owner = w;
+    r->ctx = p;
+    if (has_since) {
+        r->mode = ENGINE_READ_RECOVER;
+        r->has_since = 1;
+        r->since_offset = since_off;
+        snprintf(r->since_epoch, sizeof(r->since_epoch), "%s", since_epoch ? since_epoch : "");
+        r->limit = limit;
+    } else {
+        r->mode = ENGINE_READ_HISTORY;
+        r->limit = 0;
+    }
+    engine_submit(w->srv->eng, r);
+    return 0;
+oom:
+    if (sb) {
+        if (sb->ch) fanout_detach(w, sb);
+        pl_free(sb->channel);
+        pl_free(sb);
+    }
+    engine_req_free(r);
+    pl_free(p);
+    return 100;
+}
+
+static void request_page(conn *c, sub *sb)
+{
+    engine_req *r = engine_req_new(ENGINE_READ);
+    pending *p = pl_calloc(1, sizeof(*p));
+    if (!r || !p) goto fail;
+    r->tenant = pl_strdup(c->s->tenant);
+    r->channel = pl_strdup(sb->channel);
+    if (!r->tenant || !r->channel) goto fail;
+    r->mode = ENGINE_READ_HISTORY;
+    r->has_since = 1;
+    r->since_offset = sb->last_offset;
+    r->limit = PAGE_SIZE;
+    r->owner = c->w;
+    r->ctx = p;
+    p->kind = P_PAGE;
+    p->conn_id = c->id;
+    p->gen = sb->gen;
+    sb->read_inflight = 1;
+    engine_submit(c->w->srv->eng, r);
+    return;
+fail:
+    engine_req_free(r);
+    pl_free(p);
+    conn_close(c, 4002, "overloaded");
+}
+
+void session_on_drain(conn *c)
+{
+    session *s = c->s;
+    if (!s) return;
+    size_t low = c->w->srv->cfg.limits.outbound_queue_bytes / 2;
+    for (uint32_t i = 0; i < s->nsubs && c->qbytes < low; i++) {
+        sub *sb = s->subs[i];
+        if (sb->state == SUB_CATCHUP && !sb->read_inflight) request_page(c, sb);
+    }
+}
+
+static void send_gap(conn *c, const char *ch, const char *epoch, uint64_t from, uint64_t to)
+{
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{\"push\":\"gap\",\"channel\":");
+    sbuf_json_str(&o, ch, strlen(ch));
+    sbuf_printf(&o, ",\"epoch\":\"%s\",\"from\":", epoch);
+    sbuf_u64(&o, from);
+    sbuf_puts(&o, ",\"to\":");
+    sbuf_u64(&o, to);
+    sbuf_putc(&o, '}');
+    rbuf *r = sbuf_to_rbuf(&o);
+    sbuf_release(&o);
+    if (r) conn_enqueue(c, OUT_GAP, r, r->len);
+    metrics_add(&c->w->metrics, M_GAPS, 1);
+}
+
+static void enqueue_pubs(conn *c, sub *sb, engine_req *r)
+{
+    for (size_t i = 0; i < r->npubs; i++) {
+        pl_pub *p = r->pubs[i];
+        if (p->offset <= sb->last_offset) continue;
+        sb->last_offset = p->offset;
+        if (conn_enqueue(c, OUT_PUB, pub_ref(p), p->frame ? p->frame->len : 0)) return;
+    }
+}
+
+/* Finishes a connect whose subscriptions have all answered. */
+static void finish_connect(conn *c)
+{
+    session *s = c->s;
+    sbuf_puts(&s->connect_reply, "}}}");
+    metrics_command(&c->w->metrics, 0, 0);
+    if (s->connect_has_id) send_sbuf(c, &s->connect_reply);
+    sbuf_release(&s->connect_reply);
+}
+
+static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
+{
+    session *s = c->s;
+    unsigned mi = 1;
+    if (r->status != PL_OK) {
+        int code = r->status == PL_EIO ? 113 : 100;
+        if (pd->in_connect) {
+            sbuf_puts(&s->connect_reply, s->connect_first_sub ? "" : ",");
+            s->connect_first_sub = 0;
+            sbuf_json_str(&s->connect_reply, sb->channel, strlen(sb->channel));
+            sbuf_puts(&s->connect_reply, ":{\"error\":");
+            error_json(&s->connect_reply, code, NULL);
+            sbuf_putc(&s->connect_reply, '}');
+        } else {
+            reply_error(c, pd->has_id, pd->cmd_id, mi, code, NULL);
+        }
+        drop_sub(c, sb);
+        return;
+    }
+    snprintf(sb->epoch, sizeof(sb->epoch), "%s", r->epoch);
+    int recovered = pd->has_since && r->recovered;
+    uint64_t last = r->npubs ? r->pubs[r->npubs - 1]->offset
+                             : (recovered ? pd->since_offset : r->head);
+    if (s->sse) {
+        sb->last_offset = 0;
+        enqueue_pubs(c, sb, r);
+        sb->last_offset = last;
+    } else {
+        sbuf *o = pd->in_connect ? &s->connect_reply : reply_begin(c, pd->cmd_id);
+        if (pd->in_connect) {
+            sbuf_puts(o, s->connect_first_sub ? "" : ",");
+            s->connect_first_sub = 0;
+            sbuf_json_str(o, sb->channel, strlen(sb->channel));
+            sbuf_putc(o, ':');
+        }
+        sbuf_puts(o, "{\"offset\":");
+        sbuf_u64(o, r->head);
+        sbuf_printf(o, ",\"epoch\":\"%s\",\"recovered\":%s,", r->epoch, recovered ? "true" : "false");
+        put_pubs(o, r);
+        sbuf_printf(o, ",\"more\":%s}", recovered && r->more ? "true" : "false");
+        if (!pd->in_connect) reply_end(c, pd->has_id, mi);
+        sb->last_offset = last;
+    }
+    if (pd->has_since && !recovered) {
+        uint64_t to = r->npubs ? r->pubs[0]->offset - 1 : r->head;
+        uint64_t from = strcmp(r->since_epoch, r->epoch) ? 1 : pd->since_offset + 1;
+        send_gap(c, sb->channel, r->epoch, from, to);
+    }
+    if (recovered) metrics_add(&c->w->metrics, M_RECOVERIES, 1);
+    sb->state = recovered && r->more ? SUB_CATCHUP : SUB_LIVE;
+    if (sb->state == SUB_CATCHUP) session_on_drain(c);
+}
+
+static void page_done(conn *c, sub *sb, engine_req *r)
+{
+    if (r->status != PL_OK) {
+        conn_close(c, 4002, "storage unavailable");
+        return;
+    }
+    enqueue_pubs(c, sb, r);
+    if (!r->more) sb->state = SUB_LIVE;
+    else session_on_drain(c);
+}
+
+static void publish_done(conn *c, pending *pd, engine_req *r)
+{
+    if (r->status != PL_OK) {
+        reply_error(c, pd->has_id, pd->cmd_id, pd->method, r->status == PL_EIO ? 113 : 100, NULL);
+        return;
+    }
+    if (r->duplicate) metrics_add(&c->w->metrics, M_PUBS_DUPLICATE, 1);
+    sbuf *o = reply_begin(c, pd->cmd_id);
+    sbuf_printf(o, "{\"id\":\"%s\",\"offset\":", r->pub->id);
+    sbuf_u64(o, r->pub->offset);
+    sbuf_printf(o, ",\"epoch\":\"%s\",\"duplicate\":%s}", r->pub->epoch,
+                r->duplicate ? "true" : "false");
+    reply_end(c, pd->has_id, pd->method);
+}
+
+static void history_done(conn *c, pending *pd, engine_req *r)
+{
+    if (r->status != PL_OK) {
+        reply_error(c, pd->has_id, pd->cmd_id, pd->method, r->status == PL_EIO ? 113 : 100, NULL);
+        return;
+    }
+    sbuf *o = reply_begin(c, pd->cmd_id);
+    sbuf_putc(o, '{');
+    put_pubs(o, r);
+    sbuf_puts(o, ",\"offset\":");
+    sbuf_u64(o, r->head);
+    sbuf_printf(o, ",\"epoch\":\"%s\"}", r->epoch);
+    reply_end(c, pd->has_id, pd->method);
+}
+
+void session_on_engine_done(worker *w, engine_req *r)
+{
+    pending *pd = r->ctx;
+    conn *c = pd ? map_get(&w->conns, (const char *)&pd->conn_id, sizeof(pd->conn_id)) : NULL;
+    if (!c || c->closed || !c->s) goto out;
+    if (pd->kind == P_SUBSCRIBE || pd->kind == P_PAGE) {
+        sub *sb = find_sub(c->s, r->channel);
+        if (!sb || sb->gen != pd->gen) {
+            if (pd->kind == P_SUBSCRIBE && !pd->in_connect)
+                reply_error(c, pd->has_id, pd->cmd_id, 1, 107, "unsubscribed meanwhile");
+            goto out;
+        }
+        sb->read_inflight = 0;
+        if (pd->kind == P_SUBSCRIBE) subscribe_done(c, sb, pd, r);
+        else page_done(c, sb, r);
+        if (pd->in_connect && c->s && --c->s->connect_pending == 0) finish_connect(c);
+    } else if (pd->kind == P_PUBLISH) {
+        publish_done(c, pd, r);
+    } else {
+        history_done(c, pd, r);
+    }
+out:
+    pl_free(pd);
+    engine_req_free(r);
+}
+
+/* ======================================================================
+ * Methods
+ * ====================================================================== */
+
+static int parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
+{
+    uint64_t o = 0;
+    const char *e;
+    size_t en;
+    if (proto_param_u64(b, obj, "offset", &o) == PROTO_PARAM_TYPE) return 107;
+    int er = proto_param_str(b, obj, "epoch", &e, &en);
+    if (er == PROTO_PARAM_TYPE || (er == PROTO_PARAM_OK && en > PUB_EPOCH_LEN)) return 107;
+    *off = o;
+    if (er == PROTO_PARAM_OK) {
+        memcpy(epoch, e, en);
+        epoch[en] = '\0';
+    } else {
+        epoch[0] = '\0';
+    }
+    return 0;
+}
+
+static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    const char *tok;
+    size_t tlen;
+    if (c->s) {
+        reply_error(c, cmd->has_id, cmd->id, mi, 107, "already connected");
+        return;
+    }
+    if (proto_param_str(b, cmd->params, "token", &tok, &tlen) != PROTO_PARAM_OK) {
+        reply_error(c, cmd->has_id, cmd->id, mi, 101, "token required");
+        conn_close(c, 4500, "invalid token");
+        return;
+    }
+    struct jwt j;
+    const tenant_keys *tk = NULL;
+    int code = verify_token(c, tok, tlen, &j, &tk);
+    if (code) {
+        jwt_release(&j);
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        conn_close(c, code == 109 ? 4504 : 4500, code == 109 ? "token expired" : "invalid token");
+        return;
+    }
+    c->s = session_new(c, &j, tk);
+    jwt_release(&j);
+    if (!c->s) {
+        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
+        conn_close(c, 4002, "overloaded");
+        return;
+    }
+    session *s = c->s;
+    server *srv = c->w->srv;
+    c->deadline_ms = 0;
+    c->next_ping_ms = c->w->now_ms + srv->cfg.ping_interval_ms;
+    sbuf *o = &s->connect_reply;
+    sbuf_puts(o, "{\"id\":");
+    sbuf_u64(o, cmd->id);
+    sbuf_printf(o, ",\"result\":{\"client\":\"%s\",\"user\":", s->client);
+    sbuf_json_str(o, s->user, strlen(s->user));
+    sbuf_puts(o, ",\"tenant\":");
+    sbuf_json_str(o, s->tenant, strlen(s->tenant));
+    sbuf_printf(o, ",\"expires_at\":%lld,\"ping\":%lld,\"subs\":{", (long long)s->exp,
+                (long long)(srv->cfg.ping_interval_ms / 1000));
+    s->connect_id = cmd->id;
+    s->connect_has_id = cmd->has_id;
+    s->connect_first_sub = 1;
+    s->connect_pending = 1; /* held until the loop below has started every sub */
+    int subs;
+    if (proto_param_obj(b, cmd->params, "subs", &subs) == PROTO_PARAM_OK) {
+        for (int k = json_child(&b->doc, subs); k >= 0; k = json_next(&b->doc, k)) {
+            int v = json_obj_val(&b->doc, k);
+            char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1];
+            const char *kp;
+            size_t kn;
+            uint64_t off = 0;
+            int err = 107;
+            if (proto_str(b, k, &kp, &kn) == PROTO_PARAM_OK && !channel_valid(kp, kn)) {
+                memcpy(ch, kp, kn);
+                ch[kn] = '\0';
+                const cfg_namespace *ns;
+                err = json_type(&b->doc, v) == JSON_OBJECT ? parse_since(b, v, &off, epoch) : 107;
+                if (!err) err = may_read(c, ch, &ns, NULL, 0);
+                pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .in_connect = 1,
+                              .method = (uint8_t)mi};
+                int has_since = proto_param_u64(b, v, "offset", &off) == PROTO_PARAM_OK;
+                if (!err) err = start_subscribe(c, ch, has_since, off, epoch, DEFAULT_RECOVER_LIMIT, &pd);
+                if (!err) {
+                    s->connect_pending++;
+                    continue;
+                }
+            } else {
+                snprintf(ch, sizeof(ch), "%s", "");
+            }
+            sbuf_puts(o, s->connect_first_sub ? "" : ",");
+            s->connect_first_sub = 0;
+            sbuf_json_str(o, ch, strlen(ch));
+            sbuf_puts(o, ":{\"error\":");
+            error_json(o, err, NULL);
+            sbuf_putc(o, '}');
+        }
+    }
+    if (--s->connect_pending == 0) finish_connect(c);
+}
+
+static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
+    int code = param_channel(b, cmd->params, ch);
+    const char *tok = NULL;
+    size_t tlen = 0;
+    uint64_t since_off = 0, limit = DEFAULT_RECOVER_LIMIT;
+    int since = -1, has_since = 0;
+    const cfg_namespace *ns;
+    if (!code && proto_param_str(b, cmd->params, "token", &tok, &tlen) == PROTO_PARAM_TYPE) code = 107;
+    if (!code) {
+        int r = proto_param_obj(b, cmd->params, "since", &since);
+        if (r == PROTO_PARAM_TYPE) code = 107;
+        else if (r == PROTO_PARAM_OK) {
+            has_since = 1;
+            code = parse_since(b, since, &since_off, epoch);
+        }
+    }
+    if (!code) {
+        int r = proto_param_u64(b, cmd->params, "limit", &limit);
+        if (r == PROTO_PARAM_TYPE) code = 107;
+        else if (limit > MAX_HISTORY_LIMIT) code = 106;
+    }
+    if (!code) code = may_read(c, ch, &ns, tok, tlen);
+    if (!code) {
+        pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .method = (uint8_t)mi};
+        code = start_subscribe(c, ch, has_since, since_off, epoch, (uint32_t)limit, &pd);
+    }
+    if (code) reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+}
+
+static void m_unsubscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1];
+    int code = param_channel(b, cmd->params, ch);
+    if (code) {
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    sub *sb = find_sub(c->s, ch);
+    if (sb) drop_sub(c, sb);
+    reply_empty(c, cmd, mi);
+}
+
+static int parse_class(proto_batch *b, int params, pub_class *cls)
+{
+    const char *p;
+    size_t n;
+    int r = proto_param_str(b, params, "class", &p, &n);
+    if (r == PROTO_PARAM_MISSING) return 0;
+    if (r != PROTO_PARAM_OK) return 107;
+    if (n == 9 && !memcmp(p, "ephemeral", 9)) *cls = PUB_EPHEMERAL;
+    else if (n == 8 && !memcmp(p, "standard", 8)) *cls = PUB_STANDARD;
+    else if (n == 10 && !memcmp(p, "guaranteed", 10)) *cls = PUB_GUARANTEED;
+    else return 107;
+    return 0;
+}
+
+/* Optional string param of at most max bytes: 0, or 107. */
+static int opt_str(proto_batch *b, int params, const char *key, size_t max, const char **p, size_t *n)
+{
+    int r = proto_param_str(b, params, key, p, n);
+    if (r == PROTO_PARAM_MISSING) {
+        *p = NULL;
+        *n = 0;
+        return 0;
+    }
+    return r == PROTO_PARAM_OK && *n <= max ? 0 : 107;
+}
+
+static int headers_valid(proto_batch *b, int tok)
+{
+    for (int k = json_child(&b->doc, tok); k >= 0; k = json_next(&b->doc, k))
+        if (json_type(&b->doc, json_obj_val(&b->doc, k)) != JSON_STRING) return 0;
+    return 1;
+}
+
+static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    session *s = c->s;
+    server *srv = c->w->srv;
+    char ch[MAX_CHANNEL + 1];
+    const cfg_namespace *ns = NULL;
+    pub_fields f = {0};
+    int htok = -1;
+    int code = param_channel(b, cmd->params, ch);
+    if (!code) code = may_publish(c, ch, &ns);
+    if (!code && proto_param_raw(b, cmd->params, "data", &f.data, &f.data_len) != PROTO_PARAM_OK)
+        code = 107;
+    if (!code && f.data_len > srv->cfg.limits.max_message_bytes) code = 106;
+    pub_class cls = ns ? ns->cls : PUB_STANDARD;
+    if (!code) code = parse_class(b, cmd->params, &cls);
+    if (!code) code = opt_str(b, cmd->params, "idempotency_key", MAX_IDEM_KEY, &f.idem_key, &f.idem_key_len);
+    if (!code) code = opt_str(b, cmd->params, "type", 255, &f.type, &f.type_len);
+    if (!code) code = opt_str(b, cmd->params, "correlation_id", 255, &f.correlation_id, &f.correlation_id_len);
+    if (!code) {
+        int r = proto_param_obj(b, cmd->params, "headers", &htok);
+        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && !headers_valid(b, htok))) code = 107;
+        else if (r == PROTO_PARAM_OK) json_raw(&b->doc, htok, &f.headers, &f.headers_len);
+    }
+    if (code) {
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    f.tenant = s->tenant;
+    f.tenant_len = strlen(s->tenant);
+    f.channel = ch;
+    f.channel_len = strlen(ch);
+    f.user = s->user;
+    f.user_len = strlen(s->user);
+    f.client = s->client;
+    f.client_len = strlen(s->client);
+    pl_pub *p = pub_new(&f, cls);
+    if (!p) {
+        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
+        return;
+    }
+    if (cls == PUB_EPHEMERAL) {
+        proto_encode_pub(p);
+        server_broadcast_pub(srv, p);
+        metrics_add(&c->w->metrics, M_PUBS_EPHEMERAL, 1);
+        sbuf *o = reply_begin(c, cmd->id);
+        sbuf_printf(o, "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", p->id);
+        reply_end(c, cmd->has_id, mi);
+        pub_unref(p);
+        return;
+    }
+    engine_req *r = engine_req_new(ENGINE_PUBLISH);
+    pending *pd = pl_calloc(1, sizeof(*pd));
+    if (!r || !pd) {
+        pub_unref(p);
+        engine_req_free(r);
+        pl_free(pd);
+        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
+        return;
+    }
+    *pd = (pending){.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
+                    .kind = P_PUBLISH, .method = (uint8_t)mi};
+    r->pub = p;
+    r->history_size = ns->history_size;
+    r->history_ttl_ms = ns->history_ttl_ms;
+    r->owner = c->w;
+    r->ctx = pd;
+    metrics_add(&c->w->metrics, cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
+    engine_submit(srv->eng, r);
+}
+
+static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
+    const cfg_namespace *ns;
+    uint64_t limit = 100, since_off = 0;
+    int since = -1, reverse = 0, has_since = 0;
+    int code = param_channel(b, cmd->params, ch);
+    if (!code) {
+        int r = proto_param_u64(b, cmd->params, "limit", &limit);
+        if (r == PROTO_PARAM_TYPE) code = 107;
+        else if (limit > MAX_HISTORY_LIMIT) code = 106;
+    }
+    if (!code && proto_param_bool(b, cmd->params, "reverse", &reverse) == PROTO_PARAM_TYPE) code = 107;
+    if (!code) {
+        int r = proto_param_obj(b, cmd->params, "since", &since);
+        if (r == PROTO_PARAM_TYPE) code = 107;
+        else if (r == PROTO_PARAM_OK) {
+            has_since = 1;
+            code = parse_since(b, since, &since_off, epoch);
+        }
+    }
+    if (!code) code = may_read(c, ch, &ns, NULL, 0);
+    engine_req *r = code ? NULL : engine_req_new(ENGINE_READ);
+    pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
+    if (!code && (!r || !pd)) code = 100;
+    if (!code) {
+        r->tenant = pl_strdup(c->s->tenant);
+        r->channel = pl_strdup(ch);
+        if (!r->tenant || !r->channel) code = 100;
+    }
+    if (code) {
+        engine_req_free(r);
+        pl_free(pd);
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    r->mode = ENGINE_READ_HISTORY;
+    r->has_since = has_since;
+    r->since_offset = since_off;
+    snprintf(r->since_epoch, sizeof(r->since_epoch), "%s", epoch);
+    r->limit = (uint32_t)limit;
+    r->reverse = reverse;
+    r->owner = c->w;
+    r->ctx = pd;
+    *pd = (pending){.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
+                    .kind = P_HISTORY, .method = (uint8_t)mi};
+    engine_submit(c->w->srv->eng, r);
+}
+
+static void m_refresh(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    const char *tok;
+    size_t tlen;
+    if (proto_param_str(b, cmd->params, "token", &tok, &tlen) != PROTO_PARAM_OK) {
+        reply_error(c, cmd->has_id, cmd->id, mi, 107, "token required");
+        return;
+    }
+    struct jwt j;
+    const tenant_keys *tk = NULL;
+    int code = verify_token(c, tok, tlen, &j, &tk);
+    if (!code && (strcmp(j.sub, c->s->user) || strcmp(tk->id, c->s->tenant))) code = 103;
+    if (!code) c->s->exp = j.exp;
+    jwt_release(&j);
+    if (code) {
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    sbuf *o = reply_begin(c, cmd->id);
+    sbuf_printf(o, "{\"expires_at\":%lld}", (long long)c->s->exp);
+    reply_end(c, cmd->has_id, mi);
+}
+
+static void m_pong(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    c->pong_deadline_ms = 0;
+    metrics_command(&c->w->metrics, mi, 0);
+    if (cmd->has_id) reply_empty(c, cmd, mi);
+}
+
+/* Guaranteed delivery tracking is not built yet: guaranteed pubs are stored
+ * and delivered like standard ones, so an ack has nothing to settle. */
+static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1];
+    uint64_t off;
+    int code = param_channel(b, cmd->params, ch);
+    if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK) code = 107;
+    if (code) reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+    else reply_empty(c, cmd, mi);
+}
+
+static void m_unavailable(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    reply_error(c, cmd->has_id, cmd->id, mi, 108, "not available on this server yet");
+}
+
+/* ======================================================================
+ * Frames in, timers
+ * ====================================================================== */
+
+static unsigned find_method(const proto_cmd *cmd)
+{
+    for (unsigned i = 0; i < M_UNKNOWN; i++)
+        if (strlen(methods[i].name) == cmd->method_len &&
+            !memcmp(methods[i].name, cmd->method, cmd->method_len))
+            return i;
+    return M_UNKNOWN;
+}
+
+void session_on_text(conn *c, const char *data, size_t len)
+{
+    worker *w = c->w;
+    proto_batch *b = &w->batch;
+    int rc = proto_decode(b, data, len, NULL);
+    c->pong_deadline_ms = 0; /* any frame proves the peer alive */
+    if (rc == PL_ENOMEM) {
+        conn_close(c, 4002, "overloaded");
+        return;
+    }
+    for (size_t i = 0; i < b->ncmds && c->state == CS_WS; i++) {
+        const proto_cmd *cmd = &b->cmds[i];
+        if (cmd->error) {
+            metrics_add(&w->metrics, M_PROTOCOL_ERRORS, 1);
+            reply_error(c, cmd->has_id, cmd->id, M_UNKNOWN, cmd->error, cmd->errmsg);
+            if (cmd->tok < 0) conn_close(c, 4501, "malformed frame");
+            continue;
+        }
+        unsigned mi = find_method(cmd);
+        if (!c->s && mi != 0) {
+            reply_error(c, cmd->has_id, cmd->id, mi, 101, "connect first");
+            conn_close(c, 4501, "connect first");
+            return;
+        }
+        if (mi == M_UNKNOWN) {
+            reply_error(c, cmd->has_id, cmd->id, mi, 104, NULL);
+            continue;
+        }
+        methods[mi].fn(c, cmd, b, mi);
+    }
+}
+
+void session_tick(conn *c)
+{
+    session *s = c->s;
+    worker *w = c->w;
+    int64_t now = w->now_ms;
+    int64_t interval = w->srv->cfg.ping_interval_ms;
+    if (s->exp && now / 1000 >= s->exp && !s->sse) {
+        conn_close(c, 4504, "token expired");
+        return;
+    }
+    if (now < c->next_ping_ms) return;
+    c->next_ping_ms = now + interval;
+    if (s->sse) {
+        rbuf *r = rbuf_from(": ping\n\n", 8);
+        if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+        return;
+    }
+    if (c->pong_deadline_ms && now >= c->pong_deadline_ms) {
+        conn_close(c, 4003, "no pong");
+        return;
+    }
+    static const char ping[] = "{\"push\":\"ping\"}";
+    conn_send_json(c, ping, sizeof(ping) - 1);
+    c->pong_deadline_ms = now + interval;
+}
+
+/* ======================================================================
+ * Server-Sent Events
+ * ====================================================================== */
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    ch = tolower(ch);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* URL-decodes src[0..n) into out (cap bytes); returns the length or -1. */
+static long url_decode(const char *src, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)src[i];
+        if (ch == '%') {
+            if (i + 2 >= n) return -1;
+            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0) return -1;
+            ch = hi * 16 + lo;
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (o + 1 >= cap) return -1;
+        out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+int session_sse_open(conn *c, const char *url, size_t len, const char *last_event_id,
+                     const char **why)
+{
+    const char *q = memchr(url, '?', len);
+    char token[8192] = "";
+    char chans[16][MAX_CHANNEL + 1];
+    int nch = 0;
+    *why = "bad request";
+    if (!q) return 400;
+    for (const char *p = q + 1, *end = url + len; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        if (eq) {
+            size_t kl = (size_t)(eq - p);
+            if (kl == 5 && !memcmp(p, "token", 5)) {
+                if (url_decode(eq + 1, (size_t)(e - eq - 1), token, sizeof(token)) < 0) return 400;
+            } else if (kl == 7 && !memcmp(p, "channel", 7)) {
+                if (nch == 16) return 400;
+                long n = url_decode(eq + 1, (size_t)(e - eq - 1), chans[nch], sizeof(chans[nch]));
+                if (n < 0 || channel_valid(chans[nch], (size_t)n)) return 400;
+                nch++;
+            }
+        }
+        p = e + 1;
+    }
+    if (!nch) return 400;
+    struct jwt j;
+    const tenant_keys *tk = NULL;
+    int code = verify_token(c, token, strlen(token), &j, &tk);
+    if (code) {
+        jwt_release(&j);
+        *why = code == 109 ? "token expired" : "unauthorized";
+        return 401;
+    }
+    c->s = session_new(c, &j, tk);
+    jwt_release(&j);
+    if (!c->s) return 503;
+    c->s->sse = 1;
+    for (int i = 0; i < nch; i++) {
+        const cfg_namespace *ns;
+        int rc = may_read(c, chans[i], &ns, NULL, 0);
+        if (rc) {
+            session_free(c);
+            *why = rc == 102 ? "unknown channel or namespace" : "permission denied";
+            return rc == 102 ? 404 : 403;
+        }
+    }
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\nConnection: keep-alive\r\n"
+                               "X-Accel-Buffering: no\r\n\r\nretry: 2000\n\n";
+    rbuf *r = rbuf_from(head, sizeof(head) - 1);
+    if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+    c->next_ping_ms = c->w->now_ms + c->w->srv->cfg.ping_interval_ms;
+    /* Last-Event-ID is "channel@offset": resume that channel from there. */
+    const char *at = last_event_id ? strrchr(last_event_id, '@') : NULL;
+    for (int i = 0; i < nch; i++) {
+        pending pd = {.method = 1};
+        int has_since = at && (size_t)(at - last_event_id) == strlen(chans[i]) &&
+                        !memcmp(last_event_id, chans[i], strlen(chans[i]));
+        uint64_t off = has_since ? strtoull(at + 1, NULL, 10) : 0;
+        start_subscribe(c, chans[i], has_since, off, "*", DEFAULT_RECOVER_LIMIT, &pd);
+    }
+    return 0;
+}

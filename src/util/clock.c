@@ -1,0 +1,63 @@
+/* Time and id helpers; see clock.h. */
+#include "util/clock.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t clock_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t clock_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void clock_ulid(char out[27])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t ms = (uint64_t)clock_wall_ms();
+    unsigned char rnd[10];
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) memset(rnd, 0, sizeof(rnd));
+    for (int i = 9; i >= 0; i--) {
+        out[i] = alphabet[ms & 31];
+        ms >>= 5;
+    }
+    /* 80 random bits -> 16 base32 characters. */
+    uint64_t hi = 0, lo = 0;
+    for (int i = 0; i < 5; i++) hi = (hi << 8) | rnd[i];
+    for (int i = 5; i < 10; i++) lo = (lo << 8) | rnd[i];
+    for (int i = 0; i < 8; i++) {
+        out[17 - i] = alphabet[hi & 31];
+        hi >>= 5;
+        out[25 - i] = alphabet[lo & 31];
+        lo >>= 5;
+    }
+    out[26] = '\0';
+}
+
+int64_t clock_parse_duration(const char *s)
+{
+    if (!s || !isdigit((unsigned char)*s)) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (v < 0 || v > 1000000000LL) return -1;
+    int64_t mul;
+    if (!strcmp(end, "ms")) mul = 1;
+    else if (!strcmp(end, "s") || !*end) mul = 1000;
+    else if (!strcmp(end, "m")) mul = 60000;
+    else if (!strcmp(end, "h")) mul = 3600000;
+    else if (!strcmp(end, "d")) mul = 86400000;
+    else return -1;
+    return (int64_t)v * mul;
+}

@@ -1,0 +1,127 @@
+/* Server configuration: the YAML file of DESIGN.md loaded into plain structs,
+ * with defaults for everything. Loading is pure (bytes in, struct or a
+ * line-numbered error out). All strings are owned by the config and freed
+ * by config_release. */
+#ifndef PL_CONFIG_H
+#define PL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/pub.h"
+
+typedef struct cfg_api_key {
+    char *key;
+    char **scopes; /* "publish", "history", ..., "*" */
+    size_t n_scopes;
+} cfg_api_key;
+
+typedef struct cfg_tenant {
+    char *id;
+    char **jwt_secrets; /* HS256 secrets; several active while rotating */
+    size_t n_jwt_secrets;
+    char **jwt_public_keys; /* PEM (RS256/ES256) */
+    size_t n_jwt_public_keys;
+    cfg_api_key *api_keys;
+    size_t n_api_keys;
+    uint32_t max_connections;     /* 0 = unlimited */
+    uint32_t max_channels;        /* 0 = unlimited */
+    uint32_t publishes_per_second; /* 0 = unlimited */
+    int64_t storage_bytes;        /* 0 = unlimited */
+} cfg_tenant;
+
+typedef struct cfg_namespace {
+    char *name; /* "" is the default namespace: channels without ':' */
+    uint32_t history_size;  /* default 1000; 0 = unlimited */
+    int64_t history_ttl_ms; /* default 24h; 0 = forever */
+    bool presence;          /* default true */
+    bool join_leave;        /* default false */
+    bool read_cursors;      /* default true */
+    bool client_publish;    /* default true */
+    bool is_private;        /* key `private`; default false: subscribe needs a channel token */
+    pub_class cls;          /* key `class`; default standard */
+    uint32_t max_attempts;  /* default 7 */
+    int64_t ack_wait_ms;    /* default 5s */
+    int64_t retry_min_ms;   /* default 1s */
+    int64_t retry_max_ms;   /* default 5m */
+    uint32_t publishes_per_second; /* per connection; 0 = unlimited */
+} cfg_namespace;
+
+typedef struct cfg_limits {
+    uint32_t max_message_bytes;           /* default 65536: a publish's data */
+    uint32_t max_frame_bytes;             /* default 1 MiB: one WebSocket message */
+    uint32_t max_channels_per_connection; /* default 128 */
+    uint32_t outbound_queue_bytes;        /* default 1 MiB */
+    uint32_t max_connections_per_ip;      /* default 10000 */
+    int64_t handshake_timeout_ms;         /* default 10s: HTTP request + connect */
+    int64_t idle_timeout_ms;              /* default 0 = ping-based only */
+    uint32_t max_body_bytes;              /* default 1 MiB: HTTP API bodies */
+    uint32_t commands_per_second;         /* per connection, default 0 = unlimited */
+} cfg_limits;
+
+typedef struct cfg_webhook {
+    char *id, *tenant, *url, *secret;
+    uint32_t max_attempts;
+    int64_t *retry_schedule_ms;
+    size_t n_retry_schedule;
+} cfg_webhook;
+
+typedef struct cfg_route {
+    char *id, *tenant;
+    char *match_channel, *match_type; /* glob patterns, may be NULL */
+    char *action_webhook, *action_publish; /* one of them set */
+} cfg_route;
+
+typedef struct cfg_inbound {
+    char *id, *tenant, *scheme, *header, *secret, *channel, *type;
+    int64_t tolerance_ms;
+} cfg_inbound;
+
+typedef struct config {
+    char *listen_host; /* default "127.0.0.1" */
+    int listen_port;   /* default 8080 */
+    char *data_dir;    /* default "./data" */
+    char *engine_type; /* "sqlite" (default) or "redis" */
+    char *engine_address;
+    int64_t engine_max_db_bytes; /* engine.max_db_bytes; 0 = unlimited */
+    char *admin_key;
+    int64_t ping_interval_ms; /* default 25s */
+    int workers;              /* default 0 = one per core */
+    int64_t dedup_window_ms;  /* default 24h */
+    bool dev_tokens;          /* tokens.issue API method enabled; default false */
+    bool single_tenant;       /* true when no tenants are configured */
+    cfg_limits limits;
+    cfg_tenant *tenants;
+    size_t n_tenants;
+    cfg_namespace *namespaces;
+    size_t n_namespaces;
+    cfg_webhook *webhooks;
+    size_t n_webhooks;
+    cfg_route *routes;
+    size_t n_routes;
+    cfg_inbound *inbound;
+    size_t n_inbound;
+} config;
+
+/* Fills c with the defaults used when no file is given: single tenant
+ * "default" (no secret: the caller generates a development one), namespaces
+ * "" (default), "chat" (join_leave on), "news" (client_publish off), "dm",
+ * "inbox" (class guaranteed). Returns 0, or -1 on allocation failure. */
+int config_defaults(config *c);
+/* Parses YAML text into c (which is first set to the defaults; namespaces
+ * and tenants given in the file replace the default lists). On error returns
+ * -1, writes "LINE:COL: message" into err and leaves c released. */
+int config_load_string(config *c, const char *yaml, size_t len, char *err, size_t errlen);
+/* Reads and parses a file; err gets "FILE:LINE:COL: message". */
+int config_load_file(config *c, const char *path, char *err, size_t errlen);
+/* Frees everything c owns. */
+void config_release(config *c);
+
+/* The namespace of a channel name (the part before ':', or "" without one);
+ * NULL when that namespace is not configured. */
+const cfg_namespace *config_namespace(const config *c, const char *channel, size_t len);
+/* The tenant with this id, or NULL. */
+const cfg_tenant *config_tenant(const config *c, const char *id);
+
+#endif

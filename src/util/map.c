@@ -1,0 +1,101 @@
+/* Open-addressing hash map with backward-shift deletion; see map.h. */
+#include "util/map.h"
+
+#include <string.h>
+
+#include "util/mem.h"
+
+uint64_t map_hash(const char *key, size_t klen)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < klen; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+void map_init(map *m)
+{
+    memset(m, 0, sizeof(*m));
+}
+
+void map_release(map *m)
+{
+    for (size_t i = 0; i < m->cap; i++) pl_free(m->slots[i].key);
+    pl_free(m->slots);
+    map_init(m);
+}
+
+static map_entry *find(const map *m, const char *key, size_t klen, uint64_t h)
+{
+    if (!m->cap) return NULL;
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        map_entry *e = &m->slots[i];
+        if (!e->key) return e;
+        if (e->hash == h && e->klen == klen && !memcmp(e->key, key, klen)) return e;
+    }
+}
+
+static int grow(map *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 16;
+    map_entry *slots = pl_calloc(cap, sizeof(*slots));
+    if (!slots) return -1;
+    map old = *m;
+    m->slots = slots;
+    m->cap = cap;
+    for (size_t i = 0; i < old.cap; i++) {
+        if (!old.slots[i].key) continue;
+        *find(m, old.slots[i].key, old.slots[i].klen, old.slots[i].hash) = old.slots[i];
+    }
+    pl_free(old.slots);
+    return 0;
+}
+
+void *map_get(const map *m, const char *key, size_t klen)
+{
+    map_entry *e = find(m, key, klen, map_hash(key, klen));
+    return e && e->key ? e->value : NULL;
+}
+
+int map_put(map *m, const char *key, size_t klen, void *value)
+{
+    if ((m->len + 1) * 4 > m->cap * 3 && grow(m)) return -1;
+    uint64_t h = map_hash(key, klen);
+    map_entry *e = find(m, key, klen, h);
+    if (!e->key) {
+        char *k = pl_malloc(klen + 1);
+        if (!k) return -1;
+        memcpy(k, key, klen);
+        k[klen] = '\0';
+        e->key = k;
+        e->klen = klen;
+        e->hash = h;
+        m->len++;
+    }
+    e->value = value;
+    return 0;
+}
+
+void *map_del(map *m, const char *key, size_t klen)
+{
+    map_entry *e = find(m, key, klen, map_hash(key, klen));
+    if (!e || !e->key) return NULL;
+    void *value = e->value;
+    pl_free(e->key);
+    size_t i = (size_t)(e - m->slots);
+    /* Backward shift: pull later entries of the probe run into the hole. */
+    for (size_t j = (i + 1) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
+        map_entry *n = &m->slots[j];
+        if (!n->key) break;
+        size_t home = n->hash & (m->cap - 1);
+        if (((j - home) & (m->cap - 1)) >= ((j - i) & (m->cap - 1))) {
+            m->slots[i] = *n;
+            i = j;
+        }
+    }
+    memset(&m->slots[i], 0, sizeof(m->slots[i]));
+    m->len--;
+    return value;
+}

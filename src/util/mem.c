@@ -1,0 +1,58 @@
+/* Allocation wrapper with a failure-injection hook for tests. The countdown
+ * is the one process-wide variable outside struct server: it exists only to
+ * drive out-of-memory tests and is atomic so worker threads may race on it. */
+#include "util/mem.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Atomic long fail_countdown = -1;
+
+static int should_fail(void)
+{
+    long n = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+    if (n < 0) return 0;
+    if (n == 0) return 1;
+    atomic_fetch_sub_explicit(&fail_countdown, 1, memory_order_relaxed);
+    return 0;
+}
+
+void pl_mem_fail_after(long n)
+{
+    atomic_store(&fail_countdown, n);
+}
+
+void *pl_malloc(size_t n)
+{
+    return should_fail() ? NULL : malloc(n ? n : 1);
+}
+
+void *pl_calloc(size_t count, size_t size)
+{
+    return should_fail() ? NULL : calloc(count ? count : 1, size ? size : 1);
+}
+
+void *pl_realloc(void *p, size_t n)
+{
+    return should_fail() ? NULL : realloc(p, n ? n : 1);
+}
+
+void pl_free(void *p)
+{
+    free(p);
+}
+
+char *pl_strndup(const char *s, size_t n)
+{
+    char *d = pl_malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *pl_strdup(const char *s)
+{
+    return pl_strndup(s, strlen(s));
+}

@@ -1,0 +1,127 @@
+/* Growable byte buffer; see sbuf.h. */
+#include "util/sbuf.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/mem.h"
+
+void sbuf_init(sbuf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void sbuf_release(sbuf *b)
+{
+    pl_free(b->data);
+    sbuf_init(b);
+}
+
+void sbuf_reset(sbuf *b)
+{
+    b->len = 0;
+    b->oom = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+static int grow(sbuf *b, size_t extra)
+{
+    if (b->oom) return -1;
+    if (b->len + extra + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + extra + 1) cap *= 2;
+    char *d = pl_realloc(b->data, cap);
+    if (!d) {
+        b->oom = 1;
+        return -1;
+    }
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+void sbuf_append(sbuf *b, const void *data, size_t len)
+{
+    if (grow(b, len)) return;
+    if (len) memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void sbuf_puts(sbuf *b, const char *s)
+{
+    sbuf_append(b, s, strlen(s));
+}
+
+void sbuf_putc(sbuf *b, char c)
+{
+    sbuf_append(b, &c, 1);
+}
+
+void sbuf_printf(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof(tmp)) {
+        sbuf_append(b, tmp, (size_t)n);
+        return;
+    }
+    if (grow(b, (size_t)n)) return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void sbuf_u64(sbuf *b, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+    sbuf_append(b, tmp, (size_t)n);
+}
+
+void sbuf_i64(sbuf *b, int64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+    sbuf_append(b, tmp, (size_t)n);
+}
+
+void sbuf_json_str(sbuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (grow(b, n + 2)) return;
+    b->data[b->len++] = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        sbuf_append(b, s + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        if (c == '"' || c == '\\') {
+            esc[1] = (char)c;
+            sbuf_append(b, esc, 2);
+        } else if (c == '\n') {
+            sbuf_append(b, "\\n", 2);
+        } else {
+            sbuf_append(b, esc, 6);
+        }
+    }
+    sbuf_append(b, s + run, n - run);
+    sbuf_putc(b, '"');
+}
+
+rbuf *sbuf_to_rbuf(sbuf *b)
+{
+    if (b->oom) return NULL;
+    rbuf *r = rbuf_from(b->data, b->len);
+    sbuf_reset(b);
+    return r;
+}

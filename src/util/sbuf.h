@@ -1,0 +1,35 @@
+/* Growable byte buffer for building replies and log lines. An allocation
+ * failure latches `oom`; callers check it once at the end instead of after
+ * every append. The bytes are always NUL-terminated when len > 0. */
+#ifndef PL_SBUF_H
+#define PL_SBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/rbuf.h"
+
+typedef struct sbuf {
+    char *data;
+    size_t len;
+    size_t cap;
+    int oom;
+} sbuf;
+
+void sbuf_init(sbuf *b);
+/* Frees the contents; the struct may be reused after sbuf_init. */
+void sbuf_release(sbuf *b);
+void sbuf_reset(sbuf *b);
+void sbuf_append(sbuf *b, const void *data, size_t len);
+void sbuf_puts(sbuf *b, const char *s);
+void sbuf_putc(sbuf *b, char c);
+void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sbuf_u64(sbuf *b, uint64_t v);
+void sbuf_i64(sbuf *b, int64_t v);
+/* Appends s (n bytes, UTF-8) as a quoted, escaped JSON string. */
+void sbuf_json_str(sbuf *b, const char *s, size_t n);
+/* Moves the contents into a new rbuf (one reference); the sbuf is emptied.
+ * Returns NULL on allocation failure or if the sbuf is in the oom state. */
+rbuf *sbuf_to_rbuf(sbuf *b);
+
+#endif
