@@ -1,0 +1,130 @@
+/* Unit tests for the small util modules: map (the per-worker channel and
+ * connection tables), sbuf (reply building and JSON escaping), durations
+ * and ids. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util/clock.h"
+#include "util/map.h"
+#include "util/mem.h"
+#include "util/sbuf.h"
+
+static void map_put_get_del_many(void **state)
+{
+    map m;
+    map_init(&m);
+    char key[32];
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(map_put(&m, key, (size_t)n, (void *)(intptr_t)(i + 1)), 0);
+    }
+    assert_int_equal(m.len, 5000);
+    /* Delete every third key; the rest must still be found (backward shift). */
+    for (int i = 0; i < 5000; i += 3) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal((intptr_t)map_del(&m, key, (size_t)n), i + 1);
+    }
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        intptr_t v = (intptr_t)map_get(&m, key, (size_t)n);
+        assert_int_equal(v, i % 3 == 0 ? 0 : i + 1);
+    }
+    assert_null(map_del(&m, "absent", 6));
+    map_release(&m);
+}
+
+static void map_binary_keys_and_replace(void **state)
+{
+    map m;
+    map_init(&m);
+    const char a[] = {'t', '\x1f', 'c'}, b[] = {'t', '\x1f', 'd'};
+    assert_int_equal(map_put(&m, a, 3, (void *)1), 0);
+    assert_int_equal(map_put(&m, b, 3, (void *)2), 0);
+    assert_int_equal(map_put(&m, a, 3, (void *)3), 0);
+    assert_int_equal(m.len, 2);
+    assert_int_equal((intptr_t)map_get(&m, a, 3), 3);
+    assert_int_equal((intptr_t)map_get(&m, b, 3), 2);
+    map_release(&m);
+}
+
+static void map_alloc_failure(void **state)
+{
+    map m;
+    map_init(&m);
+    pl_mem_fail_after(0);
+    assert_int_equal(map_put(&m, "x", 1, (void *)1), -1);
+    pl_mem_fail_after(-1);
+    assert_null(map_get(&m, "x", 1));
+    map_release(&m);
+}
+
+static void sbuf_json_escaping(void **state)
+{
+    sbuf b;
+    sbuf_init(&b);
+    const char in[] = "a\"b\\c\nd\x01\x1f";
+    sbuf_json_str(&b, in, sizeof(in) - 1);
+    assert_string_equal(b.data, "\"a\\\"b\\\\c\\nd\\u0001\\u001f\"");
+    sbuf_reset(&b);
+    sbuf_json_str(&b, "h\xc3\xa9llo", 6); /* UTF-8 passes through */
+    assert_string_equal(b.data, "\"h\xc3\xa9llo\"");
+    sbuf_release(&b);
+}
+
+static void sbuf_growth_and_oom_latch(void **state)
+{
+    sbuf b;
+    sbuf_init(&b);
+    for (int i = 0; i < 1000; i++) sbuf_printf(&b, "%d,", i);
+    assert_int_equal(b.oom, 0);
+    assert_true(b.len > 2000);
+    sbuf_release(&b);
+    sbuf_init(&b);
+    pl_mem_fail_after(0);
+    sbuf_puts(&b, "x");
+    sbuf_puts(&b, "y");
+    pl_mem_fail_after(-1);
+    assert_int_equal(b.oom, 1);
+    assert_null(sbuf_to_rbuf(&b));
+    sbuf_release(&b);
+}
+
+static void durations(void **state)
+{
+    assert_int_equal(clock_parse_duration("200ms"), 200);
+    assert_int_equal(clock_parse_duration("5s"), 5000);
+    assert_int_equal(clock_parse_duration("5m"), 300000);
+    assert_int_equal(clock_parse_duration("24h"), 86400000);
+    assert_int_equal(clock_parse_duration("7d"), 604800000);
+    assert_int_equal(clock_parse_duration(""), -1);
+    assert_int_equal(clock_parse_duration("-5s"), -1);
+    assert_int_equal(clock_parse_duration("5 s"), -1);
+    assert_int_equal(clock_parse_duration("5y"), -1);
+    assert_int_equal(clock_parse_duration("99999999999999999999s"), -1);
+}
+
+static void ulids_are_ordered_and_unique(void **state)
+{
+    char a[27], b[27];
+    clock_ulid(a);
+    clock_ulid(b);
+    assert_int_equal(strlen(a), 26);
+    assert_string_not_equal(a, b);
+    assert_true(memcmp(a, b, 10) <= 0); /* time prefix never goes back */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(map_put_get_del_many),  cmocka_unit_test(map_binary_keys_and_replace),
+        cmocka_unit_test(map_alloc_failure),     cmocka_unit_test(sbuf_json_escaping),
+        cmocka_unit_test(sbuf_growth_and_oom_latch), cmocka_unit_test(durations),
+        cmocka_unit_test(ulids_are_ordered_and_unique),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
