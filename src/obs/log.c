@@ -42,7 +42,7 @@ void log_event(enum log_level level, const char *event, ...)
         else sbuf_json_str(&b, v, strlen(v));
     }
     va_end(ap);
-    sbuf_putc(&b, '\n');
+    sbuf_puts(&b, "}\n");
     if (!b.oom) {
         ssize_t r = write(2, b.data, b.len);
         (void)r;

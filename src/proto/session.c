@@ -652,7 +652,9 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
     if (pd->has_since && !recovered) {
         uint64_t to = r->npubs ? r->pubs[0]->offset - 1 : r->head;
         uint64_t from = strcmp(r->since_epoch, r->epoch) ? 1 : pd->since_offset + 1;
-        send_gap(c, sb->channel, r->epoch, from, to);
+        /* Another epoch with everything retained loses nothing of this one:
+         * recovered=false alone tells the client to reload. */
+        if (to >= from) send_gap(c, sb->channel, r->epoch, from, to);
     }
     if (recovered) metrics_add(&c->w->metrics, M_RECOVERIES, 1);
     sb->state = recovered && r->more ? SUB_CATCHUP : SUB_LIVE;
@@ -807,7 +809,7 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
                 memcpy(ch, kp, kn);
                 ch[kn] = '\0';
                 const cfg_namespace *ns;
-                err = json_type(&b->doc, v) == JSON_OBJECT ? parse_since(b, v, &off, epoch) : 107;
+                err = json_kind(&b->doc, v) == JSON_KIND_OBJECT ? parse_since(b, v, &off, epoch) : 107;
                 if (!err) err = may_read(c, ch, &ns, NULL, 0);
                 pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .in_connect = 1,
                               .method = (uint8_t)mi};
@@ -904,7 +906,7 @@ static int opt_str(proto_batch *b, int params, const char *key, size_t max, cons
 static int headers_valid(proto_batch *b, int tok)
 {
     for (int k = json_child(&b->doc, tok); k >= 0; k = json_next(&b->doc, k))
-        if (json_type(&b->doc, json_obj_val(&b->doc, k)) != JSON_STRING) return 0;
+        if (json_kind(&b->doc, json_obj_val(&b->doc, k)) != JSON_KIND_STRING) return 0;
     return 1;
 }
 
