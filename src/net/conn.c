@@ -214,6 +214,7 @@ static void upgrade_ws(conn *c, http_req *h)
     sbuf_release(&b);
     if (r) conn_enqueue(c, OUT_RAW, r, r->len);
     c->state = CS_WS;
+    c->transport = T_WS;
     c->deadline_ms = c->w->now_ms + srv->cfg.limits.handshake_timeout_ms;
     metrics_add(&c->w->metrics, M_WS_OPENED, 1);
 }
@@ -252,6 +253,7 @@ static int route(conn *c, http_req *h)
             return 1;
         }
         c->state = CS_SSE;
+        c->transport = T_SSE;
         c->deadline_ms = 0;
         metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
         return 1;
@@ -274,6 +276,8 @@ static int route(conn *c, http_req *h)
     return !keep;
 }
 
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void http_read(conn *c, const char *data, size_t len)
 {
     while (len && c->state == CS_HTTP) {
@@ -293,7 +297,7 @@ static void http_read(conn *c, const char *data, size_t len)
         if (c->state == CS_WS) {
             http_free(c->http);
             c->http = NULL;
-            if (len) ws_session_feed(c->ws, (const uint8_t *)data, len);
+            if (len) on_read((uv_stream_t *)&c->tcp, (ssize_t)len, &(uv_buf_t){(char *)data, len});
             return;
         }
         if (left || c->state != CS_HTTP) return;
@@ -329,9 +333,21 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         break;
     case CS_WS:
     case CS_CLOSING:
-        if (c->ws) {
-            int rc = ws_session_feed(c->ws, (const uint8_t *)buf->base, (size_t)nread);
-            if (rc && c->state != CS_CLOSING) conn_abort(c);
+        if (c->transport != T_WS) break;
+        if (!c->ws && !(c->ws = ws_session_new(&ws_cbs, c, w->srv->cfg.limits.max_frame_bytes))) {
+            conn_abort(c);
+            break;
+        }
+        if (ws_session_feed(c->ws, (const uint8_t *)buf->base, (size_t)nread) &&
+            c->state != CS_CLOSING) {
+            conn_abort(c);
+            break;
+        }
+        /* An idle open session holds ~9 KiB of parser buffers: drop it
+         * between frames and make a new one on the next read. */
+        if (c->state == CS_WS && ws_session_state(c->ws) == WS_OPEN && ws_session_idle(c->ws)) {
+            ws_session_free(c->ws);
+            c->ws = NULL;
         }
         break;
     default:
@@ -419,8 +435,8 @@ void conn_abort(conn *c)
     if (c->closed) return;
     c->closed = 1;
     c->state = CS_CLOSING;
-    if (c->ws) metrics_add(&c->w->metrics, M_WS_CLOSED, 1);
-    else if (c->s && !c->http) metrics_add(&c->w->metrics, M_SSE_CLOSED, 1);
+    if (c->transport == T_WS) metrics_add(&c->w->metrics, M_WS_CLOSED, 1);
+    else if (c->transport == T_SSE) metrics_add(&c->w->metrics, M_SSE_CLOSED, 1);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -442,7 +458,7 @@ static void on_write(uv_write_t *req, int status)
         mark_dirty(c);
     } else if (c->close_after_flush) {
         /* A server-initiated WebSocket close waits for the peer's close. */
-        if (!c->ws || c->close_code == 0) conn_abort(c);
+        if (c->transport != T_WS || c->close_code == 0) conn_abort(c);
         return;
     }
     if (c->s) session_on_drain(c);
@@ -455,7 +471,7 @@ static int is_frame_item(const out_item *it)
 
 static void write_sse_item(sbuf *b, const out_item *it)
 {
-    if (it->kind == OUT_PUB) {
+    if (it->kind == OUT_PUB && ((const pl_pub *)it->ref)->offset) {
         const pl_pub *p = it->ref;
         sbuf_printf(b, "id: %s@%llu\n", p->channel, (unsigned long long)p->offset);
     } else if (it->kind == OUT_GAP) {
@@ -494,7 +510,7 @@ static void flush(conn *c)
     c->qlen -= n;
     unsigned nb = 0;
     rbuf *sse = NULL;
-    if (c->state == CS_SSE || (c->state == CS_CLOSING && !c->ws && c->s)) {
+    if (c->transport == T_SSE) {
         sbuf b;
         sbuf_init(&b);
         for (uint32_t i = 0; i < n; i++) {
@@ -518,7 +534,7 @@ static void flush(conn *c)
     } else {
         static char nl = '\n';
         for (uint32_t i = 0; i < n;) {
-            if (!is_frame_item(&wr->items[i]) || !c->ws) {
+            if (!is_frame_item(&wr->items[i]) || c->transport != T_WS) {
                 wr->bufs[nb++] = uv_buf_init((char *)item_data(&wr->items[i]), wr->items[i].len);
                 i++;
                 continue;
@@ -617,6 +633,8 @@ int conn_send_json(conn *c, const char *json, size_t len)
 void conn_close(conn *c, uint16_t code, const char *reason)
 {
     if (c->closed || c->state == CS_CLOSING) return;
+    if (c->state == CS_WS && !c->ws)
+        c->ws = ws_session_new(&ws_cbs, c, c->w->srv->cfg.limits.max_frame_bytes);
     if (c->state == CS_WS && c->ws) {
         char buf[256];
         int n = snprintf(buf, sizeof(buf),

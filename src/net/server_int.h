@@ -77,6 +77,7 @@ struct sub {
 /* ---- connections (net/conn.c) -------------------------------------------- */
 
 enum conn_state { CS_HTTP, CS_WS, CS_SSE, CS_CLOSING };
+enum conn_transport { T_HTTP, T_WS, T_SSE };
 
 typedef struct http_req http_req;
 
@@ -89,9 +90,10 @@ struct conn {
     uint8_t dirty;
     uint8_t close_after_flush;
     uint8_t closed;
+    uint8_t transport; /* T_HTTP, T_WS or T_SSE: fixed once upgraded */
     uint16_t close_code; /* WebSocket close code once closing was decided */
     http_req *http;      /* only in CS_HTTP */
-    ws_session *ws;      /* only in CS_WS */
+    ws_session *ws;      /* WebSocket parser; freed while idle (no partial frame) */
     session *s;          /* after a successful connect (WS) or SSE open */
     out_item *q;
     uint32_t qhead, qlen, qcap;
