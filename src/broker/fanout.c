@@ -68,11 +68,16 @@ void fanout_detach(worker *w, sub *s)
     pl_free(ch);
 }
 
+static void fanout_to_user(worker *w, pl_pub *pub);
+
 void fanout_pub(worker *w, pl_pub *pub)
 {
+    if (!pub->frame) return;
+    if (pub->to_user && pub->user) fanout_to_user(w, pub);
     chan *ch = fanout_chan(w, pub->tenant, pub->channel, 0);
-    if (!ch || !pub->frame) return;
+    if (!ch) return;
     uint64_t delivered = 0;
+    size_t shed_above = w->srv->cfg.limits.outbound_queue_bytes / 2;
     /* Detaching happens only when a closed handle is released, never during
      * this loop, so the array is stable here. */
     for (uint32_t i = 0; i < ch->n; i++) {
@@ -81,10 +86,75 @@ void fanout_pub(worker *w, pl_pub *pub)
         if (pub->offset) {
             if (pub->offset <= s->last_offset) continue;
             s->last_offset = pub->offset;
+        } else {
+            /* Ephemeral traffic is shed first: never a reason to cut a
+             * connection, dropped once its queue is half full. */
+            if (s->c->qbytes > shed_above) continue;
+            if (pub->skip_origin && pub->client && !strcmp(s->client, pub->client)) continue;
         }
         if (conn_enqueue(s->c, OUT_PUB, pub_ref(pub), pub->frame->len) == 0) delivered++;
     }
     if (!delivered) return;
     metrics_add(&w->metrics, M_DELIVERIES, delivered);
     if (pub->created_us) metrics_latency(&w->metrics, clock_mono_us() - pub->created_us);
+}
+
+/* ---- a user's connections on this worker -------------------------------- */
+
+typedef struct uconns {
+    conn **v;
+    uint32_t n, cap;
+} uconns;
+
+int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user)
+{
+    char key[600];
+    size_t klen = make_key(key, sizeof(key), tenant, user);
+    if (!klen) return -1;
+    uconns *u = map_get(&w->users, key, klen);
+    if (!u) {
+        u = pl_calloc(1, sizeof(*u));
+        if (!u || map_put(&w->users, key, klen, u)) {
+            pl_free(u);
+            return -1;
+        }
+    }
+    if (u->n == u->cap) {
+        uint32_t ncap = u->cap ? u->cap * 2 : 2;
+        conn **nv = pl_realloc(u->v, ncap * sizeof(*nv));
+        if (!nv) return -1;
+        u->v = nv;
+        u->cap = ncap;
+    }
+    u->v[u->n++] = c;
+    return 0;
+}
+
+void fanout_user_del(worker *w, conn *c, const char *tenant, const char *user)
+{
+    char key[600];
+    size_t klen = make_key(key, sizeof(key), tenant, user);
+    uconns *u = klen ? map_get(&w->users, key, klen) : NULL;
+    if (!u) return;
+    for (uint32_t i = 0; i < u->n; i++)
+        if (u->v[i] == c) {
+            u->v[i] = u->v[--u->n];
+            break;
+        }
+    if (u->n) return;
+    map_del(&w->users, key, klen);
+    pl_free(u->v);
+    pl_free(u);
+}
+
+/* Read pushes also reach the user's devices that are not subscribed to the
+ * channel (multi-device sync); subscribed ones got it through the channel. */
+static void fanout_to_user(worker *w, pl_pub *pub)
+{
+    char key[600];
+    size_t klen = make_key(key, sizeof(key), pub->tenant, pub->user);
+    uconns *u = klen ? map_get(&w->users, key, klen) : NULL;
+    for (uint32_t i = 0; u && i < u->n; i++)
+        if (!session_subscribed(u->v[i], pub->channel))
+            conn_enqueue(u->v[i], OUT_PUB, pub_ref(pub), pub->frame->len);
 }

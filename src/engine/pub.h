@@ -22,6 +22,8 @@ typedef struct pl_pub {
     int64_t ts_ms;
     int64_t created_us; /* monotonic time of pub_new (latency metrics); 0 if loaded */
     pub_class cls;
+    uint8_t skip_origin; /* signal pushes (typing, join): not to the connection `client` */
+    uint8_t to_user;     /* read push: also to the user's connections not subscribed */
     char id[PUB_ID_LEN + 1];
     char epoch[PUB_EPOCH_LEN + 1];
     /* All strings below are NUL-terminated and live in the same allocation.

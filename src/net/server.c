@@ -193,6 +193,7 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
     w->index = index;
     map_init(&w->channels);
     map_init(&w->conns);
+    map_init(&w->users);
     proto_batch_init(&w->batch);
     sbuf_init(&w->scratch);
     pthread_mutex_init(&w->inbox_lock, NULL);
@@ -239,6 +240,7 @@ static void worker_release(worker *w)
     }
     map_release(&w->channels);
     map_release(&w->conns);
+    map_release(&w->users);
     proto_batch_release(&w->batch);
     sbuf_release(&w->scratch);
 }
@@ -331,6 +333,8 @@ server *server_new(config *cfg, char *err, size_t errlen)
     srv->cfg = *cfg;
     memset(cfg, 0, sizeof(*cfg));
     if (load_tenants(srv, err, errlen)) goto fail;
+    srv->presence = presence_new();
+    if (!srv->presence) goto fail;
     srv->nworkers = srv->cfg.workers > 0 ? srv->cfg.workers : (int)uv_available_parallelism();
     if (srv->nworkers < 1) srv->nworkers = 1;
     if (srv->nworkers > 64) srv->nworkers = 64;
@@ -361,6 +365,7 @@ void server_free(server *srv)
 {
     if (!srv) return;
     engine_free(srv->eng);
+    presence_free(srv->presence);
     for (size_t i = 0; i < srv->ntenants; i++) jwt_keys_free(srv->tenants[i].keys);
     pl_free(srv->tenants);
     for (int i = 0; i < srv->nworkers && srv->stage; i++) pl_free(srv->stage[i]);
@@ -381,6 +386,10 @@ void server_render_metrics(server *srv, sbuf *out)
     engine_stats es;
     engine_get_stats(srv->eng, &es);
     metrics_render(out, shards, srv->nworkers, session_method_names, session_method_count, &es);
+    sbuf_puts(out, "# HELP parley_presence_entries Clients present in channels.\n"
+                   "# TYPE parley_presence_entries gauge\nparley_presence_entries ");
+    sbuf_u64(out, presence_entries(srv->presence));
+    sbuf_putc(out, '\n');
 }
 
 static void on_signal(uv_signal_t *sig, int signum)

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "auth/jwt.h"
+#include "broker/presence.h"
 #include "engine/engine.h"
 #include "net/ws.h"
 #include "obs/metrics.h"
@@ -66,6 +67,9 @@ struct sub {
     conn *c;
     chan *ch;
     char *channel; /* owned */
+    const char *client; /* the session's client id (borrowed) */
+    const cfg_namespace *ns;
+    uint8_t in_presence;
     uint64_t last_offset;
     char epoch[PUB_EPOCH_LEN + 1];
     uint32_t gen;  /* matches engine replies to this incarnation */
@@ -133,6 +137,7 @@ struct worker {
     int listener_closed;
     map channels; /* key -> chan* */
     map conns;    /* id (8 bytes) -> conn* */
+    map users;    /* tenant '\x1f' user -> uconns* (this worker's connections of a user) */
     conn *all;    /* list head */
     conn *dirty;  /* connections with queued output to flush this iteration */
     uint64_t next_conn_id;
@@ -158,6 +163,7 @@ struct server {
     tenant_keys *tenants; /* one per configured tenant, or one "default" */
     size_t ntenants;
     char *dev_secret; /* single-tenant development secret, or NULL */
+    presence *presence;
     atomic_int ready;
     /* engine-thread staging for the sink, one vector per worker */
     inbox_msg **stage;
@@ -193,6 +199,12 @@ chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create
 int fanout_attach(worker *w, sub *s, const char *tenant);
 void fanout_detach(worker *w, sub *s);
 void fanout_pub(worker *w, pl_pub *pub);
+/* Registers a connected session's connection under its user (for pushes to
+ * all of a user's devices); 0 or -1. */
+int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user);
+void fanout_user_del(worker *w, conn *c, const char *tenant, const char *user);
+/* 1 if the connection has a live subscription to the channel. */
+int session_subscribed(conn *c, const char *channel);
 
 /* proto/session.c */
 void session_on_text(conn *c, const char *data, size_t len);

@@ -111,6 +111,12 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
             sum(shards, n, M_RECOVERIES));
     counter(o, "parley_gaps_total", "Gap pushes sent (recovery impossible).", "counter",
             sum(shards, n, M_GAPS));
+    counter(o, "parley_typing_forwarded_total", "Typing signals forwarded.", "counter",
+            sum(shards, n, M_TYPING_FORWARDED));
+    counter(o, "parley_typing_dropped_total", "Typing signals dropped by the throttle.",
+            "counter", sum(shards, n, M_TYPING_DROPPED));
+    counter(o, "parley_read_updates_total", "Read cursor updates that moved a cursor.", "counter",
+            sum(shards, n, M_READ_UPDATES));
 
     double lb[METRICS_LAT_BUCKETS];
     uint64_t lc[METRICS_LAT_BUCKETS] = {0};

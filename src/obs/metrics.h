@@ -27,6 +27,9 @@ enum metric_counter {
     M_PROTOCOL_ERRORS,
     M_RECOVERIES,
     M_GAPS,
+    M_TYPING_FORWARDED,
+    M_TYPING_DROPPED,
+    M_READ_UPDATES,
     M__COUNT
 };
 

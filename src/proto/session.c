@@ -22,6 +22,7 @@
 #include "util/mem.h"
 
 #define PAGE_SIZE 256
+#define TYPING_INTERVAL_MS 2000 /* at most one typing push per user and channel */
 #define DEFAULT_RECOVER_LIMIT 1000
 #define MAX_HISTORY_LIMIT 1000
 #define MAX_IDEM_KEY 128
@@ -78,6 +79,9 @@ static void m_refresh(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_pong(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_ack(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_unavailable(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_presence(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_presence_stats(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_typing(conn *, const proto_cmd *, proto_batch *, unsigned);
 
 static const struct method {
     const char *name;
@@ -92,9 +96,9 @@ static const struct method {
     {"refresh", m_refresh, NEEDS_CONNECT},
     {"pong", m_pong, NEEDS_CONNECT},
     {"ack", m_ack, NEEDS_CONNECT},
-    {"presence", m_unavailable, NEEDS_CONNECT},
-    {"presence_stats", m_unavailable, NEEDS_CONNECT},
-    {"typing", m_unavailable, NEEDS_CONNECT},
+    {"presence", m_presence, NEEDS_CONNECT},
+    {"presence_stats", m_presence_stats, NEEDS_CONNECT},
+    {"typing", m_typing, NEEDS_CONNECT},
     {"read", m_unavailable, NEEDS_CONNECT},
     {"unknown", NULL, 0},
 };
@@ -394,9 +398,68 @@ static sub *find_sub(session *s, const char *ch)
     return NULL;
 }
 
+/* Broadcasts a signal push (join, leave, typing, read) for a channel to
+ * every worker: an offset-0 pub whose frame is the push itself. */
+static void broadcast_signal(conn *c, const char *ch, sbuf *frame, int skip_origin, int to_user)
+{
+    session *s = c->s;
+    pub_fields f = {.tenant = s->tenant, .tenant_len = strlen(s->tenant), .channel = ch,
+                    .channel_len = strlen(ch), .user = s->user, .user_len = strlen(s->user),
+                    .client = s->client, .client_len = strlen(s->client)};
+    pl_pub *p = frame->oom ? NULL : pub_new(&f, PUB_EPHEMERAL);
+    if (!p) return;
+    p->skip_origin = (uint8_t)skip_origin;
+    p->to_user = (uint8_t)to_user;
+    pub_set_frame(p, rbuf_from(frame->data, frame->len));
+    if (p->frame) server_broadcast_pub(c->w->srv, p);
+    pub_unref(p);
+}
+
+static void join_leave(conn *c, sub *sb, const char *kind)
+{
+    session *s = c->s;
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_printf(&o, "{\"push\":\"%s\",\"channel\":", kind);
+    sbuf_json_str(&o, sb->channel, strlen(sb->channel));
+    sbuf_puts(&o, ",\"info\":{\"user\":");
+    sbuf_json_str(&o, s->user, strlen(s->user));
+    sbuf_printf(&o, ",\"client\":\"%s\"}}", s->client);
+    broadcast_signal(c, sb->channel, &o, 1, 0);
+    sbuf_release(&o);
+}
+
+static void presence_enter(conn *c, sub *sb)
+{
+    session *s = c->s;
+    if (presence_add(c->w->srv->presence, s->tenant, sb->channel, s->client, s->user, s->info,
+                     c->w->now_ms) != 1)
+        return;
+    sb->in_presence = 1;
+    if (sb->ns->join_leave) join_leave(c, sb, "join");
+}
+
+static void presence_leave(conn *c, sub *sb)
+{
+    session *s = c->s;
+    if (!sb->in_presence) return;
+    sb->in_presence = 0;
+    if (presence_remove(c->w->srv->presence, s->tenant, sb->channel, s->client) == 1 &&
+        sb->ns->join_leave)
+        join_leave(c, sb, "leave");
+}
+
+int session_subscribed(conn *c, const char *channel)
+{
+    if (!c->s) return 0;
+    sub *sb = find_sub(c->s, channel);
+    return sb && sb->state == SUB_LIVE;
+}
+
 static void drop_sub(conn *c, sub *sb)
 {
     session *s = c->s;
+    presence_leave(c, sb);
     for (uint32_t i = 0; i < s->nsubs; i++)
         if (s->subs[i] == sb) {
             s->subs[i] = s->subs[--s->nsubs];
@@ -427,6 +490,7 @@ void session_free(conn *c)
     session *s = c->s;
     if (!s) return;
     while (s->nsubs) drop_sub(c, s->subs[s->nsubs - 1]);
+    if (!s->sse) fanout_user_del(c->w, c, s->tenant, s->user);
     pl_free(s->subs);
     pl_free(s->user);
     pl_free(s->info);
@@ -474,8 +538,8 @@ static session *session_new(conn *c, const struct jwt *j, const tenant_keys *tk)
 
 /* Registers a subscription and asks the engine for its starting point.
  * Returns 0, or an error code (nothing registered). */
-static int start_subscribe(conn *c, const char *ch, int has_since, uint64_t since_off,
-                           const char *since_epoch, uint32_t limit, pending *pd)
+static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int has_since,
+                           uint64_t since_off, const char *since_epoch, uint32_t limit, pending *pd)
 {
     session *s = c->s;
     worker *w = c->w;
@@ -493,6 +557,8 @@ static int start_subscribe(conn *c, const char *ch, int has_since, uint64_t sinc
     pending *p = pl_malloc(sizeof(*p));
     if (!sb || !r || !p) goto oom;
     sb->c = c;
+    sb->ns = ns;
+    sb->client = s->client;
     sb->channel = pl_strdup(ch);
     r->tenant = pl_strdup(s->tenant);
     r->channel = pl_strdup(ch);
@@ -657,6 +723,7 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         if (to >= from) send_gap(c, sb->channel, r->epoch, from, to);
     }
     if (recovered) metrics_add(&c->w->metrics, M_RECOVERIES, 1);
+    presence_enter(c, sb);
     sb->state = recovered && r->more ? SUB_CATCHUP : SUB_LIVE;
     if (sb->state == SUB_CATCHUP) session_on_drain(c);
 }
@@ -781,6 +848,11 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     }
     session *s = c->s;
     server *srv = c->w->srv;
+    if (fanout_user_add(c->w, c, s->tenant, s->user)) {
+        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
+        conn_close(c, 4002, "overloaded");
+        return;
+    }
     c->deadline_ms = 0;
     c->next_ping_ms = c->w->now_ms + srv->cfg.ping_interval_ms;
     sbuf *o = &s->connect_reply;
@@ -814,7 +886,7 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
                 pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .in_connect = 1,
                               .method = (uint8_t)mi};
                 int has_since = proto_param_u64(b, v, "offset", &off) == PROTO_PARAM_OK;
-                if (!err) err = start_subscribe(c, ch, has_since, off, epoch, DEFAULT_RECOVER_LIMIT, &pd);
+                if (!err) err = start_subscribe(c, ch, ns, has_since, off, epoch, DEFAULT_RECOVER_LIMIT, &pd);
                 if (!err) {
                     s->connect_pending++;
                     continue;
@@ -859,7 +931,7 @@ static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned 
     if (!code) code = may_read(c, ch, &ns, tok, tlen);
     if (!code) {
         pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .method = (uint8_t)mi};
-        code = start_subscribe(c, ch, has_since, since_off, epoch, (uint32_t)limit, &pd);
+        code = start_subscribe(c, ch, ns, has_since, since_off, epoch, (uint32_t)limit, &pd);
     }
     if (code) reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
 }
@@ -1071,6 +1143,90 @@ static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     else reply_empty(c, cmd, mi);
 }
 
+/* Shared checks of presence, presence_stats and typing: 0 or an error code. */
+static int presence_target(conn *c, proto_batch *b, const proto_cmd *cmd, char *ch,
+                           const cfg_namespace **ns)
+{
+    int code = param_channel(b, cmd->params, ch);
+    if (!code) code = may_read(c, ch, ns, NULL, 0);
+    return code;
+}
+
+static void m_presence(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1];
+    const cfg_namespace *ns;
+    uint64_t cursor = 0, limit = 1000;
+    int code = presence_target(c, b, cmd, ch, &ns);
+    if (!code && !ns->presence) code = 108;
+    if (!code && (proto_param_u64(b, cmd->params, "cursor", &cursor) == PROTO_PARAM_TYPE ||
+                  proto_param_u64(b, cmd->params, "limit", &limit) == PROTO_PARAM_TYPE))
+        code = 107;
+    if (!code && (limit == 0 || limit > 10000)) code = 106;
+    if (code) {
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    sbuf *o = reply_begin(c, cmd->id);
+    uint32_t n;
+    sbuf_puts(o, "{\"clients\":[");
+    uint64_t next = presence_page(c->w->srv->presence, c->s->tenant, ch, cursor, (uint32_t)limit, o, &n);
+    sbuf_puts(o, "],\"cursor\":");
+    sbuf_u64(o, next);
+    sbuf_putc(o, '}');
+    reply_end(c, cmd->has_id, mi);
+}
+
+static void m_presence_stats(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1];
+    const cfg_namespace *ns;
+    int code = presence_target(c, b, cmd, ch, &ns);
+    if (!code && !ns->presence) code = 108;
+    if (code) {
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    uint64_t clients, users;
+    presence_stats(c->w->srv->presence, c->s->tenant, ch, &clients, &users);
+    sbuf *o = reply_begin(c, cmd->id);
+    sbuf_printf(o, "{\"clients\":%llu,\"users\":%llu}", (unsigned long long)clients,
+                (unsigned long long)users);
+    reply_end(c, cmd->has_id, mi);
+}
+
+/* Typing signals are never stored, throttled per user and channel across
+ * all of the user's connections, and shed first under load. */
+static void m_typing(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1];
+    const cfg_namespace *ns;
+    int code = presence_target(c, b, cmd, ch, &ns);
+    if (code) {
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    session *s = c->s;
+    server *srv = c->w->srv;
+    if (presence_typing_allowed(srv->presence, s->tenant, ch, s->user, c->w->now_ms,
+                                TYPING_INTERVAL_MS)) {
+        sbuf o;
+        sbuf_init(&o);
+        sbuf_puts(&o, "{\"push\":\"typing\",\"channel\":");
+        sbuf_json_str(&o, ch, strlen(ch));
+        sbuf_puts(&o, ",\"user\":");
+        sbuf_json_str(&o, s->user, strlen(s->user));
+        sbuf_putc(&o, '}');
+        broadcast_signal(c, ch, &o, 1, 0);
+        sbuf_release(&o);
+        metrics_add(&c->w->metrics, M_TYPING_FORWARDED, 1);
+    } else {
+        metrics_add(&c->w->metrics, M_TYPING_DROPPED, 1);
+    }
+    if (cmd->has_id) reply_empty(c, cmd, mi);
+    else metrics_command(&c->w->metrics, mi, 0);
+}
+
 static void m_unavailable(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     reply_error(c, cmd->has_id, cmd->id, mi, 108, "not available on this server yet");
@@ -1241,7 +1397,8 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
         int has_since = at && (size_t)(at - last_event_id) == strlen(chans[i]) &&
                         !memcmp(last_event_id, chans[i], strlen(chans[i]));
         uint64_t off = has_since ? strtoull(at + 1, NULL, 10) : 0;
-        start_subscribe(c, chans[i], has_since, off, "*", DEFAULT_RECOVER_LIMIT, &pd);
+        const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, chans[i], strlen(chans[i]));
+        start_subscribe(c, chans[i], ns, has_since, off, "*", DEFAULT_RECOVER_LIMIT, &pd);
     }
     return 0;
 }

@@ -110,10 +110,13 @@ typedef struct config {
  * "inbox" (class guaranteed). Returns 0, or -1 on allocation failure. */
 int config_defaults(config *c);
 /* Parses YAML text into c (which is first set to the defaults; namespaces
- * and tenants given in the file replace the default lists). On error returns
- * -1, writes "LINE:COL: message" into err and leaves c released. */
+ * and tenants given in the file replace the default lists). c need not be
+ * initialized; old contents are not freed. On error returns -1, writes
+ * "LINE:COL: message" (the first error only) into err and leaves c released
+ * (zeroed). Out of memory is reported the same way, as "out of memory". */
 int config_load_string(config *c, const char *yaml, size_t len, char *err, size_t errlen);
-/* Reads and parses a file; err gets "FILE:LINE:COL: message". */
+/* Reads and parses a file; err gets "FILE:LINE:COL: message", or
+ * "FILE: reason" when the file cannot be read. */
 int config_load_file(config *c, const char *path, char *err, size_t errlen);
 /* Frees everything c owns. */
 void config_release(config *c);

@@ -1,0 +1,505 @@
+/* libuv + wslay WebSocket client connection for the bench. Reads share one
+ * buffer per loop (every byte is consumed inside the read callback);
+ * writes are coalesced per connection and flushed in a uv_check handle,
+ * trying a direct write first and queueing only what the kernel refused. */
+#include "cli/bench_conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <wslay/wslay.h>
+
+#include "cli/bench_ws.h"
+#include "util/mem.h"
+#include "util/sbuf.h"
+#include "util/status.h"
+
+#define READ_BUF (256 * 1024)
+#define MAX_MESSAGE (16u << 20)
+
+enum conn_state { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING };
+
+struct bench_net {
+    uv_loop_t *loop;
+    uv_check_t check;
+    char *rbuf;
+    bench_conn *dirty; /* connections with queued output, linked by next_dirty */
+    size_t live;
+    uint64_t rng; /* xorshift state for frame masks */
+};
+
+struct bench_conn {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    bench_net *net;
+    bench_conn_cb cb;
+    void *ud;
+    enum conn_state state;
+    char key[25];
+    char *host, *path, *protocol;
+    int port;
+    sbuf hs;  /* handshake response bytes until the header block is complete */
+    sbuf out; /* frames wslay produced, not yet handed to the kernel */
+    wslay_event_context_ptr ws;
+    const char *in; /* bytes wslay's recv callback may take */
+    size_t in_len;
+    size_t pending; /* bytes in uv_write requests in flight */
+    bench_conn *next_dirty;
+    int dirty;
+    const char *error;
+    int ws_code;
+};
+
+typedef struct wreq {
+    uv_write_t req;
+    bench_conn *c;
+    size_t len;
+    char data[];
+} wreq;
+
+static void flush_conn(bench_conn *c);
+
+/* ------------------------------------------------------------------ closing */
+
+static void unlink_dirty(bench_conn *c)
+{
+    if (!c->dirty)
+        return;
+    for (bench_conn **p = &c->net->dirty; *p; p = &(*p)->next_dirty) {
+        if (*p == c) {
+            *p = c->next_dirty;
+            break;
+        }
+    }
+    c->dirty = 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    bench_conn *c = h->data;
+    unlink_dirty(c);
+    c->net->live--;
+    if (c->cb.on_close)
+        c->cb.on_close(c, c->ud, c->error, c->ws_code);
+    if (c->ws)
+        wslay_event_context_free(c->ws);
+    sbuf_release(&c->hs);
+    sbuf_release(&c->out);
+    pl_free(c->host);
+    pl_free(c->path);
+    pl_free(c->protocol);
+    pl_free(c);
+}
+
+static void fail(bench_conn *c, const char *error)
+{
+    if (c->state == ST_CLOSING)
+        return;
+    c->state = ST_CLOSING;
+    c->error = error;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void bench_conn_close(bench_conn *c)
+{
+    fail(c, NULL);
+}
+
+/* ------------------------------------------------------------------ writing */
+
+static void mark_dirty(bench_conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->next_dirty = c->net->dirty;
+    c->net->dirty = c;
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    wreq *w = (wreq *)req;
+    bench_conn *c = w->c;
+    c->pending -= w->len;
+    pl_free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        fail(c, "write failed");
+}
+
+/* Hands len bytes to the kernel: directly when nothing is queued, the rest
+ * through a uv_write that owns a copy. */
+static void write_bytes(bench_conn *c, const char *data, size_t len)
+{
+    if (c->state == ST_CLOSING || len == 0)
+        return;
+    if (c->pending == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            fail(c, "write failed");
+            return;
+        }
+        if (len == 0)
+            return;
+    }
+    wreq *w = pl_malloc(sizeof(*w) + len);
+    if (!w) {
+        fail(c, "out of memory");
+        return;
+    }
+    w->c = c;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (rc < 0) {
+        pl_free(w);
+        fail(c, "write failed");
+        return;
+    }
+    c->pending += len;
+}
+
+static void flush_conn(bench_conn *c)
+{
+    if (c->state != ST_OPEN)
+        return;
+    if (wslay_event_send(c->ws) != 0) {
+        fail(c, "websocket send failed");
+        return;
+    }
+    if (c->out.oom) {
+        fail(c, "out of memory");
+        return;
+    }
+    write_bytes(c, c->out.data, c->out.len);
+    sbuf_reset(&c->out);
+}
+
+static void on_check(uv_check_t *h)
+{
+    bench_net *n = h->data;
+    while (n->dirty) {
+        bench_conn *c = n->dirty;
+        n->dirty = c->next_dirty;
+        c->dirty = 0;
+        flush_conn(c);
+    }
+}
+
+/* ------------------------------------------------------------ wslay glue */
+
+static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *ud)
+{
+    bench_conn *c = ud;
+    if (c->in_len == 0 || c->state == ST_CLOSING) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < c->in_len ? len : c->in_len;
+    memcpy(buf, c->in, n);
+    c->in += n;
+    c->in_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *ud)
+{
+    bench_conn *c = ud;
+    sbuf_append(&c->out, data, len);
+    if (c->out.oom) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static int ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *ud)
+{
+    bench_conn *c = ud;
+    /* Masks only need to be unpredictable to intermediaries; a per-loop
+     * xorshift seeded from OpenSSL avoids a syscall per frame. */
+    uint64_t x = c->net->rng;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    c->net->rng = x;
+    return 0;
+}
+
+static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                      void *ud)
+{
+    bench_conn *c = ud;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        c->ws_code = arg->status_code;
+        return;
+    }
+    if (c->state != ST_OPEN)
+        return;
+    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
+        if (c->cb.on_message)
+            c->cb.on_message(c, c->ud, arg->opcode == WSLAY_BINARY_FRAME,
+                             (const char *)arg->msg, arg->msg_length);
+    }
+}
+
+static void feed(bench_conn *c, const char *data, size_t len)
+{
+    c->in = data;
+    c->in_len = len;
+    int rc = wslay_event_recv(c->ws);
+    c->in_len = 0;
+    if (c->state == ST_CLOSING)
+        return;
+    if (rc != 0) {
+        fail(c, "websocket protocol error");
+        return;
+    }
+    if (!wslay_event_get_read_enabled(c->ws)) {
+        fail(c, "closed by server");
+        return;
+    }
+    if (wslay_event_want_write(c->ws))
+        mark_dirty(c);
+}
+
+/* ------------------------------------------------------------------ reading */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    bench_conn *c = h->data;
+    *buf = uv_buf_init(c->net->rbuf, READ_BUF);
+}
+
+static void on_handshake_bytes(bench_conn *c, const char *data, size_t len)
+{
+    sbuf_append(&c->hs, data, len);
+    if (c->hs.oom) {
+        fail(c, "out of memory");
+        return;
+    }
+    size_t used = 0;
+    int status = 0;
+    int rc = bench_ws_check_response(c->hs.data, c->hs.len, c->key, &used, &status);
+    if (rc == PL_AGAIN)
+        return;
+    if (rc != PL_OK) {
+        fail(c, status == 101 || status == 0 ? "bad handshake response" : "handshake refused");
+        return;
+    }
+    c->state = ST_OPEN;
+    if (c->cb.on_open)
+        c->cb.on_open(c, c->ud);
+    if (c->state == ST_OPEN && c->hs.len > used) {
+        /* Frames that came with the 101: move them out of hs before reuse. */
+        sbuf rest;
+        sbuf_init(&rest);
+        sbuf_append(&rest, c->hs.data + used, c->hs.len - used);
+        sbuf_release(&c->hs);
+        if (rest.oom)
+            fail(c, "out of memory");
+        else
+            feed(c, rest.data, rest.len);
+        sbuf_release(&rest);
+        return;
+    }
+    sbuf_release(&c->hs);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    bench_conn *c = s->data;
+    if (nread < 0) {
+        fail(c, nread == UV_EOF ? (c->ws_code ? "closed by server" : "connection closed by server")
+                                : "read error");
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (c->state == ST_HANDSHAKE)
+        on_handshake_bytes(c, buf->base, (size_t)nread);
+    else if (c->state == ST_OPEN)
+        feed(c, buf->base, (size_t)nread);
+}
+
+/* --------------------------------------------------------------- connecting */
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    bench_conn *c = req->data;
+    if (c->state == ST_CLOSING)
+        return;
+    if (status < 0) {
+        fail(c, status == UV_ECONNREFUSED ? "connection refused" : "connect failed");
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = ST_HANDSHAKE;
+    sbuf req_text;
+    sbuf_init(&req_text);
+    bench_ws_request(&req_text, c->host, c->port, c->path, c->protocol, c->key);
+    if (req_text.oom) {
+        sbuf_release(&req_text);
+        fail(c, "out of memory");
+        return;
+    }
+    write_bytes(c, req_text.data, req_text.len);
+    sbuf_release(&req_text);
+    if (c->state != ST_CLOSING && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+        fail(c, "read start failed");
+}
+
+static int start_connect(bench_conn *c, const bench_conn_opts *o)
+{
+    struct sockaddr_in dst;
+    if (uv_ip4_addr(o->host, o->port, &dst) < 0)
+        return -1;
+    if (o->source_ip) {
+        uv_os_fd_t fd;
+        int one = 1;
+        /* Without this, bind() picks the source port before the
+         * destination is known, capping each source address at one port
+         * range for the whole machine. */
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        struct sockaddr_in src;
+        memset(&src, 0, sizeof(src));
+        src.sin_family = AF_INET;
+        src.sin_addr.s_addr = htonl(o->source_ip);
+        if (uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0) < 0)
+            return -1;
+    }
+    c->creq.data = c;
+    return uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&dst, on_connect);
+}
+
+bench_conn *bench_conn_open(bench_net *n, const bench_conn_opts *o, const bench_conn_cb *cb,
+                            void *ud)
+{
+    static const struct wslay_event_callbacks wcb = {
+        .recv_callback = ws_recv,
+        .send_callback = ws_send,
+        .genmask_callback = ws_genmask,
+        .on_msg_recv_callback = ws_on_msg,
+    };
+    bench_conn *c = pl_calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->net = n;
+    c->cb = *cb;
+    c->ud = ud;
+    c->port = o->port;
+    sbuf_init(&c->hs);
+    sbuf_init(&c->out);
+    c->host = pl_strdup(o->host);
+    c->path = pl_strdup(o->path ? o->path : "/");
+    c->protocol = o->protocol ? pl_strdup(o->protocol) : NULL;
+    if (!c->host || !c->path || (o->protocol && !c->protocol) || bench_ws_key(c->key) < 0)
+        goto fail;
+    if (wslay_event_context_client_init(&c->ws, &wcb, c) != 0) {
+        c->ws = NULL;
+        goto fail;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, MAX_MESSAGE);
+    if (uv_tcp_init_ex(n->loop, &c->tcp, AF_INET) < 0)
+        goto fail;
+    c->tcp.data = c;
+    n->live++;
+    if (start_connect(c, o) < 0)
+        fail(c, "connect failed");
+    return c;
+fail:
+    if (c->ws)
+        wslay_event_context_free(c->ws);
+    pl_free(c->host);
+    pl_free(c->path);
+    pl_free(c->protocol);
+    pl_free(c);
+    return NULL;
+}
+
+int bench_conn_send(bench_conn *c, int binary, const void *data, size_t len)
+{
+    if (c->state != ST_OPEN)
+        return -1;
+    struct wslay_event_msg m = {
+        .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+        .msg = data,
+        .msg_length = len,
+    };
+    if (wslay_event_queue_msg(c->ws, &m) != 0)
+        return -1;
+    mark_dirty(c);
+    return 0;
+}
+
+size_t bench_conn_pending(const bench_conn *c)
+{
+    return c->pending + c->out.len;
+}
+
+void *bench_conn_ud(const bench_conn *c)
+{
+    return c->ud;
+}
+
+void bench_conn_set_ud(bench_conn *c, void *ud)
+{
+    c->ud = ud;
+}
+
+/* ---------------------------------------------------------------------- net */
+
+bench_net *bench_net_new(uv_loop_t *loop)
+{
+    bench_net *n = pl_calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->loop = loop;
+    n->rbuf = pl_malloc(READ_BUF);
+    if (!n->rbuf || RAND_bytes((unsigned char *)&n->rng, sizeof(n->rng)) != 1)
+        goto fail;
+    n->rng |= 1;
+    if (uv_check_init(loop, &n->check) < 0)
+        goto fail;
+    n->check.data = n;
+    uv_check_start(&n->check, on_check);
+    uv_unref((uv_handle_t *)&n->check);
+    return n;
+fail:
+    pl_free(n->rbuf);
+    pl_free(n);
+    return NULL;
+}
+
+static void on_net_closed(uv_handle_t *h)
+{
+    bench_net *n = h->data;
+    pl_free(n->rbuf);
+    pl_free(n);
+}
+
+void bench_net_free(bench_net *n)
+{
+    if (!n)
+        return;
+    uv_check_stop(&n->check);
+    uv_close((uv_handle_t *)&n->check, on_net_closed);
+}
+
+size_t bench_net_live(const bench_net *n)
+{
+    return n->live;
+}

@@ -1,0 +1,350 @@
+/* jsmn-based reader of Parley server lines for `parley bench`. jsmn yields
+ * spans without copying, which keeps the client (one core, a million
+ * deliveries a second) cheap; only the handful of fields the bench needs
+ * are looked at, the rest is skipped by subtree. */
+#include "cli/bench_scan.h"
+
+#include <string.h>
+
+#define JSMN_STATIC
+#define JSMN_STRICT
+#include <jsmn.h>
+
+#include "util/mem.h"
+
+#define MAX_TOKENS (1u << 20)
+
+struct bench_scanner {
+    jsmntok_t *toks;
+    unsigned ntoks;
+    bench_pub *pubs;
+    size_t pubs_cap;
+};
+
+bench_scanner *bench_scanner_new(void)
+{
+    bench_scanner *sc = pl_calloc(1, sizeof(*sc));
+    if (!sc)
+        return NULL;
+    sc->ntoks = 256;
+    sc->toks = pl_malloc(sc->ntoks * sizeof(*sc->toks));
+    if (!sc->toks) {
+        pl_free(sc);
+        return NULL;
+    }
+    return sc;
+}
+
+void bench_scanner_free(bench_scanner *sc)
+{
+    if (!sc)
+        return;
+    pl_free(sc->toks);
+    pl_free(sc->pubs);
+    pl_free(sc);
+}
+
+int bench_parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 20)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9)
+            return -1;
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Index just past the subtree rooted at i. Object keys have size 1 in jsmn,
+ * so counting pending children walks any nesting. */
+static int skip(const jsmntok_t *t, int i, int n)
+{
+    int pending = 1;
+    while (pending > 0 && i < n) {
+        pending += t[i].size - 1;
+        i++;
+    }
+    return i;
+}
+
+static bool is_key(const char *js, const jsmntok_t *t, const char *k)
+{
+    size_t kl = strlen(k);
+    return t->type == JSMN_STRING && (size_t)(t->end - t->start) == kl &&
+           memcmp(js + t->start, k, kl) == 0;
+}
+
+static int tok_u64(const char *js, const jsmntok_t *t, uint64_t *out)
+{
+    if (t->type != JSMN_PRIMITIVE)
+        return -1;
+    return bench_parse_u64(js + t->start, (size_t)(t->end - t->start), out);
+}
+
+static int tok_bool(const char *js, const jsmntok_t *t, bool *out)
+{
+    if (t->type != JSMN_PRIMITIVE)
+        return -1;
+    size_t n = (size_t)(t->end - t->start);
+    if (n == 4 && memcmp(js + t->start, "true", 4) == 0)
+        *out = true;
+    else if (n == 5 && memcmp(js + t->start, "false", 5) == 0)
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+static int tok_epoch(const char *js, const jsmntok_t *t, char *out)
+{
+    size_t n = (size_t)(t->end - t->start);
+    if (t->type != JSMN_STRING || n >= BENCH_EPOCH_MAX)
+        return -1;
+    memcpy(out, js + t->start, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* Reads data.t and data.s when data is an object; other data is allowed
+ * (a pub not made by the bench) and leaves both 0. */
+static int parse_data(const char *js, const jsmntok_t *t, int i, int n, bench_pub *p)
+{
+    if (t[i].type != JSMN_OBJECT)
+        return skip(t, i, n);
+    int pairs = t[i].size;
+    i++;
+    for (int k = 0; k < pairs && i < n; k++) {
+        const jsmntok_t *key = &t[i];
+        if (i + 1 >= n)
+            return -1;
+        if (is_key(js, key, "t")) {
+            if (tok_u64(js, &t[i + 1], &p->t) < 0)
+                p->t = 0;
+        } else if (is_key(js, key, "s")) {
+            if (tok_u64(js, &t[i + 1], &p->s) < 0)
+                p->s = 0;
+        }
+        i = skip(t, i + 1, n);
+    }
+    return i;
+}
+
+/* Parses one key/value pair at i of a pub-like object (a push, an element
+ * of result.pubs, or an error object). Fields only a whole line has go into
+ * l when it is non-NULL. Returns the index after the value, or -1 on a type
+ * error. */
+static int parse_field(const char *js, const jsmntok_t *t, int i, int n, bench_pub *p,
+                       bench_line *l, const char **push, size_t *push_len)
+{
+    if (i + 1 >= n || t[i].type != JSMN_STRING)
+        return -1;
+    const jsmntok_t *key = &t[i];
+    const jsmntok_t *v = &t[i + 1];
+    int bad = 0;
+    if (is_key(js, key, "offset")) {
+        bad = tok_u64(js, v, &p->offset);
+    } else if (is_key(js, key, "data")) {
+        return parse_data(js, t, i + 1, n, p);
+    } else if (!l) {
+        /* Pubs inside a result need nothing else. */
+    } else if (is_key(js, key, "push")) {
+        bad = v->type != JSMN_STRING;
+        *push = js + v->start;
+        *push_len = (size_t)(v->end - v->start);
+    } else if (is_key(js, key, "channel")) {
+        bad = v->type != JSMN_STRING;
+        l->channel = js + v->start;
+        l->channel_len = (size_t)(v->end - v->start);
+    } else if (is_key(js, key, "epoch")) {
+        bad = tok_epoch(js, v, l->epoch);
+    } else if (is_key(js, key, "from")) {
+        bad = tok_u64(js, v, &l->from);
+    } else if (is_key(js, key, "to")) {
+        bad = tok_u64(js, v, &l->to);
+    } else if (is_key(js, key, "code")) {
+        uint64_t c = 0;
+        bad = tok_u64(js, v, &c) < 0 || c > 99999;
+        l->code = (int)c;
+    }
+    return bad ? -1 : skip(t, i + 1, n);
+}
+
+/* Parses the object at i pair by pair; returns the next index or -1. */
+static int parse_obj(const char *js, const jsmntok_t *t, int i, int n, bench_pub *p,
+                     bench_line *l, const char **push, size_t *push_len)
+{
+    if (i >= n || t[i].type != JSMN_OBJECT)
+        return -1;
+    int pairs = t[i].size;
+    i++;
+    for (int k = 0; k < pairs && i >= 0; k++)
+        i = parse_field(js, t, i, n, p, l, push, push_len);
+    return i;
+}
+
+static int reserve_pubs(bench_scanner *sc, size_t n)
+{
+    if (n <= sc->pubs_cap)
+        return 0;
+    bench_pub *np = pl_realloc(sc->pubs, n * sizeof(*np));
+    if (!np)
+        return -1;
+    sc->pubs = np;
+    sc->pubs_cap = n;
+    return 0;
+}
+
+static int parse_pubs(bench_scanner *sc, const char *js, int i, int n, bench_line *l)
+{
+    const jsmntok_t *t = sc->toks;
+    if (t[i].type != JSMN_ARRAY)
+        return -1;
+    int count = t[i].size;
+    if (reserve_pubs(sc, (size_t)count) < 0)
+        return -1;
+    i++;
+    for (int k = 0; k < count; k++) {
+        if (i >= n)
+            return -1;
+        bench_pub *p = &sc->pubs[k];
+        memset(p, 0, sizeof(*p));
+        i = parse_obj(js, t, i, n, p, NULL, NULL, NULL);
+        if (i < 0)
+            return -1;
+    }
+    l->pubs = sc->pubs;
+    l->npubs = (size_t)count;
+    return i;
+}
+
+static int parse_result(bench_scanner *sc, const char *js, int i, int n, bench_line *l)
+{
+    const jsmntok_t *t = sc->toks;
+    if (t[i].type != JSMN_OBJECT)
+        return -1;
+    int pairs = t[i].size;
+    i++;
+    for (int k = 0; k < pairs; k++) {
+        if (i + 1 >= n)
+            return -1;
+        const jsmntok_t *key = &t[i];
+        const jsmntok_t *v = &t[i + 1];
+        if (is_key(js, key, "offset")) {
+            if (tok_u64(js, v, &l->offset) < 0)
+                return -1;
+            l->has_offset = true;
+        } else if (is_key(js, key, "epoch")) {
+            if (tok_epoch(js, v, l->epoch) < 0)
+                return -1;
+        } else if (is_key(js, key, "recovered")) {
+            if (tok_bool(js, v, &l->recovered) < 0)
+                return -1;
+        } else if (is_key(js, key, "more")) {
+            if (tok_bool(js, v, &l->more) < 0)
+                return -1;
+        } else if (is_key(js, key, "pubs")) {
+            i = parse_pubs(sc, js, i + 1, n, l);
+            if (i < 0)
+                return -1;
+            continue;
+        }
+        i = skip(t, i + 1, n);
+    }
+    return i;
+}
+
+static int tokenize(bench_scanner *sc, const char *line, size_t len)
+{
+    for (;;) {
+        jsmn_parser p;
+        jsmn_init(&p);
+        int r = jsmn_parse(&p, line, len, sc->toks, sc->ntoks);
+        if (r != JSMN_ERROR_NOMEM)
+            return r;
+        if (sc->ntoks >= MAX_TOKENS)
+            return -1;
+        jsmntok_t *nt = pl_realloc(sc->toks, 2 * sc->ntoks * sizeof(*nt));
+        if (!nt)
+            return -1;
+        sc->toks = nt;
+        sc->ntoks *= 2;
+    }
+}
+
+static bench_kind push_kind(const char *s, size_t n)
+{
+    if (n == 3 && memcmp(s, "pub", 3) == 0)
+        return BENCH_PUB;
+    if (n == 3 && memcmp(s, "gap", 3) == 0)
+        return BENCH_GAP;
+    if (n == 4 && memcmp(s, "ping", 4) == 0)
+        return BENCH_PING;
+    if (n == 10 && memcmp(s, "disconnect", 10) == 0)
+        return BENCH_DISCONNECT;
+    return BENCH_PUSH_OTHER;
+}
+
+void bench_scan(bench_scanner *sc, const char *line, size_t len, bench_line *out)
+{
+    memset(out, 0, sizeof(*out));
+    int n = tokenize(sc, line, len);
+    if (n < 1 || sc->toks[0].type != JSMN_OBJECT)
+        return;
+    const jsmntok_t *t = sc->toks;
+    /* Only one top-level value per line. */
+    if (skip(t, 0, n) != n)
+        return;
+    const char *push = NULL;
+    size_t push_len = 0;
+    bool has_result = false, has_error = false;
+    int pairs = t[0].size;
+    int i = 1;
+    for (int k = 0; k < pairs; k++) {
+        if (i + 1 >= n)
+            return;
+        const jsmntok_t *key = &t[i];
+        const jsmntok_t *v = &t[i + 1];
+        if (key->type != JSMN_STRING)
+            return;
+        if (is_key(line, key, "id") && v->type != JSMN_STRING) {
+            /* A command id; a string "id" is a pub's id and is skipped. */
+            if (tok_u64(line, v, &out->id) < 0)
+                return;
+            i += 2;
+        } else if (is_key(line, key, "result")) {
+            has_result = true;
+            i = parse_result(sc, line, i + 1, n, out);
+        } else if (is_key(line, key, "error")) {
+            has_error = true;
+            bench_pub dummy = {0};
+            const char *ignored = NULL;
+            size_t ignored_len = 0;
+            i = parse_obj(line, t, i + 1, n, &dummy, out, &ignored, &ignored_len);
+        } else {
+            i = parse_field(line, t, i, n, &out->pub, out, &push, &push_len);
+        }
+        if (i < 0)
+            return;
+    }
+    if (has_error)
+        out->kind = BENCH_ERROR;
+    else if (has_result)
+        out->kind = out->id ? BENCH_RESULT : BENCH_BAD;
+    else if (push)
+        out->kind = push_kind(push, push_len);
+}
+
+int bench_scan_data(bench_scanner *sc, const char *json, size_t len, bench_pub *out)
+{
+    memset(out, 0, sizeof(*out));
+    int n = tokenize(sc, json, len);
+    if (n < 1 || sc->toks[0].type != JSMN_OBJECT || skip(sc->toks, 0, n) != n)
+        return -1;
+    return parse_data(json, sc->toks, 0, n, out) < 0 ? -1 : 0;
+}

@@ -1,0 +1,153 @@
+/* WebSocket handshake for the bench client. The response header block is
+ * parsed with http-parser once it is complete (a blank line seen), so the
+ * header callbacks always see whole fields and values. */
+#include "cli/bench_ws.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <http_parser.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "util/status.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+int bench_ws_key(char key[25])
+{
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return -1;
+    EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
+    return 0;
+}
+
+void bench_ws_accept(const char *key, char out[29])
+{
+    char in[128];
+    unsigned char md[SHA_DIGEST_LENGTH];
+    /* Keys we check are 24 chars; a longer one cannot match anyway. */
+    int n = snprintf(in, sizeof(in), "%.64s%s", key, WS_GUID);
+    SHA1((const unsigned char *)in, (size_t)n, md);
+    EVP_EncodeBlock((unsigned char *)out, md, sizeof(md));
+}
+
+void bench_ws_request(sbuf *out, const char *host, int port, const char *path,
+                      const char *protocol, const char *key)
+{
+    sbuf_printf(out,
+                "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                "Sec-WebSocket-Version: 13\r\n",
+                path, host, port, key);
+    if (protocol)
+        sbuf_printf(out, "Sec-WebSocket-Protocol: %s\r\n", protocol);
+    sbuf_puts(out, "\r\n");
+}
+
+/* What the header callbacks collected. */
+typedef struct hs_state {
+    char field[64];
+    size_t field_len;
+    bool field_too_long;
+    bool upgrade_ok, connection_ok, accept_ok;
+    bool dup_accept;
+    const char *key;
+    bool done;
+} hs_state;
+
+static int on_field(http_parser *p, const char *at, size_t len)
+{
+    hs_state *st = p->data;
+    st->field_too_long = len >= sizeof(st->field);
+    st->field_len = st->field_too_long ? 0 : len;
+    if (!st->field_too_long)
+        memcpy(st->field, at, len);
+    return 0;
+}
+
+static bool field_is(const hs_state *st, const char *name)
+{
+    return st->field_len == strlen(name) && strncasecmp(st->field, name, st->field_len) == 0;
+}
+
+/* Whether the comma-separated list v contains token tok (case-insensitive). */
+static bool has_token(const char *v, size_t len, const char *tok)
+{
+    size_t tl = strlen(tok);
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int on_value(http_parser *p, const char *at, size_t len)
+{
+    hs_state *st = p->data;
+    if (field_is(st, "Upgrade")) {
+        st->upgrade_ok = len == 9 && strncasecmp(at, "websocket", 9) == 0;
+    } else if (field_is(st, "Connection")) {
+        st->connection_ok = has_token(at, len, "upgrade");
+    } else if (field_is(st, "Sec-WebSocket-Accept")) {
+        char want[29];
+        bench_ws_accept(st->key, want);
+        if (st->accept_ok)
+            st->dup_accept = true;
+        st->accept_ok = len == 28 && memcmp(at, want, 28) == 0;
+    }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    hs_state *st = p->data;
+    st->done = true;
+    /* 1: there is no body to look for after a 101 */
+    return 1;
+}
+
+int bench_ws_check_response(const char *buf, size_t len, const char *key, size_t *consumed,
+                            int *status)
+{
+    size_t scan = len < BENCH_WS_MAX_RESPONSE ? len : BENCH_WS_MAX_RESPONSE;
+    const char *end = memmem(buf, scan, "\r\n\r\n", 4);
+    if (!end)
+        return len >= BENCH_WS_MAX_RESPONSE ? PL_EINVAL : PL_AGAIN;
+    size_t head = (size_t)(end - buf) + 4;
+
+    http_parser_settings settings;
+    memset(&settings, 0, sizeof(settings));
+    settings.on_header_field = on_field;
+    settings.on_header_value = on_value;
+    settings.on_headers_complete = on_headers_complete;
+    hs_state st;
+    memset(&st, 0, sizeof(st));
+    st.key = key;
+    http_parser parser;
+    http_parser_init(&parser, HTTP_RESPONSE);
+    parser.data = &st;
+    http_parser_execute(&parser, &settings, buf, head);
+    if (HTTP_PARSER_ERRNO(&parser) != HPE_OK && HTTP_PARSER_ERRNO(&parser) != HPE_CB_headers_complete)
+        return PL_EINVAL;
+    if (status)
+        *status = (int)parser.status_code;
+    if (!st.done || parser.status_code != 101 || !st.upgrade_ok || !st.connection_ok ||
+        !st.accept_ok || st.dup_accept)
+        return PL_EINVAL;
+    *consumed = head;
+    return PL_OK;
+}

@@ -1,0 +1,34 @@
+/* The client side of the WebSocket opening handshake (RFC 6455 section 4)
+ * for `parley bench`: building the upgrade request and checking the
+ * server's 101 response, including Sec-WebSocket-Accept. Frames themselves
+ * go through wslay (bench_conn). Pure: bytes in, status out. */
+#ifndef PL_BENCH_WS_H
+#define PL_BENCH_WS_H
+
+#include <stddef.h>
+
+#include "util/sbuf.h"
+
+/* The response header block may not exceed this. */
+#define BENCH_WS_MAX_RESPONSE 8192
+
+/* Writes a fresh random Sec-WebSocket-Key (24 base64 chars + NUL) into key.
+ * Returns 0, or -1 when the random source fails. */
+int bench_ws_key(char key[25]);
+/* The Sec-WebSocket-Accept value the server must answer for key (28
+ * chars + NUL). */
+void bench_ws_accept(const char *key, char out[29]);
+/* Appends the GET upgrade request to out. protocol may be NULL (no
+ * Sec-WebSocket-Protocol header). */
+void bench_ws_request(sbuf *out, const char *host, int port, const char *path,
+                      const char *protocol, const char *key);
+/* Checks the response bytes received so far. Returns PL_OK and sets
+ * *consumed to the header length (bytes after it are WebSocket frames),
+ * PL_AGAIN when the header block is not complete yet, or PL_EINVAL when it
+ * is not a valid 101 answer to key (status, Upgrade, Connection, Accept) or
+ * is larger than BENCH_WS_MAX_RESPONSE. When status is non-NULL it gets the
+ * HTTP status code once known. */
+int bench_ws_check_response(const char *buf, size_t len, const char *key, size_t *consumed,
+                            int *status);
+
+#endif

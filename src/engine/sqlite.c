@@ -1,0 +1,1299 @@
+/* The embedded SQLite engine. One storage thread owns the database and an
+ * in-memory cache of channels (head, epoch, recent pubs); it drains the submit
+ * queue into batches, commits every publish of a batch in one fsynced
+ * transaction (group commit) and hands the whole batch to the sink.
+ *
+ * On-disk format (schema version 1, kept in PRAGMA user_version):
+ *
+ *   channels(cid, tenant, channel, epoch, head, first_off, ttl_ms, next_exp_ms)
+ *       One row per stream, created by its first publish or first read;
+ *       cid (the rowid) names the stream in the other tables, which keeps
+ *       their keys small integers. (tenant, channel) is UNIQUE.
+ *       epoch: 8 chars [a-z0-9], never changes once written.
+ *       head: highest offset ever assigned (0 = none); only grows.
+ *       first_off: oldest retained offset; 0 = nothing retained.
+ *       ttl_ms: history TTL of the channel's latest publish (0 = forever).
+ *       next_exp_ms: no retained pub expires before this time (0 = none
+ *       will); a lower bound, indexed so the sweep finds due channels.
+ *   pubs(cid, off, id, ts, cls, data, user, client, type, correlation_id,
+ *        headers, idem_key)   WITHOUT ROWID, key (cid, off)
+ *       Index pubs_id(id) serves lookups by pub id (trace; join channels on
+ *       cid for the names). NULL columns are absent optional fields.
+ *   idem(cid, idem_key, off, id, ts)   WITHOUT ROWID, key (cid, idem_key)
+ *       The accepted idempotency keys; rows older than the dedup window are
+ *       ignored and swept. Index idem_ts(ts) drives the sweep.
+ *
+ * Rules that make "acked means durable" and gap-free recovery hold:
+ *  1. WAL with synchronous=FULL: COMMIT returns only after the WAL is fsynced.
+ *     The sink sees a publish only after the COMMIT of its batch returned.
+ *  2. A batch's pubs, idem keys, trims and channel rows change in ONE
+ *     transaction. If any statement or the COMMIT fails, the transaction is
+ *     rolled back, every publish of the batch fails with PL_EIO and the
+ *     in-memory state (heads, rings) is untouched: no offset is consumed.
+ *  3. Offsets come from channels.head, which is written in the same
+ *     transaction as the pubs, so an offset is never reused, not even after
+ *     every pub was trimmed or the process restarted.
+ *  4. The retained pubs of a channel are exactly offsets [first_off, head].
+ *     Retention (history size, TTL) only ever removes a prefix.
+ *  5. PRAGMA max_page_count enforces max_db_bytes, so a full "disk" is a real
+ *     SQLITE_FULL on the same path as a real one.
+ */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <stdlib.h>
+
+#include "util/clock.h"
+#include "util/mem.h"
+#include "util/status.h"
+
+#define SCHEMA_VERSION 1
+#define BATCH_MAX 4096          /* requests per batch (and per sink call) */
+#define MAX_CHANNELS 10000      /* cached channels (each with a ring), LRU beyond */
+#define HASH_BUCKETS 16384      /* fixed: the cache is bounded, so no rehash */
+#define SWEEP_EVERY_MS 1000     /* TTL and idempotency sweeps */
+#define SWEEP_CHANNELS 256      /* channels trimmed per sweep transaction */
+#define DEFAULT_RING 128
+#define DEFAULT_DEDUP_MS (24LL * 3600 * 1000)
+#define BUSY_TIMEOUT_MS 5000
+/* Checkpoint less often than SQLite's 1000 pages: one large batch dirties
+ * ~1000 pages, and hot pages rewritten by consecutive batches are copied to
+ * the database once per checkpoint instead of once per batch. */
+#define WAL_CHECKPOINT_PAGES 16384
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* ------------------------------------------------------------------------ */
+/* Types                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A cached channel. Committed fields mirror the channels row; b_* fields are
+ * the state inside the open batch and equal the committed ones outside it. */
+typedef struct chan chan;
+struct chan {
+    chan *hnext;
+    chan *lru_prev, *lru_next;
+    chan *b_next; /* list of channels touched by the batch */
+    uint32_t hash;
+    int64_t cid;    /* channels rowid; 0 while the row is not committed */
+    int b_inserted; /* the row was inserted by the open batch */
+    int b_touched;
+    int b_published;
+    char epoch[PUB_EPOCH_LEN + 1];
+    uint64_t head, first;
+    int64_t ttl_ms, next_exp_ms;
+    uint64_t b_head, b_first;
+    int64_t b_ttl_ms, b_next_exp_ms;
+    uint32_t b_keep; /* history_size of the batch's last publish */
+    /* Ring of the newest committed pubs: offsets [head - rcount + 1, head]. */
+    uint32_t rcap, rcount, rstart;
+    pl_pub **ring;
+    const char *tenant, *channel; /* in the same allocation */
+};
+
+/* Per-request bookkeeping of the batch being processed. */
+typedef struct slot {
+    engine_req *req;
+    chan *ch;
+    pl_pub *orig; /* the submitted pub while req->pub is a duplicate's original */
+    int fresh;    /* a new pub written in this batch */
+} slot;
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_CHAN_GET,
+    ST_CHAN_INS,
+    ST_CHAN_SET,
+    ST_CHAN_DUE,
+    ST_PUB_INS,
+    ST_PUB_RANGE,
+    ST_PUB_TS,
+    ST_PUB_TRIM,
+    ST_IDEM_GET,
+    ST_IDEM_PUT,
+    ST_IDEM_EXPIRE,
+    ST_COUNT
+};
+
+/* Every statement the engine runs, prepared once at open. */
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_CHAN_GET] = "SELECT cid, epoch, head, first_off, ttl_ms, next_exp_ms FROM channels"
+                    " WHERE tenant = ?1 AND channel = ?2",
+    [ST_CHAN_INS] = "INSERT INTO channels(tenant, channel, epoch, head, first_off, ttl_ms,"
+                    " next_exp_ms) VALUES (?1, ?2, ?3, 0, 0, 0, 0)",
+    [ST_CHAN_SET] = "UPDATE channels SET head = ?2, first_off = ?3, ttl_ms = ?4,"
+                    " next_exp_ms = ?5 WHERE cid = ?1",
+    [ST_CHAN_DUE] = "SELECT tenant, channel FROM channels"
+                    " WHERE next_exp_ms > 0 AND next_exp_ms <= ?1 LIMIT ?2",
+    [ST_PUB_INS] = "INSERT INTO pubs(cid, off, id, ts, cls, data, user, client, type,"
+                   " correlation_id, headers, idem_key)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_PUB_RANGE] = "SELECT off, id, ts, cls, data, user, client, type, correlation_id,"
+                     " headers, idem_key FROM pubs WHERE cid = ?1 AND off >= ?2 AND off <= ?3"
+                     " ORDER BY off",
+    [ST_PUB_TS] = "SELECT off, ts FROM pubs WHERE cid = ?1 AND off >= ?2 ORDER BY off",
+    [ST_PUB_TRIM] = "DELETE FROM pubs WHERE cid = ?1 AND off < ?2",
+    [ST_IDEM_GET] = "SELECT off, id, ts FROM idem WHERE cid = ?1 AND idem_key = ?2",
+    [ST_IDEM_PUT] = "INSERT OR REPLACE INTO idem(cid, idem_key, off, id, ts)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_IDEM_EXPIRE] = "DELETE FROM idem WHERE ts < ?1",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS channels ("
+    " cid INTEGER PRIMARY KEY, tenant TEXT NOT NULL, channel TEXT NOT NULL,"
+    " epoch TEXT NOT NULL, head INTEGER NOT NULL, first_off INTEGER NOT NULL,"
+    " ttl_ms INTEGER NOT NULL, next_exp_ms INTEGER NOT NULL, UNIQUE (tenant, channel));"
+    "CREATE INDEX IF NOT EXISTS channels_exp ON channels(next_exp_ms) WHERE next_exp_ms > 0;"
+    "CREATE TABLE IF NOT EXISTS pubs ("
+    " cid INTEGER NOT NULL, off INTEGER NOT NULL, id TEXT NOT NULL, ts INTEGER NOT NULL,"
+    " cls INTEGER NOT NULL, data TEXT, user TEXT, client TEXT, type TEXT,"
+    " correlation_id TEXT, headers TEXT, idem_key TEXT,"
+    " PRIMARY KEY (cid, off)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS pubs_id ON pubs(id);"
+    "CREATE TABLE IF NOT EXISTS idem ("
+    " cid INTEGER NOT NULL, idem_key TEXT NOT NULL, off INTEGER NOT NULL,"
+    " id TEXT NOT NULL, ts INTEGER NOT NULL,"
+    " PRIMARY KEY (cid, idem_key)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS idem_ts ON idem(ts);";
+
+typedef struct sq_engine {
+    engine base;
+    engine_opts opts; /* data_dir points at our copy */
+    char *data_dir;
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+
+    pthread_mutex_t mu; /* guards the queue and the lifecycle flags */
+    pthread_cond_t cv;
+    engine_req *q_head, *q_tail;
+    int stopping;
+    int running;
+    pthread_t thread;
+
+    /* Engine thread only. */
+    chan **buckets;
+    size_t nchan;
+    chan *lru_head, *lru_tail;
+    slot *slots;
+    engine_req **out;
+    int64_t last_sweep_ms;
+    int b_fatal; /* a statement of the open transaction failed */
+
+    pthread_mutex_t stats_mu;
+    engine_stats stats;
+} sq_engine;
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+static void make_epoch(char out[PUB_EPOCH_LEN + 1])
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    size_t n = 0;
+    while (n < PUB_EPOCH_LEN) {
+        unsigned char rnd[16];
+        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+            /* The RNG failing must not stop storage; an epoch only has to
+             * differ from earlier incarnations, which the clock ensures. */
+            uint64_t x = (uint64_t)clock_mono_us() ^ ((uint64_t)clock_wall_ms() << 20);
+            for (size_t i = 0; i < sizeof(rnd); i++, x = x * 6364136223846793005ULL + 1)
+                rnd[i] = (unsigned char)(x >> 56);
+        }
+        /* Rejection keeps the 36 symbols uniform (252 = 7 * 36). */
+        for (size_t i = 0; i < sizeof(rnd) && n < PUB_EPOCH_LEN; i++)
+            if (rnd[i] < 252) out[n++] = alphabet[rnd[i] % 36];
+    }
+    out[PUB_EPOCH_LEN] = '\0';
+}
+
+static uint32_t chan_hash(const char *tenant, const char *channel)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)tenant; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    h = (h ^ 0xff) * 16777619u; /* separator: ("ab","c") != ("a","bc") */
+    for (const unsigned char *p = (const unsigned char *)channel; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static void bind_str(sqlite3_stmt *st, int idx, const char *s)
+{
+    if (s) sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, idx);
+}
+
+/* Steps a statement that returns no rows and resets it; PL_OK or PL_EIO. */
+static int run_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? PL_OK : PL_EIO;
+}
+
+static int hist_bucket_pow2(uint64_t n)
+{
+    for (int i = 0; i <= 10; i++)
+        if (n <= (1ULL << i)) return i;
+    return 11;
+}
+
+static int hist_bucket_us(int64_t us)
+{
+    static const int64_t bounds[] = {100,   250,   500,   1000,   2500,  5000,
+                                     10000, 25000, 50000, 100000, 250000};
+    for (int i = 0; i < 11; i++)
+        if (us <= bounds[i]) return i;
+    return 11;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Channel cache and rings                                                  */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t ring_lo(const chan *ch)
+{
+    return ch->head - ch->rcount + 1;
+}
+
+static pl_pub *ring_at(const chan *ch, uint64_t off)
+{
+    return ch->ring[(ch->rstart + (off - ring_lo(ch))) % ch->rcap];
+}
+
+/* Appends the pub with offset ch->head + 1 (takes a reference). */
+static void ring_push(chan *ch, pl_pub *p)
+{
+    ch->head = p->offset;
+    if (!ch->rcap) return;
+    if (ch->rcount == ch->rcap) {
+        pub_unref(ch->ring[ch->rstart]);
+        ch->ring[ch->rstart] = pub_ref(p);
+        ch->rstart = (ch->rstart + 1) % ch->rcap;
+    } else {
+        ch->ring[(ch->rstart + ch->rcount) % ch->rcap] = pub_ref(p);
+        ch->rcount++;
+    }
+}
+
+/* Drops ring entries that retention removed (offsets below first). */
+static void ring_trim(chan *ch)
+{
+    uint64_t ef = ch->first ? ch->first : ch->head + 1;
+    while (ch->rcount && ring_lo(ch) < ef) {
+        pub_unref(ch->ring[ch->rstart]);
+        ch->ring[ch->rstart] = NULL;
+        ch->rstart = (ch->rstart + 1) % ch->rcap;
+        ch->rcount--;
+    }
+}
+
+static void lru_unlink(sq_engine *e, chan *ch)
+{
+    if (ch->lru_prev) ch->lru_prev->lru_next = ch->lru_next;
+    else e->lru_head = ch->lru_next;
+    if (ch->lru_next) ch->lru_next->lru_prev = ch->lru_prev;
+    else e->lru_tail = ch->lru_prev;
+    ch->lru_prev = ch->lru_next = NULL;
+}
+
+static void lru_front(sq_engine *e, chan *ch)
+{
+    ch->lru_next = e->lru_head;
+    if (e->lru_head) e->lru_head->lru_prev = ch;
+    e->lru_head = ch;
+    if (!e->lru_tail) e->lru_tail = ch;
+}
+
+static void chan_free(chan *ch)
+{
+    while (ch->rcount) {
+        pub_unref(ch->ring[ch->rstart]);
+        ch->rstart = (ch->rstart + 1) % ch->rcap;
+        ch->rcount--;
+    }
+    pl_free(ch);
+}
+
+static void chan_evict(sq_engine *e, chan *ch)
+{
+    chan **pp = &e->buckets[ch->hash % HASH_BUCKETS];
+    while (*pp != ch) pp = &(*pp)->hnext;
+    *pp = ch->hnext;
+    lru_unlink(e, ch);
+    e->nchan--;
+    chan_free(ch);
+}
+
+/* Evicts least recently used channels beyond the bound. Only between
+ * batches: a batch holds pointers to the channels it touched. */
+static void chan_evict_excess(sq_engine *e)
+{
+    while (e->nchan > MAX_CHANNELS && e->lru_tail) chan_evict(e, e->lru_tail);
+}
+
+static chan *chan_alloc(sq_engine *e, const char *tenant, const char *channel, uint32_t hash)
+{
+    size_t tl = strlen(tenant), cl = strlen(channel);
+    size_t ring_bytes = (size_t)e->opts.ring_size * sizeof(pl_pub *);
+    chan *ch = pl_calloc(1, sizeof(*ch) + ring_bytes + tl + cl + 2);
+    if (!ch) return NULL;
+    ch->hash = hash;
+    ch->rcap = e->opts.ring_size;
+    ch->ring = (pl_pub **)(ch + 1);
+    char *names = (char *)(ch + 1) + ring_bytes;
+    memcpy(names, tenant, tl + 1);
+    memcpy(names + tl + 1, channel, cl + 1);
+    ch->tenant = names;
+    ch->channel = names + tl + 1;
+    return ch;
+}
+
+static void chan_reset_batch(chan *ch)
+{
+    ch->b_head = ch->head;
+    ch->b_first = ch->first;
+    ch->b_ttl_ms = ch->ttl_ms;
+    ch->b_next_exp_ms = ch->next_exp_ms;
+    ch->b_keep = 0;
+    ch->b_published = 0;
+}
+
+/* Returns the cached channel, loading its row or creating it (in memory,
+ * with a fresh epoch; the row is written by the next transaction). NULL with
+ * *status PL_ENOMEM or PL_EIO on failure. The channel stays owned by the
+ * cache. */
+static chan *chan_get(sq_engine *e, const char *tenant, const char *channel, int *status)
+{
+    uint32_t h = chan_hash(tenant, channel);
+    for (chan *c = e->buckets[h % HASH_BUCKETS]; c; c = c->hnext) {
+        if (c->hash == h && !strcmp(c->tenant, tenant) && !strcmp(c->channel, channel)) {
+            lru_unlink(e, c);
+            lru_front(e, c);
+            return c;
+        }
+    }
+    chan *ch = chan_alloc(e, tenant, channel, h);
+    if (!ch) {
+        *status = PL_ENOMEM;
+        return NULL;
+    }
+    sqlite3_stmt *st = e->st[ST_CHAN_GET];
+    bind_str(st, 1, tenant);
+    bind_str(st, 2, channel);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        ch->cid = sqlite3_column_int64(st, 0);
+        const unsigned char *ep = sqlite3_column_text(st, 1);
+        snprintf(ch->epoch, sizeof(ch->epoch), "%s", ep ? (const char *)ep : "");
+        ch->head = (uint64_t)sqlite3_column_int64(st, 2);
+        ch->first = (uint64_t)sqlite3_column_int64(st, 3);
+        ch->ttl_ms = sqlite3_column_int64(st, 4);
+        ch->next_exp_ms = sqlite3_column_int64(st, 5);
+    } else if (rc == SQLITE_DONE) {
+        make_epoch(ch->epoch);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        pl_free(ch);
+        *status = PL_EIO;
+        return NULL;
+    }
+    chan_reset_batch(ch);
+    ch->hnext = e->buckets[h % HASH_BUCKETS];
+    e->buckets[h % HASH_BUCKETS] = ch;
+    lru_front(e, ch);
+    e->nchan++;
+    return ch;
+}
+
+static void touch(chan *ch, chan **touched)
+{
+    if (ch->b_touched) return;
+    ch->b_touched = 1;
+    ch->b_next = *touched;
+    *touched = ch;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pub rows                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static const char *col_text(sqlite3_stmt *st, int i, size_t *len)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    *len = s ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    return s;
+}
+
+/* Builds a pub from an ST_PUB_RANGE row and encodes it; NULL on allocation
+ * failure. The caller owns the returned reference. */
+static pl_pub *row_to_pub(sq_engine *e, const chan *ch, sqlite3_stmt *st)
+{
+    pub_fields f = {.tenant = ch->tenant,
+                    .tenant_len = strlen(ch->tenant),
+                    .channel = ch->channel,
+                    .channel_len = strlen(ch->channel)};
+    f.data = col_text(st, 4, &f.data_len);
+    f.user = col_text(st, 5, &f.user_len);
+    f.client = col_text(st, 6, &f.client_len);
+    f.type = col_text(st, 7, &f.type_len);
+    f.correlation_id = col_text(st, 8, &f.correlation_id_len);
+    f.headers = col_text(st, 9, &f.headers_len);
+    f.idem_key = col_text(st, 10, &f.idem_key_len);
+    pl_pub *p = pub_new(&f, (pub_class)sqlite3_column_int(st, 3));
+    if (!p) return NULL;
+    p->offset = (uint64_t)sqlite3_column_int64(st, 0);
+    const unsigned char *id = sqlite3_column_text(st, 1);
+    snprintf(p->id, sizeof(p->id), "%s", id ? (const char *)id : "");
+    p->ts_ms = sqlite3_column_int64(st, 2);
+    memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
+    if (e->opts.encode) e->opts.encode(p);
+    return p;
+}
+
+/* Loads offsets [lo, hi] of a channel from disk into out (room for hi-lo+1
+ * references, owned by the caller), appending at *n. PL_OK, PL_ENOMEM or
+ * PL_EIO; on failure the pubs already appended stay in out. */
+static int load_range(sq_engine *e, const chan *ch, uint64_t lo, uint64_t hi, pl_pub **out,
+                      size_t *n)
+{
+    sqlite3_stmt *st = e->st[ST_PUB_RANGE];
+    int status = PL_OK, rc;
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)lo);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)hi);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        pl_pub *p = row_to_pub(e, ch, st);
+        if (!p) {
+            status = PL_ENOMEM;
+            break;
+        }
+        out[(*n)++] = p;
+    }
+    if (status == PL_OK && rc != SQLITE_DONE) status = PL_EIO;
+    sqlite3_reset(st);
+    return status;
+}
+
+static int insert_pub(sq_engine *e, const chan *ch, const pl_pub *p)
+{
+    sqlite3_stmt *st = e->st[ST_PUB_INS];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)p->offset);
+    sqlite3_bind_text(st, 3, p->id, PUB_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, p->ts_ms);
+    sqlite3_bind_int(st, 5, (int)p->cls);
+    if (p->data) sqlite3_bind_text(st, 6, p->data, (int)p->data_len, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 6);
+    bind_str(st, 7, p->user);
+    bind_str(st, 8, p->client);
+    bind_str(st, 9, p->type);
+    bind_str(st, 10, p->correlation_id);
+    bind_str(st, 11, p->headers);
+    bind_str(st, 12, p->idem_key);
+    return run_done(st);
+}
+
+/* Inserts the row of a channel that has none yet, inside the open
+ * transaction; its cid is valid only if the transaction commits. */
+static int chan_insert(sq_engine *e, chan *ch)
+{
+    if (ch->cid) return PL_OK;
+    sqlite3_stmt *st = e->st[ST_CHAN_INS];
+    bind_str(st, 1, ch->tenant);
+    bind_str(st, 2, ch->channel);
+    bind_str(st, 3, ch->epoch);
+    if (run_done(st) != PL_OK) return PL_EIO;
+    ch->cid = sqlite3_last_insert_rowid(e->db);
+    ch->b_inserted = 1;
+    return PL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Transactions and retention                                               */
+/* ------------------------------------------------------------------------ */
+
+static int txn_begin(sq_engine *e, int *in_txn)
+{
+    if (*in_txn) return PL_OK;
+    if (run_done(e->st[ST_BEGIN]) != PL_OK) return PL_EIO;
+    *in_txn = 1;
+    return PL_OK;
+}
+
+static void txn_rollback(sq_engine *e)
+{
+    /* Some errors (SQLITE_FULL, IOERR) may already have rolled back. */
+    if (!sqlite3_get_autocommit(e->db)) run_done(e->st[ST_ROLLBACK]);
+}
+
+/* Removes the expired prefix of a channel inside the open transaction. */
+static int ttl_trim(sq_engine *e, chan *ch, int64_t now)
+{
+    sqlite3_stmt *st = e->st[ST_PUB_TS];
+    int64_t cutoff = now - ch->b_ttl_ms;
+    uint64_t keep = ch->b_head + 1;
+    int64_t next_exp = 0;
+    int rc;
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)ch->b_first);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t ts = sqlite3_column_int64(st, 1);
+        if (ts > cutoff) {
+            keep = (uint64_t)sqlite3_column_int64(st, 0);
+            next_exp = ts + ch->b_ttl_ms;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PL_EIO;
+    if (keep > ch->b_first) {
+        st = e->st[ST_PUB_TRIM];
+        sqlite3_bind_int64(st, 1, ch->cid);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)keep);
+        if (run_done(st) != PL_OK) return PL_EIO;
+    }
+    ch->b_first = keep <= ch->b_head ? keep : 0;
+    ch->b_next_exp_ms = next_exp;
+    return PL_OK;
+}
+
+static int size_trim(sq_engine *e, chan *ch)
+{
+    uint64_t keep = ch->b_head - ch->b_keep + 1;
+    sqlite3_stmt *st = e->st[ST_PUB_TRIM];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)keep);
+    if (run_done(st) != PL_OK) return PL_EIO;
+    ch->b_first = keep;
+    return PL_OK;
+}
+
+/* Applies retention to every touched channel and writes the rows that
+ * changed, opening the transaction if needed. PL_OK or PL_EIO. */
+static int finish_channels(sq_engine *e, chan *touched, int64_t now, int *in_txn)
+{
+    for (chan *ch = touched; ch; ch = ch->b_next) {
+        if (!ch->cid && (txn_begin(e, in_txn) || chan_insert(e, ch))) return PL_EIO;
+        int dirty = 0;
+        if (ch->b_published && ch->b_keep && ch->b_first &&
+            ch->b_head - ch->b_first + 1 > ch->b_keep) {
+            if (txn_begin(e, in_txn) || size_trim(e, ch)) return PL_EIO;
+            dirty = 1;
+        }
+        if (ch->b_ttl_ms > 0 && ch->b_first && ch->b_next_exp_ms && ch->b_next_exp_ms <= now) {
+            if (txn_begin(e, in_txn) || ttl_trim(e, ch, now)) return PL_EIO;
+            dirty = 1;
+        }
+        dirty |= ch->b_head != ch->head || ch->b_first != ch->first ||
+                 ch->b_ttl_ms != ch->ttl_ms || ch->b_next_exp_ms != ch->next_exp_ms;
+        if (!dirty) continue;
+        if (txn_begin(e, in_txn)) return PL_EIO;
+        sqlite3_stmt *st = e->st[ST_CHAN_SET];
+        sqlite3_bind_int64(st, 1, ch->cid);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)ch->b_head);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)ch->b_first);
+        sqlite3_bind_int64(st, 4, ch->b_ttl_ms);
+        sqlite3_bind_int64(st, 5, ch->b_next_exp_ms);
+        if (run_done(st) != PL_OK) return PL_EIO;
+    }
+    return PL_OK;
+}
+
+/* After a successful commit: the batch state becomes the committed state. */
+static void apply_channels(chan *touched)
+{
+    for (chan *ch = touched; ch; ch = ch->b_next) {
+        ch->head = ch->b_head;
+        ch->first = ch->b_first;
+        ch->ttl_ms = ch->b_ttl_ms;
+        ch->next_exp_ms = ch->b_next_exp_ms;
+        ch->b_inserted = 0;
+        ch->b_touched = 0;
+        ring_trim(ch);
+        chan_reset_batch(ch);
+    }
+}
+
+/* After a failure: forget the batch state, as if the batch never ran. */
+static void revert_channels(chan *touched)
+{
+    for (chan *ch = touched; ch; ch = ch->b_next) {
+        if (ch->b_inserted) ch->cid = 0; /* the rowid died with the transaction */
+        ch->b_inserted = 0;
+        ch->b_touched = 0;
+        chan_reset_batch(ch);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Publish                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Finds the original of a duplicate: from this batch, the ring, or disk.
+ * NULL with *status PL_OK when retention already removed it. */
+static pl_pub *find_original(sq_engine *e, size_t upto, chan *ch, uint64_t off, int *status)
+{
+    if (off > ch->head) {
+        for (size_t i = 0; i < upto; i++) {
+            slot *s = &e->slots[i];
+            if (s->fresh && s->ch == ch && s->req->pub->offset == off) return pub_ref(s->req->pub);
+        }
+        return NULL;
+    }
+    if (ch->rcount && off >= ring_lo(ch)) return pub_ref(ring_at(ch, off));
+    if (!ch->b_first || off < ch->b_first) return NULL;
+    pl_pub *p = NULL;
+    size_t n = 0;
+    *status = load_range(e, ch, off, off, &p, &n);
+    if (*status == PL_EIO) e->b_fatal = 1;
+    return n ? p : NULL;
+}
+
+/* Checks the idempotency key of slot i. Returns 1 when it is a duplicate
+ * (req->pub now holds the original), 0 when the pub is new, or a negative
+ * status. */
+static int idem_check(sq_engine *e, size_t i, chan *ch, int64_t now)
+{
+    slot *s = &e->slots[i];
+    pl_pub *p = s->req->pub;
+    sqlite3_stmt *st = e->st[ST_IDEM_GET];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    bind_str(st, 2, p->idem_key);
+    int rc = sqlite3_step(st);
+    uint64_t off = 0;
+    int64_t ts = 0;
+    char id[PUB_ID_LEN + 1] = "";
+    if (rc == SQLITE_ROW) {
+        off = (uint64_t)sqlite3_column_int64(st, 0);
+        const unsigned char *t = sqlite3_column_text(st, 1);
+        snprintf(id, sizeof(id), "%s", t ? (const char *)t : "");
+        ts = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        e->b_fatal = 1;
+        return PL_EIO;
+    }
+    if (rc == SQLITE_DONE || now - ts >= e->opts.dedup_window_ms) return 0;
+
+    int status = PL_OK;
+    pl_pub *orig = find_original(e, i, ch, off, &status);
+    if (status != PL_OK) return status;
+    if (orig) {
+        s->orig = p;
+        s->req->pub = orig;
+    } else {
+        /* Trimmed by retention: answer with the original's identity. */
+        p->offset = off;
+        p->ts_ms = ts;
+        memcpy(p->id, id, sizeof(p->id));
+        memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
+    }
+    s->req->duplicate = 1;
+    return 1;
+}
+
+/* Stages slot i's publish inside the batch transaction. Returns its status;
+ * statement failures also set e->b_fatal. */
+static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, int *in_txn)
+{
+    slot *s = &e->slots[i];
+    engine_req *r = s->req;
+    pl_pub *p = r->pub;
+    int status = PL_OK;
+    r->duplicate = 0;
+    if (!p || !p->tenant || !p->channel) return PL_EINVAL;
+    if (txn_begin(e, in_txn)) goto fatal;
+    chan *ch = chan_get(e, p->tenant, p->channel, &status);
+    if (!ch) {
+        if (status == PL_EIO) goto fatal;
+        return status;
+    }
+    s->ch = ch;
+    touch(ch, touched);
+    if (chan_insert(e, ch) != PL_OK) goto fatal;
+    if (ch->b_ttl_ms != r->history_ttl_ms) {
+        /* A new TTL makes the next expiry unknown: due now, recomputed. */
+        ch->b_ttl_ms = r->history_ttl_ms;
+        ch->b_next_exp_ms = ch->b_ttl_ms > 0 && ch->b_first ? 1 : 0;
+    }
+    if (p->idem_key) {
+        int dup = idem_check(e, i, ch, now);
+        if (dup < 0) return dup;
+        if (dup) return PL_OK;
+    }
+    p->offset = ch->b_head + 1;
+    p->ts_ms = now;
+    memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
+    if (insert_pub(e, ch, p) != PL_OK) goto fatal;
+    if (p->idem_key) {
+        sqlite3_stmt *st = e->st[ST_IDEM_PUT];
+        sqlite3_bind_int64(st, 1, ch->cid);
+        bind_str(st, 2, p->idem_key);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)p->offset);
+        sqlite3_bind_text(st, 4, p->id, PUB_ID_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, p->ts_ms);
+        if (run_done(st) != PL_OK) goto fatal;
+    }
+    ch->b_head = p->offset;
+    if (!ch->b_first) {
+        ch->b_first = p->offset;
+        if (ch->b_ttl_ms > 0) ch->b_next_exp_ms = now + ch->b_ttl_ms;
+    }
+    ch->b_keep = r->history_size;
+    ch->b_published = 1;
+    s->fresh = 1;
+    return PL_OK;
+fatal:
+    e->b_fatal = 1;
+    return PL_EIO;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Picks the newest `limit` retained offsets into [*lo, *hi]. */
+static void newest(uint64_t head, uint64_t ef, uint32_t limit, uint64_t *lo, uint64_t *hi)
+{
+    if (!limit || ef > head) return;
+    *hi = head;
+    *lo = head - ef + 1 > limit ? head - limit + 1 : ef;
+}
+
+/* Decides which offsets a read returns ([lo, hi], empty when lo > hi) and
+ * fills head, first, epoch, recovered and more. */
+static void plan_read(const chan *ch, engine_req *r, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t head = ch->head, since = r->since_offset;
+    uint64_t ef = ch->first ? ch->first : head + 1; /* first retained, or past head */
+    *lo = 1;
+    *hi = 0;
+    r->head = head;
+    r->first = ch->first;
+    memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
+    r->recovered = 0;
+    r->more = 0;
+    if (r->mode == ENGINE_READ_RECOVER) {
+        if (r->has_since && !strncmp(r->since_epoch, ch->epoch, sizeof(r->since_epoch)) &&
+            since <= head && (since == head || since + 1 >= ef)) {
+            r->recovered = 1;
+            if (since == head) return;
+            if (!r->limit) {
+                r->more = 1;
+                return;
+            }
+            *lo = since + 1;
+            *hi = head - since > r->limit ? since + r->limit : head;
+            r->more = *hi < head;
+            return;
+        }
+        newest(head, ef, r->limit, lo, hi);
+        return;
+    }
+    if (!r->has_since) {
+        newest(head, ef, r->limit, lo, hi);
+        return;
+    }
+    if (!r->reverse) {
+        if (since >= head) return;
+        uint64_t from = since + 1 > ef ? since + 1 : ef;
+        if (from > head) return;
+        if (!r->limit) {
+            r->more = 1;
+            return;
+        }
+        *lo = from;
+        *hi = head - from + 1 > r->limit ? from + r->limit - 1 : head;
+        r->more = *hi < head;
+        return;
+    }
+    /* Reverse paging: the pubs before since; `more` says older ones remain. */
+    if (since <= ef || ef > head) return;
+    uint64_t to = since - 1 < head ? since - 1 : head;
+    if (!r->limit) {
+        r->more = 1;
+        return;
+    }
+    *hi = to;
+    *lo = to - ef + 1 > r->limit ? to - r->limit + 1 : ef;
+    r->more = *lo > ef;
+}
+
+/* Serves a READ from the committed state: ring first, disk for older pubs. */
+static int serve_read(sq_engine *e, chan *ch, engine_req *r)
+{
+    uint64_t lo, hi;
+    plan_read(ch, r, &lo, &hi);
+    if (lo > hi) return PL_OK;
+    size_t want = (size_t)(hi - lo + 1), n = 0;
+    pl_pub **arr = pl_malloc(want * sizeof(*arr));
+    if (!arr) return PL_ENOMEM;
+    int status = PL_OK;
+    uint64_t rlo = ch->rcount ? ring_lo(ch) : ch->head + 1;
+    if (lo < rlo) status = load_range(e, ch, lo, hi < rlo ? hi : rlo - 1, arr, &n);
+    for (uint64_t o = lo > rlo ? lo : rlo; status == PL_OK && o <= hi; o++)
+        arr[n++] = pub_ref(ring_at(ch, o));
+    if (status != PL_OK) {
+        while (n) pub_unref(arr[--n]);
+        pl_free(arr);
+        return status;
+    }
+    if (r->reverse && r->mode == ENGINE_READ_HISTORY) {
+        for (size_t i = 0; i < n / 2; i++) {
+            pl_pub *t = arr[i];
+            arr[i] = arr[n - 1 - i];
+            arr[n - 1 - i] = t;
+        }
+    }
+    r->pubs = arr;
+    r->npubs = n;
+    return PL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Batches                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void record_commit(sq_engine *e, uint64_t pubs, uint64_t dups, int64_t us, int failed)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    engine_stats *s = &e->stats;
+    s->duplicates += dups;
+    if (failed) {
+        s->commit_failures++;
+    } else if (pubs) {
+        s->commits++;
+        s->committed_pubs += pubs;
+        if (pubs > s->batch_max) s->batch_max = pubs;
+        s->batch_hist[hist_bucket_pow2(pubs)]++;
+        s->commit_us_total += (uint64_t)us;
+        s->commit_lat_hist[hist_bucket_us(us)]++;
+    }
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+/* Undoes the staging of every publish after a failed transaction. */
+static void fail_publishes(sq_engine *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &e->slots[i];
+        engine_req *r = s->req;
+        /* PL_EIO: the publish whose statement failed, staged like the rest. */
+        if (r->op != ENGINE_PUBLISH || (r->status != PL_OK && r->status != PL_EIO)) continue;
+        r->status = PL_EIO;
+        if (!r->pub) continue;
+        if (s->orig) {
+            pub_unref(r->pub);
+            r->pub = s->orig;
+            s->orig = NULL;
+        }
+        r->pub->offset = 0;
+        r->pub->epoch[0] = '\0';
+        r->duplicate = 0;
+        s->fresh = 0;
+    }
+}
+
+/* Hands the batch's committed pubs to the rings, encoding each first. */
+static uint64_t commit_publishes(sq_engine *e, size_t n, uint64_t *dups)
+{
+    uint64_t fresh = 0;
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &e->slots[i];
+        if (s->req->op != ENGINE_PUBLISH || s->req->status != PL_OK) continue;
+        if (s->fresh) {
+            if (e->opts.encode) e->opts.encode(s->req->pub);
+            ring_push(s->ch, s->req->pub);
+            fresh++;
+        } else if (s->req->duplicate) {
+            (*dups)++;
+        }
+        pub_unref(s->orig);
+        s->orig = NULL;
+    }
+    return fresh;
+}
+
+/* Processes slots[0..n): stage publishes (and the channel rows of reads) in
+ * one transaction, commit, then serve the reads from the committed state.
+ *
+ * Linear order handed to the sink: all publishes of the batch in submission
+ * order, then all reads in submission order. Reads are served after the
+ * commit and therefore see every publish of the batch, so each read must
+ * come after all of them in the sink array; a read submitted before a
+ * publish of the same batch is thus ordered after it, which the contract
+ * allows (nothing was answered yet). Serving a read at its submission
+ * position instead would need a snapshot of uncommitted state. */
+static void process_batch(sq_engine *e, size_t n)
+{
+    int64_t now = clock_wall_ms();
+    int64_t t0 = clock_mono_us();
+    chan *touched = NULL;
+    int in_txn = 0;
+    e->b_fatal = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &e->slots[i];
+        engine_req *r = s->req;
+        r->status = PL_OK;
+        if (r->op == ENGINE_PUBLISH) {
+            if (!e->b_fatal) r->status = stage_publish(e, i, now, &touched, &in_txn);
+        } else if (r->op == ENGINE_READ) {
+            if (!r->tenant || !r->channel) {
+                r->status = PL_EINVAL;
+                continue;
+            }
+            s->ch = chan_get(e, r->tenant, r->channel, &r->status);
+            if (s->ch) touch(s->ch, &touched);
+        } else {
+            r->status = PL_EINVAL;
+        }
+    }
+    int64_t t1 = clock_mono_us();
+    if (!e->b_fatal && finish_channels(e, touched, now, &in_txn) != PL_OK) e->b_fatal = 1;
+    int64_t t2 = clock_mono_us();
+    if (!e->b_fatal && in_txn && run_done(e->st[ST_COMMIT]) != PL_OK) e->b_fatal = 1;
+    int64_t t3 = clock_mono_us();
+    if (getenv("PL_DBG")) fprintf(stderr, "n=%zu stage=%lld finish=%lld commit=%lld\n", n, (long long)(t1-t0), (long long)(t2-t1), (long long)(t3-t2));
+
+    uint64_t fresh = 0, dups = 0;
+    if (e->b_fatal) {
+        if (in_txn) txn_rollback(e);
+        fail_publishes(e, n);
+        revert_channels(touched);
+    } else {
+        fresh = commit_publishes(e, n, &dups);
+        apply_channels(touched);
+    }
+    record_commit(e, fresh, dups, clock_mono_us() - t0, e->b_fatal);
+
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (e->slots[i].req->op != ENGINE_READ) e->out[k++] = e->slots[i].req;
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &e->slots[i];
+        if (s->req->op != ENGINE_READ) continue;
+        if (s->req->status == PL_OK) s->req->status = serve_read(e, s->ch, s->req);
+        e->out[k++] = s->req;
+    }
+    if (e->opts.sink) e->opts.sink(e->opts.sink_ctx, e->out, n);
+    else
+        for (size_t i = 0; i < n; i++) engine_req_free(e->out[i]);
+}
+
+/* Trims expired pubs of channels nobody touched and forgets expired
+ * idempotency keys, in its own transaction so that a full disk blocking
+ * publishes does not block the deletes that free space. */
+static void sweep(sq_engine *e, int64_t now)
+{
+    chan *touched = NULL;
+    int in_txn = 0, status = PL_OK, rc;
+    if (txn_begin(e, &in_txn)) return;
+    sqlite3_stmt *st = e->st[ST_CHAN_DUE];
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int(st, 2, SWEEP_CHANNELS);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        const char *c = (const char *)sqlite3_column_text(st, 1);
+        chan *ch = t && c ? chan_get(e, t, c, &status) : NULL;
+        if (ch) touch(ch, &touched);
+    }
+    sqlite3_reset(st);
+    int failed = (rc != SQLITE_ROW && rc != SQLITE_DONE) || status == PL_EIO;
+    if (!failed) failed = finish_channels(e, touched, now, &in_txn) != PL_OK;
+    if (!failed) {
+        st = e->st[ST_IDEM_EXPIRE];
+        sqlite3_bind_int64(st, 1, now - e->opts.dedup_window_ms);
+        failed = run_done(st) != PL_OK;
+    }
+    if (!failed) failed = run_done(e->st[ST_COMMIT]) != PL_OK;
+    if (failed) {
+        txn_rollback(e);
+        revert_channels(touched);
+    } else {
+        apply_channels(touched);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Thread and vtable                                                        */
+/* ------------------------------------------------------------------------ */
+
+static void *engine_main(void *arg)
+{
+    sq_engine *e = arg;
+    pthread_setname_np(pthread_self(), "pl-engine");
+    for (;;) {
+        size_t n = 0;
+        pthread_mutex_lock(&e->mu);
+        if (!e->q_head && !e->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+        }
+        while (e->q_head && n < BATCH_MAX) {
+            engine_req *r = e->q_head;
+            e->q_head = r->_next;
+            r->_next = NULL;
+            e->slots[n++] = (slot){.req = r};
+        }
+        if (!e->q_head) e->q_tail = NULL;
+        int done = e->stopping && !e->q_head;
+        pthread_mutex_unlock(&e->mu);
+
+        if (n) process_batch(e, n);
+        int64_t now = clock_wall_ms();
+        if (now - e->last_sweep_ms >= SWEEP_EVERY_MS) {
+            e->last_sweep_ms = now;
+            sweep(e, now);
+        }
+        chan_evict_excess(e);
+        if (done) break;
+    }
+    return NULL;
+}
+
+static int sq_start(engine *base)
+{
+    sq_engine *e = (sq_engine *)base;
+    if (e->running) return PL_OK;
+    e->stopping = 0;
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) return PL_ERR;
+    e->running = 1;
+    return PL_OK;
+}
+
+static void sq_submit(engine *base, engine_req *r)
+{
+    sq_engine *e = (sq_engine *)base;
+    r->_next = NULL;
+    pthread_mutex_lock(&e->mu);
+    if (e->q_tail) e->q_tail->_next = r;
+    else e->q_head = r;
+    e->q_tail = r;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void sq_stop(engine *base)
+{
+    sq_engine *e = (sq_engine *)base;
+    if (!e->running) return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    e->running = 0;
+}
+
+static void sq_stats(engine *base, engine_stats *out)
+{
+    sq_engine *e = (sq_engine *)base;
+    pthread_mutex_lock(&e->stats_mu);
+    *out = e->stats;
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+static void sq_free(engine *base)
+{
+    sq_engine *e = (sq_engine *)base;
+    sq_stop(base);
+    /* Requests submitted to an engine that never ran cannot reach a sink. */
+    while (e->q_head) {
+        engine_req *r = e->q_head;
+        e->q_head = r->_next;
+        engine_req_free(r);
+    }
+    if (e->buckets) {
+        for (size_t b = 0; b < HASH_BUCKETS; b++) {
+            chan *c = e->buckets[b];
+            while (c) {
+                chan *next = c->hnext;
+                chan_free(c);
+                c = next;
+            }
+        }
+    }
+    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(e->st[i]);
+    sqlite3_close(e->db);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    pthread_mutex_destroy(&e->stats_mu);
+    pl_free(e->buckets);
+    pl_free(e->slots);
+    pl_free(e->out);
+    pl_free(e->data_dir);
+    pl_free(e);
+}
+
+static const engine_ops sqlite_ops = {
+    .name = "sqlite",
+    .start = sq_start,
+    .submit = sq_submit,
+    .stop = sq_stop,
+    .free = sq_free,
+    .stats = sq_stats,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Opening                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* mkdir -p; PL_OK or PL_EIO with errno set. */
+static int make_dirs(char *path)
+{
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        int rc = mkdir(path, 0700);
+        *p = c;
+        if (rc != 0 && errno != EEXIST) return PL_EIO;
+        if (!c) return PL_OK;
+    }
+}
+
+/* Runs one statement; stores the first column of its first row in *out
+ * (integer) or checks it equals want (text) when those are given. */
+static int exec_one(sqlite3 *db, const char *sql, int64_t *out, const char *want)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
+    int rc = sqlite3_step(st);
+    int ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
+    if (rc == SQLITE_ROW && out) *out = sqlite3_column_int64(st, 0);
+    if (want) {
+        const char *got = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        ok = got && !strcmp(got, want);
+    }
+    sqlite3_finalize(st);
+    return ok ? PL_OK : PL_EIO;
+}
+
+/* Opens the database, applies pragmas and schema, prepares statements. */
+static int open_db(sq_engine *e, char *err, size_t errlen)
+{
+    const char *what = "open";
+    char *path = NULL;
+    size_t dl = strlen(e->data_dir);
+    if (make_dirs(e->data_dir) != PL_OK) {
+        snprintf(err, errlen, "engine: cannot create %s: %s", e->data_dir, strerror(errno));
+        return PL_EIO;
+    }
+    path = pl_malloc(dl + sizeof("/parley.db"));
+    if (!path) {
+        snprintf(err, errlen, "engine: out of memory");
+        return PL_ENOMEM;
+    }
+    memcpy(path, e->data_dir, dl);
+    memcpy(path + dl, "/parley.db", sizeof("/parley.db"));
+    /* NOMUTEX: the connection is used by one thread at a time (the opener,
+     * then the engine thread, handed over by pthread_create/join). */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &e->db, flags, NULL) != SQLITE_OK) goto fail;
+    sqlite3_busy_timeout(e->db, BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(e->db, 1);
+
+    int64_t version = 0, page_size = 4096;
+    what = "pragmas";
+    if (exec_one(e->db, "PRAGMA journal_mode=WAL", NULL, "wal") ||
+        exec_one(e->db, "PRAGMA synchronous=FULL", NULL, NULL) ||
+        exec_one(e->db, "PRAGMA cache_size=-32768", NULL, NULL) ||
+        exec_one(e->db, "PRAGMA wal_autocheckpoint=" STR(WAL_CHECKPOINT_PAGES), NULL, NULL) ||
+        exec_one(e->db, "PRAGMA user_version", &version, NULL))
+        goto fail;
+    what = "schema version";
+    if (version > SCHEMA_VERSION) goto fail;
+    what = "schema";
+    if (sqlite3_exec(e->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) goto fail;
+    if (exec_one(e->db, "PRAGMA user_version=1", NULL, NULL)) goto fail;
+    if (e->opts.max_db_bytes > 0) {
+        what = "max_db_bytes";
+        char sql[64];
+        if (exec_one(e->db, "PRAGMA page_size", &page_size, NULL) || page_size <= 0) goto fail;
+        int64_t pages = e->opts.max_db_bytes / page_size;
+        snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%lld", (long long)(pages ? pages : 1));
+        if (exec_one(e->db, sql, NULL, NULL)) goto fail;
+    }
+    what = "prepare";
+    for (int i = 0; i < ST_COUNT; i++)
+        if (sqlite3_prepare_v3(e->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &e->st[i],
+                               NULL) != SQLITE_OK)
+            goto fail;
+    pl_free(path);
+    return PL_OK;
+fail:
+    snprintf(err, errlen, "engine: %s %s: %s", what, path,
+             e->db ? sqlite3_errmsg(e->db) : "out of memory");
+    pl_free(path);
+    return PL_EIO;
+}
+
+engine *engine_sqlite_new(const engine_opts *opts, char *err, size_t errlen)
+{
+    sq_engine *e = NULL;
+    int mu = 0, cv = 0, smu = 0;
+    if (!opts || !opts->data_dir || !*opts->data_dir) {
+        snprintf(err, errlen, "engine: data_dir is required");
+        return NULL;
+    }
+    e = pl_calloc(1, sizeof(*e));
+    if (!e) goto oom;
+    e->base.ops = &sqlite_ops;
+    e->opts = *opts;
+    if (!e->opts.ring_size) e->opts.ring_size = DEFAULT_RING;
+    if (e->opts.dedup_window_ms <= 0) e->opts.dedup_window_ms = DEFAULT_DEDUP_MS;
+    e->data_dir = pl_strdup(opts->data_dir);
+    e->buckets = pl_calloc(HASH_BUCKETS, sizeof(*e->buckets));
+    e->slots = pl_calloc(BATCH_MAX, sizeof(*e->slots));
+    e->out = pl_calloc(BATCH_MAX, sizeof(*e->out));
+    if (!e->data_dir || !e->buckets || !e->slots || !e->out) goto oom;
+    e->opts.data_dir = e->data_dir;
+
+    pthread_condattr_t ca;
+    if (pthread_mutex_init(&e->mu, NULL)) goto sys;
+    mu = 1;
+    if (pthread_condattr_init(&ca)) goto sys;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    cv = pthread_cond_init(&e->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!cv) goto sys;
+    if (pthread_mutex_init(&e->stats_mu, NULL)) goto sys;
+    smu = 1;
+    if (open_db(e, err, errlen) != PL_OK) goto fail;
+    e->last_sweep_ms = clock_wall_ms();
+    return &e->base;
+oom:
+    snprintf(err, errlen, "engine: out of memory");
+    goto fail;
+sys:
+    snprintf(err, errlen, "engine: cannot create thread primitives");
+fail:
+    if (e) {
+        /* Partly built: initialize what sq_free expects, then reuse it. */
+        if (!mu) pthread_mutex_init(&e->mu, NULL);
+        if (!cv) pthread_cond_init(&e->cv, NULL);
+        if (!smu) pthread_mutex_init(&e->stats_mu, NULL);
+        sq_free(&e->base);
+    }
+    return NULL;
+}

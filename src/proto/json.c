@@ -1,0 +1,748 @@
+/* Strict JSON tokenizer: a non-recursive validator enforces RFC 8259 and counts the
+ * tokens (jsmn on its own accepts missing commas, trailing commas, bad numbers,
+ * bad escapes and invalid UTF-8), then jsmn fills an exactly-sized token array
+ * that is converted in place into our own tokens with subtree ends precomputed. */
+#include "proto/json.h"
+
+#include <limits.h>
+#include <string.h>
+
+/* Not JSMN_STRICT: strict jsmn rejects a top-level number at the very end of the
+ * input, and the validator below is stricter than jsmn's strict mode anyway. */
+#define JSMN_STATIC
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
+#include "util/mem.h"
+#include "util/status.h"
+
+struct json_tok {
+    int type;   /* enum json_kind */
+    int start;  /* first byte; a string's opening quote */
+    int end;    /* one past the last byte; past a string's closing quote */
+    int size;   /* elements, members; 1 for an object key */
+    int parent; /* enclosing array/object; for a member's value, its key; -1 */
+    int next;   /* index just after this token's subtree */
+};
+
+/* The in-place conversion in tokenize() relies on our token not being smaller. */
+_Static_assert(sizeof(struct json_tok) >= sizeof(jsmntok_t), "json_tok smaller than jsmntok_t");
+
+/* ---------------------------------------------------------------- doc lifecycle */
+
+void json_doc_init(json_doc *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void json_doc_release(json_doc *d)
+{
+    pl_free(d->_tok);
+    json_doc_init(d);
+}
+
+const char *json_error(const json_doc *d, size_t *off)
+{
+    if (off) *off = d->_err_off;
+    return d->_err_msg;
+}
+
+/* ---------------------------------------------------------------- validator */
+
+enum expect {
+    X_VALUE,
+    X_VALUE_OR_CLOSE, /* just after '[' */
+    X_KEY,
+    X_KEY_OR_CLOSE, /* just after '{' */
+    X_COLON,
+    X_COMMA_OR_CLOSE,
+};
+
+struct val {
+    const unsigned char *s;
+    size_t len;
+    size_t pos;
+    size_t ntok;
+    size_t max_tok;
+    unsigned depth;
+    unsigned max_depth;
+    int status;
+    const char *msg;
+    size_t err_off;
+    unsigned char is_obj[JSON_MAX_DEPTH_CAP / 8]; /* bit per level: object or array */
+};
+
+static int fail_at(struct val *v, int status, size_t off, const char *msg)
+{
+    v->status = status;
+    v->msg = msg;
+    v->err_off = off;
+    return status;
+}
+
+static int is_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int is_delim(unsigned char c)
+{
+    return is_ws(c) || c == ',' || c == ']' || c == '}';
+}
+
+static size_t skip_ws(struct val *v)
+{
+    size_t from = v->pos;
+    while (v->pos < v->len && is_ws(v->s[v->pos]))
+        v->pos++;
+    return v->pos - from;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads 4 hex digits at p (bounds already checked by the caller); -1 if not hex. */
+static long hex4(const unsigned char *p)
+{
+    long cp = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return -1;
+        cp = cp * 16 + h;
+    }
+    return cp;
+}
+
+/* Validates the escape at v->pos (a backslash) and steps past it. */
+static int scan_escape(struct val *v)
+{
+    size_t at = v->pos;
+    if (v->len - at < 2) return fail_at(v, PL_EINVAL, at, "unterminated string");
+    switch (v->s[at + 1]) {
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't':
+        v->pos += 2;
+        return PL_OK;
+    case 'u':
+        break;
+    default:
+        return fail_at(v, PL_EINVAL, at, "invalid escape in string");
+    }
+    long cp = v->len - at >= 6 ? hex4(v->s + at + 2) : -1;
+    if (cp < 0) return fail_at(v, PL_EINVAL, at, "invalid \\u escape");
+    if (cp >= 0xDC00 && cp <= 0xDFFF) return fail_at(v, PL_EINVAL, at, "lone low surrogate");
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        const unsigned char *q = v->s + at + 6;
+        long lo = -1;
+        if (v->len - at >= 12 && q[0] == '\\' && q[1] == 'u') lo = hex4(q + 2);
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            return fail_at(v, PL_EINVAL, at, "high surrogate not followed by low surrogate");
+        v->pos += 6;
+    }
+    v->pos += 6;
+    return PL_OK;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes available), 0 if invalid.
+ * Rejects overlong forms, UTF-16 surrogates and code points above U+10FFFF. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < need || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < need; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return need;
+}
+
+static int scan_string(struct val *v)
+{
+    size_t start = v->pos++;
+    while (v->pos < v->len) {
+        unsigned char c = v->s[v->pos];
+        if (c == '"') {
+            v->pos++;
+            return PL_OK;
+        }
+        if (c == '\\') {
+            if (scan_escape(v) != PL_OK) return v->status;
+        } else if (c < 0x20) {
+            return fail_at(v, PL_EINVAL, v->pos, "control character in string");
+        } else if (c < 0x80) {
+            v->pos++;
+        } else {
+            size_t n = utf8_len(v->s + v->pos, v->len - v->pos);
+            if (!n) return fail_at(v, PL_EINVAL, v->pos, "invalid UTF-8 in string");
+            v->pos += n;
+        }
+    }
+    return fail_at(v, PL_EINVAL, start, "unterminated string");
+}
+
+static size_t digits(struct val *v)
+{
+    size_t from = v->pos;
+    while (v->pos < v->len && v->s[v->pos] >= '0' && v->s[v->pos] <= '9')
+        v->pos++;
+    return v->pos - from;
+}
+
+/* RFC 8259: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? then a delimiter. */
+static int scan_number(struct val *v)
+{
+    size_t start = v->pos;
+    if (v->s[v->pos] == '-') v->pos++;
+    if (v->pos < v->len && v->s[v->pos] == '0') {
+        v->pos++;
+    } else if (!digits(v)) {
+        return fail_at(v, PL_EINVAL, start, "invalid number");
+    }
+    if (v->pos < v->len && v->s[v->pos] == '.') {
+        v->pos++;
+        if (!digits(v)) return fail_at(v, PL_EINVAL, start, "invalid number");
+    }
+    if (v->pos < v->len && (v->s[v->pos] == 'e' || v->s[v->pos] == 'E')) {
+        v->pos++;
+        if (v->pos < v->len && (v->s[v->pos] == '+' || v->s[v->pos] == '-')) v->pos++;
+        if (!digits(v)) return fail_at(v, PL_EINVAL, start, "invalid number");
+    }
+    if (v->pos < v->len && !is_delim(v->s[v->pos]))
+        return fail_at(v, PL_EINVAL, start, "invalid number");
+    return PL_OK;
+}
+
+static int scan_literal(struct val *v)
+{
+    static const char *const lits[] = {"true", "false", "null"};
+    for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++) {
+        size_t n = strlen(lits[i]);
+        if (v->len - v->pos >= n && memcmp(v->s + v->pos, lits[i], n) == 0 &&
+            (v->len - v->pos == n || is_delim(v->s[v->pos + n]))) {
+            v->pos += n;
+            return PL_OK;
+        }
+    }
+    return fail_at(v, PL_EINVAL, v->pos, "invalid literal");
+}
+
+static int count_token(struct val *v)
+{
+    if (++v->ntok > v->max_tok) return fail_at(v, PL_ELIMIT, v->pos, "too many tokens");
+    return PL_OK;
+}
+
+static int top_is_obj(const struct val *v)
+{
+    unsigned lvl = v->depth - 1;
+    return (v->is_obj[lvl / 8] >> (lvl % 8)) & 1;
+}
+
+static int push(struct val *v, int obj)
+{
+    if (v->depth >= v->max_depth) return fail_at(v, PL_ELIMIT, v->pos, "nesting too deep");
+    unsigned lvl = v->depth++;
+    unsigned char bit = (unsigned char)(1u << (lvl % 8));
+    if (obj)
+        v->is_obj[lvl / 8] |= bit;
+    else
+        v->is_obj[lvl / 8] &= (unsigned char)~bit;
+    v->pos++;
+    return PL_OK;
+}
+
+/* A value that starts at v->pos: containers are pushed (*x tells what comes
+ * next), scalars are scanned whole and *done set. */
+static int begin_value(struct val *v, enum expect *x, int *done)
+{
+    unsigned char c = v->s[v->pos];
+    if (count_token(v) != PL_OK) return v->status;
+    switch (c) {
+    case '{':
+        *x = X_KEY_OR_CLOSE;
+        return push(v, 1);
+    case '[':
+        *x = X_VALUE_OR_CLOSE;
+        return push(v, 0);
+    case '"':
+        *done = 1;
+        return scan_string(v);
+    case 't':
+    case 'f':
+    case 'n':
+        *done = 1;
+        return scan_literal(v);
+    default:
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            *done = 1;
+            return scan_number(v);
+        }
+        return fail_at(v, PL_EINVAL, v->pos, "unexpected character");
+    }
+}
+
+/* Consumes one complete top-level value. Nesting is tracked in v->is_obj, not on
+ * the C stack, so hostile depth costs nothing but the ELIMIT answer. */
+static int scan_value(struct val *v)
+{
+    enum expect x = X_VALUE;
+    for (;;) {
+        skip_ws(v);
+        if (v->pos == v->len) return fail_at(v, PL_EINVAL, v->pos, "unexpected end of input");
+        unsigned char c = v->s[v->pos];
+        int done = 0;
+        switch (x) {
+        case X_KEY_OR_CLOSE:
+        case X_VALUE_OR_CLOSE:
+            if (c == (x == X_KEY_OR_CLOSE ? '}' : ']')) {
+                v->pos++;
+                v->depth--;
+                done = 1;
+                break;
+            }
+            if (x == X_VALUE_OR_CLOSE) {
+                if (begin_value(v, &x, &done) != PL_OK) return v->status;
+                break;
+            }
+            /* fall through */
+        case X_KEY:
+            if (c != '"') return fail_at(v, PL_EINVAL, v->pos, "expected a string key");
+            if (count_token(v) != PL_OK || scan_string(v) != PL_OK) return v->status;
+            x = X_COLON;
+            break;
+        case X_COLON:
+            if (c != ':') return fail_at(v, PL_EINVAL, v->pos, "expected ':' after key");
+            v->pos++;
+            x = X_VALUE;
+            break;
+        case X_VALUE:
+            if (begin_value(v, &x, &done) != PL_OK) return v->status;
+            break;
+        case X_COMMA_OR_CLOSE:
+            if (c == ',') {
+                v->pos++;
+                x = top_is_obj(v) ? X_KEY : X_VALUE;
+            } else if (c == (top_is_obj(v) ? '}' : ']')) {
+                v->pos++;
+                v->depth--;
+                done = 1;
+            } else {
+                return fail_at(v, PL_EINVAL, v->pos, "expected ',' or closing bracket");
+            }
+            break;
+        }
+        if (done) {
+            if (v->depth == 0) return PL_OK;
+            x = X_COMMA_OR_CLOSE;
+        }
+    }
+}
+
+static int validate(struct val *v, int *nroots)
+{
+    int roots = 0;
+    for (;;) {
+        size_t ws = skip_ws(v);
+        if (v->pos == v->len) break;
+        if (roots > 0 && ws == 0)
+            return fail_at(v, PL_EINVAL, v->pos, "values must be separated by whitespace");
+        if (scan_value(v) != PL_OK) return v->status;
+        roots++;
+    }
+    if (roots == 0) return fail_at(v, PL_EINVAL, v->pos, "empty document");
+    *nroots = roots;
+    return PL_OK;
+}
+
+/* ---------------------------------------------------------------- tokenizer */
+
+static int reserve(json_doc *d, size_t need, size_t max_tok)
+{
+    if (need <= d->_cap) return PL_OK;
+    size_t cap = d->_cap ? d->_cap * 2 : 64;
+    if (cap > max_tok) cap = max_tok;
+    if (cap < need) cap = need;
+    if (cap > SIZE_MAX / sizeof(struct json_tok)) return PL_ENOMEM;
+    struct json_tok *t = pl_realloc(d->_tok, cap * sizeof(*t));
+    if (!t) return PL_ENOMEM;
+    d->_tok = t;
+    d->_cap = cap;
+    return PL_OK;
+}
+
+static enum json_kind primitive_type(char c)
+{
+    switch (c) {
+    case 't':
+        return JSON_KIND_TRUE;
+    case 'f':
+        return JSON_KIND_FALSE;
+    case 'n':
+        return JSON_KIND_NULL;
+    default:
+        return JSON_KIND_NUMBER;
+    }
+}
+
+static struct json_tok convert(const json_doc *d, const jsmntok_t *j, int idx)
+{
+    struct json_tok t = {
+        .start = j->start, .end = j->end, .size = j->size, .parent = j->parent, .next = idx + 1};
+    switch (j->type) {
+    case JSMN_OBJECT:
+        t.type = JSON_KIND_OBJECT;
+        break;
+    case JSMN_ARRAY:
+        t.type = JSON_KIND_ARRAY;
+        break;
+    case JSMN_STRING:
+        t.type = JSON_KIND_STRING;
+        t.start--; /* jsmn excludes the quotes; our raw spans include them */
+        t.end++;
+        break;
+    default:
+        t.type = primitive_type(d->_src[j->start]);
+        break;
+    }
+    return t;
+}
+
+/* Runs jsmn over validated input into the doc's buffer, then rewrites each
+ * jsmntok_t as a json_tok, last to first: json_tok is at least as large, so
+ * slot i only overlaps jsmn tokens >= i, which are already converted. */
+static int tokenize(json_doc *d, int ntok)
+{
+    jsmn_parser p;
+    jsmn_init(&p);
+    int r = jsmn_parse(&p, d->_src, d->_len, (jsmntok_t *)(void *)d->_tok, (unsigned)ntok);
+    if (r != ntok) return PL_EINVAL;
+    char *buf = (char *)d->_tok;
+    for (int i = ntok - 1; i >= 0; i--) {
+        jsmntok_t j;
+        memcpy(&j, buf + (size_t)i * sizeof(j), sizeof(j));
+        struct json_tok t = convert(d, &j, i);
+        memcpy(buf + (size_t)i * sizeof(t), &t, sizeof(t));
+    }
+    /* Children have higher indexes than parents, so one backward pass adds each
+     * finished subtree (next - i tokens) to its parent. */
+    for (int i = ntok - 1; i >= 0; i--) {
+        int par = d->_tok[i].parent;
+        if (par >= 0) d->_tok[par].next += d->_tok[i].next - i;
+    }
+    return PL_OK;
+}
+
+int json_parse(json_doc *d, const char *src, size_t len, const json_limits *lim)
+{
+    struct val v = {.s = (const unsigned char *)src, .len = len};
+    size_t max_tok = lim && lim->max_tokens ? lim->max_tokens : JSON_DEFAULT_MAX_TOKENS;
+    unsigned max_depth = lim && lim->max_depth ? lim->max_depth : JSON_DEFAULT_MAX_DEPTH;
+    v.max_tok = max_tok < INT_MAX ? max_tok : INT_MAX;
+    v.max_depth = max_depth < JSON_MAX_DEPTH_CAP ? max_depth : JSON_MAX_DEPTH_CAP;
+    int nroots = 0;
+    int rc;
+
+    d->_src = src;
+    d->_len = len;
+    d->_ntok = 0;
+    d->_nroots = 0;
+    d->_err_msg = NULL;
+    d->_err_off = 0;
+    if (len >= INT_MAX) { /* jsmn keeps offsets in int */
+        fail_at(&v, PL_ELIMIT, 0, "document too large");
+        goto fail;
+    }
+    if (!src && len) {
+        fail_at(&v, PL_EINVAL, 0, "no input");
+        goto fail;
+    }
+    if (validate(&v, &nroots) != PL_OK) goto fail;
+    rc = reserve(d, v.ntok, v.max_tok);
+    if (rc != PL_OK) {
+        fail_at(&v, rc, 0, "out of memory");
+        goto fail;
+    }
+    if (tokenize(d, (int)v.ntok) != PL_OK) {
+        fail_at(&v, PL_EINVAL, 0, "tokenizer disagrees with validator");
+        goto fail;
+    }
+    d->_ntok = (int)v.ntok;
+    d->_nroots = nroots;
+    return PL_OK;
+fail:
+    d->_err_msg = v.msg;
+    d->_err_off = v.err_off;
+    return v.status;
+}
+
+/* ---------------------------------------------------------------- navigation */
+
+static const struct json_tok *tok_at(const json_doc *d, int tok)
+{
+    return tok >= 0 && tok < d->_ntok ? &d->_tok[tok] : NULL;
+}
+
+int json_count(const json_doc *d)
+{
+    return d->_nroots;
+}
+
+int json_ntok(const json_doc *d)
+{
+    return d->_ntok;
+}
+
+int json_root(const json_doc *d, int i)
+{
+    if (i < 0 || i >= d->_nroots) return -1;
+    int t = 0;
+    while (i-- > 0)
+        t = d->_tok[t].next;
+    return t;
+}
+
+enum json_kind json_kind(const json_doc *d, int tok)
+{
+    const struct json_tok *t = tok_at(d, tok);
+    return t ? (enum json_kind)t->type : JSON_KIND_NONE;
+}
+
+int json_size(const json_doc *d, int tok)
+{
+    const struct json_tok *t = tok_at(d, tok);
+    return t && (t->type == JSON_KIND_OBJECT || t->type == JSON_KIND_ARRAY) ? t->size : 0;
+}
+
+int json_skip(const json_doc *d, int tok)
+{
+    const struct json_tok *t = tok_at(d, tok);
+    return t ? t->next : -1;
+}
+
+int json_child(const json_doc *d, int tok)
+{
+    return json_size(d, tok) > 0 ? tok + 1 : -1;
+}
+
+int json_next(const json_doc *d, int tok)
+{
+    const struct json_tok *t = tok_at(d, tok);
+    if (!t || t->next >= d->_ntok) return -1;
+    return d->_tok[t->next].parent == t->parent ? t->next : -1;
+}
+
+static int is_key(const json_doc *d, const struct json_tok *t)
+{
+    return t->type == JSON_KIND_STRING && t->parent >= 0 &&
+           d->_tok[t->parent].type == JSON_KIND_OBJECT;
+}
+
+int json_obj_val(const json_doc *d, int key)
+{
+    const struct json_tok *t = tok_at(d, key);
+    return t && is_key(d, t) ? key + 1 : -1;
+}
+
+int json_obj_get(const json_doc *d, int obj, const char *key)
+{
+    if (json_kind(d, obj) != JSON_KIND_OBJECT) return -1;
+    size_t n = strlen(key);
+    int found = -1;
+    for (int k = json_child(d, obj); k >= 0; k = json_next(d, k))
+        if (json_str_eqn(d, k, key, n)) found = k + 1;
+    return found;
+}
+
+/* ---------------------------------------------------------------- values */
+
+int json_raw(const json_doc *d, int tok, const char **p, size_t *n)
+{
+    const struct json_tok *t = tok_at(d, tok);
+    if (!t) return PL_EINVAL;
+    *p = d->_src + t->start;
+    *n = (size_t)(t->end - t->start);
+    return PL_OK;
+}
+
+int json_str_raw(const json_doc *d, int tok, const char **p, size_t *n)
+{
+    const struct json_tok *t = tok_at(d, tok);
+    if (!t || t->type != JSON_KIND_STRING) return PL_EINVAL;
+    *p = d->_src + t->start + 1;
+    *n = (size_t)(t->end - t->start - 2);
+    return PL_OK;
+}
+
+static size_t utf8_put(unsigned long cp, char out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Decodes the (validated) escape at *pp into out, advancing *pp; returns the
+ * number of bytes written (1-4). */
+static size_t unescape(const char **pp, char out[4])
+{
+    const unsigned char *p = (const unsigned char *)*pp;
+    static const char from[] = "\"\\/bfnrt";
+    static const char to[] = "\"\\/\b\f\n\r\t";
+    const char *hit = p[1] != 'u' ? strchr(from, p[1]) : NULL;
+    if (hit) {
+        *pp += 2;
+        out[0] = to[hit - from];
+        return 1;
+    }
+    unsigned long cp = (unsigned long)hex4(p + 2);
+    *pp += 6;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        unsigned long lo = (unsigned long)hex4(p + 8);
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        *pp += 6;
+    }
+    return utf8_put(cp, out);
+}
+
+int json_str_eqn(const json_doc *d, int tok, const char *s, size_t n)
+{
+    const char *p, *end;
+    size_t len;
+    if (json_str_raw(d, tok, &p, &len) != PL_OK) return 0;
+    if (!memchr(p, '\\', len)) return len == n && memcmp(p, s, n) == 0;
+    end = p + len;
+    size_t at = 0;
+    while (p < end) {
+        if (*p != '\\') {
+            if (at == n || s[at++] != *p++) return 0;
+            continue;
+        }
+        char buf[4];
+        size_t k = unescape(&p, buf);
+        if (n - at < k || memcmp(s + at, buf, k) != 0) return 0;
+        at += k;
+    }
+    return at == n;
+}
+
+int json_str_eq(const json_doc *d, int tok, const char *lit)
+{
+    return json_str_eqn(d, tok, lit, strlen(lit));
+}
+
+int json_str_copy(const json_doc *d, int tok, char *out, size_t cap, size_t *outlen)
+{
+    const char *p, *end;
+    size_t len, at = 0;
+    if (json_str_raw(d, tok, &p, &len) != PL_OK) return PL_EINVAL;
+    end = p + len;
+    while (p < end) {
+        const char *bs = memchr(p, '\\', (size_t)(end - p));
+        size_t plain = (size_t)((bs ? bs : end) - p);
+        if (cap - at <= plain) return PL_ELIMIT; /* keep room for the NUL */
+        memcpy(out + at, p, plain);
+        at += plain;
+        p += plain;
+        if (!bs) break;
+        char buf[4];
+        size_t k = unescape(&p, buf);
+        if (cap - at <= k) return PL_ELIMIT;
+        memcpy(out + at, buf, k);
+        at += k;
+    }
+    if (cap - at < 1) return PL_ELIMIT;
+    out[at] = '\0';
+    if (outlen) *outlen = at;
+    return PL_OK;
+}
+
+/* Parses the digits of an integer number token into a magnitude; *neg set for '-'. */
+static int int_magnitude(const json_doc *d, int tok, uint64_t *mag, int *neg)
+{
+    const char *p;
+    size_t n;
+    if (json_kind(d, tok) != JSON_KIND_NUMBER || json_raw(d, tok, &p, &n) != PL_OK)
+        return PL_EINVAL;
+    *neg = p[0] == '-';
+    uint64_t v = 0;
+    for (size_t i = (size_t)*neg; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return PL_EINVAL; /* '.', 'e', 'E' */
+        unsigned dgt = (unsigned)(p[i] - '0');
+        if (v > (UINT64_MAX - dgt) / 10) return PL_ELIMIT;
+        v = v * 10 + dgt;
+    }
+    *mag = v;
+    return PL_OK;
+}
+
+int json_u64(const json_doc *d, int tok, uint64_t *out)
+{
+    uint64_t mag;
+    int neg, rc = int_magnitude(d, tok, &mag, &neg);
+    if (rc == PL_OK && neg) rc = PL_EINVAL;
+    if (rc == PL_OK) *out = mag;
+    return rc;
+}
+
+int json_i64(const json_doc *d, int tok, int64_t *out)
+{
+    uint64_t mag;
+    int neg, rc = int_magnitude(d, tok, &mag, &neg);
+    if (rc != PL_OK) return rc;
+    if (neg) {
+        if (mag > (uint64_t)INT64_MAX + 1) return PL_ELIMIT;
+        *out = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+    } else {
+        if (mag > (uint64_t)INT64_MAX) return PL_ELIMIT;
+        *out = (int64_t)mag;
+    }
+    return PL_OK;
+}
+
+int json_bool(const json_doc *d, int tok, int *out)
+{
+    enum json_kind t = json_kind(d, tok);
+    if (t != JSON_KIND_TRUE && t != JSON_KIND_FALSE) return PL_EINVAL;
+    *out = t == JSON_KIND_TRUE;
+    return PL_OK;
+}
