@@ -155,9 +155,16 @@ void rl_table_free(rl_table *t)
 
 static rl_shard *shard_for(rl_table *t, const char *key, size_t klen)
 {
-    /* Top bits: the shard maps index their slots by the low bits of the
-     * same hash, so using those here would crowd each shard's map. */
-    return &t->shards[map_hash(key, klen) >> 58];
+    /* FNV's top bits barely move when only the last bytes differ ("ip:..1",
+     * "ip:..2"), so mix first (murmur3 fmix64). Top bits: the shard's map
+     * indexes its slots by the low bits of map_hash. */
+    uint64_t h = map_hash(key, klen);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return &t->shards[h >> 58];
 }
 
 static void lru_unlink(rl_shard *s, rl_entry *e)
@@ -235,6 +242,23 @@ int64_t rl_table_take(rl_table *t, const char *key, uint64_t rate, uint64_t burs
     evict_idle(s, now_us, e);
     pthread_mutex_unlock(&s->mu);
     return r;
+}
+
+size_t rl_table_sweep(rl_table *t, int64_t now_us)
+{
+    size_t dropped = 0;
+    for (int i = 0; i < RL_SHARDS; i++) {
+        rl_shard *s = &t->shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (rl_entry *e = s->tail, *prev; e; e = prev) {
+            prev = e->prev;
+            if (!rl_bucket_full(&e->bucket, now_us)) continue;
+            drop(s, e);
+            dropped++;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return dropped;
 }
 
 size_t rl_table_size(rl_table *t)

@@ -81,6 +81,11 @@ void rl_conn_release(rl_table *t, const char *key);
 /* Current connection count of key (for metrics and tests). */
 uint32_t rl_conn_count(rl_table *t, const char *key);
 
+/* Drops every bucket that is full at now_us, in all shards, and returns how
+ * many went. Lazy eviction only cleans a shard when traffic reaches it; a
+ * periodic sweep (say every few seconds from a timer) returns the memory of
+ * shards that went quiet. */
+size_t rl_table_sweep(rl_table *t, int64_t now_us);
 /* Buckets currently held (all shards; approximate while others run). */
 size_t rl_table_size(rl_table *t);
 

@@ -158,3 +158,14 @@ static void fanout_to_user(worker *w, pl_pub *pub)
         if (!session_subscribed(u->v[i], pub->channel))
             conn_enqueue(u->v[i], OUT_PUB, pub_ref(pub), pub->frame->len);
 }
+
+void fanout_user_each(worker *w, const char *tenant, const char *user, void (*fn)(conn *, void *),
+                      void *arg)
+{
+    char key[600];
+    size_t klen = make_key(key, sizeof(key), tenant, user);
+    uconns *u = klen ? map_get(&w->users, key, klen) : NULL;
+    /* Closing does not detach (that happens when the handle is released),
+     * so the array is stable during the walk. */
+    for (uint32_t i = 0; u && i < u->n; i++) fn(u->v[i], arg);
+}

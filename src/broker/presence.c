@@ -259,3 +259,39 @@ uint64_t presence_entries(presence *p)
 {
     return atomic_load(&p->entries);
 }
+
+uint64_t presence_channels(presence *p, const char *tenant, const char *prefix, uint64_t cursor,
+                           uint32_t limit, sbuf *out, uint32_t *count)
+{
+    size_t tl = strlen(tenant), pl = prefix ? strlen(prefix) : 0;
+    *count = 0;
+    /* cursor = shard << 32 | slot: stable while maps do not resize. */
+    for (uint64_t sh = cursor >> 32; sh < SHARDS; sh++) {
+        shard *s = &p->shards[sh];
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = sh == cursor >> 32 ? (cursor & 0xffffffffu) : 0; i < s->chans.cap; i++) {
+            map_entry *e = &s->chans.slots[i];
+            if (!e->key || e->klen <= tl || memcmp(e->key, tenant, tl) || e->key[tl] != '\x1f')
+                continue;
+            const char *ch = e->key + tl + 1;
+            size_t cl = e->klen - tl - 1;
+            if (pl && (cl < pl || memcmp(ch, prefix, pl))) continue;
+            if (*count == limit) {
+                pthread_mutex_unlock(&s->lock);
+                return sh << 32 | i;
+            }
+            pchan *c = e->value;
+            if (*count) sbuf_putc(out, ',');
+            sbuf_puts(out, "{\"channel\":");
+            sbuf_json_str(out, ch, cl);
+            sbuf_puts(out, ",\"clients\":");
+            sbuf_u64(out, c->clients.len);
+            sbuf_puts(out, ",\"users\":");
+            sbuf_u64(out, c->users.len);
+            sbuf_putc(out, '}');
+            (*count)++;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    return 0;
+}

@@ -48,18 +48,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <stdlib.h>
 
 #include "util/clock.h"
 #include "util/mem.h"
 #include "util/status.h"
 
 #define SCHEMA_VERSION 1
-#define BATCH_MAX 4096          /* requests per batch (and per sink call) */
-#define MAX_CHANNELS 10000      /* cached channels (each with a ring), LRU beyond */
-#define HASH_BUCKETS 16384      /* fixed: the cache is bounded, so no rehash */
-#define SWEEP_EVERY_MS 1000     /* TTL and idempotency sweeps */
-#define SWEEP_CHANNELS 256      /* channels trimmed per sweep transaction */
+#define BATCH_MAX 4096      /* requests per batch (and per sink call) */
+#define MAX_CHANNELS 10000  /* cached channels (each with a ring), LRU beyond */
+#define HASH_BUCKETS 16384  /* fixed: the cache is bounded, so no rehash */
+#define SWEEP_EVERY_MS 1000 /* TTL and idempotency sweeps */
+#define SWEEP_CHANNELS 256  /* channels trimmed per sweep transaction */
 #define DEFAULT_RING 128
 #define DEFAULT_DEDUP_MS (24LL * 3600 * 1000)
 #define BUSY_TIMEOUT_MS 5000
@@ -233,8 +232,10 @@ static uint32_t chan_hash(const char *tenant, const char *channel)
 
 static void bind_str(sqlite3_stmt *st, int idx, const char *s)
 {
-    if (s) sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(st, idx);
+    if (s)
+        sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, idx);
 }
 
 /* Steps a statement that returns no rows and resets it; PL_OK or PL_EIO. */
@@ -304,10 +305,14 @@ static void ring_trim(chan *ch)
 
 static void lru_unlink(sq_engine *e, chan *ch)
 {
-    if (ch->lru_prev) ch->lru_prev->lru_next = ch->lru_next;
-    else e->lru_head = ch->lru_next;
-    if (ch->lru_next) ch->lru_next->lru_prev = ch->lru_prev;
-    else e->lru_tail = ch->lru_prev;
+    if (ch->lru_prev)
+        ch->lru_prev->lru_next = ch->lru_next;
+    else
+        e->lru_head = ch->lru_next;
+    if (ch->lru_next)
+        ch->lru_next->lru_prev = ch->lru_prev;
+    else
+        e->lru_tail = ch->lru_prev;
     ch->lru_prev = ch->lru_next = NULL;
 }
 
@@ -332,7 +337,8 @@ static void chan_free(chan *ch)
 static void chan_evict(sq_engine *e, chan *ch)
 {
     chan **pp = &e->buckets[ch->hash % HASH_BUCKETS];
-    while (*pp != ch) pp = &(*pp)->hnext;
+    while (*pp != ch)
+        pp = &(*pp)->hnext;
     *pp = ch->hnext;
     lru_unlink(e, ch);
     e->nchan--;
@@ -343,7 +349,8 @@ static void chan_evict(sq_engine *e, chan *ch)
  * batches: a batch holds pointers to the channels it touched. */
 static void chan_evict_excess(sq_engine *e)
 {
-    while (e->nchan > MAX_CHANNELS && e->lru_tail) chan_evict(e, e->lru_tail);
+    while (e->nchan > MAX_CHANNELS && e->lru_tail)
+        chan_evict(e, e->lru_tail);
 }
 
 static chan *chan_alloc(sq_engine *e, const char *tenant, const char *channel, uint32_t hash)
@@ -498,8 +505,10 @@ static int insert_pub(sq_engine *e, const chan *ch, const pl_pub *p)
     sqlite3_bind_text(st, 3, p->id, PUB_ID_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, p->ts_ms);
     sqlite3_bind_int(st, 5, (int)p->cls);
-    if (p->data) sqlite3_bind_text(st, 6, p->data, (int)p->data_len, SQLITE_STATIC);
-    else sqlite3_bind_null(st, 6);
+    if (p->data)
+        sqlite3_bind_text(st, 6, p->data, (int)p->data_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
     bind_str(st, 7, p->user);
     bind_str(st, 8, p->client);
     bind_str(st, 9, p->type);
@@ -600,8 +609,8 @@ static int finish_channels(sq_engine *e, chan *touched, int64_t now, int *in_txn
             if (txn_begin(e, in_txn) || ttl_trim(e, ch, now)) return PL_EIO;
             dirty = 1;
         }
-        dirty |= ch->b_head != ch->head || ch->b_first != ch->first ||
-                 ch->b_ttl_ms != ch->ttl_ms || ch->b_next_exp_ms != ch->next_exp_ms;
+        dirty |= ch->b_head != ch->head || ch->b_first != ch->first || ch->b_ttl_ms != ch->ttl_ms ||
+                 ch->b_next_exp_ms != ch->next_exp_ms;
         if (!dirty) continue;
         if (txn_begin(e, in_txn)) return PL_EIO;
         sqlite3_stmt *st = e->st[ST_CHAN_SET];
@@ -851,7 +860,8 @@ static int serve_read(sq_engine *e, chan *ch, engine_req *r)
     for (uint64_t o = lo > rlo ? lo : rlo; status == PL_OK && o <= hi; o++)
         arr[n++] = pub_ref(ring_at(ch, o));
     if (status != PL_OK) {
-        while (n) pub_unref(arr[--n]);
+        while (n)
+            pub_unref(arr[--n]);
         pl_free(arr);
         return status;
     }
@@ -962,16 +972,15 @@ static void process_batch(sq_engine *e, size_t n)
             }
             s->ch = chan_get(e, r->tenant, r->channel, &r->status);
             if (s->ch) touch(s->ch, &touched);
+            /* SQLite may have rolled the transaction back on that error. */
+            else if (r->status == PL_EIO && in_txn)
+                e->b_fatal = 1;
         } else {
             r->status = PL_EINVAL;
         }
     }
-    int64_t t1 = clock_mono_us();
     if (!e->b_fatal && finish_channels(e, touched, now, &in_txn) != PL_OK) e->b_fatal = 1;
-    int64_t t2 = clock_mono_us();
     if (!e->b_fatal && in_txn && run_done(e->st[ST_COMMIT]) != PL_OK) e->b_fatal = 1;
-    int64_t t3 = clock_mono_us();
-    if (getenv("PL_DBG")) fprintf(stderr, "n=%zu stage=%lld finish=%lld commit=%lld\n", n, (long long)(t1-t0), (long long)(t2-t1), (long long)(t3-t2));
 
     uint64_t fresh = 0, dups = 0;
     if (e->b_fatal) {
@@ -993,9 +1002,11 @@ static void process_batch(sq_engine *e, size_t n)
         if (s->req->status == PL_OK) s->req->status = serve_read(e, s->ch, s->req);
         e->out[k++] = s->req;
     }
-    if (e->opts.sink) e->opts.sink(e->opts.sink_ctx, e->out, n);
+    if (e->opts.sink)
+        e->opts.sink(e->opts.sink_ctx, e->out, n);
     else
-        for (size_t i = 0; i < n; i++) engine_req_free(e->out[i]);
+        for (size_t i = 0; i < n; i++)
+            engine_req_free(e->out[i]);
 }
 
 /* Trims expired pubs of channels nobody touched and forgets expired
@@ -1086,8 +1097,10 @@ static void sq_submit(engine *base, engine_req *r)
     sq_engine *e = (sq_engine *)base;
     r->_next = NULL;
     pthread_mutex_lock(&e->mu);
-    if (e->q_tail) e->q_tail->_next = r;
-    else e->q_head = r;
+    if (e->q_tail)
+        e->q_tail->_next = r;
+    else
+        e->q_head = r;
     e->q_tail = r;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
@@ -1133,7 +1146,8 @@ static void sq_free(engine *base)
             }
         }
     }
-    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(e->st[i]);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(e->st[i]);
     sqlite3_close(e->db);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);

@@ -17,20 +17,34 @@
  * HTTP phase
  * ====================================================================== */
 
-enum { H_UPGRADE, H_CONNECTION, H_WS_KEY, H_WS_VERSION, H_WS_PROTOCOL, H_LAST_EVENT_ID, H__COUNT };
+enum {
+    H_UPGRADE,
+    H_CONNECTION,
+    H_WS_KEY,
+    H_WS_VERSION,
+    H_WS_PROTOCOL,
+    H_LAST_EVENT_ID,
+    H_AUTHORIZATION,
+    H__COUNT
+};
 static const char *const header_names[H__COUNT] = {
-    "upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-protocol",
-    "last-event-id"};
+    "upgrade",      "connection",    "sec-websocket-key", "sec-websocket-version",
+    "sec-websocket-protocol", "last-event-id", "authorization"};
 
 struct http_req {
     http_parser p;
     sbuf url;
     sbuf field;
     sbuf hv[H__COUNT];
-    int cur; /* header being captured, -1 if ignored */
+    sbuf body;
+    sbuf stash; /* bytes received while an API request waits for the engine */
+    int cur;    /* header being captured, -1 if ignored */
     int in_value;
     size_t head_bytes;
     int complete;
+    int too_big;
+    int keep_alive;
+    int pending; /* an API request is being answered asynchronously */
 };
 
 static http_req *http_new(conn *c)
@@ -47,6 +61,8 @@ static void http_reset(http_req *h)
 {
     sbuf_reset(&h->url);
     sbuf_reset(&h->field);
+    sbuf_reset(&h->body);
+    h->too_big = 0;
     for (int i = 0; i < H__COUNT; i++) sbuf_reset(&h->hv[i]);
     h->cur = -1;
     h->in_value = 0;
@@ -59,6 +75,8 @@ static void http_free(http_req *h)
     if (!h) return;
     sbuf_release(&h->url);
     sbuf_release(&h->field);
+    sbuf_release(&h->body);
+    sbuf_release(&h->stash);
     for (int i = 0; i < H__COUNT; i++) sbuf_release(&h->hv[i]);
     pl_free(h);
 }
@@ -107,6 +125,18 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     return count_head(h, n);
 }
 
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    conn *c = p->data;
+    http_req *h = c->http;
+    if (h->body.len + n > c->w->srv->cfg.limits.max_body_bytes) {
+        h->too_big = 1;
+        return 0; /* keep parsing to the end; the route answers 413 */
+    }
+    sbuf_append(&h->body, at, n);
+    return 0;
+}
+
 static int on_message_complete(http_parser *p)
 {
     req_of(p)->complete = 1;
@@ -118,6 +148,7 @@ static const http_parser_settings parser_settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
+    .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
@@ -258,6 +289,19 @@ static int route(conn *c, http_req *h)
         metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
         return 1;
     }
+    if (h->p.method == HTTP_POST && h->url.len > 8 && !memcmp(h->url.data, "/api/v1/", 8)) {
+        if (h->too_big) {
+            respond_error(c, 413, "Payload Too Large", 106, "request body too large");
+            return 1;
+        }
+        const char *m = h->url.data + 8;
+        const char *q = memchr(m, '?', h->url.len - 8);
+        size_t mlen = q ? (size_t)(q - m) : h->url.len - 8;
+        h->keep_alive = keep;
+        h->pending = api_handle(c, m, mlen, h->body.data ? h->body.data : "", h->body.len,
+                                h->hv[H_AUTHORIZATION].data, h->hv[H_AUTHORIZATION].len);
+        return c->state != CS_HTTP;
+    }
     if (get && path_is(&h->url, "/healthz")) {
         respond(c, 200, "OK", "text/plain", "ok\n", 3, keep);
     } else if (get && path_is(&h->url, "/readyz")) {
@@ -277,6 +321,7 @@ static int route(conn *c, http_req *h)
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 
 static void http_read(conn *c, const char *data, size_t len)
 {
@@ -294,6 +339,13 @@ static void http_read(conn *c, const char *data, size_t len)
         len -= n;
         if (!h->complete && !h->p.upgrade) return; /* need more bytes */
         int left = route(c, h);
+        if (h->pending) {
+            /* Answered later by conn_http_respond; keep what the client
+             * pipelined meanwhile. */
+            sbuf_append(&h->stash, data, len);
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            return;
+        }
         if (c->state == CS_WS) {
             http_free(c->http);
             c->http = NULL;
@@ -304,6 +356,32 @@ static void http_read(conn *c, const char *data, size_t len)
         http_reset(h);
         http_parser_pause(&h->p, 0);
     }
+}
+
+void conn_http_respond(conn *c, int status, const char *body, size_t len)
+{
+    http_req *h = c->http;
+    static const struct {
+        int status;
+        const char *reason;
+    } reasons[] = {{200, "OK"}, {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
+                   {404, "Not Found"}, {413, "Payload Too Large"}, {429, "Too Many Requests"},
+                   {500, "Internal Server Error"}, {503, "Service Unavailable"}};
+    const char *reason = "Error";
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (reasons[i].status == status) reason = reasons[i].reason;
+    if (!h || c->closed) return;
+    respond(c, status, reason, "application/json", body, len, h->keep_alive);
+    if (!h->pending) return; /* answered inside route(): http_read goes on */
+    h->pending = 0;
+    if (c->state != CS_HTTP) return;
+    sbuf stash = h->stash;
+    sbuf_init(&h->stash);
+    http_reset(h);
+    http_parser_pause(&h->p, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (stash.len) http_read(c, stash.data, stash.len);
+    sbuf_release(&stash);
 }
 
 /* ======================================================================

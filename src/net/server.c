@@ -35,10 +35,25 @@ static int vec_push(inbox_msg **v, size_t *len, size_t *cap, inbox_msg m)
     return 0;
 }
 
+static void call_unref(worker_call *call)
+{
+    if (atomic_fetch_sub(&call->refs, 1) == 1) call->release(call);
+}
+
 static void drop_msg(inbox_msg m)
 {
     if (m.type == INBOX_PUB) pub_unref(m.ptr);
+    else if (m.type == INBOX_CALL) call_unref(m.ptr);
     else engine_req_free(m.ptr);
+}
+
+void server_call_all(server *srv, worker_call *call)
+{
+    atomic_fetch_add(&call->refs, srv->nworkers - 1);
+    for (int i = 0; i < srv->nworkers; i++) {
+        inbox_msg m = {INBOX_CALL, call};
+        worker_post(srv->workers[i], &m, 1);
+    }
 }
 
 void worker_post(worker *w, const inbox_msg *msgs, size_t n)
@@ -105,6 +120,10 @@ static void drain_inbox(worker *w)
         if (msgs[i].type == INBOX_PUB) {
             fanout_pub(w, msgs[i].ptr);
             pub_unref(msgs[i].ptr);
+        } else if (msgs[i].type == INBOX_CALL) {
+            worker_call *call = msgs[i].ptr;
+            call->fn(w, call);
+            call_unref(call);
         } else {
             session_on_engine_done(w, msgs[i].ptr);
         }

@@ -111,7 +111,15 @@ struct conn {
 
 /* ---- workers (net/server.c) --------------------------------------------- */
 
-enum inbox_type { INBOX_PUB, INBOX_DONE };
+enum inbox_type { INBOX_PUB, INBOX_DONE, INBOX_CALL };
+
+/* A function run on every worker (server API actions on live connections);
+ * refcounted, freed by the last worker to run it. */
+typedef struct worker_call {
+    atomic_int refs;
+    void (*fn)(worker *w, struct worker_call *call);
+    void (*release)(struct worker_call *call);
+} worker_call;
 
 typedef struct inbox_msg {
     uint32_t type;
@@ -175,6 +183,8 @@ void worker_post(worker *w, const inbox_msg *msgs, size_t n);
 /* Posts a pub (one new reference per worker) to every worker's inbox. */
 void server_broadcast_pub(server *srv, pl_pub *pub);
 const tenant_keys *server_tenant(server *srv, const char *id);
+/* Runs call->fn on every worker (takes the caller's reference). */
+void server_call_all(server *srv, worker_call *call);
 void server_render_metrics(server *srv, sbuf *out);
 
 /* net/conn.c */
@@ -190,9 +200,17 @@ void conn_close(conn *c, uint16_t code, const char *reason);
 /* Closes the socket now, dropping queued output. */
 void conn_abort(conn *c);
 void conn_flush_dirty(worker *w);
+/* Answers the HTTP request of c with a JSON body (keep-alive as the request
+ * asked); resumes reading if the request was pending. */
+void conn_http_respond(conn *c, int status, const char *body, size_t len);
 void worker_tick_conns(worker *w);
 /* Shutdown: disconnect push with 4000 and close. */
 void conn_shutdown(conn *c);
+
+/* proto/api.c: handles POST /api/v1/<method>; answers with
+ * conn_http_respond, now (returns 0) or after an engine round trip (1). */
+int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_t blen,
+               const char *auth, size_t alen);
 
 /* broker/fanout.c */
 chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create);
@@ -203,6 +221,10 @@ void fanout_pub(worker *w, pl_pub *pub);
  * all of a user's devices); 0 or -1. */
 int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user);
 void fanout_user_del(worker *w, conn *c, const char *tenant, const char *user);
+/* Calls fn for each of this worker's connections of the user (fn may close
+ * the connection but must not free it). */
+void fanout_user_each(worker *w, const char *tenant, const char *user, void (*fn)(conn *, void *),
+                      void *arg);
 /* 1 if the connection has a live subscription to the channel. */
 int session_subscribed(conn *c, const char *channel);
 

@@ -18,6 +18,7 @@
 #include "net/server_int.h"
 #include "obs/log.h"
 #include "proto/command.h"
+#include "proto/proto_int.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
@@ -51,20 +52,7 @@ struct session {
     int connect_first_sub;
 };
 
-enum pending_kind { P_PUBLISH, P_HISTORY, P_SUBSCRIBE, P_PAGE };
 
-typedef struct pending {
-    uint64_t conn_id;
-    uint64_t cmd_id;
-    uint32_t gen;
-    uint8_t kind;
-    uint8_t has_id;
-    uint8_t in_connect;
-    uint8_t method;
-    uint64_t since_offset;
-    uint8_t has_since;
-    uint8_t epoch_matched;
-} pending;
 
 typedef void (*method_fn)(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi);
 
@@ -128,7 +116,7 @@ static const struct {
     {114, "server overloaded", 1},
 };
 
-static void error_json(sbuf *o, int code, const char *detail)
+void proto_error_json(sbuf *o, int code, const char *detail)
 {
     const char *msg = "error";
     int temp = 0;
@@ -167,7 +155,7 @@ static void reply_error(conn *c, int has_id, uint64_t id, unsigned mi, int code,
         sbuf_putc(o, ',');
     }
     sbuf_puts(o, "\"error\":");
-    error_json(o, code, detail);
+    proto_error_json(o, code, detail);
     sbuf_putc(o, '}');
     send_sbuf(c, o);
 }
@@ -264,7 +252,7 @@ static void put_pub(sbuf *o, const pl_pub *p)
     sbuf_append(o, p->frame->data + PUSH_PREFIX_LEN, p->frame->len - PUSH_PREFIX_LEN);
 }
 
-static void put_pubs(sbuf *o, engine_req *r)
+void proto_put_pubs(sbuf *o, engine_req *r)
 {
     sbuf_puts(o, "\"pubs\":[");
     for (size_t i = 0; i < r->npubs; i++) {
@@ -285,7 +273,7 @@ static int chan_char(unsigned char ch)
 }
 
 /* Validates a channel name (PROTOCOL.md section 5). Returns 0 or 107. */
-static int channel_valid(const char *s, size_t n)
+int proto_channel_valid(const char *s, size_t n)
 {
     if (n == 0 || n > MAX_CHANNEL) return 107;
     int colon = 0, hash = 0;
@@ -381,7 +369,7 @@ static int param_channel(proto_batch *b, int params, char *out)
     const char *p;
     size_t n;
     if (proto_param_str(b, params, "channel", &p, &n) != PROTO_PARAM_OK) return 107;
-    if (channel_valid(p, n)) return 107;
+    if (proto_channel_valid(p, n)) return 107;
     memcpy(out, p, n);
     out[n] = '\0';
     return 0;
@@ -447,6 +435,16 @@ static void presence_leave(conn *c, sub *sb)
     if (presence_remove(c->w->srv->presence, s->tenant, sb->channel, s->client) == 1 &&
         sb->ns->join_leave)
         join_leave(c, sb, "leave");
+}
+
+const char *session_client(conn *c)
+{
+    return c->s ? c->s->client : "";
+}
+
+const char *session_tenant(conn *c)
+{
+    return c->s ? c->s->tenant : "";
 }
 
 int session_subscribed(conn *c, const char *channel)
@@ -683,7 +681,7 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
             s->connect_first_sub = 0;
             sbuf_json_str(&s->connect_reply, sb->channel, strlen(sb->channel));
             sbuf_puts(&s->connect_reply, ":{\"error\":");
-            error_json(&s->connect_reply, code, NULL);
+            proto_error_json(&s->connect_reply, code, NULL);
             sbuf_putc(&s->connect_reply, '}');
         } else {
             reply_error(c, pd->has_id, pd->cmd_id, mi, code, NULL);
@@ -701,6 +699,12 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         sb->last_offset = last;
     } else {
         sbuf *o = pd->in_connect ? &s->connect_reply : reply_begin(c, pd->cmd_id);
+        if (pd->server_side) {
+            sbuf_reset(o);
+            sbuf_puts(o, "{\"push\":\"subscribe\",\"channel\":");
+            sbuf_json_str(o, sb->channel, strlen(sb->channel));
+            sbuf_puts(o, ",\"result\":");
+        }
         if (pd->in_connect) {
             sbuf_puts(o, s->connect_first_sub ? "" : ",");
             s->connect_first_sub = 0;
@@ -710,9 +714,14 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         sbuf_puts(o, "{\"offset\":");
         sbuf_u64(o, r->head);
         sbuf_printf(o, ",\"epoch\":\"%s\",\"recovered\":%s,", r->epoch, recovered ? "true" : "false");
-        put_pubs(o, r);
+        proto_put_pubs(o, r);
         sbuf_printf(o, ",\"more\":%s}", recovered && r->more ? "true" : "false");
-        if (!pd->in_connect) reply_end(c, pd->has_id, mi);
+        if (pd->server_side) {
+            sbuf_putc(o, '}');
+            send_sbuf(c, o);
+        } else if (!pd->in_connect) {
+            reply_end(c, pd->has_id, mi);
+        }
         sb->last_offset = last;
     }
     if (pd->has_since && !recovered) {
@@ -762,7 +771,7 @@ static void history_done(conn *c, pending *pd, engine_req *r)
     }
     sbuf *o = reply_begin(c, pd->cmd_id);
     sbuf_putc(o, '{');
-    put_pubs(o, r);
+    proto_put_pubs(o, r);
     sbuf_puts(o, ",\"offset\":");
     sbuf_u64(o, r->head);
     sbuf_printf(o, ",\"epoch\":\"%s\"}", r->epoch);
@@ -773,6 +782,10 @@ void session_on_engine_done(worker *w, engine_req *r)
 {
     pending *pd = r->ctx;
     conn *c = pd ? map_get(&w->conns, (const char *)&pd->conn_id, sizeof(pd->conn_id)) : NULL;
+    if (pd && pd->kind >= P_API_PUBLISH) {
+        api_on_engine_done(c, pd, r);
+        goto out;
+    }
     if (!c || c->closed || !c->s) goto out;
     if (pd->kind == P_SUBSCRIBE || pd->kind == P_PAGE) {
         sub *sb = find_sub(c->s, r->channel);
@@ -799,7 +812,7 @@ out:
  * Methods
  * ====================================================================== */
 
-static int parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
+int proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
 {
     uint64_t o = 0;
     const char *e;
@@ -877,11 +890,11 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
             size_t kn;
             uint64_t off = 0;
             int err = 107;
-            if (proto_str(b, k, &kp, &kn) == PROTO_PARAM_OK && !channel_valid(kp, kn)) {
+            if (proto_str(b, k, &kp, &kn) == PROTO_PARAM_OK && !proto_channel_valid(kp, kn)) {
                 memcpy(ch, kp, kn);
                 ch[kn] = '\0';
                 const cfg_namespace *ns;
-                err = json_kind(&b->doc, v) == JSON_KIND_OBJECT ? parse_since(b, v, &off, epoch) : 107;
+                err = json_kind(&b->doc, v) == JSON_KIND_OBJECT ? proto_parse_since(b, v, &off, epoch) : 107;
                 if (!err) err = may_read(c, ch, &ns, NULL, 0);
                 pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .in_connect = 1,
                               .method = (uint8_t)mi};
@@ -898,7 +911,7 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
             s->connect_first_sub = 0;
             sbuf_json_str(o, ch, strlen(ch));
             sbuf_puts(o, ":{\"error\":");
-            error_json(o, err, NULL);
+            proto_error_json(o, err, NULL);
             sbuf_putc(o, '}');
         }
     }
@@ -920,7 +933,7 @@ static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned 
         if (r == PROTO_PARAM_TYPE) code = 107;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
-            code = parse_since(b, since, &since_off, epoch);
+            code = proto_parse_since(b, since, &since_off, epoch);
         }
     }
     if (!code) {
@@ -982,74 +995,93 @@ static int headers_valid(proto_batch *b, int tok)
     return 1;
 }
 
+int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_namespace *ns,
+                        pub_fields *f, pub_class *cls)
+{
+    int htok = -1;
+    int code = 0;
+    if (proto_param_raw(b, params, "data", &f->data, &f->data_len) != PROTO_PARAM_OK) return 107;
+    if (f->data_len > srv->cfg.limits.max_message_bytes) return 106;
+    *cls = ns->cls;
+    if (!code) code = parse_class(b, params, cls);
+    if (!code) code = opt_str(b, params, "idempotency_key", MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
+    if (!code) code = opt_str(b, params, "type", 255, &f->type, &f->type_len);
+    if (!code) code = opt_str(b, params, "correlation_id", 255, &f->correlation_id, &f->correlation_id_len);
+    if (!code) {
+        int r = proto_param_obj(b, params, "headers", &htok);
+        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && !headers_valid(b, htok))) code = 107;
+        else if (r == PROTO_PARAM_OK) json_raw(&b->doc, htok, &f->headers, &f->headers_len);
+    }
+    return code;
+}
+
+int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
+{
+    if (p->cls == PUB_EPHEMERAL) {
+        proto_encode_pub(p);
+        server_broadcast_pub(w->srv, p);
+        metrics_add(&w->metrics, M_PUBS_EPHEMERAL, 1);
+        pub_unref(p);
+        return 0;
+    }
+    engine_req *r = engine_req_new(ENGINE_PUBLISH);
+    pending *copy = pl_malloc(sizeof(*copy));
+    if (!r || !copy) {
+        pub_unref(p);
+        engine_req_free(r);
+        pl_free(copy);
+        return 100;
+    }
+    *copy = *pd;
+    r->pub = p;
+    r->history_size = ns->history_size;
+    r->history_ttl_ms = ns->history_ttl_ms;
+    r->owner = w;
+    r->ctx = copy;
+    metrics_add(&w->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
+    engine_submit(w->srv->eng, r);
+    return 0;
+}
+
 static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     session *s = c->s;
-    server *srv = c->w->srv;
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns = NULL;
     pub_fields f = {0};
-    int htok = -1;
+    pub_class cls = PUB_STANDARD;
     int code = param_channel(b, cmd->params, ch);
     if (!code) code = may_publish(c, ch, &ns);
-    if (!code && proto_param_raw(b, cmd->params, "data", &f.data, &f.data_len) != PROTO_PARAM_OK)
-        code = 107;
-    if (!code && f.data_len > srv->cfg.limits.max_message_bytes) code = 106;
-    pub_class cls = ns ? ns->cls : PUB_STANDARD;
-    if (!code) code = parse_class(b, cmd->params, &cls);
-    if (!code) code = opt_str(b, cmd->params, "idempotency_key", MAX_IDEM_KEY, &f.idem_key, &f.idem_key_len);
-    if (!code) code = opt_str(b, cmd->params, "type", 255, &f.type, &f.type_len);
-    if (!code) code = opt_str(b, cmd->params, "correlation_id", 255, &f.correlation_id, &f.correlation_id_len);
+    if (!code) code = proto_parse_publish(c->w->srv, b, cmd->params, ns, &f, &cls);
+    pl_pub *p = NULL;
     if (!code) {
-        int r = proto_param_obj(b, cmd->params, "headers", &htok);
-        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && !headers_valid(b, htok))) code = 107;
-        else if (r == PROTO_PARAM_OK) json_raw(&b->doc, htok, &f.headers, &f.headers_len);
+        f.tenant = s->tenant;
+        f.tenant_len = strlen(s->tenant);
+        f.channel = ch;
+        f.channel_len = strlen(ch);
+        f.user = s->user;
+        f.user_len = strlen(s->user);
+        f.client = s->client;
+        f.client_len = strlen(s->client);
+        p = pub_new(&f, cls);
+        if (!p) code = 100;
     }
     if (code) {
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
-    f.tenant = s->tenant;
-    f.tenant_len = strlen(s->tenant);
-    f.channel = ch;
-    f.channel_len = strlen(ch);
-    f.user = s->user;
-    f.user_len = strlen(s->user);
-    f.client = s->client;
-    f.client_len = strlen(s->client);
-    pl_pub *p = pub_new(&f, cls);
-    if (!p) {
-        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
-        return;
-    }
-    if (cls == PUB_EPHEMERAL) {
-        proto_encode_pub(p);
-        server_broadcast_pub(srv, p);
-        metrics_add(&c->w->metrics, M_PUBS_EPHEMERAL, 1);
+    char id[PUB_ID_LEN + 1];
+    memcpy(id, p->id, sizeof(id));
+    pending pd = {.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
+                  .kind = P_PUBLISH, .method = (uint8_t)mi};
+    code = proto_submit_pub(c->w, p, ns, &pd);
+    if (code) {
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+    } else if (cls == PUB_EPHEMERAL) {
         sbuf *o = reply_begin(c, cmd->id);
-        sbuf_printf(o, "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", p->id);
+        sbuf_printf(o, "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", id);
         reply_end(c, cmd->has_id, mi);
-        pub_unref(p);
-        return;
     }
-    engine_req *r = engine_req_new(ENGINE_PUBLISH);
-    pending *pd = pl_calloc(1, sizeof(*pd));
-    if (!r || !pd) {
-        pub_unref(p);
-        engine_req_free(r);
-        pl_free(pd);
-        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
-        return;
-    }
-    *pd = (pending){.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
-                    .kind = P_PUBLISH, .method = (uint8_t)mi};
-    r->pub = p;
-    r->history_size = ns->history_size;
-    r->history_ttl_ms = ns->history_ttl_ms;
-    r->owner = c->w;
-    r->ctx = pd;
-    metrics_add(&c->w->metrics, cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
-    engine_submit(srv->eng, r);
 }
 
 static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
@@ -1070,7 +1102,7 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         if (r == PROTO_PARAM_TYPE) code = 107;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
-            code = parse_since(b, since, &since_off, epoch);
+            code = proto_parse_since(b, since, &since_off, epoch);
         }
     }
     if (!code) code = may_read(c, ch, &ns, NULL, 0);
@@ -1356,7 +1388,7 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
             } else if (kl == 7 && !memcmp(p, "channel", 7)) {
                 if (nch == 16) return 400;
                 long n = url_decode(eq + 1, (size_t)(e - eq - 1), chans[nch], sizeof(chans[nch]));
-                if (n < 0 || channel_valid(chans[nch], (size_t)n)) return 400;
+                if (n < 0 || proto_channel_valid(chans[nch], (size_t)n)) return 400;
                 nch++;
             }
         }
@@ -1402,3 +1434,32 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
     }
     return 0;
 }
+
+/* ======================================================================
+ * Server API actions on live connections
+ * ====================================================================== */
+
+void session_server_subscribe(conn *c, const char *ch)
+{
+    if (!c->s || c->s->sse || c->closed || c->state != CS_WS) return;
+    const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
+    pending pd = {.server_side = 1};
+    if (ns && !find_sub(c->s, ch))
+        start_subscribe(c, ch, ns, 0, 0, NULL, DEFAULT_RECOVER_LIMIT, &pd);
+}
+
+void session_server_unsubscribe(conn *c, const char *ch)
+{
+    if (!c->s || c->closed) return;
+    sub *sb = find_sub(c->s, ch);
+    if (!sb) return;
+    drop_sub(c, sb);
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{\"push\":\"unsubscribe\",\"channel\":");
+    sbuf_json_str(&o, ch, strlen(ch));
+    sbuf_puts(&o, ",\"code\":2000,\"reason\":\"unsubscribed by the server\"}");
+    send_sbuf(c, &o);
+    sbuf_release(&o);
+}
+

@@ -1,0 +1,651 @@
+/* The server HTTP API (PROTOCOL.md section 6): POST /api/v1/<method> with a
+ * JSON body and `Authorization: Bearer <key>`. Methods are rows of one table
+ * with the API key scope they need; a key belongs to one tenant and every
+ * method acts inside that tenant only. Replies are {"result": ...} or
+ * {"error": {...}} with the HTTP status matching the error code. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proto/proto_int.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+#define MAX_BROADCAST 1000
+#define MAX_CHANNEL 255
+
+typedef struct api_ctx {
+    conn *c;
+    worker *w;
+    server *srv;
+    proto_batch *b;
+    int params;
+    const char *tenant; /* the key's tenant (or "default" in single-tenant mode) */
+} api_ctx;
+
+typedef int (*api_fn)(api_ctx *a);
+
+/* The aggregate answer of a broadcast: one slot per channel. */
+typedef struct api_agg {
+    uint64_t conn_id;
+    worker *w;
+    uint32_t n, remaining;
+    sbuf out;
+    char **results;
+} api_agg;
+
+/* ---- replies ------------------------------------------------------------ */
+
+static int http_status(int code)
+{
+    switch (code) {
+    case 101:
+    case 109: return 401;
+    case 103: return 403;
+    case 102:
+    case 104: return 404;
+    case 106: return 413;
+    case 111: return 429;
+    case 113:
+    case 114: return 503;
+    case 100: return 500;
+    default: return 400;
+    }
+}
+
+static int api_error(conn *c, int code, const char *detail)
+{
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{\"error\":");
+    proto_error_json(&o, code, detail);
+    sbuf_putc(&o, '}');
+    conn_http_respond(c, http_status(code), o.data ? o.data : "{}", o.len);
+    sbuf_release(&o);
+    return 0;
+}
+
+/* Sends {"result": <o's text>}. */
+static int api_result(conn *c, sbuf *o)
+{
+    if (o->oom) return api_error(c, 100, NULL);
+    sbuf r;
+    sbuf_init(&r);
+    sbuf_puts(&r, "{\"result\":");
+    sbuf_append(&r, o->data, o->len);
+    sbuf_putc(&r, '}');
+    conn_http_respond(c, r.oom ? 500 : 200, r.data ? r.data : "{}", r.len);
+    sbuf_release(&r);
+    return 0;
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static int get_channel(api_ctx *a, const char *key, int tok, char *out)
+{
+    const char *p;
+    size_t n;
+    int r = tok >= 0 ? proto_str(a->b, tok, &p, &n)
+                     : (proto_param_str(a->b, a->params, key, &p, &n) == PROTO_PARAM_OK ? 0 : -1);
+    if (r || proto_channel_valid(p, n)) return 107;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int get_user(api_ctx *a, char *out, size_t cap, int required)
+{
+    const char *p;
+    size_t n;
+    int r = proto_param_str(a->b, a->params, "user", &p, &n);
+    if (r == PROTO_PARAM_MISSING && !required) {
+        out[0] = '\0';
+        return 0;
+    }
+    if (r != PROTO_PARAM_OK || n == 0 || n >= cap) return 107;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* Builds and submits one publish of the request's data to channel ch. */
+static int publish_one(api_ctx *a, const char *ch, pending *pd, char *id_out)
+{
+    const cfg_namespace *ns = config_namespace(&a->srv->cfg, ch, strlen(ch));
+    if (!ns) return 102;
+    pub_fields f = {0};
+    pub_class cls;
+    int code = proto_parse_publish(a->srv, a->b, a->params, ns, &f, &cls);
+    if (code) return code;
+    f.tenant = a->tenant;
+    f.tenant_len = strlen(a->tenant);
+    f.channel = ch;
+    f.channel_len = strlen(ch);
+    pl_pub *p = pub_new(&f, cls);
+    if (!p) return 100;
+    memcpy(id_out, p->id, PUB_ID_LEN + 1);
+    return proto_submit_pub(a->w, p, ns, pd);
+}
+
+/* ---- methods ---------------------------------------------------------------- */
+
+static int a_publish(api_ctx *a)
+{
+    char ch[MAX_CHANNEL + 1], id[PUB_ID_LEN + 1];
+    int code = get_channel(a, "channel", -1, ch);
+    pending pd = {.conn_id = a->c->id, .kind = P_API_PUBLISH};
+    if (!code) code = publish_one(a, ch, &pd, id);
+    if (code) return api_error(a->c, code, NULL);
+    const cfg_namespace *ns = config_namespace(&a->srv->cfg, ch, strlen(ch));
+    pub_class cls = ns->cls;
+    const char *cp;
+    size_t cn;
+    if (proto_param_str(a->b, a->params, "class", &cp, &cn) == PROTO_PARAM_OK)
+        cls = cn == 9 && !memcmp(cp, "ephemeral", 9) ? PUB_EPHEMERAL : PUB_STANDARD;
+    if (cls != PUB_EPHEMERAL) return 1;
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_printf(&o, "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", id);
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static void agg_free(api_agg *g)
+{
+    for (uint32_t i = 0; i < g->n; i++) pl_free(g->results[i]);
+    pl_free(g->results);
+    sbuf_release(&g->out);
+    pl_free(g);
+}
+
+static void agg_slot(api_agg *g, uint32_t i, const char *json)
+{
+    if (i < g->n && !g->results[i]) g->results[i] = pl_strdup(json);
+    if (--g->remaining) return;
+    conn *c = map_get(&g->w->conns, (const char *)&g->conn_id, sizeof(g->conn_id));
+    if (c && !c->closed) {
+        sbuf o;
+        sbuf_init(&o);
+        sbuf_puts(&o, "{\"responses\":[");
+        for (uint32_t k = 0; k < g->n; k++) {
+            if (k) sbuf_putc(&o, ',');
+            sbuf_puts(&o, g->results[k] ? g->results[k] : "null");
+        }
+        sbuf_puts(&o, "]}");
+        api_result(c, &o);
+        sbuf_release(&o);
+    }
+    agg_free(g);
+}
+
+static void slot_error(api_agg *g, uint32_t i, int code)
+{
+    sbuf e;
+    sbuf_init(&e);
+    sbuf_puts(&e, "{\"error\":");
+    proto_error_json(&e, code, NULL);
+    sbuf_putc(&e, '}');
+    agg_slot(g, i, e.data ? e.data : "null");
+    sbuf_release(&e);
+}
+
+static int a_broadcast(api_ctx *a)
+{
+    int arr;
+    if (proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
+        return api_error(a->c, 107, "channels must be an array of channel names");
+    int n = json_size(&a->b->doc, arr);
+    if (n <= 0) return api_error(a->c, 107, "channels is empty");
+    if (n > MAX_BROADCAST) return api_error(a->c, 106, "at most 1000 channels");
+    api_agg *g = pl_calloc(1, sizeof(*g));
+    if (g) g->results = pl_calloc((size_t)n, sizeof(char *));
+    if (!g || !g->results) {
+        pl_free(g);
+        return api_error(a->c, 100, NULL);
+    }
+    g->conn_id = a->c->id;
+    g->w = a->w;
+    g->n = g->remaining = (uint32_t)n;
+    uint32_t i = 0;
+    /* Hold one extra count so no slot completes the aggregate before all
+     * channels were submitted. */
+    g->remaining++;
+    for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
+        char ch[MAX_CHANNEL + 1], id[PUB_ID_LEN + 1];
+        pending pd = {.conn_id = a->c->id, .kind = P_API_BROADCAST, .agg = g, .slot = i};
+        int code = get_channel(a, NULL, t, ch);
+        if (!code) code = publish_one(a, ch, &pd, id);
+        if (code) {
+            slot_error(g, i, code);
+            continue;
+        }
+        const cfg_namespace *ns = config_namespace(&a->srv->cfg, ch, strlen(ch));
+        const char *cp;
+        size_t cn;
+        int eph = ns->cls == PUB_EPHEMERAL;
+        if (proto_param_str(a->b, a->params, "class", &cp, &cn) == PROTO_PARAM_OK)
+            eph = cn == 9 && !memcmp(cp, "ephemeral", 9);
+        if (eph) {
+            char buf[128];
+            snprintf(buf, sizeof(buf), "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", id);
+            agg_slot(g, i, buf);
+        }
+    }
+    agg_slot(g, UINT32_MAX, NULL);
+    return 1;
+}
+
+static int a_history(api_ctx *a)
+{
+    char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
+    uint64_t limit = 100, since_off = 0;
+    int since = -1, reverse = 0, has_since = 0;
+    int code = get_channel(a, "channel", -1, ch);
+    if (!code && !config_namespace(&a->srv->cfg, ch, strlen(ch))) code = 102;
+    if (!code) {
+        int r = proto_param_u64(a->b, a->params, "limit", &limit);
+        if (r == PROTO_PARAM_TYPE) code = 107;
+        else if (limit > 1000) code = 106;
+    }
+    if (!code && proto_param_bool(a->b, a->params, "reverse", &reverse) == PROTO_PARAM_TYPE) code = 107;
+    if (!code) {
+        int r = proto_param_obj(a->b, a->params, "since", &since);
+        if (r == PROTO_PARAM_TYPE) code = 107;
+        else if (r == PROTO_PARAM_OK) {
+            has_since = 1;
+            code = proto_parse_since(a->b, since, &since_off, epoch);
+        }
+    }
+    engine_req *r = code ? NULL : engine_req_new(ENGINE_READ);
+    pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
+    if (!code && (!r || !pd || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch))))
+        code = 100;
+    if (code) {
+        engine_req_free(r);
+        pl_free(pd);
+        return api_error(a->c, code, NULL);
+    }
+    r->mode = ENGINE_READ_HISTORY;
+    r->has_since = has_since;
+    r->since_offset = since_off;
+    snprintf(r->since_epoch, sizeof(r->since_epoch), "%s", epoch);
+    r->limit = (uint32_t)limit;
+    r->reverse = reverse;
+    r->owner = a->w;
+    r->ctx = pd;
+    *pd = (pending){.conn_id = a->c->id, .kind = P_API_HISTORY};
+    engine_submit(a->srv->eng, r);
+    return 1;
+}
+
+static int a_presence(api_ctx *a)
+{
+    char ch[MAX_CHANNEL + 1];
+    uint64_t cursor = 0, limit = 1000;
+    int code = get_channel(a, "channel", -1, ch);
+    const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
+    if (!code && !ns) code = 102;
+    if (!code && !ns->presence) code = 108;
+    if (!code && (proto_param_u64(a->b, a->params, "cursor", &cursor) == PROTO_PARAM_TYPE ||
+                  proto_param_u64(a->b, a->params, "limit", &limit) == PROTO_PARAM_TYPE))
+        code = 107;
+    if (!code && (limit == 0 || limit > 10000)) code = 106;
+    if (code) return api_error(a->c, code, NULL);
+    sbuf o;
+    sbuf_init(&o);
+    uint32_t n;
+    sbuf_puts(&o, "{\"clients\":[");
+    uint64_t next = presence_page(a->srv->presence, a->tenant, ch, cursor, (uint32_t)limit, &o, &n);
+    sbuf_puts(&o, "],\"cursor\":");
+    sbuf_u64(&o, next);
+    sbuf_putc(&o, '}');
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static int a_presence_stats(api_ctx *a)
+{
+    char ch[MAX_CHANNEL + 1];
+    int code = get_channel(a, "channel", -1, ch);
+    const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
+    if (!code && !ns) code = 102;
+    if (!code && !ns->presence) code = 108;
+    if (code) return api_error(a->c, code, NULL);
+    uint64_t clients, users;
+    presence_stats(a->srv->presence, a->tenant, ch, &clients, &users);
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_printf(&o, "{\"clients\":%llu,\"users\":%llu}", (unsigned long long)clients,
+                (unsigned long long)users);
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static int a_channels(api_ctx *a)
+{
+    uint64_t cursor = 0, limit = 1000;
+    const char *prefix = NULL;
+    size_t plen = 0;
+    char pbuf[MAX_CHANNEL + 1];
+    if (proto_param_u64(a->b, a->params, "cursor", &cursor) == PROTO_PARAM_TYPE ||
+        proto_param_u64(a->b, a->params, "limit", &limit) == PROTO_PARAM_TYPE ||
+        proto_param_str(a->b, a->params, "prefix", &prefix, &plen) == PROTO_PARAM_TYPE ||
+        plen > MAX_CHANNEL)
+        return api_error(a->c, 107, NULL);
+    if (limit == 0 || limit > 10000) return api_error(a->c, 106, "limit is 1..10000");
+    if (prefix) {
+        memcpy(pbuf, prefix, plen);
+        pbuf[plen] = '\0';
+    }
+    sbuf o;
+    sbuf_init(&o);
+    uint32_t n;
+    sbuf_puts(&o, "{\"channels\":[");
+    uint64_t next = presence_channels(a->srv->presence, a->tenant, prefix ? pbuf : NULL, cursor,
+                                      (uint32_t)limit, &o, &n);
+    sbuf_puts(&o, "],\"cursor\":");
+    sbuf_u64(&o, next);
+    sbuf_putc(&o, '}');
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+/* ---- actions on live connections, run on every worker ------------------- */
+
+typedef struct conn_action {
+    worker_call call;
+    char tenant[128];
+    char user[256];
+    char client[PUB_ID_LEN + 1];
+    char channel[MAX_CHANNEL + 1];
+    int kind; /* 0 disconnect, 1 subscribe, 2 unsubscribe */
+    uint16_t code;
+} conn_action;
+
+static void action_on_conn(conn *c, void *arg)
+{
+    conn_action *act = arg;
+    if (act->client[0] && strcmp(session_client(c), act->client)) return;
+    if (act->kind == 0) conn_close(c, act->code, "disconnected by the server API");
+    else if (act->kind == 1) session_server_subscribe(c, act->channel);
+    else session_server_unsubscribe(c, act->channel);
+}
+
+static void action_run(worker *w, worker_call *call)
+{
+    conn_action *act = (conn_action *)call;
+    if (act->user[0]) {
+        fanout_user_each(w, act->tenant, act->user, action_on_conn, act);
+        return;
+    }
+    for (conn *c = w->all, *next; c; c = next) {
+        next = c->next;
+        if (c->s && !c->closed && !strcmp(session_tenant(c), act->tenant)) action_on_conn(c, act);
+    }
+}
+
+static void action_release(worker_call *call)
+{
+    pl_free(call);
+}
+
+static int start_action(api_ctx *a, int kind)
+{
+    conn_action *act = pl_calloc(1, sizeof(*act));
+    if (!act) return api_error(a->c, 100, NULL);
+    const char *p;
+    size_t n;
+    int code = get_user(a, act->user, sizeof(act->user), 0);
+    int r = proto_param_str(a->b, a->params, "client", &p, &n);
+    if (!code && r == PROTO_PARAM_OK && n <= PUB_ID_LEN) {
+        memcpy(act->client, p, n);
+        act->client[n] = '\0';
+    } else if (r != PROTO_PARAM_MISSING) {
+        code = 107;
+    }
+    if (!code && !act->user[0] && !act->client[0]) code = 107;
+    if (!code && kind != 0) {
+        code = get_channel(a, "channel", -1, act->channel);
+        if (!code && !config_namespace(&a->srv->cfg, act->channel, strlen(act->channel)))
+            code = 102;
+    }
+    uint64_t cc = 4503;
+    if (!code && kind == 0 &&
+        (proto_param_u64(a->b, a->params, "code", &cc) == PROTO_PARAM_TYPE || cc < 4000 || cc > 4999))
+        code = 107;
+    if (code) {
+        pl_free(act);
+        return api_error(a->c, code, NULL);
+    }
+    snprintf(act->tenant, sizeof(act->tenant), "%s", a->tenant);
+    act->kind = kind;
+    act->code = (uint16_t)cc;
+    atomic_init(&act->call.refs, 1);
+    act->call.fn = action_run;
+    act->call.release = action_release;
+    server_call_all(a->srv, &act->call);
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{}");
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static int a_disconnect(api_ctx *a)
+{
+    return start_action(a, 0);
+}
+
+static int a_subscribe(api_ctx *a)
+{
+    return start_action(a, 1);
+}
+
+static int a_unsubscribe(api_ctx *a)
+{
+    return start_action(a, 2);
+}
+
+static int a_info(api_ctx *a)
+{
+    engine_stats es;
+    engine_get_stats(a->srv->eng, &es);
+    uint64_t ws = 0, sse = 0;
+    for (int i = 0; i < a->srv->nworkers; i++) {
+        metrics_shard *m = &a->srv->workers[i]->metrics;
+        ws += atomic_load(&m->c[M_WS_OPENED]) - atomic_load(&m->c[M_WS_CLOSED]);
+        sse += atomic_load(&m->c[M_SSE_OPENED]) - atomic_load(&m->c[M_SSE_CLOSED]);
+    }
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_printf(&o,
+                "{\"version\":\"1\",\"engine\":\"%s\",\"workers\":%d,\"connections\":{\"ws\":%llu,"
+                "\"sse\":%llu},\"presence_entries\":%llu,\"commits\":%llu,\"committed_pubs\":%llu}",
+                a->srv->eng->ops->name, a->srv->nworkers, (unsigned long long)ws,
+                (unsigned long long)sse, (unsigned long long)presence_entries(a->srv->presence),
+                (unsigned long long)es.commits, (unsigned long long)es.committed_pubs);
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static int a_token(api_ctx *a)
+{
+    char user[256];
+    uint64_t ttl = 3600;
+    if (!a->srv->cfg.dev_tokens) return api_error(a->c, 108, "tokens.issue is off (dev_tokens)");
+    if (get_user(a, user, sizeof(user), 1) ||
+        proto_param_u64(a->b, a->params, "ttl", &ttl) == PROTO_PARAM_TYPE || ttl == 0 ||
+        ttl > 30 * 86400)
+        return api_error(a->c, 107, "user and ttl (seconds) required");
+    const char *secret = a->srv->dev_secret;
+    const cfg_tenant *t = config_tenant(&a->srv->cfg, a->tenant);
+    if (t && t->n_jwt_secrets) secret = t->jwt_secrets[0];
+    if (!secret) return api_error(a->c, 108, "tenant has no HS256 secret");
+    int64_t now = clock_wall_ms() / 1000;
+    sbuf claims;
+    sbuf_init(&claims);
+    sbuf_puts(&claims, "{\"sub\":");
+    sbuf_json_str(&claims, user, strlen(user));
+    if (!a->srv->cfg.single_tenant) {
+        sbuf_puts(&claims, ",\"tenant\":");
+        sbuf_json_str(&claims, a->tenant, strlen(a->tenant));
+    }
+    sbuf_printf(&claims, ",\"iat\":%lld,\"exp\":%lld}", (long long)now, (long long)(now + (int64_t)ttl));
+    char *tok = jwt_sign_hs256(secret, strlen(secret), claims.data, claims.len);
+    sbuf_release(&claims);
+    if (!tok) return api_error(a->c, 100, NULL);
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_printf(&o, "{\"token\":\"%s\",\"expires_at\":%lld}", tok, (long long)(now + (int64_t)ttl));
+    pl_free(tok);
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static const struct api_method {
+    const char *name;
+    api_fn fn;
+    const char *scope;
+} api_methods[] = {
+    {"publish", a_publish, "publish"},
+    {"broadcast", a_broadcast, "broadcast"},
+    {"history", a_history, "history"},
+    {"presence", a_presence, "presence"},
+    {"presence_stats", a_presence_stats, "presence"},
+    {"channels", a_channels, "channels"},
+    {"subscribe", a_subscribe, "subscribe"},
+    {"unsubscribe", a_unsubscribe, "subscribe"},
+    {"disconnect", a_disconnect, "disconnect"},
+    {"info", a_info, "info"},
+    {"tokens.issue", a_token, "*"},
+};
+
+/* ---- authentication ------------------------------------------------------- */
+
+static int key_eq(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+static int scope_ok(const cfg_api_key *k, const char *scope)
+{
+    for (size_t i = 0; i < k->n_scopes; i++)
+        if (!strcmp(k->scopes[i], "*") || !strcmp(k->scopes[i], scope)) return 1;
+    return 0;
+}
+
+/* Finds the tenant of a bearer key and checks the scope: 0, 101 or 103. */
+static int authenticate(server *srv, const char *auth, size_t alen, const char *scope,
+                        const char **tenant)
+{
+    if (!auth || alen < 8 || strncasecmp(auth, "Bearer ", 7)) return 101;
+    const char *key = auth + 7;
+    size_t klen = alen - 7;
+    if (srv->cfg.single_tenant) {
+        /* Development mode: the development secret or the admin key act for
+         * the single tenant. */
+        if ((srv->dev_secret && key_eq(key, klen, srv->dev_secret)) ||
+            (srv->cfg.admin_key && key_eq(key, klen, srv->cfg.admin_key))) {
+            *tenant = "default";
+            return 0;
+        }
+        return 101;
+    }
+    for (size_t t = 0; t < srv->cfg.n_tenants; t++) {
+        const cfg_tenant *ct = &srv->cfg.tenants[t];
+        for (size_t k = 0; k < ct->n_api_keys; k++) {
+            if (!key_eq(key, klen, ct->api_keys[k].key)) continue;
+            if (!scope_ok(&ct->api_keys[k], scope)) return 103;
+            *tenant = ct->id;
+            return 0;
+        }
+    }
+    return 101;
+}
+
+int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_t blen,
+               const char *auth, size_t alen)
+{
+    worker *w = c->w;
+    const struct api_method *m = NULL;
+    for (size_t i = 0; i < sizeof(api_methods) / sizeof(api_methods[0]); i++)
+        if (strlen(api_methods[i].name) == mlen && !memcmp(api_methods[i].name, method, mlen))
+            m = &api_methods[i];
+    if (!m) return api_error(c, 104, NULL);
+    api_ctx a = {.c = c, .w = w, .srv = w->srv, .b = &w->batch, .params = -1};
+    int code = authenticate(w->srv, auth, alen, m->scope, &a.tenant);
+    if (code) return api_error(c, code, code == 101 ? "missing or invalid API key" : "scope");
+    /* Validate the body alone first so errors point into it, then wrap it as
+     * a command's params to use the typed getters. */
+    json_doc *d = &w->batch.doc;
+    if (blen == 0) body = "{}", blen = 2;
+    int rc = json_parse(d, body, blen, NULL);
+    if (rc != PL_OK || json_count(d) != 1 || json_kind(d, json_root(d, 0)) != JSON_KIND_OBJECT) {
+        size_t off = 0;
+        const char *why = rc == PL_OK ? "body must be one JSON object" : json_error(d, &off);
+        char detail[160];
+        snprintf(detail, sizeof(detail), "%s (at byte %zu)", why ? why : "malformed JSON", off);
+        return api_error(c, rc == PL_ELIMIT ? 106 : 107, detail);
+    }
+    sbuf wrapped;
+    sbuf_init(&wrapped);
+    sbuf_puts(&wrapped, "{\"method\":\"api\",\"params\":");
+    sbuf_append(&wrapped, body, blen);
+    sbuf_putc(&wrapped, '}');
+    int pending = 0;
+    if (wrapped.oom || proto_decode(&w->batch, wrapped.data, wrapped.len, NULL) != PL_OK ||
+        w->batch.ncmds != 1) {
+        pending = api_error(c, 100, NULL);
+    } else {
+        a.params = w->batch.cmds[0].params;
+        pending = m->fn(&a);
+    }
+    sbuf_release(&wrapped);
+    return pending;
+}
+
+void api_on_engine_done(conn *c, pending *pd, engine_req *r)
+{
+    if (pd->kind == P_API_BROADCAST) {
+        api_agg *g = pd->agg;
+        if (r->status != PL_OK) {
+            slot_error(g, pd->slot, r->status == PL_EIO ? 113 : 100);
+            return;
+        }
+        char buf[160];
+        snprintf(buf, sizeof(buf), "{\"id\":\"%s\",\"offset\":%llu,\"epoch\":\"%s\",\"duplicate\":%s}",
+                 r->pub->id, (unsigned long long)r->pub->offset, r->pub->epoch,
+                 r->duplicate ? "true" : "false");
+        agg_slot(g, pd->slot, buf);
+        return;
+    }
+    if (!c || c->closed) return;
+    if (r->status != PL_OK) {
+        api_error(c, r->status == PL_EIO ? 113 : 100, NULL);
+        return;
+    }
+    sbuf o;
+    sbuf_init(&o);
+    if (pd->kind == P_API_PUBLISH) {
+        sbuf_printf(&o, "{\"id\":\"%s\",\"offset\":", r->pub->id);
+        sbuf_u64(&o, r->pub->offset);
+        sbuf_printf(&o, ",\"epoch\":\"%s\",\"duplicate\":%s}", r->pub->epoch,
+                    r->duplicate ? "true" : "false");
+    } else {
+        sbuf_putc(&o, '{');
+        proto_put_pubs(&o, r);
+        sbuf_puts(&o, ",\"offset\":");
+        sbuf_u64(&o, r->head);
+        sbuf_printf(&o, ",\"epoch\":\"%s\"}", r->epoch);
+    }
+    api_result(c, &o);
+    sbuf_release(&o);
+}

@@ -1,0 +1,50 @@
+/* Internals shared by the client protocol (proto/session.c) and the server
+ * HTTP API (proto/api.c): publish parsing and submission, reply pieces and
+ * the record that rides along with every engine request. */
+#ifndef PL_PROTO_INT_H
+#define PL_PROTO_INT_H
+
+#include "net/server_int.h"
+
+enum pending_kind { P_PUBLISH, P_HISTORY, P_SUBSCRIBE, P_PAGE, P_API_PUBLISH, P_API_HISTORY,
+                    P_API_BROADCAST };
+
+typedef struct pending {
+    uint64_t conn_id;
+    uint64_t cmd_id;
+    uint32_t gen;
+    uint8_t kind;
+    uint8_t has_id;
+    uint8_t in_connect;
+    uint8_t method;
+    uint64_t since_offset;
+    uint8_t has_since;
+    uint8_t epoch_matched;
+    void *agg;     /* API broadcast aggregate */
+    uint32_t slot; /* its index in the aggregate */
+    uint8_t server_side; /* subscription made by the server API: result as a push */
+} pending;
+
+/* Validates a publish's data, class, idempotency key, type, correlation id
+ * and headers into f (spans into the batch) and cls. 0 or an error code. */
+int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_namespace *ns,
+                        pub_fields *f, pub_class *cls);
+/* Takes the pub: ephemeral ones are fanned out now, stored ones go to the
+ * engine with a copy of pd. 0, or 100 when out of memory (pub dropped). */
+int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd);
+void proto_error_json(sbuf *o, int code, const char *detail);
+void proto_put_pubs(sbuf *o, engine_req *r);
+/* 0 if the channel name is valid (PROTOCOL.md section 5), else 107. */
+int proto_channel_valid(const char *s, size_t n);
+int proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch);
+
+/* Accessors for the API's actions on live connections. */
+const char *session_client(conn *c);
+const char *session_tenant(conn *c);
+void session_server_subscribe(conn *c, const char *channel);
+void session_server_unsubscribe(conn *c, const char *channel);
+
+/* proto/api.c */
+void api_on_engine_done(conn *c, pending *pd, engine_req *r);
+
+#endif
