@@ -3,7 +3,8 @@
  * queue into batches, commits every publish of a batch in one fsynced
  * transaction (group commit) and hands the whole batch to the sink.
  *
- * On-disk format (schema version 1, kept in PRAGMA user_version):
+ * On-disk format (schema version 2, kept in PRAGMA user_version; version 1
+ * was a development layout without cid and is refused):
  *
  *   channels(cid, tenant, channel, epoch, head, first_off, ttl_ms, next_exp_ms)
  *       One row per stream, created by its first publish or first read;
@@ -53,7 +54,7 @@
 #include "util/mem.h"
 #include "util/status.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BATCH_MAX 4096      /* requests per batch (and per sink call) */
 #define MAX_CHANNELS 10000  /* cached channels (each with a ring), LRU beyond */
 #define HASH_BUCKETS 16384  /* fixed: the cache is bounded, so no rehash */
@@ -1235,11 +1236,16 @@ static int open_db(sq_engine *e, char *err, size_t errlen)
         exec_one(e->db, "PRAGMA wal_autocheckpoint=" STR(WAL_CHECKPOINT_PAGES), NULL, NULL) ||
         exec_one(e->db, "PRAGMA user_version", &version, NULL))
         goto fail;
-    what = "schema version";
-    if (version > SCHEMA_VERSION) goto fail;
+    if (version != 0 && version != SCHEMA_VERSION) {
+        snprintf(err, errlen, "engine: %s has schema version %lld, this build reads %d", path,
+                 (long long)version, SCHEMA_VERSION);
+        pl_free(path);
+        return PL_EIO;
+    }
     what = "schema";
-    if (sqlite3_exec(e->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) goto fail;
-    if (exec_one(e->db, "PRAGMA user_version=1", NULL, NULL)) goto fail;
+    if (sqlite3_exec(e->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+        exec_one(e->db, "PRAGMA user_version=" STR(SCHEMA_VERSION), NULL, NULL))
+        goto fail;
     if (e->opts.max_db_bytes > 0) {
         what = "max_db_bytes";
         char sql[64];
