@@ -21,12 +21,18 @@ static const struct {
     const char *name;
     uint32_t bit;
 } scope_names[] = {
-    {"publish", APIKEY_SCOPE_PUBLISH},     {"broadcast", APIKEY_SCOPE_BROADCAST},
-    {"history", APIKEY_SCOPE_HISTORY},     {"presence", APIKEY_SCOPE_PRESENCE},
-    {"channels", APIKEY_SCOPE_CHANNELS},   {"subscribe", APIKEY_SCOPE_SUBSCRIBE},
-    {"disconnect", APIKEY_SCOPE_DISCONNECT}, {"info", APIKEY_SCOPE_INFO},
-    {"trace", APIKEY_SCOPE_TRACE},         {"webhooks", APIKEY_SCOPE_WEBHOOKS},
-    {"dlq", APIKEY_SCOPE_DLQ},             {"*", APIKEY_SCOPE_ALL},
+    {"publish", APIKEY_SCOPE_PUBLISH},
+    {"broadcast", APIKEY_SCOPE_BROADCAST},
+    {"history", APIKEY_SCOPE_HISTORY},
+    {"presence", APIKEY_SCOPE_PRESENCE},
+    {"channels", APIKEY_SCOPE_CHANNELS},
+    {"subscribe", APIKEY_SCOPE_SUBSCRIBE},
+    {"disconnect", APIKEY_SCOPE_DISCONNECT},
+    {"info", APIKEY_SCOPE_INFO},
+    {"trace", APIKEY_SCOPE_TRACE},
+    {"webhooks", APIKEY_SCOPE_WEBHOOKS},
+    {"dlq", APIKEY_SCOPE_DLQ},
+    {"*", APIKEY_SCOPE_ALL},
 };
 
 #define N_SCOPES (sizeof(scope_names) / sizeof(scope_names[0]))
@@ -104,7 +110,8 @@ int apikey_mask_allows(uint32_t mask, const char *method)
 int apikey_allows(const char *const *scopes, size_t n, const char *method)
 {
     uint32_t mask = 0;
-    for (size_t i = 0; i < n; i++) mask |= scope_bit(scopes[i]);
+    for (size_t i = 0; i < n; i++)
+        mask |= scope_bit(scopes[i]);
     return apikey_mask_allows(mask, method);
 }
 
@@ -153,7 +160,8 @@ static void entry_free(apikey_entry *e)
 void apikey_store_free(apikey_store *s)
 {
     if (!s) return;
-    for (size_t i = 0; i < s->n; i++) entry_free(s->all[i]);
+    for (size_t i = 0; i < s->n; i++)
+        entry_free(s->all[i]);
     pl_free(s->all);
     map_release(&s->by_hash);
     map_release(&s->by_id);
@@ -303,8 +311,7 @@ const apikey_entry *apikey_lookup(apikey_store *s, const char *key, size_t len)
      * nobody can steer the digest of a key toward a stored one. The final
      * word is still a constant-time comparison. */
     apikey_entry *e = map_get(&s->by_hash, (const char *)digest, sizeof(digest));
-    if (e && (CRYPTO_memcmp(e->hash, digest, sizeof(digest)) || atomic_load(&e->revoked)))
-        e = NULL;
+    if (e && (CRYPTO_memcmp(e->hash, digest, sizeof(digest)) || atomic_load(&e->revoked))) e = NULL;
     pthread_rwlock_unlock(&s->lock);
     return e;
 }

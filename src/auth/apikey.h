@@ -58,9 +58,9 @@ const char *apikey_scope_name(uint32_t bit);
  * until apikey_store_free, so a pointer from apikey_lookup stays valid. */
 typedef struct apikey_entry {
     char id[APIKEY_ID_LEN + 1];
-    uint8_t hash[32]; /* SHA-256 of the key text */
-    char *tenant;     /* owned by the store */
-    uint32_t scopes;  /* enum apikey_scope bits */
+    uint8_t hash[32];   /* SHA-256 of the key text */
+    char *tenant;       /* owned by the store */
+    uint32_t scopes;    /* enum apikey_scope bits */
     int64_t created_at; /* unix ms */
     atomic_int revoked;
 } apikey_entry;

@@ -169,10 +169,14 @@ static rl_shard *shard_for(rl_table *t, const char *key, size_t klen)
 
 static void lru_unlink(rl_shard *s, rl_entry *e)
 {
-    if (e->prev) e->prev->next = e->next;
-    else s->head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else s->tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        s->tail = e->prev;
     e->prev = e->next = NULL;
 }
 

@@ -55,8 +55,9 @@ int rl_bucket_full(const rl_bucket *b, int64_t now_us);
  * "tenant:acme", "ip:127.0.0.1", "key:<api key id>"). Thread-safe. */
 typedef struct rl_table rl_table;
 
-/* Returns a new table holding at most max_entries buckets (0 = default), or
- * NULL on allocation failure. The caller frees it with rl_table_free. */
+/* Returns a new table holding at most max_entries buckets (0 = default;
+ * the bound is enforced per shard, so it is rounded up to a multiple of
+ * RL_SHARDS), or NULL on allocation failure. The caller frees it with rl_table_free. */
 rl_table *rl_table_new(size_t max_entries);
 void rl_table_free(rl_table *t);
 

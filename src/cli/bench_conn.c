@@ -1,11 +1,16 @@
-/* libuv + wslay WebSocket client connection for the bench. Reads share one
- * buffer per loop (every byte is consumed inside the read callback);
- * writes are coalesced per connection and flushed in a uv_check handle,
- * trying a direct write first and queueing only what the kernel refused. */
+/* libuv + wslay WebSocket client connection for the bench. Incoming frames
+ * go through wslay's frame layer (not its event layer, whose per-byte UTF-8
+ * check of text frames cost more than everything else on the client);
+ * messages are reassembled here, and a frame that arrives whole is handed
+ * over without a copy. Reads share one buffer per loop (every byte is
+ * consumed inside the read callback); outgoing frames are appended to a
+ * per-connection buffer and flushed in a uv_check handle, trying a direct
+ * write first and queueing only what the kernel refused. */
 #include "cli/bench_conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -41,10 +46,15 @@ struct bench_conn {
     char *host, *path, *protocol;
     int port;
     sbuf hs;  /* handshake response bytes until the header block is complete */
-    sbuf out; /* frames wslay produced, not yet handed to the kernel */
-    wslay_event_context_ptr ws;
+    sbuf out; /* frames not yet handed to the kernel */
+    wslay_frame_context_ptr fr;
     const char *in; /* bytes wslay's recv callback may take */
     size_t in_len;
+    sbuf msg;          /* data message being reassembled from fragments */
+    int msg_opcode;    /* its opcode; 0 when none is in progress */
+    uint8_t ctrl[125]; /* control frame payload */
+    size_t ctrl_len;
+    uint64_t frame_got; /* payload bytes of the current frame seen so far */
     size_t pending; /* bytes in uv_write requests in flight */
     bench_conn *next_dirty;
     int dirty;
@@ -83,10 +93,11 @@ static void on_closed(uv_handle_t *h)
     c->net->live--;
     if (c->cb.on_close)
         c->cb.on_close(c, c->ud, c->error, c->ws_code);
-    if (c->ws)
-        wslay_event_context_free(c->ws);
+    if (c->fr)
+        wslay_frame_context_free(c->fr);
     sbuf_release(&c->hs);
     sbuf_release(&c->out);
+    sbuf_release(&c->msg);
     pl_free(c->host);
     pl_free(c->path);
     pl_free(c->protocol);
@@ -170,10 +181,6 @@ static void flush_conn(bench_conn *c)
 {
     if (c->state != ST_OPEN)
         return;
-    if (wslay_event_send(c->ws) != 0) {
-        fail(c, "websocket send failed");
-        return;
-    }
     if (c->out.oom) {
         fail(c, "out of memory");
         return;
@@ -195,14 +202,11 @@ static void on_check(uv_check_t *h)
 
 /* ------------------------------------------------------------ wslay glue */
 
-static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *ud)
+static ssize_t ws_recv(uint8_t *buf, size_t len, int flags, void *ud)
 {
     bench_conn *c = ud;
-    if (c->in_len == 0 || c->state == ST_CLOSING) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
+    if (c->in_len == 0 || c->state == ST_CLOSING)
+        return -1; /* wslay reads this as "want more input" */
     size_t n = len < c->in_len ? len : c->in_len;
     memcpy(buf, c->in, n);
     c->in += n;
@@ -210,69 +214,138 @@ static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     return (ssize_t)n;
 }
 
-static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                       void *ud)
+/* Frames are written by bench_ws_frame, never by wslay. */
+static ssize_t ws_send(const uint8_t *data, size_t len, int flags, void *ud)
 {
-    bench_conn *c = ud;
-    sbuf_append(&c->out, data, len);
-    if (c->out.oom) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return (ssize_t)len;
+    return -1;
 }
 
-static int ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *ud)
+static int ws_genmask(uint8_t *buf, size_t len, void *ud)
 {
-    bench_conn *c = ud;
-    /* Masks only need to be unpredictable to intermediaries; a per-loop
-     * xorshift seeded from OpenSSL avoids a syscall per frame. */
-    uint64_t x = c->net->rng;
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        buf[i] = (uint8_t)x;
-    }
-    c->net->rng = x;
-    return 0;
+    return -1;
 }
 
-static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                      void *ud)
+/* Masks only need to be unpredictable to intermediaries; a per-loop
+ * xorshift seeded from OpenSSL avoids a syscall per frame. */
+static uint32_t next_mask(bench_net *n)
 {
-    bench_conn *c = ud;
-    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
-        c->ws_code = arg->status_code;
-        return;
+    uint64_t x = n->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    n->rng = x;
+    return (uint32_t)(x >> 16);
+}
+
+static void queue_frame(bench_conn *c, int opcode, const void *data, size_t len)
+{
+    bench_ws_frame(&c->out, opcode, data, len, next_mask(c->net));
+    mark_dirty(c);
+}
+
+static void deliver_message(bench_conn *c, int opcode, const char *data, size_t len)
+{
+    if (c->cb.on_message)
+        c->cb.on_message(c, c->ud, opcode == WSLAY_BINARY_FRAME, data, len);
+}
+
+/* Checks a frame's first chunk against RFC 6455 section 5 for a client:
+ * no reserved bits, no mask, continuation only inside a message. Returns
+ * NULL or why the frame is refused. */
+static const char *frame_start(bench_conn *c, const struct wslay_frame_iocb *f)
+{
+    if (f->rsv != 0 || f->mask)
+        return "websocket protocol error";
+    switch (f->opcode) {
+    case WSLAY_CONTINUATION_FRAME:
+        return c->msg_opcode ? NULL : "websocket protocol error";
+    case WSLAY_TEXT_FRAME:
+    case WSLAY_BINARY_FRAME:
+        if (c->msg_opcode)
+            return "websocket protocol error";
+        if (f->payload_length > MAX_MESSAGE)
+            return "websocket message too big";
+        return NULL;
+    case WSLAY_CONNECTION_CLOSE:
+    case WSLAY_PING:
+    case WSLAY_PONG:
+        c->ctrl_len = 0;
+        return NULL;
+    default:
+        return "websocket protocol error";
     }
-    if (c->state != ST_OPEN)
-        return;
-    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
-        if (c->cb.on_message)
-            c->cb.on_message(c, c->ud, arg->opcode == WSLAY_BINARY_FRAME,
-                             (const char *)arg->msg, arg->msg_length);
+}
+
+static void control_frame(bench_conn *c, int opcode)
+{
+    if (opcode == WSLAY_PING) {
+        queue_frame(c, WSLAY_PONG, c->ctrl, c->ctrl_len);
+    } else if (opcode == WSLAY_CONNECTION_CLOSE) {
+        if (c->ctrl_len >= 2)
+            c->ws_code = (c->ctrl[0] << 8) | c->ctrl[1];
+        fail(c, "closed by server");
     }
+}
+
+/* Takes one chunk of a frame; returns NULL or why the connection fails. */
+static const char *frame_chunk(bench_conn *c, const struct wslay_frame_iocb *f)
+{
+    bool first = c->frame_got == 0;
+    bool last = c->frame_got + f->data_length == f->payload_length;
+    if (first) {
+        const char *why = frame_start(c, f);
+        if (why)
+            return why;
+    }
+    c->frame_got += f->data_length;
+    if (last)
+        c->frame_got = 0;
+    if (f->opcode >= WSLAY_CONNECTION_CLOSE) {
+        /* wslay refuses control payloads over 125 bytes */
+        memcpy(c->ctrl + c->ctrl_len, f->data, f->data_length);
+        c->ctrl_len += f->data_length;
+        if (last)
+            control_frame(c, f->opcode);
+        return NULL;
+    }
+    if (first && last && f->fin && f->opcode != WSLAY_CONTINUATION_FRAME) {
+        /* The common case: a whole message in one chunk, no copy. */
+        deliver_message(c, f->opcode, (const char *)f->data, f->data_length);
+        return NULL;
+    }
+    if (first && f->opcode != WSLAY_CONTINUATION_FRAME)
+        c->msg_opcode = f->opcode;
+    if (c->msg.len + f->data_length > MAX_MESSAGE)
+        return "websocket message too big";
+    sbuf_append(&c->msg, f->data, f->data_length);
+    if (c->msg.oom)
+        return "out of memory";
+    if (last && f->fin) {
+        int opcode = c->msg_opcode;
+        c->msg_opcode = 0;
+        deliver_message(c, opcode, c->msg.data, c->msg.len);
+        sbuf_reset(&c->msg);
+    }
+    return NULL;
 }
 
 static void feed(bench_conn *c, const char *data, size_t len)
 {
     c->in = data;
     c->in_len = len;
-    int rc = wslay_event_recv(c->ws);
+    while (c->state == ST_OPEN) {
+        struct wslay_frame_iocb f;
+        memset(&f, 0, sizeof(f));
+        ssize_t r = wslay_frame_recv(c->fr, &f);
+        if (r == WSLAY_ERR_WANT_READ)
+            break;
+        const char *why = r < 0 ? "websocket protocol error" : frame_chunk(c, &f);
+        if (why) {
+            fail(c, why);
+            break;
+        }
+    }
     c->in_len = 0;
-    if (c->state == ST_CLOSING)
-        return;
-    if (rc != 0) {
-        fail(c, "websocket protocol error");
-        return;
-    }
-    if (!wslay_event_get_read_enabled(c->ws)) {
-        fail(c, "closed by server");
-        return;
-    }
-    if (wslay_event_want_write(c->ws))
-        mark_dirty(c);
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -388,11 +461,10 @@ static int start_connect(bench_conn *c, const bench_conn_opts *o)
 bench_conn *bench_conn_open(bench_net *n, const bench_conn_opts *o, const bench_conn_cb *cb,
                             void *ud)
 {
-    static const struct wslay_event_callbacks wcb = {
-        .recv_callback = ws_recv,
+    static const struct wslay_frame_callbacks wcb = {
         .send_callback = ws_send,
+        .recv_callback = ws_recv,
         .genmask_callback = ws_genmask,
-        .on_msg_recv_callback = ws_on_msg,
     };
     bench_conn *c = pl_calloc(1, sizeof(*c));
     if (!c)
@@ -403,16 +475,16 @@ bench_conn *bench_conn_open(bench_net *n, const bench_conn_opts *o, const bench_
     c->port = o->port;
     sbuf_init(&c->hs);
     sbuf_init(&c->out);
+    sbuf_init(&c->msg);
     c->host = pl_strdup(o->host);
     c->path = pl_strdup(o->path ? o->path : "/");
     c->protocol = o->protocol ? pl_strdup(o->protocol) : NULL;
     if (!c->host || !c->path || (o->protocol && !c->protocol) || bench_ws_key(c->key) < 0)
         goto fail;
-    if (wslay_event_context_client_init(&c->ws, &wcb, c) != 0) {
-        c->ws = NULL;
+    if (wslay_frame_context_init(&c->fr, &wcb, c) != 0) {
+        c->fr = NULL;
         goto fail;
     }
-    wslay_event_config_set_max_recv_msg_length(c->ws, MAX_MESSAGE);
     if (uv_tcp_init_ex(n->loop, &c->tcp, AF_INET) < 0)
         goto fail;
     c->tcp.data = c;
@@ -421,8 +493,8 @@ bench_conn *bench_conn_open(bench_net *n, const bench_conn_opts *o, const bench_
         fail(c, "connect failed");
     return c;
 fail:
-    if (c->ws)
-        wslay_event_context_free(c->ws);
+    if (c->fr)
+        wslay_frame_context_free(c->fr);
     pl_free(c->host);
     pl_free(c->path);
     pl_free(c->protocol);
@@ -434,15 +506,8 @@ int bench_conn_send(bench_conn *c, int binary, const void *data, size_t len)
 {
     if (c->state != ST_OPEN)
         return -1;
-    struct wslay_event_msg m = {
-        .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-        .msg = data,
-        .msg_length = len,
-    };
-    if (wslay_event_queue_msg(c->ws, &m) != 0)
-        return -1;
-    mark_dirty(c);
-    return 0;
+    queue_frame(c, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
+    return c->out.oom ? -1 : 0;
 }
 
 size_t bench_conn_pending(const bench_conn *c)

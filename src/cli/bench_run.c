@@ -150,7 +150,8 @@ static bool sub_complete(const run *r, const client *c)
 
 static void check_caught(run *r, client *c, uint64_t now)
 {
-    if (!c->waiting_catchup || !c->ready || !c->seq_ready)
+    /* A subscriber being dropped is still "ready" until its close lands. */
+    if (!c->waiting_catchup || !c->ready || c->dropping || !c->seq_ready)
         return;
     if (c->seq.next - 1 < r->chans[c->chan].max_offset)
         return;

@@ -15,6 +15,7 @@
 #define MAX_TOKENS (1u << 20)
 
 struct bench_scanner {
+    bool no_fast; /* test hook: always take the jsmn path */
     jsmntok_t *toks;
     unsigned ntoks;
     bench_pub *pubs;
@@ -290,8 +291,214 @@ static bench_kind push_kind(const char *s, size_t n)
     return BENCH_PUSH_OTHER;
 }
 
+/* ------------------------------------------------------ fast path for pubs */
+
+/* Nearly every line a bench client sees is a pub push, and jsmn's
+ * tokenizer was most of the client's CPU. This walker reads exactly the
+ * pub shape (an object whose "push" is "pub") in one pass; on anything else
+ * or anything unusual it returns false and the line takes the jsmn path,
+ * so it never accepts what jsmn would refuse in the fields it reads. */
+typedef struct cur {
+    const char *p, *end;
+} cur;
+
+static void ws(cur *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n'))
+        c->p++;
+}
+
+static bool eat(cur *c, char ch)
+{
+    ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return true;
+    }
+    return false;
+}
+
+/* A string at c->p; sets the raw span between the quotes. Escapes are
+ * stepped over, control bytes refused. */
+static bool str(cur *c, const char **s, size_t *n)
+{
+    ws(c);
+    if (c->p >= c->end || *c->p != '"')
+        return false;
+    const char *start = ++c->p;
+    while (c->p < c->end) {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch == '"') {
+            *s = start;
+            *n = (size_t)(c->p - start);
+            c->p++;
+            return true;
+        }
+        if (ch < 0x20)
+            return false;
+        c->p += ch == '\\' ? 2 : 1;
+    }
+    return false;
+}
+
+static bool is_delim(char ch)
+{
+    return ch == ',' || ch == '}' || ch == ']' || ch == ' ' || ch == '\t' || ch == '\r' ||
+           ch == '\n';
+}
+
+/* A primitive (number, true, false, null): its raw span. */
+static bool prim(cur *c, const char **s, size_t *n)
+{
+    ws(c);
+    const char *start = c->p;
+    while (c->p < c->end && !is_delim(*c->p)) {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch == '"' || ch == '{' || ch == '[' || ch == ':' || ch < 0x20)
+            return false;
+        c->p++;
+    }
+    *s = start;
+    *n = (size_t)(c->p - start);
+    return *n > 0;
+}
+
+/* Skips any value, nesting up to 64 levels with brackets matched. */
+static bool skip_value(cur *c)
+{
+    const char *s;
+    size_t n;
+    ws(c);
+    if (c->p >= c->end)
+        return false;
+    if (*c->p == '"')
+        return str(c, &s, &n);
+    if (*c->p != '{' && *c->p != '[')
+        return prim(c, &s, &n);
+    uint64_t stack = 0; /* bit set = object */
+    int depth = 0;
+    while (c->p < c->end) {
+        char ch = *c->p;
+        if (ch == '"') {
+            if (!str(c, &s, &n))
+                return false;
+            continue;
+        }
+        if (ch == '{' || ch == '[') {
+            if (depth == 64)
+                return false;
+            stack = (stack << 1) | (ch == '{');
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (depth == 0 || (stack & 1) != (ch == '}'))
+                return false;
+            stack >>= 1;
+            if (--depth == 0) {
+                c->p++;
+                return true;
+            }
+        }
+        c->p++;
+    }
+    return false;
+}
+
+static bool key_is(const char *k, size_t n, const char *want)
+{
+    return n == strlen(want) && memcmp(k, want, n) == 0;
+}
+
+/* data: reads "t" and "s" when they are plain integers. */
+static bool fast_data(cur *c, bench_pub *p)
+{
+    ws(c);
+    if (c->p >= c->end || *c->p != '{')
+        return skip_value(c);
+    c->p++;
+    if (eat(c, '}'))
+        return true;
+    for (;;) {
+        const char *k, *v;
+        size_t kn, vn;
+        if (!str(c, &k, &kn) || !eat(c, ':'))
+            return false;
+        bool want_t = key_is(k, kn, "t"), want_s = key_is(k, kn, "s");
+        ws(c);
+        if ((want_t || want_s) && c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+            if (!prim(c, &v, &vn))
+                return false;
+            uint64_t x = 0;
+            if (bench_parse_u64(v, vn, &x) == 0)
+                *(want_t ? &p->t : &p->s) = x;
+        } else if (!skip_value(c)) {
+            return false;
+        }
+        if (eat(c, '}'))
+            return true;
+        if (!eat(c, ','))
+            return false;
+    }
+}
+
+static bool fast_pub(const char *line, size_t len, bench_line *out)
+{
+    cur c = {line, line + len};
+    bool is_pub = false;
+    if (!eat(&c, '{'))
+        return false;
+    for (;;) {
+        const char *k, *v;
+        size_t kn, vn;
+        if (!str(&c, &k, &kn) || !eat(&c, ':'))
+            return false;
+        if (key_is(k, kn, "push")) {
+            if (!str(&c, &v, &vn) || !key_is(v, vn, "pub"))
+                return false;
+            is_pub = true;
+        } else if (key_is(k, kn, "offset")) {
+            if (!prim(&c, &v, &vn) || bench_parse_u64(v, vn, &out->pub.offset) < 0)
+                return false;
+        } else if (key_is(k, kn, "channel")) {
+            if (!str(&c, &out->channel, &out->channel_len))
+                return false;
+        } else if (key_is(k, kn, "epoch")) {
+            if (!str(&c, &v, &vn) || vn >= BENCH_EPOCH_MAX)
+                return false;
+            memcpy(out->epoch, v, vn);
+            out->epoch[vn] = '\0';
+        } else if (key_is(k, kn, "data")) {
+            if (!fast_data(&c, &out->pub))
+                return false;
+        } else if (key_is(k, kn, "result") || key_is(k, kn, "error") ||
+                   (key_is(k, kn, "id") && (ws(&c), c.p < c.end && *c.p != '"'))) {
+            return false; /* a reply: the general path */
+        } else if (!skip_value(&c)) {
+            return false;
+        }
+        if (eat(&c, '}'))
+            break;
+        if (!eat(&c, ','))
+            return false;
+    }
+    ws(&c);
+    if (!is_pub || c.p != c.end)
+        return false;
+    out->kind = BENCH_PUB;
+    return true;
+}
+
+void bench_scanner_set_fast(bench_scanner *sc, bool on)
+{
+    sc->no_fast = !on;
+}
+
+/* ---------------------------------------------------------------- entry */
+
 void bench_scan(bench_scanner *sc, const char *line, size_t len, bench_line *out)
 {
+    memset(out, 0, sizeof(*out));
+    if (!sc->no_fast && fast_pub(line, len, out))
+        return;
     memset(out, 0, sizeof(*out));
     int n = tokenize(sc, line, len);
     if (n < 1 || sc->toks[0].type != JSMN_OBJECT)

@@ -57,6 +57,10 @@ void bench_scanner_free(bench_scanner *sc);
  * the line is malformed or too large (more than 1 MiB of tokens). */
 void bench_scan(bench_scanner *sc, const char *line, size_t len, bench_line *out);
 
+/* Test hook: pub pushes normally take a one-pass fast path; off forces
+ * every line through jsmn so the two can be compared. */
+void bench_scanner_set_fast(bench_scanner *sc, bool on);
+
 /* Reads t and s from a bench payload object (NATS messages carry the
  * payload bare). Returns 0, or -1 when json is not an object; absent or
  * non-integer fields are left 0. */

@@ -151,3 +151,44 @@ int bench_ws_check_response(const char *buf, size_t len, const char *key, size_t
     *consumed = head;
     return PL_OK;
 }
+
+void bench_ws_frame(sbuf *out, int opcode, const void *data, size_t len, uint32_t mask)
+{
+    uint8_t h[14];
+    size_t n = 0;
+    h[n++] = (uint8_t)(0x80 | (opcode & 0x0f));
+    if (len < 126) {
+        h[n++] = (uint8_t)(0x80 | len);
+    } else if (len <= 0xffff) {
+        h[n++] = 0x80 | 126;
+        h[n++] = (uint8_t)(len >> 8);
+        h[n++] = (uint8_t)len;
+    } else {
+        h[n++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    uint8_t key[4] = {(uint8_t)(mask >> 24), (uint8_t)(mask >> 16), (uint8_t)(mask >> 8),
+                      (uint8_t)mask};
+    memcpy(h + n, key, 4);
+    n += 4;
+    sbuf_append(out, h, n);
+    size_t at = out->len;
+    sbuf_append(out, data, len);
+    if (out->oom)
+        return;
+    uint8_t *p = (uint8_t *)out->data + at;
+    /* Eight bytes at a time: the key repeats every four. */
+    uint64_t k8;
+    uint8_t kb[8] = {key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]};
+    memcpy(&k8, kb, 8);
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        w ^= k8;
+        memcpy(p + i, &w, 8);
+    }
+    for (; i < len; i++)
+        p[i] ^= key[i % 4];
+}

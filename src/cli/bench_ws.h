@@ -6,6 +6,7 @@
 #define PL_BENCH_WS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/sbuf.h"
 
@@ -30,5 +31,11 @@ void bench_ws_request(sbuf *out, const char *host, int port, const char *path,
  * HTTP status code once known. */
 int bench_ws_check_response(const char *buf, size_t len, const char *key, size_t *consumed,
                             int *status);
+
+/* Appends one final (FIN) client frame with opcode (1 text, 2 binary, 9
+ * ping, 10 pong, 8 close) and the payload masked with mask (RFC 6455 5.3;
+ * the key's bytes are taken most significant first). Headers are written
+ * here rather than through wslay so a command costs one append. */
+void bench_ws_frame(sbuf *out, int opcode, const void *data, size_t len, uint32_t mask);
 
 #endif

@@ -380,7 +380,10 @@ size_t wheel_advance(wheel *w, int64_t now_ms, wheel_cb cb, void *arg)
     w->firing = true;
     if (now_ms > w->last_ms) w->last_ms = now_ms;
     size_t fired = fire_list(w, &w->pending, cb, arg);
-    uint64_t target = (uint64_t)w->last_ms / w->tick_ms;
+    /* INT64_MAX is the end of time: it also fires deadlines whose due time
+     * (rounded up to a tick) would not fit in an int64_t. */
+    uint64_t target = w->last_ms == INT64_MAX ? tick_of(w, INT64_MAX)
+                                               : (uint64_t)w->last_ms / w->tick_ms;
     uint64_t ev;
     while (w->cur <= target && next_event(w, &ev) && ev <= target)
         fired += process_tick(w, ev, cb, arg);

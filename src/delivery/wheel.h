@@ -74,7 +74,8 @@ bool wheel_cancel(wheel *w, wheel_timer *t);
 
 /* Moves the wheel's clock to now_ms and calls cb(t, arg) for every timer due
  * by then, in the order given at the top of this file. A now_ms earlier than
- * a previous one only fires the timers that were already due. Returns the
+ * a previous one only fires the timers that were already due; INT64_MAX fires
+ * every pending timer (next_deadline saturates to it). Returns the
  * number of callbacks made; 0 if called from inside a callback (refused). */
 size_t wheel_advance(wheel *w, int64_t now_ms, wheel_cb cb, void *arg);
 

@@ -18,5 +18,6 @@ void engine_req_free(engine_req *r)
     pl_free(r->pubs);
     pl_free(r->tenant);
     pl_free(r->channel);
+    pl_free(r->user);
     pl_free(r);
 }

@@ -29,6 +29,7 @@ typedef struct engine_req engine_req;
 enum engine_op {
     ENGINE_PUBLISH = 1,
     ENGINE_READ = 2,
+    ENGINE_CURSOR = 3, /* set a user's read cursor (monotonic) */
 };
 
 /* READ modes. */
@@ -60,7 +61,7 @@ struct engine_req {
     enum engine_read_mode mode;
     int has_since;
     uint64_t since_offset;
-    char since_epoch[PUB_EPOCH_LEN + 1];
+    char since_epoch[PUB_EPOCH_LEN + 1]; /* "*" matches any epoch (SSE ids carry none) */
     uint32_t limit;
     int reverse;
     /* READ out: references owned by the request. */
@@ -71,6 +72,15 @@ struct engine_req {
     char epoch[PUB_EPOCH_LEN + 1];
     int recovered; /* RECOVER: every pub after since is retained, epoch matched */
     int more;      /* pubs exist after the last one returned (forward reads) */
+
+    /* Read cursors. READ: when user is set, cursor is filled with that user's
+     * read cursor on the channel. CURSOR in: tenant, channel, user and
+     * since_offset = the offset read; the cursor only moves forward and never
+     * past head. Out: cursor (value after), moved (1 if it changed), head,
+     * first, epoch. The write commits with the batch. */
+    char *user; /* owned copy, freed by engine_req_free */
+    uint64_t cursor;
+    int moved;
 
     int status; /* PL_OK, PL_EIO (storage unavailable: nothing stored), PL_ENOMEM */
 

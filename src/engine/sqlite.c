@@ -20,6 +20,9 @@
  *        headers, idem_key)   WITHOUT ROWID, key (cid, off)
  *       Index pubs_id(id) serves lookups by pub id (trace; join channels on
  *       cid for the names). NULL columns are absent optional fields.
+ *   cursors(cid, user, off)   WITHOUT ROWID, key (cid, user)
+ *       Each user's read cursor per stream; only ever moves forward, never
+ *       past head. Added to version 2 databases in place (new table only).
  *   idem(cid, idem_key, off, id, ts)   WITHOUT ROWID, key (cid, idem_key)
  *       The accepted idempotency keys; rows older than the dedup window are
  *       ignored and swept. Index idem_ts(ts) drives the sweep.
@@ -121,6 +124,8 @@ enum {
     ST_IDEM_GET,
     ST_IDEM_PUT,
     ST_IDEM_EXPIRE,
+    ST_CUR_GET,
+    ST_CUR_SET,
     ST_COUNT
 };
 
@@ -149,6 +154,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_IDEM_PUT] = "INSERT OR REPLACE INTO idem(cid, idem_key, off, id, ts)"
                     " VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_IDEM_EXPIRE] = "DELETE FROM idem WHERE ts < ?1",
+    [ST_CUR_GET] = "SELECT off FROM cursors WHERE cid = ?1 AND user = ?2",
+    [ST_CUR_SET] = "INSERT INTO cursors(cid, user, off) VALUES (?1, ?2, ?3)"
+                   " ON CONFLICT(cid, user) DO UPDATE SET off = excluded.off",
 };
 
 static const char schema_sql[] =
@@ -167,7 +175,10 @@ static const char schema_sql[] =
     " cid INTEGER NOT NULL, idem_key TEXT NOT NULL, off INTEGER NOT NULL,"
     " id TEXT NOT NULL, ts INTEGER NOT NULL,"
     " PRIMARY KEY (cid, idem_key)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS idem_ts ON idem(ts);";
+    "CREATE INDEX IF NOT EXISTS idem_ts ON idem(ts);"
+    "CREATE TABLE IF NOT EXISTS cursors ("
+    " cid INTEGER NOT NULL, user TEXT NOT NULL, off INTEGER NOT NULL,"
+    " PRIMARY KEY (cid, user)) WITHOUT ROWID;";
 
 typedef struct sq_engine {
     engine base;
@@ -801,7 +812,9 @@ static void plan_read(const chan *ch, engine_req *r, uint64_t *lo, uint64_t *hi)
     r->recovered = 0;
     r->more = 0;
     if (r->mode == ENGINE_READ_RECOVER) {
-        if (r->has_since && !strncmp(r->since_epoch, ch->epoch, sizeof(r->since_epoch)) &&
+        int epoch_ok = !strcmp(r->since_epoch, "*") ||
+                       !strncmp(r->since_epoch, ch->epoch, sizeof(r->since_epoch));
+        if (r->has_since && epoch_ok &&
             since <= head && (since == head || since + 1 >= ef)) {
             r->recovered = 1;
             if (since == head) return;
@@ -942,6 +955,67 @@ static uint64_t commit_publishes(sq_engine *e, size_t n, uint64_t *dups)
     return fresh;
 }
 
+/* Reads a user's cursor into r->cursor (0 when none). 0 or -1. */
+static int cursor_get(sq_engine *e, chan *ch, engine_req *r)
+{
+    r->cursor = 0;
+    if (!ch->cid) return 0;
+    sqlite3_stmt *st = e->st[ST_CUR_GET];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_text(st, 2, r->user, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) r->cursor = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Moves the read cursors of the batch, after the publishes committed (so
+ * the channel rows exist), in a transaction of their own: a cursor never
+ * goes back and never past the channel's head. */
+static void apply_cursors(sq_engine *e, size_t n)
+{
+    int in_txn = 0, failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &e->slots[i];
+        engine_req *r = s->req;
+        if (r->op != ENGINE_CURSOR || r->status != PL_OK) continue;
+        chan *ch = s->ch;
+        r->head = ch->head;
+        r->first = ch->first;
+        memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
+        uint64_t want = r->since_offset < ch->head ? r->since_offset : ch->head;
+        if (failed || cursor_get(e, ch, r)) {
+            failed = 1;
+            continue;
+        }
+        if (want <= r->cursor || !ch->cid) continue;
+        if (!in_txn && txn_begin(e, &in_txn)) {
+            failed = 1;
+            continue;
+        }
+        sqlite3_stmt *st = e->st[ST_CUR_SET];
+        sqlite3_bind_int64(st, 1, ch->cid);
+        sqlite3_bind_text(st, 2, r->user, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (int64_t)want);
+        if (run_done(st) != PL_OK) {
+            failed = 1;
+            continue;
+        }
+        r->cursor = want;
+        r->moved = 1;
+    }
+    if (in_txn && !failed && run_done(e->st[ST_COMMIT]) != PL_OK) failed = 1;
+    if (!failed) return;
+    if (in_txn) txn_rollback(e);
+    for (size_t i = 0; i < n; i++) {
+        engine_req *r = e->slots[i].req;
+        if (r->op != ENGINE_CURSOR) continue;
+        r->status = PL_EIO;
+        r->moved = 0;
+    }
+}
+
 /* Processes slots[0..n): stage publishes (and the channel rows of reads) in
  * one transaction, commit, then serve the reads from the committed state.
  *
@@ -966,8 +1040,8 @@ static void process_batch(sq_engine *e, size_t n)
         r->status = PL_OK;
         if (r->op == ENGINE_PUBLISH) {
             if (!e->b_fatal) r->status = stage_publish(e, i, now, &touched, &in_txn);
-        } else if (r->op == ENGINE_READ) {
-            if (!r->tenant || !r->channel) {
+        } else if (r->op == ENGINE_READ || r->op == ENGINE_CURSOR) {
+            if (!r->tenant || !r->channel || (r->op == ENGINE_CURSOR && !r->user)) {
                 r->status = PL_EINVAL;
                 continue;
             }
@@ -993,6 +1067,7 @@ static void process_batch(sq_engine *e, size_t n)
         apply_channels(touched);
     }
     record_commit(e, fresh, dups, clock_mono_us() - t0, e->b_fatal);
+    apply_cursors(e, n);
 
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -1001,6 +1076,8 @@ static void process_batch(sq_engine *e, size_t n)
         slot *s = &e->slots[i];
         if (s->req->op != ENGINE_READ) continue;
         if (s->req->status == PL_OK) s->req->status = serve_read(e, s->ch, s->req);
+        if (s->req->status == PL_OK && s->req->user && cursor_get(e, s->ch, s->req))
+            s->req->status = PL_EIO;
         e->out[k++] = s->req;
     }
     if (e->opts.sink)

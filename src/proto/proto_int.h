@@ -6,8 +6,8 @@
 
 #include "net/server_int.h"
 
-enum pending_kind { P_PUBLISH, P_HISTORY, P_SUBSCRIBE, P_PAGE, P_API_PUBLISH, P_API_HISTORY,
-                    P_API_BROADCAST };
+enum pending_kind { P_PUBLISH, P_HISTORY, P_SUBSCRIBE, P_PAGE, P_READ, P_API_PUBLISH, P_API_HISTORY,
+                    P_API_BROADCAST, P_API_CURSORS };
 
 typedef struct pending {
     uint64_t conn_id;
@@ -37,6 +37,8 @@ void proto_put_pubs(sbuf *o, engine_req *r);
 /* 0 if the channel name is valid (PROTOCOL.md section 5), else 107. */
 int proto_channel_valid(const char *s, size_t n);
 int proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch);
+/* Stored pubs after a read cursor (what `unread` reports). */
+uint64_t proto_unread(const engine_req *r);
 
 /* Accessors for the API's actions on live connections. */
 const char *session_client(conn *c);

@@ -70,6 +70,7 @@ static void m_unavailable(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_presence(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_presence_stats(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_typing(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_read(conn *, const proto_cmd *, proto_batch *, unsigned);
 
 static const struct method {
     const char *name;
@@ -87,7 +88,7 @@ static const struct method {
     {"presence", m_presence, NEEDS_CONNECT},
     {"presence_stats", m_presence_stats, NEEDS_CONNECT},
     {"typing", m_typing, NEEDS_CONNECT},
-    {"read", m_unavailable, NEEDS_CONNECT},
+    {"read", m_read, NEEDS_CONNECT},
     {"unknown", NULL, 0},
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
@@ -573,6 +574,7 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     p->since_offset = since_off;
     r->owner = w;
     r->ctx = p;
+    if (ns && ns->read_cursors && !(r->user = pl_strdup(s->user))) goto oom;
     if (has_since) {
         r->mode = ENGINE_READ_RECOVER;
         r->has_since = 1;
@@ -715,7 +717,12 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         sbuf_u64(o, r->head);
         sbuf_printf(o, ",\"epoch\":\"%s\",\"recovered\":%s,", r->epoch, recovered ? "true" : "false");
         proto_put_pubs(o, r);
-        sbuf_printf(o, ",\"more\":%s}", recovered && r->more ? "true" : "false");
+        sbuf_printf(o, ",\"more\":%s", recovered && r->more ? "true" : "false");
+        if (sb->ns->read_cursors) {
+            sbuf_puts(o, ",\"unread\":");
+            sbuf_u64(o, proto_unread(r));
+        }
+        sbuf_putc(o, '}');
         if (pd->server_side) {
             sbuf_putc(o, '}');
             send_sbuf(c, o);
@@ -778,6 +785,44 @@ static void history_done(conn *c, pending *pd, engine_req *r)
     reply_end(c, pd->has_id, pd->method);
 }
 
+uint64_t proto_unread(const engine_req *r)
+{
+    if (!r->first) return 0; /* nothing retained */
+    uint64_t after = r->cursor > r->first - 1 ? r->cursor : r->first - 1;
+    return r->head > after ? r->head - after : 0;
+}
+
+/* A moved read cursor is a read receipt for the channel's subscribers and a
+ * sync signal for the user's other devices. */
+static void read_done(conn *c, pending *pd, engine_req *r)
+{
+    if (r->status != PL_OK) {
+        reply_error(c, pd->has_id, pd->cmd_id, pd->method, r->status == PL_EIO ? 113 : 100, NULL);
+        return;
+    }
+    if (r->moved) {
+        metrics_add(&c->w->metrics, M_READ_UPDATES, 1);
+        sbuf o;
+        sbuf_init(&o);
+        sbuf_puts(&o, "{\"push\":\"read\",\"channel\":");
+        sbuf_json_str(&o, r->channel, strlen(r->channel));
+        sbuf_puts(&o, ",\"user\":");
+        sbuf_json_str(&o, r->user, strlen(r->user));
+        sbuf_puts(&o, ",\"offset\":");
+        sbuf_u64(&o, r->cursor);
+        sbuf_putc(&o, '}');
+        broadcast_signal(c, r->channel, &o, 1, 1);
+        sbuf_release(&o);
+    }
+    sbuf *o = reply_begin(c, pd->cmd_id);
+    sbuf_puts(o, "{\"offset\":");
+    sbuf_u64(o, r->cursor);
+    sbuf_puts(o, ",\"unread\":");
+    sbuf_u64(o, proto_unread(r));
+    sbuf_putc(o, '}');
+    reply_end(c, pd->has_id, pd->method);
+}
+
 void session_on_engine_done(worker *w, engine_req *r)
 {
     pending *pd = r->ctx;
@@ -800,6 +845,8 @@ void session_on_engine_done(worker *w, engine_req *r)
         if (pd->in_connect && c->s && --c->s->connect_pending == 0) finish_connect(c);
     } else if (pd->kind == P_PUBLISH) {
         publish_done(c, pd, r);
+    } else if (pd->kind == P_READ) {
+        read_done(c, pd, r);
     } else {
         history_done(c, pd, r);
     }
@@ -1257,6 +1304,35 @@ static void m_typing(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     }
     if (cmd->has_id) reply_empty(c, cmd, mi);
     else metrics_command(&c->w->metrics, mi, 0);
+}
+
+/* Sets the user's read cursor: monotonic, persisted, and announced with a
+ * read push when it moved. */
+static void m_read(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1];
+    const cfg_namespace *ns;
+    uint64_t off = 0;
+    int code = presence_target(c, b, cmd, ch, &ns);
+    if (!code && !ns->read_cursors) code = 108;
+    if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK) code = 107;
+    engine_req *r = code ? NULL : engine_req_new(ENGINE_CURSOR);
+    pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
+    if (!code && (!r || !pd || !(r->tenant = pl_strdup(c->s->tenant)) ||
+                  !(r->channel = pl_strdup(ch)) || !(r->user = pl_strdup(c->s->user))))
+        code = 100;
+    if (code) {
+        engine_req_free(r);
+        pl_free(pd);
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    r->since_offset = off;
+    r->owner = c->w;
+    r->ctx = pd;
+    *pd = (pending){.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
+                    .kind = P_READ, .method = (uint8_t)mi};
+    engine_submit(c->w->srv->eng, r);
 }
 
 static void m_unavailable(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)

@@ -1,0 +1,654 @@
+/* Unit tests for the pure pieces of `parley bench`: the latency histogram's
+ * percentile math, loss/dup/reorder accounting, the Parley line scanner,
+ * the NATS protocol reader, the WebSocket handshake check and the
+ * Prometheus and /proc probes. Hostile and oversized input included. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cli/bench_int.h"
+#include "cli/bench_nats.h"
+#include "cli/bench_scan.h"
+#include "cli/bench_stats.h"
+#include "cli/bench_ws.h"
+#include "util/mem.h"
+#include "util/status.h"
+
+/* ---------------------------------------------------------------- histogram */
+
+static void hist_index_is_monotonic_and_tight(void **state)
+{
+    for (uint64_t v = 0; v < 200000; v += 7) {
+        size_t i = bench_hist_index(v);
+        assert_true(i < BENCH_HIST_BUCKETS);
+        assert_true(bench_hist_upper(i) >= v);
+        if (i > 0)
+            assert_true(bench_hist_upper(i - 1) < v);
+        /* relative width under 1/64 */
+        assert_true((double)(bench_hist_upper(i) - v) <= (double)v / 64.0 + 1);
+    }
+    assert_int_equal(bench_hist_index(63), 63);
+    assert_int_equal(bench_hist_index(64), 64);
+    assert_true(bench_hist_index(UINT64_MAX) < BENCH_HIST_BUCKETS);
+    assert_true(bench_hist_upper(bench_hist_index(UINT64_MAX)) == UINT64_MAX);
+    for (int e = 6; e < 64; e++) {
+        uint64_t v = UINT64_C(1) << e;
+        assert_true(bench_hist_index(v) > bench_hist_index(v - 1));
+    }
+}
+
+static void hist_quantiles(void **state)
+{
+    bench_hist *h = malloc(sizeof(*h));
+    bench_hist_init(h);
+    assert_int_equal(bench_hist_quantile(h, 0.5), 0);
+    /* 1..10000 us in ns: p50 = 5000us, p99 = 9900us within 1/64. */
+    for (uint64_t i = 1; i <= 10000; i++)
+        bench_hist_record(h, i * 1000);
+    assert_int_equal(h->count, 10000);
+    assert_int_equal(h->min, 1000);
+    assert_int_equal(h->max, 10000000);
+    double p50 = (double)bench_hist_quantile(h, 0.5);
+    double p99 = (double)bench_hist_quantile(h, 0.99);
+    double p999 = (double)bench_hist_quantile(h, 0.999);
+    assert_true(p50 >= 5000000 && p50 <= 5000000 * (1 + 1.0 / 64));
+    assert_true(p99 >= 9900000 && p99 <= 9900000 * (1 + 1.0 / 64));
+    assert_true(p999 >= 9990000 && p999 <= 10000000);
+    assert_int_equal(bench_hist_quantile(h, 1.0), 10000000);
+    assert_int_equal(bench_hist_quantile(h, 0.0), 1000);
+
+    /* Merge doubles counts and keeps the extremes. */
+    bench_hist *g = malloc(sizeof(*g));
+    bench_hist_init(g);
+    bench_hist_record(g, 7);
+    bench_hist_merge(h, g);
+    assert_int_equal(h->count, 10001);
+    assert_int_equal(h->min, 7);
+    assert_int_equal(bench_hist_quantile(h, 0.00001), 7);
+    free(g);
+    free(h);
+}
+
+static void hist_single_value_is_exact(void **state)
+{
+    bench_hist *h = malloc(sizeof(*h));
+    bench_hist_init(h);
+    bench_hist_record(h, 123456789);
+    /* Bucket bounds are clamped to [min, max]. */
+    assert_int_equal(bench_hist_quantile(h, 0.5), 123456789);
+    assert_int_equal(bench_hist_quantile(h, 0.999), 123456789);
+    free(h);
+}
+
+/* ----------------------------------------------------------------- sequence */
+
+static void seq_in_order(void **state)
+{
+    bench_seq s;
+    bench_seq_init(&s, 10);
+    for (uint64_t i = 11; i <= 1000; i++)
+        assert_int_equal(bench_seq_add(&s, i), 0);
+    assert_int_equal(s.next, 1001);
+    assert_int_equal(s.unique, 990);
+    assert_int_equal(s.dups + s.reorder + s.invalid, 0);
+    assert_int_equal(bench_seq_missing(&s, 1000), 0);
+    assert_int_equal(bench_seq_missing(&s, 1005), 5);
+    assert_int_equal(bench_seq_missing(&s, 5), 0);
+    bench_seq_release(&s);
+}
+
+static void seq_loss_dup_reorder(void **state)
+{
+    bench_seq s;
+    bench_seq_init(&s, 0);
+    uint64_t order[] = {1, 2, 4, 3, 3, 6, 8, 7, 8, 1};
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        bench_seq_add(&s, order[i]);
+    assert_int_equal(s.dups, 3);    /* 3, 8, 1 again */
+    assert_int_equal(s.reorder, 2); /* 3 after 4, 7 after 8 */
+    assert_int_equal(s.next, 5);    /* 5 missing */
+    assert_int_equal(bench_seq_missing(&s, 8), 1);
+    assert_int_equal(bench_seq_missing(&s, 10), 3);
+    assert_true(bench_seq_has(&s, 7));
+    assert_false(bench_seq_has(&s, 5));
+    assert_false(bench_seq_has(&s, 0));
+    assert_false(bench_seq_has(&s, 1u << 30));
+    bench_seq_release(&s);
+}
+
+static void seq_hostile_values(void **state)
+{
+    bench_seq s;
+    bench_seq_init(&s, 100);
+    bench_seq_add(&s, 100);            /* at base: not expected */
+    bench_seq_add(&s, 0);
+    bench_seq_add(&s, UINT64_MAX);     /* would need a huge bitmap */
+    bench_seq_add(&s, 100 + BENCH_SEQ_MAX_SPAN + 1);
+    assert_int_equal(s.invalid, 4);
+    assert_int_equal(s.unique, 0);
+    assert_true(s.nwords * 8 <= 1024); /* nothing was allocated for them */
+    /* The largest allowed span still works. */
+    assert_int_equal(bench_seq_add(&s, 100 + 64 * 1000), 0);
+    assert_int_equal(bench_seq_missing(&s, 100 + 64 * 1000), 64 * 1000 - 1);
+    bench_seq_release(&s);
+}
+
+static void seq_survives_oom(void **state)
+{
+    bench_seq s;
+    bench_seq_init(&s, 0);
+    pl_mem_fail_after(0);
+    assert_int_equal(bench_seq_add(&s, 5), -1);
+    pl_mem_fail_after(-1);
+    assert_int_equal(s.invalid, 1);
+    assert_int_equal(bench_seq_add(&s, 5), 0);
+    assert_int_equal(s.unique, 1);
+    bench_seq_release(&s);
+}
+
+/* ------------------------------------------------------------------ scanner */
+
+static bench_line scan(bench_scanner *sc, const char *s)
+{
+    bench_line l;
+    bench_scan(sc, s, strlen(s), &l);
+    return l;
+}
+
+static void scan_pub_push(void **state)
+{
+    bench_scanner *sc = bench_scanner_new();
+    bench_line l = scan(sc, "{\"push\":\"pub\",\"channel\":\"room:42\",\"offset\":18,"
+                            "\"epoch\":\"k3f9\",\"id\":\"01JD\",\"ts\":1732282000123,"
+                            "\"data\":{\"p\":\"x}\\\"{\",\"t\":123456789,\"s\":7,"
+                            "\"nested\":{\"t\":1}},\"info\":{\"user\":\"a\"}}");
+    assert_int_equal(l.kind, BENCH_PUB);
+    assert_int_equal(l.pub.offset, 18);
+    assert_int_equal(l.pub.t, 123456789);
+    assert_int_equal(l.pub.s, 7);
+    assert_string_equal(l.epoch, "k3f9");
+    assert_int_equal(l.channel_len, 7);
+    assert_memory_equal(l.channel, "room:42", 7);
+    assert_int_equal(l.id, 0);
+
+    /* Field order does not matter; data that is not ours reads as 0. */
+    l = scan(sc, "{\"data\":[1,2,{\"t\":3}],\"offset\":0,\"push\":\"pub\"}");
+    assert_int_equal(l.kind, BENCH_PUB);
+    assert_int_equal(l.pub.offset, 0);
+    assert_int_equal(l.pub.t, 0);
+    l = scan(sc, "{\"push\":\"pub\",\"data\":{\"t\":-5,\"s\":1.5}}");
+    assert_int_equal(l.kind, BENCH_PUB);
+    assert_int_equal(l.pub.t, 0);
+    assert_int_equal(l.pub.s, 0);
+    bench_scanner_free(sc);
+}
+
+static void scan_other_pushes(void **state)
+{
+    bench_scanner *sc = bench_scanner_new();
+    bench_line l = scan(sc, "{\"push\":\"gap\",\"channel\":\"c\",\"epoch\":\"e\",\"from\":3,\"to\":9}");
+    assert_int_equal(l.kind, BENCH_GAP);
+    assert_int_equal(l.from, 3);
+    assert_int_equal(l.to, 9);
+    assert_int_equal(scan(sc, "{\"push\":\"ping\"}").kind, BENCH_PING);
+    l = scan(sc, "{\"push\":\"disconnect\",\"code\":4001,\"reason\":\"slow\",\"reconnect\":true}");
+    assert_int_equal(l.kind, BENCH_DISCONNECT);
+    assert_int_equal(l.code, 4001);
+    assert_int_equal(scan(sc, "{\"push\":\"join\",\"channel\":\"c\",\"info\":{}}").kind,
+                     BENCH_PUSH_OTHER);
+    bench_scanner_free(sc);
+}
+
+static void scan_replies(void **state)
+{
+    bench_scanner *sc = bench_scanner_new();
+    bench_line l = scan(sc, "{\"id\":42,\"result\":{\"id\":\"01J\",\"offset\":77,\"epoch\":\"ep\"}}");
+    assert_int_equal(l.kind, BENCH_RESULT);
+    assert_int_equal(l.id, 42);
+    assert_true(l.has_offset);
+    assert_int_equal(l.offset, 77);
+    assert_string_equal(l.epoch, "ep");
+
+    l = scan(sc, "{\"result\":{\"offset\":5,\"epoch\":\"e\",\"recovered\":true,\"more\":false,"
+                 "\"pubs\":[{\"offset\":4,\"data\":{\"t\":1,\"s\":2}},"
+                 "{\"offset\":5,\"epoch\":\"e\",\"data\":\"text\"}]},\"id\":3}");
+    assert_int_equal(l.kind, BENCH_RESULT);
+    assert_int_equal(l.id, 3);
+    assert_true(l.recovered);
+    assert_false(l.more);
+    assert_int_equal(l.npubs, 2);
+    assert_int_equal(l.pubs[0].offset, 4);
+    assert_int_equal(l.pubs[0].t, 1);
+    assert_int_equal(l.pubs[0].s, 2);
+    assert_int_equal(l.pubs[1].offset, 5);
+    assert_int_equal(l.pubs[1].t, 0);
+
+    l = scan(sc, "{\"id\":9,\"error\":{\"code\":103,\"message\":\"permission denied\","
+                 "\"temporary\":false}}");
+    assert_int_equal(l.kind, BENCH_ERROR);
+    assert_int_equal(l.id, 9);
+    assert_int_equal(l.code, 103);
+    l = scan(sc, "{\"error\":{\"code\":107,\"message\":\"bad\"}}");
+    assert_int_equal(l.kind, BENCH_ERROR);
+    assert_int_equal(l.id, 0);
+    bench_scanner_free(sc);
+}
+
+static void scan_large_recovery(void **state)
+{
+    /* 1000 recovered pubs force the token and pub arrays to grow. */
+    bench_scanner *sc = bench_scanner_new();
+    size_t cap = 1000 * 80 + 100;
+    char *s = malloc(cap);
+    size_t n = (size_t)sprintf(s, "{\"id\":2,\"result\":{\"recovered\":true,\"pubs\":[");
+    for (int i = 1; i <= 1000; i++)
+        n += (size_t)sprintf(s + n, "%s{\"offset\":%d,\"data\":{\"t\":%d,\"s\":%d}}",
+                             i > 1 ? "," : "", i, i * 10, i);
+    n += (size_t)sprintf(s + n, "],\"more\":true}}");
+    bench_line l;
+    bench_scan(sc, s, n, &l);
+    assert_int_equal(l.kind, BENCH_RESULT);
+    assert_int_equal(l.npubs, 1000);
+    assert_true(l.more);
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(l.pubs[i].offset, i + 1);
+        assert_int_equal(l.pubs[i].t, (i + 1) * 10);
+    }
+    free(s);
+    bench_scanner_free(sc);
+}
+
+static void scan_rejects_malformed(void **state)
+{
+    static const char *bad[] = {
+        "",
+        "   ",
+        "[]",
+        "42",
+        "\"push\"",
+        "{",
+        "{\"push\":\"pub\"",
+        "{\"push\":\"pub\"}{\"push\":\"pub\"}",
+        "{\"push\":1}",
+        "{\"push\":\"pub\",\"offset\":\"18\"}",
+        "{\"push\":\"pub\",\"offset\":-1}",
+        "{\"push\":\"pub\",\"offset\":1e3}",
+        "{\"push\":\"pub\",\"offset\":99999999999999999999999}",
+        "{\"push\":\"pub\",\"channel\":5}",
+        "{\"push\":\"pub\",\"epoch\":\"" /* longer than BENCH_EPOCH_MAX */
+        "0123456789012345678901234567890123456789012345678901234567890123456789\"}",
+        "{\"id\":\"1\",\"result\":{}}",
+        "{\"result\":{}}",
+        "{\"id\":1,\"result\":{\"recovered\":\"yes\"}}",
+        "{\"id\":1,\"result\":{\"pubs\":{}}}",
+        "{\"id\":1,\"result\":{\"pubs\":[1]}}",
+        "{\"id\":1,\"result\":{\"pubs\":[{\"offset\":true}]}}",
+        "{\"id\":1,\"result\":[]}",
+        "{\"id\":1,\"error\":\"x\"}",
+        "{\"id\":1,\"error\":{\"code\":1000000}}",
+        "{1:2}",
+        "{\"a\" \"b\"}",
+        "{\"nothing\":true}",
+    };
+    bench_scanner *sc = bench_scanner_new();
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        bench_line l = scan(sc, bad[i]);
+        if (l.kind != BENCH_BAD)
+            fail_msg("accepted: %s (kind %d)", bad[i], l.kind);
+    }
+    bench_scanner_free(sc);
+}
+
+static void scan_deep_nesting_and_oversize(void **state)
+{
+    bench_scanner *sc = bench_scanner_new();
+    /* Deep nesting in data is skipped without recursion. */
+    size_t depth = 100000;
+    char *s = malloc(depth * 2 + 64);
+    size_t n = (size_t)sprintf(s, "{\"push\":\"pub\",\"offset\":1,\"data\":");
+    memset(s + n, '[', depth);
+    n += depth;
+    memset(s + n, ']', depth);
+    n += depth;
+    s[n++] = '}';
+    bench_line l;
+    bench_scan(sc, s, n, &l);
+    assert_int_equal(l.kind, BENCH_PUB);
+    assert_int_equal(l.pub.offset, 1);
+    free(s);
+
+    /* More tokens than the scanner will hold: rejected, not grown forever. */
+    size_t count = (1u << 20) + 10;
+    s = malloc(count * 2 + 64);
+    n = (size_t)sprintf(s, "{\"push\":\"pub\",\"data\":[");
+    for (size_t i = 0; i < count; i++) {
+        s[n++] = '1';
+        s[n++] = ',';
+    }
+    s[n - 1] = ']';
+    s[n++] = '}';
+    bench_scan(sc, s, n, &l);
+    assert_int_equal(l.kind, BENCH_BAD);
+    free(s);
+    bench_scanner_free(sc);
+}
+
+static void scan_data_and_numbers(void **state)
+{
+    bench_scanner *sc = bench_scanner_new();
+    bench_pub p;
+    assert_int_equal(bench_scan_data(sc, "{\"t\":5,\"s\":6,\"p\":\"xx\"}", 22, &p), 0);
+    assert_int_equal(p.t, 5);
+    assert_int_equal(p.s, 6);
+    assert_int_equal(bench_scan_data(sc, "[1]", 3, &p), -1);
+    assert_int_equal(bench_scan_data(sc, "{\"t\":5", 6, &p), -1);
+    assert_int_equal(bench_scan_data(sc, "", 0, &p), -1);
+    bench_scanner_free(sc);
+
+    uint64_t v;
+    assert_int_equal(bench_parse_u64("18446744073709551615", 20, &v), 0);
+    assert_true(v == UINT64_MAX);
+    assert_int_equal(bench_parse_u64("18446744073709551616", 20, &v), -1);
+    assert_int_equal(bench_parse_u64("", 0, &v), -1);
+    assert_int_equal(bench_parse_u64("12a", 3, &v), -1);
+    assert_int_equal(bench_parse_u64("007", 3, &v), 0);
+    assert_int_equal(v, 7);
+}
+
+/* --------------------------------------------------------------------- NATS */
+
+typedef struct nats_log {
+    int msgs, pings, pongs, infos, errs;
+    uint64_t last_sid;
+    char last[256];
+    size_t last_len;
+} nats_log;
+
+static void l_msg(void *ud, uint64_t sid, const char *p, size_t n)
+{
+    nats_log *l = ud;
+    l->msgs++;
+    l->last_sid = sid;
+    l->last_len = n < sizeof(l->last) ? n : sizeof(l->last);
+    memcpy(l->last, p, l->last_len);
+}
+static void l_ping(void *ud)
+{
+    ((nats_log *)ud)->pings++;
+}
+static void l_pong(void *ud)
+{
+    ((nats_log *)ud)->pongs++;
+}
+static void l_info(void *ud, const char *j, size_t n)
+{
+    ((nats_log *)ud)->infos++;
+}
+static void l_err(void *ud, const char *m, size_t n)
+{
+    ((nats_log *)ud)->errs++;
+}
+static const bench_nats_cb ncb = {l_msg, l_ping, l_pong, l_info, l_err};
+
+static const char nats_stream[] = "INFO {\"server_id\":\"x\",\"max_payload\":1048576}\r\n"
+                                  "PING\r\n"
+                                  "+OK\r\n"
+                                  "MSG a.b 1 5\r\nhello\r\n"
+                                  "MSG a.b 2 reply.to 7\r\nwo\r\nrld\r\n"
+                                  "msg a.b 3 0\r\n\r\n"
+                                  "PONG\r\n"
+                                  "-ERR 'Slow Consumer'\r\n";
+
+static void nats_whole_and_split(void **state)
+{
+    size_t len = sizeof(nats_stream) - 1;
+    /* Every split point, and byte by byte, gives the same items. */
+    for (size_t cut = 0; cut <= len; cut++) {
+        bench_nats p;
+        nats_log l;
+        memset(&l, 0, sizeof(l));
+        bench_nats_init(&p);
+        assert_int_equal(bench_nats_feed(&p, nats_stream, cut, &ncb, &l), PL_OK);
+        assert_int_equal(bench_nats_feed(&p, nats_stream + cut, len - cut, &ncb, &l), PL_OK);
+        assert_int_equal(l.infos, 1);
+        assert_int_equal(l.pings, 1);
+        assert_int_equal(l.pongs, 1);
+        assert_int_equal(l.msgs, 3);
+        assert_int_equal(l.errs, 1);
+        assert_int_equal(l.last_sid, 3);
+        assert_int_equal(l.last_len, 0);
+        assert_int_equal(p.len, 0);
+        bench_nats_release(&p);
+    }
+    bench_nats p;
+    nats_log l;
+    memset(&l, 0, sizeof(l));
+    bench_nats_init(&p);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(bench_nats_feed(&p, nats_stream + i, 1, &ncb, &l), PL_OK);
+    assert_int_equal(l.msgs, 3);
+    bench_nats_release(&p);
+
+    /* Payload with CR LF inside is taken by length. */
+    memset(&l, 0, sizeof(l));
+    bench_nats_init(&p);
+    assert_int_equal(bench_nats_feed(&p, "MSG x 9 7\r\nwo\r\nrld\r\n", 20, &ncb, &l), PL_OK);
+    assert_int_equal(l.last_len, 7);
+    assert_memory_equal(l.last, "wo\r\nrld", 7);
+    bench_nats_release(&p);
+}
+
+static void nats_rejects_hostile(void **state)
+{
+    static const char *bad[] = {
+        "BOGUS\r\n",
+        "PING\n",
+        "\r\n",
+        "MSG a 1\r\n",
+        "MSG a x 3\r\nabc\r\n",
+        "MSG a 1 -3\r\nabc\r\n",
+        "MSG a 1 3\r\nabcd\r\n", /* length lies */
+        "MSG a 1 99999999999\r\n",
+        "MSG a 1 b c 3\r\nabc\r\n",
+        "PING extra\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        bench_nats p;
+        nats_log l;
+        memset(&l, 0, sizeof(l));
+        bench_nats_init(&p);
+        int rc = bench_nats_feed(&p, bad[i], strlen(bad[i]), &ncb, &l);
+        if (rc != PL_EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+        /* A failed parser stays failed. */
+        assert_int_equal(bench_nats_feed(&p, "PING\r\n", 6, &ncb, &l), PL_EINVAL);
+        assert_int_equal(l.pings, 0);
+        bench_nats_release(&p);
+    }
+    /* A control line that never ends is cut off at the limit. */
+    bench_nats p;
+    nats_log l;
+    memset(&l, 0, sizeof(l));
+    bench_nats_init(&p);
+    char junk[1000];
+    memset(junk, 'A', sizeof(junk));
+    int rc = PL_OK;
+    for (int i = 0; i < 10 && rc == PL_OK; i++)
+        rc = bench_nats_feed(&p, junk, sizeof(junk), &ncb, &l);
+    assert_int_equal(rc, PL_EINVAL);
+    bench_nats_release(&p);
+    /* The largest allowed payload is accepted, split across feeds. */
+    size_t big = BENCH_NATS_MAX_PAYLOAD;
+    char *msg = malloc(big + 64);
+    int h = sprintf(msg, "MSG s 1 %zu\r\n", big);
+    memset(msg + h, 'z', big);
+    memcpy(msg + h + big, "\r\n", 2);
+    bench_nats_init(&p);
+    memset(&l, 0, sizeof(l));
+    size_t total = (size_t)h + big + 2, half = total / 2;
+    assert_int_equal(bench_nats_feed(&p, msg, half, &ncb, &l), PL_OK);
+    assert_int_equal(bench_nats_feed(&p, msg + half, total - half, &ncb, &l), PL_OK);
+    assert_int_equal(l.msgs, 1);
+    bench_nats_release(&p);
+    /* One byte more is refused before it is buffered. */
+    h = sprintf(msg, "MSG s 1 %zu\r\n", big + 1);
+    bench_nats_init(&p);
+    assert_int_equal(bench_nats_feed(&p, msg, (size_t)h, &ncb, &l), PL_EINVAL);
+    bench_nats_release(&p);
+    free(msg);
+}
+
+/* ---------------------------------------------------------------- handshake */
+
+static void ws_accept_rfc_example(void **state)
+{
+    char out[29];
+    bench_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", out);
+    assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    char k1[25], k2[25];
+    assert_int_equal(bench_ws_key(k1), 0);
+    assert_int_equal(bench_ws_key(k2), 0);
+    assert_int_equal(strlen(k1), 24);
+    assert_string_not_equal(k1, k2);
+}
+
+static void ws_request_shape(void **state)
+{
+    sbuf b;
+    sbuf_init(&b);
+    bench_ws_request(&b, "127.0.0.1", 8080, "/ws", "parley.v1", "KEY");
+    assert_non_null(strstr(b.data, "GET /ws HTTP/1.1\r\n"));
+    assert_non_null(strstr(b.data, "Host: 127.0.0.1:8080\r\n"));
+    assert_non_null(strstr(b.data, "Sec-WebSocket-Key: KEY\r\n"));
+    assert_non_null(strstr(b.data, "Sec-WebSocket-Protocol: parley.v1\r\n"));
+    assert_non_null(strstr(b.data, "Sec-WebSocket-Version: 13\r\n"));
+    assert_true(b.len > 4 && memcmp(b.data + b.len - 4, "\r\n\r\n", 4) == 0);
+    sbuf_reset(&b);
+    bench_ws_request(&b, "h", 1, "/", NULL, "KEY");
+    assert_null(strstr(b.data, "Protocol"));
+    sbuf_release(&b);
+}
+
+#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+static int check(const char *resp, size_t *used, int *status)
+{
+    return bench_ws_check_response(resp, strlen(resp), KEY, used, status);
+}
+
+static void ws_response_checks(void **state)
+{
+    const char *good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: " ACCEPT "\r\n"
+                       "Sec-WebSocket-Protocol: parley.v1\r\n\r\n\x81\x02hi";
+    size_t used = 0;
+    int status = 0;
+    assert_int_equal(check(good, &used, &status), PL_OK);
+    assert_int_equal(status, 101);
+    assert_int_equal(used, strlen(good) - 4); /* the frame bytes are left */
+
+    /* Incomplete header block at every length. */
+    for (size_t n = 0; n < strlen(good) - 4; n++)
+        assert_int_equal(bench_ws_check_response(good, n, KEY, &used, NULL), PL_AGAIN);
+
+    /* Header names are case-insensitive; Connection may be a list. */
+    assert_int_equal(check("HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nconnection: keep-alive, "
+                           "upgrade\r\nsec-websocket-accept: " ACCEPT "\r\n\r\n",
+                           &used, NULL),
+                     PL_OK);
+
+    static const char *bad[] = {
+        "HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " ACCEPT "\r\n\r\n",
+        "HTTP/1.1 101 OK\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " ACCEPT "\r\n\r\n",
+        "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: " ACCEPT "\r\n\r\n",
+        "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
+        "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " ACCEPT "\r\nSec-WebSocket-Accept: " ACCEPT "\r\n\r\n",
+        "garbage garbage\r\n\r\n",
+        "HTTP/1.1 101 OK\r\nUpgrade websocket\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (check(bad[i], &used, &status) != PL_EINVAL)
+            fail_msg("accepted response %zu", i);
+    assert_int_equal(check(bad[0], &used, &status), PL_EINVAL);
+    assert_int_equal(status, 200);
+
+    /* An endless header block is refused at the limit. */
+    size_t big = BENCH_WS_MAX_RESPONSE + 10;
+    char *s = malloc(big);
+    memset(s, 'a', big);
+    assert_int_equal(bench_ws_check_response(s, big, KEY, &used, NULL), PL_EINVAL);
+    free(s);
+}
+
+/* ------------------------------------------------------------------- probes */
+
+static void prom_sum_parsing(void **state)
+{
+    const char *m = "# HELP parley_commit_batch_size pubs per commit\n"
+                    "# TYPE parley_commit_batch_size histogram\n"
+                    "parley_commit_batch_size_bucket{le=\"1\"} 3\n"
+                    "parley_commit_batch_size_sum{engine=\"sqlite\",x=\"a}b\"} 120.5\n"
+                    "parley_commit_batch_size_sum{engine=\"other\"} 10\n"
+                    "parley_commit_batch_size_count 13 1700000000000\n"
+                    "parley_commit_batch_size_count_total 999\n"
+                    "parley_commit_batch_size_sumx 5\n"
+                    "parley_commit_batch_size_sum{bad=\"1\"} notanumber\n";
+    assert_true(bench_prom_sum(m, strlen(m), "parley_commit_batch_size_sum") == 130.5);
+    assert_true(bench_prom_sum(m, strlen(m), "parley_commit_batch_size_count") == 13);
+    assert_true(bench_prom_sum(m, strlen(m), "parley_missing") < 0);
+    assert_true(bench_prom_sum("", 0, "x") < 0);
+    assert_true(bench_prom_sum("x{\"", 3, "x") < 0);
+}
+
+static void proc_probes_on_self(void **state)
+{
+    volatile double x = 0;
+    for (int i = 0; i < 20000000; i++)
+        x += i;
+    assert_true(bench_proc_cpu_s(getpid()) >= 0);
+    long rss = bench_proc_rss_kib(getpid());
+    assert_true(rss > 0);
+    assert_true(bench_proc_cpu_s(0x7ffffff0) < 0);
+    assert_true(bench_proc_rss_kib(0x7ffffff0) < 0);
+    assert_true(bench_proc_rss_kib(0) < 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(hist_index_is_monotonic_and_tight),
+        cmocka_unit_test(hist_quantiles),
+        cmocka_unit_test(hist_single_value_is_exact),
+        cmocka_unit_test(seq_in_order),
+        cmocka_unit_test(seq_loss_dup_reorder),
+        cmocka_unit_test(seq_hostile_values),
+        cmocka_unit_test(seq_survives_oom),
+        cmocka_unit_test(scan_pub_push),
+        cmocka_unit_test(scan_other_pushes),
+        cmocka_unit_test(scan_replies),
+        cmocka_unit_test(scan_large_recovery),
+        cmocka_unit_test(scan_rejects_malformed),
+        cmocka_unit_test(scan_deep_nesting_and_oversize),
+        cmocka_unit_test(scan_data_and_numbers),
+        cmocka_unit_test(nats_whole_and_split),
+        cmocka_unit_test(nats_rejects_hostile),
+        cmocka_unit_test(ws_accept_rfc_example),
+        cmocka_unit_test(ws_request_shape),
+        cmocka_unit_test(ws_response_checks),
+        cmocka_unit_test(prom_sum_parsing),
+        cmocka_unit_test(proc_probes_on_self),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
