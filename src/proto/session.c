@@ -66,7 +66,6 @@ static void m_history(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_refresh(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_pong(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_ack(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_unavailable(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_presence(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_presence_stats(conn *, const proto_cmd *, proto_batch *, unsigned);
 static void m_typing(conn *, const proto_cmd *, proto_batch *, unsigned);
@@ -1335,10 +1334,6 @@ static void m_read(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     engine_submit(c->w->srv->eng, r);
 }
 
-static void m_unavailable(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
-{
-    reply_error(c, cmd->has_id, cmd->id, mi, 108, "not available on this server yet");
-}
 
 /* ======================================================================
  * Frames in, timers
