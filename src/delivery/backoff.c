@@ -29,7 +29,8 @@ void backoff_rng_seed(backoff_rng *r, uint64_t seed)
 {
     /* splitmix64 never yields four zero words, the one state xoshiro must
      * not start from. */
-    for (int i = 0; i < 4; i++) r->_s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++)
+        r->_s[i] = splitmix64(&seed);
 }
 
 int backoff_rng_seed_random(backoff_rng *r)
@@ -136,8 +137,8 @@ bool backoff_should_give_up(uint32_t attempts, uint32_t max_attempts)
 
 static const int64_t default_schedule[] = {5000, 300000, 1800000, 7200000, 18000000, 36000000};
 
-int backoff_schedule_init(backoff_schedule *s, const int64_t *delays, size_t n,
-                          uint32_t jitter_pct, int64_t cap_ms)
+int backoff_schedule_init(backoff_schedule *s, const int64_t *delays, size_t n, uint32_t jitter_pct,
+                          int64_t cap_ms)
 {
     if (jitter_pct > 100) return PL_EINVAL;
     if (n == 0) {
@@ -257,14 +258,17 @@ int64_t backoff_parse_retry_after(const char *s, size_t len, int64_t now_ms)
         s++;
         len--;
     }
-    while (len > 0 && is_ows(s[len - 1])) len--;
+    while (len > 0 && is_ows(s[len - 1]))
+        len--;
     if (len == 0) return -1;
     if (is_digit(s[0])) {
         int64_t secs = 0;
         for (size_t i = 0; i < len; i++) {
             if (!is_digit(s[i])) return -1;
-            if (secs <= INT64_MAX / 10000) secs = secs * 10 + (s[i] - '0');
-            else secs = INT64_MAX / 1000 + 1; /* saturated: stays large */
+            if (secs <= INT64_MAX / 10000)
+                secs = secs * 10 + (s[i] - '0');
+            else
+                secs = INT64_MAX / 1000 + 1; /* saturated: stays large */
         }
         return secs > INT64_MAX / 1000 ? INT64_MAX : secs * 1000;
     }

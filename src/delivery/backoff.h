@@ -44,11 +44,11 @@ uint64_t backoff_uniform(backoff_rand_fn fn, void *state, uint64_t n);
 
 /* Plain caller-owned value; copying it copies the generator state too. */
 typedef struct backoff {
-    int64_t base_ms;     /* >= 0 */
-    uint32_t factor;     /* >= 1 */
-    int64_t cap_ms;      /* >= 0 */
+    int64_t base_ms;      /* >= 0 */
+    uint32_t factor;      /* >= 1 */
+    int64_t cap_ms;       /* >= 0 */
     backoff_rand_fn rand; /* NULL: use _rng */
-    void *rand_state;    /* borrowed; passed to rand */
+    void *rand_state;     /* borrowed; passed to rand */
     backoff_rng _rng;
 } backoff;
 
@@ -83,8 +83,8 @@ bool backoff_should_give_up(uint32_t attempts, uint32_t max_attempts);
 typedef struct backoff_schedule {
     const int64_t *delays_ms; /* borrowed, e.g. cfg_webhook.retry_schedule_ms */
     size_t n_delays;
-    uint32_t jitter_pct; /* 0..100: each delay moves by up to +-pct% */
-    int64_t cap_ms;      /* hard ceiling, also for Retry-After */
+    uint32_t jitter_pct;  /* 0..100: each delay moves by up to +-pct% */
+    int64_t cap_ms;       /* hard ceiling, also for Retry-After */
     backoff_rand_fn rand; /* NULL: use _rng */
     void *rand_state;
     backoff_rng _rng;
@@ -95,8 +95,8 @@ typedef struct backoff_schedule {
  * BACKOFF_SCHEDULE_DEFAULT_CAP_MS. Seeds the built-in generator. Returns
  * PL_OK, PL_EINVAL for a negative delay or jitter_pct > 100, or PL_ERR as
  * backoff_rng_seed_random. */
-int backoff_schedule_init(backoff_schedule *s, const int64_t *delays, size_t n,
-                          uint32_t jitter_pct, int64_t cap_ms);
+int backoff_schedule_init(backoff_schedule *s, const int64_t *delays, size_t n, uint32_t jitter_pct,
+                          int64_t cap_ms);
 /* Replaces the random source, as backoff_set_rand. */
 void backoff_schedule_set_rand(backoff_schedule *s, backoff_rand_fn fn, void *state);
 /* The wait after `attempt` failed attempts (0 counts as 1): the scheduled

@@ -46,7 +46,7 @@ struct wheel {
     wheel_link slots[LEVELS][SLOTS];
 };
 
-#define TIMER_OF(l) ((wheel_timer *)((char *)(l) - offsetof(wheel_timer, _link)))
+#define TIMER_OF(l) ((wheel_timer *)((char *)(l)-offsetof(wheel_timer, _link)))
 
 /* ------------------------------------------------------------------------ */
 /* Intrusive circular lists with a sentinel head                             */
@@ -96,8 +96,7 @@ static void list_take(wheel_link *dst, wheel_link *src)
 static bool before(const wheel_link *a, const wheel_link *b)
 {
     const wheel_timer *ta = TIMER_OF(a), *tb = TIMER_OF(b);
-    return ta->_deadline < tb->_deadline ||
-           (ta->_deadline == tb->_deadline && ta->_seq < tb->_seq);
+    return ta->_deadline < tb->_deadline || (ta->_deadline == tb->_deadline && ta->_seq < tb->_seq);
 }
 
 static bool list_sorted(const wheel_link *h)
@@ -134,8 +133,10 @@ static wheel_link *merge_sort(wheel_link *list)
                     p = p->_next;
                     psize--;
                 }
-                if (tail) tail->_next = e;
-                else list = e;
+                if (tail)
+                    tail->_next = e;
+                else
+                    list = e;
                 tail = e;
             }
             p = q;
@@ -328,7 +329,8 @@ wheel *wheel_new(uint32_t tick_ms, int64_t now_ms)
     list_init(&w->pending);
     list_init(&w->overflow);
     for (unsigned l = 0; l < LEVELS; l++)
-        for (unsigned s = 0; s < SLOTS; s++) list_init(&w->slots[l][s]);
+        for (unsigned s = 0; s < SLOTS; s++)
+            list_init(&w->slots[l][s]);
     return w;
 }
 
@@ -382,8 +384,8 @@ size_t wheel_advance(wheel *w, int64_t now_ms, wheel_cb cb, void *arg)
     size_t fired = fire_list(w, &w->pending, cb, arg);
     /* INT64_MAX is the end of time: it also fires deadlines whose due time
      * (rounded up to a tick) would not fit in an int64_t. */
-    uint64_t target = w->last_ms == INT64_MAX ? tick_of(w, INT64_MAX)
-                                               : (uint64_t)w->last_ms / w->tick_ms;
+    uint64_t target =
+        w->last_ms == INT64_MAX ? tick_of(w, INT64_MAX) : (uint64_t)w->last_ms / w->tick_ms;
     uint64_t ev;
     while (w->cur <= target && next_event(w, &ev) && ev <= target)
         fired += process_tick(w, ev, cb, arg);

@@ -30,6 +30,7 @@ typedef struct api_agg {
     uint64_t conn_id;
     worker *w;
     uint32_t n, remaining;
+    const char *key; /* "responses" or "cursors" */
     sbuf out;
     char **results;
 } api_agg;
@@ -167,7 +168,7 @@ static void agg_slot(api_agg *g, uint32_t i, const char *json)
     if (c && !c->closed) {
         sbuf o;
         sbuf_init(&o);
-        sbuf_puts(&o, "{\"responses\":[");
+        sbuf_printf(&o, "{\"%s\":[", g->key);
         for (uint32_t k = 0; k < g->n; k++) {
             if (k) sbuf_putc(&o, ',');
             sbuf_puts(&o, g->results[k] ? g->results[k] : "null");
@@ -206,6 +207,7 @@ static int a_broadcast(api_ctx *a)
     }
     g->conn_id = a->c->id;
     g->w = a->w;
+    g->key = "responses";
     g->n = g->remaining = (uint32_t)n;
     uint32_t i = 0;
     /* Hold one extra count so no slot completes the aggregate before all
@@ -276,6 +278,56 @@ static int a_history(api_ctx *a)
     r->ctx = pd;
     *pd = (pending){.conn_id = a->c->id, .kind = P_API_HISTORY};
     engine_submit(a->srv->eng, r);
+    return 1;
+}
+
+/* A user's read cursors and unread counts for many channels in one call. */
+static int a_cursors(api_ctx *a)
+{
+    char user[256];
+    int arr;
+    if (get_user(a, user, sizeof(user), 1) ||
+        proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
+        return api_error(a->c, 107, "user and channels (array) required");
+    int n = json_size(&a->b->doc, arr);
+    if (n <= 0) return api_error(a->c, 107, "channels is empty");
+    if (n > MAX_BROADCAST) return api_error(a->c, 106, "at most 1000 channels");
+    api_agg *g = pl_calloc(1, sizeof(*g));
+    if (g) g->results = pl_calloc((size_t)n, sizeof(char *));
+    if (!g || !g->results) {
+        pl_free(g);
+        return api_error(a->c, 100, NULL);
+    }
+    g->conn_id = a->c->id;
+    g->w = a->w;
+    g->key = "cursors";
+    g->n = (uint32_t)n;
+    g->remaining = (uint32_t)n + 1;
+    uint32_t i = 0;
+    for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
+        char ch[MAX_CHANNEL + 1];
+        int code = get_channel(a, NULL, t, ch);
+        const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
+        if (!code && !ns) code = 102;
+        if (!code && !ns->read_cursors) code = 108;
+        engine_req *r = code ? NULL : engine_req_new(ENGINE_READ);
+        pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
+        if (!code && (!r || !pd || !(r->tenant = pl_strdup(a->tenant)) ||
+                      !(r->channel = pl_strdup(ch)) || !(r->user = pl_strdup(user))))
+            code = 100;
+        if (code) {
+            engine_req_free(r);
+            pl_free(pd);
+            slot_error(g, i, code);
+            continue;
+        }
+        r->mode = ENGINE_READ_HISTORY;
+        r->owner = a->w;
+        r->ctx = pd;
+        *pd = (pending){.conn_id = a->c->id, .kind = P_API_CURSORS, .agg = g, .slot = i};
+        engine_submit(a->srv->eng, r);
+    }
+    agg_slot(g, UINT32_MAX, NULL);
     return 1;
 }
 
@@ -517,6 +569,7 @@ static const struct api_method {
     {"publish", a_publish, "publish"},
     {"broadcast", a_broadcast, "broadcast"},
     {"history", a_history, "history"},
+    {"cursors", a_cursors, "history"},
     {"presence", a_presence, "presence"},
     {"presence_stats", a_presence_stats, "presence"},
     {"channels", a_channels, "channels"},
@@ -614,6 +667,23 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
 
 void api_on_engine_done(conn *c, pending *pd, engine_req *r)
 {
+    if (pd->kind == P_API_CURSORS) {
+        api_agg *g = pd->agg;
+        if (r->status != PL_OK) {
+            slot_error(g, pd->slot, r->status == PL_EIO ? 113 : 100);
+            return;
+        }
+        sbuf o;
+        sbuf_init(&o);
+        sbuf_puts(&o, "{\"channel\":");
+        sbuf_json_str(&o, r->channel, strlen(r->channel));
+        sbuf_printf(&o, ",\"cursor\":%llu,\"unread\":%llu,\"offset\":%llu,\"epoch\":\"%s\"}",
+                    (unsigned long long)r->cursor, (unsigned long long)proto_unread(r),
+                    (unsigned long long)r->head, r->epoch);
+        agg_slot(g, pd->slot, o.data ? o.data : "null");
+        sbuf_release(&o);
+        return;
+    }
     if (pd->kind == P_API_BROADCAST) {
         api_agg *g = pd->agg;
         if (r->status != PL_OK) {
