@@ -386,44 +386,39 @@ static bool prim(cur *c, const char **s, size_t *n)
     return *n > 0;
 }
 
-/* Skips any value, nesting up to 64 levels with brackets matched. */
-static bool skip_value(cur *c)
+/* Skips one well-formed value; recursion is bounded at 64 levels (deeper
+ * lines take the general path). */
+static bool skip_depth(cur *c, int depth)
 {
     const char *s;
     size_t n;
     ws(c);
-    if (c->p >= c->end)
+    if (c->p >= c->end || depth > 64)
         return false;
     if (*c->p == '"')
         return str(c, &s, &n);
     if (*c->p != '{' && *c->p != '[')
         return prim(c, &s, &n);
-    uint64_t stack = 0; /* bit set = object */
-    int depth = 0;
-    while (c->p < c->end) {
-        char ch = *c->p;
-        if (ch == '"') {
-            if (!str(c, &s, &n))
-                return false;
-            continue;
-        }
-        if (ch == '{' || ch == '[') {
-            if (depth == 64)
-                return false;
-            stack = (stack << 1) | (ch == '{');
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (depth == 0 || (stack & 1) != (ch == '}'))
-                return false;
-            stack >>= 1;
-            if (--depth == 0) {
-                c->p++;
-                return true;
-            }
-        }
-        c->p++;
+    bool obj = *c->p == '{';
+    char close = obj ? '}' : ']';
+    c->p++;
+    if (eat(c, close))
+        return true;
+    for (;;) {
+        if (obj && (!str(c, &s, &n) || !eat(c, ':')))
+            return false;
+        if (!skip_depth(c, depth + 1))
+            return false;
+        if (eat(c, close))
+            return true;
+        if (!eat(c, ','))
+            return false;
     }
-    return false;
+}
+
+static bool skip_value(cur *c)
+{
+    return skip_depth(c, 0);
 }
 
 static bool key_is(const char *k, size_t n, const char *want)
@@ -451,10 +446,17 @@ static bool fast_data(cur *c, bench_pub *p)
             if (!prim(c, &v, &vn))
                 return false;
             uint64_t x = 0;
-            if (bench_parse_u64(v, vn, &x) == 0)
-                *(want_t ? &p->t : &p->s) = x;
-        } else if (!skip_value(c)) {
-            return false;
+            if (bench_parse_u64(v, vn, &x) < 0)
+                x = 0;
+            *(want_t ? &p->t : &p->s) = x;
+        } else {
+            if (!skip_value(c))
+                return false;
+            /* As the general path: a later non-integer value clears it. */
+            if (want_t)
+                p->t = 0;
+            if (want_s)
+                p->s = 0;
         }
         if (eat(c, '}'))
             return true;
@@ -493,6 +495,7 @@ static bool fast_pub(const char *line, size_t len, bench_line *out)
             if (!fast_data(&c, &out->pub))
                 return false;
         } else if (key_is(k, kn, "result") || key_is(k, kn, "error") ||
+                   key_is(k, kn, "from") || key_is(k, kn, "to") || key_is(k, kn, "code") ||
                    (key_is(k, kn, "id") && (ws(&c), c.p < c.end && *c.p != '"'))) {
             return false; /* a reply: the general path */
         } else if (!skip_value(&c)) {

@@ -1,6 +1,7 @@
 /* Client connections: the HTTP phase (http-parser), the routes that answer
  * directly, the WebSocket upgrade, and the outbound queue that coalesces
  * whatever is ready into one frame and one write per loop iteration. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -433,6 +434,37 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+void conn_ip_key(const conn *c, char *out, size_t cap)
+{
+    char addr[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(c->ip_family == 6 ? AF_INET6 : AF_INET, c->ip, addr, sizeof(addr));
+    snprintf(out, cap, "ip:%s", addr);
+}
+
+/* Counts the peer against max_connections_per_ip (across all workers);
+ * returns 1 when the address is over its limit (then not counted). */
+static int count_ip(conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len)) return 0;
+    if (ss.ss_family == AF_INET) {
+        memcpy(c->ip, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        c->ip_family = 4;
+    } else if (ss.ss_family == AF_INET6) {
+        memcpy(c->ip, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        c->ip_family = 6;
+    } else {
+        return 0;
+    }
+    char key[64];
+    conn_ip_key(c, key, sizeof(key));
+    if (rl_conn_acquire(c->w->srv->limits, key, c->w->srv->cfg.limits.max_connections_per_ip) == 0)
+        return 0;
+    c->ip_family = 0;
+    return 1;
+}
+
 void conn_on_accept(worker *w, uv_stream_t *listener)
 {
     conn *c = pl_calloc(1, sizeof(*c));
@@ -451,11 +483,16 @@ void conn_on_accept(worker *w, uv_stream_t *listener)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    int over_ip = count_ip(c);
     c->next = w->all;
     if (w->all) w->all->prev = c;
     w->all = c;
     w->now_ms = clock_wall_ms();
     c->deadline_ms = w->now_ms + w->srv->cfg.limits.handshake_timeout_ms;
+    if (over_ip) {
+        respond_error(c, 429, "Too Many Requests", 111, "too many connections from this address");
+        return;
+    }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -497,6 +534,11 @@ static void on_close(uv_handle_t *h)
     conn *c = (conn *)h;
     worker *w = c->w;
     session_free(c);
+    if (c->ip_family) {
+        char key[64];
+        conn_ip_key(c, key, sizeof(key));
+        rl_conn_release(w->srv->limits, key);
+    }
     for (uint32_t i = 0; i < c->qlen; i++) item_unref(&c->q[(c->qhead + i) % c->qcap]);
     pl_free(c->q);
     ws_session_free(c->ws);

@@ -353,7 +353,8 @@ server *server_new(config *cfg, char *err, size_t errlen)
     memset(cfg, 0, sizeof(*cfg));
     if (load_tenants(srv, err, errlen)) goto fail;
     srv->presence = presence_new();
-    if (!srv->presence) goto fail;
+    srv->limits = rl_table_new(1 << 20);
+    if (!srv->presence || !srv->limits) goto fail;
     srv->nworkers = srv->cfg.workers > 0 ? srv->cfg.workers : (int)uv_available_parallelism();
     if (srv->nworkers < 1) srv->nworkers = 1;
     if (srv->nworkers > 64) srv->nworkers = 64;
@@ -385,6 +386,7 @@ void server_free(server *srv)
     if (!srv) return;
     engine_free(srv->eng);
     presence_free(srv->presence);
+    rl_table_free(srv->limits);
     for (size_t i = 0; i < srv->ntenants; i++) jwt_keys_free(srv->tenants[i].keys);
     pl_free(srv->tenants);
     for (int i = 0; i < srv->nworkers && srv->stage; i++) pl_free(srv->stage[i]);

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "auth/jwt.h"
+#include "auth/ratelimit.h"
 #include "broker/presence.h"
 #include "engine/engine.h"
 #include "net/ws.h"
@@ -95,6 +96,8 @@ struct conn {
     uint8_t close_after_flush;
     uint8_t closed;
     uint8_t transport; /* T_HTTP, T_WS or T_SSE: fixed once upgraded */
+    uint8_t ip_family; /* 0 when not counted against max_connections_per_ip */
+    uint8_t ip[16];
     uint16_t close_code; /* WebSocket close code once closing was decided */
     http_req *http;      /* only in CS_HTTP */
     ws_session *ws;      /* WebSocket parser; freed while idle (no partial frame) */
@@ -172,6 +175,7 @@ struct server {
     size_t ntenants;
     char *dev_secret; /* single-tenant development secret, or NULL */
     presence *presence;
+    rl_table *limits; /* rate buckets and connection counters shared by all workers */
     atomic_int ready;
     /* engine-thread staging for the sink, one vector per worker */
     inbox_msg **stage;
@@ -189,6 +193,8 @@ void server_render_metrics(server *srv, sbuf *out);
 
 /* net/conn.c */
 void conn_on_accept(worker *w, uv_stream_t *listener);
+/* Formats the limiter key of the connection's peer address into out. */
+void conn_ip_key(const conn *c, char *out, size_t cap);
 /* Queues an item (takes the reference in ref) and schedules a flush. Returns
  * -1 when the outbound queue bound was exceeded (the connection is then being
  * closed with 4001 and the reference was dropped). */

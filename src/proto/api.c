@@ -597,8 +597,9 @@ static int scope_ok(const cfg_api_key *k, const char *scope)
 
 /* Finds the tenant of a bearer key and checks the scope: 0, 101 or 103. */
 static int authenticate(server *srv, const char *auth, size_t alen, const char *scope,
-                        const char **tenant)
+                        const char **tenant, size_t *key_index)
 {
+    *key_index = 0;
     if (!auth || alen < 8 || strncasecmp(auth, "Bearer ", 7)) return 101;
     const char *key = auth + 7;
     size_t klen = alen - 7;
@@ -618,6 +619,7 @@ static int authenticate(server *srv, const char *auth, size_t alen, const char *
             if (!key_eq(key, klen, ct->api_keys[k].key)) continue;
             if (!scope_ok(&ct->api_keys[k], scope)) return 103;
             *tenant = ct->id;
+            *key_index = k + 1;
             return 0;
         }
     }
@@ -634,8 +636,24 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
             m = &api_methods[i];
     if (!m) return api_error(c, 104, NULL);
     api_ctx a = {.c = c, .w = w, .srv = w->srv, .b = &w->batch, .params = -1};
-    int code = authenticate(w->srv, auth, alen, m->scope, &a.tenant);
+    size_t key_index;
+    int code = authenticate(w->srv, auth, alen, m->scope, &a.tenant, &key_index);
     if (code) return api_error(c, code, code == 101 ? "missing or invalid API key" : "scope");
+    uint32_t rate = w->srv->cfg.limits.api_requests_per_second;
+    if (rate) {
+        char key[200];
+        snprintf(key, sizeof(key), "k:%s:%zu", a.tenant, key_index);
+        int64_t wait = rl_table_take(w->srv->limits, key, rate, rate, clock_mono_us(), 1);
+        if (wait) {
+            char body[160];
+            int n = snprintf(body, sizeof(body),
+                             "{\"error\":{\"code\":111,\"message\":\"too many requests\","
+                             "\"temporary\":true,\"retry_after\":%lld}}",
+                             (long long)(wait < 1 ? 1 : wait));
+            conn_http_respond(c, 429, body, (size_t)n);
+            return 0;
+        }
+    }
     /* Validate the body alone first so errors point into it, then wrap it as
      * a command's params to use the typed getters. */
     json_doc *d = &w->batch.doc;

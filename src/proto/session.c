@@ -23,7 +23,6 @@
 #include "util/mem.h"
 
 #define PAGE_SIZE 256
-#define TYPING_INTERVAL_MS 2000 /* at most one typing push per user and channel */
 #define DEFAULT_RECOVER_LIMIT 1000
 #define MAX_HISTORY_LIMIT 1000
 #define MAX_IDEM_KEY 128
@@ -50,6 +49,8 @@ struct session {
     int connect_pending;
     sbuf connect_reply;
     int connect_first_sub;
+    rl_bucket cmds; /* limits.commands_per_second */
+    uint8_t counted_tenant, counted_user; /* held connection-limit counts */
 };
 
 
@@ -158,6 +159,63 @@ static void reply_error(conn *c, int has_id, uint64_t id, unsigned mi, int code,
     proto_error_json(o, code, detail);
     sbuf_putc(o, '}');
     send_sbuf(c, o);
+}
+
+/* Error 111 with the time until the limit admits the command again. */
+static void reply_retry(conn *c, int has_id, uint64_t id, unsigned mi, int64_t wait_ms)
+{
+    metrics_command(&c->w->metrics, mi, 111);
+    if (!has_id) return;
+    sbuf *o = &c->w->scratch;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"id\":");
+    sbuf_u64(o, id);
+    sbuf_printf(o, ",\"error\":{\"code\":111,\"message\":\"too many requests\",\"temporary\":true,"
+                   "\"retry_after\":%lld}}",
+                (long long)(wait_ms < 1 ? 1 : wait_ms));
+    send_sbuf(c, o);
+}
+
+static void limit_keys(const session *s, char *tkey, char *ukey, size_t cap)
+{
+    snprintf(tkey, cap, "tc:%s", s->tenant);
+    snprintf(ukey, cap, "uc:%s\x1f%s", s->tenant, s->user);
+}
+
+/* Token buckets: per connection, then per user across all workers.
+ * Returns 0 when the command may run, else the wait in ms. */
+static int64_t command_wait(conn *c)
+{
+    session *s = c->s;
+    server *srv = c->w->srv;
+    int64_t now = clock_mono_us(), wait = 0;
+    if (srv->cfg.limits.commands_per_second && (wait = rl_take(&s->cmds, now, 1))) return wait;
+    uint32_t urate = srv->cfg.limits.user_commands_per_second;
+    if (urate) {
+        char key[400];
+        snprintf(key, sizeof(key), "u:%s\x1f%s", s->tenant, s->user);
+        wait = rl_table_take(srv->limits, key, urate, urate, now, 1);
+    }
+    return wait;
+}
+
+/* Publish rates: the namespace's per connection, the tenant's overall. */
+static int64_t publish_wait(conn *c, const cfg_namespace *ns)
+{
+    server *srv = c->w->srv;
+    int64_t now = clock_mono_us(), wait = 0;
+    char key[400];
+    if (ns->publishes_per_second) {
+        snprintf(key, sizeof(key), "p:%llx:%s", (unsigned long long)c->id, ns->name);
+        wait = rl_table_take(srv->limits, key, ns->publishes_per_second, ns->publishes_per_second, now, 1);
+        if (wait) return wait;
+    }
+    const cfg_tenant *t = config_tenant(&srv->cfg, c->s->tenant);
+    if (t && t->publishes_per_second) {
+        snprintf(key, sizeof(key), "t:%s", t->id);
+        wait = rl_table_take(srv->limits, key, t->publishes_per_second, t->publishes_per_second, now, 1);
+    }
+    return wait;
 }
 
 /* Starts {"id":N,"result": in the worker scratch buffer. */
@@ -489,6 +547,10 @@ void session_free(conn *c)
     if (!s) return;
     while (s->nsubs) drop_sub(c, s->subs[s->nsubs - 1]);
     if (!s->sse) fanout_user_del(c->w, c, s->tenant, s->user);
+    char tkey[400], ukey[400];
+    limit_keys(s, tkey, ukey, sizeof(tkey));
+    if (s->counted_tenant) rl_conn_release(c->w->srv->limits, tkey);
+    if (s->counted_user) rl_conn_release(c->w->srv->limits, ukey);
     pl_free(s->subs);
     pl_free(s->user);
     pl_free(s->info);
@@ -876,6 +938,26 @@ int proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
     return 0;
 }
 
+/* Counts a new session against its tenant's and user's connection limits
+ * (across all workers). Returns -1 when one is full (nothing held). */
+static int count_connection(conn *c)
+{
+    session *s = c->s;
+    server *srv = c->w->srv;
+    const cfg_tenant *t = config_tenant(&srv->cfg, s->tenant);
+    char tkey[400], ukey[400];
+    limit_keys(s, tkey, ukey, sizeof(tkey));
+    if (t && t->max_connections) {
+        if (rl_conn_acquire(srv->limits, tkey, t->max_connections)) return -1;
+        s->counted_tenant = 1;
+    }
+    if (srv->cfg.limits.max_connections_per_user) {
+        if (rl_conn_acquire(srv->limits, ukey, srv->cfg.limits.max_connections_per_user)) return -1;
+        s->counted_user = 1;
+    }
+    return 0;
+}
+
 static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     const char *tok;
@@ -907,6 +989,12 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     }
     session *s = c->s;
     server *srv = c->w->srv;
+    if (count_connection(c)) {
+        reply_error(c, cmd->has_id, cmd->id, mi, 106, "too many connections");
+        conn_close(c, 4502, "too many connections");
+        return;
+    }
+    rl_bucket_init(&s->cmds, srv->cfg.limits.commands_per_second, 0, clock_mono_us());
     if (fanout_user_add(c->w, c, s->tenant, s->user)) {
         reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
         conn_close(c, 4002, "overloaded");
@@ -1099,6 +1187,11 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     int code = param_channel(b, cmd->params, ch);
     if (!code) code = may_publish(c, ch, &ns);
     if (!code) code = proto_parse_publish(c->w->srv, b, cmd->params, ns, &f, &cls);
+    int64_t wait = code ? 0 : publish_wait(c, ns);
+    if (wait) {
+        reply_retry(c, cmd->has_id, cmd->id, mi, wait);
+        return;
+    }
     pl_pub *p = NULL;
     if (!code) {
         f.tenant = s->tenant;
@@ -1287,7 +1380,7 @@ static void m_typing(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     session *s = c->s;
     server *srv = c->w->srv;
     if (presence_typing_allowed(srv->presence, s->tenant, ch, s->user, c->w->now_ms,
-                                TYPING_INTERVAL_MS)) {
+                                srv->cfg.limits.typing_interval_ms)) {
         sbuf o;
         sbuf_init(&o);
         sbuf_puts(&o, "{\"push\":\"typing\",\"channel\":");
@@ -1374,6 +1467,11 @@ void session_on_text(conn *c, const char *data, size_t len)
         }
         if (mi == M_UNKNOWN) {
             reply_error(c, cmd->has_id, cmd->id, mi, 104, NULL);
+            continue;
+        }
+        int64_t wait = c->s && mi != 0 ? command_wait(c) : 0;
+        if (wait) {
+            reply_retry(c, cmd->has_id, cmd->id, mi, wait);
             continue;
         }
         methods[mi].fn(c, cmd, b, mi);

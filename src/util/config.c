@@ -508,6 +508,10 @@ static const key_spec limit_keys[] = {
     KD("idle_timeout", cfg_limits, idle_timeout_ms, 0),
     KU("max_body_bytes", cfg_limits, max_body_bytes, 1, 1 << 30),
     KU("commands_per_second", cfg_limits, commands_per_second, 0, 1 << 24),
+    KU("user_commands_per_second", cfg_limits, user_commands_per_second, 0, 1 << 24),
+    KU("api_requests_per_second", cfg_limits, api_requests_per_second, 0, 1 << 24),
+    KU("max_connections_per_user", cfg_limits, max_connections_per_user, 0, 1 << 24),
+    KD("typing_interval", cfg_limits, typing_interval_ms, 0),
 };
 
 static int fn_limits(loader *L, yaml_node_t *v, void *obj)
@@ -1237,6 +1241,7 @@ int config_defaults(config *c)
         .idle_timeout_ms = 0,
         .max_body_bytes = 1 << 20,
         .commands_per_second = 0,
+        .typing_interval_ms = 2000,
     };
     c->n_tenants = 1;
     c->tenants[0].id = pl_strdup("default");

@@ -58,6 +58,10 @@ typedef struct cfg_limits {
     int64_t idle_timeout_ms;              /* default 0 = ping-based only */
     uint32_t max_body_bytes;              /* default 1 MiB: HTTP API bodies */
     uint32_t commands_per_second;         /* per connection, default 0 = unlimited */
+    uint32_t user_commands_per_second;    /* per user across connections and workers; 0 = unlimited */
+    uint32_t api_requests_per_second;     /* per API key; 0 = unlimited */
+    uint32_t max_connections_per_user;    /* 0 = unlimited */
+    int64_t typing_interval_ms;           /* default 2s: typing pushes per user and channel */
 } cfg_limits;
 
 typedef struct cfg_webhook {

@@ -324,7 +324,8 @@ static void scan_deep_nesting_and_oversize(void **state)
     assert_int_equal(l.pub.offset, 1);
     free(s);
 
-    /* More tokens than the scanner will hold: rejected, not grown forever. */
+    /* More tokens than the scanner will hold: the general path refuses
+     * rather than growing forever; the fast path needs no tokens. */
     size_t count = (1u << 20) + 10;
     s = malloc(count * 2 + 64);
     n = (size_t)sprintf(s, "{\"push\":\"pub\",\"data\":[");
@@ -335,9 +336,58 @@ static void scan_deep_nesting_and_oversize(void **state)
     s[n - 1] = ']';
     s[n++] = '}';
     bench_scan(sc, s, n, &l);
+    assert_int_equal(l.kind, BENCH_PUB);
+    bench_scanner_set_fast(sc, false);
+    bench_scan(sc, s, n, &l);
     assert_int_equal(l.kind, BENCH_BAD);
     free(s);
     bench_scanner_free(sc);
+}
+
+/* The fast path for pub pushes must agree with the jsmn path on every line
+ * it accepts, and must accept the usual server shape. */
+static void scan_fast_path_agrees(void **state)
+{
+    static const struct {
+        const char *line;
+        int fast; /* 1: the fast path must take it */
+    } cases[] = {
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":5,\"epoch\":\"e\",\"id\":\"01J\","
+         "\"ts\":17,\"data\":{\"t\":9,\"s\":3,\"p\":\"xx\"},\"info\":{\"user\":\"u\"}}",
+         1},
+        {" { \"push\" : \"pub\" , \"offset\" : 5 , \"data\" : { \"s\" : 3 } } ", 1},
+        {"{\"push\":\"pub\",\"data\":{\"t\":\"9\",\"s\":[1,{\"a\":\"]}\"}],\"t\":4}}", 1},
+        {"{\"push\":\"pub\",\"data\":{\"p\":\"a\\\"b\\\\\",\"t\":2}}", 1},
+        {"{\"push\":\"pub\",\"data\":null,\"offset\":0}", 1},
+        {"{\"push\":\"pub\",\"data\":{\"t\":1.5,\"s\":-2}}", 1},
+        {"{\"push\":\"pub\",\"offset\":5}x", 0},
+        {"{\"push\":\"pub\",\"offset\":5,}", 0},
+        {"{\"push\":\"pub\",\"offset\":\"5\"}", 0},
+        {"{\"push\":\"pub\",\"data\":{\"t\":[1}}", 0},
+        {"{\"push\":\"pub\",\"data\":{\"t\":1]}", 0},
+        {"{\"push\":\"pub\",\"data\":{\"t\":1}", 0},
+        {"{\"push\":\"gap\",\"from\":1,\"to\":2}", 0},
+        {"{\"id\":1,\"result\":{\"offset\":1}}", 0},
+        {"{\"push\":\"pub\",\"id\":7}", 0},
+        {"{\"push\":\"pub\",\"channel\":\"a\nb\"}", 0},
+    };
+    bench_scanner *fast = bench_scanner_new();
+    bench_scanner *slow = bench_scanner_new();
+    bench_scanner_set_fast(slow, false);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bench_line a, b;
+        const char *line = cases[i].line;
+        bench_scan(fast, line, strlen(line), &a);
+        bench_scan(slow, line, strlen(line), &b);
+        if (cases[i].fast && a.kind != BENCH_PUB)
+            fail_msg("fast path refused case %zu: %s", i, line);
+        if (a.kind != b.kind || a.pub.offset != b.pub.offset || a.pub.t != b.pub.t ||
+            a.pub.s != b.pub.s || strcmp(a.epoch, b.epoch) != 0 ||
+            a.channel_len != b.channel_len)
+            fail_msg("paths disagree on case %zu: %s (kind %d vs %d)", i, line, a.kind, b.kind);
+    }
+    bench_scanner_free(fast);
+    bench_scanner_free(slow);
 }
 
 static void scan_data_and_numbers(void **state)
@@ -641,6 +691,7 @@ int main(void)
         cmocka_unit_test(scan_large_recovery),
         cmocka_unit_test(scan_rejects_malformed),
         cmocka_unit_test(scan_deep_nesting_and_oversize),
+        cmocka_unit_test(scan_fast_path_agrees),
         cmocka_unit_test(scan_data_and_numbers),
         cmocka_unit_test(nats_whole_and_split),
         cmocka_unit_test(nats_rejects_hostile),

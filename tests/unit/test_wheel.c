@@ -42,7 +42,7 @@ typedef struct item {
     int64_t fired_at; /* now_ms of the advance that fired it */
 } item;
 
-#define ITEM_OF(p) ((item *)((char *)(p) - offsetof(item, t)))
+#define ITEM_OF(p) ((item *)((char *)(p)-offsetof(item, t)))
 
 /* Records fire order into a log. */
 typedef struct log {
@@ -125,7 +125,8 @@ static void coarse_tick_rounds_up_and_orders(void **state)
     assert_int_equal(advance(w, &l, 19), 0);
     assert_int_equal(advance(w, &l, 20), 5);
     int want[5] = {1, 3, 2, 0, 4};
-    for (int i = 0; i < 5; i++) assert_int_equal(l.ids[i], want[i]);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(l.ids[i], want[i]);
     /* A deadline on a tick boundary is not delayed. */
     wheel_add(w, &it[0].t, 30);
     assert_int_equal(advance(w, &l, 29), 0);
@@ -256,7 +257,8 @@ static void cancel_others_cb(wheel_timer *t, void *arg)
     canceller *c = arg;
     c->calls++;
     c->log.ids[c->log.n++] = ITEM_OF(t)->id;
-    for (size_t i = 0; i < c->n; i++) wheel_cancel(c->w, &c->victims[i].t);
+    for (size_t i = 0; i < c->n; i++)
+        wheel_cancel(c->w, &c->victims[i].t);
     assert_int_equal(wheel_advance(c->w, 1 << 30, cancel_others_cb, c), 0); /* refused */
 }
 
@@ -309,7 +311,8 @@ static void far_future_across_levels(void **state)
                 if (it[i].fired_at == now) assert_true(prev < start + offs[i]);
             }
     }
-    for (int i = 0; i < 4; i++) assert_int_equal(it[i].fired, 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(it[i].fired, 1);
     assert_int_equal(max.fired, 0);
     assert_int_equal(wheel_count(w), 1);
     assert_true(wheel_cancel(w, &max.t));
@@ -424,7 +427,8 @@ static void free_with_pending(void **state)
         wheel_add(w, &it[i].t, (int64_t)i * 100000000);
     }
     wheel_free(w);
-    for (int i = 0; i < 3; i++) wheel_timer_init(&it[i].t);
+    for (int i = 0; i < 3; i++)
+        wheel_timer_init(&it[i].t);
     assert_false(wheel_timer_pending(&it[0].t));
 }
 
@@ -535,7 +539,8 @@ static void m_fill_batch(model *m, uint64_t tick)
             m->batch[j] = m->batch[j - 1];
             m->batch[j - 1] = x;
         }
-    for (int i = 0; i < m->batch_n; i++) m->batch_seq[i] = m->tm[m->batch[i]].seq;
+    for (int i = 0; i < m->batch_n; i++)
+        m->batch_seq[i] = m->tm[m->batch[i]].seq;
 }
 
 /* The id of the timer the wheel must fire next in this advance, or -1. */
@@ -567,12 +572,17 @@ static void m_mutate(model *m, int self)
 {
     uint64_t r = rnd(&m->rng, 100);
     int other = (int)rnd(&m->rng, MODEL_N);
-    if (r < 30) m_add(m, self, m_random_deadline(m));
-    else if (r < 40) m_add(m, self, m->last_ms - (int64_t)rnd(&m->rng, 5)); /* due: deferred */
+    if (r < 30)
+        m_add(m, self, m_random_deadline(m));
+    else if (r < 40)
+        m_add(m, self, m->last_ms - (int64_t)rnd(&m->rng, 5)); /* due: deferred */
     else if (r < 55) /* just after its deadline: maybe within this call */
-        m_add(m, self, sat_add(wheel_timer_deadline(&m->tm[self].t), 1 + (int64_t)rnd(&m->rng, 50)));
-    if (r >= 55 && r < 75) m_cancel(m, other);
-    else if (r >= 75 && r < 90) m_add(m, other, m_random_deadline(m));
+        m_add(m, self,
+              sat_add(wheel_timer_deadline(&m->tm[self].t), 1 + (int64_t)rnd(&m->rng, 50)));
+    if (r >= 55 && r < 75)
+        m_cancel(m, other);
+    else if (r >= 75 && r < 90)
+        m_add(m, other, m_random_deadline(m));
     size_t fired_before = m->fired_total;
     assert_int_equal(wheel_advance(m->w, sat_add(m->last_ms, 1000), NULL, NULL), 0);
     assert_int_equal(m->fired_total, fired_before);
@@ -604,7 +614,8 @@ static void model_cb(wheel_timer *wt, void *arg)
 static void m_advance(model *m, int64_t now)
 {
     if (now > m->last_ms) m->last_ms = now;
-    for (int i = 0; i < MODEL_N; i++) m->tm[i].deferred = false;
+    for (int i = 0; i < MODEL_N; i++)
+        m->tm[i].deferred = false;
     m->target = m_target(m, m->last_ms);
     m->phase = 0;
     m_fill_batch(m, 0);
@@ -636,8 +647,10 @@ static void m_advance(model *m, int64_t now)
     }
     assert_int_equal(wheel_count(m->w), pending);
     int64_t nd = wheel_next_deadline(m->w);
-    if (pending == 0) assert_int_equal(nd, -1);
-    else if (deferred) assert_true(nd <= m->last_ms);
+    if (pending == 0)
+        assert_int_equal(nd, -1);
+    else if (deferred)
+        assert_true(nd <= m->last_ms);
     else {
         assert_true(nd > m->last_ms);
         if (min_due <= (uint64_t)INT64_MAX / m->T) assert_true(nd <= (int64_t)(min_due * m->T));
@@ -669,11 +682,16 @@ static void model_run(uint64_t seed, uint32_t tick, int64_t start, bool mutate, 
         } else {
             uint64_t s = rnd(&m->rng, 100);
             int64_t now = m->last_ms;
-            if (s < 40) now += (int64_t)rnd(&m->rng, 21);
-            else if (s < 65) now += (int64_t)rnd(&m->rng, 2001);
-            else if (s < 80) now += (int64_t)rnd(&m->rng, 10 * DAY_MS);
-            else if (s < 85) now += (int64_t)rnd(&m->rng, 300 * DAY_MS);
-            else if (s >= 95) now -= (int64_t)rnd(&m->rng, 1000);
+            if (s < 40)
+                now += (int64_t)rnd(&m->rng, 21);
+            else if (s < 65)
+                now += (int64_t)rnd(&m->rng, 2001);
+            else if (s < 80)
+                now += (int64_t)rnd(&m->rng, 10 * DAY_MS);
+            else if (s < 85)
+                now += (int64_t)rnd(&m->rng, 300 * DAY_MS);
+            else if (s >= 95)
+                now -= (int64_t)rnd(&m->rng, 1000);
             m_advance(m, now);
         }
     }

@@ -1,0 +1,155 @@
+# Scenario family 12: configuration and the command line. check-config
+# accepts the suite's config and refuses broken files with FILE:LINE:COL;
+# serve refuses them too; `parley token` mints a token the server accepts;
+# per-config limits (message size, frame size) are enforced as configured.
+import subprocess
+import tempfile
+
+from parley_client import (SECRETS, SLOW, ParleyServer, RawWS, connect, default_config,
+                           expect_disconnect, make_token, parley_bin, raw_client, render_yaml,
+                           run, uniq, ws_frame, OP_TEXT)
+
+
+def _cli(*args, timeout=30 * SLOW):
+    with tempfile.TemporaryDirectory(prefix="parley-itest-cli-") as cwd:
+        return subprocess.run([parley_bin(), *args], capture_output=True, text=True,
+                              timeout=timeout, cwd=cwd)
+
+
+def _write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_check_config_accepts_suite_config(tmp_path):
+    cfg = default_config()
+    cfg["listen"] = "127.0.0.1:18080"
+    cfg["data_dir"] = str(tmp_path / "data")
+    path = _write(tmp_path, "ok.yaml", render_yaml(cfg))
+    res = _cli("check-config", path)
+    assert res.returncode == 0, res.stderr
+
+
+BROKEN = [  # (yaml, line the error must point at)
+    ('listen: "127.0.0.1:8080"\ndata_dir: "/tmp/x"\nlisten_port: 9\n', 3),
+    ('listen: "127.0.0.1:8080"\nnamespaces:\n  - name: chat\n    history_size: -5\n', 4),
+    ('namespaces:\n  - {name: chat}\n  - name: x\n    class: gold\n', 4),
+    ('tenants:\n  - {id: acme, jwt_secret: s1}\n  - {id: acme, jwt_secret: s2}\n', 3),
+    ('limits:\n  max_message_bytes: "100"\n', 2),
+    ('ping_interval: "25 parsecs"\n', 1),
+    ('limits:\n  max_message_bytes: &n 1000\n  max_frame_bytes: *n\n', 3),  # alias
+    ('listen: "127.0.0.1:99999"\n', 1),
+    ('\n\n\nlimits:\n  handshake_timeout: "fast"\n', 5),
+]
+
+
+def test_check_config_reports_line_numbers(tmp_path):
+    for i, (text, line) in enumerate(BROKEN):
+        path = _write(tmp_path, f"bad{i}.yaml", text)
+        res = _cli("check-config", path)
+        assert res.returncode != 0, (text, res.stdout)
+        msg = res.stderr + res.stdout
+        assert f"{path}:{line}:" in msg, f"{text!r}: expected {path}:{line}:COL in {msg!r}"
+
+
+def test_check_config_missing_file(tmp_path):
+    res = _cli("check-config", str(tmp_path / "absent.yaml"))
+    assert res.returncode != 0
+    assert "absent.yaml" in res.stderr + res.stdout
+
+
+def test_serve_refuses_invalid_config(tmp_path):
+    path = _write(tmp_path, "bad.yaml", 'listen: "127.0.0.1:1"\nbogus_key: 1\n')
+    res = _cli("serve", "--config", path, timeout=15 * SLOW)
+    assert res.returncode != 0
+    assert ":2:" in res.stderr
+
+
+def test_token_command_output_is_accepted(server):
+    res = _cli("token", "--user", "alice", "--secret", SECRETS["acme"], "--tenant", "acme")
+    assert res.returncode == 0, res.stderr
+    tok = res.stdout.strip()
+    assert tok.count(".") == 2
+
+    async def body():
+        cl = await connect(server, token=tok)
+        assert cl.connect_result["user"] == "alice"
+        assert cl.connect_result["tenant"] == "acme"
+        await cl.close()
+    run(body())
+
+
+def test_token_command_with_wrong_secret_is_refused(server):
+    res = _cli("token", "--user", "alice", "--secret", "not-the-secret", "--tenant", "acme")
+    assert res.returncode == 0, res.stderr
+
+    async def body():
+        cl = await raw_client(server)
+        err = await cl.error("connect", {"token": res.stdout.strip()})
+        assert err["code"] == 101
+        await expect_disconnect(cl, 4500)
+        await cl.close()
+    run(body())
+
+
+def test_token_command_channel_token(server):
+    ch = "secret:" + uniq()
+    res = _cli("token", "--user", "alice", "--secret", SECRETS["acme"], "--tenant", "acme",
+               "--channel", ch)
+    assert res.returncode == 0, res.stderr
+
+    async def body():
+        cl = await connect(server, "alice")
+        r = await cl.subscribe(ch, token=res.stdout.strip())
+        assert r["offset"] == 0
+        await cl.close()
+    run(body())
+
+
+def _small_limits(cfg):
+    cfg["limits"].update({"max_message_bytes": 1000, "max_frame_bytes": 4096,
+                          "max_channels_per_connection": 3})
+
+
+def test_configured_limits_are_enforced(server_factory):
+    srv = server_factory(_small_limits, name="limits")
+
+    async def body():
+        cl = await connect(srv)
+        ch = "chat:" + uniq()
+        assert (await cl.publish(ch, "x" * 900))["offset"] == 1
+        assert (await cl.error("publish", {"channel": ch, "data": "x" * 1500}))["code"] == 106
+        for i in range(3):
+            await cl.subscribe(f"{ch}{i}")
+        assert (await cl.error("subscribe", {"channel": ch + "z"}))["code"] == 106
+        await cl.close()
+    run(body())
+    ws = RawWS(srv)
+    assert "result" in ws.rpc("connect", {"token": make_token()})
+    ws.send(ws_frame(OP_TEXT, '{"id":2,"method":"publish","params":{"channel":"chat:a","data":"'
+                     + "y" * 5000 + '"}}'))
+    code, _, how = ws.read_to_close()
+    ws.close()
+    assert (how, code) == ("close", 1009)
+
+
+def test_single_tenant_defaults_without_tenants():
+    """No tenants configured: tokens from `parley token --config` work."""
+    cfg = default_config()
+    del cfg["tenants"]
+    srv = ParleyServer(cfg, name="single")
+    srv.start()
+    try:
+        res = _cli("token", "--user", "solo", "--config", srv.cfg_path)
+        assert res.returncode == 0, res.stderr
+
+        async def body():
+            cl = await connect(srv, token=res.stdout.strip())
+            assert cl.connect_result["user"] == "solo"
+            assert (await cl.publish("chat:" + uniq(), 1))["offset"] == 1
+            await cl.close()
+        run(body())
+    finally:
+        srv.stop()
+        srv.cleanup()
