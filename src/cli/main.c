@@ -8,6 +8,7 @@
 #include "auth/jwt.h"
 #include "cli/bench.h"
 #include "net/server.h"
+#include "obs/audit.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/config.h"
@@ -187,6 +188,15 @@ static int cmd_check_config(int argc, char **argv)
     return 0;
 }
 
+static int cmd_audit(int argc, char **argv)
+{
+    if (argc < 3 || strcmp(argv[1], "verify")) {
+        fprintf(stderr, "usage: parley audit verify FILE\n");
+        return 2;
+    }
+    return audit_verify_main(argc - 1, argv + 1);
+}
+
 static int cmd_bench(int argc, char **argv)
 {
     return bench_main(argc, argv);
@@ -202,6 +212,7 @@ static const struct subcommand {
     {"serve", cmd_serve, "serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--workers N]"},
     {"token", cmd_token, "token --user U [--tenant T] [--ttl 1h] [--secret S | --config FILE]"},
     {"check-config", cmd_check_config, "check-config FILE"},
+    {"audit", cmd_audit, "audit verify FILE   (checks the hash chain of DATA/audit.log)"},
     {"bench", cmd_bench, "bench SCENARIO [options]   (fanout, channels, publish, idle, storm)"},
     {"help", cmd_help, "help"},
 };

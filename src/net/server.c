@@ -5,6 +5,7 @@
 #include "net/server.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <signal.h>
@@ -297,48 +298,140 @@ char *server_dev_secret(const char *data_dir, char *err, size_t errlen)
     return pl_strndup(buf, 48);
 }
 
-static int load_tenants(server *srv, char *err, size_t errlen)
+static int count_key(const apikey_entry *e, void *ud)
 {
-    config *cfg = &srv->cfg;
-    size_t n = cfg->single_tenant ? 1 : cfg->n_tenants;
-    srv->tenants = pl_calloc(n, sizeof(*srv->tenants));
-    if (!srv->tenants) return -1;
-    srv->ntenants = n;
-    if (cfg->single_tenant) {
-        srv->dev_secret = server_dev_secret(cfg->data_dir, err, errlen);
-        if (!srv->dev_secret) return -1;
-        srv->tenants[0].id = "default";
-        srv->tenants[0].keys = jwt_keys_new();
-        if (!srv->tenants[0].keys) return -1;
-        return jwt_keys_add_hmac(srv->tenants[0].keys, srv->dev_secret, strlen(srv->dev_secret),
-                                 NULL) ? -1 : 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const cfg_tenant *t = &cfg->tenants[i];
-        srv->tenants[i].id = t->id;
-        srv->tenants[i].keys = jwt_keys_new();
-        if (!srv->tenants[i].keys) return -1;
-        for (size_t k = 0; k < t->n_jwt_secrets; k++)
-            if (jwt_keys_add_hmac(srv->tenants[i].keys, t->jwt_secrets[k], strlen(t->jwt_secrets[k]),
-                                  NULL))
-                goto bad_key;
-        for (size_t k = 0; k < t->n_jwt_public_keys; k++)
-            if (jwt_keys_add_pem(srv->tenants[i].keys, t->jwt_public_keys[k], NULL)) goto bad_key;
-        continue;
-    bad_key:
-        snprintf(err, errlen, "tenant %s: invalid JWT key", t->id);
-        return -1;
-    }
     return 0;
 }
 
-const tenant_keys *server_tenant(server *srv, const char *id)
+typedef struct key_walk {
+    size_t skip;
+    json_t *arr;
+} key_walk;
+
+static int save_key(const apikey_entry *e, void *ud)
 {
-    if (srv->cfg.single_tenant) return &srv->tenants[0];
-    if (!id) return NULL;
-    for (size_t i = 0; i < srv->ntenants; i++)
-        if (!strcmp(srv->tenants[i].id, id)) return &srv->tenants[i];
-    return NULL;
+    key_walk *kw = ud;
+    if (kw->skip) {
+        kw->skip--;
+        return 0;
+    }
+    char hex[65];
+    apikey_hash_hex(e->hash, hex);
+    json_array_append_new(kw->arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:b}", "id", e->id, "hash", hex,
+                                             "tenant", e->tenant, "scopes", (json_int_t)e->scopes,
+                                             "created_at", (json_int_t)e->created_at, "revoked",
+                                             atomic_load(&e->revoked)));
+    return 0;
+}
+
+int server_save_keys(server *srv)
+{
+    key_walk kw = {.skip = srv->config_keys, .arr = json_array()};
+    if (!kw.arr) return -1;
+    pthread_mutex_lock(&srv->keys_file_lock);
+    apikey_foreach(srv->keys, NULL, save_key, &kw);
+    char path[4200], tmp[4210];
+    snprintf(path, sizeof(path), "%s/apikeys.json", srv->cfg.data_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int rc = -1;
+    FILE *f = fopen(tmp, "w");
+    if (f && json_dumpf(kw.arr, f, JSON_COMPACT) == 0 && fflush(f) == 0 && fsync(fileno(f)) == 0)
+        rc = 0;
+    if (f) fclose(f);
+    if (rc == 0) rc = rename(tmp, path);
+    pthread_mutex_unlock(&srv->keys_file_lock);
+    json_decref(kw.arr);
+    return rc;
+}
+
+static int load_keys(server *srv, char *err, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/apikeys.json", srv->cfg.data_dir);
+    if (access(path, F_OK)) return 0;
+    json_error_t je;
+    json_t *arr = json_load_file(path, 0, &je);
+    int rc = json_is_array(arr) ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        const char *id = json_string_value(json_object_get(o, "id"));
+        const char *hex = json_string_value(json_object_get(o, "hash"));
+        const char *tenant = json_string_value(json_object_get(o, "tenant"));
+        apikey_entry e = {0};
+        rc = id && hex && tenant && strlen(hex) == 64 && strlen(id) <= APIKEY_ID_LEN ? 0 : -1;
+        for (int k = 0; rc == 0 && k < 32; k++) {
+            unsigned v;
+            if (sscanf(hex + 2 * k, "%2x", &v) != 1) rc = -1;
+            e.hash[k] = (uint8_t)v;
+        }
+        if (rc) break;
+        snprintf(e.id, sizeof(e.id), "%s", id);
+        e.tenant = (char *)tenant;
+        e.scopes = (uint32_t)json_integer_value(json_object_get(o, "scopes"));
+        e.created_at = json_integer_value(json_object_get(o, "created_at"));
+        atomic_init(&e.revoked, json_is_true(json_object_get(o, "revoked")));
+        rc = apikey_store_load(srv->keys, &e) ? -1 : 0;
+    }
+    if (rc) snprintf(err, errlen, "%s: invalid API key file", path);
+    json_decref(arr);
+    return rc;
+}
+
+static int load_tenants(server *srv, char *err, size_t errlen)
+{
+    config *cfg = &srv->cfg;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/tenants.json", cfg->data_dir);
+    if (!(srv->tenants = tenants_new(path)) || !(srv->keys = apikey_store_new())) return -1;
+    if (cfg->single_tenant) {
+        srv->dev_secret = server_dev_secret(cfg->data_dir, err, errlen);
+        if (!srv->dev_secret) return -1;
+        const char *secrets[] = {srv->dev_secret};
+        tenant_spec spec = {.id = "default", .secrets = secrets, .nsecrets = 1};
+        return tenants_put(srv->tenants, &spec, 0, err, errlen);
+    }
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        const cfg_tenant *t = &cfg->tenants[i];
+        tenant_spec spec = {
+            .id = t->id,
+            .secrets = (const char *const *)t->jwt_secrets,
+            .nsecrets = t->n_jwt_secrets,
+            .public_keys = (const char *const *)t->jwt_public_keys,
+            .npublic_keys = t->n_jwt_public_keys,
+            .max_connections = t->max_connections,
+            .max_channels = t->max_channels,
+            .publishes_per_second = t->publishes_per_second,
+            .storage_bytes = t->storage_bytes,
+        };
+        if (tenants_put(srv->tenants, &spec, 0, err, errlen)) return -1;
+        for (size_t k = 0; k < t->n_api_keys; k++) {
+            const cfg_api_key *ak = &t->api_keys[k];
+            uint32_t mask;
+            char id[APIKEY_ID_LEN + 1];
+            if (apikey_scopes_parse((const char *const *)ak->scopes, ak->n_scopes, &mask) ||
+                apikey_add(srv->keys, t->id, ak->key, strlen(ak->key), mask, clock_wall_ms(), id)) {
+                snprintf(err, errlen, "tenant %s: cannot load API key %zu", t->id, k);
+                return -1;
+            }
+        }
+    }
+    srv->config_keys = apikey_foreach(srv->keys, NULL, count_key, NULL);
+    if (load_keys(srv, err, errlen)) return -1;
+    return tenants_load(srv->tenants, err, errlen);
+}
+
+const tenant *server_tenant(server *srv, const char *id)
+{
+    if (srv->cfg.single_tenant) return tenants_get(srv->tenants, "default");
+    return tenants_get(srv->tenants, id);
+}
+
+int server_audit(server *srv, const char *actor, const char *action, const char *tenant,
+                 const char *target, const char *details)
+{
+    audit_event ev = {.actor = actor, .action = action, .tenant = tenant, .target = target,
+                      .details = details, .details_len = details ? strlen(details) : 0};
+    return srv->audit && audit_append(srv->audit, &ev, NULL) == PL_OK ? 0 : -1;
 }
 
 server *server_new(config *cfg, char *err, size_t errlen)
@@ -351,7 +444,20 @@ server *server_new(config *cfg, char *err, size_t errlen)
     }
     srv->cfg = *cfg;
     memset(cfg, 0, sizeof(*cfg));
+    pthread_mutex_init(&srv->keys_file_lock, NULL);
+    if (mkdir(srv->cfg.data_dir, 0700) && errno != EEXIST) {
+        snprintf(err, errlen, "data dir %s: %s", srv->cfg.data_dir, strerror(errno));
+        goto fail;
+    }
     if (load_tenants(srv, err, errlen)) goto fail;
+    char apath[4200];
+    snprintf(apath, sizeof(apath), "%s/audit.log", srv->cfg.data_dir);
+    audit_report ar = {0};
+    if (!(srv->audit = audit_open(apath, &ar))) {
+        snprintf(err, errlen, "audit log %s: line %llu: %s", apath,
+                 (unsigned long long)ar.bad_line, ar.why);
+        goto fail;
+    }
     srv->presence = presence_new();
     srv->limits = rl_table_new(1 << 20);
     if (!srv->presence || !srv->limits) goto fail;
@@ -387,8 +493,9 @@ void server_free(server *srv)
     engine_free(srv->eng);
     presence_free(srv->presence);
     rl_table_free(srv->limits);
-    for (size_t i = 0; i < srv->ntenants; i++) jwt_keys_free(srv->tenants[i].keys);
-    pl_free(srv->tenants);
+    tenants_free(srv->tenants);
+    apikey_store_free(srv->keys);
+    audit_close(srv->audit);
     for (int i = 0; i < srv->nworkers && srv->stage; i++) pl_free(srv->stage[i]);
     for (int i = 0; i < srv->nworkers && srv->workers; i++) pl_free(srv->workers[i]);
     pl_free(srv->workers);

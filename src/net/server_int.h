@@ -19,7 +19,10 @@
 #include <uv.h>
 
 #include "auth/jwt.h"
+#include "auth/apikey.h"
 #include "auth/ratelimit.h"
+#include "auth/tenants.h"
+#include "obs/audit.h"
 #include "broker/presence.h"
 #include "engine/engine.h"
 #include "net/ws.h"
@@ -161,18 +164,17 @@ struct worker {
 
 /* ---- the server ---------------------------------------------------------- */
 
-typedef struct tenant_keys {
-    const char *id;
-    jwt_keys *keys;
-} tenant_keys;
 
 struct server {
     config cfg;
     engine *eng;
     int nworkers;
     worker **workers;
-    tenant_keys *tenants; /* one per configured tenant, or one "default" */
-    size_t ntenants;
+    tenants *tenants;     /* configured and API-created tenants */
+    apikey_store *keys;   /* API keys, hashed: the configured ones first, then API-created */
+    size_t config_keys;   /* how many configured keys lead the store */
+    pthread_mutex_t keys_file_lock;
+    audit_log *audit;     /* administrative actions, hash-chained */
     char *dev_secret; /* single-tenant development secret, or NULL */
     presence *presence;
     rl_table *limits; /* rate buckets and connection counters shared by all workers */
@@ -186,7 +188,15 @@ struct server {
 void worker_post(worker *w, const inbox_msg *msgs, size_t n);
 /* Posts a pub (one new reference per worker) to every worker's inbox. */
 void server_broadcast_pub(server *srv, pl_pub *pub);
-const tenant_keys *server_tenant(server *srv, const char *id);
+/* The tenant with this id (any id in single-tenant mode: "default"); the
+ * pointer stays valid for the server's lifetime. NULL if unknown. */
+const tenant *server_tenant(server *srv, const char *id);
+/* Persists the API-created keys (hashes only) to DATA/apikeys.json. 0 or -1. */
+int server_save_keys(server *srv);
+/* Appends an audit record; -1 when it could not be written (the action must
+ * then be refused). */
+int server_audit(server *srv, const char *actor, const char *action, const char *tenant,
+                 const char *target, const char *details);
 /* Runs call->fn on every worker (takes the caller's reference). */
 void server_call_all(server *srv, worker_call *call);
 void server_render_metrics(server *srv, sbuf *out);

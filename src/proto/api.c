@@ -14,6 +14,15 @@
 #define MAX_BROADCAST 1000
 #define MAX_CHANNEL 255
 
+/* Who is calling: the admin key, or a tenant API key (its tenant and id). */
+typedef struct caller {
+    int admin;
+    int dev;
+    const char *tenant;
+    const apikey_entry *key; /* tenant keys */
+    char actor[64];          /* for the audit log: "admin" or "key:<id>" */
+} caller;
+
 typedef struct api_ctx {
     conn *c;
     worker *w;
@@ -21,6 +30,8 @@ typedef struct api_ctx {
     proto_batch *b;
     int params;
     const char *tenant; /* the key's tenant (or "default" in single-tenant mode) */
+    const caller *who;
+    const char *method;
 } api_ctx;
 
 typedef int (*api_fn)(api_ctx *a);
@@ -474,6 +485,11 @@ static int start_action(api_ctx *a, int kind)
         return api_error(a->c, code, NULL);
     }
     snprintf(act->tenant, sizeof(act->tenant), "%s", a->tenant);
+    if (kind == 0 && server_audit(a->srv, a->who->actor, "disconnect", a->tenant,
+                                  act->user[0] ? act->user : act->client, NULL)) {
+        pl_free(act);
+        return api_error(a->c, 100, "audit log unavailable");
+    }
     act->kind = kind;
     act->code = (uint16_t)cc;
     atomic_init(&act->call.refs, 1);
@@ -535,9 +551,9 @@ static int a_token(api_ctx *a)
         proto_param_u64(a->b, a->params, "ttl", &ttl) == PROTO_PARAM_TYPE || ttl == 0 ||
         ttl > 30 * 86400)
         return api_error(a->c, 107, "user and ttl (seconds) required");
-    const char *secret = a->srv->dev_secret;
-    const cfg_tenant *t = config_tenant(&a->srv->cfg, a->tenant);
-    if (t && t->n_jwt_secrets) secret = t->jwt_secrets[0];
+    const char *secret = NULL;
+    const tenant *t = server_tenant(a->srv, a->tenant);
+    if (t && t->nsecrets) secret = t->secrets[0];
     if (!secret) return api_error(a->c, 108, "tenant has no HS256 secret");
     int64_t now = clock_wall_ms() / 1000;
     sbuf claims;
@@ -561,11 +577,23 @@ static int a_token(api_ctx *a)
     return 0;
 }
 
+static int a_tenants_list(api_ctx *a);
+static int a_tenants_put(api_ctx *a);
+static int a_keys_create(api_ctx *a);
+static int a_keys_revoke(api_ctx *a);
+static int a_keys_list(api_ctx *a);
+
 static const struct api_method {
     const char *name;
     api_fn fn;
     const char *scope;
 } api_methods[] = {
+    {"tenants.list", a_tenants_list, "admin"},
+    {"tenants.create", a_tenants_put, "admin"},
+    {"tenants.update", a_tenants_put, "admin"},
+    {"keys.create", a_keys_create, "admin"},
+    {"keys.revoke", a_keys_revoke, "admin"},
+    {"keys.list", a_keys_list, "admin"},
     {"publish", a_publish, "publish"},
     {"broadcast", a_broadcast, "broadcast"},
     {"history", a_history, "history"},
@@ -588,42 +616,45 @@ static int key_eq(const char *a, size_t alen, const char *b)
     return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
 }
 
-static int scope_ok(const cfg_api_key *k, const char *scope)
-{
-    for (size_t i = 0; i < k->n_scopes; i++)
-        if (!strcmp(k->scopes[i], "*") || !strcmp(k->scopes[i], scope)) return 1;
-    return 0;
-}
 
-/* Finds the tenant of a bearer key and checks the scope: 0, 101 or 103. */
-static int authenticate(server *srv, const char *auth, size_t alen, const char *scope,
-                        const char **tenant, size_t *key_index)
+
+/* Identifies a bearer key: 0, or 101. */
+static int authenticate(server *srv, const char *auth, size_t alen, caller *who)
 {
-    *key_index = 0;
+    memset(who, 0, sizeof(*who));
     if (!auth || alen < 8 || strncasecmp(auth, "Bearer ", 7)) return 101;
     const char *key = auth + 7;
     size_t klen = alen - 7;
-    if (srv->cfg.single_tenant) {
-        /* Development mode: the development secret or the admin key act for
-         * the single tenant. */
-        if ((srv->dev_secret && key_eq(key, klen, srv->dev_secret)) ||
-            (srv->cfg.admin_key && key_eq(key, klen, srv->cfg.admin_key))) {
-            *tenant = "default";
-            return 0;
-        }
-        return 101;
+    if (srv->cfg.admin_key && key_eq(key, klen, srv->cfg.admin_key)) {
+        who->admin = 1;
+        who->tenant = srv->cfg.single_tenant ? "default" : NULL;
+        snprintf(who->actor, sizeof(who->actor), "admin");
+        return 0;
     }
-    for (size_t t = 0; t < srv->cfg.n_tenants; t++) {
-        const cfg_tenant *ct = &srv->cfg.tenants[t];
-        for (size_t k = 0; k < ct->n_api_keys; k++) {
-            if (!key_eq(key, klen, ct->api_keys[k].key)) continue;
-            if (!scope_ok(&ct->api_keys[k], scope)) return 103;
-            *tenant = ct->id;
-            *key_index = k + 1;
-            return 0;
-        }
+    if (srv->cfg.single_tenant && srv->dev_secret && key_eq(key, klen, srv->dev_secret)) {
+        /* Development mode: the development secret acts for the one tenant. */
+        who->dev = 1;
+        who->tenant = "default";
+        snprintf(who->actor, sizeof(who->actor), "dev");
+        return 0;
     }
-    return 101;
+    const apikey_entry *e = apikey_lookup(srv->keys, key, klen);
+    if (!e) return 101;
+    who->tenant = e->tenant;
+    who->key = e;
+    snprintf(who->actor, sizeof(who->actor), "key:%s", e->id);
+    return 0;
+}
+
+/* May this caller run the method? 0 or 103. The admin key manages tenants
+ * and keys; tenant methods need a tenant (the admin names one with
+ * "tenant" in the body, handled by the caller). */
+static int authorize(server *srv, const caller *who, const char *method)
+{
+    if (who->admin) return 0;
+    if (!strncmp(method, "tenants.", 8) || !strncmp(method, "keys.", 5)) return 103;
+    if (who->dev) return 0;
+    return who->key && apikey_mask_allows(who->key->scopes, method) ? 0 : 103;
 }
 
 int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_t blen,
@@ -636,13 +667,20 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
             m = &api_methods[i];
     if (!m) return api_error(c, 104, NULL);
     api_ctx a = {.c = c, .w = w, .srv = w->srv, .b = &w->batch, .params = -1};
-    size_t key_index;
-    int code = authenticate(w->srv, auth, alen, m->scope, &a.tenant, &key_index);
-    if (code) return api_error(c, code, code == 101 ? "missing or invalid API key" : "scope");
+    caller who;
+    char mname[64];
+    snprintf(mname, sizeof(mname), "%s", m->name);
+    int code = authenticate(w->srv, auth, alen, &who);
+    if (code) return api_error(c, code, "missing or invalid API key");
+    if ((code = authorize(w->srv, &who, mname)))
+        return api_error(c, code, "the key's scopes do not include this method");
+    a.tenant = who.tenant;
+    a.who = &who;
+    a.method = m->name;
     uint32_t rate = w->srv->cfg.limits.api_requests_per_second;
     if (rate) {
         char key[200];
-        snprintf(key, sizeof(key), "k:%s:%zu", a.tenant, key_index);
+        snprintf(key, sizeof(key), "k:%s", who.actor);
         int64_t wait = rl_table_take(w->srv->limits, key, rate, rate, clock_mono_us(), 1);
         if (wait) {
             char body[160];
@@ -677,6 +715,23 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
         pending = api_error(c, 100, NULL);
     } else {
         a.params = w->batch.cmds[0].params;
+        if (!a.tenant && strcmp(m->scope, "admin")) {
+            /* The admin key acts on the tenant the body names. */
+            const char *tp;
+            size_t tn;
+            char tid[128];
+            const tenant *t = NULL;
+            if (proto_param_str(a.b, a.params, "tenant", &tp, &tn) == PROTO_PARAM_OK && tn < sizeof(tid)) {
+                memcpy(tid, tp, tn);
+                tid[tn] = '\0';
+                t = server_tenant(w->srv, tid);
+            }
+            if (!t) {
+                sbuf_release(&wrapped);
+                return api_error(c, 102, "the admin key needs an existing \"tenant\"");
+            }
+            a.tenant = t->id;
+        }
         pending = m->fn(&a);
     }
     sbuf_release(&wrapped);
@@ -736,4 +791,213 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
     }
     api_result(c, &o);
     sbuf_release(&o);
+}
+
+/* ---- administration (admin key only, every action audited) ------------- */
+
+static int a_tenants_list(api_ctx *a)
+{
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{\"tenants\":");
+    tenants_list(a->srv->tenants, &o);
+    sbuf_putc(&o, '}');
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+/* Reads an optional array of strings (or one string) into v (at most 8). */
+static int str_list(api_ctx *a, const char *key, const char *alt, char bufs[8][2048], const char **v,
+                    size_t *n, int *given)
+{
+    int arr;
+    const char *p;
+    size_t len;
+    *n = 0;
+    *given = 0;
+    if (proto_param_str(a->b, a->params, alt, &p, &len) == PROTO_PARAM_OK) {
+        if (len >= 2048) return 107;
+        memcpy(bufs[0], p, len);
+        bufs[0][len] = '\0';
+        v[(*n)++] = bufs[0];
+        *given = 1;
+        return 0;
+    }
+    int r = proto_param_arr(a->b, a->params, key, &arr);
+    if (r == PROTO_PARAM_MISSING) return 0;
+    if (r != PROTO_PARAM_OK) return 107;
+    *given = 1;
+    for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t)) {
+        if (*n == 8 || proto_str(a->b, t, &p, &len) || len >= 2048) return 107;
+        memcpy(bufs[*n], p, len);
+        bufs[*n][len] = '\0';
+        v[*n] = bufs[*n];
+        (*n)++;
+    }
+    return 0;
+}
+
+static int a_tenants_put(api_ctx *a)
+{
+    int create = !strcmp(a->method, "tenants.create");
+    const char *p;
+    size_t n;
+    char id[128];
+    if (proto_param_str(a->b, a->params, "id", &p, &n) != PROTO_PARAM_OK || !n || n >= sizeof(id))
+        return api_error(a->c, 107, "id required");
+    memcpy(id, p, n);
+    id[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", id[i]))
+            return api_error(a->c, 107, "id must be [A-Za-z0-9_.-]");
+    if (a->srv->cfg.single_tenant) return api_error(a->c, 108, "server runs single-tenant");
+    const tenant *old = tenants_get(a->srv->tenants, id);
+    if (create && old) return api_error(a->c, 107, "tenant exists");
+    if (!create && !old) return api_error(a->c, 102, "no such tenant");
+    static char sec[8][2048], pem[8][2048];
+    const char *secrets[8], *pems[8];
+    tenant_spec spec = {.id = id};
+    int gs, gp;
+    if (str_list(a, "jwt_secrets", "jwt_secret", sec, secrets, &spec.nsecrets, &gs) ||
+        str_list(a, "jwt_public_keys", "jwt_public_key", pem, pems, &spec.npublic_keys, &gp))
+        return api_error(a->c, 107, "jwt_secrets / jwt_public_keys: at most 8 strings");
+    spec.secrets = secrets;
+    spec.public_keys = pems;
+    if (old && !gs) {
+        spec.secrets = (const char *const *)old->secrets;
+        spec.nsecrets = old->nsecrets;
+    }
+    if (old && !gp) {
+        spec.public_keys = (const char *const *)old->public_keys;
+        spec.npublic_keys = old->npublic_keys;
+    }
+    uint64_t v;
+    spec.max_connections = old ? old->max_connections : 0;
+    spec.max_channels = old ? old->max_channels : 0;
+    spec.publishes_per_second = old ? old->publishes_per_second : 0;
+    spec.storage_bytes = old ? old->storage_bytes : 0;
+    static const char *const quota[] = {"max_connections", "max_channels", "publishes_per_second",
+                                        "storage_bytes"};
+    for (int q = 0; q < 4; q++) {
+        int r = proto_param_u64(a->b, a->params, quota[q], &v);
+        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && v > UINT32_MAX && q < 3))
+            return api_error(a->c, 107, quota[q]);
+        if (r != PROTO_PARAM_OK) continue;
+        if (q == 0) spec.max_connections = (uint32_t)v;
+        if (q == 1) spec.max_channels = (uint32_t)v;
+        if (q == 2) spec.publishes_per_second = (uint32_t)v;
+        if (q == 3) spec.storage_bytes = (int64_t)v;
+    }
+    char details[256];
+    snprintf(details, sizeof(details), "{\"secrets\":%zu,\"public_keys\":%zu,\"max_connections\":%u}",
+             spec.nsecrets, spec.npublic_keys, spec.max_connections);
+    if (server_audit(a->srv, a->who->actor, a->method, id, id, details))
+        return api_error(a->c, 100, "audit log unavailable");
+    char err[256];
+    if (tenants_put(a->srv->tenants, &spec, 1, err, sizeof(err))) return api_error(a->c, 107, err);
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{\"id\":");
+    sbuf_json_str(&o, id, strlen(id));
+    sbuf_putc(&o, '}');
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static int a_keys_create(api_ctx *a)
+{
+    const char *p;
+    size_t n;
+    char tid[128];
+    if (proto_param_str(a->b, a->params, "tenant", &p, &n) != PROTO_PARAM_OK || n >= sizeof(tid))
+        return api_error(a->c, 107, "tenant required");
+    memcpy(tid, p, n);
+    tid[n] = '\0';
+    const tenant *t = server_tenant(a->srv, tid);
+    if (!t) return api_error(a->c, 102, "no such tenant");
+    static char sc[8][2048];
+    const char *scopes[8];
+    size_t ns;
+    int given;
+    uint32_t mask;
+    if (str_list(a, "scopes", "scope", sc, scopes, &ns, &given) || !ns ||
+        apikey_scopes_parse(scopes, ns, &mask))
+        return api_error(a->c, 107, "scopes: a list of publish, broadcast, history, presence, "
+                                    "channels, subscribe, disconnect, info, trace, webhooks, dlq, *");
+    char key[APIKEY_LEN + 1], id[APIKEY_ID_LEN + 1];
+    if (server_audit(a->srv, a->who->actor, "keys.create", t->id, NULL, NULL))
+        return api_error(a->c, 100, "audit log unavailable");
+    if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id) ||
+        server_save_keys(a->srv))
+        return api_error(a->c, 100, NULL);
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_printf(&o, "{\"id\":\"%s\",\"key\":\"%s\",\"tenant\":", id, key);
+    sbuf_json_str(&o, t->id, strlen(t->id));
+    sbuf_putc(&o, '}');
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static int a_keys_revoke(api_ctx *a)
+{
+    const char *p;
+    size_t n;
+    char id[APIKEY_ID_LEN + 1];
+    if (proto_param_str(a->b, a->params, "id", &p, &n) != PROTO_PARAM_OK || n > APIKEY_ID_LEN)
+        return api_error(a->c, 107, "id required");
+    memcpy(id, p, n);
+    id[n] = '\0';
+    if (server_audit(a->srv, a->who->actor, "keys.revoke", NULL, id, NULL))
+        return api_error(a->c, 100, "audit log unavailable");
+    if (apikey_revoke(a->srv->keys, id)) return api_error(a->c, 102, "no such key");
+    if (server_save_keys(a->srv)) return api_error(a->c, 100, NULL);
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{}");
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
+}
+
+static int list_key(const apikey_entry *e, void *ud)
+{
+    sbuf *o = ud;
+    if (o->len > 9) sbuf_putc(o, ',');
+    sbuf_printf(o, "{\"id\":\"%s\",\"tenant\":", e->id);
+    sbuf_json_str(o, e->tenant, strlen(e->tenant));
+    sbuf_printf(o, ",\"created_at\":%lld,\"revoked\":%s,\"scopes\":[", (long long)e->created_at,
+                atomic_load(&e->revoked) ? "true" : "false");
+    int first = 1;
+    for (uint32_t bit = 1; bit; bit <<= 1) {
+        if (!(e->scopes & bit)) continue;
+        const char *name = apikey_scope_name(bit);
+        if (!name) continue;
+        sbuf_printf(o, "%s\"%s\"", first ? "" : ",", name);
+        first = 0;
+    }
+    sbuf_puts(o, "]}");
+    return 0;
+}
+
+static int a_keys_list(api_ctx *a)
+{
+    const char *p;
+    size_t n;
+    char tid[128] = "";
+    if (proto_param_str(a->b, a->params, "tenant", &p, &n) == PROTO_PARAM_OK && n < sizeof(tid)) {
+        memcpy(tid, p, n);
+        tid[n] = '\0';
+    }
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_puts(&o, "{\"keys\":[");
+    apikey_foreach(a->srv->keys, tid[0] ? tid : NULL, list_key, &o);
+    sbuf_puts(&o, "]}");
+    api_result(a->c, &o);
+    sbuf_release(&o);
+    return 0;
 }

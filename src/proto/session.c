@@ -210,7 +210,7 @@ static int64_t publish_wait(conn *c, const cfg_namespace *ns)
         wait = rl_table_take(srv->limits, key, ns->publishes_per_second, ns->publishes_per_second, now, 1);
         if (wait) return wait;
     }
-    const cfg_tenant *t = config_tenant(&srv->cfg, c->s->tenant);
+    const tenant *t = server_tenant(srv, c->s->tenant);
     if (t && t->publishes_per_second) {
         snprintf(key, sizeof(key), "t:%s", t->id);
         wait = rl_table_take(srv->limits, key, t->publishes_per_second, t->publishes_per_second, now, 1);
@@ -386,7 +386,7 @@ static int patterns_match(char **pats, size_t n, const char *ch)
 static int channel_token_ok(conn *c, const char *tok, size_t tlen, const char *ch)
 {
     session *s = c->s;
-    const tenant_keys *tk = server_tenant(c->w->srv, s->tenant);
+    const tenant *tk = server_tenant(c->w->srv, s->tenant);
     struct jwt j;
     int ok = 0;
     if (jwt_parse(tok, tlen, &j) == JWT_OK && tk &&
@@ -562,11 +562,11 @@ void session_free(conn *c)
 }
 
 /* Verifies a connection token: 0 with *out filled, or 101/109. */
-static int verify_token(conn *c, const char *tok, size_t tlen, struct jwt *out, const tenant_keys **tkp)
+static int verify_token(conn *c, const char *tok, size_t tlen, struct jwt *out, const tenant **tkp)
 {
     server *srv = c->w->srv;
     if (jwt_parse(tok, tlen, out) != JWT_OK) return 101;
-    const tenant_keys *tk = server_tenant(srv, jwt_peek_tenant(out));
+    const tenant *tk = server_tenant(srv, jwt_peek_tenant(out));
     if (!tk) return 101;
     enum jwt_result r = jwt_verify(out, tk->keys, clock_wall_ms() / 1000);
     if (r == JWT_EXPIRED) return 109;
@@ -575,7 +575,7 @@ static int verify_token(conn *c, const char *tok, size_t tlen, struct jwt *out, 
     return 0;
 }
 
-static session *session_new(conn *c, const struct jwt *j, const tenant_keys *tk)
+static session *session_new(conn *c, const struct jwt *j, const tenant *tk)
 {
     session *s = pl_calloc(1, sizeof(*s));
     if (!s) return NULL;
@@ -944,7 +944,7 @@ static int count_connection(conn *c)
 {
     session *s = c->s;
     server *srv = c->w->srv;
-    const cfg_tenant *t = config_tenant(&srv->cfg, s->tenant);
+    const tenant *t = server_tenant(srv, s->tenant);
     char tkey[400], ukey[400];
     limit_keys(s, tkey, ukey, sizeof(tkey));
     if (t && t->max_connections) {
@@ -972,7 +972,7 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         return;
     }
     struct jwt j;
-    const tenant_keys *tk = NULL;
+    const tenant *tk = NULL;
     int code = verify_token(c, tok, tlen, &j, &tk);
     if (code) {
         jwt_release(&j);
@@ -1281,7 +1281,7 @@ static void m_refresh(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         return;
     }
     struct jwt j;
-    const tenant_keys *tk = NULL;
+    const tenant *tk = NULL;
     int code = verify_token(c, tok, tlen, &j, &tk);
     if (!code && (strcmp(j.sub, c->s->user) || strcmp(tk->id, c->s->tenant))) code = 103;
     if (!code) c->s->exp = j.exp;
@@ -1565,7 +1565,7 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
     }
     if (!nch) return 400;
     struct jwt j;
-    const tenant_keys *tk = NULL;
+    const tenant *tk = NULL;
     int code = verify_token(c, token, strlen(token), &j, &tk);
     if (code) {
         jwt_release(&j);
