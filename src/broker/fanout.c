@@ -5,6 +5,7 @@
  * engine orders that READ after every pub already handed to this worker). */
 #include <string.h>
 
+#include "delivery/delivery.h"
 #include "net/server_int.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -92,9 +93,14 @@ void fanout_pub(worker *w, pl_pub *pub)
             if (s->c->qbytes > shed_above) continue;
             if (pub->skip_origin && pub->client && !strcmp(s->client, pub->client)) continue;
         }
-        if (conn_enqueue(s->c, OUT_PUB, pub_ref(pub), pub->frame->len) == 0) delivered++;
+        if (conn_enqueue(s->c, OUT_PUB, pub_ref(pub), pub->frame->len) == 0) {
+            delivered++;
+            if (pub->cls == PUB_GUARANTEED && pub->offset)
+                delivery_sent(w->srv->delivery, pub, s->user, 1);
+        }
     }
     if (!delivered) return;
+    atomic_fetch_add_explicit(&pub->fanout, (uint32_t)delivered, memory_order_relaxed);
     metrics_add(&w->metrics, M_DELIVERIES, delivered);
     if (pub->created_us) metrics_latency(&w->metrics, clock_mono_us() - pub->created_us);
 }

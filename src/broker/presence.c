@@ -295,3 +295,22 @@ uint64_t presence_channels(presence *p, const char *tenant, const char *prefix, 
     }
     return 0;
 }
+
+size_t presence_users(presence *p, const char *tenant, const char *channel, char ***out)
+{
+    char key[600];
+    size_t klen = chan_key(key, sizeof(key), tenant, channel), n = 0;
+    *out = NULL;
+    if (!klen) return 0;
+    shard *s = shard_for(p, key, klen);
+    pthread_mutex_lock(&s->lock);
+    pchan *c = get_chan(s, key, klen, 0);
+    char **v = c && c->users.len ? pl_calloc(c->users.len, sizeof(*v)) : NULL;
+    for (size_t i = 0; v && i < c->users.cap; i++) {
+        map_entry *e = &c->users.slots[i];
+        if (e->key && (v[n] = pl_strndup(e->key, e->klen))) n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    *out = v;
+    return n;
+}

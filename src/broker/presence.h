@@ -39,6 +39,9 @@ int presence_typing_allowed(presence *p, const char *tenant, const char *channel
  * cursor or 0 at the end. */
 uint64_t presence_channels(presence *p, const char *tenant, const char *prefix, uint64_t cursor,
                            uint32_t limit, sbuf *out, uint32_t *count);
+/* The distinct users present in a channel: a pl_malloc'd array of
+ * pl_malloc'd strings (caller frees), count returned. */
+size_t presence_users(presence *p, const char *tenant, const char *channel, char ***out);
 /* Total entries (clients in channels), for metrics. */
 uint64_t presence_entries(presence *p);
 

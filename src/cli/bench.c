@@ -25,16 +25,14 @@ double bench_proc_cpu_s(pid_t pid)
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
     /* The command name may hold spaces and ')'; fields restart after the
      * last ')'. utime and stime are fields 14 and 15, 11 and 12 after it. */
     char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
+    if (!p) return -1;
     unsigned long long ut = 0, st = 0;
     if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
@@ -44,17 +42,14 @@ double bench_proc_cpu_s(pid_t pid)
 
 long bench_proc_rss_kib(pid_t pid)
 {
-    if (pid <= 0)
-        return -1;
+    if (pid <= 0) return -1;
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     long kib = -1;
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
     fclose(f);
     return kib;
 }
@@ -67,10 +62,8 @@ double bench_prom_sum(const char *text, size_t len, const char *name)
     const char *p = text, *end = text + len;
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol)
-            eol = end;
-        if ((size_t)(eol - p) > nl && memcmp(p, name, nl) == 0 &&
-            (p[nl] == '{' || p[nl] == ' ')) {
+        if (!eol) eol = end;
+        if ((size_t)(eol - p) > nl && memcmp(p, name, nl) == 0 && (p[nl] == '{' || p[nl] == ' ')) {
             const char *q = p + nl;
             if (*q == '{') {
                 /* Skip the labels; quoted values may hold '}'. */
@@ -107,8 +100,7 @@ double bench_prom_sum(const char *text, size_t len, const char *name)
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
     sbuf *b = ud;
-    if (b->len + size * n > (64u << 20))
-        return 0;
+    if (b->len + size * n > (64u << 20)) return 0;
     sbuf_append(b, data, size * n);
     return b->oom ? 0 : size * n;
 }
@@ -121,8 +113,7 @@ int bench_fetch_batch(const char *host, int port, double *sum, double *count)
     sbuf_init(&body);
     int rc = -1;
     CURL *h = curl_easy_init();
-    if (!h)
-        goto done;
+    if (!h) goto done;
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
@@ -134,11 +125,9 @@ int bench_fetch_batch(const char *host, int port, double *sum, double *count)
         goto done;
     *sum = bench_prom_sum(body.data, body.len, "parley_commit_batch_size_sum");
     *count = bench_prom_sum(body.data, body.len, "parley_commit_batch_size_count");
-    if (*sum >= 0 && *count >= 0)
-        rc = 0;
+    if (*sum >= 0 && *count >= 0) rc = 0;
 done:
-    if (h)
-        curl_easy_cleanup(h);
+    if (h) curl_easy_cleanup(h);
     sbuf_release(&body);
     return rc;
 }
@@ -153,6 +142,8 @@ static const char usage[] =
     "  --subs N                  subscribers (fanout, channels, storm; default 1000)\n"
     "  --conns N                 connections (idle; default 1000)\n"
     "  --publishers N            publishers (publish; default 64)\n"
+    "  --channels N              storm: spread subscribers over N channels, publishes\n"
+    "                            round-robin (default 1: everyone on one channel)\n"
     "  --payload B               bytes of each pub's data (default 64)\n"
     "  --inflight N              publishes in flight per publisher (default 64)\n"
     "  --rate N                  publishes/s over all publishers (default max; storm 10000)\n"
@@ -174,8 +165,7 @@ static int parse_u32(const char *s, uint32_t *out)
 {
     char *e;
     unsigned long long v = strtoull(s, &e, 10);
-    if (!*s || *e || v > UINT32_MAX || s[0] == '-')
-        return -1;
+    if (!*s || *e || v > UINT32_MAX || s[0] == '-') return -1;
     *out = (uint32_t)v;
     return 0;
 }
@@ -189,8 +179,7 @@ static int parse_secs(const char *s, double *out)
         return 0;
     }
     int64_t ms = clock_parse_duration(s);
-    if (ms < 0)
-        return -1;
+    if (ms < 0) return -1;
     *out = (double)ms / 1000.0;
     return 0;
 }
@@ -202,19 +191,16 @@ static int parse_url(const char *s, bench_opts *o, char *host, size_t hostlen)
     else if (strncmp(s, "http://", 7) == 0)
         s += 7;
     const char *colon = strchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= hostlen || colon == s)
-        return -1;
+    if (!colon || (size_t)(colon - s) >= hostlen || colon == s) return -1;
     memcpy(host, s, (size_t)(colon - s));
     host[colon - s] = '\0';
     char port[8];
     size_t pl = strcspn(colon + 1, "/");
-    if (pl == 0 || pl >= sizeof(port))
-        return -1;
+    if (pl == 0 || pl >= sizeof(port)) return -1;
     memcpy(port, colon + 1, pl);
     port[pl] = '\0';
     uint32_t p;
-    if (parse_u32(port, &p) < 0 || p == 0 || p > 65535)
-        return -1;
+    if (parse_u32(port, &p) < 0 || p == 0 || p > 65535) return -1;
     o->host = host;
     o->port = (int)p;
     return 0;
@@ -226,14 +212,11 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
                       size_t hostlen)
 {
     bool have_subs = false, have_rate = false, have_timeout = false;
-    if (argc < 2)
-        return -1;
+    if (argc < 2) return -1;
     int sc = -1;
     for (int i = 0; i < 5; i++)
-        if (strcmp(argv[1], scen_names[i]) == 0)
-            sc = i;
-    if (sc < 0)
-        return -1;
+        if (strcmp(argv[1], scen_names[i]) == 0) sc = i;
+    if (sc < 0) return -1;
     o->scenario = (bench_scenario)sc;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -265,6 +248,8 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
             have_subs = true;
         } else if (strcmp(a, "--conns") == 0)
             bad = parse_u32(v, &o->conns);
+        else if (strcmp(a, "--channels") == 0)
+            bad = parse_u32(v, &o->channels) || o->channels == 0;
         else if (strcmp(a, "--publishers") == 0)
             bad = parse_u32(v, &o->publishers) || o->publishers == 0;
         else if (strcmp(a, "--payload") == 0)
@@ -317,18 +302,14 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
             return -1;
         }
     }
-    if (!have_subs && o->scenario == SCEN_STORM)
-        o->subs = 1000;
-    if (!have_rate && o->scenario == SCEN_STORM)
-        o->rate = 10000;
-    if (!have_timeout)
-        o->timeout_s = o->duration_s + o->hold_s + o->drain_s + 60;
+    if (!have_subs && o->scenario == SCEN_STORM) o->subs = 1000;
+    if (!have_rate && o->scenario == SCEN_STORM) o->rate = 10000;
+    if (!have_timeout) o->timeout_s = o->duration_s + o->hold_s + o->drain_s + 60;
     if (o->proto == PROTO_PARLEY && !o->secret) {
         fprintf(stderr, "bench: --secret is required for --proto parley\n");
         return -1;
     }
-    if (o->proto == PROTO_NATS &&
-        (o->scenario == SCEN_PUBLISH || o->scenario == SCEN_STORM)) {
+    if (o->proto == PROTO_NATS && (o->scenario == SCEN_PUBLISH || o->scenario == SCEN_STORM)) {
         fprintf(stderr, "bench: %s needs acks and offsets; it runs with --proto parley only\n",
                 scen_names[o->scenario]);
         return -1;
@@ -337,8 +318,8 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
         fprintf(stderr, "bench: storm measures recovery, which ephemeral pubs do not have\n");
         return -1;
     }
-    if ((o->scenario == SCEN_FANOUT || o->scenario == SCEN_CHANNELS ||
-         o->scenario == SCEN_STORM) && o->subs == 0) {
+    if ((o->scenario == SCEN_FANOUT || o->scenario == SCEN_CHANNELS || o->scenario == SCEN_STORM) &&
+        o->subs == 0) {
         fprintf(stderr, "bench: --subs must be at least 1\n");
         return -1;
     }
@@ -349,12 +330,10 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
 static long raise_fd_limit(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            getrlimit(RLIMIT_NOFILE, &rl);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
     return rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
 }
@@ -378,8 +357,7 @@ static void json_hist(sbuf *j, const char *name, const bench_hist *h)
 
 static void human_hist(sbuf *s, const char *name, const bench_hist *h)
 {
-    if (!h->count)
-        return;
+    if (!h->count) return;
     sbuf_printf(s, ", %s p50 %.2fms p90 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms", name,
                 us(bench_hist_quantile(h, 0.5)) / 1000, us(bench_hist_quantile(h, 0.9)) / 1000,
                 us(bench_hist_quantile(h, 0.99)) / 1000, us(bench_hist_quantile(h, 0.999)) / 1000,
@@ -394,10 +372,8 @@ static double per_s(uint64_t n, double s)
 static bool verdict(const bench_opts *o, const bench_result *r)
 {
     bool stored = o->proto == PROTO_PARLEY && !o->ephemeral;
-    if (!r->ok || r->conn_errors || r->server_errors || r->proto_errors)
-        return false;
-    if (stored && (r->lost || r->dups || r->reorder || r->gaps))
-        return false;
+    if (!r->ok || r->conn_errors || r->server_errors || r->proto_errors) return false;
+    if (stored && (r->lost || r->dups || r->reorder || r->gaps)) return false;
     return true;
 }
 
@@ -407,9 +383,8 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
     const char *cls = o->proto == PROTO_NATS ? "core" : o->ephemeral ? "ephemeral" : "standard";
     double pubs_s = per_s(r->pubs_acked, r->publish_s);
     double deliv_s = per_s(r->deliveries, r->deliver_s);
-    long rss_delta = r->rss_before_kib >= 0 && r->rss_hold_kib >= 0
-                         ? r->rss_hold_kib - r->rss_before_kib
-                         : -1;
+    long rss_delta =
+        r->rss_before_kib >= 0 && r->rss_hold_kib >= 0 ? r->rss_hold_kib - r->rss_before_kib : -1;
     double per_conn =
         rss_delta >= 0 && r->connections ? (double)rss_delta * 1024.0 / (double)r->connections : -1;
 
@@ -423,12 +398,10 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
             sbuf_printf(&h, ", server RSS %ld -> %ld KiB = %.0f B/conn", r->rss_before_kib,
                         r->rss_hold_kib, per_conn);
     } else {
-        sbuf_printf(&h, ", %u B, %" PRIu64 " pubs acked (%.0f/s), %" PRIu64
-                        " deliveries (%.0f/s)",
+        sbuf_printf(&h, ", %u B, %" PRIu64 " pubs acked (%.0f/s), %" PRIu64 " deliveries (%.0f/s)",
                     o->payload, r->pubs_acked, pubs_s, r->deliveries, deliv_s);
         human_hist(&h, "latency", &r->latency);
-        if (o->scenario == SCEN_PUBLISH)
-            human_hist(&h, "ack", &r->ack);
+        if (o->scenario == SCEN_PUBLISH) human_hist(&h, "ack", &r->ack);
         sbuf_printf(&h, ", lost %" PRIu64 " dup %" PRIu64 " reordered %" PRIu64, r->lost, r->dups,
                     r->reorder);
         if (o->scenario == SCEN_STORM) {
@@ -438,11 +411,9 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
                 sbuf_puts(&h, ", NOT caught up");
             sbuf_printf(&h, ", gaps %" PRIu64, r->gaps);
         }
-        if (r->commit_batch >= 0)
-            sbuf_printf(&h, ", commit batch %.1f", r->commit_batch);
+        if (r->commit_batch >= 0) sbuf_printf(&h, ", commit batch %.1f", r->commit_batch);
     }
-    if (r->server_cpu_s >= 0)
-        sbuf_printf(&h, ", server CPU %.2fs", r->server_cpu_s);
+    if (r->server_cpu_s >= 0) sbuf_printf(&h, ", server CPU %.2fs", r->server_cpu_s);
     if (r->conn_errors || r->server_errors || r->proto_errors)
         sbuf_printf(&h, ", errors conn %" PRIu64 " server %" PRIu64 " protocol %" PRIu64,
                     r->conn_errors, r->server_errors, r->proto_errors);
@@ -464,11 +435,15 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
                 ",\"publish_s\":%.3f,\"pubs_per_s\":%.1f,\"deliveries\":%" PRIu64
                 ",\"expected\":%" PRIu64 ",\"deliver_s\":%.3f,\"deliveries_per_s\":%.1f",
                 pass ? "true" : "false", r->connections,
-                o->scenario == SCEN_IDLE ? o->conns : o->scenario == SCEN_PUBLISH ? 0 : o->subs,
-                o->scenario == SCEN_PUBLISH ? o->publishers : o->scenario == SCEN_IDLE ? 0 : 1,
-                o->payload, o->inflight, o->rate, r->connect_s,
-                per_s(r->connections, r->connect_s), r->pubs_sent, r->pubs_acked, r->publish_s,
-                pubs_s, r->deliveries, r->expected, r->deliver_s, deliv_s);
+                o->scenario == SCEN_IDLE      ? o->conns
+                : o->scenario == SCEN_PUBLISH ? 0
+                                              : o->subs,
+                o->scenario == SCEN_PUBLISH ? o->publishers
+                : o->scenario == SCEN_IDLE  ? 0
+                                            : 1,
+                o->payload, o->inflight, o->rate, r->connect_s, per_s(r->connections, r->connect_s),
+                r->pubs_sent, r->pubs_acked, r->publish_s, pubs_s, r->deliveries, r->expected,
+                r->deliver_s, deliv_s);
     json_hist(&j, "latency_us", &r->latency);
     json_hist(&j, "ack_latency_us", &r->ack);
     sbuf_printf(&j,
@@ -479,16 +454,11 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
                 r->proto_errors);
     if (o->scenario == SCEN_STORM)
         sbuf_printf(&j, ",\"catchup_s\":%.3f,\"recovered\":%" PRIu64, r->catchup_s, r->recovered);
-    if (r->server_cpu_s >= 0)
-        sbuf_printf(&j, ",\"server_cpu_s\":%.2f", r->server_cpu_s);
-    if (r->commit_batch >= 0)
-        sbuf_printf(&j, ",\"commit_batch_avg\":%.2f", r->commit_batch);
-    if (r->rss_before_kib >= 0)
-        sbuf_printf(&j, ",\"rss_before_kib\":%ld", r->rss_before_kib);
-    if (r->rss_hold_kib >= 0)
-        sbuf_printf(&j, ",\"rss_hold_kib\":%ld", r->rss_hold_kib);
-    if (per_conn >= 0)
-        sbuf_printf(&j, ",\"rss_per_conn_bytes\":%.0f", per_conn);
+    if (r->server_cpu_s >= 0) sbuf_printf(&j, ",\"server_cpu_s\":%.2f", r->server_cpu_s);
+    if (r->commit_batch >= 0) sbuf_printf(&j, ",\"commit_batch_avg\":%.2f", r->commit_batch);
+    if (r->rss_before_kib >= 0) sbuf_printf(&j, ",\"rss_before_kib\":%ld", r->rss_before_kib);
+    if (r->rss_hold_kib >= 0) sbuf_printf(&j, ",\"rss_hold_kib\":%ld", r->rss_hold_kib);
+    if (per_conn >= 0) sbuf_printf(&j, ",\"rss_per_conn_bytes\":%.0f", per_conn);
     sbuf_printf(&j, ",\"elapsed_s\":%.3f", r->elapsed_s);
     if (r->failure) {
         sbuf_puts(&j, ",\"failure\":");
@@ -517,6 +487,7 @@ int bench_main(int argc, char **argv)
         .subs = 1000,
         .conns = 1000,
         .publishers = 64,
+        .channels = 1,
         .payload = 64,
         .inflight = 64,
         .duration_s = 10,
@@ -545,8 +516,7 @@ int bench_main(int argc, char **argv)
                 need, fds);
     bench_result r;
     memset(&r, 0, sizeof(r));
-    if (bench_run(&o, &r) < 0)
-        return 1;
+    if (bench_run(&o, &r) < 0) return 1;
     bool pass = verdict(&o, &r);
     report(&o, &r, label, pass);
     return pass ? 0 : 1;

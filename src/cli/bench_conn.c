@@ -55,7 +55,7 @@ struct bench_conn {
     uint8_t ctrl[125]; /* control frame payload */
     size_t ctrl_len;
     uint64_t frame_got; /* payload bytes of the current frame seen so far */
-    size_t pending; /* bytes in uv_write requests in flight */
+    size_t pending;     /* bytes in uv_write requests in flight */
     bench_conn *next_dirty;
     int dirty;
     const char *error;
@@ -75,8 +75,7 @@ static void flush_conn(bench_conn *c);
 
 static void unlink_dirty(bench_conn *c)
 {
-    if (!c->dirty)
-        return;
+    if (!c->dirty) return;
     for (bench_conn **p = &c->net->dirty; *p; p = &(*p)->next_dirty) {
         if (*p == c) {
             *p = c->next_dirty;
@@ -91,10 +90,8 @@ static void on_closed(uv_handle_t *h)
     bench_conn *c = h->data;
     unlink_dirty(c);
     c->net->live--;
-    if (c->cb.on_close)
-        c->cb.on_close(c, c->ud, c->error, c->ws_code);
-    if (c->fr)
-        wslay_frame_context_free(c->fr);
+    if (c->cb.on_close) c->cb.on_close(c, c->ud, c->error, c->ws_code);
+    if (c->fr) wslay_frame_context_free(c->fr);
     sbuf_release(&c->hs);
     sbuf_release(&c->out);
     sbuf_release(&c->msg);
@@ -106,8 +103,7 @@ static void on_closed(uv_handle_t *h)
 
 static void fail(bench_conn *c, const char *error)
 {
-    if (c->state == ST_CLOSING)
-        return;
+    if (c->state == ST_CLOSING) return;
     c->state = ST_CLOSING;
     c->error = error;
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -123,8 +119,7 @@ void bench_conn_close(bench_conn *c)
 
 static void mark_dirty(bench_conn *c)
 {
-    if (c->dirty)
-        return;
+    if (c->dirty) return;
     c->dirty = 1;
     c->next_dirty = c->net->dirty;
     c->net->dirty = c;
@@ -136,16 +131,14 @@ static void on_written(uv_write_t *req, int status)
     bench_conn *c = w->c;
     c->pending -= w->len;
     pl_free(w);
-    if (status < 0 && status != UV_ECANCELED)
-        fail(c, "write failed");
+    if (status < 0 && status != UV_ECANCELED) fail(c, "write failed");
 }
 
 /* Hands len bytes to the kernel: directly when nothing is queued, the rest
  * through a uv_write that owns a copy. */
 static void write_bytes(bench_conn *c, const char *data, size_t len)
 {
-    if (c->state == ST_CLOSING || len == 0)
-        return;
+    if (c->state == ST_CLOSING || len == 0) return;
     if (c->pending == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -156,8 +149,7 @@ static void write_bytes(bench_conn *c, const char *data, size_t len)
             fail(c, "write failed");
             return;
         }
-        if (len == 0)
-            return;
+        if (len == 0) return;
     }
     wreq *w = pl_malloc(sizeof(*w) + len);
     if (!w) {
@@ -179,8 +171,7 @@ static void write_bytes(bench_conn *c, const char *data, size_t len)
 
 static void flush_conn(bench_conn *c)
 {
-    if (c->state != ST_OPEN)
-        return;
+    if (c->state != ST_OPEN) return;
     if (c->out.oom) {
         fail(c, "out of memory");
         return;
@@ -245,8 +236,7 @@ static void queue_frame(bench_conn *c, int opcode, const void *data, size_t len)
 
 static void deliver_message(bench_conn *c, int opcode, const char *data, size_t len)
 {
-    if (c->cb.on_message)
-        c->cb.on_message(c, c->ud, opcode == WSLAY_BINARY_FRAME, data, len);
+    if (c->cb.on_message) c->cb.on_message(c, c->ud, opcode == WSLAY_BINARY_FRAME, data, len);
 }
 
 /* Checks a frame's first chunk against RFC 6455 section 5 for a client:
@@ -254,17 +244,14 @@ static void deliver_message(bench_conn *c, int opcode, const char *data, size_t 
  * NULL or why the frame is refused. */
 static const char *frame_start(bench_conn *c, const struct wslay_frame_iocb *f)
 {
-    if (f->rsv != 0 || f->mask)
-        return "websocket protocol error";
+    if (f->rsv != 0 || f->mask) return "websocket protocol error";
     switch (f->opcode) {
     case WSLAY_CONTINUATION_FRAME:
         return c->msg_opcode ? NULL : "websocket protocol error";
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME:
-        if (c->msg_opcode)
-            return "websocket protocol error";
-        if (f->payload_length > MAX_MESSAGE)
-            return "websocket message too big";
+        if (c->msg_opcode) return "websocket protocol error";
+        if (f->payload_length > MAX_MESSAGE) return "websocket message too big";
         return NULL;
     case WSLAY_CONNECTION_CLOSE:
     case WSLAY_PING:
@@ -281,8 +268,7 @@ static void control_frame(bench_conn *c, int opcode)
     if (opcode == WSLAY_PING) {
         queue_frame(c, WSLAY_PONG, c->ctrl, c->ctrl_len);
     } else if (opcode == WSLAY_CONNECTION_CLOSE) {
-        if (c->ctrl_len >= 2)
-            c->ws_code = (c->ctrl[0] << 8) | c->ctrl[1];
+        if (c->ctrl_len >= 2) c->ws_code = (c->ctrl[0] << 8) | c->ctrl[1];
         fail(c, "closed by server");
     }
 }
@@ -294,18 +280,15 @@ static const char *frame_chunk(bench_conn *c, const struct wslay_frame_iocb *f)
     bool last = c->frame_got + f->data_length == f->payload_length;
     if (first) {
         const char *why = frame_start(c, f);
-        if (why)
-            return why;
+        if (why) return why;
     }
     c->frame_got += f->data_length;
-    if (last)
-        c->frame_got = 0;
+    if (last) c->frame_got = 0;
     if (f->opcode >= WSLAY_CONNECTION_CLOSE) {
         /* wslay refuses control payloads over 125 bytes */
         memcpy(c->ctrl + c->ctrl_len, f->data, f->data_length);
         c->ctrl_len += f->data_length;
-        if (last)
-            control_frame(c, f->opcode);
+        if (last) control_frame(c, f->opcode);
         return NULL;
     }
     if (first && last && f->fin && f->opcode != WSLAY_CONTINUATION_FRAME) {
@@ -313,13 +296,10 @@ static const char *frame_chunk(bench_conn *c, const struct wslay_frame_iocb *f)
         deliver_message(c, f->opcode, (const char *)f->data, f->data_length);
         return NULL;
     }
-    if (first && f->opcode != WSLAY_CONTINUATION_FRAME)
-        c->msg_opcode = f->opcode;
-    if (c->msg.len + f->data_length > MAX_MESSAGE)
-        return "websocket message too big";
+    if (first && f->opcode != WSLAY_CONTINUATION_FRAME) c->msg_opcode = f->opcode;
+    if (c->msg.len + f->data_length > MAX_MESSAGE) return "websocket message too big";
     sbuf_append(&c->msg, f->data, f->data_length);
-    if (c->msg.oom)
-        return "out of memory";
+    if (c->msg.oom) return "out of memory";
     if (last && f->fin) {
         int opcode = c->msg_opcode;
         c->msg_opcode = 0;
@@ -337,8 +317,7 @@ static void feed(bench_conn *c, const char *data, size_t len)
         struct wslay_frame_iocb f;
         memset(&f, 0, sizeof(f));
         ssize_t r = wslay_frame_recv(c->fr, &f);
-        if (r == WSLAY_ERR_WANT_READ)
-            break;
+        if (r == WSLAY_ERR_WANT_READ) break;
         const char *why = r < 0 ? "websocket protocol error" : frame_chunk(c, &f);
         if (why) {
             fail(c, why);
@@ -366,15 +345,13 @@ static void on_handshake_bytes(bench_conn *c, const char *data, size_t len)
     size_t used = 0;
     int status = 0;
     int rc = bench_ws_check_response(c->hs.data, c->hs.len, c->key, &used, &status);
-    if (rc == PL_AGAIN)
-        return;
+    if (rc == PL_AGAIN) return;
     if (rc != PL_OK) {
         fail(c, status == 101 || status == 0 ? "bad handshake response" : "handshake refused");
         return;
     }
     c->state = ST_OPEN;
-    if (c->cb.on_open)
-        c->cb.on_open(c, c->ud);
+    if (c->cb.on_open) c->cb.on_open(c, c->ud);
     if (c->state == ST_OPEN && c->hs.len > used) {
         /* Frames that came with the 101: move them out of hs before reuse. */
         sbuf rest;
@@ -399,8 +376,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                                 : "read error");
         return;
     }
-    if (nread == 0)
-        return;
+    if (nread == 0) return;
     if (c->state == ST_HANDSHAKE)
         on_handshake_bytes(c, buf->base, (size_t)nread);
     else if (c->state == ST_OPEN)
@@ -412,8 +388,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void on_connect(uv_connect_t *req, int status)
 {
     bench_conn *c = req->data;
-    if (c->state == ST_CLOSING)
-        return;
+    if (c->state == ST_CLOSING) return;
     if (status < 0) {
         fail(c, status == UV_ECONNREFUSED ? "connection refused" : "connect failed");
         return;
@@ -437,8 +412,7 @@ static void on_connect(uv_connect_t *req, int status)
 static int start_connect(bench_conn *c, const bench_conn_opts *o)
 {
     struct sockaddr_in dst;
-    if (uv_ip4_addr(o->host, o->port, &dst) < 0)
-        return -1;
+    if (uv_ip4_addr(o->host, o->port, &dst) < 0) return -1;
     if (o->source_ip) {
         uv_os_fd_t fd;
         int one = 1;
@@ -451,8 +425,7 @@ static int start_connect(bench_conn *c, const bench_conn_opts *o)
         memset(&src, 0, sizeof(src));
         src.sin_family = AF_INET;
         src.sin_addr.s_addr = htonl(o->source_ip);
-        if (uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0) < 0)
-            return -1;
+        if (uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0) < 0) return -1;
     }
     c->creq.data = c;
     return uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&dst, on_connect);
@@ -467,8 +440,7 @@ bench_conn *bench_conn_open(bench_net *n, const bench_conn_opts *o, const bench_
         .genmask_callback = ws_genmask,
     };
     bench_conn *c = pl_calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     c->net = n;
     c->cb = *cb;
     c->ud = ud;
@@ -485,16 +457,13 @@ bench_conn *bench_conn_open(bench_net *n, const bench_conn_opts *o, const bench_
         c->fr = NULL;
         goto fail;
     }
-    if (uv_tcp_init_ex(n->loop, &c->tcp, AF_INET) < 0)
-        goto fail;
+    if (uv_tcp_init_ex(n->loop, &c->tcp, AF_INET) < 0) goto fail;
     c->tcp.data = c;
     n->live++;
-    if (start_connect(c, o) < 0)
-        fail(c, "connect failed");
+    if (start_connect(c, o) < 0) fail(c, "connect failed");
     return c;
 fail:
-    if (c->fr)
-        wslay_frame_context_free(c->fr);
+    if (c->fr) wslay_frame_context_free(c->fr);
     pl_free(c->host);
     pl_free(c->path);
     pl_free(c->protocol);
@@ -504,8 +473,7 @@ fail:
 
 int bench_conn_send(bench_conn *c, int binary, const void *data, size_t len)
 {
-    if (c->state != ST_OPEN)
-        return -1;
+    if (c->state != ST_OPEN) return -1;
     queue_frame(c, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
     return c->out.oom ? -1 : 0;
 }
@@ -530,15 +498,12 @@ void bench_conn_set_ud(bench_conn *c, void *ud)
 bench_net *bench_net_new(uv_loop_t *loop)
 {
     bench_net *n = pl_calloc(1, sizeof(*n));
-    if (!n)
-        return NULL;
+    if (!n) return NULL;
     n->loop = loop;
     n->rbuf = pl_malloc(READ_BUF);
-    if (!n->rbuf || RAND_bytes((unsigned char *)&n->rng, sizeof(n->rng)) != 1)
-        goto fail;
+    if (!n->rbuf || RAND_bytes((unsigned char *)&n->rng, sizeof(n->rng)) != 1) goto fail;
     n->rng |= 1;
-    if (uv_check_init(loop, &n->check) < 0)
-        goto fail;
+    if (uv_check_init(loop, &n->check) < 0) goto fail;
     n->check.data = n;
     uv_check_start(&n->check, on_check);
     uv_unref((uv_handle_t *)&n->check);
@@ -558,8 +523,7 @@ static void on_net_closed(uv_handle_t *h)
 
 void bench_net_free(bench_net *n)
 {
-    if (!n)
-        return;
+    if (!n) return;
     uv_check_stop(&n->check);
     uv_close((uv_handle_t *)&n->check, on_net_closed);
 }

@@ -25,46 +25,47 @@ typedef struct bench_opts {
     bench_proto proto;
     const char *host; /* dotted IPv4 */
     int port;
-    uint32_t subs;        /* fanout, channels, storm */
-    uint32_t conns;       /* idle */
-    uint32_t publishers;  /* publish */
-    uint32_t payload;     /* bytes of the pub's data JSON */
-    uint32_t inflight;    /* per publisher */
-    double rate;          /* publishes per second over all publishers; 0 = max */
-    bool ephemeral;       /* --class ephemeral (else standard) */
-    double duration_s;    /* publishing time */
-    uint64_t count;       /* max publishes, 0 = no bound other than time */
-    double hold_s;        /* idle: how long connections are held */
-    double drop_at_s;     /* storm: when the subscribers drop, after publishing starts */
-    double drain_s;       /* after publishing: wait for acks and deliveries */
-    double timeout_s;     /* hard bound of the whole run */
-    pid_t server_pid;     /* 0 = unknown */
-    const char *secret;   /* HS256 secret for tokens (Parley) */
-    const char *tenant;   /* tenant claim or NULL */
-    uint32_t source_ips;  /* spread sources over 127.0.0.1 .. 127.0.0.N */
+    uint32_t subs;       /* fanout, channels, storm */
+    uint32_t conns;      /* idle */
+    uint32_t publishers; /* publish */
+    uint32_t channels;   /* storm: subscribers spread over this many channels */
+    uint32_t payload;    /* bytes of the pub's data JSON */
+    uint32_t inflight;   /* per publisher */
+    double rate;         /* publishes per second over all publishers; 0 = max */
+    bool ephemeral;      /* --class ephemeral (else standard) */
+    double duration_s;   /* publishing time */
+    uint64_t count;      /* max publishes, 0 = no bound other than time */
+    double hold_s;       /* idle: how long connections are held */
+    double drop_at_s;    /* storm: when the subscribers drop, after publishing starts */
+    double drain_s;      /* after publishing: wait for acks and deliveries */
+    double timeout_s;    /* hard bound of the whole run */
+    pid_t server_pid;    /* 0 = unknown */
+    const char *secret;  /* HS256 secret for tokens (Parley) */
+    const char *tenant;  /* tenant claim or NULL */
+    uint32_t source_ips; /* spread sources over 127.0.0.1 .. 127.0.0.N */
     uint32_t connect_concurrency;
-    bool quiet;           /* no progress lines */
-    const char *run_id;   /* channel name component, unique per run */
+    bool quiet;         /* no progress lines */
+    const char *run_id; /* channel name component, unique per run */
 } bench_opts;
 
 typedef struct bench_result {
-    bool ok;            /* finished without failure (figures may still show loss) */
+    bool ok;             /* finished without failure (figures may still show loss) */
     const char *failure; /* static text when !ok */
     uint64_t connections;
-    double connect_s;    /* time to get every connection ready */
+    double connect_s; /* time to get every connection ready */
     uint64_t pubs_sent, pubs_acked;
-    double publish_s;    /* first publish to last ack */
+    double publish_s; /* first publish to last ack */
     uint64_t deliveries;
-    double deliver_s;    /* first publish to last delivery */
-    bench_hist latency;  /* publish to delivery, ns */
-    bench_hist ack;      /* publish to ack, ns */
-    uint64_t expected;   /* deliveries expected over all subscribers */
+    double deliver_s;   /* first publish to last delivery */
+    bench_hist latency; /* publish to delivery, ns */
+    bench_hist ack;     /* publish to ack, ns */
+    uint64_t expected;  /* deliveries expected over all subscribers */
     uint64_t lost, dups, reorder, gaps;
     uint64_t conn_errors, server_errors, proto_errors;
-    double catchup_s;    /* storm: drop to last subscriber caught up; <0 if never */
-    uint64_t recovered;  /* storm: pubs received in subscribe results */
-    double server_cpu_s; /* <0 when unknown */
-    double commit_batch; /* publish: average batch size, <0 when unknown */
+    double catchup_s;                  /* storm: drop to last subscriber caught up; <0 if never */
+    uint64_t recovered;                /* storm: pubs received in subscribe results */
+    double server_cpu_s;               /* <0 when unknown */
+    double commit_batch;               /* publish: average batch size, <0 when unknown */
     long rss_before_kib, rss_hold_kib; /* idle; <0 when unknown */
     double elapsed_s;
 } bench_result;

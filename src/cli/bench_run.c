@@ -90,7 +90,9 @@ struct run {
     uint32_t nchans;
     uint32_t *queue; /* clients waiting to be opened */
     uint32_t qhead, qtail, qcap;
-    uint32_t connecting, ready, rr;
+    uint32_t connecting, ready;
+    uint32_t rr;  /* next channel, round robin */
+    uint32_t prr; /* next publisher, round robin */
     enum phase phase;
     bool by_offset;
     uint64_t t_start, t_ready, t_pub_start, t_pub_stop, t_last_ack, t_last_deliv, t_hold_end;
@@ -123,16 +125,14 @@ static double secs(uint64_t ns)
 
 static void fail_run(run *r, const char *why)
 {
-    if (!r->failure)
-        r->failure = why;
+    if (!r->failure) r->failure = why;
     finish(r, why);
 }
 
 static void enqueue(run *r, uint32_t idx)
 {
     client *c = &r->clients[idx];
-    if (c->queued)
-        return;
+    if (c->queued) return;
     c->queued = true;
     r->queue[r->qtail++ % r->qcap] = idx;
 }
@@ -151,13 +151,10 @@ static bool sub_complete(const run *r, const client *c)
 static void check_caught(run *r, client *c, uint64_t now)
 {
     /* A subscriber being dropped is still "ready" until its close lands. */
-    if (!c->waiting_catchup || !c->ready || c->dropping || !c->seq_ready)
-        return;
-    if (c->seq.next - 1 < r->chans[c->chan].max_offset)
-        return;
+    if (!c->waiting_catchup || !c->ready || c->dropping || !c->seq_ready) return;
+    if (c->seq.next - 1 < r->chans[c->chan].max_offset) return;
     c->waiting_catchup = false;
-    if (--r->waiting == 0)
-        r->t_caught = now;
+    if (--r->waiting == 0) r->t_caught = now;
 }
 
 static void deliver(client *c, const bench_pub *p, uint64_t now, bool live)
@@ -170,23 +167,19 @@ static void deliver(client *c, const bench_pub *p, uint64_t now, bool live)
     bench_seq_add(&c->seq, r->by_offset ? p->offset : p->s);
     r->deliveries++;
     r->t_last_deliv = now;
-    if (live && p->t && now >= p->t)
-        bench_hist_record(&r->res->latency, now - p->t);
-    if (c->waiting_catchup)
-        check_caught(r, c, now);
+    if (live && p->t && now >= p->t) bench_hist_record(&r->res->latency, now - p->t);
+    if (c->waiting_catchup) check_caught(r, c, now);
 }
 
 static void client_ready(client *c)
 {
     run *r = c->r;
-    if (c->ready)
-        return;
+    if (c->ready) return;
     c->ready = true;
     r->ready++;
     r->connecting--;
     pump(r);
-    if (c->waiting_catchup)
-        check_caught(r, c, uv_hrtime());
+    if (c->waiting_catchup) check_caught(r, c, uv_hrtime());
     if (r->phase == PH_CONNECT && r->ready == r->nclients) {
         r->t_ready = uv_hrtime();
         if (r->o->scenario == SCEN_IDLE) {
@@ -229,8 +222,8 @@ static void parley_connect(client *c)
     run *r = c->r;
     c->connect_id = ++c->next_id;
     sbuf_reset(&r->msg);
-    sbuf_printf(&r->msg, "{\"id\":%" PRIu64 ",\"method\":\"connect\",\"params\":{\"token\":",
-                c->connect_id);
+    sbuf_printf(&r->msg,
+                "{\"id\":%" PRIu64 ",\"method\":\"connect\",\"params\":{\"token\":", c->connect_id);
     sbuf_json_str(&r->msg, c->token, strlen(c->token));
     sbuf_puts(&r->msg, ",\"client\":{\"name\":\"parley-bench\"}}}");
     send_msg(c, false);
@@ -241,8 +234,8 @@ static void parley_subscribe(client *c)
     run *r = c->r;
     c->sub_id = ++c->next_id;
     sbuf_reset(&r->msg);
-    sbuf_printf(&r->msg, "{\"id\":%" PRIu64 ",\"method\":\"subscribe\",\"params\":{\"channel\":",
-                c->sub_id);
+    sbuf_printf(&r->msg,
+                "{\"id\":%" PRIu64 ",\"method\":\"subscribe\",\"params\":{\"channel\":", c->sub_id);
     sbuf_json_str(&r->msg, r->chans[c->chan].name, strlen(r->chans[c->chan].name));
     if (c->resubscribe && c->seq_ready && r->by_offset) {
         sbuf_printf(&r->msg, ",\"since\":{\"offset\":%" PRIu64 ",\"epoch\":", c->seq.next - 1);
@@ -255,7 +248,7 @@ static void parley_subscribe(client *c)
 
 static uint32_t pick_chan(run *r, client *c)
 {
-    if (r->o->scenario == SCEN_CHANNELS)
+    if (r->o->scenario == SCEN_CHANNELS || (r->o->scenario == SCEN_STORM && r->nchans > 1))
         return r->rr++ % r->nchans;
     return c->chan;
 }
@@ -277,12 +270,9 @@ static void put_data(run *r, uint64_t t, uint64_t s)
 static bool can_send(const client *c)
 {
     const run *r = c->r;
-    if (!c->ready || c->inflight >= r->o->inflight || r->phase != PH_PUBLISH)
-        return false;
-    if (r->o->count && r->pubs_sent >= r->o->count)
-        return false;
-    if (r->o->proto == PROTO_PARLEY)
-        return c->slots[(c->next_id + 1) & c->slot_mask].id == 0;
+    if (!c->ready || c->inflight >= r->o->inflight || r->phase != PH_PUBLISH) return false;
+    if (r->o->count && r->pubs_sent >= r->o->count) return false;
+    if (r->o->proto == PROTO_PARLEY) return c->slots[(c->next_id + 1) & c->slot_mask].id == 0;
     return c->mark_tail - c->mark_head < NATS_MARKS - 1;
 }
 
@@ -323,15 +313,13 @@ static void publish_one(client *c)
     r->pubs_sent++;
     if (r->o->proto == PROTO_NATS) {
         uint64_t every = r->o->inflight / 4 ? r->o->inflight / 4 : 1;
-        if (c->sent % every == 0)
-            nats_ping(c, now);
+        if (c->sent % every == 0) nats_ping(c, now);
     }
 }
 
 static void top_up(client *c)
 {
-    if (c->r->o->rate > 0)
-        return;
+    if (c->r->o->rate > 0) return;
     while (can_send(c))
         publish_one(c);
 }
@@ -350,8 +338,7 @@ static void on_subscribed(client *c, const bench_line *l, uint64_t now)
         c->seq_ready = true;
         snprintf(c->epoch, sizeof(c->epoch), "%s", l->epoch);
     } else if (r->by_offset) {
-        if (!l->recovered || strcmp(l->epoch, c->epoch) != 0)
-            r->res->gaps++;
+        if (!l->recovered || strcmp(l->epoch, c->epoch) != 0) r->res->gaps++;
         r->res->recovered += l->npubs;
     }
     for (size_t i = 0; i < l->npubs; i++)
@@ -377,10 +364,8 @@ static void on_ack(client *c, const bench_line *l, uint64_t now)
             r->res->proto_errors++;
         else
             bench_seq_add(&ch->acks, l->offset);
-        if (ch->acks.dups + ch->acks.invalid != before)
-            r->res->proto_errors++;
-        if (l->offset > ch->max_offset)
-            ch->max_offset = l->offset;
+        if (ch->acks.dups + ch->acks.invalid != before) r->res->proto_errors++;
+        if (l->offset > ch->max_offset) ch->max_offset = l->offset;
     }
     r->pubs_acked++;
     r->t_last_ack = now;
@@ -407,8 +392,7 @@ static void parley_line(client *c, const bench_line *l, uint64_t now)
     run *r = c->r;
     switch (l->kind) {
     case BENCH_PUB:
-        if (c->role == ROLE_SUB)
-            deliver(c, &l->pub, now, true);
+        if (c->role == ROLE_SUB) deliver(c, &l->pub, now, true);
         break;
     case BENCH_RESULT:
         if (l->id == c->connect_id) {
@@ -511,13 +495,11 @@ static void nats_on_info(void *ud, const char *json, size_t len)
 {
     client *c = ud;
     run *r = c->r;
-    if (c->ready)
-        return;
+    if (c->ready) return;
     sbuf_reset(&r->msg);
     sbuf_puts(&r->msg, "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"parley-bench\"}"
                        "\r\n");
-    if (c->role == ROLE_SUB)
-        sbuf_printf(&r->msg, "SUB %s 1\r\n", r->chans[c->chan].name);
+    if (c->role == ROLE_SUB) sbuf_printf(&r->msg, "SUB %s 1\r\n", r->chans[c->chan].name);
     sbuf_puts(&r->msg, "PING\r\n");
     send_msg(c, true);
 }
@@ -552,8 +534,7 @@ static void on_open(bench_conn *conn, void *ud)
 static void on_message(bench_conn *conn, void *ud, int binary, const char *data, size_t len)
 {
     client *c = ud;
-    if (c->r->phase == PH_DONE)
-        return;
+    if (c->r->phase == PH_DONE) return;
     /* One clock read per message: every pub batched in it arrived together. */
     c->r->now = uv_hrtime();
     if (c->r->o->proto == PROTO_PARLEY) {
@@ -571,16 +552,14 @@ static void on_close(bench_conn *conn, void *ud, const char *error, int ws_code)
     client *c = ud;
     run *r = c->r;
     c->conn = NULL;
-    if (c->r->o->proto == PROTO_NATS)
-        bench_nats_release(&c->nats);
+    if (c->r->o->proto == PROTO_NATS) bench_nats_release(&c->nats);
     if (c->ready) {
         c->ready = false;
         r->ready--;
     } else {
         r->connecting--;
     }
-    if (r->phase == PH_DONE)
-        return;
+    if (r->phase == PH_DONE) return;
     if (c->dropping) {
         c->dropping = false;
         c->resubscribe = true;
@@ -644,25 +623,21 @@ static void drop_subscribers(run *r, uint64_t now)
     r->t_drop = now;
     for (uint32_t i = 0; i < r->nsubs; i++) {
         client *c = &r->clients[i];
-        if (!c->conn)
-            continue;
+        if (!c->conn) continue;
         c->dropping = true;
         c->waiting_catchup = true;
         r->waiting++;
         bench_conn_close(c->conn);
     }
-    if (r->waiting == 0)
-        r->t_caught = now;
+    if (r->waiting == 0) r->t_caught = now;
 }
 
 static bool drained(run *r)
 {
     for (uint32_t i = r->nsubs; i < r->nclients; i++)
-        if (r->clients[i].inflight)
-            return false;
+        if (r->clients[i].inflight) return false;
     for (uint32_t i = 0; i < r->nsubs; i++)
-        if (!sub_complete(r, &r->clients[i]))
-            return false;
+        if (!sub_complete(r, &r->clients[i])) return false;
     return r->waiting == 0;
 }
 
@@ -670,16 +645,13 @@ static void stop_publishing(run *r, uint64_t now)
 {
     r->phase = PH_DRAIN;
     r->t_pub_stop = now;
-    if (r->o->proto != PROTO_NATS)
-        return;
+    if (r->o->proto != PROTO_NATS) return;
     /* Confirm the tail of the window that no PING covers yet. */
     for (uint32_t i = r->nsubs; i < r->nclients; i++) {
         client *c = &r->clients[i];
-        uint64_t last = c->mark_tail > c->mark_head
-                            ? c->marks[(c->mark_tail - 1) % NATS_MARKS].sent
-                            : c->confirmed;
-        if (c->ready && last < c->sent)
-            nats_ping(c, now);
+        uint64_t last = c->mark_tail > c->mark_head ? c->marks[(c->mark_tail - 1) % NATS_MARKS].sent
+                                                    : c->confirmed;
+        if (c->ready && last < c->sent) nats_ping(c, now);
     }
 }
 
@@ -689,9 +661,7 @@ static void rate_send(run *r, uint64_t now)
     uint32_t npub = r->nclients - r->nsubs;
     uint32_t stuck = 0;
     while (r->pubs_sent < due && stuck < npub && r->phase == PH_PUBLISH) {
-        client *c = &r->clients[r->nsubs + r->rr % npub];
-        if (r->o->scenario != SCEN_CHANNELS)
-            r->rr++;
+        client *c = &r->clients[r->nsubs + r->prr++ % npub];
         if (can_send(c)) {
             publish_one(c);
             stuck = 0;
@@ -709,15 +679,13 @@ static void on_tick(uv_timer_t *t)
     if (r->phase == PH_HOLD) {
         if (now >= r->t_hold_end) {
             long rss = bench_proc_rss_kib(o->server_pid);
-            if (rss > r->res->rss_hold_kib)
-                r->res->rss_hold_kib = rss;
+            if (rss > r->res->rss_hold_kib) r->res->rss_hold_kib = rss;
             finish(r, NULL);
         }
         return;
     }
     if (r->phase == PH_PUBLISH) {
-        if (o->rate > 0)
-            rate_send(r, now);
+        if (o->rate > 0) rate_send(r, now);
         if (o->scenario == SCEN_STORM && !r->dropped &&
             now - r->t_pub_start >= (uint64_t)(o->drop_at_s * 1e9))
             drop_subscribers(r, now);
@@ -733,8 +701,7 @@ static void on_tick(uv_timer_t *t)
         if (r->waiting)
             for (uint32_t i = 0; i < r->nsubs; i++)
                 check_caught(r, &r->clients[i], now);
-        if (drained(r) || now - r->t_pub_stop >= (uint64_t)(o->drain_s * 1e9))
-            finish(r, NULL);
+        if (drained(r) || now - r->t_pub_stop >= (uint64_t)(o->drain_s * 1e9)) finish(r, NULL);
     }
 }
 
@@ -780,11 +747,9 @@ static void collect(run *r, uint64_t now)
     }
     for (uint32_t i = 0; i < r->nsubs; i++) {
         client *c = &r->clients[i];
-        if (!c->seq_ready)
-            continue;
+        if (!c->seq_ready) continue;
         uint64_t last = sub_last(r, c);
-        if (last > c->seq.base)
-            res->expected += last - c->seq.base;
+        if (last > c->seq.base) res->expected += last - c->seq.base;
         res->lost += bench_seq_missing(&c->seq, last);
         res->dups += c->seq.dups;
         res->reorder += c->seq.reorder;
@@ -806,24 +771,20 @@ static void collect(run *r, uint64_t now)
 
 static void close_timer(uv_timer_t *t)
 {
-    if (!uv_is_closing((uv_handle_t *)t))
-        uv_close((uv_handle_t *)t, NULL);
+    if (!uv_is_closing((uv_handle_t *)t)) uv_close((uv_handle_t *)t, NULL);
 }
 
 static void finish(run *r, const char *failure)
 {
-    if (r->phase == PH_DONE)
-        return;
+    if (r->phase == PH_DONE) return;
     r->phase = PH_DONE;
-    if (failure && !r->failure)
-        r->failure = failure;
+    if (failure && !r->failure) r->failure = failure;
     collect(r, uv_hrtime());
     close_timer(&r->tick);
     close_timer(&r->progress);
     close_timer(&r->deadline);
     for (uint32_t i = 0; i < r->nclients; i++)
-        if (r->clients[i].conn)
-            bench_conn_close(r->clients[i].conn);
+        if (r->clients[i].conn) bench_conn_close(r->clients[i].conn);
 }
 
 /* ------------------------------------------------------------------- setup */
@@ -838,8 +799,7 @@ static char *mint(const bench_opts *o, uint32_t i)
                      i, o->tenant, exp);
     else
         n = snprintf(claims, sizeof(claims), "{\"sub\":\"bench-%u\",\"exp\":%ld}", i, exp);
-    if (n < 0 || (size_t)n >= sizeof(claims))
-        return NULL;
+    if (n < 0 || (size_t)n >= sizeof(claims)) return NULL;
     return jwt_sign_hs256(o->secret, strlen(o->secret), claims, (size_t)n);
 }
 
@@ -849,9 +809,13 @@ static int setup(run *r)
     uint32_t nsubs = 0, npubs = 0, nchans = 1;
     switch (o->scenario) {
     case SCEN_FANOUT:
+        nsubs = o->subs;
+        npubs = 1;
+        break;
     case SCEN_STORM:
         nsubs = o->subs;
         npubs = 1;
+        nchans = o->channels < o->subs ? o->channels : o->subs;
         break;
     case SCEN_CHANNELS:
         nsubs = o->subs;
@@ -876,8 +840,7 @@ static int setup(run *r)
     r->chans = pl_calloc(r->nchans, sizeof(*r->chans));
     r->queue = pl_calloc(r->qcap, sizeof(*r->queue));
     r->pad = pl_malloc(o->payload + 1);
-    if (!r->clients || !r->chans || !r->queue || !r->pad)
-        return -1;
+    if (!r->clients || !r->chans || !r->queue || !r->pad) return -1;
     memset(r->pad, 'x', o->payload + 1);
     for (uint32_t i = 0; i < r->nchans; i++) {
         snprintf(r->chans[i].name, CHAN_NAME_MAX, "bench.%s.%s.%u", scen_name[o->scenario],
@@ -892,21 +855,19 @@ static int setup(run *r)
         c->r = r;
         c->index = i;
         c->role = i < nsubs ? ROLE_SUB : ROLE_PUB;
-        c->chan = c->role == ROLE_SUB ? (nchans > 1 ? i : 0) : (nchans > 1 ? i - nsubs : 0);
-        if (o->scenario == SCEN_CHANNELS && c->role == ROLE_PUB)
-            c->chan = 0;
-        if (o->proto == PROTO_PARLEY && !(c->token = mint(o, i)))
-            return -1;
+        if (c->role == ROLE_SUB)
+            c->chan = i % r->nchans;
+        else
+            c->chan = o->scenario == SCEN_PUBLISH ? i - nsubs : 0;
+        if (o->proto == PROTO_PARLEY && !(c->token = mint(o, i))) return -1;
         if (c->role == ROLE_PUB && o->proto == PROTO_PARLEY) {
             c->slots = pl_calloc(window, sizeof(*c->slots));
             c->slot_mask = window - 1;
-            if (!c->slots)
-                return -1;
+            if (!c->slots) return -1;
         }
         if (c->role == ROLE_PUB && o->proto == PROTO_NATS) {
             c->marks = pl_calloc(NATS_MARKS, sizeof(*c->marks));
-            if (!c->marks)
-                return -1;
+            if (!c->marks) return -1;
         }
         enqueue(r, i);
     }
@@ -918,8 +879,7 @@ static void teardown(run *r)
     if (r->clients) {
         for (uint32_t i = 0; i < r->nclients; i++) {
             client *c = &r->clients[i];
-            if (c->seq_ready)
-                bench_seq_release(&c->seq);
+            if (c->seq_ready) bench_seq_release(&c->seq);
             pl_free(c->token);
             pl_free(c->slots);
             pl_free(c->marks);
@@ -952,8 +912,7 @@ int bench_run(const bench_opts *o, bench_result *res)
     sbuf_init(&r.msg);
     sbuf_init(&r.data);
     int rc = -1;
-    if (uv_loop_init(&r.loop) < 0)
-        goto fail_noloop;
+    if (uv_loop_init(&r.loop) < 0) goto fail_noloop;
     r.sc = bench_scanner_new();
     r.net = bench_net_new(&r.loop);
     if (!r.sc || !r.net || setup(&r) < 0) {
@@ -972,8 +931,7 @@ int bench_run(const bench_opts *o, bench_result *res)
     uv_timer_start(&r.deadline, on_deadline, (uint64_t)(o->timeout_s * 1000), 0);
     r.phase = PH_CONNECT;
     pump(&r);
-    if (r.nclients == 0)
-        finish(&r, "nothing to run");
+    if (r.nclients == 0) finish(&r, "nothing to run");
     uv_run(&r.loop, UV_RUN_DEFAULT);
     res->ok = r.failure == NULL;
     res->failure = r.failure;

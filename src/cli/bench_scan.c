@@ -26,8 +26,7 @@ struct bench_scanner {
 bench_scanner *bench_scanner_new(void)
 {
     bench_scanner *sc = pl_calloc(1, sizeof(*sc));
-    if (!sc)
-        return NULL;
+    if (!sc) return NULL;
     sc->ntoks = 256;
     sc->toks = pl_malloc(sc->ntoks * sizeof(*sc->toks));
     if (!sc->toks) {
@@ -39,8 +38,7 @@ bench_scanner *bench_scanner_new(void)
 
 void bench_scanner_free(bench_scanner *sc)
 {
-    if (!sc)
-        return;
+    if (!sc) return;
     pl_free(sc->toks);
     pl_free(sc->pubs);
     pl_free(sc);
@@ -48,15 +46,12 @@ void bench_scanner_free(bench_scanner *sc)
 
 int bench_parse_u64(const char *s, size_t n, uint64_t *out)
 {
-    if (n == 0 || n > 20)
-        return -1;
+    if (n == 0 || n > 20) return -1;
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned d = (unsigned)(unsigned char)s[i] - '0';
-        if (d > 9)
-            return -1;
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
+        if (d > 9) return -1;
+        if (v > (UINT64_MAX - d) / 10) return -1;
         v = v * 10 + d;
     }
     *out = v;
@@ -84,15 +79,13 @@ static bool is_key(const char *js, const jsmntok_t *t, const char *k)
 
 static int tok_u64(const char *js, const jsmntok_t *t, uint64_t *out)
 {
-    if (t->type != JSMN_PRIMITIVE)
-        return -1;
+    if (t->type != JSMN_PRIMITIVE) return -1;
     return bench_parse_u64(js + t->start, (size_t)(t->end - t->start), out);
 }
 
 static int tok_bool(const char *js, const jsmntok_t *t, bool *out)
 {
-    if (t->type != JSMN_PRIMITIVE)
-        return -1;
+    if (t->type != JSMN_PRIMITIVE) return -1;
     size_t n = (size_t)(t->end - t->start);
     if (n == 4 && memcmp(js + t->start, "true", 4) == 0)
         *out = true;
@@ -106,8 +99,7 @@ static int tok_bool(const char *js, const jsmntok_t *t, bool *out)
 static int tok_epoch(const char *js, const jsmntok_t *t, char *out)
 {
     size_t n = (size_t)(t->end - t->start);
-    if (t->type != JSMN_STRING || n >= BENCH_EPOCH_MAX)
-        return -1;
+    if (t->type != JSMN_STRING || n >= BENCH_EPOCH_MAX) return -1;
     memcpy(out, js + t->start, n);
     out[n] = '\0';
     return 0;
@@ -117,20 +109,16 @@ static int tok_epoch(const char *js, const jsmntok_t *t, char *out)
  * (a pub not made by the bench) and leaves both 0. */
 static int parse_data(const char *js, const jsmntok_t *t, int i, int n, bench_pub *p)
 {
-    if (t[i].type != JSMN_OBJECT)
-        return skip(t, i, n);
+    if (t[i].type != JSMN_OBJECT) return skip(t, i, n);
     int pairs = t[i].size;
     i++;
     for (int k = 0; k < pairs && i < n; k++) {
         const jsmntok_t *key = &t[i];
-        if (i + 1 >= n)
-            return -1;
+        if (i + 1 >= n) return -1;
         if (is_key(js, key, "t")) {
-            if (tok_u64(js, &t[i + 1], &p->t) < 0)
-                p->t = 0;
+            if (tok_u64(js, &t[i + 1], &p->t) < 0) p->t = 0;
         } else if (is_key(js, key, "s")) {
-            if (tok_u64(js, &t[i + 1], &p->s) < 0)
-                p->s = 0;
+            if (tok_u64(js, &t[i + 1], &p->s) < 0) p->s = 0;
         }
         i = skip(t, i + 1, n);
     }
@@ -144,8 +132,7 @@ static int parse_data(const char *js, const jsmntok_t *t, int i, int n, bench_pu
 static int parse_field(const char *js, const jsmntok_t *t, int i, int n, bench_pub *p,
                        bench_line *l, const char **push, size_t *push_len)
 {
-    if (i + 1 >= n || t[i].type != JSMN_STRING)
-        return -1;
+    if (i + 1 >= n || t[i].type != JSMN_STRING) return -1;
     const jsmntok_t *key = &t[i];
     const jsmntok_t *v = &t[i + 1];
     int bad = 0;
@@ -178,11 +165,10 @@ static int parse_field(const char *js, const jsmntok_t *t, int i, int n, bench_p
 }
 
 /* Parses the object at i pair by pair; returns the next index or -1. */
-static int parse_obj(const char *js, const jsmntok_t *t, int i, int n, bench_pub *p,
-                     bench_line *l, const char **push, size_t *push_len)
+static int parse_obj(const char *js, const jsmntok_t *t, int i, int n, bench_pub *p, bench_line *l,
+                     const char **push, size_t *push_len)
 {
-    if (i >= n || t[i].type != JSMN_OBJECT)
-        return -1;
+    if (i >= n || t[i].type != JSMN_OBJECT) return -1;
     int pairs = t[i].size;
     i++;
     for (int k = 0; k < pairs && i >= 0; k++)
@@ -192,11 +178,9 @@ static int parse_obj(const char *js, const jsmntok_t *t, int i, int n, bench_pub
 
 static int reserve_pubs(bench_scanner *sc, size_t n)
 {
-    if (n <= sc->pubs_cap)
-        return 0;
+    if (n <= sc->pubs_cap) return 0;
     bench_pub *np = pl_realloc(sc->pubs, n * sizeof(*np));
-    if (!np)
-        return -1;
+    if (!np) return -1;
     sc->pubs = np;
     sc->pubs_cap = n;
     return 0;
@@ -205,20 +189,16 @@ static int reserve_pubs(bench_scanner *sc, size_t n)
 static int parse_pubs(bench_scanner *sc, const char *js, int i, int n, bench_line *l)
 {
     const jsmntok_t *t = sc->toks;
-    if (t[i].type != JSMN_ARRAY)
-        return -1;
+    if (t[i].type != JSMN_ARRAY) return -1;
     int count = t[i].size;
-    if (reserve_pubs(sc, (size_t)count) < 0)
-        return -1;
+    if (reserve_pubs(sc, (size_t)count) < 0) return -1;
     i++;
     for (int k = 0; k < count; k++) {
-        if (i >= n)
-            return -1;
+        if (i >= n) return -1;
         bench_pub *p = &sc->pubs[k];
         memset(p, 0, sizeof(*p));
         i = parse_obj(js, t, i, n, p, NULL, NULL, NULL);
-        if (i < 0)
-            return -1;
+        if (i < 0) return -1;
     }
     l->pubs = sc->pubs;
     l->npubs = (size_t)count;
@@ -228,32 +208,25 @@ static int parse_pubs(bench_scanner *sc, const char *js, int i, int n, bench_lin
 static int parse_result(bench_scanner *sc, const char *js, int i, int n, bench_line *l)
 {
     const jsmntok_t *t = sc->toks;
-    if (t[i].type != JSMN_OBJECT)
-        return -1;
+    if (t[i].type != JSMN_OBJECT) return -1;
     int pairs = t[i].size;
     i++;
     for (int k = 0; k < pairs; k++) {
-        if (i + 1 >= n)
-            return -1;
+        if (i + 1 >= n) return -1;
         const jsmntok_t *key = &t[i];
         const jsmntok_t *v = &t[i + 1];
         if (is_key(js, key, "offset")) {
-            if (tok_u64(js, v, &l->offset) < 0)
-                return -1;
+            if (tok_u64(js, v, &l->offset) < 0) return -1;
             l->has_offset = true;
         } else if (is_key(js, key, "epoch")) {
-            if (tok_epoch(js, v, l->epoch) < 0)
-                return -1;
+            if (tok_epoch(js, v, l->epoch) < 0) return -1;
         } else if (is_key(js, key, "recovered")) {
-            if (tok_bool(js, v, &l->recovered) < 0)
-                return -1;
+            if (tok_bool(js, v, &l->recovered) < 0) return -1;
         } else if (is_key(js, key, "more")) {
-            if (tok_bool(js, v, &l->more) < 0)
-                return -1;
+            if (tok_bool(js, v, &l->more) < 0) return -1;
         } else if (is_key(js, key, "pubs")) {
             i = parse_pubs(sc, js, i + 1, n, l);
-            if (i < 0)
-                return -1;
+            if (i < 0) return -1;
             continue;
         }
         i = skip(t, i + 1, n);
@@ -267,13 +240,10 @@ static int tokenize(bench_scanner *sc, const char *line, size_t len)
         jsmn_parser p;
         jsmn_init(&p);
         int r = jsmn_parse(&p, line, len, sc->toks, sc->ntoks);
-        if (r != JSMN_ERROR_NOMEM)
-            return r;
-        if (sc->ntoks >= MAX_TOKENS)
-            return -1;
+        if (r != JSMN_ERROR_NOMEM) return r;
+        if (sc->ntoks >= MAX_TOKENS) return -1;
         jsmntok_t *nt = pl_realloc(sc->toks, 2 * sc->ntoks * sizeof(*nt));
-        if (!nt)
-            return -1;
+        if (!nt) return -1;
         sc->toks = nt;
         sc->ntoks *= 2;
     }
@@ -281,14 +251,10 @@ static int tokenize(bench_scanner *sc, const char *line, size_t len)
 
 static bench_kind push_kind(const char *s, size_t n)
 {
-    if (n == 3 && memcmp(s, "pub", 3) == 0)
-        return BENCH_PUB;
-    if (n == 3 && memcmp(s, "gap", 3) == 0)
-        return BENCH_GAP;
-    if (n == 4 && memcmp(s, "ping", 4) == 0)
-        return BENCH_PING;
-    if (n == 10 && memcmp(s, "disconnect", 10) == 0)
-        return BENCH_DISCONNECT;
+    if (n == 3 && memcmp(s, "pub", 3) == 0) return BENCH_PUB;
+    if (n == 3 && memcmp(s, "gap", 3) == 0) return BENCH_GAP;
+    if (n == 4 && memcmp(s, "ping", 4) == 0) return BENCH_PING;
+    if (n == 10 && memcmp(s, "disconnect", 10) == 0) return BENCH_DISCONNECT;
     return BENCH_PUSH_OTHER;
 }
 
@@ -325,8 +291,7 @@ static bool eat(cur *c, char ch)
 static bool str(cur *c, const char **s, size_t *n)
 {
     ws(c);
-    if (c->p >= c->end || *c->p != '"')
-        return false;
+    if (c->p >= c->end || *c->p != '"') return false;
     const char *start = ++c->p;
     while (c->p < c->end) {
         unsigned char ch = (unsigned char)*c->p;
@@ -336,24 +301,19 @@ static bool str(cur *c, const char **s, size_t *n)
             c->p++;
             return true;
         }
-        if (ch < 0x20)
-            return false;
+        if (ch < 0x20) return false;
         if (ch == '\\') {
             /* Only the escapes JSON (and jsmn) allow. */
-            if (c->end - c->p < 2)
-                return false;
+            if (c->end - c->p < 2) return false;
             char e = c->p[1];
             if (e == 'u') {
-                if (c->end - c->p < 6)
-                    return false;
+                if (c->end - c->p < 6) return false;
                 for (int i = 2; i < 6; i++)
-                    if (!isxdigit((unsigned char)c->p[i]))
-                        return false;
+                    if (!isxdigit((unsigned char)c->p[i])) return false;
                 c->p += 6;
                 continue;
             }
-            if (!strchr("\"/\\bfnrt", e) || e == '\0')
-                return false;
+            if (!strchr("\"/\\bfnrt", e) || e == '\0') return false;
             c->p += 2;
             continue;
         }
@@ -373,8 +333,7 @@ static bool prim(cur *c, const char **s, size_t *n)
 {
     ws(c);
     const char *start = c->p;
-    if (c->p >= c->end || !strchr("-0123456789tfn", *c->p) || *c->p == '\0')
-        return false;
+    if (c->p >= c->end || !strchr("-0123456789tfn", *c->p) || *c->p == '\0') return false;
     while (c->p < c->end && !is_delim(*c->p)) {
         unsigned char ch = (unsigned char)*c->p;
         if (ch == '"' || ch == '{' || ch == '[' || ch == ':' || ch < 0x20 || ch >= 0x7f)
@@ -393,26 +352,18 @@ static bool skip_depth(cur *c, int depth)
     const char *s;
     size_t n;
     ws(c);
-    if (c->p >= c->end || depth > 64)
-        return false;
-    if (*c->p == '"')
-        return str(c, &s, &n);
-    if (*c->p != '{' && *c->p != '[')
-        return prim(c, &s, &n);
+    if (c->p >= c->end || depth > 64) return false;
+    if (*c->p == '"') return str(c, &s, &n);
+    if (*c->p != '{' && *c->p != '[') return prim(c, &s, &n);
     bool obj = *c->p == '{';
     char close = obj ? '}' : ']';
     c->p++;
-    if (eat(c, close))
-        return true;
+    if (eat(c, close)) return true;
     for (;;) {
-        if (obj && (!str(c, &s, &n) || !eat(c, ':')))
-            return false;
-        if (!skip_depth(c, depth + 1))
-            return false;
-        if (eat(c, close))
-            return true;
-        if (!eat(c, ','))
-            return false;
+        if (obj && (!str(c, &s, &n) || !eat(c, ':'))) return false;
+        if (!skip_depth(c, depth + 1)) return false;
+        if (eat(c, close)) return true;
+        if (!eat(c, ',')) return false;
     }
 }
 
@@ -430,38 +381,28 @@ static bool key_is(const char *k, size_t n, const char *want)
 static bool fast_data(cur *c, bench_pub *p)
 {
     ws(c);
-    if (c->p >= c->end || *c->p != '{')
-        return skip_value(c);
+    if (c->p >= c->end || *c->p != '{') return skip_value(c);
     c->p++;
-    if (eat(c, '}'))
-        return true;
+    if (eat(c, '}')) return true;
     for (;;) {
         const char *k, *v;
         size_t kn, vn;
-        if (!str(c, &k, &kn) || !eat(c, ':'))
-            return false;
+        if (!str(c, &k, &kn) || !eat(c, ':')) return false;
         bool want_t = key_is(k, kn, "t"), want_s = key_is(k, kn, "s");
         ws(c);
         if ((want_t || want_s) && c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-            if (!prim(c, &v, &vn))
-                return false;
+            if (!prim(c, &v, &vn)) return false;
             uint64_t x = 0;
-            if (bench_parse_u64(v, vn, &x) < 0)
-                x = 0;
+            if (bench_parse_u64(v, vn, &x) < 0) x = 0;
             *(want_t ? &p->t : &p->s) = x;
         } else {
-            if (!skip_value(c))
-                return false;
+            if (!skip_value(c)) return false;
             /* As the general path: a later non-integer value clears it. */
-            if (want_t)
-                p->t = 0;
-            if (want_s)
-                p->s = 0;
+            if (want_t) p->t = 0;
+            if (want_s) p->s = 0;
         }
-        if (eat(c, '}'))
-            return true;
-        if (!eat(c, ','))
-            return false;
+        if (eat(c, '}')) return true;
+        if (!eat(c, ',')) return false;
     }
 }
 
@@ -469,46 +410,36 @@ static bool fast_pub(const char *line, size_t len, bench_line *out)
 {
     cur c = {line, line + len};
     bool is_pub = false;
-    if (!eat(&c, '{'))
-        return false;
+    if (!eat(&c, '{')) return false;
     for (;;) {
         const char *k, *v;
         size_t kn, vn;
-        if (!str(&c, &k, &kn) || !eat(&c, ':'))
-            return false;
+        if (!str(&c, &k, &kn) || !eat(&c, ':')) return false;
         if (key_is(k, kn, "push")) {
-            if (!str(&c, &v, &vn) || !key_is(v, vn, "pub"))
-                return false;
+            if (!str(&c, &v, &vn) || !key_is(v, vn, "pub")) return false;
             is_pub = true;
         } else if (key_is(k, kn, "offset")) {
-            if (!prim(&c, &v, &vn) || bench_parse_u64(v, vn, &out->pub.offset) < 0)
-                return false;
+            if (!prim(&c, &v, &vn) || bench_parse_u64(v, vn, &out->pub.offset) < 0) return false;
         } else if (key_is(k, kn, "channel")) {
-            if (!str(&c, &out->channel, &out->channel_len))
-                return false;
+            if (!str(&c, &out->channel, &out->channel_len)) return false;
         } else if (key_is(k, kn, "epoch")) {
-            if (!str(&c, &v, &vn) || vn >= BENCH_EPOCH_MAX)
-                return false;
+            if (!str(&c, &v, &vn) || vn >= BENCH_EPOCH_MAX) return false;
             memcpy(out->epoch, v, vn);
             out->epoch[vn] = '\0';
         } else if (key_is(k, kn, "data")) {
-            if (!fast_data(&c, &out->pub))
-                return false;
-        } else if (key_is(k, kn, "result") || key_is(k, kn, "error") ||
-                   key_is(k, kn, "from") || key_is(k, kn, "to") || key_is(k, kn, "code") ||
+            if (!fast_data(&c, &out->pub)) return false;
+        } else if (key_is(k, kn, "result") || key_is(k, kn, "error") || key_is(k, kn, "from") ||
+                   key_is(k, kn, "to") || key_is(k, kn, "code") ||
                    (key_is(k, kn, "id") && (ws(&c), c.p < c.end && *c.p != '"'))) {
             return false; /* a reply: the general path */
         } else if (!skip_value(&c)) {
             return false;
         }
-        if (eat(&c, '}'))
-            break;
-        if (!eat(&c, ','))
-            return false;
+        if (eat(&c, '}')) break;
+        if (!eat(&c, ',')) return false;
     }
     ws(&c);
-    if (!is_pub || c.p != c.end)
-        return false;
+    if (!is_pub || c.p != c.end) return false;
     out->kind = BENCH_PUB;
     return true;
 }
@@ -523,32 +454,26 @@ void bench_scanner_set_fast(bench_scanner *sc, bool on)
 void bench_scan(bench_scanner *sc, const char *line, size_t len, bench_line *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!sc->no_fast && fast_pub(line, len, out))
-        return;
+    if (!sc->no_fast && fast_pub(line, len, out)) return;
     memset(out, 0, sizeof(*out));
     int n = tokenize(sc, line, len);
-    if (n < 1 || sc->toks[0].type != JSMN_OBJECT)
-        return;
+    if (n < 1 || sc->toks[0].type != JSMN_OBJECT) return;
     const jsmntok_t *t = sc->toks;
     /* Only one top-level value per line. */
-    if (skip(t, 0, n) != n)
-        return;
+    if (skip(t, 0, n) != n) return;
     const char *push = NULL;
     size_t push_len = 0;
     bool has_result = false, has_error = false;
     int pairs = t[0].size;
     int i = 1;
     for (int k = 0; k < pairs; k++) {
-        if (i + 1 >= n)
-            return;
+        if (i + 1 >= n) return;
         const jsmntok_t *key = &t[i];
         const jsmntok_t *v = &t[i + 1];
-        if (key->type != JSMN_STRING)
-            return;
+        if (key->type != JSMN_STRING) return;
         if (is_key(line, key, "id") && v->type != JSMN_STRING) {
             /* A command id; a string "id" is a pub's id and is skipped. */
-            if (tok_u64(line, v, &out->id) < 0)
-                return;
+            if (tok_u64(line, v, &out->id) < 0) return;
             i += 2;
         } else if (is_key(line, key, "result")) {
             has_result = true;
@@ -562,8 +487,7 @@ void bench_scan(bench_scanner *sc, const char *line, size_t len, bench_line *out
         } else {
             i = parse_field(line, t, i, n, &out->pub, out, &push, &push_len);
         }
-        if (i < 0)
-            return;
+        if (i < 0) return;
     }
     if (has_error)
         out->kind = BENCH_ERROR;
@@ -577,7 +501,6 @@ int bench_scan_data(bench_scanner *sc, const char *json, size_t len, bench_pub *
 {
     memset(out, 0, sizeof(*out));
     int n = tokenize(sc, json, len);
-    if (n < 1 || sc->toks[0].type != JSMN_OBJECT || skip(sc->toks, 0, n) != n)
-        return -1;
+    if (n < 1 || sc->toks[0].type != JSMN_OBJECT || skip(sc->toks, 0, n) != n) return -1;
     return parse_data(json, sc->toks, 0, n, out) < 0 ? -1 : 0;
 }

@@ -32,16 +32,16 @@ typedef struct bench_pub {
 
 typedef struct bench_line {
     bench_kind kind;
-    uint64_t id;          /* reply id; 0 when absent */
-    const char *channel;  /* points into the scanned line; NULL when absent */
+    uint64_t id;         /* reply id; 0 when absent */
+    const char *channel; /* points into the scanned line; NULL when absent */
     size_t channel_len;
     char epoch[BENCH_EPOCH_MAX]; /* "" when absent */
-    bench_pub pub;        /* BENCH_PUB */
-    uint64_t offset;      /* BENCH_RESULT: result.offset */
+    bench_pub pub;               /* BENCH_PUB */
+    uint64_t offset;             /* BENCH_RESULT: result.offset */
     bool has_offset;
-    bool recovered, more; /* BENCH_RESULT of subscribe */
-    uint64_t from, to;    /* BENCH_GAP */
-    int code;             /* BENCH_ERROR / BENCH_DISCONNECT */
+    bool recovered, more;  /* BENCH_RESULT of subscribe */
+    uint64_t from, to;     /* BENCH_GAP */
+    int code;              /* BENCH_ERROR / BENCH_DISCONNECT */
     const bench_pub *pubs; /* BENCH_RESULT: result.pubs; owned by the scanner, valid
                               until its next use */
     size_t npubs;

@@ -18,8 +18,7 @@ void bench_hist_init(bench_hist *h)
 
 size_t bench_hist_index(uint64_t v)
 {
-    if (v < BENCH_HIST_SUB)
-        return (size_t)v;
+    if (v < BENCH_HIST_SUB) return (size_t)v;
     unsigned e = 63u - (unsigned)__builtin_clzll(v);
     uint64_t sub = (v >> (e - 6)) & (BENCH_HIST_SUB - 1);
     return BENCH_HIST_SUB + (size_t)(e - 6) * BENCH_HIST_SUB + (size_t)sub;
@@ -27,8 +26,7 @@ size_t bench_hist_index(uint64_t v)
 
 uint64_t bench_hist_upper(size_t index)
 {
-    if (index < BENCH_HIST_SUB)
-        return index;
+    if (index < BENCH_HIST_SUB) return index;
     size_t k = index - BENCH_HIST_SUB;
     unsigned shift = (unsigned)(k / BENCH_HIST_SUB);
     uint64_t sub = k % BENCH_HIST_SUB;
@@ -41,46 +39,35 @@ void bench_hist_record(bench_hist *h, uint64_t v)
     h->buckets[bench_hist_index(v)]++;
     h->count++;
     h->sum += (double)v;
-    if (v < h->min)
-        h->min = v;
-    if (v > h->max)
-        h->max = v;
+    if (v < h->min) h->min = v;
+    if (v > h->max) h->max = v;
 }
 
 void bench_hist_merge(bench_hist *dst, const bench_hist *src)
 {
-    if (src->count == 0)
-        return;
+    if (src->count == 0) return;
     for (size_t i = 0; i < BENCH_HIST_BUCKETS; i++)
         dst->buckets[i] += src->buckets[i];
     dst->count += src->count;
     dst->sum += src->sum;
-    if (src->min < dst->min)
-        dst->min = src->min;
-    if (src->max > dst->max)
-        dst->max = src->max;
+    if (src->min < dst->min) dst->min = src->min;
+    if (src->max > dst->max) dst->max = src->max;
 }
 
 uint64_t bench_hist_quantile(const bench_hist *h, double q)
 {
-    if (h->count == 0)
-        return 0;
-    if (q >= 1.0)
-        return h->max;
-    if (!(q > 0.0))
-        return h->min;
+    if (h->count == 0) return 0;
+    if (q >= 1.0) return h->max;
+    if (!(q > 0.0)) return h->min;
     uint64_t rank = (uint64_t)ceil(q * (double)h->count);
-    if (rank < 1)
-        rank = 1;
+    if (rank < 1) rank = 1;
     uint64_t seen = 0;
     for (size_t i = 0; i < BENCH_HIST_BUCKETS; i++) {
         seen += h->buckets[i];
         if (seen >= rank) {
             uint64_t v = bench_hist_upper(i);
-            if (v > h->max)
-                v = h->max;
-            if (v < h->min)
-                v = h->min;
+            if (v > h->max) v = h->max;
+            if (v < h->min) v = h->min;
             return v;
         }
     }
@@ -108,14 +95,12 @@ void bench_seq_release(bench_seq *s)
 static int reserve(bench_seq *s, uint64_t rel)
 {
     size_t need = (size_t)(rel / 64) + 1;
-    if (need <= s->nwords)
-        return 0;
+    if (need <= s->nwords) return 0;
     size_t n = s->nwords ? s->nwords : 16;
     while (n < need)
         n *= 2;
     uint64_t *nb = pl_realloc(s->bits, n * sizeof(*nb));
-    if (!nb)
-        return -1;
+    if (!nb) return -1;
     memset(nb + s->nwords, 0, (n - s->nwords) * sizeof(*nb));
     s->bits = nb;
     s->nwords = n;
@@ -124,11 +109,9 @@ static int reserve(bench_seq *s, uint64_t rel)
 
 bool bench_seq_has(const bench_seq *s, uint64_t seq)
 {
-    if (seq <= s->base)
-        return false;
+    if (seq <= s->base) return false;
     uint64_t rel = seq - s->base - 1;
-    if (rel / 64 >= s->nwords)
-        return false;
+    if (rel / 64 >= s->nwords) return false;
     return (s->bits[rel / 64] >> (rel % 64)) & 1;
 }
 
@@ -161,8 +144,7 @@ int bench_seq_add(bench_seq *s, uint64_t seq)
 
 uint64_t bench_seq_missing(const bench_seq *s, uint64_t last)
 {
-    if (last <= s->base)
-        return 0;
+    if (last <= s->base) return 0;
     uint64_t want = last - s->base;
     uint64_t got = 0;
     /* Count set bits in base+1..last only: items past `last` do not offset

@@ -20,8 +20,7 @@
 int bench_ws_key(char key[25])
 {
     unsigned char raw[16];
-    if (RAND_bytes(raw, sizeof(raw)) != 1)
-        return -1;
+    if (RAND_bytes(raw, sizeof(raw)) != 1) return -1;
     EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
     return 0;
 }
@@ -36,16 +35,15 @@ void bench_ws_accept(const char *key, char out[29])
     EVP_EncodeBlock((unsigned char *)out, md, sizeof(md));
 }
 
-void bench_ws_request(sbuf *out, const char *host, int port, const char *path,
-                      const char *protocol, const char *key)
+void bench_ws_request(sbuf *out, const char *host, int port, const char *path, const char *protocol,
+                      const char *key)
 {
     sbuf_printf(out,
                 "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                 "Sec-WebSocket-Version: 13\r\n",
                 path, host, port, key);
-    if (protocol)
-        sbuf_printf(out, "Sec-WebSocket-Protocol: %s\r\n", protocol);
+    if (protocol) sbuf_printf(out, "Sec-WebSocket-Protocol: %s\r\n", protocol);
     sbuf_puts(out, "\r\n");
 }
 
@@ -65,8 +63,7 @@ static int on_field(http_parser *p, const char *at, size_t len)
     hs_state *st = p->data;
     st->field_too_long = len >= sizeof(st->field);
     st->field_len = st->field_too_long ? 0 : len;
-    if (!st->field_too_long)
-        memcpy(st->field, at, len);
+    if (!st->field_too_long) memcpy(st->field, at, len);
     return 0;
 }
 
@@ -89,8 +86,7 @@ static bool has_token(const char *v, size_t len, const char *tok)
         size_t e = i;
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
-        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
-            return true;
+        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0) return true;
     }
     return false;
 }
@@ -105,8 +101,7 @@ static int on_value(http_parser *p, const char *at, size_t len)
     } else if (field_is(st, "Sec-WebSocket-Accept")) {
         char want[29];
         bench_ws_accept(st->key, want);
-        if (st->accept_ok)
-            st->dup_accept = true;
+        if (st->accept_ok) st->dup_accept = true;
         st->accept_ok = len == 28 && memcmp(at, want, 28) == 0;
     }
     return 0;
@@ -125,8 +120,7 @@ int bench_ws_check_response(const char *buf, size_t len, const char *key, size_t
 {
     size_t scan = len < BENCH_WS_MAX_RESPONSE ? len : BENCH_WS_MAX_RESPONSE;
     const char *end = memmem(buf, scan, "\r\n\r\n", 4);
-    if (!end)
-        return len >= BENCH_WS_MAX_RESPONSE ? PL_EINVAL : PL_AGAIN;
+    if (!end) return len >= BENCH_WS_MAX_RESPONSE ? PL_EINVAL : PL_AGAIN;
     size_t head = (size_t)(end - buf) + 4;
 
     http_parser_settings settings;
@@ -141,10 +135,10 @@ int bench_ws_check_response(const char *buf, size_t len, const char *key, size_t
     http_parser_init(&parser, HTTP_RESPONSE);
     parser.data = &st;
     http_parser_execute(&parser, &settings, buf, head);
-    if (HTTP_PARSER_ERRNO(&parser) != HPE_OK && HTTP_PARSER_ERRNO(&parser) != HPE_CB_headers_complete)
+    if (HTTP_PARSER_ERRNO(&parser) != HPE_OK &&
+        HTTP_PARSER_ERRNO(&parser) != HPE_CB_headers_complete)
         return PL_EINVAL;
-    if (status)
-        *status = (int)parser.status_code;
+    if (status) *status = (int)parser.status_code;
     if (!st.done || parser.status_code != 101 || !st.upgrade_ok || !st.connection_ok ||
         !st.accept_ok || st.dup_accept)
         return PL_EINVAL;
@@ -175,8 +169,7 @@ void bench_ws_frame(sbuf *out, int opcode, const void *data, size_t len, uint32_
     sbuf_append(out, h, n);
     size_t at = out->len;
     sbuf_append(out, data, len);
-    if (out->oom)
-        return;
+    if (out->oom) return;
     uint8_t *p = (uint8_t *)out->data + at;
     /* Eight bytes at a time: the key repeats every four. */
     uint64_t k8;

@@ -21,8 +21,8 @@ int bench_ws_key(char key[25]);
 void bench_ws_accept(const char *key, char out[29]);
 /* Appends the GET upgrade request to out. protocol may be NULL (no
  * Sec-WebSocket-Protocol header). */
-void bench_ws_request(sbuf *out, const char *host, int port, const char *path,
-                      const char *protocol, const char *key);
+void bench_ws_request(sbuf *out, const char *host, int port, const char *path, const char *protocol,
+                      const char *key);
 /* Checks the response bytes received so far. Returns PL_OK and sets
  * *consumed to the header length (bytes after it are WebSocket frames),
  * PL_AGAIN when the header block is not complete yet, or PL_EINVAL when it

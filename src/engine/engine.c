@@ -19,5 +19,14 @@ void engine_req_free(engine_req *r)
     pl_free(r->tenant);
     pl_free(r->channel);
     pl_free(r->user);
+    for (size_t i = 0; i < r->nrecipients; i++) pl_free(r->recipients[i]);
+    pl_free(r->recipients);
+    for (size_t i = 0; r->users && i < r->npubs; i++) pl_free(r->users[i]);
+    pl_free(r->users);
+    pl_free(r->attempts);
+    pl_free(r->error);
+    pl_free(r->reason);
+    pl_free(r->pub_id);
+    pl_free(r->json);
     pl_free(r);
 }

@@ -29,7 +29,30 @@ typedef struct engine_req engine_req;
 enum engine_op {
     ENGINE_PUBLISH = 1,
     ENGINE_READ = 2,
-    ENGINE_CURSOR = 3, /* set a user's read cursor (monotonic) */
+    ENGINE_CURSOR = 3,   /* set a user's read cursor (monotonic) */
+    ENGINE_DELIVERY = 4, /* one guaranteed delivery changes state */
+    ENGINE_ACK = 5,      /* a user acknowledges a channel's guaranteed pubs up to an offset */
+    ENGINE_PENDING = 6,  /* a user's unacknowledged guaranteed pubs of a channel */
+    ENGINE_ADMIN = 7,    /* dead-letter queue and trace queries (admin_op) */
+};
+
+/* Delivery states of a guaranteed pub for one recipient (see
+ * delivery/delivery.h for the state machine). */
+enum delivery_state {
+    DLV_QUEUED = 0,
+    DLV_SENT = 1,
+    DLV_ACKED = 2,
+    DLV_SEEN = 3,
+    DLV_FAILED = 4,
+    DLV_EXPIRED = 5,
+};
+
+enum engine_admin_op {
+    ADMIN_DLQ_LIST = 1,   /* json: {"entries":[...],"cursor":N} */
+    ADMIN_DLQ_REPLAY = 2, /* entries removed, deliveries queued again; pubs/users to resend */
+    ADMIN_DLQ_PURGE = 3,  /* entries removed */
+    ADMIN_TRACE = 4,      /* json: the pub, its deliveries and their transitions */
+    ADMIN_SENT_ALL = 5,   /* every delivery in state sent: pubs/users/attempts (restart) */
 };
 
 /* READ modes. */
@@ -43,6 +66,9 @@ struct engine_req {
     enum engine_op op;
     /* Opaque routing for the sink (e.g. the worker and connection that asked). */
     void *owner;
+    /* When set, the sink hands the finished request to this function (on the
+     * engine thread) instead of routing it by owner; it frees the request. */
+    void (*done)(engine_req *r);
     void *ctx;
     uint64_t ctx_id;
 
@@ -81,6 +107,32 @@ struct engine_req {
     char *user; /* owned copy, freed by engine_req_free */
     uint64_t cursor;
     int moved;
+
+    /* Guaranteed delivery. PUBLISH: recipients get a delivery row (queued) in
+     * the pub's transaction. DELIVERY: (tenant, channel, user, since_offset)
+     * moves to dstate with attempt and error; failed also writes a
+     * dead-letter entry. ACK: user's queued/sent pubs with offset <=
+     * since_offset become acknowledged; count says how many. PENDING: pubs
+     * and attempts of the user's queued/sent deliveries on the channel.
+     * ADMIN: admin_op with the filters below (tenant required); results in
+     * json (pl_malloc'd) and, for replay and sent-all, pubs[i] for users[i]
+     * with attempts[i]. All owned by the request. */
+    char **recipients;
+    size_t nrecipients;
+    int dstate;
+    uint32_t attempt;
+    char *error;
+    uint32_t *attempts;
+    char **users;
+    uint64_t count;
+    int admin_op;
+    char *reason;    /* DLQ filter */
+    char *pub_id;    /* TRACE */
+    int64_t since_ms, until_ms;
+    uint64_t entry_id; /* DLQ entry, 0 = by filter */
+    uint64_t after_id; /* DLQ list paging cursor */
+    int all;
+    char *json;
 
     int status; /* PL_OK, PL_EIO (storage unavailable: nothing stored), PL_ENOMEM */
 

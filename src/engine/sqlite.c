@@ -20,6 +20,13 @@
  *        headers, idem_key)   WITHOUT ROWID, key (cid, off)
  *       Index pubs_id(id) serves lookups by pub id (trace; join channels on
  *       cid for the names). NULL columns are absent optional fields.
+ *   deliveries(cid, off, user, state, attempts, updated_ms)   WITHOUT ROWID
+ *       One row per recipient of a guaranteed pub, written in the pub's
+ *       transaction (state queued); state changes commit with the batch.
+ *   delivery_log(cid, off, user, state, attempt, ts, error)
+ *       Every transition, for `trace`.
+ *   dlq(id, tenant, channel, cid, off, user, pub_id, reason, attempts,
+ *       last_error, correlation_id, failed_at)   the dead-letter queue.
  *   cursors(cid, user, off)   WITHOUT ROWID, key (cid, user)
  *       Each user's read cursor per stream; only ever moves forward, never
  *       past head. Added to version 2 databases in place (new table only).
@@ -55,6 +62,7 @@
 
 #include "util/clock.h"
 #include "util/mem.h"
+#include "util/sbuf.h"
 #include "util/status.h"
 
 #define SCHEMA_VERSION 2
@@ -126,6 +134,14 @@ enum {
     ST_IDEM_EXPIRE,
     ST_CUR_GET,
     ST_CUR_SET,
+    ST_DLV_INS,
+    ST_DLV_GET,
+    ST_DLV_SET,
+    ST_DLOG_INS,
+    ST_DLV_UPTO,
+    ST_DLV_PENDING,
+    ST_DLQ_INS,
+    ST_PUB_META,
     ST_COUNT
 };
 
@@ -157,6 +173,22 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CUR_GET] = "SELECT off FROM cursors WHERE cid = ?1 AND user = ?2",
     [ST_CUR_SET] = "INSERT INTO cursors(cid, user, off) VALUES (?1, ?2, ?3)"
                    " ON CONFLICT(cid, user) DO UPDATE SET off = excluded.off",
+    [ST_DLV_INS] = "INSERT OR IGNORE INTO deliveries(cid, off, user, state, attempts, updated_ms)"
+                   " VALUES (?1, ?2, ?3, 0, 0, ?4)",
+    [ST_DLV_GET] = "SELECT state, attempts FROM deliveries WHERE cid = ?1 AND off = ?2 AND user = ?3",
+    [ST_DLV_SET] = "UPDATE deliveries SET state = ?4, attempts = ?5, updated_ms = ?6"
+                   " WHERE cid = ?1 AND off = ?2 AND user = ?3",
+    [ST_DLOG_INS] = "INSERT INTO delivery_log(cid, off, user, state, attempt, ts, error)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_DLV_UPTO] = "SELECT off, state, attempts FROM deliveries WHERE cid = ?1 AND user = ?2"
+                    " AND off <= ?3 AND state <= ?4 ORDER BY off",
+    [ST_DLV_PENDING] = "SELECT off, attempts FROM deliveries WHERE cid = ?1 AND user = ?2"
+                       " AND state <= 1 ORDER BY off",
+    [ST_DLQ_INS] = "INSERT INTO dlq(tenant, channel, cid, off, user, pub_id, reason, attempts,"
+                   " last_error, correlation_id, failed_at) VALUES (?1, ?2, ?3, ?4, ?5,"
+                   " (SELECT id FROM pubs WHERE cid = ?3 AND off = ?4), ?6, ?7, ?8,"
+                   " (SELECT correlation_id FROM pubs WHERE cid = ?3 AND off = ?4), ?9)",
+    [ST_PUB_META] = "SELECT id FROM pubs WHERE cid = ?1 AND off = ?2",
 };
 
 static const char schema_sql[] =
@@ -176,6 +208,21 @@ static const char schema_sql[] =
     " id TEXT NOT NULL, ts INTEGER NOT NULL,"
     " PRIMARY KEY (cid, idem_key)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS idem_ts ON idem(ts);"
+    "CREATE TABLE IF NOT EXISTS deliveries ("
+    " cid INTEGER NOT NULL, off INTEGER NOT NULL, user TEXT NOT NULL, state INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (cid, off, user)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries(cid, user, off);"
+    "CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(state) WHERE state = 1;"
+    "CREATE TABLE IF NOT EXISTS delivery_log ("
+    " cid INTEGER NOT NULL, off INTEGER NOT NULL, user TEXT NOT NULL, state INTEGER NOT NULL,"
+    " attempt INTEGER NOT NULL, ts INTEGER NOT NULL, error TEXT);"
+    "CREATE INDEX IF NOT EXISTS delivery_log_pub ON delivery_log(cid, off);"
+    "CREATE TABLE IF NOT EXISTS dlq ("
+    " id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, channel TEXT NOT NULL, cid INTEGER NOT NULL,"
+    " off INTEGER NOT NULL, user TEXT NOT NULL, pub_id TEXT, reason TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL, last_error TEXT, correlation_id TEXT, failed_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS dlq_tenant ON dlq(tenant, id);"
     "CREATE TABLE IF NOT EXISTS cursors ("
     " cid INTEGER NOT NULL, user TEXT NOT NULL, off INTEGER NOT NULL,"
     " PRIMARY KEY (cid, user)) WITHOUT ROWID;";
@@ -732,6 +779,125 @@ static int idem_check(sq_engine *e, size_t i, chan *ch, int64_t now)
 
 /* Stages slot i's publish inside the batch transaction. Returns its status;
  * statement failures also set e->b_fatal. */
+/* ---- guaranteed delivery ------------------------------------------------ */
+
+static int log_transition(sq_engine *e, int64_t cid, uint64_t off, const char *user, int state,
+                          uint32_t attempt, int64_t now, const char *error)
+{
+    sqlite3_stmt *st = e->st[ST_DLOG_INS];
+    sqlite3_bind_int64(st, 1, cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
+    sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, state);
+    sqlite3_bind_int(st, 5, (int)attempt);
+    sqlite3_bind_int64(st, 6, now);
+    bind_str(st, 7, error);
+    return run_done(st);
+}
+
+static int set_delivery(sq_engine *e, int64_t cid, uint64_t off, const char *user, int state,
+                        uint32_t attempts, int64_t now, const char *error)
+{
+    sqlite3_stmt *st = e->st[ST_DLV_SET];
+    sqlite3_bind_int64(st, 1, cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
+    sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, state);
+    sqlite3_bind_int(st, 5, (int)attempts);
+    sqlite3_bind_int64(st, 6, now);
+    if (run_done(st) != PL_OK) return PL_EIO;
+    return log_transition(e, cid, off, user, state, attempts, now, error);
+}
+
+/* One queued delivery row per recipient, in the pub's transaction. */
+static int insert_recipients(sq_engine *e, const chan *ch, const pl_pub *p, engine_req *r,
+                             int64_t now)
+{
+    for (size_t i = 0; i < r->nrecipients; i++) {
+        sqlite3_stmt *st = e->st[ST_DLV_INS];
+        sqlite3_bind_int64(st, 1, ch->cid);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)p->offset);
+        sqlite3_bind_text(st, 3, r->recipients[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now);
+        if (run_done(st) != PL_OK) return PL_EIO;
+        if (sqlite3_changes(e->db) &&
+            log_transition(e, ch->cid, p->offset, r->recipients[i], DLV_QUEUED, 0, now, NULL))
+            return PL_EIO;
+    }
+    return PL_OK;
+}
+
+/* Whether a delivery may move from `from` to `to`: the final states stay,
+ * except that acknowledged may still become seen and a failed one may be
+ * queued again (dead-letter replay). */
+static int transition_ok(int from, int to)
+{
+    if (from == DLV_FAILED) return to == DLV_QUEUED;
+    if (from == DLV_ACKED) return to == DLV_SEEN;
+    if (from == DLV_SEEN || from == DLV_EXPIRED) return 0;
+    return 1;
+}
+
+static int stage_delivery(sq_engine *e, engine_req *r, chan *ch, int64_t now)
+{
+    if (!ch->cid) return PL_OK;
+    sqlite3_stmt *st = e->st[ST_DLV_GET];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)r->since_offset);
+    sqlite3_bind_text(st, 3, r->user, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), from = -1;
+    if (rc == SQLITE_ROW) from = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PL_EIO;
+    if (from < 0 || !transition_ok(from, r->dstate)) return PL_OK; /* nothing to move */
+    if (set_delivery(e, ch->cid, r->since_offset, r->user, r->dstate, r->attempt, now, r->error))
+        return PL_EIO;
+    r->moved = 1;
+    if (r->dstate != DLV_FAILED) return PL_OK;
+    st = e->st[ST_DLQ_INS];
+    sqlite3_bind_text(st, 1, ch->tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, ch->channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ch->cid);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)r->since_offset);
+    sqlite3_bind_text(st, 5, r->user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, "max_attempts", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, (int)r->attempt);
+    bind_str(st, 8, r->error);
+    sqlite3_bind_int64(st, 9, now);
+    return run_done(st);
+}
+
+/* Moves the user's deliveries up to since_offset (in states <= max_from) to
+ * `to`; counts them in r->count. */
+static int move_upto(sq_engine *e, engine_req *r, chan *ch, int max_from, int to, int64_t now)
+{
+    r->count = 0;
+    if (!ch->cid) return PL_OK;
+    uint64_t offs[256];
+    uint32_t atts[256];
+    int more = 1, status = PL_OK;
+    while (more && status == PL_OK) {
+        size_t n = 0;
+        sqlite3_stmt *st = e->st[ST_DLV_UPTO];
+        sqlite3_bind_int64(st, 1, ch->cid);
+        sqlite3_bind_text(st, 2, r->user, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)r->since_offset);
+        sqlite3_bind_int(st, 4, max_from);
+        int rc;
+        while (n < 256 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            offs[n] = (uint64_t)sqlite3_column_int64(st, 0);
+            atts[n++] = (uint32_t)sqlite3_column_int(st, 2);
+        }
+        more = n == 256;
+        if (!more && rc != SQLITE_DONE) status = PL_EIO;
+        sqlite3_reset(st);
+        for (size_t i = 0; status == PL_OK && i < n; i++)
+            status = set_delivery(e, ch->cid, offs[i], r->user, to, atts[i], now, NULL);
+        r->count += n;
+    }
+    return status;
+}
+
 static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, int *in_txn)
 {
     slot *s = &e->slots[i];
@@ -763,6 +929,7 @@ static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, in
     p->ts_ms = now;
     memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
     if (insert_pub(e, ch, p) != PL_OK) goto fatal;
+    if (p->cls == PUB_GUARANTEED && insert_recipients(e, ch, p, r, now) != PL_OK) goto fatal;
     if (p->idem_key) {
         sqlite3_stmt *st = e->st[ST_IDEM_PUT];
         sqlite3_bind_int64(st, 1, ch->cid);
@@ -1004,6 +1171,9 @@ static void apply_cursors(sq_engine *e, size_t n)
         }
         r->cursor = want;
         r->moved = 1;
+        /* Guaranteed pubs the user has now read are seen. */
+        engine_req seen = {.user = r->user, .since_offset = want};
+        if (move_upto(e, &seen, ch, DLV_ACKED, DLV_SEEN, clock_wall_ms()) != PL_OK) failed = 1;
     }
     if (in_txn && !failed && run_done(e->st[ST_COMMIT]) != PL_OK) failed = 1;
     if (!failed) return;
@@ -1014,6 +1184,286 @@ static void apply_cursors(sq_engine *e, size_t n)
         r->status = PL_EIO;
         r->moved = 0;
     }
+}
+
+static int is_query(const engine_req *r)
+{
+    return r->op == ENGINE_READ || r->op == ENGINE_PENDING || r->op == ENGINE_ADMIN;
+}
+
+/* Loads the pub at one offset (ring first); NULL if trimmed or on error. */
+static pl_pub *load_one(sq_engine *e, chan *ch, uint64_t off)
+{
+    uint64_t rlo = ch->rcount ? ring_lo(ch) : ch->head + 1;
+    if (off >= rlo && off <= ch->head) return pub_ref(ring_at(ch, off));
+    pl_pub *p = NULL;
+    size_t n = 0;
+    if (load_range(e, ch, off, off, &p, &n) != PL_OK || !n) return NULL;
+    return p;
+}
+
+static int grow_result(engine_req *r, size_t *cap, int with_users)
+{
+    if (r->npubs < *cap) return 0;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    pl_pub **np = pl_realloc(r->pubs, ncap * sizeof(*np));
+    if (np) r->pubs = np;
+    uint32_t *na = np ? pl_realloc(r->attempts, ncap * sizeof(*na)) : NULL;
+    if (na) r->attempts = na;
+    char **nu = na && with_users ? pl_realloc(r->users, ncap * sizeof(*nu)) : NULL;
+    if (nu) r->users = nu;
+    if (!np || !na || (with_users && !nu)) return -1;
+    *cap = ncap;
+    return 0;
+}
+
+/* The user's queued and sent deliveries of a channel, oldest first. */
+static int serve_pending(sq_engine *e, chan *ch, engine_req *r)
+{
+    r->head = ch->head;
+    memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
+    if (!ch->cid) return PL_OK;
+    size_t cap = 0;
+    int status = PL_OK, rc;
+    sqlite3_stmt *st = e->st[ST_DLV_PENDING];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_text(st, 2, r->user, -1, SQLITE_STATIC);
+    uint64_t offs[1024];
+    uint32_t atts[1024];
+    size_t n = 0;
+    while (n < 1024 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        offs[n] = (uint64_t)sqlite3_column_int64(st, 0);
+        atts[n++] = (uint32_t)sqlite3_column_int(st, 1);
+    }
+    sqlite3_reset(st);
+    for (size_t i = 0; status == PL_OK && i < n; i++) {
+        pl_pub *p = load_one(e, ch, offs[i]);
+        if (!p) continue; /* trimmed by retention before delivery */
+        if (grow_result(r, &cap, 0)) {
+            pub_unref(p);
+            status = PL_ENOMEM;
+            break;
+        }
+        r->attempts[r->npubs] = atts[i];
+        r->pubs[r->npubs++] = p;
+    }
+    return status;
+}
+
+/* ---- dead-letter queue and trace ------------------------------------------ */
+
+static const char *const state_names[] = {"queued", "sent", "acknowledged", "seen", "failed",
+                                          "expired"};
+
+static void json_col(sbuf *o, sqlite3_stmt *st, int col)
+{
+    const char *v = (const char *)sqlite3_column_text(st, col);
+    if (v) sbuf_json_str(o, v, (size_t)sqlite3_column_bytes(st, col));
+    else sbuf_puts(o, "null");
+}
+
+static sqlite3_stmt *dlq_select(sq_engine *e, engine_req *r, const char *what, int limit)
+{
+    char sql[600];
+    snprintf(sql, sizeof(sql),
+             "SELECT %s FROM dlq WHERE tenant = ?1 AND (?2 IS NULL OR channel = ?2)"
+             " AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR reason = ?4)"
+             " AND (?5 = 0 OR failed_at >= ?5) AND (?6 = 0 OR failed_at <= ?6)"
+             " AND (?7 = 0 OR id = ?7) AND id > ?8 ORDER BY id LIMIT %d",
+             what, limit);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK) return NULL;
+    sqlite3_bind_text(st, 1, r->tenant, -1, SQLITE_STATIC);
+    bind_str(st, 2, r->channel);
+    bind_str(st, 3, r->user);
+    bind_str(st, 4, r->reason);
+    sqlite3_bind_int64(st, 5, r->since_ms);
+    sqlite3_bind_int64(st, 6, r->until_ms);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)r->entry_id);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)r->after_id);
+    return st;
+}
+
+static int dlq_list(sq_engine *e, engine_req *r, sbuf *o)
+{
+    int limit = r->limit ? (int)r->limit : 100;
+    sqlite3_stmt *st = dlq_select(e, r, "id, pub_id, channel, user, reason, attempts,"
+                                        " last_error, correlation_id, failed_at", limit);
+    if (!st) return PL_EIO;
+    int n = 0, rc;
+    int64_t last = 0;
+    sbuf_puts(o, "{\"entries\":[");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        last = sqlite3_column_int64(st, 0);
+        sbuf_printf(o, "%s{\"id\":%lld,\"pub_id\":", n++ ? "," : "", (long long)last);
+        json_col(o, st, 1);
+        sbuf_puts(o, ",\"channel\":");
+        json_col(o, st, 2);
+        sbuf_puts(o, ",\"user\":");
+        json_col(o, st, 3);
+        sbuf_puts(o, ",\"reason\":");
+        json_col(o, st, 4);
+        sbuf_printf(o, ",\"attempts\":%d,\"last_error\":", sqlite3_column_int(st, 5));
+        json_col(o, st, 6);
+        sbuf_puts(o, ",\"correlation_id\":");
+        json_col(o, st, 7);
+        sbuf_printf(o, ",\"failed_at\":%lld}", (long long)sqlite3_column_int64(st, 8));
+    }
+    sqlite3_finalize(st);
+    sbuf_printf(o, "],\"cursor\":%lld}", (long long)(n == limit ? last : 0));
+    return rc == SQLITE_DONE ? PL_OK : PL_EIO;
+}
+
+/* Replay or purge the matching entries (at most 10,000 per call). */
+static int dlq_apply(sq_engine *e, engine_req *r, int replay, int64_t now)
+{
+    sqlite3_stmt *st = dlq_select(e, r, "id, tenant, channel, off, user", 10000);
+    if (!st) return PL_EIO;
+    int in_txn = 0, status = PL_OK, rc;
+    size_t cap = 0;
+    if (txn_begin(e, &in_txn)) status = PL_EIO;
+    while (status == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const char *tenant = (const char *)sqlite3_column_text(st, 1);
+        const char *channel = (const char *)sqlite3_column_text(st, 2);
+        uint64_t off = (uint64_t)sqlite3_column_int64(st, 3);
+        const char *user = (const char *)sqlite3_column_text(st, 4);
+        chan *ch = chan_get(e, tenant, channel, &status);
+        if (!ch) break;
+        if (replay) {
+            if (set_delivery(e, ch->cid, off, user, DLV_QUEUED, 0, now, "replayed")) {
+                status = PL_EIO;
+                break;
+            }
+            pl_pub *p = load_one(e, ch, off);
+            if (p && grow_result(r, &cap, 1) == 0 && (r->users[r->npubs] = pl_strdup(user))) {
+                r->attempts[r->npubs] = 0;
+                r->pubs[r->npubs++] = p;
+            } else {
+                pub_unref(p);
+            }
+        }
+        char del[64];
+        snprintf(del, sizeof(del), "DELETE FROM dlq WHERE id = %lld", (long long)id);
+        if (sqlite3_exec(e->db, del, NULL, NULL, NULL) != SQLITE_OK) status = PL_EIO;
+        r->count++;
+    }
+    sqlite3_finalize(st);
+    if (status == PL_OK && in_txn && run_done(e->st[ST_COMMIT]) != PL_OK) status = PL_EIO;
+    if (status != PL_OK && in_txn) txn_rollback(e);
+    return status;
+}
+
+static int trace(sq_engine *e, engine_req *r, sbuf *o)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = "SELECT c.channel, p.off FROM pubs p JOIN channels c ON c.cid = p.cid"
+                      " WHERE p.id = ?1 AND c.tenant = ?2";
+    if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
+    sqlite3_bind_text(st, 1, r->pub_id ? r->pub_id : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->tenant, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? PL_ENOTFOUND : PL_EIO;
+    }
+    int status = PL_OK;
+    chan *ch = chan_get(e, r->tenant, (const char *)sqlite3_column_text(st, 0), &status);
+    uint64_t off = (uint64_t)sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    if (!ch) return status;
+    pl_pub *p = load_one(e, ch, off);
+    if (!p) return PL_ENOTFOUND;
+    sbuf_puts(o, "{\"pub\":{");
+    if (p->frame && p->frame->len > 14) sbuf_append(o, p->frame->data + 14, p->frame->len - 14);
+    else sbuf_puts(o, "}");
+    sbuf_printf(o, ",\"stored\":true,\"accepted_at\":%lld,\"fanout\":", (long long)p->ts_ms);
+    sbuf_u64(o, atomic_load(&p->fanout));
+    pub_unref(p);
+    sbuf_puts(o, ",\"deliveries\":[");
+    sql = "SELECT user, state, attempts, updated_ms FROM deliveries WHERE cid = ?1 AND off = ?2"
+          " ORDER BY user";
+    if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
+    for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
+        int state = sqlite3_column_int(st, 1);
+        sbuf_puts(o, n ? ",{\"user\":" : "{\"user\":");
+        json_col(o, st, 0);
+        sbuf_printf(o, ",\"state\":\"%s\",\"attempts\":%d,\"updated_at\":%lld,\"transitions\":[",
+                    state >= 0 && state <= 5 ? state_names[state] : "unknown",
+                    sqlite3_column_int(st, 2), (long long)sqlite3_column_int64(st, 3));
+        sqlite3_stmt *lg = NULL;
+        const char *lsql = "SELECT state, attempt, ts, error FROM delivery_log WHERE cid = ?1 AND"
+                           " off = ?2 AND user = ?3 ORDER BY rowid";
+        if (sqlite3_prepare_v2(e->db, lsql, -1, &lg, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(lg, 1, ch->cid);
+            sqlite3_bind_int64(lg, 2, (sqlite3_int64)off);
+            sqlite3_bind_text(lg, 3, (const char *)sqlite3_column_text(st, 0), -1, SQLITE_TRANSIENT);
+            for (int k = 0; sqlite3_step(lg) == SQLITE_ROW; k++) {
+                int ls = sqlite3_column_int(lg, 0);
+                sbuf_printf(o, "%s{\"state\":\"%s\",\"attempt\":%d,\"at\":%lld,\"error\":",
+                            k ? "," : "", ls >= 0 && ls <= 5 ? state_names[ls] : "unknown",
+                            sqlite3_column_int(lg, 1), (long long)sqlite3_column_int64(lg, 2));
+                json_col(o, lg, 3);
+                sbuf_putc(o, '}');
+            }
+            sqlite3_finalize(lg);
+        }
+        sbuf_puts(o, "]}");
+    }
+    sqlite3_finalize(st);
+    sbuf_puts(o, "]}");
+    return rc == SQLITE_DONE ? PL_OK : PL_EIO;
+}
+
+/* Every delivery still in state sent (after a restart: redeliver them). */
+static int sent_all(sq_engine *e, engine_req *r)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = "SELECT c.tenant, c.channel, d.off, d.user, d.attempts FROM deliveries d"
+                      " JOIN channels c ON c.cid = d.cid WHERE d.state = 1 LIMIT 100000";
+    if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
+    size_t cap = 0;
+    int rc, status = PL_OK;
+    while (status == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        chan *ch = chan_get(e, (const char *)sqlite3_column_text(st, 0),
+                            (const char *)sqlite3_column_text(st, 1), &status);
+        pl_pub *p = ch ? load_one(e, ch, (uint64_t)sqlite3_column_int64(st, 2)) : NULL;
+        if (!p) continue;
+        if (grow_result(r, &cap, 1) ||
+            !(r->users[r->npubs] = pl_strdup((const char *)sqlite3_column_text(st, 3)))) {
+            pub_unref(p);
+            status = PL_ENOMEM;
+            break;
+        }
+        r->attempts[r->npubs] = (uint32_t)sqlite3_column_int(st, 4);
+        r->pubs[r->npubs++] = p;
+    }
+    sqlite3_finalize(st);
+    return status;
+}
+
+static int serve_admin(sq_engine *e, engine_req *r, int64_t now)
+{
+    if (r->status != PL_OK) return r->status;
+    sbuf o;
+    sbuf_init(&o);
+    int status = PL_EINVAL;
+    switch (r->admin_op) {
+    case ADMIN_DLQ_LIST: status = dlq_list(e, r, &o); break;
+    case ADMIN_DLQ_REPLAY: status = dlq_apply(e, r, 1, now); break;
+    case ADMIN_DLQ_PURGE: status = dlq_apply(e, r, 0, now); break;
+    case ADMIN_TRACE: status = trace(e, r, &o); break;
+    case ADMIN_SENT_ALL: status = sent_all(e, r); break;
+    default: break;
+    }
+    if (status == PL_OK && o.len) {
+        r->json = o.oom ? NULL : pl_strndup(o.data, o.len);
+        if (!r->json) status = PL_ENOMEM;
+    }
+    sbuf_release(&o);
+    return status;
 }
 
 /* Processes slots[0..n): stage publishes (and the channel rows of reads) in
@@ -1040,8 +1490,27 @@ static void process_batch(sq_engine *e, size_t n)
         r->status = PL_OK;
         if (r->op == ENGINE_PUBLISH) {
             if (!e->b_fatal) r->status = stage_publish(e, i, now, &touched, &in_txn);
-        } else if (r->op == ENGINE_READ || r->op == ENGINE_CURSOR) {
-            if (!r->tenant || !r->channel || (r->op == ENGINE_CURSOR && !r->user)) {
+        } else if (r->op == ENGINE_DELIVERY || r->op == ENGINE_ACK) {
+            if (!r->tenant || !r->channel || !r->user) {
+                r->status = PL_EINVAL;
+                continue;
+            }
+            if (e->b_fatal) continue;
+            s->ch = chan_get(e, r->tenant, r->channel, &r->status);
+            if (!s->ch || txn_begin(e, &in_txn)) {
+                if (r->status == PL_OK) r->status = PL_EIO;
+                if (r->status == PL_EIO) e->b_fatal = 1;
+                continue;
+            }
+            touch(s->ch, &touched);
+            r->status = r->op == ENGINE_ACK
+                            ? move_upto(e, r, s->ch, DLV_SENT, DLV_ACKED, now)
+                            : stage_delivery(e, r, s->ch, now);
+            if (r->status == PL_EIO) e->b_fatal = 1;
+        } else if (r->op == ENGINE_ADMIN) {
+            if (!r->tenant && r->admin_op != ADMIN_SENT_ALL) r->status = PL_EINVAL;
+        } else if (r->op == ENGINE_READ || r->op == ENGINE_CURSOR || r->op == ENGINE_PENDING) {
+            if (!r->tenant || !r->channel || (r->op != ENGINE_READ && !r->user)) {
                 r->status = PL_EINVAL;
                 continue;
             }
@@ -1060,6 +1529,14 @@ static void process_batch(sq_engine *e, size_t n)
     uint64_t fresh = 0, dups = 0;
     if (e->b_fatal) {
         if (in_txn) txn_rollback(e);
+        for (size_t i = 0; i < n; i++) {
+            engine_req *r = e->slots[i].req;
+            if (r->op == ENGINE_DELIVERY || r->op == ENGINE_ACK) {
+                r->status = PL_EIO;
+                r->moved = 0;
+                r->count = 0;
+            }
+        }
         fail_publishes(e, n);
         revert_channels(touched);
     } else {
@@ -1071,10 +1548,20 @@ static void process_batch(sq_engine *e, size_t n)
 
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (e->slots[i].req->op != ENGINE_READ) e->out[k++] = e->slots[i].req;
+        if (!is_query(e->slots[i].req)) e->out[k++] = e->slots[i].req;
     for (size_t i = 0; i < n; i++) {
         slot *s = &e->slots[i];
-        if (s->req->op != ENGINE_READ) continue;
+        if (!is_query(s->req)) continue;
+        if (s->req->op == ENGINE_PENDING) {
+            if (s->req->status == PL_OK) s->req->status = serve_pending(e, s->ch, s->req);
+            e->out[k++] = s->req;
+            continue;
+        }
+        if (s->req->op == ENGINE_ADMIN) {
+            s->req->status = serve_admin(e, s->req, now);
+            e->out[k++] = s->req;
+            continue;
+        }
         if (s->req->status == PL_OK) s->req->status = serve_read(e, s->ch, s->req);
         if (s->req->status == PL_OK && s->req->user && cursor_get(e, s->ch, s->req))
             s->req->status = PL_EIO;

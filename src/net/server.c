@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "delivery/delivery.h"
 #include "net/server_int.h"
 #include "obs/log.h"
 #include "util/clock.h"
@@ -88,6 +89,10 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
                 if (vec_push(&srv->stage[k], &srv->stage_len[k], &srv->stage_cap[k], m))
                     pub_unref(r->pub);
             }
+        }
+        if (r->done) {
+            r->done(r);
+            continue;
         }
         worker *w = r->owner;
         inbox_msg m = {INBOX_DONE, r};
@@ -460,7 +465,8 @@ server *server_new(config *cfg, char *err, size_t errlen)
     }
     srv->presence = presence_new();
     srv->limits = rl_table_new(1 << 20);
-    if (!srv->presence || !srv->limits) goto fail;
+    srv->delivery = delivery_new(srv);
+    if (!srv->presence || !srv->limits || !srv->delivery) goto fail;
     srv->nworkers = srv->cfg.workers > 0 ? srv->cfg.workers : (int)uv_available_parallelism();
     if (srv->nworkers < 1) srv->nworkers = 1;
     if (srv->nworkers > 64) srv->nworkers = 64;
@@ -490,6 +496,7 @@ fail:
 void server_free(server *srv)
 {
     if (!srv) return;
+    delivery_free(srv->delivery);
     engine_free(srv->eng);
     presence_free(srv->presence);
     rl_table_free(srv->limits);
@@ -537,6 +544,11 @@ int server_run(server *srv)
         log_event(LOG_ERROR, "engine_start_failed", NULL);
         return 1;
     }
+    if (delivery_start(srv->delivery)) {
+        log_event(LOG_ERROR, "delivery_start_failed", NULL);
+        engine_stop(srv->eng);
+        return 1;
+    }
     for (int i = 0; i < srv->nworkers; i++) {
         worker *w = srv->workers[i] = pl_calloc(1, sizeof(worker));
         if (!w || worker_init(w, srv, i, err, sizeof(err))) goto out;
@@ -572,6 +584,7 @@ out:
         atomic_store(&srv->workers[i]->stop_accepting, 1);
         uv_async_send(&srv->workers[i]->wakeup);
     }
+    delivery_stop(srv->delivery);
     engine_stop(srv->eng);
     for (int i = 0; i < started; i++) {
         atomic_store(&srv->workers[i]->shutting_down, 1);

@@ -72,6 +72,8 @@ struct sub {
     chan *ch;
     char *channel; /* owned */
     const char *client; /* the session's client id (borrowed) */
+    const char *user;   /* the session's user (borrowed) */
+    engine_req *pending; /* guaranteed pubs awaiting this user, until the READ answers */
     const cfg_namespace *ns;
     uint8_t in_presence;
     uint64_t last_offset;
@@ -178,6 +180,7 @@ struct server {
     char *dev_secret; /* single-tenant development secret, or NULL */
     presence *presence;
     rl_table *limits; /* rate buckets and connection counters shared by all workers */
+    struct delivery *delivery; /* guaranteed delivery manager (own thread) */
     atomic_int ready;
     /* engine-thread staging for the sink, one vector per worker */
     inbox_msg **stage;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "delivery/delivery.h"
 #include "proto/proto_int.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -577,6 +578,8 @@ static int a_token(api_ctx *a)
     return 0;
 }
 
+static int a_dlq(api_ctx *a);
+static int a_trace(api_ctx *a);
 static int a_tenants_list(api_ctx *a);
 static int a_tenants_put(api_ctx *a);
 static int a_keys_create(api_ctx *a);
@@ -605,6 +608,10 @@ static const struct api_method {
     {"unsubscribe", a_unsubscribe, "subscribe"},
     {"disconnect", a_disconnect, "disconnect"},
     {"info", a_info, "info"},
+    {"trace", a_trace, "trace"},
+    {"dlq.list", a_dlq, "dlq"},
+    {"dlq.replay", a_dlq, "dlq"},
+    {"dlq.purge", a_dlq, "dlq"},
     {"tokens.issue", a_token, "*"},
 };
 
@@ -738,8 +745,109 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
     return pending;
 }
 
+/* Copies an optional string param (at most cap-1 bytes) into a new string. */
+static int opt_copy(api_ctx *a, int obj, const char *key, char **out)
+{
+    const char *p;
+    size_t n;
+    int r = proto_param_str(a->b, obj, key, &p, &n);
+    if (r == PROTO_PARAM_MISSING) return 0;
+    if (r != PROTO_PARAM_OK || n > 255) return 107;
+    return (*out = pl_strndup(p, n)) ? 0 : 100;
+}
+
+static int submit_admin(api_ctx *a, engine_req *r)
+{
+    pending *pd = pl_calloc(1, sizeof(*pd));
+    if (!pd || !(r->tenant = pl_strdup(a->tenant))) {
+        pl_free(pd);
+        engine_req_free(r);
+        return api_error(a->c, 100, NULL);
+    }
+    *pd = (pending){.conn_id = a->c->id, .kind = P_API_ADMIN};
+    r->owner = a->w;
+    r->ctx = pd;
+    engine_submit(a->srv->eng, r);
+    return 1;
+}
+
+/* dlq.list {channel?, user?, reason?, since?, until? (unix ms), cursor?, limit?};
+ * dlq.replay / dlq.purge {"id": N} or the same filter, or {"all": true}. */
+static int a_dlq(api_ctx *a)
+{
+    engine_req *r = engine_req_new(ENGINE_ADMIN);
+    if (!r) return api_error(a->c, 100, NULL);
+    int list = !strcmp(a->method, "dlq.list");
+    r->admin_op = list ? ADMIN_DLQ_LIST : !strcmp(a->method, "dlq.replay") ? ADMIN_DLQ_REPLAY
+                                                                           : ADMIN_DLQ_PURGE;
+    uint64_t since = 0, until = 0, limit = 100;
+    int code = opt_copy(a, a->params, "channel", &r->channel);
+    if (!code) code = opt_copy(a, a->params, "user", &r->user);
+    if (!code) code = opt_copy(a, a->params, "reason", &r->reason);
+    if (!code && (proto_param_u64(a->b, a->params, "since", &since) == PROTO_PARAM_TYPE ||
+                  proto_param_u64(a->b, a->params, "until", &until) == PROTO_PARAM_TYPE ||
+                  proto_param_u64(a->b, a->params, "cursor", &r->after_id) == PROTO_PARAM_TYPE ||
+                  proto_param_u64(a->b, a->params, "id", &r->entry_id) == PROTO_PARAM_TYPE ||
+                  proto_param_u64(a->b, a->params, "limit", &limit) == PROTO_PARAM_TYPE ||
+                  proto_param_bool(a->b, a->params, "all", &r->all) == PROTO_PARAM_TYPE))
+        code = 107;
+    if (!code && (limit == 0 || limit > 1000)) code = 106;
+    /* Replay and purge need an explicit target: an id, a filter or all. */
+    if (!code && !list && !r->entry_id && !r->all && !r->channel && !r->user && !r->reason &&
+        !since && !until)
+        code = 107;
+    if (code) {
+        engine_req_free(r);
+        return api_error(a->c, code, list ? NULL : "give id, a filter, or all: true");
+    }
+    r->since_ms = (int64_t)since;
+    r->until_ms = (int64_t)until;
+    r->limit = (uint32_t)limit;
+    if (!list && server_audit(a->srv, a->who->actor, a->method, a->tenant,
+                              r->entry_id ? "entry" : r->all ? "all" : "filter", NULL)) {
+        engine_req_free(r);
+        return api_error(a->c, 100, "audit log unavailable");
+    }
+    return submit_admin(a, r);
+}
+
+static int a_trace(api_ctx *a)
+{
+    engine_req *r = engine_req_new(ENGINE_ADMIN);
+    if (!r) return api_error(a->c, 100, NULL);
+    r->admin_op = ADMIN_TRACE;
+    int code = opt_copy(a, a->params, "id", &r->pub_id);
+    if (!code && !r->pub_id) code = 107;
+    if (code) {
+        engine_req_free(r);
+        return api_error(a->c, code, "id (a pub id) required");
+    }
+    return submit_admin(a, r);
+}
+
 void api_on_engine_done(conn *c, pending *pd, engine_req *r)
 {
+    if (pd->kind == P_API_ADMIN) {
+        if (r->admin_op == ADMIN_DLQ_REPLAY && r->status == PL_OK)
+            for (size_t i = 0; i < r->npubs; i++)
+                delivery_replay(((worker *)r->owner)->srv->delivery, r->pubs[i], r->users[i]);
+        if (!c || c->closed) return;
+        if (r->status == PL_ENOTFOUND) {
+            api_error(c, 102, "no such pub in this tenant");
+            return;
+        }
+        if (r->status != PL_OK) {
+            api_error(c, r->status == PL_EIO ? 113 : 100, NULL);
+            return;
+        }
+        sbuf o;
+        sbuf_init(&o);
+        if (r->json) sbuf_puts(&o, r->json);
+        else sbuf_printf(&o, "{\"count\":%llu}", (unsigned long long)r->count);
+        api_result(c, &o);
+        sbuf_release(&o);
+        return;
+    }
     if (pd->kind == P_API_CURSORS) {
         api_agg *g = pd->agg;
         if (r->status != PL_OK) {

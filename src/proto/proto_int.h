@@ -6,8 +6,9 @@
 
 #include "net/server_int.h"
 
-enum pending_kind { P_PUBLISH, P_HISTORY, P_SUBSCRIBE, P_PAGE, P_READ, P_API_PUBLISH, P_API_HISTORY,
-                    P_API_BROADCAST, P_API_CURSORS };
+enum pending_kind { P_PUBLISH, P_HISTORY, P_SUBSCRIBE, P_PAGE, P_READ, P_PENDING, P_ACK,
+                    P_API_PUBLISH, P_API_HISTORY,
+                    P_API_BROADCAST, P_API_CURSORS, P_API_ADMIN };
 
 typedef struct pending {
     uint64_t conn_id;

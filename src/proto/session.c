@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "auth/jwt.h"
+#include "delivery/delivery.h"
 #include "net/server_int.h"
 #include "obs/log.h"
 #include "proto/command.h"
@@ -297,6 +298,8 @@ void proto_encode_pub(pl_pub *p)
         sbuf_puts(&o, class_names[p->cls]);
         sbuf_putc(&o, '"');
     }
+    /* Last on purpose: redeliveries rewrite just this number. */
+    if (p->cls == PUB_GUARANTEED && p->offset) sbuf_puts(&o, ",\"attempt\":1");
     sbuf_putc(&o, '}');
     pub_set_frame(p, sbuf_to_rbuf(&o));
     sbuf_release(&o);
@@ -522,6 +525,7 @@ static void drop_sub(conn *c, sub *sb)
             break;
         }
     fanout_detach(c->w, sb);
+    engine_req_free(sb->pending);
     pl_free(sb->channel);
     pl_free(sb);
 }
@@ -596,6 +600,45 @@ static session *session_new(conn *c, const struct jwt *j, const tenant *tk)
     return s;
 }
 
+static void request_pending(conn *c, sub *sb)
+{
+    engine_req *r = engine_req_new(ENGINE_PENDING);
+    pending *p = pl_calloc(1, sizeof(*p));
+    if (!r || !p || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(sb->channel)) ||
+        !(r->user = pl_strdup(c->s->user))) {
+        engine_req_free(r);
+        pl_free(p);
+        return;
+    }
+    *p = (pending){.conn_id = c->id, .gen = sb->gen, .kind = P_PENDING};
+    r->owner = c->w;
+    r->ctx = p;
+    engine_submit(c->w->srv->eng, r);
+}
+
+/* Writes the user's unacknowledged guaranteed pubs that the subscribe
+ * result did not carry and that live delivery will not bring (offsets up to
+ * the starting point), each with its next attempt number. */
+static void send_pending(conn *c, sub *sb, engine_req *res)
+{
+    engine_req *pr = sb->pending;
+    sb->pending = NULL;
+    if (!pr) return;
+    uint64_t lo = res->npubs ? res->pubs[0]->offset : UINT64_MAX;
+    uint64_t hi = res->npubs ? res->pubs[res->npubs - 1]->offset : 0;
+    for (size_t i = 0; i < pr->npubs; i++) {
+        pl_pub *p = pr->pubs[i];
+        if (p->offset > sb->last_offset) continue; /* comes with catch-up or live */
+        uint32_t attempt = pr->attempts[i] + 1;
+        if (p->offset < lo || p->offset > hi) {
+            rbuf *f = delivery_frame(p, attempt);
+            if (f) conn_enqueue(c, OUT_JSON, f, f->len);
+        }
+        delivery_sent(c->w->srv->delivery, p, sb->user, attempt);
+    }
+    engine_req_free(pr);
+}
+
 /* Registers a subscription and asks the engine for its starting point.
  * Returns 0, or an error code (nothing registered). */
 static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int has_since,
@@ -619,6 +662,7 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     sb->c = c;
     sb->ns = ns;
     sb->client = s->client;
+    sb->user = s->user;
     sb->channel = pl_strdup(ch);
     r->tenant = pl_strdup(s->tenant);
     r->channel = pl_strdup(ch);
@@ -636,6 +680,9 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     r->owner = w;
     r->ctx = p;
     if (ns && ns->read_cursors && !(r->user = pl_strdup(s->user))) goto oom;
+    /* Guaranteed namespaces: ask for the user's unacknowledged pubs first;
+     * the engine answers before the READ, so they are at hand when it does. */
+    if (ns && ns->cls == PUB_GUARANTEED && !s->sse) request_pending(c, sb);
     if (has_since) {
         r->mode = ENGINE_READ_RECOVER;
         r->has_since = 1;
@@ -801,6 +848,7 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
     }
     if (recovered) metrics_add(&c->w->metrics, M_RECOVERIES, 1);
     presence_enter(c, sb);
+    send_pending(c, sb, r);
     sb->state = recovered && r->more ? SUB_CATCHUP : SUB_LIVE;
     if (sb->state == SUB_CATCHUP) session_on_drain(c);
 }
@@ -843,6 +891,20 @@ static void history_done(conn *c, pending *pd, engine_req *r)
     sbuf_puts(o, ",\"offset\":");
     sbuf_u64(o, r->head);
     sbuf_printf(o, ",\"epoch\":\"%s\"}", r->epoch);
+    reply_end(c, pd->has_id, pd->method);
+}
+
+static void ack_done(conn *c, pending *pd, engine_req *r)
+{
+    if (r->status != PL_OK) {
+        reply_error(c, pd->has_id, pd->cmd_id, pd->method, r->status == PL_EIO ? 113 : 100, NULL);
+        return;
+    }
+    delivery_acked(c->w->srv->delivery, r->tenant, r->channel, r->user, r->since_offset);
+    sbuf *o = reply_begin(c, pd->cmd_id);
+    sbuf_puts(o, "{\"acknowledged\":");
+    sbuf_u64(o, r->count);
+    sbuf_putc(o, '}');
     reply_end(c, pd->has_id, pd->method);
 }
 
@@ -893,6 +955,19 @@ void session_on_engine_done(worker *w, engine_req *r)
         goto out;
     }
     if (!c || c->closed || !c->s) goto out;
+    if (pd->kind == P_PENDING) {
+        sub *sb = find_sub(c->s, r->channel);
+        if (sb && sb->gen == pd->gen && r->status == PL_OK && !sb->pending) {
+            sb->pending = r; /* used when the subscribe READ answers */
+            pl_free(pd);
+            return;
+        }
+        goto out;
+    }
+    if (pd->kind == P_ACK) {
+        ack_done(c, pd, r);
+        goto out;
+    }
     if (pd->kind == P_SUBSCRIBE || pd->kind == P_PAGE) {
         sub *sb = find_sub(c->s, r->channel);
         if (!sb || sb->gen != pd->gen) {
@@ -1149,6 +1224,36 @@ int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_names
     return code;
 }
 
+/* The recipients of a guaranteed pub: the users subscribed to the channel
+ * now, plus the users a user-limited channel names (even offline). */
+static int add_recipients(server *srv, engine_req *r, const pl_pub *p)
+{
+    char **present = NULL;
+    size_t np = presence_users(srv->presence, p->tenant, p->channel, &present);
+    const char *h = strchr(p->channel, '#');
+    size_t nlisted = 0;
+    for (const char *q = h; q && *q; q++) nlisted += *q == ',' || q == h;
+    r->recipients = pl_calloc(np + nlisted + 1, sizeof(char *));
+    if (!r->recipients) goto fail;
+    for (size_t i = 0; i < np; i++) r->recipients[r->nrecipients++] = present[i];
+    np = 0;
+    for (const char *q = h ? h + 1 : NULL; q && *q;) {
+        const char *e = strchr(q, ',');
+        size_t n = e ? (size_t)(e - q) : strlen(q);
+        int dup = 0;
+        for (size_t i = 0; i < r->nrecipients && !dup; i++)
+            dup = strlen(r->recipients[i]) == n && !memcmp(r->recipients[i], q, n);
+        if (!dup && !(r->recipients[r->nrecipients++] = pl_strndup(q, n))) goto fail;
+        q = e ? e + 1 : NULL;
+    }
+    pl_free(present);
+    return 0;
+fail:
+    for (size_t i = 0; i < np; i++) pl_free(present[i]);
+    pl_free(present);
+    return -1;
+}
+
 int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
 {
     if (p->cls == PUB_EPHEMERAL) {
@@ -1168,6 +1273,11 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     }
     *copy = *pd;
     r->pub = p;
+    if (p->cls == PUB_GUARANTEED && add_recipients(w->srv, r, p)) {
+        engine_req_free(r);
+        pl_free(copy);
+        return 100;
+    }
     r->history_size = ns->history_size;
     r->history_ttl_ms = ns->history_ttl_ms;
     r->owner = w;
@@ -1302,19 +1412,35 @@ static void m_pong(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     if (cmd->has_id) reply_empty(c, cmd, mi);
 }
 
-/* Guaranteed delivery tracking is not built yet: guaranteed pubs are stored
- * and delivered like standard ones, so an ack has nothing to settle. */
+/* Acknowledges every guaranteed pub of the channel up to offset for this
+ * user (all of the user's devices); redelivery of those stops. */
 static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1];
+    const cfg_namespace *ns;
     uint64_t off;
     int code = param_channel(b, cmd->params, ch);
     if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK) code = 107;
-    if (code) reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
-    else reply_empty(c, cmd, mi);
+    if (!code) code = may_read(c, ch, &ns, NULL, 0);
+    engine_req *r = code ? NULL : engine_req_new(ENGINE_ACK);
+    pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
+    if (!code && (!r || !pd || !(r->tenant = pl_strdup(c->s->tenant)) ||
+                  !(r->channel = pl_strdup(ch)) || !(r->user = pl_strdup(c->s->user))))
+        code = 100;
+    if (code) {
+        engine_req_free(r);
+        pl_free(pd);
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    r->since_offset = off;
+    r->owner = c->w;
+    r->ctx = pd;
+    *pd = (pending){.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
+                    .kind = P_ACK, .method = (uint8_t)mi};
+    engine_submit(c->w->srv->eng, r);
 }
 
-/* Shared checks of presence, presence_stats and typing: 0 or an error code. */
 static int presence_target(conn *c, proto_batch *b, const proto_cmd *cmd, char *ch,
                            const cfg_namespace **ns)
 {
