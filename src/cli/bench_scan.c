@@ -286,40 +286,45 @@ static bool eat(cur *c, char ch)
     return false;
 }
 
+static bool has_ctrl(const char *p, const char *e)
+{
+    int bad = 0;
+    for (; p < e; p++) /* branch-free so the compiler can vectorize it */
+        bad |= (unsigned char)*p < 0x20;
+    return bad;
+}
+
 /* A string at c->p; sets the raw span between the quotes. Escapes are
- * stepped over, control bytes refused. */
+ * checked as jsmn checks them, control bytes refused. memchr finds the
+ * quotes: the padding strings are most of a pub's bytes. */
 static bool str(cur *c, const char **s, size_t *n)
 {
     ws(c);
     if (c->p >= c->end || *c->p != '"') return false;
     const char *start = ++c->p;
-    while (c->p < c->end) {
-        unsigned char ch = (unsigned char)*c->p;
-        if (ch == '"') {
+    for (;;) {
+        const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
+        if (!q) return false;
+        const char *bs = memchr(c->p, '\\', (size_t)(q - c->p));
+        if (!bs) {
+            if (has_ctrl(c->p, q)) return false;
             *s = start;
-            *n = (size_t)(c->p - start);
-            c->p++;
+            *n = (size_t)(q - start);
+            c->p = q + 1;
             return true;
         }
-        if (ch < 0x20) return false;
-        if (ch == '\\') {
-            /* Only the escapes JSON (and jsmn) allow. */
-            if (c->end - c->p < 2) return false;
-            char e = c->p[1];
-            if (e == 'u') {
-                if (c->end - c->p < 6) return false;
-                for (int i = 2; i < 6; i++)
-                    if (!isxdigit((unsigned char)c->p[i])) return false;
-                c->p += 6;
-                continue;
-            }
-            if (!strchr("\"/\\bfnrt", e) || e == '\0') return false;
-            c->p += 2;
-            continue;
+        if (has_ctrl(c->p, bs) || c->end - bs < 2) return false;
+        char e = bs[1];
+        if (e == 'u') {
+            if (c->end - bs < 6) return false;
+            for (int i = 2; i < 6; i++)
+                if (!isxdigit((unsigned char)bs[i])) return false;
+            c->p = bs + 6;
+        } else {
+            if (e == '\0' || !strchr("\"/\\bfnrt", e)) return false;
+            c->p = bs + 2;
         }
-        c->p++;
     }
-    return false;
 }
 
 static bool is_delim(char ch)

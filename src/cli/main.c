@@ -1,6 +1,8 @@
 /* `parley` entry point: one binary for the server and its command-line
  * tools. Subcommands are rows of one table; `parley help` lists them. */
+#include <curl/curl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +199,107 @@ static int cmd_audit(int argc, char **argv)
     return audit_verify_main(argc - 1, argv + 1);
 }
 
+/* POSTs body to URL/api/v1/METHOD with the key; returns the reply text
+ * (pl_malloc'd) or NULL. libcurl, blocking: this is a command-line tool. */
+static size_t collect(char *p, size_t size, size_t n, void *ud)
+{
+    sbuf_append(ud, p, size * n);
+    return size * n;
+}
+
+static char *api_call(const char *url, const char *key, const char *method, const char *body,
+                      long *status)
+{
+    CURL *h = curl_easy_init();
+    if (!h) return NULL;
+    char full[1024], auth[600];
+    snprintf(full, sizeof(full), "%s/api/v1/%s", url, method);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    struct curl_slist *hdrs = curl_slist_append(NULL, auth);
+    sbuf out;
+    sbuf_init(&out);
+    curl_easy_setopt(h, CURLOPT_URL, full);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+    CURLcode rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    char *text = rc == CURLE_OK && !out.oom ? pl_strndup(out.data ? out.data : "", out.len) : NULL;
+    if (rc != CURLE_OK) fprintf(stderr, "parley: %s: %s\n", full, curl_easy_strerror(rc));
+    sbuf_release(&out);
+    return text;
+}
+
+/* `parley trace ID`: what happened to one pub, readably. */
+static int cmd_trace(int argc, char **argv)
+{
+    const char *url = "http://127.0.0.1:8080", *key = getenv("PARLEY_API_KEY");
+    static const struct option opts[] = {{"url", required_argument, 0, 'u'},
+                                         {"key", required_argument, 0, 'k'},
+                                         {0, 0, 0, 0}};
+    for (int o; (o = getopt_long(argc, argv, "u:k:", opts, NULL)) != -1;) {
+        if (o == 'u') url = optarg;
+        else if (o == 'k') key = optarg;
+        else return 2;
+    }
+    if (optind >= argc || !key) {
+        fprintf(stderr, "usage: parley trace ID [--url http://HOST:PORT] --key API_KEY "
+                        "(or PARLEY_API_KEY)\n");
+        return 2;
+    }
+    sbuf body;
+    sbuf_init(&body);
+    sbuf_puts(&body, "{\"id\":");
+    sbuf_json_str(&body, argv[optind], strlen(argv[optind]));
+    sbuf_putc(&body, '}');
+    long status = 0;
+    char *text = api_call(url, key, "trace", body.data, &status);
+    sbuf_release(&body);
+    if (!text) return 1;
+    json_error_t je;
+    json_t *root = json_loads(text, 0, &je);
+    json_t *res = json_object_get(root, "result");
+    int rc = 1;
+    if (!res) {
+        fprintf(stderr, "parley: HTTP %ld: %s\n", status, text);
+        goto out;
+    }
+    json_t *pub = json_object_get(res, "pub");
+    printf("pub %s\n  channel  %s\n  offset   %lld (epoch %s)\n  accepted %lld (unix ms), stored\n"
+           "  fanout   %lld connection(s) since the server started\n",
+           json_string_value(json_object_get(pub, "id")),
+           json_string_value(json_object_get(pub, "channel")),
+           (long long)json_integer_value(json_object_get(pub, "offset")),
+           json_string_value(json_object_get(pub, "epoch")),
+           (long long)json_integer_value(json_object_get(res, "accepted_at")),
+           (long long)json_integer_value(json_object_get(res, "fanout")));
+    size_t i, k;
+    json_t *d, *t;
+    json_array_foreach(json_object_get(res, "deliveries"), i, d) {
+        printf("  recipient %s: %s after %lld attempt(s)\n",
+               json_string_value(json_object_get(d, "user")),
+               json_string_value(json_object_get(d, "state")),
+               (long long)json_integer_value(json_object_get(d, "attempts")));
+        json_array_foreach(json_object_get(d, "transitions"), k, t) {
+            const char *err = json_string_value(json_object_get(t, "error"));
+            printf("    %lld  %-12s attempt %lld%s%s\n",
+                   (long long)json_integer_value(json_object_get(t, "at")),
+                   json_string_value(json_object_get(t, "state")),
+                   (long long)json_integer_value(json_object_get(t, "attempt")), err ? "  " : "",
+                   err ? err : "");
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    pl_free(text);
+    return rc;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
     return bench_main(argc, argv);
@@ -212,6 +315,7 @@ static const struct subcommand {
     {"serve", cmd_serve, "serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--workers N]"},
     {"token", cmd_token, "token --user U [--tenant T] [--ttl 1h] [--secret S | --config FILE]"},
     {"check-config", cmd_check_config, "check-config FILE"},
+    {"trace", cmd_trace, "trace ID [--url http://127.0.0.1:8080] --key API_KEY"},
     {"audit", cmd_audit, "audit verify FILE   (checks the hash chain of DATA/audit.log)"},
     {"bench", cmd_bench, "bench SCENARIO [options]   (fanout, channels, publish, idle, storm)"},
     {"help", cmd_help, "help"},

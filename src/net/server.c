@@ -525,6 +525,21 @@ void server_render_metrics(server *srv, sbuf *out)
                    "# TYPE parley_presence_entries gauge\nparley_presence_entries ");
     sbuf_u64(out, presence_entries(srv->presence));
     sbuf_putc(out, '\n');
+    delivery_stats ds;
+    delivery_get_stats(srv->delivery, &ds);
+    sbuf_printf(out,
+                "# HELP parley_redeliveries_total Guaranteed pubs sent again after no ack.\n"
+                "# TYPE parley_redeliveries_total counter\nparley_redeliveries_total %llu\n"
+                "# HELP parley_acks_total Guaranteed deliveries acknowledged.\n"
+                "# TYPE parley_acks_total counter\nparley_acks_total %llu\n"
+                "# HELP parley_dead_lettered_total Guaranteed deliveries moved to the DLQ.\n"
+                "# TYPE parley_dead_lettered_total counter\nparley_dead_lettered_total %llu\n"
+                "# HELP parley_ack_latency_seconds Time from (re)send to ack.\n"
+                "# TYPE parley_ack_latency_seconds summary\n"
+                "parley_ack_latency_seconds_sum %.6f\nparley_ack_latency_seconds_count %llu\n",
+                (unsigned long long)ds.redeliveries, (unsigned long long)ds.acks,
+                (unsigned long long)ds.dead_lettered, (double)ds.ack_latency_us_sum / 1e6,
+                (unsigned long long)ds.ack_count);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
