@@ -100,6 +100,7 @@ static int cmd_token(int argc, char **argv)
 {
     const char *user = NULL, *tenant = NULL, *secret = NULL, *ttl = "1h", *data = "./data";
     const char *channel = NULL, *cfgpath = NULL;
+    int data_default = 1;
     static const struct option opts[] = {
         {"user", required_argument, 0, 'u'},   {"tenant", required_argument, 0, 't'},
         {"secret", required_argument, 0, 's'}, {"ttl", required_argument, 0, 'x'},
@@ -111,7 +112,10 @@ static int cmd_token(int argc, char **argv)
         case 't': tenant = optarg; break;
         case 's': secret = optarg; break;
         case 'x': ttl = optarg; break;
-        case 'd': data = optarg; break;
+        case 'd':
+            data = optarg;
+            data_default = 0;
+            break;
         case 'C': channel = optarg; break;
         case 'c': cfgpath = optarg; break;
         default: return 2;
@@ -138,7 +142,7 @@ static int cmd_token(int argc, char **argv)
             secret = t->jwt_secrets[0];
             if (!tenant) tenant = t->id;
         }
-        if (!t && cfg.single_tenant) data = cfg.data_dir;
+        if (cfg.single_tenant && data_default) data = cfg.data_dir;
     }
     if (!secret) {
         char err[256];

@@ -717,7 +717,7 @@ static void request_page(conn *c, sub *sb)
     r->mode = ENGINE_READ_HISTORY;
     r->has_since = 1;
     r->since_offset = sb->last_offset;
-    r->limit = PAGE_SIZE;
+    r->limit = sb->page_limit ? sb->page_limit : PAGE_SIZE;
     r->owner = c->w;
     r->ctx = p;
     p->kind = P_PAGE;
@@ -780,6 +780,46 @@ static void finish_connect(conn *c)
     sbuf_release(&s->connect_reply);
 }
 
+/* Keeps a subscribe result within half the outbound queue: recovered pubs
+ * beyond it are streamed as catch-up pages instead (more = 1); for a result
+ * that is not a recovery the oldest ones are dropped. */
+static void fit_result(conn *c, engine_req *r, int recovered)
+{
+    size_t budget = c->w->srv->cfg.limits.outbound_queue_bytes / 2, bytes = 0, keep = 0;
+    for (size_t k = 0; k < r->npubs; k++) {
+        size_t i = recovered ? k : r->npubs - 1 - k;
+        bytes += r->pubs[i]->frame ? r->pubs[i]->frame->len : 0;
+        if (keep && bytes > budget) break;
+        keep++;
+    }
+    if (keep == r->npubs) return;
+    size_t drop = r->npubs - keep;
+    if (recovered) {
+        for (size_t i = keep; i < r->npubs; i++) pub_unref(r->pubs[i]);
+        r->more = 1;
+    } else {
+        for (size_t i = 0; i < drop; i++) pub_unref(r->pubs[i]);
+        memmove(r->pubs, r->pubs + drop, keep * sizeof(*r->pubs));
+    }
+    r->npubs = keep;
+}
+
+/* Sizes catch-up pages from the pubs just seen: a page is at most a quarter
+ * of the outbound queue, so streaming history never trips the slow-consumer
+ * cut by itself. */
+static void tune_page(conn *c, sub *sb, const engine_req *r)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < r->npubs; i++) bytes += r->pubs[i]->frame ? r->pubs[i]->frame->len : 0;
+    if (!r->npubs || !bytes) {
+        if (!sb->page_limit) sb->page_limit = PAGE_SIZE;
+        return;
+    }
+    size_t avg = bytes / r->npubs + 1;
+    size_t fit = c->w->srv->cfg.limits.outbound_queue_bytes / 4 / avg;
+    sb->page_limit = (uint32_t)(fit < 1 ? 1 : fit > PAGE_SIZE ? PAGE_SIZE : fit);
+}
+
 static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
 {
     session *s = c->s;
@@ -801,6 +841,8 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
     }
     snprintf(sb->epoch, sizeof(sb->epoch), "%s", r->epoch);
     int recovered = pd->has_since && r->recovered;
+    fit_result(c, r, recovered);
+    tune_page(c, sb, r);
     uint64_t last = r->npubs ? r->pubs[r->npubs - 1]->offset
                              : (recovered ? pd->since_offset : r->head);
     if (s->sse) {
@@ -840,10 +882,16 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         sb->last_offset = last;
     }
     if (pd->has_since && !recovered) {
-        uint64_t to = r->npubs ? r->pubs[0]->offset - 1 : r->head;
-        uint64_t from = strcmp(r->since_epoch, r->epoch) ? 1 : pd->since_offset + 1;
-        /* Another epoch with everything retained loses nothing of this one:
-         * recovered=false alone tells the client to reload. */
+        /* Same stream, position retained no longer: the gap is what was
+         * trimmed. Another epoch or a position past the head: everything the
+         * client holds up to its position belongs to no stream we can vouch
+         * for, so the gap is 1..since. */
+        int same = !strcmp(r->since_epoch, "*") || !strcmp(r->since_epoch, r->epoch);
+        uint64_t from = 1, to = pd->since_offset;
+        if (same && pd->since_offset <= r->head) {
+            from = pd->since_offset + 1;
+            to = r->npubs ? r->pubs[0]->offset - 1 : r->head;
+        }
         if (to >= from) send_gap(c, sb->channel, r->epoch, from, to);
     }
     if (recovered) metrics_add(&c->w->metrics, M_RECOVERIES, 1);
@@ -860,6 +908,7 @@ static void page_done(conn *c, sub *sb, engine_req *r)
         return;
     }
     enqueue_pubs(c, sb, r);
+    tune_page(c, sb, r);
     if (!r->more) sb->state = SUB_LIVE;
     else session_on_drain(c);
 }

@@ -4,6 +4,7 @@
 # raw-socket WebSocket client for hostile frames, and a small SSE reader.
 import asyncio
 import base64
+import codecs
 import hashlib
 import hmac
 import http.client
@@ -761,6 +762,8 @@ class SSEStream:
         self.text = ""  # decoded body not yet parsed into events
         self.comments = []
         self.eof = False
+        self.utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._absorb()  # body bytes that came with the head
 
     def _more(self):
         chunk = self.sock.recv(65536)
@@ -768,8 +771,12 @@ class SSEStream:
             self.eof = True
             raise EOFError("SSE stream ended")
         self.raw += chunk
+        self._absorb()
+
+    def _absorb(self):
+        """Moves received body bytes into self.text, de-chunking if needed."""
         if not self.chunked:
-            self.text += self.raw.decode()
+            self.text += self.utf8.decode(self.raw)
             self.raw = b""
             return
         while True:
@@ -779,7 +786,7 @@ class SSEStream:
             size = int(self.raw[:line_end].split(b";")[0], 16)
             if len(self.raw) < line_end + 2 + size + 2:
                 return
-            self.text += self.raw[line_end + 2:line_end + 2 + size].decode()
+            self.text += self.utf8.decode(self.raw[line_end + 2:line_end + 2 + size])
             self.raw = self.raw[line_end + 2 + size + 2:]
             if size == 0:
                 self.eof = True
@@ -790,12 +797,12 @@ class SSEStream:
         try:
             while not self.eof:
                 if self.headers.get("content-length") and \
-                        len(self.text.encode()) + len(self.raw) >= int(self.headers["content-length"]):
+                        len(self.text.encode()) >= int(self.headers["content-length"]):
                     break
                 self._more()
         except (EOFError, OSError):
             pass
-        return (self.text.encode() + self.raw).decode()
+        return self.text
 
     def event(self):
         """The next event as {"event", "id", "data"}; comments are recorded."""

@@ -29,8 +29,7 @@ static void hist_index_is_monotonic_and_tight(void **state)
         size_t i = bench_hist_index(v);
         assert_true(i < BENCH_HIST_BUCKETS);
         assert_true(bench_hist_upper(i) >= v);
-        if (i > 0)
-            assert_true(bench_hist_upper(i - 1) < v);
+        if (i > 0) assert_true(bench_hist_upper(i - 1) < v);
         /* relative width under 1/64 */
         assert_true((double)(bench_hist_upper(i) - v) <= (double)v / 64.0 + 1);
     }
@@ -127,9 +126,9 @@ static void seq_hostile_values(void **state)
 {
     bench_seq s;
     bench_seq_init(&s, 100);
-    bench_seq_add(&s, 100);            /* at base: not expected */
+    bench_seq_add(&s, 100); /* at base: not expected */
     bench_seq_add(&s, 0);
-    bench_seq_add(&s, UINT64_MAX);     /* would need a huge bitmap */
+    bench_seq_add(&s, UINT64_MAX); /* would need a huge bitmap */
     bench_seq_add(&s, 100 + BENCH_SEQ_MAX_SPAN + 1);
     assert_int_equal(s.invalid, 4);
     assert_int_equal(s.unique, 0);
@@ -193,7 +192,8 @@ static void scan_pub_push(void **state)
 static void scan_other_pushes(void **state)
 {
     bench_scanner *sc = bench_scanner_new();
-    bench_line l = scan(sc, "{\"push\":\"gap\",\"channel\":\"c\",\"epoch\":\"e\",\"from\":3,\"to\":9}");
+    bench_line l =
+        scan(sc, "{\"push\":\"gap\",\"channel\":\"c\",\"epoch\":\"e\",\"from\":3,\"to\":9}");
     assert_int_equal(l.kind, BENCH_GAP);
     assert_int_equal(l.from, 3);
     assert_int_equal(l.to, 9);
@@ -209,7 +209,8 @@ static void scan_other_pushes(void **state)
 static void scan_replies(void **state)
 {
     bench_scanner *sc = bench_scanner_new();
-    bench_line l = scan(sc, "{\"id\":42,\"result\":{\"id\":\"01J\",\"offset\":77,\"epoch\":\"ep\"}}");
+    bench_line l =
+        scan(sc, "{\"id\":42,\"result\":{\"id\":\"01J\",\"offset\":77,\"epoch\":\"ep\"}}");
     assert_int_equal(l.kind, BENCH_RESULT);
     assert_int_equal(l.id, 42);
     assert_true(l.has_offset);
@@ -300,8 +301,7 @@ static void scan_rejects_malformed(void **state)
     bench_scanner *sc = bench_scanner_new();
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         bench_line l = scan(sc, bad[i]);
-        if (l.kind != BENCH_BAD)
-            fail_msg("accepted: %s (kind %d)", bad[i], l.kind);
+        if (l.kind != BENCH_BAD) fail_msg("accepted: %s (kind %d)", bad[i], l.kind);
     }
     bench_scanner_free(sc);
 }
@@ -382,8 +382,7 @@ static void scan_fast_path_agrees(void **state)
         if (cases[i].fast && a.kind != BENCH_PUB)
             fail_msg("fast path refused case %zu: %s", i, line);
         if (a.kind != b.kind || a.pub.offset != b.pub.offset || a.pub.t != b.pub.t ||
-            a.pub.s != b.pub.s || strcmp(a.epoch, b.epoch) != 0 ||
-            a.channel_len != b.channel_len)
+            a.pub.s != b.pub.s || strcmp(a.epoch, b.epoch) != 0 || a.channel_len != b.channel_len)
             fail_msg("paths disagree on case %zu: %s (kind %d vs %d)", i, line, a.kind, b.kind);
     }
     bench_scanner_free(fast);
@@ -515,8 +514,7 @@ static void nats_rejects_hostile(void **state)
         memset(&l, 0, sizeof(l));
         bench_nats_init(&p);
         int rc = bench_nats_feed(&p, bad[i], strlen(bad[i]), &ncb, &l);
-        if (rc != PL_EINVAL)
-            fail_msg("accepted: %s", bad[i]);
+        if (rc != PL_EINVAL) fail_msg("accepted: %s", bad[i]);
         /* A failed parser stays failed. */
         assert_int_equal(bench_nats_feed(&p, "PING\r\n", 6, &ncb, &l), PL_EINVAL);
         assert_int_equal(l.pings, 0);
@@ -629,8 +627,7 @@ static void ws_response_checks(void **state)
         "HTTP/1.1 101 OK\r\nUpgrade websocket\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (check(bad[i], &used, &status) != PL_EINVAL)
-            fail_msg("accepted response %zu", i);
+        if (check(bad[i], &used, &status) != PL_EINVAL) fail_msg("accepted response %zu", i);
     assert_int_equal(check(bad[0], &used, &status), PL_EINVAL);
     assert_int_equal(status, 200);
 
