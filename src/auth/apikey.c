@@ -47,6 +47,7 @@ static const struct {
     {"publish", APIKEY_SCOPE_PUBLISH},
     {"broadcast", APIKEY_SCOPE_BROADCAST},
     {"history", APIKEY_SCOPE_HISTORY},
+    {"cursors", APIKEY_SCOPE_HISTORY},
     {"presence", APIKEY_SCOPE_PRESENCE},
     {"presence_stats", APIKEY_SCOPE_PRESENCE},
     {"channels", APIKEY_SCOPE_CHANNELS},

@@ -14,6 +14,9 @@
 #include "util/mem.h"
 
 #define MAX_TOKENS (1u << 20)
+/* jsmn finds the bracket a ']' closes by walking back over tokens, which
+ * is quadratic in nesting depth; lines nested deeper are refused first. */
+#define MAX_DEPTH 128
 
 struct bench_scanner {
     bool no_fast; /* test hook: always take the jsmn path */
@@ -234,8 +237,32 @@ static int parse_result(bench_scanner *sc, const char *js, int i, int n, bench_l
     return i;
 }
 
+/* Whether brackets (outside strings) nest at most MAX_DEPTH deep. */
+static bool depth_ok(const char *s, size_t n)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > MAX_DEPTH) return false;
+        } else if (ch == '}' || ch == ']') {
+            depth--;
+        }
+    }
+    return true;
+}
+
 static int tokenize(bench_scanner *sc, const char *line, size_t len)
 {
+    if (!depth_ok(line, len)) return -1;
     for (;;) {
         jsmn_parser p;
         jsmn_init(&p);

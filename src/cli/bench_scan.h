@@ -54,7 +54,9 @@ typedef struct bench_scanner bench_scanner;
 bench_scanner *bench_scanner_new(void);
 void bench_scanner_free(bench_scanner *sc);
 /* Scans one line (no '\n'). Always fills out; out->kind is BENCH_BAD when
- * the line is malformed or too large (more than 1 MiB of tokens). */
+ * the line is malformed, too large (more than 1 Mi tokens) or nested more
+ * than 128 deep (bench payloads are flat; the bound keeps a hostile line
+ * from costing quadratic time). */
 void bench_scan(bench_scanner *sc, const char *line, size_t len, bench_line *out);
 
 /* Test hook: pub pushes normally take a one-pass fast path; off forces

@@ -173,6 +173,9 @@ static void on_tick(uv_timer_t *t)
     worker *w = t->data;
     w->now_ms = clock_wall_ms();
     worker_tick_conns(w);
+    /* Pings and closes queued by the tick go out now, not after the next
+     * poll (which may sleep until the next tick). */
+    conn_flush_dirty(w);
     if (atomic_load(&w->shutting_down) == 2 && !w->all) {
         close_handle((uv_handle_t *)&w->wakeup);
         close_handle((uv_handle_t *)&w->flusher);

@@ -1035,11 +1035,14 @@ static int a_keys_create(api_ctx *a)
         return api_error(a->c, 107, "scopes: a list of publish, broadcast, history, presence, "
                                     "channels, subscribe, disconnect, info, trace, webhooks, dlq, *");
     char key[APIKEY_LEN + 1], id[APIKEY_ID_LEN + 1];
-    if (server_audit(a->srv, a->who->actor, "keys.create", t->id, NULL, NULL))
-        return api_error(a->c, 100, "audit log unavailable");
-    if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id) ||
-        server_save_keys(a->srv))
+    if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id))
         return api_error(a->c, 100, NULL);
+    /* The key works only once it is audited and saved. */
+    if (server_audit(a->srv, a->who->actor, "keys.create", t->id, id, NULL) ||
+        server_save_keys(a->srv)) {
+        apikey_revoke(a->srv->keys, id);
+        return api_error(a->c, 100, "audit log or key file unavailable");
+    }
     sbuf o;
     sbuf_init(&o);
     sbuf_printf(&o, "{\"id\":\"%s\",\"key\":\"%s\",\"tenant\":", id, key);
@@ -1048,6 +1051,18 @@ static int a_keys_create(api_ctx *a)
     api_result(a->c, &o);
     sbuf_release(&o);
     return 0;
+}
+
+typedef struct key_search {
+    const char *id;
+    int found;
+} key_search;
+
+static int find_key(const apikey_entry *e, void *ud)
+{
+    key_search *ks = ud;
+    ks->found = !strcmp(e->id, ks->id);
+    return ks->found;
 }
 
 static int a_keys_revoke(api_ctx *a)
@@ -1059,6 +1074,9 @@ static int a_keys_revoke(api_ctx *a)
         return api_error(a->c, 107, "id required");
     memcpy(id, p, n);
     id[n] = '\0';
+    key_search ks = {.id = id};
+    apikey_foreach(a->srv->keys, NULL, find_key, &ks);
+    if (!ks.found) return api_error(a->c, 102, "no such key");
     if (server_audit(a->srv, a->who->actor, "keys.revoke", NULL, id, NULL))
         return api_error(a->c, 100, "audit log unavailable");
     if (apikey_revoke(a->srv->keys, id)) return api_error(a->c, 102, "no such key");

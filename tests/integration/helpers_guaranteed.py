@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from helpers_api import api, full_key, scope_key, with_api
-from parley_client import SLOW, T, parley_bin
+from parley_client import SLOW, T, connect, parley_bin
 
 # Redelivery schedule of `inbox` (ms): attempt n+1 follows attempt n after
 # ACK_WAIT + uniform[0, min(RETRY_MAX, RETRY_MIN * 2^(n-1))].
@@ -56,6 +56,29 @@ async def acall(fn, *args, **kw):
     return await asyncio.to_thread(fn, *args, **kw)
 
 
+def stamp(cl):
+    """Makes cl record each message's arrival time (monotonic s) as "_t", so
+    redelivery gaps are measured on arrival, not when the test looks."""
+    inner = cl._dispatch
+
+    def dispatch(msg):
+        msg["_t"] = time.monotonic()
+        inner(msg)
+    cl._dispatch = dispatch
+    return cl
+
+
+async def gconnect(server, user, tenant="acme"):
+    """A connected Client whose messages carry arrival times."""
+    return stamp(await connect(server, user, tenant))
+
+
+def quiet_period():
+    """Longer than any gap between two attempts of `inbox` (plus slack): a
+    redelivery that has not come by then is not coming."""
+    return (ACK_WAIT + RETRY_MAX) / 1000 + 0.5 * SLOW
+
+
 def is_pub(channel, offset=None):
     return lambda m: (m.get("push") == "pub" and m.get("channel") == channel and
                       (offset is None or m.get("offset") == offset))
@@ -80,6 +103,15 @@ async def subscribe(cl, channel, params=None):
     if params:
         p.update(params)
     return await cl.call("subscribe", p)
+
+
+async def ack(cl, channel, offset):
+    """Acks; pubs of the channel that arrived before the reply (sent before
+    the ack took effect) are dropped from the mailbox. Returns the result."""
+    reply = await cl.rpc("ack", {"channel": channel, "offset": offset})
+    assert "result" in reply, reply
+    cl.drain(lambda m: is_pub(channel)(m) and m["_seq"] < reply["_seq"])
+    return reply["result"]
 
 
 def trace(server, pub_id, tenant="acme"):

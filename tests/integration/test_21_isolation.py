@@ -5,13 +5,13 @@
 # push carries anything of globex (its data, user name, client id or id).
 import asyncio
 import json
+import time
 
 import pytest
 
 from helpers_api import ADMIN_KEY, api, api_error, api_raw, full_key, with_api
-from parley_client import (SECRETS, Closed, LoopThread, connect, jwt_encode, make_token, open_ws,
-                           Client, run, uniq)
-import time
+from parley_client import (SECRETS, Client, LoopThread, connect, jwt_encode, make_token, open_ws,
+                           run, uniq)
 
 GUS = "gus_" + uniq("z")
 SECRET_DATA = "GLOBEX-SECRET-" + uniq("d")
@@ -250,4 +250,3 @@ def test_globex_still_intact(world):
         unexpected = gus.drain(lambda m: m.get("push") not in (None, "ping"))
         assert unexpected == [], unexpected
     w["loop"].run(check())
-    _ = Closed  # imported for readers: a closed globex connection would raise it

@@ -3,7 +3,6 @@
 # admin methods need the admin key; keys created and revoked through the API
 # and tenants created through it survive a restart; secret rotation keeps
 # both secrets valid until the old one is removed, then rejects it with 101.
-import asyncio
 import time
 
 import pytest
@@ -242,4 +241,3 @@ def test_dev_tokens_issue(server_factory):
         assert (st, err["code"]) == (400, 107), bad
     st, err = api_error(srv, "tokens.issue", {"user": "d", "ttl": 60}, key=scope_key("acme", "info"))
     assert (st, err["code"]) == (403, 103)
-    _ = asyncio

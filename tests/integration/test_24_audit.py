@@ -4,6 +4,7 @@
 # accepts the untouched file and names the first bad record of every kind of
 # tampering (edit, delete, reorder, insert, forged insert, torn line), each
 # done on a copy of the file.
+import asyncio
 import hashlib
 import json
 import os
@@ -47,7 +48,6 @@ def audit_file(module_factory, tmp_path_factory):
 
 
 async def _to_thread(fn, *args, **kw):
-    import asyncio
     return await asyncio.to_thread(fn, *args, **kw)
 
 

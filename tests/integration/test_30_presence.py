@@ -4,7 +4,6 @@
 # peer (within the ping window); pages walk a roster exactly once; and with a
 # roster of 10,000 subscribers presence_stats costs no more than with 10.
 import asyncio
-import os
 import statistics
 import time
 
@@ -248,4 +247,3 @@ def test_big_roster_stats_do_not_scan(server_factory):
             wait_until, lambda: api(srv, "presence_stats", {"channel": big})["clients"] == 0,
             60 * SLOW, "roster gone after the connections closed", 0.5)
     run(body(), timeout=300 * SLOW)
-    _ = os
