@@ -406,6 +406,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     w->now_ms = clock_wall_ms();
+    c->last_rx_ms = w->now_ms;
     switch (c->state) {
     case CS_HTTP:
         http_read(c, buf->base, (size_t)nread);
@@ -489,6 +490,7 @@ void conn_on_accept(worker *w, uv_stream_t *listener)
     w->all = c;
     w->now_ms = clock_wall_ms();
     c->deadline_ms = w->now_ms + w->srv->cfg.limits.handshake_timeout_ms;
+    c->last_rx_ms = w->now_ms;
     if (over_ip) {
         respond_error(c, 429, "Too Many Requests", 111, "too many connections from this address");
         return;
@@ -793,6 +795,11 @@ void worker_tick_conns(worker *w)
         if (c->deadline_ms && now >= c->deadline_ms) {
             if (c->state == CS_WS && !c->s) conn_close(c, 4501, "connect timeout");
             else conn_abort(c);
+            continue;
+        }
+        int64_t idle = w->srv->cfg.limits.idle_timeout_ms;
+        if (idle && c->transport == T_WS && c->state == CS_WS && now - c->last_rx_ms >= idle) {
+            conn_close(c, 4003, "idle timeout");
             continue;
         }
         if (c->s && c->state != CS_CLOSING) session_tick(c);

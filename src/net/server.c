@@ -111,6 +111,71 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
  * Worker thread
  * ====================================================================== */
 
+tenant_counters *worker_tenant_counters(worker *w, const char *tenant)
+{
+    size_t n = strlen(tenant);
+    tenant_counters *tc = map_get(&w->tenant_metrics, tenant, n);
+    if (tc) return tc;
+    tc = pl_calloc(1, sizeof(*tc));
+    if (!tc) return NULL;
+    pthread_mutex_lock(&w->tenant_metrics_lock);
+    if (map_put(&w->tenant_metrics, tenant, n, tc)) {
+        pl_free(tc);
+        tc = NULL;
+    }
+    pthread_mutex_unlock(&w->tenant_metrics_lock);
+    return tc;
+}
+
+/* Per-tenant series, summed over workers: each tenant's own numbers under
+ * its own label (an operator endpoint; see docs/security.md). */
+static void render_tenant_metrics(server *srv, sbuf *out)
+{
+    map sums;
+    map_init(&sums);
+    for (int i = 0; i < srv->nworkers; i++) {
+        worker *w = srv->workers[i];
+        pthread_mutex_lock(&w->tenant_metrics_lock);
+        for (size_t k = 0; k < w->tenant_metrics.cap; k++) {
+            map_entry *e = &w->tenant_metrics.slots[k];
+            if (!e->key) continue;
+            tenant_counters *src = e->value, *dst = map_get(&sums, e->key, e->klen);
+            if (!dst && (dst = pl_calloc(1, sizeof(*dst))) && map_put(&sums, e->key, e->klen, dst)) {
+                pl_free(dst);
+                dst = NULL;
+            }
+            if (!dst) continue;
+            dst->connections_opened += atomic_load(&src->connections_opened);
+            dst->connections_closed += atomic_load(&src->connections_closed);
+            dst->pubs += atomic_load(&src->pubs);
+            dst->deliveries += atomic_load(&src->deliveries);
+        }
+        pthread_mutex_unlock(&w->tenant_metrics_lock);
+    }
+    static const char *const names[] = {"parley_tenant_connections", "parley_tenant_pubs_total",
+                                        "parley_tenant_deliveries_total"};
+    static const char *const help[] = {"Open client connections of a tenant.",
+                                       "Publishes accepted for a tenant.",
+                                       "Pubs queued to a tenant's subscribers."};
+    for (int m = 0; m < 3; m++) {
+        sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[m], help[m], names[m],
+                    m ? "counter" : "gauge");
+        for (size_t k = 0; k < sums.cap; k++) {
+            map_entry *e = &sums.slots[k];
+            if (!e->key) continue;
+            tenant_counters *t = e->value;
+            uint64_t v = m == 0 ? t->connections_opened - t->connections_closed
+                                : m == 1 ? t->pubs : t->deliveries;
+            sbuf_printf(out, "%s{tenant=", names[m]);
+            sbuf_json_str(out, e->key, e->klen);
+            sbuf_printf(out, "} %llu\n", (unsigned long long)v);
+        }
+    }
+    for (size_t k = 0; k < sums.cap; k++)
+        if (sums.slots[k].key) pl_free(sums.slots[k].value);
+    map_release(&sums);
+}
+
 static void drain_inbox(worker *w)
 {
     pthread_mutex_lock(&w->inbox_lock);
@@ -222,6 +287,8 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
     map_init(&w->channels);
     map_init(&w->conns);
     map_init(&w->users);
+    map_init(&w->tenant_metrics);
+    pthread_mutex_init(&w->tenant_metrics_lock, NULL);
     proto_batch_init(&w->batch);
     sbuf_init(&w->scratch);
     pthread_mutex_init(&w->inbox_lock, NULL);
@@ -269,6 +336,10 @@ static void worker_release(worker *w)
     map_release(&w->channels);
     map_release(&w->conns);
     map_release(&w->users);
+    for (size_t i = 0; i < w->tenant_metrics.cap; i++)
+        if (w->tenant_metrics.slots[i].key) pl_free(w->tenant_metrics.slots[i].value);
+    map_release(&w->tenant_metrics);
+    pthread_mutex_destroy(&w->tenant_metrics_lock);
     proto_batch_release(&w->batch);
     sbuf_release(&w->scratch);
 }
@@ -528,6 +599,7 @@ void server_render_metrics(server *srv, sbuf *out)
                    "# TYPE parley_presence_entries gauge\nparley_presence_entries ");
     sbuf_u64(out, presence_entries(srv->presence));
     sbuf_putc(out, '\n');
+    render_tenant_metrics(srv, out);
     delivery_stats ds;
     delivery_get_stats(srv->delivery, &ds);
     sbuf_printf(out,

@@ -112,6 +112,7 @@ struct conn {
     uint32_t qhead, qlen, qcap;
     size_t qbytes;             /* queued and in-flight bytes */
     int64_t deadline_ms;       /* handshake / close deadline; 0 = none */
+    int64_t last_rx_ms;        /* last bytes from the peer (idle_timeout) */
     int64_t next_ping_ms;
     int64_t pong_deadline_ms;
     conn *dirty_next;
@@ -162,6 +163,8 @@ struct worker {
     sbuf scratch;    /* reused for replies */
     char readbuf[65536];
     metrics_shard metrics;
+    pthread_mutex_t tenant_metrics_lock; /* guards the map, not the counters */
+    map tenant_metrics;                  /* tenant id -> tenant_counters* */
     int64_t now_ms; /* cached per loop iteration */
 };
 
@@ -188,7 +191,13 @@ struct server {
     size_t *stage_len, *stage_cap;
 };
 
+typedef struct tenant_counters {
+    _Atomic uint64_t connections_opened, connections_closed, pubs, deliveries;
+} tenant_counters;
+
 /* net/server.c */
+/* This worker's counters of a tenant (created on first use); NULL on OOM. */
+tenant_counters *worker_tenant_counters(worker *w, const char *tenant);
 void worker_post(worker *w, const inbox_msg *msgs, size_t n);
 /* Posts a pub (one new reference per worker) to every worker's inbox. */
 void server_broadcast_pub(server *srv, pl_pub *pub);

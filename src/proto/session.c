@@ -52,6 +52,7 @@ struct session {
     int connect_first_sub;
     rl_bucket cmds; /* limits.commands_per_second */
     uint8_t counted_tenant, counted_user; /* held connection-limit counts */
+    uint8_t counted_conn;                 /* counted in the tenant's metrics */
 };
 
 
@@ -551,6 +552,8 @@ void session_free(conn *c)
     if (!s) return;
     while (s->nsubs) drop_sub(c, s->subs[s->nsubs - 1]);
     if (!s->sse) fanout_user_del(c->w, c, s->tenant, s->user);
+    tenant_counters *tc = s->counted_conn ? worker_tenant_counters(c->w, s->tenant) : NULL;
+    if (tc) atomic_fetch_add(&tc->connections_closed, 1);
     char tkey[400], ukey[400];
     limit_keys(s, tkey, ukey, sizeof(tkey));
     if (s->counted_tenant) rl_conn_release(c->w->srv->limits, tkey);
@@ -1119,6 +1122,9 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         return;
     }
     rl_bucket_init(&s->cmds, srv->cfg.limits.commands_per_second, 0, clock_mono_us());
+    tenant_counters *tc = worker_tenant_counters(c->w, s->tenant);
+    if (tc) atomic_fetch_add(&tc->connections_opened, 1);
+    s->counted_conn = tc != NULL;
     if (fanout_user_add(c->w, c, s->tenant, s->user)) {
         reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
         conn_close(c, 4002, "overloaded");
@@ -1305,6 +1311,8 @@ fail:
 
 int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
 {
+    tenant_counters *tc = worker_tenant_counters(w, p->tenant);
+    if (tc) atomic_fetch_add_explicit(&tc->pubs, 1, memory_order_relaxed);
     if (p->cls == PUB_EPHEMERAL) {
         proto_encode_pub(p);
         server_broadcast_pub(w->srv, p);
