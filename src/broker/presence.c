@@ -314,3 +314,16 @@ size_t presence_users(presence *p, const char *tenant, const char *channel, char
     *out = v;
     return n;
 }
+
+int presence_has_user(presence *p, const char *tenant, const char *channel, const char *user)
+{
+    char key[600];
+    size_t klen = chan_key(key, sizeof(key), tenant, channel);
+    if (!klen) return 0;
+    shard *s = shard_for(p, key, klen);
+    pthread_mutex_lock(&s->lock);
+    pchan *c = get_chan(s, key, klen, 0);
+    int has = c && map_get(&c->users, user, strlen(user)) != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return has;
+}

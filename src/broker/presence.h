@@ -42,6 +42,8 @@ uint64_t presence_channels(presence *p, const char *tenant, const char *prefix, 
 /* The distinct users present in a channel: a pl_malloc'd array of
  * pl_malloc'd strings (caller frees), count returned. */
 size_t presence_users(presence *p, const char *tenant, const char *channel, char ***out);
+/* 1 if the user has a connection subscribed to the channel. */
+int presence_has_user(presence *p, const char *tenant, const char *channel, const char *user);
 /* Total entries (clients in channels), for metrics. */
 uint64_t presence_entries(presence *p);
 

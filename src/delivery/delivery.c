@@ -305,6 +305,17 @@ static void on_acked(delivery *d, dmsg *m)
     pl_free(hit);
 }
 
+/* A recipient with no connection subscribed to the channel gets nothing
+ * from a resend: its delivery goes back to queued (no attempt is used up)
+ * and is delivered when it subscribes again. */
+static int recipient_offline(delivery *d, track *t)
+{
+    if (presence_has_user(d->srv->presence, t->pub->tenant, t->pub->channel, t->user)) return 0;
+    persist(d, t->pub, t->user, DLV_QUEUED, t->attempt, "recipient offline");
+    track_free(d, t);
+    return 1;
+}
+
 static void on_fire(wheel_timer *tm, void *arg)
 {
     delivery *d = arg;
@@ -321,6 +332,7 @@ static void on_fire(wheel_timer *tm, void *arg)
         track_free(d, t);
         return;
     }
+    if (recipient_offline(d, t)) return;
     t->attempt++;
     t->sent_us = clock_mono_us();
     resend(d, t);
@@ -363,7 +375,7 @@ static void handle(delivery *d, dmsg *m)
         break;
     case M_REPLAY: {
         track *t = track_get(d, m->pub, m->user, 1);
-        if (!t) break;
+        if (!t || recipient_offline(d, t)) break;
         t->attempt = 1;
         t->sent_us = clock_mono_us();
         resend(d, t);

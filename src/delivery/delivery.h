@@ -16,6 +16,8 @@
  *
  * QUEUED -> SENT: delivery_sent (fan-out, or pending pubs on subscribe).
  * SENT -> SENT(attempt+1): the wheel fires after ack_wait + backoff(attempt).
+ * SENT -> QUEUED: the resend is due but the recipient has no subscribed
+ *   connection; no attempt is used up, it is delivered on its next subscribe.
  * SENT -> FAILED: attempts exhausted; the engine writes the dead-letter entry.
  * QUEUED/SENT -> ACKNOWLEDGED: the `ack` command (engine ENGINE_ACK).
  * ACKNOWLEDGED -> SEEN: the user's read cursor passes the offset. */

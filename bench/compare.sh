@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Runs the same `parley bench` scenarios against nats-server (WebSocket) and
+# against parley in one go, each server freshly started and pinned to CPU 0,
+# the bench client pinned to CPU 1, and prints the figures and the
+# parley/nats ratios as a markdown table (saved with --out FILE, the raw JSON
+# lines beside it as FILE.jsonl). When the client's core is the limit (both
+# servers below 100% CPU), "deliveries per server CPU second" is the ratio
+# that still compares the servers.
+#
+#   bench/compare.sh [--out bench/results/YYYY-MM-DD-compare.md] [--all] [--quick]
+#
+# --all adds the parley-only scenarios (latency at half the max rate,
+# publish, storm) so one run reproduces every figure in bench/README.md.
+# --quick uses small counts (a smoke run, figures meaningless).
+# Environment: PARLEY (default build/parley), NATS_SERVER (nats-server),
+# DURATION (10), FANOUT_SUBS ("1000 10000"), IDLE_CONNS (19000), SERVER_CPU (0),
+# CLIENT_CPU (1).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PARLEY=${PARLEY:-build/parley}
+NATS_SERVER=${NATS_SERVER:-nats-server}
+DURATION=${DURATION:-10}
+FANOUT_SUBS=${FANOUT_SUBS:-"1000 10000"}
+IDLE_CONNS=${IDLE_CONNS:-19000}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+OUT=""
+ALL=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --out) OUT=$2; shift 2 ;;
+    --all) ALL=1; shift ;;
+    --quick) DURATION=2; FANOUT_SUBS="50"; IDLE_CONNS=500; shift ;;
+    *) echo "usage: $0 [--out FILE] [--all] [--quick]" >&2; exit 2 ;;
+    esac
+done
+
+for bin in "$PARLEY" "$NATS_SERVER" taskset curl python3; do
+    command -v "$bin" >/dev/null 2>&1 || [ -x "$bin" ] || { echo "missing: $bin" >&2; exit 2; }
+done
+
+TMP=$(mktemp -d /tmp/parley-compare.XXXXXX)
+SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+PARLEY_PORT=$((20000 + RANDOM % 10000))
+NATS_PORT=$((PARLEY_PORT + 1))
+NATS_WS_PORT=$((PARLEY_PORT + 2))
+SERVER_PID=""
+RESULTS="$TMP/results.jsonl"
+: >"$RESULTS"
+
+cleanup() {
+    stop_server
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# The file descriptor limit applies to the servers too: raise it to the hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "server did not open port $1" >&2
+    return 1
+}
+
+start_nats() {
+    cat >"$TMP/nats.conf" <<CONF
+listen: "127.0.0.1:$NATS_PORT"
+max_payload: 1048576
+websocket { listen: "127.0.0.1:$NATS_WS_PORT", no_tls: true }
+CONF
+    taskset -c "$SERVER_CPU" "$NATS_SERVER" -c "$TMP/nats.conf" >"$TMP/nats.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port "$NATS_WS_PORT"
+}
+
+start_parley() {
+    rm -rf "$TMP/data"
+    mkdir -p "$TMP/data"
+    cat >"$TMP/parley.yaml" <<CONF
+tenants:
+  - id: bench
+    jwt_secret: "$SECRET"
+namespaces:
+  - name: ""
+    history_size: 1000
+limits:
+  max_connections_per_ip: 100000
+CONF
+    taskset -c "$SERVER_CPU" "$PARLEY" serve --config "$TMP/parley.yaml" \
+        --listen "127.0.0.1:$PARLEY_PORT" --data "$TMP/data" >"$TMP/parley.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port "$PARLEY_PORT"
+    for _ in $(seq 1 50); do
+        curl -fs "http://127.0.0.1:$PARLEY_PORT/healthz" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "parley did not become healthy; log:" >&2
+    tail -20 "$TMP/parley.log" >&2
+    return 1
+}
+
+# bench LABEL ARGS...: one run against the server started last; keeps its JSON line.
+bench() {
+    local label=$1
+    shift
+    echo "== $label" >&2
+    local line
+    set +e
+    taskset -c "$CLIENT_CPU" "$PARLEY" bench "$@" --server-pid "$SERVER_PID" --label "$label" \
+        >"$TMP/run.out"
+    local rc=$?
+    set -e
+    head -1 "$TMP/run.out" >&2
+    line=$(sed -n 2p "$TMP/run.out")
+    [ -n "$line" ] && echo "$line" >>"$RESULTS"
+    [ $rc -eq 0 ] || echo "   (exit status $rc)" >&2
+}
+
+PA=(--url "127.0.0.1:$PARLEY_PORT" --secret "$SECRET" --tenant bench --quiet)
+NA=(--url "127.0.0.1:$NATS_WS_PORT" --proto nats --quiet)
+
+for subs in $FANOUT_SUBS; do
+    start_nats
+    bench "fanout-$subs-nats" fanout "${NA[@]}" --subs "$subs" --duration "$DURATION"
+    stop_server
+    start_parley
+    bench "fanout-$subs-parley-standard" fanout "${PA[@]}" --subs "$subs" --duration "$DURATION"
+    stop_server
+    start_parley
+    bench "fanout-$subs-parley-ephemeral" fanout "${PA[@]}" --subs "$subs" \
+        --duration "$DURATION" --class ephemeral
+    stop_server
+done
+
+start_nats
+bench "idle-$IDLE_CONNS-nats" idle "${NA[@]}" --conns "$IDLE_CONNS" --hold 5
+stop_server
+start_parley
+bench "idle-$IDLE_CONNS-parley" idle "${PA[@]}" --conns "$IDLE_CONNS" --hold 5
+stop_server
+
+if [ $ALL -eq 1 ]; then
+    first=${FANOUT_SUBS%% *}
+    half=$(python3 - "$RESULTS" "fanout-$first-parley-standard" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+r = [x for x in rows if x.get("label") == sys.argv[2]]
+print(max(1, int(r[0]["pubs_per_s"] / 2)) if r else 100)
+PY
+)
+    start_parley
+    bench "fanout-$first-parley-standard-halfrate" fanout "${PA[@]}" --subs "$first" \
+        --duration "$DURATION" --rate "$half"
+    stop_server
+    start_parley
+    bench "publish-64-parley" publish "${PA[@]}" --publishers 64 --duration "$DURATION"
+    stop_server
+    storm_subs=10000
+    [ "$first" -lt 1000 ] && storm_subs=$first
+    start_parley
+    # One channel per subscriber: 10,000 pubs/s is then one pub per channel per
+    # second (one shared channel would need 10^8 deliveries/s); see README.
+    bench "storm-$storm_subs-parley" storm "${PA[@]}" --subs "$storm_subs" \
+        --channels "$storm_subs" --rate 10000 --duration "$((DURATION > 8 ? DURATION : 8))" \
+        --drop-at 2
+    stop_server
+fi
+
+python3 - "$RESULTS" "$(date -u +%Y-%m-%d)" "$(nproc)" <<'PY' | tee "$TMP/table.md"
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    rows[r["label"]] = r
+def us(v): return "%.2f ms" % (v / 1000.0)
+def rss(r):
+    v = r.get("rss_per_conn_bytes")
+    return "-" if v is None else "%.0f B (%d -> %d KiB)" % (v, r["rss_before_kib"], r["rss_hold_kib"])
+print("# parley vs nats-server, %s (%s cores; server on one core, client on another)\n" % (sys.argv[2], sys.argv[3]))
+def cpu_per(r):
+    if "server_cpu_s" not in r or not r["deliveries"]:
+        return None
+    return r["server_cpu_s"] * 1e6 / r["deliveries"]
+print("| run | conns | pubs/s | deliveries/s | p50 | p99 | p99.9 | max | lost/dup/ooo | server CPU s | server CPU µs/delivery | RSS/conn | connect/s | ok |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for k, r in rows.items():
+    lat = r["latency_us"]
+    cp = cpu_per(r)
+    print("| %s | %d | %.0f | %.0f | %s | %s | %s | %s | %d/%d/%d | %s | %s | %s | %.0f | %s |" % (
+        k, r["connections"], r["pubs_per_s"], r["deliveries_per_s"], us(lat["p50"]), us(lat["p99"]),
+        us(lat["p999"]), us(lat["max"]), r["lost"], r["duplicated"], r["out_of_order"],
+        "%.2f" % r["server_cpu_s"] if "server_cpu_s" in r else "-",
+        "-" if cp is None else "%.3f" % cp, rss(r),
+        r["connect_per_s"], "yes" if r["ok"] else "NO"))
+print("\n## Ratios (parley / nats)\n")
+print("| comparison | ratio |")
+print("|---|---|")
+for k, r in rows.items():
+    if not k.startswith("fanout-") or not k.endswith("-nats"):
+        continue
+    base = k[:-len("-nats")]
+    for cls in ("standard", "ephemeral"):
+        p = rows.get("%s-parley-%s" % (base, cls))
+        if p and r["deliveries_per_s"] > 0:
+            print("| %s deliveries/s, parley %s | %.2fx |" % (base, cls, p["deliveries_per_s"] / r["deliveries_per_s"]))
+        if p and cpu_per(p) and cpu_per(r):
+            print("| %s deliveries per server CPU second, parley %s | %.2fx |" % (base, cls, cpu_per(r) / cpu_per(p)))
+for k, r in rows.items():
+    if k.startswith("idle-") and k.endswith("-nats"):
+        p = rows.get(k[:-len("-nats")] + "-parley")
+        if p and r.get("rss_per_conn_bytes") and p.get("rss_per_conn_bytes"):
+            print("| %s RSS per connection (lower is better) | %.2fx |" % (k[:-5], p["rss_per_conn_bytes"] / r["rss_per_conn_bytes"]))
+        if p and r["connect_per_s"] > 0:
+            print("| %s connects/s | %.2fx |" % (k[:-5], p["connect_per_s"] / r["connect_per_s"]))
+for k in ("publish-64-parley",):
+    r = rows.get(k)
+    if r:
+        a = r["ack_latency_us"]
+        print("\npublish, 64 publishers: %.0f acked pubs/s, ack p50 %s p99 %s, commit batch avg %s" % (
+            r["pubs_per_s"], us(a["p50"]), us(a["p99"]), r.get("commit_batch_avg", "n/a")))
+for k, r in rows.items():
+    if k.startswith("storm-"):
+        print("\n%s: caught up in %s s, gaps %d, lost %d, dups %d, recovered %d pubs in subscribe results" % (
+            k, r.get("catchup_s"), r["gaps"], r["lost"], r["duplicated"], r.get("recovered", 0)))
+PY
+if [ -n "$OUT" ]; then
+    cp "$TMP/table.md" "$OUT"
+    cp "$RESULTS" "${OUT%.md}.jsonl"
+    echo "saved $OUT and ${OUT%.md}.jsonl" >&2
+fi
