@@ -25,5 +25,12 @@ echo "== unit tests under sanitizers"
 echo "== black-box tests under sanitizers"
 PARLEY_BIN=$PWD/build-asan/parley PARLEY_SANITIZED=1 /usr/bin/python3 -m pytest -q tests/integration
 
+echo "== bench smoke (zero loss, not speed)"
+scripts/bench-smoke.sh build/parley
+
 echo "== fuzz (bounded)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+
+# Every stage above stops the script on failure (set -e), so reaching this
+# line means all of them passed.
+echo "stages: 8 passed, 0 failed"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A few seconds of `parley bench` against a fresh server: asserts zero loss,
+# duplicates and reordering (the bench exits non-zero on any), not speed.
+# Usage: scripts/bench-smoke.sh PATH_TO_PARLEY
+set -euo pipefail
+bin=${1:-build/parley}
+dir=$(mktemp -d)
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+secret="bench-smoke-secret-0123456789abcdef"
+cat > "$dir/parley.yaml" <<YAML
+listen: "127.0.0.1:$port"
+data_dir: "$dir/data"
+tenants:
+  - {id: bench, jwt_secret: "$secret"}
+namespaces:
+  - {name: "", history_size: 1000}
+YAML
+"$bin" serve --config "$dir/parley.yaml" > "$dir/server.log" 2>&1 &
+pid=$!
+cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+for _ in $(seq 50); do
+  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+  sleep 0.1
+done
+"$bin" bench fanout --url "127.0.0.1:$port" --secret "$secret" --tenant bench \
+  --subs 20 --count 2000 --duration 3 --quiet
+"$bin" bench storm --url "127.0.0.1:$port" --secret "$secret" --tenant bench \
+  --subs 50 --channels 10 --rate 500 --duration 3 --drop-at 1 --quiet
+echo "bench smoke: ok"
