@@ -105,6 +105,7 @@ struct chan {
     uint32_t b_keep; /* history_size of the batch's last publish */
     /* Ring of the newest committed pubs: offsets [head - rcount + 1, head]. */
     uint32_t rcap, rcount, rstart;
+    uint32_t rmax; /* ring_size: the ring grows to this on demand */
     pl_pub **ring;
     const char *tenant, *channel; /* in the same allocation */
 };
@@ -336,10 +337,26 @@ static pl_pub *ring_at(const chan *ch, uint64_t off)
     return ch->ring[(ch->rstart + (off - ring_lo(ch))) % ch->rcap];
 }
 
+/* Doubles the ring up to rmax, so that idle channels (one subscriber, no
+ * traffic) cost no ring at all. A failed allocation keeps the old size. */
+static void ring_grow(chan *ch)
+{
+    uint32_t ncap = ch->rcap ? ch->rcap * 2 : 4;
+    if (ncap > ch->rmax) ncap = ch->rmax;
+    pl_pub **nr = ncap ? pl_malloc(ncap * sizeof(*nr)) : NULL;
+    if (!nr) return;
+    for (uint32_t i = 0; i < ch->rcount; i++) nr[i] = ch->ring[(ch->rstart + i) % ch->rcap];
+    pl_free(ch->ring);
+    ch->ring = nr;
+    ch->rcap = ncap;
+    ch->rstart = 0;
+}
+
 /* Appends the pub with offset ch->head + 1 (takes a reference). */
 static void ring_push(chan *ch, pl_pub *p)
 {
     ch->head = p->offset;
+    if (ch->rcount == ch->rcap && ch->rcap < ch->rmax) ring_grow(ch);
     if (!ch->rcap) return;
     if (ch->rcount == ch->rcap) {
         pub_unref(ch->ring[ch->rstart]);
@@ -391,6 +408,7 @@ static void chan_free(chan *ch)
         ch->rstart = (ch->rstart + 1) % ch->rcap;
         ch->rcount--;
     }
+    pl_free(ch->ring);
     pl_free(ch);
 }
 
@@ -416,13 +434,11 @@ static void chan_evict_excess(sq_engine *e)
 static chan *chan_alloc(sq_engine *e, const char *tenant, const char *channel, uint32_t hash)
 {
     size_t tl = strlen(tenant), cl = strlen(channel);
-    size_t ring_bytes = (size_t)e->opts.ring_size * sizeof(pl_pub *);
-    chan *ch = pl_calloc(1, sizeof(*ch) + ring_bytes + tl + cl + 2);
+    chan *ch = pl_calloc(1, sizeof(*ch) + tl + cl + 2);
     if (!ch) return NULL;
     ch->hash = hash;
-    ch->rcap = e->opts.ring_size;
-    ch->ring = (pl_pub **)(ch + 1);
-    char *names = (char *)(ch + 1) + ring_bytes;
+    ch->rmax = e->opts.ring_size;
+    char *names = (char *)(ch + 1);
     memcpy(names, tenant, tl + 1);
     memcpy(names + tl + 1, channel, cl + 1);
     ch->tenant = names;

@@ -803,5 +803,11 @@ void worker_tick_conns(worker *w)
             continue;
         }
         if (c->s && c->state != CS_CLOSING) session_tick(c);
+        /* An idle connection keeps no queue array. */
+        if (!c->qlen && !c->writing && c->q) {
+            pl_free(c->q);
+            c->q = NULL;
+            c->qcap = c->qhead = 0;
+        }
     }
 }

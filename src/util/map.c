@@ -39,7 +39,7 @@ static map_entry *find(const map *m, const char *key, size_t klen, uint64_t h)
 
 static int grow(map *m)
 {
-    size_t cap = m->cap ? m->cap * 2 : 16;
+    size_t cap = m->cap ? m->cap * 2 : 2; /* small: many maps hold one entry */
     map_entry *slots = pl_calloc(cap, sizeof(*slots));
     if (!slots) return -1;
     map old = *m;
