@@ -22,12 +22,31 @@ int64_t clock_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Ids need uniqueness, not secrecy: a per-thread splitmix64 seeded once
+ * from the OS avoids a RAND_bytes call (a lock and a getpid) per pub. The
+ * thread-local state is the generator's own, like the allocation hook. */
+static uint64_t next_random(void)
+{
+    static _Thread_local uint64_t state;
+    static _Thread_local int seeded;
+    if (!seeded) {
+        if (RAND_bytes((unsigned char *)&state, sizeof(state)) != 1) state = (uint64_t)clock_mono_us();
+        seeded = 1;
+    }
+    uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
 void clock_ulid(char out[27])
 {
     static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     uint64_t ms = (uint64_t)clock_wall_ms();
     unsigned char rnd[10];
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) memset(rnd, 0, sizeof(rnd));
+    uint64_t a = next_random(), b = next_random();
+    memcpy(rnd, &a, 8);
+    memcpy(rnd + 8, &b, 2);
     for (int i = 9; i >= 0; i--) {
         out[i] = alphabet[ms & 31];
         ms >>= 5;
