@@ -1,4 +1,5 @@
-/* Fuzzes the YAML configuration loader: any input either loads or fails with a LINE:COL position. */
+/* Fuzzes the YAML configuration loader: any input either loads or fails with a LINE:COL position.
+ */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>

@@ -25,8 +25,10 @@ static void tenant_free(tenant *t)
     if (!t) return;
     pl_free(t->id);
     jwt_keys_free(t->keys);
-    for (size_t i = 0; i < t->nsecrets; i++) pl_free(t->secrets[i]);
-    for (size_t i = 0; i < t->npublic_keys; i++) pl_free(t->public_keys[i]);
+    for (size_t i = 0; i < t->nsecrets; i++)
+        pl_free(t->secrets[i]);
+    for (size_t i = 0; i < t->npublic_keys; i++)
+        pl_free(t->public_keys[i]);
     pl_free(t->secrets);
     pl_free(t->public_keys);
     pl_free(t);
@@ -47,8 +49,10 @@ tenants *tenants_new(const char *path)
 void tenants_free(tenants *t)
 {
     if (!t) return;
-    for (size_t i = 0; i < t->n; i++) tenant_free(t->live[i]);
-    for (size_t i = 0; i < t->nretired; i++) tenant_free(t->retired[i]);
+    for (size_t i = 0; i < t->n; i++)
+        tenant_free(t->live[i]);
+    for (size_t i = 0; i < t->nretired; i++)
+        tenant_free(t->retired[i]);
     pl_free(t->live);
     pl_free(t->retired);
     pl_free(t->path);
@@ -61,7 +65,8 @@ static char **copy_list(const char *const *src, size_t n)
     char **d = pl_calloc(n, sizeof(*d));
     for (size_t i = 0; d && i < n; i++) {
         if ((d[i] = pl_strdup(src[i]))) continue;
-        while (i) pl_free(d[--i]);
+        while (i)
+            pl_free(d[--i]);
         pl_free(d);
         return NULL;
     }
@@ -108,7 +113,8 @@ fail:
 static json_t *strs_json(char **v, size_t n)
 {
     json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(v[i]));
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
     return a;
 }
 
@@ -120,13 +126,13 @@ static int save(tenants *t)
     for (size_t i = 0; arr && i < t->n; i++) {
         tenant *x = t->live[i];
         if (!x->from_api) continue;
-        json_t *o = json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:I}", "id", x->id, "jwt_secrets",
-                              strs_json(x->secrets, x->nsecrets), "jwt_public_keys",
-                              strs_json(x->public_keys, x->npublic_keys), "max_connections",
-                              (json_int_t)x->max_connections, "max_channels",
-                              (json_int_t)x->max_channels, "publishes_per_second",
-                              (json_int_t)x->publishes_per_second, "storage_bytes",
-                              (json_int_t)x->storage_bytes);
+        json_t *o =
+            json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:I}", "id", x->id, "jwt_secrets",
+                      strs_json(x->secrets, x->nsecrets), "jwt_public_keys",
+                      strs_json(x->public_keys, x->npublic_keys), "max_connections",
+                      (json_int_t)x->max_connections, "max_channels", (json_int_t)x->max_channels,
+                      "publishes_per_second", (json_int_t)x->publishes_per_second, "storage_bytes",
+                      (json_int_t)x->storage_bytes);
         if (o) json_array_append_new(arr, o);
     }
     char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
@@ -150,7 +156,8 @@ int tenants_put(tenants *t, const tenant_spec *spec, int from_api, char *err, si
     int rc = -1;
     pthread_rwlock_wrlock(&t->lock);
     size_t i = 0;
-    while (i < t->n && strcmp(t->live[i]->id, spec->id)) i++;
+    while (i < t->n && strcmp(t->live[i]->id, spec->id))
+        i++;
     if (i == t->n && t->n == t->cap) {
         size_t ncap = t->cap ? t->cap * 2 : 8;
         tenant **nl = pl_realloc(t->live, ncap * sizeof(*nl));
@@ -219,7 +226,8 @@ static const char **json_strs(json_t *a, size_t *n)
 {
     *n = json_is_array(a) ? json_array_size(a) : 0;
     const char **v = *n ? pl_calloc(*n, sizeof(*v)) : NULL;
-    for (size_t i = 0; v && i < *n; i++) v[i] = json_string_value(json_array_get(a, i));
+    for (size_t i = 0; v && i < *n; i++)
+        v[i] = json_string_value(json_array_get(a, i));
     for (size_t i = 0; v && i < *n; i++)
         if (!v[i]) {
             pl_free(v);

@@ -175,5 +175,6 @@ void fanout_user_each(worker *w, const char *tenant, const char *user, void (*fn
     uconns *u = klen ? map_get(&w->users, key, klen) : NULL;
     /* Closing does not detach (that happens when the handle is released),
      * so the array is stable during the walk. */
-    for (uint32_t i = 0; u && i < u->n; i++) fn(u->v[i], arg);
+    for (uint32_t i = 0; u && i < u->n; i++)
+        fn(u->v[i], arg);
 }

@@ -236,8 +236,8 @@ uint64_t presence_page(presence *p, const char *tenant, const char *channel, uin
     return next;
 }
 
-int presence_typing_allowed(presence *p, const char *tenant, const char *channel,
-                            const char *user, int64_t now_ms, int64_t interval_ms)
+int presence_typing_allowed(presence *p, const char *tenant, const char *channel, const char *user,
+                            int64_t now_ms, int64_t interval_ms)
 {
     char key[600];
     size_t klen = chan_key(key, sizeof(key), tenant, channel);

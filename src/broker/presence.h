@@ -32,8 +32,8 @@ uint64_t presence_page(presence *p, const char *tenant, const char *channel, uin
                        uint32_t limit, sbuf *out, uint32_t *count);
 /* Typing throttle: 1 if user may send a typing signal on channel now (and
  * records it), 0 if one was forwarded less than interval_ms ago. */
-int presence_typing_allowed(presence *p, const char *tenant, const char *channel,
-                            const char *user, int64_t now_ms, int64_t interval_ms);
+int presence_typing_allowed(presence *p, const char *tenant, const char *channel, const char *user,
+                            int64_t now_ms, int64_t interval_ms);
 /* Appends the tenant's channels with clients (optionally only names starting
  * with prefix) as {"channel","clients","users"} objects; returns the next
  * cursor or 0 at the end. */

@@ -53,11 +53,16 @@ static int cmd_serve(int argc, char **argv)
                                          {"workers", required_argument, 0, 'w'},
                                          {0, 0, 0, 0}};
     for (int o; (o = getopt_long(argc, argv, "c:l:d:w:", opts, NULL)) != -1;) {
-        if (o == 'c') cfgpath = optarg;
-        else if (o == 'l') listen = optarg;
-        else if (o == 'd') data = optarg;
-        else if (o == 'w') workers = atoi(optarg);
-        else return 2;
+        if (o == 'c')
+            cfgpath = optarg;
+        else if (o == 'l')
+            listen = optarg;
+        else if (o == 'd')
+            data = optarg;
+        else if (o == 'w')
+            workers = atoi(optarg);
+        else
+            return 2;
     }
     config cfg;
     if (load_config(&cfg, cfgpath)) return 1;
@@ -108,17 +113,30 @@ static int cmd_token(int argc, char **argv)
         {"config", required_argument, 0, 'c'}, {0, 0, 0, 0}};
     for (int o; (o = getopt_long(argc, argv, "u:t:s:x:d:C:c:", opts, NULL)) != -1;) {
         switch (o) {
-        case 'u': user = optarg; break;
-        case 't': tenant = optarg; break;
-        case 's': secret = optarg; break;
-        case 'x': ttl = optarg; break;
+        case 'u':
+            user = optarg;
+            break;
+        case 't':
+            tenant = optarg;
+            break;
+        case 's':
+            secret = optarg;
+            break;
+        case 'x':
+            ttl = optarg;
+            break;
         case 'd':
             data = optarg;
             data_default = 0;
             break;
-        case 'C': channel = optarg; break;
-        case 'c': cfgpath = optarg; break;
-        default: return 2;
+        case 'C':
+            channel = optarg;
+            break;
+        case 'c':
+            cfgpath = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     if (!user) {
@@ -137,7 +155,8 @@ static int cmd_token(int argc, char **argv)
     if (!secret && cfgpath) {
         if (load_config(&cfg, cfgpath)) return 1;
         have_cfg = 1;
-        const cfg_tenant *t = tenant ? config_tenant(&cfg, tenant) : (cfg.n_tenants ? &cfg.tenants[0] : NULL);
+        const cfg_tenant *t =
+            tenant ? config_tenant(&cfg, tenant) : (cfg.n_tenants ? &cfg.tenants[0] : NULL);
         if (t && t->n_jwt_secrets) {
             secret = t->jwt_secrets[0];
             if (!tenant) tenant = t->id;
@@ -242,13 +261,15 @@ static char *api_call(const char *url, const char *key, const char *method, cons
 static int cmd_trace(int argc, char **argv)
 {
     const char *url = "http://127.0.0.1:8080", *key = getenv("PARLEY_API_KEY");
-    static const struct option opts[] = {{"url", required_argument, 0, 'u'},
-                                         {"key", required_argument, 0, 'k'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"url", required_argument, 0, 'u'}, {"key", required_argument, 0, 'k'}, {0, 0, 0, 0}};
     for (int o; (o = getopt_long(argc, argv, "u:k:", opts, NULL)) != -1;) {
-        if (o == 'u') url = optarg;
-        else if (o == 'k') key = optarg;
-        else return 2;
+        if (o == 'u')
+            url = optarg;
+        else if (o == 'k')
+            key = optarg;
+        else
+            return 2;
     }
     if (optind >= argc || !key) {
         fprintf(stderr, "usage: parley trace ID [--url http://HOST:PORT] --key API_KEY "
@@ -283,12 +304,14 @@ static int cmd_trace(int argc, char **argv)
            (long long)json_integer_value(json_object_get(res, "fanout")));
     size_t i, k;
     json_t *d, *t;
-    json_array_foreach(json_object_get(res, "deliveries"), i, d) {
+    json_array_foreach(json_object_get(res, "deliveries"), i, d)
+    {
         printf("  recipient %s: %s after %lld attempt(s)\n",
                json_string_value(json_object_get(d, "user")),
                json_string_value(json_object_get(d, "state")),
                (long long)json_integer_value(json_object_get(d, "attempts")));
-        json_array_foreach(json_object_get(d, "transitions"), k, t) {
+        json_array_foreach(json_object_get(d, "transitions"), k, t)
+        {
             const char *err = json_string_value(json_object_get(t, "error"));
             printf("    %lld  %-12s attempt %lld%s%s\n",
                    (long long)json_integer_value(json_object_get(t, "at")),

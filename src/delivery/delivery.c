@@ -81,8 +81,10 @@ static void post(delivery *d, dmsg *m)
     pthread_mutex_lock(&d->lock);
     int drop = d->stopping || !d->running;
     if (!drop) {
-        if (d->tail) d->tail->next = m;
-        else d->head = m;
+        if (d->tail)
+            d->tail->next = m;
+        else
+            d->head = m;
         d->tail = m;
     }
     pthread_mutex_unlock(&d->lock);
@@ -301,7 +303,8 @@ static void on_acked(delivery *d, dmsg *m)
         d->stats.ack_latency_us_sum += (uint64_t)(now - hit[i]->sent_us);
     }
     pthread_mutex_unlock(&d->stats_lock);
-    for (size_t i = 0; i < n; i++) track_free(d, hit[i]);
+    for (size_t i = 0; i < n; i++)
+        track_free(d, hit[i]);
     pl_free(hit);
 }
 

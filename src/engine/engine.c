@@ -14,14 +14,17 @@ void engine_req_free(engine_req *r)
 {
     if (!r) return;
     pub_unref(r->pub);
-    for (size_t i = 0; i < r->npubs; i++) pub_unref(r->pubs[i]);
+    for (size_t i = 0; i < r->npubs; i++)
+        pub_unref(r->pubs[i]);
     pl_free(r->pubs);
     pl_free(r->tenant);
     pl_free(r->channel);
     pl_free(r->user);
-    for (size_t i = 0; i < r->nrecipients; i++) pl_free(r->recipients[i]);
+    for (size_t i = 0; i < r->nrecipients; i++)
+        pl_free(r->recipients[i]);
     pl_free(r->recipients);
-    for (size_t i = 0; r->users && i < r->npubs; i++) pl_free(r->users[i]);
+    for (size_t i = 0; r->users && i < r->npubs; i++)
+        pl_free(r->users[i]);
     pl_free(r->users);
     pl_free(r->attempts);
     pl_free(r->error);

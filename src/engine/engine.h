@@ -126,8 +126,8 @@ struct engine_req {
     char **users;
     uint64_t count;
     int admin_op;
-    char *reason;    /* DLQ filter */
-    char *pub_id;    /* TRACE */
+    char *reason; /* DLQ filter */
+    char *pub_id; /* TRACE */
     int64_t since_ms, until_ms;
     uint64_t entry_id; /* DLQ entry, 0 = by filter */
     uint64_t after_id; /* DLQ list paging cursor */
@@ -149,9 +149,9 @@ typedef void (*engine_encode_fn)(pl_pub *pub);
 
 typedef struct engine_opts {
     const char *data_dir;
-    int64_t dedup_window_ms;  /* idempotency keys remembered this long (default 24h) */
-    uint32_t ring_size;       /* recent pubs kept in memory per channel */
-    int64_t max_db_bytes;     /* 0 = unlimited; beyond it publishes fail with PL_EIO */
+    int64_t dedup_window_ms; /* idempotency keys remembered this long (default 24h) */
+    uint32_t ring_size;      /* recent pubs kept in memory per channel */
+    int64_t max_db_bytes;    /* 0 = unlimited; beyond it publishes fail with PL_EIO */
     engine_sink_fn sink;
     void *sink_ctx;
     engine_encode_fn encode;
@@ -166,7 +166,8 @@ typedef struct engine_stats {
     uint64_t commit_us_total; /* sum of commit latencies */
     /* commit batch size histogram: buckets 1,2,4,...,1024,+Inf */
     uint64_t batch_hist[12];
-    /* commit latency histogram (microseconds): 100,250,500,1000,2500,5000,10000,25000,50000,100000,250000,+Inf */
+    /* commit latency histogram (microseconds):
+     * 100,250,500,1000,2500,5000,10000,25000,50000,100000,250000,+Inf */
     uint64_t commit_lat_hist[12];
 } engine_stats;
 

@@ -19,10 +19,11 @@ static const char *put(char **cursor, const char *s, size_t n)
 pl_pub *pub_new(const pub_fields *f, pub_class cls)
 {
     size_t extra = 0;
-    const char *srcs[] = {f->tenant, f->channel, f->data, f->user, f->client,
-                          f->type, f->correlation_id, f->headers, f->idem_key};
-    size_t lens[] = {f->tenant_len, f->channel_len, f->data_len, f->user_len, f->client_len,
-                     f->type_len, f->correlation_id_len, f->headers_len, f->idem_key_len};
+    const char *srcs[] = {f->tenant, f->channel,        f->data,    f->user,    f->client,
+                          f->type,   f->correlation_id, f->headers, f->idem_key};
+    size_t lens[] = {f->tenant_len,         f->channel_len, f->data_len,
+                     f->user_len,           f->client_len,  f->type_len,
+                     f->correlation_id_len, f->headers_len, f->idem_key_len};
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
         if (srcs[i]) extra += lens[i] + 1;
     pl_pub *p = pl_calloc(1, sizeof(*p) + extra);

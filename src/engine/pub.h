@@ -38,7 +38,7 @@ typedef struct pl_pub {
     const char *correlation_id;
     const char *headers; /* raw JSON object */
     const char *idem_key;
-    rbuf *frame; /* encoded push, owned; NULL until pub_set_frame */
+    rbuf *frame;             /* encoded push, owned; NULL until pub_set_frame */
     _Atomic uint32_t fanout; /* connections it was queued to (trace) */
 } pl_pub;
 

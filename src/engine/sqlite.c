@@ -176,7 +176,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                    " ON CONFLICT(cid, user) DO UPDATE SET off = excluded.off",
     [ST_DLV_INS] = "INSERT OR IGNORE INTO deliveries(cid, off, user, state, attempts, updated_ms)"
                    " VALUES (?1, ?2, ?3, 0, 0, ?4)",
-    [ST_DLV_GET] = "SELECT state, attempts FROM deliveries WHERE cid = ?1 AND off = ?2 AND user = ?3",
+    [ST_DLV_GET] =
+        "SELECT state, attempts FROM deliveries WHERE cid = ?1 AND off = ?2 AND user = ?3",
     [ST_DLV_SET] = "UPDATE deliveries SET state = ?4, attempts = ?5, updated_ms = ?6"
                    " WHERE cid = ?1 AND off = ?2 AND user = ?3",
     [ST_DLOG_INS] = "INSERT INTO delivery_log(cid, off, user, state, attempt, ts, error)"
@@ -345,7 +346,8 @@ static void ring_grow(chan *ch)
     if (ncap > ch->rmax) ncap = ch->rmax;
     pl_pub **nr = ncap ? pl_malloc(ncap * sizeof(*nr)) : NULL;
     if (!nr) return;
-    for (uint32_t i = 0; i < ch->rcount; i++) nr[i] = ch->ring[(ch->rstart + i) % ch->rcap];
+    for (uint32_t i = 0; i < ch->rcount; i++)
+        nr[i] = ch->ring[(ch->rstart + i) % ch->rcap];
     pl_free(ch->ring);
     ch->ring = nr;
     ch->rcap = ncap;
@@ -998,8 +1000,7 @@ static void plan_read(const chan *ch, engine_req *r, uint64_t *lo, uint64_t *hi)
     if (r->mode == ENGINE_READ_RECOVER) {
         int epoch_ok = !strcmp(r->since_epoch, "*") ||
                        !strncmp(r->since_epoch, ch->epoch, sizeof(r->since_epoch));
-        if (r->has_since && epoch_ok &&
-            since <= head && (since == head || since + 1 >= ef)) {
+        if (r->has_since && epoch_ok && since <= head && (since == head || since + 1 >= ef)) {
             r->recovered = 1;
             if (since == head) return;
             if (!r->limit) {
@@ -1269,14 +1270,16 @@ static int serve_pending(sq_engine *e, chan *ch, engine_req *r)
 
 /* ---- dead-letter queue and trace ------------------------------------------ */
 
-static const char *const state_names[] = {"queued", "sent", "acknowledged", "seen", "failed",
-                                          "expired"};
+static const char *const state_names[] = {"queued", "sent",   "acknowledged",
+                                          "seen",   "failed", "expired"};
 
 static void json_col(sbuf *o, sqlite3_stmt *st, int col)
 {
     const char *v = (const char *)sqlite3_column_text(st, col);
-    if (v) sbuf_json_str(o, v, (size_t)sqlite3_column_bytes(st, col));
-    else sbuf_puts(o, "null");
+    if (v)
+        sbuf_json_str(o, v, (size_t)sqlite3_column_bytes(st, col));
+    else
+        sbuf_puts(o, "null");
 }
 
 static sqlite3_stmt *dlq_select(sq_engine *e, engine_req *r, const char *what, int limit)
@@ -1304,8 +1307,10 @@ static sqlite3_stmt *dlq_select(sq_engine *e, engine_req *r, const char *what, i
 static int dlq_list(sq_engine *e, engine_req *r, sbuf *o)
 {
     int limit = r->limit ? (int)r->limit : 100;
-    sqlite3_stmt *st = dlq_select(e, r, "id, pub_id, channel, user, reason, attempts,"
-                                        " last_error, correlation_id, failed_at", limit);
+    sqlite3_stmt *st = dlq_select(e, r,
+                                  "id, pub_id, channel, user, reason, attempts,"
+                                  " last_error, correlation_id, failed_at",
+                                  limit);
     if (!st) return PL_EIO;
     int n = 0, rc;
     int64_t last = 0;
@@ -1392,8 +1397,10 @@ static int trace(sq_engine *e, engine_req *r, sbuf *o)
     pl_pub *p = load_one(e, ch, off);
     if (!p) return PL_ENOTFOUND;
     sbuf_puts(o, "{\"pub\":{");
-    if (p->frame && p->frame->len > 14) sbuf_append(o, p->frame->data + 14, p->frame->len - 14);
-    else sbuf_puts(o, "}");
+    if (p->frame && p->frame->len > 14)
+        sbuf_append(o, p->frame->data + 14, p->frame->len - 14);
+    else
+        sbuf_puts(o, "}");
     sbuf_printf(o, ",\"stored\":true,\"accepted_at\":%lld,\"fanout\":", (long long)p->ts_ms);
     sbuf_u64(o, atomic_load(&p->fanout));
     pub_unref(p);
@@ -1416,7 +1423,8 @@ static int trace(sq_engine *e, engine_req *r, sbuf *o)
         if (sqlite3_prepare_v2(e->db, lsql, -1, &lg, NULL) == SQLITE_OK) {
             sqlite3_bind_int64(lg, 1, ch->cid);
             sqlite3_bind_int64(lg, 2, (sqlite3_int64)off);
-            sqlite3_bind_text(lg, 3, (const char *)sqlite3_column_text(st, 0), -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(lg, 3, (const char *)sqlite3_column_text(st, 0), -1,
+                              SQLITE_TRANSIENT);
             for (int k = 0; sqlite3_step(lg) == SQLITE_ROW; k++) {
                 int ls = sqlite3_column_int(lg, 0);
                 sbuf_printf(o, "%s{\"state\":\"%s\",\"attempt\":%d,\"at\":%lld,\"error\":",
@@ -1468,12 +1476,23 @@ static int serve_admin(sq_engine *e, engine_req *r, int64_t now)
     sbuf_init(&o);
     int status = PL_EINVAL;
     switch (r->admin_op) {
-    case ADMIN_DLQ_LIST: status = dlq_list(e, r, &o); break;
-    case ADMIN_DLQ_REPLAY: status = dlq_apply(e, r, 1, now); break;
-    case ADMIN_DLQ_PURGE: status = dlq_apply(e, r, 0, now); break;
-    case ADMIN_TRACE: status = trace(e, r, &o); break;
-    case ADMIN_SENT_ALL: status = sent_all(e, r); break;
-    default: break;
+    case ADMIN_DLQ_LIST:
+        status = dlq_list(e, r, &o);
+        break;
+    case ADMIN_DLQ_REPLAY:
+        status = dlq_apply(e, r, 1, now);
+        break;
+    case ADMIN_DLQ_PURGE:
+        status = dlq_apply(e, r, 0, now);
+        break;
+    case ADMIN_TRACE:
+        status = trace(e, r, &o);
+        break;
+    case ADMIN_SENT_ALL:
+        status = sent_all(e, r);
+        break;
+    default:
+        break;
     }
     if (status == PL_OK && o.len) {
         r->json = o.oom ? NULL : pl_strndup(o.data, o.len);
@@ -1520,9 +1539,8 @@ static void process_batch(sq_engine *e, size_t n)
                 continue;
             }
             touch(s->ch, &touched);
-            r->status = r->op == ENGINE_ACK
-                            ? move_upto(e, r, s->ch, DLV_SENT, DLV_ACKED, now)
-                            : stage_delivery(e, r, s->ch, now);
+            r->status = r->op == ENGINE_ACK ? move_upto(e, r, s->ch, DLV_SENT, DLV_ACKED, now)
+                                            : stage_delivery(e, r, s->ch, now);
             if (r->status == PL_EIO) e->b_fatal = 1;
         } else if (r->op == ENGINE_ADMIN) {
             if (!r->tenant && r->admin_op != ADMIN_SENT_ALL) r->status = PL_EINVAL;

@@ -28,9 +28,13 @@ enum {
     H_AUTHORIZATION,
     H__COUNT
 };
-static const char *const header_names[H__COUNT] = {
-    "upgrade",      "connection",    "sec-websocket-key", "sec-websocket-version",
-    "sec-websocket-protocol", "last-event-id", "authorization"};
+static const char *const header_names[H__COUNT] = {"upgrade",
+                                                   "connection",
+                                                   "sec-websocket-key",
+                                                   "sec-websocket-version",
+                                                   "sec-websocket-protocol",
+                                                   "last-event-id",
+                                                   "authorization"};
 
 struct http_req {
     http_parser p;
@@ -64,7 +68,8 @@ static void http_reset(http_req *h)
     sbuf_reset(&h->field);
     sbuf_reset(&h->body);
     h->too_big = 0;
-    for (int i = 0; i < H__COUNT; i++) sbuf_reset(&h->hv[i]);
+    for (int i = 0; i < H__COUNT; i++)
+        sbuf_reset(&h->hv[i]);
     h->cur = -1;
     h->in_value = 0;
     h->head_bytes = 0;
@@ -78,7 +83,8 @@ static void http_free(http_req *h)
     sbuf_release(&h->field);
     sbuf_release(&h->body);
     sbuf_release(&h->stash);
-    for (int i = 0; i < H__COUNT; i++) sbuf_release(&h->hv[i]);
+    for (int i = 0; i < H__COUNT; i++)
+        sbuf_release(&h->hv[i]);
     pl_free(h);
 }
 
@@ -222,10 +228,14 @@ static void upgrade_ws(conn *c, http_req *h)
 {
     server *srv = c->w->srv;
     ws_handshake hs = {
-        .upgrade = h->hv[H_UPGRADE].data, .upgrade_len = h->hv[H_UPGRADE].len,
-        .connection = h->hv[H_CONNECTION].data, .connection_len = h->hv[H_CONNECTION].len,
-        .version = h->hv[H_WS_VERSION].data, .version_len = h->hv[H_WS_VERSION].len,
-        .key = h->hv[H_WS_KEY].data, .key_len = h->hv[H_WS_KEY].len,
+        .upgrade = h->hv[H_UPGRADE].data,
+        .upgrade_len = h->hv[H_UPGRADE].len,
+        .connection = h->hv[H_CONNECTION].data,
+        .connection_len = h->hv[H_CONNECTION].len,
+        .version = h->hv[H_WS_VERSION].data,
+        .version_len = h->hv[H_WS_VERSION].len,
+        .key = h->hv[H_WS_KEY].data,
+        .key_len = h->hv[H_WS_KEY].len,
     };
     int status = ws_handshake_check(&hs);
     if (status) {
@@ -254,8 +264,7 @@ static void upgrade_ws(conn *c, http_req *h)
 static int path_is(const sbuf *url, const char *path)
 {
     size_t n = strlen(path);
-    return url->len >= n && !memcmp(url->data, path, n) &&
-           (url->len == n || url->data[n] == '?');
+    return url->len >= n && !memcmp(url->data, path, n) && (url->len == n || url->data[n] == '?');
 }
 
 /* Routes one complete request. Returns 1 when the connection left the HTTP
@@ -279,9 +288,16 @@ static int route(conn *c, http_req *h)
         const char *why = NULL;
         int st = session_sse_open(c, h->url.data, h->url.len, lei, &why);
         if (st) {
-            respond_error(c, st, st == 401 ? "Unauthorized" : st == 403 ? "Forbidden"
-                                 : st == 404 ? "Not Found" : "Bad Request",
-                          st == 401 ? 101 : st == 403 ? 103 : st == 404 ? 102 : 107, why);
+            respond_error(c, st,
+                          st == 401   ? "Unauthorized"
+                          : st == 403 ? "Forbidden"
+                          : st == 404 ? "Not Found"
+                                      : "Bad Request",
+                          st == 401   ? 101
+                          : st == 403 ? 103
+                          : st == 404 ? 102
+                                      : 107,
+                          why);
             return 1;
         }
         c->state = CS_SSE;
@@ -306,8 +322,10 @@ static int route(conn *c, http_req *h)
     if (get && path_is(&h->url, "/healthz")) {
         respond(c, 200, "OK", "text/plain", "ok\n", 3, keep);
     } else if (get && path_is(&h->url, "/readyz")) {
-        if (atomic_load(&srv->ready)) respond(c, 200, "OK", "text/plain", "ready\n", 6, keep);
-        else respond(c, 503, "Service Unavailable", "text/plain", "not ready\n", 10, keep);
+        if (atomic_load(&srv->ready))
+            respond(c, 200, "OK", "text/plain", "ready\n", 6, keep);
+        else
+            respond(c, 503, "Service Unavailable", "text/plain", "not ready\n", 10, keep);
     } else if (get && path_is(&h->url, "/metrics")) {
         sbuf m;
         sbuf_init(&m);
@@ -332,8 +350,9 @@ static void http_read(conn *c, const char *data, size_t len)
         enum http_errno e = HTTP_PARSER_ERRNO(&h->p);
         if (e != HPE_OK && e != HPE_PAUSED) {
             int big = h->head_bytes > MAX_HEAD_BYTES;
-            respond_error(c, big ? 431 : 400, big ? "Request Header Fields Too Large" : "Bad Request",
-                          107, big ? "request head too large" : "malformed HTTP request");
+            respond_error(c, big ? 431 : 400,
+                          big ? "Request Header Fields Too Large" : "Bad Request", 107,
+                          big ? "request head too large" : "malformed HTTP request");
             return;
         }
         data += n;
@@ -365,9 +384,15 @@ void conn_http_respond(conn *c, int status, const char *body, size_t len)
     static const struct {
         int status;
         const char *reason;
-    } reasons[] = {{200, "OK"}, {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
-                   {404, "Not Found"}, {413, "Payload Too Large"}, {429, "Too Many Requests"},
-                   {500, "Internal Server Error"}, {503, "Service Unavailable"}};
+    } reasons[] = {{200, "OK"},
+                   {400, "Bad Request"},
+                   {401, "Unauthorized"},
+                   {403, "Forbidden"},
+                   {404, "Not Found"},
+                   {413, "Payload Too Large"},
+                   {429, "Too Many Requests"},
+                   {500, "Internal Server Error"},
+                   {503, "Service Unavailable"}};
     const char *reason = "Error";
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
         if (reasons[i].status == status) reason = reasons[i].reason;
@@ -514,8 +539,10 @@ typedef struct write_req {
 
 static void item_unref(out_item *it)
 {
-    if (it->kind == OUT_PUB) pub_unref(it->ref);
-    else rbuf_unref(it->ref);
+    if (it->kind == OUT_PUB)
+        pub_unref(it->ref);
+    else
+        rbuf_unref(it->ref);
 }
 
 static const char *item_data(const out_item *it)
@@ -541,13 +568,16 @@ static void on_close(uv_handle_t *h)
         conn_ip_key(c, key, sizeof(key));
         rl_conn_release(w->srv->limits, key);
     }
-    for (uint32_t i = 0; i < c->qlen; i++) item_unref(&c->q[(c->qhead + i) % c->qcap]);
+    for (uint32_t i = 0; i < c->qlen; i++)
+        item_unref(&c->q[(c->qhead + i) % c->qcap]);
     pl_free(c->q);
     ws_session_free(c->ws);
     http_free(c->http);
     map_del(&w->conns, (const char *)&c->id, sizeof(c->id));
-    if (c->prev) c->prev->next = c->next;
-    else w->all = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->all = c->next;
     if (c->next) c->next->prev = c->prev;
     pl_free(c);
 }
@@ -557,8 +587,10 @@ void conn_abort(conn *c)
     if (c->closed) return;
     c->closed = 1;
     c->state = CS_CLOSING;
-    if (c->transport == T_WS) metrics_add(&c->w->metrics, M_WS_CLOSED, 1);
-    else if (c->transport == T_SSE) metrics_add(&c->w->metrics, M_SSE_CLOSED, 1);
+    if (c->transport == T_WS)
+        metrics_add(&c->w->metrics, M_WS_CLOSED, 1);
+    else if (c->transport == T_SSE)
+        metrics_add(&c->w->metrics, M_SSE_CLOSED, 1);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -567,7 +599,8 @@ static void on_write(uv_write_t *req, int status)
 {
     write_req *wr = (write_req *)req;
     conn *c = wr->c;
-    for (uint32_t i = 0; i < wr->nitems; i++) item_unref(&wr->items[i]);
+    for (uint32_t i = 0; i < wr->nitems; i++)
+        item_unref(&wr->items[i]);
     c->qbytes -= wr->bytes;
     c->writing = 0;
     pl_free(wr);
@@ -636,19 +669,23 @@ static void flush(conn *c)
         sbuf b;
         sbuf_init(&b);
         for (uint32_t i = 0; i < n; i++) {
-            if (wr->items[i].kind == OUT_RAW) sbuf_append(&b, item_data(&wr->items[i]), wr->items[i].len);
-            else write_sse_item(&b, &wr->items[i]);
+            if (wr->items[i].kind == OUT_RAW)
+                sbuf_append(&b, item_data(&wr->items[i]), wr->items[i].len);
+            else
+                write_sse_item(&b, &wr->items[i]);
         }
         sse = sbuf_to_rbuf(&b);
         sbuf_release(&b);
         if (!sse) {
             c->qbytes -= wr->bytes;
-            for (uint32_t i = 0; i < n; i++) item_unref(&wr->items[i]);
+            for (uint32_t i = 0; i < n; i++)
+                item_unref(&wr->items[i]);
             pl_free(wr);
             conn_abort(c);
             return;
         }
-        for (uint32_t i = 0; i < n; i++) item_unref(&wr->items[i]);
+        for (uint32_t i = 0; i < n; i++)
+            item_unref(&wr->items[i]);
         wr->items[0].kind = OUT_RAW;
         wr->items[0].ref = sse;
         wr->nitems = 1;
@@ -663,7 +700,8 @@ static void flush(conn *c)
             }
             uint32_t j = i;
             uint64_t plen = 0;
-            while (j < n && is_frame_item(&wr->items[j])) plen += wr->items[j++].len + 1;
+            while (j < n && is_frame_item(&wr->items[j]))
+                plen += wr->items[j++].len + 1;
             plen--;
             uint8_t *hdr = wr->hdrs + 10 * i;
             size_t hl = ws_frame_header(hdr, WS_OP_TEXT, plen, 1);
@@ -681,7 +719,8 @@ static void flush(conn *c)
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, nb, on_write)) {
         c->writing = 0;
         c->qbytes -= wr->bytes;
-        for (uint32_t i = 0; i < wr->nitems; i++) item_unref(&wr->items[i]);
+        for (uint32_t i = 0; i < wr->nitems; i++)
+            item_unref(&wr->items[i]);
         pl_free(wr);
         conn_abort(c);
     }
@@ -703,7 +742,8 @@ static int queue_push(conn *c, out_item it)
         uint32_t ncap = c->qcap ? c->qcap * 2 : 8;
         out_item *nq = pl_malloc(ncap * sizeof(*nq));
         if (!nq) return -1;
-        for (uint32_t i = 0; i < c->qlen; i++) nq[i] = c->q[(c->qhead + i) % c->qcap];
+        for (uint32_t i = 0; i < c->qlen; i++)
+            nq[i] = c->q[(c->qhead + i) % c->qcap];
         pl_free(c->q);
         c->q = nq;
         c->qcap = ncap;
@@ -782,8 +822,10 @@ void conn_close(conn *c, uint16_t code, const char *reason)
 
 void conn_shutdown(conn *c)
 {
-    if (c->state == CS_HTTP) conn_abort(c);
-    else conn_close(c, 4000, "server shutdown");
+    if (c->state == CS_HTTP)
+        conn_abort(c);
+    else
+        conn_close(c, 4000, "server shutdown");
 }
 
 void worker_tick_conns(worker *w)
@@ -793,8 +835,10 @@ void worker_tick_conns(worker *w)
         next = c->next;
         if (c->closed) continue;
         if (c->deadline_ms && now >= c->deadline_ms) {
-            if (c->state == CS_WS && !c->s) conn_close(c, 4501, "connect timeout");
-            else conn_abort(c);
+            if (c->state == CS_WS && !c->s)
+                conn_close(c, 4501, "connect timeout");
+            else
+                conn_abort(c);
             continue;
         }
         int64_t idle = w->srv->cfg.limits.idle_timeout_ms;

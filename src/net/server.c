@@ -44,9 +44,12 @@ static void call_unref(worker_call *call)
 
 static void drop_msg(inbox_msg m)
 {
-    if (m.type == INBOX_PUB) pub_unref(m.ptr);
-    else if (m.type == INBOX_CALL) call_unref(m.ptr);
-    else engine_req_free(m.ptr);
+    if (m.type == INBOX_PUB)
+        pub_unref(m.ptr);
+    else if (m.type == INBOX_CALL)
+        call_unref(m.ptr);
+    else
+        engine_req_free(m.ptr);
 }
 
 void server_call_all(server *srv, worker_call *call)
@@ -140,7 +143,8 @@ static void render_tenant_metrics(server *srv, sbuf *out)
             map_entry *e = &w->tenant_metrics.slots[k];
             if (!e->key) continue;
             tenant_counters *src = e->value, *dst = map_get(&sums, e->key, e->klen);
-            if (!dst && (dst = pl_calloc(1, sizeof(*dst))) && map_put(&sums, e->key, e->klen, dst)) {
+            if (!dst && (dst = pl_calloc(1, sizeof(*dst))) &&
+                map_put(&sums, e->key, e->klen, dst)) {
                 pl_free(dst);
                 dst = NULL;
             }
@@ -164,8 +168,9 @@ static void render_tenant_metrics(server *srv, sbuf *out)
             map_entry *e = &sums.slots[k];
             if (!e->key) continue;
             tenant_counters *t = e->value;
-            uint64_t v = m == 0 ? t->connections_opened - t->connections_closed
-                                : m == 1 ? t->pubs : t->deliveries;
+            uint64_t v = m == 0   ? t->connections_opened - t->connections_closed
+                         : m == 1 ? t->pubs
+                                  : t->deliveries;
             sbuf_printf(out, "%s{tenant=", names[m]);
             sbuf_json_str(out, e->key, e->klen);
             sbuf_printf(out, "} %llu\n", (unsigned long long)v);
@@ -322,7 +327,8 @@ static void worker_release(worker *w)
     uv_walk(&w->loop, walk_close, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
-    for (size_t i = 0; i < w->inbox_len; i++) drop_msg(w->inbox[i]);
+    for (size_t i = 0; i < w->inbox_len; i++)
+        drop_msg(w->inbox[i]);
     pl_free(w->inbox);
     pl_free(w->spare);
     pthread_mutex_destroy(&w->inbox_lock);
@@ -357,7 +363,8 @@ char *server_dev_secret(const char *data_dir, char *err, size_t errlen)
     if (f) {
         size_t n = fread(buf, 1, sizeof(buf) - 1, f);
         fclose(f);
-        while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) n--;
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+            n--;
         if (n >= 16) return pl_strndup(buf, n);
     }
     mkdir(data_dir, 0700);
@@ -366,7 +373,8 @@ char *server_dev_secret(const char *data_dir, char *err, size_t errlen)
         snprintf(err, errlen, "no randomness for the development secret");
         return NULL;
     }
-    for (size_t i = 0; i < sizeof(rnd); i++) snprintf(buf + 2 * i, 3, "%02x", rnd[i]);
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(buf + 2 * i, 3, "%02x", rnd[i]);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0 || write(fd, buf, 48) != 48) {
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
@@ -508,8 +516,12 @@ const tenant *server_tenant(server *srv, const char *id)
 int server_audit(server *srv, const char *actor, const char *action, const char *tenant,
                  const char *target, const char *details)
 {
-    audit_event ev = {.actor = actor, .action = action, .tenant = tenant, .target = target,
-                      .details = details, .details_len = details ? strlen(details) : 0};
+    audit_event ev = {.actor = actor,
+                      .action = action,
+                      .tenant = tenant,
+                      .target = target,
+                      .details = details,
+                      .details_len = details ? strlen(details) : 0};
     return srv->audit && audit_append(srv->audit, &ev, NULL) == PL_OK ? 0 : -1;
 }
 
@@ -533,8 +545,8 @@ server *server_new(config *cfg, char *err, size_t errlen)
     snprintf(apath, sizeof(apath), "%s/audit.log", srv->cfg.data_dir);
     audit_report ar = {0};
     if (!(srv->audit = audit_open(apath, &ar))) {
-        snprintf(err, errlen, "audit log %s: line %llu: %s", apath,
-                 (unsigned long long)ar.bad_line, ar.why);
+        snprintf(err, errlen, "audit log %s: line %llu: %s", apath, (unsigned long long)ar.bad_line,
+                 ar.why);
         goto fail;
     }
     srv->presence = presence_new();
@@ -577,8 +589,10 @@ void server_free(server *srv)
     tenants_free(srv->tenants);
     apikey_store_free(srv->keys);
     audit_close(srv->audit);
-    for (int i = 0; i < srv->nworkers && srv->stage; i++) pl_free(srv->stage[i]);
-    for (int i = 0; i < srv->nworkers && srv->workers; i++) pl_free(srv->workers[i]);
+    for (int i = 0; i < srv->nworkers && srv->stage; i++)
+        pl_free(srv->stage[i]);
+    for (int i = 0; i < srv->nworkers && srv->workers; i++)
+        pl_free(srv->workers[i]);
     pl_free(srv->workers);
     pl_free(srv->stage);
     pl_free(srv->stage_len);
@@ -591,7 +605,8 @@ void server_free(server *srv)
 void server_render_metrics(server *srv, sbuf *out)
 {
     metrics_shard *shards[64];
-    for (int i = 0; i < srv->nworkers; i++) shards[i] = &srv->workers[i]->metrics;
+    for (int i = 0; i < srv->nworkers; i++)
+        shards[i] = &srv->workers[i]->metrics;
     engine_stats es;
     engine_get_stats(srv->eng, &es);
     metrics_render(out, shards, srv->nworkers, session_method_names, session_method_count, &es);
@@ -680,7 +695,8 @@ out:
         atomic_store(&srv->workers[i]->shutting_down, 1);
         uv_async_send(&srv->workers[i]->wakeup);
     }
-    for (int i = 0; i < started; i++) uv_thread_join(&srv->workers[i]->thread);
+    for (int i = 0; i < started; i++)
+        uv_thread_join(&srv->workers[i]->thread);
     for (int i = 0; i < srv->nworkers; i++)
         if (srv->workers[i] && srv->workers[i]->srv) worker_release(srv->workers[i]);
     log_event(LOG_INFO, "stopped", NULL);

@@ -70,17 +70,17 @@ typedef struct chan {
 struct sub {
     conn *c;
     chan *ch;
-    char *channel; /* owned */
-    const char *client; /* the session's client id (borrowed) */
-    const char *user;   /* the session's user (borrowed) */
+    char *channel;       /* owned */
+    const char *client;  /* the session's client id (borrowed) */
+    const char *user;    /* the session's user (borrowed) */
     engine_req *pending; /* guaranteed pubs awaiting this user, until the READ answers */
     const cfg_namespace *ns;
     uint8_t in_presence;
     uint64_t last_offset;
     char epoch[PUB_EPOCH_LEN + 1];
-    uint32_t gen;  /* matches engine replies to this incarnation */
+    uint32_t gen;        /* matches engine replies to this incarnation */
     uint32_t page_limit; /* catch-up page size, tuned so a page fits the queue */
-    uint32_t idx;  /* position in ch->subs */
+    uint32_t idx;        /* position in ch->subs */
     uint8_t state;
     uint8_t read_inflight;
 };
@@ -110,9 +110,9 @@ struct conn {
     session *s;          /* after a successful connect (WS) or SSE open */
     out_item *q;
     uint32_t qhead, qlen, qcap;
-    size_t qbytes;             /* queued and in-flight bytes */
-    int64_t deadline_ms;       /* handshake / close deadline; 0 = none */
-    int64_t last_rx_ms;        /* last bytes from the peer (idle_timeout) */
+    size_t qbytes;       /* queued and in-flight bytes */
+    int64_t deadline_ms; /* handshake / close deadline; 0 = none */
+    int64_t last_rx_ms;  /* last bytes from the peer (idle_timeout) */
     int64_t next_ping_ms;
     int64_t pong_deadline_ms;
     conn *dirty_next;
@@ -160,30 +160,29 @@ struct worker {
     conn *dirty;  /* connections with queued output to flush this iteration */
     uint64_t next_conn_id;
     proto_batch batch; /* reused by the command decoder */
-    sbuf scratch;    /* reused for replies */
+    sbuf scratch;      /* reused for replies */
     char readbuf[65536];
     metrics_shard metrics;
     pthread_mutex_t tenant_metrics_lock; /* guards the map, not the counters */
     map tenant_metrics;                  /* tenant id -> tenant_counters* */
-    int64_t now_ms; /* cached per loop iteration */
+    int64_t now_ms;                      /* cached per loop iteration */
 };
 
 /* ---- the server ---------------------------------------------------------- */
-
 
 struct server {
     config cfg;
     engine *eng;
     int nworkers;
     worker **workers;
-    tenants *tenants;     /* configured and API-created tenants */
-    apikey_store *keys;   /* API keys, hashed: the configured ones first, then API-created */
-    size_t config_keys;   /* how many configured keys lead the store */
+    tenants *tenants;   /* configured and API-created tenants */
+    apikey_store *keys; /* API keys, hashed: the configured ones first, then API-created */
+    size_t config_keys; /* how many configured keys lead the store */
     pthread_mutex_t keys_file_lock;
-    audit_log *audit;     /* administrative actions, hash-chained */
+    audit_log *audit; /* administrative actions, hash-chained */
     char *dev_secret; /* single-tenant development secret, or NULL */
     presence *presence;
-    rl_table *limits; /* rate buckets and connection counters shared by all workers */
+    rl_table *limits;          /* rate buckets and connection counters shared by all workers */
     struct delivery *delivery; /* guaranteed delivery manager (own thread) */
     atomic_int ready;
     /* engine-thread staging for the sink, one vector per worker */

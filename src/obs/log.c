@@ -37,9 +37,12 @@ void log_event(enum log_level level, const char *event, ...)
         sbuf_putc(&b, ',');
         sbuf_json_str(&b, k, strlen(k));
         sbuf_putc(&b, ':');
-        if (!v) sbuf_puts(&b, "null");
-        else if (raw) sbuf_puts(&b, v);
-        else sbuf_json_str(&b, v, strlen(v));
+        if (!v)
+            sbuf_puts(&b, "null");
+        else if (raw)
+            sbuf_puts(&b, v);
+        else
+            sbuf_json_str(&b, v, strlen(v));
     }
     va_end(ap);
     sbuf_puts(&b, "}\n");

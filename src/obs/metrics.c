@@ -18,7 +18,8 @@ void metrics_latency(metrics_shard *s, int64_t us)
 {
     if (us < 0) us = 0;
     unsigned b = 0;
-    while (b < METRICS_LAT_BUCKETS - 1 && us > lat_bounds_us[b]) b++;
+    while (b < METRICS_LAT_BUCKETS - 1 && us > lat_bounds_us[b])
+        b++;
     atomic_fetch_add_explicit(&s->lat[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->lat_sum_us, (uint64_t)us, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->lat_count, 1, memory_order_relaxed);
@@ -27,7 +28,8 @@ void metrics_latency(metrics_shard *s, int64_t us)
 static uint64_t sum(metrics_shard *const *shards, int n, enum metric_counter m)
 {
     uint64_t v = 0;
-    for (int i = 0; i < n; i++) v += atomic_load_explicit(&shards[i]->c[m], memory_order_relaxed);
+    for (int i = 0; i < n; i++)
+        v += atomic_load_explicit(&shards[i]->c[m], memory_order_relaxed);
     return v;
 }
 
@@ -45,8 +47,10 @@ static void histogram(sbuf *o, const char *name, const char *help, const double 
     uint64_t cum = 0;
     for (unsigned i = 0; i < nb; i++) {
         cum += counts[i];
-        if (i + 1 < nb) sbuf_printf(o, "%s_bucket{le=\"%g\"} ", name, bounds[i]);
-        else sbuf_printf(o, "%s_bucket{le=\"+Inf\"} ", name);
+        if (i + 1 < nb)
+            sbuf_printf(o, "%s_bucket{le=\"%g\"} ", name, bounds[i]);
+        else
+            sbuf_printf(o, "%s_bucket{le=\"+Inf\"} ", name);
         sbuf_u64(o, cum);
         sbuf_putc(o, '\n');
     }
@@ -55,8 +59,8 @@ static void histogram(sbuf *o, const char *name, const char *help, const double 
     sbuf_putc(o, '\n');
 }
 
-static void render_commands(sbuf *o, metrics_shard *const *shards, int n, const char *const *methods,
-                            unsigned nmethods)
+static void render_commands(sbuf *o, metrics_shard *const *shards, int n,
+                            const char *const *methods, unsigned nmethods)
 {
     sbuf_puts(o, "# HELP parley_commands_total Client commands by method and result.\n"
                  "# TYPE parley_commands_total counter\n");
@@ -66,8 +70,11 @@ static void render_commands(sbuf *o, metrics_shard *const *shards, int n, const 
             for (int i = 0; i < n; i++)
                 v += atomic_load_explicit(&shards[i]->commands[mi][ci], memory_order_relaxed);
             if (!v) continue;
-            if (ci == 0) sbuf_printf(o, "parley_commands_total{method=\"%s\",result=\"ok\"} ", methods[mi]);
-            else sbuf_printf(o, "parley_commands_total{method=\"%s\",result=\"%u\"} ", methods[mi], ci + 99);
+            if (ci == 0)
+                sbuf_printf(o, "parley_commands_total{method=\"%s\",result=\"ok\"} ", methods[mi]);
+            else
+                sbuf_printf(o, "parley_commands_total{method=\"%s\",result=\"%u\"} ", methods[mi],
+                            ci + 99);
             sbuf_u64(o, v);
             sbuf_putc(o, '\n');
         }
@@ -94,8 +101,9 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
                 (unsigned long long)sum(shards, n, M_PUBS_STANDARD));
     sbuf_printf(o, "parley_pubs_total{class=\"guaranteed\"} %llu\n",
                 (unsigned long long)sum(shards, n, M_PUBS_GUARANTEED));
-    counter(o, "parley_duplicates_suppressed_total", "Publishes answered from the idempotency cache.",
-            "counter", sum(shards, n, M_PUBS_DUPLICATE));
+    counter(o, "parley_duplicates_suppressed_total",
+            "Publishes answered from the idempotency cache.", "counter",
+            sum(shards, n, M_PUBS_DUPLICATE));
     counter(o, "parley_deliveries_total", "Pubs queued to subscriber connections.", "counter",
             sum(shards, n, M_DELIVERIES));
     counter(o, "parley_frames_out_total", "WebSocket frames and SSE writes sent.", "counter",
@@ -113,8 +121,8 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
             sum(shards, n, M_GAPS));
     counter(o, "parley_typing_forwarded_total", "Typing signals forwarded.", "counter",
             sum(shards, n, M_TYPING_FORWARDED));
-    counter(o, "parley_typing_dropped_total", "Typing signals dropped by the throttle.",
-            "counter", sum(shards, n, M_TYPING_DROPPED));
+    counter(o, "parley_typing_dropped_total", "Typing signals dropped by the throttle.", "counter",
+            sum(shards, n, M_TYPING_DROPPED));
     counter(o, "parley_read_updates_total", "Read cursor updates that moved a cursor.", "counter",
             sum(shards, n, M_READ_UPDATES));
 
@@ -123,7 +131,8 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
     uint64_t lsum = 0, lcount = 0;
     for (unsigned b = 0; b < METRICS_LAT_BUCKETS; b++) {
         lb[b] = b < METRICS_LAT_BUCKETS - 1 ? (double)lat_bounds_us[b] / 1e6 : 0;
-        for (int i = 0; i < n; i++) lc[b] += atomic_load_explicit(&shards[i]->lat[b], memory_order_relaxed);
+        for (int i = 0; i < n; i++)
+            lc[b] += atomic_load_explicit(&shards[i]->lat[b], memory_order_relaxed);
     }
     for (int i = 0; i < n; i++) {
         lsum += atomic_load_explicit(&shards[i]->lat_sum_us, memory_order_relaxed);
@@ -135,7 +144,8 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
 
     if (!es) return;
     double bb[12], cb[12];
-    static const double commit_us[11] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000};
+    static const double commit_us[11] = {100,   250,   500,   1000,   2500,  5000,
+                                         10000, 25000, 50000, 100000, 250000};
     for (unsigned i = 0; i < 11; i++) {
         bb[i] = (double)(1u << i);
         cb[i] = commit_us[i] / 1e6;

@@ -53,16 +53,24 @@ static int http_status(int code)
 {
     switch (code) {
     case 101:
-    case 109: return 401;
-    case 103: return 403;
+    case 109:
+        return 401;
+    case 103:
+        return 403;
     case 102:
-    case 104: return 404;
-    case 106: return 413;
-    case 111: return 429;
+    case 104:
+        return 404;
+    case 106:
+        return 413;
+    case 111:
+        return 429;
     case 113:
-    case 114: return 503;
-    case 100: return 500;
-    default: return 400;
+    case 114:
+        return 503;
+    case 100:
+        return 500;
+    default:
+        return 400;
     }
 }
 
@@ -166,7 +174,8 @@ static int a_publish(api_ctx *a)
 
 static void agg_free(api_agg *g)
 {
-    for (uint32_t i = 0; i < g->n; i++) pl_free(g->results[i]);
+    for (uint32_t i = 0; i < g->n; i++)
+        pl_free(g->results[i]);
     pl_free(g->results);
     sbuf_release(&g->out);
     pl_free(g);
@@ -242,7 +251,8 @@ static int a_broadcast(api_ctx *a)
             eph = cn == 9 && !memcmp(cp, "ephemeral", 9);
         if (eph) {
             char buf[128];
-            snprintf(buf, sizeof(buf), "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", id);
+            snprintf(buf, sizeof(buf),
+                     "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", id);
             agg_slot(g, i, buf);
         }
     }
@@ -259,13 +269,17 @@ static int a_history(api_ctx *a)
     if (!code && !config_namespace(&a->srv->cfg, ch, strlen(ch))) code = 102;
     if (!code) {
         int r = proto_param_u64(a->b, a->params, "limit", &limit);
-        if (r == PROTO_PARAM_TYPE) code = 107;
-        else if (limit > 1000) code = 106;
+        if (r == PROTO_PARAM_TYPE)
+            code = 107;
+        else if (limit > 1000)
+            code = 106;
     }
-    if (!code && proto_param_bool(a->b, a->params, "reverse", &reverse) == PROTO_PARAM_TYPE) code = 107;
+    if (!code && proto_param_bool(a->b, a->params, "reverse", &reverse) == PROTO_PARAM_TYPE)
+        code = 107;
     if (!code) {
         int r = proto_param_obj(a->b, a->params, "since", &since);
-        if (r == PROTO_PARAM_TYPE) code = 107;
+        if (r == PROTO_PARAM_TYPE)
+            code = 107;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
             code = proto_parse_since(a->b, since, &since_off, epoch);
@@ -273,7 +287,8 @@ static int a_history(api_ctx *a)
     }
     engine_req *r = code ? NULL : engine_req_new(ENGINE_READ);
     pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
-    if (!code && (!r || !pd || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch))))
+    if (!code &&
+        (!r || !pd || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch))))
         code = 100;
     if (code) {
         engine_req_free(r);
@@ -434,9 +449,12 @@ static void action_on_conn(conn *c, void *arg)
 {
     conn_action *act = arg;
     if (act->client[0] && strcmp(session_client(c), act->client)) return;
-    if (act->kind == 0) conn_close(c, act->code, "disconnected by the server API");
-    else if (act->kind == 1) session_server_subscribe(c, act->channel);
-    else session_server_unsubscribe(c, act->channel);
+    if (act->kind == 0)
+        conn_close(c, act->code, "disconnected by the server API");
+    else if (act->kind == 1)
+        session_server_subscribe(c, act->channel);
+    else
+        session_server_unsubscribe(c, act->channel);
 }
 
 static void action_run(worker *w, worker_call *call)
@@ -479,7 +497,8 @@ static int start_action(api_ctx *a, int kind)
     }
     uint64_t cc = 4503;
     if (!code && kind == 0 &&
-        (proto_param_u64(a->b, a->params, "code", &cc) == PROTO_PARAM_TYPE || cc < 4000 || cc > 4999))
+        (proto_param_u64(a->b, a->params, "code", &cc) == PROTO_PARAM_TYPE || cc < 4000 ||
+         cc > 4999))
         code = 107;
     if (code) {
         pl_free(act);
@@ -565,7 +584,8 @@ static int a_token(api_ctx *a)
         sbuf_puts(&claims, ",\"tenant\":");
         sbuf_json_str(&claims, a->tenant, strlen(a->tenant));
     }
-    sbuf_printf(&claims, ",\"iat\":%lld,\"exp\":%lld}", (long long)now, (long long)(now + (int64_t)ttl));
+    sbuf_printf(&claims, ",\"iat\":%lld,\"exp\":%lld}", (long long)now,
+                (long long)(now + (int64_t)ttl));
     char *tok = jwt_sign_hs256(secret, strlen(secret), claims.data, claims.len);
     sbuf_release(&claims);
     if (!tok) return api_error(a->c, 100, NULL);
@@ -622,8 +642,6 @@ static int key_eq(const char *a, size_t alen, const char *b)
     size_t blen = strlen(b);
     return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
 }
-
-
 
 /* Identifies a bearer key: 0, or 101. */
 static int authenticate(server *srv, const char *auth, size_t alen, caller *who)
@@ -728,7 +746,8 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
             size_t tn;
             char tid[128];
             const tenant *t = NULL;
-            if (proto_param_str(a.b, a.params, "tenant", &tp, &tn) == PROTO_PARAM_OK && tn < sizeof(tid)) {
+            if (proto_param_str(a.b, a.params, "tenant", &tp, &tn) == PROTO_PARAM_OK &&
+                tn < sizeof(tid)) {
                 memcpy(tid, tp, tn);
                 tid[tn] = '\0';
                 t = server_tenant(w->srv, tid);
@@ -778,8 +797,9 @@ static int a_dlq(api_ctx *a)
     engine_req *r = engine_req_new(ENGINE_ADMIN);
     if (!r) return api_error(a->c, 100, NULL);
     int list = !strcmp(a->method, "dlq.list");
-    r->admin_op = list ? ADMIN_DLQ_LIST : !strcmp(a->method, "dlq.replay") ? ADMIN_DLQ_REPLAY
-                                                                           : ADMIN_DLQ_PURGE;
+    r->admin_op = list                               ? ADMIN_DLQ_LIST
+                  : !strcmp(a->method, "dlq.replay") ? ADMIN_DLQ_REPLAY
+                                                     : ADMIN_DLQ_PURGE;
     uint64_t since = 0, until = 0, limit = 100;
     int code = opt_copy(a, a->params, "channel", &r->channel);
     if (!code) code = opt_copy(a, a->params, "user", &r->user);
@@ -804,7 +824,10 @@ static int a_dlq(api_ctx *a)
     r->until_ms = (int64_t)until;
     r->limit = (uint32_t)limit;
     if (!list && server_audit(a->srv, a->who->actor, a->method, a->tenant,
-                              r->entry_id ? "entry" : r->all ? "all" : "filter", NULL)) {
+                              r->entry_id ? "entry"
+                              : r->all    ? "all"
+                                          : "filter",
+                              NULL)) {
         engine_req_free(r);
         return api_error(a->c, 100, "audit log unavailable");
     }
@@ -842,8 +865,10 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
         }
         sbuf o;
         sbuf_init(&o);
-        if (r->json) sbuf_puts(&o, r->json);
-        else sbuf_printf(&o, "{\"count\":%llu}", (unsigned long long)r->count);
+        if (r->json)
+            sbuf_puts(&o, r->json);
+        else
+            sbuf_printf(&o, "{\"count\":%llu}", (unsigned long long)r->count);
         api_result(c, &o);
         sbuf_release(&o);
         return;
@@ -872,8 +897,9 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
             return;
         }
         char buf[160];
-        snprintf(buf, sizeof(buf), "{\"id\":\"%s\",\"offset\":%llu,\"epoch\":\"%s\",\"duplicate\":%s}",
-                 r->pub->id, (unsigned long long)r->pub->offset, r->pub->epoch,
+        snprintf(buf, sizeof(buf),
+                 "{\"id\":\"%s\",\"offset\":%llu,\"epoch\":\"%s\",\"duplicate\":%s}", r->pub->id,
+                 (unsigned long long)r->pub->offset, r->pub->epoch,
                  r->duplicate ? "true" : "false");
         agg_slot(g, pd->slot, buf);
         return;
@@ -916,8 +942,8 @@ static int a_tenants_list(api_ctx *a)
 }
 
 /* Reads an optional array of strings (or one string) into v (at most 8). */
-static int str_list(api_ctx *a, const char *key, const char *alt, char bufs[8][2048], const char **v,
-                    size_t *n, int *given)
+static int str_list(api_ctx *a, const char *key, const char *alt, char bufs[8][2048],
+                    const char **v, size_t *n, int *given)
 {
     int arr;
     const char *p;
@@ -998,8 +1024,9 @@ static int a_tenants_put(api_ctx *a)
         if (q == 3) spec.storage_bytes = (int64_t)v;
     }
     char details[256];
-    snprintf(details, sizeof(details), "{\"secrets\":%zu,\"public_keys\":%zu,\"max_connections\":%u}",
-             spec.nsecrets, spec.npublic_keys, spec.max_connections);
+    snprintf(details, sizeof(details),
+             "{\"secrets\":%zu,\"public_keys\":%zu,\"max_connections\":%u}", spec.nsecrets,
+             spec.npublic_keys, spec.max_connections);
     if (server_audit(a->srv, a->who->actor, a->method, id, id, details))
         return api_error(a->c, 100, "audit log unavailable");
     char err[256];
@@ -1032,8 +1059,9 @@ static int a_keys_create(api_ctx *a)
     uint32_t mask;
     if (str_list(a, "scopes", "scope", sc, scopes, &ns, &given) || !ns ||
         apikey_scopes_parse(scopes, ns, &mask))
-        return api_error(a->c, 107, "scopes: a list of publish, broadcast, history, presence, "
-                                    "channels, subscribe, disconnect, info, trace, webhooks, dlq, *");
+        return api_error(a->c, 107,
+                         "scopes: a list of publish, broadcast, history, presence, "
+                         "channels, subscribe, disconnect, info, trace, webhooks, dlq, *");
     char key[APIKEY_LEN + 1], id[APIKEY_ID_LEN + 1];
     if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id))
         return api_error(a->c, 100, NULL);

@@ -6,9 +6,20 @@
 
 #include "net/server_int.h"
 
-enum pending_kind { P_PUBLISH, P_HISTORY, P_SUBSCRIBE, P_PAGE, P_READ, P_PENDING, P_ACK,
-                    P_API_PUBLISH, P_API_HISTORY,
-                    P_API_BROADCAST, P_API_CURSORS, P_API_ADMIN };
+enum pending_kind {
+    P_PUBLISH,
+    P_HISTORY,
+    P_SUBSCRIBE,
+    P_PAGE,
+    P_READ,
+    P_PENDING,
+    P_ACK,
+    P_API_PUBLISH,
+    P_API_HISTORY,
+    P_API_BROADCAST,
+    P_API_CURSORS,
+    P_API_ADMIN
+};
 
 typedef struct pending {
     uint64_t conn_id;
@@ -21,8 +32,8 @@ typedef struct pending {
     uint64_t since_offset;
     uint8_t has_since;
     uint8_t epoch_matched;
-    void *agg;     /* API broadcast aggregate */
-    uint32_t slot; /* its index in the aggregate */
+    void *agg;           /* API broadcast aggregate */
+    uint32_t slot;       /* its index in the aggregate */
     uint8_t server_side; /* subscription made by the server API: result as a push */
 } pending;
 

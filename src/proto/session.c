@@ -50,12 +50,10 @@ struct session {
     int connect_pending;
     sbuf connect_reply;
     int connect_first_sub;
-    rl_bucket cmds; /* limits.commands_per_second */
+    rl_bucket cmds;                       /* limits.commands_per_second */
     uint8_t counted_tenant, counted_user; /* held connection-limit counts */
     uint8_t counted_conn;                 /* counted in the tenant's metrics */
 };
-
-
 
 typedef void (*method_fn)(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi);
 
@@ -97,8 +95,8 @@ static const struct method {
 #define M_UNKNOWN (NMETHODS - 1)
 
 const char *const session_method_names[] = {
-    "connect", "subscribe", "unsubscribe", "publish", "history", "refresh", "pong",
-    "ack", "presence", "presence_stats", "typing", "read", "unknown"};
+    "connect", "subscribe", "unsubscribe",    "publish", "history", "refresh", "pong",
+    "ack",     "presence",  "presence_stats", "typing",  "read",    "unknown"};
 const unsigned session_method_count = NMETHODS;
 
 /* ======================================================================
@@ -110,12 +108,18 @@ static const struct {
     const char *message;
     int temporary;
 } errors[] = {
-    {100, "internal error", 1},        {101, "unauthorized", 0},
-    {102, "unknown channel or namespace", 0}, {103, "permission denied", 0},
-    {104, "unknown method", 0},        {105, "already subscribed", 0},
-    {106, "limit exceeded", 0},        {107, "bad request", 0},
-    {108, "not available", 0},         {109, "token expired", 0},
-    {111, "too many requests", 1},     {113, "storage unavailable", 1},
+    {100, "internal error", 1},
+    {101, "unauthorized", 0},
+    {102, "unknown channel or namespace", 0},
+    {103, "permission denied", 0},
+    {104, "unknown method", 0},
+    {105, "already subscribed", 0},
+    {106, "limit exceeded", 0},
+    {107, "bad request", 0},
+    {108, "not available", 0},
+    {109, "token expired", 0},
+    {111, "too many requests", 1},
+    {113, "storage unavailable", 1},
     {114, "server overloaded", 1},
 };
 
@@ -172,8 +176,9 @@ static void reply_retry(conn *c, int has_id, uint64_t id, unsigned mi, int64_t w
     sbuf_reset(o);
     sbuf_puts(o, "{\"id\":");
     sbuf_u64(o, id);
-    sbuf_printf(o, ",\"error\":{\"code\":111,\"message\":\"too many requests\",\"temporary\":true,"
-                   "\"retry_after\":%lld}}",
+    sbuf_printf(o,
+                ",\"error\":{\"code\":111,\"message\":\"too many requests\",\"temporary\":true,"
+                "\"retry_after\":%lld}}",
                 (long long)(wait_ms < 1 ? 1 : wait_ms));
     send_sbuf(c, o);
 }
@@ -209,13 +214,15 @@ static int64_t publish_wait(conn *c, const cfg_namespace *ns)
     char key[400];
     if (ns->publishes_per_second) {
         snprintf(key, sizeof(key), "p:%llx:%s", (unsigned long long)c->id, ns->name);
-        wait = rl_table_take(srv->limits, key, ns->publishes_per_second, ns->publishes_per_second, now, 1);
+        wait = rl_table_take(srv->limits, key, ns->publishes_per_second, ns->publishes_per_second,
+                             now, 1);
         if (wait) return wait;
     }
     const tenant *t = server_tenant(srv, c->s->tenant);
     if (t && t->publishes_per_second) {
         snprintf(key, sizeof(key), "t:%s", t->id);
-        wait = rl_table_take(srv->limits, key, t->publishes_per_second, t->publishes_per_second, now, 1);
+        wait = rl_table_take(srv->limits, key, t->publishes_per_second, t->publishes_per_second,
+                             now, 1);
     }
     return wait;
 }
@@ -402,7 +409,8 @@ static int channel_token_ok(conn *c, const char *tok, size_t tlen, const char *c
 }
 
 /* Checks read access (subscribe, history). Returns 0 or an error code. */
-static int may_read(conn *c, const char *ch, const cfg_namespace **nsp, const char *tok, size_t tlen)
+static int may_read(conn *c, const char *ch, const cfg_namespace **nsp, const char *tok,
+                    size_t tlen)
 {
     const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
     if (!ns) return 102;
@@ -453,9 +461,14 @@ static sub *find_sub(session *s, const char *ch)
 static void broadcast_signal(conn *c, const char *ch, sbuf *frame, int skip_origin, int to_user)
 {
     session *s = c->s;
-    pub_fields f = {.tenant = s->tenant, .tenant_len = strlen(s->tenant), .channel = ch,
-                    .channel_len = strlen(ch), .user = s->user, .user_len = strlen(s->user),
-                    .client = s->client, .client_len = strlen(s->client)};
+    pub_fields f = {.tenant = s->tenant,
+                    .tenant_len = strlen(s->tenant),
+                    .channel = ch,
+                    .channel_len = strlen(ch),
+                    .user = s->user,
+                    .user_len = strlen(s->user),
+                    .client = s->client,
+                    .client_len = strlen(s->client)};
     pl_pub *p = frame->oom ? NULL : pub_new(&f, PUB_EPHEMERAL);
     if (!p) return;
     p->skip_origin = (uint8_t)skip_origin;
@@ -536,13 +549,15 @@ static char **copy_strs(const char **src, size_t n)
     if (!n) return NULL;
     char **d = pl_calloc(n, sizeof(*d));
     if (!d) return NULL;
-    for (size_t i = 0; i < n; i++) d[i] = pl_strdup(src[i]);
+    for (size_t i = 0; i < n; i++)
+        d[i] = pl_strdup(src[i]);
     return d;
 }
 
 static void free_strs(char **v, size_t n)
 {
-    for (size_t i = 0; v && i < n; i++) pl_free(v[i]);
+    for (size_t i = 0; v && i < n; i++)
+        pl_free(v[i]);
     pl_free(v);
 }
 
@@ -550,7 +565,8 @@ void session_free(conn *c)
 {
     session *s = c->s;
     if (!s) return;
-    while (s->nsubs) drop_sub(c, s->subs[s->nsubs - 1]);
+    while (s->nsubs)
+        drop_sub(c, s->subs[s->nsubs - 1]);
     if (!s->sse) fanout_user_del(c->w, c, s->tenant, s->user);
     tenant_counters *tc = s->counted_conn ? worker_tenant_counters(c->w, s->tenant) : NULL;
     if (tc) atomic_fetch_add(&tc->connections_closed, 1);
@@ -607,8 +623,8 @@ static void request_pending(conn *c, sub *sb)
 {
     engine_req *r = engine_req_new(ENGINE_PENDING);
     pending *p = pl_calloc(1, sizeof(*p));
-    if (!r || !p || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(sb->channel)) ||
-        !(r->user = pl_strdup(c->s->user))) {
+    if (!r || !p || !(r->tenant = pl_strdup(c->s->tenant)) ||
+        !(r->channel = pl_strdup(sb->channel)) || !(r->user = pl_strdup(c->s->user))) {
         engine_req_free(r);
         pl_free(p);
         return;
@@ -798,10 +814,12 @@ static void fit_result(conn *c, engine_req *r, int recovered)
     if (keep == r->npubs) return;
     size_t drop = r->npubs - keep;
     if (recovered) {
-        for (size_t i = keep; i < r->npubs; i++) pub_unref(r->pubs[i]);
+        for (size_t i = keep; i < r->npubs; i++)
+            pub_unref(r->pubs[i]);
         r->more = 1;
     } else {
-        for (size_t i = 0; i < drop; i++) pub_unref(r->pubs[i]);
+        for (size_t i = 0; i < drop; i++)
+            pub_unref(r->pubs[i]);
         memmove(r->pubs, r->pubs + drop, keep * sizeof(*r->pubs));
     }
     r->npubs = keep;
@@ -813,7 +831,8 @@ static void fit_result(conn *c, engine_req *r, int recovered)
 static void tune_page(conn *c, sub *sb, const engine_req *r)
 {
     size_t bytes = 0;
-    for (size_t i = 0; i < r->npubs; i++) bytes += r->pubs[i]->frame ? r->pubs[i]->frame->len : 0;
+    for (size_t i = 0; i < r->npubs; i++)
+        bytes += r->pubs[i]->frame ? r->pubs[i]->frame->len : 0;
     if (!r->npubs || !bytes) {
         if (!sb->page_limit) sb->page_limit = PAGE_SIZE;
         return;
@@ -846,8 +865,8 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
     int recovered = pd->has_since && r->recovered;
     fit_result(c, r, recovered);
     tune_page(c, sb, r);
-    uint64_t last = r->npubs ? r->pubs[r->npubs - 1]->offset
-                             : (recovered ? pd->since_offset : r->head);
+    uint64_t last =
+        r->npubs ? r->pubs[r->npubs - 1]->offset : (recovered ? pd->since_offset : r->head);
     if (s->sse) {
         sb->last_offset = 0;
         enqueue_pubs(c, sb, r);
@@ -868,7 +887,8 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         }
         sbuf_puts(o, "{\"offset\":");
         sbuf_u64(o, r->head);
-        sbuf_printf(o, ",\"epoch\":\"%s\",\"recovered\":%s,", r->epoch, recovered ? "true" : "false");
+        sbuf_printf(o, ",\"epoch\":\"%s\",\"recovered\":%s,", r->epoch,
+                    recovered ? "true" : "false");
         proto_put_pubs(o, r);
         sbuf_printf(o, ",\"more\":%s", recovered && r->more ? "true" : "false");
         if (sb->ns->read_cursors) {
@@ -912,8 +932,10 @@ static void page_done(conn *c, sub *sb, engine_req *r)
     }
     enqueue_pubs(c, sb, r);
     tune_page(c, sb, r);
-    if (!r->more) sb->state = SUB_LIVE;
-    else session_on_drain(c);
+    if (!r->more)
+        sb->state = SUB_LIVE;
+    else
+        session_on_drain(c);
 }
 
 static void publish_done(conn *c, pending *pd, engine_req *r)
@@ -1028,8 +1050,10 @@ void session_on_engine_done(worker *w, engine_req *r)
             goto out;
         }
         sb->read_inflight = 0;
-        if (pd->kind == P_SUBSCRIBE) subscribe_done(c, sb, pd, r);
-        else page_done(c, sb, r);
+        if (pd->kind == P_SUBSCRIBE)
+            subscribe_done(c, sb, pd, r);
+        else
+            page_done(c, sb, r);
         if (pd->in_connect && c->s && --c->s->connect_pending == 0) finish_connect(c);
     } else if (pd->kind == P_PUBLISH) {
         publish_done(c, pd, r);
@@ -1158,12 +1182,18 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
                 memcpy(ch, kp, kn);
                 ch[kn] = '\0';
                 const cfg_namespace *ns;
-                err = json_kind(&b->doc, v) == JSON_KIND_OBJECT ? proto_parse_since(b, v, &off, epoch) : 107;
+                err = json_kind(&b->doc, v) == JSON_KIND_OBJECT
+                          ? proto_parse_since(b, v, &off, epoch)
+                          : 107;
                 if (!err) err = may_read(c, ch, &ns, NULL, 0);
-                pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .in_connect = 1,
+                pending pd = {.cmd_id = cmd->id,
+                              .has_id = (uint8_t)cmd->has_id,
+                              .in_connect = 1,
                               .method = (uint8_t)mi};
                 int has_since = proto_param_u64(b, v, "offset", &off) == PROTO_PARAM_OK;
-                if (!err) err = start_subscribe(c, ch, ns, has_since, off, epoch, DEFAULT_RECOVER_LIMIT, &pd);
+                if (!err)
+                    err = start_subscribe(c, ch, ns, has_since, off, epoch, DEFAULT_RECOVER_LIMIT,
+                                          &pd);
                 if (!err) {
                     s->connect_pending++;
                     continue;
@@ -1191,10 +1221,12 @@ static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned 
     uint64_t since_off = 0, limit = DEFAULT_RECOVER_LIMIT;
     int since = -1, has_since = 0;
     const cfg_namespace *ns;
-    if (!code && proto_param_str(b, cmd->params, "token", &tok, &tlen) == PROTO_PARAM_TYPE) code = 107;
+    if (!code && proto_param_str(b, cmd->params, "token", &tok, &tlen) == PROTO_PARAM_TYPE)
+        code = 107;
     if (!code) {
         int r = proto_param_obj(b, cmd->params, "since", &since);
-        if (r == PROTO_PARAM_TYPE) code = 107;
+        if (r == PROTO_PARAM_TYPE)
+            code = 107;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
             code = proto_parse_since(b, since, &since_off, epoch);
@@ -1202,8 +1234,10 @@ static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned 
     }
     if (!code) {
         int r = proto_param_u64(b, cmd->params, "limit", &limit);
-        if (r == PROTO_PARAM_TYPE) code = 107;
-        else if (limit > MAX_HISTORY_LIMIT) code = 106;
+        if (r == PROTO_PARAM_TYPE)
+            code = 107;
+        else if (limit > MAX_HISTORY_LIMIT)
+            code = 106;
     }
     if (!code) code = may_read(c, ch, &ns, tok, tlen);
     if (!code) {
@@ -1233,15 +1267,20 @@ static int parse_class(proto_batch *b, int params, pub_class *cls)
     int r = proto_param_str(b, params, "class", &p, &n);
     if (r == PROTO_PARAM_MISSING) return 0;
     if (r != PROTO_PARAM_OK) return 107;
-    if (n == 9 && !memcmp(p, "ephemeral", 9)) *cls = PUB_EPHEMERAL;
-    else if (n == 8 && !memcmp(p, "standard", 8)) *cls = PUB_STANDARD;
-    else if (n == 10 && !memcmp(p, "guaranteed", 10)) *cls = PUB_GUARANTEED;
-    else return 107;
+    if (n == 9 && !memcmp(p, "ephemeral", 9))
+        *cls = PUB_EPHEMERAL;
+    else if (n == 8 && !memcmp(p, "standard", 8))
+        *cls = PUB_STANDARD;
+    else if (n == 10 && !memcmp(p, "guaranteed", 10))
+        *cls = PUB_GUARANTEED;
+    else
+        return 107;
     return 0;
 }
 
 /* Optional string param of at most max bytes: 0, or 107. */
-static int opt_str(proto_batch *b, int params, const char *key, size_t max, const char **p, size_t *n)
+static int opt_str(proto_batch *b, int params, const char *key, size_t max, const char **p,
+                   size_t *n)
 {
     int r = proto_param_str(b, params, key, p, n);
     if (r == PROTO_PARAM_MISSING) {
@@ -1268,13 +1307,18 @@ int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_names
     if (f->data_len > srv->cfg.limits.max_message_bytes) return 106;
     *cls = ns->cls;
     if (!code) code = parse_class(b, params, cls);
-    if (!code) code = opt_str(b, params, "idempotency_key", MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
+    if (!code)
+        code = opt_str(b, params, "idempotency_key", MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
     if (!code) code = opt_str(b, params, "type", 255, &f->type, &f->type_len);
-    if (!code) code = opt_str(b, params, "correlation_id", 255, &f->correlation_id, &f->correlation_id_len);
+    if (!code)
+        code =
+            opt_str(b, params, "correlation_id", 255, &f->correlation_id, &f->correlation_id_len);
     if (!code) {
         int r = proto_param_obj(b, params, "headers", &htok);
-        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && !headers_valid(b, htok))) code = 107;
-        else if (r == PROTO_PARAM_OK) json_raw(&b->doc, htok, &f->headers, &f->headers_len);
+        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && !headers_valid(b, htok)))
+            code = 107;
+        else if (r == PROTO_PARAM_OK)
+            json_raw(&b->doc, htok, &f->headers, &f->headers_len);
     }
     return code;
 }
@@ -1287,10 +1331,12 @@ static int add_recipients(server *srv, engine_req *r, const pl_pub *p)
     size_t np = presence_users(srv->presence, p->tenant, p->channel, &present);
     const char *h = strchr(p->channel, '#');
     size_t nlisted = 0;
-    for (const char *q = h; q && *q; q++) nlisted += *q == ',' || q == h;
+    for (const char *q = h; q && *q; q++)
+        nlisted += *q == ',' || q == h;
     r->recipients = pl_calloc(np + nlisted + 1, sizeof(char *));
     if (!r->recipients) goto fail;
-    for (size_t i = 0; i < np; i++) r->recipients[r->nrecipients++] = present[i];
+    for (size_t i = 0; i < np; i++)
+        r->recipients[r->nrecipients++] = present[i];
     np = 0;
     for (const char *q = h ? h + 1 : NULL; q && *q;) {
         const char *e = strchr(q, ',');
@@ -1304,7 +1350,8 @@ static int add_recipients(server *srv, engine_req *r, const pl_pub *p)
     pl_free(present);
     return 0;
 fail:
-    for (size_t i = 0; i < np; i++) pl_free(present[i]);
+    for (size_t i = 0; i < np; i++)
+        pl_free(present[i]);
     pl_free(present);
     return -1;
 }
@@ -1378,8 +1425,11 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     }
     char id[PUB_ID_LEN + 1];
     memcpy(id, p->id, sizeof(id));
-    pending pd = {.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
-                  .kind = P_PUBLISH, .method = (uint8_t)mi};
+    pending pd = {.conn_id = c->id,
+                  .cmd_id = cmd->id,
+                  .has_id = (uint8_t)cmd->has_id,
+                  .kind = P_PUBLISH,
+                  .method = (uint8_t)mi};
     code = proto_submit_pub(c->w, p, ns, &pd);
     if (code) {
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
@@ -1399,13 +1449,17 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     int code = param_channel(b, cmd->params, ch);
     if (!code) {
         int r = proto_param_u64(b, cmd->params, "limit", &limit);
-        if (r == PROTO_PARAM_TYPE) code = 107;
-        else if (limit > MAX_HISTORY_LIMIT) code = 106;
+        if (r == PROTO_PARAM_TYPE)
+            code = 107;
+        else if (limit > MAX_HISTORY_LIMIT)
+            code = 106;
     }
-    if (!code && proto_param_bool(b, cmd->params, "reverse", &reverse) == PROTO_PARAM_TYPE) code = 107;
+    if (!code && proto_param_bool(b, cmd->params, "reverse", &reverse) == PROTO_PARAM_TYPE)
+        code = 107;
     if (!code) {
         int r = proto_param_obj(b, cmd->params, "since", &since);
-        if (r == PROTO_PARAM_TYPE) code = 107;
+        if (r == PROTO_PARAM_TYPE)
+            code = 107;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
             code = proto_parse_since(b, since, &since_off, epoch);
@@ -1434,8 +1488,11 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     r->reverse = reverse;
     r->owner = c->w;
     r->ctx = pd;
-    *pd = (pending){.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
-                    .kind = P_HISTORY, .method = (uint8_t)mi};
+    *pd = (pending){.conn_id = c->id,
+                    .cmd_id = cmd->id,
+                    .has_id = (uint8_t)cmd->has_id,
+                    .kind = P_HISTORY,
+                    .method = (uint8_t)mi};
     engine_submit(c->w->srv->eng, r);
 }
 
@@ -1493,8 +1550,11 @@ static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     r->since_offset = off;
     r->owner = c->w;
     r->ctx = pd;
-    *pd = (pending){.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
-                    .kind = P_ACK, .method = (uint8_t)mi};
+    *pd = (pending){.conn_id = c->id,
+                    .cmd_id = cmd->id,
+                    .has_id = (uint8_t)cmd->has_id,
+                    .kind = P_ACK,
+                    .method = (uint8_t)mi};
     engine_submit(c->w->srv->eng, r);
 }
 
@@ -1524,7 +1584,8 @@ static void m_presence(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned m
     sbuf *o = reply_begin(c, cmd->id);
     uint32_t n;
     sbuf_puts(o, "{\"clients\":[");
-    uint64_t next = presence_page(c->w->srv->presence, c->s->tenant, ch, cursor, (uint32_t)limit, o, &n);
+    uint64_t next =
+        presence_page(c->w->srv->presence, c->s->tenant, ch, cursor, (uint32_t)limit, o, &n);
     sbuf_puts(o, "],\"cursor\":");
     sbuf_u64(o, next);
     sbuf_putc(o, '}');
@@ -1577,8 +1638,10 @@ static void m_typing(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     } else {
         metrics_add(&c->w->metrics, M_TYPING_DROPPED, 1);
     }
-    if (cmd->has_id) reply_empty(c, cmd, mi);
-    else metrics_command(&c->w->metrics, mi, 0);
+    if (cmd->has_id)
+        reply_empty(c, cmd, mi);
+    else
+        metrics_command(&c->w->metrics, mi, 0);
 }
 
 /* Sets the user's read cursor: monotonic, persisted, and announced with a
@@ -1605,11 +1668,13 @@ static void m_read(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     r->since_offset = off;
     r->owner = c->w;
     r->ctx = pd;
-    *pd = (pending){.conn_id = c->id, .cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id,
-                    .kind = P_READ, .method = (uint8_t)mi};
+    *pd = (pending){.conn_id = c->id,
+                    .cmd_id = cmd->id,
+                    .has_id = (uint8_t)cmd->has_id,
+                    .kind = P_READ,
+                    .method = (uint8_t)mi};
     engine_submit(c->w->srv->eng, r);
 }
-
 
 /* ======================================================================
  * Frames in, timers
@@ -1814,4 +1879,3 @@ void session_server_unsubscribe(conn *c, const char *ch)
     send_sbuf(c, &o);
     sbuf_release(&o);
 }
-

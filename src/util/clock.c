@@ -30,7 +30,8 @@ static uint64_t next_random(void)
     static _Thread_local uint64_t state;
     static _Thread_local int seeded;
     if (!seeded) {
-        if (RAND_bytes((unsigned char *)&state, sizeof(state)) != 1) state = (uint64_t)clock_mono_us();
+        if (RAND_bytes((unsigned char *)&state, sizeof(state)) != 1)
+            state = (uint64_t)clock_mono_us();
         seeded = 1;
     }
     uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
@@ -53,8 +54,10 @@ void clock_ulid(char out[27])
     }
     /* 80 random bits -> 16 base32 characters. */
     uint64_t hi = 0, lo = 0;
-    for (int i = 0; i < 5; i++) hi = (hi << 8) | rnd[i];
-    for (int i = 5; i < 10; i++) lo = (lo << 8) | rnd[i];
+    for (int i = 0; i < 5; i++)
+        hi = (hi << 8) | rnd[i];
+    for (int i = 5; i < 10; i++)
+        lo = (lo << 8) | rnd[i];
     for (int i = 0; i < 8; i++) {
         out[17 - i] = alphabet[hi & 31];
         hi >>= 5;
@@ -72,11 +75,17 @@ int64_t clock_parse_duration(const char *s)
     long long v = strtoll(s, &end, 10);
     if (v < 0 || v > 1000000000LL) return -1;
     int64_t mul;
-    if (!strcmp(end, "ms")) mul = 1;
-    else if (!strcmp(end, "s") || !*end) mul = 1000;
-    else if (!strcmp(end, "m")) mul = 60000;
-    else if (!strcmp(end, "h")) mul = 3600000;
-    else if (!strcmp(end, "d")) mul = 86400000;
-    else return -1;
+    if (!strcmp(end, "ms"))
+        mul = 1;
+    else if (!strcmp(end, "s") || !*end)
+        mul = 1000;
+    else if (!strcmp(end, "m"))
+        mul = 60000;
+    else if (!strcmp(end, "h"))
+        mul = 3600000;
+    else if (!strcmp(end, "d"))
+        mul = 86400000;
+    else
+        return -1;
     return (int64_t)v * mul;
 }

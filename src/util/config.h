@@ -25,14 +25,14 @@ typedef struct cfg_tenant {
     size_t n_jwt_public_keys;
     cfg_api_key *api_keys;
     size_t n_api_keys;
-    uint32_t max_connections;     /* 0 = unlimited */
-    uint32_t max_channels;        /* 0 = unlimited */
+    uint32_t max_connections;      /* 0 = unlimited */
+    uint32_t max_channels;         /* 0 = unlimited */
     uint32_t publishes_per_second; /* 0 = unlimited */
-    int64_t storage_bytes;        /* 0 = unlimited */
+    int64_t storage_bytes;         /* 0 = unlimited */
 } cfg_tenant;
 
 typedef struct cfg_namespace {
-    char *name; /* "" is the default namespace: channels without ':' */
+    char *name;             /* "" is the default namespace: channels without ':' */
     uint32_t history_size;  /* default 1000; 0 = unlimited */
     int64_t history_ttl_ms; /* default 24h; 0 = forever */
     bool presence;          /* default true */
@@ -58,10 +58,10 @@ typedef struct cfg_limits {
     int64_t idle_timeout_ms;              /* default 0 = ping-based only */
     uint32_t max_body_bytes;              /* default 1 MiB: HTTP API bodies */
     uint32_t commands_per_second;         /* per connection, default 0 = unlimited */
-    uint32_t user_commands_per_second;    /* per user across connections and workers; 0 = unlimited */
-    uint32_t api_requests_per_second;     /* per API key; 0 = unlimited */
-    uint32_t max_connections_per_user;    /* 0 = unlimited */
-    int64_t typing_interval_ms;           /* default 2s: typing pushes per user and channel */
+    uint32_t user_commands_per_second; /* per user across connections and workers; 0 = unlimited */
+    uint32_t api_requests_per_second;  /* per API key; 0 = unlimited */
+    uint32_t max_connections_per_user; /* 0 = unlimited */
+    int64_t typing_interval_ms;        /* default 2s: typing pushes per user and channel */
 } cfg_limits;
 
 typedef struct cfg_webhook {
@@ -73,7 +73,7 @@ typedef struct cfg_webhook {
 
 typedef struct cfg_route {
     char *id, *tenant;
-    char *match_channel, *match_type; /* glob patterns, may be NULL */
+    char *match_channel, *match_type;      /* glob patterns, may be NULL */
     char *action_webhook, *action_publish; /* one of them set */
 } cfg_route;
 

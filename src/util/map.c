@@ -22,7 +22,8 @@ void map_init(map *m)
 
 void map_release(map *m)
 {
-    for (size_t i = 0; i < m->cap; i++) pl_free(m->slots[i].key);
+    for (size_t i = 0; i < m->cap; i++)
+        pl_free(m->slots[i].key);
     pl_free(m->slots);
     map_init(m);
 }

@@ -31,7 +31,8 @@ static int grow(sbuf *b, size_t extra)
     if (b->oom) return -1;
     if (b->len + extra + 1 <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1) cap *= 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
     char *d = pl_realloc(b->data, cap);
     if (!d) {
         b->oom = 1;

@@ -80,7 +80,8 @@ static void sbuf_growth_and_oom_latch(void **state)
 {
     sbuf b;
     sbuf_init(&b);
-    for (int i = 0; i < 1000; i++) sbuf_printf(&b, "%d,", i);
+    for (int i = 0; i < 1000; i++)
+        sbuf_printf(&b, "%d,", i);
     assert_int_equal(b.oom, 0);
     assert_true(b.len > 2000);
     sbuf_release(&b);
@@ -121,9 +122,12 @@ static void ulids_are_ordered_and_unique(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(map_put_get_del_many),  cmocka_unit_test(map_binary_keys_and_replace),
-        cmocka_unit_test(map_alloc_failure),     cmocka_unit_test(sbuf_json_escaping),
-        cmocka_unit_test(sbuf_growth_and_oom_latch), cmocka_unit_test(durations),
+        cmocka_unit_test(map_put_get_del_many),
+        cmocka_unit_test(map_binary_keys_and_replace),
+        cmocka_unit_test(map_alloc_failure),
+        cmocka_unit_test(sbuf_json_escaping),
+        cmocka_unit_test(sbuf_growth_and_oom_latch),
+        cmocka_unit_test(durations),
         cmocka_unit_test(ulids_are_ordered_and_unique),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
