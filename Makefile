@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build run test unit integration asan fuzz bench clean deps deps-test
+.PHONY: all build run test unit integration asan fuzz bench clean deps deps-test tidy format
 
 all: build
 
@@ -31,6 +31,12 @@ fuzz: deps-test
 
 bench: build
 	@echo "see bench/README.md; e.g. $(BUILD)/parley bench fanout --help"
+
+tidy: build
+	clang-tidy -p $(BUILD) --quiet src/*/*.c
+
+format:
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

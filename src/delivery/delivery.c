@@ -113,8 +113,14 @@ static dmsg *msg_new(int kind, pl_pub *pub, const char *user)
     return m;
 }
 
+static void persist(delivery *d, const pl_pub *p, const char *user, int state, uint32_t attempt,
+                    const char *error);
+
 void delivery_sent(delivery *d, pl_pub *pub, const char *user, uint32_t attempt)
 {
+    /* Persisted from the sending thread, before the client can see the pub:
+     * an ack it sends back is then ordered after this in the engine. */
+    persist(d, pub, user, DLV_SENT, attempt, NULL);
     dmsg *m = msg_new(M_SENT, pub, user);
     if (!m) return;
     m->attempt = attempt;
@@ -278,7 +284,6 @@ static void on_sent(delivery *d, dmsg *m)
     if (!t || m->attempt <= t->attempt) return; /* another device, same attempt */
     t->attempt = m->attempt;
     t->sent_us = clock_mono_us();
-    persist(d, t->pub, t->user, DLV_SENT, t->attempt, NULL);
     arm(d, t);
 }
 
@@ -338,8 +343,8 @@ static void on_fire(wheel_timer *tm, void *arg)
     if (recipient_offline(d, t)) return;
     t->attempt++;
     t->sent_us = clock_mono_us();
-    resend(d, t);
     persist(d, t->pub, t->user, DLV_SENT, t->attempt, NULL);
+    resend(d, t);
     pthread_mutex_lock(&d->stats_lock);
     d->stats.redeliveries++;
     pthread_mutex_unlock(&d->stats_lock);
@@ -381,8 +386,8 @@ static void handle(delivery *d, dmsg *m)
         if (!t || recipient_offline(d, t)) break;
         t->attempt = 1;
         t->sent_us = clock_mono_us();
-        resend(d, t);
         persist(d, t->pub, t->user, DLV_SENT, 1, NULL);
+        resend(d, t);
         arm(d, t);
         break;
     }

@@ -865,10 +865,15 @@ static int stage_delivery(sq_engine *e, engine_req *r, chan *ch, int64_t now)
     sqlite3_bind_int64(st, 2, (sqlite3_int64)r->since_offset);
     sqlite3_bind_text(st, 3, r->user, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st), from = -1;
-    if (rc == SQLITE_ROW) from = sqlite3_column_int(st, 0);
+    uint32_t attempts = 0;
+    if (rc == SQLITE_ROW) {
+        from = sqlite3_column_int(st, 0);
+        attempts = (uint32_t)sqlite3_column_int(st, 1);
+    }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PL_EIO;
     if (from < 0 || !transition_ok(from, r->dstate)) return PL_OK; /* nothing to move */
+    if (from == r->dstate && attempts >= r->attempt) return PL_OK; /* another device, same send */
     if (set_delivery(e, ch->cid, r->since_offset, r->user, r->dstate, r->attempt, now, r->error))
         return PL_EIO;
     r->moved = 1;
@@ -1242,7 +1247,7 @@ static int serve_pending(sq_engine *e, chan *ch, engine_req *r)
     memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
     if (!ch->cid) return PL_OK;
     size_t cap = 0;
-    int status = PL_OK, rc;
+    int status = PL_OK, rc = SQLITE_DONE;
     sqlite3_stmt *st = e->st[ST_DLV_PENDING];
     sqlite3_bind_int64(st, 1, ch->cid);
     sqlite3_bind_text(st, 2, r->user, -1, SQLITE_STATIC);
@@ -1254,6 +1259,7 @@ static int serve_pending(sq_engine *e, chan *ch, engine_req *r)
         atts[n++] = (uint32_t)sqlite3_column_int(st, 1);
     }
     sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PL_EIO;
     for (size_t i = 0; status == PL_OK && i < n; i++) {
         pl_pub *p = load_one(e, ch, offs[i]);
         if (!p) continue; /* trimmed by retention before delivery */
@@ -1341,7 +1347,7 @@ static int dlq_apply(sq_engine *e, engine_req *r, int replay, int64_t now)
 {
     sqlite3_stmt *st = dlq_select(e, r, "id, tenant, channel, off, user", 10000);
     if (!st) return PL_EIO;
-    int in_txn = 0, status = PL_OK, rc;
+    int in_txn = 0, status = PL_OK, rc = SQLITE_DONE;
     size_t cap = 0;
     if (txn_begin(e, &in_txn)) status = PL_EIO;
     while (status == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1371,6 +1377,7 @@ static int dlq_apply(sq_engine *e, engine_req *r, int replay, int64_t now)
         r->count++;
     }
     sqlite3_finalize(st);
+    if (status == PL_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) status = PL_EIO;
     if (status == PL_OK && in_txn && run_done(e->st[ST_COMMIT]) != PL_OK) status = PL_EIO;
     if (status != PL_OK && in_txn) txn_rollback(e);
     return status;
@@ -1450,7 +1457,7 @@ static int sent_all(sq_engine *e, engine_req *r)
                       " JOIN channels c ON c.cid = d.cid WHERE d.state = 1 LIMIT 100000";
     if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
     size_t cap = 0;
-    int rc, status = PL_OK;
+    int rc = SQLITE_DONE, status = PL_OK;
     while (status == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         chan *ch = chan_get(e, (const char *)sqlite3_column_text(st, 0),
                             (const char *)sqlite3_column_text(st, 1), &status);
@@ -1466,6 +1473,7 @@ static int sent_all(sq_engine *e, engine_req *r)
         r->pubs[r->npubs++] = p;
     }
     sqlite3_finalize(st);
+    if (status == PL_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) status = PL_EIO;
     return status;
 }
 

@@ -344,7 +344,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 
 static void http_read(conn *c, const char *data, size_t len)
 {
-    while (len && c->state == CS_HTTP) {
+    while (len && c->state == CS_HTTP && c->http) {
         http_req *h = c->http;
         size_t n = http_parser_execute(&h->p, &parser_settings, data, len);
         enum http_errno e = HTTP_PARSER_ERRNO(&h->p);

@@ -425,7 +425,7 @@ audit_log *audit_open(const char *path, audit_report *r)
     if (!r) r = &local;
     memset(r, 0, sizeof(*r));
     audit_log *log = NULL;
-    chain c;
+    chain c = {0};
     int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
         report(r, 0, 0, "cannot open: %s", strerror(errno));

@@ -840,7 +840,7 @@ static int a_trace(api_ctx *a)
     if (!r) return api_error(a->c, 100, NULL);
     r->admin_op = ADMIN_TRACE;
     int code = opt_copy(a, a->params, "id", &r->pub_id);
-    if (!code && !r->pub_id) code = 107;
+    if (!code && (!r->pub_id || !r->pub_id[0])) code = 107;
     if (code) {
         engine_req_free(r);
         return api_error(a->c, code, "id (a pub id) required");

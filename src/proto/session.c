@@ -799,6 +799,35 @@ static void finish_connect(conn *c)
     sbuf_release(&s->connect_reply);
 }
 
+/* The next attempt number of a pub the user has not acknowledged yet (from
+ * the PENDING answer), or 0 when it is not pending. */
+static uint32_t pending_attempt(const engine_req *pending, uint64_t off)
+{
+    for (size_t i = 0; pending && i < pending->npubs; i++)
+        if (pending->pubs[i]->offset == off) return pending->attempts[i] + 1;
+    return 0;
+}
+
+/* The result's pubs; unacknowledged guaranteed ones show the attempt this
+ * send is (the same number send_pending records). */
+static void put_result_pubs(sbuf *o, engine_req *r, const engine_req *pending)
+{
+    sbuf_puts(o, "\"pubs\":[");
+    for (size_t i = 0; i < r->npubs; i++) {
+        if (i) sbuf_putc(o, ',');
+        uint32_t att = pending_attempt(pending, r->pubs[i]->offset);
+        rbuf *f = att > 1 ? delivery_frame(r->pubs[i], att) : NULL;
+        if (f && f->len > PUSH_PREFIX_LEN) {
+            sbuf_putc(o, '{');
+            sbuf_append(o, f->data + PUSH_PREFIX_LEN, f->len - PUSH_PREFIX_LEN);
+        } else {
+            put_pub(o, r->pubs[i]);
+        }
+        rbuf_unref(f);
+    }
+    sbuf_putc(o, ']');
+}
+
 /* Keeps a subscribe result within half the outbound queue: recovered pubs
  * beyond it are streamed as catch-up pages instead (more = 1); for a result
  * that is not a recovery the oldest ones are dropped. */
@@ -889,7 +918,7 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         sbuf_u64(o, r->head);
         sbuf_printf(o, ",\"epoch\":\"%s\",\"recovered\":%s,", r->epoch,
                     recovered ? "true" : "false");
-        proto_put_pubs(o, r);
+        put_result_pubs(o, r, sb->pending);
         sbuf_printf(o, ",\"more\":%s", recovered && r->more ? "true" : "false");
         if (sb->ns->read_cursors) {
             sbuf_puts(o, ",\"unread\":");

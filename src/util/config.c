@@ -193,7 +193,7 @@ static int get_bool(loader *L, const yaml_node_t *n, bool *out)
 
 static int get_duration(loader *L, const yaml_node_t *n, int64_t min, int64_t *out)
 {
-    const char *s;
+    const char *s = "";
     if (n->type != YAML_SCALAR_NODE || is_null(n))
         return fail_at(L, n, "expected a duration like \"5s\", got %s", kind_name(n));
     if (get_str(L, n, &s) < 0) return -1;
@@ -210,7 +210,7 @@ static int get_duration(loader *L, const yaml_node_t *n, int64_t min, int64_t *o
 /* Replaces *dst with a copy of the string in n. */
 static int set_str(loader *L, const yaml_node_t *n, char **dst, bool nonempty)
 {
-    const char *s;
+    const char *s = "";
     if (get_str(L, n, &s) < 0) return -1;
     if (nonempty && !*s) return fail_at(L, n, "must not be empty");
     char *copy = pl_strndup(s, slen(n));
@@ -312,7 +312,7 @@ typedef struct key_spec {
 static int set_value(loader *L, const key_spec *k, yaml_node_t *v, void *obj)
 {
     char *field = (char *)obj + k->off;
-    int64_t i;
+    int64_t i = 0;
     switch (k->kind) {
     case K_STR:
     case K_NESTR:
@@ -387,7 +387,7 @@ static int get_seq(loader *L, yaml_node_t *v, yaml_node_item_t **items, size_t *
 
 static yaml_node_t *item_node(loader *L, yaml_node_item_t *items, size_t i, yaml_node_t *parent)
 {
-    yaml_node_t *n = node_at(L, items[i]);
+    yaml_node_t *n = items ? node_at(L, items[i]) : NULL;
     return n ? n : parent;
 }
 
@@ -437,7 +437,7 @@ fail:
 static int fn_listen(loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    const char *s;
+    const char *s = "";
     char *host = NULL, buf[48];
     int port;
     if (get_str(L, v, &s) < 0) return -1;
@@ -455,7 +455,7 @@ static int fn_listen(loader *L, yaml_node_t *v, void *obj)
 static int fn_engine_type(loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    const char *s;
+    const char *s = "";
     char buf[48];
     if (get_str(L, v, &s) < 0) return -1;
     if (strcmp(s, "sqlite") && strcmp(s, "redis"))
@@ -576,8 +576,8 @@ static void api_key_free(cfg_api_key *k)
 static int fn_api_keys(loader *L, yaml_node_t *v, void *obj)
 {
     cfg_tenant *t = obj;
-    yaml_node_item_t *items;
-    size_t n;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
     if (get_seq(L, v, &items, &n) < 0) return -1;
     for (size_t i = 0; i < t->n_api_keys; i++)
         api_key_free(&t->api_keys[i]);
@@ -692,8 +692,8 @@ static int parse_tenant(loader *L, yaml_node_t *it, cfg_tenant *arr, size_t i)
 static int fn_tenants(loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    yaml_node_item_t *items;
-    size_t n;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
     if (is_null(v)) return 0;
     if (get_seq(L, v, &items, &n) < 0) return -1;
     if (n == 0) return 0; /* same as absent: single tenant */
@@ -736,7 +736,7 @@ static int fn_class(loader *L, yaml_node_t *v, void *obj)
 {
     static const char *const names[] = {"ephemeral", "standard", "guaranteed"};
     cfg_namespace *ns = obj;
-    const char *s;
+    const char *s = "";
     char buf[48];
     if (get_str(L, v, &s) < 0) return -1;
     for (int i = 0; i < 3; i++) {
@@ -799,8 +799,8 @@ static int parse_namespace(loader *L, yaml_node_t *it, cfg_namespace *arr, size_
 static int fn_namespaces(loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    yaml_node_item_t *items;
-    size_t n;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
     if (is_null(v)) return 0;
     if (get_seq(L, v, &items, &n) < 0) return -1;
     if (n == 0) return 0; /* same as absent: the default namespaces */
@@ -846,8 +846,8 @@ static int resolve_tenant(loader *L, char **tenant, yaml_node_t *tnode, yaml_nod
 static int fn_retry_schedule(loader *L, yaml_node_t *v, void *obj)
 {
     cfg_webhook *w = obj;
-    yaml_node_item_t *items;
-    size_t n;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
     if (get_seq(L, v, &items, &n) < 0) return -1;
     if (n == 0) return fail_at(L, v, "must list at least one delay");
     int64_t *arr = pl_calloc(n, sizeof(*arr));
@@ -933,8 +933,8 @@ static int parse_webhook(loader *L, yaml_node_t *it, cfg_webhook *arr, size_t i)
 static int fn_webhooks(loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    yaml_node_item_t *items;
-    size_t n;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
     if (is_null(v)) return 0;
     if (get_seq(L, v, &items, &n) < 0) return -1;
     cfg_webhook *arr = pl_calloc(n, sizeof(*arr));
@@ -1035,8 +1035,8 @@ static int parse_route(loader *L, yaml_node_t *it, cfg_route *arr, size_t i)
 static int fn_routes(loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    yaml_node_item_t *items;
-    size_t n;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
     if (is_null(v)) return 0;
     if (get_seq(L, v, &items, &n) < 0) return -1;
     c->routes = pl_calloc(n, sizeof(*c->routes));
@@ -1054,7 +1054,7 @@ static int fn_routes(loader *L, yaml_node_t *v, void *obj)
 static int fn_scheme(loader *L, yaml_node_t *v, void *obj)
 {
     cfg_inbound *in = obj;
-    const char *s;
+    const char *s = "";
     char buf[48];
     if (get_str(L, v, &s) < 0) return -1;
     if (strcmp(s, "standard-webhooks") && strcmp(s, "hmac-sha256"))
@@ -1107,8 +1107,8 @@ static int parse_inbound(loader *L, yaml_node_t *it, cfg_inbound *arr, size_t i)
 static int fn_inbound(loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    yaml_node_item_t *items;
-    size_t n;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
     if (is_null(v)) return 0;
     if (get_seq(L, v, &items, &n) < 0) return -1;
     c->inbound = pl_calloc(n, sizeof(*c->inbound));
@@ -1380,7 +1380,8 @@ void config_release(config *c)
 
 const cfg_namespace *config_namespace(const config *c, const char *channel, size_t len)
 {
-    const char *colon = channel ? memchr(channel, ':', len) : NULL;
+    if (!channel) channel = "";
+    const char *colon = memchr(channel, ':', len);
     size_t n = colon ? (size_t)(colon - channel) : 0;
     for (size_t i = 0; i < c->n_namespaces; i++) {
         const char *name = c->namespaces[i].name;

@@ -23,6 +23,10 @@ CALM = {"name": "calm", "class": "guaranteed", "ack_wait": "60s", "retry_min": "
 # Fails fast: two attempts 200 ms apart, then the dead-letter queue.
 FAST = {"name": "fast", "class": "guaranteed", "ack_wait": "200ms", "retry_min": "50ms",
         "retry_max": "50ms", "max_attempts": 2}
+# For crash tests: the first retry comes a full second after an attempt, so a
+# kill right after attempt 1 surely finds the delivery in state sent.
+SLOWNS = {"name": "slow", "class": "guaranteed", "ack_wait": "1s", "retry_min": "100ms",
+          "retry_max": "100ms", "max_attempts": 3}
 # A standard namespace beside them (acks there acknowledge nothing).
 PLAIN = {"name": "plain"}
 
@@ -32,7 +36,7 @@ EXTRA_SCOPES = ["dlq", "trace"]
 def guaranteed_cfg(cfg):
     """with_api (admin key, "*" and per-scope keys) plus the guaranteed
     namespaces and one dlq-only and one trace-only key per tenant."""
-    with_api(cfg, extra_ns=[dict(INBOX), dict(CALM), dict(FAST), dict(PLAIN)])
+    with_api(cfg, extra_ns=[dict(INBOX), dict(CALM), dict(FAST), dict(SLOWNS), dict(PLAIN)])
     for t in cfg["tenants"]:
         t["api_keys"] += [{"key": scope_key(t["id"], s), "scopes": [s]} for s in EXTRA_SCOPES]
     return cfg
@@ -137,6 +141,21 @@ def wait_state(server, pub_id, user, state, timeout=T, tenant="acme"):
             return last
         time.sleep(0.05)
     raise AssertionError(f"delivery of {pub_id} to {user} never reached {state}: {last}")
+
+
+def wait_sent(server, pub_id, user, attempt=1, timeout=T, tenant="acme"):
+    """Waits until the server has recorded send number `attempt` of the pub to
+    user. The record trails the wire (the delivery thread persists it after
+    the write), so a test asserting exact transitions or attempt counts waits
+    for it before acking."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = delivery_of(server, pub_id, user, tenant)
+        if last and last["state"] == "sent" and last["attempts"] >= attempt:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"send {attempt} of {pub_id} to {user} never recorded: {last}")
 
 
 def dlq_list(server, body=None, tenant="acme", key=None):

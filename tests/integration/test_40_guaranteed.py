@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
-from helpers_guaranteed import (ACK_WAIT, ack, MAX_ATTEMPTS, RETRY_MAX, RETRY_MIN, acall, apublish,
-                                gconnect, guaranteed_cfg, next_pub, no_pub, quiet_period,
-                                subscribe, trace, wait_dlq, wait_state)
 from helpers_api import wait_until
-from parley_client import SLOW, RpcError, connect, run, uniq
+from helpers_guaranteed import (ACK_WAIT, MAX_ATTEMPTS, RETRY_MAX, RETRY_MIN, acall, ack,
+                                apublish, delivery_of, gconnect, guaranteed_cfg, is_pub, next_pub,
+                                no_pub, quiet_period, subscribe, trace, wait_dlq, wait_sent,
+                                wait_state)
+from parley_client import SLOW, connect, run, uniq
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_offline_recipient_receives_on_subscribe_and_acks(gsrv):
         assert got["correlation_id"] == "corr-1"
         assert got["_seq"] > 0 and not cl.drain(lambda m: m.get("push") == "pub"), \
             "exactly one copy of the pending pub"
-        await acall(wait_state, gsrv, pub["id"], bob, "sent")
+        await acall(wait_sent, gsrv, pub["id"], bob)
         assert await ack(cl, ch, pub["offset"]) == {"acknowledged": 1}
         d = await acall(wait_state, gsrv, pub["id"], bob, "acknowledged")
         assert states(d) == [("queued", 0), ("sent", 1), ("acknowledged", 1)], d
@@ -81,8 +82,8 @@ def test_unacked_pub_is_redelivered_on_schedule_then_dead_lettered(gsrv):
         assert entry["reason"] == "max_attempts"
         await no_pub(cl, ch, 0.3 * SLOW)
         d = await acall(wait_state, gsrv, pub["id"], dan, "failed")
-        assert states(d) == [("queued", 0)] + [("sent", n) for n in
-                                               range(1, MAX_ATTEMPTS + 1)] + [("failed", MAX_ATTEMPTS)]
+        sends = [("sent", n) for n in range(1, MAX_ATTEMPTS + 1)]
+        assert states(d) == [("queued", 0)] + sends + [("failed", MAX_ATTEMPTS)], d
         assert d["attempts"] == MAX_ATTEMPTS
         # an ack after the failure does not resurrect anything
         assert await ack(cl, ch, pub["offset"]) == {"acknowledged": 0}
@@ -100,10 +101,13 @@ def test_ack_covers_a_range_and_stops_redelivery(gsrv):
         pubs = [await apublish(gsrv, ch, {"n": i}) for i in range(4)]
         got = [await next_pub(cl, ch, p["offset"]) for p in pubs]
         assert [g["attempt"] for g in got] == [1] * 4
+        for p in pubs:
+            await acall(wait_sent, gsrv, p["id"], eve)
         # one ack for the first three (the 4th stays unacknowledged)
         assert await ack(cl, ch, pubs[2]["offset"]) == {"acknowledged": 3}
         again = await next_pub(cl, ch, timeout=5 * SLOW)
         assert again["offset"] == pubs[3]["offset"] and again["attempt"] == 2, again
+        await acall(wait_sent, gsrv, pubs[3]["id"], eve, 2)
         # repeated ack of the same range: nothing left to acknowledge
         assert await ack(cl, ch, pubs[2]["offset"]) == {"acknowledged": 0}
         # an offset past the head covers the rest
@@ -130,6 +134,34 @@ def test_ack_before_delivery_acknowledges_queued_pubs(gsrv):
             await acall(wait_state, gsrv, p["id"], fay, "acknowledged")
         await subscribe(cl, ch)
         await no_pub(cl, ch, 0.4 * SLOW)
+        await cl.close()
+    run(body())
+
+
+def test_recovering_subscriber_gets_the_next_attempt_number(gsrv):
+    """A subscribe with `since` that recovers an unacknowledged pub carries
+    it once, with the attempt number the server records for that send
+    (previous attempts + 1), whether inside the result or right after it."""
+    async def body():
+        hu = uniq("hu")
+        ch = f"calm:#{hu}"
+        cl = await gconnect(gsrv, hu)
+        await subscribe(cl, ch)
+        pub = await apublish(gsrv, ch, {"n": 1})
+        assert (await next_pub(cl, ch, pub["offset"]))["attempt"] == 1
+        await cl.close()
+        cl = await gconnect(gsrv, hu)
+        res = await subscribe(cl, ch, {"since": {"offset": 0, "epoch": pub["epoch"]}})
+        assert res["recovered"] is True
+        await asyncio.sleep(0.3 * SLOW)
+        copies = [p for p in res["pubs"] if p["offset"] == pub["offset"]] + \
+            cl.drain(is_pub(ch, pub["offset"]))
+        assert len(copies) == 1, copies
+        d = await acall(wait_state, gsrv, pub["id"], hu, "sent")
+        await acall(wait_until, lambda: delivery_of(gsrv, pub["id"], hu)["attempts"] >= 2,
+                    5 * SLOW, "attempt 2 recorded")
+        assert copies[0]["attempt"] == 2, \
+            f"second send shows attempt {copies[0]['attempt']}; trace records {d}"
         await cl.close()
     run(body())
 
@@ -169,6 +201,8 @@ def test_ack_rejected_for_foreign_or_unknown_channel(gsrv):
     {"channel": 7, "offset": 1},
     {"channel": ["inbox:#ME"], "offset": 1},
     {"channel": "", "offset": 1},
+    {"channel": "inbox:#" + "x" * 5000, "offset": 1},
+    {"channel": "inbox:#a b", "offset": 1},
 ], ids=lambda p: repr(sorted(p.items())))
 def test_ack_bad_params(gsrv, params):
     async def body():
@@ -204,6 +238,7 @@ def test_multi_device_one_ack_for_the_user(gsrv):
         for dev in (phone, laptop):
             got = await next_pub(dev, ch, p1["offset"])
             assert got["attempt"] == 1 and got["id"] == p1["id"]
+        await acall(wait_sent, gsrv, p1["id"], gus)
         assert await ack(phone, ch, p1["offset"]) == {"acknowledged": 1}
         await asyncio.gather(no_pub(phone, ch, quiet_period()),
                              no_pub(laptop, ch, quiet_period()))
@@ -215,6 +250,7 @@ def test_multi_device_one_ack_for_the_user(gsrv):
             assert (await next_pub(dev, ch, p2["offset"]))["attempt"] == 1
         for dev in (phone, laptop):
             assert (await next_pub(dev, ch, p2["offset"], timeout=5 * SLOW))["attempt"] == 2
+        await acall(wait_sent, gsrv, p2["id"], gus, 2)
         assert await ack(laptop, ch, p2["offset"]) == {"acknowledged": 1}
         await asyncio.gather(no_pub(phone, ch, quiet_period()),
                              no_pub(laptop, ch, quiet_period()))
@@ -252,6 +288,29 @@ def test_subscribers_at_publish_time_are_the_recipients(gsrv):
             await acall(wait_state, gsrv, pub["id"], user, "acknowledged")
         for c in (ca, cb, cl):
             await c.close()
+    run(body())
+
+
+def test_every_user_of_a_user_limited_channel_is_a_recipient(gsrv):
+    async def body():
+        a, b = uniq("ua"), uniq("ub")
+        ch = f"calm:#{a},{b}"
+        pub = await apublish(gsrv, ch, {"to": "both"})
+        tr = await acall(trace, gsrv, pub["id"])
+        assert sorted((d["user"], d["state"]) for d in tr["deliveries"]) == \
+            sorted([(a, "queued"), (b, "queued")]), tr
+        ca = await gconnect(gsrv, a)
+        await subscribe(ca, ch)
+        assert (await next_pub(ca, ch, pub["offset"]))["attempt"] == 1
+        assert await ack(ca, ch, pub["offset"]) == {"acknowledged": 1}
+        await acall(wait_state, gsrv, pub["id"], a, "acknowledged")
+        # a's ack is a's alone: b's copy still waits for b
+        assert (await acall(delivery_of, gsrv, pub["id"], b))["state"] == "queued"
+        cb = await gconnect(gsrv, b)
+        await subscribe(cb, ch)
+        assert (await next_pub(cb, ch, pub["offset"]))["attempt"] == 1
+        await ca.close()
+        await cb.close()
     run(body())
 
 

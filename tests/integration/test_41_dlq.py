@@ -9,9 +9,9 @@ import time
 import pytest
 
 from helpers_api import api_error, api_raw, full_key, scope_key
-from helpers_guaranteed import (ack, acall, apublish, audit_lines, audit_verify, dlq_list, gconnect,
-                                delivery_of, guaranteed_cfg, next_pub, no_pub, subscribe, trace, wait_dlq,
-                                wait_state)
+from helpers_guaranteed import (acall, ack, apublish, audit_lines, audit_verify, delivery_of,
+                                dlq_list, gconnect, guaranteed_cfg, next_pub, no_pub, subscribe,
+                                wait_dlq, wait_state)
 from parley_client import SLOW, run, uniq
 
 FAST_ATTEMPTS = 2  # helpers_guaranteed.FAST

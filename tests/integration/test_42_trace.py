@@ -9,8 +9,9 @@ import pytest
 
 from helpers_api import api_error, api_raw, full_key, scope_key
 from helpers_guaranteed import (ack, acall, apublish, gconnect, guaranteed_cfg, next_pub,
-                                publish, subscribe, trace, trace_cli, wait_dlq, wait_state)
-from parley_client import SLOW, run, uniq
+                                publish, subscribe, trace, trace_cli, wait_dlq, wait_sent,
+                                wait_state)
+from parley_client import run, uniq
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def test_trace_follows_a_pub_to_acknowledged_and_seen(tsrv):
         t1 = int(time.time() * 1000)
         for c in (ck, cl1, cl2):
             await next_pub(c, ch, pub["offset"])
-        await acall(wait_state, tsrv, pub["id"], kim, "sent")
+        for user in (kim, lee):
+            await acall(wait_sent, tsrv, pub["id"], user)
         tr = await acall(trace, tsrv, pub["id"])
         assert set(tr) >= {"pub", "stored", "accepted_at", "fanout", "deliveries"}, tr
         p = tr["pub"]
@@ -161,6 +163,7 @@ def test_trace_cli(tsrv):
         await subscribe(c, ch)
         pub = await apublish(tsrv, ch, {"cli": True})
         await next_pub(c, ch, pub["offset"])
+        await acall(wait_sent, tsrv, pub["id"], ola)
         assert await ack(c, ch, pub["offset"]) == {"acknowledged": 1}
         await acall(wait_state, tsrv, pub["id"], ola, "acknowledged")
         await c.close()
