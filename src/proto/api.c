@@ -172,6 +172,37 @@ static int a_publish(api_ctx *a)
     return 0;
 }
 
+/* An aggregate for n per-channel answers, sent as {"<key>":[...]} once all
+ * arrived (one extra count is held until every request was submitted). */
+static api_agg *agg_new(api_ctx *a, int n, const char *key)
+{
+    api_agg *g = pl_calloc(1, sizeof(*g));
+    if (g) g->results = pl_calloc((size_t)n, sizeof(char *));
+    if (!g || !g->results) {
+        pl_free(g);
+        return NULL;
+    }
+    g->conn_id = a->c->id;
+    g->w = a->w;
+    g->key = key;
+    g->n = (uint32_t)n;
+    g->remaining = (uint32_t)n + 1;
+    return g;
+}
+
+/* Checks a request's channel list: 0 with its size, or -1 once the error
+ * was answered. */
+static int channel_list(api_ctx *a, int arr, int *n)
+{
+    *n = json_size(&a->b->doc, arr);
+    if (*n > 0 && *n <= MAX_BROADCAST) return 0;
+    if (*n <= 0)
+        api_error(a->c, 107, "channels is empty");
+    else
+        api_error(a->c, 106, "at most 1000 channels");
+    return -1;
+}
+
 static void agg_free(api_agg *g)
 {
     for (uint32_t i = 0; i < g->n; i++)
@@ -217,23 +248,11 @@ static int a_broadcast(api_ctx *a)
     int arr;
     if (proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
         return api_error(a->c, 107, "channels must be an array of channel names");
-    int n = json_size(&a->b->doc, arr);
-    if (n <= 0) return api_error(a->c, 107, "channels is empty");
-    if (n > MAX_BROADCAST) return api_error(a->c, 106, "at most 1000 channels");
-    api_agg *g = pl_calloc(1, sizeof(*g));
-    if (g) g->results = pl_calloc((size_t)n, sizeof(char *));
-    if (!g || !g->results) {
-        pl_free(g);
-        return api_error(a->c, 100, NULL);
-    }
-    g->conn_id = a->c->id;
-    g->w = a->w;
-    g->key = "responses";
-    g->n = g->remaining = (uint32_t)n;
+    int n;
+    if (channel_list(a, arr, &n)) return 0;
+    api_agg *g = agg_new(a, n, "responses");
+    if (!g) return api_error(a->c, 100, NULL);
     uint32_t i = 0;
-    /* Hold one extra count so no slot completes the aggregate before all
-     * channels were submitted. */
-    g->remaining++;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
         char ch[MAX_CHANNEL + 1], id[PUB_ID_LEN + 1];
         pending pd = {.conn_id = a->c->id, .kind = P_API_BROADCAST, .agg = g, .slot = i};
@@ -316,20 +335,10 @@ static int a_cursors(api_ctx *a)
     if (get_user(a, user, sizeof(user), 1) ||
         proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
         return api_error(a->c, 107, "user and channels (array) required");
-    int n = json_size(&a->b->doc, arr);
-    if (n <= 0) return api_error(a->c, 107, "channels is empty");
-    if (n > MAX_BROADCAST) return api_error(a->c, 106, "at most 1000 channels");
-    api_agg *g = pl_calloc(1, sizeof(*g));
-    if (g) g->results = pl_calloc((size_t)n, sizeof(char *));
-    if (!g || !g->results) {
-        pl_free(g);
-        return api_error(a->c, 100, NULL);
-    }
-    g->conn_id = a->c->id;
-    g->w = a->w;
-    g->key = "cursors";
-    g->n = (uint32_t)n;
-    g->remaining = (uint32_t)n + 1;
+    int n;
+    if (channel_list(a, arr, &n)) return 0;
+    api_agg *g = agg_new(a, n, "cursors");
+    if (!g) return api_error(a->c, 100, NULL);
     uint32_t i = 0;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
         char ch[MAX_CHANNEL + 1];

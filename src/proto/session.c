@@ -1557,23 +1557,19 @@ static void m_pong(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 
 /* Acknowledges every guaranteed pub of the channel up to offset for this
  * user (all of the user's devices); redelivery of those stops. */
-static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+/* Submits a per-user engine operation on a channel (ack, read cursor):
+ * tenant, channel, user and offset; the reply comes from the done handler
+ * of `kind`. */
+static void submit_user_op(conn *c, const proto_cmd *cmd, unsigned mi, enum engine_op op,
+                           enum pending_kind kind, const char *ch, uint64_t off)
 {
-    char ch[MAX_CHANNEL + 1];
-    const cfg_namespace *ns;
-    uint64_t off;
-    int code = param_channel(b, cmd->params, ch);
-    if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK) code = 107;
-    if (!code) code = may_read(c, ch, &ns, NULL, 0);
-    engine_req *r = code ? NULL : engine_req_new(ENGINE_ACK);
-    pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
-    if (!code && (!r || !pd || !(r->tenant = pl_strdup(c->s->tenant)) ||
-                  !(r->channel = pl_strdup(ch)) || !(r->user = pl_strdup(c->s->user))))
-        code = 100;
-    if (code) {
+    engine_req *r = engine_req_new(op);
+    pending *pd = pl_calloc(1, sizeof(*pd));
+    if (!r || !pd || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(ch)) ||
+        !(r->user = pl_strdup(c->s->user))) {
         engine_req_free(r);
         pl_free(pd);
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
         return;
     }
     r->since_offset = off;
@@ -1582,9 +1578,23 @@ static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     *pd = (pending){.conn_id = c->id,
                     .cmd_id = cmd->id,
                     .has_id = (uint8_t)cmd->has_id,
-                    .kind = P_ACK,
+                    .kind = (uint8_t)kind,
                     .method = (uint8_t)mi};
     engine_submit(c->w->srv->eng, r);
+}
+
+static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1];
+    const cfg_namespace *ns;
+    uint64_t off;
+    int code = param_channel(b, cmd->params, ch);
+    if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK) code = 107;
+    if (!code) code = may_read(c, ch, &ns, NULL, 0);
+    if (code)
+        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+    else
+        submit_user_op(c, cmd, mi, ENGINE_ACK, P_ACK, ch, off);
 }
 
 static int presence_target(conn *c, proto_batch *b, const proto_cmd *cmd, char *ch,
@@ -1683,26 +1693,10 @@ static void m_read(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     int code = presence_target(c, b, cmd, ch, &ns);
     if (!code && !ns->read_cursors) code = 108;
     if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK) code = 107;
-    engine_req *r = code ? NULL : engine_req_new(ENGINE_CURSOR);
-    pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
-    if (!code && (!r || !pd || !(r->tenant = pl_strdup(c->s->tenant)) ||
-                  !(r->channel = pl_strdup(ch)) || !(r->user = pl_strdup(c->s->user))))
-        code = 100;
-    if (code) {
-        engine_req_free(r);
-        pl_free(pd);
+    if (code)
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
-        return;
-    }
-    r->since_offset = off;
-    r->owner = c->w;
-    r->ctx = pd;
-    *pd = (pending){.conn_id = c->id,
-                    .cmd_id = cmd->id,
-                    .has_id = (uint8_t)cmd->has_id,
-                    .kind = P_READ,
-                    .method = (uint8_t)mi};
-    engine_submit(c->w->srv->eng, r);
+    else
+        submit_user_op(c, cmd, mi, ENGINE_CURSOR, P_READ, ch, off);
 }
 
 /* ======================================================================
