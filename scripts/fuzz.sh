@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
 CC=clang cmake -S . -B build-fuzz -DFUZZ=ON -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=address,undefined >/dev/null
-cmake --build build-fuzz -j "$(nproc)"
+targets=()
+for f in fuzz/fuzz_*.c; do targets+=(--target "$(basename "$f" .c)"); done
+cmake --build build-fuzz -j "$(nproc)" "${targets[@]}"
 for f in fuzz/fuzz_*.c; do
   name=$(basename "$f" .c)
   corpus=fuzz/corpus/${name#fuzz_}

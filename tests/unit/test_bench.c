@@ -283,8 +283,8 @@ static void scan_rejects_malformed(void **state)
         "{\"push\":\"pub\",\"offset\":1e3}",
         "{\"push\":\"pub\",\"offset\":99999999999999999999999}",
         "{\"push\":\"pub\",\"channel\":5}",
-        "{\"push\":\"pub\",\"epoch\":\"" /* longer than BENCH_EPOCH_MAX */
-        "0123456789012345678901234567890123456789012345678901234567890123456789\"}",
+        ("{\"push\":\"pub\",\"epoch\":\"" /* longer than BENCH_EPOCH_MAX */
+         "0123456789012345678901234567890123456789012345678901234567890123456789\"}"),
         "{\"id\":\"1\",\"result\":{}}",
         "{\"result\":{}}",
         "{\"id\":1,\"result\":{\"recovered\":\"yes\"}}",
@@ -669,6 +669,7 @@ static void proc_probes_on_self(void **state)
     volatile double x = 0;
     for (int i = 0; i < 20000000; i++)
         x += i;
+    assert_true(x > 0); /* the loop burns CPU for the probe to see */
     assert_true(bench_proc_cpu_s(getpid()) >= 0);
     long rss = bench_proc_rss_kib(getpid());
     assert_true(rss > 0);
