@@ -36,6 +36,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+if ! command -v "$NATS_SERVER" >/dev/null 2>&1 && [ "$NATS_SERVER" = nats-server ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get install -y -qq nats-server >/dev/null
+fi
 for bin in "$PARLEY" "$NATS_SERVER" taskset curl python3; do
     command -v "$bin" >/dev/null 2>&1 || [ -x "$bin" ] || { echo "missing: $bin" >&2; exit 2; }
 done
