@@ -61,6 +61,7 @@
 #include <time.h>
 
 #include "util/clock.h"
+#include "util/map.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 #include "util/status.h"
@@ -247,6 +248,8 @@ typedef struct sq_engine {
     /* Engine thread only. */
     chan **buckets;
     size_t nchan;
+    uint32_t quota;      /* max_channels of the request being staged */
+    map tenant_channels; /* tenant -> channel rows + 1 (loaded lazily) */
     chan *lru_head, *lru_tail;
     slot *slots;
     engine_req **out;
@@ -462,6 +465,27 @@ static void chan_reset_batch(chan *ch)
  * with a fresh epoch; the row is written by the next transaction). NULL with
  * *status PL_ENOMEM or PL_EIO on failure. The channel stays owned by the
  * cache. */
+/* Counts a new channel against the tenant's quota (e->quota); 0 when the
+ * tenant is at it. The count is loaded once per tenant and kept; a channel
+ * whose creation is rolled back stays counted (errs on the safe side). */
+static int quota_take(sq_engine *e, const char *tenant)
+{
+    size_t tl = strlen(tenant);
+    uintptr_t v = (uintptr_t)map_get(&e->tenant_channels, tenant, tl);
+    if (!v) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(e->db, "SELECT COUNT(*) FROM channels WHERE tenant = ?1", -1, &st,
+                               NULL) != SQLITE_OK)
+            return 0;
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        v = sqlite3_step(st) == SQLITE_ROW ? (uintptr_t)sqlite3_column_int64(st, 0) + 1 : 0;
+        sqlite3_finalize(st);
+        if (!v) return 0;
+    }
+    if (v - 1 >= e->quota) return 0;
+    return map_put(&e->tenant_channels, tenant, tl, (void *)(v + 1)) == 0;
+}
+
 static chan *chan_get(sq_engine *e, const char *tenant, const char *channel, int *status)
 {
     uint32_t h = chan_hash(tenant, channel);
@@ -493,6 +517,11 @@ static chan *chan_get(sq_engine *e, const char *tenant, const char *channel, int
         make_epoch(ch->epoch);
     }
     sqlite3_reset(st);
+    if (rc == SQLITE_DONE && e->quota && !quota_take(e, tenant)) {
+        pl_free(ch);
+        *status = PL_ELIMIT;
+        return NULL;
+    }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         pl_free(ch);
         *status = PL_EIO;
@@ -931,7 +960,9 @@ static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, in
     r->duplicate = 0;
     if (!p || !p->tenant || !p->channel) return PL_EINVAL;
     if (txn_begin(e, in_txn)) goto fatal;
+    e->quota = r->max_channels;
     chan *ch = chan_get(e, p->tenant, p->channel, &status);
+    e->quota = 0;
     if (!ch) {
         if (status == PL_EIO) goto fatal;
         return status;
@@ -1557,7 +1588,9 @@ static void process_batch(sq_engine *e, size_t n)
                 r->status = PL_EINVAL;
                 continue;
             }
+            e->quota = r->max_channels;
             s->ch = chan_get(e, r->tenant, r->channel, &r->status);
+            e->quota = 0;
             if (s->ch) touch(s->ch, &touched);
             /* SQLite may have rolled the transaction back on that error. */
             else if (r->status == PL_EIO && in_txn)
@@ -1738,6 +1771,7 @@ static void sq_free(engine *base)
 {
     sq_engine *e = (sq_engine *)base;
     sq_stop(base);
+    map_release(&e->tenant_channels);
     /* Requests submitted to an engine that never ran cannot reach a sink. */
     while (e->q_head) {
         engine_req *r = e->q_head;

@@ -315,6 +315,7 @@ static int a_history(api_ctx *a)
         return api_error(a->c, code, NULL);
     }
     r->mode = ENGINE_READ_HISTORY;
+    r->max_channels = tenant_max_channels(a->srv, a->tenant);
     r->has_since = has_since;
     r->since_offset = since_off;
     snprintf(r->since_epoch, sizeof(r->since_epoch), "%s", epoch);
@@ -869,7 +870,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
             return;
         }
         if (r->status != PL_OK) {
-            api_error(c, r->status == PL_EIO ? 113 : 100, NULL);
+            api_error(c, proto_engine_error(r->status), NULL);
             return;
         }
         sbuf o;
@@ -885,7 +886,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
     if (pd->kind == P_API_CURSORS) {
         api_agg *g = pd->agg;
         if (r->status != PL_OK) {
-            slot_error(g, pd->slot, r->status == PL_EIO ? 113 : 100);
+            slot_error(g, pd->slot, proto_engine_error(r->status));
             return;
         }
         sbuf o;
@@ -902,7 +903,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
     if (pd->kind == P_API_BROADCAST) {
         api_agg *g = pd->agg;
         if (r->status != PL_OK) {
-            slot_error(g, pd->slot, r->status == PL_EIO ? 113 : 100);
+            slot_error(g, pd->slot, proto_engine_error(r->status));
             return;
         }
         char buf[160];
@@ -915,7 +916,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
     }
     if (!c || c->closed) return;
     if (r->status != PL_OK) {
-        api_error(c, r->status == PL_EIO ? 113 : 100, NULL);
+        api_error(c, proto_engine_error(r->status), NULL);
         return;
     }
     sbuf o;

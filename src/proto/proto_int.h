@@ -49,6 +49,10 @@ void proto_put_pubs(sbuf *o, engine_req *r);
 /* 0 if the channel name is valid (PROTOCOL.md section 5), else 107. */
 int proto_channel_valid(const char *s, size_t n);
 int proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch);
+/* The tenant's channel quota (0 = none), for engine requests. */
+uint32_t tenant_max_channels(server *srv, const char *tid);
+/* The protocol error code of an engine status (113, 106 or 100). */
+int proto_engine_error(int status);
 /* Stored pubs after a read cursor (what `unread` reports). */
 uint64_t proto_unread(const engine_req *r);
 

@@ -698,6 +698,7 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     p->since_offset = since_off;
     r->owner = w;
     r->ctx = p;
+    r->max_channels = tenant_max_channels(w->srv, s->tenant);
     if (ns && ns->read_cursors && !(r->user = pl_strdup(s->user))) goto oom;
     /* Guaranteed namespaces: ask for the user's unacknowledged pubs first;
      * the engine answers before the READ, so they are at hand when it does. */
@@ -876,7 +877,7 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
     session *s = c->s;
     unsigned mi = 1;
     if (r->status != PL_OK) {
-        int code = r->status == PL_EIO ? 113 : 100;
+        int code = proto_engine_error(r->status);
         if (pd->in_connect) {
             sbuf_puts(&s->connect_reply, s->connect_first_sub ? "" : ",");
             s->connect_first_sub = 0;
@@ -970,7 +971,7 @@ static void page_done(conn *c, sub *sb, engine_req *r)
 static void publish_done(conn *c, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
-        reply_error(c, pd->has_id, pd->cmd_id, pd->method, r->status == PL_EIO ? 113 : 100, NULL);
+        reply_error(c, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
     if (r->duplicate) metrics_add(&c->w->metrics, M_PUBS_DUPLICATE, 1);
@@ -985,7 +986,7 @@ static void publish_done(conn *c, pending *pd, engine_req *r)
 static void history_done(conn *c, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
-        reply_error(c, pd->has_id, pd->cmd_id, pd->method, r->status == PL_EIO ? 113 : 100, NULL);
+        reply_error(c, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
     sbuf *o = reply_begin(c, pd->cmd_id);
@@ -1000,7 +1001,7 @@ static void history_done(conn *c, pending *pd, engine_req *r)
 static void ack_done(conn *c, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
-        reply_error(c, pd->has_id, pd->cmd_id, pd->method, r->status == PL_EIO ? 113 : 100, NULL);
+        reply_error(c, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
     delivery_acked(c->w->srv->delivery, r->tenant, r->channel, r->user, r->since_offset);
@@ -1023,7 +1024,7 @@ uint64_t proto_unread(const engine_req *r)
 static void read_done(conn *c, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
-        reply_error(c, pd->has_id, pd->cmd_id, pd->method, r->status == PL_EIO ? 113 : 100, NULL);
+        reply_error(c, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
     if (r->moved) {
@@ -1352,6 +1353,17 @@ int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_names
     return code;
 }
 
+uint32_t tenant_max_channels(server *srv, const char *tid)
+{
+    const tenant *t = server_tenant(srv, tid);
+    return t ? t->max_channels : 0;
+}
+
+int proto_engine_error(int status)
+{
+    return status == PL_EIO ? 113 : status == PL_ELIMIT ? 106 : 100;
+}
+
 /* The recipients of a guaranteed pub: the users subscribed to the channel
  * now, plus the users a user-limited channel names (even offline). */
 static int add_recipients(server *srv, engine_req *r, const pl_pub *p)
@@ -1406,6 +1418,7 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     }
     *copy = *pd;
     r->pub = p;
+    r->max_channels = tenant_max_channels(w->srv, p->tenant);
     if (p->cls == PUB_GUARANTEED && add_recipients(w->srv, r, p)) {
         engine_req_free(r);
         pl_free(copy);
@@ -1510,6 +1523,7 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         return;
     }
     r->mode = ENGINE_READ_HISTORY;
+    r->max_channels = tenant_max_channels(c->w->srv, c->s->tenant);
     r->has_since = has_since;
     r->since_offset = since_off;
     snprintf(r->since_epoch, sizeof(r->since_epoch), "%s", epoch);

@@ -1,0 +1,40 @@
+# Tenant quotas: max_channels bounds how many channels (streams) a tenant
+# may create, through publishes, subscriptions and history reads; channels
+# that already exist stay usable, other tenants are unaffected, and the
+# count survives a restart.
+import time
+
+from helpers_api import ADMIN_KEY, api, api_error, with_api
+from parley_client import connect, jwt_encode, run, uniq
+
+
+def test_max_channels_bounds_new_channels(server_factory):
+    srv = server_factory(tweak=with_api, name="quota")
+    tid, secret = "q" + uniq(), "quota-secret-" + uniq()
+    api(srv, "tenants.create", {"id": tid, "jwt_secret": secret, "max_channels": 2},
+        key=ADMIN_KEY)
+    key = api(srv, "keys.create", {"tenant": tid, "scopes": ["*"]}, key=ADMIN_KEY)["key"]
+    a, b, c = ("chat:" + uniq() for _ in range(3))
+    api(srv, "publish", {"channel": a, "data": 1}, key=key)
+    api(srv, "publish", {"channel": b, "data": 2}, key=key)
+    status, err = api_error(srv, "publish", {"channel": c, "data": 3}, key=key)
+    assert status == 413 and err["code"] == 106, (status, err)
+    # existing channels keep working; nothing was stored for the refused one
+    assert api(srv, "publish", {"channel": a, "data": 4}, key=key)["offset"] == 2
+    assert api_error(srv, "history", {"channel": c}, key=key)[1]["code"] == 106
+    # another tenant is not limited by this one's quota
+    api(srv, "publish", {"channel": c, "data": 5}, tenant="acme")
+
+    async def client():
+        tok = jwt_encode({"sub": "u", "tenant": tid, "exp": int(time.time()) + 600}, secret)
+        cl = await connect(srv, "u", token=tok)
+        err = await cl.error("subscribe", {"channel": "chat:" + uniq()})
+        assert err["code"] == 106, err
+        res = await cl.subscribe(a)
+        assert res["offset"] == 2
+        await cl.close()
+
+    run(client())
+    srv.restart()
+    status, err = api_error(srv, "publish", {"channel": "chat:" + uniq(), "data": 6}, key=key)
+    assert err["code"] == 106, (status, err)
