@@ -80,6 +80,8 @@ struct engine_req {
     uint32_t history_size;  /* retention: keep at most this many (0 = unlimited) */
     uint32_t max_channels;  /* PUBLISH/READ: the tenant's channel quota (0 = none); creating
                                a channel beyond it fails with PL_ELIMIT */
+    int64_t storage_bytes;  /* PUBLISH: the tenant's stored-data budget (0 = none); a pub
+                               that would exceed it fails with PL_ELIMIT */
     int64_t history_ttl_ms; /* retention: drop older than this (0 = forever) */
     int duplicate;
 

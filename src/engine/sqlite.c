@@ -250,6 +250,7 @@ typedef struct sq_engine {
     size_t nchan;
     uint32_t quota;      /* max_channels of the request being staged */
     map tenant_channels; /* tenant -> channel rows + 1 (loaded lazily) */
+    map tenant_bytes;    /* tenant -> stored data bytes + 1, for tenants with a budget */
     chan *lru_head, *lru_tail;
     slot *slots;
     engine_req **out;
@@ -486,6 +487,55 @@ static int quota_take(sq_engine *e, const char *tenant)
     return map_put(&e->tenant_channels, tenant, tl, (void *)(v + 1)) == 0;
 }
 
+/* Stored data bytes of a tenant, loaded on first use; -1 on error. */
+static int64_t tenant_bytes(sq_engine *e, const char *tenant)
+{
+    size_t tl = strlen(tenant);
+    uintptr_t v = (uintptr_t)map_get(&e->tenant_bytes, tenant, tl);
+    if (v) return (int64_t)(v - 1);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(e->db,
+                           "SELECT COALESCE(SUM(LENGTH(p.data)), 0) FROM pubs p JOIN channels c"
+                           " ON c.cid = p.cid WHERE c.tenant = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    int64_t bytes = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (bytes >= 0 && map_put(&e->tenant_bytes, tenant, tl, (void *)(uintptr_t)(bytes + 1)))
+        return -1;
+    return bytes;
+}
+
+/* Adds delta to a tenant's tracked bytes (only tenants being tracked). */
+static void tenant_bytes_add(sq_engine *e, const char *tenant, int64_t delta)
+{
+    size_t tl = strlen(tenant);
+    uintptr_t v = (uintptr_t)map_get(&e->tenant_bytes, tenant, tl);
+    if (!v) return;
+    int64_t now = (int64_t)(v - 1) + delta;
+    map_put(&e->tenant_bytes, tenant, tl, (void *)(uintptr_t)((now > 0 ? now : 0) + 1));
+}
+
+/* Before a retention trim: takes the bytes of offsets below keep off the
+ * tenant's tally (tracked tenants only). PL_OK or PL_EIO. */
+static int account_trim(sq_engine *e, const chan *ch, uint64_t keep)
+{
+    if (!map_get(&e->tenant_bytes, ch->tenant, strlen(ch->tenant))) return PL_OK;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(e->db,
+                           "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM pubs WHERE cid = ?1 AND"
+                           " off < ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return PL_EIO;
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)keep);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) tenant_bytes_add(e, ch->tenant, -sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? PL_OK : PL_EIO;
+}
+
 static chan *chan_get(sq_engine *e, const char *tenant, const char *channel, int *status)
 {
     uint32_t h = chan_hash(tenant, channel);
@@ -679,6 +729,7 @@ static int ttl_trim(sq_engine *e, chan *ch, int64_t now)
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PL_EIO;
     if (keep > ch->b_first) {
+        if (account_trim(e, ch, keep)) return PL_EIO;
         st = e->st[ST_PUB_TRIM];
         sqlite3_bind_int64(st, 1, ch->cid);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)keep);
@@ -692,6 +743,7 @@ static int ttl_trim(sq_engine *e, chan *ch, int64_t now)
 static int size_trim(sq_engine *e, chan *ch)
 {
     uint64_t keep = ch->b_head - ch->b_keep + 1;
+    if (account_trim(e, ch, keep)) return PL_EIO;
     sqlite3_stmt *st = e->st[ST_PUB_TRIM];
     sqlite3_bind_int64(st, 1, ch->cid);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)keep);
@@ -979,6 +1031,12 @@ static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, in
         int dup = idem_check(e, i, ch, now);
         if (dup < 0) return dup;
         if (dup) return PL_OK;
+    }
+    if (r->storage_bytes > 0) {
+        int64_t used = tenant_bytes(e, p->tenant);
+        if (used < 0) goto fatal;
+        if (used + (int64_t)p->data_len > r->storage_bytes) return PL_ELIMIT;
+        tenant_bytes_add(e, p->tenant, (int64_t)p->data_len);
     }
     p->offset = ch->b_head + 1;
     p->ts_ms = now;
@@ -1605,6 +1663,7 @@ static void process_batch(sq_engine *e, size_t n)
     uint64_t fresh = 0, dups = 0;
     if (e->b_fatal) {
         if (in_txn) txn_rollback(e);
+        map_release(&e->tenant_bytes); /* the tallies counted rolled-back pubs */
         for (size_t i = 0; i < n; i++) {
             engine_req *r = e->slots[i].req;
             if (r->op == ENGINE_DELIVERY || r->op == ENGINE_ACK) {
@@ -1678,6 +1737,7 @@ static void sweep(sq_engine *e, int64_t now)
     if (!failed) failed = run_done(e->st[ST_COMMIT]) != PL_OK;
     if (failed) {
         txn_rollback(e);
+        map_release(&e->tenant_bytes);
         revert_channels(touched);
     } else {
         apply_channels(touched);
@@ -1772,6 +1832,7 @@ static void sq_free(engine *base)
     sq_engine *e = (sq_engine *)base;
     sq_stop(base);
     map_release(&e->tenant_channels);
+    map_release(&e->tenant_bytes);
     /* Requests submitted to an engine that never ran cannot reach a sink. */
     while (e->q_head) {
         engine_req *r = e->q_head;

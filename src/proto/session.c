@@ -1419,6 +1419,8 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     *copy = *pd;
     r->pub = p;
     r->max_channels = tenant_max_channels(w->srv, p->tenant);
+    const tenant *t = server_tenant(w->srv, p->tenant);
+    r->storage_bytes = t ? t->storage_bytes : 0;
     if (p->cls == PUB_GUARANTEED && add_recipients(w->srv, r, p)) {
         engine_req_free(r);
         pl_free(copy);
