@@ -375,6 +375,8 @@ static void http_read(conn *c, const char *data, size_t len)
         if (left || c->state != CS_HTTP) return;
         http_reset(h);
         http_parser_pause(&h->p, 0);
+        /* A kept-alive connection gets a fresh deadline for its next request. */
+        c->deadline_ms = c->w->now_ms + c->w->srv->cfg.limits.handshake_timeout_ms;
     }
 }
 
@@ -405,6 +407,7 @@ void conn_http_respond(conn *c, int status, const char *body, size_t len)
     sbuf_init(&h->stash);
     http_reset(h);
     http_parser_pause(&h->p, 0);
+    c->deadline_ms = c->w->now_ms + c->w->srv->cfg.limits.handshake_timeout_ms;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (stash.len) http_read(c, stash.data, stash.len);
     sbuf_release(&stash);
