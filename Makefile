@@ -27,7 +27,7 @@ unit: build
 	cd $(BUILD) && ctest --output-on-failure
 
 fuzz: deps-test
-	@scripts/fuzz.sh 20
+	@FUZZ_SEED=0 scripts/fuzz.sh 60
 
 bench: build
 	@echo "see bench/README.md; e.g. $(BUILD)/parley bench fanout --help"
