@@ -82,6 +82,8 @@ static tenant *build(const tenant_spec *s, int from_api, char *err, size_t errle
     t->max_channels = s->max_channels;
     t->publishes_per_second = s->publishes_per_second;
     t->storage_bytes = s->storage_bytes;
+    t->history_size = s->history_size;
+    t->history_ttl_ms = s->history_ttl_ms;
     if (!(t->id = pl_strdup(s->id)) || !(t->keys = jwt_keys_new())) goto oom;
     if (s->nsecrets && !(t->secrets = copy_list(s->secrets, s->nsecrets))) goto oom;
     t->nsecrets = s->nsecrets;
@@ -127,12 +129,13 @@ static int save(tenants *t)
         tenant *x = t->live[i];
         if (!x->from_api) continue;
         json_t *o =
-            json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:I}", "id", x->id, "jwt_secrets",
+            json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "id", x->id, "jwt_secrets",
                       strs_json(x->secrets, x->nsecrets), "jwt_public_keys",
                       strs_json(x->public_keys, x->npublic_keys), "max_connections",
                       (json_int_t)x->max_connections, "max_channels", (json_int_t)x->max_channels,
                       "publishes_per_second", (json_int_t)x->publishes_per_second, "storage_bytes",
-                      (json_int_t)x->storage_bytes);
+                      (json_int_t)x->storage_bytes, "history_size", (json_int_t)x->history_size,
+                      "history_ttl_ms", (json_int_t)x->history_ttl_ms);
         if (o) json_array_append_new(arr, o);
     }
     char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
@@ -212,11 +215,12 @@ void tenants_list(tenants *t, sbuf *out)
         sbuf_json_str(out, x->id, strlen(x->id));
         sbuf_printf(out,
                     ",\"max_connections\":%u,\"max_channels\":%u,\"publishes_per_second\":%u,"
-                    "\"storage_bytes\":%lld,\"jwt_secrets\":%zu,\"jwt_public_keys\":%zu,"
+                    "\"storage_bytes\":%lld,\"history_size\":%u,\"history_ttl_ms\":%lld,"
+                    "\"jwt_secrets\":%zu,\"jwt_public_keys\":%zu,"
                     "\"source\":\"%s\"}",
                     x->max_connections, x->max_channels, x->publishes_per_second,
-                    (long long)x->storage_bytes, x->nsecrets, x->npublic_keys,
-                    x->from_api ? "api" : "config");
+                    (long long)x->storage_bytes, x->history_size, (long long)x->history_ttl_ms,
+                    x->nsecrets, x->npublic_keys, x->from_api ? "api" : "config");
     }
     sbuf_putc(out, ']');
     pthread_rwlock_unlock(&t->lock);
@@ -258,6 +262,8 @@ int tenants_load(tenants *t, char *err, size_t errlen)
         s.publishes_per_second =
             (uint32_t)json_integer_value(json_object_get(o, "publishes_per_second"));
         s.storage_bytes = json_integer_value(json_object_get(o, "storage_bytes"));
+        s.history_size = (uint32_t)json_integer_value(json_object_get(o, "history_size"));
+        s.history_ttl_ms = json_integer_value(json_object_get(o, "history_ttl_ms"));
         if (!s.id) {
             snprintf(err, errlen, "%s: tenant %zu has no id", t->path, i);
             rc = -1;

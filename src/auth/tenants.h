@@ -23,6 +23,8 @@ typedef struct tenant {
     uint32_t max_channels;
     uint32_t publishes_per_second;
     int64_t storage_bytes;
+    uint32_t history_size; /* retention caps over the namespaces' (0 = none) */
+    int64_t history_ttl_ms;
     int from_api; /* created or updated through the API: persisted */
 } tenant;
 
@@ -37,6 +39,8 @@ typedef struct tenant_spec {
     uint32_t max_channels;
     uint32_t publishes_per_second;
     int64_t storage_bytes;
+    uint32_t history_size;
+    int64_t history_ttl_ms;
 } tenant_spec;
 
 typedef struct tenants tenants;

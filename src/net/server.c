@@ -489,6 +489,8 @@ static int load_tenants(server *srv, char *err, size_t errlen)
             .max_channels = t->max_channels,
             .publishes_per_second = t->publishes_per_second,
             .storage_bytes = t->storage_bytes,
+            .history_size = t->history_size,
+            .history_ttl_ms = t->history_ttl_ms,
         };
         if (tenants_put(srv->tenants, &spec, 0, err, errlen)) return -1;
         for (size_t k = 0; k < t->n_api_keys; k++) {

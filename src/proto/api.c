@@ -1021,17 +1021,21 @@ static int a_tenants_put(api_ctx *a)
     spec.max_channels = old ? old->max_channels : 0;
     spec.publishes_per_second = old ? old->publishes_per_second : 0;
     spec.storage_bytes = old ? old->storage_bytes : 0;
+    spec.history_size = old ? old->history_size : 0;
+    spec.history_ttl_ms = old ? old->history_ttl_ms : 0;
     static const char *const quota[] = {"max_connections", "max_channels", "publishes_per_second",
-                                        "storage_bytes"};
-    for (int q = 0; q < 4; q++) {
+                                        "storage_bytes",   "history_size", "history_ttl_ms"};
+    for (int q = 0; q < 6; q++) {
         int r = proto_param_u64(a->b, a->params, quota[q], &v);
-        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && v > UINT32_MAX && q < 3))
+        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && v > UINT32_MAX && q != 3 && q != 5))
             return api_error(a->c, 107, quota[q]);
         if (r != PROTO_PARAM_OK) continue;
         if (q == 0) spec.max_connections = (uint32_t)v;
         if (q == 1) spec.max_channels = (uint32_t)v;
         if (q == 2) spec.publishes_per_second = (uint32_t)v;
         if (q == 3) spec.storage_bytes = (int64_t)v;
+        if (q == 4) spec.history_size = (uint32_t)v;
+        if (q == 5) spec.history_ttl_ms = (int64_t)v;
     }
     char details[256];
     snprintf(details, sizeof(details),

@@ -1353,6 +1353,17 @@ int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_names
     return code;
 }
 
+/* The smaller of two limits where 0 means none. */
+static uint32_t cap_u32(uint32_t a, uint32_t b)
+{
+    return !a ? b : !b ? a : a < b ? a : b;
+}
+
+static int64_t cap_i64(int64_t a, int64_t b)
+{
+    return !a ? b : !b ? a : a < b ? a : b;
+}
+
 uint32_t tenant_max_channels(server *srv, const char *tid)
 {
     const tenant *t = server_tenant(srv, tid);
@@ -1426,8 +1437,8 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
         pl_free(copy);
         return 100;
     }
-    r->history_size = ns->history_size;
-    r->history_ttl_ms = ns->history_ttl_ms;
+    r->history_size = cap_u32(ns->history_size, t ? t->history_size : 0);
+    r->history_ttl_ms = cap_i64(ns->history_ttl_ms, t ? t->history_ttl_ms : 0);
     r->owner = w;
     r->ctx = copy;
     metrics_add(&w->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);

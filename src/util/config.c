@@ -648,6 +648,8 @@ static const key_spec tenant_keys[] = {
     KU("max_channels", cfg_tenant, max_channels, 0, UINT32_MAX),
     KU("publishes_per_second", cfg_tenant, publishes_per_second, 0, UINT32_MAX),
     KL("storage_bytes", cfg_tenant, storage_bytes, 0, INT64_MAX),
+    KU("history_size", cfg_tenant, history_size, 0, UINT32_MAX),
+    KD("history_ttl", cfg_tenant, history_ttl_ms, 0),
 };
 
 static void tenant_free(cfg_tenant *t)

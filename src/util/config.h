@@ -29,6 +29,8 @@ typedef struct cfg_tenant {
     uint32_t max_channels;         /* 0 = unlimited */
     uint32_t publishes_per_second; /* 0 = unlimited */
     int64_t storage_bytes;         /* 0 = unlimited */
+    uint32_t history_size;         /* caps every namespace's history_size; 0 = no cap */
+    int64_t history_ttl_ms;        /* caps every namespace's history_ttl; 0 = no cap */
 } cfg_tenant;
 
 typedef struct cfg_namespace {

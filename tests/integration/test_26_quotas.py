@@ -65,3 +65,22 @@ def test_storage_bytes_budget_counts_retention(server_factory):
     status, err = api_error(srv, "publish", {"channel": "chat:c", "data": 12345}, key=key)
     assert err["code"] == 106, (status, err)
     assert api(srv, "publish", {"channel": "chat:c", "data": 1}, key=key)["offset"] == 2
+
+
+def test_tenant_retention_caps_the_namespace(server_factory):
+    """A tenant's history_size caps every namespace's retention for it; other
+    tenants keep the namespace's own."""
+    srv = server_factory(tweak=with_api, name="quota-retention")
+    tid = "r" + uniq()
+    api(srv, "tenants.create", {"id": tid, "jwt_secret": "ret-secret-" + uniq(),
+                                "history_size": 3}, key=ADMIN_KEY)
+    key = api(srv, "keys.create", {"tenant": tid, "scopes": ["*"]}, key=ADMIN_KEY)["key"]
+    for i in range(5):
+        api(srv, "publish", {"channel": "chat:r", "data": i}, key=key)
+        api(srv, "publish", {"channel": "chat:r", "data": i}, tenant="acme")
+    mine = api(srv, "history", {"channel": "chat:r"}, key=key)["pubs"]
+    assert [p["offset"] for p in mine] == [3, 4, 5]
+    theirs = api(srv, "history", {"channel": "chat:r"}, tenant="acme")["pubs"]
+    assert len(theirs) >= 5
+    listed = [t for t in api(srv, "tenants.list", key=ADMIN_KEY)["tenants"] if t["id"] == tid]
+    assert listed[0]["history_size"] == 3
