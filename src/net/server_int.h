@@ -78,9 +78,10 @@ struct sub {
     uint8_t in_presence;
     uint64_t last_offset;
     char epoch[PUB_EPOCH_LEN + 1];
-    uint32_t gen;        /* matches engine replies to this incarnation */
-    uint32_t page_limit; /* catch-up page size, tuned so a page fits the queue */
-    uint32_t idx;        /* position in ch->subs */
+    uint32_t gen;           /* matches engine replies to this incarnation */
+    uint32_t page_limit;    /* catch-up page size, tuned so a page fits the queue */
+    int64_t last_typing_ms; /* typing throttle where the namespace keeps no roster */
+    uint32_t idx;           /* position in ch->subs */
     uint8_t state;
     uint8_t read_inflight;
 };

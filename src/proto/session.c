@@ -492,9 +492,14 @@ static void join_leave(conn *c, sub *sb, const char *kind)
     sbuf_release(&o);
 }
 
+/* Registers the subscriber where something needs the roster: presence
+ * itself, join/leave pushes, or the recipients of guaranteed pubs. An idle
+ * subscriber of another namespace costs no roster entry. */
 static void presence_enter(conn *c, sub *sb)
 {
     session *s = c->s;
+    const cfg_namespace *ns = sb->ns;
+    if (!ns->presence && !ns->join_leave && ns->cls != PUB_GUARANTEED) return;
     if (presence_add(c->w->srv->presence, s->tenant, sb->channel, s->client, s->user, s->info,
                      c->w->now_ms) != 1)
         return;
@@ -1676,6 +1681,20 @@ static void m_presence_stats(conn *c, const proto_cmd *cmd, proto_batch *b, unsi
     reply_end(c, cmd->has_id, mi);
 }
 
+/* The typing throttle: per user and channel across all devices where the
+ * namespace keeps a roster, else per subscription of this connection. */
+static int typing_allowed(conn *c, const cfg_namespace *ns, const char *ch)
+{
+    server *srv = c->w->srv;
+    int64_t now = c->w->now_ms, interval = srv->cfg.limits.typing_interval_ms;
+    if (ns->presence || ns->join_leave || ns->cls == PUB_GUARANTEED)
+        return presence_typing_allowed(srv->presence, c->s->tenant, ch, c->s->user, now, interval);
+    sub *sb = find_sub(c->s, ch);
+    if (!sb || (sb->last_typing_ms && now - sb->last_typing_ms < interval)) return 0;
+    sb->last_typing_ms = now;
+    return 1;
+}
+
 /* Typing signals are never stored, throttled per user and channel across
  * all of the user's connections, and shed first under load. */
 static void m_typing(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
@@ -1688,9 +1707,7 @@ static void m_typing(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
         return;
     }
     session *s = c->s;
-    server *srv = c->w->srv;
-    if (presence_typing_allowed(srv->presence, s->tenant, ch, s->user, c->w->now_ms,
-                                srv->cfg.limits.typing_interval_ms)) {
+    if (typing_allowed(c, ns, ch)) {
         sbuf o;
         sbuf_init(&o);
         sbuf_puts(&o, "{\"push\":\"typing\",\"channel\":");
