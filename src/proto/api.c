@@ -999,7 +999,7 @@ static int a_tenants_put(api_ctx *a)
     const tenant *old = tenants_get(a->srv->tenants, id);
     if (create && old) return api_error(a->c, 107, "tenant exists");
     if (!create && !old) return api_error(a->c, 102, "no such tenant");
-    static char sec[8][2048], pem[8][2048];
+    char sec[8][2048], pem[8][2048]; /* on the stack: workers run admin calls concurrently */
     const char *secrets[8], *pems[8];
     tenant_spec spec = {.id = id};
     int gs, gp;
@@ -1066,7 +1066,7 @@ static int a_keys_create(api_ctx *a)
     tid[n] = '\0';
     const tenant *t = server_tenant(a->srv, tid);
     if (!t) return api_error(a->c, 102, "no such tenant");
-    static char sc[8][2048];
+    char sc[8][2048];
     const char *scopes[8];
     size_t ns;
     int given;
