@@ -218,7 +218,8 @@ class ParleyServer:
         if not SANITIZED:
             return
         text = self.log_text()
-        for bad in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"):
+        for bad in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
+                    "WARNING: ThreadSanitizer"):
             if bad in text:
                 raise ServerError(f"sanitizer report in server log ({bad})\n{self.log_tail(200)}")
 
