@@ -1349,9 +1349,17 @@ static int serve_pending(sq_engine *e, chan *ch, engine_req *r)
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PL_EIO;
+    int in_txn = 0, expired_ok = 1;
     for (size_t i = 0; status == PL_OK && i < n; i++) {
         pl_pub *p = load_one(e, ch, offs[i]);
-        if (!p) continue; /* trimmed by retention before delivery */
+        if (!p) {
+            /* Retention removed it before it could be delivered: expired. */
+            if (expired_ok && (txn_begin(e, &in_txn) ||
+                               set_delivery(e, ch->cid, offs[i], r->user, DLV_EXPIRED, atts[i],
+                                            clock_wall_ms(), "removed by retention")))
+                expired_ok = 0;
+            continue;
+        }
         if (grow_result(r, &cap, 0)) {
             pub_unref(p);
             status = PL_ENOMEM;
@@ -1360,6 +1368,9 @@ static int serve_pending(sq_engine *e, chan *ch, engine_req *r)
         r->attempts[r->npubs] = atts[i];
         r->pubs[r->npubs++] = p;
     }
+    /* Marking expiry is bookkeeping: a failure leaves the rows as they were
+     * (they expire on a later subscribe) and does not fail the read. */
+    if (in_txn && (!expired_ok || run_done(e->st[ST_COMMIT]) != PL_OK)) txn_rollback(e);
     return status;
 }
 
