@@ -152,6 +152,13 @@ static int save(tenants *t)
     return rc;
 }
 
+int tenants_check(const tenant_spec *spec, char *err, size_t errlen)
+{
+    tenant *x = build(spec, 0, err, errlen);
+    tenant_free(x);
+    return x ? 0 : -1;
+}
+
 int tenants_put(tenants *t, const tenant_spec *spec, int from_api, char *err, size_t errlen)
 {
     tenant *x = build(spec, from_api, err, errlen);

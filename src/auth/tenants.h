@@ -51,6 +51,9 @@ void tenants_free(tenants *t);
 /* Creates or replaces a tenant. from_api marks it for persistence (and saves
  * the file). 0, or -1 with err (invalid key, no key at all, I/O, memory). */
 int tenants_put(tenants *t, const tenant_spec *spec, int from_api, char *err, size_t errlen);
+/* Validates a spec as tenants_put would (keys parse, at least one key),
+ * changing nothing. 0, or -1 with err. */
+int tenants_check(const tenant_spec *spec, char *err, size_t errlen);
 /* The tenant, or NULL. */
 const tenant *tenants_get(tenants *t, const char *id);
 /* Appends a JSON array of {"id", quotas, "secrets": count, "public_keys": count}. */

@@ -1041,10 +1041,12 @@ static int a_tenants_put(api_ctx *a)
     snprintf(details, sizeof(details),
              "{\"secrets\":%zu,\"public_keys\":%zu,\"max_connections\":%u}", spec.nsecrets,
              spec.npublic_keys, spec.max_connections);
+    /* Validate first: only a change that will be made is audited. */
+    char err[256];
+    if (tenants_check(&spec, err, sizeof(err))) return api_error(a->c, 107, err);
     if (server_audit(a->srv, a->who->actor, a->method, id, id, details))
         return api_error(a->c, 100, "audit log unavailable");
-    char err[256];
-    if (tenants_put(a->srv->tenants, &spec, 1, err, sizeof(err))) return api_error(a->c, 107, err);
+    if (tenants_put(a->srv->tenants, &spec, 1, err, sizeof(err))) return api_error(a->c, 100, err);
     sbuf o;
     sbuf_init(&o);
     sbuf_puts(&o, "{\"id\":");

@@ -84,3 +84,31 @@ def test_tenant_retention_caps_the_namespace(server_factory):
     assert len(theirs) >= 5
     listed = [t for t in api(srv, "tenants.list", key=ADMIN_KEY)["tenants"] if t["id"] == tid]
     assert listed[0]["history_size"] == 3
+
+
+def test_refused_tenant_change_is_not_audited(server_factory):
+    """Only changes that are made reach the audit log: a tenant refused for a
+    too-short secret leaves no record, a valid one leaves exactly one."""
+    import json
+    import os
+    from helpers_api import api_error
+    srv = server_factory(tweak=with_api, name="audit-refused")
+    log = os.path.join(srv.data_dir, "audit.log")
+
+    def records():
+        if not os.path.exists(log):
+            return []
+        with open(log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    before = len(records())
+    status, err = api_error(srv, "tenants.create", {"id": "short" + uniq(), "jwt_secret": "x"},
+                            key=ADMIN_KEY)
+    assert status == 400 and err["code"] == 107, (status, err)
+    assert len(records()) == before
+    tid = "ok" + uniq()
+    api(srv, "tenants.create", {"id": tid, "jwt_secret": "long-enough-secret-" + uniq()},
+        key=ADMIN_KEY)
+    recs = records()
+    assert len(recs) == before + 1 and recs[-1]["action"] == "tenants.create"
+    assert recs[-1]["target"] == tid
