@@ -262,6 +262,11 @@ void proto_encode_pub(pl_pub *p)
     static const char *class_names[] = {"ephemeral", "standard", "guaranteed"};
     sbuf o;
     sbuf_init(&o);
+    /* One allocation: fixed fields take under 200 bytes besides these. */
+    sbuf_reserve(&o, 200 + 2 * strlen(p->channel) + p->data_len +
+                         (p->user ? 2 * strlen(p->user) : 0) + (p->type ? 2 * strlen(p->type) : 0) +
+                         (p->correlation_id ? 2 * strlen(p->correlation_id) : 0) +
+                         (p->headers ? strlen(p->headers) : 0));
     sbuf_puts(&o, "{\"push\":\"pub\",\"channel\":");
     sbuf_json_str(&o, p->channel, strlen(p->channel));
     sbuf_puts(&o, ",\"offset\":");

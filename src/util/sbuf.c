@@ -43,6 +43,18 @@ static int grow(sbuf *b, size_t extra)
     return 0;
 }
 
+void sbuf_reserve(sbuf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap || b->oom) return;
+    char *d = pl_realloc(b->data, b->len + extra + 1);
+    if (!d) {
+        b->oom = 1;
+        return;
+    }
+    b->data = d;
+    b->cap = b->len + extra + 1;
+}
+
 void sbuf_append(sbuf *b, const void *data, size_t len)
 {
     if (grow(b, len)) return;

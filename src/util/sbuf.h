@@ -20,6 +20,8 @@ void sbuf_init(sbuf *b);
 /* Frees the contents; the struct may be reused after sbuf_init. */
 void sbuf_release(sbuf *b);
 void sbuf_reset(sbuf *b);
+/* Makes room for extra more bytes (one allocation instead of doublings). */
+void sbuf_reserve(sbuf *b, size_t extra);
 void sbuf_append(sbuf *b, const void *data, size_t len);
 void sbuf_puts(sbuf *b, const char *s);
 void sbuf_putc(sbuf *b, char c);

@@ -95,6 +95,26 @@ static void sbuf_growth_and_oom_latch(void **state)
     sbuf_release(&b);
 }
 
+static void sbuf_reserve_then_append_without_growth(void **state)
+{
+    sbuf b;
+    sbuf_init(&b);
+    sbuf_reserve(&b, 300);
+    assert_true(b.cap >= 301);
+    char *before = b.data;
+    for (int i = 0; i < 30; i++)
+        sbuf_puts(&b, "0123456789");
+    assert_ptr_equal(b.data, before); /* no reallocation within the reserve */
+    assert_int_equal(b.len, 300);
+    sbuf_release(&b);
+    sbuf_init(&b);
+    pl_mem_fail_after(0);
+    sbuf_reserve(&b, 10);
+    pl_mem_fail_after(-1);
+    assert_int_equal(b.oom, 1);
+    sbuf_release(&b);
+}
+
 static void durations(void **state)
 {
     assert_int_equal(clock_parse_duration("200ms"), 200);
@@ -127,6 +147,7 @@ int main(void)
         cmocka_unit_test(map_alloc_failure),
         cmocka_unit_test(sbuf_json_escaping),
         cmocka_unit_test(sbuf_growth_and_oom_latch),
+        cmocka_unit_test(sbuf_reserve_then_append_without_growth),
         cmocka_unit_test(durations),
         cmocka_unit_test(ulids_are_ordered_and_unique),
     };
