@@ -93,6 +93,18 @@ void presence_free(presence *p)
     pl_free(p);
 }
 
+/* Builds the channel key into key (600 bytes) and locks its shard; NULL
+ * (nothing locked) when the name is too long for a key. */
+static shard *lock_key(presence *p, const char *tenant, const char *channel, char *key,
+                       size_t *klen)
+{
+    *klen = chan_key(key, 600, tenant, channel);
+    if (!*klen) return NULL;
+    shard *s = shard_for(p, key, *klen);
+    pthread_mutex_lock(&s->lock);
+    return s;
+}
+
 static pchan *get_chan(shard *s, const char *key, size_t klen, int create)
 {
     pchan *c = map_get(&s->chans, key, klen);
@@ -117,11 +129,10 @@ int presence_add(presence *p, const char *tenant, const char *channel, const cha
                  const char *user, const char *info, int64_t since_ms)
 {
     char key[600];
-    size_t klen = chan_key(key, sizeof(key), tenant, channel);
-    if (!klen) return -1;
-    shard *s = shard_for(p, key, klen);
+    size_t klen;
     int rc = -1;
-    pthread_mutex_lock(&s->lock);
+    shard *s = lock_key(p, tenant, channel, key, &klen);
+    if (!s) return -1;
     pchan *c = get_chan(s, key, klen, 1);
     if (!c) goto out;
     rc = 0;
@@ -161,11 +172,10 @@ out:
 int presence_remove(presence *p, const char *tenant, const char *channel, const char *client)
 {
     char key[600];
-    size_t klen = chan_key(key, sizeof(key), tenant, channel);
-    if (!klen) return 0;
-    shard *s = shard_for(p, key, klen);
+    size_t klen;
     int rc = 0;
-    pthread_mutex_lock(&s->lock);
+    shard *s = lock_key(p, tenant, channel, key, &klen);
+    if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
     pclient *pc = c ? map_del(&c->clients, client, strlen(client)) : NULL;
     if (pc) {
@@ -186,11 +196,10 @@ void presence_stats(presence *p, const char *tenant, const char *channel, uint64
                     uint64_t *users)
 {
     char key[600];
-    size_t klen = chan_key(key, sizeof(key), tenant, channel);
+    size_t klen;
     *clients = *users = 0;
-    if (!klen) return;
-    shard *s = shard_for(p, key, klen);
-    pthread_mutex_lock(&s->lock);
+    shard *s = lock_key(p, tenant, channel, key, &klen);
+    if (!s) return;
     pchan *c = get_chan(s, key, klen, 0);
     if (c) {
         *clients = c->clients.len;
@@ -203,12 +212,11 @@ uint64_t presence_page(presence *p, const char *tenant, const char *channel, uin
                        uint32_t limit, sbuf *out, uint32_t *count)
 {
     char key[600];
-    size_t klen = chan_key(key, sizeof(key), tenant, channel);
+    size_t klen;
     *count = 0;
-    if (!klen) return 0;
-    shard *s = shard_for(p, key, klen);
     uint64_t next = 0;
-    pthread_mutex_lock(&s->lock);
+    shard *s = lock_key(p, tenant, channel, key, &klen);
+    if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
     /* The cursor is a slot index: stable while the roster does not grow past
      * a resize, which is what paging a live roster can promise anyway. */
@@ -240,11 +248,10 @@ int presence_typing_allowed(presence *p, const char *tenant, const char *channel
                             int64_t now_ms, int64_t interval_ms)
 {
     char key[600];
-    size_t klen = chan_key(key, sizeof(key), tenant, channel);
-    if (!klen) return 0;
-    shard *s = shard_for(p, key, klen);
+    size_t klen;
     int ok = 0;
-    pthread_mutex_lock(&s->lock);
+    shard *s = lock_key(p, tenant, channel, key, &klen);
+    if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
     puser *pu = c ? map_get(&c->users, user, strlen(user)) : NULL;
     if (pu && (pu->last_typing == 0 || now_ms - pu->last_typing >= interval_ms)) {
@@ -299,11 +306,10 @@ uint64_t presence_channels(presence *p, const char *tenant, const char *prefix, 
 size_t presence_users(presence *p, const char *tenant, const char *channel, char ***out)
 {
     char key[600];
-    size_t klen = chan_key(key, sizeof(key), tenant, channel), n = 0;
+    size_t klen, n = 0;
     *out = NULL;
-    if (!klen) return 0;
-    shard *s = shard_for(p, key, klen);
-    pthread_mutex_lock(&s->lock);
+    shard *s = lock_key(p, tenant, channel, key, &klen);
+    if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
     char **v = c && c->users.len ? pl_calloc(c->users.len, sizeof(*v)) : NULL;
     for (size_t i = 0; v && i < c->users.cap; i++) {
@@ -318,10 +324,9 @@ size_t presence_users(presence *p, const char *tenant, const char *channel, char
 int presence_has_user(presence *p, const char *tenant, const char *channel, const char *user)
 {
     char key[600];
-    size_t klen = chan_key(key, sizeof(key), tenant, channel);
-    if (!klen) return 0;
-    shard *s = shard_for(p, key, klen);
-    pthread_mutex_lock(&s->lock);
+    size_t klen;
+    shard *s = lock_key(p, tenant, channel, key, &klen);
+    if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
     int has = c && map_get(&c->users, user, strlen(user)) != NULL;
     pthread_mutex_unlock(&s->lock);

@@ -877,8 +877,6 @@ static int idem_check(sq_engine *e, size_t i, chan *ch, int64_t now)
     return 1;
 }
 
-/* Stages slot i's publish inside the batch transaction. Returns its status;
- * statement failures also set e->b_fatal. */
 /* ---- guaranteed delivery ------------------------------------------------ */
 
 static int log_transition(sq_engine *e, int64_t cid, uint64_t off, const char *user, int state,
@@ -1003,6 +1001,8 @@ static int move_upto(sq_engine *e, engine_req *r, chan *ch, int max_from, int to
     return status;
 }
 
+/* Stages slot i's publish inside the batch transaction. Returns its status;
+ * statement failures also set e->b_fatal. */
 static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, int *in_txn)
 {
     slot *s = &e->slots[i];

@@ -883,12 +883,12 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
         sbuf_release(&o);
         return;
     }
+    api_agg *g = pd->agg; /* broadcast and cursors: one slot per channel */
+    if (g && r->status != PL_OK) {
+        slot_error(g, pd->slot, proto_engine_error(r->status));
+        return;
+    }
     if (pd->kind == P_API_CURSORS) {
-        api_agg *g = pd->agg;
-        if (r->status != PL_OK) {
-            slot_error(g, pd->slot, proto_engine_error(r->status));
-            return;
-        }
         sbuf o;
         sbuf_init(&o);
         sbuf_puts(&o, "{\"channel\":");
@@ -901,11 +901,6 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
         return;
     }
     if (pd->kind == P_API_BROADCAST) {
-        api_agg *g = pd->agg;
-        if (r->status != PL_OK) {
-            slot_error(g, pd->slot, proto_engine_error(r->status));
-            return;
-        }
         char buf[160];
         snprintf(buf, sizeof(buf),
                  "{\"id\":\"%s\",\"offset\":%llu,\"epoch\":\"%s\",\"duplicate\":%s}", r->pub->id,

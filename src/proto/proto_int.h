@@ -32,7 +32,7 @@ typedef struct pending {
     uint64_t since_offset;
     uint8_t has_since;
     uint8_t epoch_matched;
-    void *agg;           /* API broadcast aggregate */
+    void *agg;           /* API broadcast/cursors aggregate, NULL otherwise */
     uint32_t slot;       /* its index in the aggregate */
     uint8_t server_side; /* subscription made by the server API: result as a push */
 } pending;
