@@ -4,8 +4,9 @@
  * messages are reassembled here, and a frame that arrives whole is handed
  * over without a copy. Reads share one buffer per loop (every byte is
  * consumed inside the read callback); outgoing frames are appended to a
- * per-connection buffer and flushed in a uv_check handle, trying a direct
- * write first and queueing only what the kernel refused. */
+ * per-connection buffer and flushed in a uv_prepare handle (just before the
+ * loop polls, so output queued by timers goes out in the same iteration),
+ * trying a direct write first and queueing only what the kernel refused. */
 #include "cli/bench_conn.h"
 
 #include <arpa/inet.h>
@@ -28,7 +29,7 @@ enum conn_state { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING };
 
 struct bench_net {
     uv_loop_t *loop;
-    uv_check_t check;
+    uv_prepare_t flusher;
     char *rbuf;
     bench_conn *dirty; /* connections with queued output, linked by next_dirty */
     size_t live;
@@ -180,7 +181,7 @@ static void flush_conn(bench_conn *c)
     sbuf_reset(&c->out);
 }
 
-static void on_check(uv_check_t *h)
+static void on_flush(uv_prepare_t *h)
 {
     bench_net *n = h->data;
     while (n->dirty) {
@@ -503,10 +504,10 @@ bench_net *bench_net_new(uv_loop_t *loop)
     n->rbuf = pl_malloc(READ_BUF);
     if (!n->rbuf || RAND_bytes((unsigned char *)&n->rng, sizeof(n->rng)) != 1) goto fail;
     n->rng |= 1;
-    if (uv_check_init(loop, &n->check) < 0) goto fail;
-    n->check.data = n;
-    uv_check_start(&n->check, on_check);
-    uv_unref((uv_handle_t *)&n->check);
+    if (uv_prepare_init(loop, &n->flusher) < 0) goto fail;
+    n->flusher.data = n;
+    uv_prepare_start(&n->flusher, on_flush);
+    uv_unref((uv_handle_t *)&n->flusher);
     return n;
 fail:
     pl_free(n->rbuf);
@@ -524,8 +525,8 @@ static void on_net_closed(uv_handle_t *h)
 void bench_net_free(bench_net *n)
 {
     if (!n) return;
-    uv_check_stop(&n->check);
-    uv_close((uv_handle_t *)&n->check, on_net_closed);
+    uv_prepare_stop(&n->flusher);
+    uv_close((uv_handle_t *)&n->flusher, on_net_closed);
 }
 
 size_t bench_net_live(const bench_net *n)

@@ -598,9 +598,10 @@ void conn_abort(conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
-static void on_write(uv_write_t *req, int status)
+/* Ends a write, at once or from libuv's callback: releases its items, then
+ * queues the next write or finishes a close waiting for the queue. */
+static void write_done(write_req *wr, int status)
 {
-    write_req *wr = (write_req *)req;
     conn *c = wr->c;
     for (uint32_t i = 0; i < wr->nitems; i++)
         item_unref(&wr->items[i]);
@@ -620,6 +621,41 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     if (c->s) session_on_drain(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    write_done((write_req *)req, status);
+}
+
+/* Writes what the socket takes now and hands the rest to libuv. Most
+ * writes complete at once; trying first saves libuv's completion round
+ * trip for them (a pending callback and an epoll_ctl per write). */
+static void start_write(conn *c, write_req *wr, uv_buf_t *bufs, unsigned nb)
+{
+    size_t wire = 0;
+    for (unsigned i = 0; i < nb; i++)
+        wire += bufs[i].len;
+    c->writing = 1;
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+    if (rc >= 0 && (size_t)rc == wire) {
+        write_done(wr, 0);
+        return;
+    }
+    if (rc < 0 && rc != UV_EAGAIN) {
+        write_done(wr, rc);
+        return;
+    }
+    size_t skip = rc > 0 ? (size_t)rc : 0;
+    while (skip >= bufs->len) {
+        skip -= bufs->len;
+        bufs++;
+        nb--;
+    }
+    bufs->base += skip;
+    bufs->len -= skip;
+    rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, nb, on_write);
+    if (rc) write_done(wr, rc);
 }
 
 static int is_frame_item(const out_item *it)
@@ -718,15 +754,7 @@ static void flush(conn *c)
         }
     }
     metrics_add(&c->w->metrics, M_BYTES_OUT, wr->bytes);
-    c->writing = 1;
-    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, nb, on_write)) {
-        c->writing = 0;
-        c->qbytes -= wr->bytes;
-        for (uint32_t i = 0; i < wr->nitems; i++)
-            item_unref(&wr->items[i]);
-        pl_free(wr);
-        conn_abort(c);
-    }
+    start_write(c, wr, wr->bufs, nb);
 }
 
 void conn_flush_dirty(worker *w)

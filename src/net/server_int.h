@@ -145,6 +145,7 @@ struct worker {
     uv_tcp_t listener;
     uv_async_t wakeup;
     uv_check_t flusher;
+    uv_timer_t pacer; /* wakes the loop for a flush held back by pacing */
     uv_timer_t tick;
     pthread_mutex_t inbox_lock;
     inbox_msg *inbox; /* guarded by inbox_lock */
@@ -154,11 +155,12 @@ struct worker {
     atomic_int stop_accepting;
     atomic_int shutting_down;
     int listener_closed;
-    map channels; /* key -> chan* */
-    map conns;    /* id (8 bytes) -> conn* */
-    map users;    /* tenant '\x1f' user -> uconns* (this worker's connections of a user) */
-    conn *all;    /* list head */
-    conn *dirty;  /* connections with queued output to flush this iteration */
+    map channels;        /* key -> chan* */
+    map conns;           /* id (8 bytes) -> conn* */
+    map users;           /* tenant '\x1f' user -> uconns* (this worker's connections of a user) */
+    conn *all;           /* list head */
+    conn *dirty;         /* connections with queued output to flush this iteration */
+    int64_t flush_at_us; /* monotonic: no flush before (0: flush every iteration) */
     uint64_t next_conn_id;
     proto_batch batch; /* reused by the command decoder */
     sbuf scratch;      /* reused for replies */
