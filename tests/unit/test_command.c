@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "proto/command.h"
+#include "proto/proto_int.h"
 #include "util/mem.h"
 #include "util/status.h"
 
@@ -430,6 +431,28 @@ static void test_alloc_failure(void **state)
     assert_int_equal(saw_enomem, 3); /* tokens, scratch, commands */
 }
 
+/* Channel names (PROTOCOL.md section 5): every byte value against the
+ * allowed set, then the structure rules (namespace ':', user list '#'). */
+static void test_channel_names(void **state)
+{
+    (void)state;
+    const char *allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.=@/-";
+    for (int ch = 0; ch < 256; ch++) {
+        char name[3] = {'a', (char)ch, 'b'};
+        int want = ch && strchr(allowed, ch) ? 0 : 107;
+        if (ch == ':' || ch == '#') continue; /* structural, below */
+        assert_int_equal(proto_channel_valid(name, 3), want);
+    }
+    assert_int_equal(proto_channel_valid(S("room:42")), 0);
+    assert_int_equal(proto_channel_valid(S("dm#alice,bob")), 0);
+    assert_int_equal(proto_channel_valid(S("ns:dm#alice,bob")), 0);
+    assert_int_equal(proto_channel_valid(S(":room")), 107);
+    assert_int_equal(proto_channel_valid(S("a:b:c")), 107);
+    assert_int_equal(proto_channel_valid(S("dm#alice,,bob")), 107);
+    assert_int_equal(proto_channel_valid(S("dm#")), 107);
+    assert_int_equal(proto_channel_valid(S("")), 107);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +466,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_escaped_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_getters, setup, teardown),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_channel_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -115,6 +116,26 @@ static void sbuf_reserve_then_append_without_growth(void **state)
     sbuf_release(&b);
 }
 
+/* Offsets, timestamps and counts are formatted by hand: the edges of both
+ * ranges must read back exactly as printf would write them. */
+static void sbuf_integers_match_printf(void **state)
+{
+    static const int64_t vals[] = {0, 1, -1, 9, 10, -10, 1732282000123LL, INT64_MAX, INT64_MIN};
+    char want[64];
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        sbuf b;
+        sbuf_init(&b);
+        sbuf_i64(&b, vals[i]);
+        sbuf_putc(&b, '|');
+        sbuf_u64(&b, (uint64_t)vals[i]);
+        snprintf(want, sizeof(want), "%lld|%llu", (long long)vals[i],
+                 (unsigned long long)(uint64_t)vals[i]);
+        assert_int_equal(b.len, strlen(want));
+        assert_memory_equal(b.data, want, b.len);
+        sbuf_release(&b);
+    }
+}
+
 static void durations(void **state)
 {
     assert_int_equal(clock_parse_duration("200ms"), 200);
@@ -148,6 +169,7 @@ int main(void)
         cmocka_unit_test(sbuf_json_escaping),
         cmocka_unit_test(sbuf_growth_and_oom_latch),
         cmocka_unit_test(sbuf_reserve_then_append_without_growth),
+        cmocka_unit_test(sbuf_integers_match_printf),
         cmocka_unit_test(durations),
         cmocka_unit_test(ulids_are_ordered_and_unique),
     };
