@@ -235,13 +235,14 @@ static void on_wakeup(uv_async_t *a)
 
 /* A flush round costs one write syscall per dirty connection, and on
  * loopback the kernel's receive side and the reader's wakeup too: 2.5 to
- * 6 us each on the 2-core test machine when readers sleep between pubs. At a moderate
- * rate of pubs to a large channel every pub would start its own round, and
- * the rounds alone would fill the core (then queueing sets the latency). So
- * a round that took longer than FLUSH_PACE_MIN_US holds the next one back
- * by as long as it took (at most FLUSH_PACE_MAX_US): flushing takes at most
- * half the time, and the pubs that arrive meanwhile share the next round's
- * writes. Cheap rounds (small fan-out, replies) are never held back. */
+ * 7 us each on the 2-core bench machine when readers sleep between pubs.
+ * At a moderate rate of pubs to a large channel every pub would start its
+ * own round, and the rounds alone would fill the core (then queueing sets
+ * the latency). So a round that took longer than FLUSH_PACE_MIN_US holds
+ * the next one back by as long as it took (at most FLUSH_PACE_MAX_US):
+ * flushing takes at most half the time, and the pubs that arrive meanwhile
+ * share the next round's writes. Cheap rounds (small fan-out, replies) are
+ * never held back. */
 #define FLUSH_PACE_MIN_US 200
 #define FLUSH_PACE_MAX_US 3000
 
