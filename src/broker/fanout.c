@@ -10,20 +10,10 @@
 #include "util/clock.h"
 #include "util/mem.h"
 
-static size_t make_key(char *out, size_t cap, const char *tenant, const char *channel)
-{
-    size_t tl = strlen(tenant), cl = strlen(channel);
-    if (tl + cl + 1 > cap) return 0;
-    memcpy(out, tenant, tl);
-    out[tl] = '\x1f';
-    memcpy(out + tl + 1, channel, cl);
-    return tl + cl + 1;
-}
-
 chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create)
 {
     char key[600];
-    size_t klen = make_key(key, sizeof(key), tenant, channel);
+    size_t klen = map_key2(key, sizeof(key), tenant, channel);
     if (!klen) return NULL;
     chan *ch = map_get(&w->channels, key, klen);
     if (ch || !create) return ch;
@@ -117,7 +107,7 @@ typedef struct uconns {
 int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user)
 {
     char key[600];
-    size_t klen = make_key(key, sizeof(key), tenant, user);
+    size_t klen = map_key2(key, sizeof(key), tenant, user);
     if (!klen) return -1;
     uconns *u = map_get(&w->users, key, klen);
     if (!u) {
@@ -141,7 +131,7 @@ int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user)
 void fanout_user_del(worker *w, conn *c, const char *tenant, const char *user)
 {
     char key[600];
-    size_t klen = make_key(key, sizeof(key), tenant, user);
+    size_t klen = map_key2(key, sizeof(key), tenant, user);
     uconns *u = klen ? map_get(&w->users, key, klen) : NULL;
     if (!u) return;
     for (uint32_t i = 0; i < u->n; i++)
@@ -160,7 +150,7 @@ void fanout_user_del(worker *w, conn *c, const char *tenant, const char *user)
 static void fanout_to_user(worker *w, pl_pub *pub)
 {
     char key[600];
-    size_t klen = make_key(key, sizeof(key), pub->tenant, pub->user);
+    size_t klen = map_key2(key, sizeof(key), pub->tenant, pub->user);
     uconns *u = klen ? map_get(&w->users, key, klen) : NULL;
     for (uint32_t i = 0; u && i < u->n; i++)
         if (!session_subscribed(u->v[i], pub->channel))
@@ -171,7 +161,7 @@ void fanout_user_each(worker *w, const char *tenant, const char *user, void (*fn
                       void *arg)
 {
     char key[600];
-    size_t klen = make_key(key, sizeof(key), tenant, user);
+    size_t klen = map_key2(key, sizeof(key), tenant, user);
     uconns *u = klen ? map_get(&w->users, key, klen) : NULL;
     /* Closing does not detach (that happens when the handle is released),
      * so the array is stable during the walk. */

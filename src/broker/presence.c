@@ -38,16 +38,6 @@ struct presence {
     _Atomic uint64_t entries;
 };
 
-static size_t chan_key(char *out, size_t cap, const char *tenant, const char *channel)
-{
-    size_t tl = strlen(tenant), cl = strlen(channel);
-    if (tl + cl + 1 > cap) return 0;
-    memcpy(out, tenant, tl);
-    out[tl] = '\x1f';
-    memcpy(out + tl + 1, channel, cl);
-    return tl + cl + 1;
-}
-
 static shard *shard_for(presence *p, const char *key, size_t klen)
 {
     return &p->shards[map_hash(key, klen) % SHARDS];
@@ -98,7 +88,7 @@ void presence_free(presence *p)
 static shard *lock_key(presence *p, const char *tenant, const char *channel, char *key,
                        size_t *klen)
 {
-    *klen = chan_key(key, 600, tenant, channel);
+    *klen = map_key2(key, 600, tenant, channel);
     if (!*klen) return NULL;
     shard *s = shard_for(p, key, *klen);
     pthread_mutex_lock(&s->lock);

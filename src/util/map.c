@@ -100,3 +100,13 @@ void *map_del(map *m, const char *key, size_t klen)
     m->len--;
     return value;
 }
+
+size_t map_key2(char *out, size_t cap, const char *a, const char *b)
+{
+    size_t al = strlen(a), bl = strlen(b);
+    if (al + bl + 1 > cap) return 0;
+    memcpy(out, a, al);
+    out[al] = '\x1f';
+    memcpy(out + al + 1, b, bl);
+    return al + bl + 1;
+}

@@ -29,6 +29,9 @@ int map_put(map *m, const char *key, size_t klen, void *value);
 /* Removes the key; returns its value or NULL. */
 void *map_del(map *m, const char *key, size_t klen);
 uint64_t map_hash(const char *key, size_t klen);
+/* Writes the composite key a '\x1f' b (tenant and channel, tenant and user)
+ * into out; returns its length, or 0 when it does not fit in cap. */
+size_t map_key2(char *out, size_t cap, const char *a, const char *b);
 
 /* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ... */
 
