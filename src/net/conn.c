@@ -533,12 +533,39 @@ void conn_on_accept(worker *w, uv_stream_t *listener)
 typedef struct write_req {
     uv_write_t req;
     conn *c;
+    size_t cap; /* bytes allocated, for reuse as the worker's spare */
     size_t bytes;
     uint32_t nitems;
     out_item *items;
     uv_buf_t *bufs;
     uint8_t *hdrs;
 } write_req;
+
+/* Most writes complete inside flush, so one spare request per worker
+ * serves them all: no allocation per write per subscriber. A write that
+ * goes asynchronous keeps its request until libuv calls back. */
+static write_req *wr_alloc(worker *w, size_t sz)
+{
+    write_req *wr = w->write_spare;
+    if (wr && wr->cap >= sz) {
+        w->write_spare = NULL;
+        return wr;
+    }
+    wr = pl_malloc(sz);
+    if (wr) wr->cap = sz;
+    return wr;
+}
+
+static void wr_release(worker *w, write_req *wr)
+{
+    write_req *spare = w->write_spare;
+    if (spare && spare->cap >= wr->cap) {
+        pl_free(wr);
+        return;
+    }
+    pl_free(spare);
+    w->write_spare = wr;
+}
 
 static void item_unref(out_item *it)
 {
@@ -607,7 +634,7 @@ static void write_done(write_req *wr, int status)
         item_unref(&wr->items[i]);
     c->qbytes -= wr->bytes;
     c->writing = 0;
-    pl_free(wr);
+    wr_release(c->w, wr);
     if (c->closed) return;
     if (status < 0) {
         conn_abort(c);
@@ -685,7 +712,7 @@ static void flush(conn *c)
     if (c->writing || !c->qlen || c->closed) return;
     uint32_t n = c->qlen < MAX_WRITE_ITEMS ? c->qlen : MAX_WRITE_ITEMS;
     size_t sz = sizeof(write_req) + n * sizeof(out_item) + (3 * n + 1) * sizeof(uv_buf_t) + 10 * n;
-    write_req *wr = pl_malloc(sz);
+    write_req *wr = wr_alloc(c->w, sz);
     if (!wr) {
         conn_abort(c);
         return;
@@ -719,7 +746,7 @@ static void flush(conn *c)
             c->qbytes -= wr->bytes;
             for (uint32_t i = 0; i < n; i++)
                 item_unref(&wr->items[i]);
-            pl_free(wr);
+            wr_release(c->w, wr);
             conn_abort(c);
             return;
         }

@@ -372,6 +372,7 @@ static void worker_release(worker *w)
         drop_msg(w->inbox[i]);
     pl_free(w->inbox);
     pl_free(w->spare);
+    pl_free(w->write_spare);
     pthread_mutex_destroy(&w->inbox_lock);
     for (size_t i = 0; i < w->channels.cap; i++) {
         chan *ch = w->channels.slots[i].value;

@@ -161,6 +161,7 @@ struct worker {
     conn *all;           /* list head */
     conn *dirty;         /* connections with queued output to flush this iteration */
     int64_t flush_at_us; /* monotonic: no flush before (0: flush every iteration) */
+    void *write_spare;   /* one write request kept for reuse (net/conn.c), owned */
     uint64_t next_conn_id;
     proto_batch batch; /* reused by the command decoder */
     sbuf scratch;      /* reused for replies */
