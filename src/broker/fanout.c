@@ -17,11 +17,11 @@ chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create
     if (!klen) return NULL;
     chan *ch = map_get(&w->channels, key, klen);
     if (ch || !create) return ch;
-    ch = pl_calloc(1, sizeof(*ch));
+    ch = pl_calloc(1, sizeof(*ch) + klen);
     if (!ch) return NULL;
-    ch->key = pl_strndup(key, klen);
-    if (!ch->key || map_put(&w->channels, key, klen, ch)) {
-        pl_free(ch->key);
+    memcpy(ch->key, key, klen);
+    ch->klen = (uint32_t)klen;
+    if (map_put(&w->channels, ch->key, klen, ch)) {
         pl_free(ch);
         return NULL;
     }
@@ -53,9 +53,8 @@ void fanout_detach(worker *w, sub *s)
     ch->subs[s->idx]->idx = s->idx;
     s->ch = NULL;
     if (ch->n) return;
-    map_del(&w->channels, ch->key, strlen(ch->key));
+    map_del(&w->channels, ch->key, ch->klen);
     pl_free(ch->subs);
-    pl_free(ch->key);
     pl_free(ch);
 }
 
@@ -102,6 +101,7 @@ void fanout_pub(worker *w, pl_pub *pub)
 typedef struct uconns {
     conn **v;
     uint32_t n, cap;
+    char key[]; /* tenant '\x1f' user: the map's (borrowed) key */
 } uconns;
 
 int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user)
@@ -111,8 +111,9 @@ int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user)
     if (!klen) return -1;
     uconns *u = map_get(&w->users, key, klen);
     if (!u) {
-        u = pl_calloc(1, sizeof(*u));
-        if (!u || map_put(&w->users, key, klen, u)) {
+        u = pl_calloc(1, sizeof(*u) + klen);
+        if (u) memcpy(u->key, key, klen);
+        if (!u || map_put(&w->users, u->key, klen, u)) {
             pl_free(u);
             return -1;
         }

@@ -1,6 +1,9 @@
 /* Sharded presence table; see presence.h. A channel entry holds a map of
  * clients and a map of users (connection count and last typing time), so
- * both counts are maintained on add/remove and read in O(1). */
+ * both counts are maintained on add/remove and read in O(1). Most channels
+ * have one member (a user's own feed, a DM half), so a roster of one keeps
+ * its client inline and makes no maps: that is what idle memory per
+ * connection is mostly made of. */
 #include "broker/presence.h"
 
 #include <pthread.h>
@@ -12,20 +15,27 @@
 
 #define SHARDS 64
 
+/* One allocation per client in a channel: client id, user and info follow
+ * the header, and the client id is the roster map's (borrowed) key. */
 typedef struct pclient {
-    char *user;
-    char *info;
     int64_t since;
+    uint32_t uoff; /* user at text + uoff */
+    uint32_t ioff; /* info at text + ioff; 0 = no info */
+    char text[];
 } pclient;
 
 typedef struct puser {
-    uint32_t conns;
     int64_t last_typing;
+    uint32_t conns;
+    char name[]; /* the users map's key */
 } puser;
 
 typedef struct pchan {
-    map clients; /* client id -> pclient* */
-    map users;   /* user -> puser* */
+    pclient *solo;       /* the only client, while the maps are unused */
+    int64_t solo_typing; /* its user's last typing signal */
+    map clients;         /* client id -> pclient*, once a second client came */
+    map users;           /* user -> puser* */
+    char key[];          /* tenant '\x1f' channel: the shard map's key */
 } pchan;
 
 typedef struct shard {
@@ -43,26 +53,46 @@ static shard *shard_for(presence *p, const char *key, size_t klen)
     return &p->shards[map_hash(key, klen) % SHARDS];
 }
 
+static const char *pc_user(const pclient *pc)
+{
+    return pc->text + pc->uoff;
+}
+
+static uint64_t chan_clients(const pchan *c)
+{
+    return c->solo ? 1 : c->clients.len;
+}
+
+static uint64_t chan_users(const pchan *c)
+{
+    return c->solo ? 1 : c->users.len;
+}
+
+/* The user's last typing time in the channel, or NULL when the user has no
+ * client in it. */
+static int64_t *user_typing(pchan *c, const char *user)
+{
+    if (c->solo) return strcmp(pc_user(c->solo), user) ? NULL : &c->solo_typing;
+    puser *pu = map_get(&c->users, user, strlen(user));
+    return pu ? &pu->last_typing : NULL;
+}
+
 presence *presence_new(void)
 {
     presence *p = pl_calloc(1, sizeof(*p));
     if (!p) return NULL;
     for (int i = 0; i < SHARDS; i++) {
         pthread_mutex_init(&p->shards[i].lock, NULL);
-        map_init(&p->shards[i].chans);
+        map_init_borrowed(&p->shards[i].chans);
     }
     return p;
 }
 
 static void free_chan(pchan *c)
 {
-    for (size_t i = 0; i < c->clients.cap; i++) {
-        pclient *pc = c->clients.slots[i].value;
-        if (!c->clients.slots[i].key) continue;
-        pl_free(pc->user);
-        pl_free(pc->info);
-        pl_free(pc);
-    }
+    pl_free(c->solo);
+    for (size_t i = 0; i < c->clients.cap; i++)
+        if (c->clients.slots[i].key) pl_free(c->clients.slots[i].value);
     for (size_t i = 0; i < c->users.cap; i++)
         if (c->users.slots[i].key) pl_free(c->users.slots[i].value);
     map_release(&c->clients);
@@ -99,9 +129,12 @@ static pchan *get_chan(shard *s, const char *key, size_t klen, int create)
 {
     pchan *c = map_get(&s->chans, key, klen);
     if (c || !create) return c;
-    c = pl_calloc(1, sizeof(*c));
+    c = pl_calloc(1, sizeof(*c) + klen);
     if (!c) return NULL;
-    if (map_put(&s->chans, key, klen, c)) {
+    map_init_borrowed(&c->clients);
+    map_init_borrowed(&c->users);
+    memcpy(c->key, key, klen);
+    if (map_put(&s->chans, c->key, klen, c)) {
         pl_free(c);
         return NULL;
     }
@@ -110,9 +143,59 @@ static pchan *get_chan(shard *s, const char *key, size_t klen, int create)
 
 static void drop_chan_if_empty(shard *s, pchan *c, const char *key, size_t klen)
 {
-    if (c->clients.len || c->users.len) return;
+    if (c->solo || c->clients.len || c->users.len) return;
     map_del(&s->chans, key, klen);
     free_chan(c);
+}
+
+static pclient *pclient_new(const char *client, const char *user, const char *info,
+                            int64_t since_ms)
+{
+    size_t cl = strlen(client) + 1, ul = strlen(user) + 1, il = info ? strlen(info) + 1 : 0;
+    pclient *pc = pl_malloc(sizeof(*pc) + cl + ul + il);
+    if (!pc) return NULL;
+    pc->since = since_ms;
+    pc->uoff = (uint32_t)cl;
+    pc->ioff = info ? (uint32_t)(cl + ul) : 0;
+    memcpy(pc->text, client, cl);
+    memcpy(pc->text + cl, user, ul);
+    if (info) memcpy(pc->text + cl + ul, info, il);
+    return pc;
+}
+
+/* Puts pc into a roster that already has maps; 0 or -1 (pc not taken). */
+static int add_to_maps(pchan *c, pclient *pc)
+{
+    const char *user = pc_user(pc);
+    size_t ul = strlen(user);
+    puser *pu = map_get(&c->users, user, ul);
+    int new_user = !pu;
+    if (new_user) {
+        if (!(pu = pl_calloc(1, sizeof(*pu) + ul + 1))) return -1;
+        memcpy(pu->name, user, ul + 1);
+        if (map_put(&c->users, pu->name, ul, pu)) goto fail;
+    }
+    if (map_put(&c->clients, pc->text, strlen(pc->text), pc)) {
+        if (new_user) map_del(&c->users, user, ul);
+        goto fail;
+    }
+    pu->conns++;
+    return 0;
+fail:
+    if (new_user) pl_free(pu);
+    return -1;
+}
+
+/* A second client joins: the inline one moves into the maps, keeping its
+ * user's typing time. */
+static int promote_solo(pchan *c)
+{
+    if (add_to_maps(c, c->solo)) return -1;
+    const char *user = pc_user(c->solo);
+    ((puser *)map_get(&c->users, user, strlen(user)))->last_typing = c->solo_typing;
+    c->solo = NULL;
+    c->solo_typing = 0;
+    return 0;
 }
 
 int presence_add(presence *p, const char *tenant, const char *channel, const char *client,
@@ -126,33 +209,22 @@ int presence_add(presence *p, const char *tenant, const char *channel, const cha
     pchan *c = get_chan(s, key, klen, 1);
     if (!c) goto out;
     rc = 0;
-    if (map_get(&c->clients, client, strlen(client))) goto out;
+    if (c->solo ? !strcmp(c->solo->text, client)
+                : map_get(&c->clients, client, strlen(client)) != NULL)
+        goto out;
     rc = -1;
-    pclient *pc = pl_calloc(1, sizeof(*pc));
-    puser *pu = map_get(&c->users, user, strlen(user));
-    int new_user = !pu;
-    if (new_user) pu = pl_calloc(1, sizeof(*pu));
-    if (!pc || !pu) goto fail;
-    pc->user = pl_strdup(user);
-    pc->info = info ? pl_strdup(info) : NULL;
-    pc->since = since_ms;
-    if (!pc->user || (info && !pc->info)) goto fail;
-    if (new_user && map_put(&c->users, user, strlen(user), pu)) goto fail;
-    if (map_put(&c->clients, client, strlen(client), pc)) {
-        if (new_user) map_del(&c->users, user, strlen(user));
+    pclient *pc = pclient_new(client, user, info, since_ms);
+    if (!pc) goto fail;
+    if (!c->solo && !c->clients.len) {
+        c->solo = pc; /* a new channel: the roster of one */
+    } else if ((c->solo && promote_solo(c)) || add_to_maps(c, pc)) {
+        pl_free(pc);
         goto fail;
     }
-    pu->conns++;
     atomic_fetch_add(&p->entries, 1);
     rc = 1;
     goto out;
 fail:
-    if (pc) {
-        pl_free(pc->user);
-        pl_free(pc->info);
-        pl_free(pc);
-    }
-    if (new_user) pl_free(pu);
     drop_chan_if_empty(s, c, key, klen);
 out:
     pthread_mutex_unlock(&s->lock);
@@ -167,12 +239,18 @@ int presence_remove(presence *p, const char *tenant, const char *channel, const 
     shard *s = lock_key(p, tenant, channel, key, &klen);
     if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
-    pclient *pc = c ? map_del(&c->clients, client, strlen(client)) : NULL;
+    pclient *pc = NULL;
+    if (c && c->solo && !strcmp(c->solo->text, client)) {
+        pc = c->solo;
+        c->solo = NULL;
+        c->solo_typing = 0;
+    } else if (c) {
+        pc = map_del(&c->clients, client, strlen(client));
+    }
     if (pc) {
-        puser *pu = map_get(&c->users, pc->user, strlen(pc->user));
-        if (pu && --pu->conns == 0) pl_free(map_del(&c->users, pc->user, strlen(pc->user)));
-        pl_free(pc->user);
-        pl_free(pc->info);
+        const char *user = pc_user(pc);
+        puser *pu = map_get(&c->users, user, strlen(user));
+        if (pu && --pu->conns == 0) pl_free(map_del(&c->users, user, strlen(user)));
         pl_free(pc);
         atomic_fetch_sub(&p->entries, 1);
         drop_chan_if_empty(s, c, key, klen);
@@ -192,10 +270,23 @@ void presence_stats(presence *p, const char *tenant, const char *channel, uint64
     if (!s) return;
     pchan *c = get_chan(s, key, klen, 0);
     if (c) {
-        *clients = c->clients.len;
-        *users = c->users.len;
+        *clients = chan_clients(c);
+        *users = chan_users(c);
     }
     pthread_mutex_unlock(&s->lock);
+}
+
+static void put_client(sbuf *out, const pclient *pc)
+{
+    sbuf_puts(out, "{\"client\":");
+    sbuf_json_str(out, pc->text, strlen(pc->text));
+    sbuf_puts(out, ",\"user\":");
+    sbuf_json_str(out, pc_user(pc), strlen(pc_user(pc)));
+    sbuf_puts(out, ",\"info\":");
+    sbuf_puts(out, pc->ioff ? pc->text + pc->ioff : "null");
+    sbuf_puts(out, ",\"since\":");
+    sbuf_i64(out, pc->since);
+    sbuf_putc(out, '}');
 }
 
 uint64_t presence_page(presence *p, const char *tenant, const char *channel, uint64_t cursor,
@@ -208,6 +299,10 @@ uint64_t presence_page(presence *p, const char *tenant, const char *channel, uin
     shard *s = lock_key(p, tenant, channel, key, &klen);
     if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
+    if (c && c->solo && cursor == 0 && limit > 0) {
+        put_client(out, c->solo);
+        *count = 1;
+    }
     /* The cursor is a slot index: stable while the roster does not grow past
      * a resize, which is what paging a live roster can promise anyway. */
     for (size_t i = cursor; c && i < c->clients.cap; i++) {
@@ -217,17 +312,8 @@ uint64_t presence_page(presence *p, const char *tenant, const char *channel, uin
             next = i;
             break;
         }
-        pclient *pc = e->value;
         if (*count) sbuf_putc(out, ',');
-        sbuf_puts(out, "{\"client\":");
-        sbuf_json_str(out, e->key, e->klen);
-        sbuf_puts(out, ",\"user\":");
-        sbuf_json_str(out, pc->user, strlen(pc->user));
-        sbuf_puts(out, ",\"info\":");
-        sbuf_puts(out, pc->info ? pc->info : "null");
-        sbuf_puts(out, ",\"since\":");
-        sbuf_i64(out, pc->since);
-        sbuf_putc(out, '}');
+        put_client(out, e->value);
         (*count)++;
     }
     pthread_mutex_unlock(&s->lock);
@@ -243,9 +329,9 @@ int presence_typing_allowed(presence *p, const char *tenant, const char *channel
     shard *s = lock_key(p, tenant, channel, key, &klen);
     if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
-    puser *pu = c ? map_get(&c->users, user, strlen(user)) : NULL;
-    if (pu && (pu->last_typing == 0 || now_ms - pu->last_typing >= interval_ms)) {
-        pu->last_typing = now_ms;
+    int64_t *last = c ? user_typing(c, user) : NULL;
+    if (last && (*last == 0 || now_ms - *last >= interval_ms)) {
+        *last = now_ms;
         ok = 1;
     }
     pthread_mutex_unlock(&s->lock);
@@ -282,9 +368,9 @@ uint64_t presence_channels(presence *p, const char *tenant, const char *prefix, 
             sbuf_puts(out, "{\"channel\":");
             sbuf_json_str(out, ch, cl);
             sbuf_puts(out, ",\"clients\":");
-            sbuf_u64(out, c->clients.len);
+            sbuf_u64(out, chan_clients(c));
             sbuf_puts(out, ",\"users\":");
-            sbuf_u64(out, c->users.len);
+            sbuf_u64(out, chan_users(c));
             sbuf_putc(out, '}');
             (*count)++;
         }
@@ -301,7 +387,8 @@ size_t presence_users(presence *p, const char *tenant, const char *channel, char
     shard *s = lock_key(p, tenant, channel, key, &klen);
     if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
-    char **v = c && c->users.len ? pl_calloc(c->users.len, sizeof(*v)) : NULL;
+    char **v = c ? pl_calloc(chan_users(c), sizeof(*v)) : NULL;
+    if (v && c->solo && (v[0] = pl_strdup(pc_user(c->solo)))) n = 1;
     for (size_t i = 0; v && i < c->users.cap; i++) {
         map_entry *e = &c->users.slots[i];
         if (e->key && (v[n] = pl_strndup(e->key, e->klen))) n++;
@@ -318,7 +405,7 @@ int presence_has_user(presence *p, const char *tenant, const char *channel, cons
     shard *s = lock_key(p, tenant, channel, key, &klen);
     if (!s) return 0;
     pchan *c = get_chan(s, key, klen, 0);
-    int has = c && map_get(&c->users, user, strlen(user)) != NULL;
+    int has = c && user_typing(c, user) != NULL;
     pthread_mutex_unlock(&s->lock);
     return has;
 }

@@ -328,9 +328,9 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
 {
     w->srv = srv;
     w->index = index;
-    map_init(&w->channels);
-    map_init(&w->conns);
-    map_init(&w->users);
+    map_init_borrowed(&w->channels); /* keys live in the values */
+    map_init_borrowed(&w->conns);
+    map_init_borrowed(&w->users);
     map_init(&w->tenant_metrics);
     pthread_mutex_init(&w->tenant_metrics_lock, NULL);
     proto_batch_init(&w->batch);
@@ -378,7 +378,6 @@ static void worker_release(worker *w)
         chan *ch = w->channels.slots[i].value;
         if (!w->channels.slots[i].key) continue;
         pl_free(ch->subs);
-        pl_free(ch->key);
         pl_free(ch);
     }
     map_release(&w->channels);

@@ -62,9 +62,10 @@ enum sub_state {
 };
 
 typedef struct chan {
-    char *key; /* tenant '\x1f' channel, owned */
     sub **subs;
     uint32_t n, cap;
+    uint32_t klen;
+    char key[]; /* tenant '\x1f' channel: the worker's map borrows it */
 } chan;
 
 struct sub {

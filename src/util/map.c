@@ -20,15 +20,23 @@ void map_init(map *m)
     memset(m, 0, sizeof(*m));
 }
 
+void map_init_borrowed(map *m)
+{
+    map_init(m);
+    m->borrowed = 1;
+}
+
 void map_release(map *m)
 {
-    for (size_t i = 0; i < m->cap; i++)
+    uint8_t borrowed = m->borrowed;
+    for (size_t i = 0; !borrowed && i < m->cap; i++)
         pl_free(m->slots[i].key);
     pl_free(m->slots);
     map_init(m);
+    m->borrowed = borrowed;
 }
 
-static map_entry *find(const map *m, const char *key, size_t klen, uint64_t h)
+static map_entry *find(const map *m, const char *key, size_t klen, uint32_t h)
 {
     if (!m->cap) return NULL;
     for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
@@ -40,7 +48,8 @@ static map_entry *find(const map *m, const char *key, size_t klen, uint64_t h)
 
 static int grow(map *m)
 {
-    size_t cap = m->cap ? m->cap * 2 : 2; /* small: many maps hold one entry */
+    if (m->cap >= UINT32_MAX / 2) return -1;
+    uint32_t cap = m->cap ? m->cap * 2 : 2; /* small: many maps hold one entry */
     map_entry *slots = pl_calloc(cap, sizeof(*slots));
     if (!slots) return -1;
     map old = *m;
@@ -56,24 +65,29 @@ static int grow(map *m)
 
 void *map_get(const map *m, const char *key, size_t klen)
 {
-    map_entry *e = find(m, key, klen, map_hash(key, klen));
+    map_entry *e = find(m, key, klen, (uint32_t)map_hash(key, klen));
     return e && e->key ? e->value : NULL;
 }
 
 int map_put(map *m, const char *key, size_t klen, void *value)
 {
-    if ((m->len + 1) * 4 > m->cap * 3 && grow(m)) return -1;
-    uint64_t h = map_hash(key, klen);
+    if (klen >= UINT32_MAX) return -1;
+    if (((size_t)m->len + 1) * 4 > (size_t)m->cap * 3 && grow(m)) return -1;
+    uint32_t h = (uint32_t)map_hash(key, klen);
     map_entry *e = find(m, key, klen, h);
     if (!e->key) {
-        char *k = pl_malloc(klen + 1);
-        if (!k) return -1;
-        memcpy(k, key, klen);
-        k[klen] = '\0';
+        char *k = (char *)key;
+        if (!m->borrowed) {
+            if (!(k = pl_malloc(klen + 1))) return -1;
+            memcpy(k, key, klen);
+            k[klen] = '\0';
+        }
         e->key = k;
-        e->klen = klen;
+        e->klen = (uint32_t)klen;
         e->hash = h;
         m->len++;
+    } else if (m->borrowed) {
+        e->key = (char *)key; /* the old key may go with the old value */
     }
     e->value = value;
     return 0;
@@ -81,10 +95,10 @@ int map_put(map *m, const char *key, size_t klen, void *value)
 
 void *map_del(map *m, const char *key, size_t klen)
 {
-    map_entry *e = find(m, key, klen, map_hash(key, klen));
+    map_entry *e = find(m, key, klen, (uint32_t)map_hash(key, klen));
     if (!e || !e->key) return NULL;
     void *value = e->value;
-    pl_free(e->key);
+    if (!m->borrowed) pl_free(e->key);
     size_t i = (size_t)(e - m->slots);
     /* Backward shift: pull later entries of the probe run into the hole. */
     for (size_t j = (i + 1) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {

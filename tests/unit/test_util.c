@@ -53,6 +53,44 @@ static void map_binary_keys_and_replace(void **state)
     map_release(&m);
 }
 
+/* A borrowed map keeps the caller's key pointers: the entry's key is the
+ * very bytes given (so it lives inside the value), a replace takes the new
+ * pointer, and release frees no key (ASan would report a double free). */
+static void map_borrowed_keys(void **state)
+{
+    typedef struct item {
+        int n;
+        char name[16];
+    } item;
+    item items[200];
+    map m;
+    map_init_borrowed(&m);
+    for (int i = 0; i < 200; i++) {
+        items[i].n = i;
+        snprintf(items[i].name, sizeof(items[i].name), "item-%d", i);
+        assert_int_equal(map_put(&m, items[i].name, strlen(items[i].name), &items[i]), 0);
+    }
+    for (int i = 0; i < 200; i += 2)
+        assert_ptr_equal(map_del(&m, items[i].name, strlen(items[i].name)), &items[i]);
+    for (size_t i = 0; i < m.cap; i++) {
+        if (!m.slots[i].key) continue;
+        item *it = m.slots[i].value;
+        assert_ptr_equal(m.slots[i].key, it->name);
+        assert_int_equal(it->n % 2, 1);
+    }
+    item again = items[1];
+    assert_int_equal(map_put(&m, again.name, strlen(again.name), &again), 0);
+    assert_int_equal(m.len, 100);
+    assert_ptr_equal(map_get(&m, "item-1", 6), &again);
+    for (size_t i = 0; i < m.cap; i++)
+        if (m.slots[i].value == &again) assert_ptr_equal(m.slots[i].key, again.name);
+    map_release(&m);
+    assert_int_equal(m.borrowed, 1);
+    assert_int_equal(map_put(&m, items[3].name, strlen(items[3].name), &items[3]), 0);
+    assert_ptr_equal(map_get(&m, "item-3", 6), &items[3]);
+    map_release(&m);
+}
+
 static void map_alloc_failure(void **state)
 {
     map m;
@@ -165,6 +203,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(map_put_get_del_many),
         cmocka_unit_test(map_binary_keys_and_replace),
+        cmocka_unit_test(map_borrowed_keys),
         cmocka_unit_test(map_alloc_failure),
         cmocka_unit_test(sbuf_json_escaping),
         cmocka_unit_test(sbuf_growth_and_oom_latch),
