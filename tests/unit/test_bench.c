@@ -394,6 +394,45 @@ static void scan_fast_path_agrees(void **state)
     bench_scanner_free(slow);
 }
 
+/* The fast path finds string ends 8 bytes at a time: a quote, backslash
+ * escape or control byte at every position of channel names from 0 to 40
+ * bytes (across and at word boundaries, near the end of the line) must read
+ * exactly as the general path reads it. */
+static void scan_fast_path_strings_at_every_position(void **state)
+{
+    static const char *specials[] = {"\\\"", "\\\\", "\\n", "\\u00e9", "\x01",
+                                     "\x1f", "\"",   "\\x", "\x7f",    "\xc3\xa9"};
+    bench_scanner *fast = bench_scanner_new();
+    bench_scanner *slow = bench_scanner_new();
+    bench_scanner_set_fast(slow, false);
+    char name[64], line[256];
+    for (size_t len = 0; len <= 40; len++) {
+        for (size_t at = 0; at <= len; at++) {
+            for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+                memset(name, 'a', len);
+                name[len] = '\0';
+                int n = snprintf(line, sizeof(line),
+                                 "{\"push\":\"pub\",\"channel\":\"%.*s%s%s\",\"offset\":%zu}",
+                                 (int)at, name, at < len ? specials[k] : "", name + at, len);
+                bench_line a, b;
+                bench_scan(fast, line, (size_t)n, &a);
+                bench_scan(slow, line, (size_t)n, &b);
+                if (a.kind != b.kind || a.channel_len != b.channel_len ||
+                    a.pub.offset != b.pub.offset)
+                    fail_msg("paths disagree: %s (kind %d vs %d)", line, a.kind, b.kind);
+                /* A bare quote or a bad escape makes the line malformed;
+                 * everything else is a pub (raw control bytes are left to
+                 * the general path, which takes them as jsmn does). */
+                int valid = at == len || (k != 6 && k != 7);
+                if ((a.kind == BENCH_PUB) != valid) fail_msg("case %zu at %zu: %s", k, at, line);
+                if (valid) assert_int_equal(a.pub.offset, len);
+            }
+        }
+    }
+    bench_scanner_free(fast);
+    bench_scanner_free(slow);
+}
+
 static void scan_data_and_numbers(void **state)
 {
     bench_scanner *sc = bench_scanner_new();
@@ -695,6 +734,7 @@ int main(void)
         cmocka_unit_test(scan_rejects_malformed),
         cmocka_unit_test(scan_deep_nesting_and_oversize),
         cmocka_unit_test(scan_fast_path_agrees),
+        cmocka_unit_test(scan_fast_path_strings_at_every_position),
         cmocka_unit_test(scan_data_and_numbers),
         cmocka_unit_test(nats_whole_and_split),
         cmocka_unit_test(nats_rejects_hostile),
