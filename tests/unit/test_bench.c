@@ -365,6 +365,27 @@ static void scan_fast_path_agrees(void **state)
         {"{\"push\":\"pub\",\"data\":{\"p\":\"a\\\"b\\\\\",\"t\":2}}", 1},
         {"{\"push\":\"pub\",\"data\":null,\"offset\":0}", 1},
         {"{\"push\":\"pub\",\"data\":{\"t\":1.5,\"s\":-2}}", 1},
+        /* The server's exact layout, and near misses that leave it for the
+         * general walk: whitespace, another order, no epoch, extra fields. */
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":5,\"id\":\"i\",\"ts\":1,\"data\":{\"t\":2,"
+         "\"s\":3}}",
+         1},
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":5,\"epoch\":\"e\",\"id\":\"i\",\"ts\":1,"
+         "\"data\":{\"t\":2},\"info\":{\"client\":\"k\"},\"type\":\"x\"}",
+         1},
+        {"{\"push\":\"pub\", \"channel\":\"c\",\"offset\":5,\"id\":\"i\",\"ts\":1,\"data\":7}", 1},
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":5,\"id\":\"i\",\"ts\":1,\"data\":{\"t\":2}"
+         "}}",
+         0},
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":5,\"id\":\"i\",\"ts\":1,\"data\":{\"t\":2}"
+         ","
+         "\"info\":{\"user\":\"u\"}",
+         0},
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":5,\"id\":\"i\",\"ts\":1,\"data\":{\"t\":2}"
+         ","
+         "\"info\":{\"user\":3}}",
+         0},
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":-5,\"id\":\"i\",\"ts\":1,\"data\":{}}", 0},
         {"{\"push\":\"pub\",\"offset\":5}x", 0},
         {"{\"push\":\"pub\",\"offset\":5,}", 0},
         {"{\"push\":\"pub\",\"offset\":\"5\"}", 0},
@@ -405,27 +426,39 @@ static void scan_fast_path_strings_at_every_position(void **state)
     bench_scanner *fast = bench_scanner_new();
     bench_scanner *slow = bench_scanner_new();
     bench_scanner_set_fast(slow, false);
-    char name[64], line[256];
-    for (size_t len = 0; len <= 40; len++) {
-        for (size_t at = 0; at <= len; at++) {
-            for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
-                memset(name, 'a', len);
-                name[len] = '\0';
-                int n = snprintf(line, sizeof(line),
-                                 "{\"push\":\"pub\",\"channel\":\"%.*s%s%s\",\"offset\":%zu}",
-                                 (int)at, name, at < len ? specials[k] : "", name + at, len);
-                bench_line a, b;
-                bench_scan(fast, line, (size_t)n, &a);
-                bench_scan(slow, line, (size_t)n, &b);
-                if (a.kind != b.kind || a.channel_len != b.channel_len ||
-                    a.pub.offset != b.pub.offset)
-                    fail_msg("paths disagree: %s (kind %d vs %d)", line, a.kind, b.kind);
-                /* A bare quote or a bad escape makes the line malformed;
-                 * everything else is a pub (raw control bytes are left to
-                 * the general path, which takes them as jsmn does). */
-                int valid = at == len || (k != 6 && k != 7);
-                if ((a.kind == BENCH_PUB) != valid) fail_msg("case %zu at %zu: %s", k, at, line);
-                if (valid) assert_int_equal(a.pub.offset, len);
+    /* The second template is the exact layout the server writes (the
+     * literal-key path), the first is not (the general walk). */
+    static const char *templates[] = {
+        "{\"push\":\"pub\",\"channel\":\"%.*s%s%s\",\"offset\":%zu}",
+        "{\"push\":\"pub\",\"channel\":\"%.*s%s%s\",\"offset\":%zu,\"epoch\":\"ab\",\"id\":\"x\","
+        "\"ts\":1,\"data\":{\"t\":5,\"s\":6,\"p\":\"xx\"},\"info\":{\"user\":\"u\",\"client\":"
+        "\"c\"}}",
+    };
+    char name[64], line[512];
+    for (size_t tpl = 0; tpl < 2; tpl++) {
+        for (size_t len = 0; len <= 40; len++) {
+            for (size_t at = 0; at <= len; at++) {
+                for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+                    memset(name, 'a', len);
+                    name[len] = '\0';
+                    int n = snprintf(line, sizeof(line), templates[tpl], (int)at, name,
+                                     at < len ? specials[k] : "", name + at, len);
+                    bench_line a, b;
+                    bench_scan(fast, line, (size_t)n, &a);
+                    bench_scan(slow, line, (size_t)n, &b);
+                    if (a.kind != b.kind || a.channel_len != b.channel_len ||
+                        a.pub.offset != b.pub.offset || a.pub.t != b.pub.t || a.pub.s != b.pub.s ||
+                        strcmp(a.epoch, b.epoch) != 0)
+                        fail_msg("paths disagree: %s (kind %d vs %d)", line, a.kind, b.kind);
+                    /* A bare quote or a bad escape makes the line malformed;
+                     * everything else is a pub (raw control bytes are left to
+                     * the general path, which takes them as jsmn does). */
+                    int valid = at == len || (k != 6 && k != 7);
+                    if ((a.kind == BENCH_PUB) != valid)
+                        fail_msg("case %zu at %zu: %s", k, at, line);
+                    if (valid) assert_int_equal(a.pub.offset, len);
+                    if (valid && tpl == 1) assert_int_equal(a.pub.t, 5);
+                }
             }
         }
     }
@@ -443,6 +476,31 @@ static void scan_data_and_numbers(void **state)
     assert_int_equal(bench_scan_data(sc, "[1]", 3, &p), -1);
     assert_int_equal(bench_scan_data(sc, "{\"t\":5", 6, &p), -1);
     assert_int_equal(bench_scan_data(sc, "", 0, &p), -1);
+
+    /* Bare payloads (NATS) read the same through the one-pass walk and
+     * through jsmn, valid or not. */
+    static const char *payloads[] = {
+        " {\"t\":5,\"s\":6,\"p\":\"a\\\"b\"} ",
+        "{\"s\":[1,{\"t\":2}],\"t\":\"9\"}",
+        "{}",
+        "{\"t\":1.5,\"s\":-1}",
+        "{\"t\":5}}",
+        "{\"t\":5,}",
+        "{\"t\":5} x",
+        "{\"t\"}",
+        "5",
+        "{\"t\":18446744073709551616,\"s\":2}",
+    };
+    bench_scanner *slow = bench_scanner_new();
+    bench_scanner_set_fast(slow, false);
+    for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+        bench_pub a, b;
+        int ra = bench_scan_data(sc, payloads[i], strlen(payloads[i]), &a);
+        int rb = bench_scan_data(slow, payloads[i], strlen(payloads[i]), &b);
+        if (ra != rb || a.t != b.t || a.s != b.s)
+            fail_msg("paths disagree on payload %zu: %s", i, payloads[i]);
+    }
+    bench_scanner_free(slow);
     bench_scanner_free(sc);
 
     uint64_t v;
