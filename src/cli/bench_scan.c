@@ -484,7 +484,7 @@ static bool lit(cur *c, const char *lit, size_t n)
 
 /* A pub exactly as the server writes it:
  *   {"push":"pub","channel":S,"offset":N[,"epoch":S],"id":S,"ts":N,"data":V
- *    [,"info":{"user":S[,"client":S]}]}
+ *    [,"info":{"user":S[,"client":S]}][,"class":S][,"attempt":N]}
  * Keys are matched as literals, so only values are scanned: about a third
  * of the work of the general walk, which is what a client needs to keep up
  * with a server that writes two million of these a second. Any other shape
@@ -512,6 +512,8 @@ static bool layout_pub(const char *line, size_t len, bench_line *out)
         if (LIT(&c, ",\"client\":") && !str(&c, &v, &vn)) return false;
         if (!LIT(&c, "}")) return false;
     }
+    if (LIT(&c, ",\"class\":") && !str(&c, &v, &vn)) return false;
+    if (LIT(&c, ",\"attempt\":") && !prim(&c, &v, &vn)) return false;
     if (!LIT(&c, "}") || c.p != c.end) return false;
     out->kind = BENCH_PUB;
     return true;

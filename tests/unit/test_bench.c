@@ -373,6 +373,18 @@ static void scan_fast_path_agrees(void **state)
         {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":5,\"epoch\":\"e\",\"id\":\"i\",\"ts\":1,"
          "\"data\":{\"t\":2},\"info\":{\"client\":\"k\"},\"type\":\"x\"}",
          1},
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":0,\"id\":\"i\",\"ts\":1,\"data\":{\"t\":2}"
+         ","
+         "\"info\":{\"user\":\"u\"},\"class\":\"ephemeral\"}",
+         1},
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":3,\"id\":\"i\",\"ts\":1,\"data\":{\"t\":2}"
+         ","
+         "\"class\":\"guaranteed\",\"attempt\":2}",
+         1},
+        {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":3,\"id\":\"i\",\"ts\":1,\"data\":{\"t\":2}"
+         ","
+         "\"class\":7}",
+         0},
         {"{\"push\":\"pub\", \"channel\":\"c\",\"offset\":5,\"id\":\"i\",\"ts\":1,\"data\":7}", 1},
         {"{\"push\":\"pub\",\"channel\":\"c\",\"offset\":5,\"id\":\"i\",\"ts\":1,\"data\":{\"t\":2}"
          "}}",
