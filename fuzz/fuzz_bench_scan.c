@@ -29,10 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bench_line a, b;
     bench_scan(fast, line, size, &a);
     bench_scan(slow, line, size, &b);
-    if (a.kind == BENCH_PUB || b.kind == BENCH_PUB)
-        agree(&a, &b);
-    else if (a.kind != b.kind)
-        abort();
+    /* Whatever the line is, the fast paths only ever add speed: both read it the same. */
+    agree(&a, &b);
     bench_pub pa, pb;
     int ra = bench_scan_data(fast, line, size, &pa);
     int rb = bench_scan_data(slow, line, size, &pb);
