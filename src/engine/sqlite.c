@@ -3,8 +3,9 @@
  * queue into batches, commits every publish of a batch in one fsynced
  * transaction (group commit) and hands the whole batch to the sink.
  *
- * On-disk format (schema version 2, kept in PRAGMA user_version; version 1
- * was a development layout without cid and is refused):
+ * On-disk format (schema version 3, kept in PRAGMA user_version; version 2
+ * is opened and marked 3 in place, version 1 was a development layout
+ * without cid and is refused):
  *
  *   channels(cid, tenant, channel, epoch, head, first_off, ttl_ms, next_exp_ms)
  *       One row per stream, created by its first publish or first read;
@@ -18,8 +19,13 @@
  *       will); a lower bound, indexed so the sweep finds due channels.
  *   pubs(cid, off, id, ts, cls, data, user, client, type, correlation_id,
  *        headers, idem_key)   WITHOUT ROWID, key (cid, off)
- *       Index pubs_id(id) serves lookups by pub id (trace; join channels on
- *       cid for the names). NULL columns are absent optional fields.
+ *       NULL columns are absent optional fields. A stored pub's id is the
+ *       ULID of its accept time with (cid, off) as the tail, 40 bits each
+ *       (pub_id_of), so trace finds the row by key without an index on id.
+ *       Databases created at version 2 keep their index pubs_id(id): it is
+ *       what finds pubs whose ids were random, and trace uses it when
+ *       present. (An index insert per pub cost about 17% of acked
+ *       publishes/s, see bench/README.md.)
  *   deliveries(cid, off, user, state, attempts, updated_ms)   WITHOUT ROWID
  *       One row per recipient of a guaranteed pub, written in the pub's
  *       transaction (state queued); state changes commit with the batch.
@@ -66,12 +72,13 @@
 #include "util/sbuf.h"
 #include "util/status.h"
 
-#define SCHEMA_VERSION 2
-#define BATCH_MAX 4096      /* requests per batch (and per sink call) */
-#define MAX_CHANNELS 10000  /* cached channels (each with a ring), LRU beyond */
-#define HASH_BUCKETS 16384  /* fixed: the cache is bounded, so no rehash */
-#define SWEEP_EVERY_MS 1000 /* TTL and idempotency sweeps */
-#define SWEEP_CHANNELS 256  /* channels trimmed per sweep transaction */
+#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION_OLDEST 2 /* still opened, upgraded in place */
+#define BATCH_MAX 4096          /* requests per batch (and per sink call) */
+#define MAX_CHANNELS 10000      /* cached channels (each with a ring), LRU beyond */
+#define HASH_BUCKETS 16384      /* fixed: the cache is bounded, so no rehash */
+#define SWEEP_EVERY_MS 1000     /* TTL and idempotency sweeps */
+#define SWEEP_CHANNELS 256      /* channels trimmed per sweep transaction */
 #define DEFAULT_RING 128
 #define DEFAULT_DEDUP_MS (24LL * 3600 * 1000)
 #define BUSY_TIMEOUT_MS 5000
@@ -205,7 +212,6 @@ static const char schema_sql[] =
     " cls INTEGER NOT NULL, data TEXT, user TEXT, client TEXT, type TEXT,"
     " correlation_id TEXT, headers TEXT, idem_key TEXT,"
     " PRIMARY KEY (cid, off)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS pubs_id ON pubs(id);"
     "CREATE TABLE IF NOT EXISTS idem ("
     " cid INTEGER NOT NULL, idem_key TEXT NOT NULL, off INTEGER NOT NULL,"
     " id TEXT NOT NULL, ts INTEGER NOT NULL,"
@@ -255,7 +261,8 @@ typedef struct sq_engine {
     slot *slots;
     engine_req **out;
     int64_t last_sweep_ms;
-    int b_fatal; /* a statement of the open transaction failed */
+    int b_fatal;      /* a statement of the open transaction failed */
+    int64_t id_index; /* the database has pubs_id(id) (created at version 2) */
 
     pthread_mutex_t stats_mu;
     engine_stats stats;
@@ -1003,6 +1010,16 @@ static int move_upto(sq_engine *e, engine_req *r, chan *ch, int max_from, int to
 
 /* Stages slot i's publish inside the batch transaction. Returns its status;
  * statement failures also set e->b_fatal. */
+/* A stored pub's id: its accept time and (cid, offset), so trace finds the
+ * row by key. Past 2^40 in either (not reached in practice) the pub keeps
+ * the random id pub_new gave it, found only through a pubs_id index. */
+static void pub_id_of(pl_pub *p, int64_t cid)
+{
+    uint64_t lim = 1ULL << CLOCK_ULID_HALF_BITS;
+    if (cid > 0 && (uint64_t)cid < lim && p->offset < lim)
+        clock_ulid_pack(p->id, (uint64_t)p->ts_ms, (uint64_t)cid, p->offset);
+}
+
 static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, int *in_txn)
 {
     slot *s = &e->slots[i];
@@ -1040,6 +1057,7 @@ static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, in
     }
     p->offset = ch->b_head + 1;
     p->ts_ms = now;
+    pub_id_of(p, ch->cid);
     memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
     if (insert_pub(e, ch, p) != PL_OK) goto fatal;
     if (p->cls == PUB_GUARANTEED && insert_recipients(e, ch, p, r, now) != PL_OK) goto fatal;
@@ -1483,24 +1501,49 @@ static int dlq_apply(sq_engine *e, engine_req *r, int replay, int64_t now)
     return status;
 }
 
+/* Finds the cached channel and the offset of the stored pub r->pub_id of
+ * r->tenant: by key for ids from pub_id_of, through pubs_id where the
+ * database has that index (ids stored before version 3). */
+static int find_pub(sq_engine *e, engine_req *r, chan **ch, uint64_t *off)
+{
+    static const char *const sql[2] = {
+        "SELECT c.channel, p.off FROM pubs p JOIN channels c ON c.cid = p.cid"
+        " WHERE p.cid = ?3 AND p.off = ?4 AND p.id = ?1 AND c.tenant = ?2",
+        "SELECT c.channel, p.off FROM pubs p JOIN channels c ON c.cid = p.cid"
+        " WHERE p.id = ?1 AND c.tenant = ?2"};
+    const char *id = r->pub_id ? r->pub_id : "";
+    uint64_t ms, cid = 0, key_off = 0;
+    int keyed = !clock_ulid_unpack(id, strlen(id), &ms, &cid, &key_off);
+    int status = PL_ENOTFOUND;
+    for (int k = keyed ? 0 : 1; k <= (e->id_index ? 1 : 0) && status == PL_ENOTFOUND; k++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(e->db, sql[k], -1, &st, NULL) != SQLITE_OK) return PL_EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, r->tenant, -1, SQLITE_STATIC);
+        if (k == 0) {
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)cid);
+            sqlite3_bind_int64(st, 4, (sqlite3_int64)key_off);
+        }
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            status = PL_OK;
+            *ch = chan_get(e, r->tenant, (const char *)sqlite3_column_text(st, 0), &status);
+            *off = (uint64_t)sqlite3_column_int64(st, 1);
+            if (!*ch && status == PL_OK) status = PL_EIO;
+        } else if (rc != SQLITE_DONE) {
+            status = PL_EIO;
+        }
+        sqlite3_finalize(st);
+    }
+    return status;
+}
+
 static int trace(sq_engine *e, engine_req *r, sbuf *o)
 {
-    sqlite3_stmt *st = NULL;
-    const char *sql = "SELECT c.channel, p.off FROM pubs p JOIN channels c ON c.cid = p.cid"
-                      " WHERE p.id = ?1 AND c.tenant = ?2";
-    if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
-    sqlite3_bind_text(st, 1, r->pub_id ? r->pub_id : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->tenant, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? PL_ENOTFOUND : PL_EIO;
-    }
-    int status = PL_OK;
-    chan *ch = chan_get(e, r->tenant, (const char *)sqlite3_column_text(st, 0), &status);
-    uint64_t off = (uint64_t)sqlite3_column_int64(st, 1);
-    sqlite3_finalize(st);
-    if (!ch) return status;
+    chan *ch = NULL;
+    uint64_t off = 0;
+    int status = find_pub(e, r, &ch, &off);
+    if (status != PL_OK) return status;
     pl_pub *p = load_one(e, ch, off);
     if (!p) return PL_ENOTFOUND;
     sbuf_puts(o, "{\"pub\":{");
@@ -1512,8 +1555,10 @@ static int trace(sq_engine *e, engine_req *r, sbuf *o)
     sbuf_u64(o, atomic_load(&p->fanout));
     pub_unref(p);
     sbuf_puts(o, ",\"deliveries\":[");
-    sql = "SELECT user, state, attempts, updated_ms FROM deliveries WHERE cid = ?1 AND off = ?2"
-          " ORDER BY user";
+    sqlite3_stmt *st = NULL;
+    const char *sql = "SELECT user, state, attempts, updated_ms FROM deliveries WHERE cid = ?1"
+                      " AND off = ?2 ORDER BY user";
+    int rc;
     if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
     sqlite3_bind_int64(st, 1, ch->cid);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
@@ -1949,7 +1994,7 @@ static int open_db(sq_engine *e, char *err, size_t errlen)
         exec_one(e->db, "PRAGMA wal_autocheckpoint=" STR(WAL_CHECKPOINT_PAGES), NULL, NULL) ||
         exec_one(e->db, "PRAGMA user_version", &version, NULL))
         goto fail;
-    if (version != 0 && version != SCHEMA_VERSION) {
+    if (version != 0 && (version < SCHEMA_VERSION_OLDEST || version > SCHEMA_VERSION)) {
         snprintf(err, errlen, "engine: %s has schema version %lld, this build reads %d", path,
                  (long long)version, SCHEMA_VERSION);
         pl_free(path);
@@ -1957,7 +2002,10 @@ static int open_db(sq_engine *e, char *err, size_t errlen)
     }
     what = "schema";
     if (sqlite3_exec(e->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        exec_one(e->db, "PRAGMA user_version=" STR(SCHEMA_VERSION), NULL, NULL))
+        exec_one(e->db, "PRAGMA user_version=" STR(SCHEMA_VERSION), NULL, NULL) ||
+        exec_one(e->db,
+                 "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'pubs_id'",
+                 &e->id_index, NULL))
         goto fail;
     if (e->opts.max_db_bytes > 0) {
         what = "max_db_bytes";

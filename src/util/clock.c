@@ -40,31 +40,44 @@ static uint64_t next_random(void)
     return z ^ (z >> 31);
 }
 
-void clock_ulid(char out[27])
+static const char ulid_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+void clock_ulid_pack(char out[27], uint64_t ms, uint64_t hi, uint64_t lo)
 {
-    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    uint64_t ms = (uint64_t)clock_wall_ms();
-    unsigned char rnd[10];
-    uint64_t a = next_random(), b = next_random();
-    memcpy(rnd, &a, 8);
-    memcpy(rnd + 8, &b, 2);
     for (int i = 9; i >= 0; i--) {
-        out[i] = alphabet[ms & 31];
+        out[i] = ulid_alphabet[ms & 31];
         ms >>= 5;
     }
-    /* 80 random bits -> 16 base32 characters. */
-    uint64_t hi = 0, lo = 0;
-    for (int i = 0; i < 5; i++)
-        hi = (hi << 8) | rnd[i];
-    for (int i = 5; i < 10; i++)
-        lo = (lo << 8) | rnd[i];
     for (int i = 0; i < 8; i++) {
-        out[17 - i] = alphabet[hi & 31];
+        out[17 - i] = ulid_alphabet[hi & 31];
         hi >>= 5;
-        out[25 - i] = alphabet[lo & 31];
+        out[25 - i] = ulid_alphabet[lo & 31];
         lo >>= 5;
     }
     out[26] = '\0';
+}
+
+int clock_ulid_unpack(const char *s, size_t len, uint64_t *ms, uint64_t *hi, uint64_t *lo)
+{
+    /* The first character carries only 3 of the timestamp's 48 bits. */
+    if (!s || len != 26 || s[0] > '7') return -1;
+    uint64_t v[3] = {0, 0, 0};
+    for (size_t i = 0; i < 26; i++) {
+        const char *at = memchr(ulid_alphabet, s[i], 32);
+        if (!at) return -1;
+        size_t k = i < 10 ? 0 : i < 18 ? 1 : 2;
+        v[k] = (v[k] << 5) | (uint64_t)(at - ulid_alphabet);
+    }
+    *ms = v[0];
+    *hi = v[1];
+    *lo = v[2];
+    return 0;
+}
+
+void clock_ulid(char out[27])
+{
+    uint64_t mask = (1ULL << CLOCK_ULID_HALF_BITS) - 1;
+    clock_ulid_pack(out, (uint64_t)clock_wall_ms(), next_random() & mask, next_random() & mask);
 }
 
 int64_t clock_parse_duration(const char *s)

@@ -2,6 +2,7 @@
  * directory: offsets, tenants, restart, idempotency, every read mode and the
  * recovery matrix, retention, a full disk, group commit, allocation failures,
  * hostile input, and a small throughput benchmark (printed, not asserted). */
+#include <ctype.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -410,6 +411,128 @@ static void test_restart_keeps_everything(void **state)
     assert_int_equal(publish_ok(f, "t1", "room", "1", "k11", 0, 0), 11);
     engine_req_free(before);
     engine_req_free(after);
+}
+
+/* Traces pub_id for tenant; returns the status, *json gets the result. */
+static int trace_id(fx *f, const char *tenant, const char *pub_id, char **json)
+{
+    engine_req *r = engine_req_new(ENGINE_ADMIN);
+    assert_non_null(r);
+    r->admin_op = ADMIN_TRACE;
+    r->tenant = pl_strdup(tenant);
+    r->pub_id = pl_strdup(pub_id);
+    engine_submit(f->e, r);
+    r = take(f, 1)[0];
+    int status = r->status;
+    if (json) *json = r->json ? strdup(r->json) : NULL;
+    engine_req_free(r);
+    return status;
+}
+
+static int64_t cid_of(fx *f, const char *channel)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT cid FROM channels WHERE channel = '%s'", channel);
+    return count_rows(f, sql);
+}
+
+/* A stored pub's id is its accept time and (cid, offset): trace finds the
+ * row by key, so the pubs table needs no index on id. */
+static void test_pub_ids_locate_rows(void **state)
+{
+    fx *f = *state;
+    char ids[4][PUB_ID_LEN + 1];
+    const char *chans[4] = {"a", "a", "b", "a"};
+    for (int i = 0; i < 4; i++) {
+        engine_req *r = publish(f, "t1", chans[i], "{\"n\":1}", NULL, 0, 0);
+        assert_int_equal(r->status, PL_OK);
+        uint64_t ms, cid, off;
+        assert_int_equal(clock_ulid_unpack(r->pub->id, strlen(r->pub->id), &ms, &cid, &off), 0);
+        assert_int_equal(ms, (uint64_t)r->pub->ts_ms);
+        assert_int_equal(cid, (uint64_t)cid_of(f, chans[i]));
+        assert_int_equal(off, r->pub->offset);
+        memcpy(ids[i], r->pub->id, sizeof(ids[i]));
+        engine_req_free(r);
+    }
+    assert_string_not_equal(ids[0], ids[1]);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_master WHERE name = 'pubs_id'"), 0);
+    for (int i = 0; i < 4; i++) {
+        char *json = NULL;
+        assert_int_equal(trace_id(f, "t1", ids[i], &json), PL_OK);
+        assert_non_null(strstr(json, "\"stored\":true"));
+        free(json);
+        /* Another tenant's trace never finds it. */
+        assert_int_equal(trace_id(f, "t2", ids[i], NULL), PL_ENOTFOUND);
+    }
+    /* Ids that point at a real row but are not its id, and ids that are
+     * not ULIDs at all, find nothing. */
+    char forged[PUB_ID_LEN + 1];
+    uint64_t ms, cid, off;
+    assert_int_equal(clock_ulid_unpack(ids[0], PUB_ID_LEN, &ms, &cid, &off), 0);
+    clock_ulid_pack(forged, ms + 1, cid, off);
+    assert_int_equal(trace_id(f, "t1", forged, NULL), PL_ENOTFOUND);
+    clock_ulid_pack(forged, ms, cid, off + 100);
+    assert_int_equal(trace_id(f, "t1", forged, NULL), PL_ENOTFOUND);
+    char lower[PUB_ID_LEN + 1];
+    for (int i = 0; i <= PUB_ID_LEN; i++)
+        lower[i] = (char)tolower((unsigned char)ids[0][i]);
+    const char *bad[] = {"",
+                         "x",
+                         lower,
+                         "01ARZ3NDEKTSV4RRFFQ69G5FA",
+                         "01ARZ3NDEKTSV4RRFFQ69G5FAVV",
+                         "81ARZ3NDEKTSV4RRFFQ69G5FAV",
+                         "01ARZ3NDEKTSV4RRFFQ69G5FIL"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(trace_id(f, "t1", bad[i], NULL), PL_ENOTFOUND);
+    /* Ids stay the same across a restart (they are stored, not derived). */
+    fx_reopen(f);
+    engine_req *h = history(f, "a", 10);
+    assert_int_equal(h->npubs, 3);
+    assert_string_equal(h->pubs[0]->id, ids[0]);
+    assert_string_equal(h->pubs[2]->id, ids[3]);
+    engine_req_free(h);
+}
+
+/* A version 2 database (random ids, index pubs_id) opens as version 3 in
+ * place: its index is kept, so both its old ids and new ones trace. */
+static void test_version_2_database_upgraded(void **state)
+{
+    fx *f = *state;
+    fx_open(f);
+    publish_ok(f, "t1", "room", "1", NULL, 0, 0);
+    fx_close(f);
+    char db[160];
+    sqlite3 *h;
+    snprintf(db, sizeof(db), "%s/parley.db", f->dir);
+    const char *old_id = "01JD0000000000000000000042";
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "CREATE INDEX pubs_id ON pubs(id); UPDATE pubs SET id = '%s';"
+             " PRAGMA user_version=2;",
+             old_id);
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    fx_open(f);
+    assert_int_equal(count_rows(f, "PRAGMA user_version"), 3);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_master WHERE name = 'pubs_id'"), 1);
+    engine_req *r = publish(f, "t1", "room", "2", NULL, 0, 0);
+    assert_int_equal(r->status, PL_OK);
+    assert_int_equal(trace_id(f, "t1", old_id, NULL), PL_OK);
+    assert_int_equal(trace_id(f, "t1", r->pub->id, NULL), PL_OK);
+    assert_int_equal(trace_id(f, "t2", old_id, NULL), PL_ENOTFOUND);
+    engine_req_free(r);
+    /* Version 1 (a development layout) is refused, not modified. */
+    fx_close(f);
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version=1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    char err[256] = "";
+    f->opts.data_dir = f->dir;
+    assert_null(engine_sqlite_new(&f->opts, err, sizeof(err)));
+    assert_non_null(strstr(err, "schema version 1"));
+    assert_int_equal(count_rows(f, "PRAGMA user_version"), 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1247,6 +1370,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offsets_contiguous, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_and_channels_separate, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_everything, setup_open, teardown),
+        cmocka_unit_test_setup_teardown(test_pub_ids_locate_rows, setup_open, teardown),
+        cmocka_unit_test_setup_teardown(test_version_2_database_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_original_sources, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_modes, setup_open, teardown),

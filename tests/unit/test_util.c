@@ -198,6 +198,48 @@ static void ulids_are_ordered_and_unique(void **state)
     assert_true(memcmp(a, b, 10) <= 0); /* time prefix never goes back */
 }
 
+static void ulid_pack_round_trips(void **state)
+{
+    char s[27];
+    uint64_t ms, hi, lo;
+    const uint64_t top48 = (1ULL << 48) - 1, top40 = (1ULL << 40) - 1;
+    const uint64_t cases[][3] = {{0, 0, 0},
+                                 {1, 2, 3},
+                                 {1795361154671ULL, 77, 123456789},
+                                 {top48, top40, top40},
+                                 {0x123456789ABULL, 0x5A5A5A5A5AULL, 1}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        clock_ulid_pack(s, cases[i][0], cases[i][1], cases[i][2]);
+        assert_int_equal(strlen(s), 26);
+        assert_int_equal(clock_ulid_unpack(s, 26, &ms, &hi, &lo), 0);
+        assert_int_equal(ms, cases[i][0]);
+        assert_int_equal(hi, cases[i][1]);
+        assert_int_equal(lo, cases[i][2]);
+    }
+    /* Bits above 40 are dropped, not carried into the time. */
+    clock_ulid_pack(s, 5, (1ULL << 40) | 7, 9);
+    assert_int_equal(clock_ulid_unpack(s, 26, &ms, &hi, &lo), 0);
+    assert_int_equal(ms, 5);
+    assert_int_equal(hi, 7);
+    /* Fresh ULIDs read back too; anything but 26 alphabet characters with
+     * a 48-bit time does not. */
+    clock_ulid(s);
+    assert_int_equal(clock_ulid_unpack(s, 26, &ms, &hi, &lo), 0);
+    assert_int_equal(clock_ulid_unpack(s, 25, &ms, &hi, &lo), -1);
+    assert_int_equal(clock_ulid_unpack(NULL, 26, &ms, &hi, &lo), -1);
+    for (size_t i = 0; i < 26; i++) {
+        char t[27];
+        memcpy(t, s, sizeof(t));
+        const char bad[] = {'I', 'L', 'O', 'U', 'a', '\0', '-', (char)0xC3};
+        for (size_t k = 0; k < sizeof(bad); k++) {
+            t[i] = bad[k];
+            assert_int_equal(clock_ulid_unpack(t, 26, &ms, &hi, &lo), -1);
+        }
+    }
+    memcpy(s, "8", 1);
+    assert_int_equal(clock_ulid_unpack(s, 26, &ms, &hi, &lo), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +253,7 @@ int main(void)
         cmocka_unit_test(sbuf_integers_match_printf),
         cmocka_unit_test(durations),
         cmocka_unit_test(ulids_are_ordered_and_unique),
+        cmocka_unit_test(ulid_pack_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
