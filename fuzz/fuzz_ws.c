@@ -1,7 +1,9 @@
 /* libFuzzer target for the WebSocket receive session: arbitrary client bytes, fed in chunks
  * whose sizes come from the first input byte. Checks the session's promises: delivered text is
  * valid UTF-8 within the limit, output is whole unmasked control frames with the close last,
- * on_closed fires at most once, and recreating an idle session changes nothing observable. */
+ * on_closed fires at most once, recreating an idle session changes nothing observable, and a
+ * session that reads everything through wslay (ws_session_wslay_only) reports exactly the same
+ * transcript as the one with the direct path for plain text frames. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +11,31 @@
 #include "net/ws.h"
 #include "util/status.h"
 
+/* What a run reported, in order: 'T' len bytes, 'S' len bytes, 'C' code, 'R' feed result. */
+typedef struct transcript {
+    uint8_t *p;
+    size_t len, cap;
+} transcript;
+
+static void log_put(transcript *l, char tag, const void *data, size_t len)
+{
+    if (l->len + len + 1 + sizeof(len) > l->cap) {
+        size_t cap = (l->cap + len + 64) * 2;
+        uint8_t *p = realloc(l->p, cap);
+        if (!p) abort();
+        l->p = p;
+        l->cap = cap;
+    }
+    l->p[l->len++] = (uint8_t)tag;
+    memcpy(l->p + l->len, &len, sizeof(len));
+    l->len += sizeof(len);
+    if (len) memcpy(l->p + l->len, data, len);
+    l->len += len;
+}
+
 typedef struct fz {
+    transcript log;
+    int wslay_only;
     size_t max;
     int closed;
     int close_sent;
@@ -55,6 +81,7 @@ static void on_text(void *ud, const uint8_t *data, size_t len)
     fz *f = ud;
 
     if (f->closed || len > f->max || !utf8_valid(data, len)) abort();
+    log_put(&f->log, 'T', data, len);
     if (f->close_on_text && ws_session_close(f->s, 4501, "bad") != PL_OK) abort();
 }
 
@@ -64,6 +91,7 @@ static int on_send(void *ud, const uint8_t *data, size_t len)
     fz *f = ud;
     size_t i = 0;
 
+    log_put(&f->log, 'S', data, len);
     while (i < len) {
         size_t plen;
 
@@ -82,41 +110,61 @@ static void on_closed(void *ud, uint16_t code)
     fz *f = ud;
 
     if (f->closed++) abort();
+    log_put(&f->log, 'C', &code, sizeof(code));
 }
 
 static const ws_callbacks CBS = {on_text, on_send, on_closed};
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static ws_session *session(fz *f)
+{
+    ws_session *s = ws_session_new(&CBS, f, f->max);
+    if (s && f->wslay_only) ws_session_wslay_only(s);
+    return s;
+}
+
+/* Runs the input through one session (recreated whenever idle); 0, or -1 if out of memory. */
+static int run(fz *f, const uint8_t *data, size_t size)
 {
     static const size_t maxes[] = {0, 200, 4096, 70000};
-    fz f = {0};
     size_t chunk, off = 1;
-    uint8_t ctl;
+    uint8_t ctl = data[0];
 
-    if (size < 1) return 0;
-    ctl = data[0];
     chunk = (size_t)(ctl & 0x0f) + 1; /* 1..16, scaled up for larger inputs below */
     if (ctl & 0x40) chunk *= 97;
-    f.max = maxes[(ctl >> 4) & 3];
-    f.close_on_text = (ctl & 0x80) != 0;
-    f.s = ws_session_new(&CBS, &f, f.max);
-    if (!f.s) return 0;
-    if (f.max < 125) f.max = 125;
+    f->max = maxes[(ctl >> 4) & 3];
+    f->close_on_text = (ctl & 0x80) != 0;
+    f->s = session(f);
+    if (!f->s) return -1;
+    if (f->max < 125) f->max = 125;
     while (off < size) {
         size_t n = size - off < chunk ? size - off : chunk;
-        int rv = ws_session_feed(f.s, data + off, n);
+        int rv = ws_session_feed(f->s, data + off, n);
 
-        if (f.closed ? (rv != PL_OK && rv != PL_DECLINED) : rv != PL_OK) abort();
-        if (f.closed && ws_session_state(f.s) != WS_CLOSED) abort();
+        log_put(&f->log, 'R', &rv, sizeof(rv));
+        if (f->closed ? (rv != PL_OK && rv != PL_DECLINED) : rv != PL_OK) abort();
+        if (f->closed && ws_session_state(f->s) != WS_CLOSED) abort();
         /* The server frees idle sessions; the stream must carry on unchanged. */
-        if (ws_session_idle(f.s)) {
-            ws_session_free(f.s);
-            f.s = ws_session_new(&CBS, &f, f.max);
-            if (!f.s) return 0;
+        if (ws_session_idle(f->s)) {
+            ws_session_free(f->s);
+            f->s = session(f);
+            if (!f->s) return -1;
         }
         off += n;
     }
-    if (ws_session_state(f.s) == WS_CLOSED && !f.closed) abort();
-    ws_session_free(f.s);
+    if (ws_session_state(f->s) == WS_CLOSED && !f->closed) abort();
+    ws_session_free(f->s);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fz a = {0}, b = {.wslay_only = 1};
+
+    if (size < 1) return 0;
+    if (run(&a, data, size) == 0 && run(&b, data, size) == 0 &&
+        (a.log.len != b.log.len || (a.log.len && memcmp(a.log.p, b.log.p, a.log.len))))
+        abort();
+    free(a.log.p);
+    free(b.log.p);
     return 0;
 }

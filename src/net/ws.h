@@ -154,4 +154,8 @@ enum ws_state ws_session_state(const ws_session *s);
  * free the session and create a new one on the next read; the stream continues correctly. */
 int ws_session_idle(const ws_session *s);
 
+/* Reads every byte through wslay's event layer, without the direct path for plain text frames
+ * (see ws.c): the reference behaviour, for differential tests and fuzzing. */
+void ws_session_wslay_only(ws_session *s);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -1058,6 +1059,104 @@ static void test_small_max_still_allows_pings(void **state)
     rec_release(&r);
 }
 
+/* ================================================================ direct path */
+
+/* Feeds stream in chunks of `chunk` bytes to a session and to one that reads everything through
+ * wslay; both must report the same messages, sends and close. */
+static void assert_same_as_wslay(const sbuf *stream, size_t max, size_t chunk, uint16_t cot)
+{
+    rec a, b;
+    rec_init(&a, max);
+    rec_init(&b, max);
+    ws_session_wslay_only(b.s);
+    a.close_on_text = b.close_on_text = cot;
+    for (size_t off = 0; off < stream->len; off += chunk) {
+        size_t n = stream->len - off < chunk ? stream->len - off : chunk;
+        int ra = ws_session_feed(a.s, (const uint8_t *)stream->data + off, n);
+        int rb = ws_session_feed(b.s, (const uint8_t *)stream->data + off, n);
+        assert_int_equal(ra, rb);
+        assert_int_equal(ws_session_state(a.s), ws_session_state(b.s));
+        assert_int_equal(ws_session_idle(a.s), ws_session_idle(b.s));
+    }
+    assert_int_equal(a.ntext, b.ntext);
+    assert_int_equal(a.texts.len, b.texts.len);
+    if (a.texts.len) assert_memory_equal(a.texts.data, b.texts.data, a.texts.len);
+    assert_int_equal(a.out.len, b.out.len);
+    if (a.out.len) assert_memory_equal(a.out.data, b.out.data, a.out.len);
+    assert_int_equal(a.closed, b.closed);
+    assert_int_equal(a.code, b.code);
+    rec_release(&a);
+    rec_release(&b);
+}
+
+static void text_of(sbuf *b, size_t len, const char *unit)
+{
+    char *t = malloc(len + 1);
+    size_t n = 0, u = strlen(unit);
+    while (n + u <= len) {
+        memcpy(t + n, unit, u);
+        n += u;
+    }
+    while (n < len)
+        t[n++] = 'x';
+    t[n] = '\0';
+    frame(b, 1, WS_OP_TEXT, t);
+    free(t);
+}
+
+static void test_direct_path_matches_wslay(void **state)
+{
+    enum { NSTREAMS = 9 };
+    sbuf st[NSTREAMS];
+    for (int i = 0; i < NSTREAMS; i++)
+        sbuf_init(&st[i]);
+    /* 0: plain frames of every length class, multi-byte text, pings and a fragmented message
+     * between them, then a close. */
+    const size_t lens[] = {1, 7, 8, 9, 125, 126, 127, 300, 4000, 8191, 8192, 8193, 65535, 70000};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        text_of(&st[0], lens[i], i % 2 ? "\xc3\xa9" : "\xf0\x9d\x84\x9e-");
+        if (i == 3) frame(&st[0], 1, WS_OP_PING, "hb");
+        if (i == 6) {
+            frame(&st[0], 0, WS_OP_TEXT, "frag");
+            frame(&st[0], 1, WS_OP_PING, "mid");
+            frame(&st[0], 1, WS_OP_CONT, "ment");
+        }
+    }
+    close_frame(&st[0], 1000, "bye");
+    text_of(&st[0], 10, "after close");
+    /* 1-4: bad text after good text (invalid, overlong, surrogate, truncated UTF-8). */
+    const char *bad[] = {"ok\xff", "ok\xc0\xaf", "ok\xed\xa0\x80", "ok\xe2\x82"};
+    for (int i = 0; i < 4; i++) {
+        frame(&st[1 + i], 1, WS_OP_TEXT, "first");
+        frame(&st[1 + i], 1, WS_OP_TEXT, bad[i]);
+        frame(&st[1 + i], 1, WS_OP_TEXT, "never");
+    }
+    /* 5: an empty text frame, then a non-minimal 16-bit length. */
+    frame(&st[5], 1, WS_OP_TEXT, "a");
+    frame(&st[5], 1, WS_OP_TEXT, "");
+    frame(&st[5], 1, WS_OP_TEXT, "b");
+    sbuf_append(&st[5], "\x81\xfe\x00\x05", 4);
+    sbuf_append(&st[5], MASK, 4);
+    sbuf_append(&st[5], "hello", 5);
+    /* 6: unmasked, 7: reserved bit, after a good frame. */
+    frame(&st[6], 1, WS_OP_TEXT, "good");
+    frame_raw(&st[6], 1, 0, WS_OP_TEXT, 0, "bare", 4);
+    frame(&st[7], 1, WS_OP_TEXT, "good");
+    frame_raw(&st[7], 1, 4, WS_OP_TEXT, 1, "rsv", 3);
+    /* 8: at max_message (1000) and one byte over. */
+    text_of(&st[8], 1000, "m");
+    text_of(&st[8], 1001, "m");
+    const size_t chunks[] = {1, 2, 3, 5, 7, 64, 150, 4096, 1 << 20};
+    for (int i = 0; i < NSTREAMS; i++)
+        for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+            size_t max = i == 8 ? 1000 : 100000;
+            assert_same_as_wslay(&st[i], max, chunks[c], 0);
+            assert_same_as_wslay(&st[i], max, chunks[c], 4501);
+        }
+    for (int i = 0; i < NSTREAMS; i++)
+        sbuf_release(&st[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1087,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_send_failure),
         cmocka_unit_test(test_new_out_of_memory),
         cmocka_unit_test(test_small_max_still_allows_pings),
+        cmocka_unit_test(test_direct_path_matches_wslay),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
