@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "net/ws.h"
 #include "util/status.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -171,17 +172,5 @@ void bench_ws_frame(sbuf *out, int opcode, const void *data, size_t len, uint32_
     sbuf_append(out, data, len);
     if (out->oom) return;
     uint8_t *p = (uint8_t *)out->data + at;
-    /* Eight bytes at a time: the key repeats every four. */
-    uint64_t k8;
-    uint8_t kb[8] = {key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]};
-    memcpy(&k8, kb, 8);
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        w ^= k8;
-        memcpy(p + i, &w, 8);
-    }
-    for (; i < len; i++)
-        p[i] ^= key[i % 4];
+    ws_mask(p, p, len, key);
 }

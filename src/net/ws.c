@@ -474,7 +474,7 @@ static int utf8_valid(const uint8_t *p, size_t n)
     return 1;
 }
 
-static void unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4])
+void ws_mask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4])
 {
     uint32_t k32;
     memcpy(&k32, key, 4);
@@ -512,7 +512,7 @@ static size_t direct_frames(ws_session *s, const uint8_t *data, size_t len)
             if (plen < 126) break;
         }
         if (plen == 0 || plen > WS_FAST_MAX || plen > s->max_message || len - at - hl < plen) break;
-        unmask(buf, h + hl, plen, h + hl - 4);
+        ws_mask(buf, h + hl, plen, h + hl - 4);
         if (!utf8_valid(buf, plen)) break;
         at += hl + plen;
         s->fed += hl + plen;

@@ -87,6 +87,10 @@ int ws_handshake_write_426(sbuf *out);
  * final, or a length of 2^63 or more. */
 size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], int opcode, uint64_t payload_len, int fin);
 
+/* Masks (or unmasks: the same XOR) n bytes of src into dst with a frame's 4-byte key, eight
+ * bytes at a time. dst may equal src; they must not otherwise overlap. */
+void ws_mask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4]);
+
 /* Writes a close frame payload into out: the code in network order, then reason (NUL-terminated,
  * may be NULL) cut to at most 123 bytes without splitting a UTF-8 sequence. Returns the payload
  * length; code 0 yields an empty payload (no status). */
