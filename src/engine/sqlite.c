@@ -24,8 +24,8 @@
  *       (pub_id_of), so trace finds the row by key without an index on id.
  *       Databases created at version 2 keep their index pubs_id(id): it is
  *       what finds pubs whose ids were random, and trace uses it when
- *       present. (An index insert per pub cost about 17% of acked
- *       publishes/s, see bench/README.md.)
+ *       present. (Without the index insert per pub, acked publishes/s
+ *       rose about 18%, see bench/README.md.)
  *   deliveries(cid, off, user, state, attempts, updated_ms)   WITHOUT ROWID
  *       One row per recipient of a guaranteed pub, written in the pub's
  *       transaction (state queued); state changes commit with the batch.
@@ -1008,8 +1008,6 @@ static int move_upto(sq_engine *e, engine_req *r, chan *ch, int max_from, int to
     return status;
 }
 
-/* Stages slot i's publish inside the batch transaction. Returns its status;
- * statement failures also set e->b_fatal. */
 /* A stored pub's id: its accept time and (cid, offset), so trace finds the
  * row by key. Past 2^40 in either (not reached in practice) the pub keeps
  * the random id pub_new gave it, found only through a pubs_id index. */
@@ -1020,6 +1018,8 @@ static void pub_id_of(pl_pub *p, int64_t cid)
         clock_ulid_pack(p->id, (uint64_t)p->ts_ms, (uint64_t)cid, p->offset);
 }
 
+/* Stages slot i's publish inside the batch transaction. Returns its status;
+ * statement failures also set e->b_fatal. */
 static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, int *in_txn)
 {
     slot *s = &e->slots[i];

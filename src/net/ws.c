@@ -1,6 +1,7 @@
 /* WebSocket protocol layer: handshake helpers, server frame headers, and the receive session
  * around a wslay server context. wslay parses and reassembles; this file adds what Parley needs
- * on top (text only, proper close codes, idle accounting) and batches wslay's output. */
+ * on top (text only, proper close codes, idle accounting), batches wslay's output, and reads
+ * plain single-frame text messages itself (the direct path) when wslay holds nothing. */
 #include "net/ws.h"
 
 #include <string.h>
