@@ -129,8 +129,10 @@ static int get_user(api_ctx *a, char *out, size_t cap, int required)
     return 0;
 }
 
-/* Builds and submits one publish of the request's data to channel ch. */
-static int publish_one(api_ctx *a, const char *ch, pending *pd, char *id_out)
+/* Builds and submits one publish of the request's data to channel ch. An
+ * ephemeral pub is answered at once: its result is appended to eph, which a
+ * stored pub leaves empty (the engine's answer completes pd). */
+static int publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *eph)
 {
     const cfg_namespace *ns = config_namespace(&a->srv->cfg, ch, strlen(ch));
     if (!ns) return 102;
@@ -144,7 +146,7 @@ static int publish_one(api_ctx *a, const char *ch, pending *pd, char *id_out)
     f.channel_len = strlen(ch);
     pl_pub *p = pub_new(&f, cls);
     if (!p) return 100;
-    memcpy(id_out, p->id, PUB_ID_LEN + 1);
+    if (cls == PUB_EPHEMERAL) proto_ephemeral_result(eph, p->id);
     return proto_submit_pub(a->w, p, ns, pd);
 }
 
@@ -152,24 +154,19 @@ static int publish_one(api_ctx *a, const char *ch, pending *pd, char *id_out)
 
 static int a_publish(api_ctx *a)
 {
-    char ch[MAX_CHANNEL + 1], id[PUB_ID_LEN + 1];
+    char ch[MAX_CHANNEL + 1];
     int code = get_channel(a, "channel", -1, ch);
     pending pd = {.conn_id = a->c->id, .kind = P_API_PUBLISH};
-    if (!code) code = publish_one(a, ch, &pd, id);
-    if (code) return api_error(a->c, code, NULL);
-    const cfg_namespace *ns = config_namespace(&a->srv->cfg, ch, strlen(ch));
-    pub_class cls = ns->cls;
-    const char *cp;
-    size_t cn;
-    if (proto_param_str(a->b, a->params, "class", &cp, &cn) == PROTO_PARAM_OK)
-        cls = cn == 9 && !memcmp(cp, "ephemeral", 9) ? PUB_EPHEMERAL : PUB_STANDARD;
-    if (cls != PUB_EPHEMERAL) return 1;
-    sbuf o;
-    sbuf_init(&o);
-    sbuf_printf(&o, "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", id);
-    api_result(a->c, &o);
-    sbuf_release(&o);
-    return 0;
+    sbuf eph;
+    sbuf_init(&eph);
+    if (!code) code = publish_one(a, ch, &pd, &eph);
+    int answered = code || eph.len || eph.oom;
+    if (code)
+        api_error(a->c, code, NULL);
+    else if (answered)
+        api_result(a->c, &eph);
+    sbuf_release(&eph);
+    return !answered;
 }
 
 /* An aggregate for n per-channel answers, sent as {"<key>":[...]} once all
@@ -254,26 +251,17 @@ static int a_broadcast(api_ctx *a)
     if (!g) return api_error(a->c, 100, NULL);
     uint32_t i = 0;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
-        char ch[MAX_CHANNEL + 1], id[PUB_ID_LEN + 1];
+        char ch[MAX_CHANNEL + 1];
         pending pd = {.conn_id = a->c->id, .kind = P_API_BROADCAST, .agg = g, .slot = i};
+        sbuf eph;
+        sbuf_init(&eph);
         int code = get_channel(a, NULL, t, ch);
-        if (!code) code = publish_one(a, ch, &pd, id);
-        if (code) {
-            slot_error(g, i, code);
-            continue;
-        }
-        const cfg_namespace *ns = config_namespace(&a->srv->cfg, ch, strlen(ch));
-        const char *cp;
-        size_t cn;
-        int eph = ns->cls == PUB_EPHEMERAL;
-        if (proto_param_str(a->b, a->params, "class", &cp, &cn) == PROTO_PARAM_OK)
-            eph = cn == 9 && !memcmp(cp, "ephemeral", 9);
-        if (eph) {
-            char buf[128];
-            snprintf(buf, sizeof(buf),
-                     "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", id);
-            agg_slot(g, i, buf);
-        }
+        if (!code) code = publish_one(a, ch, &pd, &eph);
+        if (code || eph.oom)
+            slot_error(g, i, code ? code : 100);
+        else if (eph.len)
+            agg_slot(g, i, eph.data);
+        sbuf_release(&eph);
     }
     agg_slot(g, UINT32_MAX, NULL);
     return 1;

@@ -44,6 +44,9 @@ int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_names
 /* Takes the pub: ephemeral ones are fanned out now, stored ones go to the
  * engine with a copy of pd. 0, or 100 when out of memory (pub dropped). */
 int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd);
+/* Appends the publish result of an ephemeral pub (answered at once: never
+ * stored, so offset 0 and no epoch) to o. */
+void proto_ephemeral_result(sbuf *o, const char *id);
 void proto_error_json(sbuf *o, int code, const char *detail);
 void proto_put_pubs(sbuf *o, engine_req *r);
 /* 0 if the channel name is valid (PROTOCOL.md section 5), else 107. */

@@ -1445,8 +1445,8 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     }
     *copy = *pd;
     r->pub = p;
-    r->max_channels = tenant_max_channels(w->srv, p->tenant);
     const tenant *t = server_tenant(w->srv, p->tenant);
+    r->max_channels = t ? t->max_channels : 0;
     r->storage_bytes = t ? t->storage_bytes : 0;
     if (p->cls == PUB_GUARANTEED && add_recipients(w->srv, r, p)) {
         engine_req_free(r);
@@ -1460,6 +1460,13 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     metrics_add(&w->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
     engine_submit(w->srv->eng, r);
     return 0;
+}
+
+void proto_ephemeral_result(sbuf *o, const char *id)
+{
+    sbuf_puts(o, "{\"id\":\"");
+    sbuf_puts(o, id);
+    sbuf_puts(o, "\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}");
 }
 
 static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
@@ -1505,8 +1512,7 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     if (code) {
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
     } else if (cls == PUB_EPHEMERAL) {
-        sbuf *o = reply_begin(c, cmd->id);
-        sbuf_printf(o, "{\"id\":\"%s\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}", id);
+        proto_ephemeral_result(reply_begin(c, cmd->id), id);
         reply_end(c, cmd->has_id, mi);
     }
 }

@@ -82,6 +82,31 @@ def test_broadcast_answers_per_channel_in_order(asrv):
     assert (st, err["code"]) == (400, 107)
 
 
+def test_ephemeral_publish_and_broadcast_answer_at_once(asrv):
+    async def body():
+        a, b = "chat:" + uniq(), "chat:" + uniq()
+        sub = await connect(asrv, "bob")
+        await sub.subscribe(a)
+        await sub.subscribe(b)
+        one = await asyncio.to_thread(api, asrv, "publish",
+                                      {"channel": a, "data": 0, "class": "ephemeral"})
+        res = await asyncio.to_thread(api, asrv, "broadcast", {
+            "channels": [a, "bad channel!", b], "data": {"v": 1}, "class": "ephemeral"})
+        r = res["responses"]
+        assert r[1]["error"]["code"] == 107
+        for x in (one, r[0], r[2]):
+            assert set(x) == {"id", "offset", "epoch", "duplicate"}, x
+            assert x["offset"] == 0 and x["epoch"] == "" and x["duplicate"] is False
+            assert len(x["id"]) == 26
+        got = await sub.pubs(a, 2) + await sub.pubs(b, 1)
+        assert [p["id"] for p in got] == [one["id"], r[0]["id"], r[2]["id"]]
+        assert [p["data"] for p in got] == [0, {"v": 1}, {"v": 1}]
+        for ch in (a, b):  # answered before any commit: nothing was stored
+            assert api(asrv, "history", {"channel": ch})["pubs"] == []
+        await sub.close()
+    run(body())
+
+
 def test_presence_channels_and_stats(asrv):
     async def body():
         prefix = uniq("pfx")
