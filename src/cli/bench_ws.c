@@ -174,3 +174,144 @@ void bench_ws_frame(sbuf *out, int opcode, const void *data, size_t len, uint32_
     uint8_t *p = (uint8_t *)out->data + at;
     ws_mask(p, p, len, key);
 }
+
+/* ------------------------------------------------------------ frame reading */
+
+/* Header bytes a frame needs given its first n bytes (n >= 2): 2, 4 or 10. */
+static size_t header_len(const uint8_t *p)
+{
+    uint8_t l7 = p[1] & 0x7f;
+    return l7 == 126 ? 4 : l7 == 127 ? 10 : 2;
+}
+
+/* Decodes the header at p (all header_len bytes present). Returns NULL or
+ * why the frame is refused before its payload is read. */
+static const char *decode_header(const bench_ws_reader *r, const uint8_t *p, uint64_t *len)
+{
+    uint8_t op = p[0] & 0x0f;
+    uint64_t l = p[1] & 0x7f;
+    if ((p[0] & 0x70) || (p[1] & 0x80)) return "websocket protocol error";
+    if (l == 126) {
+        l = (uint64_t)p[2] << 8 | p[3];
+    } else if (l == 127) {
+        l = 0;
+        for (int i = 2; i < 10; i++)
+            l = l << 8 | p[i];
+    }
+    *len = l;
+    switch (op) {
+    case 0x0:
+        if (!r->msg_opcode) return "websocket protocol error";
+        break;
+    case 0x1:
+    case 0x2:
+        if (r->msg_opcode) return "websocket protocol error";
+        break;
+    case 0x8:
+    case 0x9:
+    case 0xa:
+        return (p[0] & 0x80) && l <= 125 ? NULL : "websocket protocol error";
+    default:
+        return "websocket protocol error";
+    }
+    return l > BENCH_WS_MAX_MESSAGE - r->msg.len ? "websocket message too big" : NULL;
+}
+
+/* One whole frame (header already checked). *stop is set when cb asks. */
+static const char *take_frame(bench_ws_reader *r, uint8_t b0, const char *data, size_t len,
+                              bench_ws_on_frame cb, void *ud, bool *stop)
+{
+    int op = b0 & 0x0f;
+    bool fin = b0 & 0x80;
+    if (op >= 0x8 || (fin && op != 0)) {
+        *stop = cb(ud, op, data, len) != 0;
+        return NULL;
+    }
+    if (op != 0) r->msg_opcode = op;
+    sbuf_append(&r->msg, data, len);
+    if (r->msg.oom) return "out of memory";
+    if (fin) {
+        op = r->msg_opcode;
+        r->msg_opcode = 0;
+        *stop = cb(ud, op, r->msg.data, r->msg.len) != 0;
+        sbuf_reset(&r->msg);
+    }
+    return NULL;
+}
+
+/* Size of the frame (header and payload) starting with the n bytes at p,
+ * or 0 while its header is incomplete; *why is set when it is refused. */
+static size_t frame_size(const bench_ws_reader *r, const uint8_t *p, size_t n, const char **why)
+{
+    if (n < 2 || n < header_len(p)) return 0;
+    uint64_t plen = 0;
+    if ((*why = decode_header(r, p, &plen))) return 0;
+    return header_len(p) + (size_t)plen;
+}
+
+/* Moves bytes of a split frame into carry until it is whole. Returns the
+ * bytes taken from data; *whole says whether carry now holds the frame. */
+static size_t fill_carry(bench_ws_reader *r, const char *data, size_t len, const char **why,
+                         bool *whole)
+{
+    size_t used = 0;
+    *whole = false;
+    for (;;) {
+        const uint8_t *p = (const uint8_t *)r->carry.data;
+        size_t total = frame_size(r, p, r->carry.len, why);
+        if (*why) return used;
+        if (total && r->carry.len == total) {
+            *whole = true;
+            return used;
+        }
+        if (used == len) return used;
+        size_t want = total ? total : r->carry.len < 2 ? 2 : header_len(p);
+        size_t take = want - r->carry.len < len - used ? want - r->carry.len : len - used;
+        sbuf_append(&r->carry, data + used, take);
+        if (r->carry.oom) {
+            *why = "out of memory";
+            return used;
+        }
+        used += take;
+    }
+}
+
+const char *bench_ws_read(bench_ws_reader *r, const char *data, size_t len, bench_ws_on_frame cb,
+                          void *ud)
+{
+    const char *why = NULL;
+    bool stop = false;
+    size_t used = 0;
+    if (r->carry.len) {
+        bool whole;
+        used = fill_carry(r, data, len, &why, &whole);
+        if (why || !whole) return why;
+        const uint8_t *p = (const uint8_t *)r->carry.data;
+        size_t hl = header_len(p);
+        why = take_frame(r, p[0], r->carry.data + hl, r->carry.len - hl, cb, ud, &stop);
+        sbuf_reset(&r->carry);
+        if (why || stop) return why;
+    }
+    while (used < len) {
+        const uint8_t *p = (const uint8_t *)data + used;
+        size_t n = len - used;
+        size_t total = frame_size(r, p, n, &why);
+        if (why) return why;
+        if (!total || total > n) {
+            sbuf_append(&r->carry, p, n);
+            return r->carry.oom ? "out of memory" : NULL;
+        }
+        size_t hl = header_len(p);
+        why = take_frame(r, p[0], (const char *)p + hl, total - hl, cb, ud, &stop);
+        if (why || stop) return why;
+        used += total;
+    }
+    return NULL;
+}
+
+void bench_ws_reader_release(bench_ws_reader *r)
+{
+    sbuf_release(&r->carry);
+    sbuf_release(&r->msg);
+    r->msg_opcode = 0;
+}

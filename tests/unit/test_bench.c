@@ -755,6 +755,152 @@ static void ws_response_checks(void **state)
 
 /* ------------------------------------------------------------------- probes */
 
+/* Server frames for the reader tests: unmasked, any header size. */
+static void server_frame(sbuf *o, uint8_t b0, const char *data, size_t len)
+{
+    uint8_t h[10];
+    size_t n = 0;
+    h[n++] = b0;
+    if (len < 126) {
+        h[n++] = (uint8_t)len;
+    } else if (len <= 0xffff) {
+        h[n++] = 126;
+        h[n++] = (uint8_t)(len >> 8);
+        h[n++] = (uint8_t)len;
+    } else {
+        h[n++] = 127;
+        for (int i = 7; i >= 0; i--)
+            h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    sbuf_append(o, h, n);
+    sbuf_append(o, data, len);
+}
+
+/* What the reader handed over: "op:len:first byte;" per frame. */
+typedef struct transcript {
+    sbuf log;
+    int stop_after; /* ask to stop after this many frames; 0 never */
+    int frames;
+} transcript;
+
+static int record_frame(void *ud, int opcode, const char *data, size_t len)
+{
+    transcript *t = ud;
+    sbuf_printf(&t->log, "%d:%zu:%c;", opcode, len, len ? data[0] : '-');
+    return ++t->frames == t->stop_after;
+}
+
+/* Feeds stream in chunks of size step (0: whole); returns the error. */
+static const char *read_in_chunks(const sbuf *stream, size_t step, transcript *t)
+{
+    bench_ws_reader r;
+    memset(&r, 0, sizeof(r));
+    const char *why = NULL;
+    size_t at = 0;
+    do {
+        size_t n = step && stream->len - at > step ? step : stream->len - at;
+        why = bench_ws_read(&r, stream->data + at, n, record_frame, t);
+        at += n;
+    } while (!why && at < stream->len && (!t->stop_after || t->frames < t->stop_after));
+    bench_ws_reader_release(&r);
+    return why;
+}
+
+/* Every frame shape the server may send, whole and split at every size:
+ * the same messages in the same order, a fragmented message reassembled,
+ * control frames passed through, large lengths decoded. */
+static void ws_reader_any_split(void **state)
+{
+    static char big[70000];
+    memset(big, 'b', sizeof(big));
+    sbuf s;
+    sbuf_init(&s);
+    server_frame(&s, 0x81, "hello", 5);
+    server_frame(&s, 0x81, "", 0);
+    server_frame(&s, 0x89, "pp", 2);
+    server_frame(&s, 0x81, big, 300);
+    server_frame(&s, 0x01, "fr", 2);
+    server_frame(&s, 0x8a, "", 0); /* a control frame between fragments */
+    server_frame(&s, 0x00, "ag", 2);
+    server_frame(&s, 0x80, "ment", 4);
+    server_frame(&s, 0x82, big, sizeof(big));
+    server_frame(&s, 0x88, "\x03\xe8", 2);
+    const char *want = "1:5:h;1:0:-;9:2:p;1:300:b;10:0:-;1:8:f;2:70000:b;8:2:\x03;";
+    size_t steps[] = {0, 1, 2, 3, 5, 7, 13, 126, 4096, 65536};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        transcript t = {0};
+        sbuf_init(&t.log);
+        assert_null(read_in_chunks(&s, steps[i], &t));
+        if (strcmp(t.log.data, want) != 0)
+            fail_msg("step %zu: %s instead of %s", steps[i], t.log.data, want);
+        sbuf_release(&t.log);
+    }
+    /* Asking to stop takes effect at once, whole or split. */
+    for (size_t step = 0; step < 8; step++) {
+        transcript t = {.stop_after = 2};
+        sbuf_init(&t.log);
+        assert_null(read_in_chunks(&s, step, &t));
+        assert_string_equal(t.log.data, "1:5:h;1:0:-;");
+        sbuf_release(&t.log);
+    }
+    sbuf_release(&s);
+}
+
+/* Frames a server must not send: refused with the documented reason, at
+ * any split, without handing over anything after the last good frame, and
+ * without buffering an oversized payload before refusing it. */
+static void ws_reader_refuses_hostile(void **state)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *why;
+    } cases[] = {
+        {"\xc1\x01x", 3, "websocket protocol error"},                 /* RSV1 */
+        {"\x91\x01x", 3, "websocket protocol error"},                 /* RSV3 */
+        {"\x81\x81\x00\x00\x00\x00x", 7, "websocket protocol error"}, /* masked */
+        {"\x83\x01x", 3, "websocket protocol error"},                 /* opcode 3 */
+        {"\x8b\x00", 2, "websocket protocol error"},                  /* opcode 11 */
+        {"\x80\x01x", 3, "websocket protocol error"},                 /* continuation first */
+        {"\x01\x01x\x81\x01y", 6, "websocket protocol error"},        /* text inside a message */
+        {"\x09\x00", 2, "websocket protocol error"},                  /* fragmented ping */
+        {"\x89\x7e\x00\x7e", 4, "websocket protocol error"},          /* ping of 126 bytes */
+        {"\x81\x7f\xff\xff\xff\xff\xff\xff\xff\xff", 10, "websocket message too big"},
+        {"\x81\x7f\x00\x00\x00\x00\x01\x00\x00\x01", 10, "websocket message too big"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sbuf s;
+        sbuf_init(&s);
+        server_frame(&s, 0x81, "ok", 2);
+        sbuf_append(&s, cases[i].bytes, cases[i].len);
+        server_frame(&s, 0x81, "after", 5);
+        for (size_t step = 0; step < 4; step++) {
+            transcript t = {0};
+            sbuf_init(&t.log);
+            const char *why = read_in_chunks(&s, step, &t);
+            if (!why || strcmp(why, cases[i].why) != 0)
+                fail_msg("case %zu step %zu: %s", i, step, why ? why : "accepted");
+            if (strcmp(t.log.data ? t.log.data : "", "1:2:o;") != 0)
+                fail_msg("case %zu step %zu handed over %s", i, step, t.log.data);
+            sbuf_release(&t.log);
+        }
+        sbuf_release(&s);
+    }
+    /* Fragments adding up past the limit are refused too. */
+    static char chunk[1 << 20];
+    sbuf s;
+    sbuf_init(&s);
+    server_frame(&s, 0x01, chunk, sizeof(chunk));
+    for (int i = 0; i < 16; i++)
+        server_frame(&s, 0x00, chunk, sizeof(chunk));
+    transcript t = {0};
+    sbuf_init(&t.log);
+    assert_string_equal(read_in_chunks(&s, 65536, &t), "websocket message too big");
+    assert_int_equal(t.frames, 0);
+    sbuf_release(&t.log);
+    sbuf_release(&s);
+}
+
 static void prom_sum_parsing(void **state)
 {
     const char *m = "# HELP parley_commit_batch_size pubs per commit\n"
@@ -811,6 +957,8 @@ int main(void)
         cmocka_unit_test(ws_accept_rfc_example),
         cmocka_unit_test(ws_request_shape),
         cmocka_unit_test(ws_response_checks),
+        cmocka_unit_test(ws_reader_any_split),
+        cmocka_unit_test(ws_reader_refuses_hostile),
         cmocka_unit_test(prom_sum_parsing),
         cmocka_unit_test(proc_probes_on_self),
     };
