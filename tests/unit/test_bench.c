@@ -478,6 +478,75 @@ static void scan_fast_path_strings_at_every_position(void **state)
     bench_scanner_free(slow);
 }
 
+/* The server's exact layout with every number field (offset, ts, t, s,
+ * attempt) and every string field replaced in turn: digit runs around the
+ * 8-digit steps and the 19/20-digit bounds, signs, fractions, exponents,
+ * escapes, control and non-ASCII bytes. Every variant must read as the
+ * general path reads it, and plain digits must give their value. */
+static void scan_quick_path_fields(void **state)
+{
+    static const char *nums[] = {"0",
+                                 "7",
+                                 "00012",
+                                 "1234567",
+                                 "12345678",
+                                 "123456789",
+                                 "1234567812345678",
+                                 "9999999999999999999",
+                                 "18446744073709551615",
+                                 "18446744073709551616",
+                                 "123456789012345678901",
+                                 "-1",
+                                 "1e5",
+                                 "1.5",
+                                 "12a",
+                                 "",
+                                 "\"5\"",
+                                 "null",
+                                 "1234567a9"};
+    static const char *strs[] = {"\"\"",
+                                 "\"plain\"",
+                                 "\"a\\\"b\"",
+                                 "\"\\u00e9\"",
+                                 "\"\x01\"",
+                                 "\"\xc3\xa9\"",
+                                 "\"0123456789abcdef0123456789\"",
+                                 "5",
+                                 "\"open"};
+    const char *tpl = "{\"push\":\"pub\",\"channel\":%s,\"offset\":%s,\"epoch\":%s,\"id\":%s,"
+                      "\"ts\":%s,\"data\":{\"t\":%s,\"s\":%s,\"p\":%s},\"info\":{\"user\":%s,"
+                      "\"client\":%s},\"class\":\"guaranteed\",\"attempt\":%s}";
+    bench_scanner *fast = bench_scanner_new();
+    bench_scanner *slow = bench_scanner_new();
+    bench_scanner_set_fast(slow, false);
+    char line[1024];
+    size_t nn = sizeof(nums) / sizeof(nums[0]), ns = sizeof(strs) / sizeof(strs[0]);
+    for (int field = 0; field < 11; field++) {
+        bool is_num = field == 1 || field == 4 || field == 5 || field == 6 || field == 10;
+        for (size_t k = 0; k < (is_num ? nn : ns); k++) {
+            const char *f[11] = {"\"c\"", "5",      "\"e\"", "\"i\"", "1", "2",
+                                 "3",     "\"xx\"", "\"u\"", "\"k\"", "4"};
+            f[field] = is_num ? nums[k] : strs[k];
+            int n = snprintf(line, sizeof(line), tpl, f[0], f[1], f[2], f[3], f[4], f[5], f[6],
+                             f[7], f[8], f[9], f[10]);
+            bench_line a, b;
+            bench_scan(fast, line, (size_t)n, &a);
+            bench_scan(slow, line, (size_t)n, &b);
+            if (a.kind != b.kind || a.pub.offset != b.pub.offset || a.pub.t != b.pub.t ||
+                a.pub.s != b.pub.s || a.channel_len != b.channel_len || strcmp(a.epoch, b.epoch))
+                fail_msg("paths disagree: %s (kind %d vs %d)", line, a.kind, b.kind);
+            if (field == 5 && k < 9) {
+                uint64_t want = 0;
+                assert_int_equal(bench_parse_u64(nums[k], strlen(nums[k]), &want), 0);
+                assert_int_equal(a.kind, BENCH_PUB);
+                assert_true(a.pub.t == want);
+            }
+        }
+    }
+    bench_scanner_free(fast);
+    bench_scanner_free(slow);
+}
+
 static void scan_data_and_numbers(void **state)
 {
     bench_scanner *sc = bench_scanner_new();
@@ -951,6 +1020,7 @@ int main(void)
         cmocka_unit_test(scan_deep_nesting_and_oversize),
         cmocka_unit_test(scan_fast_path_agrees),
         cmocka_unit_test(scan_fast_path_strings_at_every_position),
+        cmocka_unit_test(scan_quick_path_fields),
         cmocka_unit_test(scan_data_and_numbers),
         cmocka_unit_test(nats_whole_and_split),
         cmocka_unit_test(nats_rejects_hostile),
