@@ -60,6 +60,40 @@ void fanout_detach(worker *w, sub *s)
 
 static void fanout_to_user(worker *w, pl_pub *pub);
 
+/* Queues pub on s when s should get it; returns whether it was queued. */
+static int deliver_one(worker *w, sub *s, pl_pub *pub, size_t shed_above)
+{
+    if (s->state != SUB_LIVE) return 0;
+    if (pub->offset) {
+        if (pub->offset <= s->last_offset) return 0;
+        s->last_offset = pub->offset;
+    } else {
+        /* Ephemeral traffic is shed first: never a reason to cut a
+         * connection, dropped once its queue is half full. */
+        if (s->c->qbytes > shed_above) return 0;
+        if (pub->skip_origin && pub->client && !strcmp(s->client, pub->client)) return 0;
+    }
+    if (conn_enqueue(s->c, OUT_PUB, pub_ref(pub), pub->frame->len) != 0) return 0;
+    if (pub->cls == PUB_GUARANTEED && pub->offset) delivery_sent(w->srv->delivery, pub, s->user, 1);
+    return 1;
+}
+
+/* Counts delivered copies of pub in its trace, its tenant and metrics. */
+static void account(worker *w, pl_pub *pub, uint64_t delivered)
+{
+    if (!delivered) return;
+    atomic_fetch_add_explicit(&pub->fanout, (uint32_t)delivered, memory_order_relaxed);
+    tenant_counters *tc = worker_tenant_counters(w, pub->tenant);
+    if (tc) atomic_fetch_add_explicit(&tc->deliveries, delivered, memory_order_relaxed);
+    metrics_add(&w->metrics, M_DELIVERIES, delivered);
+    if (pub->created_us) metrics_latency(&w->metrics, clock_mono_us() - pub->created_us);
+}
+
+static size_t shed_limit(const worker *w)
+{
+    return w->srv->cfg.limits.outbound_queue_bytes / 2;
+}
+
 void fanout_pub(worker *w, pl_pub *pub)
 {
     if (!pub->frame) return;
@@ -67,33 +101,103 @@ void fanout_pub(worker *w, pl_pub *pub)
     chan *ch = fanout_chan(w, pub->tenant, pub->channel, 0);
     if (!ch) return;
     uint64_t delivered = 0;
-    size_t shed_above = w->srv->cfg.limits.outbound_queue_bytes / 2;
+    size_t shed_above = shed_limit(w);
     /* Detaching happens only when a closed handle is released, never during
      * this loop, so the array is stable here. */
+    for (uint32_t i = 0; i < ch->n; i++)
+        delivered += (uint64_t)deliver_one(w, ch->subs[i], pub, shed_above);
+    account(w, pub, delivered);
+}
+
+/* ---- runs: several pubs of one channel at once ---------------------------- */
+
+/* Whether pub may join a run: no per-recipient work (guaranteed tracking,
+ * origin skipping, pushes to a user's devices), so every subscriber that
+ * takes the first pub of the run takes them all. */
+static int runnable(const pl_pub *p)
+{
+    return p->frame && !p->to_user && p->cls != PUB_GUARANTEED && !(p->skip_origin && p->client);
+}
+
+static int continues_run(const pl_pub *first, const pl_pub *prev, const pl_pub *next)
+{
+    if (!runnable(next) || strcmp(first->channel, next->channel) != 0 ||
+        strcmp(first->tenant, next->tenant) != 0)
+        return 0;
+    return first->offset ? next->offset > prev->offset : next->offset == 0;
+}
+
+/* The frames of pubs joined by '\n': the body of one text frame, the same
+ * bytes flush() writes for consecutive pubs queued one by one. */
+static rbuf *join_frames(pl_pub *const *pubs, size_t n)
+{
+    size_t len = n - 1;
+    for (size_t i = 0; i < n; i++)
+        len += pubs[i]->frame->len;
+    rbuf *b = rbuf_new(len);
+    if (!b) return NULL;
+    char *at = b->data;
+    for (size_t i = 0; i < n; i++) {
+        if (i) *at++ = '\n';
+        memcpy(at, pubs[i]->frame->data, pubs[i]->frame->len);
+        at += pubs[i]->frame->len;
+    }
+    return b;
+}
+
+/* Whether s takes the whole run as one item: a live WebSocket subscriber
+ * that has seen none of it, with room under the shedding limit for
+ * ephemeral runs. Anyone else gets the run pub by pub. */
+static int takes_whole(const sub *s, pl_pub *const *pubs, size_t len, size_t shed_above)
+{
+    if (s->state != SUB_LIVE || s->c->transport != T_WS) return 0;
+    if (pubs[0]->offset) return s->last_offset < pubs[0]->offset;
+    return s->c->qbytes + len <= shed_above;
+}
+
+static void fanout_run(worker *w, pl_pub *const *pubs, size_t n)
+{
+    chan *ch = fanout_chan(w, pubs[0]->tenant, pubs[0]->channel, 0);
+    if (!ch) return;
+    size_t shed_above = shed_limit(w);
+    uint64_t whole = 0, single[FANOUT_RUN_MAX] = {0};
+    rbuf *joined = NULL;
+    int tried = 0;
     for (uint32_t i = 0; i < ch->n; i++) {
         sub *s = ch->subs[i];
-        if (s->state != SUB_LIVE) continue;
-        if (pub->offset) {
-            if (pub->offset <= s->last_offset) continue;
-            s->last_offset = pub->offset;
-        } else {
-            /* Ephemeral traffic is shed first: never a reason to cut a
-             * connection, dropped once its queue is half full. */
-            if (s->c->qbytes > shed_above) continue;
-            if (pub->skip_origin && pub->client && !strcmp(s->client, pub->client)) continue;
+        /* Built once the first subscriber can take it; without it (out of
+         * memory) everyone gets the pubs one by one. */
+        if (!tried && s->state == SUB_LIVE && s->c->transport == T_WS) {
+            joined = join_frames(pubs, n);
+            tried = 1;
         }
-        if (conn_enqueue(s->c, OUT_PUB, pub_ref(pub), pub->frame->len) == 0) {
-            delivered++;
-            if (pub->cls == PUB_GUARANTEED && pub->offset)
-                delivery_sent(w->srv->delivery, pub, s->user, 1);
+        size_t len = joined ? joined->len : 0;
+        if (joined && takes_whole(s, pubs, len, shed_above)) {
+            if (pubs[0]->offset) s->last_offset = pubs[n - 1]->offset;
+            if (conn_enqueue(s->c, OUT_PUBS, rbuf_ref(joined), len) == 0) whole++;
+            continue;
         }
+        for (size_t k = 0; k < n; k++)
+            single[k] += (uint64_t)deliver_one(w, s, pubs[k], shed_above);
     }
-    if (!delivered) return;
-    atomic_fetch_add_explicit(&pub->fanout, (uint32_t)delivered, memory_order_relaxed);
-    tenant_counters *tc = worker_tenant_counters(w, pub->tenant);
-    if (tc) atomic_fetch_add_explicit(&tc->deliveries, delivered, memory_order_relaxed);
-    metrics_add(&w->metrics, M_DELIVERIES, delivered);
-    if (pub->created_us) metrics_latency(&w->metrics, clock_mono_us() - pub->created_us);
+    if (joined) rbuf_unref(joined);
+    for (size_t k = 0; k < n; k++)
+        account(w, pubs[k], whole + single[k]);
+}
+
+void fanout_pubs(worker *w, pl_pub *const *pubs, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        if (runnable(pubs[i]))
+            while (j < n && j - i < FANOUT_RUN_MAX && continues_run(pubs[i], pubs[j - 1], pubs[j]))
+                j++;
+        if (j - i == 1)
+            fanout_pub(w, pubs[i]);
+        else
+            fanout_run(w, pubs + i, j - i);
+        i = j;
+    }
 }
 
 /* ---- a user's connections on this worker -------------------------------- */

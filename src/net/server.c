@@ -181,6 +181,25 @@ static void render_tenant_metrics(server *srv, sbuf *out)
     map_release(&sums);
 }
 
+static void handle_msg(worker *w, const inbox_msg *m)
+{
+    if (m->type == INBOX_CALL) {
+        worker_call *call = m->ptr;
+        call->fn(w, call);
+        call_unref(call);
+    } else {
+        session_on_engine_done(w, m->ptr);
+    }
+}
+
+/* A publish's answer may wait until the pubs around it are fanned out: no
+ * order is promised between a reply and pushes. Any other answer keeps its
+ * place (a READ's must not overtake a pub it does not cover). */
+static int may_wait(const inbox_msg *m)
+{
+    return m->type == INBOX_DONE && ((const engine_req *)m->ptr)->op == ENGINE_PUBLISH;
+}
+
 static void drain_inbox(worker *w)
 {
     pthread_mutex_lock(&w->inbox_lock);
@@ -192,16 +211,28 @@ static void drain_inbox(worker *w)
     w->inbox_len = 0;
     pthread_mutex_unlock(&w->inbox_lock);
     w->now_ms = clock_wall_ms();
-    for (size_t i = 0; i < n; i++) {
-        if (msgs[i].type == INBOX_PUB) {
-            fanout_pub(w, msgs[i].ptr);
-            pub_unref(msgs[i].ptr);
-        } else if (msgs[i].type == INBOX_CALL) {
-            worker_call *call = msgs[i].ptr;
-            call->fn(w, call);
-            call_unref(call);
-        } else {
-            session_on_engine_done(w, msgs[i].ptr);
+    for (size_t i = 0; i < n;) {
+        if (msgs[i].type != INBOX_PUB) {
+            handle_msg(w, &msgs[i++]);
+            continue;
+        }
+        /* The engine posts each pub followed by its publish's answer; the
+         * pubs of a commit go out together (fanout_pubs joins runs of one
+         * channel), then those answers. */
+        pl_pub *run[FANOUT_RUN_MAX];
+        size_t k = 0, j = i;
+        for (; j < n && k < FANOUT_RUN_MAX; j++) {
+            if (msgs[j].type == INBOX_PUB)
+                run[k++] = msgs[j].ptr;
+            else if (!may_wait(&msgs[j]))
+                break;
+        }
+        fanout_pubs(w, run, k);
+        for (; i < j; i++) {
+            if (msgs[i].type == INBOX_PUB)
+                pub_unref(msgs[i].ptr);
+            else
+                handle_msg(w, &msgs[i]);
         }
     }
     w->spare = msgs;

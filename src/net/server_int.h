@@ -45,6 +45,7 @@ enum out_kind {
     OUT_JSON, /* rbuf* holding one JSON object (reply or push) */
     OUT_GAP,  /* rbuf* holding a gap push (an event named gap on SSE) */
     OUT_RAW,  /* rbuf* written as is (HTTP responses, WebSocket control frames) */
+    OUT_PUBS, /* rbuf* holding several pub frames joined by '\n' (WebSocket only) */
 };
 
 typedef struct out_item {
@@ -250,6 +251,13 @@ chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create
 int fanout_attach(worker *w, sub *s, const char *tenant);
 void fanout_detach(worker *w, sub *s);
 void fanout_pub(worker *w, pl_pub *pub);
+/* Most pubs fanout_pubs joins into one buffer (and a worker hands it at a
+ * time); a commit of the engine is usually under this. */
+#define FANOUT_RUN_MAX 128
+/* Fans out n pubs in the order given (a worker's inbox drain). Runs of
+ * pubs of one channel go to each caught-up WebSocket subscriber as one
+ * shared buffer, one queue item, instead of one item per pub. */
+void fanout_pubs(worker *w, pl_pub *const *pubs, size_t n);
 /* Registers a connected session's connection under its user (for pushes to
  * all of a user's devices); 0 or -1. */
 int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user);
