@@ -1,6 +1,7 @@
 /* Per-worker channel table and fan-out. A committed pub reaches every
  * worker once; here it is queued, as the shared frame, on each local
- * subscriber that is live and has not seen its offset yet. Subscriptions
+ * subscriber that is live and has not seen its offset yet (consecutive pubs
+ * of a channel as one joined buffer for WebSocket subscribers). Subscriptions
  * still recovering skip live pubs: the READ they wait for covers them (the
  * engine orders that READ after every pub already handed to this worker). */
 #include <string.h>
@@ -94,7 +95,7 @@ static size_t shed_limit(const worker *w)
     return w->srv->cfg.limits.outbound_queue_bytes / 2;
 }
 
-void fanout_pub(worker *w, pl_pub *pub)
+static void fanout_pub(worker *w, pl_pub *pub)
 {
     if (!pub->frame) return;
     if (pub->to_user && pub->user) fanout_to_user(w, pub);

@@ -250,9 +250,8 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
 chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create);
 int fanout_attach(worker *w, sub *s, const char *tenant);
 void fanout_detach(worker *w, sub *s);
-void fanout_pub(worker *w, pl_pub *pub);
-/* Most pubs fanout_pubs joins into one buffer (and a worker hands it at a
- * time); a commit of the engine is usually under this. */
+/* The most pubs a worker hands fanout_pubs at once, and so the longest run
+ * joined into one buffer (commits of the engine are usually shorter). */
 #define FANOUT_RUN_MAX 128
 /* Fans out n pubs in the order given (a worker's inbox drain). Runs of
  * pubs of one channel go to each caught-up WebSocket subscriber as one
