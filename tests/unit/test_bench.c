@@ -439,7 +439,7 @@ static void scan_fast_path_strings_at_every_position(void **state)
     bench_scanner *slow = bench_scanner_new();
     bench_scanner_set_fast(slow, false);
     /* The second template is the exact layout the server writes (the
-     * literal-key path), the first is not (the general walk). */
+     * quick path), the first is not (the general walk). */
     static const char *templates[] = {
         "{\"push\":\"pub\",\"channel\":\"%.*s%s%s\",\"offset\":%zu}",
         "{\"push\":\"pub\",\"channel\":\"%.*s%s%s\",\"offset\":%zu,\"epoch\":\"ab\",\"id\":\"x\","
