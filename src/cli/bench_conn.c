@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "cli/bench_ws.h"
+#include "net/ws.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 #include "util/status.h"
@@ -204,13 +205,13 @@ static void queue_frame(bench_conn *c, int opcode, const void *data, size_t len)
 static int on_frame(void *ud, int opcode, const char *data, size_t len)
 {
     bench_conn *c = ud;
-    if (opcode == 9) {
-        queue_frame(c, 10, data, len);
-    } else if (opcode == 8) {
+    if (opcode == WS_OP_PING) {
+        queue_frame(c, WS_OP_PONG, data, len);
+    } else if (opcode == WS_OP_CLOSE) {
         if (len >= 2) c->ws_code = ((uint8_t)data[0] << 8) | (uint8_t)data[1];
         fail(c, "closed by server");
-    } else if (opcode != 10 && c->cb.on_message) {
-        c->cb.on_message(c, c->ud, opcode == 2, data, len);
+    } else if (opcode != WS_OP_PONG && c->cb.on_message) {
+        c->cb.on_message(c, c->ud, opcode == WS_OP_BINARY, data, len);
     }
     return c->state != ST_OPEN;
 }
@@ -357,7 +358,7 @@ fail:
 int bench_conn_send(bench_conn *c, int binary, const void *data, size_t len)
 {
     if (c->state != ST_OPEN) return -1;
-    queue_frame(c, binary ? 2 : 1, data, len);
+    queue_frame(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
     return c->out.oom ? -1 : 0;
 }
 

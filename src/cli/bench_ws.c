@@ -149,25 +149,17 @@ int bench_ws_check_response(const char *buf, size_t len, const char *key, size_t
 
 void bench_ws_frame(sbuf *out, int opcode, const void *data, size_t len, uint32_t mask)
 {
-    uint8_t h[14];
-    size_t n = 0;
-    h[n++] = (uint8_t)(0x80 | (opcode & 0x0f));
-    if (len < 126) {
-        h[n++] = (uint8_t)(0x80 | len);
-    } else if (len <= 0xffff) {
-        h[n++] = 0x80 | 126;
-        h[n++] = (uint8_t)(len >> 8);
-        h[n++] = (uint8_t)len;
-    } else {
-        h[n++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
-    uint8_t key[4] = {(uint8_t)(mask >> 24), (uint8_t)(mask >> 16), (uint8_t)(mask >> 8),
-                      (uint8_t)mask};
-    memcpy(h + n, key, 4);
-    n += 4;
-    sbuf_append(out, h, n);
+    /* The server's header encoder, then the mask bit and key a client adds. */
+    uint8_t h[WS_FRAME_HEADER_MAX + 4];
+    size_t n = ws_frame_header(h, opcode, len, 1);
+    if (!n) return;
+    h[1] |= 0x80;
+    uint8_t *key = h + n;
+    key[0] = (uint8_t)(mask >> 24);
+    key[1] = (uint8_t)(mask >> 16);
+    key[2] = (uint8_t)(mask >> 8);
+    key[3] = (uint8_t)mask;
+    sbuf_append(out, h, n + 4);
     size_t at = out->len;
     sbuf_append(out, data, len);
     if (out->oom) return;
@@ -200,16 +192,16 @@ static const char *decode_header(const bench_ws_reader *r, const uint8_t *p, uin
     }
     *len = l;
     switch (op) {
-    case 0x0:
+    case WS_OP_CONT:
         if (!r->msg_opcode) return "websocket protocol error";
         break;
-    case 0x1:
-    case 0x2:
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
         if (r->msg_opcode) return "websocket protocol error";
         break;
-    case 0x8:
-    case 0x9:
-    case 0xa:
+    case WS_OP_CLOSE:
+    case WS_OP_PING:
+    case WS_OP_PONG:
         return (p[0] & 0x80) && l <= 125 ? NULL : "websocket protocol error";
     default:
         return "websocket protocol error";
@@ -223,11 +215,11 @@ static const char *take_frame(bench_ws_reader *r, uint8_t b0, const char *data, 
 {
     int op = b0 & 0x0f;
     bool fin = b0 & 0x80;
-    if (op >= 0x8 || (fin && op != 0)) {
+    if (op >= WS_OP_CLOSE || (fin && op != WS_OP_CONT)) {
         *stop = cb(ud, op, data, len) != 0;
         return NULL;
     }
-    if (op != 0) r->msg_opcode = op;
+    if (op != WS_OP_CONT) r->msg_opcode = op;
     sbuf_append(&r->msg, data, len);
     if (r->msg.oom) return "out of memory";
     if (fin) {

@@ -33,10 +33,11 @@ void bench_ws_request(sbuf *out, const char *host, int port, const char *path, c
 int bench_ws_check_response(const char *buf, size_t len, const char *key, size_t *consumed,
                             int *status);
 
-/* Appends one final (FIN) client frame with opcode (1 text, 2 binary, 9
- * ping, 10 pong, 8 close) and the payload masked with mask (RFC 6455 5.3;
- * the key's bytes are taken most significant first). Headers are written
- * here rather than through wslay so a command costs one append. */
+/* Appends one final (FIN) client frame with opcode (WS_OP_*) and the
+ * payload masked with mask (RFC 6455 5.3; the key's bytes are taken most
+ * significant first). A control frame over 125 bytes or an unknown opcode
+ * appends nothing. Headers come from ws_frame_header rather than wslay so a
+ * command costs one append. */
 void bench_ws_frame(sbuf *out, int opcode, const void *data, size_t len, uint32_t mask);
 
 /* Largest message (after reassembly) the bench accepts from a server. */

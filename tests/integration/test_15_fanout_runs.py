@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 from helpers_api import api, with_api
-from parley_client import SSEStream, connect, make_token, offsets, run, uniq
+from parley_client import SLOW, RawWS, SSEStream, connect, make_token, offsets, run, uniq
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,43 @@ def test_ephemeral_burst_in_order(rsrv):
             await s.close()
         await pub.close()
     run(body())
+
+
+def test_ephemeral_bursts_shed_for_a_stalled_reader_never_cut_it(rsrv):
+    """Ephemeral runs are dropped for a subscriber whose queue is past half
+    its limit, pub by pub, instead of pushing it over the limit: the stalled
+    reader stays connected and gets an ordered subset, the reading one gets
+    everything, and a stored pub after the bursts still reaches both."""
+    ch = "chat:" + uniq()
+    cut_before = rsrv.metric("parley_slow_consumer_disconnects_total") or 0
+    stalled = RawWS(rsrv, rcvbuf=4096)
+    assert "result" in stalled.rpc("connect", {"token": make_token("sloth")})
+    assert "result" in stalled.rpc("subscribe", {"channel": ch})
+    bursts, per, blob = 100, 10, "e" * 8000  # 8 MB in all; the queue limit is 1 MiB
+
+    async def body():
+        fast = await connect(rsrv, "bob")
+        await fast.subscribe(ch)
+        pub = await connect(rsrv, "alice")
+        for b in range(bursts):
+            await pub.batch([("publish", {"channel": ch, "data": {"n": b * per + i, "b": blob},
+                                          "class": "ephemeral"}) for i in range(per)])
+            got = await fast.pubs(ch, per)
+            assert [p["data"]["n"] for p in got] == list(range(b * per, (b + 1) * per))
+        ack = await pub.publish(ch, "stored")
+        assert offsets(await fast.pubs(ch, 1)) == [ack["offset"]]
+        await fast.close()
+        await pub.close()
+        return ack["offset"]
+
+    last = run(body(), timeout=180 * SLOW)
+    assert (rsrv.metric("parley_slow_consumer_disconnects_total") or 0) == cut_before
+    seen = []
+    while True:
+        msgs = [m for m in stalled.recv_messages() if m.get("push") == "pub"]
+        seen += [m["data"]["n"] for m in msgs if m["offset"] == 0]
+        if any(m["offset"] == last for m in msgs):
+            break
+    stalled.close()
+    assert seen == sorted(set(seen)), "ephemeral pubs out of order or repeated"
+    assert 0 < len(seen) < bursts * per, f"{len(seen)} of {bursts * per}: nothing was shed"

@@ -18,6 +18,7 @@
 #include "cli/bench_scan.h"
 #include "cli/bench_stats.h"
 #include "cli/bench_ws.h"
+#include "net/ws.h"
 #include "util/mem.h"
 #include "util/status.h"
 
@@ -824,23 +825,57 @@ static void ws_response_checks(void **state)
 
 /* ------------------------------------------------------------------- probes */
 
-/* Server frames for the reader tests: unmasked, any header size. */
+/* Client frames: FIN, the opcode, the mask bit, the shortest length
+ * encoding, the key most significant byte first, and a payload that
+ * unmasks to the data; a control frame over 125 bytes is not written. */
+static void ws_client_frames(void **state)
+{
+    static uint8_t data[70000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7);
+    size_t lens[] = {0, 1, 125, 126, 65535, 65536, sizeof(data)};
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        size_t len = lens[k];
+        sbuf o;
+        sbuf_init(&o);
+        bench_ws_frame(&o, WS_OP_TEXT, data, len, 0x11223344u);
+        const uint8_t *f = (const uint8_t *)o.data;
+        size_t hl = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+        assert_int_equal(o.len, hl + 4 + len);
+        assert_int_equal(f[0], 0x81);
+        assert_int_equal(f[1] & 0x80, 0x80);
+        uint64_t got = f[1] & 0x7f;
+        if (hl == 4) got = (uint64_t)f[2] << 8 | f[3];
+        if (hl == 10) {
+            got = 0;
+            for (int i = 2; i < 10; i++)
+                got = got << 8 | f[i];
+        }
+        assert_true(got == len);
+        assert_memory_equal(f + hl, "\x11\x22\x33\x44", 4);
+        uint8_t *plain = malloc(len + 1);
+        ws_mask(plain, f + hl + 4, len, f + hl);
+        if (len) assert_memory_equal(plain, data, len);
+        free(plain);
+        sbuf_release(&o);
+    }
+    sbuf o;
+    sbuf_init(&o);
+    bench_ws_frame(&o, WS_OP_PONG, data, 126, 1);
+    assert_int_equal(o.len, 0);
+    bench_ws_frame(&o, WS_OP_PONG, data, 125, 1);
+    assert_int_equal(o.len, 2 + 4 + 125);
+    assert_int_equal((uint8_t)o.data[0], 0x8a);
+    sbuf_release(&o);
+}
+
+/* Server frames for the reader tests (b0: FIN bit and opcode), with the
+ * server's own header encoder. */
 static void server_frame(sbuf *o, uint8_t b0, const char *data, size_t len)
 {
-    uint8_t h[10];
-    size_t n = 0;
-    h[n++] = b0;
-    if (len < 126) {
-        h[n++] = (uint8_t)len;
-    } else if (len <= 0xffff) {
-        h[n++] = 126;
-        h[n++] = (uint8_t)(len >> 8);
-        h[n++] = (uint8_t)len;
-    } else {
-        h[n++] = 127;
-        for (int i = 7; i >= 0; i--)
-            h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
+    uint8_t h[WS_FRAME_HEADER_MAX];
+    size_t n = ws_frame_header(h, b0 & 0x0f, len, b0 & 0x80);
+    assert_true(n > 0);
     sbuf_append(o, h, n);
     sbuf_append(o, data, len);
 }
@@ -1027,6 +1062,7 @@ int main(void)
         cmocka_unit_test(ws_accept_rfc_example),
         cmocka_unit_test(ws_request_shape),
         cmocka_unit_test(ws_response_checks),
+        cmocka_unit_test(ws_client_frames),
         cmocka_unit_test(ws_reader_any_split),
         cmocka_unit_test(ws_reader_refuses_hostile),
         cmocka_unit_test(prom_sum_parsing),
