@@ -3,9 +3,9 @@
  * queue into batches, commits every publish of a batch in one fsynced
  * transaction (group commit) and hands the whole batch to the sink.
  *
- * On-disk format (schema version 3, kept in PRAGMA user_version; version 2
- * is opened and marked 3 in place, version 1 was a development layout
- * without cid and is refused):
+ * On-disk format (schema version 4, kept in PRAGMA user_version; versions 2
+ * and 3 are upgraded in place, version 1 was a development layout without
+ * cid and is refused):
  *
  *   channels(cid, tenant, channel, epoch, head, first_off, ttl_ms, next_exp_ms)
  *       One row per stream, created by its first publish or first read;
@@ -18,10 +18,19 @@
  *       next_exp_ms: no retained pub expires before this time (0 = none
  *       will); a lower bound, indexed so the sweep finds due channels.
  *   pubs(cid, off, id, ts, cls, data, user, client, type, correlation_id,
- *        headers, idem_key)   WITHOUT ROWID, key (cid, off)
+ *        headers, idem_key, n, dbytes, more)   WITHOUT ROWID, key (cid, off)
+ *       One row holds n pubs, offsets [off, off + n - 1], all accepted by one
+ *       commit (so ts is theirs): the columns are the first pub, `more` the
+ *       others (seg.h), dbytes the data bytes of all n (NULL when n = 1).
+ *       A commit writes a channel's consecutive pubs as one row, at most
+ *       ROW_PUBS_MAX and never more than the channel's history_size of them;
+ *       a guaranteed pub has a row of its own (deliveries and dlq name it by
+ *       the row's key). Retention deletes whole rows: a row partly below
+ *       first_off stays, and its pubs below first_off are not read.
+ *       Rows of versions 2 and 3 are rows with n = 1.
  *       NULL columns are absent optional fields. A stored pub's id is the
  *       ULID of its accept time with (cid, off) as the tail, 40 bits each
- *       (pub_id_of), so trace finds the row by key without an index on id.
+ *       (seg_pub_id), so trace finds the row by key without an index on id.
  *       Databases created at version 2 keep their index pubs_id(id): it is
  *       what finds pubs whose ids were random, and trace uses it when
  *       present. (Without the index insert per pub, acked publishes/s
@@ -56,6 +65,7 @@
  *     SQLITE_FULL on the same path as a real one.
  */
 #include "engine/engine.h"
+#include "engine/seg.h"
 
 #include <errno.h>
 #include <openssl/rand.h>
@@ -72,13 +82,18 @@
 #include "util/sbuf.h"
 #include "util/status.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define SCHEMA_VERSION_OLDEST 2 /* still opened, upgraded in place */
-#define BATCH_MAX 4096          /* requests per batch (and per sink call) */
-#define MAX_CHANNELS 10000      /* cached channels (each with a ring), LRU beyond */
-#define HASH_BUCKETS 16384      /* fixed: the cache is bounded, so no rehash */
-#define SWEEP_EVERY_MS 1000     /* TTL and idempotency sweeps */
-#define SWEEP_CHANNELS 256      /* channels trimmed per sweep transaction */
+/* A commit's pubs of one channel share rows of at most this many pubs, and a
+ * row ends early past ROW_BYTES_MAX of data: bounded blobs, and a retention
+ * trim keeps a bounded surplus of rows it cut into. */
+#define ROW_PUBS_MAX 256
+#define ROW_BYTES_MAX (64 * 1024)
+#define BATCH_MAX 4096      /* requests per batch (and per sink call) */
+#define MAX_CHANNELS 10000  /* cached channels (each with a ring), LRU beyond */
+#define HASH_BUCKETS 16384  /* fixed: the cache is bounded, so no rehash */
+#define SWEEP_EVERY_MS 1000 /* TTL and idempotency sweeps */
+#define SWEEP_CHANNELS 256  /* channels trimmed per sweep transaction */
 #define DEFAULT_RING 128
 #define DEFAULT_DEDUP_MS (24LL * 3600 * 1000)
 #define BUSY_TIMEOUT_MS 5000
@@ -111,6 +126,9 @@ struct chan {
     uint64_t b_head, b_first;
     int64_t b_ttl_ms, b_next_exp_ms;
     uint32_t b_keep; /* history_size of the batch's last publish */
+    /* The batch's new pubs of this channel: slot indexes + 1 (0 = none),
+     * linked through slot.next_fresh in offset order. */
+    uint32_t b_fresh_head, b_fresh_tail;
     /* Ring of the newest committed pubs: offsets [head - rcount + 1, head]. */
     uint32_t rcap, rcount, rstart;
     uint32_t rmax; /* ring_size: the ring grows to this on demand */
@@ -122,8 +140,9 @@ struct chan {
 typedef struct slot {
     engine_req *req;
     chan *ch;
-    pl_pub *orig; /* the submitted pub while req->pub is a duplicate's original */
-    int fresh;    /* a new pub written in this batch */
+    pl_pub *orig;        /* the submitted pub while req->pub is a duplicate's original */
+    int fresh;           /* a new pub written in this batch */
+    uint32_t next_fresh; /* the channel's next new pub: slot index + 1, or 0 */
 } slot;
 
 enum {
@@ -150,9 +169,13 @@ enum {
     ST_DLV_UPTO,
     ST_DLV_PENDING,
     ST_DLQ_INS,
-    ST_PUB_META,
     ST_COUNT
 };
+
+/* The first offset of the row holding offset ?2 of channel ?1 (?2 itself
+ * when no row starts at or before it). */
+#define ROW_OF_2                                                                                   \
+    "COALESCE((SELECT off FROM pubs WHERE cid = ?1 AND off <= ?2 ORDER BY off DESC LIMIT 1), ?2)"
 
 /* Every statement the engine runs, prepared once at open. */
 static const char *const stmt_sql[ST_COUNT] = {
@@ -168,13 +191,15 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CHAN_DUE] = "SELECT tenant, channel FROM channels"
                     " WHERE next_exp_ms > 0 AND next_exp_ms <= ?1 LIMIT ?2",
     [ST_PUB_INS] = "INSERT INTO pubs(cid, off, id, ts, cls, data, user, client, type,"
-                   " correlation_id, headers, idem_key)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                   " correlation_id, headers, idem_key, n, dbytes, more)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    /* Rows from the one holding offset ?2 (it may start before) to ?3. */
     [ST_PUB_RANGE] = "SELECT off, id, ts, cls, data, user, client, type, correlation_id,"
-                     " headers, idem_key FROM pubs WHERE cid = ?1 AND off >= ?2 AND off <= ?3"
-                     " ORDER BY off",
-    [ST_PUB_TS] = "SELECT off, ts FROM pubs WHERE cid = ?1 AND off >= ?2 ORDER BY off",
-    [ST_PUB_TRIM] = "DELETE FROM pubs WHERE cid = ?1 AND off < ?2",
+                     " headers, idem_key, n, more FROM pubs WHERE cid = ?1 AND off >= " ROW_OF_2
+                     " AND off <= ?3 ORDER BY off",
+    [ST_PUB_TS] = "SELECT off, ts FROM pubs WHERE cid = ?1 AND off >= " ROW_OF_2 " ORDER BY off",
+    /* A row goes when all of its pubs are below ?2. */
+    [ST_PUB_TRIM] = "DELETE FROM pubs WHERE cid = ?1 AND off < ?2 AND off + n <= ?2",
     [ST_IDEM_GET] = "SELECT off, id, ts FROM idem WHERE cid = ?1 AND idem_key = ?2",
     [ST_IDEM_PUT] = "INSERT OR REPLACE INTO idem(cid, idem_key, off, id, ts)"
                     " VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -198,7 +223,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                    " last_error, correlation_id, failed_at) VALUES (?1, ?2, ?3, ?4, ?5,"
                    " (SELECT id FROM pubs WHERE cid = ?3 AND off = ?4), ?6, ?7, ?8,"
                    " (SELECT correlation_id FROM pubs WHERE cid = ?3 AND off = ?4), ?9)",
-    [ST_PUB_META] = "SELECT id FROM pubs WHERE cid = ?1 AND off = ?2",
 };
 
 static const char schema_sql[] =
@@ -211,6 +235,7 @@ static const char schema_sql[] =
     " cid INTEGER NOT NULL, off INTEGER NOT NULL, id TEXT NOT NULL, ts INTEGER NOT NULL,"
     " cls INTEGER NOT NULL, data TEXT, user TEXT, client TEXT, type TEXT,"
     " correlation_id TEXT, headers TEXT, idem_key TEXT,"
+    " n INTEGER NOT NULL DEFAULT 1, dbytes INTEGER, more BLOB,"
     " PRIMARY KEY (cid, off)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS idem ("
     " cid INTEGER NOT NULL, idem_key TEXT NOT NULL, off INTEGER NOT NULL,"
@@ -237,6 +262,11 @@ static const char schema_sql[] =
     " cid INTEGER NOT NULL, user TEXT NOT NULL, off INTEGER NOT NULL,"
     " PRIMARY KEY (cid, user)) WITHOUT ROWID;";
 
+/* Versions 2 and 3 stored one pub per row: rows with n = 1. */
+static const char upgrade_to_4_sql[] = "ALTER TABLE pubs ADD COLUMN n INTEGER NOT NULL DEFAULT 1;"
+                                       "ALTER TABLE pubs ADD COLUMN dbytes INTEGER;"
+                                       "ALTER TABLE pubs ADD COLUMN more BLOB;";
+
 typedef struct sq_engine {
     engine base;
     engine_opts opts; /* data_dir points at our copy */
@@ -262,6 +292,7 @@ typedef struct sq_engine {
     engine_req **out;
     int64_t last_sweep_ms;
     int b_fatal;      /* a statement of the open transaction failed */
+    sbuf row_blob;    /* the `more` column being built, kept for its capacity */
     int64_t id_index; /* the database has pubs_id(id) (created at version 2) */
 
     pthread_mutex_t stats_mu;
@@ -467,6 +498,7 @@ static void chan_reset_batch(chan *ch)
     ch->b_next_exp_ms = ch->next_exp_ms;
     ch->b_keep = 0;
     ch->b_published = 0;
+    ch->b_fresh_head = ch->b_fresh_tail = 0;
 }
 
 /* Returns the cached channel, loading its row or creating it (in memory,
@@ -502,7 +534,8 @@ static int64_t tenant_bytes(sq_engine *e, const char *tenant)
     if (v) return (int64_t)(v - 1);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(e->db,
-                           "SELECT COALESCE(SUM(LENGTH(p.data)), 0) FROM pubs p JOIN channels c"
+                           "SELECT COALESCE(SUM(COALESCE(p.dbytes, LENGTH(p.data))), 0)"
+                           " FROM pubs p JOIN channels c"
                            " ON c.cid = p.cid WHERE c.tenant = ?1",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
@@ -524,15 +557,16 @@ static void tenant_bytes_add(sq_engine *e, const char *tenant, int64_t delta)
     map_put(&e->tenant_bytes, tenant, tl, (void *)(uintptr_t)((now > 0 ? now : 0) + 1));
 }
 
-/* Before a retention trim: takes the bytes of offsets below keep off the
- * tenant's tally (tracked tenants only). PL_OK or PL_EIO. */
+/* Before a retention trim: takes the data bytes of the rows it deletes (those
+ * whose pubs are all below keep) off the tenant's tally (tracked tenants
+ * only). PL_OK or PL_EIO. */
 static int account_trim(sq_engine *e, const chan *ch, uint64_t keep)
 {
     if (!map_get(&e->tenant_bytes, ch->tenant, strlen(ch->tenant))) return PL_OK;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(e->db,
-                           "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM pubs WHERE cid = ?1 AND"
-                           " off < ?2",
+                           "SELECT COALESCE(SUM(COALESCE(dbytes, LENGTH(data))), 0) FROM pubs"
+                           " WHERE cid = ?1 AND off < ?2 AND off + n <= ?2",
                            -1, &st, NULL) != SQLITE_OK)
         return PL_EIO;
     sqlite3_bind_int64(st, 1, ch->cid);
@@ -611,14 +645,38 @@ static const char *col_text(sqlite3_stmt *st, int i, size_t *len)
     return s;
 }
 
-/* Builds a pub from an ST_PUB_RANGE row and encodes it; NULL on allocation
- * failure. The caller owns the returned reference. */
-static pl_pub *row_to_pub(sq_engine *e, const chan *ch, sqlite3_stmt *st)
+/* Builds a stored pub (one reference, encoded); NULL on allocation failure. */
+static pl_pub *stored_pub(sq_engine *e, const chan *ch, pub_fields *f, pub_class cls, uint64_t off,
+                          const char *id, int64_t ts)
 {
-    pub_fields f = {.tenant = ch->tenant,
-                    .tenant_len = strlen(ch->tenant),
-                    .channel = ch->channel,
-                    .channel_len = strlen(ch->channel)};
+    f->tenant = ch->tenant;
+    f->tenant_len = strlen(ch->tenant);
+    f->channel = ch->channel;
+    f->channel_len = strlen(ch->channel);
+    pl_pub *p = pub_new(f, cls);
+    if (!p) return NULL;
+    p->offset = off;
+    snprintf(p->id, sizeof(p->id), "%s", id ? id : "");
+    p->ts_ms = ts;
+    memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
+    if (e->opts.encode) e->opts.encode(p);
+    return p;
+}
+
+/* Appends the pubs of one ST_PUB_RANGE row with offsets in [*next, hi] to
+ * out and moves *next past them. Offsets must grow from row to row: a
+ * damaged file must not overfill out. PL_OK, PL_ENOMEM or PL_EIO. */
+static int row_pubs(sq_engine *e, const chan *ch, sqlite3_stmt *st, uint64_t *next, uint64_t hi,
+                    pl_pub **out, size_t *n)
+{
+    uint64_t off = (uint64_t)sqlite3_column_int64(st, 0);
+    int64_t count = sqlite3_column_int64(st, 11), ts = sqlite3_column_int64(st, 2);
+    const void *more = sqlite3_column_blob(st, 12);
+    size_t more_len = (size_t)sqlite3_column_bytes(st, 12);
+    if (count < 1 || (count > 1) != (more != NULL) || off + (uint64_t)count - 1 < off)
+        return PL_EIO;
+    if (off + (uint64_t)count - 1 < *next) return PL_OK; /* ends before the range */
+    pub_fields f = {0};
     f.data = col_text(st, 4, &f.data_len);
     f.user = col_text(st, 5, &f.user_len);
     f.client = col_text(st, 6, &f.client_len);
@@ -626,42 +684,63 @@ static pl_pub *row_to_pub(sq_engine *e, const chan *ch, sqlite3_stmt *st)
     f.correlation_id = col_text(st, 8, &f.correlation_id_len);
     f.headers = col_text(st, 9, &f.headers_len);
     f.idem_key = col_text(st, 10, &f.idem_key_len);
-    pl_pub *p = pub_new(&f, (pub_class)sqlite3_column_int(st, 3));
-    if (!p) return NULL;
-    p->offset = (uint64_t)sqlite3_column_int64(st, 0);
-    const unsigned char *id = sqlite3_column_text(st, 1);
-    snprintf(p->id, sizeof(p->id), "%s", id ? (const char *)id : "");
-    p->ts_ms = sqlite3_column_int64(st, 2);
-    memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
-    if (e->opts.encode) e->opts.encode(p);
-    return p;
+    if (off >= *next && off <= hi) {
+        pl_pub *p = stored_pub(e, ch, &f, (pub_class)sqlite3_column_int(st, 3), off,
+                               (const char *)sqlite3_column_text(st, 1), ts);
+        if (!p) return PL_ENOMEM;
+        out[(*n)++] = p;
+        *next = off + 1;
+    }
+    seg_iter it;
+    seg_iter_init(&it, more, more_len, ch->cid, off, ts, &f);
+    for (int64_t k = 1; k < count; k++) {
+        pub_fields g = {0};
+        pub_class cls;
+        char id[PUB_ID_LEN + 1];
+        uint64_t o;
+        if (seg_next(&it, &g, &cls, id, &o) != PL_OK) return PL_EIO;
+        if (o > hi) return PL_OK;
+        if (o < *next) continue;
+        pl_pub *p = stored_pub(e, ch, &g, cls, o, id, ts);
+        if (!p) return PL_ENOMEM;
+        out[(*n)++] = p;
+        *next = o + 1;
+    }
+    uint64_t o;
+    pub_fields g;
+    pub_class cls;
+    char id[PUB_ID_LEN + 1];
+    return seg_next(&it, &g, &cls, id, &o) == 1 ? PL_OK : PL_EIO;
 }
 
-/* Loads offsets [lo, hi] of a channel from disk into out (room for hi-lo+1
- * references, owned by the caller), appending at *n. PL_OK, PL_ENOMEM or
- * PL_EIO; on failure the pubs already appended stay in out. */
+/* Loads the retained offsets of [lo, hi] of a channel from disk into out
+ * (room for hi-lo+1 references, owned by the caller), appending at *n.
+ * PL_OK, PL_ENOMEM or PL_EIO; on failure the pubs already appended stay in
+ * out. */
 static int load_range(sq_engine *e, const chan *ch, uint64_t lo, uint64_t hi, pl_pub **out,
                       size_t *n)
 {
+    /* A row that retention cut into still holds pubs below first. */
+    if (!ch->first || hi < ch->first) return PL_OK;
+    if (lo < ch->first) lo = ch->first;
     sqlite3_stmt *st = e->st[ST_PUB_RANGE];
-    int status = PL_OK, rc;
+    int status = PL_OK, rc = SQLITE_DONE;
+    uint64_t next = lo;
     sqlite3_bind_int64(st, 1, ch->cid);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)lo);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)hi);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        pl_pub *p = row_to_pub(e, ch, st);
-        if (!p) {
-            status = PL_ENOMEM;
-            break;
-        }
-        out[(*n)++] = p;
+    while (next <= hi && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        status = row_pubs(e, ch, st, &next, hi, out, n);
+        if (status != PL_OK) break;
     }
-    if (status == PL_OK && rc != SQLITE_DONE) status = PL_EIO;
+    if (status == PL_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) status = PL_EIO;
     sqlite3_reset(st);
     return status;
 }
 
-static int insert_pub(sq_engine *e, const chan *ch, const pl_pub *p)
+/* Inserts one row: first and the count - 1 pubs after it, whose records are
+ * in e->row_blob, with bytes of data in all. */
+static int insert_row(sq_engine *e, const chan *ch, const pl_pub *p, uint32_t count, int64_t bytes)
 {
     sqlite3_stmt *st = e->st[ST_PUB_INS];
     sqlite3_bind_int64(st, 1, ch->cid);
@@ -679,7 +758,63 @@ static int insert_pub(sq_engine *e, const chan *ch, const pl_pub *p)
     bind_str(st, 10, p->correlation_id);
     bind_str(st, 11, p->headers);
     bind_str(st, 12, p->idem_key);
+    sqlite3_bind_int(st, 13, (int)count);
+    if (count > 1) {
+        sqlite3_bind_int64(st, 14, bytes);
+        sqlite3_bind_blob(st, 15, e->row_blob.data, (int)e->row_blob.len, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(st, 14);
+        sqlite3_bind_null(st, 15);
+    }
     return run_done(st);
+}
+
+static pl_pub *fresh_pub(const sq_engine *e, uint32_t i)
+{
+    return e->slots[i - 1].req->pub;
+}
+
+/* Writes the pubs of the run starting at slot index + 1 `from` (count of
+ * them) as one row; returns the slot index + 1 after the run. */
+static int write_run(sq_engine *e, const chan *ch, uint32_t from, uint32_t count, uint32_t *after)
+{
+    const pl_pub *first = fresh_pub(e, from), *prev = first;
+    int64_t bytes = (int64_t)first->data_len;
+    uint32_t i = e->slots[from - 1].next_fresh;
+    sbuf_reset(&e->row_blob);
+    for (uint32_t k = 1; k < count; k++, i = e->slots[i - 1].next_fresh) {
+        const pl_pub *p = fresh_pub(e, i);
+        seg_put(&e->row_blob, p, prev, ch->cid);
+        bytes += (int64_t)p->data_len;
+        prev = p;
+    }
+    *after = i;
+    if (e->row_blob.oom) return PL_ENOMEM;
+    return insert_row(e, ch, first, count, bytes);
+}
+
+/* Writes the batch's new pubs of every touched channel, consecutive ones in
+ * shared rows (see the format at the top). PL_OK, PL_EIO or PL_ENOMEM. */
+static int write_pubs(sq_engine *e, chan *touched)
+{
+    for (chan *ch = touched; ch; ch = ch->b_next) {
+        uint32_t cap = ch->b_keep && ch->b_keep < ROW_PUBS_MAX ? ch->b_keep : ROW_PUBS_MAX;
+        for (uint32_t i = ch->b_fresh_head; i;) {
+            uint32_t count = 0, j = i;
+            size_t bytes = 0;
+            while (j && count < cap && bytes < ROW_BYTES_MAX) {
+                const pl_pub *p = fresh_pub(e, j);
+                if (count && p->cls == PUB_GUARANTEED) break;
+                count++;
+                bytes += p->data_len;
+                j = e->slots[j - 1].next_fresh;
+                if (p->cls == PUB_GUARANTEED) break;
+            }
+            int status = write_run(e, ch, i, count, &i);
+            if (status != PL_OK) return status;
+        }
+    }
+    return PL_OK;
 }
 
 /* Inserts the row of a channel that has none yet, inside the open
@@ -728,7 +863,9 @@ static int ttl_trim(sq_engine *e, chan *ch, int64_t now)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t ts = sqlite3_column_int64(st, 1);
         if (ts > cutoff) {
+            /* The first row may start below first (a size trim cut into it). */
             keep = (uint64_t)sqlite3_column_int64(st, 0);
+            if (keep < ch->b_first) keep = ch->b_first;
             next_exp = ts + ch->b_ttl_ms;
             break;
         }
@@ -1008,16 +1145,6 @@ static int move_upto(sq_engine *e, engine_req *r, chan *ch, int max_from, int to
     return status;
 }
 
-/* A stored pub's id: its accept time and (cid, offset), so trace finds the
- * row by key. Past 2^40 in either (not reached in practice) the pub keeps
- * the random id pub_new gave it, found only through a pubs_id index. */
-static void pub_id_of(pl_pub *p, int64_t cid)
-{
-    uint64_t lim = 1ULL << CLOCK_ULID_HALF_BITS;
-    if (cid > 0 && (uint64_t)cid < lim && p->offset < lim)
-        clock_ulid_pack(p->id, (uint64_t)p->ts_ms, (uint64_t)cid, p->offset);
-}
-
 /* Stages slot i's publish inside the batch transaction. Returns its status;
  * statement failures also set e->b_fatal. */
 static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, int *in_txn)
@@ -1057,9 +1184,9 @@ static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, in
     }
     p->offset = ch->b_head + 1;
     p->ts_ms = now;
-    pub_id_of(p, ch->cid);
+    /* Past 2^40 (not reached in practice) it keeps pub_new's random id. */
+    seg_pub_id(p->id, p->ts_ms, ch->cid, p->offset);
     memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
-    if (insert_pub(e, ch, p) != PL_OK) goto fatal;
     if (p->cls == PUB_GUARANTEED && insert_recipients(e, ch, p, r, now) != PL_OK) goto fatal;
     if (p->idem_key) {
         sqlite3_stmt *st = e->st[ST_IDEM_PUT];
@@ -1078,6 +1205,12 @@ static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, in
     ch->b_keep = r->history_size;
     ch->b_published = 1;
     s->fresh = 1;
+    s->next_fresh = 0;
+    if (ch->b_fresh_tail)
+        e->slots[ch->b_fresh_tail - 1].next_fresh = (uint32_t)i + 1;
+    else
+        ch->b_fresh_head = (uint32_t)i + 1;
+    ch->b_fresh_tail = (uint32_t)i + 1;
     return PL_OK;
 fatal:
     e->b_fatal = 1;
@@ -1501,14 +1634,15 @@ static int dlq_apply(sq_engine *e, engine_req *r, int replay, int64_t now)
     return status;
 }
 
-/* Finds the cached channel and the offset of the stored pub r->pub_id of
- * r->tenant: by key for ids from pub_id_of, through pubs_id where the
- * database has that index (ids stored before version 3). */
-static int find_pub(sq_engine *e, engine_req *r, chan **ch, uint64_t *off)
+/* Finds the stored pub r->pub_id of r->tenant (a reference in *pub, its
+ * cached channel in *ch): by key for ids from seg_pub_id, through pubs_id
+ * where the database has that index (ids stored before version 3). */
+static int find_pub(sq_engine *e, engine_req *r, chan **ch, pl_pub **pub)
 {
     static const char *const sql[2] = {
-        "SELECT c.channel, p.off FROM pubs p JOIN channels c ON c.cid = p.cid"
-        " WHERE p.cid = ?3 AND p.off = ?4 AND p.id = ?1 AND c.tenant = ?2",
+        "SELECT c.channel, ?4 FROM pubs p JOIN channels c ON c.cid = p.cid"
+        " WHERE p.cid = ?3 AND p.off = (SELECT off FROM pubs WHERE cid = ?3 AND off <= ?4"
+        " ORDER BY off DESC LIMIT 1) AND p.off + p.n > ?4 AND c.tenant = ?2",
         "SELECT c.channel, p.off FROM pubs p JOIN channels c ON c.cid = p.cid"
         " WHERE p.id = ?1 AND c.tenant = ?2"};
     const char *id = r->pub_id ? r->pub_id : "";
@@ -1528,8 +1662,14 @@ static int find_pub(sq_engine *e, engine_req *r, chan **ch, uint64_t *off)
         if (rc == SQLITE_ROW) {
             status = PL_OK;
             *ch = chan_get(e, r->tenant, (const char *)sqlite3_column_text(st, 0), &status);
-            *off = (uint64_t)sqlite3_column_int64(st, 1);
+            *pub = *ch ? load_one(e, *ch, (uint64_t)sqlite3_column_int64(st, 1)) : NULL;
             if (!*ch && status == PL_OK) status = PL_EIO;
+            /* The key names a row; the id must be the pub's (same time). */
+            if (status == PL_OK && (!*pub || strcmp((*pub)->id, id))) {
+                pub_unref(*pub);
+                *pub = NULL;
+                status = PL_ENOTFOUND;
+            }
         } else if (rc != SQLITE_DONE) {
             status = PL_EIO;
         }
@@ -1541,11 +1681,10 @@ static int find_pub(sq_engine *e, engine_req *r, chan **ch, uint64_t *off)
 static int trace(sq_engine *e, engine_req *r, sbuf *o)
 {
     chan *ch = NULL;
-    uint64_t off = 0;
-    int status = find_pub(e, r, &ch, &off);
+    pl_pub *p = NULL;
+    int status = find_pub(e, r, &ch, &p);
     if (status != PL_OK) return status;
-    pl_pub *p = load_one(e, ch, off);
-    if (!p) return PL_ENOTFOUND;
+    uint64_t off = p->offset;
     sbuf_puts(o, "{\"pub\":{");
     if (p->frame && p->frame->len > 14)
         sbuf_append(o, p->frame->data + 14, p->frame->len - 14);
@@ -1713,6 +1852,7 @@ static void process_batch(sq_engine *e, size_t n)
             r->status = PL_EINVAL;
         }
     }
+    if (!e->b_fatal && write_pubs(e, touched) != PL_OK) e->b_fatal = 1;
     if (!e->b_fatal && finish_channels(e, touched, now, &in_txn) != PL_OK) e->b_fatal = 1;
     if (!e->b_fatal && in_txn && run_done(e->st[ST_COMMIT]) != PL_OK) e->b_fatal = 1;
 
@@ -1889,6 +2029,7 @@ static void sq_free(engine *base)
     sq_stop(base);
     map_release(&e->tenant_channels);
     map_release(&e->tenant_bytes);
+    sbuf_release(&e->row_blob);
     /* Requests submitted to an engine that never ran cannot reach a sink. */
     while (e->q_head) {
         engine_req *r = e->q_head;
@@ -1986,13 +2127,15 @@ static int open_db(sq_engine *e, char *err, size_t errlen)
     sqlite3_busy_timeout(e->db, BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(e->db, 1);
 
-    int64_t version = 0, page_size = 4096;
+    int64_t version = 0, page_size = 4096, has_n = 0;
     what = "pragmas";
     if (exec_one(e->db, "PRAGMA journal_mode=WAL", NULL, "wal") ||
         exec_one(e->db, "PRAGMA synchronous=FULL", NULL, NULL) ||
         exec_one(e->db, "PRAGMA cache_size=-32768", NULL, NULL) ||
         exec_one(e->db, "PRAGMA wal_autocheckpoint=" STR(WAL_CHECKPOINT_PAGES), NULL, NULL) ||
-        exec_one(e->db, "PRAGMA user_version", &version, NULL))
+        exec_one(e->db, "PRAGMA user_version", &version, NULL) ||
+        exec_one(e->db, "SELECT count(*) FROM pragma_table_info('pubs') WHERE name = 'n'", &has_n,
+                 NULL))
         goto fail;
     if (version != 0 && (version < SCHEMA_VERSION_OLDEST || version > SCHEMA_VERSION)) {
         snprintf(err, errlen, "engine: %s has schema version %lld, this build reads %d", path,
@@ -2001,8 +2144,12 @@ static int open_db(sq_engine *e, char *err, size_t errlen)
         return PL_EIO;
     }
     what = "schema";
-    if (sqlite3_exec(e->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+    /* One transaction: a crash mid-upgrade leaves the old version intact. */
+    if (sqlite3_exec(e->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        (version && !has_n && sqlite3_exec(e->db, upgrade_to_4_sql, NULL, NULL, NULL)) ||
+        sqlite3_exec(e->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
         exec_one(e->db, "PRAGMA user_version=" STR(SCHEMA_VERSION), NULL, NULL) ||
+        sqlite3_exec(e->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK ||
         exec_one(e->db,
                  "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'pubs_id'",
                  &e->id_index, NULL))

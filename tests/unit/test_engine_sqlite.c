@@ -509,13 +509,14 @@ static void test_version_2_database_upgraded(void **state)
     char sql[256];
     snprintf(sql, sizeof(sql),
              "CREATE INDEX pubs_id ON pubs(id); UPDATE pubs SET id = '%s';"
-             " PRAGMA user_version=2;",
+             " ALTER TABLE pubs DROP COLUMN more; ALTER TABLE pubs DROP COLUMN dbytes;"
+             " ALTER TABLE pubs DROP COLUMN n; PRAGMA user_version=2;",
              old_id);
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
     assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     fx_open(f);
-    assert_int_equal(count_rows(f, "PRAGMA user_version"), 3);
+    assert_int_equal(count_rows(f, "PRAGMA user_version"), 4);
     assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_master WHERE name = 'pubs_id'"), 1);
     engine_req *r = publish(f, "t1", "room", "2", NULL, 0, 0);
     assert_int_equal(r->status, PL_OK);
@@ -533,6 +534,240 @@ static void test_version_2_database_upgraded(void **state)
     assert_null(engine_sqlite_new(&f->opts, err, sizeof(err)));
     assert_non_null(strstr(err, "schema version 1"));
     assert_int_equal(count_rows(f, "PRAGMA user_version"), 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rows shared by a commit's pubs                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Restarts the engine with reqs queued before its thread runs, so they form
+ * one batch; returns the n finished requests (the caller frees them). */
+static engine_req **one_batch(fx *f, engine_req **reqs, size_t n)
+{
+    fx_close(f);
+    char err[256] = "";
+    f->opts.data_dir = f->dir;
+    f->opts.sink = sink;
+    f->opts.sink_ctx = &f->c;
+    f->opts.encode = encode;
+    f->e = engine_sqlite_new(&f->opts, err, sizeof(err));
+    if (!f->e) fail_msg("engine_sqlite_new: %s", err);
+    for (size_t i = 0; i < n; i++)
+        engine_submit(f->e, reqs[i]);
+    assert_int_equal(engine_start(f->e), PL_OK);
+    return take(f, n);
+}
+
+/* A pub with only data (every optional field absent). */
+static engine_req *bare_req(const char *channel, const char *data, uint32_t hist)
+{
+    engine_req *r = engine_req_new(ENGINE_PUBLISH);
+    assert_non_null(r);
+    pub_fields fl = {.tenant = "t1",
+                     .tenant_len = 2,
+                     .channel = channel,
+                     .channel_len = strlen(channel),
+                     .data = data,
+                     .data_len = strlen(data)};
+    r->pub = pub_new(&fl, PUB_EPHEMERAL);
+    assert_non_null(r->pub);
+    r->history_size = hist;
+    return r;
+}
+
+static void assert_same_pub(const pl_pub *got, const pl_pub *want)
+{
+    assert_int_equal(got->offset, want->offset);
+    assert_string_equal(got->id, want->id);
+    assert_int_equal(got->ts_ms, want->ts_ms);
+    assert_int_equal(got->cls, want->cls);
+    assert_int_equal(got->data_len, want->data_len);
+    assert_memory_equal(got->data, want->data, want->data_len);
+    const char *g[] = {got->user,           got->client,  got->type,
+                       got->correlation_id, got->headers, got->idem_key};
+    const char *w[] = {want->user,           want->client,  want->type,
+                       want->correlation_id, want->headers, want->idem_key};
+    for (int k = 0; k < 6; k++) {
+        if (!w[k])
+            assert_null(g[k]);
+        else
+            assert_string_equal(g[k], w[k]);
+    }
+}
+
+/* Reads channel ch back (ring of 2: from disk) and compares every pub with
+ * what its publish answered. */
+static void assert_stored(fx *f, const char *ch, engine_req **pubs, size_t n)
+{
+    engine_req *h = history(f, ch, 1000);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(pubs[i]->pub->channel, ch)) continue;
+        assert_true(k < h->npubs);
+        assert_same_pub(h->pubs[k++], pubs[i]->pub);
+    }
+    assert_int_equal(k, h->npubs);
+    engine_req_free(h);
+}
+
+/* One commit's pubs of a channel share a row (a guaranteed pub keeps its
+ * own); every field reads back the same from disk, before and after a
+ * restart; reads starting inside a row and trace find each pub. */
+static void test_runs_share_rows(void **state)
+{
+    fx *f = *state;
+    f->opts.ring_size = 2;
+    enum { N = 60 };
+    engine_req *reqs[N];
+    char data[N][32];
+    for (int i = 0; i < N; i++) {
+        const char *ch = i % 3 == 2 ? "b" : "a";
+        snprintf(data[i], sizeof(data[i]), "{\"i\":%d,\"s\":\"\\u00e9\"}", i);
+        reqs[i] = i % 4 == 1 ? bare_req(ch, data[i], 0) : pub_req("t1", ch, data[i], NULL, 0, 0);
+        if (i == 30) reqs[i]->pub->cls = PUB_GUARANTEED;
+    }
+    engine_req **r = one_batch(f, reqs, N);
+    engine_req *done[N];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i]->status, PL_OK);
+        done[i] = r[i];
+    }
+    /* a: 40 pubs split by the guaranteed one (offset 21) into 3 rows; b: 1. */
+    assert_int_equal(done[30]->pub->offset, 21);
+    assert_int_equal(count_rows(f, "SELECT sum(n) FROM pubs"), N);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM pubs"), 4);
+    assert_int_equal(count_rows(f, "SELECT n FROM pubs WHERE off = 21 AND cls = 2"), 1);
+    assert_stored(f, "a", done, N);
+    assert_stored(f, "b", done, N);
+    /* A read from inside the first row, and one backwards across rows. */
+    engine_req *h = do_read(f, "t1", "a", ENGINE_READ_HISTORY, 1, 15, NULL, 10, 0);
+    assert_range(h, 16, 25);
+    engine_req_free(h);
+    h = do_read(f, "t1", "a", ENGINE_READ_HISTORY, 1, 24, NULL, 5, 1);
+    assert_range_desc(h, 23, 19);
+    engine_req_free(h);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(trace_id(f, "t1", done[i]->pub->id, NULL), PL_OK);
+    /* An id naming a row's pub at another time is not that pub. */
+    uint64_t ms, cid, off;
+    char forged[PUB_ID_LEN + 1];
+    assert_int_equal(clock_ulid_unpack(done[4]->pub->id, PUB_ID_LEN, &ms, &cid, &off), 0);
+    clock_ulid_pack(forged, ms + 1, cid, off);
+    assert_int_equal(trace_id(f, "t1", forged, NULL), PL_ENOTFOUND);
+    clock_ulid_pack(forged, ms, cid, 41); /* past the last row */
+    assert_int_equal(trace_id(f, "t1", forged, NULL), PL_ENOTFOUND);
+    fx_reopen(f);
+    assert_stored(f, "a", done, N);
+    assert_stored(f, "b", done, N);
+    for (int i = 0; i < N; i++)
+        engine_req_free(done[i]);
+}
+
+/* Rows never hold more than history_size pubs; a size trim deletes whole
+ * rows, and the pubs below first in a row it cut into are never read. */
+static void test_retention_cuts_rows(void **state)
+{
+    fx *f = *state;
+    f->opts.ring_size = 2;
+    engine_req *reqs[25];
+    for (int i = 0; i < 25; i++)
+        reqs[i] = pub_req("t1", "c", "1", NULL, 10, 0);
+    engine_req **r = one_batch(f, reqs, 25);
+    char id12[PUB_ID_LEN + 1];
+    memcpy(id12, r[11]->pub->id, sizeof(id12));
+    for (int i = 0; i < 25; i++)
+        engine_req_free(r[i]);
+    /* Rows 1-10, 11-20, 21-25; first = 16: the first row went. */
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM pubs"), 2);
+    assert_int_equal(count_rows(f, "SELECT min(off) FROM pubs"), 11);
+    engine_req *h = history(f, "c", 100);
+    assert_range(h, 16, 25);
+    assert_int_equal(h->first, 16);
+    engine_req_free(h);
+    h = do_read(f, "t1", "c", ENGINE_READ_HISTORY, 1, 11, NULL, 100, 0);
+    assert_range(h, 16, 25);
+    engine_req_free(h);
+    h = do_read(f, "t1", "c", ENGINE_READ_RECOVER, 1, 12, NULL, 100, 0);
+    assert_int_equal(h->recovered, 0);
+    engine_req_free(h);
+    assert_int_equal(trace_id(f, "t1", id12, NULL), PL_ENOTFOUND);
+    fx_reopen(f);
+    h = history(f, "c", 100);
+    assert_range(h, 16, 25);
+    engine_req_free(h);
+    /* Once all of a row is below first, it goes. */
+    for (int i = 0; i < 6; i++)
+        publish_ok(f, "t1", "c", "1", NULL, 10, 0);
+    assert_int_equal(count_rows(f, "SELECT min(off) FROM pubs"), 21);
+    assert_int_equal(count_rows(f, "SELECT sum(n) FROM pubs"), 11);
+    h = history(f, "c", 100);
+    assert_range(h, 22, 31);
+    engine_req_free(h);
+}
+
+/* A TTL trim starts at the row holding first: a row a size trim cut into
+ * that has not expired keeps its retained pubs. */
+static void test_ttl_with_cut_row(void **state)
+{
+    fx *f = *state;
+    f->opts.ring_size = 2;
+    fx_open(f);
+    publish_ok(f, "t1", "t", "1", NULL, 10, 1000);
+    sleep_ms(500);
+    engine_req *reqs[25];
+    for (int i = 0; i < 25; i++)
+        reqs[i] = pub_req("t1", "t", "2", NULL, 10, 1000);
+    engine_req **r = one_batch(f, reqs, 25);
+    for (int i = 0; i < 25; i++)
+        engine_req_free(r[i]);
+    /* Offsets 2-11, 12-21, 22-26 in rows; first = 17. */
+    sleep_ms(700); /* the first pub expired, the batch has not */
+    publish_ok(f, "t1", "t", "3", NULL, 10, 1000);
+    engine_req *h = history(f, "t", 100);
+    assert_range(h, 18, 27);
+    engine_req_free(h);
+}
+
+/* A damaged row is an I/O error for the read, never a crash or a made-up
+ * pub. */
+static void test_damaged_rows(void **state)
+{
+    fx *f = *state;
+    f->opts.ring_size = 2;
+    engine_req *reqs[8];
+    for (int i = 0; i < 8; i++)
+        reqs[i] = pub_req("t1", "d", "1", NULL, 0, 0);
+    engine_req **r = one_batch(f, reqs, 8);
+    for (int i = 0; i < 8; i++)
+        engine_req_free(r[i]);
+    const char *damage[] = {"UPDATE pubs SET more = x'0f'", "UPDATE pubs SET n = n + 1",
+                            "UPDATE pubs SET n = 1", "UPDATE pubs SET more = substr(more, 1, 40)",
+                            "UPDATE pubs SET n = 0"};
+    char path[128];
+    snprintf(path, sizeof(path), "%s/parley.db", f->dir);
+    for (size_t k = 0; k < sizeof(damage) / sizeof(damage[0]); k++) {
+        fx_close(f);
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "SAVEPOINT s", NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, damage[k], NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "RELEASE s", NULL, NULL, NULL), SQLITE_OK);
+        fx_open(f);
+        engine_submit(f->e, read_req("t1", "d", ENGINE_READ_HISTORY, 0, 0, NULL, 100, 0));
+        engine_req *h = take(f, 1)[0];
+        if (h->status != PL_EIO)
+            fail_msg("%s: status %d, %zu pubs", damage[k], h->status, h->npubs);
+        engine_req_free(h);
+        fx_close(f);
+        /* Undo for the next case: rewrite the original rows. */
+        assert_int_equal(sqlite3_exec(db, "DELETE FROM pubs", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        for (int i = 0; i < 8; i++)
+            reqs[i] = pub_req("t1", "d", "1", NULL, 0, 0);
+        r = one_batch(f, reqs, 8);
+        for (int i = 0; i < 8; i++)
+            engine_req_free(r[i]);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -575,7 +810,7 @@ static void test_duplicate_in_one_batch(void **state)
     assert_int_equal(st.committed_pubs, 2);
     for (int i = 0; i < 4; i++)
         engine_req_free(r[i]);
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM pubs"), 2);
+    assert_int_equal(count_rows(f, "SELECT sum(n) FROM pubs"), 2);
 }
 
 static void test_duplicate_original_sources(void **state)
@@ -1093,7 +1328,7 @@ static void test_group_commit(void **state)
     assert_int_equal(st.committed_pubs, 1600);
     assert_true(st.batch_max > 1);
     assert_true(st.commits < st.committed_pubs);
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM pubs"), 1600);
+    assert_int_equal(count_rows(f, "SELECT sum(n) FROM pubs"), 1600);
     assert_int_equal(count_rows(f, "SELECT sum(head) FROM channels"), 1600);
 }
 
@@ -1372,6 +1607,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_keeps_everything, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_pub_ids_locate_rows, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_version_2_database_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runs_share_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_cuts_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ttl_with_cut_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_original_sources, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_modes, setup_open, teardown),
