@@ -1,17 +1,10 @@
-/* Strict JSON tokenizer: a non-recursive validator enforces RFC 8259 and counts the
- * tokens (jsmn on its own accepts missing commas, trailing commas, bad numbers,
- * bad escapes and invalid UTF-8), then jsmn fills an exactly-sized token array
- * that is converted in place into our own tokens with subtree ends precomputed. */
+/* Strict JSON tokenizer: one non-recursive pass enforces RFC 8259 and writes the
+ * tokens as it goes, subtree ends included. (It used to validate first and then
+ * run jsmn over the input again: the second pass was half of parsing a command.) */
 #include "proto/json.h"
 
 #include <limits.h>
 #include <string.h>
-
-/* Not JSMN_STRICT: strict jsmn rejects a top-level number at the very end of the
- * input, and the validator below is stricter than jsmn's strict mode anyway. */
-#define JSMN_STATIC
-#define JSMN_PARENT_LINKS
-#include <jsmn.h>
 
 #include "util/mem.h"
 #include "util/status.h"
@@ -23,10 +16,8 @@ struct json_tok {
     int size;   /* elements, members; 1 for an object key */
     int parent; /* enclosing array/object; for a member's value, its key; -1 */
     int next;   /* index just after this token's subtree */
+    int esc;    /* a string with an escape (compares must decode it) */
 };
-
-/* The in-place conversion in tokenize() relies on our token not being smaller. */
-_Static_assert(sizeof(struct json_tok) >= sizeof(jsmntok_t), "json_tok smaller than jsmntok_t");
 
 /* ---------------------------------------------------------------- doc lifecycle */
 
@@ -62,6 +53,10 @@ struct val {
     const unsigned char *s;
     size_t len;
     size_t pos;
+    json_doc *d; /* the tokens are written into d->_tok */
+    int cur;     /* innermost open array or object; -1 at the top */
+    int key;     /* the key whose value comes next; -1 if none */
+    int esc;     /* the string being scanned has an escape */
     size_t ntok;
     size_t max_tok;
     unsigned depth;
@@ -122,6 +117,7 @@ static long hex4(const unsigned char *p)
 static int scan_escape(struct val *v)
 {
     size_t at = v->pos;
+    v->esc = 1;
     if (v->len - at < 2) return fail_at(v, PL_EINVAL, at, "unterminated string");
     switch (v->s[at + 1]) {
     case '"':
@@ -250,10 +246,70 @@ static int scan_literal(struct val *v)
     return fail_at(v, PL_EINVAL, v->pos, "invalid literal");
 }
 
-static int count_token(struct val *v)
+/* Room for one more token; the array is the doc's, kept across parses. */
+static int grow(struct val *v)
 {
-    if (++v->ntok > v->max_tok) return fail_at(v, PL_ELIMIT, v->pos, "too many tokens");
+    json_doc *d = v->d;
+    if (v->ntok < d->_cap) return PL_OK;
+    size_t cap = d->_cap ? d->_cap * 2 : 64;
+    if (cap > v->max_tok) cap = v->max_tok;
+    if (cap > SIZE_MAX / sizeof(struct json_tok)) return fail_at(v, PL_ENOMEM, 0, "out of memory");
+    struct json_tok *t = pl_realloc(d->_tok, cap * sizeof(*t));
+    if (!t) return fail_at(v, PL_ENOMEM, 0, "out of memory");
+    d->_tok = t;
+    d->_cap = cap;
     return PL_OK;
+}
+
+/* Starts a token at v->pos: a member's value belongs to its key, anything
+ * else to the open container (if any), whose size counts it. *idx is its
+ * index. */
+static int emit(struct val *v, enum json_kind type, int *idx)
+{
+    if (v->ntok >= v->max_tok) return fail_at(v, PL_ELIMIT, v->pos, "too many tokens");
+    if (grow(v) != PL_OK) return v->status;
+    struct json_tok *toks = v->d->_tok;
+    int i = (int)v->ntok++;
+    int parent = v->key >= 0 ? v->key : v->cur;
+    toks[i] = (struct json_tok){
+        .type = type, .start = (int)v->pos, .end = -1, .parent = parent, .next = i + 1};
+    if (parent >= 0) toks[parent].size++;
+    v->key = -1;
+    *idx = i;
+    return PL_OK;
+}
+
+/* Closes token i at v->pos: its subtree ends here, and so does its key's. */
+static void finish(struct val *v, int i)
+{
+    struct json_tok *toks = v->d->_tok;
+    toks[i].end = (int)v->pos;
+    toks[i].next = (int)v->ntok;
+    int p = toks[i].parent;
+    if (p >= 0 && toks[p].type == JSON_KIND_STRING) toks[p].next = (int)v->ntok;
+}
+
+/* A string token (key or value) scanned whole. */
+static int string_token(struct val *v, int as_key)
+{
+    int i;
+    if (emit(v, JSON_KIND_STRING, &i) != PL_OK) return v->status;
+    v->esc = 0;
+    if (scan_string(v) != PL_OK) return v->status;
+    v->d->_tok[i].esc = v->esc;
+    finish(v, i);
+    if (as_key) v->key = i;
+    return PL_OK;
+}
+
+/* Closes the open container at v->pos (past its bracket). */
+static void close_container(struct val *v)
+{
+    int c = v->cur;
+    finish(v, c);
+    int p = v->d->_tok[c].parent;
+    /* A member's value: the container it sits in is its key's parent. */
+    v->cur = p >= 0 && v->d->_tok[p].type == JSON_KIND_STRING ? v->d->_tok[p].parent : p;
 }
 
 static int top_is_obj(const struct val *v)
@@ -265,6 +321,9 @@ static int top_is_obj(const struct val *v)
 static int push(struct val *v, int obj)
 {
     if (v->depth >= v->max_depth) return fail_at(v, PL_ELIMIT, v->pos, "nesting too deep");
+    int i;
+    if (emit(v, obj ? JSON_KIND_OBJECT : JSON_KIND_ARRAY, &i) != PL_OK) return v->status;
+    v->cur = i;
     unsigned lvl = v->depth++;
     unsigned char bit = (unsigned char)(1u << (lvl % 8));
     if (obj)
@@ -280,7 +339,8 @@ static int push(struct val *v, int obj)
 static int begin_value(struct val *v, enum expect *x, int *done)
 {
     unsigned char c = v->s[v->pos];
-    if (count_token(v) != PL_OK) return v->status;
+    enum json_kind type;
+    int i, rc;
     switch (c) {
     case '{':
         *x = X_KEY_OR_CLOSE;
@@ -290,19 +350,23 @@ static int begin_value(struct val *v, enum expect *x, int *done)
         return push(v, 0);
     case '"':
         *done = 1;
-        return scan_string(v);
+        return string_token(v, 0);
     case 't':
     case 'f':
     case 'n':
-        *done = 1;
-        return scan_literal(v);
+        type = c == 't' ? JSON_KIND_TRUE : c == 'f' ? JSON_KIND_FALSE : JSON_KIND_NULL;
+        break;
     default:
-        if (c == '-' || (c >= '0' && c <= '9')) {
-            *done = 1;
-            return scan_number(v);
-        }
-        return fail_at(v, PL_EINVAL, v->pos, "unexpected character");
+        if (c != '-' && (c < '0' || c > '9'))
+            return fail_at(v, PL_EINVAL, v->pos, "unexpected character");
+        type = JSON_KIND_NUMBER;
+        break;
     }
+    if (emit(v, type, &i) != PL_OK) return v->status;
+    *done = 1;
+    rc = type == JSON_KIND_NUMBER ? scan_number(v) : scan_literal(v);
+    if (rc == PL_OK) finish(v, i);
+    return rc;
 }
 
 /* Consumes one complete top-level value. Nesting is tracked in v->is_obj, not on
@@ -321,6 +385,7 @@ static int scan_value(struct val *v)
             if (c == (x == X_KEY_OR_CLOSE ? '}' : ']')) {
                 v->pos++;
                 v->depth--;
+                close_container(v);
                 done = 1;
                 break;
             }
@@ -331,7 +396,7 @@ static int scan_value(struct val *v)
             /* fall through */
         case X_KEY:
             if (c != '"') return fail_at(v, PL_EINVAL, v->pos, "expected a string key");
-            if (count_token(v) != PL_OK || scan_string(v) != PL_OK) return v->status;
+            if (string_token(v, 1) != PL_OK) return v->status;
             x = X_COLON;
             break;
         case X_COLON:
@@ -349,6 +414,7 @@ static int scan_value(struct val *v)
             } else if (c == (top_is_obj(v) ? '}' : ']')) {
                 v->pos++;
                 v->depth--;
+                close_container(v);
                 done = 1;
             } else {
                 return fail_at(v, PL_EINVAL, v->pos, "expected ',' or closing bracket");
@@ -378,93 +444,16 @@ static int validate(struct val *v, int *nroots)
     return PL_OK;
 }
 
-/* ---------------------------------------------------------------- tokenizer */
-
-static int reserve(json_doc *d, size_t need, size_t max_tok)
-{
-    if (need <= d->_cap) return PL_OK;
-    size_t cap = d->_cap ? d->_cap * 2 : 64;
-    if (cap > max_tok) cap = max_tok;
-    if (cap < need) cap = need;
-    if (cap > SIZE_MAX / sizeof(struct json_tok)) return PL_ENOMEM;
-    struct json_tok *t = pl_realloc(d->_tok, cap * sizeof(*t));
-    if (!t) return PL_ENOMEM;
-    d->_tok = t;
-    d->_cap = cap;
-    return PL_OK;
-}
-
-static enum json_kind primitive_type(char c)
-{
-    switch (c) {
-    case 't':
-        return JSON_KIND_TRUE;
-    case 'f':
-        return JSON_KIND_FALSE;
-    case 'n':
-        return JSON_KIND_NULL;
-    default:
-        return JSON_KIND_NUMBER;
-    }
-}
-
-static struct json_tok convert(const json_doc *d, const jsmntok_t *j, int idx)
-{
-    struct json_tok t = {
-        .start = j->start, .end = j->end, .size = j->size, .parent = j->parent, .next = idx + 1};
-    switch (j->type) {
-    case JSMN_OBJECT:
-        t.type = JSON_KIND_OBJECT;
-        break;
-    case JSMN_ARRAY:
-        t.type = JSON_KIND_ARRAY;
-        break;
-    case JSMN_STRING:
-        t.type = JSON_KIND_STRING;
-        t.start--; /* jsmn excludes the quotes; our raw spans include them */
-        t.end++;
-        break;
-    default:
-        t.type = primitive_type(d->_src[j->start]);
-        break;
-    }
-    return t;
-}
-
-/* Runs jsmn over validated input into the doc's buffer, then rewrites each
- * jsmntok_t as a json_tok, last to first: json_tok is at least as large, so
- * slot i only overlaps jsmn tokens >= i, which are already converted. */
-static int tokenize(json_doc *d, int ntok)
-{
-    jsmn_parser p;
-    jsmn_init(&p);
-    int r = jsmn_parse(&p, d->_src, d->_len, (jsmntok_t *)(void *)d->_tok, (unsigned)ntok);
-    if (r != ntok) return PL_EINVAL;
-    char *buf = (char *)d->_tok;
-    for (int i = ntok - 1; i >= 0; i--) {
-        jsmntok_t j;
-        memcpy(&j, buf + (size_t)i * sizeof(j), sizeof(j));
-        struct json_tok t = convert(d, &j, i);
-        memcpy(buf + (size_t)i * sizeof(t), &t, sizeof(t));
-    }
-    /* Children have higher indexes than parents, so one backward pass adds each
-     * finished subtree (next - i tokens) to its parent. */
-    for (int i = ntok - 1; i >= 0; i--) {
-        int par = d->_tok[i].parent;
-        if (par >= 0) d->_tok[par].next += d->_tok[i].next - i;
-    }
-    return PL_OK;
-}
+/* ---------------------------------------------------------------- parse */
 
 int json_parse(json_doc *d, const char *src, size_t len, const json_limits *lim)
 {
-    struct val v = {.s = (const unsigned char *)src, .len = len};
+    struct val v = {.s = (const unsigned char *)src, .len = len, .d = d, .cur = -1, .key = -1};
     size_t max_tok = lim && lim->max_tokens ? lim->max_tokens : JSON_DEFAULT_MAX_TOKENS;
     unsigned max_depth = lim && lim->max_depth ? lim->max_depth : JSON_DEFAULT_MAX_DEPTH;
     v.max_tok = max_tok < INT_MAX ? max_tok : INT_MAX;
     v.max_depth = max_depth < JSON_MAX_DEPTH_CAP ? max_depth : JSON_MAX_DEPTH_CAP;
     int nroots = 0;
-    int rc;
 
     d->_src = src;
     d->_len = len;
@@ -481,15 +470,6 @@ int json_parse(json_doc *d, const char *src, size_t len, const json_limits *lim)
         goto fail;
     }
     if (validate(&v, &nroots) != PL_OK) goto fail;
-    rc = reserve(d, v.ntok, v.max_tok);
-    if (rc != PL_OK) {
-        fail_at(&v, rc, 0, "out of memory");
-        goto fail;
-    }
-    if (tokenize(d, (int)v.ntok) != PL_OK) {
-        fail_at(&v, PL_EINVAL, 0, "tokenizer disagrees with validator");
-        goto fail;
-    }
     d->_ntok = (int)v.ntok;
     d->_nroots = nroots;
     return PL_OK;
@@ -649,7 +629,7 @@ int json_str_eqn(const json_doc *d, int tok, const char *s, size_t n)
     const char *p, *end;
     size_t len;
     if (json_str_raw(d, tok, &p, &len) != PL_OK) return 0;
-    if (!memchr(p, '\\', len)) return len == n && memcmp(p, s, n) == 0;
+    if (!d->_tok[tok].esc) return len == n && memcmp(p, s, n) == 0;
     end = p + len;
     size_t at = 0;
     while (p < end) {
