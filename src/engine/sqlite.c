@@ -774,23 +774,27 @@ static pl_pub *fresh_pub(const sq_engine *e, uint32_t i)
     return e->slots[i - 1].req->pub;
 }
 
-/* Writes the pubs of the run starting at slot index + 1 `from` (count of
- * them) as one row; returns the slot index + 1 after the run. */
-static int write_run(sq_engine *e, const chan *ch, uint32_t from, uint32_t count, uint32_t *after)
+/* Writes one row of a channel's new pubs, from the one in slot index + 1 *i
+ * on: consecutive pubs up to the row's bounds (a guaranteed pub alone).
+ * Moves *i to the slot index + 1 of the next row's first pub (0: none). */
+static int write_row(sq_engine *e, const chan *ch, uint32_t *i)
 {
-    const pl_pub *first = fresh_pub(e, from), *prev = first;
-    int64_t bytes = (int64_t)first->data_len;
-    uint32_t i = e->slots[from - 1].next_fresh;
+    uint32_t cap = ch->b_keep && ch->b_keep < ROW_PUBS_MAX ? ch->b_keep : ROW_PUBS_MAX;
+    const pl_pub *first = fresh_pub(e, *i), *prev = first;
+    uint32_t count = 1, j = e->slots[*i - 1].next_fresh;
+    size_t bytes = first->data_len;
     sbuf_reset(&e->row_blob);
-    for (uint32_t k = 1; k < count; k++, i = e->slots[i - 1].next_fresh) {
-        const pl_pub *p = fresh_pub(e, i);
+    for (; j && first->cls != PUB_GUARANTEED && count < cap && bytes < ROW_BYTES_MAX;
+         j = e->slots[j - 1].next_fresh, count++) {
+        const pl_pub *p = fresh_pub(e, j);
+        if (p->cls == PUB_GUARANTEED) break;
         seg_put(&e->row_blob, p, prev, ch->cid);
-        bytes += (int64_t)p->data_len;
+        bytes += p->data_len;
         prev = p;
     }
-    *after = i;
+    *i = j;
     if (e->row_blob.oom) return PL_ENOMEM;
-    return insert_row(e, ch, first, count, bytes);
+    return insert_row(e, ch, first, count, (int64_t)bytes);
 }
 
 /* Writes the batch's new pubs of every touched channel, consecutive ones in
@@ -798,19 +802,8 @@ static int write_run(sq_engine *e, const chan *ch, uint32_t from, uint32_t count
 static int write_pubs(sq_engine *e, chan *touched)
 {
     for (chan *ch = touched; ch; ch = ch->b_next) {
-        uint32_t cap = ch->b_keep && ch->b_keep < ROW_PUBS_MAX ? ch->b_keep : ROW_PUBS_MAX;
         for (uint32_t i = ch->b_fresh_head; i;) {
-            uint32_t count = 0, j = i;
-            size_t bytes = 0;
-            while (j && count < cap && bytes < ROW_BYTES_MAX) {
-                const pl_pub *p = fresh_pub(e, j);
-                if (count && p->cls == PUB_GUARANTEED) break;
-                count++;
-                bytes += p->data_len;
-                j = e->slots[j - 1].next_fresh;
-                if (p->cls == PUB_GUARANTEED) break;
-            }
-            int status = write_run(e, ch, i, count, &i);
+            int status = write_row(e, ch, &i);
             if (status != PL_OK) return status;
         }
     }

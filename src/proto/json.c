@@ -262,12 +262,15 @@ static int grow(struct val *v)
 }
 
 /* Starts a token at v->pos: a member's value belongs to its key, anything
- * else to the open container (if any), whose size counts it. *idx is its
- * index. */
-static int emit(struct val *v, enum json_kind type, int *idx)
+ * else to the open container (if any), whose size counts it. Returns its
+ * index, or -1 with v->status set. */
+static int emit(struct val *v, enum json_kind type)
 {
-    if (v->ntok >= v->max_tok) return fail_at(v, PL_ELIMIT, v->pos, "too many tokens");
-    if (grow(v) != PL_OK) return v->status;
+    if (v->ntok >= v->max_tok) {
+        fail_at(v, PL_ELIMIT, v->pos, "too many tokens");
+        return -1;
+    }
+    if (grow(v) != PL_OK) return -1;
     struct json_tok *toks = v->d->_tok;
     int i = (int)v->ntok++;
     int parent = v->key >= 0 ? v->key : v->cur;
@@ -275,8 +278,7 @@ static int emit(struct val *v, enum json_kind type, int *idx)
         .type = type, .start = (int)v->pos, .end = -1, .parent = parent, .next = i + 1};
     if (parent >= 0) toks[parent].size++;
     v->key = -1;
-    *idx = i;
-    return PL_OK;
+    return i;
 }
 
 /* Closes token i at v->pos: its subtree ends here, and so does its key's. */
@@ -292,8 +294,8 @@ static void finish(struct val *v, int i)
 /* A string token (key or value) scanned whole. */
 static int string_token(struct val *v, int as_key)
 {
-    int i;
-    if (emit(v, JSON_KIND_STRING, &i) != PL_OK) return v->status;
+    int i = emit(v, JSON_KIND_STRING);
+    if (i < 0) return v->status;
     v->esc = 0;
     if (scan_string(v) != PL_OK) return v->status;
     v->d->_tok[i].esc = v->esc;
@@ -321,8 +323,8 @@ static int top_is_obj(const struct val *v)
 static int push(struct val *v, int obj)
 {
     if (v->depth >= v->max_depth) return fail_at(v, PL_ELIMIT, v->pos, "nesting too deep");
-    int i;
-    if (emit(v, obj ? JSON_KIND_OBJECT : JSON_KIND_ARRAY, &i) != PL_OK) return v->status;
+    int i = emit(v, obj ? JSON_KIND_OBJECT : JSON_KIND_ARRAY);
+    if (i < 0) return v->status;
     v->cur = i;
     unsigned lvl = v->depth++;
     unsigned char bit = (unsigned char)(1u << (lvl % 8));
@@ -362,7 +364,8 @@ static int begin_value(struct val *v, enum expect *x, int *done)
         type = JSON_KIND_NUMBER;
         break;
     }
-    if (emit(v, type, &i) != PL_OK) return v->status;
+    i = emit(v, type);
+    if (i < 0) return v->status;
     *done = 1;
     rc = type == JSON_KIND_NUMBER ? scan_number(v) : scan_literal(v);
     if (rc == PL_OK) finish(v, i);

@@ -74,7 +74,8 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
     return remove(path);
 }
 
-static void fx_open(fx *f)
+/* Creates the engine without starting its thread. */
+static void fx_new(fx *f)
 {
     char err[256] = "";
     f->opts.data_dir = f->dir;
@@ -83,6 +84,11 @@ static void fx_open(fx *f)
     f->opts.encode = encode;
     f->e = engine_sqlite_new(&f->opts, err, sizeof(err));
     if (!f->e) fail_msg("engine_sqlite_new: %s", err);
+}
+
+static void fx_open(fx *f)
+{
+    fx_new(f);
     assert_int_equal(engine_start(f->e), PL_OK);
 }
 
@@ -545,13 +551,7 @@ static void test_version_2_database_upgraded(void **state)
 static engine_req **one_batch(fx *f, engine_req **reqs, size_t n)
 {
     fx_close(f);
-    char err[256] = "";
-    f->opts.data_dir = f->dir;
-    f->opts.sink = sink;
-    f->opts.sink_ctx = &f->c;
-    f->opts.encode = encode;
-    f->e = engine_sqlite_new(&f->opts, err, sizeof(err));
-    if (!f->e) fail_msg("engine_sqlite_new: %s", err);
+    fx_new(f);
     for (size_t i = 0; i < n; i++)
         engine_submit(f->e, reqs[i]);
     assert_int_equal(engine_start(f->e), PL_OK);
@@ -777,13 +777,7 @@ static void test_damaged_rows(void **state)
 static void test_duplicate_in_one_batch(void **state)
 {
     fx *f = *state;
-    char err[256];
-    f->opts.data_dir = f->dir;
-    f->opts.sink = sink;
-    f->opts.sink_ctx = &f->c;
-    f->opts.encode = encode;
-    f->e = engine_sqlite_new(&f->opts, err, sizeof(err));
-    assert_non_null(f->e);
+    fx_new(f);
     /* Queued before start, so the thread takes them as one batch. A read
      * submitted first must still be ordered after the publishes it sees. */
     engine_submit(f->e, read_req("t1", "room", ENGINE_READ_HISTORY, 0, 0, NULL, 10, 0));
