@@ -12,6 +12,7 @@
 
 #include "util/mem.h"
 #include "util/status.h"
+#include "util/utf8.h"
 
 /* ================================================================ handshake */
 
@@ -436,43 +437,6 @@ static int flush_and_settle(ws_session *s)
         s->state = WS_CLOSING;
     }
     return PL_OK;
-}
-
-/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF), ASCII eight bytes at a
- * time: the same acceptance as wslay's check, which sees whatever this one refuses. */
-static int utf8_valid(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint64_t w;
-        if (n - i >= 8 && (memcpy(&w, p + i, 8), !(w & 0x8080808080808080ULL))) {
-            i += 8;
-            continue;
-        }
-        uint8_t c = p[i];
-        size_t need;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            need = 1, cp = c & 0x1fu, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            need = 2, cp = c & 0x0fu, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            need = 3, cp = c & 0x07u, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (n - i - 1 < need) return 0;
-        for (size_t k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) return 0;
-            cp = (cp << 6) | (p[i + k] & 0x3fu);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-        i += need + 1;
-    }
-    return 1;
 }
 
 void ws_mask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4])

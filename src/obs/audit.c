@@ -24,6 +24,7 @@
 #include "util/mem.h"
 #include "util/sbuf.h"
 #include "util/status.h"
+#include "util/utf8.h"
 
 #define HASH_SUFFIX ",\"hash\":\""
 #define SUFFIX_LEN (sizeof(HASH_SUFFIX) - 1 + 64 + 2) /* ,"hash":"<64 hex>"} */
@@ -255,32 +256,6 @@ int audit_verify_main(int argc, char **argv)
 
 /* ---- appending --------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs,
- * no surrogates, nothing above U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return len;
-}
-
 /* Appends s as a JSON string, bad UTF-8 bytes replaced by U+FFFD: the
  * verifier's JSON parser rejects invalid UTF-8, and a record it cannot read
  * would break the chain. */
@@ -292,7 +267,7 @@ static int put_str(sbuf *b, const char *s)
     sbuf clean;
     sbuf_init(&clean);
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_len((const unsigned char *)s + i, n - i);
+        size_t k = utf8_seq_len((const unsigned char *)s + i, n - i);
         if (k) {
             sbuf_append(&clean, s + i, k);
             i += k;

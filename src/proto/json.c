@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/utf8.h"
 #include "util/status.h"
 
 struct json_tok {
@@ -150,32 +151,6 @@ static int scan_escape(struct val *v)
     return PL_OK;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes available), 0 if invalid.
- * Rejects overlong forms, UTF-16 surrogates and code points above U+10FFFF. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < need || p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < need; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    return need;
-}
-
 static int scan_string(struct val *v)
 {
     size_t start = v->pos++;
@@ -192,7 +167,7 @@ static int scan_string(struct val *v)
         } else if (c < 0x80) {
             v->pos++;
         } else {
-            size_t n = utf8_len(v->s + v->pos, v->len - v->pos);
+            size_t n = utf8_seq_len(v->s + v->pos, v->len - v->pos);
             if (!n) return fail_at(v, PL_EINVAL, v->pos, "invalid UTF-8 in string");
             v->pos += n;
         }

@@ -14,6 +14,7 @@
 #include "util/map.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
+#include "util/utf8.h"
 
 static void map_put_get_del_many(void **state)
 {
@@ -240,6 +241,75 @@ static void ulid_pack_round_trips(void **state)
     assert_int_equal(clock_ulid_unpack(s, 26, &ms, &hi, &lo), -1);
 }
 
+/* Reference: decode the sequence the plain way and check the code point. */
+static size_t utf8_ref(const unsigned char *p, size_t n)
+{
+    size_t need;
+    uint32_t cp, min;
+    if (p[0] < 0x80) return 1;
+    if ((p[0] & 0xe0) == 0xc0)
+        need = 2, cp = p[0] & 0x1fu, min = 0x80;
+    else if ((p[0] & 0xf0) == 0xe0)
+        need = 3, cp = p[0] & 0x0fu, min = 0x800;
+    else if ((p[0] & 0xf8) == 0xf0)
+        need = 4, cp = p[0] & 0x07u, min = 0x10000;
+    else
+        return 0;
+    if (n < need) return 0;
+    for (size_t k = 1; k < need; k++) {
+        if ((p[k] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (p[k] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return need;
+}
+
+/* Every sequence of up to three bytes, and every four-byte lead with its
+ * boundary second bytes, read the same as the reference; cut sequences are
+ * refused. */
+static void utf8_matches_reference(void **state)
+{
+    unsigned char b[4];
+    for (uint32_t v = 0; v < (1u << 24); v++) {
+        b[0] = (unsigned char)(v >> 16), b[1] = (unsigned char)(v >> 8), b[2] = (unsigned char)v;
+        for (size_t n = 1; n <= 3; n++)
+            if (utf8_seq_len(b, n) != utf8_ref(b, n))
+                fail_msg("%02x %02x %02x (n %zu): %zu, want %zu", b[0], b[1], b[2], n,
+                         utf8_seq_len(b, n), utf8_ref(b, n));
+    }
+    for (uint32_t v = 0; v < (1u << 16); v++) {
+        b[0] = (unsigned char)(0xf0 | (v >> 12 & 0x0f)), b[1] = (unsigned char)(v >> 4);
+        b[2] = 0x80, b[3] = (unsigned char)(0x80 | (v & 0x0f) << 2);
+        assert_int_equal(utf8_seq_len(b, 4), utf8_ref(b, 4));
+        assert_int_equal(utf8_seq_len(b, 3), 0);
+    }
+}
+
+/* A bad byte anywhere in a run, ASCII or not, on either side of an
+ * eight-byte step, makes the whole text invalid. */
+static void utf8_valid_finds_every_bad_byte(void **state)
+{
+    char text[40];
+    memset(text, 'a', sizeof(text));
+    memcpy(text + 11, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9); /* é € 😀 */
+    assert_true(utf8_valid(text, sizeof(text)));
+    assert_true(utf8_valid(text, 0));
+    /* 0xff and 0xc0 are never UTF-8; a continuation byte is wrong where a
+     * sequence starts (ASCII, or the leads at 11, 13 and 16). */
+    for (size_t at = 0; at < sizeof(text); at++) {
+        int lead = at < 11 || at >= 20 || at == 11 || at == 13 || at == 16;
+        const unsigned char bad[] = {0xff, 0xc0, 0x80};
+        for (size_t k = 0; k < (lead ? 3u : 2u); k++) {
+            char t[40];
+            memcpy(t, text, sizeof(t));
+            t[at] = (char)bad[k];
+            if (utf8_valid(t, sizeof(t))) fail_msg("byte %02x at %zu accepted", bad[k], at);
+        }
+    }
+    assert_false(utf8_valid(text, 12)); /* cut inside é */
+    assert_false(utf8_valid(text, 19)); /* cut inside 😀 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +324,8 @@ int main(void)
         cmocka_unit_test(durations),
         cmocka_unit_test(ulids_are_ordered_and_unique),
         cmocka_unit_test(ulid_pack_round_trips),
+        cmocka_unit_test(utf8_matches_reference),
+        cmocka_unit_test(utf8_valid_finds_every_bad_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
