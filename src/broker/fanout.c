@@ -74,7 +74,7 @@ static int deliver_one(worker *w, sub *s, pl_pub *pub, size_t shed_above)
         if (s->c->qbytes > shed_above) return 0;
         if (pub->skip_origin && pub->client && !strcmp(s->client, pub->client)) return 0;
     }
-    if (conn_enqueue(s->c, OUT_PUB, pub_ref(pub), pub->frame->len) != 0) return 0;
+    if (conn_enqueue_pub(s->c, pub) != 0) return 0;
     if (pub->cls == PUB_GUARANTEED && pub->offset) delivery_sent(w->srv->delivery, pub, s->user, 1);
     return 1;
 }
@@ -95,11 +95,10 @@ static size_t shed_limit(const worker *w)
     return w->srv->cfg.limits.outbound_queue_bytes / 2;
 }
 
-static void fanout_pub(worker *w, pl_pub *pub)
+/* ch: the pub's channel on this worker, NULL when nobody here subscribes. */
+static void fanout_pub(worker *w, chan *ch, pl_pub *pub)
 {
-    if (!pub->frame) return;
     if (pub->to_user && pub->user) fanout_to_user(w, pub);
-    chan *ch = fanout_chan(w, pub->tenant, pub->channel, 0);
     if (!ch) return;
     uint64_t delivered = 0;
     size_t shed_above = shed_limit(w);
@@ -117,7 +116,7 @@ static void fanout_pub(worker *w, pl_pub *pub)
  * takes the first pub of the run takes them all. */
 static int runnable(const pl_pub *p)
 {
-    return p->frame && !p->to_user && p->cls != PUB_GUARANTEED && !(p->skip_origin && p->client);
+    return !p->to_user && p->cls != PUB_GUARANTEED && !(p->skip_origin && p->client);
 }
 
 static int continues_run(const pl_pub *first, const pl_pub *prev, const pl_pub *next)
@@ -129,19 +128,24 @@ static int continues_run(const pl_pub *first, const pl_pub *prev, const pl_pub *
 }
 
 /* The frames of pubs joined by '\n': the body of one text frame, the same
- * bytes flush() writes for consecutive pubs queued one by one. */
+ * bytes flush() writes for consecutive pubs queued one by one. NULL when a
+ * frame or the buffer cannot be made. */
 static rbuf *join_frames(pl_pub *const *pubs, size_t n)
 {
     size_t len = n - 1;
-    for (size_t i = 0; i < n; i++)
-        len += pubs[i]->frame->len;
+    for (size_t i = 0; i < n; i++) {
+        const rbuf *f = proto_pub_frame(pubs[i]);
+        if (!f) return NULL;
+        len += f->len;
+    }
     rbuf *b = rbuf_new(len);
     if (!b) return NULL;
     char *at = b->data;
     for (size_t i = 0; i < n; i++) {
         if (i) *at++ = '\n';
-        memcpy(at, pubs[i]->frame->data, pubs[i]->frame->len);
-        at += pubs[i]->frame->len;
+        const rbuf *f = pub_frame_peek(pubs[i]);
+        memcpy(at, f->data, f->len);
+        at += f->len;
     }
     return b;
 }
@@ -156,10 +160,8 @@ static int takes_whole(const sub *s, pl_pub *const *pubs, size_t len, size_t she
     return s->c->qbytes + len <= shed_above;
 }
 
-static void fanout_run(worker *w, pl_pub *const *pubs, size_t n)
+static void fanout_run(worker *w, chan *ch, pl_pub *const *pubs, size_t n)
 {
-    chan *ch = fanout_chan(w, pubs[0]->tenant, pubs[0]->channel, 0);
-    if (!ch) return;
     size_t shed_above = shed_limit(w);
     uint64_t whole = 0, single[FANOUT_RUN_MAX] = {0};
     rbuf *joined = NULL;
@@ -186,6 +188,8 @@ static void fanout_run(worker *w, pl_pub *const *pubs, size_t n)
         account(w, pubs[k], whole + single[k]);
 }
 
+/* Frames are made here, on first use (pub_frame): a pub that nobody on any
+ * worker receives is never encoded. */
 void fanout_pubs(worker *w, pl_pub *const *pubs, size_t n)
 {
     for (size_t i = 0; i < n;) {
@@ -193,10 +197,11 @@ void fanout_pubs(worker *w, pl_pub *const *pubs, size_t n)
         if (runnable(pubs[i]))
             while (j < n && j - i < FANOUT_RUN_MAX && continues_run(pubs[i], pubs[j - 1], pubs[j]))
                 j++;
+        chan *ch = fanout_chan(w, pubs[i]->tenant, pubs[i]->channel, 0);
         if (j - i == 1)
-            fanout_pub(w, pubs[i]);
-        else
-            fanout_run(w, pubs + i, j - i);
+            fanout_pub(w, ch, pubs[i]);
+        else if (ch)
+            fanout_run(w, ch, pubs + i, j - i);
         i = j;
     }
 }
@@ -259,8 +264,7 @@ static void fanout_to_user(worker *w, pl_pub *pub)
     size_t klen = map_key2(key, sizeof(key), pub->tenant, pub->user);
     uconns *u = klen ? map_get(&w->users, key, klen) : NULL;
     for (uint32_t i = 0; u && i < u->n; i++)
-        if (!session_subscribed(u->v[i], pub->channel))
-            conn_enqueue(u->v[i], OUT_PUB, pub_ref(pub), pub->frame->len);
+        if (!session_subscribed(u->v[i], pub->channel)) conn_enqueue_pub(u->v[i], pub);
 }
 
 void fanout_user_each(worker *w, const char *tenant, const char *user, void (*fn)(conn *, void *),

@@ -57,10 +57,10 @@ struct delivery {
 
 /* ---- frames --------------------------------------------------------------- */
 
-rbuf *delivery_frame(const pl_pub *pub, uint32_t attempt)
+rbuf *delivery_frame(pl_pub *pub, uint32_t attempt)
 {
     static const char tail[] = ",\"attempt\":1}";
-    const rbuf *f = pub->frame;
+    const rbuf *f = proto_pub_frame(pub);
     size_t tl = sizeof(tail) - 1;
     if (!f) return NULL;
     if (attempt <= 1 || f->len < tl || memcmp(f->data + f->len - tl, tail, tl))

@@ -54,6 +54,6 @@ void delivery_get_stats(delivery *d, delivery_stats *out);
 
 /* The frame of a guaranteed pub for a given attempt: the shared frame when
  * attempt is 1, else a copy with the attempt number (one reference, or NULL). */
-rbuf *delivery_frame(const pl_pub *pub, uint32_t attempt);
+rbuf *delivery_frame(pl_pub *pub, uint32_t attempt);
 
 #endif

@@ -147,9 +147,6 @@ struct engine_req {
 /* Called on the engine thread with n finished requests, in linear order. The
  * callee owns the requests and the array entries (not the array). */
 typedef void (*engine_sink_fn)(void *sink_ctx, engine_req **reqs, size_t n);
-/* Encodes a committed pub's push frame; called on the engine thread for
- * every pub it creates or loads, before the pub reaches the sink. */
-typedef void (*engine_encode_fn)(pl_pub *pub);
 
 typedef struct engine_opts {
     const char *data_dir;
@@ -158,7 +155,7 @@ typedef struct engine_opts {
     int64_t max_db_bytes;    /* 0 = unlimited; beyond it publishes fail with PL_EIO */
     engine_sink_fn sink;
     void *sink_ctx;
-    engine_encode_fn encode;
+    pub_encode_fn encode; /* push frames: trace shows a pub as its frame does */
 } engine_opts;
 
 typedef struct engine_stats {

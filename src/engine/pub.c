@@ -30,9 +30,9 @@ pl_pub *pub_new(const pub_fields *f, pub_class cls)
     if (!p) return NULL;
     atomic_init(&p->refs, 1);
     p->cls = cls;
-    p->ts_ms = clock_wall_ms();
-    p->created_us = clock_mono_us();
-    clock_ulid(p->id);
+    p->ts_ms = f->now_ms ? f->now_ms : clock_wall_ms();
+    p->created_us = f->now_us ? f->now_us : clock_mono_us();
+    clock_ulid_at(p->id, p->ts_ms);
     char *cur = (char *)(p + 1);
     p->tenant = put(&cur, f->tenant, f->tenant_len);
     p->channel = put(&cur, f->channel, f->channel_len);
@@ -56,12 +56,25 @@ pl_pub *pub_ref(pl_pub *p)
 void pub_unref(pl_pub *p)
 {
     if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1) return;
-    rbuf_unref(p->frame);
+    rbuf_unref(atomic_load_explicit(&p->frame, memory_order_relaxed));
     pl_free(p);
+}
+
+const rbuf *pub_frame(pl_pub *p, pub_encode_fn encode)
+{
+    rbuf *have = atomic_load_explicit(&p->frame, memory_order_acquire);
+    if (have) return have;
+    rbuf *mine = encode(p);
+    if (!mine) return NULL;
+    /* On a lost race `have` becomes the winner's frame. */
+    if (atomic_compare_exchange_strong_explicit(&p->frame, &have, mine, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    rbuf_unref(mine);
+    return have;
 }
 
 void pub_set_frame(pl_pub *p, rbuf *frame)
 {
-    rbuf_unref(p->frame);
-    p->frame = frame;
+    rbuf_unref(atomic_exchange_explicit(&p->frame, frame, memory_order_relaxed));
 }

@@ -1,7 +1,8 @@
 /* A pub: one published message with everything the wire and the store need.
  * Immutable once handed to another thread; shared by reference count between
  * the engine's ring, worker inboxes and connection queues. The encoded push
- * frame is attached once (pub_set_frame) before the pub is shared. */
+ * frame is made on first use (pub_frame), so a pub nobody reads is never
+ * encoded. */
 #ifndef PL_PUB_H
 #define PL_PUB_H
 
@@ -38,7 +39,7 @@ typedef struct pl_pub {
     const char *correlation_id;
     const char *headers; /* raw JSON object */
     const char *idem_key;
-    rbuf *frame;             /* encoded push, owned; NULL until pub_set_frame */
+    _Atomic(rbuf *) frame;   /* encoded push, owned; NULL until pub_frame */
     _Atomic uint32_t fanout; /* connections it was queued to (trace) */
 } pl_pub;
 
@@ -62,16 +63,35 @@ typedef struct pub_fields {
     size_t headers_len;
     const char *idem_key;
     size_t idem_key_len;
+    /* The caller's readings of the wall (ms) and monotonic (us) clocks, when
+     * it has them; 0 = read the clocks. */
+    int64_t now_ms;
+    int64_t now_us;
 } pub_fields;
 
 /* Copies the fields into one allocation; returns a pub with one reference,
- * offset 0, a fresh id and ts = now, or NULL on allocation failure. */
+ * offset 0, a fresh id and ts = now (its id carries the same time), or NULL
+ * on allocation failure. */
 pl_pub *pub_new(const pub_fields *f, pub_class cls);
 pl_pub *pub_ref(pl_pub *p);
 /* Drops a reference; frees the pub and its frame on the last. NULL ok. */
 void pub_unref(pl_pub *p);
-/* Attaches the encoded frame (takes the caller's reference). Only before the
- * pub is shared with another thread. */
+/* Builds a committed pub's push frame (one reference); NULL on allocation
+ * failure. Reads only the pub's immutable fields. */
+typedef rbuf *(*pub_encode_fn)(const pl_pub *p);
+/* Returns the pub's push frame, made with encode on the first call. Any thread
+ * may call it once the pub is committed (offset, epoch, ts and id are final):
+ * first calls that race each encode, one frame is kept and the others freed.
+ * Borrowed for as long as the caller holds a reference to the pub; NULL if
+ * encoding failed (a later call tries again). */
+const rbuf *pub_frame(pl_pub *p, pub_encode_fn encode);
+/* The frame a pub_frame call already made, or NULL. */
+static inline const rbuf *pub_frame_peek(pl_pub *p)
+{
+    return atomic_load_explicit(&p->frame, memory_order_acquire);
+}
+/* Attaches a frame (takes the caller's reference), replacing any. Only before
+ * the pub is shared with another thread. */
 void pub_set_frame(pl_pub *p, rbuf *frame);
 
 #endif

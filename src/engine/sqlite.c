@@ -645,7 +645,7 @@ static const char *col_text(sqlite3_stmt *st, int i, size_t *len)
     return s;
 }
 
-/* Builds a stored pub (one reference, encoded); NULL on allocation failure. */
+/* Builds a stored pub (one reference); NULL on allocation failure. */
 static pl_pub *stored_pub(sq_engine *e, const chan *ch, pub_fields *f, pub_class cls, uint64_t off,
                           const char *id, int64_t ts)
 {
@@ -659,7 +659,6 @@ static pl_pub *stored_pub(sq_engine *e, const chan *ch, pub_fields *f, pub_class
     snprintf(p->id, sizeof(p->id), "%s", id ? id : "");
     p->ts_ms = ts;
     memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
-    if (e->opts.encode) e->opts.encode(p);
     return p;
 }
 
@@ -1358,7 +1357,7 @@ static void fail_publishes(sq_engine *e, size_t n)
     }
 }
 
-/* Hands the batch's committed pubs to the rings, encoding each first. */
+/* Hands the batch's committed pubs to the rings. */
 static uint64_t commit_publishes(sq_engine *e, size_t n, uint64_t *dups)
 {
     uint64_t fresh = 0;
@@ -1366,7 +1365,6 @@ static uint64_t commit_publishes(sq_engine *e, size_t n, uint64_t *dups)
         slot *s = &e->slots[i];
         if (s->req->op != ENGINE_PUBLISH || s->req->status != PL_OK) continue;
         if (s->fresh) {
-            if (e->opts.encode) e->opts.encode(s->req->pub);
             ring_push(s->ch, s->req->pub);
             fresh++;
         } else if (s->req->duplicate) {
@@ -1678,9 +1676,10 @@ static int trace(sq_engine *e, engine_req *r, sbuf *o)
     int status = find_pub(e, r, &ch, &p);
     if (status != PL_OK) return status;
     uint64_t off = p->offset;
+    const rbuf *f = e->opts.encode ? pub_frame(p, e->opts.encode) : NULL;
     sbuf_puts(o, "{\"pub\":{");
-    if (p->frame && p->frame->len > 14)
-        sbuf_append(o, p->frame->data + 14, p->frame->len - 14);
+    if (f && f->len > 14)
+        sbuf_append(o, f->data + 14, f->len - 14);
     else
         sbuf_puts(o, "}");
     sbuf_printf(o, ",\"stored\":true,\"accepted_at\":%lld,\"fanout\":", (long long)p->ts_ms);

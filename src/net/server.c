@@ -61,6 +61,12 @@ void server_call_all(server *srv, worker_call *call)
     }
 }
 
+void worker_clock(worker *w)
+{
+    w->now_ms = clock_wall_ms();
+    w->now_us = clock_mono_us();
+}
+
 void worker_post(worker *w, const inbox_msg *msgs, size_t n)
 {
     pthread_mutex_lock(&w->inbox_lock);
@@ -210,7 +216,7 @@ static void drain_inbox(worker *w)
     w->inbox_cap = w->spare_cap;
     w->inbox_len = 0;
     pthread_mutex_unlock(&w->inbox_lock);
-    w->now_ms = clock_wall_ms();
+    worker_clock(w);
     for (size_t i = 0; i < n;) {
         if (msgs[i].type != INBOX_PUB) {
             handle_msg(w, &msgs[i++]);
@@ -258,7 +264,7 @@ static void on_wakeup(uv_async_t *a)
             next = c->next;
             conn_shutdown(c);
         }
-        w->now_ms = clock_wall_ms();
+        worker_clock(w);
         uv_timer_set_repeat(&w->tick, 50);
         uv_timer_again(&w->tick);
     }
@@ -310,7 +316,7 @@ static void on_pacer(uv_timer_t *t)
 static void on_tick(uv_timer_t *t)
 {
     worker *w = t->data;
-    w->now_ms = clock_wall_ms();
+    worker_clock(w);
     worker_tick_conns(w);
     /* Pings and closes queued by the tick go out now, not after the next
      * poll (which may sleep until the next tick). */
@@ -367,7 +373,7 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
     proto_batch_init(&w->batch);
     sbuf_init(&w->scratch);
     pthread_mutex_init(&w->inbox_lock, NULL);
-    w->now_ms = clock_wall_ms();
+    worker_clock(w);
     uv_loop_init(&w->loop);
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;

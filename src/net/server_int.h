@@ -113,6 +113,7 @@ struct conn {
     session *s;          /* after a successful connect (WS) or SSE open */
     out_item *q;
     uint32_t qhead, qlen, qcap;
+    uint32_t reply_room; /* > 0: the last queued item is a reply buffer with this much room */
     size_t qbytes;       /* queued and in-flight bytes */
     int64_t deadline_ms; /* handshake / close deadline; 0 = none */
     int64_t last_rx_ms;  /* last bytes from the peer (idle_timeout) */
@@ -171,7 +172,8 @@ struct worker {
     metrics_shard metrics;
     pthread_mutex_t tenant_metrics_lock; /* guards the map, not the counters */
     map tenant_metrics;                  /* tenant id -> tenant_counters* */
-    int64_t now_ms;                      /* cached per loop iteration */
+    int64_t now_ms;                      /* wall clock, cached per event (worker_clock) */
+    int64_t now_us;                      /* monotonic, cached with now_ms */
 };
 
 /* ---- the server ---------------------------------------------------------- */
@@ -203,6 +205,8 @@ typedef struct tenant_counters {
 /* net/server.c */
 /* This worker's counters of a tenant (created on first use); NULL on OOM. */
 tenant_counters *worker_tenant_counters(worker *w, const char *tenant);
+/* Reads the clocks into now_ms and now_us: once per event, not per command. */
+void worker_clock(worker *w);
 void worker_post(worker *w, const inbox_msg *msgs, size_t n);
 /* Posts a pub (one new reference per worker) to every worker's inbox. */
 void server_broadcast_pub(server *srv, pl_pub *pub);
@@ -227,6 +231,10 @@ void conn_ip_key(const conn *c, char *out, size_t cap);
  * -1 when the outbound queue bound was exceeded (the connection is then being
  * closed with 4001 and the reference was dropped). */
 int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len);
+/* Queues a pub (takes its own reference), encoding its frame if nobody has.
+ * -1 as conn_enqueue, or when the frame cannot be made (the connection is then
+ * closed with 4002, so the client recovers the pub by reconnecting). */
+int conn_enqueue_pub(conn *c, pl_pub *p);
 int conn_send_json(conn *c, const char *json, size_t len);
 /* Starts closing: WebSocket close frame with code/reason (after queued
  * output), SSE/HTTP: close after flush. */
@@ -277,7 +285,10 @@ void session_free(conn *c);
 int session_sse_open(conn *c, const char *url, size_t url_len, const char *last_event_id,
                      const char **why);
 void session_tick(conn *c);
-void proto_encode_pub(pl_pub *pub);
+/* Builds a committed pub's push frame (pub_encode_fn). */
+rbuf *proto_encode_pub(const pl_pub *pub);
+/* The pub's push frame, encoded on first use; NULL on allocation failure. */
+const rbuf *proto_pub_frame(pl_pub *pub);
 extern const char *const session_method_names[];
 extern const unsigned session_method_count;
 

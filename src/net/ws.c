@@ -219,7 +219,7 @@ size_t ws_close_payload(uint8_t out[WS_CONTROL_PAYLOAD_MAX], uint16_t code, cons
 #define WS_FAST_MAX 8192
 
 struct ws_session {
-    wslay_event_context_ptr ctx;
+    wslay_event_context_ptr ctx; /* made when a frame needs wslay (need_ctx), freed when idle */
     const ws_callbacks *cb;
     void *ud;
     const uint8_t *in; /* unread part of the bytes given to feed; borrowed */
@@ -371,24 +371,42 @@ ws_session *ws_session_new(const ws_callbacks *cb, void *ud, size_t max_message)
 {
     ws_session *s = pl_calloc(1, sizeof(*s));
 
-    if (!s) goto fail;
+    if (!s) return NULL;
     s->cb = cb;
     s->ud = ud;
     s->state = WS_OPEN;
-    if (wslay_event_context_server_init(&s->ctx, &wslay_cbs, s) != 0) goto fail;
-    if (max_message < WS_CONTROL_PAYLOAD_MAX) max_message = WS_CONTROL_PAYLOAD_MAX;
-    wslay_event_config_set_max_recv_msg_length(s->ctx, max_message);
-    s->max_message = max_message;
+    s->max_message = max_message < WS_CONTROL_PAYLOAD_MAX ? WS_CONTROL_PAYLOAD_MAX : max_message;
     return s;
-fail:
-    pl_free(s);
-    return NULL;
+}
+
+/* wslay's context holds 8 KiB of buffers: most reads are whole plain text frames that the
+ * direct path takes without it, so it is made only for the first frame that needs it. */
+static int need_ctx(ws_session *s)
+{
+    if (s->ctx) return 0;
+    if (wslay_event_context_server_init(&s->ctx, &wslay_cbs, s) != 0) {
+        s->ctx = NULL;
+        return -1;
+    }
+    wslay_event_config_set_max_recv_msg_length(s->ctx, s->max_message);
+    return 0;
+}
+
+/* Drops wslay's context between frames: it holds nothing of the stream then, and a fresh one
+ * reads the next frame the same way (see ws_session_idle). */
+static void drop_idle_ctx(ws_session *s)
+{
+    if (!s->ctx || !ws_session_idle(s) || !wslay_event_get_read_enabled(s->ctx) ||
+        wslay_event_want_write(s->ctx))
+        return;
+    wslay_event_context_free(s->ctx);
+    s->ctx = NULL;
 }
 
 void ws_session_free(ws_session *s)
 {
     if (!s) return;
-    wslay_event_context_free(s->ctx);
+    if (s->ctx) wslay_event_context_free(s->ctx);
     pl_free(s);
 }
 
@@ -396,8 +414,10 @@ static void finish(ws_session *s, uint16_t code)
 {
     if (s->state == WS_CLOSED) return;
     s->state = WS_CLOSED;
-    wslay_event_shutdown_read(s->ctx);
-    wslay_event_shutdown_write(s->ctx);
+    if (s->ctx) {
+        wslay_event_shutdown_read(s->ctx);
+        wslay_event_shutdown_write(s->ctx);
+    }
     s->cb->on_closed(s->ud, code);
 }
 
@@ -419,6 +439,7 @@ static int flush_and_settle(ws_session *s)
     int rv;
     int sent;
 
+    if (!s->ctx) return PL_OK; /* only the direct path ran: nothing to send */
     s->out = &o;
     rv = wslay_event_send(s->ctx);
     if (rv == 0) out_flush(s);
@@ -466,7 +487,8 @@ static size_t direct_frames(ws_session *s, const uint8_t *data, size_t len)
     uint8_t buf[WS_FAST_MAX];
     size_t at = 0;
     /* wslay stops reading at the peer's close, which it may have just read. */
-    while (ws_session_idle(s) && wslay_event_get_read_enabled(s->ctx) && len - at >= 6) {
+    while (ws_session_idle(s) && (!s->ctx || wslay_event_get_read_enabled(s->ctx)) &&
+           len - at >= 6) {
         const uint8_t *h = data + at;
         size_t plen = h[1] & 0x7fu, hl = 6;
         if (h[0] != 0x81 || !(h[1] & 0x80) || plen == 127) break;
@@ -509,6 +531,10 @@ int ws_session_feed(ws_session *s, const uint8_t *data, size_t len)
         data += n;
         len -= n;
         if (len == 0) break;
+        if (need_ctx(s) != 0) {
+            rv = WSLAY_ERR_NOMEM;
+            break;
+        }
         n = wslay_share(s, len);
         s->in = data;
         s->in_len = n;
@@ -520,7 +546,11 @@ int ws_session_feed(ws_session *s, const uint8_t *data, size_t len)
         len -= n;
     }
     s->in_feed = 0;
-    if (rv == 0) return flush_and_settle(s);
+    if (rv == 0) {
+        rv = flush_and_settle(s);
+        if (rv == PL_OK) drop_idle_ctx(s);
+        return rv;
+    }
     /* Frame-level errors (bad length encoding, oversized or fragmented control frame) come back
      * as a callback failure; anything else is wslay's allocation failing. */
     code = rv == WSLAY_ERR_CALLBACK_FAILURE ? WS_CLOSE_PROTOCOL : WS_CLOSE_INTERNAL;
@@ -528,7 +558,7 @@ int ws_session_feed(ws_session *s, const uint8_t *data, size_t len)
     /* A close queued earlier in this feed (ws_session_close from a callback) is not sent yet;
      * it goes out in wslay's place with its own code. */
     if (s->close_code) code = s->close_code;
-    if (!wslay_event_get_close_sent(s->ctx)) send_close_direct(s, code);
+    if (!s->ctx || !wslay_event_get_close_sent(s->ctx)) send_close_direct(s, code);
     if (s->send_failed) {
         finish(s, WS_CLOSE_ABNORMAL);
         return PL_EIO;
@@ -550,6 +580,7 @@ int ws_session_close(ws_session *s, uint16_t code, const char *reason)
 
     if (!code_sendable(code)) return PL_EINVAL;
     if (s->state != WS_OPEN || s->close_code != 0) return PL_DECLINED;
+    if (need_ctx(s) != 0) return PL_ENOMEM;
     n = ws_close_payload(payload, code, reason);
     if (wslay_event_queue_close(s->ctx, code, payload + 2, n - 2) != 0) return PL_DECLINED;
     s->close_code = code;

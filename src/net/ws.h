@@ -122,8 +122,10 @@ enum ws_state {
 /* Returns a new server session, or NULL on allocation failure. cb is borrowed and must outlive
  * the session (one static table serves every connection); ud is passed back untouched.
  * max_message bounds a reassembled message in bytes; it is raised to at least 125 so control
- * frames always fit. Costs about 9 KiB (wslay's context holds 4 KiB input and output buffers),
- * so free the session of an idle connection (see ws_session_idle). Free with ws_session_free. */
+ * frames always fit. The session itself is small; while a frame is only partly read it also
+ * holds wslay's context (about 9 KiB of buffers), freed as soon as the stream is idle again.
+ * The session of an idle connection may be freed too (see ws_session_idle). Free with
+ * ws_session_free. */
 ws_session *ws_session_new(const ws_callbacks *cb, void *ud, size_t max_message);
 
 /* Frees the session and everything it holds. NULL is ignored. No callback is made. */
@@ -148,7 +150,8 @@ int ws_session_feed(ws_session *s, const uint8_t *data, size_t len);
  * for the peer's close (WS_CLOSING); the caller applies its own timeout. Inside a callback the
  * frame is sent when ws_session_feed returns, and later text messages are dropped. Returns
  * PL_OK, PL_EINVAL for a code that must not be sent, PL_DECLINED if not WS_OPEN, PL_EIO if send
- * failed (the session is then closed with 1006). */
+ * failed (the session is then closed with 1006), PL_ENOMEM if wslay's context could not be
+ * made (nothing sent). */
 int ws_session_close(ws_session *s, uint16_t code, const char *reason);
 
 enum ws_state ws_session_state(const ws_session *s);

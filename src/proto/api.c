@@ -144,6 +144,8 @@ static int publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *eph)
     f.tenant_len = strlen(a->tenant);
     f.channel = ch;
     f.channel_len = strlen(ch);
+    f.now_ms = a->w->now_ms;
+    f.now_us = a->w->now_us;
     pl_pub *p = pub_new(&f, cls);
     if (!p) return 100;
     if (cls == PUB_EPHEMERAL) proto_ephemeral_result(eph, p->id);

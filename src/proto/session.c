@@ -195,7 +195,7 @@ static int64_t command_wait(conn *c)
 {
     session *s = c->s;
     server *srv = c->w->srv;
-    int64_t now = clock_mono_us(), wait = 0;
+    int64_t now = c->w->now_us, wait = 0;
     if (srv->cfg.limits.commands_per_second && (wait = rl_take(&s->cmds, now, 1))) return wait;
     uint32_t urate = srv->cfg.limits.user_commands_per_second;
     if (urate) {
@@ -210,7 +210,7 @@ static int64_t command_wait(conn *c)
 static int64_t publish_wait(conn *c, const cfg_namespace *ns)
 {
     server *srv = c->w->srv;
-    int64_t now = clock_mono_us(), wait = 0;
+    int64_t now = c->w->now_us, wait = 0;
     char key[400];
     if (ns->publishes_per_second) {
         snprintf(key, sizeof(key), "p:%llx:%s", (unsigned long long)c->id, ns->name);
@@ -257,7 +257,7 @@ static void reply_empty(conn *c, const proto_cmd *cmd, unsigned mi)
  * Pub encoding (engine thread and workers)
  * ====================================================================== */
 
-void proto_encode_pub(pl_pub *p)
+rbuf *proto_encode_pub(const pl_pub *p)
 {
     static const char *class_names[] = {"ephemeral", "standard", "guaranteed"};
     sbuf o;
@@ -314,16 +314,26 @@ void proto_encode_pub(pl_pub *p)
     /* Last on purpose: redeliveries rewrite just this number. */
     if (p->cls == PUB_GUARANTEED && p->offset) sbuf_puts(&o, ",\"attempt\":1");
     sbuf_putc(&o, '}');
-    pub_set_frame(p, sbuf_to_rbuf(&o));
+    rbuf *frame = sbuf_to_rbuf(&o);
     sbuf_release(&o);
+    return frame;
+}
+
+const rbuf *proto_pub_frame(pl_pub *p)
+{
+    return pub_frame(p, proto_encode_pub);
 }
 
 /* Appends a pub as an element of a `pubs` array: its frame without "push". */
-static void put_pub(sbuf *o, const pl_pub *p)
+static void put_pub(sbuf *o, pl_pub *p)
 {
-    if (!p->frame || p->frame->len <= PUSH_PREFIX_LEN) return;
+    const rbuf *f = proto_pub_frame(p);
+    if (!f || f->len <= PUSH_PREFIX_LEN) {
+        o->oom = 1; /* the answer would lack a pub: fail it as out of memory */
+        return;
+    }
     sbuf_putc(o, '{');
-    sbuf_append(o, p->frame->data + PUSH_PREFIX_LEN, p->frame->len - PUSH_PREFIX_LEN);
+    sbuf_append(o, f->data + PUSH_PREFIX_LEN, f->len - PUSH_PREFIX_LEN);
 }
 
 void proto_put_pubs(sbuf *o, engine_req *r)
@@ -476,13 +486,16 @@ static void broadcast_signal(conn *c, const char *ch, sbuf *frame, int skip_orig
                     .user = s->user,
                     .user_len = strlen(s->user),
                     .client = s->client,
-                    .client_len = strlen(s->client)};
+                    .client_len = strlen(s->client),
+                    .now_ms = c->w->now_ms,
+                    .now_us = c->w->now_us};
     pl_pub *p = frame->oom ? NULL : pub_new(&f, PUB_EPHEMERAL);
     if (!p) return;
     p->skip_origin = (uint8_t)skip_origin;
     p->to_user = (uint8_t)to_user;
-    pub_set_frame(p, rbuf_from(frame->data, frame->len));
-    if (p->frame) server_broadcast_pub(c->w->srv, p);
+    rbuf *copy = rbuf_from(frame->data, frame->len);
+    pub_set_frame(p, copy);
+    if (copy) server_broadcast_pub(c->w->srv, p);
     pub_unref(p);
 }
 
@@ -799,7 +812,7 @@ static void enqueue_pubs(conn *c, sub *sb, engine_req *r)
         pl_pub *p = r->pubs[i];
         if (p->offset <= sb->last_offset) continue;
         sb->last_offset = p->offset;
-        if (conn_enqueue(c, OUT_PUB, pub_ref(p), p->frame ? p->frame->len : 0)) return;
+        if (conn_enqueue_pub(c, p)) return;
     }
 }
 
@@ -850,7 +863,8 @@ static void fit_result(conn *c, engine_req *r, int recovered)
     size_t budget = c->w->srv->cfg.limits.outbound_queue_bytes / 2, bytes = 0, keep = 0;
     for (size_t k = 0; k < r->npubs; k++) {
         size_t i = recovered ? k : r->npubs - 1 - k;
-        bytes += r->pubs[i]->frame ? r->pubs[i]->frame->len : 0;
+        const rbuf *f = proto_pub_frame(r->pubs[i]);
+        bytes += f ? f->len : 0;
         if (keep && bytes > budget) break;
         keep++;
     }
@@ -874,8 +888,10 @@ static void fit_result(conn *c, engine_req *r, int recovered)
 static void tune_page(conn *c, sub *sb, const engine_req *r)
 {
     size_t bytes = 0;
-    for (size_t i = 0; i < r->npubs; i++)
-        bytes += r->pubs[i]->frame ? r->pubs[i]->frame->len : 0;
+    for (size_t i = 0; i < r->npubs; i++) {
+        const rbuf *f = proto_pub_frame(r->pubs[i]);
+        bytes += f ? f->len : 0;
+    }
     if (!r->npubs || !bytes) {
         if (!sb->page_limit) sb->page_limit = PAGE_SIZE;
         return;
@@ -1429,8 +1445,8 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     tenant_counters *tc = worker_tenant_counters(w, p->tenant);
     if (tc) atomic_fetch_add_explicit(&tc->pubs, 1, memory_order_relaxed);
     if (p->cls == PUB_EPHEMERAL) {
-        proto_encode_pub(p);
-        server_broadcast_pub(w->srv, p);
+        pub_set_frame(p, proto_encode_pub(p));
+        if (pub_frame_peek(p)) server_broadcast_pub(w->srv, p);
         metrics_add(&w->metrics, M_PUBS_EPHEMERAL, 1);
         pub_unref(p);
         return 0;
@@ -1494,6 +1510,8 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         f.user_len = strlen(s->user);
         f.client = s->client;
         f.client_len = strlen(s->client);
+        f.now_ms = c->w->now_ms;
+        f.now_us = c->w->now_us;
         p = pub_new(&f, cls);
         if (!p) code = 100;
     }

@@ -74,10 +74,15 @@ int clock_ulid_unpack(const char *s, size_t len, uint64_t *ms, uint64_t *hi, uin
     return 0;
 }
 
-void clock_ulid(char out[27])
+void clock_ulid_at(char out[27], int64_t ms)
 {
     uint64_t mask = (1ULL << CLOCK_ULID_HALF_BITS) - 1;
-    clock_ulid_pack(out, (uint64_t)clock_wall_ms(), next_random() & mask, next_random() & mask);
+    clock_ulid_pack(out, (uint64_t)ms, next_random() & mask, next_random() & mask);
+}
+
+void clock_ulid(char out[27])
+{
+    clock_ulid_at(out, clock_wall_ms());
 }
 
 int64_t clock_parse_duration(const char *s)

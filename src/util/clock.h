@@ -11,6 +11,8 @@ int64_t clock_wall_ms(void);
 int64_t clock_mono_us(void);
 /* Writes a 26-character ULID (time-ordered, random tail) plus NUL into out. */
 void clock_ulid(char out[27]);
+/* The same for a time the caller read (Unix ms). */
+void clock_ulid_at(char out[27], int64_t ms);
 /* A ULID's 80-bit tail as two halves of this many bits each. */
 #define CLOCK_ULID_HALF_BITS 40
 /* Writes the ULID of ms (48 bits) and the tail halves hi and lo (40 bits

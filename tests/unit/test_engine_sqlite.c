@@ -61,12 +61,12 @@ static void sink(void *ctx, engine_req **reqs, size_t n)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Stand-in for the push encoder: attaches a frame so tests can see it ran. */
-static void encode(pl_pub *p)
+/* Stand-in for the push encoder: counts its calls. */
+static rbuf *encode(const pl_pub *p)
 {
-    assert_null(p->frame);
-    pub_set_frame(p, rbuf_from("F", 1));
+    assert_non_null(p->id);
     atomic_fetch_add(&encoded, 1);
+    return rbuf_from("F", 1);
 }
 
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -257,7 +257,7 @@ static void assert_offsets(const engine_req *r, const uint64_t *want, size_t n)
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(r->pubs[i]->offset, want[i]);
         assert_string_equal(r->pubs[i]->epoch, r->epoch);
-        assert_non_null(r->pubs[i]->frame);
+        assert_non_null(pub_frame(r->pubs[i], encode));
     }
 }
 
@@ -323,7 +323,7 @@ static void test_offsets_contiguous(void **state)
                          PUB_EPOCH_LEN);
         if (i == 1) strcpy(epoch, r->pub->epoch);
         assert_string_equal(r->pub->epoch, epoch);
-        assert_non_null(r->pub->frame); /* encoded before the sink */
+        assert_null(pub_frame_peek(r->pub)); /* encoding waits for a reader */
         assert_true(r->pub->ts_ms > 0);
         engine_req_free(r);
     }
@@ -386,7 +386,13 @@ static void test_restart_keeps_everything(void **state)
     assert_int_equal(after->first, 1);
     assert_string_equal(after->epoch, before->epoch);
     assert_int_equal(after->npubs, 10);
-    assert_int_equal(atomic_load(&encoded), 10); /* loaded from disk, each encoded */
+    assert_int_equal(atomic_load(&encoded), 0); /* loaded from disk, not encoded yet */
+    for (int i = 0; i < 10; i++) {
+        const rbuf *fr = pub_frame(after->pubs[i], encode);
+        assert_non_null(fr);
+        assert_ptr_equal(pub_frame(after->pubs[i], encode), fr); /* made once */
+    }
+    assert_int_equal(atomic_load(&encoded), 10);
     for (int i = 0; i < 10; i++) {
         pl_pub *a = before->pubs[i], *b = after->pubs[i];
         assert_int_equal(a->offset, b->offset);
@@ -826,8 +832,8 @@ static void test_duplicate_original_sources(void **state)
     assert_int_equal(d->pub->offset, 1);
     assert_string_equal(d->pub->id, id);
     assert_memory_equal(d->pub->data, "\"orig\"", 6);
-    assert_non_null(d->pub->frame);
-    assert_int_equal(atomic_load(&encoded), 1);
+    assert_null(pub_frame_peek(d->pub));
+    assert_int_equal(atomic_load(&encoded), 0);
     engine_req_free(d);
 
     /* Original already trimmed by retention: the identity still comes back. */
@@ -1486,6 +1492,57 @@ static void test_bad_data_dir(void **state)
     assert_non_null(strstr(err, "schema version 99"));
 }
 
+/* Threads racing to make a pub's frame all get the one that is kept; the
+ * losers' frames are freed (ASan's leak check). */
+struct frame_race {
+    pl_pub *p;
+    pthread_barrier_t *go;
+    const rbuf *got;
+};
+
+static void *frame_racer(void *arg)
+{
+    struct frame_race *fr = arg;
+    pthread_barrier_wait(fr->go);
+    fr->got = pub_frame(fr->p, encode);
+    return NULL;
+}
+
+static rbuf *encode_fails(const pl_pub *p)
+{
+    (void)p;
+    return NULL;
+}
+
+static void test_frame_made_once(void **state)
+{
+    (void)state;
+    pub_fields fl = {.tenant = "t", .tenant_len = 1, .channel = "c", .channel_len = 1};
+    pl_pub *p = pub_new(&fl, PUB_STANDARD);
+    assert_non_null(p);
+    assert_null(pub_frame(p, encode_fails)); /* a failure is not kept */
+    assert_null(pub_frame_peek(p));
+    enum { N = 4 };
+    pthread_t t[N];
+    pthread_barrier_t go;
+    struct frame_race fr[N];
+    atomic_store(&encoded, 0);
+    pthread_barrier_init(&go, NULL, N);
+    for (int i = 0; i < N; i++) {
+        fr[i] = (struct frame_race){.p = p, .go = &go};
+        assert_int_equal(pthread_create(&t[i], NULL, frame_racer, &fr[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    assert_non_null(fr[0].got);
+    for (int i = 1; i < N; i++)
+        assert_ptr_equal(fr[i].got, fr[0].got);
+    assert_ptr_equal(pub_frame_peek(p), fr[0].got);
+    assert_true(atomic_load(&encoded) >= 1 && atomic_load(&encoded) <= N);
+    pub_unref(p);
+}
+
 static void test_alloc_failures(void **state)
 {
     fx *f = *state;
@@ -1597,6 +1654,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_offsets_contiguous, setup_open, teardown),
+        cmocka_unit_test(test_frame_made_once),
         cmocka_unit_test_setup_teardown(test_tenants_and_channels_separate, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_everything, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_pub_ids_locate_rows, setup_open, teardown),
