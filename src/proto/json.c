@@ -151,10 +151,27 @@ static int scan_escape(struct val *v)
     return PL_OK;
 }
 
+/* Whether the 8 bytes at p are all plain string bytes: ASCII from 0x20, not
+ * '"' and not '\\' (then the scan steps over them at once). */
+static int plain8(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    /* A byte below 0x20, a zero byte of q or b, or a high bit sets a high bit here. */
+    uint64_t bad = (w - ones * 0x20) | (q - ones) | (b - ones);
+    return ((bad & ~w) | w) & highs ? 0 : 1;
+}
+
 static int scan_string(struct val *v)
 {
     size_t start = v->pos++;
     while (v->pos < v->len) {
+        if (v->len - v->pos >= 8 && plain8((const char *)v->s + v->pos)) {
+            v->pos += 8;
+            continue;
+        }
         unsigned char c = v->s[v->pos];
         if (c == '"') {
             v->pos++;

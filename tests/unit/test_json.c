@@ -501,6 +501,53 @@ static void test_strings(void **state)
     json_doc_release(&d);
 }
 
+/* Strings are scanned eight plain bytes a step: a byte that ends or breaks the
+ * string (quote, backslash, control character, non-ASCII) is found at every
+ * position across those steps, and the string's span is exact. */
+static void test_string_steps(void **state)
+{
+    static const struct {
+        const char *ins;
+        size_t n;
+        int ok;
+        int closes; /* the inserted quote ends the string */
+    } cases[] = {
+        {"\"", 1, 1, 1},           {"\\n", 2, 1, 0},      {"\x01", 1, 0, 0}, {"\x1f", 1, 0, 0},
+        {"\x7f", 1, 1, 0},         {"\xc3\xa9", 2, 1, 0}, {"\xc3", 1, 0, 0}, {"\x80", 1, 0, 0},
+        {"\xed\xa0\x80", 3, 0, 0}, {" ", 1, 1, 0},        {"~", 1, 1, 0},
+    };
+    json_doc d;
+    json_doc_init(&d);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        for (size_t at = 0; at < 40; at++) {
+            char src[64];
+            size_t n = 0;
+            src[n++] = '"';
+            memset(src + n, 'a', at);
+            n += at;
+            memcpy(src + n, cases[k].ins, cases[k].n);
+            n += cases[k].n;
+            memset(src + n, 'b', 17);
+            n += 17;
+            src[n++] = '"';
+            int rc = json_parse(&d, src, n, NULL);
+            if (cases[k].closes) { /* "aaa" then bbb": trailing garbage */
+                assert_int_not_equal(rc, PL_OK);
+                continue;
+            }
+            if (rc != (cases[k].ok ? PL_OK : PL_EINVAL))
+                fail_msg("case %zu at %zu: rc %d", k, at, rc);
+            if (!cases[k].ok) continue;
+            const char *p;
+            size_t len;
+            assert_int_equal(json_raw(&d, 0, &p, &len), PL_OK);
+            assert_ptr_equal(p, src);
+            assert_int_equal(len, n);
+        }
+    }
+    json_doc_release(&d);
+}
+
 /* The token array is kept across parses: a small parse after a large one does
  * not reallocate, so one doc per connection costs no allocation per message. */
 static void test_reuse(void **state)
@@ -554,11 +601,12 @@ static void test_alloc_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_cases),  cmocka_unit_test(test_bad_cases),
-        cmocka_unit_test(test_depth_limit), cmocka_unit_test(test_token_limit),
-        cmocka_unit_test(test_navigation),  cmocka_unit_test(test_bad_indexes),
-        cmocka_unit_test(test_integers),    cmocka_unit_test(test_strings),
-        cmocka_unit_test(test_reuse),       cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_good_cases),   cmocka_unit_test(test_bad_cases),
+        cmocka_unit_test(test_depth_limit),  cmocka_unit_test(test_token_limit),
+        cmocka_unit_test(test_navigation),   cmocka_unit_test(test_bad_indexes),
+        cmocka_unit_test(test_integers),     cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_reuse),        cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_string_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
