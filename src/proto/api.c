@@ -874,6 +874,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
         return;
     }
     api_agg *g = pd->agg; /* broadcast and cursors: one slot per channel */
+    if (!g && (pd->kind == P_API_CURSORS || pd->kind == P_API_BROADCAST)) return; /* never */
     if (g && r->status != PL_OK) {
         slot_error(g, pd->slot, proto_engine_error(r->status));
         return;
