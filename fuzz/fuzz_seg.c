@@ -41,6 +41,25 @@ static void fields_list(const pub_fields *f, const char *s[NFIELDS], size_t n[NF
     memcpy(n, nn, sizeof(nn));
 }
 
+/* The inverse of fields_list. */
+static pub_fields fields_from(const char *s[NFIELDS], const size_t n[NFIELDS])
+{
+    return (pub_fields){.data = s[0],
+                        .data_len = n[0],
+                        .user = s[1],
+                        .user_len = n[1],
+                        .client = s[2],
+                        .client_len = n[2],
+                        .type = s[3],
+                        .type_len = n[3],
+                        .correlation_id = s[4],
+                        .correlation_id_len = n[4],
+                        .headers = s[5],
+                        .headers_len = n[5],
+                        .idem_key = s[6],
+                        .idem_key_len = n[6]};
+}
+
 static void pub_list(const pl_pub *p, const char *s[NFIELDS], size_t n[NFIELDS])
 {
     const char *ss[NFIELDS] = {p->data,           p->user,    p->client,  p->type,
@@ -164,20 +183,7 @@ static pl_pub *make_pub(recipe *r, const pl_pub *prev, int64_t cid, uint64_t off
     if (prev) pub_list(prev, ps, pn);
     for (int k = 0; k < NFIELDS; k++)
         make_field(r, k, ps[k], pn[k], bufs[k], &s[k], &n[k]);
-    pub_fields f = {.data = s[0],
-                    .data_len = n[0],
-                    .user = s[1],
-                    .user_len = n[1],
-                    .client = s[2],
-                    .client_len = n[2],
-                    .type = s[3],
-                    .type_len = n[3],
-                    .correlation_id = s[4],
-                    .correlation_id_len = n[4],
-                    .headers = s[5],
-                    .headers_len = n[5],
-                    .idem_key = s[6],
-                    .idem_key_len = n[6]};
+    pub_fields f = fields_from(s, n);
     pl_pub *p = pub_new(&f, (pub_class)(take(r) % 3));
     CHECK(p);
     p->offset = off;
@@ -220,20 +226,7 @@ static void round_trip(const uint8_t *data, size_t size)
     const char *s0[NFIELDS];
     size_t n0[NFIELDS];
     pub_list(pubs[0], s0, n0);
-    pub_fields first = {.data = s0[0],
-                        .data_len = n0[0],
-                        .user = s0[1],
-                        .user_len = n0[1],
-                        .client = s0[2],
-                        .client_len = n0[2],
-                        .type = s0[3],
-                        .type_len = n0[3],
-                        .correlation_id = s0[4],
-                        .correlation_id_len = n0[4],
-                        .headers = s0[5],
-                        .headers_len = n0[5],
-                        .idem_key = s0[6],
-                        .idem_key_len = n0[6]};
+    pub_fields first = fields_from(s0, n0);
     seg_iter it;
     seg_iter_init(&it, blob.data, blob.len, cid, first_off, ts, &first);
     pub_fields f;

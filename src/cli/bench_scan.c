@@ -17,6 +17,7 @@
 #include <jsmn.h>
 
 #include "util/mem.h"
+#include "util/swar.h"
 
 #define MAX_TOKENS (1u << 20)
 /* jsmn finds the bracket a ']' closes by walking back over tokens, which
@@ -331,22 +332,14 @@ static const uint8_t str_stop[256] = {
     [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, ['"'] = 1,  ['\\'] = 1,
 };
 
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
-/* Index of the first str_stop byte among the 8 at p, or 8 (SWAR: a byte
- * that is zero after the XOR, or below 0x20; the lowest flagged byte is
- * exact, borrows only flag bytes above it). Finding the end of a string
- * 8 bytes at a time, without a branch per byte, is what keeps the client
- * ahead of the server. */
+/* Index of the first str_stop byte among the 8 at p, or 8. Finding the end
+ * of a string 8 bytes at a time, without a branch per byte, is what keeps
+ * the client ahead of the server. */
 static unsigned first_stop(const char *p)
 {
     uint64_t w;
     memcpy(&w, p, sizeof(w));
-    w = le64toh(w);
-    uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
-    uint64_t m = ((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - ONES * 0x20) & ~w);
-    m &= HIGHS;
+    uint64_t m = swar_json_stops(le64toh(w)); /* little-endian: byte 0 lowest */
     return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
 }
 

@@ -451,8 +451,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_abort(c);
             break;
         }
-        /* An idle open session holds ~9 KiB of parser buffers: drop it
-         * between frames and make a new one on the next read. */
+        /* An idle session may hold wslay's 9 KiB context: drop it between
+         * frames and make a new one (small until it needs wslay) on the
+         * next read. */
         if (c->state == CS_WS && ws_session_state(c->ws) == WS_OPEN && ws_session_idle(c->ws)) {
             ws_session_free(c->ws);
             c->ws = NULL;
@@ -861,7 +862,10 @@ int conn_enqueue_pub(conn *c, pl_pub *p)
 /* A burst of replies to one WebSocket connection shares a buffer: each is
  * appended to the last queued item while that is a reply buffer with room,
  * joined by '\n' as flush() joins consecutive items. One allocation and one
- * iovec per burst instead of one each; the client reads the same bytes. */
+ * iovec per burst instead of one each; the client reads the same bytes. A
+ * lone message (the usual push to many connections) is sized exactly: the
+ * chunk is taken only behind another queued JSON item, so a queue never
+ * holds much more memory than the bytes it counts. */
 #define REPLY_CHUNK 4000
 
 int conn_send_json(conn *c, const char *json, size_t len)
@@ -879,7 +883,9 @@ int conn_send_json(conn *c, const char *json, size_t len)
         c->reply_room -= (uint32_t)(len + 1);
         return 0;
     }
-    size_t cap = c->transport == T_WS && len < REPLY_CHUNK ? REPLY_CHUNK : len;
+    int burst = c->transport == T_WS && c->qlen &&
+                c->q[(c->qhead + c->qlen - 1) % c->qcap].kind == OUT_JSON;
+    size_t cap = burst && len < REPLY_CHUNK ? REPLY_CHUNK : len;
     rbuf *r = rbuf_new(cap);
     if (!r) return -1;
     memcpy(r->data, json, len);

@@ -219,7 +219,7 @@ size_t ws_close_payload(uint8_t out[WS_CONTROL_PAYLOAD_MAX], uint16_t code, cons
 #define WS_FAST_MAX 8192
 
 struct ws_session {
-    wslay_event_context_ptr ctx; /* made when a frame needs wslay (need_ctx), freed when idle */
+    wslay_event_context_ptr ctx; /* made when a frame needs wslay (need_ctx) */
     const ws_callbacks *cb;
     void *ud;
     const uint8_t *in; /* unread part of the bytes given to feed; borrowed */
@@ -392,17 +392,6 @@ static int need_ctx(ws_session *s)
     return 0;
 }
 
-/* Drops wslay's context between frames: it holds nothing of the stream then, and a fresh one
- * reads the next frame the same way (see ws_session_idle). */
-static void drop_idle_ctx(ws_session *s)
-{
-    if (!s->ctx || !ws_session_idle(s) || !wslay_event_get_read_enabled(s->ctx) ||
-        wslay_event_want_write(s->ctx))
-        return;
-    wslay_event_context_free(s->ctx);
-    s->ctx = NULL;
-}
-
 void ws_session_free(ws_session *s)
 {
     if (!s) return;
@@ -546,11 +535,7 @@ int ws_session_feed(ws_session *s, const uint8_t *data, size_t len)
         len -= n;
     }
     s->in_feed = 0;
-    if (rv == 0) {
-        rv = flush_and_settle(s);
-        if (rv == PL_OK) drop_idle_ctx(s);
-        return rv;
-    }
+    if (rv == 0) return flush_and_settle(s);
     /* Frame-level errors (bad length encoding, oversized or fragmented control frame) come back
      * as a callback failure; anything else is wslay's allocation failing. */
     code = rv == WSLAY_ERR_CALLBACK_FAILURE ? WS_CLOSE_PROTOCOL : WS_CLOSE_INTERNAL;

@@ -122,10 +122,9 @@ enum ws_state {
 /* Returns a new server session, or NULL on allocation failure. cb is borrowed and must outlive
  * the session (one static table serves every connection); ud is passed back untouched.
  * max_message bounds a reassembled message in bytes; it is raised to at least 125 so control
- * frames always fit. The session itself is small; while a frame is only partly read it also
- * holds wslay's context (about 9 KiB of buffers), freed as soon as the stream is idle again.
- * The session of an idle connection may be freed too (see ws_session_idle). Free with
- * ws_session_free. */
+ * frames always fit. The session itself is small; once a frame needs wslay (anything but whole
+ * plain text frames) it also holds wslay's context, about 9 KiB of buffers, so free the session
+ * of an idle connection (see ws_session_idle). Free with ws_session_free. */
 ws_session *ws_session_new(const ws_callbacks *cb, void *ud, size_t max_message);
 
 /* Frees the session and everything it holds. NULL is ignored. No callback is made. */

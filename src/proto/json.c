@@ -9,6 +9,7 @@
 #include "util/mem.h"
 #include "util/utf8.h"
 #include "util/status.h"
+#include "util/swar.h"
 
 struct json_tok {
     int type;   /* enum json_kind */
@@ -155,13 +156,9 @@ static int scan_escape(struct val *v)
  * '"' and not '\\' (then the scan steps over them at once). */
 static int plain8(const char *p)
 {
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     uint64_t w;
     memcpy(&w, p, 8);
-    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-    /* A byte below 0x20, a zero byte of q or b, or a high bit sets a high bit here. */
-    uint64_t bad = (w - ones * 0x20) | (q - ones) | (b - ones);
-    return ((bad & ~w) | w) & highs ? 0 : 1;
+    return !(swar_json_stops(w) | (w & SWAR_HIGHS));
 }
 
 static int scan_string(struct val *v)

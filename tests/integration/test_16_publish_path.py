@@ -4,6 +4,7 @@
 # it first (a live push on any worker, history, recovery, trace) sees the
 # same message.
 import json
+import time
 
 import pytest
 
@@ -124,3 +125,47 @@ def test_unread_pub_reads_the_same_everywhere(psrv):
     assert all(set(p) == shape for p in hist), (shape, [set(p) for p in hist])
     traced = api(psrv, "trace", {"id": ids[2]})
     assert traced["pub"] == hist[2]
+
+
+def _tight_queue(cfg):
+    cfg["limits"]["outbound_queue_bytes"] = 65536
+
+
+def test_client_that_never_reads_its_answers_is_cut(server_factory):
+    """Commands keep coming but the answers are never read: the answers that
+    share buffers count against the outbound queue like any other bytes,
+    the connection is cut as a slow consumer, and everyone else carries on."""
+    srv = server_factory(_tight_queue, name="noread")
+    before = srv.metric("parley_slow_consumer_disconnects_total") or 0
+    ws = RawWS(srv, rcvbuf=4096)
+    assert "result" in ws.rpc("connect", {"token": make_token("sloth")})
+    ch = "chat:" + uniq()
+    sent = 0
+    try:  # as fast as we can, so the kernel's buffers cannot grow to take it all
+        for _ in range(600):
+            batch = "\n".join(json.dumps({"id": 10 + sent + i, "method": "history",
+                                          "params": {"channel": ch}}) for i in range(100))
+            ws.send(ws_frame(OP_TEXT, batch))
+            sent += 100
+    except OSError:
+        pass  # the server closed the connection under us
+    for _ in range(100):  # the server may still be working through the commands
+        if (srv.metric("parley_slow_consumer_disconnects_total") or 0) > before:
+            break
+        time.sleep(0.05)
+    assert (srv.metric("parley_slow_consumer_disconnects_total") or 0) == before + 1, sent
+    code, msgs, how = ws.read_to_close()
+    ids = [m["id"] for m in msgs if "id" in m]
+    assert ids == sorted(ids) and len(ids) < sent  # whole answers, in order, then the cut
+    assert code in (4001, None), (code, how)
+    ws.close()
+
+    async def body():
+        other = await connect(srv, "alice")
+        ack = await other.publish(ch, {"still": "here"})
+        assert ack["offset"] == 1
+        assert len((await other.history(ch))["pubs"]) == 1
+        await other.close()
+
+    run(body())
+    assert srv.alive()
