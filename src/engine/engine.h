@@ -140,7 +140,8 @@ struct engine_req {
 
     int status; /* PL_OK, PL_EIO (storage unavailable: nothing stored), PL_ENOMEM */
 
-    /* Engine-private: links the submit queue so engine_submit never allocates. */
+    /* Engine-private: links a chain and the submit queue, so submitting never
+     * allocates. */
     struct engine_req *_next;
 };
 
@@ -175,7 +176,8 @@ typedef struct engine_stats {
 typedef struct engine_ops {
     const char *name;
     int (*start)(engine *e);
-    void (*submit)(engine *e, engine_req *req);
+    /* Queues first.._next..last, in that order, in one step. */
+    void (*submit)(engine *e, engine_req *first, engine_req *last);
     /* Finishes every submitted request (they reach the sink), then stops the thread. */
     void (*stop)(engine *e);
     void (*free)(engine *e);
@@ -195,7 +197,33 @@ static inline int engine_start(engine *e)
 }
 static inline void engine_submit(engine *e, engine_req *r)
 {
-    e->ops->submit(e, r);
+    r->_next = NULL;
+    e->ops->submit(e, r, r);
+}
+
+/* Requests gathered on one thread and submitted together: one lock and at
+ * most one wakeup of the engine thread for all of them, and they share a
+ * commit. Order within the chain is submission order. */
+typedef struct engine_chain {
+    engine_req *head, *tail;
+} engine_chain;
+
+static inline void engine_chain_add(engine_chain *ch, engine_req *r)
+{
+    r->_next = NULL;
+    if (ch->tail)
+        ch->tail->_next = r;
+    else
+        ch->head = r;
+    ch->tail = r;
+}
+
+/* Submits the chain's requests (the engine owns them now) and empties it. */
+static inline void engine_submit_chain(engine *e, engine_chain *ch)
+{
+    if (!ch->head) return;
+    e->ops->submit(e, ch->head, ch->tail);
+    ch->head = ch->tail = NULL;
 }
 static inline void engine_stop(engine *e)
 {

@@ -278,6 +278,7 @@ typedef struct sq_engine {
     pthread_cond_t cv;
     engine_req *q_head, *q_tail;
     int stopping;
+    int idle; /* the thread waits on cv (guarded by mu) */
     int running;
     pthread_t thread;
 
@@ -1947,7 +1948,9 @@ static void *engine_main(void *arg)
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_sec += 1;
+            e->idle = 1;
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            e->idle = 0;
         }
         while (e->q_head && n < BATCH_MAX) {
             engine_req *r = e->q_head;
@@ -1981,17 +1984,18 @@ static int sq_start(engine *base)
     return PL_OK;
 }
 
-static void sq_submit(engine *base, engine_req *r)
+static void sq_submit(engine *base, engine_req *first, engine_req *last)
 {
     sq_engine *e = (sq_engine *)base;
-    r->_next = NULL;
+    last->_next = NULL;
     pthread_mutex_lock(&e->mu);
     if (e->q_tail)
-        e->q_tail->_next = r;
+        e->q_tail->_next = first;
     else
-        e->q_head = r;
-    e->q_tail = r;
-    pthread_cond_signal(&e->cv);
+        e->q_head = first;
+    e->q_tail = last;
+    /* A busy engine takes the queue after its batch: no futex call. */
+    if (e->idle) pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
 

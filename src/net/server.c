@@ -303,9 +303,18 @@ static void worker_flush(worker *w)
         w->flush_at_us = now + took + (took < FLUSH_PACE_MAX_US ? took : FLUSH_PACE_MAX_US);
 }
 
+void worker_submit(worker *w, engine_req *r)
+{
+    engine_chain_add(&w->outbox, r);
+}
+
 static void on_flush(uv_check_t *h)
 {
-    worker_flush(h->data);
+    worker *w = h->data;
+    /* Before the writes: a storage thread on another core commits while
+     * this one writes. */
+    engine_submit_chain(w->srv->eng, &w->outbox);
+    worker_flush(w);
 }
 
 static void on_pacer(uv_timer_t *t)
@@ -318,8 +327,9 @@ static void on_tick(uv_timer_t *t)
     worker *w = t->data;
     worker_clock(w);
     worker_tick_conns(w);
-    /* Pings and closes queued by the tick go out now, not after the next
-     * poll (which may sleep until the next tick). */
+    /* Requests, pings and closes queued by the tick go out now, not after
+     * the next poll (which may sleep until the next tick). */
+    engine_submit_chain(w->srv->eng, &w->outbox);
     conn_flush_dirty(w);
     if (atomic_load(&w->shutting_down) == 2 && !w->all) {
         close_handle((uv_handle_t *)&w->wakeup);
@@ -392,6 +402,8 @@ static void worker_main(void *arg)
 {
     worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* The engine answers everything submitted before it stops. */
+    engine_submit_chain(w->srv->eng, &w->outbox);
 }
 
 static void walk_close(uv_handle_t *h, void *arg)

@@ -172,6 +172,7 @@ struct worker {
     metrics_shard metrics;
     pthread_mutex_t tenant_metrics_lock; /* guards the map, not the counters */
     map tenant_metrics;                  /* tenant id -> tenant_counters* */
+    engine_chain outbox;                 /* storage requests of this iteration (worker_submit) */
     int64_t now_ms;                      /* wall clock, cached per event (worker_clock) */
     int64_t now_us;                      /* monotonic, cached with now_ms */
 };
@@ -208,6 +209,10 @@ tenant_counters *worker_tenant_counters(worker *w, const char *tenant);
 /* Reads the clocks into now_ms and now_us: once per event, not per command. */
 void worker_clock(worker *w);
 void worker_post(worker *w, const inbox_msg *msgs, size_t n);
+/* Hands r to the engine at the end of the loop iteration, with every other
+ * request of the iteration (one queue lock, one wakeup, one commit). Requests
+ * keep the order of the calls; the engine owns r from here. */
+void worker_submit(worker *w, engine_req *r);
 /* Posts a pub (one new reference per worker) to every worker's inbox. */
 void server_broadcast_pub(server *srv, pl_pub *pub);
 /* The tenant with this id (any id in single-tenant mode: "default"); the

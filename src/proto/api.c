@@ -314,7 +314,7 @@ static int a_history(api_ctx *a)
     r->owner = a->w;
     r->ctx = pd;
     *pd = (pending){.conn_id = a->c->id, .kind = P_API_HISTORY};
-    engine_submit(a->srv->eng, r);
+    worker_submit(a->w, r);
     return 1;
 }
 
@@ -352,7 +352,7 @@ static int a_cursors(api_ctx *a)
         r->owner = a->w;
         r->ctx = pd;
         *pd = (pending){.conn_id = a->c->id, .kind = P_API_CURSORS, .agg = g, .slot = i};
-        engine_submit(a->srv->eng, r);
+        worker_submit(a->w, r);
     }
     agg_slot(g, UINT32_MAX, NULL);
     return 1;
@@ -786,7 +786,7 @@ static int submit_admin(api_ctx *a, engine_req *r)
     *pd = (pending){.conn_id = a->c->id, .kind = P_API_ADMIN};
     r->owner = a->w;
     r->ctx = pd;
-    engine_submit(a->srv->eng, r);
+    worker_submit(a->w, r);
     return 1;
 }
 

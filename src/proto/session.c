@@ -658,7 +658,7 @@ static void request_pending(conn *c, sub *sb)
     *p = (pending){.conn_id = c->id, .gen = sb->gen, .kind = P_PENDING};
     r->owner = c->w;
     r->ctx = p;
-    engine_submit(c->w->srv->eng, r);
+    worker_submit(c->w, r);
 }
 
 /* Writes the user's unacknowledged guaranteed pubs that the subscribe
@@ -739,7 +739,7 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
         r->mode = ENGINE_READ_HISTORY;
         r->limit = 0;
     }
-    engine_submit(w->srv->eng, r);
+    worker_submit(w, r);
     return 0;
 oom:
     if (sb) {
@@ -770,7 +770,7 @@ static void request_page(conn *c, sub *sb)
     p->conn_id = c->id;
     p->gen = sb->gen;
     sb->read_inflight = 1;
-    engine_submit(c->w->srv->eng, r);
+    worker_submit(c->w, r);
     return;
 fail:
     engine_req_free(r);
@@ -1474,7 +1474,7 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     r->owner = w;
     r->ctx = copy;
     metrics_add(&w->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
-    engine_submit(w->srv->eng, r);
+    worker_submit(w, r);
     return 0;
 }
 
@@ -1589,7 +1589,7 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
                     .has_id = (uint8_t)cmd->has_id,
                     .kind = P_HISTORY,
                     .method = (uint8_t)mi};
-    engine_submit(c->w->srv->eng, r);
+    worker_submit(c->w, r);
 }
 
 static void m_refresh(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
@@ -1647,7 +1647,7 @@ static void submit_user_op(conn *c, const proto_cmd *cmd, unsigned mi, enum engi
                     .has_id = (uint8_t)cmd->has_id,
                     .kind = (uint8_t)kind,
                     .method = (uint8_t)mi};
-    engine_submit(c->w->srv->eng, r);
+    worker_submit(c->w, r);
 }
 
 static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)

@@ -60,6 +60,39 @@ def test_reply_burst_in_order_and_together(psrv):
     ws.close()
 
 
+def test_history_after_publish_in_one_write_sees_it(psrv):
+    """Commands of one read reach storage together; a history sent after a
+    publish, even in the same write, already holds it (read your writes)."""
+    ch = "chat:" + uniq()
+    ws = _raw_connect(psrv)
+    first = ws.next_id
+    n = 40
+    ws.next_id += 2 * n
+    cmds = []
+    for i in range(n):
+        cmds.append({"id": first + 2 * i, "method": "publish",
+                     "params": {"channel": ch, "data": {"i": i}}})
+        cmds.append({"id": first + 2 * i + 1, "method": "history",
+                     "params": {"channel": ch, "limit": 1000}})
+    ws.send(b"".join(ws_frame(OP_TEXT, json.dumps(c)) for c in cmds))
+    replies = {}
+    while len(replies) < 2 * n:
+        for m in ws.recv_messages():
+            if m.get("id", 0) >= first:
+                assert m["id"] not in replies, m
+                replies[m["id"]] = m
+    for i in range(n):
+        pub = replies[first + 2 * i]["result"]
+        assert pub["offset"] == i + 1
+        hist = replies[first + 2 * i + 1]["result"]
+        data = [p["data"]["i"] for p in hist["pubs"]]
+        # Every publish sent before the history is in it, in order; later
+        # ones may be too (they can share the commit), but never a gap.
+        assert data == list(range(len(data))) and len(data) >= i + 1, (i, data)
+        assert hist["offset"] >= i + 1
+    ws.close()
+
+
 def test_replies_and_pushes_interleave_on_one_connection(psrv):
     """The publisher subscribes to its own channel: pushes and answers share
     the connection's queue; each arrives once and pushes stay in order."""

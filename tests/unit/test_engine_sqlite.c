@@ -813,6 +813,55 @@ static void test_duplicate_in_one_batch(void **state)
     assert_int_equal(count_rows(f, "SELECT sum(n) FROM pubs"), 2);
 }
 
+/* A chain submitted to a running, idle engine is one batch: one commit and
+ * one sink call, in chain order. That is what lets a worker's reads of one
+ * loop iteration share a commit. */
+static void test_chain_is_one_batch(void **state)
+{
+    fx *f = *state;
+    publish_ok(f, "t1", "a", "0", NULL, 0, 0); /* the thread is running and now idle */
+    engine_stats before;
+    engine_get_stats(f->e, &before);
+    size_t calls = f->c.calls;
+
+    engine_chain ch = {0};
+    engine_submit_chain(f->e, &ch); /* empty: nothing happens */
+    enum { N = 300 };
+    const char *chans[] = {"a", "b", "c"};
+    for (int i = 0; i < N; i++) {
+        char data[16];
+        snprintf(data, sizeof(data), "%d", i);
+        engine_chain_add(&ch, pub_req("t1", chans[i % 3], data, NULL, 0, 0));
+        if (i == N / 2)
+            engine_chain_add(&ch, read_req("t1", "a", ENGINE_READ_HISTORY, 0, 0, NULL, 1000, 0));
+    }
+    engine_submit_chain(f->e, &ch);
+    assert_null(ch.head);
+    assert_null(ch.tail);
+    engine_req **r = take(f, N + 1);
+
+    engine_stats after;
+    engine_get_stats(f->e, &after);
+    assert_int_equal(after.commits - before.commits, 1);
+    assert_int_equal(after.committed_pubs - before.committed_pubs, N);
+    assert_int_equal(f->c.calls - calls, 1);
+    uint64_t next[3] = {2, 1, 1}; /* channel a already holds offset 1 */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i]->op, ENGINE_PUBLISH);
+        assert_int_equal(r[i]->status, PL_OK);
+        char want[16];
+        snprintf(want, sizeof(want), "%d", i);
+        assert_int_equal(r[i]->pub->data_len, strlen(want));
+        assert_memory_equal(r[i]->pub->data, want, strlen(want));
+        assert_int_equal(r[i]->pub->offset, next[i % 3]++);
+    }
+    /* The read comes after every publish of its batch and sees them all. */
+    assert_int_equal(r[N]->op, ENGINE_READ);
+    assert_range(r[N], 1, N / 3 + 1);
+    for (int i = 0; i <= N; i++)
+        engine_req_free(r[i]);
+}
+
 static void test_duplicate_original_sources(void **state)
 {
     fx *f = *state;
@@ -1655,6 +1704,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_offsets_contiguous, setup_open, teardown),
         cmocka_unit_test(test_frame_made_once),
+        cmocka_unit_test_setup_teardown(test_chain_is_one_batch, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_and_channels_separate, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_everything, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_pub_ids_locate_rows, setup_open, teardown),
