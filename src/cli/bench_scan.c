@@ -337,10 +337,7 @@ static const uint8_t str_stop[256] = {
  * the client ahead of the server. */
 static unsigned first_stop(const char *p)
 {
-    uint64_t w;
-    memcpy(&w, p, sizeof(w));
-    uint64_t m = swar_json_stops(le64toh(w)); /* little-endian: byte 0 lowest */
-    return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
+    return swar_first(swar_json_stops(swar_load(p)));
 }
 
 /* A string at c->p; sets the raw span between the quotes. Escapes are

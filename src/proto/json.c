@@ -154,20 +154,24 @@ static int scan_escape(struct val *v)
 
 /* Whether the 8 bytes at p are all plain string bytes: ASCII from 0x20, not
  * '"' and not '\\' (then the scan steps over them at once). */
-static int plain8(const char *p)
+/* How many bytes at p, up to 8, are plain: no quote, backslash, control
+ * or non-ASCII byte. */
+static unsigned plain_run(const unsigned char *p)
 {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return !(swar_json_stops(w) | (w & SWAR_HIGHS));
+    uint64_t w = swar_load(p);
+    return swar_first(swar_json_stops(w) | (w & SWAR_HIGHS));
 }
 
 static int scan_string(struct val *v)
 {
     size_t start = v->pos++;
     while (v->pos < v->len) {
-        if (v->len - v->pos >= 8 && plain8((const char *)v->s + v->pos)) {
-            v->pos += 8;
-            continue;
+        if (v->len - v->pos >= 8) {
+            /* Whole plain words, then straight to the byte that stops the
+             * run: a short key costs one word, not a check per byte. */
+            unsigned k = plain_run(v->s + v->pos);
+            v->pos += k;
+            if (k == 8) continue;
         }
         unsigned char c = v->s[v->pos];
         if (c == '"') {
@@ -544,8 +548,13 @@ int json_obj_get(const json_doc *d, int obj, const char *key)
     if (json_kind(d, obj) != JSON_KIND_OBJECT) return -1;
     size_t n = strlen(key);
     int found = -1;
-    for (int k = json_child(d, obj); k >= 0; k = json_next(d, k))
+    for (int k = json_child(d, obj); k >= 0; k = json_next(d, k)) {
+        /* A key without escapes matches only at the same length; that
+         * rules out nearly every key of an object without a compare. */
+        const struct json_tok *t = &d->_tok[k];
+        if (!t->esc && (size_t)(t->end - t->start - 2) != n) continue;
         if (json_str_eqn(d, k, key, n)) found = k + 1;
+    }
     return found;
 }
 

@@ -364,28 +364,19 @@ int proto_channel_valid(const char *s, size_t n)
 {
     if (n == 0 || n > MAX_CHANNEL) return 107;
     int colon = 0, hash = 0;
-    size_t seg = 0;
+    size_t start = 0; /* where the current segment began */
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch == ':' && !colon && !hash && i > 0) {
+        if (chan_char(ch)) continue; /* nearly every byte of a name */
+        if (ch == ':' && !colon && !hash && i > 0)
             colon = 1;
-            seg = 0;
-            continue;
-        }
-        if (ch == '#' && !hash) {
+        else if (ch == '#' && !hash)
             hash = 1;
-            seg = 0;
-            continue;
-        }
-        if (ch == ',' && hash) {
-            if (seg == 0) return 107;
-            seg = 0;
-            continue;
-        }
-        if (!chan_char(ch)) return 107;
-        seg++;
+        else if (!(ch == ',' && hash && i > start))
+            return 107;
+        start = i + 1;
     }
-    return seg == 0 ? 107 : 0;
+    return start == n ? 107 : 0;
 }
 
 /* 1 if the channel has no user list or the user is on it. */

@@ -4,7 +4,9 @@
 #ifndef PL_SWAR_H
 #define PL_SWAR_H
 
+#include <endian.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SWAR_ONES 0x0101010101010101ULL
 #define SWAR_HIGHS 0x8080808080808080ULL
@@ -17,6 +19,22 @@ static inline uint64_t swar_json_stops(uint64_t w)
 {
     uint64_t q = w ^ (SWAR_ONES * '"'), b = w ^ (SWAR_ONES * '\\');
     return ((q - SWAR_ONES) | (b - SWAR_ONES) | (w - SWAR_ONES * 0x20)) & ~w & SWAR_HIGHS;
+}
+
+/* The 8 bytes at p as a word whose lowest byte is p[0] (any host order), so
+ * swar_first names bytes by their position. */
+static inline uint64_t swar_load(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    return le64toh(w);
+}
+
+/* The position (0..7) of the lowest flagged byte of a mask from swar_load's
+ * word, or 8 if none is flagged. */
+static inline unsigned swar_first(uint64_t m)
+{
+    return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
 }
 
 #endif

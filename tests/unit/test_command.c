@@ -451,6 +451,14 @@ static void test_channel_names(void **state)
     assert_int_equal(proto_channel_valid(S("dm#alice,,bob")), 107);
     assert_int_equal(proto_channel_valid(S("dm#")), 107);
     assert_int_equal(proto_channel_valid(S("")), 107);
+    assert_int_equal(proto_channel_valid(S("dm#a#b")), 107); /* one user list */
+    assert_int_equal(proto_channel_valid(S("dm#a:b")), 107); /* namespace before it */
+    assert_int_equal(proto_channel_valid(S("a,b")), 107);    /* ',' only in a list */
+    assert_int_equal(proto_channel_valid(S("dm#,a")), 107);  /* no empty user */
+    assert_int_equal(proto_channel_valid(S("dm#a,")), 107);
+    assert_int_equal(proto_channel_valid(S("ns:")), 107); /* no empty name */
+    assert_int_equal(proto_channel_valid(S("#a")), 0);    /* a list alone is a name */
+    assert_int_equal(proto_channel_valid(S("ns:#a,b")), 0);
 }
 
 int main(void)

@@ -284,6 +284,36 @@ static void test_token_limit(void **state)
     json_doc_release(&d);
 }
 
+/* Key lookup by length first: keys of other lengths, prefixes and
+ * extensions never match; an escaped key of any raw length still does, and
+ * the last duplicate wins whichever of them is escaped. */
+static void test_obj_get_keys(void **state)
+{
+    (void)state;
+    static const char src[] = "{\"channel\":1,\"chann\":2,\"channelx\":3,\"ch\\u0061nnel\":4,"
+                              "\"data\":5,\"dat\\u0061\":6,\"data\":7,\"\\u0061\":8,\"b\":9}";
+    json_doc d;
+    json_doc_init(&d);
+    assert_int_equal(json_parse(&d, S(src), NULL), PL_OK);
+    int o = json_root(&d, 0);
+    struct {
+        const char *key;
+        uint64_t want; /* 0 = absent */
+    } cases[] = {{"channel", 4}, {"chann", 2}, {"channelx", 3},  {"data", 7}, {"a", 8},
+                 {"b", 9},       {"chan", 0},  {"channelxy", 0}, {"dat", 0},  {"", 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int v = json_obj_get(&d, o, cases[i].key);
+        if (!cases[i].want) {
+            assert_int_equal(v, -1);
+            continue;
+        }
+        uint64_t u = 0;
+        assert_int_equal(json_u64(&d, v, &u), PL_OK);
+        assert_int_equal(u, cases[i].want);
+    }
+    json_doc_release(&d);
+}
+
 static void test_navigation(void **state)
 {
     static const char src[] = "{\"a\":1,\"b\":[true,false,null],\"c\":\"x\\ny\",\"a\":2,"
@@ -601,12 +631,12 @@ static void test_alloc_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_cases),   cmocka_unit_test(test_bad_cases),
-        cmocka_unit_test(test_depth_limit),  cmocka_unit_test(test_token_limit),
-        cmocka_unit_test(test_navigation),   cmocka_unit_test(test_bad_indexes),
-        cmocka_unit_test(test_integers),     cmocka_unit_test(test_strings),
-        cmocka_unit_test(test_reuse),        cmocka_unit_test(test_alloc_failure),
-        cmocka_unit_test(test_string_steps),
+        cmocka_unit_test(test_good_cases),    cmocka_unit_test(test_bad_cases),
+        cmocka_unit_test(test_depth_limit),   cmocka_unit_test(test_token_limit),
+        cmocka_unit_test(test_navigation),    cmocka_unit_test(test_obj_get_keys),
+        cmocka_unit_test(test_bad_indexes),   cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_strings),       cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_string_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
