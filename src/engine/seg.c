@@ -75,53 +75,68 @@ int seg_pub_id(char out[PUB_ID_LEN + 1], int64_t ts, int64_t cid, uint64_t off)
     return 1;
 }
 
-static void put_leb(sbuf *out, uint64_t v)
+/* Writes v as LEB128 at w (at most SEG_LEB_MAX bytes for a field code);
+ * returns the byte after it. */
+static unsigned char *put_leb(unsigned char *w, uint64_t v)
 {
-    unsigned char b[10];
-    size_t n = 0;
     do {
-        b[n] = (unsigned char)(v & 0x7f);
+        unsigned char b = (unsigned char)(v & 0x7f);
         v >>= 7;
-        if (v) b[n] |= 0x80;
-        n++;
+        *w++ = v ? b | 0x80 : b;
     } while (v);
-    sbuf_append(out, b, n);
+    return w;
 }
 
-static void put_field(sbuf *out, const char *s, size_t n, const char *prev, size_t prev_n)
+/* 1 if field i of prev holds the n bytes at s. prev's C strings are not
+ * measured: equal means the same bytes and the terminator right after. */
+static int same_field(const field_view *prev, int i, const char *s, size_t n)
 {
-    if (!s) {
-        put_leb(out, SEG_ABSENT);
-    } else if (prev && prev_n == n && memcmp(prev, s, n) == 0) {
-        put_leb(out, SEG_SAME);
-    } else {
-        put_leb(out, (uint64_t)n + SEG_VALUE);
-        sbuf_append(out, s, n);
-    }
+    const char *q = prev->s[i];
+    if (!q) return 0;
+    if (i == 0) return prev->n[0] == n && memcmp(q, s, n) == 0;
+    return strncmp(q, s, n) == 0 && q[n] == '\0';
 }
 
 void seg_put(sbuf *out, const pl_pub *p, const pl_pub *prev, int64_t cid)
 {
-    field_view cur, was;
+    field_view cur;
     view_of_pub(&cur, p);
-    view_of_pub(&was, prev);
+    /* Only data's length is needed from prev (its strings end in NUL). */
+    field_view was = {.s = {prev->data, prev->user, prev->client, prev->type, prev->correlation_id,
+                            prev->headers, prev->idem_key},
+                      .n = {prev->data ? prev->data_len : 0}};
     /* seg_next would refuse such a record and with it the whole row; failing
      * the write (the caller checks oom once) beats storing what can't be read. */
+    size_t need = 1 + PUB_ID_LEN;
     for (int i = 0; i < SEG_NFIELDS; i++) {
         if (cur.n[i] > SEG_FIELD_MAX) {
             out->oom = 1;
             return;
         }
+        need += SEG_LEB_MAX + cur.n[i];
     }
+    unsigned char *w = (unsigned char *)sbuf_space(out, need), *start = w;
+    if (!w) return;
     char derived[PUB_ID_LEN + 1];
     int explicit_id =
         !seg_pub_id(derived, p->ts_ms, cid, p->offset) || memcmp(derived, p->id, PUB_ID_LEN) != 0;
-    unsigned char flags =
-        (unsigned char)(((unsigned)p->cls & SEG_CLS_MASK) | (explicit_id ? SEG_HAS_ID : 0));
-    sbuf_append(out, &flags, 1);
-    if (explicit_id) sbuf_append(out, p->id, PUB_ID_LEN);
-    for (int i = 0; i < SEG_NFIELDS; i++)
-        put_field(out, cur.s[i], cur.n[i], was.s[i], was.n[i]);
+    *w++ = (unsigned char)(((unsigned)p->cls & SEG_CLS_MASK) | (explicit_id ? SEG_HAS_ID : 0));
+    if (explicit_id) {
+        memcpy(w, p->id, PUB_ID_LEN);
+        w += PUB_ID_LEN;
+    }
+    for (int i = 0; i < SEG_NFIELDS; i++) {
+        if (!cur.s[i]) {
+            *w++ = SEG_ABSENT;
+        } else if (same_field(&was, i, cur.s[i], cur.n[i])) {
+            *w++ = SEG_SAME;
+        } else {
+            w = put_leb(w, (uint64_t)cur.n[i] + SEG_VALUE);
+            memcpy(w, cur.s[i], cur.n[i]);
+            w += cur.n[i];
+        }
+    }
+    sbuf_wrote(out, (size_t)(w - start));
 }
 
 void seg_iter_init(seg_iter *it, const void *blob, size_t len, int64_t cid, uint64_t first_off,

@@ -545,15 +545,23 @@ int json_obj_val(const json_doc *d, int key)
 
 int json_obj_get(const json_doc *d, int obj, const char *key)
 {
-    if (json_kind(d, obj) != JSON_KIND_OBJECT) return -1;
+    /* Called about ten times per command: the members are walked over the
+     * token array directly, and a key without escapes is compared in place. */
+    if (json_kind(d, obj) != JSON_KIND_OBJECT || !d->_tok[obj].size) return -1;
+    const struct json_tok *toks = d->_tok;
     size_t n = strlen(key);
     int found = -1;
-    for (int k = json_child(d, obj); k >= 0; k = json_next(d, k)) {
-        /* A key without escapes matches only at the same length; that
-         * rules out nearly every key of an object without a compare. */
-        const struct json_tok *t = &d->_tok[k];
-        if (!t->esc && (size_t)(t->end - t->start - 2) != n) continue;
-        if (json_str_eqn(d, k, key, n)) found = k + 1;
+    for (int k = obj + 1;;) {
+        const struct json_tok *t = &toks[k];
+        if (t->esc) {
+            if (json_str_eqn(d, k, key, n)) found = k + 1;
+        } else if ((size_t)(t->end - t->start - 2) == n &&
+                   memcmp(d->_src + t->start + 1, key, n) == 0) {
+            found = k + 1;
+        }
+        /* The next member, as json_next finds it. */
+        if (t->next >= d->_ntok || toks[t->next].parent != t->parent) break;
+        k = t->next;
     }
     return found;
 }

@@ -55,22 +55,23 @@ void sbuf_reserve(sbuf *b, size_t extra)
     b->cap = b->len + extra + 1;
 }
 
-void sbuf_append(sbuf *b, const void *data, size_t len)
+char *sbuf_space(sbuf *b, size_t extra)
+{
+    return grow(b, extra) ? NULL : b->data + b->len;
+}
+
+void sbuf_wrote(sbuf *b, size_t n)
+{
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void sbuf_append_grow(sbuf *b, const void *data, size_t len)
 {
     if (grow(b, len)) return;
     if (len) memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
-}
-
-void sbuf_puts(sbuf *b, const char *s)
-{
-    sbuf_append(b, s, strlen(s));
-}
-
-void sbuf_putc(sbuf *b, char c)
-{
-    sbuf_append(b, &c, 1);
 }
 
 void sbuf_printf(sbuf *b, const char *fmt, ...)
