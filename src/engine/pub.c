@@ -32,7 +32,8 @@ pl_pub *pub_new(const pub_fields *f, pub_class cls)
     p->cls = cls;
     p->ts_ms = f->now_ms ? f->now_ms : clock_wall_ms();
     p->created_us = f->now_us ? f->now_us : clock_mono_us();
-    clock_ulid_at(p->id, p->ts_ms);
+    /* Stored pubs get their id from the engine when it assigns the offset. */
+    if (cls == PUB_EPHEMERAL) clock_ulid_at(p->id, p->ts_ms);
     char *cur = (char *)(p + 1);
     p->tenant = put(&cur, f->tenant, f->tenant_len);
     p->channel = put(&cur, f->channel, f->channel_len);

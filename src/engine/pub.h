@@ -70,8 +70,9 @@ typedef struct pub_fields {
 } pub_fields;
 
 /* Copies the fields into one allocation; returns a pub with one reference,
- * offset 0, a fresh id and ts = now (its id carries the same time), or NULL
- * on allocation failure. */
+ * offset 0 and ts = now, or NULL on allocation failure. An ephemeral pub has
+ * a fresh id (carrying the same time); a stored one has an empty id until
+ * the engine stages it (seg_pub_id, or a fresh one where that cannot). */
 pl_pub *pub_new(const pub_fields *f, pub_class cls);
 pl_pub *pub_ref(pl_pub *p);
 /* Drops a reference; frees the pub and its frame on the last. NULL ok. */

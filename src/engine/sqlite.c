@@ -326,13 +326,10 @@ static void make_epoch(char out[PUB_EPOCH_LEN + 1])
 
 static uint32_t chan_hash(const char *tenant, const char *channel)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)tenant; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    h = (h ^ 0xff) * 16777619u; /* separator: ("ab","c") != ("a","bc") */
-    for (const unsigned char *p = (const unsigned char *)channel; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
+    /* Two hashes combined unevenly: ("ab","c") and ("a","bc") differ. */
+    uint64_t h = map_hash(tenant, strlen(tenant)) * 0x9E3779B97F4A7C15ULL;
+    h ^= map_hash(channel, strlen(channel));
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static void bind_str(sqlite3_stmt *st, int idx, const char *s)
@@ -1177,8 +1174,10 @@ static int stage_publish(sq_engine *e, size_t i, int64_t now, chan **touched, in
     }
     p->offset = ch->b_head + 1;
     p->ts_ms = now;
-    /* Past 2^40 (not reached in practice) it keeps pub_new's random id. */
-    seg_pub_id(p->id, p->ts_ms, ch->cid, p->offset);
+    /* A channel created by this batch has no cid yet, and past 2^40 (not
+     * reached in practice) there is no room: those pubs get a random id,
+     * which seg_put then stores with the pub. */
+    if (!seg_pub_id(p->id, p->ts_ms, ch->cid, p->offset)) clock_ulid_at(p->id, p->ts_ms);
     memcpy(p->epoch, ch->epoch, sizeof(p->epoch));
     if (p->cls == PUB_GUARANTEED && insert_recipients(e, ch, p, r, now) != PL_OK) goto fatal;
     if (p->idem_key) {

@@ -87,8 +87,10 @@ static int is_delim(unsigned char c)
     return is_ws(c) || c == ',' || c == ']' || c == '}';
 }
 
-static size_t skip_ws(struct val *v)
+static inline size_t skip_ws(struct val *v)
 {
+    /* Commands are mostly compact JSON: usually nothing to skip. */
+    if (v->pos < v->len && !is_ws(v->s[v->pos])) return 0;
     size_t from = v->pos;
     while (v->pos < v->len && is_ws(v->s[v->pos]))
         v->pos++;
@@ -393,7 +395,14 @@ static int scan_value(struct val *v)
         case X_KEY:
             if (c != '"') return fail_at(v, PL_EINVAL, v->pos, "expected a string key");
             if (string_token(v, 1) != PL_OK) return v->status;
-            x = X_COLON;
+            /* The colon right away, not through another turn of the loop. */
+            skip_ws(v);
+            if (v->pos == v->len || v->s[v->pos] != ':') {
+                x = X_COLON; /* fails there, with the usual message */
+                break;
+            }
+            v->pos++;
+            x = X_VALUE;
             break;
         case X_COLON:
             if (c != ':') return fail_at(v, PL_EINVAL, v->pos, "expected ':' after key");

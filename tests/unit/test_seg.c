@@ -33,7 +33,11 @@ static pl_pub *mk(const pub_fields *f, pub_class cls, int64_t cid, uint64_t off,
     assert_non_null(p);
     p->offset = off;
     p->ts_ms = TS;
-    if (!random_id) clock_ulid_pack(p->id, (uint64_t)TS, (uint64_t)cid, off);
+    /* As the engine stages it: the derived id, or a random one. */
+    if (random_id)
+        clock_ulid_at(p->id, TS);
+    else
+        clock_ulid_pack(p->id, (uint64_t)TS, (uint64_t)cid, off);
     return p;
 }
 

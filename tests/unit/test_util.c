@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -101,6 +102,39 @@ static void map_alloc_failure(void **state)
     pl_mem_fail_after(-1);
     assert_null(map_get(&m, "x", 1));
     map_release(&m);
+}
+
+/* The hash spreads the keys the server really uses over the low bits that
+ * pick slots: channel names that differ in one digit, 8-byte connection
+ * ids, and keys that differ only in length or in their last byte. */
+static void map_hash_spreads_keys(void **state)
+{
+    (void)state;
+    enum { N = 1 << 16, BUCKETS = 1 << 14 };
+    static uint16_t load[BUCKETS];
+    for (int kind = 0; kind < 2; kind++) {
+        memset(load, 0, sizeof(load));
+        for (uint64_t i = 0; i < N; i++) {
+            char key[48];
+            size_t n = sizeof(i);
+            if (kind == 0)
+                n = (size_t)snprintf(key, sizeof(key),
+                                     "bench\x1f"
+                                     "chat:room.%" PRIu64,
+                                     i);
+            else
+                memcpy(key, &i, sizeof(i));
+            load[map_hash(key, n) & (BUCKETS - 1)]++;
+        }
+        /* 4 keys a bucket on average; a weak mix piles dozens into some. */
+        for (int b = 0; b < BUCKETS; b++)
+            assert_true(load[b] <= 20);
+    }
+    /* Zero padding of the tail never makes two keys the same. */
+    assert_true(map_hash("a", 1) != map_hash("a\0", 2));
+    assert_true(map_hash("", 0) != map_hash("\0", 1));
+    assert_true(map_hash("12345678", 8) != map_hash("12345678\0", 9));
+    assert_true(map_hash("room-1", 6) != map_hash("room-2", 6));
 }
 
 static void sbuf_json_escaping(void **state)
@@ -317,6 +351,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(map_put_get_del_many),
+        cmocka_unit_test(map_hash_spreads_keys),
         cmocka_unit_test(map_binary_keys_and_replace),
         cmocka_unit_test(map_borrowed_keys),
         cmocka_unit_test(map_alloc_failure),
