@@ -69,7 +69,7 @@ struct engine_req {
     /* When set, the sink hands the finished request to this function (on the
      * engine thread) instead of routing it by owner; it frees the request. */
     void (*done)(engine_req *r);
-    void *ctx;
+    void *ctx; /* the requester's; engine_req_new_ctx puts it inside the request */
     uint64_t ctx_id;
 
     /* PUBLISH in: a pub with tenant, channel, data, ... and offset 0; one
@@ -240,7 +240,11 @@ static inline void engine_get_stats(engine *e, engine_stats *out)
 
 /* Allocates a zeroed request; NULL on allocation failure. */
 engine_req *engine_req_new(enum engine_op op);
-/* Frees a request with its pub, tenant, channel and pubs references. */
+/* The same with ctx pointing at ctx_size zeroed bytes inside the request's
+ * own allocation (aligned for any type), freed with it. */
+engine_req *engine_req_new_ctx(enum engine_op op, size_t ctx_size);
+/* Frees a request with its pub, tenant, channel and pubs references (and a
+ * ctx made by engine_req_new_ctx, which is part of it). */
 void engine_req_free(engine_req *r);
 
 #endif

@@ -294,14 +294,12 @@ static int a_history(api_ctx *a)
             code = proto_parse_since(a->b, since, &since_off, epoch);
         }
     }
-    engine_req *r = code ? NULL : engine_req_new(ENGINE_READ);
-    pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
-    if (!code &&
-        (!r || !pd || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch))))
+    pending *pd = NULL;
+    engine_req *r = code ? NULL : proto_req_new(ENGINE_READ, &pd);
+    if (!code && (!r || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch))))
         code = 100;
     if (code) {
         engine_req_free(r);
-        pl_free(pd);
         return api_error(a->c, code, NULL);
     }
     r->mode = ENGINE_READ_HISTORY;
@@ -312,7 +310,6 @@ static int a_history(api_ctx *a)
     r->limit = (uint32_t)limit;
     r->reverse = reverse;
     r->owner = a->w;
-    r->ctx = pd;
     *pd = (pending){.conn_id = a->c->id, .kind = P_API_HISTORY};
     worker_submit(a->w, r);
     return 1;
@@ -337,20 +334,18 @@ static int a_cursors(api_ctx *a)
         const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
         if (!code && !ns) code = 102;
         if (!code && !ns->read_cursors) code = 108;
-        engine_req *r = code ? NULL : engine_req_new(ENGINE_READ);
-        pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
-        if (!code && (!r || !pd || !(r->tenant = pl_strdup(a->tenant)) ||
-                      !(r->channel = pl_strdup(ch)) || !(r->user = pl_strdup(user))))
+        pending *pd = NULL;
+        engine_req *r = code ? NULL : proto_req_new(ENGINE_READ, &pd);
+        if (!code && (!r || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch)) ||
+                      !(r->user = pl_strdup(user))))
             code = 100;
         if (code) {
             engine_req_free(r);
-            pl_free(pd);
             slot_error(g, i, code);
             continue;
         }
         r->mode = ENGINE_READ_HISTORY;
         r->owner = a->w;
-        r->ctx = pd;
         *pd = (pending){.conn_id = a->c->id, .kind = P_API_CURSORS, .agg = g, .slot = i};
         worker_submit(a->w, r);
     }
@@ -775,17 +770,15 @@ static int opt_copy(api_ctx *a, int obj, const char *key, char **out)
     return (*out = pl_strndup(p, n)) ? 0 : 100;
 }
 
+/* r comes from proto_req_new (its pending is inside). */
 static int submit_admin(api_ctx *a, engine_req *r)
 {
-    pending *pd = pl_calloc(1, sizeof(*pd));
-    if (!pd || !(r->tenant = pl_strdup(a->tenant))) {
-        pl_free(pd);
+    if (!(r->tenant = pl_strdup(a->tenant))) {
         engine_req_free(r);
         return api_error(a->c, 100, NULL);
     }
-    *pd = (pending){.conn_id = a->c->id, .kind = P_API_ADMIN};
+    *(pending *)r->ctx = (pending){.conn_id = a->c->id, .kind = P_API_ADMIN};
     r->owner = a->w;
-    r->ctx = pd;
     worker_submit(a->w, r);
     return 1;
 }
@@ -794,7 +787,7 @@ static int submit_admin(api_ctx *a, engine_req *r)
  * dlq.replay / dlq.purge {"id": N} or the same filter, or {"all": true}. */
 static int a_dlq(api_ctx *a)
 {
-    engine_req *r = engine_req_new(ENGINE_ADMIN);
+    engine_req *r = proto_req_new(ENGINE_ADMIN, NULL);
     if (!r) return api_error(a->c, 100, NULL);
     int list = !strcmp(a->method, "dlq.list");
     r->admin_op = list                               ? ADMIN_DLQ_LIST
@@ -836,7 +829,7 @@ static int a_dlq(api_ctx *a)
 
 static int a_trace(api_ctx *a)
 {
-    engine_req *r = engine_req_new(ENGINE_ADMIN);
+    engine_req *r = proto_req_new(ENGINE_ADMIN, NULL);
     if (!r) return api_error(a->c, 100, NULL);
     r->admin_op = ADMIN_TRACE;
     int code = opt_copy(a, a->params, "id", &r->pub_id);

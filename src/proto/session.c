@@ -638,17 +638,15 @@ static session *session_new(conn *c, const struct jwt *j, const tenant *tk)
 
 static void request_pending(conn *c, sub *sb)
 {
-    engine_req *r = engine_req_new(ENGINE_PENDING);
-    pending *p = pl_calloc(1, sizeof(*p));
-    if (!r || !p || !(r->tenant = pl_strdup(c->s->tenant)) ||
-        !(r->channel = pl_strdup(sb->channel)) || !(r->user = pl_strdup(c->s->user))) {
+    pending *p;
+    engine_req *r = proto_req_new(ENGINE_PENDING, &p);
+    if (!r || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(sb->channel)) ||
+        !(r->user = pl_strdup(c->s->user))) {
         engine_req_free(r);
-        pl_free(p);
         return;
     }
     *p = (pending){.conn_id = c->id, .gen = sb->gen, .kind = P_PENDING};
     r->owner = c->w;
-    r->ctx = p;
     worker_submit(c->w, r);
 }
 
@@ -692,9 +690,9 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
         s->capsubs = ncap;
     }
     sub *sb = pl_calloc(1, sizeof(*sb));
-    engine_req *r = engine_req_new(ENGINE_READ);
-    pending *p = pl_malloc(sizeof(*p));
-    if (!sb || !r || !p) goto oom;
+    pending *p;
+    engine_req *r = proto_req_new(ENGINE_READ, &p);
+    if (!sb || !r) goto oom;
     sb->c = c;
     sb->ns = ns;
     sb->client = s->client;
@@ -703,6 +701,8 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     r->tenant = pl_strdup(s->tenant);
     r->channel = pl_strdup(ch);
     if (!sb->channel || !r->tenant || !r->channel || fanout_attach(w, sb, s->tenant)) goto oom;
+    /* Before the sub joins the session, so the oom path never leaves it there. */
+    if (ns && ns->read_cursors && !(r->user = pl_strdup(s->user))) goto oom;
     sb->state = SUB_RECOVERING;
     sb->gen = ++s->gen;
     sb->read_inflight = 1;
@@ -714,9 +714,7 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     p->has_since = (uint8_t)has_since;
     p->since_offset = since_off;
     r->owner = w;
-    r->ctx = p;
     r->max_channels = tenant_max_channels(w->srv, s->tenant);
-    if (ns && ns->read_cursors && !(r->user = pl_strdup(s->user))) goto oom;
     /* Guaranteed namespaces: ask for the user's unacknowledged pubs first;
      * the engine answers before the READ, so they are at hand when it does. */
     if (ns && ns->cls == PUB_GUARANTEED && !s->sse) request_pending(c, sb);
@@ -739,15 +737,14 @@ oom:
         pl_free(sb);
     }
     engine_req_free(r);
-    pl_free(p);
     return 100;
 }
 
 static void request_page(conn *c, sub *sb)
 {
-    engine_req *r = engine_req_new(ENGINE_READ);
-    pending *p = pl_calloc(1, sizeof(*p));
-    if (!r || !p) goto fail;
+    pending *p;
+    engine_req *r = proto_req_new(ENGINE_READ, &p);
+    if (!r) goto fail;
     r->tenant = pl_strdup(c->s->tenant);
     r->channel = pl_strdup(sb->channel);
     if (!r->tenant || !r->channel) goto fail;
@@ -756,7 +753,6 @@ static void request_page(conn *c, sub *sb)
     r->since_offset = sb->last_offset;
     r->limit = sb->page_limit ? sb->page_limit : PAGE_SIZE;
     r->owner = c->w;
-    r->ctx = p;
     p->kind = P_PAGE;
     p->conn_id = c->id;
     p->gen = sb->gen;
@@ -765,7 +761,6 @@ static void request_page(conn *c, sub *sb)
     return;
 fail:
     engine_req_free(r);
-    pl_free(p);
     conn_close(c, 4002, "overloaded");
 }
 
@@ -1086,7 +1081,6 @@ void session_on_engine_done(worker *w, engine_req *r)
         sub *sb = find_sub(c->s, r->channel);
         if (sb && sb->gen == pd->gen && r->status == PL_OK && !sb->pending) {
             sb->pending = r; /* used when the subscribe READ answers */
-            pl_free(pd);
             return;
         }
         goto out;
@@ -1116,8 +1110,7 @@ void session_on_engine_done(worker *w, engine_req *r)
         history_done(c, pd, r);
     }
 out:
-    pl_free(pd);
-    engine_req_free(r);
+    engine_req_free(r); /* and pd, which lives inside it */
 }
 
 /* ======================================================================
@@ -1442,12 +1435,10 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
         pub_unref(p);
         return 0;
     }
-    engine_req *r = engine_req_new(ENGINE_PUBLISH);
-    pending *copy = pl_malloc(sizeof(*copy));
-    if (!r || !copy) {
+    pending *copy;
+    engine_req *r = proto_req_new(ENGINE_PUBLISH, &copy);
+    if (!r) {
         pub_unref(p);
-        engine_req_free(r);
-        pl_free(copy);
         return 100;
     }
     *copy = *pd;
@@ -1457,13 +1448,11 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     r->storage_bytes = t ? t->storage_bytes : 0;
     if (p->cls == PUB_GUARANTEED && add_recipients(w->srv, r, p)) {
         engine_req_free(r);
-        pl_free(copy);
         return 100;
     }
     r->history_size = cap_u32(ns->history_size, t ? t->history_size : 0);
     r->history_ttl_ms = cap_i64(ns->history_ttl_ms, t ? t->history_ttl_ms : 0);
     r->owner = w;
-    r->ctx = copy;
     metrics_add(&w->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
     worker_submit(w, r);
     return 0;
@@ -1552,9 +1541,9 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         }
     }
     if (!code) code = may_read(c, ch, &ns, NULL, 0);
-    engine_req *r = code ? NULL : engine_req_new(ENGINE_READ);
-    pending *pd = code ? NULL : pl_calloc(1, sizeof(*pd));
-    if (!code && (!r || !pd)) code = 100;
+    pending *pd = NULL;
+    engine_req *r = code ? NULL : proto_req_new(ENGINE_READ, &pd);
+    if (!code && !r) code = 100;
     if (!code) {
         r->tenant = pl_strdup(c->s->tenant);
         r->channel = pl_strdup(ch);
@@ -1562,7 +1551,6 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     }
     if (code) {
         engine_req_free(r);
-        pl_free(pd);
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
@@ -1574,7 +1562,6 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     r->limit = (uint32_t)limit;
     r->reverse = reverse;
     r->owner = c->w;
-    r->ctx = pd;
     *pd = (pending){.conn_id = c->id,
                     .cmd_id = cmd->id,
                     .has_id = (uint8_t)cmd->has_id,
@@ -1621,18 +1608,16 @@ static void m_pong(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 static void submit_user_op(conn *c, const proto_cmd *cmd, unsigned mi, enum engine_op op,
                            enum pending_kind kind, const char *ch, uint64_t off)
 {
-    engine_req *r = engine_req_new(op);
-    pending *pd = pl_calloc(1, sizeof(*pd));
-    if (!r || !pd || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(ch)) ||
+    pending *pd;
+    engine_req *r = proto_req_new(op, &pd);
+    if (!r || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(ch)) ||
         !(r->user = pl_strdup(c->s->user))) {
         engine_req_free(r);
-        pl_free(pd);
         reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
         return;
     }
     r->since_offset = off;
     r->owner = c->w;
-    r->ctx = pd;
     *pd = (pending){.conn_id = c->id,
                     .cmd_id = cmd->id,
                     .has_id = (uint8_t)cmd->has_id,
