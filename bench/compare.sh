@@ -18,6 +18,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/config.sh
 PARLEY=${PARLEY:-build/parley}
 NATS_SERVER=${NATS_SERVER:-nats-server}
 DURATION=${DURATION:-10}
@@ -94,16 +95,7 @@ CONF
 start_parley() {
     rm -rf "$TMP/data"
     mkdir -p "$TMP/data"
-    cat >"$TMP/parley.yaml" <<CONF
-tenants:
-  - id: bench
-    jwt_secret: "$SECRET"
-namespaces:
-  - name: ""
-    history_size: 1000
-limits:
-  max_connections_per_ip: 100000
-CONF
+    parley_bench_config "$TMP/parley.yaml" "$SECRET"
     taskset -c "$SERVER_CPU" "$PARLEY" serve --config "$TMP/parley.yaml" \
         --listen "127.0.0.1:$PARLEY_PORT" --data "$TMP/data" >"$TMP/parley.log" 2>&1 &
     SERVER_PID=$!

@@ -23,16 +23,8 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 
 WORK=$(mktemp -d)
 trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-cat >"$WORK/parley.yaml" <<EOF
-tenants:
-  - id: bench
-    jwt_secret: "$SECRET"
-namespaces:
-  - name: ""
-    history_size: 1000
-limits:
-  max_connections_per_ip: 100000
-EOF
+. "$ROOT/bench/config.sh"
+parley_bench_config "$WORK/parley.yaml" "$SECRET"
 mkdir "$WORK/data"
 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$BIN" serve \
     --config "$WORK/parley.yaml" --listen "127.0.0.1:$PORT" --data "$WORK/data" \

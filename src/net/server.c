@@ -402,7 +402,9 @@ static void worker_main(void *arg)
 {
     worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    /* The engine answers everything submitted before it stops. */
+    /* Nothing is left in practice (every turn ends with a check phase);
+     * whatever is goes to the engine's queue, which frees what it never
+     * answered, rather than leaking here. */
     engine_submit_chain(w->srv->eng, &w->outbox);
 }
 
