@@ -176,7 +176,7 @@ typedef struct engine_stats {
 typedef struct engine_ops {
     const char *name;
     int (*start)(engine *e);
-    /* Queues first.._next..last, in that order, in one step. */
+    /* Queues first.._next..last (whose _next is NULL), in that order, in one step. */
     void (*submit)(engine *e, engine_req *first, engine_req *last);
     /* Finishes every submitted request (they reach the sink), then stops the thread. */
     void (*stop)(engine *e);

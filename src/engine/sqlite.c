@@ -1986,7 +1986,6 @@ static int sq_start(engine *base)
 static void sq_submit(engine *base, engine_req *first, engine_req *last)
 {
     sq_engine *e = (sq_engine *)base;
-    last->_next = NULL;
     pthread_mutex_lock(&e->mu);
     if (e->q_tail)
         e->q_tail->_next = first;

@@ -191,6 +191,40 @@ static void sbuf_reserve_then_append_without_growth(void **state)
 
 /* Offsets, timestamps and counts are formatted by hand: the edges of both
  * ranges must read back exactly as printf would write them. */
+/* sbuf_space: room for many small in-place writes, growing by doubling (not
+ * one reallocation per call), NUL-terminated after sbuf_wrote; NULL once
+ * out of memory, with nothing written. */
+static void sbuf_space_then_wrote(void **state)
+{
+    (void)state;
+    sbuf b;
+    sbuf_init(&b);
+    for (int i = 0; i < 1000; i++) {
+        char *w = sbuf_space(&b, 16);
+        assert_non_null(w);
+        assert_ptr_equal(w, b.data + b.len);
+        memcpy(w, "abc", 3); /* fewer bytes than asked for */
+        sbuf_wrote(&b, 3);
+        assert_int_equal(b.data[b.len], '\0');
+    }
+    assert_int_equal(b.len, 3000);
+    assert_memory_equal(b.data + 2997, "abc", 3);
+    /* Doubled from 64 bytes, not grown to each call's exact need. */
+    assert_int_equal(b.cap, 4096);
+    sbuf_release(&b);
+
+    sbuf_init(&b);
+    sbuf_puts(&b, "keep");
+    pl_mem_fail_after(0);
+    assert_null(sbuf_space(&b, 1 << 20));
+    pl_mem_fail_after(-1);
+    assert_int_equal(b.oom, 1);
+    assert_null(sbuf_space(&b, 1)); /* latched */
+    assert_int_equal(b.len, 4);
+    assert_string_equal(b.data, "keep");
+    sbuf_release(&b);
+}
+
 static void sbuf_integers_match_printf(void **state)
 {
     static const int64_t vals[] = {0, 1, -1, 9, 10, -10, 1732282000123LL, INT64_MAX, INT64_MIN};
@@ -358,6 +392,7 @@ int main(void)
         cmocka_unit_test(sbuf_json_escaping),
         cmocka_unit_test(sbuf_growth_and_oom_latch),
         cmocka_unit_test(sbuf_reserve_then_append_without_growth),
+        cmocka_unit_test(sbuf_space_then_wrote),
         cmocka_unit_test(sbuf_integers_match_printf),
         cmocka_unit_test(durations),
         cmocka_unit_test(ulids_are_ordered_and_unique),
