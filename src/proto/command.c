@@ -31,7 +31,7 @@ int proto_str(const proto_batch *b, int tok, const char **p, size_t *n)
     const char *raw;
     size_t len, out;
     if (json_str_raw(&b->doc, tok, &raw, &len) != PL_OK) return PL_EINVAL;
-    if (!memchr(raw, '\\', len)) {
+    if (!json_str_esc(&b->doc, tok)) {
         *p = raw;
         *n = len;
         return PL_OK;
@@ -81,22 +81,23 @@ static int bad(proto_cmd *c, const char *msg)
 /* Fills c from command object tok; returns 0, or -1 when c->error is set. */
 static int decode_one(const proto_batch *b, int tok, proto_cmd *c)
 {
+    static const json_field keys[] = {JSON_FIELD("id"), JSON_FIELD("method"), JSON_FIELD("params")};
     const json_doc *d = &b->doc;
     uint64_t id;
-    int t;
+    int v[3], t;
 
     memset(c, 0, sizeof(*c));
     c->tok = tok;
     c->params = -1;
-    if (json_kind(d, tok) != JSON_KIND_OBJECT) return bad(c, "command must be a JSON object");
-    t = json_obj_get(d, tok, "id");
+    if (json_obj_fields(d, tok, keys, 3, v) < 0) return bad(c, "command must be a JSON object");
+    t = v[0];
     if (t >= 0) {
         if (json_u64(d, t, &id) != PL_OK || id == 0 || id > PROTO_ID_MAX)
             return bad(c, "id must be an integer from 1 to 2^53");
         c->has_id = 1;
         c->id = id;
     }
-    t = json_obj_get(d, tok, "method");
+    t = v[1];
     if (t < 0) return bad(c, "missing method");
     if (proto_str(b, t, &c->method, &c->method_len) != PL_OK)
         return bad(c, "method must be a string");
@@ -104,7 +105,7 @@ static int decode_one(const proto_batch *b, int tok, proto_cmd *c)
         c->method = NULL;
         return bad(c, "method must not be empty");
     }
-    t = json_obj_get(d, tok, "params");
+    t = v[2];
     if (t >= 0) {
         if (json_kind(d, t) != JSON_KIND_OBJECT) return bad(c, "params must be an object");
         c->params = t;
@@ -137,7 +138,11 @@ int proto_decode(proto_batch *b, const char *msg, size_t len, const json_limits 
 
     b->cmds = NULL;
     b->ncmds = 0;
-    rc = json_parse(&b->doc, msg, len, lim);
+    /* A pub's data is only ever passed on whole: not tokenized (a third of
+     * a publish command's tokens). */
+    json_limits l = lim ? *lim : (json_limits){0};
+    l.opaque_key = "data";
+    rc = json_parse(&b->doc, msg, len, &l);
     if (rc == PL_ENOMEM) return rc;
     if (rc != PL_OK) {
         message_error(b, rc);

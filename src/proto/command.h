@@ -53,7 +53,9 @@ void proto_batch_release(proto_batch *b);
  *   PL_ENOMEM  no commands (answer with error 100 or close).
  * Required shape: {"id": 1..2^53 (optional), "method": non-empty string,
  * "params": object (optional)}; null is not accepted for id or params, other
- * top-level keys are ignored, and with duplicate keys the last one wins. */
+ * top-level keys are ignored, and with duplicate keys the last one wins.
+ * A member named "data" is opaque (json_limits.opaque_key): valid JSON, but
+ * one token, read with proto_param_raw only. */
 int proto_decode(proto_batch *b, const char *msg, size_t len, const json_limits *lim);
 
 /* Typed getters for member `key` of object token obj (usually cmd->params; -1 is

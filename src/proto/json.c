@@ -55,10 +55,14 @@ struct val {
     const unsigned char *s;
     size_t len;
     size_t pos;
-    json_doc *d; /* the tokens are written into d->_tok */
-    int cur;     /* innermost open array or object; -1 at the top */
-    int key;     /* the key whose value comes next; -1 if none */
-    int esc;     /* the string being scanned has an escape */
+    json_doc *d;        /* the tokens are written into d->_tok */
+    int cur;            /* innermost open array or object; -1 at the top */
+    int key;            /* the key whose value comes next; -1 if none */
+    int esc;            /* the string being scanned has an escape */
+    const char *opaque; /* json_limits.opaque_key, and its length */
+    size_t opaque_len;
+    int opaque_next; /* the value that comes next is opaque */
+    unsigned skip;   /* inside an opaque container: its depth; else 0 */
     size_t ntok;
     size_t max_tok;
     unsigned depth;
@@ -77,14 +81,23 @@ static int fail_at(struct val *v, int status, size_t off, const char *msg)
     return status;
 }
 
-static int is_ws(unsigned char c)
+/* Byte classes, looked up once per structural byte instead of compared
+ * four or seven times. */
+enum { C_WS = 1, C_DELIM = 2 };
+static const unsigned char byte_class[256] = {
+    ['\t'] = C_WS | C_DELIM, ['\n'] = C_WS | C_DELIM, ['\r'] = C_WS | C_DELIM,
+    [' '] = C_WS | C_DELIM,  [','] = C_DELIM,         [']'] = C_DELIM,
+    ['}'] = C_DELIM,
+};
+
+static inline int is_ws(unsigned char c)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    return byte_class[c] & C_WS;
 }
 
-static int is_delim(unsigned char c)
+static inline int is_delim(unsigned char c)
 {
-    return is_ws(c) || c == ',' || c == ']' || c == '}';
+    return byte_class[c] & C_DELIM;
 }
 
 static inline size_t skip_ws(struct val *v)
@@ -164,7 +177,7 @@ static unsigned plain_run(const unsigned char *p)
     return swar_first(swar_json_stops(w) | (w & SWAR_HIGHS));
 }
 
-static int scan_string(struct val *v)
+static inline int scan_string(struct val *v)
 {
     size_t start = v->pos++;
     while (v->pos < v->len) {
@@ -198,6 +211,11 @@ static int scan_string(struct val *v)
 static size_t digits(struct val *v)
 {
     size_t from = v->pos;
+    while (v->len - v->pos >= 8) {
+        unsigned k = swar_first(swar_nondigits(swar_load(v->s + v->pos)));
+        v->pos += k;
+        if (k < 8) return v->pos - from;
+    }
     while (v->pos < v->len && v->s[v->pos] >= '0' && v->s[v->pos] <= '9')
         v->pos++;
     return v->pos - from;
@@ -242,7 +260,7 @@ static int scan_literal(struct val *v)
 }
 
 /* Room for one more token; the array is the doc's, kept across parses. */
-static int grow(struct val *v)
+static int grow_tokens(struct val *v)
 {
     json_doc *d = v->d;
     if (v->ntok < d->_cap) return PL_OK;
@@ -259,13 +277,13 @@ static int grow(struct val *v)
 /* Starts a token at v->pos: a member's value belongs to its key, anything
  * else to the open container (if any), whose size counts it. Returns its
  * index, or -1 with v->status set. */
-static int emit(struct val *v, enum json_kind type)
+static inline int emit(struct val *v, enum json_kind type)
 {
     if (v->ntok >= v->max_tok) {
         fail_at(v, PL_ELIMIT, v->pos, "too many tokens");
         return -1;
     }
-    if (grow(v) != PL_OK) return -1;
+    if (v->ntok >= v->d->_cap && grow_tokens(v) != PL_OK) return -1;
     struct json_tok *toks = v->d->_tok;
     int i = (int)v->ntok++;
     int parent = v->key >= 0 ? v->key : v->cur;
@@ -277,7 +295,7 @@ static int emit(struct val *v, enum json_kind type)
 }
 
 /* Closes token i at v->pos: its subtree ends here, and so does its key's. */
-static void finish(struct val *v, int i)
+static inline void finish(struct val *v, int i)
 {
     struct json_tok *toks = v->d->_tok;
     toks[i].end = (int)v->pos;
@@ -286,22 +304,34 @@ static void finish(struct val *v, int i)
     if (p >= 0 && toks[p].type == JSON_KIND_STRING) toks[p].next = (int)v->ntok;
 }
 
-/* A string token (key or value) scanned whole. */
+/* A string token (key or value) scanned whole; inside an opaque value,
+ * only scanned. */
 static int string_token(struct val *v, int as_key)
 {
+    v->esc = 0;
+    if (v->skip) return scan_string(v);
     int i = emit(v, JSON_KIND_STRING);
     if (i < 0) return v->status;
-    v->esc = 0;
+    size_t from = v->pos;
     if (scan_string(v) != PL_OK) return v->status;
     v->d->_tok[i].esc = v->esc;
     finish(v, i);
-    if (as_key) v->key = i;
+    if (as_key) {
+        v->key = i;
+        v->opaque_next = v->opaque && !v->esc && v->pos - from - 2 == v->opaque_len &&
+                         memcmp(v->s + from + 1, v->opaque, v->opaque_len) == 0;
+    }
     return PL_OK;
 }
 
-/* Closes the open container at v->pos (past its bracket). */
+/* Closes the open container at v->pos (past its bracket); v->depth is its
+ * parent's. Inside an opaque value only the value itself has a token. */
 static void close_container(struct val *v)
 {
+    if (v->skip) {
+        if (v->depth + 1 != v->skip) return;
+        v->skip = 0;
+    }
     int c = v->cur;
     finish(v, c);
     int p = v->d->_tok[c].parent;
@@ -318,9 +348,14 @@ static int top_is_obj(const struct val *v)
 static int push(struct val *v, int obj)
 {
     if (v->depth >= v->max_depth) return fail_at(v, PL_ELIMIT, v->pos, "nesting too deep");
-    int i = emit(v, obj ? JSON_KIND_OBJECT : JSON_KIND_ARRAY);
-    if (i < 0) return v->status;
-    v->cur = i;
+    if (!v->skip) {
+        int i = emit(v, obj ? JSON_KIND_OBJECT : JSON_KIND_ARRAY);
+        if (i < 0) return v->status;
+        v->cur = i;
+        /* An opaque value is one token: nothing inside it is emitted. */
+        if (v->opaque_next) v->skip = v->depth + 1;
+    }
+    v->opaque_next = 0;
     unsigned lvl = v->depth++;
     unsigned char bit = (unsigned char)(1u << (lvl % 8));
     if (obj)
@@ -347,6 +382,7 @@ static int begin_value(struct val *v, enum expect *x, int *done)
         return push(v, 0);
     case '"':
         *done = 1;
+        v->opaque_next = 0;
         return string_token(v, 0);
     case 't':
     case 'f':
@@ -359,9 +395,11 @@ static int begin_value(struct val *v, enum expect *x, int *done)
         type = JSON_KIND_NUMBER;
         break;
     }
+    *done = 1;
+    v->opaque_next = 0;
+    if (v->skip) return type == JSON_KIND_NUMBER ? scan_number(v) : scan_literal(v);
     i = emit(v, type);
     if (i < 0) return v->status;
-    *done = 1;
     rc = type == JSON_KIND_NUMBER ? scan_number(v) : scan_literal(v);
     if (rc == PL_OK) finish(v, i);
     return rc;
@@ -454,6 +492,10 @@ static int validate(struct val *v, int *nroots)
 int json_parse(json_doc *d, const char *src, size_t len, const json_limits *lim)
 {
     struct val v = {.s = (const unsigned char *)src, .len = len, .d = d, .cur = -1, .key = -1};
+    if (lim && lim->opaque_key) {
+        v.opaque = lim->opaque_key;
+        v.opaque_len = strlen(lim->opaque_key);
+    }
     size_t max_tok = lim && lim->max_tokens ? lim->max_tokens : JSON_DEFAULT_MAX_TOKENS;
     unsigned max_depth = lim && lim->max_depth ? lim->max_depth : JSON_DEFAULT_MAX_DEPTH;
     v.max_tok = max_tok < INT_MAX ? max_tok : INT_MAX;
@@ -552,27 +594,47 @@ int json_obj_val(const json_doc *d, int key)
     return t && is_key(d, t) ? key + 1 : -1;
 }
 
-int json_obj_get(const json_doc *d, int obj, const char *key)
+int json_obj_fields(const json_doc *d, int obj, const json_field *restrict fields, size_t n,
+                    int *restrict vals)
 {
-    /* Called about ten times per command: the members are walked over the
-     * token array directly, and a key without escapes is compared in place. */
-    if (json_kind(d, obj) != JSON_KIND_OBJECT || !d->_tok[obj].size) return -1;
+    for (size_t i = 0; i < n; i++)
+        vals[i] = -1;
+    if (json_kind(d, obj) != JSON_KIND_OBJECT) return -1;
+    if (!d->_tok[obj].size) return 0;
+    /* The members are walked over the token array directly, once for all
+     * the keys a command reads, and a key without escapes is compared in
+     * place, its length first. */
     const struct json_tok *toks = d->_tok;
-    size_t n = strlen(key);
-    int found = -1;
-    for (int k = obj + 1;;) {
+    int members = 0;
+    for (int k = obj + 1;; members++) {
         const struct json_tok *t = &toks[k];
+        size_t len = (size_t)(t->end - t->start - 2);
+        const char *raw = d->_src + t->start + 1;
+        /* A later duplicate overwrites: the last wins. */
         if (t->esc) {
-            if (json_str_eqn(d, k, key, n)) found = k + 1;
-        } else if ((size_t)(t->end - t->start - 2) == n &&
-                   memcmp(d->_src + t->start + 1, key, n) == 0) {
-            found = k + 1;
+            for (size_t i = 0; i < n; i++)
+                if (json_str_eqn(d, k, fields[i].key, fields[i].len)) vals[i] = k + 1;
+        } else {
+            /* Keys of one length mostly differ in their first byte. */
+            char c0 = len ? raw[0] : 0;
+            for (size_t i = 0; i < n; i++) {
+                if (fields[i].len != len) continue;
+                if (len && (fields[i].key[0] != c0 || memcmp(raw, fields[i].key, len))) continue;
+                vals[i] = k + 1;
+            }
         }
         /* The next member, as json_next finds it. */
-        if (t->next >= d->_ntok || toks[t->next].parent != t->parent) break;
+        if (t->next >= d->_ntok || toks[t->next].parent != t->parent) return members + 1;
         k = t->next;
     }
-    return found;
+}
+
+int json_obj_get(const json_doc *d, int obj, const char *key)
+{
+    json_field f = {key, strlen(key)};
+    int v;
+    json_obj_fields(d, obj, &f, 1, &v);
+    return v;
 }
 
 /* ---------------------------------------------------------------- values */
@@ -584,6 +646,12 @@ int json_raw(const json_doc *d, int tok, const char **p, size_t *n)
     *p = d->_src + t->start;
     *n = (size_t)(t->end - t->start);
     return PL_OK;
+}
+
+int json_str_esc(const json_doc *d, int tok)
+{
+    const struct json_tok *t = tok_at(d, tok);
+    return t && t->type == JSON_KIND_STRING && t->esc;
 }
 
 int json_str_raw(const json_doc *d, int tok, const char **p, size_t *n)

@@ -31,6 +31,11 @@ enum json_kind {
 typedef struct json_limits {
     size_t max_tokens;  /* every value and every object key is one token */
     unsigned max_depth; /* nested objects/arrays; "[]" has depth 1 */
+    /* The value of every member with this key (written without escapes) is
+     * opaque: validated whole, max_depth included, but one token with no
+     * children (json_size 0), for payloads only passed on with json_raw.
+     * NULL: none. */
+    const char *opaque_key;
 } json_limits;
 
 struct json_tok; /* private to json.c */
@@ -88,10 +93,27 @@ int json_obj_val(const json_doc *d, int key);
 /* Value of member `key` of object obj (compared after unescaping), or -1. With
  * duplicate keys the LAST one wins, as in JavaScript's JSON.parse. */
 int json_obj_get(const json_doc *d, int obj, const char *key);
+/* A key to look up; JSON_FIELD("lit") measures a literal at compile time. */
+typedef struct json_field {
+    const char *key;
+    size_t len;
+} json_field;
+#define JSON_FIELD(lit)                                                                            \
+    {                                                                                              \
+        (lit), sizeof(lit) - 1                                                                     \
+    }
+/* json_obj_get for n keys in one walk over obj's members: vals[i] (n ints,
+ * caller-owned) gets the value of fields[i] or -1, the last duplicate
+ * winning. Returns the number of members, or -1 (all vals -1) if obj is not
+ * an object. */
+int json_obj_fields(const json_doc *d, int obj, const json_field *fields, size_t n, int *vals);
 
 /* Raw bytes of any token, pointing into the source: strings include their quotes,
  * containers their brackets, so a value can be copied verbatim. PL_OK/PL_EINVAL. */
 int json_raw(const json_doc *d, int tok, const char **p, size_t *n);
+/* 1 if string tok holds a backslash escape (its raw bytes differ from its
+ * value), else 0. */
+int json_str_esc(const json_doc *d, int tok);
 /* Contents of a string token between the quotes, escapes NOT decoded. */
 int json_str_raw(const json_doc *d, int tok, const char **p, size_t *n);
 /* 1 if string tok, unescaped, equals the n bytes s (or the C string lit); else 0. */

@@ -1,6 +1,6 @@
-/* Eight bytes a step (SWAR) for the JSON string scans of the server's reader
- * and the bench client's: which bytes of a word end or break a string's
- * plain run. */
+/* Eight bytes a step (SWAR) for the JSON scans of the server's reader and
+ * the bench client's: which bytes of a word end or break a string's plain
+ * run, or end a number's digits. */
 #ifndef PL_SWAR_H
 #define PL_SWAR_H
 
@@ -19,6 +19,14 @@ static inline uint64_t swar_json_stops(uint64_t w)
 {
     uint64_t q = w ^ (SWAR_ONES * '"'), b = w ^ (SWAR_ONES * '\\');
     return ((q - SWAR_ONES) | (b - SWAR_ONES) | (w - SWAR_ONES * 0x20)) & ~w & SWAR_HIGHS;
+}
+
+/* The high bit of each byte of w that is not an ASCII digit; exact for
+ * every byte (no borrow crosses bytes). */
+static inline uint64_t swar_nondigits(uint64_t w)
+{
+    uint64_t x = w ^ (SWAR_ONES * '0'); /* digits become 0..9 */
+    return (((x & (SWAR_ONES * 0x7f)) + SWAR_ONES * 0x76) | x) & SWAR_HIGHS;
 }
 
 /* The 8 bytes at p as a word whose lowest byte is p[0] (any host order), so

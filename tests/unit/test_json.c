@@ -314,6 +314,105 @@ static void test_obj_get_keys(void **state)
     json_doc_release(&d);
 }
 
+/* One walk for many keys answers as json_obj_get does key by key: last
+ * duplicate wins, escaped keys decoded, same-length keys told apart. */
+static void test_obj_fields(void **state)
+{
+    (void)state;
+    static const char src[] = "{\"method\":1,\"params\":2,\"id\":3,\"p\\u0061rams\":4,\"id\":5,"
+                              "\"\":6,\"type\":7,\"data\":8}\n[1]\n{}";
+    static const json_field keys[] = {
+        JSON_FIELD("id"), JSON_FIELD("method"), JSON_FIELD("params"), JSON_FIELD("data"),
+        JSON_FIELD(""),   JSON_FIELD("absent"), JSON_FIELD("typ")};
+    const size_t n = sizeof(keys) / sizeof(keys[0]);
+    const uint64_t want[] = {5, 1, 4, 8, 6, 0, 0};
+    json_doc d;
+    json_doc_init(&d);
+    assert_int_equal(json_parse(&d, S(src), NULL), PL_OK);
+    int o = json_root(&d, 0), v[7];
+    assert_int_equal(json_obj_fields(&d, o, keys, n, v), 8);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(v[i], json_obj_get(&d, o, keys[i].key));
+        uint64_t u = 0;
+        if (!want[i]) {
+            assert_int_equal(v[i], -1);
+            continue;
+        }
+        assert_int_equal(json_u64(&d, v[i], &u), PL_OK);
+        assert_int_equal(u, want[i]);
+    }
+    /* Not an object: -1, every value -1; an empty object: 0 members. */
+    v[0] = 42;
+    assert_int_equal(json_obj_fields(&d, json_root(&d, 1), keys, n, v), -1);
+    assert_int_equal(v[0], -1);
+    assert_int_equal(json_obj_fields(&d, -7, keys, n, v), -1);
+    v[0] = 42;
+    assert_int_equal(json_obj_fields(&d, json_root(&d, 2), keys, n, v), 0);
+    assert_int_equal(v[0], -1);
+    json_doc_release(&d);
+}
+
+/* An opaque value is validated but one token: its raw bytes, no children,
+ * nothing counted against the token limit; any other key (an escaped
+ * spelling included) is tokenized as usual. */
+static void test_opaque_values(void **state)
+{
+    (void)state;
+    static const char src[] = "{\"a\":{\"data\":{\"t\":1,\"s\":[1,{\"data\":2}]},\"b\":[3]},"
+                              "\"d\\u0061ta\":{\"x\":1},\"data\":\"s\"}";
+    json_limits lim = {.opaque_key = "data"};
+    json_doc d;
+    json_doc_init(&d);
+    assert_int_equal(json_parse(&d, S(src), &lim), PL_OK);
+    int root = json_root(&d, 0), a = json_obj_get(&d, root, "a");
+    int data = json_obj_get(&d, a, "data");
+    assert_int_equal(json_kind(&d, data), JSON_KIND_OBJECT);
+    assert_int_equal(json_size(&d, data), 0);
+    assert_int_equal(json_child(&d, data), -1);
+    assert_int_equal(json_skip(&d, data), data + 1);
+    const char *raw;
+    size_t rn;
+    assert_int_equal(json_raw(&d, data, &raw, &rn), PL_OK);
+    assert_memory_equal(raw, "{\"t\":1,\"s\":[1,{\"data\":2}]}", rn);
+    /* The member after it is still found, and so are the escaped key's. */
+    int b = json_obj_get(&d, a, "b");
+    assert_int_equal(json_kind(&d, b), JSON_KIND_ARRAY);
+    assert_int_equal(json_size(&d, b), 1);
+    /* "d\u0061ta" means data too but is not spelled so: its value keeps its
+     * member. The last "data" of root, the string, is the one found. */
+    int esc_key = json_next(&d, json_child(&d, root));
+    assert_true(json_str_esc(&d, esc_key));
+    assert_int_equal(json_size(&d, json_obj_val(&d, esc_key)), 1);
+    assert_int_equal(json_kind(&d, json_obj_get(&d, root, "data")), JSON_KIND_STRING);
+    int tokens = json_ntok(&d);
+    json_doc full;
+    json_doc_init(&full);
+    assert_int_equal(json_parse(&full, S(src), NULL), PL_OK);
+    assert_int_equal(json_ntok(&full), tokens + 8); /* t 1 s [ 1 { data 2 */
+    json_doc_release(&full);
+
+    /* Validity and the depth limit hold inside opaque values. */
+    static const char bad[] = "{\"data\":{\"t\":[1,}}";
+    assert_int_equal(json_parse(&d, S(bad), &lim), PL_EINVAL);
+    size_t off;
+    json_error(&d, &off);
+    assert_int_equal(off, strlen("{\"data\":{\"t\":[1,"));
+    json_limits shallow = {.max_depth = 3, .opaque_key = "data"};
+    static const char deep[] = "{\"data\":[[[1]]]}";
+    assert_int_equal(json_parse(&d, S(deep), &shallow), PL_ELIMIT);
+    /* ...but its elements are not tokens: 3 tokens fit where 1,000 would not. */
+    char many[4096] = "{\"data\":[";
+    for (int i = 0; i < 1000; i++)
+        strcat(many, i ? ",0" : "0");
+    strcat(many, "]}");
+    json_limits few = {.max_tokens = 3, .opaque_key = "data"};
+    assert_int_equal(json_parse(&d, many, strlen(many), &few), PL_OK);
+    assert_int_equal(json_ntok(&d), 3);
+    few.opaque_key = NULL;
+    assert_int_equal(json_parse(&d, many, strlen(many), &few), PL_ELIMIT);
+    json_doc_release(&d);
+}
+
 static void test_navigation(void **state)
 {
     static const char src[] = "{\"a\":1,\"b\":[true,false,null],\"c\":\"x\\ny\",\"a\":2,"
@@ -637,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_bad_indexes),   cmocka_unit_test(test_integers),
         cmocka_unit_test(test_strings),       cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_string_steps),
+        cmocka_unit_test(test_obj_fields),    cmocka_unit_test(test_opaque_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

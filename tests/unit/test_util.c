@@ -15,6 +15,7 @@
 #include "util/map.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
+#include "util/swar.h"
 #include "util/utf8.h"
 
 static void map_put_get_del_many(void **state)
@@ -381,6 +382,57 @@ static void utf8_valid_finds_every_bad_byte(void **state)
     assert_false(utf8_valid(text, 19)); /* cut inside 😀 */
 }
 
+/* Every byte value at every position, among digits and among high bytes
+ * (where a borrow or carry between bytes would show). */
+static void swar_nondigits_flags_exactly(void **state)
+{
+    (void)state;
+    const unsigned char fills[] = {'9', '0', 0xff, '/', ':'};
+    for (size_t f = 0; f < sizeof(fills); f++) {
+        for (unsigned at = 0; at < 8; at++) {
+            for (unsigned b = 0; b < 256; b++) {
+                unsigned char w[8];
+                memset(w, fills[f], sizeof(w));
+                w[at] = (unsigned char)b;
+                uint64_t m = swar_nondigits(swar_load(w));
+                for (unsigned i = 0; i < 8; i++) {
+                    int flagged = (int)((m >> (8 * i + 7)) & 1);
+                    if (flagged != !(w[i] >= '0' && w[i] <= '9'))
+                        fail_msg("byte %02x at %u among %02x: position %u wrong", b, at, fills[f],
+                                 i);
+                }
+                if (m & ~SWAR_HIGHS) fail_msg("low bits set for byte %02x", b);
+            }
+        }
+    }
+}
+
+/* pl_calloc zeroes what malloc hands back used (small blocks go through
+ * malloc and memset) and what it maps fresh; a product that overflows
+ * fails. */
+static void calloc_zeroes_reused_blocks(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1, 24, 400, 1024, 1025, 100000};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        unsigned char *dirty = pl_malloc(sizes[i]);
+        assert_non_null(dirty);
+        memset(dirty, 0xab, sizes[i]);
+        pl_free(dirty); /* the next allocation of this size may reuse it */
+        unsigned char *p = pl_calloc(1, sizes[i]);
+        assert_non_null(p);
+        for (size_t k = 0; k < sizes[i]; k++)
+            if (p[k]) fail_msg("byte %zu of %zu not zero", k, sizes[i]);
+        pl_free(p);
+    }
+    unsigned char *arr = pl_calloc(16, 24);
+    assert_non_null(arr);
+    for (size_t k = 0; k < 16 * 24; k++)
+        assert_int_equal(arr[k], 0);
+    pl_free(arr);
+    assert_null(pl_calloc(SIZE_MAX / 2, 3));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +451,8 @@ int main(void)
         cmocka_unit_test(ulid_pack_round_trips),
         cmocka_unit_test(utf8_matches_reference),
         cmocka_unit_test(utf8_valid_finds_every_bad_byte),
+        cmocka_unit_test(swar_nondigits_flags_exactly),
+        cmocka_unit_test(calloc_zeroes_reused_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
