@@ -138,7 +138,9 @@ static int publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *eph)
     if (!ns) return 102;
     pub_fields f = {0};
     pub_class cls;
-    int code = proto_parse_publish(a->srv, a->b, a->params, ns, &f, &cls);
+    int pv[PUBP_N];
+    proto_publish_params(a->b, a->params, pv);
+    int code = proto_parse_publish(a->srv, a->b, pv, ns, &f, &cls);
     if (code) return code;
     f.tenant = a->tenant;
     f.tenant_len = strlen(a->tenant);

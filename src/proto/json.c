@@ -42,15 +42,6 @@ const char *json_error(const json_doc *d, size_t *off)
 
 /* ---------------------------------------------------------------- validator */
 
-enum expect {
-    X_VALUE,
-    X_VALUE_OR_CLOSE, /* just after '[' */
-    X_KEY,
-    X_KEY_OR_CLOSE, /* just after '{' */
-    X_COLON,
-    X_COMMA_OR_CLOSE,
-};
-
 struct val {
     const unsigned char *s;
     size_t len;
@@ -177,35 +168,46 @@ static unsigned plain_run(const unsigned char *p)
     return swar_first(swar_json_stops(w) | (w & SWAR_HIGHS));
 }
 
-static inline int scan_string(struct val *v)
+/* Scans the string whose opening quote is at pos and returns the position
+ * past its closing quote, or 0 with v->status set (no string ends at 0).
+ * An escape sets v->esc. The position stays in a register: this loop and
+ * the one in scan_value are where a command's bytes are read. */
+static inline size_t scan_str(struct val *v, size_t pos)
 {
-    size_t start = v->pos++;
-    while (v->pos < v->len) {
-        if (v->len - v->pos >= 8) {
-            /* Whole plain words, then straight to the byte that stops the
-             * run: a short key costs one word, not a check per byte. */
-            unsigned k = plain_run(v->s + v->pos);
-            v->pos += k;
-            if (k == 8) continue;
+    const unsigned char *s = v->s;
+    const size_t len = v->len;
+    size_t start = pos++;
+    for (;;) {
+        /* Whole plain words, then straight to the byte that stops the run:
+         * a short key costs one word, not a check per byte. */
+        while (len - pos >= 8) {
+            unsigned k = plain_run(s + pos);
+            pos += k;
+            if (k < 8) break;
         }
-        unsigned char c = v->s[v->pos];
-        if (c == '"') {
-            v->pos++;
-            return PL_OK;
-        }
+        if (pos >= len) break;
+        unsigned char c = s[pos];
+        if (c == '"') return pos + 1;
         if (c == '\\') {
-            if (scan_escape(v) != PL_OK) return v->status;
+            v->pos = pos;
+            if (scan_escape(v) != PL_OK) return 0;
+            pos = v->pos;
         } else if (c < 0x20) {
-            return fail_at(v, PL_EINVAL, v->pos, "control character in string");
+            fail_at(v, PL_EINVAL, pos, "control character in string");
+            return 0;
         } else if (c < 0x80) {
-            v->pos++;
+            pos++;
         } else {
-            size_t n = utf8_seq_len(v->s + v->pos, v->len - v->pos);
-            if (!n) return fail_at(v, PL_EINVAL, v->pos, "invalid UTF-8 in string");
-            v->pos += n;
+            size_t n = utf8_seq_len(s + pos, len - pos);
+            if (!n) {
+                fail_at(v, PL_EINVAL, pos, "invalid UTF-8 in string");
+                return 0;
+            }
+            pos += n;
         }
     }
-    return fail_at(v, PL_EINVAL, start, "unterminated string");
+    fail_at(v, PL_EINVAL, start, "unterminated string");
+    return 0;
 }
 
 static size_t digits(struct val *v)
@@ -274,13 +276,13 @@ static int grow_tokens(struct val *v)
     return PL_OK;
 }
 
-/* Starts a token at v->pos: a member's value belongs to its key, anything
+/* Starts a token at `at`: a member's value belongs to its key, anything
  * else to the open container (if any), whose size counts it. Returns its
  * index, or -1 with v->status set. */
-static inline int emit(struct val *v, enum json_kind type)
+static inline int emit(struct val *v, enum json_kind type, size_t at)
 {
     if (v->ntok >= v->max_tok) {
-        fail_at(v, PL_ELIMIT, v->pos, "too many tokens");
+        fail_at(v, PL_ELIMIT, at, "too many tokens");
         return -1;
     }
     if (v->ntok >= v->d->_cap && grow_tokens(v) != PL_OK) return -1;
@@ -288,43 +290,56 @@ static inline int emit(struct val *v, enum json_kind type)
     int i = (int)v->ntok++;
     int parent = v->key >= 0 ? v->key : v->cur;
     toks[i] = (struct json_tok){
-        .type = type, .start = (int)v->pos, .end = -1, .parent = parent, .next = i + 1};
+        .type = type, .start = (int)at, .end = -1, .parent = parent, .next = i + 1};
     if (parent >= 0) toks[parent].size++;
     v->key = -1;
     return i;
 }
 
-/* Closes token i at v->pos: its subtree ends here, and so does its key's. */
-static inline void finish(struct val *v, int i)
+/* Closes token i at `end`: its subtree ends here, and so does its key's. */
+static inline void finish(struct val *v, int i, size_t end)
 {
     struct json_tok *toks = v->d->_tok;
-    toks[i].end = (int)v->pos;
+    toks[i].end = (int)end;
     toks[i].next = (int)v->ntok;
     int p = toks[i].parent;
     if (p >= 0 && toks[p].type == JSON_KIND_STRING) toks[p].next = (int)v->ntok;
 }
 
-/* A string token (key or value) scanned whole; inside an opaque value,
- * only scanned. */
-static int string_token(struct val *v, int as_key)
+/* A string token (key or value) at pos, scanned whole (inside an opaque
+ * value only scanned). Returns the position after it, or 0. */
+static inline size_t string_token(struct val *v, size_t pos, int as_key)
 {
     v->esc = 0;
-    if (v->skip) return scan_string(v);
-    int i = emit(v, JSON_KIND_STRING);
-    if (i < 0) return v->status;
-    size_t from = v->pos;
-    if (scan_string(v) != PL_OK) return v->status;
+    if (v->skip) return scan_str(v, pos);
+    int i = emit(v, JSON_KIND_STRING, pos);
+    if (i < 0) return 0;
+    size_t end = scan_str(v, pos);
+    if (!end) return 0;
     v->d->_tok[i].esc = v->esc;
-    finish(v, i);
+    finish(v, i, end);
     if (as_key) {
         v->key = i;
-        v->opaque_next = v->opaque && !v->esc && v->pos - from - 2 == v->opaque_len &&
-                         memcmp(v->s + from + 1, v->opaque, v->opaque_len) == 0;
+        v->opaque_next = v->opaque && !v->esc && end - pos - 2 == v->opaque_len &&
+                         memcmp(v->s + pos + 1, v->opaque, v->opaque_len) == 0;
     }
+    return end;
+}
+
+/* A number or literal at v->pos, scanned whole. */
+static int scalar_token(struct val *v, enum json_kind type)
+{
+    v->opaque_next = 0;
+    int (*scan)(struct val *) = type == JSON_KIND_NUMBER ? scan_number : scan_literal;
+    if (v->skip) return scan(v);
+    int i = emit(v, type, v->pos);
+    if (i < 0) return v->status;
+    if (scan(v) != PL_OK) return v->status;
+    finish(v, i, v->pos);
     return PL_OK;
 }
 
-/* Closes the open container at v->pos (past its bracket); v->depth is its
+/* Closes the open container; v->pos is past its bracket and v->depth its
  * parent's. Inside an opaque value only the value itself has a token. */
 static void close_container(struct val *v)
 {
@@ -333,7 +348,7 @@ static void close_container(struct val *v)
         v->skip = 0;
     }
     int c = v->cur;
-    finish(v, c);
+    finish(v, c, v->pos);
     int p = v->d->_tok[c].parent;
     /* A member's value: the container it sits in is its key's parent. */
     v->cur = p >= 0 && v->d->_tok[p].type == JSON_KIND_STRING ? v->d->_tok[p].parent : p;
@@ -345,11 +360,12 @@ static int top_is_obj(const struct val *v)
     return (v->is_obj[lvl / 8] >> (lvl % 8)) & 1;
 }
 
+/* Opens the container whose bracket is at v->pos and steps past it. */
 static int push(struct val *v, int obj)
 {
     if (v->depth >= v->max_depth) return fail_at(v, PL_ELIMIT, v->pos, "nesting too deep");
     if (!v->skip) {
-        int i = emit(v, obj ? JSON_KIND_OBJECT : JSON_KIND_ARRAY);
+        int i = emit(v, obj ? JSON_KIND_OBJECT : JSON_KIND_ARRAY, v->pos);
         if (i < 0) return v->status;
         v->cur = i;
         /* An opaque value is one token: nothing inside it is emitted. */
@@ -366,109 +382,100 @@ static int push(struct val *v, int obj)
     return PL_OK;
 }
 
-/* A value that starts at v->pos: containers are pushed (*x tells what comes
- * next), scalars are scanned whole and *done set. */
-static int begin_value(struct val *v, enum expect *x, int *done)
+static int end_of_input(struct val *v, size_t pos)
 {
-    unsigned char c = v->s[v->pos];
-    enum json_kind type;
-    int i, rc;
-    switch (c) {
-    case '{':
-        *x = X_KEY_OR_CLOSE;
-        return push(v, 1);
-    case '[':
-        *x = X_VALUE_OR_CLOSE;
-        return push(v, 0);
-    case '"':
-        *done = 1;
-        v->opaque_next = 0;
-        return string_token(v, 0);
-    case 't':
-    case 'f':
-    case 'n':
-        type = c == 't' ? JSON_KIND_TRUE : c == 'f' ? JSON_KIND_FALSE : JSON_KIND_NULL;
-        break;
-    default:
-        if (c != '-' && (c < '0' || c > '9'))
-            return fail_at(v, PL_EINVAL, v->pos, "unexpected character");
-        type = JSON_KIND_NUMBER;
-        break;
-    }
-    *done = 1;
-    v->opaque_next = 0;
-    if (v->skip) return type == JSON_KIND_NUMBER ? scan_number(v) : scan_literal(v);
-    i = emit(v, type);
-    if (i < 0) return v->status;
-    rc = type == JSON_KIND_NUMBER ? scan_number(v) : scan_literal(v);
-    if (rc == PL_OK) finish(v, i);
-    return rc;
+    return fail_at(v, PL_EINVAL, pos, "unexpected end of input");
 }
 
 /* Consumes one complete top-level value. Nesting is tracked in v->is_obj, not on
- * the C stack, so hostile depth costs nothing but the ELIMIT answer. */
+ * the C stack, so hostile depth costs nothing but the ELIMIT answer. The
+ * grammar's states are the three labels; pos lives in a register and goes
+ * to v->pos only around the helpers that take it there. */
 static int scan_value(struct val *v)
 {
-    enum expect x = X_VALUE;
-    for (;;) {
-        skip_ws(v);
-        if (v->pos == v->len) return fail_at(v, PL_EINVAL, v->pos, "unexpected end of input");
-        unsigned char c = v->s[v->pos];
-        int done = 0;
-        switch (x) {
-        case X_KEY_OR_CLOSE:
-        case X_VALUE_OR_CLOSE:
-            if (c == (x == X_KEY_OR_CLOSE ? '}' : ']')) {
-                v->pos++;
-                v->depth--;
-                close_container(v);
-                done = 1;
-                break;
-            }
-            if (x == X_VALUE_OR_CLOSE) {
-                if (begin_value(v, &x, &done) != PL_OK) return v->status;
-                break;
-            }
-            /* fall through */
-        case X_KEY:
-            if (c != '"') return fail_at(v, PL_EINVAL, v->pos, "expected a string key");
-            if (string_token(v, 1) != PL_OK) return v->status;
-            /* The colon right away, not through another turn of the loop. */
-            skip_ws(v);
-            if (v->pos == v->len || v->s[v->pos] != ':') {
-                x = X_COLON; /* fails there, with the usual message */
-                break;
-            }
-            v->pos++;
-            x = X_VALUE;
-            break;
-        case X_COLON:
-            if (c != ':') return fail_at(v, PL_EINVAL, v->pos, "expected ':' after key");
-            v->pos++;
-            x = X_VALUE;
-            break;
-        case X_VALUE:
-            if (begin_value(v, &x, &done) != PL_OK) return v->status;
-            break;
-        case X_COMMA_OR_CLOSE:
-            if (c == ',') {
-                v->pos++;
-                x = top_is_obj(v) ? X_KEY : X_VALUE;
-            } else if (c == (top_is_obj(v) ? '}' : ']')) {
-                v->pos++;
-                v->depth--;
-                close_container(v);
-                done = 1;
-            } else {
-                return fail_at(v, PL_EINVAL, v->pos, "expected ',' or closing bracket");
-            }
-            break;
+    const unsigned char *s = v->s;
+    const size_t len = v->len;
+    size_t pos = v->pos;
+    int obj;
+
+value: /* a value starts here, after optional whitespace */
+    while (pos < len && is_ws(s[pos]))
+        pos++;
+    if (pos == len) return end_of_input(v, pos);
+    switch (s[pos]) {
+    case '{':
+    case '[':
+        obj = s[pos] == '{';
+        v->pos = pos;
+        if (push(v, obj) != PL_OK) return v->status;
+        pos = v->pos;
+        while (pos < len && is_ws(s[pos]))
+            pos++;
+        if (pos == len) return end_of_input(v, pos);
+        if (s[pos] == (obj ? '}' : ']')) {
+            v->pos = ++pos;
+            v->depth--;
+            close_container(v);
+            goto after;
         }
-        if (done) {
-            if (v->depth == 0) return PL_OK;
-            x = X_COMMA_OR_CLOSE;
-        }
+        if (obj) goto key;
+        goto value;
+    case '"':
+        v->opaque_next = 0;
+        if (!(pos = string_token(v, pos, 0))) return v->status;
+        goto after;
+    case 't':
+    case 'f':
+    case 'n':
+        v->pos = pos;
+        if (scalar_token(v, s[pos] == 't'   ? JSON_KIND_TRUE
+                            : s[pos] == 'f' ? JSON_KIND_FALSE
+                                            : JSON_KIND_NULL) != PL_OK)
+            return v->status;
+        pos = v->pos;
+        goto after;
+    default:
+        if (s[pos] != '-' && (s[pos] < '0' || s[pos] > '9'))
+            return fail_at(v, PL_EINVAL, pos, "unexpected character");
+        v->pos = pos;
+        if (scalar_token(v, JSON_KIND_NUMBER) != PL_OK) return v->status;
+        pos = v->pos;
+        goto after;
     }
+
+key: /* a member's key starts here, whitespace skipped */
+    if (s[pos] != '"') return fail_at(v, PL_EINVAL, pos, "expected a string key");
+    if (!(pos = string_token(v, pos, 1))) return v->status;
+    while (pos < len && is_ws(s[pos]))
+        pos++;
+    if (pos == len) return end_of_input(v, pos);
+    if (s[pos] != ':') return fail_at(v, PL_EINVAL, pos, "expected ':' after key");
+    pos++;
+    goto value;
+
+after: /* a value ended here */
+    if (v->depth == 0) {
+        v->pos = pos;
+        return PL_OK;
+    }
+    while (pos < len && is_ws(s[pos]))
+        pos++;
+    if (pos == len) return end_of_input(v, pos);
+    obj = top_is_obj(v);
+    if (s[pos] == ',') {
+        pos++;
+        if (!obj) goto value;
+        while (pos < len && is_ws(s[pos]))
+            pos++;
+        if (pos == len) return end_of_input(v, pos);
+        goto key;
+    }
+    if (s[pos] != (obj ? '}' : ']'))
+        return fail_at(v, PL_EINVAL, pos, "expected ',' or closing bracket");
+    v->pos = ++pos;
+    v->depth--;
+    close_container(v);
+    goto after;
 }
 
 static int validate(struct val *v, int *nroots)

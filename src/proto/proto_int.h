@@ -37,9 +37,23 @@ typedef struct pending {
     uint8_t server_side; /* subscription made by the server API: result as a push */
 } pending;
 
+/* The params of a publish, as tokens (-1: absent), found in one walk over
+ * params by proto_publish_params. */
+enum {
+    PUBP_CHANNEL,
+    PUBP_DATA,
+    PUBP_CLASS,
+    PUBP_IDEM,
+    PUBP_TYPE,
+    PUBP_CORRELATION,
+    PUBP_HEADERS,
+    PUBP_N
+};
+void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N]);
 /* Validates a publish's data, class, idempotency key, type, correlation id
- * and headers into f (spans into the batch) and cls. 0 or an error code. */
-int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_namespace *ns,
+ * and headers (v from proto_publish_params) into f (spans into the batch)
+ * and cls. 0 or an error code. */
+int proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N], const cfg_namespace *ns,
                         pub_fields *f, pub_class *cls);
 /* Takes the pub: ephemeral ones are fanned out now, stored ones go to the
  * engine with a copy of pd. 0, or 100 when out of memory (pub dropped). */

@@ -454,16 +454,22 @@ static int may_publish(conn *c, const char *ch, const cfg_namespace **nsp)
     return 0;
 }
 
-/* Copies a string param into a NUL-terminated buffer; 0, or an error code. */
-static int param_channel(proto_batch *b, int params, char *out)
+/* Copies channel name token tok (-1: absent) into a NUL-terminated buffer;
+ * 0, or an error code. */
+static int channel_of(proto_batch *b, int tok, char *out)
 {
     const char *p;
     size_t n;
-    if (proto_param_str(b, params, "channel", &p, &n) != PROTO_PARAM_OK) return 107;
+    if (proto_str(b, tok, &p, &n) != PL_OK) return 107;
     if (proto_channel_valid(p, n)) return 107;
     memcpy(out, p, n);
     out[n] = '\0';
     return 0;
+}
+
+static int param_channel(proto_batch *b, int params, char *out)
+{
+    return channel_of(b, json_obj_get(&b->doc, params, "channel"), out);
 }
 
 /* ======================================================================
@@ -1353,23 +1359,29 @@ static int headers_valid(proto_batch *b, int tok)
     return 1;
 }
 
-int proto_parse_publish(server *srv, proto_batch *b, int params, const cfg_namespace *ns,
+void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N])
+{
+    static const json_field keys[PUBP_N] = {
+        [PUBP_CHANNEL] = JSON_FIELD("channel"), [PUBP_DATA] = JSON_FIELD("data"),
+        [PUBP_CLASS] = JSON_FIELD("class"),     [PUBP_IDEM] = JSON_FIELD("idempotency_key"),
+        [PUBP_TYPE] = JSON_FIELD("type"),       [PUBP_CORRELATION] = JSON_FIELD("correlation_id"),
+        [PUBP_HEADERS] = JSON_FIELD("headers"),
+    };
+    json_obj_fields(&b->doc, params, keys, PUBP_N, v);
+}
+
+int proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N], const cfg_namespace *ns,
                         pub_fields *f, pub_class *cls)
 {
-    enum { K_DATA, K_CLASS, K_IDEM, K_TYPE, K_CORRELATION, K_HEADERS, K_N };
-    static const json_field keys[K_N] = {
-        JSON_FIELD("data"), JSON_FIELD("class"),          JSON_FIELD("idempotency_key"),
-        JSON_FIELD("type"), JSON_FIELD("correlation_id"), JSON_FIELD("headers")};
-    int v[K_N];
-    json_obj_fields(&b->doc, params, keys, K_N, v);
-    if (json_raw(&b->doc, v[K_DATA], &f->data, &f->data_len) != PL_OK) return 107;
+    if (json_raw(&b->doc, v[PUBP_DATA], &f->data, &f->data_len) != PL_OK) return 107;
     if (f->data_len > srv->cfg.limits.max_message_bytes) return 106;
     *cls = ns->cls;
-    int code = parse_class(b, v[K_CLASS], cls);
-    if (!code) code = opt_str(b, v[K_IDEM], MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
-    if (!code) code = opt_str(b, v[K_TYPE], 255, &f->type, &f->type_len);
-    if (!code) code = opt_str(b, v[K_CORRELATION], 255, &f->correlation_id, &f->correlation_id_len);
-    int h = v[K_HEADERS];
+    int code = parse_class(b, v[PUBP_CLASS], cls);
+    if (!code) code = opt_str(b, v[PUBP_IDEM], MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
+    if (!code) code = opt_str(b, v[PUBP_TYPE], 255, &f->type, &f->type_len);
+    if (!code)
+        code = opt_str(b, v[PUBP_CORRELATION], 255, &f->correlation_id, &f->correlation_id_len);
+    int h = v[PUBP_HEADERS];
     if (!code && h >= 0) {
         if (json_kind(&b->doc, h) != JSON_KIND_OBJECT || !headers_valid(b, h))
             code = 107;
@@ -1482,9 +1494,11 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     const cfg_namespace *ns = NULL;
     pub_fields f = {0};
     pub_class cls = PUB_STANDARD;
-    int code = param_channel(b, cmd->params, ch);
+    int pv[PUBP_N];
+    proto_publish_params(b, cmd->params, pv);
+    int code = channel_of(b, pv[PUBP_CHANNEL], ch);
     if (!code) code = may_publish(c, ch, &ns);
-    if (!code) code = proto_parse_publish(c->w->srv, b, cmd->params, ns, &f, &cls);
+    if (!code) code = proto_parse_publish(c->w->srv, b, pv, ns, &f, &cls);
     int64_t wait = code ? 0 : publish_wait(c, ns);
     if (wait) {
         reply_retry(c, cmd->has_id, cmd->id, mi, wait);

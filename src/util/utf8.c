@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "util/swar.h"
+
 size_t utf8_seq_len(const unsigned char *p, size_t n)
 {
     unsigned char c = p[0];
@@ -34,8 +36,13 @@ int utf8_valid(const void *p, size_t n)
     const unsigned char *s = p;
     size_t i = 0;
     while (i < n) {
-        uint64_t w;
-        if (n - i >= 8 && (memcpy(&w, s + i, 8), !(w & 0x8080808080808080ULL))) {
+        uint64_t w[4];
+        /* ASCII runs (most of a command) 32 bytes a step, then 8. */
+        if (n - i >= 32 && (memcpy(w, s + i, 32), !((w[0] | w[1] | w[2] | w[3]) & SWAR_HIGHS))) {
+            i += 32;
+            continue;
+        }
+        if (n - i >= 8 && (memcpy(w, s + i, 8), !(w[0] & SWAR_HIGHS))) {
             i += 8;
             continue;
         }
