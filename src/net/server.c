@@ -382,6 +382,9 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
     pthread_mutex_init(&w->tenant_metrics_lock, NULL);
     proto_batch_init(&w->batch);
     sbuf_init(&w->scratch);
+    /* Room for thousands in flight: 64 connections with 64 publishes each
+     * unanswered are 4,096. At most about 4 MB kept. */
+    engine_req_pool_init(&w->req_pool, 8192);
     pthread_mutex_init(&w->inbox_lock, NULL);
     worker_clock(w);
     uv_loop_init(&w->loop);
@@ -424,6 +427,7 @@ static void worker_release(worker *w)
     pl_free(w->inbox);
     pl_free(w->spare);
     pl_free(w->write_spare);
+    engine_req_pool_release(&w->req_pool);
     pthread_mutex_destroy(&w->inbox_lock);
     for (size_t i = 0; i < w->channels.cap; i++) {
         chan *ch = w->channels.slots[i].value;

@@ -173,6 +173,7 @@ struct worker {
     pthread_mutex_t tenant_metrics_lock; /* guards the map, not the counters */
     map tenant_metrics;                  /* tenant id -> tenant_counters* */
     engine_chain outbox;                 /* storage requests of this iteration (worker_submit) */
+    engine_req_pool req_pool;            /* blocks of answered requests (proto_req_new) */
     int64_t now_ms;                      /* wall clock, cached per event (worker_clock) */
     int64_t now_us;                      /* monotonic, cached with now_ms */
 };

@@ -297,7 +297,7 @@ static int a_history(api_ctx *a)
         }
     }
     pending *pd = NULL;
-    engine_req *r = code ? NULL : proto_req_new(ENGINE_READ, &pd);
+    engine_req *r = code ? NULL : proto_req_new(a->w, ENGINE_READ, &pd);
     if (!code && (!r || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch))))
         code = 100;
     if (code) {
@@ -337,7 +337,7 @@ static int a_cursors(api_ctx *a)
         if (!code && !ns) code = 102;
         if (!code && !ns->read_cursors) code = 108;
         pending *pd = NULL;
-        engine_req *r = code ? NULL : proto_req_new(ENGINE_READ, &pd);
+        engine_req *r = code ? NULL : proto_req_new(a->w, ENGINE_READ, &pd);
         if (!code && (!r || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch)) ||
                       !(r->user = pl_strdup(user))))
             code = 100;
@@ -789,7 +789,7 @@ static int submit_admin(api_ctx *a, engine_req *r)
  * dlq.replay / dlq.purge {"id": N} or the same filter, or {"all": true}. */
 static int a_dlq(api_ctx *a)
 {
-    engine_req *r = proto_req_new(ENGINE_ADMIN, NULL);
+    engine_req *r = proto_req_new(a->w, ENGINE_ADMIN, NULL);
     if (!r) return api_error(a->c, 100, NULL);
     int list = !strcmp(a->method, "dlq.list");
     r->admin_op = list                               ? ADMIN_DLQ_LIST
@@ -831,7 +831,7 @@ static int a_dlq(api_ctx *a)
 
 static int a_trace(api_ctx *a)
 {
-    engine_req *r = proto_req_new(ENGINE_ADMIN, NULL);
+    engine_req *r = proto_req_new(a->w, ENGINE_ADMIN, NULL);
     if (!r) return api_error(a->c, 100, NULL);
     r->admin_op = ADMIN_TRACE;
     int code = opt_copy(a, a->params, "id", &r->pub_id);

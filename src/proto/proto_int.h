@@ -64,13 +64,13 @@ void proto_ephemeral_result(sbuf *o, const char *id);
 void proto_error_json(sbuf *o, int code, const char *detail);
 void proto_put_pubs(sbuf *o, engine_req *r);
 /* 0 if the channel name is valid (PROTOCOL.md section 5), else 107. */
-/* A storage request with its pending record inside it (engine_req_new_ctx):
- * zeroed, at *pd when pd is not NULL, freed with the request. NULL on
- * allocation failure. Every request the session and the API submit is made
- * so: session_on_engine_done frees only the request. */
-static inline engine_req *proto_req_new(enum engine_op op, pending **pd)
+/* A storage request with its pending record inside it (engine_req_new_ctx),
+ * from w's pool: zeroed, at *pd when pd is not NULL, freed with the request.
+ * NULL on allocation failure. Every request the session and the API submit
+ * is made so: session_on_engine_done recycles only the request. */
+static inline engine_req *proto_req_new(worker *w, enum engine_op op, pending **pd)
 {
-    engine_req *r = engine_req_new_ctx(op, sizeof(pending));
+    engine_req *r = engine_req_new_pooled(&w->req_pool, op, sizeof(pending));
     if (pd) *pd = r ? r->ctx : NULL;
     return r;
 }

@@ -657,7 +657,7 @@ static session *session_new(conn *c, const struct jwt *j, const tenant *tk)
 static void request_pending(conn *c, sub *sb)
 {
     pending *p;
-    engine_req *r = proto_req_new(ENGINE_PENDING, &p);
+    engine_req *r = proto_req_new(c->w, ENGINE_PENDING, &p);
     if (!r || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(sb->channel)) ||
         !(r->user = pl_strdup(c->s->user))) {
         engine_req_free(r);
@@ -709,7 +709,7 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     }
     sub *sb = pl_calloc(1, sizeof(*sb));
     pending *p;
-    engine_req *r = proto_req_new(ENGINE_READ, &p);
+    engine_req *r = proto_req_new(c->w, ENGINE_READ, &p);
     if (!sb || !r) goto oom;
     sb->c = c;
     sb->ns = ns;
@@ -761,7 +761,7 @@ oom:
 static void request_page(conn *c, sub *sb)
 {
     pending *p;
-    engine_req *r = proto_req_new(ENGINE_READ, &p);
+    engine_req *r = proto_req_new(c->w, ENGINE_READ, &p);
     if (!r) goto fail;
     r->tenant = pl_strdup(c->s->tenant);
     r->channel = pl_strdup(sb->channel);
@@ -1128,7 +1128,7 @@ void session_on_engine_done(worker *w, engine_req *r)
         history_done(c, pd, r);
     }
 out:
-    engine_req_free(r); /* and pd, which lives inside it */
+    engine_req_recycle(&w->req_pool, r); /* and pd, which lives inside it */
 }
 
 /* ======================================================================
@@ -1458,7 +1458,7 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
         return 0;
     }
     pending *copy;
-    engine_req *r = proto_req_new(ENGINE_PUBLISH, &copy);
+    engine_req *r = proto_req_new(w, ENGINE_PUBLISH, &copy);
     if (!r) {
         pub_unref(p);
         return 100;
@@ -1566,7 +1566,7 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     }
     if (!code) code = may_read(c, ch, &ns, NULL, 0);
     pending *pd = NULL;
-    engine_req *r = code ? NULL : proto_req_new(ENGINE_READ, &pd);
+    engine_req *r = code ? NULL : proto_req_new(c->w, ENGINE_READ, &pd);
     if (!code && !r) code = 100;
     if (!code) {
         r->tenant = pl_strdup(c->s->tenant);
@@ -1633,7 +1633,7 @@ static void submit_user_op(conn *c, const proto_cmd *cmd, unsigned mi, enum engi
                            enum pending_kind kind, const char *ch, uint64_t off)
 {
     pending *pd;
-    engine_req *r = proto_req_new(op, &pd);
+    engine_req *r = proto_req_new(c->w, op, &pd);
     if (!r || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(ch)) ||
         !(r->user = pl_strdup(c->s->user))) {
         engine_req_free(r);

@@ -1563,6 +1563,69 @@ static rbuf *encode_fails(const pl_pub *p)
     return NULL;
 }
 
+/* A worker's request pool: an answered request's block comes back zeroed
+ * for the next one, what the request owned is released, only blocks of the
+ * pool's size and at most cap of them are kept, and requests may outlive
+ * the pool. */
+static void test_request_pool(void **state)
+{
+    (void)state;
+    enum { CTX = 56, CAP = 4 };
+    engine_req_pool pool;
+    engine_req_pool_init(&pool, CAP);
+    engine_req *r = engine_req_new_pooled(&pool, ENGINE_PUBLISH, CTX);
+    assert_non_null(r);
+    assert_ptr_equal(r->ctx, (char *)r + ((sizeof(engine_req) + _Alignof(max_align_t) - 1) &
+                                          ~(_Alignof(max_align_t) - 1)));
+    pl_pub *p = mkpub("t", "c", "{}", NULL);
+    r->pub = pub_ref(p); /* released by the recycle, as engine_req_free would */
+    r->tenant = pl_strdup("t");
+    r->status = PL_EIO;
+    memset(r->ctx, 0xab, CTX);
+    engine_req_recycle(&pool, r);
+    assert_int_equal(pool.n, 1);
+    assert_int_equal(atomic_load(&p->refs), 1);
+    engine_req *again = engine_req_new_pooled(&pool, ENGINE_READ, CTX);
+    assert_ptr_equal(again, r); /* the same block, last freed first */
+    assert_int_equal(pool.n, 0);
+    assert_int_equal(again->op, ENGINE_READ);
+    assert_int_equal(again->status, PL_OK);
+    assert_null(again->pub);
+    assert_null(again->tenant);
+    for (int i = 0; i < CTX; i++)
+        assert_int_equal(((unsigned char *)again->ctx)[i], 0);
+    /* Another context size is made and freed outside the pool. */
+    engine_req *other = engine_req_new_pooled(&pool, ENGINE_READ, CTX * 2);
+    assert_non_null(other);
+    engine_req_recycle(&pool, other);
+    assert_int_equal(pool.n, 0);
+    engine_req *plain = engine_req_new_ctx(ENGINE_READ, CTX);
+    engine_req_recycle(&pool, plain);
+    assert_int_equal(pool.n, 0);
+    /* At most CAP kept; the rest freed. */
+    engine_req *many[CAP + 2];
+    for (int i = 0; i < CAP + 2; i++)
+        assert_non_null(many[i] = engine_req_new_pooled(&pool, ENGINE_PUBLISH, CTX));
+    for (int i = 0; i < CAP + 2; i++)
+        engine_req_recycle(&pool, many[i]);
+    assert_int_equal(pool.n, CAP);
+    /* Out of memory: NULL, and nothing kept is lost. */
+    engine_req *kept[CAP];
+    for (int i = 0; i < CAP; i++)
+        kept[i] = engine_req_new_pooled(&pool, ENGINE_PUBLISH, CTX);
+    pl_mem_fail_after(0);
+    assert_null(engine_req_new_pooled(&pool, ENGINE_PUBLISH, CTX));
+    pl_mem_fail_after(-1);
+    /* Outliving the pool: freed as plain requests, on any thread. */
+    engine_req_recycle(&pool, kept[0]);
+    engine_req_pool_release(&pool);
+    for (int i = 1; i < CAP; i++)
+        engine_req_free(kept[i]);
+    engine_req_recycle(&pool, again); /* a released pool keeps nothing */
+    assert_int_equal(pool.n, 0);
+    pub_unref(p);
+}
+
 static void test_frame_made_once(void **state)
 {
     (void)state;
@@ -1704,6 +1767,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_offsets_contiguous, setup_open, teardown),
         cmocka_unit_test(test_frame_made_once),
+        cmocka_unit_test(test_request_pool),
         cmocka_unit_test_setup_teardown(test_chain_is_one_batch, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_and_channels_separate, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_everything, setup_open, teardown),
