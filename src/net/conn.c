@@ -581,12 +581,18 @@ static const char *item_data(const out_item *it)
     return it->kind == OUT_PUB ? pub_frame_peek(it->ref)->data : ((rbuf *)it->ref)->data;
 }
 
+/* Queues c for the next flush, behind the connections already waiting. */
 static void mark_dirty(conn *c)
 {
+    worker *w = c->w;
     if (c->dirty) return;
-    c->dirty = 1;
-    c->dirty_next = c->w->dirty;
-    c->w->dirty = c;
+    c->dirty = DIRTY_QUEUED;
+    c->dirty_next = NULL;
+    if (w->dirty_tail)
+        w->dirty_tail->dirty_next = c;
+    else
+        w->dirty = c;
+    w->dirty_tail = c;
 }
 
 static void on_close(uv_handle_t *h)
@@ -610,7 +616,12 @@ static void on_close(uv_handle_t *h)
     else
         w->all = c->next;
     if (c->next) c->next->prev = c->prev;
-    pl_free(c);
+    /* Still queued for a flush held back by pacing: the flush frees it
+     * when it gets there (the list has no way back to unlink it). */
+    if (c->dirty)
+        c->dirty = DIRTY_GONE;
+    else
+        pl_free(c);
 }
 
 void conn_abort(conn *c)
@@ -791,6 +802,11 @@ void conn_flush_dirty(worker *w)
     while (w->dirty) {
         conn *c = w->dirty;
         w->dirty = c->dirty_next;
+        if (!w->dirty) w->dirty_tail = NULL;
+        if (c->dirty == DIRTY_GONE) {
+            pl_free(c);
+            continue;
+        }
         c->dirty = 0;
         flush(c);
     }

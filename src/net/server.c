@@ -409,6 +409,7 @@ static void worker_main(void *arg)
      * whatever is goes to the engine's queue, which frees what it never
      * answered, rather than leaking here. */
     engine_submit_chain(w->srv->eng, &w->outbox);
+    conn_flush_dirty(w); /* frees connections closed while queued */
 }
 
 static void walk_close(uv_handle_t *h, void *arg)

@@ -91,6 +91,7 @@ struct sub {
 /* ---- connections (net/conn.c) -------------------------------------------- */
 
 enum conn_state { CS_HTTP, CS_WS, CS_SSE, CS_CLOSING };
+enum { DIRTY_QUEUED = 1, DIRTY_GONE = 2 };
 enum conn_transport { T_HTTP, T_WS, T_SSE };
 
 typedef struct http_req http_req;
@@ -101,7 +102,7 @@ struct conn {
     uint64_t id;
     uint8_t state;
     uint8_t writing;
-    uint8_t dirty;
+    uint8_t dirty; /* 0, DIRTY_QUEUED or DIRTY_GONE (closed while queued) */
     uint8_t close_after_flush;
     uint8_t closed;
     uint8_t transport; /* T_HTTP, T_WS or T_SSE: fixed once upgraded */
@@ -158,11 +159,12 @@ struct worker {
     atomic_int stop_accepting;
     atomic_int shutting_down;
     int listener_closed;
-    map channels;        /* key -> chan* */
-    map conns;           /* id (8 bytes) -> conn* */
-    map users;           /* tenant '\x1f' user -> uconns* (this worker's connections of a user) */
-    conn *all;           /* list head */
-    conn *dirty;         /* connections with queued output to flush this iteration */
+    map channels; /* key -> chan* */
+    map conns;    /* id (8 bytes) -> conn* */
+    map users;    /* tenant '\x1f' user -> uconns* (this worker's connections of a user) */
+    conn *all;    /* list head */
+    conn *dirty;  /* connections with queued output to flush, oldest first */
+    conn *dirty_tail;
     int64_t flush_at_us; /* monotonic: no flush before (0: flush every iteration) */
     void *write_spare;   /* one write request kept for reuse (net/conn.c), owned */
     uint64_t next_conn_id;

@@ -4,6 +4,7 @@
 #include "util/mem.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,7 @@ void *pl_calloc(size_t count, size_t size)
     if (should_fail()) return NULL;
     if (!count) count = 1;
     if (!size) size = 1;
+    if (count > SIZE_MAX / size) return NULL; /* as calloc, without asking it */
     if (size > CALLOC_VIA_MALLOC_MAX / count) return calloc(count, size);
     void *p = malloc(count * size);
     /* Hides p from the compiler, which would fold the pair back into a

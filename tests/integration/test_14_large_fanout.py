@@ -39,3 +39,39 @@ def test_paced_fanout_is_complete_and_ordered(server):
             await c.close()
 
     run(body())
+
+
+def test_subscribers_vanishing_while_rounds_are_held(server):
+    """Subscribers of a paced channel drop (TCP reset, no close frame) while
+    pubs keep coming: a connection whose output waits for the next round
+    must leave that round when it closes, not be written after it is gone.
+    The server stays up and the subscribers that stay get every pub."""
+    async def body():
+        big = "chat:" + uniq()
+        nsubs = scaled(320, 160)
+        n = scaled(500, 250)
+        subs = await asyncio.gather(*(connect(server, f"v{i}") for i in range(nsubs)))
+        for s in subs:
+            await s.subscribe(big)
+        pub = await connect(server, "alice")
+        stay, leave = subs[::2], subs[1::2]
+
+        async def drop_in_waves():
+            for wave in range(8):
+                await asyncio.sleep(0.03)
+                for s in leave[wave::8]:
+                    s.ws.transport.abort()
+
+        acks, _ = await asyncio.gather(pub.publish_many(big, n, window=16), drop_in_waves())
+        assert sorted(offsets(acks)) == list(range(1, n + 1))
+        for s in stay:
+            got = await s.pubs(big, n)
+            assert offsets(got) == list(range(1, n + 1))
+        assert server.alive()
+        assert server.http("GET", "/healthz")[0] == 200
+        for c in stay + [pub]:
+            await c.close()
+        for s in leave:
+            await s.close()
+
+    run(body())
