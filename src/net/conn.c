@@ -797,12 +797,16 @@ static void flush(conn *c)
     start_write(c, wr, wr->bufs, nb);
 }
 
-void conn_flush_dirty(worker *w)
+void conn_flush_dirty(worker *w, size_t max)
 {
-    while (w->dirty) {
+    for (size_t n = 0; w->dirty && n < max; n++) {
         conn *c = w->dirty;
         w->dirty = c->dirty_next;
         if (!w->dirty) w->dirty_tail = NULL;
+        if (c == w->round_last) {
+            w->round_last = NULL;
+            max = n + 1; /* the round ends here */
+        }
         if (c->dirty == DIRTY_GONE) {
             pl_free(c);
             continue;

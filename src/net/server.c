@@ -276,31 +276,68 @@ static void on_wakeup(uv_async_t *a)
  * At a moderate rate of pubs to a large channel every pub would start its
  * own round, and the rounds alone would fill the core (then queueing sets
  * the latency). So a round that took longer than FLUSH_PACE_MIN_US holds
- * the next one back by as long as it took (at most FLUSH_PACE_MAX_US):
- * flushing takes at most half the time, and the pubs that arrive meanwhile
- * share the next round's writes. Cheap rounds (small fan-out, replies) are
- * never held back. */
+ * the next one back by as long as it took, at most FLUSH_PACE_MAX_US: the
+ * pubs that arrive meanwhile share the next round's writes, and commits and
+ * reads get the core. Cheap rounds (small fan-out, replies) are never held
+ * back.
+ *
+ * A round is the connections queued when it starts, written FLUSH_CHUNK at
+ * a time with a poll for input between chunks: publishes that arrive while
+ * a thousand subscribers are being written are read and committed at once,
+ * and reach the subscribers the round has not written yet in this round,
+ * instead of waiting for its end and then for the next one. (Fan-out to
+ * 1,000 subscribers at 2,200 pubs/s, p99: 21-26 ms with whole rounds and a
+ * 3 ms hold, 19-21 ms in chunks, 15.5 ms in chunks with a 1 ms hold, the
+ * same max rate.) */
 #define FLUSH_PACE_MIN_US 200
-#define FLUSH_PACE_MAX_US 3000
+#define FLUSH_PACE_MAX_US 1000
+#define FLUSH_CHUNK 64
 
 static void on_pacer(uv_timer_t *t);
 
-static void worker_flush(worker *w)
+static void on_spin(uv_idle_t *h)
+{
+    (void)h; /* only keeps the loop's poll from sleeping while a round runs */
+}
+
+/* Starts the next round now or when pacing allows: a connection queued
+ * after the last round began must not wait for the next input to wake the
+ * loop. */
+static void schedule_round(worker *w, int64_t now)
 {
     if (!w->dirty) return;
+    if (now >= w->flush_at_us) {
+        uv_idle_start(&w->spin, on_spin); /* the next turn's check phase */
+    } else if (!uv_is_active((uv_handle_t *)&w->pacer)) {
+        uv_update_time(&w->loop);
+        uv_timer_start(&w->pacer, on_pacer, (uint64_t)(w->flush_at_us - now + 999) / 1000, 0);
+    }
+}
+
+static void worker_flush(worker *w)
+{
+    uv_idle_stop(&w->spin);
+    if (!w->dirty) return;
     int64_t now = clock_mono_us();
-    if (now < w->flush_at_us) {
-        if (!uv_is_active((uv_handle_t *)&w->pacer)) {
-            uv_update_time(&w->loop);
-            uv_timer_start(&w->pacer, on_pacer, (uint64_t)(w->flush_at_us - now + 999) / 1000, 0);
+    if (!w->round_last) {
+        if (now < w->flush_at_us) {
+            schedule_round(w, now);
+            return;
         }
+        w->round_last = w->dirty_tail;
+        w->round_busy_us = 0;
+    }
+    conn_flush_dirty(w, FLUSH_CHUNK);
+    int64_t end = clock_mono_us();
+    w->round_busy_us += end - now;
+    if (w->round_last) {
+        uv_idle_start(&w->spin, on_spin);
         return;
     }
-    conn_flush_dirty(w);
-    int64_t took = clock_mono_us() - now;
-    w->flush_at_us = 0;
-    if (took > FLUSH_PACE_MIN_US)
-        w->flush_at_us = now + took + (took < FLUSH_PACE_MAX_US ? took : FLUSH_PACE_MAX_US);
+    int64_t took = w->round_busy_us;
+    w->flush_at_us =
+        took > FLUSH_PACE_MIN_US ? end + (took < FLUSH_PACE_MAX_US ? took : FLUSH_PACE_MAX_US) : 0;
+    schedule_round(w, end);
 }
 
 void worker_submit(worker *w, engine_req *r)
@@ -330,11 +367,12 @@ static void on_tick(uv_timer_t *t)
     /* Requests, pings and closes queued by the tick go out now, not after
      * the next poll (which may sleep until the next tick). */
     engine_submit_chain(w->srv->eng, &w->outbox);
-    conn_flush_dirty(w);
+    conn_flush_dirty(w, SIZE_MAX);
     if (atomic_load(&w->shutting_down) == 2 && !w->all) {
         close_handle((uv_handle_t *)&w->wakeup);
         close_handle((uv_handle_t *)&w->flusher);
         close_handle((uv_handle_t *)&w->pacer);
+        close_handle((uv_handle_t *)&w->spin);
         close_handle((uv_handle_t *)&w->tick);
         close_handle((uv_handle_t *)&w->listener);
     }
@@ -394,6 +432,7 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
     w->flusher.data = w;
     uv_check_start(&w->flusher, on_flush);
     uv_timer_init(&w->loop, &w->pacer);
+    uv_idle_init(&w->loop, &w->spin);
     w->pacer.data = w;
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
@@ -409,7 +448,7 @@ static void worker_main(void *arg)
      * whatever is goes to the engine's queue, which frees what it never
      * answered, rather than leaking here. */
     engine_submit_chain(w->srv->eng, &w->outbox);
-    conn_flush_dirty(w); /* frees connections closed while queued */
+    conn_flush_dirty(w, SIZE_MAX); /* frees connections closed while queued */
 }
 
 static void walk_close(uv_handle_t *h, void *arg)

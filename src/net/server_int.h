@@ -165,8 +165,11 @@ struct worker {
     conn *all;    /* list head */
     conn *dirty;  /* connections with queued output to flush, oldest first */
     conn *dirty_tail;
-    int64_t flush_at_us; /* monotonic: no flush before (0: flush every iteration) */
-    void *write_spare;   /* one write request kept for reuse (net/conn.c), owned */
+    conn *round_last;      /* the flush round in progress ends after this one; NULL: none */
+    int64_t round_busy_us; /* time the round in progress spent writing */
+    uv_idle_t spin;        /* active while a round is in progress */
+    int64_t flush_at_us;   /* monotonic: no flush before (0: flush every iteration) */
+    void *write_spare;     /* one write request kept for reuse (net/conn.c), owned */
     uint64_t next_conn_id;
     proto_batch batch; /* reused by the command decoder */
     sbuf scratch;      /* reused for replies */
@@ -249,7 +252,9 @@ int conn_send_json(conn *c, const char *json, size_t len);
 void conn_close(conn *c, uint16_t code, const char *reason);
 /* Closes the socket now, dropping queued output. */
 void conn_abort(conn *c);
-void conn_flush_dirty(worker *w);
+/* Flushes up to max queued connections, oldest first, stopping after the
+ * last one of the round in progress (w->round_last, which it then clears). */
+void conn_flush_dirty(worker *w, size_t max);
 /* Answers the HTTP request of c with a JSON body (keep-alive as the request
  * asked); resumes reading if the request was pending. */
 void conn_http_respond(conn *c, int status, const char *body, size_t len);
