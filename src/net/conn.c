@@ -616,8 +616,9 @@ static void on_close(uv_handle_t *h)
     else
         w->all = c->next;
     if (c->next) c->next->prev = c->prev;
-    /* Still queued for a flush held back by pacing: the flush frees it
-     * when it gets there (the list has no way back to unlink it). */
+    /* Still queued for a flush (a round in progress, or one held back by
+     * pacing): the flush frees it when it gets there (the list has no way
+     * back to unlink it). */
     if (c->dirty)
         c->dirty = DIRTY_GONE;
     else

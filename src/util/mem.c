@@ -42,11 +42,12 @@ void *pl_calloc(size_t count, size_t size)
     if (!size) size = 1;
     if (count > SIZE_MAX / size) return NULL; /* as calloc, without asking it */
     if (size > CALLOC_VIA_MALLOC_MAX / count) return calloc(count, size);
-    void *p = malloc(count * size);
-    /* Hides p from the compiler, which would fold the pair back into a
-     * calloc call. */
-    __asm__("" : "+r"(p));
-    if (p) memset(p, 0, count * size);
+    size_t n = count * size, fill = n;
+    void *p = malloc(n);
+    /* Hides that fill is n from the compiler, which would fold the pair
+     * back into a calloc call. */
+    __asm__("" : "+r"(fill));
+    if (p) memset(p, 0, fill);
     return p;
 }
 

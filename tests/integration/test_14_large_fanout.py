@@ -8,14 +8,20 @@ import asyncio
 from parley_client import connect, offsets, run, scaled, uniq
 
 
+async def _subscribers(server, channel, n, prefix):
+    """n connections of users prefix0.. subscribed to channel."""
+    subs = await asyncio.gather(*(connect(server, f"{prefix}{i}") for i in range(n)))
+    for s in subs:
+        await s.subscribe(channel)
+    return subs
+
+
 def test_paced_fanout_is_complete_and_ordered(server):
     async def body():
         big, small = "chat:" + uniq(), "chat:" + uniq()
         nsubs = scaled(250, 100)
         n = scaled(150, 60)
-        subs = await asyncio.gather(*(connect(server, f"u{i}") for i in range(nsubs)))
-        for s in subs:
-            await s.subscribe(big)
+        subs = await _subscribers(server, big, nsubs, "u")
         bystander = await connect(server, "carol")
         await bystander.subscribe(small)
         pub = await connect(server, "alice")
@@ -50,9 +56,7 @@ def test_subscribers_vanishing_while_rounds_are_held(server):
         big = "chat:" + uniq()
         nsubs = scaled(320, 160)
         n = scaled(500, 250)
-        subs = await asyncio.gather(*(connect(server, f"v{i}") for i in range(nsubs)))
-        for s in subs:
-            await s.subscribe(big)
+        subs = await _subscribers(server, big, nsubs, "v")
         pub = await connect(server, "alice")
         stay, leave = subs[::2], subs[1::2]
 
