@@ -581,23 +581,18 @@ static const char *item_data(const out_item *it)
     return it->kind == OUT_PUB ? pub_frame_peek(it->ref)->data : ((rbuf *)it->ref)->data;
 }
 
-/* Queues c for a flush, behind the connections already waiting: urgent
- * ones (answers, control frames) on their own list, written before the
- * next chunk of a round instead of after the round. A connection already
- * queued stays where it is. */
-static void mark_dirty(conn *c, int urgent)
+/* Queues c for the next flush, behind the connections already waiting. */
+static void mark_dirty(conn *c)
 {
     worker *w = c->w;
-    conn **head = urgent ? &w->urgent : &w->dirty,
-         **tail = urgent ? &w->urgent_tail : &w->dirty_tail;
     if (c->dirty) return;
     c->dirty = DIRTY_QUEUED;
     c->dirty_next = NULL;
-    if (*tail)
-        (*tail)->dirty_next = c;
+    if (w->dirty_tail)
+        w->dirty_tail->dirty_next = c;
     else
-        *head = c;
-    *tail = c;
+        w->dirty = c;
+    w->dirty_tail = c;
 }
 
 static void on_close(uv_handle_t *h)
@@ -659,7 +654,7 @@ static void write_done(write_req *wr, int status)
         return;
     }
     if (c->qlen) {
-        mark_dirty(c, 0);
+        mark_dirty(c);
     } else if (c->close_after_flush) {
         /* A server-initiated WebSocket close waits for the peer's close. */
         if (c->transport != T_WS || c->close_code == 0) conn_abort(c);
@@ -803,31 +798,8 @@ static void flush(conn *c)
     start_write(c, wr, wr->bufs, nb);
 }
 
-/* Pops c off a list of connections to flush; 0 if it was closed while
- * queued (and is freed now). */
-static int pop_live(conn *c)
-{
-    if (c->dirty == DIRTY_GONE) {
-        pl_free(c);
-        return 0;
-    }
-    c->dirty = 0;
-    return 1;
-}
-
-void conn_flush_urgent(worker *w)
-{
-    while (w->urgent) {
-        conn *c = w->urgent;
-        w->urgent = c->dirty_next;
-        if (!w->urgent) w->urgent_tail = NULL;
-        if (pop_live(c)) flush(c);
-    }
-}
-
 void conn_flush_dirty(worker *w, size_t max)
 {
-    conn_flush_urgent(w);
     for (size_t n = 0; w->dirty && n < max; n++) {
         conn *c = w->dirty;
         w->dirty = c->dirty_next;
@@ -836,7 +808,12 @@ void conn_flush_dirty(worker *w, size_t max)
             w->round_last = NULL;
             max = n + 1; /* the round ends here */
         }
-        if (pop_live(c)) flush(c);
+        if (c->dirty == DIRTY_GONE) {
+            pl_free(c);
+            continue;
+        }
+        c->dirty = 0;
+        flush(c);
     }
 }
 
@@ -857,7 +834,7 @@ static int queue_push(conn *c, out_item it)
     c->qlen++;
     c->qbytes += it.len;
     c->reply_room = 0;
-    mark_dirty(c, it.kind != OUT_PUB && it.kind != OUT_PUBS);
+    mark_dirty(c);
     return 0;
 }
 

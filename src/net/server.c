@@ -317,7 +317,6 @@ static void schedule_round(worker *w, int64_t now)
 static void worker_flush(worker *w)
 {
     uv_idle_stop(&w->spin);
-    conn_flush_urgent(w); /* answers wait for neither rounds nor pacing */
     if (!w->dirty) return;
     int64_t now = clock_mono_us();
     if (!w->round_last) {
