@@ -581,18 +581,22 @@ static const char *item_data(const out_item *it)
     return it->kind == OUT_PUB ? pub_frame_peek(it->ref)->data : ((rbuf *)it->ref)->data;
 }
 
-/* Queues c for the next flush, behind the connections already waiting. */
-static void mark_dirty(conn *c)
+/* Queues c for a flush, behind the connections already waiting; urgent
+ * ones (answers, control frames) on their own list, written as soon as no
+ * round is in progress. A connection already queued stays where it is. */
+static void mark_dirty(conn *c, int urgent)
 {
     worker *w = c->w;
+    conn **head = urgent ? &w->urgent : &w->dirty,
+         **tail = urgent ? &w->urgent_tail : &w->dirty_tail;
     if (c->dirty) return;
     c->dirty = DIRTY_QUEUED;
     c->dirty_next = NULL;
-    if (w->dirty_tail)
-        w->dirty_tail->dirty_next = c;
+    if (*tail)
+        (*tail)->dirty_next = c;
     else
-        w->dirty = c;
-    w->dirty_tail = c;
+        *head = c;
+    *tail = c;
 }
 
 static void on_close(uv_handle_t *h)
@@ -654,7 +658,7 @@ static void write_done(write_req *wr, int status)
         return;
     }
     if (c->qlen) {
-        mark_dirty(c);
+        mark_dirty(c, 0);
     } else if (c->close_after_flush) {
         /* A server-initiated WebSocket close waits for the peer's close. */
         if (c->transport != T_WS || c->close_code == 0) conn_abort(c);
@@ -798,6 +802,28 @@ static void flush(conn *c)
     start_write(c, wr, wr->bufs, nb);
 }
 
+/* Pops c off a list of connections to flush; 0 if it was closed while
+ * queued (and is freed now). */
+static int pop_live(conn *c)
+{
+    if (c->dirty == DIRTY_GONE) {
+        pl_free(c);
+        return 0;
+    }
+    c->dirty = 0;
+    return 1;
+}
+
+void conn_flush_urgent(worker *w)
+{
+    while (w->urgent) {
+        conn *c = w->urgent;
+        w->urgent = c->dirty_next;
+        if (!w->urgent) w->urgent_tail = NULL;
+        if (pop_live(c)) flush(c);
+    }
+}
+
 void conn_flush_dirty(worker *w, size_t max)
 {
     for (size_t n = 0; w->dirty && n < max; n++) {
@@ -808,13 +834,13 @@ void conn_flush_dirty(worker *w, size_t max)
             w->round_last = NULL;
             max = n + 1; /* the round ends here */
         }
-        if (c->dirty == DIRTY_GONE) {
-            pl_free(c);
-            continue;
-        }
-        c->dirty = 0;
-        flush(c);
+        if (pop_live(c)) flush(c);
     }
+    /* Answers go out between rounds: after the round that carries a
+     * publisher's pubs, so the publisher cannot run ahead of its
+     * subscribers (that order is the backpressure), but never held back by
+     * pacing. */
+    if (!w->round_last) conn_flush_urgent(w);
 }
 
 static int queue_push(conn *c, out_item it)
@@ -834,7 +860,7 @@ static int queue_push(conn *c, out_item it)
     c->qlen++;
     c->qbytes += it.len;
     c->reply_room = 0;
-    mark_dirty(c);
+    mark_dirty(c, it.kind != OUT_PUB && it.kind != OUT_PUBS);
     return 0;
 }
 

@@ -317,6 +317,7 @@ static void schedule_round(worker *w, int64_t now)
 static void worker_flush(worker *w)
 {
     uv_idle_stop(&w->spin);
+    if (!w->round_last) conn_flush_urgent(w); /* held back rounds hold no answer */
     if (!w->dirty) return;
     int64_t now = clock_mono_us();
     if (!w->round_last) {

@@ -165,6 +165,8 @@ struct worker {
     conn *all;    /* list head */
     conn *dirty;  /* connections with queued output to flush, oldest first */
     conn *dirty_tail;
+    conn *urgent; /* the same for answers: written whenever no round runs */
+    conn *urgent_tail;
     conn *round_last;      /* the flush round in progress ends after this one; NULL: none */
     int64_t round_busy_us; /* time the round in progress spent writing */
     uv_idle_t spin;        /* active while a round is in progress */
@@ -253,8 +255,11 @@ void conn_close(conn *c, uint16_t code, const char *reason);
 /* Closes the socket now, dropping queued output. */
 void conn_abort(conn *c);
 /* Flushes up to max queued connections, oldest first, stopping after the
- * last one of the round in progress (w->round_last, which it then clears). */
+ * last one of the round in progress (w->round_last, which it then clears),
+ * then, if no round is left in progress, the urgent ones. */
 void conn_flush_dirty(worker *w, size_t max);
+/* Flushes the connections queued with answers. */
+void conn_flush_urgent(worker *w);
 /* Answers the HTTP request of c with a JSON body (keep-alive as the request
  * asked); resumes reading if the request was pending. */
 void conn_http_respond(conn *c, int status, const char *body, size_t len);
