@@ -55,7 +55,7 @@ void proto_batch_release(proto_batch *b);
  * "params": object (optional)}; null is not accepted for id or params, other
  * top-level keys are ignored, and with duplicate keys the last one wins.
  * A member named "data" is opaque (json_limits.opaque_key): valid JSON, but
- * one token, read with proto_param_raw only. */
+ * one token without children, read whole (proto_param_raw, json_raw). */
 int proto_decode(proto_batch *b, const char *msg, size_t len, const json_limits *lim);
 
 /* Typed getters for member `key` of object token obj (usually cmd->params; -1 is

@@ -91,13 +91,18 @@ static inline int is_delim(unsigned char c)
     return byte_class[c] & C_DELIM;
 }
 
-static inline size_t skip_ws(struct val *v)
+/* The first position from pos that is not whitespace (len at the end). */
+static inline size_t ws_end(const unsigned char *s, size_t len, size_t pos)
 {
-    /* Commands are mostly compact JSON: usually nothing to skip. */
-    if (v->pos < v->len && !is_ws(v->s[v->pos])) return 0;
+    while (pos < len && is_ws(s[pos]))
+        pos++;
+    return pos;
+}
+
+static size_t skip_ws(struct val *v)
+{
     size_t from = v->pos;
-    while (v->pos < v->len && is_ws(v->s[v->pos]))
-        v->pos++;
+    v->pos = ws_end(v->s, v->len, v->pos);
     return v->pos - from;
 }
 
@@ -158,8 +163,6 @@ static int scan_escape(struct val *v)
     return PL_OK;
 }
 
-/* Whether the 8 bytes at p are all plain string bytes: ASCII from 0x20, not
- * '"' and not '\\' (then the scan steps over them at once). */
 /* How many bytes at p, up to 8, are plain: no quote, backslash, control
  * or non-ASCII byte. */
 static unsigned plain_run(const unsigned char *p)
@@ -399,8 +402,7 @@ static int scan_value(struct val *v)
     int obj;
 
 value: /* a value starts here, after optional whitespace */
-    while (pos < len && is_ws(s[pos]))
-        pos++;
+    pos = ws_end(s, len, pos);
     if (pos == len) return end_of_input(v, pos);
     switch (s[pos]) {
     case '{':
@@ -409,8 +411,7 @@ value: /* a value starts here, after optional whitespace */
         v->pos = pos;
         if (push(v, obj) != PL_OK) return v->status;
         pos = v->pos;
-        while (pos < len && is_ws(s[pos]))
-            pos++;
+        pos = ws_end(s, len, pos);
         if (pos == len) return end_of_input(v, pos);
         if (s[pos] == (obj ? '}' : ']')) {
             v->pos = ++pos;
@@ -446,8 +447,7 @@ value: /* a value starts here, after optional whitespace */
 key: /* a member's key starts here, whitespace skipped */
     if (s[pos] != '"') return fail_at(v, PL_EINVAL, pos, "expected a string key");
     if (!(pos = string_token(v, pos, 1))) return v->status;
-    while (pos < len && is_ws(s[pos]))
-        pos++;
+    pos = ws_end(s, len, pos);
     if (pos == len) return end_of_input(v, pos);
     if (s[pos] != ':') return fail_at(v, PL_EINVAL, pos, "expected ':' after key");
     pos++;
@@ -458,15 +458,13 @@ after: /* a value ended here */
         v->pos = pos;
         return PL_OK;
     }
-    while (pos < len && is_ws(s[pos]))
-        pos++;
+    pos = ws_end(s, len, pos);
     if (pos == len) return end_of_input(v, pos);
     obj = top_is_obj(v);
     if (s[pos] == ',') {
         pos++;
         if (!obj) goto value;
-        while (pos < len && is_ws(s[pos]))
-            pos++;
+        pos = ws_end(s, len, pos);
         if (pos == len) return end_of_input(v, pos);
         goto key;
     }

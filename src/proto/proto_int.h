@@ -63,7 +63,6 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
 void proto_ephemeral_result(sbuf *o, const char *id);
 void proto_error_json(sbuf *o, int code, const char *detail);
 void proto_put_pubs(sbuf *o, engine_req *r);
-/* 0 if the channel name is valid (PROTOCOL.md section 5), else 107. */
 /* A storage request with its pending record inside it (engine_req_new_ctx),
  * from w's pool: zeroed, at *pd when pd is not NULL, freed with the request.
  * NULL on allocation failure. Every request the session and the API submit
@@ -74,6 +73,7 @@ static inline engine_req *proto_req_new(worker *w, enum engine_op op, pending **
     if (pd) *pd = r ? r->ctx : NULL;
     return r;
 }
+/* 0 if the channel name is valid (PROTOCOL.md section 5), else 107. */
 int proto_channel_valid(const char *s, size_t n);
 int proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch);
 /* The tenant's channel quota (0 = none), for engine requests. */

@@ -361,7 +361,12 @@ def test_random_bytes_in_text_frames(server, witness):
     "{\"id\":1,\"method\":\"history\"} trailing",
     "\x00\x01\x02",
     "".join(string.printable[i * 7 % 100] for i in range(3000)),
-], ids=["prose", "truncated", "single_quotes", "trailing", "control_chars", "printable_noise"])
+    # A publish's data is not tokenized, but it is validated all the same.
+    '{"id":1,"method":"publish","params":{"channel":"chat:x","data":{"a":[1,tru]}}}',
+    '{"id":1,"method":"publish","params":{"channel":"chat:x","data":{"a":"\\u12"}}}',
+    '{"id":1,"method":"publish","params":{"channel":"chat:x","data":{"a":[1,2}}}',
+], ids=["prose", "truncated", "single_quotes", "trailing", "control_chars", "printable_noise",
+        "data_bad_literal", "data_bad_escape", "data_bad_bracket"])
 def test_non_json_frame_107_then_4501(server, witness, text):
     async def body():
         cl = await connect(server, "hostile")
