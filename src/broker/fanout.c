@@ -84,7 +84,7 @@ static void account(worker *w, pl_pub *pub, uint64_t delivered)
 {
     if (!delivered) return;
     atomic_fetch_add_explicit(&pub->fanout, (uint32_t)delivered, memory_order_relaxed);
-    tenant_counters *tc = worker_tenant_counters(w, pub->tenant);
+    tenant_counters *tc = metrics_tenant(&w->metrics, pub->tenant);
     if (tc) atomic_fetch_add_explicit(&tc->deliveries, delivered, memory_order_relaxed);
     metrics_add(&w->metrics, M_DELIVERIES, delivered);
     if (pub->created_us) metrics_latency(&w->metrics, clock_mono_us() - pub->created_us);

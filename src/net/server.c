@@ -120,73 +120,6 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
  * Worker thread
  * ====================================================================== */
 
-tenant_counters *worker_tenant_counters(worker *w, const char *tenant)
-{
-    size_t n = strlen(tenant);
-    tenant_counters *tc = map_get(&w->tenant_metrics, tenant, n);
-    if (tc) return tc;
-    tc = pl_calloc(1, sizeof(*tc));
-    if (!tc) return NULL;
-    pthread_mutex_lock(&w->tenant_metrics_lock);
-    if (map_put(&w->tenant_metrics, tenant, n, tc)) {
-        pl_free(tc);
-        tc = NULL;
-    }
-    pthread_mutex_unlock(&w->tenant_metrics_lock);
-    return tc;
-}
-
-/* Per-tenant series, summed over workers: each tenant's own numbers under
- * its own label (an operator endpoint; see docs/security.md). */
-static void render_tenant_metrics(server *srv, sbuf *out)
-{
-    map sums;
-    map_init(&sums);
-    for (int i = 0; i < srv->nworkers; i++) {
-        worker *w = srv->workers[i];
-        pthread_mutex_lock(&w->tenant_metrics_lock);
-        for (size_t k = 0; k < w->tenant_metrics.cap; k++) {
-            map_entry *e = &w->tenant_metrics.slots[k];
-            if (!e->key) continue;
-            tenant_counters *src = e->value, *dst = map_get(&sums, e->key, e->klen);
-            if (!dst && (dst = pl_calloc(1, sizeof(*dst))) &&
-                map_put(&sums, e->key, e->klen, dst)) {
-                pl_free(dst);
-                dst = NULL;
-            }
-            if (!dst) continue;
-            dst->connections_opened += atomic_load(&src->connections_opened);
-            dst->connections_closed += atomic_load(&src->connections_closed);
-            dst->pubs += atomic_load(&src->pubs);
-            dst->deliveries += atomic_load(&src->deliveries);
-        }
-        pthread_mutex_unlock(&w->tenant_metrics_lock);
-    }
-    static const char *const names[] = {"parley_tenant_connections", "parley_tenant_pubs_total",
-                                        "parley_tenant_deliveries_total"};
-    static const char *const help[] = {"Open client connections of a tenant.",
-                                       "Publishes accepted for a tenant.",
-                                       "Pubs queued to a tenant's subscribers."};
-    for (int m = 0; m < 3; m++) {
-        sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[m], help[m], names[m],
-                    m ? "counter" : "gauge");
-        for (size_t k = 0; k < sums.cap; k++) {
-            map_entry *e = &sums.slots[k];
-            if (!e->key) continue;
-            tenant_counters *t = e->value;
-            uint64_t v = m == 0   ? t->connections_opened - t->connections_closed
-                         : m == 1 ? t->pubs
-                                  : t->deliveries;
-            sbuf_printf(out, "%s{tenant=", names[m]);
-            sbuf_json_str(out, e->key, e->klen);
-            sbuf_printf(out, "} %llu\n", (unsigned long long)v);
-        }
-    }
-    for (size_t k = 0; k < sums.cap; k++)
-        if (sums.slots[k].key) pl_free(sums.slots[k].value);
-    map_release(&sums);
-}
-
 static void handle_msg(worker *w, const inbox_msg *m)
 {
     if (m->type == INBOX_CALL) {
@@ -417,8 +350,7 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
     map_init_borrowed(&w->channels); /* keys live in the values */
     map_init_borrowed(&w->conns);
     map_init_borrowed(&w->users);
-    map_init(&w->tenant_metrics);
-    pthread_mutex_init(&w->tenant_metrics_lock, NULL);
+    metrics_shard_init(&w->metrics);
     proto_batch_init(&w->batch);
     sbuf_init(&w->scratch);
     /* Room for thousands in flight: 64 connections with 64 publishes each
@@ -479,10 +411,7 @@ static void worker_release(worker *w)
     map_release(&w->channels);
     map_release(&w->conns);
     map_release(&w->users);
-    for (size_t i = 0; i < w->tenant_metrics.cap; i++)
-        if (w->tenant_metrics.slots[i].key) pl_free(w->tenant_metrics.slots[i].value);
-    map_release(&w->tenant_metrics);
-    pthread_mutex_destroy(&w->tenant_metrics_lock);
+    metrics_shard_release(&w->metrics);
     proto_batch_release(&w->batch);
     sbuf_release(&w->scratch);
 }
@@ -741,6 +670,28 @@ void server_free(server *srv)
     pl_free(srv);
 }
 
+/* The storage engine's figures: commit batches and latency, failures and
+ * duplicates found. */
+static void render_engine_stats(sbuf *o, const engine_stats *es)
+{
+    double bb[12], cb[12];
+    static const double commit_us[11] = {100,   250,   500,   1000,   2500,  5000,
+                                         10000, 25000, 50000, 100000, 250000};
+    for (unsigned i = 0; i < 11; i++) {
+        bb[i] = (double)(1u << i);
+        cb[i] = commit_us[i] / 1e6;
+    }
+    bb[11] = cb[11] = 0;
+    metrics_histogram(o, "parley_commit_batch_size", "Publishes per storage commit (group commit).",
+                      bb, es->batch_hist, 12, (double)es->committed_pubs, es->commits);
+    metrics_histogram(o, "parley_commit_latency_seconds", "Storage commit latency including fsync.",
+                      cb, es->commit_lat_hist, 12, (double)es->commit_us_total / 1e6, es->commits);
+    metrics_counter(o, "parley_commit_failures_total",
+                    "Storage commits that failed (answered 113).", "counter", es->commit_failures);
+    metrics_counter(o, "parley_engine_duplicates_total",
+                    "Idempotency-key duplicates found by the engine.", "counter", es->duplicates);
+}
+
 void server_render_metrics(server *srv, sbuf *out)
 {
     metrics_shard *shards[64];
@@ -748,12 +699,12 @@ void server_render_metrics(server *srv, sbuf *out)
         shards[i] = &srv->workers[i]->metrics;
     engine_stats es;
     engine_get_stats(srv->eng, &es);
-    metrics_render(out, shards, srv->nworkers, session_method_names, session_method_count, &es);
+    metrics_render(out, shards, srv->nworkers, session_method_names, session_method_count);
+    render_engine_stats(out, &es);
     sbuf_puts(out, "# HELP parley_presence_entries Clients present in channels.\n"
                    "# TYPE parley_presence_entries gauge\nparley_presence_entries ");
     sbuf_u64(out, presence_entries(srv->presence));
     sbuf_putc(out, '\n');
-    render_tenant_metrics(srv, out);
     delivery_stats ds;
     delivery_get_stats(srv->delivery, &ds);
     sbuf_printf(out,

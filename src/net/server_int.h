@@ -177,8 +177,6 @@ struct worker {
     sbuf scratch;      /* reused for replies */
     char readbuf[65536];
     metrics_shard metrics;
-    pthread_mutex_t tenant_metrics_lock; /* guards the map, not the counters */
-    map tenant_metrics;                  /* tenant id -> tenant_counters* */
     engine_chain outbox;                 /* storage requests of this iteration (worker_submit) */
     engine_req_pool req_pool;            /* blocks of answered requests (proto_req_new) */
     int64_t now_ms;                      /* wall clock, cached per event (worker_clock) */
@@ -207,13 +205,7 @@ struct server {
     size_t *stage_len, *stage_cap;
 };
 
-typedef struct tenant_counters {
-    _Atomic uint64_t connections_opened, connections_closed, pubs, deliveries;
-} tenant_counters;
-
 /* net/server.c */
-/* This worker's counters of a tenant (created on first use); NULL on OOM. */
-tenant_counters *worker_tenant_counters(worker *w, const char *tenant);
 /* Reads the clocks into now_ms and now_us: once per event, not per command. */
 void worker_clock(worker *w);
 void worker_post(worker *w, const inbox_msg *msgs, size_t n);

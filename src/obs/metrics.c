@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "util/mem.h"
+
 static const int64_t lat_bounds_us[METRICS_LAT_BUCKETS - 1] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000};
 
@@ -33,15 +35,15 @@ static uint64_t sum(metrics_shard *const *shards, int n, enum metric_counter m)
     return v;
 }
 
-static void counter(sbuf *o, const char *name, const char *help, const char *type, uint64_t v)
+void metrics_counter(sbuf *o, const char *name, const char *help, const char *type, uint64_t v)
 {
     sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s ", name, help, name, type, name);
     sbuf_u64(o, v);
     sbuf_putc(o, '\n');
 }
 
-static void histogram(sbuf *o, const char *name, const char *help, const double *bounds,
-                      const uint64_t *counts, unsigned nb, double total, uint64_t count)
+void metrics_histogram(sbuf *o, const char *name, const char *help, const double *bounds,
+                       const uint64_t *counts, unsigned nb, double total, uint64_t count)
 {
     sbuf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
@@ -81,8 +83,95 @@ static void render_commands(sbuf *o, metrics_shard *const *shards, int n,
     }
 }
 
+/* ---- per-tenant series ---------------------------------------------------- */
+
+void metrics_shard_init(metrics_shard *s)
+{
+    memset(s, 0, sizeof(*s));
+    map_init(&s->tenants);
+    pthread_mutex_init(&s->tenants_lock, NULL);
+}
+
+void metrics_shard_release(metrics_shard *s)
+{
+    for (size_t i = 0; i < s->tenants.cap; i++)
+        if (s->tenants.slots[i].key) pl_free(s->tenants.slots[i].value);
+    map_release(&s->tenants);
+    pthread_mutex_destroy(&s->tenants_lock);
+}
+
+tenant_counters *metrics_tenant(metrics_shard *s, const char *tenant)
+{
+    size_t n = strlen(tenant);
+    tenant_counters *tc = map_get(&s->tenants, tenant, n);
+    if (tc) return tc;
+    tc = pl_calloc(1, sizeof(*tc));
+    if (!tc) return NULL;
+    pthread_mutex_lock(&s->tenants_lock);
+    if (map_put(&s->tenants, tenant, n, tc)) {
+        pl_free(tc);
+        tc = NULL;
+    }
+    pthread_mutex_unlock(&s->tenants_lock);
+    return tc;
+}
+
+/* Adds one shard's tenant counters into sums (tenant id -> tenant_counters*). */
+static void sum_tenants(map *sums, metrics_shard *s)
+{
+    pthread_mutex_lock(&s->tenants_lock);
+    for (size_t k = 0; k < s->tenants.cap; k++) {
+        map_entry *e = &s->tenants.slots[k];
+        if (!e->key) continue;
+        tenant_counters *src = e->value, *dst = map_get(sums, e->key, e->klen);
+        if (!dst && (dst = pl_calloc(1, sizeof(*dst))) && map_put(sums, e->key, e->klen, dst)) {
+            pl_free(dst);
+            dst = NULL;
+        }
+        if (!dst) continue;
+        dst->connections_opened += atomic_load(&src->connections_opened);
+        dst->connections_closed += atomic_load(&src->connections_closed);
+        dst->pubs += atomic_load(&src->pubs);
+        dst->deliveries += atomic_load(&src->deliveries);
+    }
+    pthread_mutex_unlock(&s->tenants_lock);
+}
+
+/* Per-tenant series, summed over shards: each tenant's own numbers under
+ * its own label (an operator endpoint; see docs/security.md). */
+static void render_tenants(sbuf *out, metrics_shard *const *shards, int n)
+{
+    map sums;
+    map_init(&sums);
+    for (int i = 0; i < n; i++)
+        sum_tenants(&sums, shards[i]);
+    static const char *const names[] = {"parley_tenant_connections", "parley_tenant_pubs_total",
+                                        "parley_tenant_deliveries_total"};
+    static const char *const help[] = {"Open client connections of a tenant.",
+                                       "Publishes accepted for a tenant.",
+                                       "Pubs queued to a tenant's subscribers."};
+    for (int m = 0; m < 3; m++) {
+        sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[m], help[m], names[m],
+                    m ? "counter" : "gauge");
+        for (size_t k = 0; k < sums.cap; k++) {
+            map_entry *e = &sums.slots[k];
+            if (!e->key) continue;
+            tenant_counters *t = e->value;
+            uint64_t v = m == 0   ? t->connections_opened - t->connections_closed
+                         : m == 1 ? t->pubs
+                                  : t->deliveries;
+            sbuf_printf(out, "%s{tenant=", names[m]);
+            sbuf_json_str(out, e->key, e->klen);
+            sbuf_printf(out, "} %llu\n", (unsigned long long)v);
+        }
+    }
+    for (size_t k = 0; k < sums.cap; k++)
+        if (sums.slots[k].key) pl_free(sums.slots[k].value);
+    map_release(&sums);
+}
+
 void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *const *methods,
-                    unsigned nmethods, const engine_stats *es)
+                    unsigned nmethods)
 {
     uint64_t ws = sum(shards, n, M_WS_OPENED) - sum(shards, n, M_WS_CLOSED);
     uint64_t sse = sum(shards, n, M_SSE_OPENED) - sum(shards, n, M_SSE_CLOSED);
@@ -90,8 +179,8 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
                  "# TYPE parley_connections gauge\n");
     sbuf_printf(o, "parley_connections{transport=\"ws\"} %llu\n", (unsigned long long)ws);
     sbuf_printf(o, "parley_connections{transport=\"sse\"} %llu\n", (unsigned long long)sse);
-    counter(o, "parley_connections_opened_total", "Client connections accepted.", "counter",
-            sum(shards, n, M_WS_OPENED) + sum(shards, n, M_SSE_OPENED));
+    metrics_counter(o, "parley_connections_opened_total", "Client connections accepted.", "counter",
+                    sum(shards, n, M_WS_OPENED) + sum(shards, n, M_SSE_OPENED));
     render_commands(o, shards, n, methods, nmethods);
     sbuf_puts(o, "# HELP parley_pubs_total Accepted publishes by class.\n"
                  "# TYPE parley_pubs_total counter\n");
@@ -101,30 +190,30 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
                 (unsigned long long)sum(shards, n, M_PUBS_STANDARD));
     sbuf_printf(o, "parley_pubs_total{class=\"guaranteed\"} %llu\n",
                 (unsigned long long)sum(shards, n, M_PUBS_GUARANTEED));
-    counter(o, "parley_duplicates_suppressed_total",
-            "Publishes answered from the idempotency cache.", "counter",
-            sum(shards, n, M_PUBS_DUPLICATE));
-    counter(o, "parley_deliveries_total", "Pubs queued to subscriber connections.", "counter",
-            sum(shards, n, M_DELIVERIES));
-    counter(o, "parley_frames_out_total", "WebSocket frames and SSE writes sent.", "counter",
-            sum(shards, n, M_FRAMES_OUT));
-    counter(o, "parley_bytes_out_total", "Bytes written to clients.", "counter",
-            sum(shards, n, M_BYTES_OUT));
-    counter(o, "parley_slow_consumer_disconnects_total",
-            "Connections closed with 4001 for exceeding the outbound queue.", "counter",
-            sum(shards, n, M_SLOW_CONSUMER));
-    counter(o, "parley_protocol_errors_total", "Malformed frames and protocol violations.",
-            "counter", sum(shards, n, M_PROTOCOL_ERRORS));
-    counter(o, "parley_recoveries_total", "Subscriptions recovered from a position.", "counter",
-            sum(shards, n, M_RECOVERIES));
-    counter(o, "parley_gaps_total", "Gap pushes sent (recovery impossible).", "counter",
-            sum(shards, n, M_GAPS));
-    counter(o, "parley_typing_forwarded_total", "Typing signals forwarded.", "counter",
-            sum(shards, n, M_TYPING_FORWARDED));
-    counter(o, "parley_typing_dropped_total", "Typing signals dropped by the throttle.", "counter",
-            sum(shards, n, M_TYPING_DROPPED));
-    counter(o, "parley_read_updates_total", "Read cursor updates that moved a cursor.", "counter",
-            sum(shards, n, M_READ_UPDATES));
+    metrics_counter(o, "parley_duplicates_suppressed_total",
+                    "Publishes answered from the idempotency cache.", "counter",
+                    sum(shards, n, M_PUBS_DUPLICATE));
+    metrics_counter(o, "parley_deliveries_total", "Pubs queued to subscriber connections.",
+                    "counter", sum(shards, n, M_DELIVERIES));
+    metrics_counter(o, "parley_frames_out_total", "WebSocket frames and SSE writes sent.",
+                    "counter", sum(shards, n, M_FRAMES_OUT));
+    metrics_counter(o, "parley_bytes_out_total", "Bytes written to clients.", "counter",
+                    sum(shards, n, M_BYTES_OUT));
+    metrics_counter(o, "parley_slow_consumer_disconnects_total",
+                    "Connections closed with 4001 for exceeding the outbound queue.", "counter",
+                    sum(shards, n, M_SLOW_CONSUMER));
+    metrics_counter(o, "parley_protocol_errors_total", "Malformed frames and protocol violations.",
+                    "counter", sum(shards, n, M_PROTOCOL_ERRORS));
+    metrics_counter(o, "parley_recoveries_total", "Subscriptions recovered from a position.",
+                    "counter", sum(shards, n, M_RECOVERIES));
+    metrics_counter(o, "parley_gaps_total", "Gap pushes sent (recovery impossible).", "counter",
+                    sum(shards, n, M_GAPS));
+    metrics_counter(o, "parley_typing_forwarded_total", "Typing signals forwarded.", "counter",
+                    sum(shards, n, M_TYPING_FORWARDED));
+    metrics_counter(o, "parley_typing_dropped_total", "Typing signals dropped by the throttle.",
+                    "counter", sum(shards, n, M_TYPING_DROPPED));
+    metrics_counter(o, "parley_read_updates_total", "Read cursor updates that moved a cursor.",
+                    "counter", sum(shards, n, M_READ_UPDATES));
 
     double lb[METRICS_LAT_BUCKETS];
     uint64_t lc[METRICS_LAT_BUCKETS] = {0};
@@ -138,25 +227,8 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
         lsum += atomic_load_explicit(&shards[i]->lat_sum_us, memory_order_relaxed);
         lcount += atomic_load_explicit(&shards[i]->lat_count, memory_order_relaxed);
     }
-    histogram(o, "parley_delivery_latency_seconds",
-              "Publish accepted to pub queued on a subscriber connection.", lb, lc,
-              METRICS_LAT_BUCKETS, (double)lsum / 1e6, lcount);
-
-    if (!es) return;
-    double bb[12], cb[12];
-    static const double commit_us[11] = {100,   250,   500,   1000,   2500,  5000,
-                                         10000, 25000, 50000, 100000, 250000};
-    for (unsigned i = 0; i < 11; i++) {
-        bb[i] = (double)(1u << i);
-        cb[i] = commit_us[i] / 1e6;
-    }
-    bb[11] = cb[11] = 0;
-    histogram(o, "parley_commit_batch_size", "Publishes per storage commit (group commit).", bb,
-              es->batch_hist, 12, (double)es->committed_pubs, es->commits);
-    histogram(o, "parley_commit_latency_seconds", "Storage commit latency including fsync.", cb,
-              es->commit_lat_hist, 12, (double)es->commit_us_total / 1e6, es->commits);
-    counter(o, "parley_commit_failures_total", "Storage commits that failed (answered 113).",
-            "counter", es->commit_failures);
-    counter(o, "parley_engine_duplicates_total", "Idempotency-key duplicates found by the engine.",
-            "counter", es->duplicates);
+    metrics_histogram(o, "parley_delivery_latency_seconds",
+                      "Publish accepted to pub queued on a subscriber connection.", lb, lc,
+                      METRICS_LAT_BUCKETS, (double)lsum / 1e6, lcount);
+    render_tenants(o, shards, n);
 }

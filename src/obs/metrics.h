@@ -1,13 +1,17 @@
 /* Prometheus metrics. Each worker owns one metrics_shard and is its only
  * writer (relaxed atomics keep the concurrent /metrics reader defined);
- * metrics_render sums the shards and the engine's stats into text format. */
+ * metrics_render sums the shards into text format. Other modules' figures
+ * (storage, delivery, presence) are written with metrics_counter and
+ * metrics_histogram by whoever holds them: obs knows no module above it. */
 #ifndef PL_METRICS_H
 #define PL_METRICS_H
 
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "engine/engine.h"
+#include <pthread.h>
+
+#include "util/map.h"
 #include "util/sbuf.h"
 
 enum metric_counter {
@@ -37,13 +41,26 @@ enum metric_counter {
 #define METRICS_CODES 16 /* 0 = ok, then code - 99 for codes 100..114 */
 #define METRICS_LAT_BUCKETS 14
 
+/* One tenant's counters on one shard (labelled series on /metrics). */
+typedef struct tenant_counters {
+    _Atomic uint64_t connections_opened, connections_closed, pubs, deliveries;
+} tenant_counters;
+
 typedef struct metrics_shard {
     _Atomic uint64_t c[M__COUNT];
     _Atomic uint64_t commands[METRICS_METHODS][METRICS_CODES];
     _Atomic uint64_t lat[METRICS_LAT_BUCKETS]; /* publish-to-delivery, by bucket */
     _Atomic uint64_t lat_sum_us;
     _Atomic uint64_t lat_count;
+    pthread_mutex_t tenants_lock; /* guards the map (the renderer walks it), not the counters */
+    map tenants;                  /* tenant id -> tenant_counters*, owned */
 } metrics_shard;
+
+void metrics_shard_init(metrics_shard *s);
+void metrics_shard_release(metrics_shard *s);
+/* The shard's counters of a tenant, created on first use (owner thread
+ * only); NULL when out of memory. */
+tenant_counters *metrics_tenant(metrics_shard *s, const char *tenant);
 
 static inline void metrics_add(metrics_shard *s, enum metric_counter m, uint64_t n)
 {
@@ -55,9 +72,16 @@ void metrics_command(metrics_shard *s, unsigned mi, int code);
 /* Records one publish-to-delivery latency in microseconds. */
 void metrics_latency(metrics_shard *s, int64_t us);
 
-/* Appends the Prometheus text for n shards, the method names (indexed as in
- * metrics_command) and the engine stats to out. */
+/* Appends the Prometheus text for n shards (their counters, commands by the
+ * method names indexed as in metrics_command, latencies and per-tenant
+ * series) to out. */
 void metrics_render(sbuf *out, metrics_shard *const *shards, int n, const char *const *methods,
-                    unsigned nmethods, const engine_stats *es);
+                    unsigned nmethods);
+/* One counter or gauge (type "counter" or "gauge") with its HELP and TYPE. */
+void metrics_counter(sbuf *o, const char *name, const char *help, const char *type, uint64_t v);
+/* One histogram: nb buckets, bounds[i] the upper bound of bucket i (the last
+ * is +Inf whatever its bound), counts per bucket (not cumulative). */
+void metrics_histogram(sbuf *o, const char *name, const char *help, const double *bounds,
+                       const uint64_t *counts, unsigned nb, double total, uint64_t count);
 
 #endif

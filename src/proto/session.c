@@ -603,7 +603,7 @@ void session_free(conn *c)
     while (s->nsubs)
         drop_sub(c, s->subs[s->nsubs - 1]);
     if (!s->sse) fanout_user_del(c->w, c, s->tenant, s->user);
-    tenant_counters *tc = s->counted_conn ? worker_tenant_counters(c->w, s->tenant) : NULL;
+    tenant_counters *tc = s->counted_conn ? metrics_tenant(&c->w->metrics, s->tenant) : NULL;
     if (tc) atomic_fetch_add(&tc->connections_closed, 1);
     char tkey[400], ukey[400];
     limit_keys(s, tkey, ukey, sizeof(tkey));
@@ -1210,7 +1210,7 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         return;
     }
     rl_bucket_init(&s->cmds, srv->cfg.limits.commands_per_second, 0, clock_mono_us());
-    tenant_counters *tc = worker_tenant_counters(c->w, s->tenant);
+    tenant_counters *tc = metrics_tenant(&c->w->metrics, s->tenant);
     if (tc) atomic_fetch_add(&tc->connections_opened, 1);
     s->counted_conn = tc != NULL;
     if (fanout_user_add(c->w, c, s->tenant, s->user)) {
@@ -1448,7 +1448,7 @@ fail:
 
 int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
 {
-    tenant_counters *tc = worker_tenant_counters(w, p->tenant);
+    tenant_counters *tc = metrics_tenant(&w->metrics, p->tenant);
     if (tc) atomic_fetch_add_explicit(&tc->pubs, 1, memory_order_relaxed);
     if (p->cls == PUB_EPHEMERAL) {
         pub_set_frame(p, proto_encode_pub(p));
