@@ -179,17 +179,17 @@ typedef struct resend_call {
     char user[256];
 } resend_call;
 
-static void resend_conn(conn *c, void *arg)
+static void resend_conn(pl_sink *out, void *owner, void *arg)
 {
     resend_call *rc = arg;
-    if (!session_subscribed(c, rc->pub->channel)) return;
-    conn_enqueue(c, OUT_JSON, rbuf_ref(rc->frame), rc->frame->len);
+    if (!session_subscribed(owner, rc->pub->channel)) return;
+    sink_enqueue(out, OUT_JSON, rbuf_ref(rc->frame), rc->frame->len);
 }
 
 static void resend_run(worker *w, worker_call *call)
 {
     resend_call *rc = (resend_call *)call;
-    fanout_user_each(w, rc->pub->tenant, rc->user, resend_conn, rc);
+    fanout_user_each(w->fan, rc->pub->tenant, rc->user, resend_conn, rc);
 }
 
 static void resend_release(worker_call *call)

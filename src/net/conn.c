@@ -2,6 +2,7 @@
  * directly, the WebSocket upgrade, and the outbound queue that coalesces
  * whatever is ready into one frame and one write per loop iteration. */
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@
 #define MAX_HEAD_BYTES 16384
 #define MAX_WRITE_ITEMS 256
 #define CLOSE_GRACE_MS 2000
+
+static const sink_ops conn_sink_ops;
 
 /* ======================================================================
  * HTTP phase
@@ -256,7 +259,7 @@ static void upgrade_ws(conn *c, http_req *h)
     sbuf_release(&b);
     if (r) conn_enqueue(c, OUT_RAW, r, r->len);
     c->state = CS_WS;
-    c->transport = T_WS;
+    c->out.kind = SINK_WS;
     c->deadline_ms = c->w->now_ms + srv->cfg.limits.handshake_timeout_ms;
     metrics_add(&c->w->metrics, M_WS_OPENED, 1);
 }
@@ -301,7 +304,7 @@ static int route(conn *c, http_req *h)
             return 1;
         }
         c->state = CS_SSE;
-        c->transport = T_SSE;
+        c->out.kind = SINK_SSE;
         c->deadline_ms = 0;
         metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
         return 1;
@@ -398,7 +401,7 @@ void conn_http_respond(conn *c, int status, const char *body, size_t len)
     const char *reason = "Error";
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
         if (reasons[i].status == status) reason = reasons[i].reason;
-    if (!h || c->closed) return;
+    if (!h || c->out.closed) return;
     respond(c, status, reason, "application/json", body, len, h->keep_alive);
     if (!h->pending) return; /* answered inside route(): http_read goes on */
     h->pending = 0;
@@ -441,7 +444,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         break;
     case CS_WS:
     case CS_CLOSING:
-        if (c->transport != T_WS) break;
+        if (c->out.kind != SINK_WS) break;
         if (!c->ws && !(c->ws = ws_session_new(&ws_cbs, c, w->srv->cfg.limits.max_frame_bytes))) {
             conn_abort(c);
             break;
@@ -501,13 +504,14 @@ void conn_on_accept(worker *w, uv_stream_t *listener)
     if (!c) return;
     uv_tcp_init(&w->loop, &c->tcp);
     c->w = w;
+    c->out.ops = &conn_sink_ops;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp)) {
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)pl_free);
         return;
     }
-    c->id = ((uint64_t)w->index << 56) | ++w->next_conn_id;
+    c->out.id = ((uint64_t)w->index << 56) | ++w->next_conn_id;
     c->http = http_new(c);
-    if (!c->http || map_put(&w->conns, (const char *)&c->id, sizeof(c->id), c)) {
+    if (!c->http || map_put(&w->conns, (const char *)&c->out.id, sizeof(c->out.id), c)) {
         http_free(c->http);
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)pl_free);
         return;
@@ -614,7 +618,7 @@ static void on_close(uv_handle_t *h)
     pl_free(c->q);
     ws_session_free(c->ws);
     http_free(c->http);
-    map_del(&w->conns, (const char *)&c->id, sizeof(c->id));
+    map_del(&w->conns, (const char *)&c->out.id, sizeof(c->out.id));
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -631,12 +635,12 @@ static void on_close(uv_handle_t *h)
 
 void conn_abort(conn *c)
 {
-    if (c->closed) return;
-    c->closed = 1;
+    if (c->out.closed) return;
+    c->out.closed = 1;
     c->state = CS_CLOSING;
-    if (c->transport == T_WS)
+    if (c->out.kind == SINK_WS)
         metrics_add(&c->w->metrics, M_WS_CLOSED, 1);
-    else if (c->transport == T_SSE)
+    else if (c->out.kind == SINK_SSE)
         metrics_add(&c->w->metrics, M_SSE_CLOSED, 1);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, on_close);
@@ -649,10 +653,10 @@ static void write_done(write_req *wr, int status)
     conn *c = wr->c;
     for (uint32_t i = 0; i < wr->nitems; i++)
         item_unref(&wr->items[i]);
-    c->qbytes -= wr->bytes;
+    c->out.queued -= wr->bytes;
     c->writing = 0;
     wr_release(c->w, wr);
-    if (c->closed) return;
+    if (c->out.closed) return;
     if (status < 0) {
         conn_abort(c);
         return;
@@ -661,7 +665,7 @@ static void write_done(write_req *wr, int status)
         mark_dirty(c, 0);
     } else if (c->close_after_flush) {
         /* A server-initiated WebSocket close waits for the peer's close. */
-        if (c->transport != T_WS || c->close_code == 0) conn_abort(c);
+        if (c->out.kind != SINK_WS || c->close_code == 0) conn_abort(c);
         return;
     }
     if (c->s) session_on_drain(c);
@@ -726,7 +730,7 @@ static void write_sse_item(sbuf *b, const out_item *it)
  * output is formatted into one buffer. */
 static void flush(conn *c)
 {
-    if (c->writing || !c->qlen || c->closed) return;
+    if (c->writing || !c->qlen || c->out.closed) return;
     uint32_t n = c->qlen < MAX_WRITE_ITEMS ? c->qlen : MAX_WRITE_ITEMS;
     size_t sz = sizeof(write_req) + n * sizeof(out_item) + (3 * n + 1) * sizeof(uv_buf_t) + 10 * n;
     write_req *wr = wr_alloc(c->w, sz);
@@ -749,7 +753,7 @@ static void flush(conn *c)
     c->reply_room = 0; /* the reply buffer may be in this write now */
     unsigned nb = 0;
     rbuf *sse = NULL;
-    if (c->transport == T_SSE) {
+    if (c->out.kind == SINK_SSE) {
         sbuf b;
         sbuf_init(&b);
         for (uint32_t i = 0; i < n; i++) {
@@ -761,7 +765,7 @@ static void flush(conn *c)
         sse = sbuf_to_rbuf(&b);
         sbuf_release(&b);
         if (!sse) {
-            c->qbytes -= wr->bytes;
+            c->out.queued -= wr->bytes;
             for (uint32_t i = 0; i < n; i++)
                 item_unref(&wr->items[i]);
             wr_release(c->w, wr);
@@ -777,7 +781,7 @@ static void flush(conn *c)
     } else {
         static char nl = '\n';
         for (uint32_t i = 0; i < n;) {
-            if (!is_frame_item(&wr->items[i]) || c->transport != T_WS) {
+            if (!is_frame_item(&wr->items[i]) || c->out.kind != SINK_WS) {
                 wr->bufs[nb++] = uv_buf_init((char *)item_data(&wr->items[i]), wr->items[i].len);
                 i++;
                 continue;
@@ -858,7 +862,7 @@ static int queue_push(conn *c, out_item it)
     }
     c->q[(c->qhead + c->qlen) % c->qcap] = it;
     c->qlen++;
-    c->qbytes += it.len;
+    c->out.queued += it.len;
     c->reply_room = 0;
     mark_dirty(c, it.kind != OUT_PUB && it.kind != OUT_PUBS);
     return 0;
@@ -870,7 +874,7 @@ static void slow_consumer(conn *c)
     /* Drop what was not yet written: the client resumes by offset. */
     for (uint32_t i = 0; i < c->qlen; i++) {
         out_item *it = &c->q[(c->qhead + i) % c->qcap];
-        c->qbytes -= it->len;
+        c->out.queued -= it->len;
         item_unref(it);
     }
     c->qlen = 0;
@@ -881,8 +885,8 @@ static void slow_consumer(conn *c)
 int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len)
 {
     out_item it = {ref, kind, (uint32_t)len};
-    if (c->closed || (kind != OUT_RAW && c->state == CS_CLOSING)) goto drop;
-    if (kind != OUT_RAW && c->qbytes + len > c->w->srv->cfg.limits.outbound_queue_bytes) {
+    if (c->out.closed || (kind != OUT_RAW && c->state == CS_CLOSING)) goto drop;
+    if (kind != OUT_RAW && c->out.queued + len > c->w->srv->cfg.limits.outbound_queue_bytes) {
         item_unref(&it);
         slow_consumer(c);
         return -1;
@@ -900,7 +904,7 @@ int conn_enqueue_pub(conn *c, pl_pub *p)
     if (!f) {
         /* Skipping it would be a gap the client cannot see; reconnecting
          * with since recovers it. */
-        if (!c->closed) conn_close(c, 4002, "overloaded");
+        if (!c->out.closed) conn_close(c, 4002, "overloaded");
         return -1;
     }
     return conn_enqueue(c, OUT_PUB, pub_ref(p), f->len);
@@ -917,8 +921,8 @@ int conn_enqueue_pub(conn *c, pl_pub *p)
 
 int conn_send_json(conn *c, const char *json, size_t len)
 {
-    if (c->reply_room > len && c->state == CS_WS && !c->closed &&
-        c->qbytes + len + 1 <= c->w->srv->cfg.limits.outbound_queue_bytes) {
+    if (c->reply_room > len && c->state == CS_WS && !c->out.closed &&
+        c->out.queued + len + 1 <= c->w->srv->cfg.limits.outbound_queue_bytes) {
         out_item *tail = &c->q[(c->qhead + c->qlen - 1) % c->qcap];
         rbuf *b = tail->ref;
         b->data[b->len] = '\n';
@@ -926,11 +930,11 @@ int conn_send_json(conn *c, const char *json, size_t len)
         b->len += len + 1;
         b->data[b->len] = '\0';
         tail->len = (uint32_t)b->len;
-        c->qbytes += len + 1;
+        c->out.queued += len + 1;
         c->reply_room -= (uint32_t)(len + 1);
         return 0;
     }
-    int burst = c->transport == T_WS && c->qlen &&
+    int burst = c->out.kind == SINK_WS && c->qlen &&
                 c->q[(c->qhead + c->qlen - 1) % c->qcap].kind == OUT_JSON;
     size_t cap = burst && len < REPLY_CHUNK ? REPLY_CHUNK : len;
     rbuf *r = rbuf_new(cap);
@@ -945,7 +949,7 @@ int conn_send_json(conn *c, const char *json, size_t len)
 
 void conn_close(conn *c, uint16_t code, const char *reason)
 {
-    if (c->closed || c->state == CS_CLOSING) return;
+    if (c->out.closed || c->state == CS_CLOSING) return;
     if (c->state == CS_WS && !c->ws)
         c->ws = ws_session_new(&ws_cbs, c, c->w->srv->cfg.limits.max_frame_bytes);
     if (c->state == CS_WS && c->ws) {
@@ -971,6 +975,40 @@ void conn_close(conn *c, uint16_t code, const char *reason)
     if (!c->qlen && !c->writing) conn_abort(c);
 }
 
+/* ---- the sink interface (broker/sink.h) ----------------------------------- */
+
+static conn *conn_of(pl_sink *s)
+{
+    return (conn *)((char *)s - offsetof(conn, out));
+}
+
+static int sink_enqueue_impl(pl_sink *s, enum out_kind kind, void *ref, size_t len)
+{
+    return conn_enqueue(conn_of(s), kind, ref, len);
+}
+
+static int sink_enqueue_pub_impl(pl_sink *s, pl_pub *p)
+{
+    return conn_enqueue_pub(conn_of(s), p);
+}
+
+static int sink_send_json_impl(pl_sink *s, const char *json, size_t len)
+{
+    return conn_send_json(conn_of(s), json, len);
+}
+
+static void sink_close_impl(pl_sink *s, uint16_t code, const char *reason)
+{
+    conn_close(conn_of(s), code, reason);
+}
+
+static const sink_ops conn_sink_ops = {
+    .enqueue = sink_enqueue_impl,
+    .enqueue_pub = sink_enqueue_pub_impl,
+    .send_json = sink_send_json_impl,
+    .close = sink_close_impl,
+};
+
 void conn_shutdown(conn *c)
 {
     if (c->state == CS_HTTP)
@@ -984,7 +1022,7 @@ void worker_tick_conns(worker *w)
     int64_t now = w->now_ms;
     for (conn *c = w->all, *next; c; c = next) {
         next = c->next;
-        if (c->closed) continue;
+        if (c->out.closed) continue;
         if (c->deadline_ms && now >= c->deadline_ms) {
             if (c->state == CS_WS && !c->s)
                 conn_close(c, 4501, "connect timeout");
@@ -993,7 +1031,7 @@ void worker_tick_conns(worker *w)
             continue;
         }
         int64_t idle = w->srv->cfg.limits.idle_timeout_ms;
-        if (idle && c->transport == T_WS && c->state == CS_WS && now - c->last_rx_ms >= idle) {
+        if (idle && c->out.kind == SINK_WS && c->state == CS_WS && now - c->last_rx_ms >= idle) {
             conn_close(c, 4003, "idle timeout");
             continue;
         }

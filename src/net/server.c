@@ -166,7 +166,7 @@ static void drain_inbox(worker *w)
             else if (!may_wait(&msgs[j]))
                 break;
         }
-        fanout_pubs(w, run, k);
+        fanout_pubs(w->fan, run, k);
         for (; i < j; i++) {
             if (msgs[i].type == INBOX_PUB)
                 pub_unref(msgs[i].ptr);
@@ -347,10 +347,19 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
 {
     w->srv = srv;
     w->index = index;
-    map_init_borrowed(&w->channels); /* keys live in the values */
-    map_init_borrowed(&w->conns);
-    map_init_borrowed(&w->users);
+    map_init_borrowed(&w->conns); /* keys live in the values */
     metrics_shard_init(&w->metrics);
+    fanout_env fe = {
+        .dlv = srv->delivery,
+        .metrics = &w->metrics,
+        .encode = proto_encode_pub,
+        .shed_above = srv->cfg.limits.outbound_queue_bytes / 2,
+        .subscribed = session_subscribed,
+    };
+    if (!(w->fan = fanout_new(&fe))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     proto_batch_init(&w->batch);
     sbuf_init(&w->scratch);
     /* Room for thousands in flight: 64 connections with 64 publishes each
@@ -402,15 +411,8 @@ static void worker_release(worker *w)
     pl_free(w->write_spare);
     engine_req_pool_release(&w->req_pool);
     pthread_mutex_destroy(&w->inbox_lock);
-    for (size_t i = 0; i < w->channels.cap; i++) {
-        chan *ch = w->channels.slots[i].value;
-        if (!w->channels.slots[i].key) continue;
-        pl_free(ch->subs);
-        pl_free(ch);
-    }
-    map_release(&w->channels);
+    fanout_free(w->fan);
     map_release(&w->conns);
-    map_release(&w->users);
     metrics_shard_release(&w->metrics);
     proto_batch_release(&w->batch);
     sbuf_release(&w->scratch);

@@ -23,7 +23,9 @@
 #include "auth/ratelimit.h"
 #include "auth/tenants.h"
 #include "obs/audit.h"
+#include "broker/fanout.h"
 #include "broker/presence.h"
+#include "broker/sink.h"
 #include "engine/engine.h"
 #include "net/ws.h"
 #include "obs/metrics.h"
@@ -38,14 +40,19 @@ typedef struct conn conn;
 typedef struct sub sub;
 typedef struct session session;
 
-/* ---- outbound queue ---------------------------------------------------- */
+/* ---- subscriptions (proto/session.c) -------------------------------------- */
 
-enum out_kind {
-    OUT_PUB,  /* pl_pub*: its shared frame; SSE adds an id line */
-    OUT_JSON, /* rbuf* holding one JSON object (reply or push) */
-    OUT_GAP,  /* rbuf* holding a gap push (an event named gap on SSE) */
-    OUT_RAW,  /* rbuf* written as is (HTTP responses, WebSocket control frames) */
-    OUT_PUBS, /* rbuf* holding several pub frames joined by '\n' (WebSocket only) */
+struct sub {
+    fanout_sub f; /* first: what fan-out sees (state, last offset, sink) */
+    char *channel; /* owned */
+    engine_req *pending; /* guaranteed pubs awaiting this user, until the READ answers */
+    const cfg_namespace *ns;
+    uint8_t in_presence;
+    char epoch[PUB_EPOCH_LEN + 1];
+    uint32_t gen;           /* matches engine replies to this incarnation */
+    uint32_t page_limit;    /* catch-up page size, tuned so a page fits the queue */
+    int64_t last_typing_ms; /* typing throttle where the namespace keeps no roster */
+    uint8_t read_inflight;
 };
 
 typedef struct out_item {
@@ -54,58 +61,21 @@ typedef struct out_item {
     uint32_t len;
 } out_item;
 
-/* ---- subscriptions and channels (broker/fanout.c) ------------------------ */
-
-enum sub_state {
-    SUB_RECOVERING, /* a READ is in flight; live pubs are skipped (the READ covers them) */
-    SUB_CATCHUP,    /* streaming history pages; waits for the connection to drain */
-    SUB_LIVE,
-};
-
-typedef struct chan {
-    sub **subs;
-    uint32_t n, cap;
-    uint32_t klen;
-    char key[]; /* tenant '\x1f' channel: the worker's map borrows it */
-} chan;
-
-struct sub {
-    conn *c;
-    chan *ch;
-    char *channel;       /* owned */
-    const char *client;  /* the session's client id (borrowed) */
-    const char *user;    /* the session's user (borrowed) */
-    engine_req *pending; /* guaranteed pubs awaiting this user, until the READ answers */
-    const cfg_namespace *ns;
-    uint8_t in_presence;
-    uint64_t last_offset;
-    char epoch[PUB_EPOCH_LEN + 1];
-    uint32_t gen;           /* matches engine replies to this incarnation */
-    uint32_t page_limit;    /* catch-up page size, tuned so a page fits the queue */
-    int64_t last_typing_ms; /* typing throttle where the namespace keeps no roster */
-    uint32_t idx;           /* position in ch->subs */
-    uint8_t state;
-    uint8_t read_inflight;
-};
-
 /* ---- connections (net/conn.c) -------------------------------------------- */
 
 enum conn_state { CS_HTTP, CS_WS, CS_SSE, CS_CLOSING };
 enum { DIRTY_QUEUED = 1, DIRTY_GONE = 2 };
-enum conn_transport { T_HTTP, T_WS, T_SSE };
 
 typedef struct http_req http_req;
 
 struct conn {
     uv_tcp_t tcp; /* first: handle->data is not needed to find the conn */
+    pl_sink out;  /* id, kind (WS or SSE once upgraded), queued bytes, closed */
     worker *w;
-    uint64_t id;
     uint8_t state;
     uint8_t writing;
     uint8_t dirty; /* 0, DIRTY_QUEUED or DIRTY_GONE (closed while queued) */
     uint8_t close_after_flush;
-    uint8_t closed;
-    uint8_t transport; /* T_HTTP, T_WS or T_SSE: fixed once upgraded */
     uint8_t ip_family; /* 0 when not counted against max_connections_per_ip */
     uint8_t ip[16];
     uint16_t close_code; /* WebSocket close code once closing was decided */
@@ -115,7 +85,6 @@ struct conn {
     out_item *q;
     uint32_t qhead, qlen, qcap;
     uint32_t reply_room; /* > 0: the last queued item is a reply buffer with this much room */
-    size_t qbytes;       /* queued and in-flight bytes */
     int64_t deadline_ms; /* handshake / close deadline; 0 = none */
     int64_t last_rx_ms;  /* last bytes from the peer (idle_timeout) */
     int64_t next_ping_ms;
@@ -159,9 +128,8 @@ struct worker {
     atomic_int stop_accepting;
     atomic_int shutting_down;
     int listener_closed;
-    map channels; /* key -> chan* */
+    fanout *fan;  /* channels and users of this worker's connections */
     map conns;    /* id (8 bytes) -> conn* */
-    map users;    /* tenant '\x1f' user -> uconns* (this worker's connections of a user) */
     conn *all;    /* list head */
     conn *dirty;  /* connections with queued output to flush, oldest first */
     conn *dirty_tail;
@@ -264,27 +232,8 @@ void conn_shutdown(conn *c);
 int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_t blen,
                const char *auth, size_t alen);
 
-/* broker/fanout.c */
-chan *fanout_chan(worker *w, const char *tenant, const char *channel, int create);
-int fanout_attach(worker *w, sub *s, const char *tenant);
-void fanout_detach(worker *w, sub *s);
-/* The most pubs a worker hands fanout_pubs at once, and so the longest run
- * joined into one buffer (commits of the engine are usually shorter). */
-#define FANOUT_RUN_MAX 128
-/* Fans out n pubs in the order given (a worker's inbox drain). Runs of
- * pubs of one channel go to each caught-up WebSocket subscriber as one
- * shared buffer, one queue item, instead of one item per pub. */
-void fanout_pubs(worker *w, pl_pub *const *pubs, size_t n);
-/* Registers a connected session's connection under its user (for pushes to
- * all of a user's devices); 0 or -1. */
-int fanout_user_add(worker *w, conn *c, const char *tenant, const char *user);
-void fanout_user_del(worker *w, conn *c, const char *tenant, const char *user);
-/* Calls fn for each of this worker's connections of the user (fn may close
- * the connection but must not free it). */
-void fanout_user_each(worker *w, const char *tenant, const char *user, void (*fn)(conn *, void *),
-                      void *arg);
-/* 1 if the connection has a live subscription to the channel. */
-int session_subscribed(conn *c, const char *channel);
+/* 1 if the connection (a conn*) has a live subscription to the channel. */
+int session_subscribed(void *c, const char *channel);
 
 /* proto/session.c */
 void session_on_text(conn *c, const char *data, size_t len);

@@ -160,7 +160,7 @@ static int a_publish(api_ctx *a)
 {
     char ch[MAX_CHANNEL + 1];
     int code = get_channel(a, "channel", -1, ch);
-    pending pd = {.conn_id = a->c->id, .kind = P_API_PUBLISH};
+    pending pd = {.conn_id = a->c->out.id, .kind = P_API_PUBLISH};
     sbuf eph;
     sbuf_init(&eph);
     if (!code) code = publish_one(a, ch, &pd, &eph);
@@ -183,7 +183,7 @@ static api_agg *agg_new(api_ctx *a, int n, const char *key)
         pl_free(g);
         return NULL;
     }
-    g->conn_id = a->c->id;
+    g->conn_id = a->c->out.id;
     g->w = a->w;
     g->key = key;
     g->n = (uint32_t)n;
@@ -218,7 +218,7 @@ static void agg_slot(api_agg *g, uint32_t i, const char *json)
     if (i < g->n && !g->results[i]) g->results[i] = pl_strdup(json);
     if (--g->remaining) return;
     conn *c = map_get(&g->w->conns, (const char *)&g->conn_id, sizeof(g->conn_id));
-    if (c && !c->closed) {
+    if (c && !c->out.closed) {
         sbuf o;
         sbuf_init(&o);
         sbuf_printf(&o, "{\"%s\":[", g->key);
@@ -256,7 +256,7 @@ static int a_broadcast(api_ctx *a)
     uint32_t i = 0;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
         char ch[MAX_CHANNEL + 1];
-        pending pd = {.conn_id = a->c->id, .kind = P_API_BROADCAST, .agg = g, .slot = i};
+        pending pd = {.conn_id = a->c->out.id, .kind = P_API_BROADCAST, .agg = g, .slot = i};
         sbuf eph;
         sbuf_init(&eph);
         int code = get_channel(a, NULL, t, ch);
@@ -312,7 +312,7 @@ static int a_history(api_ctx *a)
     r->limit = (uint32_t)limit;
     r->reverse = reverse;
     r->owner = a->w;
-    *pd = (pending){.conn_id = a->c->id, .kind = P_API_HISTORY};
+    *pd = (pending){.conn_id = a->c->out.id, .kind = P_API_HISTORY};
     worker_submit(a->w, r);
     return 1;
 }
@@ -348,7 +348,7 @@ static int a_cursors(api_ctx *a)
         }
         r->mode = ENGINE_READ_HISTORY;
         r->owner = a->w;
-        *pd = (pending){.conn_id = a->c->id, .kind = P_API_CURSORS, .agg = g, .slot = i};
+        *pd = (pending){.conn_id = a->c->out.id, .kind = P_API_CURSORS, .agg = g, .slot = i};
         worker_submit(a->w, r);
     }
     agg_slot(g, UINT32_MAX, NULL);
@@ -444,7 +444,7 @@ typedef struct conn_action {
 
 static void action_on_conn(conn *c, void *arg)
 {
-    conn_action *act = arg;
+    const conn_action *act = arg;
     if (act->client[0] && strcmp(session_client(c), act->client)) return;
     if (act->kind == 0)
         conn_close(c, act->code, "disconnected by the server API");
@@ -454,16 +454,22 @@ static void action_on_conn(conn *c, void *arg)
         session_server_unsubscribe(c, act->channel);
 }
 
+static void action_on_user_conn(pl_sink *out, void *owner, void *arg)
+{
+    (void)out;
+    action_on_conn(owner, arg);
+}
+
 static void action_run(worker *w, worker_call *call)
 {
     conn_action *act = (conn_action *)call;
     if (act->user[0]) {
-        fanout_user_each(w, act->tenant, act->user, action_on_conn, act);
+        fanout_user_each(w->fan, act->tenant, act->user, action_on_user_conn, act);
         return;
     }
     for (conn *c = w->all, *next; c; c = next) {
         next = c->next;
-        if (c->s && !c->closed && !strcmp(session_tenant(c), act->tenant)) action_on_conn(c, act);
+        if (c->s && !c->out.closed && !strcmp(session_tenant(c), act->tenant)) action_on_conn(c, act);
     }
 }
 
@@ -779,7 +785,7 @@ static int submit_admin(api_ctx *a, engine_req *r)
         engine_req_free(r);
         return api_error(a->c, 100, NULL);
     }
-    *(pending *)r->ctx = (pending){.conn_id = a->c->id, .kind = P_API_ADMIN};
+    *(pending *)r->ctx = (pending){.conn_id = a->c->out.id, .kind = P_API_ADMIN};
     r->owner = a->w;
     worker_submit(a->w, r);
     return 1;
@@ -849,7 +855,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
         if (r->admin_op == ADMIN_DLQ_REPLAY && r->status == PL_OK)
             for (size_t i = 0; i < r->npubs; i++)
                 delivery_replay(((worker *)r->owner)->srv->delivery, r->pubs[i], r->users[i]);
-        if (!c || c->closed) return;
+        if (!c || c->out.closed) return;
         if (r->status == PL_ENOTFOUND) {
             api_error(c, 102, "no such pub in this tenant");
             return;
@@ -895,7 +901,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
         agg_slot(g, pd->slot, buf);
         return;
     }
-    if (!c || c->closed) return;
+    if (!c || c->out.closed) return;
     if (r->status != PL_OK) {
         api_error(c, proto_engine_error(r->status), NULL);
         return;

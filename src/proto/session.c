@@ -213,7 +213,7 @@ static int64_t publish_wait(conn *c, const cfg_namespace *ns)
     int64_t now = c->w->now_us, wait = 0;
     char key[400];
     if (ns->publishes_per_second) {
-        snprintf(key, sizeof(key), "p:%llx:%s", (unsigned long long)c->id, ns->name);
+        snprintf(key, sizeof(key), "p:%llx:%s", (unsigned long long)c->out.id, ns->name);
         wait = rl_table_take(srv->limits, key, ns->publishes_per_second, ns->publishes_per_second,
                              now, 1);
         if (wait) return wait;
@@ -557,11 +557,12 @@ const char *session_tenant(conn *c)
     return c->s ? c->s->tenant : "";
 }
 
-int session_subscribed(conn *c, const char *channel)
+int session_subscribed(void *owner, const char *channel)
 {
+    conn *c = owner;
     if (!c->s) return 0;
     sub *sb = find_sub(c->s, channel);
-    return sb && sb->state == SUB_LIVE;
+    return sb && sb->f.state == SUB_LIVE;
 }
 
 static void drop_sub(conn *c, sub *sb)
@@ -573,7 +574,7 @@ static void drop_sub(conn *c, sub *sb)
             s->subs[i] = s->subs[--s->nsubs];
             break;
         }
-    fanout_detach(c->w, sb);
+    fanout_detach(c->w->fan, &sb->f);
     engine_req_free(sb->pending);
     pl_free(sb->channel);
     pl_free(sb);
@@ -602,7 +603,7 @@ void session_free(conn *c)
     if (!s) return;
     while (s->nsubs)
         drop_sub(c, s->subs[s->nsubs - 1]);
-    if (!s->sse) fanout_user_del(c->w, c, s->tenant, s->user);
+    if (!s->sse) fanout_user_del(c->w->fan, &c->out, s->tenant, s->user);
     tenant_counters *tc = s->counted_conn ? metrics_tenant(&c->w->metrics, s->tenant) : NULL;
     if (tc) atomic_fetch_add(&tc->connections_closed, 1);
     char tkey[400], ukey[400];
@@ -663,7 +664,7 @@ static void request_pending(conn *c, sub *sb)
         engine_req_free(r);
         return;
     }
-    *p = (pending){.conn_id = c->id, .gen = sb->gen, .kind = P_PENDING};
+    *p = (pending){.conn_id = c->out.id, .gen = sb->gen, .kind = P_PENDING};
     r->owner = c->w;
     worker_submit(c->w, r);
 }
@@ -680,13 +681,13 @@ static void send_pending(conn *c, sub *sb, engine_req *res)
     uint64_t hi = res->npubs ? res->pubs[res->npubs - 1]->offset : 0;
     for (size_t i = 0; i < pr->npubs; i++) {
         pl_pub *p = pr->pubs[i];
-        if (p->offset > sb->last_offset) continue; /* comes with catch-up or live */
+        if (p->offset > sb->f.last_offset) continue; /* comes with catch-up or live */
         uint32_t attempt = pr->attempts[i] + 1;
         if (p->offset < lo || p->offset > hi) {
             rbuf *f = delivery_frame(p, attempt);
             if (f) conn_enqueue(c, OUT_JSON, f, f->len);
         }
-        delivery_sent(c->w->srv->delivery, p, sb->user, attempt);
+        delivery_sent(c->w->srv->delivery, p, sb->f.user, attempt);
     }
     engine_req_free(pr);
 }
@@ -711,23 +712,23 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     pending *p;
     engine_req *r = proto_req_new(c->w, ENGINE_READ, &p);
     if (!sb || !r) goto oom;
-    sb->c = c;
+    sb->f.out = &c->out;
     sb->ns = ns;
-    sb->client = s->client;
-    sb->user = s->user;
+    sb->f.client = s->client;
+    sb->f.user = s->user;
     sb->channel = pl_strdup(ch);
     r->tenant = pl_strdup(s->tenant);
     r->channel = pl_strdup(ch);
-    if (!sb->channel || !r->tenant || !r->channel || fanout_attach(w, sb, s->tenant)) goto oom;
+    if (!sb->channel || !r->tenant || !r->channel || fanout_attach(w->fan, &sb->f, s->tenant, ch)) goto oom;
     /* Before the sub joins the session, so the oom path never leaves it there. */
     if (ns && ns->read_cursors && !(r->user = pl_strdup(s->user))) goto oom;
-    sb->state = SUB_RECOVERING;
+    sb->f.state = SUB_RECOVERING;
     sb->gen = ++s->gen;
     sb->read_inflight = 1;
     s->subs[s->nsubs++] = sb;
     *p = *pd;
     p->kind = P_SUBSCRIBE;
-    p->conn_id = c->id;
+    p->conn_id = c->out.id;
     p->gen = sb->gen;
     p->has_since = (uint8_t)has_since;
     p->since_offset = since_off;
@@ -750,7 +751,7 @@ static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int
     return 0;
 oom:
     if (sb) {
-        if (sb->ch) fanout_detach(w, sb);
+        fanout_detach(w->fan, &sb->f);
         pl_free(sb->channel);
         pl_free(sb);
     }
@@ -768,11 +769,11 @@ static void request_page(conn *c, sub *sb)
     if (!r->tenant || !r->channel) goto fail;
     r->mode = ENGINE_READ_HISTORY;
     r->has_since = 1;
-    r->since_offset = sb->last_offset;
+    r->since_offset = sb->f.last_offset;
     r->limit = sb->page_limit ? sb->page_limit : PAGE_SIZE;
     r->owner = c->w;
     p->kind = P_PAGE;
-    p->conn_id = c->id;
+    p->conn_id = c->out.id;
     p->gen = sb->gen;
     sb->read_inflight = 1;
     worker_submit(c->w, r);
@@ -787,9 +788,9 @@ void session_on_drain(conn *c)
     session *s = c->s;
     if (!s) return;
     size_t low = c->w->srv->cfg.limits.outbound_queue_bytes / 2;
-    for (uint32_t i = 0; i < s->nsubs && c->qbytes < low; i++) {
+    for (uint32_t i = 0; i < s->nsubs && c->out.queued < low; i++) {
         sub *sb = s->subs[i];
-        if (sb->state == SUB_CATCHUP && !sb->read_inflight) request_page(c, sb);
+        if (sb->f.state == SUB_CATCHUP && !sb->read_inflight) request_page(c, sb);
     }
 }
 
@@ -814,8 +815,8 @@ static void enqueue_pubs(conn *c, sub *sb, engine_req *r)
 {
     for (size_t i = 0; i < r->npubs; i++) {
         pl_pub *p = r->pubs[i];
-        if (p->offset <= sb->last_offset) continue;
-        sb->last_offset = p->offset;
+        if (p->offset <= sb->f.last_offset) continue;
+        sb->f.last_offset = p->offset;
         if (conn_enqueue_pub(c, p)) return;
     }
 }
@@ -931,9 +932,9 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
     uint64_t last =
         r->npubs ? r->pubs[r->npubs - 1]->offset : (recovered ? pd->since_offset : r->head);
     if (s->sse) {
-        sb->last_offset = 0;
+        sb->f.last_offset = 0;
         enqueue_pubs(c, sb, r);
-        sb->last_offset = last;
+        sb->f.last_offset = last;
     } else {
         sbuf *o = pd->in_connect ? &s->connect_reply : reply_begin(c, pd->cmd_id);
         if (pd->server_side) {
@@ -965,7 +966,7 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         } else if (!pd->in_connect) {
             reply_end(c, pd->has_id, mi);
         }
-        sb->last_offset = last;
+        sb->f.last_offset = last;
     }
     if (pd->has_since && !recovered) {
         /* Same stream, position retained no longer: the gap is what was
@@ -983,8 +984,8 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
     if (recovered) metrics_add(&c->w->metrics, M_RECOVERIES, 1);
     presence_enter(c, sb);
     send_pending(c, sb, r);
-    sb->state = recovered && r->more ? SUB_CATCHUP : SUB_LIVE;
-    if (sb->state == SUB_CATCHUP) session_on_drain(c);
+    sb->f.state = recovered && r->more ? SUB_CATCHUP : SUB_LIVE;
+    if (sb->f.state == SUB_CATCHUP) session_on_drain(c);
 }
 
 static void page_done(conn *c, sub *sb, engine_req *r)
@@ -996,7 +997,7 @@ static void page_done(conn *c, sub *sb, engine_req *r)
     enqueue_pubs(c, sb, r);
     tune_page(c, sb, r);
     if (!r->more)
-        sb->state = SUB_LIVE;
+        sb->f.state = SUB_LIVE;
     else
         session_on_drain(c);
 }
@@ -1094,7 +1095,7 @@ void session_on_engine_done(worker *w, engine_req *r)
         api_on_engine_done(c, pd, r);
         goto out;
     }
-    if (!c || c->closed || !c->s) goto out;
+    if (!c || c->out.closed || !c->s) goto out;
     if (pd->kind == P_PENDING) {
         sub *sb = find_sub(c->s, r->channel);
         if (sb && sb->gen == pd->gen && r->status == PL_OK && !sb->pending) {
@@ -1213,7 +1214,7 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     tenant_counters *tc = metrics_tenant(&c->w->metrics, s->tenant);
     if (tc) atomic_fetch_add(&tc->connections_opened, 1);
     s->counted_conn = tc != NULL;
-    if (fanout_user_add(c->w, c, s->tenant, s->user)) {
+    if (fanout_user_add(c->w->fan, &c->out, c, s->tenant, s->user)) {
         reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
         conn_close(c, 4002, "overloaded");
         return;
@@ -1525,7 +1526,7 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     }
     char id[PUB_ID_LEN + 1];
     memcpy(id, p->id, sizeof(id));
-    pending pd = {.conn_id = c->id,
+    pending pd = {.conn_id = c->out.id,
                   .cmd_id = cmd->id,
                   .has_id = (uint8_t)cmd->has_id,
                   .kind = P_PUBLISH,
@@ -1586,7 +1587,7 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     r->limit = (uint32_t)limit;
     r->reverse = reverse;
     r->owner = c->w;
-    *pd = (pending){.conn_id = c->id,
+    *pd = (pending){.conn_id = c->out.id,
                     .cmd_id = cmd->id,
                     .has_id = (uint8_t)cmd->has_id,
                     .kind = P_HISTORY,
@@ -1642,7 +1643,7 @@ static void submit_user_op(conn *c, const proto_cmd *cmd, unsigned mi, enum engi
     }
     r->since_offset = off;
     r->owner = c->w;
-    *pd = (pending){.conn_id = c->id,
+    *pd = (pending){.conn_id = c->out.id,
                     .cmd_id = cmd->id,
                     .has_id = (uint8_t)cmd->has_id,
                     .kind = (uint8_t)kind,
@@ -1960,7 +1961,7 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
 
 void session_server_subscribe(conn *c, const char *ch)
 {
-    if (!c->s || c->s->sse || c->closed || c->state != CS_WS) return;
+    if (!c->s || c->s->sse || c->out.closed || c->state != CS_WS) return;
     const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
     pending pd = {.server_side = 1};
     if (ns && !find_sub(c->s, ch))
@@ -1969,7 +1970,7 @@ void session_server_subscribe(conn *c, const char *ch)
 
 void session_server_unsubscribe(conn *c, const char *ch)
 {
-    if (!c->s || c->closed) return;
+    if (!c->s || c->out.closed) return;
     sub *sb = find_sub(c->s, ch);
     if (!sb) return;
     drop_sub(c, sb);

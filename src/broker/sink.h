@@ -1,0 +1,73 @@
+/* A subscriber's way out: the interface through which fan-out and the
+ * protocol session write to a client connection without knowing what it is.
+ * net/conn.c implements it for WebSocket and SSE connections; unit tests
+ * implement it with a recording fake. A sink belongs to one worker thread. */
+#ifndef PL_SINK_H
+#define PL_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/pub.h"
+
+/* What a queued item holds. Every item carries one reference. */
+enum out_kind {
+    OUT_PUB,  /* pl_pub*: its shared frame; SSE adds an id line */
+    OUT_JSON, /* rbuf* holding one JSON object (reply or push) */
+    OUT_GAP,  /* rbuf* holding a gap push (an event named gap on SSE) */
+    OUT_RAW,  /* rbuf* written as is (HTTP responses, WebSocket control frames) */
+    OUT_PUBS, /* rbuf* holding several pub frames joined by '\n' (WebSocket only) */
+};
+
+enum sink_kind {
+    SINK_NONE, /* not upgraded yet */
+    SINK_WS,   /* WebSocket: takes joined runs of pubs (OUT_PUBS) */
+    SINK_SSE,  /* Server-Sent Events */
+};
+
+typedef struct pl_sink pl_sink;
+
+typedef struct sink_ops {
+    /* Queues an item, taking the reference in ref. 0, or -1 when it was
+     * dropped: the sink is closing, out of memory, or past its queue bound
+     * (it is then being closed with 4001 and the client resumes by offset). */
+    int (*enqueue)(pl_sink *s, enum out_kind kind, void *ref, size_t len);
+    /* Queues a pub (takes its own reference), encoding its frame if nobody
+     * has. -1 as enqueue, or when the frame cannot be made (the sink is then
+     * closed with 4002, so the client recovers the pub by reconnecting). */
+    int (*enqueue_pub)(pl_sink *s, pl_pub *p);
+    /* Queues a copy of one JSON message (reply or push). 0 or -1. */
+    int (*send_json)(pl_sink *s, const char *json, size_t len);
+    /* Starts closing with a close code and reason, after what is queued. */
+    void (*close)(pl_sink *s, uint16_t code, const char *reason);
+} sink_ops;
+
+struct pl_sink {
+    const sink_ops *ops;
+    size_t queued; /* bytes queued and being written, kept by the implementation */
+    uint64_t id;   /* the connection's id, unique in the server */
+    uint8_t kind;  /* enum sink_kind */
+    uint8_t closed;
+};
+
+static inline int sink_enqueue(pl_sink *s, enum out_kind kind, void *ref, size_t len)
+{
+    return s->ops->enqueue(s, kind, ref, len);
+}
+
+static inline int sink_enqueue_pub(pl_sink *s, pl_pub *p)
+{
+    return s->ops->enqueue_pub(s, p);
+}
+
+static inline int sink_send_json(pl_sink *s, const char *json, size_t len)
+{
+    return s->ops->send_json(s, json, len);
+}
+
+static inline void sink_close(pl_sink *s, uint16_t code, const char *reason)
+{
+    s->ops->close(s, code, reason);
+}
+
+#endif
