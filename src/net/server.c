@@ -24,19 +24,6 @@
  * Inbox and hub
  * ====================================================================== */
 
-static int vec_push(inbox_msg **v, size_t *len, size_t *cap, inbox_msg m)
-{
-    if (*len == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 64;
-        inbox_msg *nv = pl_realloc(*v, ncap * sizeof(**v));
-        if (!nv) return -1;
-        *v = nv;
-        *cap = ncap;
-    }
-    (*v)[(*len)++] = m;
-    return 0;
-}
-
 static void call_unref(worker_call *call)
 {
     if (atomic_fetch_sub(&call->refs, 1) == 1) call->release(call);
@@ -69,10 +56,7 @@ void worker_clock(worker *w)
 
 void worker_post(worker *w, const inbox_msg *msgs, size_t n)
 {
-    pthread_mutex_lock(&w->inbox_lock);
-    for (size_t i = 0; i < n; i++)
-        if (vec_push(&w->inbox, &w->inbox_len, &w->inbox_cap, msgs[i])) drop_msg(msgs[i]);
-    pthread_mutex_unlock(&w->inbox_lock);
+    inbox_post(&w->inbox, msgs, n, drop_msg);
     uv_async_send(&w->wakeup);
 }
 
@@ -95,8 +79,7 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
         if (r->op == ENGINE_PUBLISH && r->status == PL_OK && !r->duplicate) {
             for (int k = 0; k < srv->nworkers; k++) {
                 inbox_msg m = {INBOX_PUB, pub_ref(r->pub)};
-                if (vec_push(&srv->stage[k], &srv->stage_len[k], &srv->stage_cap[k], m))
-                    pub_unref(r->pub);
+                inbox_stage_push(&srv->stage[k], &srv->workers[k]->inbox, m, drop_msg);
             }
         }
         if (r->done) {
@@ -105,15 +88,14 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
         }
         worker *w = r->owner;
         inbox_msg m = {INBOX_DONE, r};
-        if (!w || vec_push(&srv->stage[w->index], &srv->stage_len[w->index],
-                           &srv->stage_cap[w->index], m))
+        if (w)
+            inbox_stage_push(&srv->stage[w->index], &w->inbox, m, drop_msg);
+        else
             engine_req_free(r);
     }
-    for (int k = 0; k < srv->nworkers; k++) {
-        if (!srv->stage_len[k]) continue;
-        worker_post(srv->workers[k], srv->stage[k], srv->stage_len[k]);
-        srv->stage_len[k] = 0;
-    }
+    for (int k = 0; k < srv->nworkers; k++)
+        if (inbox_stage_flush(&srv->stage[k], &srv->workers[k]->inbox, drop_msg))
+            uv_async_send(&srv->workers[k]->wakeup);
 }
 
 /* ======================================================================
@@ -139,17 +121,44 @@ static int may_wait(const inbox_msg *m)
     return m->type == INBOX_DONE && ((const engine_req *)m->ptr)->op == ENGINE_PUBLISH;
 }
 
+/* Messages that found no room in the inbox (memory ran short). A lost pub
+ * closes its channel's subscribers here with 4002 so they resume by offset;
+ * answers and calls are handled as usual (a READ answer before the pubs it
+ * covers only makes those pubs be skipped). Unknown losses close every
+ * connection of the worker. Never silent: counted and logged. */
+static void handle_lost(worker *w, inbox_batch *b)
+{
+    for (size_t i = 0; i < b->nreserve; i++) {
+        inbox_msg *m = &b->reserve[i];
+        if (m->type != INBOX_PUB) {
+            handle_msg(w, m);
+            continue;
+        }
+        pl_pub *p = m->ptr;
+        size_t closed = fanout_lost(w->fan, p);
+        metrics_add(&w->metrics, M_PUBS_LOST, 1);
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", closed);
+        log_event(LOG_ERROR, "pub_lost", "tenant", p->tenant, "channel", p->channel, "reason",
+                  "worker inbox out of memory", "subscribers_closed", n, NULL);
+        pub_unref(p);
+    }
+    if (!b->lost_all) return;
+    metrics_add(&w->metrics, M_PUBS_LOST, 1);
+    log_event(LOG_ERROR, "pub_lost", "reason", "worker inbox and reserve out of memory",
+              "action", "closing every connection of the worker", NULL);
+    for (conn *c = w->all; c; c = c->next)
+        if (!c->out.closed) conn_close(c, 4002, "overloaded");
+}
+
 static void drain_inbox(worker *w)
 {
-    pthread_mutex_lock(&w->inbox_lock);
-    inbox_msg *msgs = w->inbox;
-    size_t n = w->inbox_len;
-    size_t cap = w->inbox_cap;
-    w->inbox = w->spare;
-    w->inbox_cap = w->spare_cap;
-    w->inbox_len = 0;
-    pthread_mutex_unlock(&w->inbox_lock);
+    inbox_batch *b = &w->batch_in;
+    inbox_take(&w->inbox, b);
     worker_clock(w);
+    handle_lost(w, b);
+    inbox_msg *msgs = b->msgs;
+    size_t n = b->n;
     for (size_t i = 0; i < n;) {
         if (msgs[i].type != INBOX_PUB) {
             handle_msg(w, &msgs[i++]);
@@ -174,8 +183,6 @@ static void drain_inbox(worker *w)
                 handle_msg(w, &msgs[i]);
         }
     }
-    w->spare = msgs;
-    w->spare_cap = cap;
 }
 
 static void close_handle(uv_handle_t *h)
@@ -365,7 +372,10 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
     /* Room for thousands in flight: 64 connections with 64 publishes each
      * unanswered are 4,096. At most about 4 MB kept. */
     engine_req_pool_init(&w->req_pool, 8192);
-    pthread_mutex_init(&w->inbox_lock, NULL);
+    if (inbox_init(&w->inbox)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     worker_clock(w);
     uv_loop_init(&w->loop);
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
@@ -404,13 +414,9 @@ static void worker_release(worker *w)
     uv_walk(&w->loop, walk_close, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
-    for (size_t i = 0; i < w->inbox_len; i++)
-        drop_msg(w->inbox[i]);
-    pl_free(w->inbox);
-    pl_free(w->spare);
+    inbox_release(&w->inbox, drop_msg);
     pl_free(w->write_spare);
     engine_req_pool_release(&w->req_pool);
-    pthread_mutex_destroy(&w->inbox_lock);
     fanout_free(w->fan);
     map_release(&w->conns);
     metrics_shard_release(&w->metrics);
@@ -628,9 +634,7 @@ server *server_new(config *cfg, char *err, size_t errlen)
     if (srv->nworkers > 64) srv->nworkers = 64;
     srv->workers = pl_calloc((size_t)srv->nworkers, sizeof(*srv->workers));
     srv->stage = pl_calloc((size_t)srv->nworkers, sizeof(*srv->stage));
-    srv->stage_len = pl_calloc((size_t)srv->nworkers, sizeof(size_t));
-    srv->stage_cap = pl_calloc((size_t)srv->nworkers, sizeof(size_t));
-    if (!srv->workers || !srv->stage || !srv->stage_len || !srv->stage_cap) goto fail;
+    if (!srv->workers || !srv->stage) goto fail;
     engine_opts eo = {
         .data_dir = srv->cfg.data_dir,
         .dedup_window_ms = srv->cfg.dedup_window_ms,
@@ -660,13 +664,11 @@ void server_free(server *srv)
     apikey_store_free(srv->keys);
     audit_close(srv->audit);
     for (int i = 0; i < srv->nworkers && srv->stage; i++)
-        pl_free(srv->stage[i]);
+        inbox_stage_release(&srv->stage[i]);
     for (int i = 0; i < srv->nworkers && srv->workers; i++)
         pl_free(srv->workers[i]);
     pl_free(srv->workers);
     pl_free(srv->stage);
-    pl_free(srv->stage_len);
-    pl_free(srv->stage_cap);
     pl_free(srv->dev_secret);
     config_release(&srv->cfg);
     pl_free(srv);

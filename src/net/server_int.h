@@ -27,6 +27,7 @@
 #include "broker/presence.h"
 #include "broker/sink.h"
 #include "engine/engine.h"
+#include "net/inbox.h"
 #include "net/ws.h"
 #include "obs/metrics.h"
 #include "proto/command.h"
@@ -95,7 +96,6 @@ struct conn {
 
 /* ---- workers (net/server.c) --------------------------------------------- */
 
-enum inbox_type { INBOX_PUB, INBOX_DONE, INBOX_CALL };
 
 /* A function run on every worker (server API actions on live connections);
  * refcounted, freed by the last worker to run it. */
@@ -105,10 +105,6 @@ typedef struct worker_call {
     void (*release)(struct worker_call *call);
 } worker_call;
 
-typedef struct inbox_msg {
-    uint32_t type;
-    void *ptr; /* pl_pub* or engine_req*, owned by the message */
-} inbox_msg;
 
 struct worker {
     server *srv;
@@ -120,11 +116,8 @@ struct worker {
     uv_check_t flusher;
     uv_timer_t pacer; /* wakes the loop for a flush held back by pacing */
     uv_timer_t tick;
-    pthread_mutex_t inbox_lock;
-    inbox_msg *inbox; /* guarded by inbox_lock */
-    size_t inbox_len, inbox_cap;
-    inbox_msg *spare; /* swapped with inbox when draining */
-    size_t spare_cap;
+    inbox inbox;          /* from the engine thread and other workers */
+    inbox_batch batch_in; /* what the last drain took */
     atomic_int stop_accepting;
     atomic_int shutting_down;
     int listener_closed;
@@ -169,8 +162,7 @@ struct server {
     struct delivery *delivery; /* guaranteed delivery manager (own thread) */
     atomic_int ready;
     /* engine-thread staging for the sink, one vector per worker */
-    inbox_msg **stage;
-    size_t *stage_len, *stage_cap;
+    inbox_stage *stage; /* one per worker */
 };
 
 /* net/server.c */

@@ -214,6 +214,10 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
                     "counter", sum(shards, n, M_TYPING_DROPPED));
     metrics_counter(o, "parley_read_updates_total", "Read cursor updates that moved a cursor.",
                     "counter", sum(shards, n, M_READ_UPDATES));
+    metrics_counter(o, "parley_pubs_lost_total",
+                    "Stored pubs that could not be handed to a worker (its subscribers of the "
+                    "channel were closed with 4002 to resume by offset).",
+                    "counter", sum(shards, n, M_PUBS_LOST));
 
     double lb[METRICS_LAT_BUCKETS];
     uint64_t lc[METRICS_LAT_BUCKETS] = {0};

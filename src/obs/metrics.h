@@ -34,6 +34,7 @@ enum metric_counter {
     M_TYPING_FORWARDED,
     M_TYPING_DROPPED,
     M_READ_UPDATES,
+    M_PUBS_LOST,
     M__COUNT
 };
 
