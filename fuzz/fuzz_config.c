@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include "util/config.h"
+#include "config/config.h"
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     config c;

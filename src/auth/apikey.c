@@ -21,18 +21,9 @@ static const struct {
     const char *name;
     uint32_t bit;
 } scope_names[] = {
-    {"publish", APIKEY_SCOPE_PUBLISH},
-    {"broadcast", APIKEY_SCOPE_BROADCAST},
-    {"history", APIKEY_SCOPE_HISTORY},
-    {"presence", APIKEY_SCOPE_PRESENCE},
-    {"channels", APIKEY_SCOPE_CHANNELS},
-    {"subscribe", APIKEY_SCOPE_SUBSCRIBE},
-    {"disconnect", APIKEY_SCOPE_DISCONNECT},
-    {"info", APIKEY_SCOPE_INFO},
-    {"trace", APIKEY_SCOPE_TRACE},
-    {"webhooks", APIKEY_SCOPE_WEBHOOKS},
-    {"dlq", APIKEY_SCOPE_DLQ},
-    {"*", APIKEY_SCOPE_ALL},
+#define SCOPE_ROW(id, bit, name) {name, APIKEY_SCOPE_##id},
+    VOCAB_API_SCOPES(SCOPE_ROW)
+#undef SCOPE_ROW
 };
 
 #define N_SCOPES (sizeof(scope_names) / sizeof(scope_names[0]))

@@ -13,7 +13,7 @@
 #include "obs/audit.h"
 #include "obs/log.h"
 #include "util/clock.h"
-#include "util/config.h"
+#include "config/config.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 

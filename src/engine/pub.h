@@ -10,9 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/vocab.h"
 #include "util/rbuf.h"
-
-typedef enum pub_class { PUB_EPHEMERAL = 0, PUB_STANDARD = 1, PUB_GUARANTEED = 2 } pub_class;
 
 #define PUB_ID_LEN 26
 #define PUB_EPOCH_LEN 8

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "util/config.h"
+#include "config/config.h"
 
 typedef struct server server;
 

@@ -31,7 +31,7 @@
 #include "net/ws.h"
 #include "obs/metrics.h"
 #include "proto/command.h"
-#include "util/config.h"
+#include "config/config.h"
 #include "util/map.h"
 #include "util/sbuf.h"
 

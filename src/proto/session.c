@@ -259,7 +259,6 @@ static void reply_empty(conn *c, const proto_cmd *cmd, unsigned mi)
 
 rbuf *proto_encode_pub(const pl_pub *p)
 {
-    static const char *class_names[] = {"ephemeral", "standard", "guaranteed"};
     sbuf o;
     sbuf_init(&o);
     /* One allocation: fixed fields take under 200 bytes besides these. */
@@ -308,7 +307,7 @@ rbuf *proto_encode_pub(const pl_pub *p)
     }
     if (p->cls != PUB_STANDARD) {
         sbuf_puts(&o, ",\"class\":\"");
-        sbuf_puts(&o, class_names[p->cls]);
+        sbuf_puts(&o, vocab_class_name(p->cls));
         sbuf_putc(&o, '"');
     }
     /* Last on purpose: redeliveries rewrite just this number. */
@@ -1331,15 +1330,7 @@ static int parse_class(proto_batch *b, int tok, pub_class *cls)
     size_t n;
     if (tok < 0) return 0;
     if (proto_str(b, tok, &p, &n) != PL_OK) return 107;
-    if (n == 9 && !memcmp(p, "ephemeral", 9))
-        *cls = PUB_EPHEMERAL;
-    else if (n == 8 && !memcmp(p, "standard", 8))
-        *cls = PUB_STANDARD;
-    else if (n == 10 && !memcmp(p, "guaranteed", 10))
-        *cls = PUB_GUARANTEED;
-    else
-        return 107;
-    return 0;
+    return vocab_class_parse(p, n, cls) ? 107 : 0;
 }
 
 /* Optional string value tok (-1 if absent) of at most max bytes: 0, or 107. */

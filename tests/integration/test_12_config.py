@@ -1,7 +1,8 @@
 # Scenario family 12: configuration and the command line. check-config
 # accepts the suite's config and refuses broken files with FILE:LINE:COL;
-# serve refuses them too; `parley token` mints a token the server accepts;
-# per-config limits (message size, frame size) are enforced as configured.
+# serve refuses them too, and both refuse keys of features not built yet;
+# `parley token` mints a token the server accepts; per-config limits
+# (message size, frame size) are enforced as configured.
 import subprocess
 import tempfile
 
@@ -64,6 +65,36 @@ def test_serve_refuses_invalid_config(tmp_path):
     res = _cli("serve", "--config", path, timeout=15 * SLOW)
     assert res.returncode != 0
     assert ":2:" in res.stderr
+
+
+# Keys of features Parley does not have: (yaml, key path the error names,
+# line it points at). Port 1 so that a server wrongly accepting the file
+# cannot start either.
+UNSUPPORTED = [
+    ('listen: "127.0.0.1:1"\nwebhooks:\n  - {id: w, url: "https://x", secret: s}\n',
+     "webhooks", 2),
+    ('listen: "127.0.0.1:1"\nroutes: []\n', "routes", 2),
+    ('listen: "127.0.0.1:1"\n\ninbound:\n  - {id: i, channel: c}\n', "inbound", 3),
+    ('listen: "127.0.0.1:1"\nengine:\n  type: redis\n', "engine.type", 3),
+    ('listen: "127.0.0.1:1"\nengine: {address: "10.0.0.5:6379"}\n', "engine.address", 2),
+]
+
+
+def test_unsupported_keys_are_refused(tmp_path):
+    for i, (text, key, line) in enumerate(UNSUPPORTED):
+        path = _write(tmp_path, f"unsupported{i}.yaml", text)
+        for args in (("check-config", path), ("serve", "--config", path)):
+            res = _cli(*args, timeout=15 * SLOW)
+            assert res.returncode != 0, (args, text, res.stdout)
+            msg = res.stderr + res.stdout
+            assert f"{path}:{line}:" in msg, f"{args}: expected {path}:{line}:COL in {msg!r}"
+            assert f"{key}: " in msg and "not supported yet" in msg, (args, msg)
+
+
+def test_sqlite_engine_is_accepted(tmp_path):
+    path = _write(tmp_path, "sqlite.yaml", "engine:\n  type: sqlite\n  max_db_bytes: 0\n")
+    res = _cli("check-config", path)
+    assert res.returncode == 0, res.stderr
 
 
 def test_token_command_output_is_accepted(server):

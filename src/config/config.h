@@ -1,7 +1,7 @@
-/* Server configuration: the YAML file of DESIGN.md loaded into plain structs,
- * with defaults for everything. Loading is pure (bytes in, struct or a
- * line-numbered error out). All strings are owned by the config and freed
- * by config_release. */
+/* Server configuration: the YAML file of docs/configuration.md loaded into
+ * plain structs, with defaults for everything. Loading is pure (bytes in,
+ * struct or a line-numbered error out). All strings are owned by the config
+ * and freed by config_release. */
 #ifndef PL_CONFIG_H
 #define PL_CONFIG_H
 
@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/pub.h"
+#include "config/vocab.h"
 
 typedef struct cfg_api_key {
     char *key;
@@ -66,30 +66,10 @@ typedef struct cfg_limits {
     int64_t typing_interval_ms;        /* default 2s: typing pushes per user and channel */
 } cfg_limits;
 
-typedef struct cfg_webhook {
-    char *id, *tenant, *url, *secret;
-    uint32_t max_attempts;
-    int64_t *retry_schedule_ms;
-    size_t n_retry_schedule;
-} cfg_webhook;
-
-typedef struct cfg_route {
-    char *id, *tenant;
-    char *match_channel, *match_type;      /* glob patterns, may be NULL */
-    char *action_webhook, *action_publish; /* one of them set */
-} cfg_route;
-
-typedef struct cfg_inbound {
-    char *id, *tenant, *scheme, *header, *secret, *channel, *type;
-    int64_t tolerance_ms;
-} cfg_inbound;
-
 typedef struct config {
-    char *listen_host; /* default "127.0.0.1" */
-    int listen_port;   /* default 8080 */
-    char *data_dir;    /* default "./data" */
-    char *engine_type; /* "sqlite" (default) or "redis" */
-    char *engine_address;
+    char *listen_host;           /* default "127.0.0.1" */
+    int listen_port;             /* default 8080 */
+    char *data_dir;              /* default "./data" */
     int64_t engine_max_db_bytes; /* engine.max_db_bytes; 0 = unlimited */
     char *admin_key;
     int64_t ping_interval_ms; /* default 25s */
@@ -102,12 +82,6 @@ typedef struct config {
     size_t n_tenants;
     cfg_namespace *namespaces;
     size_t n_namespaces;
-    cfg_webhook *webhooks;
-    size_t n_webhooks;
-    cfg_route *routes;
-    size_t n_routes;
-    cfg_inbound *inbound;
-    size_t n_inbound;
 } config;
 
 /* Fills c with the defaults used when no file is given: single tenant
@@ -119,7 +93,9 @@ int config_defaults(config *c);
  * and tenants given in the file replace the default lists). c need not be
  * initialized; old contents are not freed. On error returns -1, writes
  * "LINE:COL: message" (the first error only) into err and leaves c released
- * (zeroed). Out of memory is reported the same way, as "out of memory". */
+ * (zeroed). Out of memory is reported the same way, as "out of memory".
+ * Keys of features Parley does not have yet (webhooks, routes, inbound, the
+ * redis engine) are errors ("not supported yet"), never silently ignored. */
 int config_load_string(config *c, const char *yaml, size_t len, char *err, size_t errlen);
 /* Reads and parses a file; err gets "FILE:LINE:COL: message", or
  * "FILE: reason" when the file cannot be read. */
