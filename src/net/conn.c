@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "net/http.h"
 #include "net/server_int.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
-#define MAX_HEAD_BYTES 16384
 #define MAX_WRITE_ITEMS 256
 #define CLOSE_GRACE_MS 2000
 
@@ -21,146 +21,34 @@ static const sink_ops conn_sink_ops;
  * HTTP phase
  * ====================================================================== */
 
-enum {
-    H_UPGRADE,
-    H_CONNECTION,
-    H_WS_KEY,
-    H_WS_VERSION,
-    H_WS_PROTOCOL,
-    H_LAST_EVENT_ID,
-    H_AUTHORIZATION,
-    H__COUNT
-};
-static const char *const header_names[H__COUNT] = {"upgrade",
-                                                   "connection",
-                                                   "sec-websocket-key",
-                                                   "sec-websocket-version",
-                                                   "sec-websocket-protocol",
-                                                   "last-event-id",
-                                                   "authorization"};
-
+/* The HTTP phase of a connection: the request reader, and what the
+ * connection holds while an API request waits for the engine. */
 struct http_req {
-    http_parser p;
-    sbuf url;
-    sbuf field;
-    sbuf hv[H__COUNT];
-    sbuf body;
+    http_request *rq;
     sbuf stash; /* bytes received while an API request waits for the engine */
-    int cur;    /* header being captured, -1 if ignored */
-    int in_value;
-    size_t head_bytes;
-    int complete;
-    int too_big;
     int keep_alive;
     int pending; /* an API request is being answered asynchronously */
 };
 
-static http_req *http_new(conn *c)
+static http_req *conn_http_new(conn *c)
 {
     http_req *h = pl_calloc(1, sizeof(*h));
     if (!h) return NULL;
-    http_parser_init(&h->p, HTTP_REQUEST);
-    h->p.data = c;
-    h->cur = -1;
+    h->rq = http_request_new(c->w->srv->cfg.limits.max_body_bytes);
+    if (!h->rq) {
+        pl_free(h);
+        return NULL;
+    }
     return h;
 }
 
-static void http_reset(http_req *h)
-{
-    sbuf_reset(&h->url);
-    sbuf_reset(&h->field);
-    sbuf_reset(&h->body);
-    h->too_big = 0;
-    for (int i = 0; i < H__COUNT; i++)
-        sbuf_reset(&h->hv[i]);
-    h->cur = -1;
-    h->in_value = 0;
-    h->head_bytes = 0;
-    h->complete = 0;
-}
-
-static void http_free(http_req *h)
+static void conn_http_free(http_req *h)
 {
     if (!h) return;
-    sbuf_release(&h->url);
-    sbuf_release(&h->field);
-    sbuf_release(&h->body);
+    http_request_free(h->rq);
     sbuf_release(&h->stash);
-    for (int i = 0; i < H__COUNT; i++)
-        sbuf_release(&h->hv[i]);
     pl_free(h);
 }
-
-static http_req *req_of(http_parser *p)
-{
-    return ((conn *)p->data)->http;
-}
-
-static int count_head(http_req *h, size_t n)
-{
-    h->head_bytes += n;
-    return h->head_bytes > MAX_HEAD_BYTES;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-    http_req *h = req_of(p);
-    sbuf_append(&h->url, at, n);
-    return count_head(h, n);
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n)
-{
-    http_req *h = req_of(p);
-    if (h->in_value) {
-        sbuf_reset(&h->field);
-        h->in_value = 0;
-    }
-    sbuf_append(&h->field, at, n);
-    return count_head(h, n);
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t n)
-{
-    http_req *h = req_of(p);
-    if (!h->in_value) {
-        h->in_value = 1;
-        h->cur = -1;
-        for (int i = 0; i < H__COUNT; i++)
-            if (h->field.len == strlen(header_names[i]) &&
-                !strncasecmp(h->field.data, header_names[i], h->field.len))
-                h->cur = i;
-    }
-    if (h->cur >= 0) sbuf_append(&h->hv[h->cur], at, n);
-    return count_head(h, n);
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-    conn *c = p->data;
-    http_req *h = c->http;
-    if (h->body.len + n > c->w->srv->cfg.limits.max_body_bytes) {
-        h->too_big = 1;
-        return 0; /* keep parsing to the end; the route answers 413 */
-    }
-    sbuf_append(&h->body, at, n);
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    req_of(p)->complete = 1;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
 
 static void respond(conn *c, int status, const char *reason, const char *ctype, const char *body,
                     size_t blen, int keep_alive)
@@ -230,23 +118,20 @@ static const ws_callbacks ws_cbs = {
 static void upgrade_ws(conn *c, http_req *h)
 {
     server *srv = c->w->srv;
-    ws_handshake hs = {
-        .upgrade = h->hv[H_UPGRADE].data,
-        .upgrade_len = h->hv[H_UPGRADE].len,
-        .connection = h->hv[H_CONNECTION].data,
-        .connection_len = h->hv[H_CONNECTION].len,
-        .version = h->hv[H_WS_VERSION].data,
-        .version_len = h->hv[H_WS_VERSION].len,
-        .key = h->hv[H_WS_KEY].data,
-        .key_len = h->hv[H_WS_KEY].len,
-    };
+    ws_handshake hs;
+    hs.upgrade = http_header(h->rq, HTTP_H_UPGRADE, &hs.upgrade_len);
+    hs.connection = http_header(h->rq, HTTP_H_CONNECTION, &hs.connection_len);
+    hs.version = http_header(h->rq, HTTP_H_WS_VERSION, &hs.version_len);
+    hs.key = http_header(h->rq, HTTP_H_WS_KEY, &hs.key_len);
     int status = ws_handshake_check(&hs);
     if (status) {
         respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", 107,
                       "invalid websocket upgrade");
         return;
     }
-    int proto = ws_offers_subprotocol(h->hv[H_WS_PROTOCOL].data, h->hv[H_WS_PROTOCOL].len);
+    size_t plen;
+    const char *offer = http_header(h->rq, HTTP_H_WS_PROTOCOL, &plen);
+    int proto = ws_offers_subprotocol(offer, plen);
     c->ws = ws_session_new(&ws_cbs, c, srv->cfg.limits.max_frame_bytes);
     if (!c->ws) {
         respond_error(c, 503, "Service Unavailable", 100, "out of memory");
@@ -264,10 +149,11 @@ static void upgrade_ws(conn *c, http_req *h)
     metrics_add(&c->w->metrics, M_WS_OPENED, 1);
 }
 
-static int path_is(const sbuf *url, const char *path)
+static int path_is(const http_request *rq, const char *path)
 {
-    size_t n = strlen(path);
-    return url->len >= n && !memcmp(url->data, path, n) && (url->len == n || url->data[n] == '?');
+    size_t n;
+    const char *p = http_path(rq, &n);
+    return n == strlen(path) && !memcmp(p, path, n);
 }
 
 /* Routes one complete request. Returns 1 when the connection left the HTTP
@@ -275,21 +161,24 @@ static int path_is(const sbuf *url, const char *path)
 static int route(conn *c, http_req *h)
 {
     server *srv = c->w->srv;
-    int keep = http_should_keep_alive(&h->p);
-    int get = h->p.method == HTTP_GET;
+    int keep = http_keep_alive(h->rq);
+    int get = http_method_of(h->rq) == HTTP_GET;
+    size_t ulen;
+    const char *url = http_url(h->rq, &ulen);
     metrics_add(&c->w->metrics, M_HTTP_REQUESTS, 1);
-    if (get && path_is(&h->url, "/ws")) {
-        if (!h->p.upgrade) {
+    if (get && path_is(h->rq, "/ws")) {
+        if (!http_upgrade(h->rq)) {
             respond_error(c, 426, "Upgrade Required", 107, "websocket upgrade required");
             return 1;
         }
         upgrade_ws(c, h);
         return 1;
     }
-    if (get && path_is(&h->url, "/sse")) {
-        const char *lei = h->hv[H_LAST_EVENT_ID].len ? h->hv[H_LAST_EVENT_ID].data : NULL;
+    if (get && path_is(h->rq, "/sse")) {
+        size_t llen;
+        const char *lei = http_header(h->rq, HTTP_H_LAST_EVENT_ID, &llen);
         const char *why = NULL;
-        int st = session_sse_open(c, h->url.data, h->url.len, lei, &why);
+        int st = session_sse_open(c, url, ulen, llen ? lei : NULL, &why);
         if (st) {
             respond_error(c, st,
                           st == 401   ? "Unauthorized"
@@ -309,27 +198,30 @@ static int route(conn *c, http_req *h)
         metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
         return 1;
     }
-    if (h->p.method == HTTP_POST && h->url.len > 8 && !memcmp(h->url.data, "/api/v1/", 8)) {
-        if (h->too_big) {
-            respond_error(c, 413, "Payload Too Large", 106, "request body too large");
+    if (http_method_of(h->rq) == HTTP_POST && ulen > 8 && !memcmp(url, "/api/v1/", 8)) {
+        const char *phrase, *why;
+        if (http_error(h->rq, &phrase, &why) == 413) {
+            respond_error(c, 413, phrase, 106, why);
             return 1;
         }
-        const char *m = h->url.data + 8;
-        const char *q = memchr(m, '?', h->url.len - 8);
-        size_t mlen = q ? (size_t)(q - m) : h->url.len - 8;
+        const char *m = url + 8;
+        const char *q = memchr(m, '?', ulen - 8);
+        size_t mlen = q ? (size_t)(q - m) : ulen - 8;
+        size_t blen, alen;
+        const char *body = http_body(h->rq, &blen);
+        const char *auth = http_header(h->rq, HTTP_H_AUTHORIZATION, &alen);
         h->keep_alive = keep;
-        h->pending = api_handle(c, m, mlen, h->body.data ? h->body.data : "", h->body.len,
-                                h->hv[H_AUTHORIZATION].data, h->hv[H_AUTHORIZATION].len);
+        h->pending = api_handle(c, m, mlen, body, blen, auth, alen);
         return c->state != CS_HTTP;
     }
-    if (get && path_is(&h->url, "/healthz")) {
+    if (get && path_is(h->rq, "/healthz")) {
         respond(c, 200, "OK", "text/plain", "ok\n", 3, keep);
-    } else if (get && path_is(&h->url, "/readyz")) {
+    } else if (get && path_is(h->rq, "/readyz")) {
         if (atomic_load(&srv->ready))
             respond(c, 200, "OK", "text/plain", "ready\n", 6, keep);
         else
             respond(c, 503, "Service Unavailable", "text/plain", "not ready\n", 10, keep);
-    } else if (get && path_is(&h->url, "/metrics")) {
+    } else if (get && path_is(h->rq, "/metrics")) {
         sbuf m;
         sbuf_init(&m);
         server_render_metrics(srv, &m);
@@ -345,22 +237,21 @@ static int route(conn *c, http_req *h)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 
-static void http_read(conn *c, const char *data, size_t len)
+static void conn_http_read(conn *c, const char *data, size_t len)
 {
     while (len && c->state == CS_HTTP && c->http) {
         http_req *h = c->http;
-        size_t n = http_parser_execute(&h->p, &parser_settings, data, len);
-        enum http_errno e = HTTP_PARSER_ERRNO(&h->p);
-        if (e != HPE_OK && e != HPE_PAUSED) {
-            int big = h->head_bytes > MAX_HEAD_BYTES;
-            respond_error(c, big ? 431 : 400,
-                          big ? "Request Header Fields Too Large" : "Bad Request", 107,
-                          big ? "request head too large" : "malformed HTTP request");
+        size_t n;
+        int st = http_feed(h->rq, data, len, &n);
+        if (st != PL_OK && st != PL_AGAIN) {
+            const char *phrase, *why;
+            int status = http_error(h->rq, &phrase, &why);
+            respond_error(c, status, phrase, status == 503 ? 100 : 107, why);
             return;
         }
         data += n;
         len -= n;
-        if (!h->complete && !h->p.upgrade) return; /* need more bytes */
+        if (st == PL_AGAIN) return; /* need more bytes */
         int left = route(c, h);
         if (h->pending) {
             /* Answered later by conn_http_respond; keep what the client
@@ -370,14 +261,13 @@ static void http_read(conn *c, const char *data, size_t len)
             return;
         }
         if (c->state == CS_WS) {
-            http_free(c->http);
+            conn_http_free(c->http);
             c->http = NULL;
             if (len) on_read((uv_stream_t *)&c->tcp, (ssize_t)len, &(uv_buf_t){(char *)data, len});
             return;
         }
         if (left || c->state != CS_HTTP) return;
-        http_reset(h);
-        http_parser_pause(&h->p, 0);
+        http_next(h->rq);
         /* A kept-alive connection gets a fresh deadline for its next request. */
         c->deadline_ms = c->w->now_ms + c->w->srv->cfg.limits.handshake_timeout_ms;
     }
@@ -403,16 +293,15 @@ void conn_http_respond(conn *c, int status, const char *body, size_t len)
         if (reasons[i].status == status) reason = reasons[i].reason;
     if (!h || c->out.closed) return;
     respond(c, status, reason, "application/json", body, len, h->keep_alive);
-    if (!h->pending) return; /* answered inside route(): http_read goes on */
+    if (!h->pending) return; /* answered inside route(): conn_http_read goes on */
     h->pending = 0;
     if (c->state != CS_HTTP) return;
     sbuf stash = h->stash;
     sbuf_init(&h->stash);
-    http_reset(h);
-    http_parser_pause(&h->p, 0);
+    http_next(h->rq);
     c->deadline_ms = c->w->now_ms + c->w->srv->cfg.limits.handshake_timeout_ms;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (stash.len) http_read(c, stash.data, stash.len);
+    if (stash.len) conn_http_read(c, stash.data, stash.len);
     sbuf_release(&stash);
 }
 
@@ -440,7 +329,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->last_rx_ms = w->now_ms;
     switch (c->state) {
     case CS_HTTP:
-        http_read(c, buf->base, (size_t)nread);
+        conn_http_read(c, buf->base, (size_t)nread);
         break;
     case CS_WS:
     case CS_CLOSING:
@@ -510,9 +399,9 @@ void conn_on_accept(worker *w, uv_stream_t *listener)
         return;
     }
     c->out.id = ((uint64_t)w->index << 56) | ++w->next_conn_id;
-    c->http = http_new(c);
+    c->http = conn_http_new(c);
     if (!c->http || map_put(&w->conns, (const char *)&c->out.id, sizeof(c->out.id), c)) {
-        http_free(c->http);
+        conn_http_free(c->http);
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)pl_free);
         return;
     }
@@ -617,7 +506,7 @@ static void on_close(uv_handle_t *h)
         item_unref(&c->q[(c->qhead + i) % c->qcap]);
     pl_free(c->q);
     ws_session_free(c->ws);
-    http_free(c->http);
+    conn_http_free(c->http);
     map_del(&w->conns, (const char *)&c->out.id, sizeof(c->out.id));
     if (c->prev)
         c->prev->next = c->next;
