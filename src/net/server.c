@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "delivery/delivery.h"
+#include "net/server_delivery.h"
 #include "net/server_int.h"
 #include "obs/log.h"
 #include "util/clock.h"
@@ -627,8 +628,7 @@ server *server_new(config *cfg, char *err, size_t errlen)
     }
     srv->presence = presence_new();
     srv->limits = rl_table_new(1 << 20);
-    srv->delivery = delivery_new(srv);
-    if (!srv->presence || !srv->limits || !srv->delivery) goto fail;
+    if (!srv->presence || !srv->limits) goto fail;
     srv->nworkers = srv->cfg.workers > 0 ? srv->cfg.workers : (int)uv_available_parallelism();
     if (srv->nworkers < 1) srv->nworkers = 1;
     if (srv->nworkers > 64) srv->nworkers = 64;
@@ -645,7 +645,7 @@ server *server_new(config *cfg, char *err, size_t errlen)
         .encode = proto_encode_pub,
     };
     srv->eng = engine_sqlite_new(&eo, err, errlen);
-    if (!srv->eng) goto fail;
+    if (!srv->eng || !(srv->delivery = server_delivery_new(srv))) goto fail;
     return srv;
 fail:
     if (!err[0]) snprintf(err, errlen, "out of memory");

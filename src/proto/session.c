@@ -683,7 +683,7 @@ static void send_pending(conn *c, sub *sb, engine_req *res)
         if (p->offset > sb->f.last_offset) continue; /* comes with catch-up or live */
         uint32_t attempt = pr->attempts[i] + 1;
         if (p->offset < lo || p->offset > hi) {
-            rbuf *f = delivery_frame(p, attempt);
+            rbuf *f = delivery_frame(proto_pub_frame(p), attempt);
             if (f) conn_enqueue(c, OUT_JSON, f, f->len);
         }
         delivery_sent(c->w->srv->delivery, p, sb->f.user, attempt);
@@ -847,7 +847,7 @@ static void put_result_pubs(sbuf *o, engine_req *r, const engine_req *pending)
     for (size_t i = 0; i < r->npubs; i++) {
         if (i) sbuf_putc(o, ',');
         uint32_t att = pending_attempt(pending, r->pubs[i]->offset);
-        rbuf *f = att > 1 ? delivery_frame(r->pubs[i], att) : NULL;
+        rbuf *f = att > 1 ? delivery_frame(proto_pub_frame(r->pubs[i]), att) : NULL;
         if (f && f->len > PUSH_PREFIX_LEN) {
             sbuf_putc(o, '{');
             sbuf_append(o, f->data + PUSH_PREFIX_LEN, f->len - PUSH_PREFIX_LEN);
