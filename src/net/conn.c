@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "net/server_int.h"
+#include "proto/errors.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -239,14 +240,14 @@ static void upgrade_ws(conn *c, http_req *h)
     };
     int status = ws_handshake_check(&hs);
     if (status) {
-        respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", 107,
+        respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", PE_BAD_REQUEST,
                       "invalid websocket upgrade");
         return;
     }
     int proto = ws_offers_subprotocol(h->hv[H_WS_PROTOCOL].data, h->hv[H_WS_PROTOCOL].len);
     c->ws = ws_session_new(&ws_cbs, c, srv->cfg.limits.max_frame_bytes);
     if (!c->ws) {
-        respond_error(c, 503, "Service Unavailable", 100, "out of memory");
+        respond_error(c, 503, "Service Unavailable", PE_INTERNAL, "out of memory");
         return;
     }
     sbuf b;
@@ -277,7 +278,7 @@ static int route(conn *c, http_req *h)
     metrics_add(&c->w->metrics, M_HTTP_REQUESTS, 1);
     if (get && path_is(&h->url, "/ws")) {
         if (!h->p.upgrade) {
-            respond_error(c, 426, "Upgrade Required", 107, "websocket upgrade required");
+            respond_error(c, 426, "Upgrade Required", PE_BAD_REQUEST, "websocket upgrade required");
             return 1;
         }
         upgrade_ws(c, h);
@@ -293,10 +294,10 @@ static int route(conn *c, http_req *h)
                           : st == 403 ? "Forbidden"
                           : st == 404 ? "Not Found"
                                       : "Bad Request",
-                          st == 401   ? 101
-                          : st == 403 ? 103
-                          : st == 404 ? 102
-                                      : 107,
+                          st == 401   ? PE_UNAUTHORIZED
+                          : st == 403 ? PE_PERMISSION_DENIED
+                          : st == 404 ? PE_UNKNOWN_CHANNEL
+                                      : PE_BAD_REQUEST,
                           why);
             return 1;
         }
@@ -308,7 +309,7 @@ static int route(conn *c, http_req *h)
     }
     if (h->p.method == HTTP_POST && h->url.len > 8 && !memcmp(h->url.data, "/api/v1/", 8)) {
         if (h->too_big) {
-            respond_error(c, 413, "Payload Too Large", 106, "request body too large");
+            respond_error(c, 413, "Payload Too Large", PE_LIMIT_EXCEEDED, "request body too large");
             return 1;
         }
         const char *m = h->url.data + 8;
@@ -333,7 +334,7 @@ static int route(conn *c, http_req *h)
         respond(c, 200, "OK", "text/plain; version=0.0.4", m.data ? m.data : "", m.len, keep);
         sbuf_release(&m);
     } else {
-        respond_error(c, 404, "Not Found", 102, "no such endpoint");
+        respond_error(c, 404, "Not Found", PE_UNKNOWN_CHANNEL, "no such endpoint");
         return 1;
     }
     return !keep;
@@ -351,7 +352,7 @@ static void http_read(conn *c, const char *data, size_t len)
         if (e != HPE_OK && e != HPE_PAUSED) {
             int big = h->head_bytes > MAX_HEAD_BYTES;
             respond_error(c, big ? 431 : 400,
-                          big ? "Request Header Fields Too Large" : "Bad Request", 107,
+                          big ? "Request Header Fields Too Large" : "Bad Request", PE_BAD_REQUEST,
                           big ? "request head too large" : "malformed HTTP request");
             return;
         }
@@ -521,7 +522,8 @@ void conn_on_accept(worker *w, uv_stream_t *listener)
     c->deadline_ms = w->now_ms + w->srv->cfg.limits.handshake_timeout_ms;
     c->last_rx_ms = w->now_ms;
     if (over_ip) {
-        respond_error(c, 429, "Too Many Requests", 111, "too many connections from this address");
+        respond_error(c, 429, "Too Many Requests", PE_TOO_MANY_REQUESTS,
+                      "too many connections from this address");
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -875,7 +877,7 @@ static void slow_consumer(conn *c)
     }
     c->qlen = 0;
     c->reply_room = 0;
-    conn_close(c, 4001, "slow consumer");
+    conn_close(c, PC_SLOW_CONSUMER, "slow consumer");
 }
 
 int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len)
@@ -900,7 +902,7 @@ int conn_enqueue_pub(conn *c, pl_pub *p)
     if (!f) {
         /* Skipping it would be a gap the client cannot see; reconnecting
          * with since recovers it. */
-        if (!c->closed) conn_close(c, 4002, "overloaded");
+        if (!c->closed) conn_close(c, PC_OVERLOADED, "overloaded");
         return -1;
     }
     return conn_enqueue(c, OUT_PUB, pub_ref(p), f->len);
@@ -952,7 +954,7 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         char buf[256];
         int n = snprintf(buf, sizeof(buf),
                          "{\"push\":\"disconnect\",\"code\":%u,\"reason\":\"%s\",\"reconnect\":%s}",
-                         code, reason, code < 4500 ? "true" : "false");
+                         code, reason, proto_close_reconnect(code) ? "true" : "false");
         conn_send_json(c, buf, (size_t)n);
         c->close_code = code;
         ws_session_close(c->ws, code, reason);
@@ -961,7 +963,7 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         int n = snprintf(buf, sizeof(buf),
                          "event: disconnect\ndata: {\"push\":\"disconnect\",\"code\":%u,\"reason\":"
                          "\"%s\",\"reconnect\":%s}\n\n",
-                         code, reason, code < 4500 ? "true" : "false");
+                         code, reason, proto_close_reconnect(code) ? "true" : "false");
         rbuf *r = rbuf_from(buf, (size_t)n);
         if (r) conn_enqueue(c, OUT_RAW, r, r->len);
     }
@@ -976,7 +978,7 @@ void conn_shutdown(conn *c)
     if (c->state == CS_HTTP)
         conn_abort(c);
     else
-        conn_close(c, 4000, "server shutdown");
+        conn_close(c, PC_SHUTDOWN, "server shutdown");
 }
 
 void worker_tick_conns(worker *w)
@@ -987,14 +989,14 @@ void worker_tick_conns(worker *w)
         if (c->closed) continue;
         if (c->deadline_ms && now >= c->deadline_ms) {
             if (c->state == CS_WS && !c->s)
-                conn_close(c, 4501, "connect timeout");
+                conn_close(c, PC_PROTOCOL_VIOLATION, "connect timeout");
             else
                 conn_abort(c);
             continue;
         }
         int64_t idle = w->srv->cfg.limits.idle_timeout_ms;
         if (idle && c->transport == T_WS && c->state == CS_WS && now - c->last_rx_ms >= idle) {
-            conn_close(c, 4003, "idle timeout");
+            conn_close(c, PC_NO_PONG, "idle timeout");
             continue;
         }
         if (c->s && c->state != CS_CLOSING) session_tick(c);

@@ -823,7 +823,7 @@ int server_run(server *srv)
 out:
     if (err[0]) log_event(LOG_ERROR, "startup_failed", "error", err, NULL);
     /* Stop accepting, let every submitted publish commit and its reply reach
-     * the workers, then disconnect clients with 4000 and stop the loops. */
+     * the workers, then disconnect clients with PC_SHUTDOWN and stop the loops. */
     for (int i = 0; i < started; i++) {
         atomic_store(&srv->workers[i]->stop_accepting, 1);
         uv_async_send(&srv->workers[i]->wakeup);
