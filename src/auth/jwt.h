@@ -27,7 +27,7 @@
 #define JWT_MAX_LEN 8192
 
 /* JWT_INVALID maps to protocol error 101 (close 4500), JWT_EXPIRED to 109
- * (close 4504). The mapping itself lives in proto/errors.h. */
+ * (close 4504). The mapping itself lives in util/errors.h. */
 enum jwt_result {
     JWT_OK = 0,
     JWT_INVALID = -1,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/clock.h"
+#include "util/errors.h"
 #include "util/map.h"
 #include "util/mem.h"
 #include "util/rbuf.h"
@@ -291,7 +292,7 @@ size_t fanout_lost(fanout *f, const pl_pub *pub)
     /* Closing does not detach (that happens when the connection is
      * released), so the array is stable during the walk. */
     for (uint32_t i = 0; ch && i < ch->n; i++, n++)
-        sink_close(ch->subs[i]->out, 4002, "overloaded");
+        sink_close(ch->subs[i]->out, PC_OVERLOADED, "overloaded");
     return n;
 }
 
@@ -302,7 +303,7 @@ size_t fanout_lost_all(fanout *f)
         chan *ch = f->channels.slots[k].value;
         if (!f->channels.slots[k].key) continue;
         for (uint32_t i = 0; i < ch->n; i++, n++)
-            sink_close(ch->subs[i]->out, 4002, "overloaded");
+            sink_close(ch->subs[i]->out, PC_OVERLOADED, "overloaded");
     }
     return n;
 }

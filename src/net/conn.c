@@ -8,6 +8,7 @@
 
 #include "net/http.h"
 #include "net/server_int.h"
+#include "util/errors.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -125,7 +126,7 @@ static void upgrade_ws(conn *c, http_req *h)
     hs.key = http_header(h->rq, HTTP_H_WS_KEY, &hs.key_len);
     int status = ws_handshake_check(&hs);
     if (status) {
-        respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", 107,
+        respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", PE_BAD_REQUEST,
                       "invalid websocket upgrade");
         return;
     }
@@ -134,7 +135,7 @@ static void upgrade_ws(conn *c, http_req *h)
     int proto = ws_offers_subprotocol(offer, plen);
     c->ws = ws_session_new(&ws_cbs, c, srv->cfg.limits.max_frame_bytes);
     if (!c->ws) {
-        respond_error(c, 503, "Service Unavailable", 100, "out of memory");
+        respond_error(c, 503, "Service Unavailable", PE_INTERNAL, "out of memory");
         return;
     }
     sbuf b;
@@ -168,7 +169,7 @@ static int route(conn *c, http_req *h)
     metrics_add(&c->w->metrics, M_HTTP_REQUESTS, 1);
     if (get && path_is(h->rq, "/ws")) {
         if (!http_upgrade(h->rq)) {
-            respond_error(c, 426, "Upgrade Required", 107, "websocket upgrade required");
+            respond_error(c, 426, "Upgrade Required", PE_BAD_REQUEST, "websocket upgrade required");
             return 1;
         }
         upgrade_ws(c, h);
@@ -185,10 +186,10 @@ static int route(conn *c, http_req *h)
                           : st == 403 ? "Forbidden"
                           : st == 404 ? "Not Found"
                                       : "Bad Request",
-                          st == 401   ? 101
-                          : st == 403 ? 103
-                          : st == 404 ? 102
-                                      : 107,
+                          st == 401   ? PE_UNAUTHORIZED
+                          : st == 403 ? PE_PERMISSION_DENIED
+                          : st == 404 ? PE_UNKNOWN_CHANNEL
+                                      : PE_BAD_REQUEST,
                           why);
             return 1;
         }
@@ -201,7 +202,7 @@ static int route(conn *c, http_req *h)
     if (http_method_of(h->rq) == HTTP_POST && ulen > 8 && !memcmp(url, "/api/v1/", 8)) {
         const char *phrase, *why;
         if (http_error(h->rq, &phrase, &why) == 413) {
-            respond_error(c, 413, phrase, 106, why);
+            respond_error(c, 413, phrase, PE_LIMIT_EXCEEDED, why);
             return 1;
         }
         const char *m = url + 8;
@@ -228,7 +229,7 @@ static int route(conn *c, http_req *h)
         respond(c, 200, "OK", "text/plain; version=0.0.4", m.data ? m.data : "", m.len, keep);
         sbuf_release(&m);
     } else {
-        respond_error(c, 404, "Not Found", 102, "no such endpoint");
+        respond_error(c, 404, "Not Found", PE_UNKNOWN_CHANNEL, "no such endpoint");
         return 1;
     }
     return !keep;
@@ -246,7 +247,7 @@ static void conn_http_read(conn *c, const char *data, size_t len)
         if (st != PL_OK && st != PL_AGAIN) {
             const char *phrase, *why;
             int status = http_error(h->rq, &phrase, &why);
-            respond_error(c, status, phrase, status == 503 ? 100 : 107, why);
+            respond_error(c, status, phrase, status == 503 ? PE_INTERNAL : PE_BAD_REQUEST, why);
             return;
         }
         data += n;
@@ -414,7 +415,8 @@ void conn_on_accept(worker *w, uv_stream_t *listener)
     c->deadline_ms = w->now_ms + w->srv->cfg.limits.handshake_timeout_ms;
     c->last_rx_ms = w->now_ms;
     if (over_ip) {
-        respond_error(c, 429, "Too Many Requests", 111, "too many connections from this address");
+        respond_error(c, 429, "Too Many Requests", PE_TOO_MANY_REQUESTS,
+                      "too many connections from this address");
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -768,7 +770,7 @@ static void slow_consumer(conn *c)
     }
     c->qlen = 0;
     c->reply_room = 0;
-    conn_close(c, 4001, "slow consumer");
+    conn_close(c, PC_SLOW_CONSUMER, "slow consumer");
 }
 
 int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len)
@@ -793,7 +795,7 @@ int conn_enqueue_pub(conn *c, pl_pub *p)
     if (!f) {
         /* Skipping it would be a gap the client cannot see; reconnecting
          * with since recovers it. */
-        if (!c->out.closed) conn_close(c, 4002, "overloaded");
+        if (!c->out.closed) conn_close(c, PC_OVERLOADED, "overloaded");
         return -1;
     }
     return conn_enqueue(c, OUT_PUB, pub_ref(p), f->len);
@@ -845,7 +847,7 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         char buf[256];
         int n = snprintf(buf, sizeof(buf),
                          "{\"push\":\"disconnect\",\"code\":%u,\"reason\":\"%s\",\"reconnect\":%s}",
-                         code, reason, code < 4500 ? "true" : "false");
+                         code, reason, proto_close_reconnect(code) ? "true" : "false");
         conn_send_json(c, buf, (size_t)n);
         c->close_code = code;
         ws_session_close(c->ws, code, reason);
@@ -854,7 +856,7 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         int n = snprintf(buf, sizeof(buf),
                          "event: disconnect\ndata: {\"push\":\"disconnect\",\"code\":%u,\"reason\":"
                          "\"%s\",\"reconnect\":%s}\n\n",
-                         code, reason, code < 4500 ? "true" : "false");
+                         code, reason, proto_close_reconnect(code) ? "true" : "false");
         rbuf *r = rbuf_from(buf, (size_t)n);
         if (r) conn_enqueue(c, OUT_RAW, r, r->len);
     }
@@ -903,7 +905,7 @@ void conn_shutdown(conn *c)
     if (c->state == CS_HTTP)
         conn_abort(c);
     else
-        conn_close(c, 4000, "server shutdown");
+        conn_close(c, PC_SHUTDOWN, "server shutdown");
 }
 
 void worker_tick_conns(worker *w)
@@ -914,14 +916,14 @@ void worker_tick_conns(worker *w)
         if (c->out.closed) continue;
         if (c->deadline_ms && now >= c->deadline_ms) {
             if (c->state == CS_WS && !c->s)
-                conn_close(c, 4501, "connect timeout");
+                conn_close(c, PC_PROTOCOL_VIOLATION, "connect timeout");
             else
                 conn_abort(c);
             continue;
         }
         int64_t idle = w->srv->cfg.limits.idle_timeout_ms;
         if (idle && c->out.kind == SINK_WS && c->state == CS_WS && now - c->last_rx_ms >= idle) {
-            conn_close(c, 4003, "idle timeout");
+            conn_close(c, PC_NO_PONG, "idle timeout");
             continue;
         }
         if (c->s && c->state != CS_CLOSING) session_tick(c);

@@ -149,7 +149,7 @@ static void handle_lost(worker *w, inbox_batch *b)
     log_event(LOG_ERROR, "pub_lost", "reason", "worker inbox and reserve out of memory",
               "action", "closing every connection of the worker", NULL);
     for (conn *c = w->all; c; c = c->next)
-        if (!c->out.closed) conn_close(c, 4002, "overloaded");
+        if (!c->out.closed) conn_close(c, PC_OVERLOADED, "overloaded");
 }
 
 static void drain_inbox(worker *w)
@@ -778,7 +778,7 @@ int server_run(server *srv)
 out:
     if (err[0]) log_event(LOG_ERROR, "startup_failed", "error", err, NULL);
     /* Stop accepting, let every submitted publish commit and its reply reach
-     * the workers, then disconnect clients with 4000 and stop the loops. */
+     * the workers, then disconnect clients with PC_SHUTDOWN and stop the loops. */
     for (int i = 0; i < started; i++) {
         atomic_store(&srv->workers[i]->stop_accepting, 1);
         uv_async_send(&srv->workers[i]->wakeup);

@@ -194,15 +194,16 @@ void conn_on_accept(worker *w, uv_stream_t *listener);
 void conn_ip_key(const conn *c, char *out, size_t cap);
 /* Queues an item (takes the reference in ref) and schedules a flush. Returns
  * -1 when the outbound queue bound was exceeded (the connection is then being
- * closed with 4001 and the reference was dropped). */
+ * closed with PC_SLOW_CONSUMER and the reference was dropped). */
 int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len);
 /* Queues a pub (takes its own reference), encoding its frame if nobody has.
  * -1 as conn_enqueue, or when the frame cannot be made (the connection is then
- * closed with 4002, so the client recovers the pub by reconnecting). */
+ * closed with PC_OVERLOADED, so the client recovers the pub by reconnecting). */
 int conn_enqueue_pub(conn *c, pl_pub *p);
 int conn_send_json(conn *c, const char *json, size_t len);
 /* Starts closing: WebSocket close frame with code/reason (after queued
- * output), SSE/HTTP: close after flush. */
+ * output), SSE/HTTP: close after flush. code: a proto_close, or any code of
+ * PC_MIN..PC_MAX the server API names (reconnect then follows the range). */
 void conn_close(conn *c, uint16_t code, const char *reason);
 /* Closes the socket now, dropping queued output. */
 void conn_abort(conn *c);
@@ -216,7 +217,7 @@ void conn_flush_urgent(worker *w);
  * asked); resumes reading if the request was pending. */
 void conn_http_respond(conn *c, int status, const char *body, size_t len);
 void worker_tick_conns(worker *w);
-/* Shutdown: disconnect push with 4000 and close. */
+/* Shutdown: disconnect push with PC_SHUTDOWN and close. */
 void conn_shutdown(conn *c);
 
 /* proto/api.c: handles POST /api/v1/<method>; answers with

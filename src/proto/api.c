@@ -13,6 +13,7 @@
 #include "util/mem.h"
 
 #define MAX_BROADCAST 1000
+#define DEFAULT_PAGE_LIMIT 100 /* history and dlq.list */
 #define MAX_CHANNEL 255
 
 /* Who is calling: the admin key, or a tenant API key (its tenant and id). */
@@ -49,31 +50,6 @@ typedef struct api_agg {
 
 /* ---- replies ------------------------------------------------------------ */
 
-static int http_status(int code)
-{
-    switch (code) {
-    case 101:
-    case 109:
-        return 401;
-    case 103:
-        return 403;
-    case 102:
-    case 104:
-        return 404;
-    case 106:
-        return 413;
-    case 111:
-        return 429;
-    case 113:
-    case 114:
-        return 503;
-    case 100:
-        return 500;
-    default:
-        return 400;
-    }
-}
-
 static int api_error(conn *c, int code, const char *detail)
 {
     sbuf o;
@@ -81,7 +57,7 @@ static int api_error(conn *c, int code, const char *detail)
     sbuf_puts(&o, "{\"error\":");
     proto_error_json(&o, code, detail);
     sbuf_putc(&o, '}');
-    conn_http_respond(c, http_status(code), o.data ? o.data : "{}", o.len);
+    conn_http_respond(c, proto_error_http_status(code), o.data ? o.data : "{}", o.len);
     sbuf_release(&o);
     return 0;
 }
@@ -89,7 +65,7 @@ static int api_error(conn *c, int code, const char *detail)
 /* Sends {"result": <o's text>}. */
 static int api_result(conn *c, sbuf *o)
 {
-    if (o->oom) return api_error(c, 100, NULL);
+    if (o->oom) return api_error(c, PE_INTERNAL, NULL);
     sbuf r;
     sbuf_init(&r);
     sbuf_puts(&r, "{\"result\":");
@@ -102,19 +78,19 @@ static int api_result(conn *c, sbuf *o)
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static int get_channel(api_ctx *a, const char *key, int tok, char *out)
+static proto_error get_channel(api_ctx *a, const char *key, int tok, char *out)
 {
     const char *p;
     size_t n;
-    int r = tok >= 0 ? proto_str(a->b, tok, &p, &n)
-                     : (proto_param_str(a->b, a->params, key, &p, &n) == PROTO_PARAM_OK ? 0 : -1);
-    if (r || proto_channel_valid(p, n)) return 107;
+    int bad = tok >= 0 ? proto_str(a->b, tok, &p, &n) != PL_OK
+                       : proto_param_str(a->b, a->params, key, &p, &n) != PROTO_PARAM_OK;
+    if (bad || proto_channel_valid(p, n)) return PE_BAD_REQUEST;
     memcpy(out, p, n);
     out[n] = '\0';
     return 0;
 }
 
-static int get_user(api_ctx *a, char *out, size_t cap, int required)
+static proto_error get_user(api_ctx *a, char *out, size_t cap, int required)
 {
     const char *p;
     size_t n;
@@ -123,7 +99,7 @@ static int get_user(api_ctx *a, char *out, size_t cap, int required)
         out[0] = '\0';
         return 0;
     }
-    if (r != PROTO_PARAM_OK || n == 0 || n >= cap) return 107;
+    if (r != PROTO_PARAM_OK || n == 0 || n >= cap) return PE_BAD_REQUEST;
     memcpy(out, p, n);
     out[n] = '\0';
     return 0;
@@ -132,10 +108,10 @@ static int get_user(api_ctx *a, char *out, size_t cap, int required)
 /* Builds and submits one publish of the request's data to channel ch. An
  * ephemeral pub is answered at once: its result is appended to eph, which a
  * stored pub leaves empty (the engine's answer completes pd). */
-static int publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *eph)
+static proto_error publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *eph)
 {
     const cfg_namespace *ns = config_namespace(&a->srv->cfg, ch, strlen(ch));
-    if (!ns) return 102;
+    if (!ns) return PE_UNKNOWN_CHANNEL;
     pub_fields f = {0};
     pub_class cls;
     int pv[PUBP_N];
@@ -149,7 +125,7 @@ static int publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *eph)
     f.now_ms = a->w->now_ms;
     f.now_us = a->w->now_us;
     pl_pub *p = pub_new(&f, cls);
-    if (!p) return 100;
+    if (!p) return PE_INTERNAL;
     if (cls == PUB_EPHEMERAL) proto_ephemeral_result(eph, p->id);
     return proto_submit_pub(a->w, p, ns, pd);
 }
@@ -198,9 +174,9 @@ static int channel_list(api_ctx *a, int arr, int *n)
     *n = json_size(&a->b->doc, arr);
     if (*n > 0 && *n <= MAX_BROADCAST) return 0;
     if (*n <= 0)
-        api_error(a->c, 107, "channels is empty");
+        api_error(a->c, PE_BAD_REQUEST, "channels is empty");
     else
-        api_error(a->c, 106, "at most 1000 channels");
+        api_error(a->c, PE_LIMIT_EXCEEDED, "at most 1000 channels");
     return -1;
 }
 
@@ -248,11 +224,11 @@ static int a_broadcast(api_ctx *a)
 {
     int arr;
     if (proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
-        return api_error(a->c, 107, "channels must be an array of channel names");
+        return api_error(a->c, PE_BAD_REQUEST, "channels must be an array of channel names");
     int n;
     if (channel_list(a, arr, &n)) return 0;
     api_agg *g = agg_new(a, n, "responses");
-    if (!g) return api_error(a->c, 100, NULL);
+    if (!g) return api_error(a->c, PE_INTERNAL, NULL);
     uint32_t i = 0;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
         char ch[MAX_CHANNEL + 1];
@@ -262,7 +238,7 @@ static int a_broadcast(api_ctx *a)
         int code = get_channel(a, NULL, t, ch);
         if (!code) code = publish_one(a, ch, &pd, &eph);
         if (code || eph.oom)
-            slot_error(g, i, code ? code : 100);
+            slot_error(g, i, code ? code : PE_INTERNAL);
         else if (eph.len)
             agg_slot(g, i, eph.data);
         sbuf_release(&eph);
@@ -274,23 +250,23 @@ static int a_broadcast(api_ctx *a)
 static int a_history(api_ctx *a)
 {
     char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
-    uint64_t limit = 100, since_off = 0;
+    uint64_t limit = DEFAULT_PAGE_LIMIT, since_off = 0;
     int since = -1, reverse = 0, has_since = 0;
     int code = get_channel(a, "channel", -1, ch);
-    if (!code && !config_namespace(&a->srv->cfg, ch, strlen(ch))) code = 102;
+    if (!code && !config_namespace(&a->srv->cfg, ch, strlen(ch))) code = PE_UNKNOWN_CHANNEL;
     if (!code) {
         int r = proto_param_u64(a->b, a->params, "limit", &limit);
         if (r == PROTO_PARAM_TYPE)
-            code = 107;
+            code = PE_BAD_REQUEST;
         else if (limit > 1000)
-            code = 106;
+            code = PE_LIMIT_EXCEEDED;
     }
     if (!code && proto_param_bool(a->b, a->params, "reverse", &reverse) == PROTO_PARAM_TYPE)
-        code = 107;
+        code = PE_BAD_REQUEST;
     if (!code) {
         int r = proto_param_obj(a->b, a->params, "since", &since);
         if (r == PROTO_PARAM_TYPE)
-            code = 107;
+            code = PE_BAD_REQUEST;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
             code = proto_parse_since(a->b, since, &since_off, epoch);
@@ -299,7 +275,7 @@ static int a_history(api_ctx *a)
     pending *pd = NULL;
     engine_req *r = code ? NULL : proto_req_new(a->w, ENGINE_READ, &pd);
     if (!code && (!r || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch))))
-        code = 100;
+        code = PE_INTERNAL;
     if (code) {
         engine_req_free(r);
         return api_error(a->c, code, NULL);
@@ -324,23 +300,23 @@ static int a_cursors(api_ctx *a)
     int arr;
     if (get_user(a, user, sizeof(user), 1) ||
         proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
-        return api_error(a->c, 107, "user and channels (array) required");
+        return api_error(a->c, PE_BAD_REQUEST, "user and channels (array) required");
     int n;
     if (channel_list(a, arr, &n)) return 0;
     api_agg *g = agg_new(a, n, "cursors");
-    if (!g) return api_error(a->c, 100, NULL);
+    if (!g) return api_error(a->c, PE_INTERNAL, NULL);
     uint32_t i = 0;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
         char ch[MAX_CHANNEL + 1];
         int code = get_channel(a, NULL, t, ch);
         const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
-        if (!code && !ns) code = 102;
-        if (!code && !ns->read_cursors) code = 108;
+        if (!code && !ns) code = PE_UNKNOWN_CHANNEL;
+        if (!code && !ns->read_cursors) code = PE_NOT_AVAILABLE;
         pending *pd = NULL;
         engine_req *r = code ? NULL : proto_req_new(a->w, ENGINE_READ, &pd);
         if (!code && (!r || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch)) ||
                       !(r->user = pl_strdup(user))))
-            code = 100;
+            code = PE_INTERNAL;
         if (code) {
             engine_req_free(r);
             slot_error(g, i, code);
@@ -361,12 +337,12 @@ static int a_presence(api_ctx *a)
     uint64_t cursor = 0, limit = 1000;
     int code = get_channel(a, "channel", -1, ch);
     const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
-    if (!code && !ns) code = 102;
-    if (!code && !ns->presence) code = 108;
+    if (!code && !ns) code = PE_UNKNOWN_CHANNEL;
+    if (!code && !ns->presence) code = PE_NOT_AVAILABLE;
     if (!code && (proto_param_u64(a->b, a->params, "cursor", &cursor) == PROTO_PARAM_TYPE ||
                   proto_param_u64(a->b, a->params, "limit", &limit) == PROTO_PARAM_TYPE))
-        code = 107;
-    if (!code && (limit == 0 || limit > 10000)) code = 106;
+        code = PE_BAD_REQUEST;
+    if (!code && (limit == 0 || limit > 10000)) code = PE_LIMIT_EXCEEDED;
     if (code) return api_error(a->c, code, NULL);
     sbuf o;
     sbuf_init(&o);
@@ -386,8 +362,8 @@ static int a_presence_stats(api_ctx *a)
     char ch[MAX_CHANNEL + 1];
     int code = get_channel(a, "channel", -1, ch);
     const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
-    if (!code && !ns) code = 102;
-    if (!code && !ns->presence) code = 108;
+    if (!code && !ns) code = PE_UNKNOWN_CHANNEL;
+    if (!code && !ns->presence) code = PE_NOT_AVAILABLE;
     if (code) return api_error(a->c, code, NULL);
     uint64_t clients, users;
     presence_stats(a->srv->presence, a->tenant, ch, &clients, &users);
@@ -410,8 +386,8 @@ static int a_channels(api_ctx *a)
         proto_param_u64(a->b, a->params, "limit", &limit) == PROTO_PARAM_TYPE ||
         proto_param_str(a->b, a->params, "prefix", &prefix, &plen) == PROTO_PARAM_TYPE ||
         plen > MAX_CHANNEL)
-        return api_error(a->c, 107, NULL);
-    if (limit == 0 || limit > 10000) return api_error(a->c, 106, "limit is 1..10000");
+        return api_error(a->c, PE_BAD_REQUEST, NULL);
+    if (limit == 0 || limit > 10000) return api_error(a->c, PE_LIMIT_EXCEEDED, "limit is 1..10000");
     if (prefix) {
         memcpy(pbuf, prefix, plen);
         pbuf[plen] = '\0';
@@ -481,7 +457,7 @@ static void action_release(worker_call *call)
 static int start_action(api_ctx *a, int kind)
 {
     conn_action *act = pl_calloc(1, sizeof(*act));
-    if (!act) return api_error(a->c, 100, NULL);
+    if (!act) return api_error(a->c, PE_INTERNAL, NULL);
     const char *p;
     size_t n;
     int code = get_user(a, act->user, sizeof(act->user), 0);
@@ -490,19 +466,19 @@ static int start_action(api_ctx *a, int kind)
         memcpy(act->client, p, n);
         act->client[n] = '\0';
     } else if (r != PROTO_PARAM_MISSING) {
-        code = 107;
+        code = PE_BAD_REQUEST;
     }
-    if (!code && !act->user[0] && !act->client[0]) code = 107;
+    if (!code && !act->user[0] && !act->client[0]) code = PE_BAD_REQUEST;
     if (!code && kind != 0) {
         code = get_channel(a, "channel", -1, act->channel);
         if (!code && !config_namespace(&a->srv->cfg, act->channel, strlen(act->channel)))
-            code = 102;
+            code = PE_UNKNOWN_CHANNEL;
     }
-    uint64_t cc = 4503;
+    uint64_t cc = PC_API_DISCONNECT;
     if (!code && kind == 0 &&
-        (proto_param_u64(a->b, a->params, "code", &cc) == PROTO_PARAM_TYPE || cc < 4000 ||
-         cc > 4999))
-        code = 107;
+        (proto_param_u64(a->b, a->params, "code", &cc) == PROTO_PARAM_TYPE || cc < PC_MIN ||
+         cc > PC_MAX))
+        code = PE_BAD_REQUEST;
     if (code) {
         pl_free(act);
         return api_error(a->c, code, NULL);
@@ -511,7 +487,7 @@ static int start_action(api_ctx *a, int kind)
     if (kind == 0 && server_audit(a->srv, a->who->actor, "disconnect", a->tenant,
                                   act->user[0] ? act->user : act->client, NULL)) {
         pl_free(act);
-        return api_error(a->c, 100, "audit log unavailable");
+        return api_error(a->c, PE_INTERNAL, "audit log unavailable");
     }
     act->kind = kind;
     act->code = (uint16_t)cc;
@@ -569,15 +545,16 @@ static int a_token(api_ctx *a)
 {
     char user[256];
     uint64_t ttl = 3600;
-    if (!a->srv->cfg.dev_tokens) return api_error(a->c, 108, "tokens.issue is off (dev_tokens)");
+    if (!a->srv->cfg.dev_tokens)
+        return api_error(a->c, PE_NOT_AVAILABLE, "tokens.issue is off (dev_tokens)");
     if (get_user(a, user, sizeof(user), 1) ||
         proto_param_u64(a->b, a->params, "ttl", &ttl) == PROTO_PARAM_TYPE || ttl == 0 ||
         ttl > 30 * 86400)
-        return api_error(a->c, 107, "user and ttl (seconds) required");
+        return api_error(a->c, PE_BAD_REQUEST, "user and ttl (seconds) required");
     const char *secret = NULL;
     const tenant *t = server_tenant(a->srv, a->tenant);
     if (t && t->nsecrets) secret = t->secrets[0];
-    if (!secret) return api_error(a->c, 108, "tenant has no HS256 secret");
+    if (!secret) return api_error(a->c, PE_NOT_AVAILABLE, "tenant has no HS256 secret");
     int64_t now = clock_wall_ms() / 1000;
     sbuf claims;
     sbuf_init(&claims);
@@ -591,7 +568,7 @@ static int a_token(api_ctx *a)
                 (long long)(now + (int64_t)ttl));
     char *tok = jwt_sign_hs256(secret, strlen(secret), claims.data, claims.len);
     sbuf_release(&claims);
-    if (!tok) return api_error(a->c, 100, NULL);
+    if (!tok) return api_error(a->c, PE_INTERNAL, NULL);
     sbuf o;
     sbuf_init(&o);
     sbuf_printf(&o, "{\"token\":\"%s\",\"expires_at\":%lld}", tok, (long long)(now + (int64_t)ttl));
@@ -646,11 +623,11 @@ static int key_eq(const char *a, size_t alen, const char *b)
     return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
 }
 
-/* Identifies a bearer key: 0, or 101. */
-static int authenticate(server *srv, const char *auth, size_t alen, caller *who)
+/* Identifies a bearer key: 0, or PE_UNAUTHORIZED. */
+static proto_error authenticate(server *srv, const char *auth, size_t alen, caller *who)
 {
     memset(who, 0, sizeof(*who));
-    if (!auth || alen < 8 || strncasecmp(auth, "Bearer ", 7)) return 101;
+    if (!auth || alen < 8 || strncasecmp(auth, "Bearer ", 7)) return PE_UNAUTHORIZED;
     const char *key = auth + 7;
     size_t klen = alen - 7;
     if (srv->cfg.admin_key && key_eq(key, klen, srv->cfg.admin_key)) {
@@ -667,22 +644,23 @@ static int authenticate(server *srv, const char *auth, size_t alen, caller *who)
         return 0;
     }
     const apikey_entry *e = apikey_lookup(srv->keys, key, klen);
-    if (!e) return 101;
+    if (!e) return PE_UNAUTHORIZED;
     who->tenant = e->tenant;
     who->key = e;
     snprintf(who->actor, sizeof(who->actor), "key:%s", e->id);
     return 0;
 }
 
-/* May this caller run the method? 0 or 103. The admin key manages tenants
+/* May this caller run the method? 0 or PE_PERMISSION_DENIED. The admin key manages tenants
  * and keys; tenant methods need a tenant (the admin names one with
  * "tenant" in the body, handled by the caller). */
-static int authorize(server *srv, const caller *who, const char *method)
+static proto_error authorize(server *srv, const caller *who, const char *method)
 {
     if (who->admin) return 0;
-    if (!strncmp(method, "tenants.", 8) || !strncmp(method, "keys.", 5)) return 103;
+    if (!strncmp(method, "tenants.", 8) || !strncmp(method, "keys.", 5))
+        return PE_PERMISSION_DENIED;
     if (who->dev) return 0;
-    return who->key && apikey_mask_allows(who->key->scopes, method) ? 0 : 103;
+    return who->key && apikey_mask_allows(who->key->scopes, method) ? 0 : PE_PERMISSION_DENIED;
 }
 
 int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_t blen,
@@ -693,7 +671,7 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
     for (size_t i = 0; i < sizeof(api_methods) / sizeof(api_methods[0]); i++)
         if (strlen(api_methods[i].name) == mlen && !memcmp(api_methods[i].name, method, mlen))
             m = &api_methods[i];
-    if (!m) return api_error(c, 104, NULL);
+    if (!m) return api_error(c, PE_UNKNOWN_METHOD, NULL);
     api_ctx a = {.c = c, .w = w, .srv = w->srv, .b = &w->batch, .params = -1};
     caller who;
     char mname[64];
@@ -711,12 +689,14 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
         snprintf(key, sizeof(key), "k:%s", who.actor);
         int64_t wait = rl_table_take(w->srv->limits, key, rate, rate, clock_mono_us(), 1);
         if (wait) {
-            char body[160];
-            int n = snprintf(body, sizeof(body),
-                             "{\"error\":{\"code\":111,\"message\":\"too many requests\","
-                             "\"temporary\":true,\"retry_after\":%lld}}",
-                             (long long)(wait < 1 ? 1 : wait));
-            conn_http_respond(c, 429, body, (size_t)n);
+            sbuf o;
+            sbuf_init(&o);
+            sbuf_puts(&o, "{\"error\":");
+            proto_error_json_retry(&o, wait);
+            sbuf_putc(&o, '}');
+            conn_http_respond(c, proto_error_http_status(PE_TOO_MANY_REQUESTS),
+                              o.data ? o.data : "{}", o.len);
+            sbuf_release(&o);
             return 0;
         }
     }
@@ -730,7 +710,7 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
         const char *why = rc == PL_OK ? "body must be one JSON object" : json_error(d, &off);
         char detail[160];
         snprintf(detail, sizeof(detail), "%s (at byte %zu)", why ? why : "malformed JSON", off);
-        return api_error(c, rc == PL_ELIMIT ? 106 : 107, detail);
+        return api_error(c, rc == PL_ELIMIT ? PE_LIMIT_EXCEEDED : PE_BAD_REQUEST, detail);
     }
     sbuf wrapped;
     sbuf_init(&wrapped);
@@ -740,7 +720,7 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
     int pending = 0;
     if (wrapped.oom || proto_decode(&w->batch, wrapped.data, wrapped.len, NULL) != PL_OK ||
         w->batch.ncmds != 1) {
-        pending = api_error(c, 100, NULL);
+        pending = api_error(c, PE_INTERNAL, NULL);
     } else {
         a.params = w->batch.cmds[0].params;
         if (!a.tenant && strcmp(m->scope, "admin")) {
@@ -757,7 +737,8 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
             }
             if (!t) {
                 sbuf_release(&wrapped);
-                return api_error(c, 102, "the admin key needs an existing \"tenant\"");
+                return api_error(c, PE_UNKNOWN_CHANNEL,
+                                 "the admin key needs an existing \"tenant\"");
             }
             a.tenant = t->id;
         }
@@ -768,14 +749,14 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
 }
 
 /* Copies an optional string param (at most cap-1 bytes) into a new string. */
-static int opt_copy(api_ctx *a, int obj, const char *key, char **out)
+static proto_error opt_copy(api_ctx *a, int obj, const char *key, char **out)
 {
     const char *p;
     size_t n;
     int r = proto_param_str(a->b, obj, key, &p, &n);
     if (r == PROTO_PARAM_MISSING) return 0;
-    if (r != PROTO_PARAM_OK || n > 255) return 107;
-    return (*out = pl_strndup(p, n)) ? 0 : 100;
+    if (r != PROTO_PARAM_OK || n > 255) return PE_BAD_REQUEST;
+    return (*out = pl_strndup(p, n)) ? 0 : PE_INTERNAL;
 }
 
 /* r comes from proto_req_new (its pending is inside). */
@@ -783,7 +764,7 @@ static int submit_admin(api_ctx *a, engine_req *r)
 {
     if (!(r->tenant = pl_strdup(a->tenant))) {
         engine_req_free(r);
-        return api_error(a->c, 100, NULL);
+        return api_error(a->c, PE_INTERNAL, NULL);
     }
     *(pending *)r->ctx = (pending){.conn_id = a->c->out.id, .kind = P_API_ADMIN};
     r->owner = a->w;
@@ -796,12 +777,12 @@ static int submit_admin(api_ctx *a, engine_req *r)
 static int a_dlq(api_ctx *a)
 {
     engine_req *r = proto_req_new(a->w, ENGINE_ADMIN, NULL);
-    if (!r) return api_error(a->c, 100, NULL);
+    if (!r) return api_error(a->c, PE_INTERNAL, NULL);
     int list = !strcmp(a->method, "dlq.list");
     r->admin_op = list                               ? ADMIN_DLQ_LIST
                   : !strcmp(a->method, "dlq.replay") ? ADMIN_DLQ_REPLAY
                                                      : ADMIN_DLQ_PURGE;
-    uint64_t since = 0, until = 0, limit = 100;
+    uint64_t since = 0, until = 0, limit = DEFAULT_PAGE_LIMIT;
     int code = opt_copy(a, a->params, "channel", &r->channel);
     if (!code) code = opt_copy(a, a->params, "user", &r->user);
     if (!code) code = opt_copy(a, a->params, "reason", &r->reason);
@@ -811,12 +792,12 @@ static int a_dlq(api_ctx *a)
                   proto_param_u64(a->b, a->params, "id", &r->entry_id) == PROTO_PARAM_TYPE ||
                   proto_param_u64(a->b, a->params, "limit", &limit) == PROTO_PARAM_TYPE ||
                   proto_param_bool(a->b, a->params, "all", &r->all) == PROTO_PARAM_TYPE))
-        code = 107;
-    if (!code && (limit == 0 || limit > 1000)) code = 106;
+        code = PE_BAD_REQUEST;
+    if (!code && (limit == 0 || limit > 1000)) code = PE_LIMIT_EXCEEDED;
     /* Replay and purge need an explicit target: an id, a filter or all. */
     if (!code && !list && !r->entry_id && !r->all && !r->channel && !r->user && !r->reason &&
         !since && !until)
-        code = 107;
+        code = PE_BAD_REQUEST;
     if (code) {
         engine_req_free(r);
         return api_error(a->c, code, list ? NULL : "give id, a filter, or all: true");
@@ -830,7 +811,7 @@ static int a_dlq(api_ctx *a)
                                           : "filter",
                               NULL)) {
         engine_req_free(r);
-        return api_error(a->c, 100, "audit log unavailable");
+        return api_error(a->c, PE_INTERNAL, "audit log unavailable");
     }
     return submit_admin(a, r);
 }
@@ -838,10 +819,10 @@ static int a_dlq(api_ctx *a)
 static int a_trace(api_ctx *a)
 {
     engine_req *r = proto_req_new(a->w, ENGINE_ADMIN, NULL);
-    if (!r) return api_error(a->c, 100, NULL);
+    if (!r) return api_error(a->c, PE_INTERNAL, NULL);
     r->admin_op = ADMIN_TRACE;
     int code = opt_copy(a, a->params, "id", &r->pub_id);
-    if (!code && (!r->pub_id || !r->pub_id[0])) code = 107;
+    if (!code && (!r->pub_id || !r->pub_id[0])) code = PE_BAD_REQUEST;
     if (code) {
         engine_req_free(r);
         return api_error(a->c, code, "id (a pub id) required");
@@ -857,7 +838,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
                 delivery_replay(((worker *)r->owner)->srv->delivery, r->pubs[i], r->users[i]);
         if (!c || c->out.closed) return;
         if (r->status == PL_ENOTFOUND) {
-            api_error(c, 102, "no such pub in this tenant");
+            api_error(c, PE_UNKNOWN_CHANNEL, "no such pub in this tenant");
             return;
         }
         if (r->status != PL_OK) {
@@ -939,8 +920,8 @@ static int a_tenants_list(api_ctx *a)
 }
 
 /* Reads an optional array of strings (or one string) into v (at most 8). */
-static int str_list(api_ctx *a, const char *key, const char *alt, char bufs[8][2048],
-                    const char **v, size_t *n, int *given)
+static proto_error str_list(api_ctx *a, const char *key, const char *alt, char bufs[8][2048],
+                            const char **v, size_t *n, int *given)
 {
     int arr;
     const char *p;
@@ -948,7 +929,7 @@ static int str_list(api_ctx *a, const char *key, const char *alt, char bufs[8][2
     *n = 0;
     *given = 0;
     if (proto_param_str(a->b, a->params, alt, &p, &len) == PROTO_PARAM_OK) {
-        if (len >= 2048) return 107;
+        if (len >= 2048) return PE_BAD_REQUEST;
         memcpy(bufs[0], p, len);
         bufs[0][len] = '\0';
         v[(*n)++] = bufs[0];
@@ -957,10 +938,10 @@ static int str_list(api_ctx *a, const char *key, const char *alt, char bufs[8][2
     }
     int r = proto_param_arr(a->b, a->params, key, &arr);
     if (r == PROTO_PARAM_MISSING) return 0;
-    if (r != PROTO_PARAM_OK) return 107;
+    if (r != PROTO_PARAM_OK) return PE_BAD_REQUEST;
     *given = 1;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t)) {
-        if (*n == 8 || proto_str(a->b, t, &p, &len) || len >= 2048) return 107;
+        if (*n == 8 || proto_str(a->b, t, &p, &len) != PL_OK || len >= 2048) return PE_BAD_REQUEST;
         memcpy(bufs[*n], p, len);
         bufs[*n][len] = '\0';
         v[*n] = bufs[*n];
@@ -976,23 +957,24 @@ static int a_tenants_put(api_ctx *a)
     size_t n;
     char id[128];
     if (proto_param_str(a->b, a->params, "id", &p, &n) != PROTO_PARAM_OK || !n || n >= sizeof(id))
-        return api_error(a->c, 107, "id required");
+        return api_error(a->c, PE_BAD_REQUEST, "id required");
     memcpy(id, p, n);
     id[n] = '\0';
     for (size_t i = 0; i < n; i++)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", id[i]))
-            return api_error(a->c, 107, "id must be [A-Za-z0-9_.-]");
-    if (a->srv->cfg.single_tenant) return api_error(a->c, 108, "server runs single-tenant");
+            return api_error(a->c, PE_BAD_REQUEST, "id must be [A-Za-z0-9_.-]");
+    if (a->srv->cfg.single_tenant)
+        return api_error(a->c, PE_NOT_AVAILABLE, "server runs single-tenant");
     const tenant *old = tenants_get(a->srv->tenants, id);
-    if (create && old) return api_error(a->c, 107, "tenant exists");
-    if (!create && !old) return api_error(a->c, 102, "no such tenant");
+    if (create && old) return api_error(a->c, PE_BAD_REQUEST, "tenant exists");
+    if (!create && !old) return api_error(a->c, PE_UNKNOWN_CHANNEL, "no such tenant");
     char sec[8][2048], pem[8][2048]; /* on the stack: workers run admin calls concurrently */
     const char *secrets[8], *pems[8];
     tenant_spec spec = {.id = id};
     int gs, gp;
     if (str_list(a, "jwt_secrets", "jwt_secret", sec, secrets, &spec.nsecrets, &gs) ||
         str_list(a, "jwt_public_keys", "jwt_public_key", pem, pems, &spec.npublic_keys, &gp))
-        return api_error(a->c, 107, "jwt_secrets / jwt_public_keys: at most 8 strings");
+        return api_error(a->c, PE_BAD_REQUEST, "jwt_secrets / jwt_public_keys: at most 8 strings");
     spec.secrets = secrets;
     spec.public_keys = pems;
     if (old && !gs) {
@@ -1015,7 +997,7 @@ static int a_tenants_put(api_ctx *a)
     for (int q = 0; q < 6; q++) {
         int r = proto_param_u64(a->b, a->params, quota[q], &v);
         if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && v > UINT32_MAX && q != 3 && q != 5))
-            return api_error(a->c, 107, quota[q]);
+            return api_error(a->c, PE_BAD_REQUEST, quota[q]);
         if (r != PROTO_PARAM_OK) continue;
         if (q == 0) spec.max_connections = (uint32_t)v;
         if (q == 1) spec.max_channels = (uint32_t)v;
@@ -1030,10 +1012,11 @@ static int a_tenants_put(api_ctx *a)
              spec.npublic_keys, spec.max_connections);
     /* Validate first: only a change that will be made is audited. */
     char err[256];
-    if (tenants_check(&spec, err, sizeof(err))) return api_error(a->c, 107, err);
+    if (tenants_check(&spec, err, sizeof(err))) return api_error(a->c, PE_BAD_REQUEST, err);
     if (server_audit(a->srv, a->who->actor, a->method, id, id, details))
-        return api_error(a->c, 100, "audit log unavailable");
-    if (tenants_put(a->srv->tenants, &spec, 1, err, sizeof(err))) return api_error(a->c, 100, err);
+        return api_error(a->c, PE_INTERNAL, "audit log unavailable");
+    if (tenants_put(a->srv->tenants, &spec, 1, err, sizeof(err)))
+        return api_error(a->c, PE_INTERNAL, err);
     sbuf o;
     sbuf_init(&o);
     sbuf_puts(&o, "{\"id\":");
@@ -1050,11 +1033,11 @@ static int a_keys_create(api_ctx *a)
     size_t n;
     char tid[128];
     if (proto_param_str(a->b, a->params, "tenant", &p, &n) != PROTO_PARAM_OK || n >= sizeof(tid))
-        return api_error(a->c, 107, "tenant required");
+        return api_error(a->c, PE_BAD_REQUEST, "tenant required");
     memcpy(tid, p, n);
     tid[n] = '\0';
     const tenant *t = server_tenant(a->srv, tid);
-    if (!t) return api_error(a->c, 102, "no such tenant");
+    if (!t) return api_error(a->c, PE_UNKNOWN_CHANNEL, "no such tenant");
     char sc[8][2048];
     const char *scopes[8];
     size_t ns;
@@ -1062,17 +1045,17 @@ static int a_keys_create(api_ctx *a)
     uint32_t mask;
     if (str_list(a, "scopes", "scope", sc, scopes, &ns, &given) || !ns ||
         apikey_scopes_parse(scopes, ns, &mask))
-        return api_error(a->c, 107,
+        return api_error(a->c, PE_BAD_REQUEST,
                          "scopes: a list of publish, broadcast, history, presence, "
                          "channels, subscribe, disconnect, info, trace, webhooks, dlq, *");
     char key[APIKEY_LEN + 1], id[APIKEY_ID_LEN + 1];
     if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id))
-        return api_error(a->c, 100, NULL);
+        return api_error(a->c, PE_INTERNAL, NULL);
     /* The key works only once it is audited and saved. */
     if (server_audit(a->srv, a->who->actor, "keys.create", t->id, id, NULL) ||
         server_save_keys(a->srv)) {
         apikey_revoke(a->srv->keys, id);
-        return api_error(a->c, 100, "audit log or key file unavailable");
+        return api_error(a->c, PE_INTERNAL, "audit log or key file unavailable");
     }
     sbuf o;
     sbuf_init(&o);
@@ -1102,16 +1085,16 @@ static int a_keys_revoke(api_ctx *a)
     size_t n;
     char id[APIKEY_ID_LEN + 1];
     if (proto_param_str(a->b, a->params, "id", &p, &n) != PROTO_PARAM_OK || n > APIKEY_ID_LEN)
-        return api_error(a->c, 107, "id required");
+        return api_error(a->c, PE_BAD_REQUEST, "id required");
     memcpy(id, p, n);
     id[n] = '\0';
     key_search ks = {.id = id};
     apikey_foreach(a->srv->keys, NULL, find_key, &ks);
-    if (!ks.found) return api_error(a->c, 102, "no such key");
+    if (!ks.found) return api_error(a->c, PE_UNKNOWN_CHANNEL, "no such key");
     if (server_audit(a->srv, a->who->actor, "keys.revoke", NULL, id, NULL))
-        return api_error(a->c, 100, "audit log unavailable");
-    if (apikey_revoke(a->srv->keys, id)) return api_error(a->c, 102, "no such key");
-    if (server_save_keys(a->srv)) return api_error(a->c, 100, NULL);
+        return api_error(a->c, PE_INTERNAL, "audit log unavailable");
+    if (apikey_revoke(a->srv->keys, id)) return api_error(a->c, PE_UNKNOWN_CHANNEL, "no such key");
+    if (server_save_keys(a->srv)) return api_error(a->c, PE_INTERNAL, NULL);
     sbuf o;
     sbuf_init(&o);
     sbuf_puts(&o, "{}");

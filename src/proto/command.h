@@ -8,10 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/errors.h"
 #include "proto/json.h"
 
-#define PROTO_ERR_LIMIT 106              /* too many tokens or nesting too deep */
-#define PROTO_ERR_BAD_REQUEST 107        /* malformed JSON or wrong command shape */
+#define PROTO_ERR_LIMIT PE_LIMIT_EXCEEDED    /* too many tokens or nesting too deep */
+#define PROTO_ERR_BAD_REQUEST PE_BAD_REQUEST /* malformed JSON or wrong command shape */
 #define PROTO_ID_MAX (UINT64_C(1) << 53) /* largest id a JavaScript client can hold */
 
 typedef struct proto_cmd {
@@ -23,7 +24,7 @@ typedef struct proto_cmd {
     size_t method_len;
     int params;         /* token of the params object, -1 when absent */
     int tok;            /* token of the command object, -1 when the message is not JSON */
-    int error;          /* 0, PROTO_ERR_BAD_REQUEST or PROTO_ERR_LIMIT */
+    proto_error error;  /* PE_OK, PROTO_ERR_BAD_REQUEST or PROTO_ERR_LIMIT */
     const char *errmsg; /* short reason when error != 0; static or in the batch */
 } proto_cmd;
 
@@ -48,9 +49,9 @@ void proto_batch_release(proto_batch *b);
 /* Decodes msg[0..len) (borrowed: it must outlive every span and token taken from
  * this decode). lim: NULL for defaults. Returns
  *   PL_OK      one command per top-level value, each with its own error field;
- *   PL_EINVAL  the message is not valid JSON: one command, error 107, no id;
- *   PL_ELIMIT  token or depth limit hit: one command, error 106, no id;
- *   PL_ENOMEM  no commands (answer with error 100 or close).
+ *   PL_EINVAL  the message is not valid JSON: one command, PE_BAD_REQUEST, no id;
+ *   PL_ELIMIT  token or depth limit hit: one command, PE_LIMIT_EXCEEDED, no id;
+ *   PL_ENOMEM  no commands (answer with PE_INTERNAL or close).
  * Required shape: {"id": 1..2^53 (optional), "method": non-empty string,
  * "params": object (optional)}; null is not accepted for id or params, other
  * top-level keys are ignored, and with duplicate keys the last one wins.

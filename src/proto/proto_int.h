@@ -5,6 +5,7 @@
 #define PL_PROTO_INT_H
 
 #include "net/server_int.h"
+#include "util/errors.h"
 
 enum pending_kind {
     P_PUBLISH,
@@ -52,16 +53,15 @@ enum {
 void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N]);
 /* Validates a publish's data, class, idempotency key, type, correlation id
  * and headers (v from proto_publish_params) into f (spans into the batch)
- * and cls. 0 or an error code. */
-int proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N], const cfg_namespace *ns,
-                        pub_fields *f, pub_class *cls);
+ * and cls. PE_OK or the code to answer with. */
+proto_error proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N],
+                                const cfg_namespace *ns, pub_fields *f, pub_class *cls);
 /* Takes the pub: ephemeral ones are fanned out now, stored ones go to the
- * engine with a copy of pd. 0, or 100 when out of memory (pub dropped). */
-int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd);
+ * engine with a copy of pd. PE_OK, or PE_INTERNAL when out of memory (pub dropped). */
+proto_error proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd);
 /* Appends the publish result of an ephemeral pub (answered at once: never
  * stored, so offset 0 and no epoch) to o. */
 void proto_ephemeral_result(sbuf *o, const char *id);
-void proto_error_json(sbuf *o, int code, const char *detail);
 void proto_put_pubs(sbuf *o, engine_req *r);
 /* A storage request with its pending record inside it (engine_req_new_ctx),
  * from w's pool: zeroed, at *pd when pd is not NULL, freed with the request.
@@ -73,13 +73,14 @@ static inline engine_req *proto_req_new(worker *w, enum engine_op op, pending **
     if (pd) *pd = r ? r->ctx : NULL;
     return r;
 }
-/* 0 if the channel name is valid (PROTOCOL.md section 5), else 107. */
-int proto_channel_valid(const char *s, size_t n);
-int proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch);
+/* PE_OK if the channel name is valid (PROTOCOL.md section 5), else PE_BAD_REQUEST. */
+proto_error proto_channel_valid(const char *s, size_t n);
+proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch);
 /* The tenant's channel quota (0 = none), for engine requests. */
 uint32_t tenant_max_channels(server *srv, const char *tid);
-/* The protocol error code of an engine status (113, 106 or 100). */
-int proto_engine_error(int status);
+/* The protocol error code of an engine status: PE_STORAGE_UNAVAILABLE,
+ * PE_LIMIT_EXCEEDED or PE_INTERNAL. */
+proto_error proto_engine_error(int status);
 /* Stored pubs after a read cursor (what `unread` reports). */
 uint64_t proto_unread(const engine_req *r);
 

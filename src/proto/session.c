@@ -25,6 +25,7 @@
 
 #define PAGE_SIZE 256
 #define DEFAULT_RECOVER_LIMIT 1000
+#define DEFAULT_HISTORY_LIMIT 100
 #define MAX_HISTORY_LIMIT 1000
 #define MAX_IDEM_KEY 128
 #define MAX_CHANNEL 255
@@ -103,46 +104,6 @@ const unsigned session_method_count = NMETHODS;
  * Replies
  * ====================================================================== */
 
-static const struct {
-    int code;
-    const char *message;
-    int temporary;
-} errors[] = {
-    {100, "internal error", 1},
-    {101, "unauthorized", 0},
-    {102, "unknown channel or namespace", 0},
-    {103, "permission denied", 0},
-    {104, "unknown method", 0},
-    {105, "already subscribed", 0},
-    {106, "limit exceeded", 0},
-    {107, "bad request", 0},
-    {108, "not available", 0},
-    {109, "token expired", 0},
-    {111, "too many requests", 1},
-    {113, "storage unavailable", 1},
-    {114, "server overloaded", 1},
-};
-
-void proto_error_json(sbuf *o, int code, const char *detail)
-{
-    const char *msg = "error";
-    int temp = 0;
-    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
-        if (errors[i].code == code) {
-            msg = errors[i].message;
-            temp = errors[i].temporary;
-        }
-    sbuf_printf(o, "{\"code\":%d,\"message\":", code);
-    if (detail) {
-        char both[256];
-        int n = snprintf(both, sizeof(both), "%s: %s", msg, detail);
-        sbuf_json_str(o, both, n < (int)sizeof(both) ? (size_t)n : sizeof(both) - 1);
-    } else {
-        sbuf_json_str(o, msg, strlen(msg));
-    }
-    sbuf_printf(o, ",\"temporary\":%s}", temp ? "true" : "false");
-}
-
 static void send_sbuf(conn *c, sbuf *o)
 {
     if (o->oom) return;
@@ -152,7 +113,8 @@ static void send_sbuf(conn *c, sbuf *o)
 static void reply_error(conn *c, int has_id, uint64_t id, unsigned mi, int code, const char *detail)
 {
     metrics_command(&c->w->metrics, mi, code);
-    if (!has_id && code != 107 && code != 106) return; /* fire-and-forget */
+    if (!has_id && code != PE_BAD_REQUEST && code != PE_LIMIT_EXCEEDED)
+        return; /* fire-and-forget */
     sbuf *o = &c->w->scratch;
     sbuf_reset(o);
     sbuf_putc(o, '{');
@@ -167,19 +129,18 @@ static void reply_error(conn *c, int has_id, uint64_t id, unsigned mi, int code,
     send_sbuf(c, o);
 }
 
-/* Error 111 with the time until the limit admits the command again. */
+/* PE_TOO_MANY_REQUESTS with the time until the limit admits the command again. */
 static void reply_retry(conn *c, int has_id, uint64_t id, unsigned mi, int64_t wait_ms)
 {
-    metrics_command(&c->w->metrics, mi, 111);
+    metrics_command(&c->w->metrics, mi, PE_TOO_MANY_REQUESTS);
     if (!has_id) return;
     sbuf *o = &c->w->scratch;
     sbuf_reset(o);
     sbuf_puts(o, "{\"id\":");
     sbuf_u64(o, id);
-    sbuf_printf(o,
-                ",\"error\":{\"code\":111,\"message\":\"too many requests\",\"temporary\":true,"
-                "\"retry_after\":%lld}}",
-                (long long)(wait_ms < 1 ? 1 : wait_ms));
+    sbuf_puts(o, ",\"error\":");
+    proto_error_json_retry(o, wait_ms);
+    sbuf_putc(o, '}');
     send_sbuf(c, o);
 }
 
@@ -364,10 +325,10 @@ static const unsigned char chan_chars[256] = {
 };
 #undef CC_8
 
-/* Validates a channel name (PROTOCOL.md section 5). Returns 0 or 107. */
-int proto_channel_valid(const char *s, size_t n)
+/* Validates a channel name (PROTOCOL.md section 5). Returns 0 or PE_BAD_REQUEST. */
+proto_error proto_channel_valid(const char *s, size_t n)
 {
-    if (n == 0 || n > MAX_CHANNEL) return 107;
+    if (n == 0 || n > MAX_CHANNEL) return PE_BAD_REQUEST;
     const unsigned char *u = (const unsigned char *)s;
     int colon = 0, hash = 0;
     size_t start = 0; /* where the current segment began */
@@ -384,10 +345,10 @@ int proto_channel_valid(const char *s, size_t n)
         else if (ch == '#' && !hash)
             hash = 1;
         else if (!(ch == ',' && hash && i > start))
-            return 107;
+            return PE_BAD_REQUEST;
         start = i + 1;
     }
-    return start == n ? 107 : 0;
+    return start == n ? PE_BAD_REQUEST : 0;
 }
 
 /* 1 if the channel has no user list or the user is on it. */
@@ -429,44 +390,44 @@ static int channel_token_ok(conn *c, const char *tok, size_t tlen, const char *c
 }
 
 /* Checks read access (subscribe, history). Returns 0 or an error code. */
-static int may_read(conn *c, const char *ch, const cfg_namespace **nsp, const char *tok,
-                    size_t tlen)
+static proto_error may_read(conn *c, const char *ch, const cfg_namespace **nsp, const char *tok,
+                            size_t tlen)
 {
     const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
-    if (!ns) return 102;
+    if (!ns) return PE_UNKNOWN_CHANNEL;
     *nsp = ns;
-    if (!user_allowed(ch, c->s->user)) return 103;
+    if (!user_allowed(ch, c->s->user)) return PE_PERMISSION_DENIED;
     if (ns->is_private && !patterns_match(c->s->chans, c->s->nchans, ch) &&
         !(tok && channel_token_ok(c, tok, tlen, ch)))
-        return 103;
+        return PE_PERMISSION_DENIED;
     return 0;
 }
 
-static int may_publish(conn *c, const char *ch, const cfg_namespace **nsp)
+static proto_error may_publish(conn *c, const char *ch, const cfg_namespace **nsp)
 {
     const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
-    if (!ns) return 102;
+    if (!ns) return PE_UNKNOWN_CHANNEL;
     *nsp = ns;
-    if (!user_allowed(ch, c->s->user)) return 103;
+    if (!user_allowed(ch, c->s->user)) return PE_PERMISSION_DENIED;
     if (patterns_match(c->s->pubs, c->s->npubs, ch)) return 0;
-    if (!ns->client_publish || ns->is_private) return 103;
+    if (!ns->client_publish || ns->is_private) return PE_PERMISSION_DENIED;
     return 0;
 }
 
 /* Copies channel name token tok (-1: absent) into a NUL-terminated buffer;
  * 0, or an error code. */
-static int channel_of(proto_batch *b, int tok, char *out)
+static proto_error channel_of(proto_batch *b, int tok, char *out)
 {
     const char *p;
     size_t n;
-    if (proto_str(b, tok, &p, &n) != PL_OK) return 107;
-    if (proto_channel_valid(p, n)) return 107;
+    if (proto_str(b, tok, &p, &n) != PL_OK) return PE_BAD_REQUEST;
+    if (proto_channel_valid(p, n)) return PE_BAD_REQUEST;
     memcpy(out, p, n);
     out[n] = '\0';
     return 0;
 }
 
-static int param_channel(proto_batch *b, int params, char *out)
+static proto_error param_channel(proto_batch *b, int params, char *out)
 {
     return channel_of(b, json_obj_get(&b->doc, params, "channel"), out);
 }
@@ -619,16 +580,17 @@ void session_free(conn *c)
     c->s = NULL;
 }
 
-/* Verifies a connection token: 0 with *out filled, or 101/109. */
-static int verify_token(conn *c, const char *tok, size_t tlen, struct jwt *out, const tenant **tkp)
+/* Verifies a connection token: 0 with *out filled, or PE_UNAUTHORIZED/PE_TOKEN_EXPIRED. */
+static proto_error verify_token(conn *c, const char *tok, size_t tlen, struct jwt *out,
+                                const tenant **tkp)
 {
     server *srv = c->w->srv;
-    if (jwt_parse(tok, tlen, out) != JWT_OK) return 101;
+    if (jwt_parse(tok, tlen, out) != JWT_OK) return PE_UNAUTHORIZED;
     const tenant *tk = server_tenant(srv, jwt_peek_tenant(out));
-    if (!tk) return 101;
+    if (!tk) return PE_UNAUTHORIZED;
     enum jwt_result r = jwt_verify(out, tk->keys, clock_wall_ms() / 1000);
-    if (r == JWT_EXPIRED) return 109;
-    if (r != JWT_OK) return 101;
+    if (r == JWT_EXPIRED) return PE_TOKEN_EXPIRED;
+    if (r != JWT_OK) return PE_UNAUTHORIZED;
     *tkp = tk;
     return 0;
 }
@@ -693,17 +655,18 @@ static void send_pending(conn *c, sub *sb, engine_req *res)
 
 /* Registers a subscription and asks the engine for its starting point.
  * Returns 0, or an error code (nothing registered). */
-static int start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int has_since,
-                           uint64_t since_off, const char *since_epoch, uint32_t limit, pending *pd)
+static proto_error start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int has_since,
+                                   uint64_t since_off, const char *since_epoch, uint32_t limit,
+                                   pending *pd)
 {
     session *s = c->s;
     worker *w = c->w;
-    if (find_sub(s, ch)) return 105;
-    if (s->nsubs >= w->srv->cfg.limits.max_channels_per_connection) return 106;
+    if (find_sub(s, ch)) return PE_ALREADY_SUBSCRIBED;
+    if (s->nsubs >= w->srv->cfg.limits.max_channels_per_connection) return PE_LIMIT_EXCEEDED;
     if (s->nsubs == s->capsubs) {
         uint32_t ncap = s->capsubs ? s->capsubs * 2 : 4;
         sub **ns = pl_realloc(s->subs, ncap * sizeof(*ns));
-        if (!ns) return 100;
+        if (!ns) return PE_INTERNAL;
         s->subs = ns;
         s->capsubs = ncap;
     }
@@ -755,7 +718,7 @@ oom:
         pl_free(sb);
     }
     engine_req_free(r);
-    return 100;
+    return PE_INTERNAL;
 }
 
 static void request_page(conn *c, sub *sb)
@@ -779,7 +742,7 @@ static void request_page(conn *c, sub *sb)
     return;
 fail:
     engine_req_free(r);
-    conn_close(c, 4002, "overloaded");
+    conn_close(c, PC_OVERLOADED, "overloaded");
 }
 
 void session_on_drain(conn *c)
@@ -990,7 +953,7 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
 static void page_done(conn *c, sub *sb, engine_req *r)
 {
     if (r->status != PL_OK) {
-        conn_close(c, 4002, "storage unavailable");
+        conn_close(c, PC_OVERLOADED, "storage unavailable");
         return;
     }
     enqueue_pubs(c, sb, r);
@@ -1111,7 +1074,7 @@ void session_on_engine_done(worker *w, engine_req *r)
         sub *sb = find_sub(c->s, r->channel);
         if (!sb || sb->gen != pd->gen) {
             if (pd->kind == P_SUBSCRIBE && !pd->in_connect)
-                reply_error(c, pd->has_id, pd->cmd_id, 1, 107, "unsubscribed meanwhile");
+                reply_error(c, pd->has_id, pd->cmd_id, 1, PE_BAD_REQUEST, "unsubscribed meanwhile");
             goto out;
         }
         sb->read_inflight = 0;
@@ -1135,14 +1098,15 @@ out:
  * Methods
  * ====================================================================== */
 
-int proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
+proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
 {
     uint64_t o = 0;
     const char *e;
     size_t en;
-    if (proto_param_u64(b, obj, "offset", &o) == PROTO_PARAM_TYPE) return 107;
+    if (proto_param_u64(b, obj, "offset", &o) == PROTO_PARAM_TYPE) return PE_BAD_REQUEST;
     int er = proto_param_str(b, obj, "epoch", &e, &en);
-    if (er == PROTO_PARAM_TYPE || (er == PROTO_PARAM_OK && en > PUB_EPOCH_LEN)) return 107;
+    if (er == PROTO_PARAM_TYPE || (er == PROTO_PARAM_OK && en > PUB_EPOCH_LEN))
+        return PE_BAD_REQUEST;
     *off = o;
     if (er == PROTO_PARAM_OK) {
         memcpy(epoch, e, en);
@@ -1178,12 +1142,12 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     const char *tok;
     size_t tlen;
     if (c->s) {
-        reply_error(c, cmd->has_id, cmd->id, mi, 107, "already connected");
+        reply_error(c, cmd->has_id, cmd->id, mi, PE_BAD_REQUEST, "already connected");
         return;
     }
     if (proto_param_str(b, cmd->params, "token", &tok, &tlen) != PROTO_PARAM_OK) {
-        reply_error(c, cmd->has_id, cmd->id, mi, 101, "token required");
-        conn_close(c, 4500, "invalid token");
+        reply_error(c, cmd->has_id, cmd->id, mi, PE_UNAUTHORIZED, "token required");
+        conn_close(c, PC_INVALID_TOKEN, "invalid token");
         return;
     }
     struct jwt j;
@@ -1192,21 +1156,22 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     if (code) {
         jwt_release(&j);
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
-        conn_close(c, code == 109 ? 4504 : 4500, code == 109 ? "token expired" : "invalid token");
+        conn_close(c, code == PE_TOKEN_EXPIRED ? PC_TOKEN_EXPIRED : PC_INVALID_TOKEN,
+                   code == PE_TOKEN_EXPIRED ? "token expired" : "invalid token");
         return;
     }
     c->s = session_new(c, &j, tk);
     jwt_release(&j);
     if (!c->s) {
-        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
-        conn_close(c, 4002, "overloaded");
+        reply_error(c, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
+        conn_close(c, PC_OVERLOADED, "overloaded");
         return;
     }
     session *s = c->s;
     server *srv = c->w->srv;
     if (count_connection(c)) {
-        reply_error(c, cmd->has_id, cmd->id, mi, 106, "too many connections");
-        conn_close(c, 4502, "too many connections");
+        reply_error(c, cmd->has_id, cmd->id, mi, PE_LIMIT_EXCEEDED, "too many connections");
+        conn_close(c, PC_FORBIDDEN, "too many connections");
         return;
     }
     rl_bucket_init(&s->cmds, srv->cfg.limits.commands_per_second, 0, clock_mono_us());
@@ -1214,8 +1179,8 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     if (tc) atomic_fetch_add(&tc->connections_opened, 1);
     s->counted_conn = tc != NULL;
     if (fanout_user_add(c->w->fan, &c->out, c, s->tenant, s->user)) {
-        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
-        conn_close(c, 4002, "overloaded");
+        reply_error(c, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
+        conn_close(c, PC_OVERLOADED, "overloaded");
         return;
     }
     c->deadline_ms = 0;
@@ -1241,14 +1206,14 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
             const char *kp;
             size_t kn;
             uint64_t off = 0;
-            int err = 107;
-            if (proto_str(b, k, &kp, &kn) == PROTO_PARAM_OK && !proto_channel_valid(kp, kn)) {
+            proto_error err = PE_BAD_REQUEST;
+            if (proto_str(b, k, &kp, &kn) == PL_OK && !proto_channel_valid(kp, kn)) {
                 memcpy(ch, kp, kn);
                 ch[kn] = '\0';
                 const cfg_namespace *ns;
                 err = json_kind(&b->doc, v) == JSON_KIND_OBJECT
                           ? proto_parse_since(b, v, &off, epoch)
-                          : 107;
+                          : PE_BAD_REQUEST;
                 if (!err) err = may_read(c, ch, &ns, NULL, 0);
                 pending pd = {.cmd_id = cmd->id,
                               .has_id = (uint8_t)cmd->has_id,
@@ -1286,11 +1251,11 @@ static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned 
     int since = -1, has_since = 0;
     const cfg_namespace *ns;
     if (!code && proto_param_str(b, cmd->params, "token", &tok, &tlen) == PROTO_PARAM_TYPE)
-        code = 107;
+        code = PE_BAD_REQUEST;
     if (!code) {
         int r = proto_param_obj(b, cmd->params, "since", &since);
         if (r == PROTO_PARAM_TYPE)
-            code = 107;
+            code = PE_BAD_REQUEST;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
             code = proto_parse_since(b, since, &since_off, epoch);
@@ -1299,9 +1264,9 @@ static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned 
     if (!code) {
         int r = proto_param_u64(b, cmd->params, "limit", &limit);
         if (r == PROTO_PARAM_TYPE)
-            code = 107;
+            code = PE_BAD_REQUEST;
         else if (limit > MAX_HISTORY_LIMIT)
-            code = 106;
+            code = PE_LIMIT_EXCEEDED;
     }
     if (!code) code = may_read(c, ch, &ns, tok, tlen);
     if (!code) {
@@ -1324,24 +1289,24 @@ static void m_unsubscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigne
     reply_empty(c, cmd, mi);
 }
 
-static int parse_class(proto_batch *b, int tok, pub_class *cls)
+static proto_error parse_class(proto_batch *b, int tok, pub_class *cls)
 {
     const char *p;
     size_t n;
     if (tok < 0) return 0;
-    if (proto_str(b, tok, &p, &n) != PL_OK) return 107;
-    return vocab_class_parse(p, n, cls) ? 107 : 0;
+    if (proto_str(b, tok, &p, &n) != PL_OK) return PE_BAD_REQUEST;
+    return vocab_class_parse(p, n, cls) ? PE_BAD_REQUEST : PE_OK;
 }
 
-/* Optional string value tok (-1 if absent) of at most max bytes: 0, or 107. */
-static int opt_str(proto_batch *b, int tok, size_t max, const char **p, size_t *n)
+/* Optional string value tok (-1 if absent) of at most max bytes: 0, or PE_BAD_REQUEST. */
+static proto_error opt_str(proto_batch *b, int tok, size_t max, const char **p, size_t *n)
 {
     if (tok < 0) {
         *p = NULL;
         *n = 0;
         return 0;
     }
-    return proto_str(b, tok, p, n) == PL_OK && *n <= max ? 0 : 107;
+    return proto_str(b, tok, p, n) == PL_OK && *n <= max ? 0 : PE_BAD_REQUEST;
 }
 
 static int headers_valid(proto_batch *b, int tok)
@@ -1362,11 +1327,11 @@ void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N])
     json_obj_fields(&b->doc, params, keys, PUBP_N, v);
 }
 
-int proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N], const cfg_namespace *ns,
-                        pub_fields *f, pub_class *cls)
+proto_error proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N],
+                                const cfg_namespace *ns, pub_fields *f, pub_class *cls)
 {
-    if (json_raw(&b->doc, v[PUBP_DATA], &f->data, &f->data_len) != PL_OK) return 107;
-    if (f->data_len > srv->cfg.limits.max_message_bytes) return 106;
+    if (json_raw(&b->doc, v[PUBP_DATA], &f->data, &f->data_len) != PL_OK) return PE_BAD_REQUEST;
+    if (f->data_len > srv->cfg.limits.max_message_bytes) return PE_LIMIT_EXCEEDED;
     *cls = ns->cls;
     int code = parse_class(b, v[PUBP_CLASS], cls);
     if (!code) code = opt_str(b, v[PUBP_IDEM], MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
@@ -1376,7 +1341,7 @@ int proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N], const 
     int h = v[PUBP_HEADERS];
     if (!code && h >= 0) {
         if (json_kind(&b->doc, h) != JSON_KIND_OBJECT || !headers_valid(b, h))
-            code = 107;
+            code = PE_BAD_REQUEST;
         else
             json_raw(&b->doc, h, &f->headers, &f->headers_len);
     }
@@ -1400,9 +1365,11 @@ uint32_t tenant_max_channels(server *srv, const char *tid)
     return t ? t->max_channels : 0;
 }
 
-int proto_engine_error(int status)
+proto_error proto_engine_error(int status)
 {
-    return status == PL_EIO ? 113 : status == PL_ELIMIT ? 106 : 100;
+    return status == PL_EIO      ? PE_STORAGE_UNAVAILABLE
+           : status == PL_ELIMIT ? PE_LIMIT_EXCEEDED
+                                 : PE_INTERNAL;
 }
 
 /* The recipients of a guaranteed pub: the users subscribed to the channel
@@ -1438,7 +1405,7 @@ fail:
     return -1;
 }
 
-int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
+proto_error proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
 {
     tenant_counters *tc = metrics_tenant(&w->metrics, p->tenant);
     if (tc) atomic_fetch_add_explicit(&tc->pubs, 1, memory_order_relaxed);
@@ -1453,7 +1420,7 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     engine_req *r = proto_req_new(w, ENGINE_PUBLISH, &copy);
     if (!r) {
         pub_unref(p);
-        return 100;
+        return PE_INTERNAL;
     }
     *copy = *pd;
     r->pub = p;
@@ -1462,7 +1429,7 @@ int proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
     r->storage_bytes = t ? t->storage_bytes : 0;
     if (p->cls == PUB_GUARANTEED && add_recipients(w->srv, r, p)) {
         engine_req_free(r);
-        return 100;
+        return PE_INTERNAL;
     }
     r->history_size = cap_u32(ns->history_size, t ? t->history_size : 0);
     r->history_ttl_ms = cap_i64(ns->history_ttl_ms, t ? t->history_ttl_ms : 0);
@@ -1509,7 +1476,7 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         f.now_ms = c->w->now_ms;
         f.now_us = c->w->now_us;
         p = pub_new(&f, cls);
-        if (!p) code = 100;
+        if (!p) code = PE_INTERNAL;
     }
     if (code) {
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
@@ -1535,22 +1502,22 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
 {
     char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
     const cfg_namespace *ns;
-    uint64_t limit = 100, since_off = 0;
+    uint64_t limit = DEFAULT_HISTORY_LIMIT, since_off = 0;
     int since = -1, reverse = 0, has_since = 0;
     int code = param_channel(b, cmd->params, ch);
     if (!code) {
         int r = proto_param_u64(b, cmd->params, "limit", &limit);
         if (r == PROTO_PARAM_TYPE)
-            code = 107;
+            code = PE_BAD_REQUEST;
         else if (limit > MAX_HISTORY_LIMIT)
-            code = 106;
+            code = PE_LIMIT_EXCEEDED;
     }
     if (!code && proto_param_bool(b, cmd->params, "reverse", &reverse) == PROTO_PARAM_TYPE)
-        code = 107;
+        code = PE_BAD_REQUEST;
     if (!code) {
         int r = proto_param_obj(b, cmd->params, "since", &since);
         if (r == PROTO_PARAM_TYPE)
-            code = 107;
+            code = PE_BAD_REQUEST;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
             code = proto_parse_since(b, since, &since_off, epoch);
@@ -1559,11 +1526,11 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     if (!code) code = may_read(c, ch, &ns, NULL, 0);
     pending *pd = NULL;
     engine_req *r = code ? NULL : proto_req_new(c->w, ENGINE_READ, &pd);
-    if (!code && !r) code = 100;
+    if (!code && !r) code = PE_INTERNAL;
     if (!code) {
         r->tenant = pl_strdup(c->s->tenant);
         r->channel = pl_strdup(ch);
-        if (!r->tenant || !r->channel) code = 100;
+        if (!r->tenant || !r->channel) code = PE_INTERNAL;
     }
     if (code) {
         engine_req_free(r);
@@ -1591,13 +1558,14 @@ static void m_refresh(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     const char *tok;
     size_t tlen;
     if (proto_param_str(b, cmd->params, "token", &tok, &tlen) != PROTO_PARAM_OK) {
-        reply_error(c, cmd->has_id, cmd->id, mi, 107, "token required");
+        reply_error(c, cmd->has_id, cmd->id, mi, PE_BAD_REQUEST, "token required");
         return;
     }
     struct jwt j;
     const tenant *tk = NULL;
     int code = verify_token(c, tok, tlen, &j, &tk);
-    if (!code && (strcmp(j.sub, c->s->user) || strcmp(tk->id, c->s->tenant))) code = 103;
+    if (!code && (strcmp(j.sub, c->s->user) || strcmp(tk->id, c->s->tenant)))
+        code = PE_PERMISSION_DENIED;
     if (!code) c->s->exp = j.exp;
     jwt_release(&j);
     if (code) {
@@ -1629,7 +1597,7 @@ static void submit_user_op(conn *c, const proto_cmd *cmd, unsigned mi, enum engi
     if (!r || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(ch)) ||
         !(r->user = pl_strdup(c->s->user))) {
         engine_req_free(r);
-        reply_error(c, cmd->has_id, cmd->id, mi, 100, NULL);
+        reply_error(c, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
         return;
     }
     r->since_offset = off;
@@ -1648,7 +1616,8 @@ static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     const cfg_namespace *ns;
     uint64_t off;
     int code = param_channel(b, cmd->params, ch);
-    if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK) code = 107;
+    if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK)
+        code = PE_BAD_REQUEST;
     if (!code) code = may_read(c, ch, &ns, NULL, 0);
     if (code)
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
@@ -1656,8 +1625,8 @@ static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
         submit_user_op(c, cmd, mi, ENGINE_ACK, P_ACK, ch, off);
 }
 
-static int presence_target(conn *c, proto_batch *b, const proto_cmd *cmd, char *ch,
-                           const cfg_namespace **ns)
+static proto_error presence_target(conn *c, proto_batch *b, const proto_cmd *cmd, char *ch,
+                                   const cfg_namespace **ns)
 {
     int code = param_channel(b, cmd->params, ch);
     if (!code) code = may_read(c, ch, ns, NULL, 0);
@@ -1670,11 +1639,11 @@ static void m_presence(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned m
     const cfg_namespace *ns;
     uint64_t cursor = 0, limit = 1000;
     int code = presence_target(c, b, cmd, ch, &ns);
-    if (!code && !ns->presence) code = 108;
+    if (!code && !ns->presence) code = PE_NOT_AVAILABLE;
     if (!code && (proto_param_u64(b, cmd->params, "cursor", &cursor) == PROTO_PARAM_TYPE ||
                   proto_param_u64(b, cmd->params, "limit", &limit) == PROTO_PARAM_TYPE))
-        code = 107;
-    if (!code && (limit == 0 || limit > 10000)) code = 106;
+        code = PE_BAD_REQUEST;
+    if (!code && (limit == 0 || limit > 10000)) code = PE_LIMIT_EXCEEDED;
     if (code) {
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
         return;
@@ -1695,7 +1664,7 @@ static void m_presence_stats(conn *c, const proto_cmd *cmd, proto_batch *b, unsi
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns;
     int code = presence_target(c, b, cmd, ch, &ns);
-    if (!code && !ns->presence) code = 108;
+    if (!code && !ns->presence) code = PE_NOT_AVAILABLE;
     if (code) {
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
         return;
@@ -1762,8 +1731,9 @@ static void m_read(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     const cfg_namespace *ns;
     uint64_t off = 0;
     int code = presence_target(c, b, cmd, ch, &ns);
-    if (!code && !ns->read_cursors) code = 108;
-    if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK) code = 107;
+    if (!code && !ns->read_cursors) code = PE_NOT_AVAILABLE;
+    if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK)
+        code = PE_BAD_REQUEST;
     if (code)
         reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
     else
@@ -1790,7 +1760,7 @@ void session_on_text(conn *c, const char *data, size_t len)
     int rc = proto_decode(b, data, len, NULL);
     c->pong_deadline_ms = 0; /* any frame proves the peer alive */
     if (rc == PL_ENOMEM) {
-        conn_close(c, 4002, "overloaded");
+        conn_close(c, PC_OVERLOADED, "overloaded");
         return;
     }
     for (size_t i = 0; i < b->ncmds && c->state == CS_WS; i++) {
@@ -1798,17 +1768,17 @@ void session_on_text(conn *c, const char *data, size_t len)
         if (cmd->error) {
             metrics_add(&w->metrics, M_PROTOCOL_ERRORS, 1);
             reply_error(c, cmd->has_id, cmd->id, M_UNKNOWN, cmd->error, cmd->errmsg);
-            if (cmd->tok < 0) conn_close(c, 4501, "malformed frame");
+            if (cmd->tok < 0) conn_close(c, PC_PROTOCOL_VIOLATION, "malformed frame");
             continue;
         }
         unsigned mi = find_method(cmd);
         if (!c->s && mi != 0) {
-            reply_error(c, cmd->has_id, cmd->id, mi, 101, "connect first");
-            conn_close(c, 4501, "connect first");
+            reply_error(c, cmd->has_id, cmd->id, mi, PE_UNAUTHORIZED, "connect first");
+            conn_close(c, PC_PROTOCOL_VIOLATION, "connect first");
             return;
         }
         if (mi == M_UNKNOWN) {
-            reply_error(c, cmd->has_id, cmd->id, mi, 104, NULL);
+            reply_error(c, cmd->has_id, cmd->id, mi, PE_UNKNOWN_METHOD, NULL);
             continue;
         }
         int64_t wait = c->s && mi != 0 ? command_wait(c) : 0;
@@ -1827,7 +1797,7 @@ void session_tick(conn *c)
     int64_t now = w->now_ms;
     int64_t interval = w->srv->cfg.ping_interval_ms;
     if (s->exp && now / 1000 >= s->exp && !s->sse) {
-        conn_close(c, 4504, "token expired");
+        conn_close(c, PC_TOKEN_EXPIRED, "token expired");
         return;
     }
     if (now < c->next_ping_ms) return;
@@ -1838,7 +1808,7 @@ void session_tick(conn *c)
         return;
     }
     if (c->pong_deadline_ms && now >= c->pong_deadline_ms) {
-        conn_close(c, 4003, "no pong");
+        conn_close(c, PC_NO_PONG, "no pong");
         return;
     }
     static const char ping[] = "{\"push\":\"ping\"}";
@@ -1911,8 +1881,8 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
     int code = verify_token(c, token, strlen(token), &j, &tk);
     if (code) {
         jwt_release(&j);
-        *why = code == 109 ? "token expired" : "unauthorized";
-        return 401;
+        *why = proto_error_message(code);
+        return proto_error_http_status(code);
     }
     c->s = session_new(c, &j, tk);
     jwt_release(&j);
@@ -1923,8 +1893,8 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
         int rc = may_read(c, chans[i], &ns, NULL, 0);
         if (rc) {
             session_free(c);
-            *why = rc == 102 ? "unknown channel or namespace" : "permission denied";
-            return rc == 102 ? 404 : 403;
+            *why = proto_error_message(rc);
+            return proto_error_http_status(rc);
         }
     }
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"

@@ -1,6 +1,6 @@
 /* Internal result codes shared by every module. PL_OK is 0, errors are
  * negative; PL_AGAIN and PL_DECLINED are control codes, not failures (the
- * nginx convention). Client-visible protocol codes live in proto/errors.h. */
+ * nginx convention). Client-visible protocol codes live in util/errors.h. */
 #ifndef PL_STATUS_H
 #define PL_STATUS_H
 
