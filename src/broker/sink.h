@@ -44,10 +44,11 @@ typedef struct sink_ops {
 
 struct pl_sink {
     const sink_ops *ops;
-    size_t queued; /* bytes queued and being written, kept by the implementation */
-    uint64_t id;   /* the connection's id, unique in the server */
-    uint8_t kind;  /* enum sink_kind */
-    uint8_t closed;
+    size_t queued;   /* bytes queued and being written, kept by the implementation */
+    uint64_t id;     /* the connection's id, unique in the server */
+    uint8_t kind;    /* enum sink_kind */
+    uint8_t closing; /* closing was decided: the connection takes no more commands */
+    uint8_t closed;  /* gone: nothing more is written */
 };
 
 static inline int sink_enqueue(pl_sink *s, enum out_kind kind, void *ref, size_t len)

@@ -67,7 +67,8 @@ static void respond(conn *c, int status, const char *reason, const char *ctype, 
     if (!keep_alive) {
         c->close_after_flush = 1;
         c->state = CS_CLOSING;
-        c->deadline_ms = c->w->now_ms + CLOSE_GRACE_MS;
+        c->out.closing = 1;
+        c->deadline_ms = c->w->host.now_ms + CLOSE_GRACE_MS;
     }
 }
 
@@ -84,7 +85,7 @@ static void respond_error(conn *c, int status, const char *reason, int code, con
 static void ws_on_text(void *ud, const uint8_t *data, size_t len)
 {
     conn *c = ud;
-    if (c->state == CS_WS) session_on_text(c, (const char *)data, len);
+    if (c->state == CS_WS && c->s) session_on_text(c->s, (const char *)data, len);
 }
 
 static int ws_send(void *ud, const uint8_t *data, size_t len)
@@ -103,7 +104,8 @@ static void ws_on_closed(void *ud, uint16_t code)
         if (code != 1000 && code != 1001 && code != 1005)
             metrics_add(&c->w->metrics, M_PROTOCOL_ERRORS, 1);
         c->state = CS_CLOSING;
-        c->deadline_ms = c->w->now_ms + CLOSE_GRACE_MS;
+        c->out.closing = 1;
+        c->deadline_ms = c->w->host.now_ms + CLOSE_GRACE_MS;
     }
     c->close_after_flush = 1;
     c->close_code = 0;
@@ -134,7 +136,8 @@ static void upgrade_ws(conn *c, http_req *h)
     const char *offer = http_header(h->rq, HTTP_H_WS_PROTOCOL, &plen);
     int proto = ws_offers_subprotocol(offer, plen);
     c->ws = ws_session_new(&ws_cbs, c, srv->cfg.limits.max_frame_bytes);
-    if (!c->ws) {
+    c->s = c->ws ? session_new(&c->w->host, &c->out) : NULL;
+    if (!c->s) {
         respond_error(c, 503, "Service Unavailable", PE_INTERNAL, "out of memory");
         return;
     }
@@ -146,7 +149,7 @@ static void upgrade_ws(conn *c, http_req *h)
     if (r) conn_enqueue(c, OUT_RAW, r, r->len);
     c->state = CS_WS;
     c->out.kind = SINK_WS;
-    c->deadline_ms = c->w->now_ms + srv->cfg.limits.handshake_timeout_ms;
+    c->deadline_ms = c->w->host.now_ms + srv->cfg.limits.handshake_timeout_ms;
     metrics_add(&c->w->metrics, M_WS_OPENED, 1);
 }
 
@@ -179,8 +182,9 @@ static int route(conn *c, http_req *h)
         size_t llen;
         const char *lei = http_header(h->rq, HTTP_H_LAST_EVENT_ID, &llen);
         const char *why = NULL;
-        int st = session_sse_open(c, url, ulen, llen ? lei : NULL, &why);
-        if (st) {
+        int st = 0;
+        c->s = session_sse_open(&c->w->host, &c->out, url, ulen, llen ? lei : NULL, &st, &why);
+        if (!c->s) {
             respond_error(c, st,
                           st == 401   ? "Unauthorized"
                           : st == 403 ? "Forbidden"
@@ -212,7 +216,7 @@ static int route(conn *c, http_req *h)
         const char *body = http_body(h->rq, &blen);
         const char *auth = http_header(h->rq, HTTP_H_AUTHORIZATION, &alen);
         h->keep_alive = keep;
-        h->pending = api_handle(c, m, mlen, body, blen, auth, alen);
+        h->pending = api_handle(&c->w->host, c->out.id, m, mlen, body, blen, auth, alen);
         return c->state != CS_HTTP;
     }
     if (get && path_is(h->rq, "/healthz")) {
@@ -270,7 +274,7 @@ static void conn_http_read(conn *c, const char *data, size_t len)
         if (left || c->state != CS_HTTP) return;
         http_next(h->rq);
         /* A kept-alive connection gets a fresh deadline for its next request. */
-        c->deadline_ms = c->w->now_ms + c->w->srv->cfg.limits.handshake_timeout_ms;
+        c->deadline_ms = c->w->host.now_ms + c->w->srv->cfg.limits.handshake_timeout_ms;
     }
 }
 
@@ -300,7 +304,7 @@ void conn_http_respond(conn *c, int status, const char *body, size_t len)
     sbuf stash = h->stash;
     sbuf_init(&h->stash);
     http_next(h->rq);
-    c->deadline_ms = c->w->now_ms + c->w->srv->cfg.limits.handshake_timeout_ms;
+    c->deadline_ms = c->w->host.now_ms + c->w->srv->cfg.limits.handshake_timeout_ms;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (stash.len) conn_http_read(c, stash.data, stash.len);
     sbuf_release(&stash);
@@ -327,7 +331,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     worker_clock(w);
-    c->last_rx_ms = w->now_ms;
+    c->last_rx_ms = w->host.now_ms;
     switch (c->state) {
     case CS_HTTP:
         conn_http_read(c, buf->base, (size_t)nread);
@@ -382,7 +386,7 @@ static int count_ip(conn *c)
     }
     char key[64];
     conn_ip_key(c, key, sizeof(key));
-    if (rl_conn_acquire(c->w->srv->limits, key, c->w->srv->cfg.limits.max_connections_per_ip) == 0)
+    if (rl_conn_acquire(c->w->srv->ps.limits, key, c->w->srv->cfg.limits.max_connections_per_ip) == 0)
         return 0;
     c->ip_family = 0;
     return 1;
@@ -412,8 +416,8 @@ void conn_on_accept(worker *w, uv_stream_t *listener)
     if (w->all) w->all->prev = c;
     w->all = c;
     worker_clock(w);
-    c->deadline_ms = w->now_ms + w->srv->cfg.limits.handshake_timeout_ms;
-    c->last_rx_ms = w->now_ms;
+    c->deadline_ms = w->host.now_ms + w->srv->cfg.limits.handshake_timeout_ms;
+    c->last_rx_ms = w->host.now_ms;
     if (over_ip) {
         respond_error(c, 429, "Too Many Requests", PE_TOO_MANY_REQUESTS,
                       "too many connections from this address");
@@ -498,11 +502,12 @@ static void on_close(uv_handle_t *h)
 {
     conn *c = (conn *)h;
     worker *w = c->w;
-    session_free(c);
+    session_free(c->s);
+    c->s = NULL;
     if (c->ip_family) {
         char key[64];
         conn_ip_key(c, key, sizeof(key));
-        rl_conn_release(w->srv->limits, key);
+        rl_conn_release(w->srv->ps.limits, key);
     }
     for (uint32_t i = 0; i < c->qlen; i++)
         item_unref(&c->q[(c->qhead + i) % c->qcap]);
@@ -529,6 +534,7 @@ void conn_abort(conn *c)
     if (c->out.closed) return;
     c->out.closed = 1;
     c->state = CS_CLOSING;
+    c->out.closing = 1;
     if (c->out.kind == SINK_WS)
         metrics_add(&c->w->metrics, M_WS_CLOSED, 1);
     else if (c->out.kind == SINK_SSE)
@@ -559,7 +565,7 @@ static void write_done(write_req *wr, int status)
         if (c->out.kind != SINK_WS || c->close_code == 0) conn_abort(c);
         return;
     }
-    if (c->s) session_on_drain(c);
+    if (c->s) session_on_drain(c->s);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -861,8 +867,9 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         if (r) conn_enqueue(c, OUT_RAW, r, r->len);
     }
     c->state = CS_CLOSING;
+    c->out.closing = 1;
     c->close_after_flush = 1;
-    c->deadline_ms = c->w->now_ms + CLOSE_GRACE_MS;
+    c->deadline_ms = c->w->host.now_ms + CLOSE_GRACE_MS;
     if (!c->qlen && !c->writing) conn_abort(c);
 }
 
@@ -910,12 +917,15 @@ void conn_shutdown(conn *c)
 
 void worker_tick_conns(worker *w)
 {
-    int64_t now = w->now_ms;
+    int64_t now = w->host.now_ms;
     for (conn *c = w->all, *next; c; c = next) {
         next = c->next;
         if (c->out.closed) continue;
+        /* The handshake deadline stands until the session connects. */
+        if (c->state == CS_WS && c->deadline_ms && c->s && session_connected(c->s))
+            c->deadline_ms = 0;
         if (c->deadline_ms && now >= c->deadline_ms) {
-            if (c->state == CS_WS && !c->s)
+            if (c->state == CS_WS)
                 conn_close(c, PC_PROTOCOL_VIOLATION, "connect timeout");
             else
                 conn_abort(c);
@@ -926,7 +936,7 @@ void worker_tick_conns(worker *w)
             conn_close(c, PC_NO_PONG, "idle timeout");
             continue;
         }
-        if (c->s && c->state != CS_CLOSING) session_tick(c);
+        if (c->s && session_connected(c->s) && c->state != CS_CLOSING) session_tick(c->s);
         /* An idle connection keeps no queue array. */
         if (!c->qlen && !c->writing && c->q) {
             pl_free(c->q);

@@ -16,6 +16,7 @@
 
 #include "delivery/delivery.h"
 #include "net/server_delivery.h"
+#include "auth/apikey_file.h"
 #include "net/server_int.h"
 #include "obs/log.h"
 #include "util/clock.h"
@@ -25,7 +26,7 @@
  * Inbox and hub
  * ====================================================================== */
 
-static void call_unref(worker_call *call)
+static void call_unref(proto_call *call)
 {
     if (atomic_fetch_sub(&call->refs, 1) == 1) call->release(call);
 }
@@ -40,10 +41,10 @@ static void drop_msg(inbox_msg m)
         engine_req_free(m.ptr);
 }
 
-void server_call_all(server *srv, worker_call *call)
+void server_call_all(server *srv, proto_call *call)
 {
-    atomic_fetch_add(&call->refs, srv->nworkers - 1);
-    for (int i = 0; i < srv->nworkers; i++) {
+    atomic_fetch_add(&call->refs, srv->ps.nworkers - 1);
+    for (int i = 0; i < srv->ps.nworkers; i++) {
         inbox_msg m = {INBOX_CALL, call};
         worker_post(srv->workers[i], &m, 1);
     }
@@ -51,8 +52,8 @@ void server_call_all(server *srv, worker_call *call)
 
 void worker_clock(worker *w)
 {
-    w->now_ms = clock_wall_ms();
-    w->now_us = clock_mono_us();
+    w->host.now_ms = clock_wall_ms();
+    w->host.now_us = clock_mono_us();
 }
 
 void worker_post(worker *w, const inbox_msg *msgs, size_t n)
@@ -63,7 +64,7 @@ void worker_post(worker *w, const inbox_msg *msgs, size_t n)
 
 void server_broadcast_pub(server *srv, pl_pub *pub)
 {
-    for (int i = 0; i < srv->nworkers; i++) {
+    for (int i = 0; i < srv->ps.nworkers; i++) {
         inbox_msg m = {INBOX_PUB, pub_ref(pub)};
         worker_post(srv->workers[i], &m, 1);
     }
@@ -78,7 +79,7 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
     for (size_t i = 0; i < n; i++) {
         engine_req *r = reqs[i];
         if (r->op == ENGINE_PUBLISH && r->status == PL_OK && !r->duplicate) {
-            for (int k = 0; k < srv->nworkers; k++) {
+            for (int k = 0; k < srv->ps.nworkers; k++) {
                 inbox_msg m = {INBOX_PUB, pub_ref(r->pub)};
                 inbox_stage_push(&srv->stage[k], &srv->workers[k]->inbox, m, drop_msg);
             }
@@ -87,14 +88,14 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
             r->done(r);
             continue;
         }
-        worker *w = r->owner;
+        worker *w = r->owner ? worker_of(r->owner) : NULL;
         inbox_msg m = {INBOX_DONE, r};
         if (w)
             inbox_stage_push(&srv->stage[w->index], &w->inbox, m, drop_msg);
         else
             engine_req_free(r);
     }
-    for (int k = 0; k < srv->nworkers; k++)
+    for (int k = 0; k < srv->ps.nworkers; k++)
         if (inbox_stage_flush(&srv->stage[k], &srv->workers[k]->inbox, drop_msg))
             uv_async_send(&srv->workers[k]->wakeup);
 }
@@ -106,11 +107,11 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
 static void handle_msg(worker *w, const inbox_msg *m)
 {
     if (m->type == INBOX_CALL) {
-        worker_call *call = m->ptr;
-        call->fn(w, call);
+        proto_call *call = m->ptr;
+        call->fn(&w->host, call);
         call_unref(call);
     } else {
-        session_on_engine_done(w, m->ptr);
+        proto_on_engine_done(&w->host, m->ptr);
     }
 }
 
@@ -136,7 +137,7 @@ static void handle_lost(worker *w, inbox_batch *b)
             continue;
         }
         pl_pub *p = m->ptr;
-        size_t closed = fanout_lost(w->fan, p);
+        size_t closed = fanout_lost(w->host.fan, p);
         metrics_add(&w->metrics, M_PUBS_LOST, 1);
         char n[24];
         snprintf(n, sizeof(n), "%zu", closed);
@@ -176,7 +177,7 @@ static void drain_inbox(worker *w)
             else if (!may_wait(&msgs[j]))
                 break;
         }
-        fanout_pubs(w->fan, run, k);
+        fanout_pubs(w->host.fan, run, k);
         for (; i < j; i++) {
             if (msgs[i].type == INBOX_PUB)
                 pub_unref(msgs[i].ptr);
@@ -282,17 +283,66 @@ static void worker_flush(worker *w)
     schedule_round(w, end);
 }
 
-void worker_submit(worker *w, engine_req *r)
+/* ---- the protocol host (proto/host.h) ------------------------------------ */
+
+worker *worker_of(proto_host *h)
 {
-    engine_chain_add(&w->outbox, r);
+    return (worker *)((char *)h - offsetof(worker, host));
 }
+
+/* Requests of one loop iteration go to the engine together (one queue lock,
+ * one wakeup, one commit), in the order of the calls. */
+static void host_submit_impl(proto_host *h, engine_req *r)
+{
+    engine_chain_add(&worker_of(h)->outbox, r);
+}
+
+static void host_broadcast(proto_host *h, pl_pub *pub)
+{
+    server_broadcast_pub(worker_of(h)->srv, pub);
+}
+
+static conn *conn_by_id(worker *w, uint64_t id)
+{
+    conn *c = map_get(&w->conns, (const char *)&id, sizeof(id));
+    return c && !c->out.closed ? c : NULL;
+}
+
+static session *host_find(proto_host *h, uint64_t conn_id)
+{
+    conn *c = conn_by_id(worker_of(h), conn_id);
+    return c ? c->s : NULL;
+}
+
+static void host_respond(proto_host *h, uint64_t conn_id, int status, const char *body,
+                         size_t len)
+{
+    conn *c = conn_by_id(worker_of(h), conn_id);
+    if (c) conn_http_respond(c, status, body, len);
+}
+
+static void host_each_session(proto_host *h, void (*fn)(session *s, void *arg), void *arg)
+{
+    for (conn *c = worker_of(h)->all, *next; c; c = next) {
+        next = c->next;
+        if (c->s && !c->out.closed) fn(c->s, arg);
+    }
+}
+
+static const proto_host_ops host_ops = {
+    .submit = host_submit_impl,
+    .broadcast = host_broadcast,
+    .find = host_find,
+    .respond = host_respond,
+    .each_session = host_each_session,
+};
 
 static void on_flush(uv_check_t *h)
 {
     worker *w = h->data;
     /* Before the writes: a storage thread on another core commits while
      * this one writes. */
-    engine_submit_chain(w->srv->eng, &w->outbox);
+    engine_submit_chain(w->srv->ps.eng, &w->outbox);
     worker_flush(w);
 }
 
@@ -308,7 +358,7 @@ static void on_tick(uv_timer_t *t)
     worker_tick_conns(w);
     /* Requests, pings and closes queued by the tick go out now, not after
      * the next poll (which may sleep until the next tick). */
-    engine_submit_chain(w->srv->eng, &w->outbox);
+    engine_submit_chain(w->srv->ps.eng, &w->outbox);
     conn_flush_dirty(w, SIZE_MAX);
     if (atomic_load(&w->shutting_down) == 2 && !w->all) {
         close_handle((uv_handle_t *)&w->wakeup);
@@ -358,21 +408,20 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
     map_init_borrowed(&w->conns); /* keys live in the values */
     metrics_shard_init(&w->metrics);
     fanout_env fe = {
-        .dlv = srv->delivery,
+        .dlv = srv->ps.dlv,
         .metrics = &w->metrics,
         .encode = proto_encode_pub,
         .shed_above = srv->cfg.limits.outbound_queue_bytes / 2,
         .subscribed = session_subscribed,
     };
-    if (!(w->fan = fanout_new(&fe))) {
+    if (!(w->host.fan = fanout_new(&fe))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    proto_batch_init(&w->batch);
-    sbuf_init(&w->scratch);
-    /* Room for thousands in flight: 64 connections with 64 publishes each
-     * unanswered are 4,096. At most about 4 MB kept. */
-    engine_req_pool_init(&w->req_pool, 8192);
+    proto_host_init(&w->host);
+    w->host.ops = &host_ops;
+    w->host.srv = &srv->ps;
+    w->host.metrics = &w->metrics;
     if (inbox_init(&w->inbox)) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -400,7 +449,7 @@ static void worker_main(void *arg)
     /* Nothing is left in practice (every turn ends with a check phase);
      * whatever is goes to the engine's queue, which frees what it never
      * answered, rather than leaking here. */
-    engine_submit_chain(w->srv->eng, &w->outbox);
+    engine_submit_chain(w->srv->ps.eng, &w->outbox);
     conn_flush_dirty(w, SIZE_MAX); /* frees connections closed while queued */
 }
 
@@ -417,12 +466,10 @@ static void worker_release(worker *w)
     uv_loop_close(&w->loop);
     inbox_release(&w->inbox, drop_msg);
     pl_free(w->write_spare);
-    engine_req_pool_release(&w->req_pool);
-    fanout_free(w->fan);
+    proto_host_release(&w->host);
+    fanout_free(w->host.fan);
     map_release(&w->conns);
     metrics_shard_release(&w->metrics);
-    proto_batch_release(&w->batch);
-    sbuf_release(&w->scratch);
 }
 
 /* ======================================================================
@@ -465,92 +512,20 @@ static int count_key(const apikey_entry *e, void *ud)
     return 0;
 }
 
-typedef struct key_walk {
-    size_t skip;
-    json_t *arr;
-} key_walk;
-
-static int save_key(const apikey_entry *e, void *ud)
-{
-    key_walk *kw = ud;
-    if (kw->skip) {
-        kw->skip--;
-        return 0;
-    }
-    char hex[65];
-    apikey_hash_hex(e->hash, hex);
-    json_array_append_new(kw->arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:b}", "id", e->id, "hash", hex,
-                                             "tenant", e->tenant, "scopes", (json_int_t)e->scopes,
-                                             "created_at", (json_int_t)e->created_at, "revoked",
-                                             atomic_load(&e->revoked)));
-    return 0;
-}
-
-int server_save_keys(server *srv)
-{
-    key_walk kw = {.skip = srv->config_keys, .arr = json_array()};
-    if (!kw.arr) return -1;
-    pthread_mutex_lock(&srv->keys_file_lock);
-    apikey_foreach(srv->keys, NULL, save_key, &kw);
-    char path[4200], tmp[4210];
-    snprintf(path, sizeof(path), "%s/apikeys.json", srv->cfg.data_dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int rc = -1;
-    FILE *f = fopen(tmp, "w");
-    if (f && json_dumpf(kw.arr, f, JSON_COMPACT) == 0 && fflush(f) == 0 && fsync(fileno(f)) == 0)
-        rc = 0;
-    if (f) fclose(f);
-    if (rc == 0) rc = rename(tmp, path);
-    pthread_mutex_unlock(&srv->keys_file_lock);
-    json_decref(kw.arr);
-    return rc;
-}
-
-static int load_keys(server *srv, char *err, size_t errlen)
-{
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/apikeys.json", srv->cfg.data_dir);
-    if (access(path, F_OK)) return 0;
-    json_error_t je;
-    json_t *arr = json_load_file(path, 0, &je);
-    int rc = json_is_array(arr) ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < json_array_size(arr); i++) {
-        json_t *o = json_array_get(arr, i);
-        const char *id = json_string_value(json_object_get(o, "id"));
-        const char *hex = json_string_value(json_object_get(o, "hash"));
-        const char *tenant = json_string_value(json_object_get(o, "tenant"));
-        apikey_entry e = {0};
-        rc = id && hex && tenant && strlen(hex) == 64 && strlen(id) <= APIKEY_ID_LEN ? 0 : -1;
-        for (int k = 0; rc == 0 && k < 32; k++) {
-            unsigned v;
-            if (sscanf(hex + 2 * k, "%2x", &v) != 1) rc = -1;
-            e.hash[k] = (uint8_t)v;
-        }
-        if (rc) break;
-        snprintf(e.id, sizeof(e.id), "%s", id);
-        e.tenant = (char *)tenant;
-        e.scopes = (uint32_t)json_integer_value(json_object_get(o, "scopes"));
-        e.created_at = json_integer_value(json_object_get(o, "created_at"));
-        atomic_init(&e.revoked, json_is_true(json_object_get(o, "revoked")));
-        rc = apikey_store_load(srv->keys, &e) ? -1 : 0;
-    }
-    if (rc) snprintf(err, errlen, "%s: invalid API key file", path);
-    json_decref(arr);
-    return rc;
-}
 
 static int load_tenants(server *srv, char *err, size_t errlen)
 {
     config *cfg = &srv->cfg;
     char path[4200];
     snprintf(path, sizeof(path), "%s/tenants.json", cfg->data_dir);
-    if (!(srv->tenants = tenants_new(path)) || !(srv->keys = apikey_store_new())) return -1;
+    if (!(srv->ps.tenants = tenants_new(path)) || !(srv->ps.keys = apikey_store_new())) return -1;
     if (cfg->single_tenant) {
         srv->dev_secret = server_dev_secret(cfg->data_dir, err, errlen);
         if (!srv->dev_secret) return -1;
+        srv->ps.dev_secret = srv->dev_secret;
         const char *secrets[] = {srv->dev_secret};
         tenant_spec spec = {.id = "default", .secrets = secrets, .nsecrets = 1};
-        return tenants_put(srv->tenants, &spec, 0, err, errlen);
+        return tenants_put(srv->ps.tenants, &spec, 0, err, errlen);
     }
     for (size_t i = 0; i < cfg->n_tenants; i++) {
         const cfg_tenant *t = &cfg->tenants[i];
@@ -567,40 +542,36 @@ static int load_tenants(server *srv, char *err, size_t errlen)
             .history_size = t->history_size,
             .history_ttl_ms = t->history_ttl_ms,
         };
-        if (tenants_put(srv->tenants, &spec, 0, err, errlen)) return -1;
+        if (tenants_put(srv->ps.tenants, &spec, 0, err, errlen)) return -1;
         for (size_t k = 0; k < t->n_api_keys; k++) {
             const cfg_api_key *ak = &t->api_keys[k];
             uint32_t mask;
             char id[APIKEY_ID_LEN + 1];
             if (apikey_scopes_parse((const char *const *)ak->scopes, ak->n_scopes, &mask) ||
-                apikey_add(srv->keys, t->id, ak->key, strlen(ak->key), mask, clock_wall_ms(), id)) {
+                apikey_add(srv->ps.keys, t->id, ak->key, strlen(ak->key), mask, clock_wall_ms(), id)) {
                 snprintf(err, errlen, "tenant %s: cannot load API key %zu", t->id, k);
                 return -1;
             }
         }
     }
-    srv->config_keys = apikey_foreach(srv->keys, NULL, count_key, NULL);
-    if (load_keys(srv, err, errlen)) return -1;
-    return tenants_load(srv->tenants, err, errlen);
+    srv->ps.config_keys = apikey_foreach(srv->ps.keys, NULL, count_key, NULL);
+    if (apikey_file_load(srv->ps.keys, srv->ps.keys_path, err, errlen)) return -1;
+    return tenants_load(srv->ps.tenants, err, errlen);
 }
 
-const tenant *server_tenant(server *srv, const char *id)
+/* ---- the services the protocol layer uses (proto/host.h) ------------------ */
+
+static void ps_call_all(proto_server *ps, proto_call *call)
 {
-    if (srv->cfg.single_tenant) return tenants_get(srv->tenants, "default");
-    return tenants_get(srv->tenants, id);
+    server_call_all((server *)((char *)ps - offsetof(server, ps)), call);
 }
 
-int server_audit(server *srv, const char *actor, const char *action, const char *tenant,
-                 const char *target, const char *details)
+static int ps_ready(proto_server *ps)
 {
-    audit_event ev = {.actor = actor,
-                      .action = action,
-                      .tenant = tenant,
-                      .target = target,
-                      .details = details,
-                      .details_len = details ? strlen(details) : 0};
-    return srv->audit && audit_append(srv->audit, &ev, NULL) == PL_OK ? 0 : -1;
+    return atomic_load(&((server *)((char *)ps - offsetof(server, ps)))->ready);
 }
+
+static const proto_server_ops server_ops = {.call_all = ps_call_all, .ready = ps_ready};
 
 server *server_new(config *cfg, char *err, size_t errlen)
 {
@@ -612,7 +583,12 @@ server *server_new(config *cfg, char *err, size_t errlen)
     }
     srv->cfg = *cfg;
     memset(cfg, 0, sizeof(*cfg));
-    pthread_mutex_init(&srv->keys_file_lock, NULL);
+    srv->ps.ops = &server_ops;
+    srv->ps.cfg = &srv->cfg;
+    pthread_mutex_init(&srv->ps.keys_lock, NULL);
+    size_t plen = strlen(srv->cfg.data_dir) + sizeof("/apikeys.json");
+    if (!(srv->ps.keys_path = pl_malloc(plen))) goto fail;
+    snprintf(srv->ps.keys_path, plen, "%s/apikeys.json", srv->cfg.data_dir);
     if (mkdir(srv->cfg.data_dir, 0700) && errno != EEXIST) {
         snprintf(err, errlen, "data dir %s: %s", srv->cfg.data_dir, strerror(errno));
         goto fail;
@@ -621,20 +597,21 @@ server *server_new(config *cfg, char *err, size_t errlen)
     char apath[4200];
     snprintf(apath, sizeof(apath), "%s/audit.log", srv->cfg.data_dir);
     audit_report ar = {0};
-    if (!(srv->audit = audit_open(apath, &ar))) {
+    if (!(srv->ps.audit = audit_open(apath, &ar))) {
         snprintf(err, errlen, "audit log %s: line %llu: %s", apath, (unsigned long long)ar.bad_line,
                  ar.why);
         goto fail;
     }
-    srv->presence = presence_new();
-    srv->limits = rl_table_new(1 << 20);
-    if (!srv->presence || !srv->limits) goto fail;
-    srv->nworkers = srv->cfg.workers > 0 ? srv->cfg.workers : (int)uv_available_parallelism();
-    if (srv->nworkers < 1) srv->nworkers = 1;
-    if (srv->nworkers > 64) srv->nworkers = 64;
-    srv->workers = pl_calloc((size_t)srv->nworkers, sizeof(*srv->workers));
-    srv->stage = pl_calloc((size_t)srv->nworkers, sizeof(*srv->stage));
-    if (!srv->workers || !srv->stage) goto fail;
+    srv->ps.presence = presence_new();
+    srv->ps.limits = rl_table_new(1 << 20);
+    if (!srv->ps.presence || !srv->ps.limits) goto fail;
+    srv->ps.nworkers = srv->cfg.workers > 0 ? srv->cfg.workers : (int)uv_available_parallelism();
+    if (srv->ps.nworkers < 1) srv->ps.nworkers = 1;
+    if (srv->ps.nworkers > 64) srv->ps.nworkers = 64;
+    srv->workers = pl_calloc((size_t)srv->ps.nworkers, sizeof(*srv->workers));
+    srv->ps.hosts = pl_calloc((size_t)srv->ps.nworkers, sizeof(*srv->ps.hosts));
+    srv->stage = pl_calloc((size_t)srv->ps.nworkers, sizeof(*srv->stage));
+    if (!srv->workers || !srv->ps.hosts || !srv->stage) goto fail;
     engine_opts eo = {
         .data_dir = srv->cfg.data_dir,
         .dedup_window_ms = srv->cfg.dedup_window_ms,
@@ -644,8 +621,8 @@ server *server_new(config *cfg, char *err, size_t errlen)
         .sink_ctx = srv,
         .encode = proto_encode_pub,
     };
-    srv->eng = engine_sqlite_new(&eo, err, errlen);
-    if (!srv->eng || !(srv->delivery = server_delivery_new(srv))) goto fail;
+    srv->ps.eng = engine_sqlite_new(&eo, err, errlen);
+    if (!srv->ps.eng || !(srv->ps.dlv = server_delivery_new(srv))) goto fail;
     return srv;
 fail:
     if (!err[0]) snprintf(err, errlen, "out of memory");
@@ -656,18 +633,21 @@ fail:
 void server_free(server *srv)
 {
     if (!srv) return;
-    delivery_free(srv->delivery);
-    engine_free(srv->eng);
-    presence_free(srv->presence);
-    rl_table_free(srv->limits);
-    tenants_free(srv->tenants);
-    apikey_store_free(srv->keys);
-    audit_close(srv->audit);
-    for (int i = 0; i < srv->nworkers && srv->stage; i++)
+    delivery_free(srv->ps.dlv);
+    engine_free(srv->ps.eng);
+    presence_free(srv->ps.presence);
+    rl_table_free(srv->ps.limits);
+    tenants_free(srv->ps.tenants);
+    apikey_store_free(srv->ps.keys);
+    audit_close(srv->ps.audit);
+    for (int i = 0; i < srv->ps.nworkers && srv->stage; i++)
         inbox_stage_release(&srv->stage[i]);
-    for (int i = 0; i < srv->nworkers && srv->workers; i++)
+    for (int i = 0; i < srv->ps.nworkers && srv->workers; i++)
         pl_free(srv->workers[i]);
     pl_free(srv->workers);
+    pl_free(srv->ps.hosts);
+    pl_free(srv->ps.keys_path);
+    pthread_mutex_destroy(&srv->ps.keys_lock);
     pl_free(srv->stage);
     pl_free(srv->dev_secret);
     config_release(&srv->cfg);
@@ -699,18 +679,18 @@ static void render_engine_stats(sbuf *o, const engine_stats *es)
 void server_render_metrics(server *srv, sbuf *out)
 {
     metrics_shard *shards[64];
-    for (int i = 0; i < srv->nworkers; i++)
+    for (int i = 0; i < srv->ps.nworkers; i++)
         shards[i] = &srv->workers[i]->metrics;
     engine_stats es;
-    engine_get_stats(srv->eng, &es);
-    metrics_render(out, shards, srv->nworkers, session_method_names, session_method_count);
+    engine_get_stats(srv->ps.eng, &es);
+    metrics_render(out, shards, srv->ps.nworkers, session_method_names, session_method_count);
     render_engine_stats(out, &es);
     sbuf_puts(out, "# HELP parley_presence_entries Clients present in channels.\n"
                    "# TYPE parley_presence_entries gauge\nparley_presence_entries ");
-    sbuf_u64(out, presence_entries(srv->presence));
+    sbuf_u64(out, presence_entries(srv->ps.presence));
     sbuf_putc(out, '\n');
     delivery_stats ds;
-    delivery_get_stats(srv->delivery, &ds);
+    delivery_get_stats(srv->ps.dlv, &ds);
     sbuf_printf(out,
                 "# HELP parley_redeliveries_total Guaranteed pubs sent again after no ack.\n"
                 "# TYPE parley_redeliveries_total counter\nparley_redeliveries_total %llu\n"
@@ -739,27 +719,28 @@ int server_run(server *srv)
     char err[512] = "";
     int started = 0, rc = 1;
     signal(SIGPIPE, SIG_IGN);
-    if (engine_start(srv->eng)) {
+    if (engine_start(srv->ps.eng)) {
         log_event(LOG_ERROR, "engine_start_failed", NULL);
         return 1;
     }
-    if (delivery_start(srv->delivery)) {
+    if (delivery_start(srv->ps.dlv)) {
         log_event(LOG_ERROR, "delivery_start_failed", NULL);
-        engine_stop(srv->eng);
+        engine_stop(srv->ps.eng);
         return 1;
     }
-    for (int i = 0; i < srv->nworkers; i++) {
+    for (int i = 0; i < srv->ps.nworkers; i++) {
         worker *w = srv->workers[i] = pl_calloc(1, sizeof(worker));
         if (!w || worker_init(w, srv, i, err, sizeof(err))) goto out;
+        srv->ps.hosts[i] = &w->host;
     }
-    for (int i = 0; i < srv->nworkers; i++, started++)
+    for (int i = 0; i < srv->ps.nworkers; i++, started++)
         uv_thread_create(&srv->workers[i]->thread, worker_main, srv->workers[i]);
     atomic_store(&srv->ready, 1);
     char port[16], nw[16];
     snprintf(port, sizeof(port), "%d", srv->cfg.listen_port);
-    snprintf(nw, sizeof(nw), "%d", srv->nworkers);
+    snprintf(nw, sizeof(nw), "%d", srv->ps.nworkers);
     log_event(LOG_INFO, "listening", "host", srv->cfg.listen_host, "#port", port, "#workers", nw,
-              "data_dir", srv->cfg.data_dir, "engine", srv->eng->ops->name, NULL);
+              "data_dir", srv->cfg.data_dir, "engine", srv->ps.eng->ops->name, NULL);
 
     uv_loop_t main_loop;
     uv_loop_init(&main_loop);
@@ -783,15 +764,15 @@ out:
         atomic_store(&srv->workers[i]->stop_accepting, 1);
         uv_async_send(&srv->workers[i]->wakeup);
     }
-    delivery_stop(srv->delivery);
-    engine_stop(srv->eng);
+    delivery_stop(srv->ps.dlv);
+    engine_stop(srv->ps.eng);
     for (int i = 0; i < started; i++) {
         atomic_store(&srv->workers[i]->shutting_down, 1);
         uv_async_send(&srv->workers[i]->wakeup);
     }
     for (int i = 0; i < started; i++)
         uv_thread_join(&srv->workers[i]->thread);
-    for (int i = 0; i < srv->nworkers; i++)
+    for (int i = 0; i < srv->ps.nworkers; i++)
         if (srv->workers[i] && srv->workers[i]->srv) worker_release(srv->workers[i]);
     log_event(LOG_INFO, "stopped", NULL);
     return rc;

@@ -13,7 +13,7 @@
 static int user_online(void *ctx, const char *tenant, const char *channel, const char *user)
 {
     server *srv = ctx;
-    return presence_has_user(srv->presence, tenant, channel, user);
+    return presence_has_user(srv->ps.presence, tenant, channel, user);
 }
 
 static void settings(void *ctx, const char *tenant, const char *channel, delivery_settings *out)
@@ -29,7 +29,7 @@ static void settings(void *ctx, const char *tenant, const char *channel, deliver
 }
 
 typedef struct resend_call {
-    worker_call call;
+    proto_call call;
     pl_pub *pub;
     rbuf *frame;
     char user[256];
@@ -42,13 +42,13 @@ static void resend_conn(pl_sink *out, void *owner, void *arg)
     sink_enqueue(out, OUT_JSON, rbuf_ref(rc->frame), rc->frame->len);
 }
 
-static void resend_run(worker *w, worker_call *call)
+static void resend_run(proto_host *h, proto_call *call)
 {
     resend_call *rc = (resend_call *)call;
-    fanout_user_each(w->fan, rc->pub->tenant, rc->user, resend_conn, rc);
+    fanout_user_each(h->fan, rc->pub->tenant, rc->user, resend_conn, rc);
 }
 
-static void resend_release(worker_call *call)
+static void resend_release(proto_call *call)
 {
     resend_call *rc = (resend_call *)call;
     pub_unref(rc->pub);
@@ -79,7 +79,7 @@ static void resend(void *ctx, pl_pub *pub, const char *user, uint32_t attempt)
 delivery *server_delivery_new(server *srv)
 {
     delivery_deps deps = {
-        .eng = srv->eng,
+        .eng = srv->ps.eng,
         .ctx = srv,
         .user_online = user_online,
         .resend = resend,

@@ -30,7 +30,10 @@
 #include "net/inbox.h"
 #include "net/ws.h"
 #include "obs/metrics.h"
+#include "proto/api.h"
 #include "proto/command.h"
+#include "proto/host.h"
+#include "proto/session.h"
 #include "config/config.h"
 #include "util/map.h"
 #include "util/sbuf.h"
@@ -38,23 +41,8 @@
 typedef struct server server;
 typedef struct worker worker;
 typedef struct conn conn;
-typedef struct sub sub;
-typedef struct session session;
 
-/* ---- subscriptions (proto/session.c) -------------------------------------- */
-
-struct sub {
-    fanout_sub f; /* first: what fan-out sees (state, last offset, sink) */
-    char *channel; /* owned */
-    engine_req *pending; /* guaranteed pubs awaiting this user, until the READ answers */
-    const cfg_namespace *ns;
-    uint8_t in_presence;
-    char epoch[PUB_EPOCH_LEN + 1];
-    uint32_t gen;           /* matches engine replies to this incarnation */
-    uint32_t page_limit;    /* catch-up page size, tuned so a page fits the queue */
-    int64_t last_typing_ms; /* typing throttle where the namespace keeps no roster */
-    uint8_t read_inflight;
-};
+/* ---- outbound queue -------------------------------------------------------- */
 
 typedef struct out_item {
     void *ref; /* pl_pub* or rbuf*, one reference owned by the queue */
@@ -97,13 +85,6 @@ struct conn {
 /* ---- workers (net/server.c) --------------------------------------------- */
 
 
-/* A function run on every worker (server API actions on live connections);
- * refcounted, freed by the last worker to run it. */
-typedef struct worker_call {
-    atomic_int refs;
-    void (*fn)(worker *w, struct worker_call *call);
-    void (*release)(struct worker_call *call);
-} worker_call;
 
 
 struct worker {
@@ -121,7 +102,6 @@ struct worker {
     atomic_int stop_accepting;
     atomic_int shutting_down;
     int listener_closed;
-    fanout *fan;  /* channels and users of this worker's connections */
     map conns;    /* id (8 bytes) -> conn* */
     conn *all;    /* list head */
     conn *dirty;  /* connections with queued output to flush, oldest first */
@@ -134,32 +114,19 @@ struct worker {
     int64_t flush_at_us;   /* monotonic: no flush before (0: flush every iteration) */
     void *write_spare;     /* one write request kept for reuse (net/conn.c), owned */
     uint64_t next_conn_id;
-    proto_batch batch; /* reused by the command decoder */
-    sbuf scratch;      /* reused for replies */
     char readbuf[65536];
     metrics_shard metrics;
     engine_chain outbox;                 /* storage requests of this iteration (worker_submit) */
-    engine_req_pool req_pool;            /* blocks of answered requests (proto_req_new) */
-    int64_t now_ms;                      /* wall clock, cached per event (worker_clock) */
-    int64_t now_us;                      /* monotonic, cached with now_ms */
+    proto_host host; /* what the protocol layer uses: fan-out, clocks, pool, scratch */
 };
 
 /* ---- the server ---------------------------------------------------------- */
 
 struct server {
     config cfg;
-    engine *eng;
-    int nworkers;
+    proto_server ps; /* the services: engine, tenants, keys, audit, presence, limits, delivery */
     worker **workers;
-    tenants *tenants;   /* configured and API-created tenants */
-    apikey_store *keys; /* API keys, hashed: the configured ones first, then API-created */
-    size_t config_keys; /* how many configured keys lead the store */
-    pthread_mutex_t keys_file_lock;
-    audit_log *audit; /* administrative actions, hash-chained */
-    char *dev_secret; /* single-tenant development secret, or NULL */
-    presence *presence;
-    rl_table *limits;          /* rate buckets and connection counters shared by all workers */
-    struct delivery *delivery; /* guaranteed delivery manager (own thread) */
+    char *dev_secret; /* single-tenant development secret, or NULL (ps.dev_secret) */
     atomic_int ready;
     /* engine-thread staging for the sink, one vector per worker */
     inbox_stage *stage; /* one per worker */
@@ -169,24 +136,11 @@ struct server {
 /* Reads the clocks into now_ms and now_us: once per event, not per command. */
 void worker_clock(worker *w);
 void worker_post(worker *w, const inbox_msg *msgs, size_t n);
-/* Hands r to the engine at the end of the loop iteration, with every other
- * request of the iteration (one queue lock, one wakeup, one commit). Requests
- * keep the order of the calls; the engine owns r from here. */
-void worker_submit(worker *w, engine_req *r);
-/* Posts a pub (one new reference per worker) to every worker's inbox. */
-void server_broadcast_pub(server *srv, pl_pub *pub);
-/* The tenant with this id (any id in single-tenant mode: "default"); the
- * pointer stays valid for the server's lifetime. NULL if unknown. */
-const tenant *server_tenant(server *srv, const char *id);
-/* Persists the API-created keys (hashes only) to DATA/apikeys.json. 0 or -1. */
-int server_save_keys(server *srv);
-/* Appends an audit record; -1 when it could not be written (the action must
- * then be refused). */
-int server_audit(server *srv, const char *actor, const char *action, const char *tenant,
-                 const char *target, const char *details);
 /* Runs call->fn on every worker (takes the caller's reference). */
-void server_call_all(server *srv, worker_call *call);
+void server_call_all(server *srv, proto_call *call);
 void server_render_metrics(server *srv, sbuf *out);
+/* The worker whose host h is. */
+worker *worker_of(proto_host *h);
 
 /* net/conn.c */
 void conn_on_accept(worker *w, uv_stream_t *listener);
@@ -219,29 +173,5 @@ void conn_http_respond(conn *c, int status, const char *body, size_t len);
 void worker_tick_conns(worker *w);
 /* Shutdown: disconnect push with PC_SHUTDOWN and close. */
 void conn_shutdown(conn *c);
-
-/* proto/api.c: handles POST /api/v1/<method>; answers with
- * conn_http_respond, now (returns 0) or after an engine round trip (1). */
-int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_t blen,
-               const char *auth, size_t alen);
-
-/* 1 if the connection (a conn*) has a live subscription to the channel. */
-int session_subscribed(void *c, const char *channel);
-
-/* proto/session.c */
-void session_on_text(conn *c, const char *data, size_t len);
-void session_on_engine_done(worker *w, engine_req *req);
-void session_on_drain(conn *c);
-void session_free(conn *c);
-/* Opens an SSE stream; 0, or an HTTP status with *why set (nothing sent). */
-int session_sse_open(conn *c, const char *url, size_t url_len, const char *last_event_id,
-                     const char **why);
-void session_tick(conn *c);
-/* Builds a committed pub's push frame (pub_encode_fn). */
-rbuf *proto_encode_pub(const pl_pub *pub);
-/* The pub's push frame, encoded on first use; NULL on allocation failure. */
-const rbuf *proto_pub_frame(pl_pub *pub);
-extern const char *const session_method_names[];
-extern const unsigned session_method_count;
 
 #endif

@@ -7,14 +7,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth/apikey_file.h"
 #include "delivery/delivery.h"
+#include "proto/api.h"
+#include "proto/session.h"
 #include "proto/proto_int.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
 #define MAX_BROADCAST 1000
 #define DEFAULT_PAGE_LIMIT 100 /* history and dlq.list */
-#define MAX_CHANNEL 255
 
 /* Who is calling: the admin key, or a tenant API key (its tenant and id). */
 typedef struct caller {
@@ -26,9 +28,9 @@ typedef struct caller {
 } caller;
 
 typedef struct api_ctx {
-    conn *c;
-    worker *w;
-    server *srv;
+    proto_host *h;
+    proto_server *srv;
+    uint64_t conn_id; /* the HTTP connection to answer */
     proto_batch *b;
     int params;
     const char *tenant; /* the key's tenant (or "default" in single-tenant mode) */
@@ -41,7 +43,7 @@ typedef int (*api_fn)(api_ctx *a);
 /* The aggregate answer of a broadcast: one slot per channel. */
 typedef struct api_agg {
     uint64_t conn_id;
-    worker *w;
+    proto_host *h;
     uint32_t n, remaining;
     const char *key; /* "responses" or "cursors" */
     sbuf out;
@@ -50,30 +52,55 @@ typedef struct api_agg {
 
 /* ---- replies ------------------------------------------------------------ */
 
-static int api_error(conn *c, int code, const char *detail)
+static int api_error(proto_host *h, uint64_t conn_id, int code, const char *detail)
 {
     sbuf o;
     sbuf_init(&o);
     sbuf_puts(&o, "{\"error\":");
     proto_error_json(&o, code, detail);
     sbuf_putc(&o, '}');
-    conn_http_respond(c, proto_error_http_status(code), o.data ? o.data : "{}", o.len);
+    h->ops->respond(h, conn_id, proto_error_http_status(code), o.data ? o.data : "{}", o.len);
     sbuf_release(&o);
     return 0;
 }
 
 /* Sends {"result": <o's text>}. */
-static int api_result(conn *c, sbuf *o)
+static int api_result(proto_host *h, uint64_t conn_id, sbuf *o)
 {
-    if (o->oom) return api_error(c, PE_INTERNAL, NULL);
+    if (o->oom) return api_error(h, conn_id, PE_INTERNAL, NULL);
     sbuf r;
     sbuf_init(&r);
     sbuf_puts(&r, "{\"result\":");
     sbuf_append(&r, o->data, o->len);
     sbuf_putc(&r, '}');
-    conn_http_respond(c, r.oom ? 500 : 200, r.data ? r.data : "{}", r.len);
+    h->ops->respond(h, conn_id, r.oom ? 500 : 200, r.data ? r.data : "{}", r.len);
     sbuf_release(&r);
     return 0;
+}
+
+static void api_answered(proto_host *h, pending *pd, engine_req *r);
+
+/* Appends an audit record; -1 when it could not be written (the action must
+ * then be refused). */
+static int audit(proto_server *srv, const char *actor, const char *action, const char *tenant,
+                 const char *target, const char *details)
+{
+    audit_event ev = {.actor = actor,
+                      .action = action,
+                      .tenant = tenant,
+                      .target = target,
+                      .details = details,
+                      .details_len = details ? strlen(details) : 0};
+    return srv->audit && audit_append(srv->audit, &ev, NULL) == PL_OK ? 0 : -1;
+}
+
+/* Persists the API-created keys (hashes only). 0 or -1. */
+static int save_keys(proto_server *srv)
+{
+    pthread_mutex_lock(&srv->keys_lock);
+    int rc = apikey_file_save(srv->keys, srv->config_keys, srv->keys_path);
+    pthread_mutex_unlock(&srv->keys_lock);
+    return rc;
 }
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -110,7 +137,7 @@ static proto_error get_user(api_ctx *a, char *out, size_t cap, int required)
  * stored pub leaves empty (the engine's answer completes pd). */
 static proto_error publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *eph)
 {
-    const cfg_namespace *ns = config_namespace(&a->srv->cfg, ch, strlen(ch));
+    const cfg_namespace *ns = config_namespace(a->srv->cfg, ch, strlen(ch));
     if (!ns) return PE_UNKNOWN_CHANNEL;
     pub_fields f = {0};
     pub_class cls;
@@ -122,12 +149,12 @@ static proto_error publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *ep
     f.tenant_len = strlen(a->tenant);
     f.channel = ch;
     f.channel_len = strlen(ch);
-    f.now_ms = a->w->now_ms;
-    f.now_us = a->w->now_us;
+    f.now_ms = a->h->now_ms;
+    f.now_us = a->h->now_us;
     pl_pub *p = pub_new(&f, cls);
     if (!p) return PE_INTERNAL;
     if (cls == PUB_EPHEMERAL) proto_ephemeral_result(eph, p->id);
-    return proto_submit_pub(a->w, p, ns, pd);
+    return proto_submit_pub(a->h, p, ns, pd);
 }
 
 /* ---- methods ---------------------------------------------------------------- */
@@ -136,15 +163,15 @@ static int a_publish(api_ctx *a)
 {
     char ch[MAX_CHANNEL + 1];
     int code = get_channel(a, "channel", -1, ch);
-    pending pd = {.conn_id = a->c->out.id, .kind = P_API_PUBLISH};
+    pending pd = {.conn_id = a->conn_id, .done = api_answered, .kind = P_API_PUBLISH};
     sbuf eph;
     sbuf_init(&eph);
     if (!code) code = publish_one(a, ch, &pd, &eph);
     int answered = code || eph.len || eph.oom;
     if (code)
-        api_error(a->c, code, NULL);
+        api_error(a->h, a->conn_id, code, NULL);
     else if (answered)
-        api_result(a->c, &eph);
+        api_result(a->h, a->conn_id, &eph);
     sbuf_release(&eph);
     return !answered;
 }
@@ -159,8 +186,8 @@ static api_agg *agg_new(api_ctx *a, int n, const char *key)
         pl_free(g);
         return NULL;
     }
-    g->conn_id = a->c->out.id;
-    g->w = a->w;
+    g->conn_id = a->conn_id;
+    g->h = a->h;
     g->key = key;
     g->n = (uint32_t)n;
     g->remaining = (uint32_t)n + 1;
@@ -174,9 +201,9 @@ static int channel_list(api_ctx *a, int arr, int *n)
     *n = json_size(&a->b->doc, arr);
     if (*n > 0 && *n <= MAX_BROADCAST) return 0;
     if (*n <= 0)
-        api_error(a->c, PE_BAD_REQUEST, "channels is empty");
+        api_error(a->h, a->conn_id, PE_BAD_REQUEST, "channels is empty");
     else
-        api_error(a->c, PE_LIMIT_EXCEEDED, "at most 1000 channels");
+        api_error(a->h, a->conn_id, PE_LIMIT_EXCEEDED, "at most 1000 channels");
     return -1;
 }
 
@@ -193,8 +220,7 @@ static void agg_slot(api_agg *g, uint32_t i, const char *json)
 {
     if (i < g->n && !g->results[i]) g->results[i] = pl_strdup(json);
     if (--g->remaining) return;
-    conn *c = map_get(&g->w->conns, (const char *)&g->conn_id, sizeof(g->conn_id));
-    if (c && !c->out.closed) {
+    {
         sbuf o;
         sbuf_init(&o);
         sbuf_printf(&o, "{\"%s\":[", g->key);
@@ -203,7 +229,7 @@ static void agg_slot(api_agg *g, uint32_t i, const char *json)
             sbuf_puts(&o, g->results[k] ? g->results[k] : "null");
         }
         sbuf_puts(&o, "]}");
-        api_result(c, &o);
+        api_result(g->h, g->conn_id, &o);
         sbuf_release(&o);
     }
     agg_free(g);
@@ -224,15 +250,15 @@ static int a_broadcast(api_ctx *a)
 {
     int arr;
     if (proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
-        return api_error(a->c, PE_BAD_REQUEST, "channels must be an array of channel names");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "channels must be an array of channel names");
     int n;
     if (channel_list(a, arr, &n)) return 0;
     api_agg *g = agg_new(a, n, "responses");
-    if (!g) return api_error(a->c, PE_INTERNAL, NULL);
+    if (!g) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     uint32_t i = 0;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
         char ch[MAX_CHANNEL + 1];
-        pending pd = {.conn_id = a->c->out.id, .kind = P_API_BROADCAST, .agg = g, .slot = i};
+        pending pd = {.conn_id = a->conn_id, .done = api_answered, .kind = P_API_BROADCAST, .agg = g, .slot = i};
         sbuf eph;
         sbuf_init(&eph);
         int code = get_channel(a, NULL, t, ch);
@@ -253,7 +279,7 @@ static int a_history(api_ctx *a)
     uint64_t limit = DEFAULT_PAGE_LIMIT, since_off = 0;
     int since = -1, reverse = 0, has_since = 0;
     int code = get_channel(a, "channel", -1, ch);
-    if (!code && !config_namespace(&a->srv->cfg, ch, strlen(ch))) code = PE_UNKNOWN_CHANNEL;
+    if (!code && !config_namespace(a->srv->cfg, ch, strlen(ch))) code = PE_UNKNOWN_CHANNEL;
     if (!code) {
         int r = proto_param_u64(a->b, a->params, "limit", &limit);
         if (r == PROTO_PARAM_TYPE)
@@ -273,12 +299,12 @@ static int a_history(api_ctx *a)
         }
     }
     pending *pd = NULL;
-    engine_req *r = code ? NULL : proto_req_new(a->w, ENGINE_READ, &pd);
+    engine_req *r = code ? NULL : proto_req_new(a->h, ENGINE_READ, &pd);
     if (!code && (!r || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch))))
         code = PE_INTERNAL;
     if (code) {
         engine_req_free(r);
-        return api_error(a->c, code, NULL);
+        return api_error(a->h, a->conn_id, code, NULL);
     }
     r->mode = ENGINE_READ_HISTORY;
     r->max_channels = tenant_max_channels(a->srv, a->tenant);
@@ -287,9 +313,8 @@ static int a_history(api_ctx *a)
     snprintf(r->since_epoch, sizeof(r->since_epoch), "%s", epoch);
     r->limit = (uint32_t)limit;
     r->reverse = reverse;
-    r->owner = a->w;
-    *pd = (pending){.conn_id = a->c->out.id, .kind = P_API_HISTORY};
-    worker_submit(a->w, r);
+    *pd = (pending){.conn_id = a->conn_id, .done = api_answered, .kind = P_API_HISTORY};
+    host_submit(a->h, r);
     return 1;
 }
 
@@ -300,20 +325,20 @@ static int a_cursors(api_ctx *a)
     int arr;
     if (get_user(a, user, sizeof(user), 1) ||
         proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
-        return api_error(a->c, PE_BAD_REQUEST, "user and channels (array) required");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "user and channels (array) required");
     int n;
     if (channel_list(a, arr, &n)) return 0;
     api_agg *g = agg_new(a, n, "cursors");
-    if (!g) return api_error(a->c, PE_INTERNAL, NULL);
+    if (!g) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     uint32_t i = 0;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
         char ch[MAX_CHANNEL + 1];
         int code = get_channel(a, NULL, t, ch);
-        const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
+        const cfg_namespace *ns = code ? NULL : config_namespace(a->srv->cfg, ch, strlen(ch));
         if (!code && !ns) code = PE_UNKNOWN_CHANNEL;
         if (!code && !ns->read_cursors) code = PE_NOT_AVAILABLE;
         pending *pd = NULL;
-        engine_req *r = code ? NULL : proto_req_new(a->w, ENGINE_READ, &pd);
+        engine_req *r = code ? NULL : proto_req_new(a->h, ENGINE_READ, &pd);
         if (!code && (!r || !(r->tenant = pl_strdup(a->tenant)) || !(r->channel = pl_strdup(ch)) ||
                       !(r->user = pl_strdup(user))))
             code = PE_INTERNAL;
@@ -323,9 +348,8 @@ static int a_cursors(api_ctx *a)
             continue;
         }
         r->mode = ENGINE_READ_HISTORY;
-        r->owner = a->w;
-        *pd = (pending){.conn_id = a->c->out.id, .kind = P_API_CURSORS, .agg = g, .slot = i};
-        worker_submit(a->w, r);
+        *pd = (pending){.conn_id = a->conn_id, .done = api_answered, .kind = P_API_CURSORS, .agg = g, .slot = i};
+        host_submit(a->h, r);
     }
     agg_slot(g, UINT32_MAX, NULL);
     return 1;
@@ -336,14 +360,14 @@ static int a_presence(api_ctx *a)
     char ch[MAX_CHANNEL + 1];
     uint64_t cursor = 0, limit = 1000;
     int code = get_channel(a, "channel", -1, ch);
-    const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
+    const cfg_namespace *ns = code ? NULL : config_namespace(a->srv->cfg, ch, strlen(ch));
     if (!code && !ns) code = PE_UNKNOWN_CHANNEL;
     if (!code && !ns->presence) code = PE_NOT_AVAILABLE;
     if (!code && (proto_param_u64(a->b, a->params, "cursor", &cursor) == PROTO_PARAM_TYPE ||
                   proto_param_u64(a->b, a->params, "limit", &limit) == PROTO_PARAM_TYPE))
         code = PE_BAD_REQUEST;
     if (!code && (limit == 0 || limit > 10000)) code = PE_LIMIT_EXCEEDED;
-    if (code) return api_error(a->c, code, NULL);
+    if (code) return api_error(a->h, a->conn_id, code, NULL);
     sbuf o;
     sbuf_init(&o);
     uint32_t n;
@@ -352,7 +376,7 @@ static int a_presence(api_ctx *a)
     sbuf_puts(&o, "],\"cursor\":");
     sbuf_u64(&o, next);
     sbuf_putc(&o, '}');
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -361,17 +385,17 @@ static int a_presence_stats(api_ctx *a)
 {
     char ch[MAX_CHANNEL + 1];
     int code = get_channel(a, "channel", -1, ch);
-    const cfg_namespace *ns = code ? NULL : config_namespace(&a->srv->cfg, ch, strlen(ch));
+    const cfg_namespace *ns = code ? NULL : config_namespace(a->srv->cfg, ch, strlen(ch));
     if (!code && !ns) code = PE_UNKNOWN_CHANNEL;
     if (!code && !ns->presence) code = PE_NOT_AVAILABLE;
-    if (code) return api_error(a->c, code, NULL);
+    if (code) return api_error(a->h, a->conn_id, code, NULL);
     uint64_t clients, users;
     presence_stats(a->srv->presence, a->tenant, ch, &clients, &users);
     sbuf o;
     sbuf_init(&o);
     sbuf_printf(&o, "{\"clients\":%llu,\"users\":%llu}", (unsigned long long)clients,
                 (unsigned long long)users);
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -386,8 +410,8 @@ static int a_channels(api_ctx *a)
         proto_param_u64(a->b, a->params, "limit", &limit) == PROTO_PARAM_TYPE ||
         proto_param_str(a->b, a->params, "prefix", &prefix, &plen) == PROTO_PARAM_TYPE ||
         plen > MAX_CHANNEL)
-        return api_error(a->c, PE_BAD_REQUEST, NULL);
-    if (limit == 0 || limit > 10000) return api_error(a->c, PE_LIMIT_EXCEEDED, "limit is 1..10000");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, NULL);
+    if (limit == 0 || limit > 10000) return api_error(a->h, a->conn_id, PE_LIMIT_EXCEEDED, "limit is 1..10000");
     if (prefix) {
         memcpy(pbuf, prefix, plen);
         pbuf[plen] = '\0';
@@ -401,7 +425,7 @@ static int a_channels(api_ctx *a)
     sbuf_puts(&o, "],\"cursor\":");
     sbuf_u64(&o, next);
     sbuf_putc(&o, '}');
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -409,7 +433,7 @@ static int a_channels(api_ctx *a)
 /* ---- actions on live connections, run on every worker ------------------- */
 
 typedef struct conn_action {
-    worker_call call;
+    proto_call call;
     char tenant[128];
     char user[256];
     char client[PUB_ID_LEN + 1];
@@ -418,38 +442,42 @@ typedef struct conn_action {
     uint16_t code;
 } conn_action;
 
-static void action_on_conn(conn *c, void *arg)
+static void action_on_session(session *s, void *arg)
 {
     const conn_action *act = arg;
-    if (act->client[0] && strcmp(session_client(c), act->client)) return;
+    if (act->client[0] && strcmp(session_client(s), act->client)) return;
     if (act->kind == 0)
-        conn_close(c, act->code, "disconnected by the server API");
+        session_disconnect(s, act->code, "disconnected by the server API");
     else if (act->kind == 1)
-        session_server_subscribe(c, act->channel);
+        session_server_subscribe(s, act->channel);
     else
-        session_server_unsubscribe(c, act->channel);
+        session_server_unsubscribe(s, act->channel);
+}
+
+/* A tenant-wide action: every connected session of the tenant. */
+static void action_on_tenant_session(session *s, void *arg)
+{
+    const conn_action *act = arg;
+    const char *t = session_tenant(s);
+    if (t[0] && !strcmp(t, act->tenant)) action_on_session(s, arg);
 }
 
 static void action_on_user_conn(pl_sink *out, void *owner, void *arg)
 {
     (void)out;
-    action_on_conn(owner, arg);
+    action_on_session(owner, arg);
 }
 
-static void action_run(worker *w, worker_call *call)
+static void action_run(proto_host *h, proto_call *call)
 {
     conn_action *act = (conn_action *)call;
-    if (act->user[0]) {
-        fanout_user_each(w->fan, act->tenant, act->user, action_on_user_conn, act);
-        return;
-    }
-    for (conn *c = w->all, *next; c; c = next) {
-        next = c->next;
-        if (c->s && !c->out.closed && !strcmp(session_tenant(c), act->tenant)) action_on_conn(c, act);
-    }
+    if (act->user[0])
+        fanout_user_each(h->fan, act->tenant, act->user, action_on_user_conn, act);
+    else
+        h->ops->each_session(h, action_on_tenant_session, act);
 }
 
-static void action_release(worker_call *call)
+static void action_release(proto_call *call)
 {
     pl_free(call);
 }
@@ -457,7 +485,7 @@ static void action_release(worker_call *call)
 static int start_action(api_ctx *a, int kind)
 {
     conn_action *act = pl_calloc(1, sizeof(*act));
-    if (!act) return api_error(a->c, PE_INTERNAL, NULL);
+    if (!act) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     const char *p;
     size_t n;
     int code = get_user(a, act->user, sizeof(act->user), 0);
@@ -471,7 +499,7 @@ static int start_action(api_ctx *a, int kind)
     if (!code && !act->user[0] && !act->client[0]) code = PE_BAD_REQUEST;
     if (!code && kind != 0) {
         code = get_channel(a, "channel", -1, act->channel);
-        if (!code && !config_namespace(&a->srv->cfg, act->channel, strlen(act->channel)))
+        if (!code && !config_namespace(a->srv->cfg, act->channel, strlen(act->channel)))
             code = PE_UNKNOWN_CHANNEL;
     }
     uint64_t cc = PC_API_DISCONNECT;
@@ -481,24 +509,24 @@ static int start_action(api_ctx *a, int kind)
         code = PE_BAD_REQUEST;
     if (code) {
         pl_free(act);
-        return api_error(a->c, code, NULL);
+        return api_error(a->h, a->conn_id, code, NULL);
     }
     snprintf(act->tenant, sizeof(act->tenant), "%s", a->tenant);
-    if (kind == 0 && server_audit(a->srv, a->who->actor, "disconnect", a->tenant,
+    if (kind == 0 && audit(a->srv, a->who->actor, "disconnect", a->tenant,
                                   act->user[0] ? act->user : act->client, NULL)) {
         pl_free(act);
-        return api_error(a->c, PE_INTERNAL, "audit log unavailable");
+        return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     }
     act->kind = kind;
     act->code = (uint16_t)cc;
     atomic_init(&act->call.refs, 1);
     act->call.fn = action_run;
     act->call.release = action_release;
-    server_call_all(a->srv, &act->call);
+    a->srv->ops->call_all(a->srv, &act->call);
     sbuf o;
     sbuf_init(&o);
     sbuf_puts(&o, "{}");
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -524,7 +552,7 @@ static int a_info(api_ctx *a)
     engine_get_stats(a->srv->eng, &es);
     uint64_t ws = 0, sse = 0;
     for (int i = 0; i < a->srv->nworkers; i++) {
-        metrics_shard *m = &a->srv->workers[i]->metrics;
+        const metrics_shard *m = a->srv->hosts[i]->metrics;
         ws += atomic_load(&m->c[M_WS_OPENED]) - atomic_load(&m->c[M_WS_CLOSED]);
         sse += atomic_load(&m->c[M_SSE_OPENED]) - atomic_load(&m->c[M_SSE_CLOSED]);
     }
@@ -536,7 +564,7 @@ static int a_info(api_ctx *a)
                 a->srv->eng->ops->name, a->srv->nworkers, (unsigned long long)ws,
                 (unsigned long long)sse, (unsigned long long)presence_entries(a->srv->presence),
                 (unsigned long long)es.commits, (unsigned long long)es.committed_pubs);
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -545,22 +573,22 @@ static int a_token(api_ctx *a)
 {
     char user[256];
     uint64_t ttl = 3600;
-    if (!a->srv->cfg.dev_tokens)
-        return api_error(a->c, PE_NOT_AVAILABLE, "tokens.issue is off (dev_tokens)");
+    if (!a->srv->cfg->dev_tokens)
+        return api_error(a->h, a->conn_id, PE_NOT_AVAILABLE, "tokens.issue is off (dev_tokens)");
     if (get_user(a, user, sizeof(user), 1) ||
         proto_param_u64(a->b, a->params, "ttl", &ttl) == PROTO_PARAM_TYPE || ttl == 0 ||
         ttl > 30 * 86400)
-        return api_error(a->c, PE_BAD_REQUEST, "user and ttl (seconds) required");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "user and ttl (seconds) required");
     const char *secret = NULL;
-    const tenant *t = server_tenant(a->srv, a->tenant);
+    const tenant *t = proto_tenant(a->srv, a->tenant);
     if (t && t->nsecrets) secret = t->secrets[0];
-    if (!secret) return api_error(a->c, PE_NOT_AVAILABLE, "tenant has no HS256 secret");
+    if (!secret) return api_error(a->h, a->conn_id, PE_NOT_AVAILABLE, "tenant has no HS256 secret");
     int64_t now = clock_wall_ms() / 1000;
     sbuf claims;
     sbuf_init(&claims);
     sbuf_puts(&claims, "{\"sub\":");
     sbuf_json_str(&claims, user, strlen(user));
-    if (!a->srv->cfg.single_tenant) {
+    if (!a->srv->cfg->single_tenant) {
         sbuf_puts(&claims, ",\"tenant\":");
         sbuf_json_str(&claims, a->tenant, strlen(a->tenant));
     }
@@ -568,12 +596,12 @@ static int a_token(api_ctx *a)
                 (long long)(now + (int64_t)ttl));
     char *tok = jwt_sign_hs256(secret, strlen(secret), claims.data, claims.len);
     sbuf_release(&claims);
-    if (!tok) return api_error(a->c, PE_INTERNAL, NULL);
+    if (!tok) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     sbuf o;
     sbuf_init(&o);
     sbuf_printf(&o, "{\"token\":\"%s\",\"expires_at\":%lld}", tok, (long long)(now + (int64_t)ttl));
     pl_free(tok);
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -624,19 +652,19 @@ static int key_eq(const char *a, size_t alen, const char *b)
 }
 
 /* Identifies a bearer key: 0, or PE_UNAUTHORIZED. */
-static proto_error authenticate(server *srv, const char *auth, size_t alen, caller *who)
+static proto_error authenticate(const proto_server *srv, const char *auth, size_t alen, caller *who)
 {
     memset(who, 0, sizeof(*who));
     if (!auth || alen < 8 || strncasecmp(auth, "Bearer ", 7)) return PE_UNAUTHORIZED;
     const char *key = auth + 7;
     size_t klen = alen - 7;
-    if (srv->cfg.admin_key && key_eq(key, klen, srv->cfg.admin_key)) {
+    if (srv->cfg->admin_key && key_eq(key, klen, srv->cfg->admin_key)) {
         who->admin = 1;
-        who->tenant = srv->cfg.single_tenant ? "default" : NULL;
+        who->tenant = srv->cfg->single_tenant ? "default" : NULL;
         snprintf(who->actor, sizeof(who->actor), "admin");
         return 0;
     }
-    if (srv->cfg.single_tenant && srv->dev_secret && key_eq(key, klen, srv->dev_secret)) {
+    if (srv->cfg->single_tenant && srv->dev_secret && key_eq(key, klen, srv->dev_secret)) {
         /* Development mode: the development secret acts for the one tenant. */
         who->dev = 1;
         who->tenant = "default";
@@ -654,7 +682,7 @@ static proto_error authenticate(server *srv, const char *auth, size_t alen, call
 /* May this caller run the method? 0 or PE_PERMISSION_DENIED. The admin key manages tenants
  * and keys; tenant methods need a tenant (the admin names one with
  * "tenant" in the body, handled by the caller). */
-static proto_error authorize(server *srv, const caller *who, const char *method)
+static proto_error authorize(const proto_server *srv, const caller *who, const char *method)
 {
     if (who->admin) return 0;
     if (!strncmp(method, "tenants.", 8) || !strncmp(method, "keys.", 5))
@@ -663,46 +691,45 @@ static proto_error authorize(server *srv, const caller *who, const char *method)
     return who->key && apikey_mask_allows(who->key->scopes, method) ? 0 : PE_PERMISSION_DENIED;
 }
 
-int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_t blen,
-               const char *auth, size_t alen)
+int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen,
+               const char *body, size_t blen, const char *auth, size_t alen)
 {
-    worker *w = c->w;
     const struct api_method *m = NULL;
     for (size_t i = 0; i < sizeof(api_methods) / sizeof(api_methods[0]); i++)
         if (strlen(api_methods[i].name) == mlen && !memcmp(api_methods[i].name, method, mlen))
             m = &api_methods[i];
-    if (!m) return api_error(c, PE_UNKNOWN_METHOD, NULL);
-    api_ctx a = {.c = c, .w = w, .srv = w->srv, .b = &w->batch, .params = -1};
+    if (!m) return api_error(h, conn_id, PE_UNKNOWN_METHOD, NULL);
+    api_ctx a = {.h = h, .srv = h->srv, .conn_id = conn_id, .b = &h->batch, .params = -1};
     caller who;
     char mname[64];
     snprintf(mname, sizeof(mname), "%s", m->name);
-    int code = authenticate(w->srv, auth, alen, &who);
-    if (code) return api_error(c, code, "missing or invalid API key");
-    if ((code = authorize(w->srv, &who, mname)))
-        return api_error(c, code, "the key's scopes do not include this method");
+    int code = authenticate(h->srv, auth, alen, &who);
+    if (code) return api_error(h, conn_id, code, "missing or invalid API key");
+    if ((code = authorize(h->srv, &who, mname)))
+        return api_error(h, conn_id, code, "the key's scopes do not include this method");
     a.tenant = who.tenant;
     a.who = &who;
     a.method = m->name;
-    uint32_t rate = w->srv->cfg.limits.api_requests_per_second;
+    uint32_t rate = h->srv->cfg->limits.api_requests_per_second;
     if (rate) {
         char key[200];
         snprintf(key, sizeof(key), "k:%s", who.actor);
-        int64_t wait = rl_table_take(w->srv->limits, key, rate, rate, clock_mono_us(), 1);
+        int64_t wait = rl_table_take(h->srv->limits, key, rate, rate, clock_mono_us(), 1);
         if (wait) {
             sbuf o;
             sbuf_init(&o);
             sbuf_puts(&o, "{\"error\":");
             proto_error_json_retry(&o, wait);
             sbuf_putc(&o, '}');
-            conn_http_respond(c, proto_error_http_status(PE_TOO_MANY_REQUESTS),
-                              o.data ? o.data : "{}", o.len);
+            h->ops->respond(h, conn_id, proto_error_http_status(PE_TOO_MANY_REQUESTS),
+                            o.data ? o.data : "{}", o.len);
             sbuf_release(&o);
             return 0;
         }
     }
     /* Validate the body alone first so errors point into it, then wrap it as
      * a command's params to use the typed getters. */
-    json_doc *d = &w->batch.doc;
+    json_doc *d = &h->batch.doc;
     if (blen == 0) body = "{}", blen = 2;
     int rc = json_parse(d, body, blen, NULL);
     if (rc != PL_OK || json_count(d) != 1 || json_kind(d, json_root(d, 0)) != JSON_KIND_OBJECT) {
@@ -710,7 +737,7 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
         const char *why = rc == PL_OK ? "body must be one JSON object" : json_error(d, &off);
         char detail[160];
         snprintf(detail, sizeof(detail), "%s (at byte %zu)", why ? why : "malformed JSON", off);
-        return api_error(c, rc == PL_ELIMIT ? PE_LIMIT_EXCEEDED : PE_BAD_REQUEST, detail);
+        return api_error(h, conn_id, rc == PL_ELIMIT ? PE_LIMIT_EXCEEDED : PE_BAD_REQUEST, detail);
     }
     sbuf wrapped;
     sbuf_init(&wrapped);
@@ -718,11 +745,11 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
     sbuf_append(&wrapped, body, blen);
     sbuf_putc(&wrapped, '}');
     int pending = 0;
-    if (wrapped.oom || proto_decode(&w->batch, wrapped.data, wrapped.len, NULL) != PL_OK ||
-        w->batch.ncmds != 1) {
-        pending = api_error(c, PE_INTERNAL, NULL);
+    if (wrapped.oom || proto_decode(&h->batch, wrapped.data, wrapped.len, NULL) != PL_OK ||
+        h->batch.ncmds != 1) {
+        pending = api_error(h, conn_id, PE_INTERNAL, NULL);
     } else {
-        a.params = w->batch.cmds[0].params;
+        a.params = h->batch.cmds[0].params;
         if (!a.tenant && strcmp(m->scope, "admin")) {
             /* The admin key acts on the tenant the body names. */
             const char *tp;
@@ -733,11 +760,11 @@ int api_handle(conn *c, const char *method, size_t mlen, const char *body, size_
                 tn < sizeof(tid)) {
                 memcpy(tid, tp, tn);
                 tid[tn] = '\0';
-                t = server_tenant(w->srv, tid);
+                t = proto_tenant(h->srv, tid);
             }
             if (!t) {
                 sbuf_release(&wrapped);
-                return api_error(c, PE_UNKNOWN_CHANNEL,
+                return api_error(h, conn_id, PE_UNKNOWN_CHANNEL,
                                  "the admin key needs an existing \"tenant\"");
             }
             a.tenant = t->id;
@@ -764,11 +791,10 @@ static int submit_admin(api_ctx *a, engine_req *r)
 {
     if (!(r->tenant = pl_strdup(a->tenant))) {
         engine_req_free(r);
-        return api_error(a->c, PE_INTERNAL, NULL);
+        return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     }
-    *(pending *)r->ctx = (pending){.conn_id = a->c->out.id, .kind = P_API_ADMIN};
-    r->owner = a->w;
-    worker_submit(a->w, r);
+    *(pending *)r->ctx = (pending){.conn_id = a->conn_id, .done = api_answered, .kind = P_API_ADMIN};
+    host_submit(a->h, r);
     return 1;
 }
 
@@ -776,8 +802,8 @@ static int submit_admin(api_ctx *a, engine_req *r)
  * dlq.replay / dlq.purge {"id": N} or the same filter, or {"all": true}. */
 static int a_dlq(api_ctx *a)
 {
-    engine_req *r = proto_req_new(a->w, ENGINE_ADMIN, NULL);
-    if (!r) return api_error(a->c, PE_INTERNAL, NULL);
+    engine_req *r = proto_req_new(a->h, ENGINE_ADMIN, NULL);
+    if (!r) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     int list = !strcmp(a->method, "dlq.list");
     r->admin_op = list                               ? ADMIN_DLQ_LIST
                   : !strcmp(a->method, "dlq.replay") ? ADMIN_DLQ_REPLAY
@@ -800,49 +826,49 @@ static int a_dlq(api_ctx *a)
         code = PE_BAD_REQUEST;
     if (code) {
         engine_req_free(r);
-        return api_error(a->c, code, list ? NULL : "give id, a filter, or all: true");
+        return api_error(a->h, a->conn_id, code, list ? NULL : "give id, a filter, or all: true");
     }
     r->since_ms = (int64_t)since;
     r->until_ms = (int64_t)until;
     r->limit = (uint32_t)limit;
-    if (!list && server_audit(a->srv, a->who->actor, a->method, a->tenant,
+    if (!list && audit(a->srv, a->who->actor, a->method, a->tenant,
                               r->entry_id ? "entry"
                               : r->all    ? "all"
                                           : "filter",
                               NULL)) {
         engine_req_free(r);
-        return api_error(a->c, PE_INTERNAL, "audit log unavailable");
+        return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     }
     return submit_admin(a, r);
 }
 
 static int a_trace(api_ctx *a)
 {
-    engine_req *r = proto_req_new(a->w, ENGINE_ADMIN, NULL);
-    if (!r) return api_error(a->c, PE_INTERNAL, NULL);
+    engine_req *r = proto_req_new(a->h, ENGINE_ADMIN, NULL);
+    if (!r) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     r->admin_op = ADMIN_TRACE;
     int code = opt_copy(a, a->params, "id", &r->pub_id);
     if (!code && (!r->pub_id || !r->pub_id[0])) code = PE_BAD_REQUEST;
     if (code) {
         engine_req_free(r);
-        return api_error(a->c, code, "id (a pub id) required");
+        return api_error(a->h, a->conn_id, code, "id (a pub id) required");
     }
     return submit_admin(a, r);
 }
 
-void api_on_engine_done(conn *c, pending *pd, engine_req *r)
+static void api_answered(proto_host *h, pending *pd, engine_req *r)
 {
+    uint64_t c = pd->conn_id;
     if (pd->kind == P_API_ADMIN) {
         if (r->admin_op == ADMIN_DLQ_REPLAY && r->status == PL_OK)
             for (size_t i = 0; i < r->npubs; i++)
-                delivery_replay(((worker *)r->owner)->srv->delivery, r->pubs[i], r->users[i]);
-        if (!c || c->out.closed) return;
+                delivery_replay(h->srv->dlv, r->pubs[i], r->users[i]);
         if (r->status == PL_ENOTFOUND) {
-            api_error(c, PE_UNKNOWN_CHANNEL, "no such pub in this tenant");
+            api_error(h, c, PE_UNKNOWN_CHANNEL, "no such pub in this tenant");
             return;
         }
         if (r->status != PL_OK) {
-            api_error(c, proto_engine_error(r->status), NULL);
+            api_error(h, c, proto_engine_error(r->status), NULL);
             return;
         }
         sbuf o;
@@ -851,7 +877,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
             sbuf_puts(&o, r->json);
         else
             sbuf_printf(&o, "{\"count\":%llu}", (unsigned long long)r->count);
-        api_result(c, &o);
+        api_result(h, c, &o);
         sbuf_release(&o);
         return;
     }
@@ -882,9 +908,8 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
         agg_slot(g, pd->slot, buf);
         return;
     }
-    if (!c || c->out.closed) return;
     if (r->status != PL_OK) {
-        api_error(c, proto_engine_error(r->status), NULL);
+        api_error(h, c, proto_engine_error(r->status), NULL);
         return;
     }
     sbuf o;
@@ -901,7 +926,7 @@ void api_on_engine_done(conn *c, pending *pd, engine_req *r)
         sbuf_u64(&o, r->head);
         sbuf_printf(&o, ",\"epoch\":\"%s\"}", r->epoch);
     }
-    api_result(c, &o);
+    api_result(h, c, &o);
     sbuf_release(&o);
 }
 
@@ -914,7 +939,7 @@ static int a_tenants_list(api_ctx *a)
     sbuf_puts(&o, "{\"tenants\":");
     tenants_list(a->srv->tenants, &o);
     sbuf_putc(&o, '}');
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -957,24 +982,24 @@ static int a_tenants_put(api_ctx *a)
     size_t n;
     char id[128];
     if (proto_param_str(a->b, a->params, "id", &p, &n) != PROTO_PARAM_OK || !n || n >= sizeof(id))
-        return api_error(a->c, PE_BAD_REQUEST, "id required");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "id required");
     memcpy(id, p, n);
     id[n] = '\0';
     for (size_t i = 0; i < n; i++)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", id[i]))
-            return api_error(a->c, PE_BAD_REQUEST, "id must be [A-Za-z0-9_.-]");
-    if (a->srv->cfg.single_tenant)
-        return api_error(a->c, PE_NOT_AVAILABLE, "server runs single-tenant");
+            return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "id must be [A-Za-z0-9_.-]");
+    if (a->srv->cfg->single_tenant)
+        return api_error(a->h, a->conn_id, PE_NOT_AVAILABLE, "server runs single-tenant");
     const tenant *old = tenants_get(a->srv->tenants, id);
-    if (create && old) return api_error(a->c, PE_BAD_REQUEST, "tenant exists");
-    if (!create && !old) return api_error(a->c, PE_UNKNOWN_CHANNEL, "no such tenant");
+    if (create && old) return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "tenant exists");
+    if (!create && !old) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such tenant");
     char sec[8][2048], pem[8][2048]; /* on the stack: workers run admin calls concurrently */
     const char *secrets[8], *pems[8];
     tenant_spec spec = {.id = id};
     int gs, gp;
     if (str_list(a, "jwt_secrets", "jwt_secret", sec, secrets, &spec.nsecrets, &gs) ||
         str_list(a, "jwt_public_keys", "jwt_public_key", pem, pems, &spec.npublic_keys, &gp))
-        return api_error(a->c, PE_BAD_REQUEST, "jwt_secrets / jwt_public_keys: at most 8 strings");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "jwt_secrets / jwt_public_keys: at most 8 strings");
     spec.secrets = secrets;
     spec.public_keys = pems;
     if (old && !gs) {
@@ -997,7 +1022,7 @@ static int a_tenants_put(api_ctx *a)
     for (int q = 0; q < 6; q++) {
         int r = proto_param_u64(a->b, a->params, quota[q], &v);
         if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && v > UINT32_MAX && q != 3 && q != 5))
-            return api_error(a->c, PE_BAD_REQUEST, quota[q]);
+            return api_error(a->h, a->conn_id, PE_BAD_REQUEST, quota[q]);
         if (r != PROTO_PARAM_OK) continue;
         if (q == 0) spec.max_connections = (uint32_t)v;
         if (q == 1) spec.max_channels = (uint32_t)v;
@@ -1012,17 +1037,17 @@ static int a_tenants_put(api_ctx *a)
              spec.npublic_keys, spec.max_connections);
     /* Validate first: only a change that will be made is audited. */
     char err[256];
-    if (tenants_check(&spec, err, sizeof(err))) return api_error(a->c, PE_BAD_REQUEST, err);
-    if (server_audit(a->srv, a->who->actor, a->method, id, id, details))
-        return api_error(a->c, PE_INTERNAL, "audit log unavailable");
+    if (tenants_check(&spec, err, sizeof(err))) return api_error(a->h, a->conn_id, PE_BAD_REQUEST, err);
+    if (audit(a->srv, a->who->actor, a->method, id, id, details))
+        return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     if (tenants_put(a->srv->tenants, &spec, 1, err, sizeof(err)))
-        return api_error(a->c, PE_INTERNAL, err);
+        return api_error(a->h, a->conn_id, PE_INTERNAL, err);
     sbuf o;
     sbuf_init(&o);
     sbuf_puts(&o, "{\"id\":");
     sbuf_json_str(&o, id, strlen(id));
     sbuf_putc(&o, '}');
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -1033,11 +1058,11 @@ static int a_keys_create(api_ctx *a)
     size_t n;
     char tid[128];
     if (proto_param_str(a->b, a->params, "tenant", &p, &n) != PROTO_PARAM_OK || n >= sizeof(tid))
-        return api_error(a->c, PE_BAD_REQUEST, "tenant required");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "tenant required");
     memcpy(tid, p, n);
     tid[n] = '\0';
-    const tenant *t = server_tenant(a->srv, tid);
-    if (!t) return api_error(a->c, PE_UNKNOWN_CHANNEL, "no such tenant");
+    const tenant *t = proto_tenant(a->srv, tid);
+    if (!t) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such tenant");
     char sc[8][2048];
     const char *scopes[8];
     size_t ns;
@@ -1045,24 +1070,24 @@ static int a_keys_create(api_ctx *a)
     uint32_t mask;
     if (str_list(a, "scopes", "scope", sc, scopes, &ns, &given) || !ns ||
         apikey_scopes_parse(scopes, ns, &mask))
-        return api_error(a->c, PE_BAD_REQUEST,
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST,
                          "scopes: a list of publish, broadcast, history, presence, "
                          "channels, subscribe, disconnect, info, trace, webhooks, dlq, *");
     char key[APIKEY_LEN + 1], id[APIKEY_ID_LEN + 1];
     if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id))
-        return api_error(a->c, PE_INTERNAL, NULL);
+        return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     /* The key works only once it is audited and saved. */
-    if (server_audit(a->srv, a->who->actor, "keys.create", t->id, id, NULL) ||
-        server_save_keys(a->srv)) {
+    if (audit(a->srv, a->who->actor, "keys.create", t->id, id, NULL) ||
+        save_keys(a->srv)) {
         apikey_revoke(a->srv->keys, id);
-        return api_error(a->c, PE_INTERNAL, "audit log or key file unavailable");
+        return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log or key file unavailable");
     }
     sbuf o;
     sbuf_init(&o);
     sbuf_printf(&o, "{\"id\":\"%s\",\"key\":\"%s\",\"tenant\":", id, key);
     sbuf_json_str(&o, t->id, strlen(t->id));
     sbuf_putc(&o, '}');
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -1085,20 +1110,20 @@ static int a_keys_revoke(api_ctx *a)
     size_t n;
     char id[APIKEY_ID_LEN + 1];
     if (proto_param_str(a->b, a->params, "id", &p, &n) != PROTO_PARAM_OK || n > APIKEY_ID_LEN)
-        return api_error(a->c, PE_BAD_REQUEST, "id required");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "id required");
     memcpy(id, p, n);
     id[n] = '\0';
     key_search ks = {.id = id};
     apikey_foreach(a->srv->keys, NULL, find_key, &ks);
-    if (!ks.found) return api_error(a->c, PE_UNKNOWN_CHANNEL, "no such key");
-    if (server_audit(a->srv, a->who->actor, "keys.revoke", NULL, id, NULL))
-        return api_error(a->c, PE_INTERNAL, "audit log unavailable");
-    if (apikey_revoke(a->srv->keys, id)) return api_error(a->c, PE_UNKNOWN_CHANNEL, "no such key");
-    if (server_save_keys(a->srv)) return api_error(a->c, PE_INTERNAL, NULL);
+    if (!ks.found) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such key");
+    if (audit(a->srv, a->who->actor, "keys.revoke", NULL, id, NULL))
+        return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
+    if (apikey_revoke(a->srv->keys, id)) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such key");
+    if (save_keys(a->srv)) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     sbuf o;
     sbuf_init(&o);
     sbuf_puts(&o, "{}");
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }
@@ -1137,7 +1162,7 @@ static int a_keys_list(api_ctx *a)
     sbuf_puts(&o, "{\"keys\":[");
     apikey_foreach(a->srv->keys, tid[0] ? tid : NULL, list_key, &o);
     sbuf_puts(&o, "]}");
-    api_result(a->c, &o);
+    api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
 }

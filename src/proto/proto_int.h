@@ -1,11 +1,13 @@
-/* Internals shared by the client protocol (proto/session.c) and the server
+/* Internals shared by the client protocol (proto/session*.c) and the server
  * HTTP API (proto/api.c): publish parsing and submission, reply pieces and
  * the record that rides along with every engine request. */
 #ifndef PL_PROTO_INT_H
 #define PL_PROTO_INT_H
 
-#include "net/server_int.h"
+#include "proto/host.h"
 #include "util/errors.h"
+
+#define MAX_CHANNEL 255
 
 enum pending_kind {
     P_PUBLISH,
@@ -22,7 +24,15 @@ enum pending_kind {
     P_API_ADMIN
 };
 
-typedef struct pending {
+typedef struct pending pending;
+
+/* Handles the engine's answer to a request on the worker that made it. r
+ * (and pd, which lives inside it) is recycled after the call unless the
+ * handler kept it and cleared pd->keep to say so. */
+typedef void (*pending_done)(proto_host *h, pending *pd, engine_req *r);
+
+struct pending {
+    pending_done done;
     uint64_t conn_id;
     uint64_t cmd_id;
     uint32_t gen;
@@ -36,7 +46,8 @@ typedef struct pending {
     void *agg;           /* API broadcast/cursors aggregate, NULL otherwise */
     uint32_t slot;       /* its index in the aggregate */
     uint8_t server_side; /* subscription made by the server API: result as a push */
-} pending;
+    uint8_t kept;        /* set by done when it keeps r (not recycled) */
+};
 
 /* The params of a publish, as tokens (-1: absent), found in one walk over
  * params by proto_publish_params. */
@@ -54,11 +65,11 @@ void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N]);
 /* Validates a publish's data, class, idempotency key, type, correlation id
  * and headers (v from proto_publish_params) into f (spans into the batch)
  * and cls. PE_OK or the code to answer with. */
-proto_error proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N],
+proto_error proto_parse_publish(const proto_server *srv, proto_batch *b, const int v[PUBP_N],
                                 const cfg_namespace *ns, pub_fields *f, pub_class *cls);
 /* Takes the pub: ephemeral ones are fanned out now, stored ones go to the
  * engine with a copy of pd. PE_OK, or PE_INTERNAL when out of memory (pub dropped). */
-proto_error proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd);
+proto_error proto_submit_pub(proto_host *h, pl_pub *p, const cfg_namespace *ns, pending *pd);
 /* Appends the publish result of an ephemeral pub (answered at once: never
  * stored, so offset 0 and no epoch) to o. */
 void proto_ephemeral_result(sbuf *o, const char *id);
@@ -67,30 +78,34 @@ void proto_put_pubs(sbuf *o, engine_req *r);
  * from w's pool: zeroed, at *pd when pd is not NULL, freed with the request.
  * NULL on allocation failure. Every request the session and the API submit
  * is made so: session_on_engine_done recycles only the request. */
-static inline engine_req *proto_req_new(worker *w, enum engine_op op, pending **pd)
+static inline engine_req *proto_req_new(proto_host *h, enum engine_op op, pending **pd)
 {
-    engine_req *r = engine_req_new_pooled(&w->req_pool, op, sizeof(pending));
+    engine_req *r = engine_req_new_pooled(&h->req_pool, op, sizeof(pending));
     if (pd) *pd = r ? r->ctx : NULL;
+    if (r) r->owner = h;
     return r;
+}
+
+static inline void host_submit(proto_host *h, engine_req *r)
+{
+    h->ops->submit(h, r);
 }
 /* PE_OK if the channel name is valid (PROTOCOL.md section 5), else PE_BAD_REQUEST. */
 proto_error proto_channel_valid(const char *s, size_t n);
 proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch);
 /* The tenant's channel quota (0 = none), for engine requests. */
-uint32_t tenant_max_channels(server *srv, const char *tid);
+uint32_t tenant_max_channels(const proto_server *srv, const char *tid);
 /* The protocol error code of an engine status: PE_STORAGE_UNAVAILABLE,
  * PE_LIMIT_EXCEEDED or PE_INTERNAL. */
 proto_error proto_engine_error(int status);
 /* Stored pubs after a read cursor (what `unread` reports). */
 uint64_t proto_unread(const engine_req *r);
 
-/* Accessors for the API's actions on live connections. */
-const char *session_client(conn *c);
-const char *session_tenant(conn *c);
-void session_server_subscribe(conn *c, const char *channel);
-void session_server_unsubscribe(conn *c, const char *channel);
-
-/* proto/api.c */
-void api_on_engine_done(conn *c, pending *pd, engine_req *r);
+/* The API's actions on live connections. */
+const char *session_client(const session *s);
+const char *session_tenant(const session *s);
+void session_server_subscribe(session *s, const char *channel);
+void session_server_unsubscribe(session *s, const char *channel);
+void session_disconnect(session *s, uint16_t code, const char *reason);
 
 #endif

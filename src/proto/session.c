@@ -16,7 +16,7 @@
 
 #include "auth/jwt.h"
 #include "delivery/delivery.h"
-#include "net/server_int.h"
+#include "proto/session.h"
 #include "obs/log.h"
 #include "proto/command.h"
 #include "proto/proto_int.h"
@@ -28,10 +28,28 @@
 #define DEFAULT_HISTORY_LIMIT 100
 #define MAX_HISTORY_LIMIT 1000
 #define MAX_IDEM_KEY 128
-#define MAX_CHANNEL 255
 #define PUSH_PREFIX_LEN 14 /* strlen("{\"push\":\"pub\",") */
 
+/* A subscription of this session. */
+typedef struct sub {
+    fanout_sub f;  /* first: what fan-out sees (state, last offset, sink) */
+    char *channel; /* owned */
+    engine_req *pending; /* guaranteed pubs awaiting this user, until the READ answers */
+    const cfg_namespace *ns;
+    uint8_t in_presence;
+    char epoch[PUB_EPOCH_LEN + 1];
+    uint32_t gen;           /* matches engine replies to this incarnation */
+    uint32_t page_limit;    /* catch-up page size, tuned so a page fits the queue */
+    int64_t last_typing_ms; /* typing throttle where the namespace keeps no roster */
+    uint8_t read_inflight;
+} sub;
+
 struct session {
+    proto_host *h; /* the worker's (borrowed) */
+    pl_sink *out;  /* the connection (borrowed; outlives the session) */
+    int connected; /* a valid token was presented (WebSocket) or the stream opened (SSE) */
+    int64_t next_ping_ms;
+    int64_t pong_deadline_ms; /* 0: no ping awaits its pong */
     char client[PUB_ID_LEN + 1];
     char *user;
     const char *tenant; /* borrowed from the server's tenant table */
@@ -56,22 +74,30 @@ struct session {
     uint8_t counted_conn;                 /* counted in the tenant's metrics */
 };
 
-typedef void (*method_fn)(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi);
+static void pending_answered(proto_host *h, pending *pd, engine_req *r);
+static void subscribe_answered(proto_host *h, pending *pd, engine_req *r);
+static void page_answered(proto_host *h, pending *pd, engine_req *r);
+static void publish_answered(proto_host *h, pending *pd, engine_req *r);
+static void history_answered(proto_host *h, pending *pd, engine_req *r);
+static void ack_answered(proto_host *h, pending *pd, engine_req *r);
+static void cursor_answered(proto_host *h, pending *pd, engine_req *r);
+
+typedef void (*method_fn)(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi);
 
 enum { NEEDS_CONNECT = 1 };
 
-static void m_connect(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_subscribe(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_unsubscribe(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_publish(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_history(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_refresh(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_pong(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_ack(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_presence(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_presence_stats(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_typing(conn *, const proto_cmd *, proto_batch *, unsigned);
-static void m_read(conn *, const proto_cmd *, proto_batch *, unsigned);
+static void m_connect(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_subscribe(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_unsubscribe(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_publish(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_history(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_refresh(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_pong(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_ack(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_presence(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_presence_stats(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_typing(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_read(session *, const proto_cmd *, proto_batch *, unsigned);
 
 static const struct method {
     const char *name;
@@ -104,18 +130,18 @@ const unsigned session_method_count = NMETHODS;
  * Replies
  * ====================================================================== */
 
-static void send_sbuf(conn *c, sbuf *o)
+static void send_sbuf(session *s, sbuf *o)
 {
     if (o->oom) return;
-    conn_send_json(c, o->data, o->len);
+    sink_send_json(s->out, o->data, o->len);
 }
 
-static void reply_error(conn *c, int has_id, uint64_t id, unsigned mi, int code, const char *detail)
+static void reply_error(session *s, int has_id, uint64_t id, unsigned mi, int code, const char *detail)
 {
-    metrics_command(&c->w->metrics, mi, code);
+    metrics_command(s->h->metrics, mi, code);
     if (!has_id && code != PE_BAD_REQUEST && code != PE_LIMIT_EXCEEDED)
         return; /* fire-and-forget */
-    sbuf *o = &c->w->scratch;
+    sbuf *o = &s->h->scratch;
     sbuf_reset(o);
     sbuf_putc(o, '{');
     if (has_id) {
@@ -126,22 +152,22 @@ static void reply_error(conn *c, int has_id, uint64_t id, unsigned mi, int code,
     sbuf_puts(o, "\"error\":");
     proto_error_json(o, code, detail);
     sbuf_putc(o, '}');
-    send_sbuf(c, o);
+    send_sbuf(s, o);
 }
 
 /* PE_TOO_MANY_REQUESTS with the time until the limit admits the command again. */
-static void reply_retry(conn *c, int has_id, uint64_t id, unsigned mi, int64_t wait_ms)
+static void reply_retry(session *s, int has_id, uint64_t id, unsigned mi, int64_t wait_ms)
 {
-    metrics_command(&c->w->metrics, mi, PE_TOO_MANY_REQUESTS);
+    metrics_command(s->h->metrics, mi, PE_TOO_MANY_REQUESTS);
     if (!has_id) return;
-    sbuf *o = &c->w->scratch;
+    sbuf *o = &s->h->scratch;
     sbuf_reset(o);
     sbuf_puts(o, "{\"id\":");
     sbuf_u64(o, id);
     sbuf_puts(o, ",\"error\":");
     proto_error_json_retry(o, wait_ms);
     sbuf_putc(o, '}');
-    send_sbuf(c, o);
+    send_sbuf(s, o);
 }
 
 static void limit_keys(const session *s, char *tkey, char *ukey, size_t cap)
@@ -152,13 +178,12 @@ static void limit_keys(const session *s, char *tkey, char *ukey, size_t cap)
 
 /* Token buckets: per connection, then per user across all workers.
  * Returns 0 when the command may run, else the wait in ms. */
-static int64_t command_wait(conn *c)
+static int64_t command_wait(session *s)
 {
-    session *s = c->s;
-    server *srv = c->w->srv;
-    int64_t now = c->w->now_us, wait = 0;
-    if (srv->cfg.limits.commands_per_second && (wait = rl_take(&s->cmds, now, 1))) return wait;
-    uint32_t urate = srv->cfg.limits.user_commands_per_second;
+    proto_server *srv = s->h->srv;
+    int64_t now = s->h->now_us, wait = 0;
+    if (srv->cfg->limits.commands_per_second && (wait = rl_take(&s->cmds, now, 1))) return wait;
+    uint32_t urate = srv->cfg->limits.user_commands_per_second;
     if (urate) {
         char key[400];
         snprintf(key, sizeof(key), "u:%s\x1f%s", s->tenant, s->user);
@@ -168,18 +193,18 @@ static int64_t command_wait(conn *c)
 }
 
 /* Publish rates: the namespace's per connection, the tenant's overall. */
-static int64_t publish_wait(conn *c, const cfg_namespace *ns)
+static int64_t publish_wait(session *s, const cfg_namespace *ns)
 {
-    server *srv = c->w->srv;
-    int64_t now = c->w->now_us, wait = 0;
+    proto_server *srv = s->h->srv;
+    int64_t now = s->h->now_us, wait = 0;
     char key[400];
     if (ns->publishes_per_second) {
-        snprintf(key, sizeof(key), "p:%llx:%s", (unsigned long long)c->out.id, ns->name);
+        snprintf(key, sizeof(key), "p:%llx:%s", (unsigned long long)s->out->id, ns->name);
         wait = rl_table_take(srv->limits, key, ns->publishes_per_second, ns->publishes_per_second,
                              now, 1);
         if (wait) return wait;
     }
-    const tenant *t = server_tenant(srv, c->s->tenant);
+    const tenant *t = proto_tenant(srv, s->tenant);
     if (t && t->publishes_per_second) {
         snprintf(key, sizeof(key), "t:%s", t->id);
         wait = rl_table_take(srv->limits, key, t->publishes_per_second, t->publishes_per_second,
@@ -189,9 +214,9 @@ static int64_t publish_wait(conn *c, const cfg_namespace *ns)
 }
 
 /* Starts {"id":N,"result": in the worker scratch buffer. */
-static sbuf *reply_begin(conn *c, uint64_t id)
+static sbuf *reply_begin(session *s, uint64_t id)
 {
-    sbuf *o = &c->w->scratch;
+    sbuf *o = &s->h->scratch;
     sbuf_reset(o);
     sbuf_puts(o, "{\"id\":");
     sbuf_u64(o, id);
@@ -199,19 +224,19 @@ static sbuf *reply_begin(conn *c, uint64_t id)
     return o;
 }
 
-static void reply_end(conn *c, int has_id, unsigned mi)
+static void reply_end(session *s, int has_id, unsigned mi)
 {
-    metrics_command(&c->w->metrics, mi, 0);
-    sbuf *o = &c->w->scratch;
+    metrics_command(s->h->metrics, mi, 0);
+    sbuf *o = &s->h->scratch;
     sbuf_putc(o, '}');
-    if (has_id) send_sbuf(c, o);
+    if (has_id) send_sbuf(s, o);
 }
 
-static void reply_empty(conn *c, const proto_cmd *cmd, unsigned mi)
+static void reply_empty(session *s, const proto_cmd *cmd, unsigned mi)
 {
-    sbuf *o = reply_begin(c, cmd->id);
+    sbuf *o = reply_begin(s, cmd->id);
     sbuf_puts(o, "{}");
-    reply_end(c, cmd->has_id, mi);
+    reply_end(s, cmd->has_id, mi);
 }
 
 /* ======================================================================
@@ -375,41 +400,40 @@ static int patterns_match(char **pats, size_t n, const char *ch)
 }
 
 /* Verifies a channel token for this session and channel. */
-static int channel_token_ok(conn *c, const char *tok, size_t tlen, const char *ch)
+static int channel_token_ok(session *s, const char *tok, size_t tlen, const char *ch)
 {
-    session *s = c->s;
-    const tenant *tk = server_tenant(c->w->srv, s->tenant);
+    const tenant *tk = proto_tenant(s->h->srv, s->tenant);
     struct jwt j;
     int ok = 0;
     if (jwt_parse(tok, tlen, &j) == JWT_OK && tk &&
         jwt_verify(&j, tk->keys, clock_wall_ms() / 1000) == JWT_OK)
         ok = j.channel && !strcmp(j.channel, ch) && !strcmp(j.sub, s->user) &&
-             (c->w->srv->cfg.single_tenant || (j.tenant && !strcmp(j.tenant, s->tenant)));
+             (s->h->srv->cfg->single_tenant || (j.tenant && !strcmp(j.tenant, s->tenant)));
     jwt_release(&j);
     return ok;
 }
 
 /* Checks read access (subscribe, history). Returns 0 or an error code. */
-static proto_error may_read(conn *c, const char *ch, const cfg_namespace **nsp, const char *tok,
+static proto_error may_read(session *s, const char *ch, const cfg_namespace **nsp, const char *tok,
                             size_t tlen)
 {
-    const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
+    const cfg_namespace *ns = config_namespace(s->h->srv->cfg, ch, strlen(ch));
     if (!ns) return PE_UNKNOWN_CHANNEL;
     *nsp = ns;
-    if (!user_allowed(ch, c->s->user)) return PE_PERMISSION_DENIED;
-    if (ns->is_private && !patterns_match(c->s->chans, c->s->nchans, ch) &&
-        !(tok && channel_token_ok(c, tok, tlen, ch)))
+    if (!user_allowed(ch, s->user)) return PE_PERMISSION_DENIED;
+    if (ns->is_private && !patterns_match(s->chans, s->nchans, ch) &&
+        !(tok && channel_token_ok(s, tok, tlen, ch)))
         return PE_PERMISSION_DENIED;
     return 0;
 }
 
-static proto_error may_publish(conn *c, const char *ch, const cfg_namespace **nsp)
+static proto_error may_publish(session *s, const char *ch, const cfg_namespace **nsp)
 {
-    const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
+    const cfg_namespace *ns = config_namespace(s->h->srv->cfg, ch, strlen(ch));
     if (!ns) return PE_UNKNOWN_CHANNEL;
     *nsp = ns;
-    if (!user_allowed(ch, c->s->user)) return PE_PERMISSION_DENIED;
-    if (patterns_match(c->s->pubs, c->s->npubs, ch)) return 0;
+    if (!user_allowed(ch, s->user)) return PE_PERMISSION_DENIED;
+    if (patterns_match(s->pubs, s->npubs, ch)) return 0;
     if (!ns->client_publish || ns->is_private) return PE_PERMISSION_DENIED;
     return 0;
 }
@@ -445,9 +469,8 @@ static sub *find_sub(session *s, const char *ch)
 
 /* Broadcasts a signal push (join, leave, typing, read) for a channel to
  * every worker: an offset-0 pub whose frame is the push itself. */
-static void broadcast_signal(conn *c, const char *ch, sbuf *frame, int skip_origin, int to_user)
+static void broadcast_signal(session *s, const char *ch, sbuf *frame, int skip_origin, int to_user)
 {
-    session *s = c->s;
     pub_fields f = {.tenant = s->tenant,
                     .tenant_len = strlen(s->tenant),
                     .channel = ch,
@@ -456,21 +479,20 @@ static void broadcast_signal(conn *c, const char *ch, sbuf *frame, int skip_orig
                     .user_len = strlen(s->user),
                     .client = s->client,
                     .client_len = strlen(s->client),
-                    .now_ms = c->w->now_ms,
-                    .now_us = c->w->now_us};
+                    .now_ms = s->h->now_ms,
+                    .now_us = s->h->now_us};
     pl_pub *p = frame->oom ? NULL : pub_new(&f, PUB_EPHEMERAL);
     if (!p) return;
     p->skip_origin = (uint8_t)skip_origin;
     p->to_user = (uint8_t)to_user;
     rbuf *copy = rbuf_from(frame->data, frame->len);
     pub_set_frame(p, copy);
-    if (copy) server_broadcast_pub(c->w->srv, p);
+    if (copy) s->h->ops->broadcast(s->h, p);
     pub_unref(p);
 }
 
-static void join_leave(conn *c, sub *sb, const char *kind)
+static void join_leave(session *s, sub *sb, const char *kind)
 {
-    session *s = c->s;
     sbuf o;
     sbuf_init(&o);
     sbuf_printf(&o, "{\"push\":\"%s\",\"channel\":", kind);
@@ -478,63 +500,65 @@ static void join_leave(conn *c, sub *sb, const char *kind)
     sbuf_puts(&o, ",\"info\":{\"user\":");
     sbuf_json_str(&o, s->user, strlen(s->user));
     sbuf_printf(&o, ",\"client\":\"%s\"}}", s->client);
-    broadcast_signal(c, sb->channel, &o, 1, 0);
+    broadcast_signal(s, sb->channel, &o, 1, 0);
     sbuf_release(&o);
 }
 
 /* Registers the subscriber where something needs the roster: presence
  * itself, join/leave pushes, or the recipients of guaranteed pubs. An idle
  * subscriber of another namespace costs no roster entry. */
-static void presence_enter(conn *c, sub *sb)
+static void presence_enter(session *s, sub *sb)
 {
-    session *s = c->s;
     const cfg_namespace *ns = sb->ns;
     if (!ns->presence && !ns->join_leave && ns->cls != PUB_GUARANTEED) return;
-    if (presence_add(c->w->srv->presence, s->tenant, sb->channel, s->client, s->user, s->info,
-                     c->w->now_ms) != 1)
+    if (presence_add(s->h->srv->presence, s->tenant, sb->channel, s->client, s->user, s->info,
+                     s->h->now_ms) != 1)
         return;
     sb->in_presence = 1;
-    if (sb->ns->join_leave) join_leave(c, sb, "join");
+    if (sb->ns->join_leave) join_leave(s, sb, "join");
 }
 
-static void presence_leave(conn *c, sub *sb)
+static void presence_leave(session *s, sub *sb)
 {
-    session *s = c->s;
     if (!sb->in_presence) return;
     sb->in_presence = 0;
-    if (presence_remove(c->w->srv->presence, s->tenant, sb->channel, s->client) == 1 &&
+    if (presence_remove(s->h->srv->presence, s->tenant, sb->channel, s->client) == 1 &&
         sb->ns->join_leave)
-        join_leave(c, sb, "leave");
+        join_leave(s, sb, "leave");
 }
 
-const char *session_client(conn *c)
+const char *session_client(const session *s)
 {
-    return c->s ? c->s->client : "";
+    return s->connected ? s->client : "";
 }
 
-const char *session_tenant(conn *c)
+const char *session_tenant(const session *s)
 {
-    return c->s ? c->s->tenant : "";
+    return s->connected ? s->tenant : "";
+}
+
+int session_connected(const session *s)
+{
+    return s->connected;
 }
 
 int session_subscribed(void *owner, const char *channel)
 {
-    conn *c = owner;
-    if (!c->s) return 0;
-    sub *sb = find_sub(c->s, channel);
+    session *s = owner;
+    if (!s->connected) return 0;
+    sub *sb = find_sub(s, channel);
     return sb && sb->f.state == SUB_LIVE;
 }
 
-static void drop_sub(conn *c, sub *sb)
+static void drop_sub(session *s, sub *sb)
 {
-    session *s = c->s;
-    presence_leave(c, sb);
+    presence_leave(s, sb);
     for (uint32_t i = 0; i < s->nsubs; i++)
         if (s->subs[i] == sb) {
             s->subs[i] = s->subs[--s->nsubs];
             break;
         }
-    fanout_detach(c->w->fan, &sb->f);
+    fanout_detach(s->h->fan, &sb->f);
     engine_req_free(sb->pending);
     pl_free(sb->channel);
     pl_free(sb);
@@ -557,19 +581,18 @@ static void free_strs(char **v, size_t n)
     pl_free(v);
 }
 
-void session_free(conn *c)
+void session_free(session *s)
 {
-    session *s = c->s;
     if (!s) return;
     while (s->nsubs)
-        drop_sub(c, s->subs[s->nsubs - 1]);
-    if (!s->sse) fanout_user_del(c->w->fan, &c->out, s->tenant, s->user);
-    tenant_counters *tc = s->counted_conn ? metrics_tenant(&c->w->metrics, s->tenant) : NULL;
+        drop_sub(s, s->subs[s->nsubs - 1]);
+    if (s->connected && !s->sse) fanout_user_del(s->h->fan, s->out, s->tenant, s->user);
+    tenant_counters *tc = s->counted_conn ? metrics_tenant(s->h->metrics, s->tenant) : NULL;
     if (tc) atomic_fetch_add(&tc->connections_closed, 1);
     char tkey[400], ukey[400];
     limit_keys(s, tkey, ukey, sizeof(tkey));
-    if (s->counted_tenant) rl_conn_release(c->w->srv->limits, tkey);
-    if (s->counted_user) rl_conn_release(c->w->srv->limits, ukey);
+    if (s->counted_tenant) rl_conn_release(s->h->srv->limits, tkey);
+    if (s->counted_user) rl_conn_release(s->h->srv->limits, ukey);
     pl_free(s->subs);
     pl_free(s->user);
     pl_free(s->info);
@@ -577,16 +600,15 @@ void session_free(conn *c)
     free_strs(s->pubs, s->npubs);
     sbuf_release(&s->connect_reply);
     pl_free(s);
-    c->s = NULL;
 }
 
 /* Verifies a connection token: 0 with *out filled, or PE_UNAUTHORIZED/PE_TOKEN_EXPIRED. */
-static proto_error verify_token(conn *c, const char *tok, size_t tlen, struct jwt *out,
+static proto_error verify_token(session *s, const char *tok, size_t tlen, struct jwt *out,
                                 const tenant **tkp)
 {
-    server *srv = c->w->srv;
+    proto_server *srv = s->h->srv;
     if (jwt_parse(tok, tlen, out) != JWT_OK) return PE_UNAUTHORIZED;
-    const tenant *tk = server_tenant(srv, jwt_peek_tenant(out));
+    const tenant *tk = proto_tenant(srv, jwt_peek_tenant(out));
     if (!tk) return PE_UNAUTHORIZED;
     enum jwt_result r = jwt_verify(out, tk->keys, clock_wall_ms() / 1000);
     if (r == JWT_EXPIRED) return PE_TOKEN_EXPIRED;
@@ -595,10 +617,20 @@ static proto_error verify_token(conn *c, const char *tok, size_t tlen, struct jw
     return 0;
 }
 
-static session *session_new(conn *c, const struct jwt *j, const tenant *tk)
+session *session_new(proto_host *h, pl_sink *out)
 {
     session *s = pl_calloc(1, sizeof(*s));
     if (!s) return NULL;
+    s->h = h;
+    s->out = out;
+    sbuf_init(&s->connect_reply);
+    return s;
+}
+
+/* Takes the identity of a verified token: the session is connected from
+ * here. -1 when out of memory (the session stays unconnected). */
+static int session_login(session *s, const struct jwt *j, const tenant *tk)
+{
     clock_ulid(s->client);
     s->user = pl_strdup(j->sub);
     s->tenant = tk->id;
@@ -608,32 +640,28 @@ static session *session_new(conn *c, const struct jwt *j, const tenant *tk)
     s->nchans = s->chans ? j->n_channels : 0;
     s->pubs = copy_strs(j->publish, j->n_publish);
     s->npubs = s->pubs ? j->n_publish : 0;
-    sbuf_init(&s->connect_reply);
-    if (!s->user) {
-        pl_free(s);
-        return NULL;
-    }
-    return s;
+    if (!s->user) return -1;
+    s->connected = 1;
+    return 0;
 }
 
-static void request_pending(conn *c, sub *sb)
+static void request_pending(session *s, sub *sb)
 {
     pending *p;
-    engine_req *r = proto_req_new(c->w, ENGINE_PENDING, &p);
-    if (!r || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(sb->channel)) ||
-        !(r->user = pl_strdup(c->s->user))) {
+    engine_req *r = proto_req_new(s->h, ENGINE_PENDING, &p);
+    if (!r || !(r->tenant = pl_strdup(s->tenant)) || !(r->channel = pl_strdup(sb->channel)) ||
+        !(r->user = pl_strdup(s->user))) {
         engine_req_free(r);
         return;
     }
-    *p = (pending){.conn_id = c->out.id, .gen = sb->gen, .kind = P_PENDING};
-    r->owner = c->w;
-    worker_submit(c->w, r);
+    *p = (pending){.done = pending_answered, .conn_id = s->out->id, .gen = sb->gen};
+    host_submit(s->h, r);
 }
 
 /* Writes the user's unacknowledged guaranteed pubs that the subscribe
  * result did not carry and that live delivery will not bring (offsets up to
  * the starting point), each with its next attempt number. */
-static void send_pending(conn *c, sub *sb, engine_req *res)
+static void send_pending(session *s, sub *sb, engine_req *res)
 {
     engine_req *pr = sb->pending;
     sb->pending = NULL;
@@ -646,23 +674,22 @@ static void send_pending(conn *c, sub *sb, engine_req *res)
         uint32_t attempt = pr->attempts[i] + 1;
         if (p->offset < lo || p->offset > hi) {
             rbuf *f = delivery_frame(proto_pub_frame(p), attempt);
-            if (f) conn_enqueue(c, OUT_JSON, f, f->len);
+            if (f) sink_enqueue(s->out, OUT_JSON, f, f->len);
         }
-        delivery_sent(c->w->srv->delivery, p, sb->f.user, attempt);
+        delivery_sent(s->h->srv->dlv, p, sb->f.user, attempt);
     }
     engine_req_free(pr);
 }
 
 /* Registers a subscription and asks the engine for its starting point.
  * Returns 0, or an error code (nothing registered). */
-static proto_error start_subscribe(conn *c, const char *ch, const cfg_namespace *ns, int has_since,
+static proto_error start_subscribe(session *s, const char *ch, const cfg_namespace *ns, int has_since,
                                    uint64_t since_off, const char *since_epoch, uint32_t limit,
                                    pending *pd)
 {
-    session *s = c->s;
-    worker *w = c->w;
+    proto_host *h = s->h;
     if (find_sub(s, ch)) return PE_ALREADY_SUBSCRIBED;
-    if (s->nsubs >= w->srv->cfg.limits.max_channels_per_connection) return PE_LIMIT_EXCEEDED;
+    if (s->nsubs >= h->srv->cfg->limits.max_channels_per_connection) return PE_LIMIT_EXCEEDED;
     if (s->nsubs == s->capsubs) {
         uint32_t ncap = s->capsubs ? s->capsubs * 2 : 4;
         sub **ns = pl_realloc(s->subs, ncap * sizeof(*ns));
@@ -672,16 +699,16 @@ static proto_error start_subscribe(conn *c, const char *ch, const cfg_namespace 
     }
     sub *sb = pl_calloc(1, sizeof(*sb));
     pending *p;
-    engine_req *r = proto_req_new(c->w, ENGINE_READ, &p);
+    engine_req *r = proto_req_new(s->h, ENGINE_READ, &p);
     if (!sb || !r) goto oom;
-    sb->f.out = &c->out;
+    sb->f.out = s->out;
     sb->ns = ns;
     sb->f.client = s->client;
     sb->f.user = s->user;
     sb->channel = pl_strdup(ch);
     r->tenant = pl_strdup(s->tenant);
     r->channel = pl_strdup(ch);
-    if (!sb->channel || !r->tenant || !r->channel || fanout_attach(w->fan, &sb->f, s->tenant, ch)) goto oom;
+    if (!sb->channel || !r->tenant || !r->channel || fanout_attach(h->fan, &sb->f, s->tenant, ch)) goto oom;
     /* Before the sub joins the session, so the oom path never leaves it there. */
     if (ns && ns->read_cursors && !(r->user = pl_strdup(s->user))) goto oom;
     sb->f.state = SUB_RECOVERING;
@@ -689,16 +716,15 @@ static proto_error start_subscribe(conn *c, const char *ch, const cfg_namespace 
     sb->read_inflight = 1;
     s->subs[s->nsubs++] = sb;
     *p = *pd;
-    p->kind = P_SUBSCRIBE;
-    p->conn_id = c->out.id;
+    p->done = subscribe_answered;
+    p->conn_id = s->out->id;
     p->gen = sb->gen;
     p->has_since = (uint8_t)has_since;
     p->since_offset = since_off;
-    r->owner = w;
-    r->max_channels = tenant_max_channels(w->srv, s->tenant);
+        r->max_channels = tenant_max_channels(h->srv, s->tenant);
     /* Guaranteed namespaces: ask for the user's unacknowledged pubs first;
      * the engine answers before the READ, so they are at hand when it does. */
-    if (ns && ns->cls == PUB_GUARANTEED && !s->sse) request_pending(c, sb);
+    if (ns && ns->cls == PUB_GUARANTEED && !s->sse) request_pending(s, sb);
     if (has_since) {
         r->mode = ENGINE_READ_RECOVER;
         r->has_since = 1;
@@ -709,11 +735,11 @@ static proto_error start_subscribe(conn *c, const char *ch, const cfg_namespace 
         r->mode = ENGINE_READ_HISTORY;
         r->limit = 0;
     }
-    worker_submit(w, r);
+    host_submit(h, r);
     return 0;
 oom:
     if (sb) {
-        fanout_detach(w->fan, &sb->f);
+        fanout_detach(h->fan, &sb->f);
         pl_free(sb->channel);
         pl_free(sb);
     }
@@ -721,42 +747,40 @@ oom:
     return PE_INTERNAL;
 }
 
-static void request_page(conn *c, sub *sb)
+static void request_page(session *s, sub *sb)
 {
     pending *p;
-    engine_req *r = proto_req_new(c->w, ENGINE_READ, &p);
+    engine_req *r = proto_req_new(s->h, ENGINE_READ, &p);
     if (!r) goto fail;
-    r->tenant = pl_strdup(c->s->tenant);
+    r->tenant = pl_strdup(s->tenant);
     r->channel = pl_strdup(sb->channel);
     if (!r->tenant || !r->channel) goto fail;
     r->mode = ENGINE_READ_HISTORY;
     r->has_since = 1;
     r->since_offset = sb->f.last_offset;
     r->limit = sb->page_limit ? sb->page_limit : PAGE_SIZE;
-    r->owner = c->w;
-    p->kind = P_PAGE;
-    p->conn_id = c->out.id;
+    p->done = page_answered;
+    p->conn_id = s->out->id;
     p->gen = sb->gen;
     sb->read_inflight = 1;
-    worker_submit(c->w, r);
+    host_submit(s->h, r);
     return;
 fail:
     engine_req_free(r);
-    conn_close(c, PC_OVERLOADED, "overloaded");
+    sink_close(s->out, PC_OVERLOADED, "overloaded");
 }
 
-void session_on_drain(conn *c)
+void session_on_drain(session *s)
 {
-    session *s = c->s;
     if (!s) return;
-    size_t low = c->w->srv->cfg.limits.outbound_queue_bytes / 2;
-    for (uint32_t i = 0; i < s->nsubs && c->out.queued < low; i++) {
+    size_t low = s->h->srv->cfg->limits.outbound_queue_bytes / 2;
+    for (uint32_t i = 0; i < s->nsubs && s->out->queued < low; i++) {
         sub *sb = s->subs[i];
-        if (sb->f.state == SUB_CATCHUP && !sb->read_inflight) request_page(c, sb);
+        if (sb->f.state == SUB_CATCHUP && !sb->read_inflight) request_page(s, sb);
     }
 }
 
-static void send_gap(conn *c, const char *ch, const char *epoch, uint64_t from, uint64_t to)
+static void send_gap(session *s, const char *ch, const char *epoch, uint64_t from, uint64_t to)
 {
     sbuf o;
     sbuf_init(&o);
@@ -769,27 +793,26 @@ static void send_gap(conn *c, const char *ch, const char *epoch, uint64_t from, 
     sbuf_putc(&o, '}');
     rbuf *r = sbuf_to_rbuf(&o);
     sbuf_release(&o);
-    if (r) conn_enqueue(c, OUT_GAP, r, r->len);
-    metrics_add(&c->w->metrics, M_GAPS, 1);
+    if (r) sink_enqueue(s->out, OUT_GAP, r, r->len);
+    metrics_add(s->h->metrics, M_GAPS, 1);
 }
 
-static void enqueue_pubs(conn *c, sub *sb, engine_req *r)
+static void enqueue_pubs(session *s, sub *sb, engine_req *r)
 {
     for (size_t i = 0; i < r->npubs; i++) {
         pl_pub *p = r->pubs[i];
         if (p->offset <= sb->f.last_offset) continue;
         sb->f.last_offset = p->offset;
-        if (conn_enqueue_pub(c, p)) return;
+        if (sink_enqueue_pub(s->out, p)) return;
     }
 }
 
 /* Finishes a connect whose subscriptions have all answered. */
-static void finish_connect(conn *c)
+static void finish_connect(session *s)
 {
-    session *s = c->s;
     sbuf_puts(&s->connect_reply, "}}}");
-    metrics_command(&c->w->metrics, 0, 0);
-    if (s->connect_has_id) send_sbuf(c, &s->connect_reply);
+    metrics_command(s->h->metrics, 0, 0);
+    if (s->connect_has_id) send_sbuf(s, &s->connect_reply);
     sbuf_release(&s->connect_reply);
 }
 
@@ -825,9 +848,9 @@ static void put_result_pubs(sbuf *o, engine_req *r, const engine_req *pending)
 /* Keeps a subscribe result within half the outbound queue: recovered pubs
  * beyond it are streamed as catch-up pages instead (more = 1); for a result
  * that is not a recovery the oldest ones are dropped. */
-static void fit_result(conn *c, engine_req *r, int recovered)
+static void fit_result(session *s, engine_req *r, int recovered)
 {
-    size_t budget = c->w->srv->cfg.limits.outbound_queue_bytes / 2, bytes = 0, keep = 0;
+    size_t budget = s->h->srv->cfg->limits.outbound_queue_bytes / 2, bytes = 0, keep = 0;
     for (size_t k = 0; k < r->npubs; k++) {
         size_t i = recovered ? k : r->npubs - 1 - k;
         const rbuf *f = proto_pub_frame(r->pubs[i]);
@@ -852,7 +875,7 @@ static void fit_result(conn *c, engine_req *r, int recovered)
 /* Sizes catch-up pages from the pubs just seen: a page is at most a quarter
  * of the outbound queue, so streaming history never trips the slow-consumer
  * cut by itself. */
-static void tune_page(conn *c, sub *sb, const engine_req *r)
+static void tune_page(session *s, sub *sb, const engine_req *r)
 {
     size_t bytes = 0;
     for (size_t i = 0; i < r->npubs; i++) {
@@ -864,13 +887,12 @@ static void tune_page(conn *c, sub *sb, const engine_req *r)
         return;
     }
     size_t avg = bytes / r->npubs + 1;
-    size_t fit = c->w->srv->cfg.limits.outbound_queue_bytes / 4 / avg;
+    size_t fit = s->h->srv->cfg->limits.outbound_queue_bytes / 4 / avg;
     sb->page_limit = (uint32_t)(fit < 1 ? 1 : fit > PAGE_SIZE ? PAGE_SIZE : fit);
 }
 
-static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
+static void subscribe_done(session *s, sub *sb, pending *pd, engine_req *r)
 {
-    session *s = c->s;
     unsigned mi = 1;
     if (r->status != PL_OK) {
         int code = proto_engine_error(r->status);
@@ -882,23 +904,23 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
             proto_error_json(&s->connect_reply, code, NULL);
             sbuf_putc(&s->connect_reply, '}');
         } else {
-            reply_error(c, pd->has_id, pd->cmd_id, mi, code, NULL);
+            reply_error(s, pd->has_id, pd->cmd_id, mi, code, NULL);
         }
-        drop_sub(c, sb);
+        drop_sub(s, sb);
         return;
     }
     snprintf(sb->epoch, sizeof(sb->epoch), "%s", r->epoch);
     int recovered = pd->has_since && r->recovered;
-    fit_result(c, r, recovered);
-    tune_page(c, sb, r);
+    fit_result(s, r, recovered);
+    tune_page(s, sb, r);
     uint64_t last =
         r->npubs ? r->pubs[r->npubs - 1]->offset : (recovered ? pd->since_offset : r->head);
     if (s->sse) {
         sb->f.last_offset = 0;
-        enqueue_pubs(c, sb, r);
+        enqueue_pubs(s, sb, r);
         sb->f.last_offset = last;
     } else {
-        sbuf *o = pd->in_connect ? &s->connect_reply : reply_begin(c, pd->cmd_id);
+        sbuf *o = pd->in_connect ? &s->connect_reply : reply_begin(s, pd->cmd_id);
         if (pd->server_side) {
             sbuf_reset(o);
             sbuf_puts(o, "{\"push\":\"subscribe\",\"channel\":");
@@ -924,9 +946,9 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
         sbuf_putc(o, '}');
         if (pd->server_side) {
             sbuf_putc(o, '}');
-            send_sbuf(c, o);
+            send_sbuf(s, o);
         } else if (!pd->in_connect) {
-            reply_end(c, pd->has_id, mi);
+            reply_end(s, pd->has_id, mi);
         }
         sb->f.last_offset = last;
     }
@@ -941,37 +963,37 @@ static void subscribe_done(conn *c, sub *sb, pending *pd, engine_req *r)
             from = pd->since_offset + 1;
             to = r->npubs ? r->pubs[0]->offset - 1 : r->head;
         }
-        if (to >= from) send_gap(c, sb->channel, r->epoch, from, to);
+        if (to >= from) send_gap(s, sb->channel, r->epoch, from, to);
     }
-    if (recovered) metrics_add(&c->w->metrics, M_RECOVERIES, 1);
-    presence_enter(c, sb);
-    send_pending(c, sb, r);
+    if (recovered) metrics_add(s->h->metrics, M_RECOVERIES, 1);
+    presence_enter(s, sb);
+    send_pending(s, sb, r);
     sb->f.state = recovered && r->more ? SUB_CATCHUP : SUB_LIVE;
-    if (sb->f.state == SUB_CATCHUP) session_on_drain(c);
+    if (sb->f.state == SUB_CATCHUP) session_on_drain(s);
 }
 
-static void page_done(conn *c, sub *sb, engine_req *r)
+static void page_done(session *s, sub *sb, engine_req *r)
 {
     if (r->status != PL_OK) {
-        conn_close(c, PC_OVERLOADED, "storage unavailable");
+        sink_close(s->out, PC_OVERLOADED, "storage unavailable");
         return;
     }
-    enqueue_pubs(c, sb, r);
-    tune_page(c, sb, r);
+    enqueue_pubs(s, sb, r);
+    tune_page(s, sb, r);
     if (!r->more)
         sb->f.state = SUB_LIVE;
     else
-        session_on_drain(c);
+        session_on_drain(s);
 }
 
-static void publish_done(conn *c, pending *pd, engine_req *r)
+static void publish_done(session *s, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
-        reply_error(c, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
+        reply_error(s, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
-    if (r->duplicate) metrics_add(&c->w->metrics, M_PUBS_DUPLICATE, 1);
-    sbuf *o = reply_begin(c, pd->cmd_id);
+    if (r->duplicate) metrics_add(s->h->metrics, M_PUBS_DUPLICATE, 1);
+    sbuf *o = reply_begin(s, pd->cmd_id);
     sbuf_puts(o, "{\"id\":\"");
     sbuf_puts(o, r->pub->id);
     sbuf_puts(o, "\",\"offset\":");
@@ -979,36 +1001,36 @@ static void publish_done(conn *c, pending *pd, engine_req *r)
     sbuf_puts(o, ",\"epoch\":\"");
     sbuf_puts(o, r->pub->epoch);
     sbuf_puts(o, r->duplicate ? "\",\"duplicate\":true}" : "\",\"duplicate\":false}");
-    reply_end(c, pd->has_id, pd->method);
+    reply_end(s, pd->has_id, pd->method);
 }
 
-static void history_done(conn *c, pending *pd, engine_req *r)
+static void history_done(session *s, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
-        reply_error(c, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
+        reply_error(s, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
-    sbuf *o = reply_begin(c, pd->cmd_id);
+    sbuf *o = reply_begin(s, pd->cmd_id);
     sbuf_putc(o, '{');
     proto_put_pubs(o, r);
     sbuf_puts(o, ",\"offset\":");
     sbuf_u64(o, r->head);
     sbuf_printf(o, ",\"epoch\":\"%s\"}", r->epoch);
-    reply_end(c, pd->has_id, pd->method);
+    reply_end(s, pd->has_id, pd->method);
 }
 
-static void ack_done(conn *c, pending *pd, engine_req *r)
+static void ack_done(session *s, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
-        reply_error(c, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
+        reply_error(s, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
-    delivery_acked(c->w->srv->delivery, r->tenant, r->channel, r->user, r->since_offset);
-    sbuf *o = reply_begin(c, pd->cmd_id);
+    delivery_acked(s->h->srv->dlv, r->tenant, r->channel, r->user, r->since_offset);
+    sbuf *o = reply_begin(s, pd->cmd_id);
     sbuf_puts(o, "{\"acknowledged\":");
     sbuf_u64(o, r->count);
     sbuf_putc(o, '}');
-    reply_end(c, pd->has_id, pd->method);
+    reply_end(s, pd->has_id, pd->method);
 }
 
 uint64_t proto_unread(const engine_req *r)
@@ -1020,14 +1042,14 @@ uint64_t proto_unread(const engine_req *r)
 
 /* A moved read cursor is a read receipt for the channel's subscribers and a
  * sync signal for the user's other devices. */
-static void read_done(conn *c, pending *pd, engine_req *r)
+static void read_done(session *s, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
-        reply_error(c, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
+        reply_error(s, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
     if (r->moved) {
-        metrics_add(&c->w->metrics, M_READ_UPDATES, 1);
+        metrics_add(s->h->metrics, M_READ_UPDATES, 1);
         sbuf o;
         sbuf_init(&o);
         sbuf_puts(&o, "{\"push\":\"read\",\"channel\":");
@@ -1037,61 +1059,100 @@ static void read_done(conn *c, pending *pd, engine_req *r)
         sbuf_puts(&o, ",\"offset\":");
         sbuf_u64(&o, r->cursor);
         sbuf_putc(&o, '}');
-        broadcast_signal(c, r->channel, &o, 1, 1);
+        broadcast_signal(s, r->channel, &o, 1, 1);
         sbuf_release(&o);
     }
-    sbuf *o = reply_begin(c, pd->cmd_id);
+    sbuf *o = reply_begin(s, pd->cmd_id);
     sbuf_puts(o, "{\"offset\":");
     sbuf_u64(o, r->cursor);
     sbuf_puts(o, ",\"unread\":");
     sbuf_u64(o, proto_unread(r));
     sbuf_putc(o, '}');
-    reply_end(c, pd->has_id, pd->method);
+    reply_end(s, pd->has_id, pd->method);
 }
 
-void session_on_engine_done(worker *w, engine_req *r)
+/* ======================================================================
+ * Engine answers: each request carries its done handler
+ * ====================================================================== */
+
+void proto_on_engine_done(proto_host *h, engine_req *r)
 {
     pending *pd = r->ctx;
-    conn *c = pd ? map_get(&w->conns, (const char *)&pd->conn_id, sizeof(pd->conn_id)) : NULL;
-    if (pd && pd->kind >= P_API_PUBLISH) {
-        api_on_engine_done(c, pd, r);
-        goto out;
+    if (pd && pd->done) pd->done(h, pd, r);
+    if (!pd || !pd->kept) engine_req_recycle(&h->req_pool, r); /* and pd, inside it */
+}
+
+/* The connected session an answer is for, or NULL when it went away. */
+static session *session_for(proto_host *h, const pending *pd)
+{
+    session *s = h->ops->find(h, pd->conn_id);
+    return s && s->connected && !s->out->closed ? s : NULL;
+}
+
+/* The user's unacknowledged guaranteed pubs, kept for the subscribe READ
+ * that answers next. */
+static void pending_answered(proto_host *h, pending *pd, engine_req *r)
+{
+    session *s = session_for(h, pd);
+    sub *sb = s ? find_sub(s, r->channel) : NULL;
+    if (sb && sb->gen == pd->gen && r->status == PL_OK && !sb->pending) {
+        sb->pending = r;
+        pd->kept = 1;
     }
-    if (!c || c->out.closed || !c->s) goto out;
-    if (pd->kind == P_PENDING) {
-        sub *sb = find_sub(c->s, r->channel);
-        if (sb && sb->gen == pd->gen && r->status == PL_OK && !sb->pending) {
-            sb->pending = r; /* used when the subscribe READ answers */
-            return;
-        }
-        goto out;
+}
+
+/* A subscribe READ or a catch-up page, for the subscription incarnation
+ * that asked (an unsubscribe or resubscribe meanwhile makes it stale). */
+static void read_answered(proto_host *h, pending *pd, engine_req *r, int page)
+{
+    session *s = session_for(h, pd);
+    if (!s) return;
+    sub *sb = find_sub(s, r->channel);
+    if (!sb || sb->gen != pd->gen) {
+        if (!page && !pd->in_connect)
+            reply_error(s, pd->has_id, pd->cmd_id, 1, PE_BAD_REQUEST, "unsubscribed meanwhile");
+        return;
     }
-    if (pd->kind == P_ACK) {
-        ack_done(c, pd, r);
-        goto out;
-    }
-    if (pd->kind == P_SUBSCRIBE || pd->kind == P_PAGE) {
-        sub *sb = find_sub(c->s, r->channel);
-        if (!sb || sb->gen != pd->gen) {
-            if (pd->kind == P_SUBSCRIBE && !pd->in_connect)
-                reply_error(c, pd->has_id, pd->cmd_id, 1, PE_BAD_REQUEST, "unsubscribed meanwhile");
-            goto out;
-        }
-        sb->read_inflight = 0;
-        if (pd->kind == P_SUBSCRIBE)
-            subscribe_done(c, sb, pd, r);
-        else
-            page_done(c, sb, r);
-        if (pd->in_connect && c->s && --c->s->connect_pending == 0) finish_connect(c);
-    } else if (pd->kind == P_PUBLISH) {
-        publish_done(c, pd, r);
-    } else if (pd->kind == P_READ) {
-        read_done(c, pd, r);
-    } else {
-        history_done(c, pd, r);
-    }
-out:
-    engine_req_recycle(&w->req_pool, r); /* and pd, which lives inside it */
+    sb->read_inflight = 0;
+    if (page)
+        page_done(s, sb, r);
+    else
+        subscribe_done(s, sb, pd, r);
+    if (pd->in_connect && --s->connect_pending == 0) finish_connect(s);
+}
+
+static void subscribe_answered(proto_host *h, pending *pd, engine_req *r)
+{
+    read_answered(h, pd, r, 0);
+}
+
+static void page_answered(proto_host *h, pending *pd, engine_req *r)
+{
+    read_answered(h, pd, r, 1);
+}
+
+static void publish_answered(proto_host *h, pending *pd, engine_req *r)
+{
+    session *s = session_for(h, pd);
+    if (s) publish_done(s, pd, r);
+}
+
+static void history_answered(proto_host *h, pending *pd, engine_req *r)
+{
+    session *s = session_for(h, pd);
+    if (s) history_done(s, pd, r);
+}
+
+static void ack_answered(proto_host *h, pending *pd, engine_req *r)
+{
+    session *s = session_for(h, pd);
+    if (s) ack_done(s, pd, r);
+}
+
+static void cursor_answered(proto_host *h, pending *pd, engine_req *r)
+{
+    session *s = session_for(h, pd);
+    if (s) read_done(s, pd, r);
 }
 
 /* ======================================================================
@@ -1119,72 +1180,69 @@ proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoc
 
 /* Counts a new session against its tenant's and user's connection limits
  * (across all workers). Returns -1 when one is full (nothing held). */
-static int count_connection(conn *c)
+static int count_connection(session *s)
 {
-    session *s = c->s;
-    server *srv = c->w->srv;
-    const tenant *t = server_tenant(srv, s->tenant);
+    proto_server *srv = s->h->srv;
+    const tenant *t = proto_tenant(srv, s->tenant);
     char tkey[400], ukey[400];
     limit_keys(s, tkey, ukey, sizeof(tkey));
     if (t && t->max_connections) {
         if (rl_conn_acquire(srv->limits, tkey, t->max_connections)) return -1;
         s->counted_tenant = 1;
     }
-    if (srv->cfg.limits.max_connections_per_user) {
-        if (rl_conn_acquire(srv->limits, ukey, srv->cfg.limits.max_connections_per_user)) return -1;
+    if (srv->cfg->limits.max_connections_per_user) {
+        if (rl_conn_acquire(srv->limits, ukey, srv->cfg->limits.max_connections_per_user)) return -1;
         s->counted_user = 1;
     }
     return 0;
 }
 
-static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_connect(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     const char *tok;
     size_t tlen;
-    if (c->s) {
-        reply_error(c, cmd->has_id, cmd->id, mi, PE_BAD_REQUEST, "already connected");
+    if (s->connected) {
+        reply_error(s, cmd->has_id, cmd->id, mi, PE_BAD_REQUEST, "already connected");
         return;
     }
     if (proto_param_str(b, cmd->params, "token", &tok, &tlen) != PROTO_PARAM_OK) {
-        reply_error(c, cmd->has_id, cmd->id, mi, PE_UNAUTHORIZED, "token required");
-        conn_close(c, PC_INVALID_TOKEN, "invalid token");
+        reply_error(s, cmd->has_id, cmd->id, mi, PE_UNAUTHORIZED, "token required");
+        sink_close(s->out, PC_INVALID_TOKEN, "invalid token");
         return;
     }
     struct jwt j;
     const tenant *tk = NULL;
-    int code = verify_token(c, tok, tlen, &j, &tk);
+    int code = verify_token(s, tok, tlen, &j, &tk);
     if (code) {
         jwt_release(&j);
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
-        conn_close(c, code == PE_TOKEN_EXPIRED ? PC_TOKEN_EXPIRED : PC_INVALID_TOKEN,
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
+        sink_close(s->out, code == PE_TOKEN_EXPIRED ? PC_TOKEN_EXPIRED : PC_INVALID_TOKEN,
                    code == PE_TOKEN_EXPIRED ? "token expired" : "invalid token");
         return;
     }
-    c->s = session_new(c, &j, tk);
+    int rc = session_login(s, &j, tk);
     jwt_release(&j);
-    if (!c->s) {
-        reply_error(c, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
-        conn_close(c, PC_OVERLOADED, "overloaded");
+    if (rc) {
+        reply_error(s, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
+        sink_close(s->out, PC_OVERLOADED, "overloaded");
         return;
     }
-    session *s = c->s;
-    server *srv = c->w->srv;
-    if (count_connection(c)) {
-        reply_error(c, cmd->has_id, cmd->id, mi, PE_LIMIT_EXCEEDED, "too many connections");
-        conn_close(c, PC_FORBIDDEN, "too many connections");
+    proto_server *srv = s->h->srv;
+    if (count_connection(s)) {
+        reply_error(s, cmd->has_id, cmd->id, mi, PE_LIMIT_EXCEEDED, "too many connections");
+        sink_close(s->out, PC_FORBIDDEN, "too many connections");
         return;
     }
-    rl_bucket_init(&s->cmds, srv->cfg.limits.commands_per_second, 0, clock_mono_us());
-    tenant_counters *tc = metrics_tenant(&c->w->metrics, s->tenant);
+    rl_bucket_init(&s->cmds, srv->cfg->limits.commands_per_second, 0, clock_mono_us());
+    tenant_counters *tc = metrics_tenant(s->h->metrics, s->tenant);
     if (tc) atomic_fetch_add(&tc->connections_opened, 1);
     s->counted_conn = tc != NULL;
-    if (fanout_user_add(c->w->fan, &c->out, c, s->tenant, s->user)) {
-        reply_error(c, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
-        conn_close(c, PC_OVERLOADED, "overloaded");
+    if (fanout_user_add(s->h->fan, s->out, s, s->tenant, s->user)) {
+        reply_error(s, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
+        sink_close(s->out, PC_OVERLOADED, "overloaded");
         return;
     }
-    c->deadline_ms = 0;
-    c->next_ping_ms = c->w->now_ms + srv->cfg.ping_interval_ms;
+    s->next_ping_ms = s->h->now_ms + srv->cfg->ping_interval_ms;
     sbuf *o = &s->connect_reply;
     sbuf_puts(o, "{\"id\":");
     sbuf_u64(o, cmd->id);
@@ -1193,7 +1251,7 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     sbuf_puts(o, ",\"tenant\":");
     sbuf_json_str(o, s->tenant, strlen(s->tenant));
     sbuf_printf(o, ",\"expires_at\":%lld,\"ping\":%lld,\"subs\":{", (long long)s->exp,
-                (long long)(srv->cfg.ping_interval_ms / 1000));
+                (long long)(srv->cfg->ping_interval_ms / 1000));
     s->connect_id = cmd->id;
     s->connect_has_id = cmd->has_id;
     s->connect_first_sub = 1;
@@ -1214,14 +1272,14 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
                 err = json_kind(&b->doc, v) == JSON_KIND_OBJECT
                           ? proto_parse_since(b, v, &off, epoch)
                           : PE_BAD_REQUEST;
-                if (!err) err = may_read(c, ch, &ns, NULL, 0);
+                if (!err) err = may_read(s, ch, &ns, NULL, 0);
                 pending pd = {.cmd_id = cmd->id,
                               .has_id = (uint8_t)cmd->has_id,
                               .in_connect = 1,
                               .method = (uint8_t)mi};
                 int has_since = proto_param_u64(b, v, "offset", &off) == PROTO_PARAM_OK;
                 if (!err)
-                    err = start_subscribe(c, ch, ns, has_since, off, epoch, DEFAULT_RECOVER_LIMIT,
+                    err = start_subscribe(s, ch, ns, has_since, off, epoch, DEFAULT_RECOVER_LIMIT,
                                           &pd);
                 if (!err) {
                     s->connect_pending++;
@@ -1238,10 +1296,10 @@ static void m_connect(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
             sbuf_putc(o, '}');
         }
     }
-    if (--s->connect_pending == 0) finish_connect(c);
+    if (--s->connect_pending == 0) finish_connect(s);
 }
 
-static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_subscribe(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
     int code = param_channel(b, cmd->params, ch);
@@ -1268,25 +1326,25 @@ static void m_subscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned 
         else if (limit > MAX_HISTORY_LIMIT)
             code = PE_LIMIT_EXCEEDED;
     }
-    if (!code) code = may_read(c, ch, &ns, tok, tlen);
+    if (!code) code = may_read(s, ch, &ns, tok, tlen);
     if (!code) {
         pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .method = (uint8_t)mi};
-        code = start_subscribe(c, ch, ns, has_since, since_off, epoch, (uint32_t)limit, &pd);
+        code = start_subscribe(s, ch, ns, has_since, since_off, epoch, (uint32_t)limit, &pd);
     }
-    if (code) reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+    if (code) reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
 }
 
-static void m_unsubscribe(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_unsubscribe(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1];
     int code = param_channel(b, cmd->params, ch);
     if (code) {
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
-    sub *sb = find_sub(c->s, ch);
-    if (sb) drop_sub(c, sb);
-    reply_empty(c, cmd, mi);
+    sub *sb = find_sub(s, ch);
+    if (sb) drop_sub(s, sb);
+    reply_empty(s, cmd, mi);
 }
 
 static proto_error parse_class(proto_batch *b, int tok, pub_class *cls)
@@ -1327,11 +1385,11 @@ void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N])
     json_obj_fields(&b->doc, params, keys, PUBP_N, v);
 }
 
-proto_error proto_parse_publish(server *srv, proto_batch *b, const int v[PUBP_N],
+proto_error proto_parse_publish(const proto_server *srv, proto_batch *b, const int v[PUBP_N],
                                 const cfg_namespace *ns, pub_fields *f, pub_class *cls)
 {
     if (json_raw(&b->doc, v[PUBP_DATA], &f->data, &f->data_len) != PL_OK) return PE_BAD_REQUEST;
-    if (f->data_len > srv->cfg.limits.max_message_bytes) return PE_LIMIT_EXCEEDED;
+    if (f->data_len > srv->cfg->limits.max_message_bytes) return PE_LIMIT_EXCEEDED;
     *cls = ns->cls;
     int code = parse_class(b, v[PUBP_CLASS], cls);
     if (!code) code = opt_str(b, v[PUBP_IDEM], MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
@@ -1359,9 +1417,9 @@ static int64_t cap_i64(int64_t a, int64_t b)
     return !a ? b : !b ? a : a < b ? a : b;
 }
 
-uint32_t tenant_max_channels(server *srv, const char *tid)
+uint32_t tenant_max_channels(const proto_server *srv, const char *tid)
 {
-    const tenant *t = server_tenant(srv, tid);
+    const tenant *t = proto_tenant(srv, tid);
     return t ? t->max_channels : 0;
 }
 
@@ -1374,7 +1432,7 @@ proto_error proto_engine_error(int status)
 
 /* The recipients of a guaranteed pub: the users subscribed to the channel
  * now, plus the users a user-limited channel names (even offline). */
-static int add_recipients(server *srv, engine_req *r, const pl_pub *p)
+static int add_recipients(const proto_server *srv, engine_req *r, const pl_pub *p)
 {
     char **present = NULL;
     size_t np = presence_users(srv->presence, p->tenant, p->channel, &present);
@@ -1405,37 +1463,36 @@ fail:
     return -1;
 }
 
-proto_error proto_submit_pub(worker *w, pl_pub *p, const cfg_namespace *ns, pending *pd)
+proto_error proto_submit_pub(proto_host *h, pl_pub *p, const cfg_namespace *ns, pending *pd)
 {
-    tenant_counters *tc = metrics_tenant(&w->metrics, p->tenant);
+    tenant_counters *tc = metrics_tenant(h->metrics, p->tenant);
     if (tc) atomic_fetch_add_explicit(&tc->pubs, 1, memory_order_relaxed);
     if (p->cls == PUB_EPHEMERAL) {
         pub_set_frame(p, proto_encode_pub(p));
-        if (pub_frame_peek(p)) server_broadcast_pub(w->srv, p);
-        metrics_add(&w->metrics, M_PUBS_EPHEMERAL, 1);
+        if (pub_frame_peek(p)) h->ops->broadcast(h, p);
+        metrics_add(h->metrics, M_PUBS_EPHEMERAL, 1);
         pub_unref(p);
         return 0;
     }
     pending *copy;
-    engine_req *r = proto_req_new(w, ENGINE_PUBLISH, &copy);
+    engine_req *r = proto_req_new(h, ENGINE_PUBLISH, &copy);
     if (!r) {
         pub_unref(p);
         return PE_INTERNAL;
     }
     *copy = *pd;
     r->pub = p;
-    const tenant *t = server_tenant(w->srv, p->tenant);
+    const tenant *t = proto_tenant(h->srv, p->tenant);
     r->max_channels = t ? t->max_channels : 0;
     r->storage_bytes = t ? t->storage_bytes : 0;
-    if (p->cls == PUB_GUARANTEED && add_recipients(w->srv, r, p)) {
+    if (p->cls == PUB_GUARANTEED && add_recipients(h->srv, r, p)) {
         engine_req_free(r);
         return PE_INTERNAL;
     }
     r->history_size = cap_u32(ns->history_size, t ? t->history_size : 0);
     r->history_ttl_ms = cap_i64(ns->history_ttl_ms, t ? t->history_ttl_ms : 0);
-    r->owner = w;
-    metrics_add(&w->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
-    worker_submit(w, r);
+        metrics_add(h->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
+    host_submit(h, r);
     return 0;
 }
 
@@ -1446,9 +1503,8 @@ void proto_ephemeral_result(sbuf *o, const char *id)
     sbuf_puts(o, "\",\"offset\":0,\"epoch\":\"\",\"duplicate\":false}");
 }
 
-static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_publish(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
-    session *s = c->s;
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns = NULL;
     pub_fields f = {0};
@@ -1456,11 +1512,11 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
     int pv[PUBP_N];
     proto_publish_params(b, cmd->params, pv);
     int code = channel_of(b, pv[PUBP_CHANNEL], ch);
-    if (!code) code = may_publish(c, ch, &ns);
-    if (!code) code = proto_parse_publish(c->w->srv, b, pv, ns, &f, &cls);
-    int64_t wait = code ? 0 : publish_wait(c, ns);
+    if (!code) code = may_publish(s, ch, &ns);
+    if (!code) code = proto_parse_publish(s->h->srv, b, pv, ns, &f, &cls);
+    int64_t wait = code ? 0 : publish_wait(s, ns);
     if (wait) {
-        reply_retry(c, cmd->has_id, cmd->id, mi, wait);
+        reply_retry(s, cmd->has_id, cmd->id, mi, wait);
         return;
     }
     pl_pub *p = NULL;
@@ -1473,32 +1529,32 @@ static void m_publish(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
         f.user_len = strlen(s->user);
         f.client = s->client;
         f.client_len = strlen(s->client);
-        f.now_ms = c->w->now_ms;
-        f.now_us = c->w->now_us;
+        f.now_ms = s->h->now_ms;
+        f.now_us = s->h->now_us;
         p = pub_new(&f, cls);
         if (!p) code = PE_INTERNAL;
     }
     if (code) {
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
     char id[PUB_ID_LEN + 1];
     memcpy(id, p->id, sizeof(id));
-    pending pd = {.conn_id = c->out.id,
+    pending pd = {.conn_id = s->out->id,
                   .cmd_id = cmd->id,
                   .has_id = (uint8_t)cmd->has_id,
-                  .kind = P_PUBLISH,
+                  .done = publish_answered,
                   .method = (uint8_t)mi};
-    code = proto_submit_pub(c->w, p, ns, &pd);
+    code = proto_submit_pub(s->h, p, ns, &pd);
     if (code) {
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
     } else if (cls == PUB_EPHEMERAL) {
-        proto_ephemeral_result(reply_begin(c, cmd->id), id);
-        reply_end(c, cmd->has_id, mi);
+        proto_ephemeral_result(reply_begin(s, cmd->id), id);
+        reply_end(s, cmd->has_id, mi);
     }
 }
 
-static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_history(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
     const cfg_namespace *ns;
@@ -1523,65 +1579,64 @@ static void m_history(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi
             code = proto_parse_since(b, since, &since_off, epoch);
         }
     }
-    if (!code) code = may_read(c, ch, &ns, NULL, 0);
+    if (!code) code = may_read(s, ch, &ns, NULL, 0);
     pending *pd = NULL;
-    engine_req *r = code ? NULL : proto_req_new(c->w, ENGINE_READ, &pd);
+    engine_req *r = code ? NULL : proto_req_new(s->h, ENGINE_READ, &pd);
     if (!code && !r) code = PE_INTERNAL;
     if (!code) {
-        r->tenant = pl_strdup(c->s->tenant);
+        r->tenant = pl_strdup(s->tenant);
         r->channel = pl_strdup(ch);
         if (!r->tenant || !r->channel) code = PE_INTERNAL;
     }
     if (code) {
         engine_req_free(r);
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
     r->mode = ENGINE_READ_HISTORY;
-    r->max_channels = tenant_max_channels(c->w->srv, c->s->tenant);
+    r->max_channels = tenant_max_channels(s->h->srv, s->tenant);
     r->has_since = has_since;
     r->since_offset = since_off;
     snprintf(r->since_epoch, sizeof(r->since_epoch), "%s", epoch);
     r->limit = (uint32_t)limit;
     r->reverse = reverse;
-    r->owner = c->w;
-    *pd = (pending){.conn_id = c->out.id,
+    *pd = (pending){.conn_id = s->out->id,
                     .cmd_id = cmd->id,
                     .has_id = (uint8_t)cmd->has_id,
-                    .kind = P_HISTORY,
+                    .done = history_answered,
                     .method = (uint8_t)mi};
-    worker_submit(c->w, r);
+    host_submit(s->h, r);
 }
 
-static void m_refresh(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_refresh(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     const char *tok;
     size_t tlen;
     if (proto_param_str(b, cmd->params, "token", &tok, &tlen) != PROTO_PARAM_OK) {
-        reply_error(c, cmd->has_id, cmd->id, mi, PE_BAD_REQUEST, "token required");
+        reply_error(s, cmd->has_id, cmd->id, mi, PE_BAD_REQUEST, "token required");
         return;
     }
     struct jwt j;
     const tenant *tk = NULL;
-    int code = verify_token(c, tok, tlen, &j, &tk);
-    if (!code && (strcmp(j.sub, c->s->user) || strcmp(tk->id, c->s->tenant)))
+    int code = verify_token(s, tok, tlen, &j, &tk);
+    if (!code && (strcmp(j.sub, s->user) || strcmp(tk->id, s->tenant)))
         code = PE_PERMISSION_DENIED;
-    if (!code) c->s->exp = j.exp;
+    if (!code) s->exp = j.exp;
     jwt_release(&j);
     if (code) {
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
-    sbuf *o = reply_begin(c, cmd->id);
-    sbuf_printf(o, "{\"expires_at\":%lld}", (long long)c->s->exp);
-    reply_end(c, cmd->has_id, mi);
+    sbuf *o = reply_begin(s, cmd->id);
+    sbuf_printf(o, "{\"expires_at\":%lld}", (long long)s->exp);
+    reply_end(s, cmd->has_id, mi);
 }
 
-static void m_pong(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_pong(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
-    c->pong_deadline_ms = 0;
-    metrics_command(&c->w->metrics, mi, 0);
-    if (cmd->has_id) reply_empty(c, cmd, mi);
+    s->pong_deadline_ms = 0;
+    metrics_command(s->h->metrics, mi, 0);
+    if (cmd->has_id) reply_empty(s, cmd, mi);
 }
 
 /* Acknowledges every guaranteed pub of the channel up to offset for this
@@ -1589,28 +1644,27 @@ static void m_pong(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 /* Submits a per-user engine operation on a channel (ack, read cursor):
  * tenant, channel, user and offset; the reply comes from the done handler
  * of `kind`. */
-static void submit_user_op(conn *c, const proto_cmd *cmd, unsigned mi, enum engine_op op,
-                           enum pending_kind kind, const char *ch, uint64_t off)
+static void submit_user_op(session *s, const proto_cmd *cmd, unsigned mi, enum engine_op op,
+                           pending_done done, const char *ch, uint64_t off)
 {
     pending *pd;
-    engine_req *r = proto_req_new(c->w, op, &pd);
-    if (!r || !(r->tenant = pl_strdup(c->s->tenant)) || !(r->channel = pl_strdup(ch)) ||
-        !(r->user = pl_strdup(c->s->user))) {
+    engine_req *r = proto_req_new(s->h, op, &pd);
+    if (!r || !(r->tenant = pl_strdup(s->tenant)) || !(r->channel = pl_strdup(ch)) ||
+        !(r->user = pl_strdup(s->user))) {
         engine_req_free(r);
-        reply_error(c, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, PE_INTERNAL, NULL);
         return;
     }
     r->since_offset = off;
-    r->owner = c->w;
-    *pd = (pending){.conn_id = c->out.id,
+    *pd = (pending){.conn_id = s->out->id,
                     .cmd_id = cmd->id,
                     .has_id = (uint8_t)cmd->has_id,
-                    .kind = (uint8_t)kind,
+                    .done = done,
                     .method = (uint8_t)mi};
-    worker_submit(c->w, r);
+    host_submit(s->h, r);
 }
 
-static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_ack(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns;
@@ -1618,74 +1672,74 @@ static void m_ack(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     int code = param_channel(b, cmd->params, ch);
     if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK)
         code = PE_BAD_REQUEST;
-    if (!code) code = may_read(c, ch, &ns, NULL, 0);
+    if (!code) code = may_read(s, ch, &ns, NULL, 0);
     if (code)
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
     else
-        submit_user_op(c, cmd, mi, ENGINE_ACK, P_ACK, ch, off);
+        submit_user_op(s, cmd, mi, ENGINE_ACK, ack_answered, ch, off);
 }
 
-static proto_error presence_target(conn *c, proto_batch *b, const proto_cmd *cmd, char *ch,
+static proto_error presence_target(session *s, proto_batch *b, const proto_cmd *cmd, char *ch,
                                    const cfg_namespace **ns)
 {
     int code = param_channel(b, cmd->params, ch);
-    if (!code) code = may_read(c, ch, ns, NULL, 0);
+    if (!code) code = may_read(s, ch, ns, NULL, 0);
     return code;
 }
 
-static void m_presence(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_presence(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns;
     uint64_t cursor = 0, limit = 1000;
-    int code = presence_target(c, b, cmd, ch, &ns);
+    int code = presence_target(s, b, cmd, ch, &ns);
     if (!code && !ns->presence) code = PE_NOT_AVAILABLE;
     if (!code && (proto_param_u64(b, cmd->params, "cursor", &cursor) == PROTO_PARAM_TYPE ||
                   proto_param_u64(b, cmd->params, "limit", &limit) == PROTO_PARAM_TYPE))
         code = PE_BAD_REQUEST;
     if (!code && (limit == 0 || limit > 10000)) code = PE_LIMIT_EXCEEDED;
     if (code) {
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
-    sbuf *o = reply_begin(c, cmd->id);
+    sbuf *o = reply_begin(s, cmd->id);
     uint32_t n;
     sbuf_puts(o, "{\"clients\":[");
     uint64_t next =
-        presence_page(c->w->srv->presence, c->s->tenant, ch, cursor, (uint32_t)limit, o, &n);
+        presence_page(s->h->srv->presence, s->tenant, ch, cursor, (uint32_t)limit, o, &n);
     sbuf_puts(o, "],\"cursor\":");
     sbuf_u64(o, next);
     sbuf_putc(o, '}');
-    reply_end(c, cmd->has_id, mi);
+    reply_end(s, cmd->has_id, mi);
 }
 
-static void m_presence_stats(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_presence_stats(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns;
-    int code = presence_target(c, b, cmd, ch, &ns);
+    int code = presence_target(s, b, cmd, ch, &ns);
     if (!code && !ns->presence) code = PE_NOT_AVAILABLE;
     if (code) {
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
     uint64_t clients, users;
-    presence_stats(c->w->srv->presence, c->s->tenant, ch, &clients, &users);
-    sbuf *o = reply_begin(c, cmd->id);
+    presence_stats(s->h->srv->presence, s->tenant, ch, &clients, &users);
+    sbuf *o = reply_begin(s, cmd->id);
     sbuf_printf(o, "{\"clients\":%llu,\"users\":%llu}", (unsigned long long)clients,
                 (unsigned long long)users);
-    reply_end(c, cmd->has_id, mi);
+    reply_end(s, cmd->has_id, mi);
 }
 
 /* The typing throttle: per user and channel across all devices where the
  * namespace keeps a roster, else per subscription of this connection. */
-static int typing_allowed(conn *c, const cfg_namespace *ns, const char *ch)
+static int typing_allowed(session *s, const cfg_namespace *ns, const char *ch)
 {
-    server *srv = c->w->srv;
-    int64_t now = c->w->now_ms, interval = srv->cfg.limits.typing_interval_ms;
+    proto_server *srv = s->h->srv;
+    int64_t now = s->h->now_ms, interval = srv->cfg->limits.typing_interval_ms;
     if (ns->presence || ns->join_leave || ns->cls == PUB_GUARANTEED)
-        return presence_typing_allowed(srv->presence, c->s->tenant, ch, c->s->user, now, interval);
-    sub *sb = find_sub(c->s, ch);
+        return presence_typing_allowed(srv->presence, s->tenant, ch, s->user, now, interval);
+    sub *sb = find_sub(s, ch);
     if (!sb || (sb->last_typing_ms && now - sb->last_typing_ms < interval)) return 0;
     sb->last_typing_ms = now;
     return 1;
@@ -1693,17 +1747,16 @@ static int typing_allowed(conn *c, const cfg_namespace *ns, const char *ch)
 
 /* Typing signals are never stored, throttled per user and channel across
  * all of the user's connections, and shed first under load. */
-static void m_typing(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_typing(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns;
-    int code = presence_target(c, b, cmd, ch, &ns);
+    int code = presence_target(s, b, cmd, ch, &ns);
     if (code) {
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
-    session *s = c->s;
-    if (typing_allowed(c, ns, ch)) {
+    if (typing_allowed(s, ns, ch)) {
         sbuf o;
         sbuf_init(&o);
         sbuf_puts(&o, "{\"push\":\"typing\",\"channel\":");
@@ -1711,33 +1764,33 @@ static void m_typing(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
         sbuf_puts(&o, ",\"user\":");
         sbuf_json_str(&o, s->user, strlen(s->user));
         sbuf_putc(&o, '}');
-        broadcast_signal(c, ch, &o, 1, 0);
+        broadcast_signal(s, ch, &o, 1, 0);
         sbuf_release(&o);
-        metrics_add(&c->w->metrics, M_TYPING_FORWARDED, 1);
+        metrics_add(s->h->metrics, M_TYPING_FORWARDED, 1);
     } else {
-        metrics_add(&c->w->metrics, M_TYPING_DROPPED, 1);
+        metrics_add(s->h->metrics, M_TYPING_DROPPED, 1);
     }
     if (cmd->has_id)
-        reply_empty(c, cmd, mi);
+        reply_empty(s, cmd, mi);
     else
-        metrics_command(&c->w->metrics, mi, 0);
+        metrics_command(s->h->metrics, mi, 0);
 }
 
 /* Sets the user's read cursor: monotonic, persisted, and announced with a
  * read push when it moved. */
-static void m_read(conn *c, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+static void m_read(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns;
     uint64_t off = 0;
-    int code = presence_target(c, b, cmd, ch, &ns);
+    int code = presence_target(s, b, cmd, ch, &ns);
     if (!code && !ns->read_cursors) code = PE_NOT_AVAILABLE;
     if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK)
         code = PE_BAD_REQUEST;
     if (code)
-        reply_error(c, cmd->has_id, cmd->id, mi, code, NULL);
+        reply_error(s, cmd->has_id, cmd->id, mi, code, NULL);
     else
-        submit_user_op(c, cmd, mi, ENGINE_CURSOR, P_READ, ch, off);
+        submit_user_op(s, cmd, mi, ENGINE_CURSOR, cursor_answered, ch, off);
 }
 
 /* ======================================================================
@@ -1753,67 +1806,65 @@ static unsigned find_method(const proto_cmd *cmd)
     return M_UNKNOWN;
 }
 
-void session_on_text(conn *c, const char *data, size_t len)
+void session_on_text(session *s, const char *data, size_t len)
 {
-    worker *w = c->w;
-    proto_batch *b = &w->batch;
+    proto_host *h = s->h;
+    proto_batch *b = &h->batch;
     int rc = proto_decode(b, data, len, NULL);
-    c->pong_deadline_ms = 0; /* any frame proves the peer alive */
+    s->pong_deadline_ms = 0; /* any frame proves the peer alive */
     if (rc == PL_ENOMEM) {
-        conn_close(c, PC_OVERLOADED, "overloaded");
+        sink_close(s->out, PC_OVERLOADED, "overloaded");
         return;
     }
-    for (size_t i = 0; i < b->ncmds && c->state == CS_WS; i++) {
+    for (size_t i = 0; i < b->ncmds && !s->out->closing; i++) {
         const proto_cmd *cmd = &b->cmds[i];
         if (cmd->error) {
-            metrics_add(&w->metrics, M_PROTOCOL_ERRORS, 1);
-            reply_error(c, cmd->has_id, cmd->id, M_UNKNOWN, cmd->error, cmd->errmsg);
-            if (cmd->tok < 0) conn_close(c, PC_PROTOCOL_VIOLATION, "malformed frame");
+            metrics_add(h->metrics, M_PROTOCOL_ERRORS, 1);
+            reply_error(s, cmd->has_id, cmd->id, M_UNKNOWN, cmd->error, cmd->errmsg);
+            if (cmd->tok < 0) sink_close(s->out, PC_PROTOCOL_VIOLATION, "malformed frame");
             continue;
         }
         unsigned mi = find_method(cmd);
-        if (!c->s && mi != 0) {
-            reply_error(c, cmd->has_id, cmd->id, mi, PE_UNAUTHORIZED, "connect first");
-            conn_close(c, PC_PROTOCOL_VIOLATION, "connect first");
+        if (!s->connected && mi != 0) {
+            reply_error(s, cmd->has_id, cmd->id, mi, PE_UNAUTHORIZED, "connect first");
+            sink_close(s->out, PC_PROTOCOL_VIOLATION, "connect first");
             return;
         }
         if (mi == M_UNKNOWN) {
-            reply_error(c, cmd->has_id, cmd->id, mi, PE_UNKNOWN_METHOD, NULL);
+            reply_error(s, cmd->has_id, cmd->id, mi, PE_UNKNOWN_METHOD, NULL);
             continue;
         }
-        int64_t wait = c->s && mi != 0 ? command_wait(c) : 0;
+        int64_t wait = s->connected && mi != 0 ? command_wait(s) : 0;
         if (wait) {
-            reply_retry(c, cmd->has_id, cmd->id, mi, wait);
+            reply_retry(s, cmd->has_id, cmd->id, mi, wait);
             continue;
         }
-        methods[mi].fn(c, cmd, b, mi);
+        methods[mi].fn(s, cmd, b, mi);
     }
 }
 
-void session_tick(conn *c)
+void session_tick(session *s)
 {
-    session *s = c->s;
-    worker *w = c->w;
-    int64_t now = w->now_ms;
-    int64_t interval = w->srv->cfg.ping_interval_ms;
+    int64_t now = s->h->now_ms;
+    int64_t interval = s->h->srv->cfg->ping_interval_ms;
     if (s->exp && now / 1000 >= s->exp && !s->sse) {
-        conn_close(c, PC_TOKEN_EXPIRED, "token expired");
+        sink_close(s->out, PC_TOKEN_EXPIRED, "token expired");
         return;
     }
-    if (now < c->next_ping_ms) return;
-    c->next_ping_ms = now + interval;
+    if (now < s->next_ping_ms) return;
+    s->next_ping_ms = now + interval;
     if (s->sse) {
         rbuf *r = rbuf_from(": ping\n\n", 8);
-        if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+        if (r) sink_enqueue(s->out, OUT_RAW, r, r->len);
         return;
     }
-    if (c->pong_deadline_ms && now >= c->pong_deadline_ms) {
-        conn_close(c, PC_NO_PONG, "no pong");
+    if (s->pong_deadline_ms && now >= s->pong_deadline_ms) {
+        sink_close(s->out, PC_NO_PONG, "no pong");
         return;
     }
     static const char ping[] = "{\"push\":\"ping\"}";
-    conn_send_json(c, ping, sizeof(ping) - 1);
-    c->pong_deadline_ms = now + interval;
+    sink_send_json(s->out, ping, sizeof(ping) - 1);
+    s->pong_deadline_ms = now + interval;
 }
 
 /* ======================================================================
@@ -1849,7 +1900,9 @@ static long url_decode(const char *src, size_t n, char *out, size_t cap)
     return (long)o;
 }
 
-int session_sse_open(conn *c, const char *url, size_t len, const char *last_event_id,
+/* Reads the stream's token and channels from the query and starts it: 0,
+ * or an HTTP status with *why set (nothing sent). */
+static int sse_start(session *s, const char *url, size_t len, const char *last_event_id,
                      const char **why)
 {
     const char *q = memchr(url, '?', len);
@@ -1878,21 +1931,20 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
     if (!nch) return 400;
     struct jwt j;
     const tenant *tk = NULL;
-    int code = verify_token(c, token, strlen(token), &j, &tk);
+    int code = verify_token(s, token, strlen(token), &j, &tk);
     if (code) {
         jwt_release(&j);
         *why = proto_error_message(code);
         return proto_error_http_status(code);
     }
-    c->s = session_new(c, &j, tk);
+    int rc = session_login(s, &j, tk);
     jwt_release(&j);
-    if (!c->s) return 503;
-    c->s->sse = 1;
+    if (rc) return 503;
+    s->sse = 1;
     for (int i = 0; i < nch; i++) {
         const cfg_namespace *ns;
-        int rc = may_read(c, chans[i], &ns, NULL, 0);
+        rc = may_read(s, chans[i], &ns, NULL, 0);
         if (rc) {
-            session_free(c);
             *why = proto_error_message(rc);
             return proto_error_http_status(rc);
         }
@@ -1901,8 +1953,8 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
                                "Cache-Control: no-cache\r\nConnection: keep-alive\r\n"
                                "X-Accel-Buffering: no\r\n\r\nretry: 2000\n\n";
     rbuf *r = rbuf_from(head, sizeof(head) - 1);
-    if (r) conn_enqueue(c, OUT_RAW, r, r->len);
-    c->next_ping_ms = c->w->now_ms + c->w->srv->cfg.ping_interval_ms;
+    if (r) sink_enqueue(s->out, OUT_RAW, r, r->len);
+    s->next_ping_ms = s->h->now_ms + s->h->srv->cfg->ping_interval_ms;
     /* Last-Event-ID is "channel@offset": resume that channel from there. */
     const char *at = last_event_id ? strrchr(last_event_id, '@') : NULL;
     for (int i = 0; i < nch; i++) {
@@ -1910,36 +1962,56 @@ int session_sse_open(conn *c, const char *url, size_t len, const char *last_even
         int has_since = at && (size_t)(at - last_event_id) == strlen(chans[i]) &&
                         !memcmp(last_event_id, chans[i], strlen(chans[i]));
         uint64_t off = has_since ? strtoull(at + 1, NULL, 10) : 0;
-        const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, chans[i], strlen(chans[i]));
-        start_subscribe(c, chans[i], ns, has_since, off, "*", DEFAULT_RECOVER_LIMIT, &pd);
+        const cfg_namespace *ns = config_namespace(s->h->srv->cfg, chans[i], strlen(chans[i]));
+        start_subscribe(s, chans[i], ns, has_since, off, "*", DEFAULT_RECOVER_LIMIT, &pd);
     }
     return 0;
+}
+
+session *session_sse_open(proto_host *h, pl_sink *out, const char *url, size_t len,
+                          const char *last_event_id, int *status, const char **why)
+{
+    session *s = session_new(h, out);
+    if (!s) {
+        *status = 503;
+        *why = proto_error_message(PE_INTERNAL);
+        return NULL;
+    }
+    *status = sse_start(s, url, len, last_event_id, why);
+    if (!*status) return s;
+    session_free(s);
+    return NULL;
 }
 
 /* ======================================================================
  * Server API actions on live connections
  * ====================================================================== */
 
-void session_server_subscribe(conn *c, const char *ch)
+void session_server_subscribe(session *s, const char *ch)
 {
-    if (!c->s || c->s->sse || c->out.closed || c->state != CS_WS) return;
-    const cfg_namespace *ns = config_namespace(&c->w->srv->cfg, ch, strlen(ch));
+    if (!s->connected || s->sse || s->out->closed || s->out->closing) return;
+    const cfg_namespace *ns = config_namespace(s->h->srv->cfg, ch, strlen(ch));
     pending pd = {.server_side = 1};
-    if (ns && !find_sub(c->s, ch))
-        start_subscribe(c, ch, ns, 0, 0, NULL, DEFAULT_RECOVER_LIMIT, &pd);
+    if (ns && !find_sub(s, ch))
+        start_subscribe(s, ch, ns, 0, 0, NULL, DEFAULT_RECOVER_LIMIT, &pd);
 }
 
-void session_server_unsubscribe(conn *c, const char *ch)
+void session_server_unsubscribe(session *s, const char *ch)
 {
-    if (!c->s || c->out.closed) return;
-    sub *sb = find_sub(c->s, ch);
+    if (!s->connected || s->out->closed) return;
+    sub *sb = find_sub(s, ch);
     if (!sb) return;
-    drop_sub(c, sb);
+    drop_sub(s, sb);
     sbuf o;
     sbuf_init(&o);
     sbuf_puts(&o, "{\"push\":\"unsubscribe\",\"channel\":");
     sbuf_json_str(&o, ch, strlen(ch));
     sbuf_puts(&o, ",\"code\":2000,\"reason\":\"unsubscribed by the server\"}");
-    send_sbuf(c, &o);
+    send_sbuf(s, &o);
     sbuf_release(&o);
+}
+
+void session_disconnect(session *s, uint16_t code, const char *reason)
+{
+    sink_close(s->out, code, reason);
 }

@@ -1,0 +1,56 @@
+/* The client protocol session: one per WebSocket or SSE connection, from the
+ * upgrade to the close. It reads commands, answers them and manages the
+ * connection's subscriptions, writing only through its sink and reaching the
+ * rest of the server only through its proto_host. A session belongs to its
+ * worker's thread.
+ *
+ * Lifecycle: session_new at the upgrade (not yet connected; only `connect`
+ * is accepted) -> connected after a valid token -> session_free when the
+ * connection is released. The connection outlives its session. */
+#ifndef PL_SESSION_H
+#define PL_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/sink.h"
+#include "proto/host.h"
+
+/* A session for a WebSocket connection; h and out are borrowed and must
+ * outlive it. NULL when out of memory. */
+session *session_new(proto_host *h, pl_sink *out);
+/* Leaves every subscription, releases the connection's counts; NULL ok. */
+void session_free(session *s);
+/* One text message: a batch of commands. */
+void session_on_text(session *s, const char *data, size_t len);
+/* The connection's queue drained below its low-water mark: catch-up pages
+ * may continue. */
+void session_on_drain(session *s);
+/* Once a second: pings, pong deadline, token expiry. */
+void session_tick(session *s);
+/* 1 after a successful connect (or for an SSE stream). */
+int session_connected(const session *s);
+/* 1 if the session (passed as void* for the fan-out's callback) has a live
+ * subscription to channel. */
+int session_subscribed(void *s, const char *channel);
+
+/* Opens an SSE stream for GET url (path and query) with the client's
+ * Last-Event-ID (NULL if none). Returns the session (streaming has begun),
+ * or NULL with *status (an HTTP status) and *why set and nothing sent. */
+session *session_sse_open(proto_host *h, pl_sink *out, const char *url, size_t len,
+                          const char *last_event_id, int *status, const char **why);
+
+/* An engine answer posted to this worker: calls the done handler of the
+ * request's pending record (sessions and the HTTP API alike). Takes r. */
+void proto_on_engine_done(proto_host *h, engine_req *r);
+
+/* Builds a committed pub's push frame (pub_encode_fn). */
+rbuf *proto_encode_pub(const pl_pub *pub);
+/* The pub's push frame, encoded on first use; NULL on allocation failure. */
+const rbuf *proto_pub_frame(pl_pub *pub);
+
+/* The client methods' names, indexed as metrics_command counts them. */
+extern const char *const session_method_names[];
+extern const unsigned session_method_count;
+
+#endif
