@@ -33,10 +33,10 @@ bench: build
 	@echo "see bench/README.md; e.g. $(BUILD)/parley bench fanout --help"
 
 tidy: build
-	clang-tidy -p $(BUILD) --quiet src/*/*.c
+	clang-tidy -p $(BUILD) --quiet src/*/*.c src/*/*/*.c
 
 format:
-	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c
+	clang-format -i src/*/*.c src/*/*.h src/*/*/*.c src/*/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

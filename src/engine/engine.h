@@ -1,6 +1,6 @@
 /* The engine: the source of truth for channel streams. It assigns offsets,
  * persists pubs in commit order, dedupes idempotency keys, applies retention
- * and serves history. Implementations (engine/sqlite.c; Redis later) sit
+ * and serves history. Implementations (engine/sqlite/; Redis later) sit
  * behind this vtable; nothing outside src/engine/ knows which is in use.
  *
  * Threading and ordering contract (what makes recovery gap-free):

@@ -1,0 +1,172 @@
+/* Reads: which offsets a history or recovery read returns and serving them
+ * (ring first, rows for older offsets), and the users' read cursors. */
+#include "engine/sqlite/sqlite_int.h"
+
+#include <string.h>
+
+#include "util/clock.h"
+#include "util/mem.h"
+
+/* Picks the newest `limit` retained offsets into [*lo, *hi]. */
+static void newest(uint64_t head, uint64_t ef, uint32_t limit, uint64_t *lo, uint64_t *hi)
+{
+    if (!limit || ef > head) return;
+    *hi = head;
+    *lo = head - ef + 1 > limit ? head - limit + 1 : ef;
+}
+
+/* Decides which offsets a read returns ([lo, hi], empty when lo > hi) and
+ * fills head, first, epoch, recovered and more. */
+static void plan_read(const sq_chan *ch, engine_req *r, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t head = ch->head, since = r->since_offset;
+    uint64_t ef = ch->first ? ch->first : head + 1; /* first retained, or past head */
+    *lo = 1;
+    *hi = 0;
+    r->head = head;
+    r->first = ch->first;
+    memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
+    r->recovered = 0;
+    r->more = 0;
+    if (r->mode == ENGINE_READ_RECOVER) {
+        int epoch_ok = !strcmp(r->since_epoch, "*") ||
+                       !strncmp(r->since_epoch, ch->epoch, sizeof(r->since_epoch));
+        if (r->has_since && epoch_ok && since <= head && (since == head || since + 1 >= ef)) {
+            r->recovered = 1;
+            if (since == head) return;
+            if (!r->limit) {
+                r->more = 1;
+                return;
+            }
+            *lo = since + 1;
+            *hi = head - since > r->limit ? since + r->limit : head;
+            r->more = *hi < head;
+            return;
+        }
+        newest(head, ef, r->limit, lo, hi);
+        return;
+    }
+    if (!r->has_since) {
+        newest(head, ef, r->limit, lo, hi);
+        return;
+    }
+    if (!r->reverse) {
+        if (since >= head) return;
+        uint64_t from = since + 1 > ef ? since + 1 : ef;
+        if (from > head) return;
+        if (!r->limit) {
+            r->more = 1;
+            return;
+        }
+        *lo = from;
+        *hi = head - from + 1 > r->limit ? from + r->limit - 1 : head;
+        r->more = *hi < head;
+        return;
+    }
+    /* Reverse paging: the pubs before since; `more` says older ones remain. */
+    if (since <= ef || ef > head) return;
+    uint64_t to = since - 1 < head ? since - 1 : head;
+    if (!r->limit) {
+        r->more = 1;
+        return;
+    }
+    *hi = to;
+    *lo = to - ef + 1 > r->limit ? to - r->limit + 1 : ef;
+    r->more = *lo > ef;
+}
+
+/* Serves a READ from the committed state: ring first, disk for older pubs. */
+int sq_serve_read(sq_engine *e, sq_chan *ch, engine_req *r)
+{
+    uint64_t lo, hi;
+    plan_read(ch, r, &lo, &hi);
+    if (lo > hi) return PL_OK;
+    size_t want = (size_t)(hi - lo + 1), n = 0;
+    pl_pub **arr = pl_malloc(want * sizeof(*arr));
+    if (!arr) return PL_ENOMEM;
+    int status = PL_OK;
+    uint64_t rlo = ch->rcount ? sq_ring_lo(ch) : ch->head + 1;
+    if (lo < rlo) status = sq_load_range(e, ch, lo, hi < rlo ? hi : rlo - 1, arr, &n);
+    for (uint64_t o = lo > rlo ? lo : rlo; status == PL_OK && o <= hi; o++)
+        arr[n++] = pub_ref(sq_ring_at(ch, o));
+    if (status != PL_OK) {
+        while (n)
+            pub_unref(arr[--n]);
+        pl_free(arr);
+        return status;
+    }
+    if (r->reverse && r->mode == ENGINE_READ_HISTORY) {
+        for (size_t i = 0; i < n / 2; i++) {
+            pl_pub *t = arr[i];
+            arr[i] = arr[n - 1 - i];
+            arr[n - 1 - i] = t;
+        }
+    }
+    r->pubs = arr;
+    r->npubs = n;
+    return PL_OK;
+}
+
+/* Reads a user's cursor into r->cursor (0 when none). 0 or -1. */
+int sq_cursor_get(sq_engine *e, sq_chan *ch, engine_req *r)
+{
+    r->cursor = 0;
+    if (!ch->cid) return 0;
+    sqlite3_stmt *st = e->st[SQ_ST_CUR_GET];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_text(st, 2, r->user, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) r->cursor = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Moves the read cursors of the batch, after the publishes committed (so
+ * the channel rows exist), in a transaction of their own: a cursor never
+ * goes back and never past the channel's head. */
+void sq_apply_cursors(sq_engine *e, size_t n)
+{
+    int in_txn = 0, failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        sq_slot *s = &e->slots[i];
+        engine_req *r = s->req;
+        if (r->op != ENGINE_CURSOR || r->status != PL_OK) continue;
+        sq_chan *ch = s->ch;
+        r->head = ch->head;
+        r->first = ch->first;
+        memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
+        uint64_t want = r->since_offset < ch->head ? r->since_offset : ch->head;
+        if (failed || sq_cursor_get(e, ch, r)) {
+            failed = 1;
+            continue;
+        }
+        if (want <= r->cursor || !ch->cid) continue;
+        if (!in_txn && sq_txn_begin(e, &in_txn)) {
+            failed = 1;
+            continue;
+        }
+        sqlite3_stmt *st = e->st[SQ_ST_CUR_SET];
+        sqlite3_bind_int64(st, 1, ch->cid);
+        sqlite3_bind_text(st, 2, r->user, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (int64_t)want);
+        if (sq_run_done(st) != PL_OK) {
+            failed = 1;
+            continue;
+        }
+        r->cursor = want;
+        r->moved = 1;
+        /* Guaranteed pubs the user has now read are seen. */
+        engine_req seen = {.user = r->user, .since_offset = want};
+        if (sq_move_upto(e, &seen, ch, DLV_ACKED, DLV_SEEN, clock_wall_ms()) != PL_OK) failed = 1;
+    }
+    if (in_txn && !failed && sq_run_done(e->st[SQ_ST_COMMIT]) != PL_OK) failed = 1;
+    if (!failed) return;
+    if (in_txn) sq_txn_rollback(e);
+    for (size_t i = 0; i < n; i++) {
+        engine_req *r = e->slots[i].req;
+        if (r->op != ENGINE_CURSOR) continue;
+        r->status = PL_EIO;
+        r->moved = 0;
+    }
+}
