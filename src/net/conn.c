@@ -386,7 +386,8 @@ static int count_ip(conn *c)
     }
     char key[64];
     conn_ip_key(c, key, sizeof(key));
-    if (rl_conn_acquire(c->w->srv->ps.limits, key, c->w->srv->cfg.limits.max_connections_per_ip) == 0)
+    if (rl_conn_acquire(c->w->srv->ps.limits, key, c->w->srv->cfg.limits.max_connections_per_ip) ==
+        0)
         return 0;
     c->ip_family = 0;
     return 1;

@@ -76,10 +76,14 @@ void server_broadcast_pub(server *srv, pl_pub *pub)
 static void hub_sink(void *ctx, engine_req **reqs, size_t n)
 {
     server *srv = ctx;
+    /* Before the workers exist (the engine answers startup requests first)
+     * nobody subscribes and no request has a worker to answer. */
+    int nstaged =
+        atomic_load_explicit(&srv->workers_up, memory_order_acquire) ? srv->ps.nworkers : 0;
     for (size_t i = 0; i < n; i++) {
         engine_req *r = reqs[i];
         if (r->op == ENGINE_PUBLISH && r->status == PL_OK && !r->duplicate) {
-            for (int k = 0; k < srv->ps.nworkers; k++) {
+            for (int k = 0; k < nstaged; k++) {
                 inbox_msg m = {INBOX_PUB, pub_ref(r->pub)};
                 inbox_stage_push(&srv->stage[k], &srv->workers[k]->inbox, m, drop_msg);
             }
@@ -95,7 +99,7 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
         else
             engine_req_free(r);
     }
-    for (int k = 0; k < srv->ps.nworkers; k++)
+    for (int k = 0; k < nstaged; k++)
         if (inbox_stage_flush(&srv->stage[k], &srv->workers[k]->inbox, drop_msg))
             uv_async_send(&srv->workers[k]->wakeup);
 }
@@ -147,8 +151,8 @@ static void handle_lost(worker *w, inbox_batch *b)
     }
     if (!b->lost_all) return;
     metrics_add(&w->metrics, M_PUBS_LOST, 1);
-    log_event(LOG_ERROR, "pub_lost", "reason", "worker inbox and reserve out of memory",
-              "action", "closing every connection of the worker", NULL);
+    log_event(LOG_ERROR, "pub_lost", "reason", "worker inbox and reserve out of memory", "action",
+              "closing every connection of the worker", NULL);
     for (conn *c = w->all; c; c = c->next)
         if (!c->out.closed) conn_close(c, PC_OVERLOADED, "overloaded");
 }
@@ -314,8 +318,7 @@ static session *host_find(proto_host *h, uint64_t conn_id)
     return c ? c->s : NULL;
 }
 
-static void host_respond(proto_host *h, uint64_t conn_id, int status, const char *body,
-                         size_t len)
+static void host_respond(proto_host *h, uint64_t conn_id, int status, const char *body, size_t len)
 {
     conn *c = conn_by_id(worker_of(h), conn_id);
     if (c) conn_http_respond(c, status, body, len);
@@ -512,7 +515,6 @@ static int count_key(const apikey_entry *e, void *ud)
     return 0;
 }
 
-
 static int load_tenants(server *srv, char *err, size_t errlen)
 {
     config *cfg = &srv->cfg;
@@ -548,7 +550,8 @@ static int load_tenants(server *srv, char *err, size_t errlen)
             uint32_t mask;
             char id[APIKEY_ID_LEN + 1];
             if (apikey_scopes_parse((const char *const *)ak->scopes, ak->n_scopes, &mask) ||
-                apikey_add(srv->ps.keys, t->id, ak->key, strlen(ak->key), mask, clock_wall_ms(), id)) {
+                apikey_add(srv->ps.keys, t->id, ak->key, strlen(ak->key), mask, clock_wall_ms(),
+                           id)) {
                 snprintf(err, errlen, "tenant %s: cannot load API key %zu", t->id, k);
                 return -1;
             }
@@ -733,6 +736,7 @@ int server_run(server *srv)
         if (!w || worker_init(w, srv, i, err, sizeof(err))) goto out;
         srv->ps.hosts[i] = &w->host;
     }
+    atomic_store_explicit(&srv->workers_up, 1, memory_order_release);
     for (int i = 0; i < srv->ps.nworkers; i++, started++)
         uv_thread_create(&srv->workers[i]->thread, worker_main, srv->workers[i]);
     atomic_store(&srv->ready, 1);

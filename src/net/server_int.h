@@ -84,9 +84,6 @@ struct conn {
 
 /* ---- workers (net/server.c) --------------------------------------------- */
 
-
-
-
 struct worker {
     server *srv;
     int index;
@@ -102,9 +99,9 @@ struct worker {
     atomic_int stop_accepting;
     atomic_int shutting_down;
     int listener_closed;
-    map conns;    /* id (8 bytes) -> conn* */
-    conn *all;    /* list head */
-    conn *dirty;  /* connections with queued output to flush, oldest first */
+    map conns;   /* id (8 bytes) -> conn* */
+    conn *all;   /* list head */
+    conn *dirty; /* connections with queued output to flush, oldest first */
     conn *dirty_tail;
     conn *urgent; /* the same for answers: written whenever no round runs */
     conn *urgent_tail;
@@ -116,8 +113,8 @@ struct worker {
     uint64_t next_conn_id;
     char readbuf[65536];
     metrics_shard metrics;
-    engine_chain outbox;                 /* storage requests of this iteration (worker_submit) */
-    proto_host host; /* what the protocol layer uses: fan-out, clocks, pool, scratch */
+    engine_chain outbox; /* storage requests of this iteration (worker_submit) */
+    proto_host host;     /* what the protocol layer uses: fan-out, clocks, pool, scratch */
 };
 
 /* ---- the server ---------------------------------------------------------- */
@@ -128,6 +125,7 @@ struct server {
     worker **workers;
     char *dev_secret; /* single-tenant development secret, or NULL (ps.dev_secret) */
     atomic_int ready;
+    atomic_int workers_up; /* every worker is initialized: the hub may post to them */
     /* engine-thread staging for the sink, one vector per worker */
     inbox_stage *stage; /* one per worker */
 };

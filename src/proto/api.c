@@ -250,7 +250,8 @@ static int a_broadcast(api_ctx *a)
 {
     int arr;
     if (proto_param_arr(a->b, a->params, "channels", &arr) != PROTO_PARAM_OK)
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "channels must be an array of channel names");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST,
+                         "channels must be an array of channel names");
     int n;
     if (channel_list(a, arr, &n)) return 0;
     api_agg *g = agg_new(a, n, "responses");
@@ -258,7 +259,11 @@ static int a_broadcast(api_ctx *a)
     uint32_t i = 0;
     for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t), i++) {
         char ch[MAX_CHANNEL + 1];
-        pending pd = {.conn_id = a->conn_id, .done = api_answered, .kind = P_API_BROADCAST, .agg = g, .slot = i};
+        pending pd = {.conn_id = a->conn_id,
+                      .done = api_answered,
+                      .kind = P_API_BROADCAST,
+                      .agg = g,
+                      .slot = i};
         sbuf eph;
         sbuf_init(&eph);
         int code = get_channel(a, NULL, t, ch);
@@ -348,7 +353,11 @@ static int a_cursors(api_ctx *a)
             continue;
         }
         r->mode = ENGINE_READ_HISTORY;
-        *pd = (pending){.conn_id = a->conn_id, .done = api_answered, .kind = P_API_CURSORS, .agg = g, .slot = i};
+        *pd = (pending){.conn_id = a->conn_id,
+                        .done = api_answered,
+                        .kind = P_API_CURSORS,
+                        .agg = g,
+                        .slot = i};
         host_submit(a->h, r);
     }
     agg_slot(g, UINT32_MAX, NULL);
@@ -411,7 +420,8 @@ static int a_channels(api_ctx *a)
         proto_param_str(a->b, a->params, "prefix", &prefix, &plen) == PROTO_PARAM_TYPE ||
         plen > MAX_CHANNEL)
         return api_error(a->h, a->conn_id, PE_BAD_REQUEST, NULL);
-    if (limit == 0 || limit > 10000) return api_error(a->h, a->conn_id, PE_LIMIT_EXCEEDED, "limit is 1..10000");
+    if (limit == 0 || limit > 10000)
+        return api_error(a->h, a->conn_id, PE_LIMIT_EXCEEDED, "limit is 1..10000");
     if (prefix) {
         memcpy(pbuf, prefix, plen);
         pbuf[plen] = '\0';
@@ -513,7 +523,7 @@ static int start_action(api_ctx *a, int kind)
     }
     snprintf(act->tenant, sizeof(act->tenant), "%s", a->tenant);
     if (kind == 0 && audit(a->srv, a->who->actor, "disconnect", a->tenant,
-                                  act->user[0] ? act->user : act->client, NULL)) {
+                           act->user[0] ? act->user : act->client, NULL)) {
         pl_free(act);
         return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     }
@@ -691,8 +701,8 @@ static proto_error authorize(const proto_server *srv, const caller *who, const c
     return who->key && apikey_mask_allows(who->key->scopes, method) ? 0 : PE_PERMISSION_DENIED;
 }
 
-int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen,
-               const char *body, size_t blen, const char *auth, size_t alen)
+int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen, const char *body,
+               size_t blen, const char *auth, size_t alen)
 {
     const struct api_method *m = NULL;
     for (size_t i = 0; i < sizeof(api_methods) / sizeof(api_methods[0]); i++)
@@ -793,7 +803,8 @@ static int submit_admin(api_ctx *a, engine_req *r)
         engine_req_free(r);
         return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     }
-    *(pending *)r->ctx = (pending){.conn_id = a->conn_id, .done = api_answered, .kind = P_API_ADMIN};
+    *(pending *)r->ctx =
+        (pending){.conn_id = a->conn_id, .done = api_answered, .kind = P_API_ADMIN};
     host_submit(a->h, r);
     return 1;
 }
@@ -832,10 +843,10 @@ static int a_dlq(api_ctx *a)
     r->until_ms = (int64_t)until;
     r->limit = (uint32_t)limit;
     if (!list && audit(a->srv, a->who->actor, a->method, a->tenant,
-                              r->entry_id ? "entry"
-                              : r->all    ? "all"
-                                          : "filter",
-                              NULL)) {
+                       r->entry_id ? "entry"
+                       : r->all    ? "all"
+                                   : "filter",
+                       NULL)) {
         engine_req_free(r);
         return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     }
@@ -999,7 +1010,8 @@ static int a_tenants_put(api_ctx *a)
     int gs, gp;
     if (str_list(a, "jwt_secrets", "jwt_secret", sec, secrets, &spec.nsecrets, &gs) ||
         str_list(a, "jwt_public_keys", "jwt_public_key", pem, pems, &spec.npublic_keys, &gp))
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "jwt_secrets / jwt_public_keys: at most 8 strings");
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST,
+                         "jwt_secrets / jwt_public_keys: at most 8 strings");
     spec.secrets = secrets;
     spec.public_keys = pems;
     if (old && !gs) {
@@ -1037,7 +1049,8 @@ static int a_tenants_put(api_ctx *a)
              spec.npublic_keys, spec.max_connections);
     /* Validate first: only a change that will be made is audited. */
     char err[256];
-    if (tenants_check(&spec, err, sizeof(err))) return api_error(a->h, a->conn_id, PE_BAD_REQUEST, err);
+    if (tenants_check(&spec, err, sizeof(err)))
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, err);
     if (audit(a->srv, a->who->actor, a->method, id, id, details))
         return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     if (tenants_put(a->srv->tenants, &spec, 1, err, sizeof(err)))
@@ -1077,8 +1090,7 @@ static int a_keys_create(api_ctx *a)
     if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id))
         return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     /* The key works only once it is audited and saved. */
-    if (audit(a->srv, a->who->actor, "keys.create", t->id, id, NULL) ||
-        save_keys(a->srv)) {
+    if (audit(a->srv, a->who->actor, "keys.create", t->id, id, NULL) || save_keys(a->srv)) {
         apikey_revoke(a->srv->keys, id);
         return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log or key file unavailable");
     }
@@ -1118,7 +1130,8 @@ static int a_keys_revoke(api_ctx *a)
     if (!ks.found) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such key");
     if (audit(a->srv, a->who->actor, "keys.revoke", NULL, id, NULL))
         return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
-    if (apikey_revoke(a->srv->keys, id)) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such key");
+    if (apikey_revoke(a->srv->keys, id))
+        return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such key");
     if (save_keys(a->srv)) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     sbuf o;
     sbuf_init(&o);

@@ -13,7 +13,7 @@
 
 #define PROTO_ERR_LIMIT PE_LIMIT_EXCEEDED    /* too many tokens or nesting too deep */
 #define PROTO_ERR_BAD_REQUEST PE_BAD_REQUEST /* malformed JSON or wrong command shape */
-#define PROTO_ID_MAX (UINT64_C(1) << 53) /* largest id a JavaScript client can hold */
+#define PROTO_ID_MAX (UINT64_C(1) << 53)     /* largest id a JavaScript client can hold */
 
 typedef struct proto_cmd {
     int has_id;  /* 0: fire-and-forget, or the id was invalid (then error is set) */

@@ -8,6 +8,8 @@
 #include "util/errors.h"
 
 #define MAX_CHANNEL 255
+#define MAX_IDEM_KEY 128
+#define PUSH_PREFIX_LEN 14 /* strlen("{\"push\":\"pub\",") */
 
 enum pending_kind {
     P_PUBLISH,

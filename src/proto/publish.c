@@ -1,0 +1,183 @@
+/* Publishing, shared by the client protocol and the HTTP API: a publish's
+ * params parsed and checked, the pub submitted (ephemeral ones fanned out at
+ * once, stored ones to the engine with their recipients and retention). */
+#include <string.h>
+
+#include "proto/proto_int.h"
+#include "proto/session.h"
+#include "util/mem.h"
+
+proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
+{
+    uint64_t o = 0;
+    const char *e;
+    size_t en;
+    if (proto_param_u64(b, obj, "offset", &o) == PROTO_PARAM_TYPE) return PE_BAD_REQUEST;
+    int er = proto_param_str(b, obj, "epoch", &e, &en);
+    if (er == PROTO_PARAM_TYPE || (er == PROTO_PARAM_OK && en > PUB_EPOCH_LEN))
+        return PE_BAD_REQUEST;
+    *off = o;
+    if (er == PROTO_PARAM_OK) {
+        memcpy(epoch, e, en);
+        epoch[en] = '\0';
+    } else {
+        epoch[0] = '\0';
+    }
+    return 0;
+}
+
+static proto_error parse_class(proto_batch *b, int tok, pub_class *cls)
+{
+    const char *p;
+    size_t n;
+    if (tok < 0) return 0;
+    if (proto_str(b, tok, &p, &n) != PL_OK) return PE_BAD_REQUEST;
+    return vocab_class_parse(p, n, cls) ? PE_BAD_REQUEST : PE_OK;
+}
+
+/* Optional string value tok (-1 if absent) of at most max bytes: 0, or PE_BAD_REQUEST. */
+static proto_error opt_str(proto_batch *b, int tok, size_t max, const char **p, size_t *n)
+{
+    if (tok < 0) {
+        *p = NULL;
+        *n = 0;
+        return 0;
+    }
+    return proto_str(b, tok, p, n) == PL_OK && *n <= max ? 0 : PE_BAD_REQUEST;
+}
+
+static int headers_valid(proto_batch *b, int tok)
+{
+    for (int k = json_child(&b->doc, tok); k >= 0; k = json_next(&b->doc, k))
+        if (json_kind(&b->doc, json_obj_val(&b->doc, k)) != JSON_KIND_STRING) return 0;
+    return 1;
+}
+
+void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N])
+{
+    static const json_field keys[PUBP_N] = {
+        [PUBP_CHANNEL] = JSON_FIELD("channel"), [PUBP_DATA] = JSON_FIELD("data"),
+        [PUBP_CLASS] = JSON_FIELD("class"),     [PUBP_IDEM] = JSON_FIELD("idempotency_key"),
+        [PUBP_TYPE] = JSON_FIELD("type"),       [PUBP_CORRELATION] = JSON_FIELD("correlation_id"),
+        [PUBP_HEADERS] = JSON_FIELD("headers"),
+    };
+    json_obj_fields(&b->doc, params, keys, PUBP_N, v);
+}
+
+proto_error proto_parse_publish(const proto_server *srv, proto_batch *b, const int v[PUBP_N],
+                                const cfg_namespace *ns, pub_fields *f, pub_class *cls)
+{
+    if (json_raw(&b->doc, v[PUBP_DATA], &f->data, &f->data_len) != PL_OK) return PE_BAD_REQUEST;
+    if (f->data_len > srv->cfg->limits.max_message_bytes) return PE_LIMIT_EXCEEDED;
+    *cls = ns->cls;
+    int code = parse_class(b, v[PUBP_CLASS], cls);
+    if (!code) code = opt_str(b, v[PUBP_IDEM], MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
+    if (!code) code = opt_str(b, v[PUBP_TYPE], 255, &f->type, &f->type_len);
+    if (!code)
+        code = opt_str(b, v[PUBP_CORRELATION], 255, &f->correlation_id, &f->correlation_id_len);
+    int h = v[PUBP_HEADERS];
+    if (!code && h >= 0) {
+        if (json_kind(&b->doc, h) != JSON_KIND_OBJECT || !headers_valid(b, h))
+            code = PE_BAD_REQUEST;
+        else
+            json_raw(&b->doc, h, &f->headers, &f->headers_len);
+    }
+    return code;
+}
+
+/* The smaller of two limits where 0 means none. */
+static uint32_t cap_u32(uint32_t a, uint32_t b)
+{
+    return !a ? b : !b ? a : a < b ? a : b;
+}
+
+static int64_t cap_i64(int64_t a, int64_t b)
+{
+    return !a ? b : !b ? a : a < b ? a : b;
+}
+
+uint32_t tenant_max_channels(const proto_server *srv, const char *tid)
+{
+    const tenant *t = proto_tenant(srv, tid);
+    return t ? t->max_channels : 0;
+}
+
+proto_error proto_engine_error(int status)
+{
+    return status == PL_EIO      ? PE_STORAGE_UNAVAILABLE
+           : status == PL_ELIMIT ? PE_LIMIT_EXCEEDED
+                                 : PE_INTERNAL;
+}
+
+/* The recipients of a guaranteed pub: the users subscribed to the channel
+ * now, plus the users a user-limited channel names (even offline). */
+static int add_recipients(const proto_server *srv, engine_req *r, const pl_pub *p)
+{
+    char **present = NULL;
+    size_t np = presence_users(srv->presence, p->tenant, p->channel, &present);
+    const char *h = strchr(p->channel, '#');
+    size_t nlisted = 0;
+    for (const char *q = h; q && *q; q++)
+        nlisted += *q == ',' || q == h;
+    r->recipients = pl_calloc(np + nlisted + 1, sizeof(char *));
+    if (!r->recipients) goto fail;
+    for (size_t i = 0; i < np; i++)
+        r->recipients[r->nrecipients++] = present[i];
+    np = 0;
+    for (const char *q = h ? h + 1 : NULL; q && *q;) {
+        const char *e = strchr(q, ',');
+        size_t n = e ? (size_t)(e - q) : strlen(q);
+        int dup = 0;
+        for (size_t i = 0; i < r->nrecipients && !dup; i++)
+            dup = strlen(r->recipients[i]) == n && !memcmp(r->recipients[i], q, n);
+        if (!dup && !(r->recipients[r->nrecipients++] = pl_strndup(q, n))) goto fail;
+        q = e ? e + 1 : NULL;
+    }
+    pl_free(present);
+    return 0;
+fail:
+    for (size_t i = 0; i < np; i++)
+        pl_free(present[i]);
+    pl_free(present);
+    return -1;
+}
+
+proto_error proto_submit_pub(proto_host *h, pl_pub *p, const cfg_namespace *ns, pending *pd)
+{
+    tenant_counters *tc = metrics_tenant(h->metrics, p->tenant);
+    if (tc) atomic_fetch_add_explicit(&tc->pubs, 1, memory_order_relaxed);
+    if (p->cls == PUB_EPHEMERAL) {
+        pub_set_frame(p, proto_encode_pub(p));
+        if (pub_frame_peek(p)) h->ops->broadcast(h, p);
+        metrics_add(h->metrics, M_PUBS_EPHEMERAL, 1);
+        pub_unref(p);
+        return 0;
+    }
+    pending *copy;
+    engine_req *r = proto_req_new(h, ENGINE_PUBLISH, &copy);
+    if (!r) {
+        pub_unref(p);
+        return PE_INTERNAL;
+    }
+    *copy = *pd;
+    r->pub = p;
+    const tenant *t = proto_tenant(h->srv, p->tenant);
+    r->max_channels = t ? t->max_channels : 0;
+    r->storage_bytes = t ? t->storage_bytes : 0;
+    if (p->cls == PUB_GUARANTEED && add_recipients(h->srv, r, p)) {
+        engine_req_free(r);
+        return PE_INTERNAL;
+    }
+    r->history_size = cap_u32(ns->history_size, t ? t->history_size : 0);
+    r->history_ttl_ms = cap_i64(ns->history_ttl_ms, t ? t->history_ttl_ms : 0);
+    metrics_add(h->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
+    host_submit(h, r);
+    return 0;
+}
+
+uint64_t proto_unread(const engine_req *r)
+{
+    if (!r->first) return 0; /* nothing retained */
+    uint64_t after = r->cursor > r->first - 1 ? r->cursor : r->first - 1;
+    return r->head > after ? r->head - after : 0;
+}
