@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
 
+echo "== structure (layers, sizes, named codes)"
+scripts/layers.sh
+scripts/sizes.sh
+scripts/check-codes.sh
+
 echo "== build (release)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$JOBS"
@@ -33,4 +38,4 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 
 # Every stage above stops the script on failure (set -e), so reaching this
 # line means all of them passed.
-echo "stages: 8 passed, 0 failed"
+echo "stages: 9 passed, 0 failed"

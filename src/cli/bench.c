@@ -208,103 +208,90 @@ static int parse_url(const char *s, bench_opts *o, char *host, size_t hostlen)
 
 static const char *scen_names[] = {"fanout", "channels", "publish", "idle", "storm"};
 
-static int parse_args(int argc, char **argv, bench_opts *o, const char **label, char *host,
-                      size_t hostlen)
+/* Options given explicitly, where the scenario has its own default. */
+typedef struct seen_opts {
+    bool subs, rate, timeout;
+} seen_opts;
+
+/* One option a with its value v. 0, 1 when v is bad, -1 when a is unknown. */
+static int parse_opt(const char *a, const char *v, bench_opts *o, const char **label, char *host,
+                     size_t hostlen, seen_opts *seen)
 {
-    bool have_subs = false, have_rate = false, have_timeout = false;
-    if (argc < 2) return -1;
-    int sc = -1;
-    for (int i = 0; i < 5; i++)
-        if (strcmp(argv[1], scen_names[i]) == 0) sc = i;
-    if (sc < 0) return -1;
-    o->scenario = (bench_scenario)sc;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--quiet") == 0) {
-            o->quiet = true;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "bench: %s needs a value\n", a);
-            return -1;
-        }
-        const char *v = argv[++i];
-        int bad = 0;
-        if (strcmp(a, "--url") == 0)
-            bad = parse_url(v, o, host, hostlen);
-        else if (strcmp(a, "--proto") == 0) {
-            if (strcmp(v, "parley") == 0)
-                o->proto = PROTO_PARLEY;
-            else if (strcmp(v, "nats") == 0)
-                o->proto = PROTO_NATS;
-            else
-                bad = 1;
-        } else if (strcmp(a, "--secret") == 0)
-            o->secret = v;
-        else if (strcmp(a, "--tenant") == 0)
-            o->tenant = v;
-        else if (strcmp(a, "--subs") == 0) {
-            bad = parse_u32(v, &o->subs);
-            have_subs = true;
-        } else if (strcmp(a, "--conns") == 0)
-            bad = parse_u32(v, &o->conns);
-        else if (strcmp(a, "--channels") == 0)
-            bad = parse_u32(v, &o->channels) || o->channels == 0;
-        else if (strcmp(a, "--publishers") == 0)
-            bad = parse_u32(v, &o->publishers) || o->publishers == 0;
-        else if (strcmp(a, "--payload") == 0)
-            bad = parse_u32(v, &o->payload) || o->payload > (1u << 20);
-        else if (strcmp(a, "--inflight") == 0)
-            bad = parse_u32(v, &o->inflight) || o->inflight == 0 || o->inflight > 65536;
-        else if (strcmp(a, "--rate") == 0) {
-            uint32_t rate = 0;
-            bad = parse_u32(v, &rate);
-            o->rate = rate;
-            have_rate = true;
-        } else if (strcmp(a, "--class") == 0) {
-            if (strcmp(v, "ephemeral") == 0)
-                o->ephemeral = true;
-            else if (strcmp(v, "standard") == 0)
-                o->ephemeral = false;
-            else
-                bad = 1;
-        } else if (strcmp(a, "--duration") == 0)
-            bad = parse_secs(v, &o->duration_s);
-        else if (strcmp(a, "--count") == 0) {
-            char *e;
-            o->count = strtoull(v, &e, 10);
-            bad = !*v || *e || v[0] == '-';
-        } else if (strcmp(a, "--hold") == 0)
-            bad = parse_secs(v, &o->hold_s);
-        else if (strcmp(a, "--drop-at") == 0)
-            bad = parse_secs(v, &o->drop_at_s);
-        else if (strcmp(a, "--drain") == 0)
-            bad = parse_secs(v, &o->drain_s);
-        else if (strcmp(a, "--timeout") == 0) {
-            bad = parse_secs(v, &o->timeout_s);
-            have_timeout = true;
-        } else if (strcmp(a, "--server-pid") == 0) {
-            uint32_t pid = 0;
-            bad = parse_u32(v, &pid) || pid == 0 || pid > INT32_MAX;
-            o->server_pid = (pid_t)pid;
-        } else if (strcmp(a, "--source-ips") == 0)
-            bad = parse_u32(v, &o->source_ips) || o->source_ips > 254;
-        else if (strcmp(a, "--connect-concurrency") == 0)
-            bad = parse_u32(v, &o->connect_concurrency) || o->connect_concurrency == 0;
-        else if (strcmp(a, "--label") == 0)
-            *label = v;
-        else {
-            fprintf(stderr, "bench: unknown option %s\n", a);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "bench: bad value for %s: %s\n", a, v);
-            return -1;
-        }
-    }
-    if (!have_subs && o->scenario == SCEN_STORM) o->subs = 1000;
-    if (!have_rate && o->scenario == SCEN_STORM) o->rate = 10000;
-    if (!have_timeout) o->timeout_s = o->duration_s + o->hold_s + o->drain_s + 60;
+    int bad = 0;
+    if (strcmp(a, "--url") == 0)
+        bad = parse_url(v, o, host, hostlen);
+    else if (strcmp(a, "--proto") == 0) {
+        if (strcmp(v, "parley") == 0)
+            o->proto = PROTO_PARLEY;
+        else if (strcmp(v, "nats") == 0)
+            o->proto = PROTO_NATS;
+        else
+            bad = 1;
+    } else if (strcmp(a, "--secret") == 0)
+        o->secret = v;
+    else if (strcmp(a, "--tenant") == 0)
+        o->tenant = v;
+    else if (strcmp(a, "--subs") == 0) {
+        bad = parse_u32(v, &o->subs);
+        seen->subs = true;
+    } else if (strcmp(a, "--conns") == 0)
+        bad = parse_u32(v, &o->conns);
+    else if (strcmp(a, "--channels") == 0)
+        bad = parse_u32(v, &o->channels) || o->channels == 0;
+    else if (strcmp(a, "--publishers") == 0)
+        bad = parse_u32(v, &o->publishers) || o->publishers == 0;
+    else if (strcmp(a, "--payload") == 0)
+        bad = parse_u32(v, &o->payload) || o->payload > (1u << 20);
+    else if (strcmp(a, "--inflight") == 0)
+        bad = parse_u32(v, &o->inflight) || o->inflight == 0 || o->inflight > 65536;
+    else if (strcmp(a, "--rate") == 0) {
+        uint32_t rate = 0;
+        bad = parse_u32(v, &rate);
+        o->rate = rate;
+        seen->rate = true;
+    } else if (strcmp(a, "--class") == 0) {
+        if (strcmp(v, "ephemeral") == 0)
+            o->ephemeral = true;
+        else if (strcmp(v, "standard") == 0)
+            o->ephemeral = false;
+        else
+            bad = 1;
+    } else if (strcmp(a, "--duration") == 0)
+        bad = parse_secs(v, &o->duration_s);
+    else if (strcmp(a, "--count") == 0) {
+        char *e;
+        o->count = strtoull(v, &e, 10);
+        bad = !*v || *e || v[0] == '-';
+    } else if (strcmp(a, "--hold") == 0)
+        bad = parse_secs(v, &o->hold_s);
+    else if (strcmp(a, "--drop-at") == 0)
+        bad = parse_secs(v, &o->drop_at_s);
+    else if (strcmp(a, "--drain") == 0)
+        bad = parse_secs(v, &o->drain_s);
+    else if (strcmp(a, "--timeout") == 0) {
+        bad = parse_secs(v, &o->timeout_s);
+        seen->timeout = true;
+    } else if (strcmp(a, "--server-pid") == 0) {
+        uint32_t pid = 0;
+        bad = parse_u32(v, &pid) || pid == 0 || pid > INT32_MAX;
+        o->server_pid = (pid_t)pid;
+    } else if (strcmp(a, "--source-ips") == 0)
+        bad = parse_u32(v, &o->source_ips) || o->source_ips > 254;
+    else if (strcmp(a, "--connect-concurrency") == 0)
+        bad = parse_u32(v, &o->connect_concurrency) || o->connect_concurrency == 0;
+    else if (strcmp(a, "--label") == 0)
+        *label = v;
+    else
+        return -1;
+    return bad;
+}
+
+/* Scenario defaults and the combinations a run cannot do. 0 or -1. */
+static int check_opts(bench_opts *o, const seen_opts *seen)
+{
+    if (!seen->subs && o->scenario == SCEN_STORM) o->subs = 1000;
+    if (!seen->rate && o->scenario == SCEN_STORM) o->rate = 10000;
+    if (!seen->timeout) o->timeout_s = o->duration_s + o->hold_s + o->drain_s + 60;
     if (o->proto == PROTO_PARLEY && !o->secret) {
         fprintf(stderr, "bench: --secret is required for --proto parley\n");
         return -1;
@@ -324,6 +311,40 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
         return -1;
     }
     return 0;
+}
+
+static int parse_args(int argc, char **argv, bench_opts *o, const char **label, char *host,
+                      size_t hostlen)
+{
+    seen_opts seen = {0};
+    if (argc < 2) return -1;
+    int sc = -1;
+    for (int i = 0; i < 5; i++)
+        if (strcmp(argv[1], scen_names[i]) == 0) sc = i;
+    if (sc < 0) return -1;
+    o->scenario = (bench_scenario)sc;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--quiet") == 0) {
+            o->quiet = true;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench: %s needs a value\n", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        int rc = parse_opt(a, v, o, label, host, hostlen, &seen);
+        if (rc < 0) {
+            fprintf(stderr, "bench: unknown option %s\n", a);
+            return -1;
+        }
+        if (rc) {
+            fprintf(stderr, "bench: bad value for %s: %s\n", a, v);
+            return -1;
+        }
+    }
+    return check_opts(o, &seen);
 }
 
 /* Raises the soft fd limit to the hard one; returns the new soft limit. */
