@@ -283,7 +283,7 @@ static int parse_opt(const char *a, const char *v, bench_opts *o, const char **l
         *label = v;
     else
         return -1;
-    return bad;
+    return bad ? 1 : 0;
 }
 
 /* Scenario defaults and the combinations a run cannot do. 0 or -1. */

@@ -184,3 +184,17 @@ def test_single_tenant_defaults_without_tenants():
     finally:
         srv.stop()
         srv.cleanup()
+
+
+def test_bench_names_the_option_it_refuses():
+    # A bad value and an unknown option are different mistakes: the message
+    # says which, and nothing runs.
+    bad = _cli("bench", "fanout", "--subs", "many", "--secret", "s")
+    assert bad.returncode != 0
+    assert "bad value for --subs: many" in bad.stderr
+    unknown = _cli("bench", "fanout", "--subscribers", "10", "--secret", "s")
+    assert unknown.returncode != 0
+    assert "unknown option --subscribers" in unknown.stderr
+    missing = _cli("bench", "fanout", "--subs")
+    assert missing.returncode != 0
+    assert "--subs needs a value" in missing.stderr
