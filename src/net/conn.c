@@ -1,22 +1,66 @@
-/* Client connections: the HTTP phase (http-parser), the routes that answer
- * directly, the WebSocket upgrade, and the outbound queue that coalesces
- * whatever is ready into one frame and one write per loop iteration. */
+/* Client connections; see conn.h. The routes that answer directly live
+ * here with the HTTP phase; requests are read by net/http.c. */
+#include "net/conn.h"
+
 #include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "net/http.h"
-#include "net/server_int.h"
-#include "util/errors.h"
+#include "net/ws.h"
 #include "obs/log.h"
+#include "proto/api.h"
 #include "util/clock.h"
+#include "util/errors.h"
 #include "util/mem.h"
 
 #define MAX_WRITE_ITEMS 256
 #define CLOSE_GRACE_MS 2000
 
+/* ---- outbound queue -------------------------------------------------------- */
+
+typedef struct out_item {
+    void *ref; /* pl_pub* or rbuf*, one reference owned by the queue */
+    uint32_t kind;
+    uint32_t len;
+} out_item;
+
+/* ---- connections ------------------------------------------------------------- */
+
+enum conn_state { CS_HTTP, CS_WS, CS_SSE, CS_CLOSING };
+enum { DIRTY_QUEUED = 1, DIRTY_GONE = 2 };
+
+typedef struct http_req http_req;
+
+struct conn {
+    uv_tcp_t tcp; /* first: handle->data is not needed to find the conn */
+    pl_sink out;  /* id, kind (WS or SSE once upgraded), queued bytes, closed */
+    worker *w;
+    uint8_t state;
+    uint8_t writing;
+    uint8_t dirty; /* 0, DIRTY_QUEUED or DIRTY_GONE (closed while queued) */
+    uint8_t close_after_flush;
+    uint8_t ip_family; /* 0 when not counted against max_connections_per_ip */
+    uint8_t ip[16];
+    uint16_t close_code; /* WebSocket close code once closing was decided */
+    http_req *http;      /* only in CS_HTTP */
+    ws_session *ws;      /* WebSocket parser; freed while idle (no partial frame) */
+    session *s;          /* after a successful connect (WS) or SSE open */
+    out_item *q;
+    uint32_t qhead, qlen, qcap;
+    uint32_t reply_room; /* > 0: the last queued item is a reply buffer with this much room */
+    int64_t deadline_ms; /* handshake / close deadline; 0 = none */
+    int64_t last_rx_ms;  /* last bytes from the peer (idle_timeout) */
+    conn *dirty_next;
+    conn *prev, *next; /* worker's list of all connections */
+};
+
 static const sink_ops conn_sink_ops;
+static int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len);
+static int conn_enqueue_pub(conn *c, pl_pub *p);
+static int conn_send_json(conn *c, const char *json, size_t len);
+static void conn_abort(conn *c);
 
 /* ======================================================================
  * HTTP phase
@@ -361,7 +405,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-void conn_ip_key(const conn *c, char *out, size_t cap)
+static void conn_ip_key(const conn *c, char *out, size_t cap)
 {
     char addr[INET6_ADDRSTRLEN] = "?";
     inet_ntop(c->ip_family == 6 ? AF_INET6 : AF_INET, c->ip, addr, sizeof(addr));
@@ -530,7 +574,7 @@ static void on_close(uv_handle_t *h)
         pl_free(c);
 }
 
-void conn_abort(conn *c)
+static void conn_abort(conn *c)
 {
     if (c->out.closed) return;
     c->out.closed = 1;
@@ -780,7 +824,7 @@ static void slow_consumer(conn *c)
     conn_close(c, PC_SLOW_CONSUMER, "slow consumer");
 }
 
-int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len)
+static int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len)
 {
     out_item it = {ref, kind, (uint32_t)len};
     if (c->out.closed || (kind != OUT_RAW && c->state == CS_CLOSING)) goto drop;
@@ -796,7 +840,7 @@ drop:
     return -1;
 }
 
-int conn_enqueue_pub(conn *c, pl_pub *p)
+static int conn_enqueue_pub(conn *c, pl_pub *p)
 {
     const rbuf *f = proto_pub_frame(p);
     if (!f) {
@@ -817,7 +861,7 @@ int conn_enqueue_pub(conn *c, pl_pub *p)
  * holds much more memory than the bytes it counts. */
 #define REPLY_CHUNK 4000
 
-int conn_send_json(conn *c, const char *json, size_t len)
+static int conn_send_json(conn *c, const char *json, size_t len)
 {
     if (c->reply_room > len && c->state == CS_WS && !c->out.closed &&
         c->out.queued + len + 1 <= c->w->srv->cfg.limits.outbound_queue_bytes) {
@@ -908,7 +952,7 @@ static const sink_ops conn_sink_ops = {
     .close = sink_close_impl,
 };
 
-void conn_shutdown(conn *c)
+static void conn_shutdown(conn *c)
 {
     if (c->state == CS_HTTP)
         conn_abort(c);
@@ -916,7 +960,7 @@ void conn_shutdown(conn *c)
         conn_close(c, PC_SHUTDOWN, "server shutdown");
 }
 
-void worker_tick_conns(worker *w)
+void conn_tick_all(worker *w)
 {
     int64_t now = w->host.now_ms;
     for (conn *c = w->all, *next; c; c = next) {
@@ -944,5 +988,40 @@ void worker_tick_conns(worker *w)
             c->q = NULL;
             c->qcap = c->qhead = 0;
         }
+    }
+}
+
+/* ---- the worker's view ------------------------------------------------------ */
+
+conn *conn_find(worker *w, uint64_t id)
+{
+    conn *c = map_get(&w->conns, (const char *)&id, sizeof(id));
+    return c && !c->out.closed ? c : NULL;
+}
+
+session *conn_session(conn *c)
+{
+    return c->s;
+}
+
+void conn_each_session(worker *w, void (*fn)(session *s, void *arg), void *arg)
+{
+    for (conn *c = w->all, *next; c; c = next) {
+        next = c->next;
+        if (c->s && !c->out.closed) fn(c->s, arg);
+    }
+}
+
+void conn_close_all(worker *w, uint16_t code, const char *reason)
+{
+    for (conn *c = w->all; c; c = c->next)
+        if (!c->out.closed) conn_close(c, code, reason);
+}
+
+void conn_shutdown_all(worker *w)
+{
+    for (conn *c = w->all, *next; c; c = next) {
+        next = c->next;
+        conn_shutdown(c);
     }
 }

@@ -17,7 +17,9 @@
 #include "delivery/delivery.h"
 #include "net/server_delivery.h"
 #include "auth/apikey_file.h"
-#include "net/server_int.h"
+#include "net/conn.h"
+#include "net/server_delivery.h"
+#include "net/worker.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -153,8 +155,7 @@ static void handle_lost(worker *w, inbox_batch *b)
     metrics_add(&w->metrics, M_PUBS_LOST, 1);
     log_event(LOG_ERROR, "pub_lost", "reason", "worker inbox and reserve out of memory", "action",
               "closing every connection of the worker", NULL);
-    for (conn *c = w->all; c; c = c->next)
-        if (!c->out.closed) conn_close(c, PC_OVERLOADED, "overloaded");
+    conn_close_all(w, PC_OVERLOADED, "overloaded");
 }
 
 static void drain_inbox(worker *w)
@@ -206,10 +207,7 @@ static void on_wakeup(uv_async_t *a)
     drain_inbox(w);
     if (atomic_load(&w->shutting_down) == 1) {
         atomic_store(&w->shutting_down, 2);
-        for (conn *c = w->all, *next; c; c = next) {
-            next = c->next;
-            conn_shutdown(c);
-        }
+        conn_shutdown_all(w);
         worker_clock(w);
         uv_timer_set_repeat(&w->tick, 50);
         uv_timer_again(&w->tick);
@@ -306,30 +304,21 @@ static void host_broadcast(proto_host *h, pl_pub *pub)
     server_broadcast_pub(worker_of(h)->srv, pub);
 }
 
-static conn *conn_by_id(worker *w, uint64_t id)
-{
-    conn *c = map_get(&w->conns, (const char *)&id, sizeof(id));
-    return c && !c->out.closed ? c : NULL;
-}
-
 static session *host_find(proto_host *h, uint64_t conn_id)
 {
-    conn *c = conn_by_id(worker_of(h), conn_id);
-    return c ? c->s : NULL;
+    conn *c = conn_find(worker_of(h), conn_id);
+    return c ? conn_session(c) : NULL;
 }
 
 static void host_respond(proto_host *h, uint64_t conn_id, int status, const char *body, size_t len)
 {
-    conn *c = conn_by_id(worker_of(h), conn_id);
+    conn *c = conn_find(worker_of(h), conn_id);
     if (c) conn_http_respond(c, status, body, len);
 }
 
 static void host_each_session(proto_host *h, void (*fn)(session *s, void *arg), void *arg)
 {
-    for (conn *c = worker_of(h)->all, *next; c; c = next) {
-        next = c->next;
-        if (c->s && !c->out.closed) fn(c->s, arg);
-    }
+    conn_each_session(worker_of(h), fn, arg);
 }
 
 static const proto_host_ops host_ops = {
@@ -358,7 +347,7 @@ static void on_tick(uv_timer_t *t)
 {
     worker *w = t->data;
     worker_clock(w);
-    worker_tick_conns(w);
+    conn_tick_all(w);
     /* Requests, pings and closes queued by the tick go out now, not after
      * the next poll (which may sleep until the next tick). */
     engine_submit_chain(w->srv->ps.eng, &w->outbox);

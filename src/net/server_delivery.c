@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "net/server_int.h"
+#include "net/worker.h"
+#include "proto/session.h"
 #include "util/mem.h"
 
 static int user_online(void *ctx, const char *tenant, const char *channel, const char *user)
