@@ -11,12 +11,12 @@
 #include "util/mem.h"
 #include "util/rbuf.h"
 
-typedef struct chan {
+typedef struct fan_chan {
     fanout_sub **subs;
     uint32_t n, cap;
     uint32_t klen;
     char key[]; /* tenant '\x1f' channel: the map borrows it */
-} chan;
+} fan_chan;
 
 /* A user's connections on this worker. */
 typedef struct uconn {
@@ -33,7 +33,7 @@ typedef struct uconns {
 
 struct fanout {
     fanout_env env;
-    map channels; /* key -> chan* */
+    map channels; /* key -> fan_chan* */
     map users;    /* tenant '\x1f' user -> uconns* */
     size_t nsubs;
 };
@@ -52,7 +52,7 @@ void fanout_free(fanout *f)
 {
     if (!f) return;
     for (size_t i = 0; i < f->channels.cap; i++) {
-        chan *ch = f->channels.slots[i].value;
+        fan_chan *ch = f->channels.slots[i].value;
         if (!f->channels.slots[i].key) continue;
         pl_free(ch->subs);
         pl_free(ch);
@@ -75,19 +75,19 @@ size_t fanout_subs(const fanout *f)
 
 /* ---- channels ------------------------------------------------------------ */
 
-static chan *find_chan(fanout *f, const char *tenant, const char *channel)
+static fan_chan *find_chan(fanout *f, const char *tenant, const char *channel)
 {
     char key[600];
     size_t klen = map_key2(key, sizeof(key), tenant, channel);
     return klen ? map_get(&f->channels, key, klen) : NULL;
 }
 
-static chan *make_chan(fanout *f, const char *tenant, const char *channel)
+static fan_chan *make_chan(fanout *f, const char *tenant, const char *channel)
 {
     char key[600];
     size_t klen = map_key2(key, sizeof(key), tenant, channel);
     if (!klen) return NULL;
-    chan *ch = map_get(&f->channels, key, klen);
+    fan_chan *ch = map_get(&f->channels, key, klen);
     if (ch) return ch;
     ch = pl_calloc(1, sizeof(*ch) + klen);
     if (!ch) return NULL;
@@ -100,7 +100,7 @@ static chan *make_chan(fanout *f, const char *tenant, const char *channel)
     return ch;
 }
 
-static void drop_chan_if_empty(fanout *f, chan *ch)
+static void drop_chan_if_empty(fanout *f, fan_chan *ch)
 {
     if (ch->n) return;
     map_del(&f->channels, ch->key, ch->klen);
@@ -110,7 +110,7 @@ static void drop_chan_if_empty(fanout *f, chan *ch)
 
 int fanout_attach(fanout *f, fanout_sub *s, const char *tenant, const char *channel)
 {
-    chan *ch = make_chan(f, tenant, channel);
+    fan_chan *ch = make_chan(f, tenant, channel);
     if (!ch) return -1;
     if (ch->n == ch->cap) {
         uint32_t ncap = ch->cap ? ch->cap * 2 : 4;
@@ -131,7 +131,7 @@ int fanout_attach(fanout *f, fanout_sub *s, const char *tenant, const char *chan
 
 void fanout_detach(fanout *f, fanout_sub *s)
 {
-    chan *ch = s->_ch;
+    fan_chan *ch = s->_ch;
     if (!ch) return;
     ch->subs[s->_idx] = ch->subs[--ch->n];
     ch->subs[s->_idx]->_idx = s->_idx;
@@ -175,7 +175,7 @@ static void account(fanout *f, pl_pub *pub, uint64_t delivered)
 }
 
 /* ch: the pub's channel on this worker, NULL when nobody here subscribes. */
-static void fanout_pub(fanout *f, chan *ch, pl_pub *pub)
+static void fanout_pub(fanout *f, fan_chan *ch, pl_pub *pub)
 {
     if (pub->to_user && pub->user) fanout_to_user(f, pub);
     if (!ch) return;
@@ -238,7 +238,7 @@ static int takes_whole(const fanout *f, const fanout_sub *s, pl_pub *const *pubs
     return s->out->queued + len <= f->env.shed_above;
 }
 
-static void fanout_run(fanout *f, chan *ch, pl_pub *const *pubs, size_t n)
+static void fanout_run(fanout *f, fan_chan *ch, pl_pub *const *pubs, size_t n)
 {
     uint64_t whole = 0, single[FANOUT_RUN_MAX] = {0};
     rbuf *joined = NULL;
@@ -274,7 +274,7 @@ void fanout_pubs(fanout *f, pl_pub *const *pubs, size_t n)
         if (runnable(pubs[i]))
             while (j < n && j - i < FANOUT_RUN_MAX && continues_run(pubs[i], pubs[j - 1], pubs[j]))
                 j++;
-        chan *ch = find_chan(f, pubs[i]->tenant, pubs[i]->channel);
+        fan_chan *ch = find_chan(f, pubs[i]->tenant, pubs[i]->channel);
         if (j - i == 1)
             fanout_pub(f, ch, pubs[i]);
         else if (ch)
@@ -287,7 +287,7 @@ void fanout_pubs(fanout *f, pl_pub *const *pubs, size_t n)
 
 size_t fanout_lost(fanout *f, const pl_pub *pub)
 {
-    chan *ch = find_chan(f, pub->tenant, pub->channel);
+    fan_chan *ch = find_chan(f, pub->tenant, pub->channel);
     size_t n = 0;
     /* Closing does not detach (that happens when the connection is
      * released), so the array is stable during the walk. */
@@ -300,7 +300,7 @@ size_t fanout_lost_all(fanout *f)
 {
     size_t n = 0;
     for (size_t k = 0; k < f->channels.cap; k++) {
-        chan *ch = f->channels.slots[k].value;
+        fan_chan *ch = f->channels.slots[k].value;
         if (!f->channels.slots[k].key) continue;
         for (uint32_t i = 0; i < ch->n; i++, n++)
             sink_close(ch->subs[i]->out, PC_OVERLOADED, "overloaded");

@@ -24,7 +24,7 @@
 #include "util/mem.h"
 #include "util/sbuf.h"
 
-#define TICK_MS 1
+#define BENCH_TICK_MS 1
 #define NATS_MARKS 4096
 #define CHAN_NAME_MAX 128
 
@@ -45,12 +45,12 @@ typedef struct mark { /* NATS: a PING sent after `sent` publishes */
     uint64_t t;
 } mark;
 
-typedef struct chan {
+typedef struct bench_chan {
     char name[CHAN_NAME_MAX];
     uint64_t next_s;     /* last payload sequence number assigned */
     uint64_t max_offset; /* highest acked offset */
     bench_seq acks;      /* acked offsets: each must be new */
-} chan;
+} bench_chan;
 
 typedef struct client {
     run *r;
@@ -86,7 +86,7 @@ struct run {
     bench_scanner *sc;
     client *clients;
     uint32_t nclients, nsubs;
-    chan *chans;
+    bench_chan *chans;
     uint32_t nchans;
     uint32_t *queue; /* clients waiting to be opened */
     uint32_t qhead, qtail, qcap;
@@ -139,7 +139,7 @@ static void enqueue(run *r, uint32_t idx)
 
 static uint64_t sub_last(const run *r, const client *c)
 {
-    const chan *ch = &r->chans[c->chan];
+    const bench_chan *ch = &r->chans[c->chan];
     return r->by_offset ? ch->max_offset : ch->next_s;
 }
 
@@ -287,7 +287,7 @@ static void publish_one(client *c)
 {
     run *r = c->r;
     uint32_t ci = pick_chan(r, c);
-    chan *ch = &r->chans[ci];
+    bench_chan *ch = &r->chans[ci];
     uint64_t s = ++ch->next_s;
     uint64_t now = uv_hrtime();
     put_data(r, now, s);
@@ -358,7 +358,7 @@ static void on_ack(client *c, const bench_line *l, uint64_t now)
     c->inflight--;
     bench_hist_record(&r->res->ack, now - s->t);
     if (r->by_offset) {
-        chan *ch = &r->chans[s->chan];
+        bench_chan *ch = &r->chans[s->chan];
         uint64_t before = ch->acks.dups + ch->acks.invalid;
         if (!l->has_offset || l->offset == 0)
             r->res->proto_errors++;
@@ -936,7 +936,7 @@ int bench_run(const bench_opts *o, bench_result *res)
     uv_timer_init(&r.loop, &r.progress);
     uv_timer_init(&r.loop, &r.deadline);
     r.tick.data = r.progress.data = r.deadline.data = &r;
-    uv_timer_start(&r.tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_start(&r.tick, on_tick, BENCH_TICK_MS, BENCH_TICK_MS);
     uv_timer_start(&r.progress, on_progress, 1000, 1000);
     uv_timer_start(&r.deadline, on_deadline, (uint64_t)(o->timeout_s * 1000), 0);
     r.phase = PH_CONNECT;

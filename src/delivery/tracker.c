@@ -14,7 +14,7 @@
 #include "util/map.h"
 #include "util/mem.h"
 
-#define TICK_MS 10
+#define TRACKER_TICK_MS 10
 #define KEY_MAX 800
 
 typedef struct group {
@@ -313,7 +313,7 @@ tracker *tracker_new(const delivery_deps *deps)
     map_init_borrowed(&t->groups);
     backoff_init(&t->backoff); /* a clock-seeded generator still de-synchronizes */
     if (deps->rand) backoff_set_rand(&t->backoff, deps->rand, deps->ctx);
-    if (!(t->wheel = wheel_new(TICK_MS, tracker_now_us(t) / 1000))) {
+    if (!(t->wheel = wheel_new(TRACKER_TICK_MS, tracker_now_us(t) / 1000))) {
         pl_free(t);
         return NULL;
     }
