@@ -368,16 +368,50 @@ static void on_connection(uv_stream_t *listener, int status)
     conn_on_accept(listener->data, listener);
 }
 
+/* The listen address as a sockaddr; -1 with err set when it is not one. */
+static int listen_addr(const server *srv, struct sockaddr_storage *addr, char *err, size_t errlen)
+{
+    if (uv_ip4_addr(srv->cfg.listen_host, srv->cfg.listen_port, (struct sockaddr_in *)addr) &&
+        uv_ip6_addr(srv->cfg.listen_host, srv->cfg.listen_port, (struct sockaddr_in6 *)addr)) {
+        snprintf(err, errlen, "invalid listen host %s", srv->cfg.listen_host);
+        return -1;
+    }
+    return 0;
+}
+
+/* Fails when anything already listens on the address. The workers' own
+ * listeners share the port with SO_REUSEPORT (the kernel spreads accepts
+ * over them), which would also let a second process join the group and
+ * take part of the traffic: a plain bind first, which any listener on the
+ * port refuses, keeps the port this process's alone. */
+static int check_port_free(const server *srv, const struct sockaddr_storage *addr, char *err,
+                           size_t errlen)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) goto fail;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is no owner */
+    socklen_t len =
+        addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int rc = bind(fd, (const struct sockaddr *)addr, len);
+    int saved = errno;
+    close(fd);
+    if (rc == 0) return 0;
+    errno = saved;
+fail:
+    snprintf(err, errlen, "listen on %s:%d: %s%s", srv->cfg.listen_host, srv->cfg.listen_port,
+             strerror(errno),
+             errno == EADDRINUSE ? " (another process listens there: stop it or choose --listen)"
+                                 : "");
+    return -1;
+}
+
 static int listen_reuseport(worker *w, char *err, size_t errlen)
 {
     server *srv = w->srv;
     struct sockaddr_storage addr;
     int rc;
-    if (uv_ip4_addr(srv->cfg.listen_host, srv->cfg.listen_port, (struct sockaddr_in *)&addr) &&
-        uv_ip6_addr(srv->cfg.listen_host, srv->cfg.listen_port, (struct sockaddr_in6 *)&addr)) {
-        snprintf(err, errlen, "invalid listen host %s", srv->cfg.listen_host);
-        return -1;
-    }
+    if (listen_addr(srv, &addr, err, errlen)) return -1;
     if ((rc = uv_tcp_init_ex(&w->loop, &w->listener, addr.ss_family))) goto fail;
     w->listener.data = w;
     uv_os_fd_t fd;
@@ -711,6 +745,12 @@ int server_run(server *srv)
     char err[512] = "";
     int started = 0, rc = 1;
     signal(SIGPIPE, SIG_IGN);
+    struct sockaddr_storage addr;
+    if (listen_addr(srv, &addr, err, sizeof(err)) ||
+        check_port_free(srv, &addr, err, sizeof(err))) {
+        log_event(LOG_ERROR, "startup_failed", "error", err, NULL);
+        return 1;
+    }
     if (engine_start(srv->ps.eng)) {
         log_event(LOG_ERROR, "engine_start_failed", NULL);
         return 1;

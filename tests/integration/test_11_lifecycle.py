@@ -152,3 +152,25 @@ def test_restart_keeps_history_and_epoch(server_factory):
         assert (await cl.publish(ch, "next"))["offset"] == 21
         await cl.close()
     run(check())
+
+
+def test_second_server_on_a_busy_port_refuses_to_start(server_factory):
+    # The workers share their port with SO_REUSEPORT; a second process must
+    # not be able to join that group and take part of the traffic. It exits
+    # non-zero at once saying why (its health check would be answered by the
+    # first, so the process itself is watched), and the first keeps serving.
+    import subprocess
+    from helpers_api import api, full_key, with_api
+    from parley_client import parley_bin
+    first = server_factory(with_api, name="first")
+    second = server_factory(with_api, name="second", start=False)
+    second.cfg["listen"] = first.cfg["listen"]
+    second.write_config()
+    proc = subprocess.run([parley_bin(), "serve", "--config", second.cfg_path],
+                          capture_output=True, text=True, timeout=20 * SLOW,
+                          stdin=subprocess.DEVNULL, cwd=second.dir)
+    assert proc.returncode != 0
+    assert "address already in use" in (proc.stderr + proc.stdout).lower()
+    assert first.cfg["listen"] in proc.stderr + proc.stdout
+    for _ in range(10):
+        assert api(first, "info", {}, key=full_key("acme"))["workers"] >= 1
