@@ -27,48 +27,8 @@ static const struct {
 };
 
 #define N_SCOPES (sizeof(scope_names) / sizeof(scope_names[0]))
+/* Bits a stored key may hold: the vocabulary's and the reserved bit 9. */
 #define VALID_BITS (APIKEY_SCOPE_ALL | ((APIKEY_SCOPE_DLQ << 1) - 1))
-
-/* Every tenant method of PROTOCOL.md section 6 and the scope it needs (0 =
- * only "*"). Admin methods are absent on purpose: not found = not allowed. */
-static const struct {
-    const char *method;
-    uint32_t scope;
-} method_scopes[] = {
-    {"publish", APIKEY_SCOPE_PUBLISH},
-    {"broadcast", APIKEY_SCOPE_BROADCAST},
-    {"history", APIKEY_SCOPE_HISTORY},
-    {"cursors", APIKEY_SCOPE_HISTORY},
-    {"presence", APIKEY_SCOPE_PRESENCE},
-    {"presence_stats", APIKEY_SCOPE_PRESENCE},
-    {"channels", APIKEY_SCOPE_CHANNELS},
-    {"subscribe", APIKEY_SCOPE_SUBSCRIBE},
-    {"unsubscribe", APIKEY_SCOPE_SUBSCRIBE},
-    {"disconnect", APIKEY_SCOPE_DISCONNECT},
-    {"info", APIKEY_SCOPE_INFO},
-    {"trace", APIKEY_SCOPE_TRACE},
-    {"webhooks.create", APIKEY_SCOPE_WEBHOOKS},
-    {"webhooks.list", APIKEY_SCOPE_WEBHOOKS},
-    {"webhooks.update", APIKEY_SCOPE_WEBHOOKS},
-    {"webhooks.delete", APIKEY_SCOPE_WEBHOOKS},
-    {"webhooks.attempts", APIKEY_SCOPE_WEBHOOKS},
-    {"webhooks.replay", APIKEY_SCOPE_WEBHOOKS},
-    {"dlq.list", APIKEY_SCOPE_DLQ},
-    {"dlq.replay", APIKEY_SCOPE_DLQ},
-    {"dlq.purge", APIKEY_SCOPE_DLQ},
-    {"tokens.issue", 0},
-};
-
-#define N_METHODS (sizeof(method_scopes) / sizeof(method_scopes[0]))
-
-/* Returns the row index for method, or -1. */
-static int method_row(const char *method)
-{
-    if (!method) return -1;
-    for (size_t i = 0; i < N_METHODS; i++)
-        if (!strcmp(method_scopes[i].method, method)) return (int)i;
-    return -1;
-}
 
 const char *apikey_scope_name(uint32_t bit)
 {
@@ -84,27 +44,10 @@ static uint32_t scope_bit(const char *name)
     return 0;
 }
 
-const char *apikey_scope_for_method(const char *method)
+int apikey_mask_grants(uint32_t mask, uint32_t scope)
 {
-    int row = method_row(method);
-    if (row < 0) return NULL;
-    return method_scopes[row].scope ? apikey_scope_name(method_scopes[row].scope) : "*";
-}
-
-int apikey_mask_allows(uint32_t mask, const char *method)
-{
-    int row = method_row(method);
-    if (row < 0) return 0;
-    if (mask & APIKEY_SCOPE_ALL) return 1;
-    return method_scopes[row].scope && (mask & method_scopes[row].scope);
-}
-
-int apikey_allows(const char *const *scopes, size_t n, const char *method)
-{
-    uint32_t mask = 0;
-    for (size_t i = 0; i < n; i++)
-        mask |= scope_bit(scopes[i]);
-    return apikey_mask_allows(mask, method);
+    if (!scope || (scope & (scope - 1)) || (scope & ~VALID_BITS)) return 0;
+    return (mask & (scope | APIKEY_SCOPE_ALL)) != 0;
 }
 
 int apikey_scopes_parse(const char *const *scopes, size_t n, uint32_t *mask)

@@ -1,10 +1,9 @@
-/* Server API keys (PROTOCOL.md section 6): scopes by method family, and a
- * thread-safe in-memory key store. A key is "pk_" + base64url(32 random
- * bytes); the store keeps only its SHA-256, so a leaked store or snapshot
- * reveals no usable key. Tenant administration (tenants.*, keys.*) is never
- * grantable to a tenant key, not even by "*": that is the admin key's job.
- * Persistence is the caller's: apikey_foreach to save, apikey_store_load to
- * restore. */
+/* Server API keys (PROTOCOL.md section 6): scope bits, and a thread-safe
+ * in-memory key store. A key is "pk_" + base64url(32 random bytes); the store
+ * keeps only its SHA-256, so a leaked store or snapshot reveals no usable key.
+ * Which scope a method needs is the API's business (proto/api.c), which sits
+ * above this layer; here a key only grants scopes. Persistence is the
+ * caller's: apikey_foreach to save, apikey_store_load to restore. */
 #ifndef PL_APIKEY_H
 #define PL_APIKEY_H
 
@@ -22,21 +21,18 @@ enum apikey_scope {
 #define APIKEY_SCOPE_BIT(id, bit, name) APIKEY_SCOPE_##id = 1u << (bit),
     VOCAB_API_SCOPES(APIKEY_SCOPE_BIT)
 #undef APIKEY_SCOPE_BIT
-    /* No scope name grants this bit: it stands for the webhook methods, which
-     * do not exist yet, so only "*" reaches them. Keys stored with it load. */
+    /* Reserved: key files written when this bit stood for webhook methods
+     * may hold it, and such keys must still load, so it stays among the
+     * valid bits. No scope name sets it and no method needs it. */
     APIKEY_SCOPE_WEBHOOKS = 1u << 9,
 };
 
-/* The scope family a method needs: "dlq.replay" -> "dlq",
- * "presence_stats" -> "presence", "unsubscribe" -> "subscribe". Tenant
- * methods outside the families (tokens.issue) give "*"; admin methods
- * (tenants.*, keys.*) and unknown ones give NULL. Static strings. */
-const char *apikey_scope_for_method(const char *method);
-/* 1 if a key with these scope names may call method, else 0. Unknown scope
- * names grant nothing. */
-int apikey_allows(const char *const *scopes, size_t n, const char *method);
-/* As apikey_allows, for a bit set. */
-int apikey_mask_allows(uint32_t mask, const char *method);
+/* 1 if a key holding the scope bits mask may use what needs scope (one bit
+ * of enum apikey_scope), else 0. A "*" key grants every scope; scope
+ * APIKEY_SCOPE_ALL is granted by a "*" key only. 0, several bits or bits
+ * outside the enum are granted by no mask: what needs no scope bit (tenant
+ * administration) is not a key's to grant. */
+int apikey_mask_grants(uint32_t mask, uint32_t scope);
 /* Turns scope names into bits. Returns 0, or -1 (mask untouched) when a
  * name is not a scope - reject such a key instead of dropping the name. */
 int apikey_scopes_parse(const char *const *scopes, size_t n, uint32_t *mask);
@@ -86,7 +82,7 @@ int apikey_store_load(apikey_store *s, const apikey_entry *e);
 
 /* The live entry for a presented bearer key, or NULL when unknown, revoked
  * or malformed. The store keeps ownership; the pointer stays valid until
- * apikey_store_free. Check authorization with apikey_mask_allows(e->scopes). */
+ * apikey_store_free. Check authorization with apikey_mask_grants(e->scopes, ...). */
 const apikey_entry *apikey_lookup(apikey_store *s, const char *key, size_t len);
 /* Revokes the key with this id. Returns 0 (also if already revoked) or
  * PL_ENOTFOUND. */

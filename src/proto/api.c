@@ -624,34 +624,76 @@ static int a_keys_create(api_ctx *a);
 static int a_keys_revoke(api_ctx *a);
 static int a_keys_list(api_ctx *a);
 
+/* The scope of API_METHODS rows that no API key may call, not even "*":
+ * tenant and key administration is the admin key's alone. */
+#define API_ADMIN 0u
+
+/* The one table of API methods: X(name, handler, scope) where scope is the
+ * apikey_scope bit a key needs, APIKEY_SCOPE_ALL for methods only a "*" key
+ * may call, or API_ADMIN. Dispatch, authorization and api_method_at (and
+ * through it the docs and tests checks) all read these rows. */
+#define API_METHODS(X)                                                                             \
+    X("tenants.list", a_tenants_list, API_ADMIN)                                                   \
+    X("tenants.create", a_tenants_put, API_ADMIN)                                                  \
+    X("tenants.update", a_tenants_put, API_ADMIN)                                                  \
+    X("keys.create", a_keys_create, API_ADMIN)                                                     \
+    X("keys.revoke", a_keys_revoke, API_ADMIN)                                                     \
+    X("keys.list", a_keys_list, API_ADMIN)                                                         \
+    X("publish", a_publish, APIKEY_SCOPE_PUBLISH)                                                  \
+    X("broadcast", a_broadcast, APIKEY_SCOPE_BROADCAST)                                            \
+    X("history", a_history, APIKEY_SCOPE_HISTORY)                                                  \
+    X("cursors", a_cursors, APIKEY_SCOPE_HISTORY)                                                  \
+    X("presence", a_presence, APIKEY_SCOPE_PRESENCE)                                               \
+    X("presence_stats", a_presence_stats, APIKEY_SCOPE_PRESENCE)                                   \
+    X("channels", a_channels, APIKEY_SCOPE_CHANNELS)                                               \
+    X("subscribe", a_subscribe, APIKEY_SCOPE_SUBSCRIBE)                                            \
+    X("unsubscribe", a_unsubscribe, APIKEY_SCOPE_SUBSCRIBE)                                        \
+    X("disconnect", a_disconnect, APIKEY_SCOPE_DISCONNECT)                                         \
+    X("info", a_info, APIKEY_SCOPE_INFO)                                                           \
+    X("trace", a_trace, APIKEY_SCOPE_TRACE)                                                        \
+    X("dlq.list", a_dlq, APIKEY_SCOPE_DLQ)                                                         \
+    X("dlq.replay", a_dlq, APIKEY_SCOPE_DLQ)                                                       \
+    X("dlq.purge", a_dlq, APIKEY_SCOPE_DLQ)                                                        \
+    X("tokens.issue", a_token, APIKEY_SCOPE_ALL)
+
+/* Every bit of the scope vocabulary, to check the rows at compile time. */
+#define SCOPE_OR(id, bit, name) | APIKEY_SCOPE_##id
+#define VOCAB_SCOPE_BITS (0u VOCAB_API_SCOPES(SCOPE_OR))
+
+/* A row's scope is API_ADMIN or exactly one bit of the vocabulary: a
+ * reserved or made-up bit would be a method no key could be given. */
+#define CHECK_SCOPE(name, fn, scope)                                                               \
+    _Static_assert((scope) == API_ADMIN || (((uint32_t)(scope) & ~VOCAB_SCOPE_BITS) == 0 &&        \
+                                            ((uint32_t)(scope) & ((uint32_t)(scope)-1)) == 0),     \
+                   "API method " name ": scope must be API_ADMIN or one vocabulary scope");
+API_METHODS(CHECK_SCOPE)
+#undef CHECK_SCOPE
+
 static const struct api_method {
     const char *name;
     api_fn fn;
-    const char *scope;
+    uint32_t scope; /* enum apikey_scope bit, or API_ADMIN */
 } api_methods[] = {
-    {"tenants.list", a_tenants_list, "admin"},
-    {"tenants.create", a_tenants_put, "admin"},
-    {"tenants.update", a_tenants_put, "admin"},
-    {"keys.create", a_keys_create, "admin"},
-    {"keys.revoke", a_keys_revoke, "admin"},
-    {"keys.list", a_keys_list, "admin"},
-    {"publish", a_publish, "publish"},
-    {"broadcast", a_broadcast, "broadcast"},
-    {"history", a_history, "history"},
-    {"cursors", a_cursors, "history"},
-    {"presence", a_presence, "presence"},
-    {"presence_stats", a_presence_stats, "presence"},
-    {"channels", a_channels, "channels"},
-    {"subscribe", a_subscribe, "subscribe"},
-    {"unsubscribe", a_unsubscribe, "subscribe"},
-    {"disconnect", a_disconnect, "disconnect"},
-    {"info", a_info, "info"},
-    {"trace", a_trace, "trace"},
-    {"dlq.list", a_dlq, "dlq"},
-    {"dlq.replay", a_dlq, "dlq"},
-    {"dlq.purge", a_dlq, "dlq"},
-    {"tokens.issue", a_token, "*"},
+#define METHOD_ROW(name, fn, scope) {name, fn, scope},
+    API_METHODS(METHOD_ROW)
+#undef METHOD_ROW
 };
+
+#define N_API_METHODS (sizeof(api_methods) / sizeof(api_methods[0]))
+
+size_t api_method_count(void)
+{
+    return N_API_METHODS;
+}
+
+int api_method_at(size_t i, const char **name, const char **scope)
+{
+    if (i >= N_API_METHODS) return -1;
+    if (name) *name = api_methods[i].name;
+    if (scope)
+        *scope = api_methods[i].scope == API_ADMIN ? NULL : apikey_scope_name(api_methods[i].scope);
+    return 0;
+}
 
 /* ---- authentication ------------------------------------------------------- */
 
@@ -689,33 +731,31 @@ static proto_error authenticate(const proto_server *srv, const char *auth, size_
     return 0;
 }
 
-/* May this caller run the method? 0 or PE_PERMISSION_DENIED. The admin key manages tenants
- * and keys; tenant methods need a tenant (the admin names one with
- * "tenant" in the body, handled by the caller). */
-static proto_error authorize(const proto_server *srv, const caller *who, const char *method)
+/* May this caller run the method? 0 or PE_PERMISSION_DENIED. The admin key
+ * may run everything; tenant methods need a tenant (the admin names one
+ * with "tenant" in the body, handled by the caller). The development secret
+ * stands for the one tenant with every tenant method, as a "*" key would. */
+static proto_error authorize(const caller *who, const struct api_method *m)
 {
     if (who->admin) return 0;
-    if (!strncmp(method, "tenants.", 8) || !strncmp(method, "keys.", 5))
-        return PE_PERMISSION_DENIED;
+    if (m->scope == API_ADMIN) return PE_PERMISSION_DENIED;
     if (who->dev) return 0;
-    return who->key && apikey_mask_allows(who->key->scopes, method) ? 0 : PE_PERMISSION_DENIED;
+    return who->key && apikey_mask_grants(who->key->scopes, m->scope) ? 0 : PE_PERMISSION_DENIED;
 }
 
 int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen, const char *body,
                size_t blen, const char *auth, size_t alen)
 {
     const struct api_method *m = NULL;
-    for (size_t i = 0; i < sizeof(api_methods) / sizeof(api_methods[0]); i++)
+    for (size_t i = 0; i < N_API_METHODS; i++)
         if (strlen(api_methods[i].name) == mlen && !memcmp(api_methods[i].name, method, mlen))
             m = &api_methods[i];
     if (!m) return api_error(h, conn_id, PE_UNKNOWN_METHOD, NULL);
     api_ctx a = {.h = h, .srv = h->srv, .conn_id = conn_id, .b = &h->batch, .params = -1};
     caller who;
-    char mname[64];
-    snprintf(mname, sizeof(mname), "%s", m->name);
     int code = authenticate(h->srv, auth, alen, &who);
     if (code) return api_error(h, conn_id, code, "missing or invalid API key");
-    if ((code = authorize(h->srv, &who, mname)))
+    if ((code = authorize(&who, m)))
         return api_error(h, conn_id, code, "the key's scopes do not include this method");
     a.tenant = who.tenant;
     a.who = &who;
@@ -760,7 +800,7 @@ int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen,
         pending = api_error(h, conn_id, PE_INTERNAL, NULL);
     } else {
         a.params = h->batch.cmds[0].params;
-        if (!a.tenant && strcmp(m->scope, "admin")) {
+        if (!a.tenant && m->scope != API_ADMIN) {
             /* The admin key acts on the tenant the body names. */
             const char *tp;
             size_t tn;
@@ -1065,6 +1105,25 @@ static int a_tenants_put(api_ctx *a)
     return 0;
 }
 
+/* Refuses a keys.create whose scopes are missing or unknown, naming the
+ * scopes of the vocabulary so the message cannot fall behind it. */
+static int bad_scopes(api_ctx *a)
+{
+    static const char *const names[] = {
+#define SCOPE_NAME(id, bit, name) name,
+        VOCAB_API_SCOPES(SCOPE_NAME)
+#undef SCOPE_NAME
+    };
+    sbuf m;
+    sbuf_init(&m);
+    sbuf_puts(&m, "scopes: a list of");
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        sbuf_printf(&m, "%s %s", i ? "," : "", names[i]);
+    api_error(a->h, a->conn_id, PE_BAD_REQUEST, m.oom || !m.data ? "scopes" : m.data);
+    sbuf_release(&m);
+    return 0;
+}
+
 static int a_keys_create(api_ctx *a)
 {
     const char *p;
@@ -1083,9 +1142,7 @@ static int a_keys_create(api_ctx *a)
     uint32_t mask;
     if (str_list(a, "scopes", "scope", sc, scopes, &ns, &given) || !ns ||
         apikey_scopes_parse(scopes, ns, &mask))
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST,
-                         "scopes: a list of publish, broadcast, history, presence, "
-                         "channels, subscribe, disconnect, info, trace, webhooks, dlq, *");
+        return bad_scopes(a);
     char key[APIKEY_LEN + 1], id[APIKEY_ID_LEN + 1];
     if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id))
         return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);

@@ -16,4 +16,11 @@
 int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen, const char *body,
                size_t blen, const char *auth, size_t alen);
 
+/* Read-only view of the method table, for tests and tools. */
+size_t api_method_count(void);
+/* Row i: its method name and the scope a key needs - a scope name of the
+ * vocabulary, "*" (only a "*" key), or NULL (admin key only). Either out
+ * pointer may be NULL. Returns 0, or -1 past the end. Static strings. */
+int api_method_at(size_t i, const char **name, const char **scope);
+
 #endif
