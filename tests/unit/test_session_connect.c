@@ -209,6 +209,29 @@ static void connect_sub_storage_failure_is_reported_in_subs(void **state)
     fx_free(fx);
 }
 
+/* A client may leave a channel of its connect's subs before that READ
+ * answers (the session is connected from the connect on): the connect is
+ * still answered, naming the channel as unsubscribed meanwhile. */
+static void connect_answers_when_a_sub_is_left_before_its_read(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new(NULL);
+    fake_conn *c = fx_conn(fx);
+    connect_subs_command(c);
+    conn_send(c, "{\"id\":2,\"method\":\"unsubscribe\",\"params\":{\"channel\":\"room\"}}");
+    expect_result(c, 0, 2);
+    fx_answer_read(fx, &(read_answer){.lo = 4, .hi = 5, .head = 5, .first = 1, .recovered = 1});
+    fx_answer_read(fx, &(read_answer){.lo = 1, .hi = 0, .head = 9, .first = 1});
+    assert_int_equal(c->nmsgs, 2);
+    json_t *subs = json_object_get(expect_result(c, 1, 1), "subs");
+    json_t *err = json_object_get(json_object_get(subs, "room"), "error");
+    assert_int_equal(jint(err, "code"), 107);
+    assert_string_equal(jstr(err, "message"), "bad request: unsubscribed meanwhile");
+    assert_int_equal(jint(json_object_get(subs, "chat:lobby"), "offset"), 9);
+    assert_false(session_subscribed(c->s, "room"));
+    fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +243,7 @@ int main(void)
         cmocka_unit_test(command_before_connect_closes),
         cmocka_unit_test(connect_with_subs_answers_after_every_read),
         cmocka_unit_test(connect_sub_storage_failure_is_reported_in_subs),
+        cmocka_unit_test(connect_answers_when_a_sub_is_left_before_its_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
