@@ -34,7 +34,8 @@ static void record(fake_conn *c, enum out_kind kind, const char *text, size_t le
 }
 
 /* As net/conn.c: nothing but raw bytes once closing, and an item past the
- * queue bound closes the connection as a slow consumer. 0 when taken. */
+ * queue bound closes the connection as a slow consumer, dropping the queue.
+ * 0 when taken. */
 static int admit(fake_conn *c, enum out_kind kind, size_t len)
 {
     if (c->base.closed || (kind != OUT_RAW && c->base.closing)) {
@@ -43,6 +44,7 @@ static int admit(fake_conn *c, enum out_kind kind, size_t len)
     }
     if (kind != OUT_RAW && c->base.queued + len > c->fx->cfg.limits.outbound_queue_bytes) {
         c->refused++;
+        c->base.queued = 0; /* conn.c drops what was not written yet */
         sink_close(&c->base, PC_SLOW_CONSUMER, "slow consumer");
         return -1;
     }
