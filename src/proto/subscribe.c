@@ -199,7 +199,9 @@ fail:
 
 void session_on_drain(session *s)
 {
-    if (!s) return;
+    /* A closing connection takes no more pubs: a page would be dropped and
+     * asked for again at once, until the connection is gone. */
+    if (!s || s->out->closing) return;
     size_t low = s->h->srv->cfg->limits.outbound_queue_bytes / 2;
     for (uint32_t i = 0; i < s->nsubs && s->out->queued < low; i++) {
         sub *sb = s->subs[i];
