@@ -232,6 +232,37 @@ static void connect_answers_when_a_sub_is_left_before_its_read(void **state)
     fx_free(fx);
 }
 
+static void one_connection_per_user(config *c)
+{
+    c->limits.max_connections_per_user = 1;
+}
+
+/* Past the user's connection limit: 106 and close 4502. The refused
+ * session gives back no count it did not take: when the first connection
+ * leaves, the user may connect again. */
+static void connection_limit_refuses_and_closes_4502(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new(one_connection_per_user);
+    fake_conn *first = fx_conn(fx);
+    conn_connect(first, "alice");
+    fake_conn *second = fx_conn(fx);
+    char *tok = fx_token("alice", 3600, NULL);
+    send_connect(second, tok);
+    assert_string_equal(expect_error(second, 0, 1, 106), "limit exceeded: too many connections");
+    assert_int_equal(second->close_code, 4502);
+    fx_conn_gone(second);
+    fake_conn *third = fx_conn(fx);
+    send_connect(third, tok);
+    expect_error(third, 0, 1, 106); /* the first still holds the one */
+    fx_conn_gone(first);
+    fake_conn *fourth = fx_conn(fx);
+    send_connect(fourth, tok);
+    pl_free(tok);
+    assert_string_equal(jstr(expect_result(fourth, 0, 1), "user"), "alice");
+    fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +275,7 @@ int main(void)
         cmocka_unit_test(connect_with_subs_answers_after_every_read),
         cmocka_unit_test(connect_sub_storage_failure_is_reported_in_subs),
         cmocka_unit_test(connect_answers_when_a_sub_is_left_before_its_read),
+        cmocka_unit_test(connection_limit_refuses_and_closes_4502),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
  * expiry, and a whole connect, subscribe and publish run with every
  * allocation in turn failing. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "session_helpers.h"
@@ -203,25 +204,79 @@ static int oom_scenario(fixture *fx, const char *connect_cmd)
            answered(c, 4) && answered(c, 5) && c->nmsgs == 7;
 }
 
-static void every_allocation_failing_in_turn(void **state)
+/* A connect whose subs recover a channel too big for one result: the rest
+ * comes as catch-up pages. 1 when the connect was answered and every pub
+ * arrived. */
+static int oom_catchup_scenario(fixture *fx, const char *connect_cmd)
 {
-    (void)state;
+    fake_conn *c = fx_conn(fx);
+    if (!c->s) return 0;
+    conn_send(c, connect_cmd);
+    if (fx->nreqs)
+        fx_answer_read(fx,
+                       &(read_answer){.lo = 1, .hi = 60, .head = 60, .first = 1, .recovered = 1});
+    for (int i = 0; i < 20 && c->close_code == 0 && !session_subscribed(c->s, "room"); i++) {
+        if (!fx->nreqs) conn_drain(c);
+        if (!fx->nreqs) break;
+        engine_req *r = fx_take(fx, ENGINE_READ);
+        uint64_t hi = r->since_offset + r->limit < 60 ? r->since_offset + r->limit : 60;
+        fx_fill_read(
+            r, &(read_answer){
+                   .lo = r->since_offset + 1, .hi = hi, .head = 60, .first = 1, .more = hi < 60});
+        fx_answer(fx, r);
+    }
+    size_t pubs = 0;
+    for (size_t i = 0; i < c->nmsgs; i++)
+        pubs += c->msgs[i].kind == OUT_PUB;
+    if (!answered(c, 1) || c->close_code) return 0;
+    json_t *room = json_object_get(json_object_get(expect_result(c, 0, 1), "subs"), "room");
+    return json_array_size(json_object_get(room, "pubs")) + pubs == 60;
+}
+
+static char *connect_command(const char *subs)
+{
     char *tok = fx_token("alice", 3600, NULL);
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "{\"id\":1,\"method\":\"connect\",\"params\":{\"token\":\"%s\"}}",
-             tok);
+    char *cmd = malloc(2048);
+    assert_non_null(cmd);
+    snprintf(cmd, 2048, "{\"id\":1,\"method\":\"connect\",\"params\":{\"token\":\"%s\"%s}}", tok,
+             subs);
     pl_free(tok);
+    return cmd;
+}
+
+/* Runs a scenario with the n-th allocation failing for n = 0, 1, ... until
+ * it completes; returns the n it completed at. */
+static long fail_in_turn(int (*scenario)(fixture *, const char *), const char *cmd,
+                         void (*tune)(config *))
+{
     int ok = 0;
     long n;
     for (n = 0; n < 10000 && !ok; n++) {
-        fixture *fx = fx_new(NULL);
+        fixture *fx = fx_new(tune);
         pl_mem_fail_after(n);
-        ok = oom_scenario(fx, cmd);
+        ok = scenario(fx, cmd);
         pl_mem_fail_after(-1);
         fx_free(fx); /* ASan: nothing leaks on any path */
     }
     assert_true(ok);
-    assert_true(n > 20); /* the run did allocate: failures were exercised */
+    return n;
+}
+
+static void every_allocation_failing_in_turn(void **state)
+{
+    (void)state;
+    char *cmd = connect_command("");
+    /* The run did allocate: failures were exercised on the way. */
+    assert_true(fail_in_turn(oom_scenario, cmd, NULL) > 20);
+    free(cmd);
+}
+
+static void every_allocation_failing_in_turn_catching_up(void **state)
+{
+    (void)state;
+    char *cmd = connect_command(",\"subs\":{\"room\":{\"offset\":0,\"epoch\":\"" FX_EPOCH "\"}}");
+    assert_true(fail_in_turn(oom_catchup_scenario, cmd, small_queue) > 20);
+    free(cmd);
 }
 
 int main(void)
@@ -234,6 +289,7 @@ int main(void)
         cmocka_unit_test(any_frame_answers_a_ping),
         cmocka_unit_test(expired_token_closes_4504_on_tick),
         cmocka_unit_test(every_allocation_failing_in_turn),
+        cmocka_unit_test(every_allocation_failing_in_turn_catching_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,7 @@
 
 #include "session_helpers.h"
 
-/* Subscribes to ch with command id 2; since_json (NULL: none) is the `since`
+/* Subscribes to ch with command id id; since_json (NULL: none) is the `since`
  * object. */
 static void subscribe(fake_conn *c, int id, const char *ch, const char *since_json)
 {
