@@ -3,7 +3,7 @@
  * (proto_server) and, per worker thread, a proto_host with the worker's own
  * tables and a few operations. The protocol layer never sees a socket, a
  * loop or a worker; unit tests build both structs around fakes
- * (tests/unit/test_session.c).
+ * (tests/unit/session_helpers.c).
  *
  * Threading: a proto_host and everything reached through it is used by its
  * worker's thread only, except where a member says otherwise. */

@@ -199,7 +199,9 @@ fail:
 
 void session_on_drain(session *s)
 {
-    if (!s) return;
+    /* A closing connection takes no more pubs: a page would be dropped and
+     * asked for again at once, until the connection is gone. */
+    if (!s || s->out->closing) return;
     size_t low = s->h->srv->cfg->limits.outbound_queue_bytes / 2;
     for (uint32_t i = 0; i < s->nsubs && s->out->queued < low; i++) {
         sub *sb = s->subs[i];
@@ -318,18 +320,24 @@ static void tune_page(session *s, sub *sb, const engine_req *r)
     sb->page_limit = (uint32_t)(fit < 1 ? 1 : fit > PAGE_SIZE ? PAGE_SIZE : fit);
 }
 
+/* A subscription of a connect's subs that failed: its entry in the reply. */
+static void connect_sub_error(session *s, const char *ch, int code, const char *detail)
+{
+    sbuf_puts(&s->connect_reply, s->connect_first_sub ? "" : ",");
+    s->connect_first_sub = 0;
+    sbuf_json_str(&s->connect_reply, ch, strlen(ch));
+    sbuf_puts(&s->connect_reply, ":{\"error\":");
+    proto_error_json(&s->connect_reply, code, detail);
+    sbuf_putc(&s->connect_reply, '}');
+}
+
 static void subscribe_done(session *s, sub *sb, pending *pd, engine_req *r)
 {
     unsigned mi = 1;
     if (r->status != PL_OK) {
         int code = proto_engine_error(r->status);
         if (pd->in_connect) {
-            sbuf_puts(&s->connect_reply, s->connect_first_sub ? "" : ",");
-            s->connect_first_sub = 0;
-            sbuf_json_str(&s->connect_reply, sb->channel, strlen(sb->channel));
-            sbuf_puts(&s->connect_reply, ":{\"error\":");
-            proto_error_json(&s->connect_reply, code, NULL);
-            sbuf_putc(&s->connect_reply, '}');
+            connect_sub_error(s, sb->channel, code, NULL);
         } else {
             sess_error(s, pd->has_id, pd->cmd_id, mi, code, NULL);
         }
@@ -433,8 +441,14 @@ static void read_answered(proto_host *h, pending *pd, engine_req *r, int page)
     if (!s) return;
     sub *sb = sess_find_sub(s, r->channel);
     if (!sb || sb->gen != pd->gen) {
-        if (!page && !pd->in_connect)
+        if (page) return;
+        if (!pd->in_connect) {
             sess_error(s, pd->has_id, pd->cmd_id, 1, PE_BAD_REQUEST, "unsubscribed meanwhile");
+            return;
+        }
+        /* The connect waits for this answer too, stale or not. */
+        connect_sub_error(s, r->channel, PE_BAD_REQUEST, "unsubscribed meanwhile");
+        if (--s->connect_pending == 0) sess_finish_connect(s);
         return;
     }
     sb->read_inflight = 0;
