@@ -9,36 +9,13 @@
 
 #include "auth/apikey_file.h"
 #include "delivery/delivery.h"
-#include "proto/api.h"
+#include "proto/api_int.h"
 #include "proto/session.h"
-#include "proto/proto_int.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
 #define MAX_BROADCAST 1000
 #define DEFAULT_PAGE_LIMIT 100 /* history and dlq.list */
-
-/* Who is calling: the admin key, or a tenant API key (its tenant and id). */
-typedef struct caller {
-    int admin;
-    int dev;
-    const char *tenant;
-    const apikey_entry *key; /* tenant keys */
-    char actor[64];          /* for the audit log: "admin" or "key:<id>" */
-} caller;
-
-typedef struct api_ctx {
-    proto_host *h;
-    proto_server *srv;
-    uint64_t conn_id; /* the HTTP connection to answer */
-    proto_batch *b;
-    int params;
-    const char *tenant; /* the key's tenant (or "default" in single-tenant mode) */
-    const caller *who;
-    const char *method;
-} api_ctx;
-
-typedef int (*api_fn)(api_ctx *a);
 
 /* The aggregate answer of a broadcast: one slot per channel. */
 typedef struct api_agg {
@@ -52,7 +29,7 @@ typedef struct api_agg {
 
 /* ---- replies ------------------------------------------------------------ */
 
-static int api_error(proto_host *h, uint64_t conn_id, int code, const char *detail)
+int api_error(proto_host *h, uint64_t conn_id, int code, const char *detail)
 {
     sbuf o;
     sbuf_init(&o);
@@ -65,7 +42,7 @@ static int api_error(proto_host *h, uint64_t conn_id, int code, const char *deta
 }
 
 /* Sends {"result": <o's text>}. */
-static int api_result(proto_host *h, uint64_t conn_id, sbuf *o)
+int api_result(proto_host *h, uint64_t conn_id, sbuf *o)
 {
     if (o->oom) return api_error(h, conn_id, PE_INTERNAL, NULL);
     sbuf r;
@@ -80,10 +57,8 @@ static int api_result(proto_host *h, uint64_t conn_id, sbuf *o)
 
 static void api_answered(proto_host *h, pending *pd, engine_req *r);
 
-/* Appends an audit record; -1 when it could not be written (the action must
- * then be refused). */
-static int audit(proto_server *srv, const char *actor, const char *action, const char *tenant,
-                 const char *target, const char *details)
+int api_audit(proto_server *srv, const char *actor, const char *action, const char *tenant,
+              const char *target, const char *details)
 {
     audit_event ev = {.actor = actor,
                       .action = action,
@@ -94,8 +69,7 @@ static int audit(proto_server *srv, const char *actor, const char *action, const
     return srv->audit && audit_append(srv->audit, &ev, NULL) == PL_OK ? 0 : -1;
 }
 
-/* Persists the API-created keys (hashes only). 0 or -1. */
-static int save_keys(proto_server *srv)
+int api_save_keys(proto_server *srv)
 {
     pthread_mutex_lock(&srv->keys_lock);
     int rc = apikey_file_save(srv->keys, srv->config_keys, srv->keys_path);
@@ -522,8 +496,8 @@ static int start_action(api_ctx *a, int kind)
         return api_error(a->h, a->conn_id, code, NULL);
     }
     snprintf(act->tenant, sizeof(act->tenant), "%s", a->tenant);
-    if (kind == 0 && audit(a->srv, a->who->actor, "disconnect", a->tenant,
-                           act->user[0] ? act->user : act->client, NULL)) {
+    if (kind == 0 && api_audit(a->srv, a->who->actor, "disconnect", a->tenant,
+                               act->user[0] ? act->user : act->client, NULL)) {
         pl_free(act);
         return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     }
@@ -618,11 +592,6 @@ static int a_token(api_ctx *a)
 
 static int a_dlq(api_ctx *a);
 static int a_trace(api_ctx *a);
-static int a_tenants_list(api_ctx *a);
-static int a_tenants_put(api_ctx *a);
-static int a_keys_create(api_ctx *a);
-static int a_keys_revoke(api_ctx *a);
-static int a_keys_list(api_ctx *a);
 
 /* The scope of API_METHODS rows that no API key may call, not even "*":
  * tenant and key administration is the admin key's alone. */
@@ -633,12 +602,12 @@ static int a_keys_list(api_ctx *a);
  * may call, or API_ADMIN. Dispatch, authorization and api_method_at (and
  * through it the docs and tests checks) all read these rows. */
 #define API_METHODS(X)                                                                             \
-    X("tenants.list", a_tenants_list, API_ADMIN)                                                   \
-    X("tenants.create", a_tenants_put, API_ADMIN)                                                  \
-    X("tenants.update", a_tenants_put, API_ADMIN)                                                  \
-    X("keys.create", a_keys_create, API_ADMIN)                                                     \
-    X("keys.revoke", a_keys_revoke, API_ADMIN)                                                     \
-    X("keys.list", a_keys_list, API_ADMIN)                                                         \
+    X("tenants.list", api_tenants_list, API_ADMIN)                                                 \
+    X("tenants.create", api_tenants_put, API_ADMIN)                                                \
+    X("tenants.update", api_tenants_put, API_ADMIN)                                                \
+    X("keys.create", api_keys_create, API_ADMIN)                                                   \
+    X("keys.revoke", api_keys_revoke, API_ADMIN)                                                   \
+    X("keys.list", api_keys_list, API_ADMIN)                                                       \
     X("publish", a_publish, APIKEY_SCOPE_PUBLISH)                                                  \
     X("broadcast", a_broadcast, APIKEY_SCOPE_BROADCAST)                                            \
     X("history", a_history, APIKEY_SCOPE_HISTORY)                                                  \
@@ -882,11 +851,11 @@ static int a_dlq(api_ctx *a)
     r->since_ms = (int64_t)since;
     r->until_ms = (int64_t)until;
     r->limit = (uint32_t)limit;
-    if (!list && audit(a->srv, a->who->actor, a->method, a->tenant,
-                       r->entry_id ? "entry"
-                       : r->all    ? "all"
-                                   : "filter",
-                       NULL)) {
+    if (!list && api_audit(a->srv, a->who->actor, a->method, a->tenant,
+                           r->entry_id ? "entry"
+                           : r->all    ? "all"
+                                       : "filter",
+                           NULL)) {
         engine_req_free(r);
         return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     }
@@ -979,260 +948,4 @@ static void api_answered(proto_host *h, pending *pd, engine_req *r)
     }
     api_result(h, c, &o);
     sbuf_release(&o);
-}
-
-/* ---- administration (admin key only, every action audited) ------------- */
-
-static int a_tenants_list(api_ctx *a)
-{
-    sbuf o;
-    sbuf_init(&o);
-    sbuf_puts(&o, "{\"tenants\":");
-    tenants_list(a->srv->tenants, &o);
-    sbuf_putc(&o, '}');
-    api_result(a->h, a->conn_id, &o);
-    sbuf_release(&o);
-    return 0;
-}
-
-/* Reads an optional array of strings (or one string) into v (at most 8). */
-static proto_error str_list(api_ctx *a, const char *key, const char *alt, char bufs[8][2048],
-                            const char **v, size_t *n, int *given)
-{
-    int arr;
-    const char *p;
-    size_t len;
-    *n = 0;
-    *given = 0;
-    if (proto_param_str(a->b, a->params, alt, &p, &len) == PROTO_PARAM_OK) {
-        if (len >= 2048) return PE_BAD_REQUEST;
-        memcpy(bufs[0], p, len);
-        bufs[0][len] = '\0';
-        v[(*n)++] = bufs[0];
-        *given = 1;
-        return 0;
-    }
-    int r = proto_param_arr(a->b, a->params, key, &arr);
-    if (r == PROTO_PARAM_MISSING) return 0;
-    if (r != PROTO_PARAM_OK) return PE_BAD_REQUEST;
-    *given = 1;
-    for (int t = json_child(&a->b->doc, arr); t >= 0; t = json_next(&a->b->doc, t)) {
-        if (*n == 8 || proto_str(a->b, t, &p, &len) != PL_OK || len >= 2048) return PE_BAD_REQUEST;
-        memcpy(bufs[*n], p, len);
-        bufs[*n][len] = '\0';
-        v[*n] = bufs[*n];
-        (*n)++;
-    }
-    return 0;
-}
-
-static int a_tenants_put(api_ctx *a)
-{
-    int create = !strcmp(a->method, "tenants.create");
-    const char *p;
-    size_t n;
-    char id[128];
-    if (proto_param_str(a->b, a->params, "id", &p, &n) != PROTO_PARAM_OK || !n || n >= sizeof(id))
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "id required");
-    memcpy(id, p, n);
-    id[n] = '\0';
-    for (size_t i = 0; i < n; i++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", id[i]))
-            return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "id must be [A-Za-z0-9_.-]");
-    if (a->srv->cfg->single_tenant)
-        return api_error(a->h, a->conn_id, PE_NOT_AVAILABLE, "server runs single-tenant");
-    const tenant *old = tenants_get(a->srv->tenants, id);
-    if (create && old) return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "tenant exists");
-    if (!create && !old) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such tenant");
-    char sec[8][2048], pem[8][2048]; /* on the stack: workers run admin calls concurrently */
-    const char *secrets[8], *pems[8];
-    tenant_spec spec = {.id = id};
-    int gs, gp;
-    if (str_list(a, "jwt_secrets", "jwt_secret", sec, secrets, &spec.nsecrets, &gs) ||
-        str_list(a, "jwt_public_keys", "jwt_public_key", pem, pems, &spec.npublic_keys, &gp))
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST,
-                         "jwt_secrets / jwt_public_keys: at most 8 strings");
-    spec.secrets = secrets;
-    spec.public_keys = pems;
-    if (old && !gs) {
-        spec.secrets = (const char *const *)old->secrets;
-        spec.nsecrets = old->nsecrets;
-    }
-    if (old && !gp) {
-        spec.public_keys = (const char *const *)old->public_keys;
-        spec.npublic_keys = old->npublic_keys;
-    }
-    uint64_t v;
-    spec.max_connections = old ? old->max_connections : 0;
-    spec.max_channels = old ? old->max_channels : 0;
-    spec.publishes_per_second = old ? old->publishes_per_second : 0;
-    spec.storage_bytes = old ? old->storage_bytes : 0;
-    spec.history_size = old ? old->history_size : 0;
-    spec.history_ttl_ms = old ? old->history_ttl_ms : 0;
-    static const char *const quota[] = {"max_connections", "max_channels", "publishes_per_second",
-                                        "storage_bytes",   "history_size", "history_ttl_ms"};
-    for (int q = 0; q < 6; q++) {
-        int r = proto_param_u64(a->b, a->params, quota[q], &v);
-        if (r == PROTO_PARAM_TYPE || (r == PROTO_PARAM_OK && v > UINT32_MAX && q != 3 && q != 5))
-            return api_error(a->h, a->conn_id, PE_BAD_REQUEST, quota[q]);
-        if (r != PROTO_PARAM_OK) continue;
-        if (q == 0) spec.max_connections = (uint32_t)v;
-        if (q == 1) spec.max_channels = (uint32_t)v;
-        if (q == 2) spec.publishes_per_second = (uint32_t)v;
-        if (q == 3) spec.storage_bytes = (int64_t)v;
-        if (q == 4) spec.history_size = (uint32_t)v;
-        if (q == 5) spec.history_ttl_ms = (int64_t)v;
-    }
-    char details[256];
-    snprintf(details, sizeof(details),
-             "{\"secrets\":%zu,\"public_keys\":%zu,\"max_connections\":%u}", spec.nsecrets,
-             spec.npublic_keys, spec.max_connections);
-    /* Validate first: only a change that will be made is audited. */
-    char err[256];
-    if (tenants_check(&spec, err, sizeof(err)))
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, err);
-    if (audit(a->srv, a->who->actor, a->method, id, id, details))
-        return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
-    if (tenants_put(a->srv->tenants, &spec, 1, err, sizeof(err)))
-        return api_error(a->h, a->conn_id, PE_INTERNAL, err);
-    sbuf o;
-    sbuf_init(&o);
-    sbuf_puts(&o, "{\"id\":");
-    sbuf_json_str(&o, id, strlen(id));
-    sbuf_putc(&o, '}');
-    api_result(a->h, a->conn_id, &o);
-    sbuf_release(&o);
-    return 0;
-}
-
-/* Refuses a keys.create whose scopes are missing or unknown, naming the
- * scopes of the vocabulary so the message cannot fall behind it. */
-static int bad_scopes(api_ctx *a)
-{
-    static const char *const names[] = {
-#define SCOPE_NAME(id, bit, name) name,
-        VOCAB_API_SCOPES(SCOPE_NAME)
-#undef SCOPE_NAME
-    };
-    sbuf m;
-    sbuf_init(&m);
-    sbuf_puts(&m, "scopes: a list of");
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        sbuf_printf(&m, "%s %s", i ? "," : "", names[i]);
-    api_error(a->h, a->conn_id, PE_BAD_REQUEST, m.oom || !m.data ? "scopes" : m.data);
-    sbuf_release(&m);
-    return 0;
-}
-
-static int a_keys_create(api_ctx *a)
-{
-    const char *p;
-    size_t n;
-    char tid[128];
-    if (proto_param_str(a->b, a->params, "tenant", &p, &n) != PROTO_PARAM_OK || n >= sizeof(tid))
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "tenant required");
-    memcpy(tid, p, n);
-    tid[n] = '\0';
-    const tenant *t = proto_tenant(a->srv, tid);
-    if (!t) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such tenant");
-    char sc[8][2048];
-    const char *scopes[8];
-    size_t ns;
-    int given;
-    uint32_t mask;
-    if (str_list(a, "scopes", "scope", sc, scopes, &ns, &given) || !ns ||
-        apikey_scopes_parse(scopes, ns, &mask))
-        return bad_scopes(a);
-    char key[APIKEY_LEN + 1], id[APIKEY_ID_LEN + 1];
-    if (apikey_create(a->srv->keys, t->id, mask, clock_wall_ms(), key, id))
-        return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
-    /* The key works only once it is audited and saved. */
-    if (audit(a->srv, a->who->actor, "keys.create", t->id, id, NULL) || save_keys(a->srv)) {
-        apikey_revoke(a->srv->keys, id);
-        return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log or key file unavailable");
-    }
-    sbuf o;
-    sbuf_init(&o);
-    sbuf_printf(&o, "{\"id\":\"%s\",\"key\":\"%s\",\"tenant\":", id, key);
-    sbuf_json_str(&o, t->id, strlen(t->id));
-    sbuf_putc(&o, '}');
-    api_result(a->h, a->conn_id, &o);
-    sbuf_release(&o);
-    return 0;
-}
-
-typedef struct key_search {
-    const char *id;
-    int found;
-} key_search;
-
-static int find_key(const apikey_entry *e, void *ud)
-{
-    key_search *ks = ud;
-    ks->found = !strcmp(e->id, ks->id);
-    return ks->found;
-}
-
-static int a_keys_revoke(api_ctx *a)
-{
-    const char *p;
-    size_t n;
-    char id[APIKEY_ID_LEN + 1];
-    if (proto_param_str(a->b, a->params, "id", &p, &n) != PROTO_PARAM_OK || n > APIKEY_ID_LEN)
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "id required");
-    memcpy(id, p, n);
-    id[n] = '\0';
-    key_search ks = {.id = id};
-    apikey_foreach(a->srv->keys, NULL, find_key, &ks);
-    if (!ks.found) return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such key");
-    if (audit(a->srv, a->who->actor, "keys.revoke", NULL, id, NULL))
-        return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
-    if (apikey_revoke(a->srv->keys, id))
-        return api_error(a->h, a->conn_id, PE_UNKNOWN_CHANNEL, "no such key");
-    if (save_keys(a->srv)) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
-    sbuf o;
-    sbuf_init(&o);
-    sbuf_puts(&o, "{}");
-    api_result(a->h, a->conn_id, &o);
-    sbuf_release(&o);
-    return 0;
-}
-
-static int list_key(const apikey_entry *e, void *ud)
-{
-    sbuf *o = ud;
-    if (o->len > 9) sbuf_putc(o, ',');
-    sbuf_printf(o, "{\"id\":\"%s\",\"tenant\":", e->id);
-    sbuf_json_str(o, e->tenant, strlen(e->tenant));
-    sbuf_printf(o, ",\"created_at\":%lld,\"revoked\":%s,\"scopes\":[", (long long)e->created_at,
-                atomic_load(&e->revoked) ? "true" : "false");
-    int first = 1;
-    for (uint32_t bit = 1; bit; bit <<= 1) {
-        if (!(e->scopes & bit)) continue;
-        const char *name = apikey_scope_name(bit);
-        if (!name) continue;
-        sbuf_printf(o, "%s\"%s\"", first ? "" : ",", name);
-        first = 0;
-    }
-    sbuf_puts(o, "]}");
-    return 0;
-}
-
-static int a_keys_list(api_ctx *a)
-{
-    const char *p;
-    size_t n;
-    char tid[128] = "";
-    if (proto_param_str(a->b, a->params, "tenant", &p, &n) == PROTO_PARAM_OK && n < sizeof(tid)) {
-        memcpy(tid, p, n);
-        tid[n] = '\0';
-    }
-    sbuf o;
-    sbuf_init(&o);
-    sbuf_puts(&o, "{\"keys\":[");
-    apikey_foreach(a->srv->keys, tid[0] ? tid : NULL, list_key, &o);
-    sbuf_puts(&o, "]}");
-    api_result(a->h, a->conn_id, &o);
-    sbuf_release(&o);
-    return 0;
 }
