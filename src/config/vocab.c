@@ -6,7 +6,7 @@
 #include <string.h>
 
 static const char *const class_names[] = {
-#define CLASS_NAME(id, value, name) [value] = name,
+#define CLASS_NAME(id, value, name) [(value)] = (name),
     VOCAB_PUB_CLASSES(CLASS_NAME)
 #undef CLASS_NAME
 };

@@ -15,7 +15,7 @@
     X(PUB_GUARANTEED, 2, "guaranteed")
 
 typedef enum pub_class {
-#define VOCAB_CLASS_ENUM(id, value, name) id = value,
+#define VOCAB_CLASS_ENUM(id, value, name) id = (value),
     VOCAB_PUB_CLASSES(VOCAB_CLASS_ENUM)
 #undef VOCAB_CLASS_ENUM
 } pub_class;

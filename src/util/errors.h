@@ -50,11 +50,11 @@
 
 /* A protocol error code; PE_OK (0) is "no error", the value of every
  * function documented as returning "0 or a protocol code". */
-#define PROTO_ERROR_ENUM(name, code, msg, temp, http) name = code,
+#define PROTO_ERROR_ENUM(name, code, msg, temp, http) name = (code),
 typedef enum proto_error { PE_OK = 0, PROTO_ERROR_MAP(PROTO_ERROR_ENUM) } proto_error;
 #undef PROTO_ERROR_ENUM
 
-#define PROTO_CLOSE_ENUM(name, code, reason, reconnect) name = code,
+#define PROTO_CLOSE_ENUM(name, code, reason, reconnect) name = (code),
 typedef enum proto_close { PROTO_CLOSE_MAP(PROTO_CLOSE_ENUM) } proto_close;
 #undef PROTO_CLOSE_ENUM
 
