@@ -190,6 +190,24 @@ static int add_locked(apikey_store *s, apikey_entry *e, char id_out[APIKEY_ID_LE
     return rc;
 }
 
+/* A configured key's id is the same at every start (audit records and
+ * keys.list name it across restarts), so it is derived from the key's hash
+ * instead of drawn: a ULID-shaped digest of the hash under its own label. */
+static void config_key_id(const uint8_t hash[32], char out[APIKEY_ID_LEN + 1])
+{
+    static const char label[] = "parley configured API key id\n";
+    uint8_t in[sizeof(label) - 1 + 32], d[SHA256_DIGEST_LENGTH];
+    memcpy(in, label, sizeof(label) - 1);
+    memcpy(in + sizeof(label) - 1, hash, 32);
+    SHA256(in, sizeof(in), d);
+    uint64_t v[3] = {0, 0, 0};
+    for (int i = 0; i < 16; i++) {
+        int k = i < 6 ? 0 : i < 11 ? 1 : 2;
+        v[k] = (v[k] << 8) | d[i];
+    }
+    clock_ulid_pack(out, v[0], v[1], v[2]);
+}
+
 int apikey_add(apikey_store *s, const char *tenant, const char *key, size_t len, uint32_t scopes,
                int64_t now_ms, char id_out[APIKEY_ID_LEN + 1])
 {
@@ -198,6 +216,7 @@ int apikey_add(apikey_store *s, const char *tenant, const char *key, size_t len,
     apikey_entry *e = entry_new(tenant, scopes, now_ms, &rc);
     if (!e) return rc;
     SHA256((const unsigned char *)key, len, e->hash);
+    config_key_id(e->hash, e->id);
     return add_locked(s, e, id_out);
 }
 

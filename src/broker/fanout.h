@@ -39,9 +39,9 @@ typedef struct fanout_sub {
     const char *client;   /* the session's client id (borrowed) */
     const char *user;     /* the session's user (borrowed) */
     uint64_t last_offset; /* the newest offset the subscriber has been sent */
-    uint8_t state;        /* enum sub_state */
     void *_ch;            /* private to fanout: the channel */
     uint32_t _idx;        /* private to fanout: position in the channel */
+    uint8_t state;        /* enum sub_state */
 } fanout_sub;
 
 /* What a fanout is built from; everything is borrowed for its lifetime. */

@@ -43,6 +43,23 @@ static int split_listen(config *cfg, const char *hp)
     return 0;
 }
 
+/* Single-tenant development mode, with or without a config file: where to
+ * connect, the development secret, and a token command that finds it. */
+static void print_dev_banner(const char *host, const char *data_dir, const char *cfgpath)
+{
+    char secret_err[256];
+    char *secret = server_dev_secret(data_dir, secret_err, sizeof(secret_err));
+    if (!secret) return;
+    int default_dir = !strcmp(data_dir, "./data") || !strcmp(data_dir, "data");
+    fprintf(stderr,
+            "parley: single-tenant development mode on ws://%s/ws\n"
+            "parley: development secret: %s\n"
+            "parley: get a token with: build/parley token --user alice%s%s%s%s\n",
+            host, secret, cfgpath ? " --config " : "", cfgpath ? cfgpath : "",
+            !cfgpath && !default_dir ? " --data " : "", !cfgpath && !default_dir ? data_dir : "");
+    pl_free(secret);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *cfgpath = NULL, *listen = NULL, *data = NULL;
@@ -76,29 +93,63 @@ static int cmd_serve(int argc, char **argv)
     }
     if (workers > 0) cfg.workers = workers;
     int single = cfg.single_tenant;
-    char host[256];
+    char host[256], data_dir[4096];
     snprintf(host, sizeof(host), "%s:%d", cfg.listen_host, cfg.listen_port);
+    snprintf(data_dir, sizeof(data_dir), "%s", cfg.data_dir);
     char err[512] = "";
     server *srv = server_new(&cfg, err, sizeof(err));
     if (!srv) {
         fprintf(stderr, "parley: %s\n", err);
         return 1;
     }
-    if (single) {
-        char secret_err[256];
-        char *secret = server_dev_secret(data ? data : "./data", secret_err, sizeof(secret_err));
-        if (!cfgpath && secret) {
-            fprintf(stderr,
-                    "parley: single-tenant development mode on ws://%s/ws\n"
-                    "parley: development secret: %s\n"
-                    "parley: get a token with: build/parley token --user alice%s%s\n",
-                    host, secret, data ? " --data " : "", data ? data : "");
-        }
-        pl_free(secret);
-    }
+    if (single) print_dev_banner(host, data_dir, cfgpath);
     int rc = server_run(srv);
     server_free(srv);
     return rc;
+}
+
+/* The secret a token must be signed with, as the server will verify it:
+ * a tenant's first HS256 secret from the config, or the development secret
+ * of the data dir the server uses. Never creates one (a token signed with a
+ * secret the server does not have is refused at connect). 0, or an exit
+ * code after saying what is wrong and how to point at the right server. */
+static int token_secret(const config *cfg, const char *cfgpath, const char *data, int data_default,
+                        const char **tenant, const char **secret, char **owned)
+{
+    if (cfg && !cfg->single_tenant) {
+        const cfg_tenant *t = NULL;
+        if (*tenant && !(t = config_tenant(cfg, *tenant))) {
+            fprintf(stderr, "parley: %s has no tenant '%s'\n", cfgpath, *tenant);
+            return 1;
+        }
+        if (!t && cfg->n_tenants > 1) {
+            fprintf(stderr, "parley: %s has %zu tenants: say which with --tenant\n", cfgpath,
+                    cfg->n_tenants);
+            return 2;
+        }
+        if (!t) t = &cfg->tenants[0];
+        if (!t->n_jwt_secrets) {
+            fprintf(stderr, "parley: tenant '%s' has no jwt_secret to sign with\n", t->id);
+            return 1;
+        }
+        *tenant = t->id;
+        *secret = t->jwt_secrets[0];
+        return 0;
+    }
+    if (*tenant && strcmp(*tenant, "default")) {
+        fprintf(stderr, "parley: single-tenant development mode has only the tenant 'default'\n");
+        return 1;
+    }
+    if (cfg && data_default) data = cfg->data_dir;
+    if (!(*owned = server_dev_secret_read(data))) {
+        fprintf(stderr,
+                "parley: no development secret in %s/dev_secret: start the server first, or "
+                "point to its data dir with --data DIR or its config with --config FILE\n",
+                data);
+        return 1;
+    }
+    *secret = *owned;
+    return 0;
 }
 
 static int cmd_token(int argc, char **argv)
@@ -145,8 +196,8 @@ static int cmd_token(int argc, char **argv)
         return 2;
     }
     int64_t ttl_ms = clock_parse_duration(ttl);
-    if (ttl_ms < 0) {
-        fprintf(stderr, "parley: invalid --ttl %s\n", ttl);
+    if (ttl_ms < 1000) {
+        fprintf(stderr, "parley: --ttl must be at least 1s, such as 1h or 30m (got %s)\n", ttl);
         return 2;
     }
     char *owned = NULL;
@@ -155,22 +206,13 @@ static int cmd_token(int argc, char **argv)
     if (!secret && cfgpath) {
         if (load_config(&cfg, cfgpath)) return 1;
         have_cfg = 1;
-        const cfg_tenant *t =
-            tenant ? config_tenant(&cfg, tenant) : (cfg.n_tenants ? &cfg.tenants[0] : NULL);
-        if (t && t->n_jwt_secrets) {
-            secret = t->jwt_secrets[0];
-            if (!tenant) tenant = t->id;
-        }
-        if (cfg.single_tenant && data_default) data = cfg.data_dir;
     }
-    if (!secret) {
-        char err[256];
-        owned = server_dev_secret(data, err, sizeof(err));
-        if (!owned) {
-            fprintf(stderr, "parley: %s\n", err);
-            return 1;
-        }
-        secret = owned;
+    int rc = secret ? 0
+                    : token_secret(have_cfg ? &cfg : NULL, cfgpath, data, data_default, &tenant,
+                                   &secret, &owned);
+    if (rc) {
+        if (have_cfg) config_release(&cfg);
+        return rc;
     }
     sbuf claims;
     sbuf_init(&claims);

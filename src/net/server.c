@@ -502,19 +502,26 @@ static void worker_release(worker *w)
  * Server
  * ====================================================================== */
 
-char *server_dev_secret(const char *data_dir, char *err, size_t errlen)
+char *server_dev_secret_read(const char *data_dir)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/dev_secret", data_dir);
     char buf[128];
     FILE *f = fopen(path, "r");
-    if (f) {
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-            n--;
-        if (n >= 16) return pl_strndup(buf, n);
-    }
+    if (!f) return NULL;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        n--;
+    return n >= 16 ? pl_strndup(buf, n) : NULL;
+}
+
+char *server_dev_secret(const char *data_dir, char *err, size_t errlen)
+{
+    char *old = server_dev_secret_read(data_dir);
+    if (old) return old;
+    char path[4096], buf[128];
+    snprintf(path, sizeof(path), "%s/dev_secret", data_dir);
     mkdir(data_dir, 0700);
     unsigned char rnd[24];
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {

@@ -20,5 +20,8 @@ void server_free(server *srv);
 /* Reads DIR/dev_secret, creating it with a random secret when missing.
  * Returns a pl_malloc'd secret or NULL (err set). */
 char *server_dev_secret(const char *data_dir, char *err, size_t errlen);
+/* The development secret of DIR, or NULL when there is none (nothing is
+ * created). pl_malloc'd. */
+char *server_dev_secret_read(const char *data_dir);
 
 #endif

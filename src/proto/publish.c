@@ -1,11 +1,22 @@
 /* Publishing, shared by the client protocol and the HTTP API: a publish's
  * params parsed and checked, the pub submitted (ephemeral ones fanned out at
  * once, stored ones to the engine with their recipients and retention). */
+#include <ctype.h>
 #include <string.h>
 
 #include "proto/proto_int.h"
 #include "proto/session.h"
 #include "util/mem.h"
+
+/* 1 if the n bytes at e could be an epoch the engine made (letters and
+ * digits, at most PUB_EPOCH_LEN). */
+static int epoch_like(const char *e, size_t n)
+{
+    if (n == 0 || n > PUB_EPOCH_LEN) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)e[i])) return 0;
+    return 1;
+}
 
 proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
 {
@@ -14,16 +25,21 @@ proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoc
     size_t en;
     if (proto_param_u64(b, obj, "offset", &o) == PROTO_PARAM_TYPE) return PE_BAD_REQUEST;
     int er = proto_param_str(b, obj, "epoch", &e, &en);
-    if (er == PROTO_PARAM_TYPE || (er == PROTO_PARAM_OK && en > PUB_EPOCH_LEN))
-        return PE_BAD_REQUEST;
+    if (er == PROTO_PARAM_TYPE) return PE_BAD_REQUEST;
     *off = o;
-    if (er == PROTO_PARAM_OK) {
-        memcpy(epoch, e, en);
-        epoch[en] = '\0';
-    } else {
-        epoch[0] = '\0';
+    epoch[0] = '\0';
+    if (er != PROTO_PARAM_OK) return PE_OK;
+    /* A client may hold an epoch of a wiped data dir or another install: any
+     * string that cannot be one of ours is simply another epoch (recovery
+     * then answers recovered: false and a gap), never a bad request. "!"
+     * matches no epoch, "*" included (the wildcard is the server's own). */
+    if (!epoch_like(e, en)) {
+        strcpy(epoch, "!");
+        return PE_OK;
     }
-    return 0;
+    memcpy(epoch, e, en);
+    epoch[en] = '\0';
+    return PE_OK;
 }
 
 static proto_error parse_class(proto_batch *b, int tok, pub_class *cls)

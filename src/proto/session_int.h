@@ -29,13 +29,12 @@ typedef struct sub {
     uint8_t read_inflight;
 } sub;
 
+/* Fields ordered by size: a session is part of every connection's cost. */
 struct session {
     proto_host *h; /* the worker's (borrowed) */
     pl_sink *out;  /* the connection (borrowed; outlives the session) */
-    int connected; /* a valid token was presented (WebSocket) or the stream opened (SSE) */
     int64_t next_ping_ms;
     int64_t pong_deadline_ms; /* 0: no ping awaits its pong */
-    char client[PUB_ID_LEN + 1];
     char *user;
     const char *tenant; /* borrowed from the server's tenant table */
     int64_t exp;
@@ -47,14 +46,14 @@ struct session {
     sub **subs;
     uint32_t nsubs, capsubs;
     uint32_t gen;
-    int sse;
-    /* connect with subs: the reply waits for every subscription's READ */
+    uint32_t connect_pending; /* connect with subs: READs its reply still waits for */
     uint64_t connect_id;
-    int connect_has_id;
-    int connect_pending;
     sbuf connect_reply;
-    int connect_first_sub;
-    rl_bucket cmds;                       /* limits.commands_per_second */
+    rl_bucket cmds; /* limits.commands_per_second */
+    char client[PUB_ID_LEN + 1];
+    uint8_t connected; /* a valid token was presented (WebSocket) or the stream opened (SSE) */
+    uint8_t sse;
+    uint8_t connect_has_id, connect_first_sub;
     uint8_t counted_tenant, counted_user; /* held connection-limit counts */
     uint8_t counted_conn;                 /* counted in the tenant's metrics */
 };

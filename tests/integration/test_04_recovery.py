@@ -94,6 +94,30 @@ def test_epoch_changed_is_not_recovered(server):
     run(body())
 
 
+def test_any_foreign_epoch_string_is_a_mismatch_not_a_bad_request(server):
+    # A client may hold an epoch from a wiped data dir or another install,
+    # spelled any way: it is another epoch (recovered false, the newest pubs,
+    # a gap 1..since), never error 107. "*" is no wildcard for clients.
+    async def body():
+        pub, ch, epoch, _ = await _setup(server, n=5)
+        sub = await connect(server, "bob")
+        for i, foreign in enumerate(["not-the-epoch", "*", "", "é" * 3, "x" * 300]):
+            channel = ch if i == 0 else f"{ch}-{i}"
+            if i:
+                await pub.publish_many(channel, 5, window=5)
+            r = await sub.subscribe(channel, since={"offset": 3, "epoch": foreign})
+            assert "error" not in r, (foreign, r)
+            assert r["recovered"] is False, (foreign, r)
+            assert offsets(r["pubs"]) == [1, 2, 3, 4, 5], foreign
+            gap = await sub.push("gap", channel)
+            assert (gap["from"], gap["to"]) == (1, 3), (foreign, gap)
+        await pub.publish(ch, "live")
+        assert offsets(await sub.pubs(ch, 1)) == [6]
+        await sub.close()
+        await pub.close()
+    run(body())
+
+
 def test_since_beyond_head_is_not_recovered(server):
     async def body():
         pub, ch, epoch, _ = await _setup(server, n=5)

@@ -198,3 +198,55 @@ def test_bench_names_the_option_it_refuses():
     missing = _cli("bench", "fanout", "--subs")
     assert missing.returncode != 0
     assert "--subs needs a value" in missing.stderr
+
+
+def test_serve_with_a_config_without_tenants_prints_the_dev_banner(tmp_path):
+    # A config file with no tenants runs single-tenant development mode, as
+    # running without one does: the same banner, and its token command works.
+    import re
+    srv = ParleyServer({}, name="devcfg")
+    try:
+        srv.start()
+        log = open(srv.log_path).read()
+        m = re.search(r"development secret: (\S+)", log)
+        assert m, log
+        assert m.group(1) == open(f"{srv.data_dir}/dev_secret").read().strip()
+        cmd = re.search(r"get a token with: build/parley (token .*)", log)
+        assert cmd and "--config" in cmd.group(1), log
+        out = subprocess.run([parley_bin(), *cmd.group(1).split()], capture_output=True,
+                             text=True, timeout=30 * SLOW, cwd=srv.dir)
+        assert out.returncode == 0, out.stderr
+        tok = out.stdout.strip()
+
+        async def body():
+            cl = await connect(srv, token=tok)
+            assert cl.connect_result["user"] == "alice"
+            await cl.close()
+        run(body())
+    finally:
+        srv.stop()
+
+
+def test_token_refuses_what_the_server_would_reject(tmp_path):
+    # `parley token` prints a token only when the server will take it: it
+    # never makes a development secret of its own, names the tenant it
+    # cannot find, and refuses a token that is expired when minted.
+    empty = _cli("token", "--user", "alice")  # a fresh directory: no server ran here
+    assert empty.returncode != 0 and not empty.stdout
+    assert "no development secret in ./data/dev_secret" in empty.stderr
+    assert "--data" in empty.stderr and "--config" in empty.stderr
+    cfg = default_config()
+    cfg["data_dir"] = str(tmp_path / "data")
+    path = _write(tmp_path, "two.yaml", render_yaml(cfg))
+    assert len(cfg["tenants"]) > 1
+    several = _cli("token", "--user", "alice", "--config", path)
+    assert several.returncode != 0 and "--tenant" in several.stderr
+    unknown = _cli("token", "--user", "alice", "--config", path, "--tenant", "nope")
+    assert unknown.returncode != 0 and "no tenant 'nope'" in unknown.stderr
+    for ttl in ("0", "0s", "500ms", "-1h"):
+        bad = _cli("token", "--user", "alice", "--config", path, "--tenant", "acme",
+                   "--ttl", ttl)
+        assert bad.returncode != 0 and "--ttl" in bad.stderr, ttl
+    ok = _cli("token", "--user", "alice", "--config", path, "--tenant", "acme")
+    assert ok.returncode == 0 and ok.stdout.count(".") == 2, ok.stderr
+    assert not (tmp_path / "data").exists()  # nothing created on the side

@@ -183,11 +183,15 @@ def test_api_disconnect(asrv):
         b = await connect(asrv, user)
         keep = await connect(asrv, "keeper")
         await asyncio.to_thread(api, asrv, "disconnect", {"user": user, "code": 4321})
-        await expect_disconnect(a, 4321)
+        assert (await expect_disconnect(a, 4321))["reconnect"] is True
         await expect_disconnect(b, 4321)
         c = await connect(asrv, user)
         await asyncio.to_thread(api, asrv, "disconnect", {"client": c.connect_result["client"]})
-        await expect_disconnect(c, 4503)
+        # 4500-4999 tell the client not to reconnect; the push says so too
+        assert (await expect_disconnect(c, 4503))["reconnect"] is False
+        d = await connect(asrv, user)
+        await asyncio.to_thread(api, asrv, "disconnect", {"user": user, "code": 4999})
+        assert (await expect_disconnect(d, 4999))["reconnect"] is False
         for bad in ({"user": user, "code": 3999}, {"user": user, "code": 5000},
                     {"user": user, "code": "4100"}, {}, {"user": 7}):
             st, err = await asyncio.to_thread(api_error, asrv, "disconnect", bad)

@@ -241,3 +241,17 @@ def test_dev_tokens_issue(server_factory):
         assert (st, err["code"]) == (400, 107), bad
     st, err = api_error(srv, "tokens.issue", {"user": "d", "ttl": 60}, key=scope_key("acme", "info"))
     assert (st, err["code"]) == (403, 103)
+
+
+def test_configured_keys_keep_their_ids_across_restarts(server_factory):
+    # Audit records and keys.list name a key by id: a configured key must be
+    # the same key after a restart, not a new id for the same secret.
+    srv = server_factory(with_api, name="keyids")
+    before = sorted((k["tenant"], tuple(k["scopes"]), k["id"])
+                    for k in api(srv, "keys.list", key=ADMIN_KEY)["keys"])
+    assert before and len({k[2] for k in before}) == len(before)
+    srv.stop()
+    srv.start()
+    after = sorted((k["tenant"], tuple(k["scopes"]), k["id"])
+                   for k in api(srv, "keys.list", key=ADMIN_KEY)["keys"])
+    assert after == before

@@ -236,6 +236,20 @@ static void test_config_keys(void **state)
     assert_int_equal(apikey_add(s, "other", k, strlen(k), APIKEY_SCOPE_INFO, NOW, NULL), PL_EINVAL);
     assert_string_equal(apikey_lookup(s, k, strlen(k))->tenant, "acme");
     apikey_store_free(s);
+
+    /* A configured key keeps its id from one start to the next (audit
+     * records name it), whatever the time; another key gets another id. */
+    apikey_store *again = apikey_store_new();
+    char id2[APIKEY_ID_LEN + 1], other[APIKEY_ID_LEN + 1];
+    assert_int_equal(
+        apikey_add(again, "acme", k, strlen(k), APIKEY_SCOPE_HISTORY, NOW + 86400000, id2), 0);
+    assert_string_equal(id2, id);
+    const char *k2 = "static-key-from-yaml2";
+    assert_int_equal(apikey_add(again, "acme", k2, strlen(k2), APIKEY_SCOPE_HISTORY, NOW, other),
+                     0);
+    assert_string_not_equal(other, id);
+    assert_int_equal(strlen(id), APIKEY_ID_LEN);
+    apikey_store_free(again);
 }
 
 static void test_revoke_and_list(void **state)
