@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -606,6 +607,40 @@ static int ps_ready(proto_server *ps)
 
 static const proto_server_ops server_ops = {.call_all = ps_call_all, .ready = ps_ready};
 
+/* The data directory belongs to one server: DATA/lock, held with flock for
+ * the process's lifetime (the kernel releases it however the process ends),
+ * holds the owner's PID so a second server can say who has it. */
+static int lock_data_dir(server *srv, char *err, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/lock", srv->cfg.data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "data dir %s: cannot open %s: %s", srv->cfg.data_dir, path,
+                 strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, errlen,
+                 "data dir %s is in use by another parley serve%s%s%s: stop it, or give this "
+                 "one another --data",
+                 srv->cfg.data_dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* The lock holds without the PID; only the message would lack it. */
+    }
+    srv->lock_fd = fd;
+    return 0;
+}
+
 server *server_new(config *cfg, char *err, size_t errlen)
 {
     server *srv = pl_calloc(1, sizeof(*srv));
@@ -626,7 +661,7 @@ server *server_new(config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "data dir %s: %s", srv->cfg.data_dir, strerror(errno));
         goto fail;
     }
-    if (load_tenants(srv, err, errlen)) goto fail;
+    if (lock_data_dir(srv, err, errlen) || load_tenants(srv, err, errlen)) goto fail;
     char apath[4200];
     snprintf(apath, sizeof(apath), "%s/audit.log", srv->cfg.data_dir);
     audit_report ar = {0};
@@ -683,6 +718,7 @@ void server_free(server *srv)
     pthread_mutex_destroy(&srv->ps.keys_lock);
     pl_free(srv->stage);
     pl_free(srv->dev_secret);
+    if (srv->lock_fd > 0) close(srv->lock_fd); /* releases the data dir */
     config_release(&srv->cfg);
     pl_free(srv);
 }

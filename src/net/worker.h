@@ -61,6 +61,7 @@ struct server {
     proto_server ps; /* the services: engine, tenants, keys, audit, presence, limits, delivery */
     worker **workers;
     char *dev_secret; /* single-tenant development secret, or NULL (ps.dev_secret) */
+    int lock_fd;      /* DATA/lock, flocked while the server lives; 0 before */
     atomic_int ready;
     atomic_int workers_up; /* every worker is initialized: the hub may post to them */
     /* engine-thread staging for the sink, one vector per worker */

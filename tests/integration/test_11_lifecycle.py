@@ -174,3 +174,25 @@ def test_second_server_on_a_busy_port_refuses_to_start(server_factory):
     assert first.cfg["listen"] in proc.stderr + proc.stdout
     for _ in range(10):
         assert api(first, "info", {}, key=full_key("acme"))["workers"] >= 1
+
+
+def test_second_server_on_a_busy_data_dir_names_the_holder(server_factory):
+    # One data directory, one server: a second one on another port exits
+    # non-zero naming the directory and the PID that holds it.
+    import subprocess
+    from parley_client import free_port, parley_bin
+    first = server_factory(name="owner")
+    second = server_factory(name="intruder", start=False)
+    second.cfg["data_dir"] = first.data_dir
+    second.cfg["listen"] = f"127.0.0.1:{free_port()}"
+    second.write_config()
+    proc = subprocess.run([parley_bin(), "serve", "--config", second.cfg_path],
+                          capture_output=True, text=True, timeout=20 * SLOW,
+                          stdin=subprocess.DEVNULL, cwd=second.dir)
+    out = proc.stderr + proc.stdout
+    assert proc.returncode != 0, out
+    assert f"data dir {first.data_dir} is in use" in out, out
+    assert f"pid {first.proc.pid}" in out, out
+    assert "audit log" not in out
+    status, _, _ = first.http("GET", "/healthz")
+    assert status == 200
