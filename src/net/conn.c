@@ -95,15 +95,19 @@ static void conn_http_free(http_req *h)
     pl_free(h);
 }
 
+/* retry_after_ms > 0 adds Retry-After, in whole seconds rounded up, as
+ * every 429 carries (beside retry_after in milliseconds in the body). */
 static void respond(conn *c, int status, const char *reason, const char *ctype, const char *body,
-                    size_t blen, int keep_alive)
+                    size_t blen, int keep_alive, int64_t retry_after_ms)
 {
     sbuf b;
     sbuf_init(&b);
-    sbuf_printf(&b,
-                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
-                status, reason, ctype, blen, keep_alive ? "keep-alive" : "close");
+    sbuf_printf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status, reason,
+                ctype, blen);
+    if (retry_after_ms > 0)
+        sbuf_printf(&b, "Retry-After: %lld\r\n", (long long)((retry_after_ms + 999) / 1000));
+    sbuf_printf(&b, "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
+                keep_alive ? "keep-alive" : "close");
     sbuf_append(&b, body, blen);
     rbuf *r = sbuf_to_rbuf(&b);
     sbuf_release(&b);
@@ -116,12 +120,17 @@ static void respond(conn *c, int status, const char *reason, const char *ctype, 
     }
 }
 
+/* Errors of the HTTP phase, closing the connection. A 429 (too many
+ * connections from one address) says when to try again: in a second, when
+ * another connection may have gone. */
 static void respond_error(conn *c, int status, const char *reason, int code, const char *msg)
 {
     char body[256];
+    int64_t retry_ms = status == 429 ? 1000 : 0;
     int n = snprintf(body, sizeof(body),
-                     "{\"error\":{\"code\":%d,\"message\":\"%s\",\"temporary\":false}}", code, msg);
-    respond(c, status, reason, "application/json", body, (size_t)n, 0);
+                     "{\"error\":{\"code\":%d,\"message\":\"%s\",\"temporary\":%s%s}}", code, msg,
+                     retry_ms ? "true" : "false", retry_ms ? ",\"retry_after\":1000" : "");
+    respond(c, status, reason, "application/json", body, (size_t)n, 0, retry_ms);
 }
 
 /* ---- WebSocket callbacks ------------------------------------------------ */
@@ -264,17 +273,17 @@ static int route(conn *c, http_req *h)
         return c->state != CS_HTTP;
     }
     if (get && path_is(h->rq, "/healthz")) {
-        respond(c, 200, "OK", "text/plain", "ok\n", 3, keep);
+        respond(c, 200, "OK", "text/plain", "ok\n", 3, keep, 0);
     } else if (get && path_is(h->rq, "/readyz")) {
         if (atomic_load(&srv->ready))
-            respond(c, 200, "OK", "text/plain", "ready\n", 6, keep);
+            respond(c, 200, "OK", "text/plain", "ready\n", 6, keep, 0);
         else
-            respond(c, 503, "Service Unavailable", "text/plain", "not ready\n", 10, keep);
+            respond(c, 503, "Service Unavailable", "text/plain", "not ready\n", 10, keep, 0);
     } else if (get && path_is(h->rq, "/metrics")) {
         sbuf m;
         sbuf_init(&m);
         server_render_metrics(srv, &m);
-        respond(c, 200, "OK", "text/plain; version=0.0.4", m.data ? m.data : "", m.len, keep);
+        respond(c, 200, "OK", "text/plain; version=0.0.4", m.data ? m.data : "", m.len, keep, 0);
         sbuf_release(&m);
     } else {
         respond_error(c, 404, "Not Found", PE_UNKNOWN_CHANNEL, "no such endpoint");
@@ -322,7 +331,7 @@ static void conn_http_read(conn *c, const char *data, size_t len)
     }
 }
 
-void conn_http_respond(conn *c, int status, const char *body, size_t len)
+void conn_http_respond(conn *c, int status, const char *body, size_t len, int64_t retry_after_ms)
 {
     http_req *h = c->http;
     static const struct {
@@ -341,7 +350,7 @@ void conn_http_respond(conn *c, int status, const char *body, size_t len)
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
         if (reasons[i].status == status) reason = reasons[i].reason;
     if (!h || c->out.closed) return;
-    respond(c, status, reason, "application/json", body, len, h->keep_alive);
+    respond(c, status, reason, "application/json", body, len, h->keep_alive, retry_after_ms);
     if (!h->pending) return; /* answered inside route(): conn_http_read goes on */
     h->pending = 0;
     if (c->state != CS_HTTP) return;

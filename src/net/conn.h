@@ -35,7 +35,7 @@ void conn_flush_dirty(worker *w, size_t max);
 void conn_flush_urgent(worker *w);
 /* Answers the HTTP request of c with a JSON body (keep-alive as the request
  * asked); resumes reading if the request was pending. */
-void conn_http_respond(conn *c, int status, const char *body, size_t len);
+void conn_http_respond(conn *c, int status, const char *body, size_t len, int64_t retry_after_ms);
 /* Once a second: deadlines, idle timeouts, session ticks, idle queues. */
 void conn_tick_all(worker *w);
 

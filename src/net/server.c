@@ -311,10 +311,11 @@ static session *host_find(proto_host *h, uint64_t conn_id)
     return c ? conn_session(c) : NULL;
 }
 
-static void host_respond(proto_host *h, uint64_t conn_id, int status, const char *body, size_t len)
+static void host_respond(proto_host *h, uint64_t conn_id, int status, const char *body, size_t len,
+                         int64_t retry_after_ms)
 {
     conn *c = conn_find(worker_of(h), conn_id);
-    if (c) conn_http_respond(c, status, body, len);
+    if (c) conn_http_respond(c, status, body, len, retry_after_ms);
 }
 
 static void host_each_session(proto_host *h, void (*fn)(session *s, void *arg), void *arg)

@@ -36,7 +36,7 @@ int api_error(proto_host *h, uint64_t conn_id, int code, const char *detail)
     sbuf_puts(&o, "{\"error\":");
     proto_error_json(&o, code, detail);
     sbuf_putc(&o, '}');
-    h->ops->respond(h, conn_id, proto_error_http_status(code), o.data ? o.data : "{}", o.len);
+    h->ops->respond(h, conn_id, proto_error_http_status(code), o.data ? o.data : "{}", o.len, 0);
     sbuf_release(&o);
     return 0;
 }
@@ -50,7 +50,7 @@ int api_result(proto_host *h, uint64_t conn_id, sbuf *o)
     sbuf_puts(&r, "{\"result\":");
     sbuf_append(&r, o->data, o->len);
     sbuf_putc(&r, '}');
-    h->ops->respond(h, conn_id, r.oom ? 500 : 200, r.data ? r.data : "{}", r.len);
+    h->ops->respond(h, conn_id, r.oom ? 500 : 200, r.data ? r.data : "{}", r.len, 0);
     sbuf_release(&r);
     return 0;
 }
@@ -741,7 +741,7 @@ int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen,
             proto_error_json_retry(&o, wait);
             sbuf_putc(&o, '}');
             h->ops->respond(h, conn_id, proto_error_http_status(PE_TOO_MANY_REQUESTS),
-                            o.data ? o.data : "{}", o.len);
+                            o.data ? o.data : "{}", o.len, wait);
             sbuf_release(&o);
             return 0;
         }

@@ -81,8 +81,10 @@ typedef struct proto_host_ops {
      * not upgraded). Engine answers find their connection so. */
     session *(*find)(proto_host *h, uint64_t conn_id);
     /* Answers the pending HTTP API request of a connection of this worker
-     * with a JSON body (no-op when the connection is gone). */
-    void (*respond)(proto_host *h, uint64_t conn_id, int status, const char *body, size_t len);
+     * with a JSON body (no-op when the connection is gone); retry_after_ms
+     * > 0 adds a Retry-After header (whole seconds, rounded up). */
+    void (*respond)(proto_host *h, uint64_t conn_id, int status, const char *body, size_t len,
+                    int64_t retry_after_ms);
     /* Calls fn for every session of this worker (fn may close, not free). */
     void (*each_session)(proto_host *h, void (*fn)(session *s, void *arg), void *arg);
 } proto_host_ops;

@@ -269,3 +269,20 @@ def test_per_user_and_per_tenant_connection_limits(server_factory):
         for c in [a2, bob] + g[1:]:
             await c.close()
     run(body())
+
+
+def test_every_429_says_when_in_a_header_too(rsrv):
+    # HTTP clients and proxies read Retry-After (whole seconds, rounded up);
+    # the body's retry_after (milliseconds) says the same.
+    ch = "chat:" + uniq()
+    hdrs = {"Content-Type": "application/json", "Authorization": f"Bearer {full_key('acme')}"}
+    body = json.dumps({"channel": ch}).encode()
+    for _ in range(60):
+        status, headers, raw = rsrv.http("POST", "/api/v1/history", headers=hdrs, body=body)
+        if status == 429:
+            break
+    assert status == 429
+    h = {k.lower(): v for k, v in headers.items()}
+    ms = json.loads(raw)["error"]["retry_after"]
+    assert h.get("retry-after") == str(-(-ms // 1000)), (h, ms)
+    assert int(h["retry-after"]) >= 1

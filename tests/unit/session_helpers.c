@@ -141,7 +141,8 @@ static session *h_find(proto_host *h, uint64_t id)
     return NULL;
 }
 
-static void h_respond(proto_host *h, uint64_t id, int status, const char *body, size_t len)
+static void h_respond(proto_host *h, uint64_t id, int status, const char *body, size_t len,
+                      int64_t retry_after_ms)
 {
     (void)h, (void)id, (void)status, (void)body, (void)len;
     fail_msg("the session answered an HTTP request");
