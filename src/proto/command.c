@@ -124,8 +124,14 @@ static void message_error(proto_batch *b, int rc)
     c->tok = -1;
     c->params = -1;
     c->error = rc == PL_ELIMIT ? PROTO_ERR_LIMIT : PROTO_ERR_BAD_REQUEST;
-    snprintf(b->_errbuf, sizeof(b->_errbuf), "%s at byte %zu: %s",
-             rc == PL_ELIMIT ? "limit exceeded" : "malformed JSON", off, why ? why : "invalid");
+    if (rc == PL_ELIMIT) /* Valid JSON may be over a limit: name both, so the client can tell. */
+        snprintf(b->_errbuf, sizeof(b->_errbuf),
+                 "%s at byte %zu (a message holds at most %u levels of nesting and %u values)",
+                 why ? why : "limit exceeded", off, JSON_DEFAULT_MAX_DEPTH,
+                 JSON_DEFAULT_MAX_TOKENS);
+    else
+        snprintf(b->_errbuf, sizeof(b->_errbuf), "malformed JSON at byte %zu: %s", off,
+                 why ? why : "invalid");
     c->errmsg = b->_errbuf;
     b->cmds = c;
     b->ncmds = 1;

@@ -39,7 +39,7 @@ typedef struct proto_batch {
     proto_cmd _one;
     char *_scratch; /* owned; unescaped strings, at their own source offsets */
     size_t _scratch_cap;
-    char _errbuf[96];
+    char _errbuf[160];
 } proto_batch;
 
 void proto_batch_init(proto_batch *b);

@@ -601,7 +601,10 @@ void session_on_text(session *s, const char *data, size_t len)
         if (cmd->error) {
             metrics_add(h->metrics, M_PROTOCOL_ERRORS, 1);
             sess_error(s, cmd->has_id, cmd->id, M_UNKNOWN, cmd->error, cmd->errmsg);
-            if (cmd->tok < 0) sink_close(s->out, PC_PROTOCOL_VIOLATION, "malformed frame");
+            /* A message that is not JSON breaks the protocol; one over a
+             * size limit is answered 106 and the connection goes on. */
+            if (cmd->tok < 0 && cmd->error != PE_LIMIT_EXCEEDED)
+                sink_close(s->out, PC_PROTOCOL_VIOLATION, "malformed frame");
             continue;
         }
         unsigned mi = find_method(cmd);

@@ -425,6 +425,27 @@ def test_deep_nesting_is_refused_safely(server, witness, text):
     witness.check()
 
 
+@pytest.mark.parametrize("text", [
+    _deep(65),
+    '{"id":3,"method":"publish","params":{"channel":"chat:deep","data":' + _deep(64) + "}}",
+    "[" * 100000,
+], ids=["valid_65_levels", "publish_data_64_levels", "unterminated_deep"])
+def test_over_the_nesting_limit_is_106_and_the_connection_stays(server, witness, text):
+    """Valid JSON deeper than the limit is not a protocol violation: error 106
+    naming the limit, and the connection keeps working."""
+    async def body():
+        cl = await connect(server, "deep")
+        await cl.send_raw(text)
+        rep = await cl.receive(lambda m: "error" in m, what="error 106")
+        assert rep["error"]["code"] == 106, rep
+        assert "64 levels" in rep["error"]["message"], rep
+        assert "result" in await cl.rpc("history", {"channel": "chat:x"}, timeout=T)
+        assert cl.close_code is None
+        await cl.close()
+    asyncio.run(body())
+    witness.check()
+
+
 BAD_SHAPES = [  # (raw command, id the 107 must carry or None)
     ('{"id":"x","method":"history","params":{"channel":"chat:x"}}', None),
     ('{"id":0,"method":"history","params":{"channel":"chat:x"}}', None),
