@@ -51,8 +51,8 @@ typedef struct cfg_namespace {
 } cfg_namespace;
 
 typedef struct cfg_limits {
-    uint32_t max_message_bytes;           /* default 65536: a publish's data */
-    uint32_t max_frame_bytes;             /* default 1 MiB: one WebSocket message */
+    uint32_t max_message_bytes; /* default 65536: a pub (data, headers, type, correlation) */
+    uint32_t max_frame_bytes;   /* default 1 MiB: one WebSocket message */
     uint32_t max_channels_per_connection; /* default 128 */
     uint32_t outbound_queue_bytes;        /* default 1 MiB */
     uint32_t max_connections_per_ip;      /* default 10000 */

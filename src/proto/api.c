@@ -117,7 +117,7 @@ static proto_error publish_one(api_ctx *a, const char *ch, pending *pd, sbuf *ep
     pub_class cls;
     int pv[PUBP_N];
     proto_publish_params(a->b, a->params, pv);
-    int code = proto_parse_publish(a->srv, a->b, pv, ns, &f, &cls);
+    int code = proto_parse_publish(a->srv, a->b, pv, ns, &f, &cls, a->detail, sizeof(a->detail));
     if (code) return code;
     f.tenant = a->tenant;
     f.tenant_len = strlen(a->tenant);
@@ -143,7 +143,7 @@ static int a_publish(api_ctx *a)
     if (!code) code = publish_one(a, ch, &pd, &eph);
     int answered = code || eph.len || eph.oom;
     if (code)
-        api_error(a->h, a->conn_id, code, NULL);
+        api_error(a->h, a->conn_id, code, a->detail[0] ? a->detail : NULL);
     else if (answered)
         api_result(a->h, a->conn_id, &eph);
     sbuf_release(&eph);

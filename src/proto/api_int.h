@@ -25,6 +25,7 @@ typedef struct api_ctx {
     const char *tenant; /* the key's tenant (or "default" in single-tenant mode) */
     const caller *who;
     const char *method;
+    char detail[160]; /* what a failed publish names (empty: nothing) */
 } api_ctx;
 
 typedef int (*api_fn)(api_ctx *a);

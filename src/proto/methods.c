@@ -298,7 +298,8 @@ static void m_publish(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
     proto_publish_params(b, cmd->params, pv);
     int code = sess_channel_of(b, pv[PUBP_CHANNEL], ch);
     if (!code) code = sess_may_publish(s, ch, &ns);
-    if (!code) code = proto_parse_publish(s->h->srv, b, pv, ns, &f, &cls);
+    char detail[160] = "";
+    if (!code) code = proto_parse_publish(s->h->srv, b, pv, ns, &f, &cls, detail, sizeof(detail));
     int64_t wait = code ? 0 : sess_publish_wait(s, ns);
     if (wait) {
         sess_retry(s, cmd->has_id, cmd->id, mi, wait);
@@ -320,7 +321,7 @@ static void m_publish(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
         if (!p) code = PE_INTERNAL;
     }
     if (code) {
-        sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
+        sess_error(s, cmd->has_id, cmd->id, mi, code, detail[0] ? detail : NULL);
         return;
     }
     char id[PUB_ID_LEN + 1];

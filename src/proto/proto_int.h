@@ -9,7 +9,9 @@
 
 #define MAX_CHANNEL 255
 #define MAX_IDEM_KEY 128
-#define PUSH_PREFIX_LEN 14 /* strlen("{\"push\":\"pub\",") */
+#define HEADERS_MAX 64      /* entries in a pub's headers */
+#define HEADER_NAME_MAX 256 /* bytes of a header name */
+#define PUSH_PREFIX_LEN 14  /* strlen("{\"push\":\"pub\",") */
 
 enum pending_kind {
     P_PUBLISH,
@@ -68,7 +70,8 @@ void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N]);
  * and headers (v from proto_publish_params) into f (spans into the batch)
  * and cls. PE_OK or the code to answer with. */
 proto_error proto_parse_publish(const proto_server *srv, proto_batch *b, const int v[PUBP_N],
-                                const cfg_namespace *ns, pub_fields *f, pub_class *cls);
+                                const cfg_namespace *ns, pub_fields *f, pub_class *cls,
+                                char *detail, size_t cap);
 /* Takes the pub: ephemeral ones are fanned out now, stored ones go to the
  * engine with a copy of pd. PE_OK, or PE_INTERNAL when out of memory (pub dropped). */
 proto_error proto_submit_pub(proto_host *h, pl_pub *p, const cfg_namespace *ns, pending *pd);

@@ -2,6 +2,7 @@
  * params parsed and checked, the pub submitted (ephemeral ones fanned out at
  * once, stored ones to the engine with their recipients and retention). */
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "proto/proto_int.h"
@@ -62,13 +63,6 @@ static proto_error opt_str(proto_batch *b, int tok, size_t max, const char **p, 
     return proto_str(b, tok, p, n) == PL_OK && *n <= max ? 0 : PE_BAD_REQUEST;
 }
 
-static int headers_valid(proto_batch *b, int tok)
-{
-    for (int k = json_child(&b->doc, tok); k >= 0; k = json_next(&b->doc, k))
-        if (json_kind(&b->doc, json_obj_val(&b->doc, k)) != JSON_KIND_STRING) return 0;
-    return 1;
-}
-
 void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N])
 {
     static const json_field keys[PUBP_N] = {
@@ -80,23 +74,74 @@ void proto_publish_params(const proto_batch *b, int params, int v[PUBP_N])
     json_obj_fields(&b->doc, params, keys, PUBP_N, v);
 }
 
-proto_error proto_parse_publish(const proto_server *srv, proto_batch *b, const int v[PUBP_N],
-                                const cfg_namespace *ns, pub_fields *f, pub_class *cls)
+/* A pub's headers: an object of string values, at most HEADERS_MAX entries
+ * with names of at most HEADER_NAME_MAX bytes (values are bounded by the
+ * pub's size limit). PE_OK, or the error with detail written. */
+static proto_error check_headers(proto_batch *b, int tok, char *detail, size_t cap)
 {
-    if (json_raw(&b->doc, v[PUBP_DATA], &f->data, &f->data_len) != PL_OK) return PE_BAD_REQUEST;
-    if (f->data_len > srv->cfg->limits.max_message_bytes) return PE_LIMIT_EXCEEDED;
+    if (json_kind(&b->doc, tok) != JSON_KIND_OBJECT) {
+        snprintf(detail, cap, "headers: expected an object of strings");
+        return PE_BAD_REQUEST;
+    }
+    size_t n = 0;
+    for (int k = json_child(&b->doc, tok); k >= 0; k = json_next(&b->doc, k), n++) {
+        const char *name;
+        size_t len;
+        if (json_kind(&b->doc, json_obj_val(&b->doc, k)) != JSON_KIND_STRING) {
+            snprintf(detail, cap, "headers: every value must be a string");
+            return PE_BAD_REQUEST;
+        }
+        if (proto_str(b, k, &name, &len) != PL_OK || len > HEADER_NAME_MAX) {
+            snprintf(detail, cap, "headers: a name is over %d bytes", HEADER_NAME_MAX);
+            return PE_LIMIT_EXCEEDED;
+        }
+    }
+    if (n > HEADERS_MAX) {
+        snprintf(detail, cap, "headers: %zu entries; at most %d", n, HEADERS_MAX);
+        return PE_LIMIT_EXCEEDED;
+    }
+    return PE_OK;
+}
+
+/* An optional string param: PE_OK, or 107 naming it. */
+static proto_error opt_param(proto_batch *b, int tok, const char *name, size_t max, const char **p,
+                             size_t *n, char *detail, size_t cap)
+{
+    if (!opt_str(b, tok, max, p, n)) return PE_OK;
+    snprintf(detail, cap, "%s: expected a string of at most %zu bytes", name, max);
+    return PE_BAD_REQUEST;
+}
+
+proto_error proto_parse_publish(const proto_server *srv, proto_batch *b, const int v[PUBP_N],
+                                const cfg_namespace *ns, pub_fields *f, pub_class *cls,
+                                char *detail, size_t cap)
+{
+    detail[0] = '\0';
+    if (json_raw(&b->doc, v[PUBP_DATA], &f->data, &f->data_len) != PL_OK) {
+        snprintf(detail, cap, "data: missing");
+        return PE_BAD_REQUEST;
+    }
     *cls = ns->cls;
-    int code = parse_class(b, v[PUBP_CLASS], cls);
-    if (!code) code = opt_str(b, v[PUBP_IDEM], MAX_IDEM_KEY, &f->idem_key, &f->idem_key_len);
-    if (!code) code = opt_str(b, v[PUBP_TYPE], 255, &f->type, &f->type_len);
+    proto_error code = parse_class(b, v[PUBP_CLASS], cls);
+    if (code) snprintf(detail, cap, "class: expected ephemeral, standard or guaranteed");
     if (!code)
-        code = opt_str(b, v[PUBP_CORRELATION], 255, &f->correlation_id, &f->correlation_id_len);
+        code = opt_param(b, v[PUBP_IDEM], "idempotency_key", MAX_IDEM_KEY, &f->idem_key,
+                         &f->idem_key_len, detail, cap);
+    if (!code) code = opt_param(b, v[PUBP_TYPE], "type", 255, &f->type, &f->type_len, detail, cap);
+    if (!code)
+        code = opt_param(b, v[PUBP_CORRELATION], "correlation_id", 255, &f->correlation_id,
+                         &f->correlation_id_len, detail, cap);
     int h = v[PUBP_HEADERS];
-    if (!code && h >= 0) {
-        if (json_kind(&b->doc, h) != JSON_KIND_OBJECT || !headers_valid(b, h))
-            code = PE_BAD_REQUEST;
-        else
-            json_raw(&b->doc, h, &f->headers, &f->headers_len);
+    if (!code && h >= 0 && !(code = check_headers(b, h, detail, cap)))
+        json_raw(&b->doc, h, &f->headers, &f->headers_len);
+    /* The limit is on what is stored and sent, not on data alone. */
+    size_t total = f->data_len + f->headers_len + f->type_len + f->correlation_id_len;
+    if (!code && total > srv->cfg->limits.max_message_bytes) {
+        snprintf(detail, cap,
+                 "the pub is %zu bytes (data, headers, type, correlation_id); "
+                 "limits.max_message_bytes is %u",
+                 total, srv->cfg->limits.max_message_bytes);
+        code = PE_LIMIT_EXCEEDED;
     }
     return code;
 }

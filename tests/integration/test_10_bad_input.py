@@ -446,6 +446,40 @@ def test_over_the_nesting_limit_is_106_and_the_connection_stays(server, witness,
     witness.check()
 
 
+def test_a_pub_is_limited_whole_and_the_error_says_what(server, witness):
+    """limits.max_message_bytes counts the whole pub (data, headers, type,
+    correlation_id); headers have their own limits; each refusal names the
+    parameter or the limit and its value, and nothing is stored."""
+    async def body():
+        cl = await connect(server, "sizes")
+        ch = "chat:" + uniq()
+        big = "x" * 70000
+        err = await cl.error("publish", {"channel": ch, "data": big})
+        assert err["code"] == 106 and "limits.max_message_bytes is 65536" in err["message"], err
+        err = await cl.error("publish", {"channel": ch, "data": "x" * 60000,
+                                         "headers": {"h": "y" * 10000}})
+        assert err["code"] == 106 and "the pub is" in err["message"], err
+        err = await cl.error("publish", {"channel": ch, "data": 1,
+                                         "headers": {f"h{i}": "v" for i in range(65)}})
+        assert err["code"] == 106 and "65 entries; at most 64" in err["message"], err
+        err = await cl.error("publish", {"channel": ch, "data": 1, "headers": {"h" * 300: "v"}})
+        assert err["code"] == 106 and "headers: a name" in err["message"], err
+        err = await cl.error("publish", {"channel": ch, "data": 1, "headers": {"h": 7}})
+        assert err["code"] == 107 and "headers:" in err["message"], err
+        err = await cl.error("publish", {"channel": ch})
+        assert err["code"] == 107 and "data: missing" in err["message"], err
+        err = await cl.error("publish", {"channel": ch, "data": 1, "type": "t" * 300})
+        assert err["code"] == 107 and "type: expected a string of at most 255" in err["message"]
+        err = await cl.error("publish", {"channel": ch, "data": 1, "class": "gold"})
+        assert err["code"] == 107 and "class:" in err["message"], err
+        ok = await cl.call("publish", {"channel": ch, "data": "x" * 60000,
+                                       "headers": {f"h{i}": "v" for i in range(64)}})
+        assert ok["offset"] == 1  # nothing refused was stored
+        await cl.close()
+    asyncio.run(body())
+    witness.check()
+
+
 BAD_SHAPES = [  # (raw command, id the 107 must carry or None)
     ('{"id":"x","method":"history","params":{"channel":"chat:x"}}', None),
     ('{"id":0,"method":"history","params":{"channel":"chat:x"}}', None),
