@@ -108,6 +108,7 @@ void config_release(config *c)
     pl_free(c->listen_host);
     pl_free(c->data_dir);
     pl_free(c->admin_key);
+    pl_free(c->metrics_token);
     cfg_tenants_release(c->tenants, c->n_tenants);
     cfg_namespaces_release(c->namespaces, c->n_namespaces);
     memset(c, 0, sizeof(*c));

@@ -72,6 +72,7 @@ typedef struct config {
     char *data_dir;              /* default "./data" */
     int64_t engine_max_db_bytes; /* engine.max_db_bytes; 0 = unlimited */
     char *admin_key;
+    char *metrics_token;      /* bearer token /metrics requires; NULL = open */
     int64_t ping_interval_ms; /* default 25s */
     int workers;              /* default 0 = one per core */
     int64_t dedup_window_ms;  /* default 24h */

@@ -429,6 +429,7 @@ static const cfg_key_spec root_keys[] = {
     KNS("data_dir", config, data_dir),
     KF("engine", fn_engine),
     KNS("admin_key", config, admin_key),
+    KNS("metrics_token", config, metrics_token),
     KD("ping_interval", config, ping_interval_ms, 1),
     KI("workers", config, workers, 0, 1024),
     KD("dedup_window", config, dedup_window_ms, 0),

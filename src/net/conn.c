@@ -3,9 +3,11 @@
 #include "net/conn.h"
 
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "net/http.h"
 #include "net/ws.h"
@@ -213,6 +215,18 @@ static int path_is(const http_request *rq, const char *path)
     return n == strlen(path) && !memcmp(p, path, n);
 }
 
+/* /metrics names every tenant and its traffic: with metrics_token set, only
+ * a request bearing it gets them (compared in constant time). */
+static int metrics_allowed(const server *srv, const http_request *rq)
+{
+    const char *want = srv->cfg.metrics_token;
+    if (!want) return 1;
+    size_t alen, wlen = strlen(want);
+    const char *auth = http_header(rq, HTTP_H_AUTHORIZATION, &alen);
+    return auth && alen == wlen + 7 && !strncasecmp(auth, "Bearer ", 7) &&
+           CRYPTO_memcmp(auth + 7, want, wlen) == 0;
+}
+
 /* Routes one complete request. Returns 1 when the connection left the HTTP
  * phase (upgraded or closing). */
 static int route(conn *c, http_req *h)
@@ -279,6 +293,9 @@ static int route(conn *c, http_req *h)
             respond(c, 200, "OK", "text/plain", "ready\n", 6, keep, 0);
         else
             respond(c, 503, "Service Unavailable", "text/plain", "not ready\n", 10, keep, 0);
+    } else if (get && path_is(h->rq, "/metrics") && !metrics_allowed(srv, h->rq)) {
+        respond_error(c, 401, "Unauthorized", PE_UNAUTHORIZED, "metrics_token required");
+        return 1;
     } else if (get && path_is(h->rq, "/metrics")) {
         sbuf m;
         sbuf_init(&m);

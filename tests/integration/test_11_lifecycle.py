@@ -196,3 +196,23 @@ def test_second_server_on_a_busy_data_dir_names_the_holder(server_factory):
     assert "audit log" not in out
     status, _, _ = first.http("GET", "/healthz")
     assert status == 200
+
+
+def test_metrics_token_protects_metrics(server_factory):
+    # /metrics names every tenant and its traffic: with metrics_token set it
+    # answers only a request bearing it; health checks stay open.
+    def tweak(cfg):
+        cfg["metrics_token"] = "mt-s3cret-0123456789"
+    srv = server_factory(tweak, name="metricstoken")
+    status, _, body = srv.http("GET", "/metrics")
+    assert status == 401 and b"parley_" not in body
+    status, _, _ = srv.http("GET", "/metrics", headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    status, _, _ = srv.http("GET", "/metrics",
+                            headers={"Authorization": "Bearer mt-s3cret-0123456789x"})
+    assert status == 401
+    status, _, body = srv.http("GET", "/metrics",
+                               headers={"Authorization": "Bearer mt-s3cret-0123456789"})
+    assert status == 200 and b"parley_connections" in body
+    assert srv.http("GET", "/healthz")[0] == 200
+    assert srv.http("GET", "/readyz")[0] == 200

@@ -86,6 +86,7 @@ static void test_full_example(void **state)
     assert_string_equal(c.data_dir, "/var/lib/parley");
     assert_true(c.engine_max_db_bytes == 10737418240LL);
     assert_string_equal(c.admin_key, "adm_7f3c2a9e41d5b6");
+    assert_string_equal(c.metrics_token, "mt_41d5b67f3c2a9e");
     assert_int_equal(c.ping_interval_ms, 20000);
     assert_int_equal(c.workers, 4);
     assert_int_equal(c.dedup_window_ms, 12 * 3600 * 1000LL);
@@ -208,6 +209,7 @@ static void check_defaults(const config *c)
     assert_int_equal(c->listen_port, 8080);
     assert_string_equal(c->data_dir, "./data");
     assert_null(c->admin_key);
+    assert_null(c->metrics_token);
     assert_int_equal(c->ping_interval_ms, 25000);
     assert_int_equal(c->workers, 0);
     assert_int_equal(c->dedup_window_ms, 86400000);
@@ -744,20 +746,13 @@ static void test_namespace_lookup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_example),
-        cmocka_unit_test(test_docs_example_identical),
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_empty_inputs_are_defaults),
-        cmocka_unit_test(test_variants),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_unsupported_keys),
-        cmocka_unit_test(test_error_buffer),
-        cmocka_unit_test(test_billion_laughs),
-        cmocka_unit_test(test_deep_nesting),
-        cmocka_unit_test(test_oversized),
-        cmocka_unit_test(test_garbage_and_mutations),
-        cmocka_unit_test(test_alloc_failure),
-        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_full_example),     cmocka_unit_test(test_docs_example_identical),
+        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_empty_inputs_are_defaults),
+        cmocka_unit_test(test_variants),         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_unsupported_keys), cmocka_unit_test(test_error_buffer),
+        cmocka_unit_test(test_billion_laughs),   cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_oversized),        cmocka_unit_test(test_garbage_and_mutations),
+        cmocka_unit_test(test_alloc_failure),    cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_namespace_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
