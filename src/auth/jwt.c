@@ -566,6 +566,28 @@ const char *jwt_errmsg(const struct jwt *jwt)
     return jwt && jwt->_err ? jwt->_err : "ok";
 }
 
+const char *jwt_reason(const struct jwt *jwt)
+{
+    /* The failure messages of this file that are not "the token is not a
+     * well-formed JWT of ours"; every other one is. */
+    static const struct {
+        const char *err, *reason;
+    } reasons[] = {
+        {"ok", "ok"},
+        {"bad signature", "bad signature"},
+        {"unknown kid", "unknown key id"},
+        {"alg missing or not HS256/RS256/ES256", "algorithm not allowed"},
+        {"sub missing or not a non-empty string", "missing sub"},
+        {"token expired", "token expired"},
+        {"token not yet valid (nbf)", "token not yet valid"},
+        {"out of memory", "server out of memory"},
+    };
+    const char *err = jwt_errmsg(jwt);
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (!strcmp(err, reasons[i].err)) return reasons[i].reason;
+    return "token malformed";
+}
+
 void jwt_release(struct jwt *jwt)
 {
     if (!jwt) return;

@@ -118,6 +118,12 @@ const char *jwt_claim_str(const struct jwt *jwt, const char *name);
  * (never sent to clients); "ok" when there was none. */
 const char *jwt_errmsg(const struct jwt *jwt);
 
+/* A short category of the last failure that is safe to tell the client
+ * (it never echoes the token): "token malformed", "bad signature",
+ * "unknown key id", "algorithm not allowed", "missing sub", "token expired",
+ * "token not yet valid"; "ok" when there was none. Static text. */
+const char *jwt_reason(const struct jwt *jwt);
+
 /* Frees everything the jwt owns; the struct may then be reused by jwt_parse. */
 void jwt_release(struct jwt *jwt);
 

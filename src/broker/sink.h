@@ -40,6 +40,9 @@ typedef struct sink_ops {
     int (*send_json)(pl_sink *s, const char *json, size_t len);
     /* Starts closing with a close code and reason, after what is queued. */
     void (*close)(pl_sink *s, uint16_t code, const char *reason);
+    /* Writes the peer's address ("192.0.2.7", "::1") into out; "" when
+     * unknown. NULL: never known (fakes). For logs. */
+    void (*peer)(pl_sink *s, char *out, size_t cap);
 } sink_ops;
 
 struct pl_sink {
@@ -69,6 +72,12 @@ static inline int sink_send_json(pl_sink *s, const char *json, size_t len)
 static inline void sink_close(pl_sink *s, uint16_t code, const char *reason)
 {
     s->ops->close(s, code, reason);
+}
+
+static inline void sink_peer(pl_sink *s, char *out, size_t cap)
+{
+    if (cap) out[0] = '\0';
+    if (s->ops->peer) s->ops->peer(s, out, cap);
 }
 
 #endif

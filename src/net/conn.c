@@ -971,11 +971,19 @@ static void sink_close_impl(pl_sink *s, uint16_t code, const char *reason)
     conn_close(conn_of(s), code, reason);
 }
 
+static void sink_peer_impl(pl_sink *s, char *out, size_t cap)
+{
+    conn *c = conn_of(s);
+    if (c->ip_family && cap)
+        inet_ntop(c->ip_family == 6 ? AF_INET6 : AF_INET, c->ip, out, (socklen_t)cap);
+}
+
 static const sink_ops conn_sink_ops = {
     .enqueue = sink_enqueue_impl,
     .enqueue_pub = sink_enqueue_pub_impl,
     .send_json = sink_send_json_impl,
     .close = sink_close_impl,
+    .peer = sink_peer_impl,
 };
 
 static void conn_shutdown(conn *c)

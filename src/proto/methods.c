@@ -199,7 +199,7 @@ static void connect_subs(session *s, const proto_cmd *cmd, proto_batch *b, unsig
             const cfg_namespace *ns;
             err = json_kind(&b->doc, v) == JSON_KIND_OBJECT ? proto_parse_since(b, v, &off, epoch)
                                                             : PE_BAD_REQUEST;
-            if (!err) err = sess_may_read(s, ch, &ns, NULL, 0);
+            if (!err) err = sess_may_read(s, ch, &ns, NULL, 0, NULL);
             pending pd = {.cmd_id = cmd->id,
                           .has_id = (uint8_t)cmd->has_id,
                           .in_connect = 1,
@@ -238,10 +238,11 @@ static void m_connect(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
     }
     struct jwt j;
     const tenant *tk = NULL;
-    int code = sess_verify_token(s, tok, tlen, &j, &tk);
+    const char *reason = NULL;
+    int code = sess_verify_token(s, tok, tlen, &j, &tk, &reason);
     if (code) {
         jwt_release(&j);
-        sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
+        sess_error(s, cmd->has_id, cmd->id, mi, code, code == PE_UNAUTHORIZED ? reason : NULL);
         sink_close(s->out, code == PE_TOKEN_EXPIRED ? PC_TOKEN_EXPIRED : PC_INVALID_TOKEN,
                    code == PE_TOKEN_EXPIRED ? "token expired" : "invalid token");
         return;
@@ -297,8 +298,10 @@ static void m_publish(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
     int pv[PUBP_N];
     proto_publish_params(b, cmd->params, pv);
     int code = sess_channel_of(b, pv[PUBP_CHANNEL], ch);
-    if (!code) code = sess_may_publish(s, ch, &ns);
+    const char *why = NULL;
+    if (!code) code = sess_may_publish(s, ch, &ns, &why);
     char detail[160] = "";
+    if (why) snprintf(detail, sizeof(detail), "%s", why);
     if (!code) code = proto_parse_publish(s->h->srv, b, pv, ns, &f, &cls, detail, sizeof(detail));
     int64_t wait = code ? 0 : sess_publish_wait(s, ns);
     if (wait) {
@@ -365,7 +368,8 @@ static void m_history(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
             code = proto_parse_since(b, since, &since_off, epoch);
         }
     }
-    if (!code) code = sess_may_read(s, ch, &ns, NULL, 0);
+    const char *why = NULL;
+    if (!code) code = sess_may_read(s, ch, &ns, NULL, 0, &why);
     pending *pd = NULL;
     engine_req *r = code ? NULL : proto_req_new(s->h, ENGINE_READ, &pd);
     if (!code && !r) code = PE_INTERNAL;
@@ -376,7 +380,7 @@ static void m_history(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
     }
     if (code) {
         engine_req_free(r);
-        sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
+        sess_error(s, cmd->has_id, cmd->id, mi, code, why);
         return;
     }
     r->mode = ENGINE_READ_HISTORY;
@@ -404,12 +408,16 @@ static void m_refresh(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
     }
     struct jwt j;
     const tenant *tk = NULL;
-    int code = sess_verify_token(s, tok, tlen, &j, &tk);
-    if (!code && (strcmp(j.sub, s->user) || strcmp(tk->id, s->tenant))) code = PE_PERMISSION_DENIED;
+    const char *reason = NULL;
+    int code = sess_verify_token(s, tok, tlen, &j, &tk, &reason);
+    if (!code && (strcmp(j.sub, s->user) || strcmp(tk->id, s->tenant))) {
+        code = PE_PERMISSION_DENIED;
+        reason = "the token is for another user or tenant";
+    }
     if (!code) s->exp = j.exp;
     jwt_release(&j);
     if (code) {
-        sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
+        sess_error(s, cmd->has_id, cmd->id, mi, code, code == PE_TOKEN_EXPIRED ? NULL : reason);
         return;
     }
     sbuf *o = sess_reply_begin(s, cmd->id);
@@ -457,7 +465,7 @@ static void m_ack(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     int code = sess_param_channel(b, cmd->params, ch);
     if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK)
         code = PE_BAD_REQUEST;
-    if (!code) code = sess_may_read(s, ch, &ns, NULL, 0);
+    if (!code) code = sess_may_read(s, ch, &ns, NULL, 0, NULL);
     if (code)
         sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
     else
@@ -468,7 +476,7 @@ static proto_error presence_target(session *s, proto_batch *b, const proto_cmd *
                                    const cfg_namespace **ns)
 {
     int code = sess_param_channel(b, cmd->params, ch);
-    if (!code) code = sess_may_read(s, ch, ns, NULL, 0);
+    if (!code) code = sess_may_read(s, ch, ns, NULL, 0, NULL);
     return code;
 }
 

@@ -7,6 +7,7 @@
 
 #include "auth/jwt.h"
 #include "auth/perm.h"
+#include "obs/log.h"
 #include "proto/session_int.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -223,18 +224,38 @@ void session_free(session *s)
 }
 
 /* Verifies a connection token: 0 with *out filled, or PE_UNAUTHORIZED/PE_TOKEN_EXPIRED. */
+/* One JSON log line per refused token: what was presented, why (the
+ * verifier's own words, for the operator), the tenant it named, the peer
+ * and the connection. Never the token. */
+void sess_log_auth_failure(session *s, const char *what, const char *why, const char *tenant)
+{
+    char peer[64] = "", id[24];
+    sink_peer(s->out, peer, sizeof(peer));
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)s->out->id);
+    log_event(LOG_WARN, "auth_failed", "token", what, "reason", why, "tenant", tenant ? tenant : "",
+              "remote", peer, "#conn", id, NULL);
+}
+
 proto_error sess_verify_token(session *s, const char *tok, size_t tlen, struct jwt *out,
-                              const tenant **tkp)
+                              const tenant **tkp, const char **reason)
 {
     proto_server *srv = s->h->srv;
-    if (jwt_parse(tok, tlen, out) != JWT_OK) return PE_UNAUTHORIZED;
-    const tenant *tk = proto_tenant(srv, jwt_peek_tenant(out));
-    if (!tk) return PE_UNAUTHORIZED;
-    enum jwt_result r = jwt_verify(out, tk->keys, clock_wall_ms() / 1000);
-    if (r == JWT_EXPIRED) return PE_TOKEN_EXPIRED;
-    if (r != JWT_OK) return PE_UNAUTHORIZED;
-    *tkp = tk;
-    return 0;
+    const tenant *tk = NULL;
+    enum jwt_result r = jwt_parse(tok, tlen, out);
+    const char *named = r == JWT_OK ? jwt_peek_tenant(out) : NULL;
+    if (r == JWT_OK && !(tk = proto_tenant(srv, named))) {
+        *reason = "unknown tenant";
+        sess_log_auth_failure(s, "connection", "unknown tenant", named);
+        return PE_UNAUTHORIZED;
+    }
+    if (r == JWT_OK) r = jwt_verify(out, tk->keys, clock_wall_ms() / 1000);
+    if (r == JWT_OK) {
+        *tkp = tk;
+        return PE_OK;
+    }
+    *reason = jwt_reason(out);
+    sess_log_auth_failure(s, "connection", jwt_errmsg(out), named);
+    return r == JWT_EXPIRED ? PE_TOKEN_EXPIRED : PE_UNAUTHORIZED;
 }
 
 session *session_new(proto_host *h, pl_sink *out)
@@ -318,6 +339,11 @@ static int channel_token_ok(session *s, const char *tok, size_t tlen, const char
         jwt_verify(&j, tk->keys, clock_wall_ms() / 1000) == JWT_OK)
         ok = j.channel && !strcmp(j.channel, ch) && !strcmp(j.sub, s->user) &&
              (s->h->srv->cfg->single_tenant || (j.tenant && !strcmp(j.tenant, s->tenant)));
+    if (!ok)
+        sess_log_auth_failure(s, "channel",
+                              strcmp(jwt_errmsg(&j), "ok") ? jwt_errmsg(&j)
+                                                           : "not for this channel, user or tenant",
+                              s->tenant);
     jwt_release(&j);
     return ok;
 }
@@ -336,20 +362,24 @@ static proto_error perm_error(perm_result r)
 }
 
 proto_error sess_may_read(session *s, const char *ch, const cfg_namespace **nsp, const char *tok,
-                          size_t tlen)
+                          size_t tlen, const char **why)
 {
     const cfg_namespace *ns = config_namespace(s->h->srv->cfg, ch, strlen(ch));
     perm_claims who = claims_of(s);
     perm_result r = perm_read(ns, ch, &who);
     if (r == PERM_NEED_TOKEN && tok && channel_token_ok(s, tok, tlen, ch)) r = PERM_OK;
     *nsp = ns;
+    if (why) *why = r == PERM_OK ? NULL : perm_why(r);
     return perm_error(r);
 }
 
-proto_error sess_may_publish(session *s, const char *ch, const cfg_namespace **nsp)
+proto_error sess_may_publish(session *s, const char *ch, const cfg_namespace **nsp,
+                             const char **why)
 {
     const cfg_namespace *ns = config_namespace(s->h->srv->cfg, ch, strlen(ch));
     perm_claims who = claims_of(s);
+    perm_result r = perm_publish(ns, ch, &who);
     *nsp = ns;
-    return perm_error(perm_publish(ns, ch, &who));
+    if (why) *why = r == PERM_OK ? NULL : perm_why(r);
+    return perm_error(r);
 }

@@ -83,16 +83,22 @@ void sess_limit_keys(const session *s, char *tkey, char *ukey, size_t cap);
 /* ---- identity and permissions (session.c) -------------------------------- */
 
 /* Verifies a connection token: PE_OK with *out filled and *tkp its tenant,
- * or PE_UNAUTHORIZED / PE_TOKEN_EXPIRED. out is released by the caller. */
+ * or PE_UNAUTHORIZED / PE_TOKEN_EXPIRED with *reason a category safe to tell
+ * the client (and the failure logged). out is released by the caller. */
 proto_error sess_verify_token(session *s, const char *tok, size_t tlen, struct jwt *out,
-                              const tenant **tkp);
+                              const tenant **tkp, const char **reason);
+/* Logs a refused token (what: "connection" or "channel"; why: for the
+ * operator; tenant: the one it named, or NULL). */
+void sess_log_auth_failure(session *s, const char *what, const char *why, const char *tenant);
 /* Takes the identity of a verified token: connected from here. 0 or -1. */
 int sess_login(session *s, const struct jwt *j, const tenant *tk);
 /* Read access (subscribe, history, presence); tok: a channel token or NULL.
- * PE_OK with *nsp set, or the error to answer. */
+ * PE_OK with *nsp set, or the error to answer with *why (when why is not
+ * NULL) saying which rule refused it (static text). */
 proto_error sess_may_read(session *s, const char *ch, const cfg_namespace **nsp, const char *tok,
-                          size_t tlen);
-proto_error sess_may_publish(session *s, const char *ch, const cfg_namespace **nsp);
+                          size_t tlen, const char **why);
+proto_error sess_may_publish(session *s, const char *ch, const cfg_namespace **nsp,
+                             const char **why);
 /* The channel name of token tok (-1: absent) / of params' "channel" into
  * out (MAX_CHANNEL + 1 bytes). PE_OK or PE_BAD_REQUEST. */
 proto_error sess_channel_of(proto_batch *b, int tok, char *out);

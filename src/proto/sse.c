@@ -67,10 +67,11 @@ static int sse_start(session *s, const char *url, size_t len, const char *last_e
     if (!nch) return 400;
     struct jwt j;
     const tenant *tk = NULL;
-    int code = sess_verify_token(s, token, strlen(token), &j, &tk);
+    const char *reason = NULL;
+    int code = sess_verify_token(s, token, strlen(token), &j, &tk, &reason);
     if (code) {
         jwt_release(&j);
-        *why = proto_error_message(code);
+        *why = code == PE_UNAUTHORIZED ? reason : proto_error_message(code);
         return proto_error_http_status(code);
     }
     int rc = sess_login(s, &j, tk);
@@ -79,7 +80,7 @@ static int sse_start(session *s, const char *url, size_t len, const char *last_e
     s->sse = 1;
     for (int i = 0; i < nch; i++) {
         const cfg_namespace *ns;
-        rc = sess_may_read(s, chans[i], &ns, NULL, 0);
+        rc = sess_may_read(s, chans[i], &ns, NULL, 0, NULL);
         if (rc) {
             *why = proto_error_message(rc);
             return proto_error_http_status(rc);

@@ -496,12 +496,13 @@ void sess_m_subscribe(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
         else if (limit > MAX_HISTORY_LIMIT)
             code = PE_LIMIT_EXCEEDED;
     }
-    if (!code) code = sess_may_read(s, ch, &ns, tok, tlen);
+    const char *why = NULL;
+    if (!code) code = sess_may_read(s, ch, &ns, tok, tlen, &why);
     if (!code) {
         pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .method = (uint8_t)mi};
         code = sess_subscribe(s, ch, ns, has_since, since_off, epoch, (uint32_t)limit, &pd);
     }
-    if (code) sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
+    if (code) sess_error(s, cmd->has_id, cmd->id, mi, code, why);
 }
 
 void sess_m_unsubscribe(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)

@@ -70,7 +70,7 @@ def channel_token(channel, user="alice", tenant="acme", ttl=3600, secret=None):
 
 
 def default_config():
-    """The suite's standard configuration (see the task brief); callers tweak it."""
+    """The suite's standard configuration; callers tweak it."""
     return {
         "ping_interval": "25s",
         "limits": {

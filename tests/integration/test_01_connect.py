@@ -139,3 +139,45 @@ def test_globex_token_cannot_read_acme_claims(server):
         await expect_disconnect(cl, 4500)
         await cl.close()
     run(body())
+
+
+def test_refused_tokens_say_why_and_are_logged(server):
+    # The client learns the category (never its token echoed); the operator
+    # gets one JSON log line per refusal with the reason, the tenant named,
+    # the peer address and the connection id.
+    import json as _json
+    cases = [
+        ("not-a-token", "token malformed", None),
+        (make_token(secret="not-the-secret"), "bad signature", "acme"),
+        (make_token(tenant="nope", secret="x"), "unknown tenant", "nope"),
+        (jwt_encode({"tenant": "acme", "exp": int(time.time()) + 60}, SECRETS["acme"]),
+         "missing sub", "acme"),
+        (jwt_encode({"sub": "a", "tenant": "acme"}, "", alg="none"), "algorithm not allowed",
+         "acme"),
+    ]
+
+    async def body():
+        for tok, why, _ in cases:
+            cl = await raw_client(server)
+            err = await cl.error("connect", {"token": tok})
+            assert err["code"] == 101 and err["message"] == f"unauthorized: {why}", (why, err)
+            assert tok not in err["message"]
+    run(body())
+    lines = [_json.loads(l) for l in open(server.log_path) if l.startswith("{")]
+    logged = [l for l in lines if l.get("event") == "auth_failed"]
+    for tok, _, tenant in cases:
+        assert not any(tok in _json.dumps(l) for l in logged), "a token was logged"
+    for l in logged[-len(cases):]:
+        assert l["remote"] == "127.0.0.1" and isinstance(l["conn"], int) and l["reason"], l
+    assert {l["tenant"] for l in logged[-len(cases):]} >= {"acme", "nope"}
+
+
+def test_permission_refusals_name_the_rule(server):
+    async def body():
+        cl = await connect(server, "alice")
+        err = await cl.error("subscribe", {"channel": "dm:#bob,carol"})
+        assert err["code"] == 103 and "user list" in err["message"], err
+        err = await cl.error("publish", {"channel": "nope:x", "data": 1})
+        assert err["code"] == 102 and "no namespace" in err["message"], err
+        await cl.close()
+    run(body())

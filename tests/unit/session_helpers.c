@@ -109,7 +109,7 @@ static void f_close(pl_sink *s, uint16_t code, const char *reason)
     s->closing = 1;
 }
 
-static const sink_ops fake_sink_ops = {f_enqueue, f_enqueue_pub, f_send_json, f_close};
+static const sink_ops fake_sink_ops = {f_enqueue, f_enqueue_pub, f_send_json, f_close, NULL};
 
 /* ---- the host ---------------------------------------------------------------- */
 

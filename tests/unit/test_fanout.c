@@ -75,7 +75,7 @@ static void f_close(pl_sink *s, uint16_t code, const char *reason)
     ((fake_sink *)s)->close_code = code;
 }
 
-static const sink_ops fake_ops = {f_enqueue, f_enqueue_pub, f_send_json, f_close};
+static const sink_ops fake_ops = {f_enqueue, f_enqueue_pub, f_send_json, f_close, NULL};
 
 static void sink_init(fake_sink *f, enum sink_kind kind)
 {

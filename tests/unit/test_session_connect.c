@@ -42,9 +42,12 @@ static void bad_token_is_unauthorized_and_closes(void **state)
     send_connect(forged, tok);
     pl_free(tok);
     fake_conn *both[] = {garbage, forged};
+    /* The category of the failure, never the token. */
+    static const char *const why[] = {"unauthorized: token malformed",
+                                      "unauthorized: bad signature"};
     for (int i = 0; i < 2; i++) {
         assert_int_equal(both[i]->nmsgs, 1);
-        assert_string_equal(expect_error(both[i], 0, 1, 101), "unauthorized");
+        assert_string_equal(expect_error(both[i], 0, 1, 101), why[i]);
         assert_int_equal(both[i]->close_code, 4500);
         assert_false(session_connected(both[i]->s));
     }

@@ -168,9 +168,13 @@ static void refusals_by_namespace(void **state)
     publish(c, 1, "{\"channel\":\"news:today\",\"data\":1}"); /* client_publish off */
     publish(c, 2, "{\"channel\":\"nope:x\",\"data\":1}");
     publish(c, 3, "{\"channel\":\"dm:#bob,carol\",\"data\":1}"); /* not alice's */
-    assert_string_equal(expect_error(c, 0, 1, 103), "permission denied");
-    expect_error(c, 1, 2, 102);
-    expect_error(c, 2, 3, 103);
+    /* Each refusal names the rule. */
+    assert_string_equal(expect_error(c, 0, 1, 103),
+                        "permission denied: the namespace does not allow client publish");
+    assert_string_equal(expect_error(c, 1, 2, 102),
+                        "unknown channel or namespace: no namespace matches the channel");
+    assert_string_equal(expect_error(c, 2, 3, 103),
+                        "permission denied: not in the channel's user list");
     assert_int_equal(fx->nreqs, 0);
     fx_free(fx);
 }
