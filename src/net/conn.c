@@ -679,11 +679,18 @@ static int is_frame_item(const out_item *it)
     return it->kind != OUT_RAW;
 }
 
-static void write_sse_item(sbuf *b, const out_item *it)
+/* A pub's event id is the stream's cursor (every channel's position, from
+ * the session); a connection whose session is gone falls back to the
+ * single-channel form. */
+static void write_sse_item(conn *c, sbuf *b, const out_item *it)
 {
     if (it->kind == OUT_PUB && ((const pl_pub *)it->ref)->offset) {
         const pl_pub *p = it->ref;
-        sbuf_printf(b, "id: %s@%llu\n", p->channel, (unsigned long long)p->offset);
+        char id[SSE_EVENT_ID_MAX];
+        if (session_sse_event_id(c->s, p, id, sizeof(id)))
+            sbuf_printf(b, "id: %s\n", id);
+        else
+            sbuf_printf(b, "id: %s@%llu\n", p->channel, (unsigned long long)p->offset);
     } else if (it->kind == OUT_GAP) {
         sbuf_puts(b, "event: gap\n");
     }
@@ -728,7 +735,7 @@ static void flush(conn *c)
             if (wr->items[i].kind == OUT_RAW)
                 sbuf_append(&b, item_data(&wr->items[i]), wr->items[i].len);
             else
-                write_sse_item(&b, &wr->items[i]);
+                write_sse_item(c, &b, &wr->items[i]);
         }
         sse = sbuf_to_rbuf(&b);
         sbuf_release(&b);

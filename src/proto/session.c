@@ -215,6 +215,7 @@ void session_free(session *s)
     if (s->counted_tenant) rl_conn_release(s->h->srv->limits, tkey);
     if (s->counted_user) rl_conn_release(s->h->srv->limits, ukey);
     pl_free(s->subs);
+    sess_sse_free(s->stream);
     pl_free(s->user);
     pl_free(s->info);
     free_strs(s->chans, s->nchans);

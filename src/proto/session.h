@@ -40,6 +40,13 @@ int session_subscribed(void *s, const char *channel);
 session *session_sse_open(proto_host *h, pl_sink *out, const char *url, size_t len,
                           const char *last_event_id, int *status, const char **why);
 
+/* The event id of an SSE stream's pub event, as its connection writes it:
+ * records p as written and puts the cursor of the whole stream (every
+ * channel's epoch and offset, see proto/sse_cursor.h) into out (cap bytes).
+ * Returns its length, or 0 when s is not an SSE stream or it does not fit. */
+#define SSE_EVENT_ID_MAX 512 /* enough for any stream's cursor */
+size_t session_sse_event_id(session *s, const pl_pub *p, char *out, size_t cap);
+
 /* An engine answer posted to this worker: calls the done handler of the
  * request's pending record (sessions and the HTTP API alike). Takes r. */
 void proto_on_engine_done(proto_host *h, engine_req *r);

@@ -6,6 +6,7 @@
 
 #include "proto/proto_int.h"
 #include "proto/session.h"
+#include "proto/sse_cursor.h"
 #include "util/rbuf.h"
 
 #define PAGE_SIZE 256
@@ -29,6 +30,14 @@ typedef struct sub {
     uint8_t read_inflight;
 } sub;
 
+/* An SSE stream's channels in query order and the position of each as
+ * written to the connection so far: what the stream's event ids carry. */
+typedef struct sse_stream {
+    uint32_t nch;
+    char *chans[SSE_CURSOR_MAX_CHANNELS]; /* owned */
+    sse_pos pos[SSE_CURSOR_MAX_CHANNELS];
+} sse_stream;
+
 /* Fields ordered by size: a session is part of every connection's cost. */
 struct session {
     proto_host *h; /* the worker's (borrowed) */
@@ -44,6 +53,7 @@ struct session {
     char **pubs; /* the token's `publish` claim */
     size_t npubs;
     sub **subs;
+    sse_stream *stream; /* SSE streams only (owned), else NULL */
     uint32_t nsubs, capsubs;
     uint32_t gen;
     uint32_t connect_pending; /* connect with subs: READs its reply still waits for */
@@ -120,6 +130,11 @@ void sess_drop_sub(session *s, sub *sb);
 proto_error sess_subscribe(session *s, const char *ch, const cfg_namespace *ns, int has_since,
                            uint64_t since_off, const char *since_epoch, uint32_t limit,
                            pending *pd);
+/* An SSE subscription's engine answer: the channel's position becomes the
+ * one the answer starts from (sse.c). */
+void sess_sse_started(session *s, const char *ch, const engine_req *r, const pending *pd);
+/* Frees the session's SSE stream record (sse.c); NULL ok. */
+void sess_sse_free(sse_stream *st);
 /* Sends a connect's reply once every subscription it asked for answered. */
 void sess_finish_connect(session *s);
 

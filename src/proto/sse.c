@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "proto/session_int.h"
+#include "util/mem.h"
 
 static int hexval(int ch)
 {
@@ -36,17 +37,14 @@ static long url_decode(const char *src, size_t n, char *out, size_t cap)
     return (long)o;
 }
 
-/* Reads the stream's token and channels from the query and starts it: 0,
- * or an HTTP status with *why set (nothing sent). */
-static int sse_start(session *s, const char *url, size_t len, const char *last_event_id,
-                     const char **why)
+/* Reads the token and the channels (at most SSE_CURSOR_MAX_CHANNELS) from
+ * the query: the channel count, or -1 for a bad query. */
+static int parse_query(const char *url, size_t len, char *token, size_t tcap,
+                       char (*chans)[MAX_CHANNEL + 1])
 {
     const char *q = memchr(url, '?', len);
-    char token[8192] = "";
-    char chans[16][MAX_CHANNEL + 1];
     int nch = 0;
-    *why = "bad request";
-    if (!q) return 400;
+    if (!q) return -1;
     for (const char *p = q + 1, *end = url + len; p < end;) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *e = amp ? amp : end;
@@ -54,17 +52,67 @@ static int sse_start(session *s, const char *url, size_t len, const char *last_e
         if (eq) {
             size_t kl = (size_t)(eq - p);
             if (kl == 5 && !memcmp(p, "token", 5)) {
-                if (url_decode(eq + 1, (size_t)(e - eq - 1), token, sizeof(token)) < 0) return 400;
+                if (url_decode(eq + 1, (size_t)(e - eq - 1), token, tcap) < 0) return -1;
             } else if (kl == 7 && !memcmp(p, "channel", 7)) {
-                if (nch == 16) return 400;
-                long n = url_decode(eq + 1, (size_t)(e - eq - 1), chans[nch], sizeof(chans[nch]));
-                if (n < 0 || proto_channel_valid(chans[nch], (size_t)n)) return 400;
+                if (nch == SSE_CURSOR_MAX_CHANNELS) return -1;
+                long n = url_decode(eq + 1, (size_t)(e - eq - 1), chans[nch], MAX_CHANNEL + 1);
+                if (n < 0 || proto_channel_valid(chans[nch], (size_t)n)) return -1;
                 nch++;
             }
         }
         p = e + 1;
     }
-    if (!nch) return 400;
+    return nch ? nch : -1;
+}
+
+void sess_sse_free(sse_stream *st)
+{
+    if (!st) return;
+    for (uint32_t i = 0; i < st->nch; i++)
+        pl_free(st->chans[i]);
+    pl_free(st);
+}
+
+/* The stream record: its channels, positioned from Last-Event-ID. */
+static sse_stream *stream_new(char (*chans)[MAX_CHANNEL + 1], int nch, const char *last_event_id)
+{
+    sse_stream *st = pl_calloc(1, sizeof(*st));
+    if (!st) return NULL;
+    for (; st->nch < (uint32_t)nch; st->nch++)
+        if (!(st->chans[st->nch] = pl_strdup(chans[st->nch]))) {
+            sess_sse_free(st);
+            return NULL;
+        }
+    /* Bounded: a longer value is no cursor, and is not read past the bound. */
+    size_t llen = last_event_id ? strnlen(last_event_id, SSE_CURSOR_MAX_LEN + 1) : 0;
+    sse_cursor_parse(last_event_id, llen, (const char *const *)st->chans, st->nch, st->pos);
+    return st;
+}
+
+/* Checks read access to every channel: 0, or an HTTP status with *why. */
+static int may_read_all(session *s, char (*chans)[MAX_CHANNEL + 1], int nch, const char **why)
+{
+    for (int i = 0; i < nch; i++) {
+        const cfg_namespace *ns;
+        int rc = sess_may_read(s, chans[i], &ns, NULL, 0, NULL);
+        if (rc) {
+            *why = proto_error_message(rc);
+            return proto_error_http_status(rc);
+        }
+    }
+    return 0;
+}
+
+/* Reads the stream's token and channels from the query and starts it: 0,
+ * or an HTTP status with *why set (nothing sent). */
+static int sse_start(session *s, const char *url, size_t len, const char *last_event_id,
+                     const char **why)
+{
+    char token[8192] = "";
+    char chans[SSE_CURSOR_MAX_CHANNELS][MAX_CHANNEL + 1];
+    *why = "bad request";
+    int nch = parse_query(url, len, token, sizeof(token), chans);
+    if (nch < 0) return 400;
     struct jwt j;
     const tenant *tk = NULL;
     const char *reason = NULL;
@@ -78,31 +126,63 @@ static int sse_start(session *s, const char *url, size_t len, const char *last_e
     jwt_release(&j);
     if (rc) return 503;
     s->sse = 1;
-    for (int i = 0; i < nch; i++) {
-        const cfg_namespace *ns;
-        rc = sess_may_read(s, chans[i], &ns, NULL, 0, NULL);
-        if (rc) {
-            *why = proto_error_message(rc);
-            return proto_error_http_status(rc);
-        }
-    }
+    rc = may_read_all(s, chans, nch, why);
+    if (rc) return rc;
+    if (!(s->stream = stream_new(chans, nch, last_event_id))) return 503;
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                "Cache-Control: no-cache\r\nConnection: keep-alive\r\n"
                                "X-Accel-Buffering: no\r\n\r\nretry: 2000\n\n";
     rbuf *r = rbuf_from(head, sizeof(head) - 1);
     if (r) sink_enqueue(s->out, OUT_RAW, r, r->len);
     s->next_ping_ms = s->h->now_ms + s->h->srv->cfg->ping_interval_ms;
-    /* Last-Event-ID is "channel@offset": resume that channel from there. */
-    const char *at = last_event_id ? strrchr(last_event_id, '@') : NULL;
-    for (int i = 0; i < nch; i++) {
+    /* Each channel resumes from its own position with the usual recovery
+     * rules; one without a position starts live. */
+    for (uint32_t i = 0; i < s->stream->nch; i++) {
         pending pd = {.method = 1};
-        int has_since = at && (size_t)(at - last_event_id) == strlen(chans[i]) &&
-                        !memcmp(last_event_id, chans[i], strlen(chans[i]));
-        uint64_t off = has_since ? strtoull(at + 1, NULL, 10) : 0;
-        const cfg_namespace *ns = config_namespace(s->h->srv->cfg, chans[i], strlen(chans[i]));
-        sess_subscribe(s, chans[i], ns, has_since, off, "*", DEFAULT_RECOVER_LIMIT, &pd);
+        const sse_pos *ps = &s->stream->pos[i];
+        const char *ch = s->stream->chans[i];
+        const cfg_namespace *ns = config_namespace(s->h->srv->cfg, ch, strlen(ch));
+        sess_subscribe(s, ch, ns, ps->known, ps->offset, ps->epoch, DEFAULT_RECOVER_LIMIT, &pd);
     }
     return 0;
+}
+
+_Static_assert(SSE_EVENT_ID_MAX >= SSE_CURSOR_MAX_LEN, "an event id holds any cursor");
+
+static sse_pos *stream_pos(session *s, const char *ch)
+{
+    sse_stream *st = s ? s->stream : NULL;
+    for (uint32_t i = 0; st && i < st->nch; i++)
+        if (!strcmp(st->chans[i], ch)) return &st->pos[i];
+    return NULL;
+}
+
+void sess_sse_started(session *s, const char *ch, const engine_req *r, const pending *pd)
+{
+    sse_pos *ps = stream_pos(s, ch);
+    if (!ps) return;
+    /* Until the channel's first event is written the stream stands where
+     * the answer starts: after the head when live, at the client's position
+     * when resuming. A position the answer could not recover keeps its own
+     * epoch, so a reconnect before anything newer is written meets the same
+     * gap again rather than skipping it. */
+    ps->known = 1;
+    ps->offset = pd->has_since ? pd->since_offset : r->head;
+    const char *ep = pd->has_since && strcmp(r->since_epoch, "*") ? r->since_epoch : r->epoch;
+    snprintf(ps->epoch, sizeof(ps->epoch), "%s", ep);
+}
+
+size_t session_sse_event_id(session *s, const pl_pub *p, char *out, size_t cap)
+{
+    if (cap) out[0] = '\0';
+    if (!s || !s->stream) return 0;
+    sse_pos *ps = stream_pos(s, p->channel);
+    if (ps) {
+        ps->known = 1;
+        ps->offset = p->offset;
+        snprintf(ps->epoch, sizeof(ps->epoch), "%s", p->epoch);
+    }
+    return sse_cursor_encode(s->stream->pos, s->stream->nch, out, cap);
 }
 
 session *session_sse_open(proto_host *h, pl_sink *out, const char *url, size_t len,

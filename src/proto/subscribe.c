@@ -331,6 +331,22 @@ static void connect_sub_error(session *s, const char *ch, int code, const char *
     sbuf_putc(&s->connect_reply, '}');
 }
 
+/* The gap of a resume that could not recover. Same stream, position
+ * retained no longer: the gap is what was trimmed. Another epoch or a
+ * position past the head: everything the client holds up to its position
+ * belongs to no stream we can vouch for, so the gap is 1..since. */
+static void send_lost(session *s, sub *sb, const pending *pd, const engine_req *r, int recovered)
+{
+    if (!pd->has_since || recovered) return;
+    int same = !strcmp(r->since_epoch, "*") || !strcmp(r->since_epoch, r->epoch);
+    uint64_t from = 1, to = pd->since_offset;
+    if (same && pd->since_offset <= r->head) {
+        from = pd->since_offset + 1;
+        to = r->npubs ? r->pubs[0]->offset - 1 : r->head;
+    }
+    if (to >= from) send_gap(s, sb->channel, r->epoch, from, to);
+}
+
 static void subscribe_done(session *s, sub *sb, pending *pd, engine_req *r)
 {
     unsigned mi = 1;
@@ -351,6 +367,10 @@ static void subscribe_done(session *s, sub *sb, pending *pd, engine_req *r)
     uint64_t last =
         r->npubs ? r->pubs[r->npubs - 1]->offset : (recovered ? pd->since_offset : r->head);
     if (s->sse) {
+        /* The gap first: a stream's event ids pass a channel's position on
+         * only with its pubs, which must not reach the client before it. */
+        sess_sse_started(s, sb->channel, r, pd);
+        send_lost(s, sb, pd, r, recovered);
         sb->f.last_offset = 0;
         enqueue_pubs(s, sb, r);
         sb->f.last_offset = last;
@@ -387,19 +407,7 @@ static void subscribe_done(session *s, sub *sb, pending *pd, engine_req *r)
         }
         sb->f.last_offset = last;
     }
-    if (pd->has_since && !recovered) {
-        /* Same stream, position retained no longer: the gap is what was
-         * trimmed. Another epoch or a position past the head: everything the
-         * client holds up to its position belongs to no stream we can vouch
-         * for, so the gap is 1..since. */
-        int same = !strcmp(r->since_epoch, "*") || !strcmp(r->since_epoch, r->epoch);
-        uint64_t from = 1, to = pd->since_offset;
-        if (same && pd->since_offset <= r->head) {
-            from = pd->since_offset + 1;
-            to = r->npubs ? r->pubs[0]->offset - 1 : r->head;
-        }
-        if (to >= from) send_gap(s, sb->channel, r->epoch, from, to);
-    }
+    if (!s->sse) send_lost(s, sb, pd, r, recovered);
     if (recovered) metrics_add(s->h->metrics, M_RECOVERIES, 1);
     presence_enter(s, sb);
     send_pending(s, sb, r);

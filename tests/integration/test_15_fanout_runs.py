@@ -54,7 +54,9 @@ def test_burst_reaches_websocket_and_sse_subscribers_once(rsrv):
     ids, before = run(body())
     evs = sse.events(n)
     sse.close()
-    assert [e["id"] for e in evs] == [f"{ch}@{k}" for k in range(1, n + 1)]
+    # Each event id is the stream's cursor: this one channel's epoch and offset.
+    assert [e["id"] for e in evs] == [f"v1:{e['data']['epoch']}.{k}"
+                                      for e, k in zip(evs, range(1, n + 1))]
     assert all(e["data"]["id"] == ids[e["data"]["offset"]] for e in evs)
     # Three recipients of every pub, counted per pub (trace's fanout count
     # lives with the engine's cache of the newest pubs, so ask about those).
