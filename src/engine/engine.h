@@ -6,11 +6,17 @@
  * Threading and ordering contract (what makes recovery gap-free):
  *  - engine_submit() may be called from any thread; the request is owned by
  *    the engine until it is handed back through the sink.
+ *  - Requests take effect in submission order: the order in which their
+ *    submits reached the queue (a chain's requests in chain order, one
+ *    thread's submits in the order it made them), batches included.
  *  - The sink is called on the engine's own thread with batches of finished
- *    requests. Across all calls, requests appear in one linear order that is
- *    consistent with the store: a READ sees exactly the PUBLISHes that were
- *    handed to the sink before it. A PUBLISH with status PL_OK is committed
- *    and fsynced before the sink sees it.
+ *    requests, in that same order across all calls, which is consistent with
+ *    the store: a READ (and a PENDING or CURSOR) sees exactly the PUBLISHes
+ *    handed to the sink before it, which are those submitted before it; a
+ *    PUBLISH submitted after it is not seen, even in the same commit.
+ *    (Retention, ACK and DELIVERY changes of a commit may show in all its
+ *    reads; engine/sqlite/commit.c.) A PUBLISH with status PL_OK is
+ *    committed and fsynced before the sink sees it.
  *  - The sink owns the requests it receives and frees them with
  *    engine_req_free().
  */

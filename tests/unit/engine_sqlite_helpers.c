@@ -299,6 +299,58 @@ engine_req **one_batch(fx *f, engine_req **reqs, size_t n)
     return take(f, n);
 }
 
+/* Submits reqs as one chain to the running engine, which takes it as one
+ * batch (its rings and cache as they are); returns the n finished requests
+ * (the caller frees them). */
+engine_req **chain_batch(fx *f, engine_req **reqs, size_t n)
+{
+    pthread_mutex_lock(&f->c.mu);
+    size_t calls = f->c.calls;
+    pthread_mutex_unlock(&f->c.mu);
+    engine_chain ch = {0};
+    for (size_t i = 0; i < n; i++)
+        engine_chain_add(&ch, reqs[i]);
+    engine_submit_chain(f->e, &ch);
+    engine_req **r = take(f, n);
+    pthread_mutex_lock(&f->c.mu);
+    assert_int_equal(f->c.calls - calls, 1);
+    pthread_mutex_unlock(&f->c.mu);
+    return r;
+}
+
+/* A CURSOR (off: the offset read), PENDING or READ of user on t1/channel. */
+engine_req *user_req(enum engine_op op, const char *channel, const char *user, uint64_t off)
+{
+    engine_req *r = engine_req_new(op);
+    assert_non_null(r);
+    r->tenant = pl_strdup("t1");
+    r->channel = pl_strdup(channel);
+    r->user = pl_strdup(user);
+    assert_true(r->tenant && r->channel && r->user);
+    r->since_offset = off;
+    return r;
+}
+
+/* A guaranteed pub on t1/channel with one recipient. */
+engine_req *guaranteed_req(const char *channel, const char *data, const char *recipient)
+{
+    engine_req *r = engine_req_new(ENGINE_PUBLISH);
+    assert_non_null(r);
+    pub_fields fl = {.tenant = "t1",
+                     .tenant_len = 2,
+                     .channel = channel,
+                     .channel_len = strlen(channel),
+                     .data = data,
+                     .data_len = strlen(data)};
+    r->pub = pub_new(&fl, PUB_GUARANTEED);
+    r->recipients = pl_malloc(sizeof(*r->recipients));
+    assert_true(r->pub && r->recipients);
+    r->recipients[0] = pl_strdup(recipient);
+    assert_non_null(r->recipients[0]);
+    r->nrecipients = 1;
+    return r;
+}
+
 /* A pub with only data (every optional field absent). */
 engine_req *bare_req(const char *channel, const char *data, uint32_t hist)
 {

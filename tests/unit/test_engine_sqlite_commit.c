@@ -1,5 +1,6 @@
 /* Unit tests of the SQLite engine's batch commit: contiguous offsets per
- * channel, tenants apart, a chain is one batch, idempotency within a batch
+ * channel, tenants apart, a chain is one batch whose requests take effect
+ * and reach the sink in submission order, idempotency within a batch
  * and against older pubs, a full disk failing a whole batch, hostile input,
  * and allocation failures leaving nothing consumed. */
 #include "engine_sqlite_helpers.h"
@@ -98,19 +99,260 @@ static void test_chain_is_one_batch(void **state)
     assert_int_equal(after.committed_pubs - before.committed_pubs, N);
     assert_int_equal(f->c.calls - calls, 1);
     uint64_t next[3] = {2, 1, 1}; /* channel a already holds offset 1 */
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(r[i]->op, ENGINE_PUBLISH);
-        assert_int_equal(r[i]->status, PL_OK);
+    for (int i = 0, k = 0; i < N; i++, k++) {
+        if (i == N / 2 + 1) {
+            /* The read keeps its place in the chain and sees exactly the
+             * publishes before it: a's offsets 2..N/6+2 of this batch. */
+            assert_int_equal(r[k]->op, ENGINE_READ);
+            assert_int_equal(r[k]->head, N / 6 + 2);
+            assert_range(r[k], 1, N / 6 + 2);
+            k++;
+        }
+        assert_int_equal(r[k]->op, ENGINE_PUBLISH);
+        assert_int_equal(r[k]->status, PL_OK);
         char want[16];
         snprintf(want, sizeof(want), "%d", i);
-        assert_int_equal(r[i]->pub->data_len, strlen(want));
-        assert_memory_equal(r[i]->pub->data, want, strlen(want));
-        assert_int_equal(r[i]->pub->offset, next[i % 3]++);
+        assert_int_equal(r[k]->pub->data_len, strlen(want));
+        assert_memory_equal(r[k]->pub->data, want, strlen(want));
+        assert_int_equal(r[k]->pub->offset, next[i % 3]++);
     }
-    /* The read comes after every publish of its batch and sees them all. */
-    assert_int_equal(r[N]->op, ENGINE_READ);
-    assert_range(r[N], 1, N / 3 + 1);
     for (int i = 0; i <= N; i++)
+        engine_req_free(r[i]);
+}
+
+/* Requests take effect in submission order within a batch: a read sees the
+ * publishes submitted before it and none after, and the sink gets every
+ * request in submission order. warm: the chain goes to the running engine
+ * (rings full); cold: a restarted engine takes it, ring_size 2, so the reads
+ * come from disk. */
+static void reads_in_submission_order(fx *f, int warm)
+{
+    if (!warm) f->opts.ring_size = 2;
+    fx_open(f);
+    for (int i = 0; i < 3; i++)
+        publish_ok(f, "t1", "a", "1", NULL, 0, 0);
+    for (int i = 0; i < 2; i++)
+        publish_ok(f, "t1", "b", "1", NULL, 0, 0);
+    engine_req *in[] = {
+        read_req("t1", "a", ENGINE_READ_HISTORY, 0, 0, NULL, 100, 0),
+        read_req("t1", "a", ENGINE_READ_RECOVER, 1, 1, "*", 100, 0),
+        read_req("t1", "a", ENGINE_READ_RECOVER, 1, 0, "*", 2, 0),
+        read_req("t1", "a", ENGINE_READ_HISTORY, 1, 1000, NULL, 10, 1),
+        pub_req("t1", "a", "2", NULL, 0, 0),
+        read_req("t1", "a", ENGINE_READ_HISTORY, 0, 0, NULL, 100, 0),
+        read_req("t1", "b", ENGINE_READ_HISTORY, 0, 0, NULL, 100, 0), /* 6 */
+        pub_req("t1", "b", "2", NULL, 0, 0),
+        read_req("t1", "c", ENGINE_READ_HISTORY, 0, 0, NULL, 100, 0),
+        pub_req("t1", "a", "3", NULL, 0, 0),
+        read_req("t1", "a", ENGINE_READ_RECOVER, 1, 1, "*", 100, 0), /* 10 */
+        read_req("t1", "a", ENGINE_READ_HISTORY, 1, 1000, NULL, 10, 1),
+        read_req("t1", "b", ENGINE_READ_HISTORY, 0, 0, NULL, 100, 0),
+    };
+    enum { N = sizeof(in) / sizeof(in[0]) };
+    engine_req *sent[N];
+    memcpy(sent, in, sizeof(in));
+    engine_req **r = warm ? chain_batch(f, in, N) : one_batch(f, in, N);
+    for (int i = 0; i < N; i++) {
+        assert_ptr_equal(r[i], sent[i]); /* the sink gets submission order */
+        assert_int_equal(r[i]->status, PL_OK);
+    }
+    /* Before the publishes: a's head is 3, in every mode. */
+    assert_int_equal(r[0]->head, 3);
+    assert_int_equal(r[0]->first, 1);
+    assert_range(r[0], 1, 3);
+    assert_int_equal(r[1]->recovered, 1);
+    assert_int_equal(r[1]->head, 3);
+    assert_int_equal(r[1]->more, 0);
+    assert_range(r[1], 2, 3);
+    assert_int_equal(r[2]->recovered, 1);
+    assert_int_equal(r[2]->more, 1); /* 3 is still to come, not 4 or 5 */
+    assert_range(r[2], 1, 2);
+    assert_range_desc(r[3], 3, 1);
+    assert_int_equal(r[4]->pub->offset, 4);
+    /* After the first: it is in, the second is not. */
+    assert_int_equal(r[5]->head, 4);
+    assert_range(r[5], 1, 4);
+    /* Other channels keep their own place: b before its publish, c empty. */
+    assert_int_equal(r[6]->head, 2);
+    assert_range(r[6], 1, 2);
+    assert_int_equal(r[7]->pub->offset, 3);
+    assert_int_equal(r[8]->head, 0);
+    assert_int_equal(r[8]->first, 0);
+    assert_int_equal(r[8]->npubs, 0);
+    assert_int_equal(r[9]->pub->offset, 5);
+    assert_int_equal(r[10]->recovered, 1);
+    assert_int_equal(r[10]->head, 5);
+    assert_range(r[10], 2, 5);
+    assert_range_desc(r[11], 5, 1);
+    assert_int_equal(r[12]->head, 3);
+    assert_range(r[12], 1, 3);
+    for (int i = 0; i < N; i++)
+        engine_req_free(r[i]);
+    /* And the next batch sees everything. */
+    engine_req *h = history(f, "a", 100);
+    assert_range(h, 1, 5);
+    engine_req_free(h);
+}
+
+static void test_reads_in_submission_order_warm(void **state)
+{
+    reads_in_submission_order(*state, 1);
+}
+
+static void test_reads_in_submission_order_cold(void **state)
+{
+    reads_in_submission_order(*state, 0);
+}
+
+/* Retention made by a later publish of the batch applies to an earlier
+ * read (trims may come at any time), which never sees past its place. */
+static void test_read_before_publish_with_retention(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 3; i++) {
+        publish_ok(f, "t1", "r", "1", NULL, 3, 0);
+        publish_ok(f, "t1", "s", "1", NULL, 1, 0);
+    }
+    engine_req *in[] = {
+        read_req("t1", "r", ENGINE_READ_HISTORY, 0, 0, NULL, 10, 0),
+        pub_req("t1", "r", "2", NULL, 3, 0),
+        read_req("t1", "r", ENGINE_READ_HISTORY, 0, 0, NULL, 10, 0),
+        read_req("t1", "s", ENGINE_READ_RECOVER, 1, 2, "*", 10, 0),
+        pub_req("t1", "s", "2", NULL, 1, 0),
+        read_req("t1", "s", ENGINE_READ_RECOVER, 1, 2, "*", 10, 0),
+    };
+    engine_req **r = chain_batch(f, in, 6);
+    assert_int_equal(r[0]->head, 3);
+    assert_int_equal(r[0]->first, 2); /* 1 went with the batch's trim */
+    assert_range(r[0], 2, 3);
+    assert_int_equal(r[1]->pub->offset, 4);
+    assert_int_equal(r[2]->head, 4);
+    assert_int_equal(r[2]->first, 2);
+    assert_range(r[2], 2, 4);
+    /* s kept only its newest: up to the read's head nothing is left. */
+    assert_int_equal(r[3]->head, 3);
+    assert_int_equal(r[3]->first, 0);
+    assert_int_equal(r[3]->recovered, 0);
+    assert_int_equal(r[3]->npubs, 0);
+    assert_int_equal(r[4]->pub->offset, 4);
+    assert_int_equal(r[5]->head, 4);
+    assert_int_equal(r[5]->first, 4);
+    assert_int_equal(r[5]->recovered, 0);
+    assert_range(r[5], 4, 4);
+    for (int i = 0; i < 6; i++)
+        engine_req_free(r[i]);
+}
+
+/* A failed commit: no publish took effect, so every read of the batch sees
+ * the committed state, and the sink still gets submission order. */
+static void test_failed_commit_keeps_order(void **state)
+{
+    fx *f = *state;
+    static char big[4001];
+    memset(big, 'x', sizeof(big) - 1);
+    big[0] = big[sizeof(big) - 2] = '"';
+    f->opts.max_db_bytes = 256 * 1024;
+    fx_open(f);
+    uint64_t ok = 0;
+    for (;;) {
+        engine_req *p = publish(f, "t1", "full", big, NULL, 0, 0);
+        int status = p->status;
+        engine_req_free(p);
+        if (status != PL_OK) break;
+        ok++;
+        assert_true(ok < 1000);
+    }
+    engine_req *in[] = {
+        read_req("t1", "full", ENGINE_READ_HISTORY, 0, 0, NULL, 2, 0),
+        pub_req("t1", "full", big, NULL, 0, 0),
+        read_req("t1", "full", ENGINE_READ_RECOVER, 1, ok - 1, "*", 10, 0),
+        pub_req("t1", "other", big, NULL, 0, 0),
+        read_req("t1", "other", ENGINE_READ_HISTORY, 0, 0, NULL, 10, 0),
+        read_req("t1", "full", ENGINE_READ_HISTORY, 0, 0, NULL, 2, 0),
+    };
+    engine_req *sent[6];
+    memcpy(sent, in, sizeof(in));
+    engine_req **r = chain_batch(f, in, 6);
+    for (int i = 0; i < 6; i++)
+        assert_ptr_equal(r[i], sent[i]);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(r[i]->status, r[i]->op == ENGINE_PUBLISH ? PL_EIO : PL_OK);
+    assert_int_equal(r[0]->head, ok);
+    assert_range(r[0], ok - 1, ok);
+    assert_int_equal(r[2]->head, ok);
+    assert_int_equal(r[2]->recovered, 1);
+    assert_range(r[2], ok, ok);
+    assert_int_equal(r[4]->head, 0);
+    assert_int_equal(r[4]->npubs, 0);
+    assert_int_equal(r[5]->head, ok);
+    assert_range(r[5], ok - 1, ok);
+    for (int i = 0; i < 6; i++)
+        engine_req_free(r[i]);
+    engine_stats st;
+    engine_get_stats(f->e, &st);
+    assert_int_equal(st.committed_pubs, ok);
+}
+
+/* Cursors and pending pubs keep their place too: a CURSOR never passes the
+ * head at its place, a READ reads the user's cursor as the moves before it
+ * left it, a PENDING holds the guaranteed pubs submitted before it. (A
+ * cursor moved past a guaranteed pub makes it seen, no longer pending: that
+ * is on another channel here.) */
+static void test_cursors_and_pending_in_order(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 3; i++)
+        publish_ok(f, "t1", "h", "1", NULL, 0, 0);
+    engine_submit(f->e, user_req(ENGINE_CURSOR, "h", "u", 1));
+    engine_req *c = take(f, 1)[0];
+    assert_int_equal(c->status, PL_OK);
+    assert_int_equal(c->cursor, 1);
+    engine_req_free(c);
+    engine_submit(f->e, guaranteed_req("g", "\"q\"", "u"));
+    c = take(f, 1)[0];
+    assert_int_equal(c->pub->offset, 1);
+    engine_req_free(c);
+
+    engine_req *in[] = {
+        user_req(ENGINE_READ, "h", "u", 0),    /* 0 */
+        user_req(ENGINE_CURSOR, "h", "u", 10), /* 1 */
+        user_req(ENGINE_READ, "h", "u", 0),    /* 2 */
+        user_req(ENGINE_PENDING, "g", "u", 0), /* 3 */
+        pub_req("t1", "h", "2", NULL, 0, 0),   /* 4 */
+        guaranteed_req("g", "\"r\"", "u"),     /* 5 */
+        user_req(ENGINE_PENDING, "g", "u", 0), /* 6 */
+        user_req(ENGINE_CURSOR, "h", "u", 10), /* 7 */
+        user_req(ENGINE_READ, "h", "u", 0),    /* 8 */
+    };
+    enum { N = sizeof(in) / sizeof(in[0]) };
+    engine_req *sent[N];
+    memcpy(sent, in, sizeof(in));
+    engine_req **r = chain_batch(f, in, N);
+    for (int i = 0; i < N; i++) {
+        assert_ptr_equal(r[i], sent[i]);
+        assert_int_equal(r[i]->status, PL_OK);
+    }
+    assert_int_equal(r[0]->head, 3);
+    assert_int_equal(r[0]->cursor, 1); /* not the moves after it */
+    assert_int_equal(r[1]->cursor, 3); /* not 4: that pub comes later */
+    assert_int_equal(r[1]->moved, 1);
+    assert_int_equal(r[1]->head, 3);
+    assert_int_equal(r[1]->first, 1);
+    assert_int_equal(r[2]->cursor, 3);
+    assert_int_equal(r[2]->head, 3);
+    assert_int_equal(r[3]->head, 1);
+    assert_int_equal(r[3]->npubs, 1);
+    assert_int_equal(r[3]->pubs[0]->offset, 1);
+    assert_int_equal(r[4]->pub->offset, 4);
+    assert_int_equal(r[5]->pub->offset, 2);
+    assert_int_equal(r[6]->head, 2);
+    assert_int_equal(r[6]->npubs, 2);
+    assert_int_equal(r[6]->pubs[1]->offset, 2);
+    assert_int_equal(r[7]->cursor, 4);
+    assert_int_equal(r[7]->head, 4);
+    assert_int_equal(r[8]->cursor, 4);
+    assert_int_equal(r[8]->head, 4);
+    for (int i = 0; i < N; i++)
         engine_req_free(r[i]);
 }
 
@@ -119,30 +361,35 @@ static void test_duplicate_in_one_batch(void **state)
     fx *f = *state;
     fx_new(f);
     /* Queued before start, so the thread takes them as one batch. A read
-     * submitted first must still be ordered after the publishes it sees. */
+     * submitted first sees none of the publishes and comes before them; one
+     * submitted last sees them all. */
     engine_submit(f->e, read_req("t1", "room", ENGINE_READ_HISTORY, 0, 0, NULL, 10, 0));
     engine_submit(f->e, pub_req("t1", "room", "\"first\"", "K", 0, 0));
     engine_submit(f->e, pub_req("t1", "room", "\"retry\"", "K", 0, 0));
     engine_submit(f->e, pub_req("t1", "room", "\"other\"", "L", 0, 0));
+    engine_submit(f->e, read_req("t1", "room", ENGINE_READ_HISTORY, 0, 0, NULL, 10, 0));
     assert_int_equal(engine_start(f->e), PL_OK);
-    engine_req **r = take(f, 4);
+    engine_req **r = take(f, 5);
     assert_int_equal(f->c.calls, 1);
-    assert_int_equal(r[0]->op, ENGINE_PUBLISH);
-    assert_int_equal(r[0]->pub->offset, 1);
-    assert_int_equal(r[0]->duplicate, 0);
+    assert_int_equal(r[0]->op, ENGINE_READ);
+    assert_int_equal(r[0]->head, 0);
+    assert_int_equal(r[0]->npubs, 0);
+    assert_int_equal(r[1]->op, ENGINE_PUBLISH);
     assert_int_equal(r[1]->pub->offset, 1);
-    assert_int_equal(r[1]->duplicate, 1);
-    assert_ptr_equal(r[1]->pub, r[0]->pub); /* the original record itself */
-    assert_memory_equal(r[1]->pub->data, "\"first\"", 7);
-    assert_int_equal(r[2]->pub->offset, 2);
-    assert_int_equal(r[3]->op, ENGINE_READ);
-    assert_int_equal(r[3]->head, 2);
-    assert_range(r[3], 1, 2);
+    assert_int_equal(r[1]->duplicate, 0);
+    assert_int_equal(r[2]->pub->offset, 1);
+    assert_int_equal(r[2]->duplicate, 1);
+    assert_ptr_equal(r[2]->pub, r[1]->pub); /* the original record itself */
+    assert_memory_equal(r[2]->pub->data, "\"first\"", 7);
+    assert_int_equal(r[3]->pub->offset, 2);
+    assert_int_equal(r[4]->op, ENGINE_READ);
+    assert_int_equal(r[4]->head, 2);
+    assert_range(r[4], 1, 2);
     engine_stats st;
     engine_get_stats(f->e, &st);
     assert_int_equal(st.duplicates, 1);
     assert_int_equal(st.committed_pubs, 2);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         engine_req_free(r[i]);
     assert_int_equal(count_rows(f, "SELECT sum(n) FROM pubs"), 2);
 }
@@ -417,6 +664,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offsets_contiguous, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_and_channels_separate, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_chain_is_one_batch, setup_open, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_in_submission_order_warm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_in_submission_order_cold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_before_publish_with_retention, setup_open,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_keeps_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursors_and_pending_in_order, setup_open, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_original_sources, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),

@@ -240,11 +240,6 @@ static uint64_t commit_publishes(sq_engine *e, size_t n, uint64_t *dups)
     return fresh;
 }
 
-static int is_query(const engine_req *r)
-{
-    return r->op == ENGINE_READ || r->op == ENGINE_PENDING || r->op == ENGINE_ADMIN;
-}
-
 /* Stages a DELIVERY or ACK request (slot s) in the batch transaction. */
 static void stage_delivery_req(sq_engine *e, sq_slot *s, int64_t now, sq_chan **touched,
                                int *in_txn)
@@ -268,7 +263,10 @@ static void stage_delivery_req(sq_engine *e, sq_slot *s, int64_t now, sq_chan **
 }
 
 /* Finds (or creates) the channel of a READ, CURSOR or PENDING request (slot
- * s); they are served after the commit. */
+ * s); they are served after the commit, each as of its place in the batch:
+ * r->head keeps the channel's head staged so far (the committed head plus
+ * the publishes submitted before it), and serving caps the committed state
+ * there. */
 static void stage_read_req(sq_engine *e, sq_slot *s, sq_chan **touched, int in_txn)
 {
     engine_req *r = s->req;
@@ -279,7 +277,10 @@ static void stage_read_req(sq_engine *e, sq_slot *s, sq_chan **touched, int in_t
     e->quota = r->max_channels;
     s->ch = sq_chan_get(e, r->tenant, r->channel, &r->status);
     e->quota = 0;
-    if (s->ch) sq_touch(s->ch, touched);
+    if (s->ch) {
+        sq_touch(s->ch, touched);
+        r->head = s->ch->b_head;
+    }
     /* SQLite may have rolled the transaction back on that error. */
     else if (r->status == PL_EIO && in_txn)
         e->b_fatal = 1;
@@ -296,37 +297,31 @@ static void undo_batch(sq_engine *e, size_t n, sq_chan *touched, int in_txn)
             r->status = PL_EIO;
             r->moved = 0;
             r->count = 0;
+        } else if (e->slots[i].ch && r->op != ENGINE_PUBLISH) {
+            /* No publish took effect: reads see the committed head. */
+            r->head = e->slots[i].ch->head;
         }
     }
     fail_publishes(e, n);
     sq_revert_channels(touched);
 }
 
-/* Serves the batch's queries from the committed state and hands every
- * request to the sink: the others first, then the queries (see
- * sq_process_batch for why). */
+/* Serves the batch's queries from the committed state, each capped at its
+ * place in the batch, and hands every request to the sink in submission
+ * order (see sq_process_batch). */
 static void answer_batch(sq_engine *e, size_t n, int64_t now)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!is_query(e->slots[i].req)) e->out[k++] = e->slots[i].req;
     for (size_t i = 0; i < n; i++) {
         sq_slot *s = &e->slots[i];
-        if (!is_query(s->req)) continue;
-        if (s->req->op == ENGINE_PENDING) {
-            if (s->req->status == PL_OK) s->req->status = sq_serve_pending(e, s->ch, s->req);
-            e->out[k++] = s->req;
-            continue;
-        }
-        if (s->req->op == ENGINE_ADMIN) {
-            s->req->status = sq_serve_admin(e, s->req, now);
-            e->out[k++] = s->req;
-            continue;
-        }
-        if (s->req->status == PL_OK) s->req->status = sq_serve_read(e, s->ch, s->req);
-        if (s->req->status == PL_OK && s->req->user && sq_cursor_get(e, s->ch, s->req))
-            s->req->status = PL_EIO;
-        e->out[k++] = s->req;
+        engine_req *r = s->req;
+        e->out[i] = r;
+        if (r->status != PL_OK) continue;
+        if (r->op == ENGINE_READ)
+            r->status = sq_serve_read(e, s->ch, r);
+        else if (r->op == ENGINE_PENDING)
+            r->status = sq_serve_pending(e, s->ch, r);
+        else if (r->op == ENGINE_ADMIN)
+            r->status = sq_serve_admin(e, r, now);
     }
     if (e->opts.sink)
         e->opts.sink(e->opts.sink_ctx, e->out, n);
@@ -338,13 +333,21 @@ static void answer_batch(sq_engine *e, size_t n, int64_t now)
 /* Processes slots[0..n): stage publishes (and the channel rows of reads) in
  * one transaction, commit, then serve the reads from the committed state.
  *
- * Linear order handed to the sink: all publishes of the batch in submission
- * order, then all reads in submission order. Reads are served after the
- * commit and therefore see every publish of the batch, so each read must
- * come after all of them in the sink array; a read submitted before a
- * publish of the same batch is thus ordered after it, which the contract
- * allows (nothing was answered yet). Serving a read at its submission
- * position instead would need a snapshot of uncommitted state. */
+ * Requests take effect in submission order, and the sink gets them in that
+ * order: a READ (or PENDING, or CURSOR) sees exactly the publishes submitted
+ * before it, in this batch and earlier ones. Staging records the channel's
+ * head at the request's place (stage_read_req); after the commit the ring
+ * and the rows hold every pub up to it, so the read is served from the
+ * committed state capped there, with no snapshot of uncommitted state. A
+ * publish submitted after a read thus reaches the sink after it: a
+ * subscription whose READ it follows is live by then and gets it as a push.
+ * After a failed commit no publish took effect, and the cap falls to the
+ * committed head. What the cap does not undo: retention trims made by the
+ * batch apply to all its reads (as trims may at any time); PENDING sees the
+ * batch's ACK and DELIVERY state changes and the seen marks of its CURSOR
+ * moves (pubs the user acknowledged or read anyway); ADMIN queries the
+ * whole batch. A READ's user cursor is read in order with the batch's
+ * CURSOR moves (sq_apply_cursors). */
 void sq_process_batch(sq_engine *e, size_t n)
 {
     int64_t now = clock_wall_ms();

@@ -147,10 +147,11 @@ int sq_grow_result(engine_req *r, size_t *cap, int with_users)
     return 0;
 }
 
-/* The user's queued and sent deliveries of a channel, oldest first. */
+/* The user's queued and sent deliveries of a channel, oldest first, up to
+ * r->head, the channel's head at the request's place in its batch (commit.c):
+ * a guaranteed pub submitted after it is not pending yet. */
 int sq_serve_pending(sq_engine *e, sq_chan *ch, engine_req *r)
 {
-    r->head = ch->head;
     memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
     if (!ch->cid) return PL_OK;
     size_t cap = 0;
@@ -158,6 +159,7 @@ int sq_serve_pending(sq_engine *e, sq_chan *ch, engine_req *r)
     sqlite3_stmt *st = e->st[SQ_ST_DLV_PENDING];
     sqlite3_bind_int64(st, 1, ch->cid);
     sqlite3_bind_text(st, 2, r->user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)r->head);
     uint64_t offs[1024];
     uint32_t atts[1024];
     size_t n = 0;

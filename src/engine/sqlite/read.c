@@ -15,16 +15,25 @@ static void newest(uint64_t head, uint64_t ef, uint32_t limit, uint64_t *lo, uin
     *lo = head - ef + 1 > limit ? head - limit + 1 : ef;
 }
 
+/* The first retained offset a request that sees the channel up to head
+ * reports: 0 when retention (applied by the batch for all its requests) left
+ * none up to there. */
+static uint64_t seen_first(const sq_chan *ch, uint64_t head)
+{
+    return ch->first <= head ? ch->first : 0;
+}
+
 /* Decides which offsets a read returns ([lo, hi], empty when lo > hi) and
- * fills head, first, epoch, recovered and more. */
+ * fills head, first, epoch, recovered and more. The read sees the channel up
+ * to r->head, its head at the read's place in the batch (commit.c). */
 static void plan_read(const sq_chan *ch, engine_req *r, uint64_t *lo, uint64_t *hi)
 {
-    uint64_t head = ch->head, since = r->since_offset;
-    uint64_t ef = ch->first ? ch->first : head + 1; /* first retained, or past head */
+    uint64_t head = r->head, since = r->since_offset;
+    uint64_t first = seen_first(ch, head);
+    uint64_t ef = first ? first : head + 1; /* first retained, or past head */
     *lo = 1;
     *hi = 0;
-    r->head = head;
-    r->first = ch->first;
+    r->first = first;
     memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
     r->recovered = 0;
     r->more = 0;
@@ -75,7 +84,9 @@ static void plan_read(const sq_chan *ch, engine_req *r, uint64_t *lo, uint64_t *
     r->more = *lo > ef;
 }
 
-/* Serves a READ from the committed state: ring first, disk for older pubs. */
+/* Serves a READ from the committed state: ring first, disk for older pubs.
+ * The ring and the rows hold every offset up to the committed head, so a
+ * read capped below it finds its pubs the same way. */
 int sq_serve_read(sq_engine *e, sq_chan *ch, engine_req *r)
 {
     uint64_t lo, hi;
@@ -124,19 +135,28 @@ int sq_cursor_get(sq_engine *e, sq_chan *ch, engine_req *r)
 
 /* Moves the read cursors of the batch, after the publishes committed (so
  * the channel rows exist), in a transaction of their own: a cursor never
- * goes back and never past the channel's head. */
+ * goes back and never past the channel's head as of the CURSOR's place in
+ * the batch. The READs that ask for a user's cursor read it in the same
+ * pass, so each sees the moves submitted before it and none after. */
 void sq_apply_cursors(sq_engine *e, size_t n)
 {
     int in_txn = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
         sq_slot *s = &e->slots[i];
         engine_req *r = s->req;
-        if (r->op != ENGINE_CURSOR || r->status != PL_OK) continue;
+        if (r->status != PL_OK) continue;
         sq_chan *ch = s->ch;
-        r->head = ch->head;
-        r->first = ch->first;
+        if (r->op == ENGINE_READ && r->user) {
+            if (sq_cursor_get(e, ch, r)) {
+                r->status = PL_EIO;
+                if (in_txn) failed = 1; /* SQLite may have ended the transaction */
+            }
+            continue;
+        }
+        if (r->op != ENGINE_CURSOR) continue;
+        r->first = seen_first(ch, r->head);
         memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
-        uint64_t want = r->since_offset < ch->head ? r->since_offset : ch->head;
+        uint64_t want = r->since_offset < r->head ? r->since_offset : r->head;
         if (failed || sq_cursor_get(e, ch, r)) {
             failed = 1;
             continue;
@@ -163,10 +183,16 @@ void sq_apply_cursors(sq_engine *e, size_t n)
     if (in_txn && !failed && sq_run_done(e->st[SQ_ST_COMMIT]) != PL_OK) failed = 1;
     if (!failed) return;
     if (in_txn) sq_txn_rollback(e);
+    /* No move took effect: the READs read their cursors again. */
     for (size_t i = 0; i < n; i++) {
-        engine_req *r = e->slots[i].req;
-        if (r->op != ENGINE_CURSOR) continue;
-        r->status = PL_EIO;
-        r->moved = 0;
+        sq_slot *s = &e->slots[i];
+        engine_req *r = s->req;
+        if (r->op == ENGINE_CURSOR) {
+            r->status = PL_EIO;
+            r->moved = 0;
+        } else if (r->op == ENGINE_READ && r->user && r->status == PL_OK &&
+                   sq_cursor_get(e, s->ch, r)) {
+            r->status = PL_EIO;
+        }
     }
 }

@@ -68,7 +68,7 @@ static const char *const stmt_sql[SQ_ST_COUNT] = {
     [SQ_ST_DLV_UPTO] = "SELECT off, state, attempts FROM deliveries WHERE cid = ?1 AND user = ?2"
                        " AND off <= ?3 AND state <= ?4 ORDER BY off",
     [SQ_ST_DLV_PENDING] = "SELECT off, attempts FROM deliveries WHERE cid = ?1 AND user = ?2"
-                          " AND state <= 1 ORDER BY off",
+                          " AND off <= ?3 AND state <= 1 ORDER BY off",
     [SQ_ST_DLQ_INS] = "INSERT INTO dlq(tenant, channel, cid, off, user, pub_id, reason, attempts,"
                       " last_error, correlation_id, failed_at) VALUES (?1, ?2, ?3, ?4, ?5,"
                       " (SELECT id FROM pubs WHERE cid = ?3 AND off = ?4), ?6, ?7, ?8,"
