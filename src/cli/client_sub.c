@@ -30,7 +30,8 @@ typedef struct sub_chan {
     const char *name; /* argv */
     uint64_t offset;  /* the position to resume after */
     char epoch[64];
-    int have; /* offset/epoch are known */
+    int have;       /* offset/epoch are known */
+    int subscribed; /* a subscribe has succeeded once */
 } sub_chan;
 
 typedef struct sub_state {
@@ -145,6 +146,10 @@ static void on_subscribed(sub_state *st, sub_chan *c, const json_t *res)
         snprintf(c->epoch, sizeof(c->epoch), "%s", ep);
         c->have = 1;
     }
+    /* On stderr, so scripts and tests can tell when pubs start to count. */
+    fprintf(stderr, "parley: %s %s at %llu@%s\n", c->subscribed ? "resubscribed" : "subscribed",
+            c->name, (unsigned long long)c->offset, c->epoch);
+    c->subscribed = 1;
     st->backoff_ms = BACKOFF_MIN_MS;
 }
 
