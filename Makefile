@@ -17,8 +17,9 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# make run ARGS="--listen 127.0.0.1:9000": ARGS go to parley serve.
 run: build
-	$(BUILD)/parley serve
+	$(BUILD)/parley serve $(ARGS)
 
 test: deps-test
 	@scripts/test.sh

@@ -1,21 +1,26 @@
 /* `parley` entry point: one binary for the server and its command-line
- * tools. Subcommands are rows of one table; `parley help` lists them. */
-#include <curl/curl.h>
+ * tools. Commands are rows of one table; the top-level help, `parley help
+ * COMMAND` and `parley COMMAND --help` are all printed from it. */
 #include <getopt.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/jwt.h"
+#include <sqlite3.h>
+#include <uv.h>
+
 #include "cli/bench.h"
+#include "cli/client.h"
+#include "cli/mint.h"
+#include "config/config.h"
 #include "net/server.h"
 #include "obs/audit.h"
-#include "obs/log.h"
-#include "util/clock.h"
-#include "config/config.h"
 #include "util/mem.h"
-#include "util/sbuf.h"
+
+/* The git commit the binary was built from (CMake passes it). */
+#ifndef PARLEY_COMMIT
+#define PARLEY_COMMIT "unknown"
+#endif
 
 static int load_config(config *cfg, const char *path)
 {
@@ -108,55 +113,9 @@ static int cmd_serve(int argc, char **argv)
     return rc;
 }
 
-/* The secret a token must be signed with, as the server will verify it:
- * a tenant's first HS256 secret from the config, or the development secret
- * of the data dir the server uses. Never creates one (a token signed with a
- * secret the server does not have is refused at connect). 0, or an exit
- * code after saying what is wrong and how to point at the right server. */
-static int token_secret(const config *cfg, const char *cfgpath, const char *data, int data_default,
-                        const char **tenant, const char **secret, char **owned)
-{
-    if (cfg && !cfg->single_tenant) {
-        const cfg_tenant *t = NULL;
-        if (*tenant && !(t = config_tenant(cfg, *tenant))) {
-            fprintf(stderr, "parley: %s has no tenant '%s'\n", cfgpath, *tenant);
-            return 1;
-        }
-        if (!t && cfg->n_tenants > 1) {
-            fprintf(stderr, "parley: %s has %zu tenants: say which with --tenant\n", cfgpath,
-                    cfg->n_tenants);
-            return 2;
-        }
-        if (!t) t = &cfg->tenants[0];
-        if (!t->n_jwt_secrets) {
-            fprintf(stderr, "parley: tenant '%s' has no jwt_secret to sign with\n", t->id);
-            return 1;
-        }
-        *tenant = t->id;
-        *secret = t->jwt_secrets[0];
-        return 0;
-    }
-    if (*tenant && strcmp(*tenant, "default")) {
-        fprintf(stderr, "parley: single-tenant development mode has only the tenant 'default'\n");
-        return 1;
-    }
-    if (cfg && data_default) data = cfg->data_dir;
-    if (!(*owned = server_dev_secret_read(data))) {
-        fprintf(stderr,
-                "parley: no development secret in %s/dev_secret: start the server first, or "
-                "point to its data dir with --data DIR or its config with --config FILE\n",
-                data);
-        return 1;
-    }
-    *secret = *owned;
-    return 0;
-}
-
 static int cmd_token(int argc, char **argv)
 {
-    const char *user = NULL, *tenant = NULL, *secret = NULL, *ttl = "1h", *data = "./data";
-    const char *channel = NULL, *cfgpath = NULL;
-    int data_default = 1;
+    mint_req r = {.ttl = "1h", .data = "./data", .data_default = 1};
     static const struct option opts[] = {
         {"user", required_argument, 0, 'u'},   {"tenant", required_argument, 0, 't'},
         {"secret", required_argument, 0, 's'}, {"ttl", required_argument, 0, 'x'},
@@ -165,77 +124,40 @@ static int cmd_token(int argc, char **argv)
     for (int o; (o = getopt_long(argc, argv, "u:t:s:x:d:C:c:", opts, NULL)) != -1;) {
         switch (o) {
         case 'u':
-            user = optarg;
+            r.user = optarg;
             break;
         case 't':
-            tenant = optarg;
+            r.tenant = optarg;
             break;
         case 's':
-            secret = optarg;
+            r.secret = optarg;
             break;
         case 'x':
-            ttl = optarg;
+            r.ttl = optarg;
             break;
         case 'd':
-            data = optarg;
-            data_default = 0;
+            r.data = optarg;
+            r.data_default = 0;
             break;
         case 'C':
-            channel = optarg;
+            r.channel = optarg;
             break;
         case 'c':
-            cfgpath = optarg;
+            r.cfgpath = optarg;
             break;
         default:
             return 2;
         }
     }
-    if (!user) {
-        fprintf(stderr, "usage: parley token --user U [--tenant T] [--ttl 1h] [--secret S | "
-                        "--config FILE | --data DIR] [--channel C]\n");
+    if (!r.user) {
+        fprintf(stderr, "parley: token needs --user U (see parley help token)\n");
         return 2;
     }
-    int64_t ttl_ms = clock_parse_duration(ttl);
-    if (ttl_ms < 1000) {
-        fprintf(stderr, "parley: --ttl must be at least 1s, such as 1h or 30m (got %s)\n", ttl);
-        return 2;
-    }
-    char *owned = NULL;
-    config cfg = {0};
-    int have_cfg = 0;
-    if (!secret && cfgpath) {
-        if (load_config(&cfg, cfgpath)) return 1;
-        have_cfg = 1;
-    }
-    int rc = secret ? 0
-                    : token_secret(have_cfg ? &cfg : NULL, cfgpath, data, data_default, &tenant,
-                                   &secret, &owned);
-    if (rc) {
-        if (have_cfg) config_release(&cfg);
-        return rc;
-    }
-    sbuf claims;
-    sbuf_init(&claims);
-    sbuf_puts(&claims, "{\"sub\":");
-    sbuf_json_str(&claims, user, strlen(user));
-    if (tenant) {
-        sbuf_puts(&claims, ",\"tenant\":");
-        sbuf_json_str(&claims, tenant, strlen(tenant));
-    }
-    if (channel) {
-        sbuf_puts(&claims, ",\"channel\":");
-        sbuf_json_str(&claims, channel, strlen(channel));
-    }
-    int64_t now = clock_wall_ms() / 1000;
-    sbuf_printf(&claims, ",\"iat\":%lld,\"exp\":%lld}", (long long)now,
-                (long long)(now + ttl_ms / 1000));
-    char *tok = jwt_sign_hs256(secret, strlen(secret), claims.data, claims.len);
-    sbuf_release(&claims);
+    int rc;
+    char *tok = mint_token(&r, &rc);
     if (tok) printf("%s\n", tok);
     pl_free(tok);
-    pl_free(owned);
-    if (have_cfg) config_release(&cfg);
-    return tok ? 0 : 1;
+    return rc;
 }
 
 static int cmd_check_config(int argc, char **argv)
@@ -264,146 +186,182 @@ static int cmd_audit(int argc, char **argv)
     return audit_verify_main(argc - 1, argv + 1);
 }
 
-/* POSTs body to URL/api/v1/METHOD with the key; returns the reply text
- * (pl_malloc'd) or NULL. libcurl, blocking: this is a command-line tool. */
-static size_t collect(char *p, size_t size, size_t n, void *ud)
-{
-    sbuf_append(ud, p, size * n);
-    return size * n;
-}
-
-static char *api_call(const char *url, const char *key, const char *method, const char *body,
-                      long *status)
-{
-    CURL *h = curl_easy_init();
-    if (!h) return NULL;
-    char full[1024], auth[600];
-    snprintf(full, sizeof(full), "%s/api/v1/%s", url, method);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
-    struct curl_slist *hdrs = curl_slist_append(NULL, auth);
-    sbuf out;
-    sbuf_init(&out);
-    curl_easy_setopt(h, CURLOPT_URL, full);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-    CURLcode rc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    char *text = rc == CURLE_OK && !out.oom ? pl_strndup(out.data ? out.data : "", out.len) : NULL;
-    if (rc != CURLE_OK) fprintf(stderr, "parley: %s: %s\n", full, curl_easy_strerror(rc));
-    sbuf_release(&out);
-    return text;
-}
-
-/* `parley trace ID`: what happened to one pub, readably. */
-static int cmd_trace(int argc, char **argv)
-{
-    const char *url = "http://127.0.0.1:8080", *key = getenv("PARLEY_API_KEY");
-    static const struct option opts[] = {
-        {"url", required_argument, 0, 'u'}, {"key", required_argument, 0, 'k'}, {0, 0, 0, 0}};
-    for (int o; (o = getopt_long(argc, argv, "u:k:", opts, NULL)) != -1;) {
-        if (o == 'u')
-            url = optarg;
-        else if (o == 'k')
-            key = optarg;
-        else
-            return 2;
-    }
-    if (optind >= argc || !key) {
-        fprintf(stderr, "usage: parley trace ID [--url http://HOST:PORT] --key API_KEY "
-                        "(or PARLEY_API_KEY)\n");
-        return 2;
-    }
-    sbuf body;
-    sbuf_init(&body);
-    sbuf_puts(&body, "{\"id\":");
-    sbuf_json_str(&body, argv[optind], strlen(argv[optind]));
-    sbuf_putc(&body, '}');
-    long status = 0;
-    char *text = api_call(url, key, "trace", body.data, &status);
-    sbuf_release(&body);
-    if (!text) return 1;
-    json_error_t je;
-    json_t *root = json_loads(text, 0, &je);
-    json_t *res = json_object_get(root, "result");
-    int rc = 1;
-    if (!res) {
-        fprintf(stderr, "parley: HTTP %ld: %s\n", status, text);
-        goto out;
-    }
-    json_t *pub = json_object_get(res, "pub");
-    printf("pub %s\n  channel  %s\n  offset   %lld (epoch %s)\n  accepted %lld (unix ms), stored\n"
-           "  fanout   %lld connection(s) since the server started\n",
-           json_string_value(json_object_get(pub, "id")),
-           json_string_value(json_object_get(pub, "channel")),
-           (long long)json_integer_value(json_object_get(pub, "offset")),
-           json_string_value(json_object_get(pub, "epoch")),
-           (long long)json_integer_value(json_object_get(res, "accepted_at")),
-           (long long)json_integer_value(json_object_get(res, "fanout")));
-    size_t i, k;
-    json_t *d, *t;
-    json_array_foreach(json_object_get(res, "deliveries"), i, d)
-    {
-        printf("  recipient %s: %s after %lld attempt(s)\n",
-               json_string_value(json_object_get(d, "user")),
-               json_string_value(json_object_get(d, "state")),
-               (long long)json_integer_value(json_object_get(d, "attempts")));
-        json_array_foreach(json_object_get(d, "transitions"), k, t)
-        {
-            const char *err = json_string_value(json_object_get(t, "error"));
-            printf("    %lld  %-12s attempt %lld%s%s\n",
-                   (long long)json_integer_value(json_object_get(t, "at")),
-                   json_string_value(json_object_get(t, "state")),
-                   (long long)json_integer_value(json_object_get(t, "attempt")), err ? "  " : "",
-                   err ? err : "");
-        }
-    }
-    rc = 0;
-out:
-    json_decref(root);
-    pl_free(text);
-    return rc;
-}
-
 static int cmd_bench(int argc, char **argv)
 {
     return bench_main(argc, argv);
 }
 
 static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+/* Options every HTTP API client command takes. */
+#define API_OPTIONS                                                                                \
+    "  --url URL           the server (default $PARLEY_URL, else http://127.0.0.1:8080)\n"         \
+    "  --key KEY           API key (default $PARLEY_API_KEY; in single-tenant development\n"       \
+    "                      mode, without either, the development secret in DIR/dev_secret)\n"      \
+    "  --data DIR          the server's data dir, for that secret (default ./data)\n"              \
+    "  --json              one JSON object per line instead of readable lines\n"
+
+/* Options of the WebSocket client commands. */
+#define WS_OPTIONS                                                                                 \
+    "  --url URL           the server (default $PARLEY_URL, else http://127.0.0.1:8080);\n"        \
+    "                      the WebSocket URL is ws://HOST:PORT/ws of it\n"                         \
+    "  --token T           connection token (see parley token)\n"                                  \
+    "  --user U            single-tenant development mode: mint a token for U with the\n"          \
+    "                      development secret in DIR/dev_secret, as parley token does\n"           \
+    "  --data DIR          the server's data dir, for that secret (default ./data)\n"              \
+    "  --json              each pub as its JSON push line instead of a readable line\n"            \
+    "Runs until Ctrl-C or SIGTERM (exit 0). When the connection drops it reconnects\n"             \
+    "with backoff and resumes every channel after the last pub it printed.\n"
 
 static const struct subcommand {
     const char *name;
     int (*fn)(int argc, char **argv);
-    const char *usage;
+    const char *summary;
+    const char *help; /* usage line (without "parley "), then options */
 } subcommands[] = {
-    {"serve", cmd_serve, "serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--workers N]"},
-    {"token", cmd_token, "token --user U [--tenant T] [--ttl 1h] [--secret S | --config FILE]"},
-    {"check-config", cmd_check_config, "check-config FILE"},
-    {"trace", cmd_trace, "trace ID [--url http://127.0.0.1:8080] --key API_KEY"},
-    {"audit", cmd_audit, "audit verify FILE   (checks the hash chain of DATA/audit.log)"},
-    {"bench", cmd_bench, "bench SCENARIO [options]   (fanout, channels, publish, idle, storm)"},
-    {"help", cmd_help, "help"},
+    {"serve", cmd_serve, "run the server",
+     "serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--workers N]\n"
+     "Without --config: single-tenant development mode on 127.0.0.1:8080, data in ./data.\n"
+     "  --config FILE       YAML configuration (docs/configuration.md)\n"
+     "  --listen HOST:PORT  listen address (overrides the config)\n"
+     "  --data DIR          data directory (overrides the config)\n"
+     "  --workers N         worker threads (default: one per core)\n"},
+    {"token", cmd_token, "print a connection token (JWT)",
+     "token --user U [--tenant T] [--ttl 1h] [--channel C] [--secret S | --config FILE |\n"
+     "      --data DIR]\n"
+     "  --user U            the token's user (sub); required\n"
+     "  --tenant T          its tenant (needed with a config of several tenants)\n"
+     "  --ttl DURATION      lifetime such as 30m or 1h, at least 1s (default 1h)\n"
+     "  --channel C         a channel token for C (private channels)\n"
+     "  --secret S          sign with S\n"
+     "  --config FILE       sign with the tenant's first jwt_secret in FILE\n"
+     "  --data DIR          sign with the development secret in DIR/dev_secret (default ./data)\n"},
+    {"publish", client_publish, "publish to a channel through the HTTP API",
+     "publish CHANNEL [DATA | -] [options]\n"
+     "DATA is JSON; a bare word that is not JSON is sent as a JSON string. With - (or\n"
+     "no DATA) every non-empty line of stdin is one publish, stopping at the first error.\n"
+     "Prints id, offset and epoch of each pub.\n"
+     "  --class C           ephemeral, standard or guaranteed\n"
+     "  --idempotency-key K a repeat answers the first pub (with -, line N uses K:N)\n"
+     "  --type T            the pub's type\n" API_OPTIONS},
+    {"history", client_history, "print a channel's stored pubs",
+     "history CHANNEL [--limit N] [--reverse] [--since OFFSET[@EPOCH]] [options]\n"
+     "Prints CHANNEL OFFSET@EPOCH ID DATA per pub.\n"
+     "  --limit N           at most N pubs (up to 1000; default: the server's)\n"
+     "  --reverse           newest first\n"
+     "  --since OFFSET      the pubs after OFFSET (before it with --reverse)\n" API_OPTIONS},
+    {"presence", client_presence, "print who is subscribed to a channel",
+     "presence CHANNEL [--limit N] [options]\n"
+     "Prints USER CLIENT since UNIX_MS per connection, every page.\n"
+     "  --limit N           one page of at most N connections\n" API_OPTIONS},
+    {"dlq", client_dlq, "list, replay or purge dead-lettered guaranteed pubs",
+     "dlq list [--channel C] [--limit N] [options]\n"
+     "       dlq replay|purge (--id N | --channel C | --all) [options]\n"
+     "  --id N              one entry (the id dlq list prints first)\n"
+     "  --channel C         the entries of channel C\n"
+     "  --all               every entry (replay and purge)\n"
+     "  --limit N           list: one page of at most N entries\n" API_OPTIONS},
+    {"subscribe", client_subscribe, "print pubs of channels as they arrive (WebSocket)",
+     "subscribe CHANNEL... [--since OFFSET@EPOCH] [options]\n"
+     "Prints CHANNEL OFFSET@EPOCH ID DATA per pub.\n"
+     "  --since OFFSET@EPOCH  (one channel) first the pubs after this position\n" WS_OPTIONS},
+    {"tail", client_tail, "print new pubs of channels (WebSocket)",
+     "tail CHANNEL... [options]\n"
+     "subscribe without --since: only pubs published from now on. Channel patterns are\n"
+     "not supported (the server subscribes to named channels only): name each "
+     "channel.\n" WS_OPTIONS},
+    {"trace", client_trace, "show what happened to one pub",
+     "trace ID [options]\n"
+     "Prints the pub, its fanout and, for guaranteed pubs, each recipient's "
+     "deliveries.\n" API_OPTIONS},
+    {"check-config", cmd_check_config, "validate a configuration file",
+     "check-config FILE\n"
+     "Prints FILE: ok, or the first error as FILE:LINE:COL: message (exit 1).\n"},
+    {"audit", cmd_audit, "verify the audit log's hash chain",
+     "audit verify FILE\n"
+     "Checks the hash chain of DATA/audit.log.\n"},
+    {"bench", cmd_bench, "run a benchmark scenario",
+     "bench SCENARIO [options]\n"
+     "SCENARIO: fanout, channels, publish, idle, storm; its options with\n"
+     "parley bench SCENARIO --help (bench/README.md).\n"},
+    {"version", cmd_version, "print the version, commit and library versions",
+     "version\n"
+     "Prints the git commit the binary was built from and the SQLite and libuv versions.\n"},
+    {"help", cmd_help, "list the commands, or explain one",
+     "help [COMMAND]\n"
+     "Also: parley COMMAND --help.\n"},
 };
+
+#define N_SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
+
+static const struct subcommand *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
+        if (!strcmp(subcommands[i].name, name)) return &subcommands[i];
+    return NULL;
+}
+
+static void list_commands(FILE *out)
+{
+    fprintf(out, "usage: parley COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
+        fprintf(out, "  %-13s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out, "\nparley help COMMAND (or parley COMMAND --help) lists its options.\n");
+}
+
+static int unknown_command(const char *name)
+{
+    fprintf(stderr, "parley: unknown command %s\n", name);
+    list_commands(stderr);
+    return 2;
+}
+
+static int command_help(const struct subcommand *c)
+{
+    printf("usage: parley %s", c->help);
+    return 0;
+}
 
 static int cmd_help(int argc, char **argv)
 {
-    printf("usage: parley COMMAND [options]\n");
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        printf("  parley %s\n", subcommands[i].usage);
+    if (argc < 2) {
+        list_commands(stdout);
+        return 0;
+    }
+    const struct subcommand *c = find_command(argv[1]);
+    return c ? command_help(c) : unknown_command(argv[1]);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    printf("parley commit %s\nsqlite %s\nlibuv %s\n", PARLEY_COMMIT, sqlite3_libversion(),
+           uv_version_string());
+    return 0;
+}
+
+static int is_help(const char *arg)
+{
+    return !strcmp(arg, "--help") || !strcmp(arg, "-h");
+}
+
+/* COMMAND --help anywhere before "--" prints the table's help; bench's
+ * scenarios have their own (`parley bench fanout --help`). */
+static int wants_help(const struct subcommand *c, int argc, char **argv)
+{
+    if (c->fn == cmd_bench) return argc > 1 && is_help(argv[1]);
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (is_help(argv[i])) return 1;
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "help";
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (!strcmp(subcommands[i].name, name)) return subcommands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "parley: unknown command %s\n", name);
-    cmd_help(0, NULL);
-    return 2;
+    if (is_help(name)) return cmd_help(0, NULL);
+    if (!strcmp(name, "--version")) name = "version";
+    const struct subcommand *c = find_command(name);
+    if (!c) return unknown_command(name);
+    if (argc > 1 && wants_help(c, argc - 1, argv + 1)) return command_help(c);
+    return c->fn(argc - 1, argv + 1);
 }
