@@ -22,38 +22,53 @@ static void m_presence_stats(session *, const proto_cmd *, proto_batch *, unsign
 static void m_typing(session *, const proto_cmd *, proto_batch *, unsigned);
 static void m_read(session *, const proto_cmd *, proto_batch *, unsigned);
 
-/* The one table of client methods: dispatch, the connect requirement and
- * the metrics labels (session_method_names) all come from these rows. The
- * row order is the metrics index; the last row counts what matched none. */
+/* The params each method takes (NULL-terminated): anything else is refused
+ * with 107 naming it, so a misspelt parameter is never silently ignored. */
+static const char *const p_connect[] = {"token", "client", "subs", NULL};
+static const char *const p_subscribe[] = {"channel", "since", "limit", "token", NULL};
+static const char *const p_channel[] = {"channel", NULL};
+static const char *const p_publish[] = {"channel", "data",           "class",   "idempotency_key",
+                                        "type",    "correlation_id", "headers", NULL};
+static const char *const p_history[] = {"channel", "since", "limit", "reverse", NULL};
+static const char *const p_refresh[] = {"token", NULL};
+static const char *const p_none[] = {NULL};
+static const char *const p_offset[] = {"channel", "offset", NULL};
+static const char *const p_presence[] = {"channel", "cursor", "limit", NULL};
+
+/* The one table of client methods: dispatch, the connect requirement, the
+ * params taken and the metrics labels (session_method_names) all come from
+ * these rows. The row order is the metrics index; the last row counts what
+ * matched none. */
 #define SESSION_METHODS(X)                                                                         \
-    X(connect, m_connect, 0)                                                                       \
-    X(subscribe, sess_m_subscribe, NEEDS_CONNECT)                                                  \
-    X(unsubscribe, sess_m_unsubscribe, NEEDS_CONNECT)                                              \
-    X(publish, m_publish, NEEDS_CONNECT)                                                           \
-    X(history, m_history, NEEDS_CONNECT)                                                           \
-    X(refresh, m_refresh, NEEDS_CONNECT)                                                           \
-    X(pong, m_pong, NEEDS_CONNECT)                                                                 \
-    X(ack, m_ack, NEEDS_CONNECT)                                                                   \
-    X(presence, m_presence, NEEDS_CONNECT)                                                         \
-    X(presence_stats, m_presence_stats, NEEDS_CONNECT)                                             \
-    X(typing, m_typing, NEEDS_CONNECT)                                                             \
-    X(read, m_read, NEEDS_CONNECT)
+    X(connect, m_connect, 0, p_connect)                                                            \
+    X(subscribe, sess_m_subscribe, NEEDS_CONNECT, p_subscribe)                                     \
+    X(unsubscribe, sess_m_unsubscribe, NEEDS_CONNECT, p_channel)                                   \
+    X(publish, m_publish, NEEDS_CONNECT, p_publish)                                                \
+    X(history, m_history, NEEDS_CONNECT, p_history)                                                \
+    X(refresh, m_refresh, NEEDS_CONNECT, p_refresh)                                                \
+    X(pong, m_pong, NEEDS_CONNECT, p_none)                                                         \
+    X(ack, m_ack, NEEDS_CONNECT, p_offset)                                                         \
+    X(presence, m_presence, NEEDS_CONNECT, p_presence)                                             \
+    X(presence_stats, m_presence_stats, NEEDS_CONNECT, p_channel)                                  \
+    X(typing, m_typing, NEEDS_CONNECT, p_channel)                                                  \
+    X(read, m_read, NEEDS_CONNECT, p_offset)
 
 static const struct method {
     const char *name;
     method_fn fn;
     unsigned flags;
+    const char *const *params;
 } methods[] = {
-#define METHOD_ROW(name, fn, flags) {#name, fn, flags},
+#define METHOD_ROW(name, fn, flags, params) {#name, fn, flags, params},
     SESSION_METHODS(METHOD_ROW)
 #undef METHOD_ROW
-        {"unknown", NULL, NEEDS_CONNECT},
+        {"unknown", NULL, NEEDS_CONNECT, p_none},
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 #define M_UNKNOWN (NMETHODS - 1)
 
 const char *const session_method_names[] = {
-#define METHOD_NAME(name, fn, flags) #name,
+#define METHOD_NAME(name, fn, flags, params) #name,
     SESSION_METHODS(METHOD_NAME)
 #undef METHOD_NAME
         "unknown"};
@@ -586,6 +601,25 @@ static void m_read(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi
         submit_user_op(s, cmd, mi, ENGINE_CURSOR, cursor_answered, ch, off);
 }
 
+/* 1 with "NAME: unknown parameter" in out when params has a member that is
+ * not in known. */
+static int unknown_param(proto_batch *b, int params, const char *const *known, char *out,
+                         size_t cap)
+{
+    for (int k = json_child(&b->doc, params); k >= 0; k = json_next(&b->doc, k)) {
+        const char *p;
+        size_t n;
+        if (proto_str(b, k, &p, &n) != PL_OK) return 0; /* the decoder refused it already */
+        size_t i = 0;
+        while (known[i] && (strlen(known[i]) != n || memcmp(known[i], p, n)))
+            i++;
+        if (known[i]) continue;
+        snprintf(out, cap, "%.*s: unknown parameter", n > 64 ? 64 : (int)n, p);
+        return 1;
+    }
+    return 0;
+}
+
 static unsigned find_method(const proto_cmd *cmd)
 {
     for (unsigned i = 0; i < M_UNKNOWN; i++)
@@ -624,6 +658,12 @@ void session_on_text(session *s, const char *data, size_t len)
         }
         if (mi == M_UNKNOWN) {
             sess_error(s, cmd->has_id, cmd->id, mi, PE_UNKNOWN_METHOD, NULL);
+            continue;
+        }
+        char unknown[96];
+        if (cmd->params >= 0 &&
+            unknown_param(b, cmd->params, methods[mi].params, unknown, sizeof(unknown))) {
+            sess_error(s, cmd->has_id, cmd->id, mi, PE_BAD_REQUEST, unknown);
             continue;
         }
         int64_t wait = methods[mi].flags & NEEDS_CONNECT ? sess_command_wait(s) : 0;

@@ -480,6 +480,20 @@ def test_a_pub_is_limited_whole_and_the_error_says_what(server, witness):
     witness.check()
 
 
+def test_an_unknown_parameter_is_named_and_nothing_runs(server, witness):
+    async def body():
+        cl = await connect(server, "typo")
+        ch = "chat:" + uniq()
+        err = await cl.error("publish", {"chanel": ch, "channel": ch, "data": 1})
+        assert err["code"] == 107 and err["message"] == "bad request: chanel: unknown parameter"
+        err = await cl.error("subscribe", {"channel": ch, "sinse": {"offset": 1}})
+        assert err["message"] == "bad request: sinse: unknown parameter", err
+        assert (await cl.history(ch))["offset"] == 0  # the publish did not run
+        await cl.close()
+    asyncio.run(body())
+    witness.check()
+
+
 BAD_SHAPES = [  # (raw command, id the 107 must carry or None)
     ('{"id":"x","method":"history","params":{"channel":"chat:x"}}', None),
     ('{"id":0,"method":"history","params":{"channel":"chat:x"}}', None),
