@@ -274,7 +274,8 @@ static int a_history(api_ctx *a)
             code = PE_BAD_REQUEST;
         else if (r == PROTO_PARAM_OK) {
             has_since = 1;
-            code = proto_parse_since(a->b, since, &since_off, epoch);
+            const char *why = NULL;
+            code = proto_parse_since(a->b, since, &since_off, epoch, &why);
         }
     }
     pending *pd = NULL;

@@ -212,8 +212,10 @@ static void connect_subs(session *s, const proto_cmd *cmd, proto_batch *b, unsig
             memcpy(ch, kp, kn);
             ch[kn] = '\0';
             const cfg_namespace *ns;
-            err = json_kind(&b->doc, v) == JSON_KIND_OBJECT ? proto_parse_since(b, v, &off, epoch)
-                                                            : PE_BAD_REQUEST;
+            const char *why = NULL;
+            err = json_kind(&b->doc, v) == JSON_KIND_OBJECT
+                      ? proto_parse_since(b, v, &off, epoch, &why)
+                      : PE_BAD_REQUEST;
             if (!err) err = sess_may_read(s, ch, &ns, NULL, 0, NULL);
             pending pd = {.cmd_id = cmd->id,
                           .has_id = (uint8_t)cmd->has_id,
@@ -363,27 +365,15 @@ static void m_history(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
     char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
     const cfg_namespace *ns;
     uint64_t limit = DEFAULT_HISTORY_LIMIT, since_off = 0;
-    int since = -1, reverse = 0, has_since = 0;
-    int code = sess_param_channel(b, cmd->params, ch);
-    if (!code) {
-        int r = proto_param_u64(b, cmd->params, "limit", &limit);
-        if (r == PROTO_PARAM_TYPE)
-            code = PE_BAD_REQUEST;
-        else if (limit > MAX_HISTORY_LIMIT)
-            code = PE_LIMIT_EXCEEDED;
-    }
-    if (!code && proto_param_bool(b, cmd->params, "reverse", &reverse) == PROTO_PARAM_TYPE)
-        code = PE_BAD_REQUEST;
-    if (!code) {
-        int r = proto_param_obj(b, cmd->params, "since", &since);
-        if (r == PROTO_PARAM_TYPE)
-            code = PE_BAD_REQUEST;
-        else if (r == PROTO_PARAM_OK) {
-            has_since = 1;
-            code = proto_parse_since(b, since, &since_off, epoch);
-        }
-    }
+    int reverse = 0, has_since = 0;
     const char *why = NULL;
+    int code = sess_param_channel(b, cmd->params, ch, &why);
+    if (!code) code = sess_read_limit(b, cmd->params, &limit, &why);
+    if (!code && proto_param_bool(b, cmd->params, "reverse", &reverse) == PROTO_PARAM_TYPE) {
+        code = PE_BAD_REQUEST;
+        why = "reverse: expected true or false";
+    }
+    if (!code) code = sess_read_since(b, cmd->params, &has_since, &since_off, epoch, &why);
     if (!code) code = sess_may_read(s, ch, &ns, NULL, 0, &why);
     pending *pd = NULL;
     engine_req *r = code ? NULL : proto_req_new(s->h, ENGINE_READ, &pd);
@@ -477,7 +467,7 @@ static void m_ack(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
     char ch[MAX_CHANNEL + 1];
     const cfg_namespace *ns;
     uint64_t off;
-    int code = sess_param_channel(b, cmd->params, ch);
+    int code = sess_param_channel(b, cmd->params, ch, NULL);
     if (!code && proto_param_u64(b, cmd->params, "offset", &off) != PROTO_PARAM_OK)
         code = PE_BAD_REQUEST;
     if (!code) code = sess_may_read(s, ch, &ns, NULL, 0, NULL);
@@ -490,7 +480,7 @@ static void m_ack(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 static proto_error presence_target(session *s, proto_batch *b, const proto_cmd *cmd, char *ch,
                                    const cfg_namespace **ns)
 {
-    int code = sess_param_channel(b, cmd->params, ch);
+    int code = sess_param_channel(b, cmd->params, ch, NULL);
     if (!code) code = sess_may_read(s, ch, ns, NULL, 0, NULL);
     return code;
 }

@@ -97,7 +97,10 @@ static inline void host_submit(proto_host *h, engine_req *r)
 }
 /* PE_OK if the channel name is valid (PROTOCOL.md section 5), else PE_BAD_REQUEST. */
 proto_error proto_channel_valid(const char *s, size_t n);
-proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch);
+/* A since {offset, epoch} object: PE_OK, or 107 with *why naming the
+ * member (static text). An epoch that cannot be ours matches none. */
+proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch,
+                              const char **why);
 /* The tenant's channel quota (0 = none), for engine requests. */
 uint32_t tenant_max_channels(const proto_server *srv, const char *tid);
 /* The protocol error code of an engine status: PE_STORAGE_UNAVAILABLE,

@@ -19,14 +19,20 @@ static int epoch_like(const char *e, size_t n)
     return 1;
 }
 
-proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch)
+proto_error proto_parse_since(proto_batch *b, int obj, uint64_t *off, char *epoch, const char **why)
 {
     uint64_t o = 0;
     const char *e;
     size_t en;
-    if (proto_param_u64(b, obj, "offset", &o) == PROTO_PARAM_TYPE) return PE_BAD_REQUEST;
+    if (proto_param_u64(b, obj, "offset", &o) == PROTO_PARAM_TYPE) {
+        *why = "since.offset: expected an integer";
+        return PE_BAD_REQUEST;
+    }
     int er = proto_param_str(b, obj, "epoch", &e, &en);
-    if (er == PROTO_PARAM_TYPE) return PE_BAD_REQUEST;
+    if (er == PROTO_PARAM_TYPE) {
+        *why = "since.epoch: expected a string";
+        return PE_BAD_REQUEST;
+    }
     *off = o;
     epoch[0] = '\0';
     if (er != PROTO_PARAM_OK) return PE_OK;

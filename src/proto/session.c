@@ -134,9 +134,40 @@ proto_error sess_channel_of(proto_batch *b, int tok, char *out)
     return 0;
 }
 
-proto_error sess_param_channel(proto_batch *b, int params, char *out)
+proto_error sess_param_channel(proto_batch *b, int params, char *out, const char **why)
 {
-    return sess_channel_of(b, json_obj_get(&b->doc, params, "channel"), out);
+    int tok = json_obj_get(&b->doc, params, "channel");
+    proto_error code = sess_channel_of(b, tok, out);
+    if (code && why) *why = tok < 0 ? "channel: missing" : "channel: not a valid channel name";
+    return code;
+}
+
+proto_error sess_read_limit(proto_batch *b, int params, uint64_t *limit, const char **why)
+{
+    int r = proto_param_u64(b, params, "limit", limit);
+    if (r == PROTO_PARAM_TYPE) {
+        *why = "limit: expected a non-negative integer";
+        return PE_BAD_REQUEST;
+    }
+    if (*limit > MAX_HISTORY_LIMIT) {
+        *why = "limit: at most 1000";
+        return PE_LIMIT_EXCEEDED;
+    }
+    return PE_OK;
+}
+
+proto_error sess_read_since(proto_batch *b, int params, int *has_since, uint64_t *off, char *epoch,
+                            const char **why)
+{
+    int since;
+    int r = proto_param_obj(b, params, "since", &since);
+    if (r == PROTO_PARAM_TYPE) {
+        *why = "since: expected an object {offset, epoch}";
+        return PE_BAD_REQUEST;
+    }
+    if (r != PROTO_PARAM_OK) return PE_OK;
+    *has_since = 1;
+    return proto_parse_since(b, since, off, epoch, why);
 }
 
 sub *sess_find_sub(session *s, const char *ch)

@@ -110,9 +110,16 @@ proto_error sess_may_read(session *s, const char *ch, const cfg_namespace **nsp,
 proto_error sess_may_publish(session *s, const char *ch, const cfg_namespace **nsp,
                              const char **why);
 /* The channel name of token tok (-1: absent) / of params' "channel" into
- * out (MAX_CHANNEL + 1 bytes). PE_OK or PE_BAD_REQUEST. */
+ * out (MAX_CHANNEL + 1 bytes). PE_OK or PE_BAD_REQUEST (with *why, when why
+ * is not NULL, naming what is wrong). */
 proto_error sess_channel_of(proto_batch *b, int tok, char *out);
-proto_error sess_param_channel(proto_batch *b, int params, char *out);
+proto_error sess_param_channel(proto_batch *b, int params, char *out, const char **why);
+/* params' "limit" (at most 1000) and "since" {offset, epoch}: PE_OK, or the
+ * error with *why naming the parameter. limit keeps its default when absent;
+ * *has_since is set when since is given. */
+proto_error sess_read_limit(proto_batch *b, int params, uint64_t *limit, const char **why);
+proto_error sess_read_since(proto_batch *b, int params, int *has_since, uint64_t *off, char *epoch,
+                            const char **why);
 /* Broadcasts a signal push (join, leave, typing, read) for a channel to every
  * worker: an offset-0 pub whose frame is the push itself. */
 void sess_signal(session *s, const char *ch, sbuf *frame, int skip_origin, int to_user);

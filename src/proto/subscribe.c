@@ -480,31 +480,19 @@ static void page_answered(proto_host *h, pending *pd, engine_req *r)
 void sess_m_subscribe(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1], epoch[PUB_EPOCH_LEN + 1] = "";
-    int code = sess_param_channel(b, cmd->params, ch);
+    const char *why = NULL;
+    int code = sess_param_channel(b, cmd->params, ch, &why);
     const char *tok = NULL;
     size_t tlen = 0;
     uint64_t since_off = 0, limit = DEFAULT_RECOVER_LIMIT;
-    int since = -1, has_since = 0;
+    int has_since = 0;
     const cfg_namespace *ns;
-    if (!code && proto_param_str(b, cmd->params, "token", &tok, &tlen) == PROTO_PARAM_TYPE)
+    if (!code && proto_param_str(b, cmd->params, "token", &tok, &tlen) == PROTO_PARAM_TYPE) {
         code = PE_BAD_REQUEST;
-    if (!code) {
-        int r = proto_param_obj(b, cmd->params, "since", &since);
-        if (r == PROTO_PARAM_TYPE)
-            code = PE_BAD_REQUEST;
-        else if (r == PROTO_PARAM_OK) {
-            has_since = 1;
-            code = proto_parse_since(b, since, &since_off, epoch);
-        }
+        why = "token: expected a string";
     }
-    if (!code) {
-        int r = proto_param_u64(b, cmd->params, "limit", &limit);
-        if (r == PROTO_PARAM_TYPE)
-            code = PE_BAD_REQUEST;
-        else if (limit > MAX_HISTORY_LIMIT)
-            code = PE_LIMIT_EXCEEDED;
-    }
-    const char *why = NULL;
+    if (!code) code = sess_read_since(b, cmd->params, &has_since, &since_off, epoch, &why);
+    if (!code) code = sess_read_limit(b, cmd->params, &limit, &why);
     if (!code) code = sess_may_read(s, ch, &ns, tok, tlen, &why);
     if (!code) {
         pending pd = {.cmd_id = cmd->id, .has_id = (uint8_t)cmd->has_id, .method = (uint8_t)mi};
@@ -516,7 +504,7 @@ void sess_m_subscribe(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
 void sess_m_unsubscribe(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     char ch[MAX_CHANNEL + 1];
-    int code = sess_param_channel(b, cmd->params, ch);
+    int code = sess_param_channel(b, cmd->params, ch, NULL);
     if (code) {
         sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;

@@ -494,6 +494,32 @@ def test_an_unknown_parameter_is_named_and_nothing_runs(server, witness):
     witness.check()
 
 
+def test_bad_params_are_named(server, witness):
+    # 107 and 106 say which parameter and what is wrong with it.
+    async def body():
+        cl = await connect(server, "named")
+        ch = "chat:" + uniq()
+        cases = [
+            ("subscribe", {"channel": ch, "since": {"offset": "3"}},
+             "bad request: since.offset: expected an integer"),
+            ("subscribe", {"channel": ch, "since": 7},
+             "bad request: since: expected an object {offset, epoch}"),
+            ("history", {"channel": ch, "limit": "ten"},
+             "bad request: limit: expected a non-negative integer"),
+            ("history", {"channel": ch, "limit": 5000}, "limit exceeded: limit: at most 1000"),
+            ("history", {"channel": ch, "reverse": "yes"},
+             "bad request: reverse: expected true or false"),
+            ("history", {}, "bad request: channel: missing"),
+            ("subscribe", {"channel": "no spaces"}, "bad request: channel: not a valid channel name"),
+        ]
+        for method, params, message in cases:
+            err = await cl.error(method, params)
+            assert err["message"] == message, (method, params, err)
+        await cl.close()
+    asyncio.run(body())
+    witness.check()
+
+
 BAD_SHAPES = [  # (raw command, id the 107 must carry or None)
     ('{"id":"x","method":"history","params":{"channel":"chat:x"}}', None),
     ('{"id":0,"method":"history","params":{"channel":"chat:x"}}', None),
