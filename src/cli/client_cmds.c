@@ -281,8 +281,11 @@ static void print_transition(const json_t *t, long long accepted)
     char when[48];
     long long at = num(t, "at");
     iso_ms(at, when, sizeof(when));
+    char since[32];
+    snprintf(since, sizeof(since), "%+lld ms", at - accepted);
     const char *err = json_string_value(json_object_get(t, "error"));
-    printf("    %s  %+lld ms  %-12s attempt %lld%s%s\n", when, at - accepted, str(t, "state"),
+    /* Right-aligned so that the states line up for offsets up to minutes. */
+    printf("    %s  %10s  %-12s attempt %lld%s%s\n", when, since, str(t, "state"),
            num(t, "attempt"), err ? "  " : "", err ? err : "");
 }
 

@@ -206,7 +206,7 @@ def test_trace_cli_prints_iso_times_and_offsets(tsrv):
     rc, out, err = trace_cli(tsrv, pub["id"], scope_key("acme", "trace"))
     assert rc == 0, (out, err)
     assert f"  accepted {iso_ms(accepted)}, stored\n" in out, out
-    iso = re.compile(r"^    (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)  \+(\d+) ms  (\w+) +attempt (\d+)",
+    iso = re.compile(r"^    (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) +\+(\d+) ms  (\w+) +attempt (\d+)",
                      re.M)
     printed = [(m[0], int(m[1]), m[2], int(m[3])) for m in iso.findall(out)]
     [d] = tr["deliveries"]
