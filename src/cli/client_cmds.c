@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/client.h"
 #include "cli/client_int.h"
@@ -257,25 +258,54 @@ int client_dlq(int argc, char **argv)
 
 /* ------------------------------------------------------------------ trace */
 
+/* Writes unix ms as ISO 8601 UTC with milliseconds (2026-12-07T14:03:07.123Z):
+ * raw epoch milliseconds are what the API carries, but no one reads them. */
+static void iso_ms(long long ms, char *out, size_t n)
+{
+    long long sec = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(out, n, "%lld", ms);
+        return;
+    }
+    char day[32];
+    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, n, "%s.%03lldZ", day, ms - sec * 1000);
+}
+
+/* One transition, with the time since the pub was accepted beside it so the
+ * delay of each step reads without subtracting timestamps. */
+static void print_transition(const json_t *t, long long accepted)
+{
+    char when[48];
+    long long at = num(t, "at");
+    iso_ms(at, when, sizeof(when));
+    char since[32];
+    snprintf(since, sizeof(since), "%+lld ms", at - accepted);
+    const char *err = json_string_value(json_object_get(t, "error"));
+    /* Right-aligned so that the states line up for offsets up to minutes. */
+    printf("    %s  %10s  %-12s attempt %lld%s%s\n", when, since, str(t, "state"),
+           num(t, "attempt"), err ? "  " : "", err ? err : "");
+}
+
 static void print_trace(const json_t *res)
 {
     json_t *pub = json_object_get(res, "pub");
-    printf("pub %s\n  channel  %s\n  offset   %lld (epoch %s)\n  accepted %lld (unix ms), stored\n"
+    long long accepted = num(res, "accepted_at");
+    char when[48];
+    iso_ms(accepted, when, sizeof(when));
+    printf("pub %s\n  channel  %s\n  offset   %lld (epoch %s)\n  accepted %s, stored\n"
            "  fanout   %lld connection(s) since the server started\n",
-           str(pub, "id"), str(pub, "channel"), num(pub, "offset"), str(pub, "epoch"),
-           num(res, "accepted_at"), num(res, "fanout"));
+           str(pub, "id"), str(pub, "channel"), num(pub, "offset"), str(pub, "epoch"), when,
+           num(res, "fanout"));
     size_t i, k;
     json_t *d, *t;
     json_array_foreach(json_object_get(res, "deliveries"), i, d)
     {
         printf("  recipient %s: %s after %lld attempt(s)\n", str(d, "user"), str(d, "state"),
                num(d, "attempts"));
-        json_array_foreach(json_object_get(d, "transitions"), k, t)
-        {
-            const char *err = json_string_value(json_object_get(t, "error"));
-            printf("    %lld  %-12s attempt %lld%s%s\n", num(t, "at"), str(t, "state"),
-                   num(t, "attempt"), err ? "  " : "", err ? err : "");
-        }
+        json_array_foreach(json_object_get(d, "transitions"), k, t) print_transition(t, accepted);
     }
 }
 

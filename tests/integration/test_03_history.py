@@ -136,3 +136,64 @@ def test_history_ephemeral_namespace_default_is_standard(server):
         assert h["pubs"][0]["info"]["user"] == "alice"
         await cl.close()
     run(body())
+
+
+def test_history_paging_back_and_forward_by_tens(server):
+    """The worked example of docs/protocol.md: 25 pubs, limit 10."""
+    async def body():
+        cl, ch, epoch = await _filled(server, 25)
+        first = await cl.history(ch, limit=10, reverse=True)
+        assert offsets(first["pubs"]) == list(range(25, 15, -1)) and first["offset"] == 25
+        assert "more" not in first, first
+        pages, page = [offsets(first["pubs"])], first
+        while page["pubs"]:
+            page = await cl.history(ch, limit=10, reverse=True,
+                                    since={"offset": page["pubs"][-1]["offset"], "epoch": epoch})
+            pages.append(offsets(page["pubs"]))
+        assert pages == [list(range(25, 15, -1)), list(range(15, 5, -1)), [5, 4, 3, 2, 1], []]
+        seen = [o for p in pages for o in p]
+        assert seen == list(range(25, 0, -1)), "reaches offset 1, no duplicate, no hole"
+
+        pages, last = [], 0
+        while True:
+            page = await cl.history(ch, limit=10, since={"offset": last, "epoch": epoch})
+            pages.append(offsets(page["pubs"]))
+            if not page["pubs"]:
+                break
+            last = page["pubs"][-1]["offset"]
+        assert pages == [list(range(1, 11)), list(range(11, 21)), list(range(21, 26)), []]
+        assert last == page["offset"] == 25
+        await cl.close()
+    run(body())
+
+
+def test_history_paging_edges(server):
+    async def body():
+        cl, ch, epoch = await _filled(server, 25)
+        assert (await cl.history(ch, limit=0))["pubs"] == []
+        # reverse from past the head starts at the head
+        h = await cl.history(ch, limit=3, reverse=True, since={"offset": 1000, "epoch": epoch})
+        assert offsets(h["pubs"]) == [25, 24, 23]
+        # forward from past the head: nothing
+        assert (await cl.history(ch, since={"offset": 1000, "epoch": epoch}))["pubs"] == []
+        # history reads since.offset against the current stream, whatever the epoch
+        h = await cl.history(ch, limit=3, since={"offset": 20, "epoch": "other-epoch"})
+        assert offsets(h["pubs"]) == [21, 22, 23] and h["epoch"] == epoch
+        await cl.close()
+    run(body())
+
+
+def test_history_paging_skips_what_retention_trimmed(server):
+    async def body():
+        cl = await connect(server)
+        ch = "small:" + uniq()
+        acks = await cl.publish_many(ch, 25, window=1)
+        epoch = acks[0]["epoch"]
+        h = await cl.history(ch, limit=4, since={"offset": 0, "epoch": epoch})
+        assert offsets(h["pubs"]) == [16, 17, 18, 19], "starts at the first retained pub"
+        h = await cl.history(ch, limit=10, reverse=True, since={"offset": 18, "epoch": epoch})
+        assert offsets(h["pubs"]) == [17, 16], "stops at the first retained pub"
+        h = await cl.history(ch, limit=10, reverse=True, since={"offset": 16, "epoch": epoch})
+        assert h["pubs"] == []
+        await cl.close()
+    run(body())

@@ -3,6 +3,7 @@
 # acknowledged, seen, failed); unknown ids, other tenants' pubs, bad bodies,
 # missing and under-scoped keys.
 import json
+import re
 import time
 
 import pytest
@@ -179,3 +180,39 @@ def test_trace_cli(tsrv):
     assert rc != 0 and "401" in (out + err), (rc, out, err)
     rc, out, err = trace_cli(tsrv, pub["id"], scope_key("acme", "dlq"))
     assert rc != 0 and "403" in (out + err), (rc, out, err)
+
+
+def iso_ms(ms):
+    """Unix ms as ISO 8601 UTC with milliseconds, the form `parley trace` prints."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03dZ" % (ms % 1000)
+
+
+def test_trace_cli_prints_iso_times_and_offsets(tsrv):
+    async def body():
+        uma = uniq("uma")
+        ch = f"calm:#{uma}"
+        c = await gconnect(tsrv, uma)
+        await subscribe(c, ch)
+        pub = await apublish(tsrv, ch, {"when": True})
+        await next_pub(c, ch, pub["offset"])
+        await acall(wait_sent, tsrv, pub["id"], uma)
+        assert await ack(c, ch, pub["offset"]) == {"acknowledged": 1}
+        await acall(wait_state, tsrv, pub["id"], uma, "acknowledged")
+        await c.close()
+        return pub
+    pub = run(body())
+    tr = trace(tsrv, pub["id"])
+    accepted = tr["accepted_at"]
+    rc, out, err = trace_cli(tsrv, pub["id"], scope_key("acme", "trace"))
+    assert rc == 0, (out, err)
+    assert f"  accepted {iso_ms(accepted)}, stored\n" in out, out
+    iso = re.compile(r"^    (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) +\+(\d+) ms  (\w+) +attempt (\d+)",
+                     re.M)
+    printed = [(m[0], int(m[1]), m[2], int(m[3])) for m in iso.findall(out)]
+    [d] = tr["deliveries"]
+    want = [(iso_ms(t["at"]), t["at"] - accepted, t["state"], t["attempt"])
+            for t in d["transitions"]]
+    assert [w[2] for w in want] == ["queued", "sent", "acknowledged"], want
+    assert printed == want, (printed, out)
+    # no raw unix ms left in the readable form
+    assert str(accepted) not in out, out
