@@ -283,7 +283,9 @@ static int route(conn *c, http_req *h)
         const char *body = http_body(h->rq, &blen);
         const char *auth = http_header(h->rq, HTTP_H_AUTHORIZATION, &alen);
         h->keep_alive = keep;
-        h->pending = api_handle(&c->w->host, c->out.id, m, mlen, body, blen, auth, alen);
+        char peer[64];
+        sink_peer(&c->out, peer, sizeof(peer));
+        h->pending = api_handle(&c->w->host, c->out.id, peer, m, mlen, body, blen, auth, alen);
         return c->state != CS_HTTP;
     }
     if (get && path_is(h->rq, "/healthz")) {

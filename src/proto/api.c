@@ -9,6 +9,7 @@
 
 #include "auth/apikey_file.h"
 #include "delivery/delivery.h"
+#include "obs/log.h"
 #include "proto/api_int.h"
 #include "proto/session.h"
 #include "util/clock.h"
@@ -713,8 +714,8 @@ static proto_error authorize(const caller *who, const struct api_method *m)
     return who->key && apikey_mask_grants(who->key->scopes, m->scope) ? 0 : PE_PERMISSION_DENIED;
 }
 
-int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen, const char *body,
-               size_t blen, const char *auth, size_t alen)
+int api_handle(proto_host *h, uint64_t conn_id, const char *peer, const char *method, size_t mlen,
+               const char *body, size_t blen, const char *auth, size_t alen)
 {
     const struct api_method *m = NULL;
     for (size_t i = 0; i < N_API_METHODS; i++)
@@ -724,7 +725,14 @@ int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen,
     api_ctx a = {.h = h, .srv = h->srv, .conn_id = conn_id, .b = &h->batch, .params = -1};
     caller who;
     int code = authenticate(h->srv, auth, alen, &who);
-    if (code) return api_error(h, conn_id, code, "missing or invalid API key");
+    if (code) {
+        char id[24];
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)conn_id);
+        log_event(LOG_WARN, "auth_failed", "token", "api key", "reason",
+                  auth ? "unknown or revoked key" : "no Authorization header", "tenant", "",
+                  "remote", peer ? peer : "", "#conn", id, NULL);
+        return api_error(h, conn_id, code, "missing or invalid API key");
+    }
     if ((code = authorize(&who, m)))
         return api_error(h, conn_id, code, "the key's scopes do not include this method");
     a.tenant = who.tenant;

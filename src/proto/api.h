@@ -9,12 +9,12 @@
 
 #include "proto/host.h"
 
-/* Handles one request of the connection conn_id. Returns 0 when it was
- * answered already, 1 when the answer comes later (the connection should
- * not read further requests meanwhile). auth is the Authorization header's
- * value (NULL if absent). */
-int api_handle(proto_host *h, uint64_t conn_id, const char *method, size_t mlen, const char *body,
-               size_t blen, const char *auth, size_t alen);
+/* Handles one request of the connection conn_id from peer (its address, for
+ * logs). Returns 0 when it was answered already, 1 when the answer comes
+ * later (the connection should not read further requests meanwhile). auth
+ * is the Authorization header's value (NULL if absent). */
+int api_handle(proto_host *h, uint64_t conn_id, const char *peer, const char *method, size_t mlen,
+               const char *body, size_t blen, const char *auth, size_t alen);
 
 /* Read-only view of the method table, for tests and tools. */
 size_t api_method_count(void);

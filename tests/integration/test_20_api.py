@@ -326,3 +326,18 @@ def test_server_still_healthy(asrv):
     assert asrv.alive()
     assert asrv.http("GET", "/healthz")[0] == 200
     assert api(asrv, "info")["engine"] == "sqlite"
+
+
+def test_refused_api_keys_are_logged_without_the_key(asrv):
+    import json as _json
+    st, _ = api_raw(asrv, "history", {"channel": "chat:x"}, key="pk_not-a-real-key")
+    assert st == 401
+    st, _ = api_raw(asrv, "history", {"channel": "chat:x"})
+    assert st == 401
+    lines = [_json.loads(l) for l in open(asrv.log_path) if l.startswith("{")]
+    logged = [l for l in lines if l.get("event") == "auth_failed" and l.get("token") == "api key"]
+    assert len(logged) >= 2
+    assert {l["reason"] for l in logged[-2:]} == {"unknown or revoked key",
+                                                 "no Authorization header"}
+    assert all(l["remote"] == "127.0.0.1" and isinstance(l["conn"], int) for l in logged[-2:])
+    assert "pk_not-a-real-key" not in open(asrv.log_path).read()
