@@ -35,6 +35,7 @@ int config_defaults(config *c)
         .typing_interval_ms = 2000,
     };
     c->n_tenants = 1;
+    if (cfg_dev_origins(c) < 0) goto fail;
     c->tenants[0].id = pl_strdup("default");
     if (!c->tenants[0].id) goto fail;
     c->n_namespaces = NSPEC(ns_names);
@@ -50,6 +51,23 @@ int config_defaults(config *c)
 fail:
     config_release(c);
     return -1;
+}
+
+int cfg_dev_origins(config *c)
+{
+    static const char *const dev[] = {"http://localhost:*", "http://127.0.0.1:*"};
+    char **v = pl_calloc(NSPEC(dev), sizeof(*v));
+    if (!v) return -1;
+    for (size_t i = 0; i < NSPEC(dev); i++) {
+        if (!(v[i] = pl_strdup(dev[i]))) {
+            cfg_free_strv(v, i);
+            return -1;
+        }
+    }
+    cfg_free_strv(c->allowed_origins, c->n_allowed_origins);
+    c->allowed_origins = v;
+    c->n_allowed_origins = NSPEC(dev);
+    return 0;
 }
 
 /* Reads at most CFG_MAX_BYTES + 1 bytes into a new buffer (caller frees). */
@@ -111,5 +129,6 @@ void config_release(config *c)
     pl_free(c->metrics_token);
     cfg_tenants_release(c->tenants, c->n_tenants);
     cfg_namespaces_release(c->namespaces, c->n_namespaces);
+    cfg_free_strv(c->allowed_origins, c->n_allowed_origins);
     memset(c, 0, sizeof(*c));
 }

@@ -78,6 +78,11 @@ typedef struct config {
     int64_t dedup_window_ms;  /* default 24h */
     bool dev_tokens;          /* tokens.issue API method enabled; default false */
     bool single_tenant;       /* true when no tenants are configured */
+    /* Origin patterns (util/origin.h) browsers may connect from and read the
+     * API and SSE answers of. Without the key: http://localhost:* and
+     * http://127.0.0.1:* in single-tenant mode, none with tenants. */
+    char **allowed_origins;
+    size_t n_allowed_origins;
     cfg_limits limits;
     cfg_tenant *tenants;
     size_t n_tenants;

@@ -15,6 +15,7 @@
 #include "config/config_int.h"
 #include "util/clock.h"
 #include "util/mem.h"
+#include "util/origin.h"
 
 /* ------------------------------------------------------------------------ */
 /* Errors and the key path                                                   */
@@ -423,6 +424,40 @@ static int fn_limits(cfg_loader *L, yaml_node_t *v, void *obj)
     return 0;
 }
 
+/* A list of origin patterns, each checked here so that a typo is a
+ * line-numbered error rather than a browser silently refused. An empty list
+ * allows no browser origin. */
+static int fn_allowed_origins(cfg_loader *L, yaml_node_t *v, void *obj)
+{
+    config *c = obj;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
+    char buf[48];
+    if (cfg_get_seq(L, v, &items, &n) < 0) return -1;
+    char **arr = n ? pl_calloc(n, sizeof(*arr)) : NULL;
+    if (n && !arr) return cfg_oom(L, v);
+    size_t done = 0;
+    for (; done < n; done++) {
+        yaml_node_t *it = cfg_item_node(L, items, done, v);
+        size_t old = cfg_push_index(L, done);
+        if (cfg_set_str(L, it, &arr[done], true) < 0) goto fail;
+        const char *why = origin_pattern_check(arr[done], strlen(arr[done]));
+        if (why) {
+            cfg_fail_at(L, it, "origin '%s' %s", cfg_shown(arr[done], strlen(arr[done]), buf), why);
+            done++;
+            goto fail;
+        }
+        cfg_pop(L, old);
+    }
+    cfg_free_strv(c->allowed_origins, c->n_allowed_origins);
+    c->allowed_origins = arr;
+    c->n_allowed_origins = n;
+    return 0;
+fail:
+    cfg_free_strv(arr, done);
+    return -1;
+}
+
 /* Order matters: tenants before the sections that refer to them. */
 static const cfg_key_spec root_keys[] = {
     KF("listen", fn_listen),
@@ -434,6 +469,7 @@ static const cfg_key_spec root_keys[] = {
     KI("workers", config, workers, 0, 1024),
     KD("dedup_window", config, dedup_window_ms, 0),
     KB("dev_tokens", config, dev_tokens),
+    KF("allowed_origins", fn_allowed_origins),
     KF("limits", fn_limits),
     KF("tenants", cfg_parse_tenants),
     KF("namespaces", cfg_parse_namespaces),
@@ -552,7 +588,16 @@ int config_load_string(config *c, const char *yaml, size_t len, char *err, size_
                         cfg_kind_name(root));
             goto fail;
         }
-        if (cfg_parse_map(&L, root, root_keys, NSPEC(root_keys), c, NULL) < 0) goto fail;
+        yaml_node_t *found[NSPEC(root_keys)];
+        if (cfg_parse_map(&L, root, root_keys, NSPEC(root_keys), c, found) < 0) goto fail;
+        /* With tenants the server is not a development one: browsers get in
+         * only from origins the file names. */
+        if (!c->single_tenant &&
+            !found[cfg_spec_index(root_keys, NSPEC(root_keys), "allowed_origins")]) {
+            cfg_free_strv(c->allowed_origins, c->n_allowed_origins);
+            c->allowed_origins = NULL;
+            c->n_allowed_origins = 0;
+        }
     }
     yaml_document_delete(&L.doc);
     yaml_parser_delete(&p);

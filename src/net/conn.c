@@ -16,9 +16,11 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/mem.h"
+#include "util/origin.h"
 
 #define MAX_WRITE_ITEMS 256
 #define CLOSE_GRACE_MS 2000
+#define CORS_MAX_AGE_S 600 /* how long a browser may reuse a preflight's answer */
 
 /* ---- outbound queue -------------------------------------------------------- */
 
@@ -74,7 +76,9 @@ struct http_req {
     http_request *rq;
     sbuf stash; /* bytes received while an API request waits for the engine */
     int keep_alive;
-    int pending; /* an API request is being answered asynchronously */
+    int pending;               /* an API request is being answered asynchronously */
+    int vary;                  /* the next answer carries Vary: Origin (a CORS path) ... */
+    char cors[ORIGIN_MAX + 1]; /* ... and, when not "", Access-Control-Allow-Origin */
 };
 
 static http_req *conn_http_new(conn *c)
@@ -97,6 +101,34 @@ static void conn_http_free(http_req *h)
     pl_free(h);
 }
 
+/* Ends the head in b with Connection and the blank line, appends the body
+ * and queues it all; closes after it unless kept alive. Releases b. */
+static void send_head(conn *c, sbuf *b, int keep_alive, const char *body, size_t blen)
+{
+    sbuf_printf(b, "Connection: %s\r\n\r\n", keep_alive ? "keep-alive" : "close");
+    sbuf_append(b, body, blen);
+    rbuf *r = sbuf_to_rbuf(b);
+    sbuf_release(b);
+    if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+    if (!keep_alive) {
+        c->close_after_flush = 1;
+        c->state = CS_CLOSING;
+        c->out.closing = 1;
+        c->deadline_ms = c->w->host.now_ms + CLOSE_GRACE_MS;
+    }
+}
+
+/* The CORS headers of the answer to a request on a CORS path (see
+ * cors_prepare), once: they belong to that one answer. */
+static void cors_headers(http_req *h, sbuf *b)
+{
+    if (!h || !h->vary) return;
+    if (h->cors[0]) sbuf_printf(b, "Access-Control-Allow-Origin: %s\r\n", h->cors);
+    sbuf_puts(b, "Vary: Origin\r\n");
+    h->vary = 0;
+    h->cors[0] = '\0';
+}
+
 /* retry_after_ms > 0 adds Retry-After, in whole seconds rounded up, as
  * every 429 carries (beside retry_after in milliseconds in the body). */
 static void respond(conn *c, int status, const char *reason, const char *ctype, const char *body,
@@ -108,18 +140,9 @@ static void respond(conn *c, int status, const char *reason, const char *ctype, 
                 ctype, blen);
     if (retry_after_ms > 0)
         sbuf_printf(&b, "Retry-After: %lld\r\n", (long long)((retry_after_ms + 999) / 1000));
-    sbuf_printf(&b, "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
-                keep_alive ? "keep-alive" : "close");
-    sbuf_append(&b, body, blen);
-    rbuf *r = sbuf_to_rbuf(&b);
-    sbuf_release(&b);
-    if (r) conn_enqueue(c, OUT_RAW, r, r->len);
-    if (!keep_alive) {
-        c->close_after_flush = 1;
-        c->state = CS_CLOSING;
-        c->out.closing = 1;
-        c->deadline_ms = c->w->host.now_ms + CLOSE_GRACE_MS;
-    }
+    cors_headers(c->http, &b);
+    sbuf_printf(&b, "Cache-Control: no-store\r\n");
+    send_head(c, &b, keep_alive, body, blen);
 }
 
 /* Errors of the HTTP phase, closing the connection. A 429 (too many
@@ -227,6 +250,95 @@ static int metrics_allowed(const server *srv, const http_request *rq)
            CRYPTO_memcmp(auth + 7, want, wlen) == 0;
 }
 
+/* 1 when the request may go on: it sends no Origin (no browser sent it: the
+ * CLI, backends, native clients) or one that allowed_origins lists. */
+static int origin_ok(const server *srv, const http_request *rq)
+{
+    size_t n;
+    const char *o = http_header(rq, HTTP_H_ORIGIN, &n);
+    return !o || origin_allowed(srv->cfg.allowed_origins, srv->cfg.n_allowed_origins, o, n);
+}
+
+/* A request on a CORS path (the API and /sse): its answer varies with the
+ * Origin and, for an allowed one, names it so that the page may read it. */
+static void cors_prepare(conn *c, http_req *h)
+{
+    size_t n;
+    const char *o = http_header(h->rq, HTTP_H_ORIGIN, &n);
+    h->vary = 1;
+    h->cors[0] = '\0';
+    if (!o || n > ORIGIN_MAX || !origin_ok(c->w->srv, h->rq)) return;
+    memcpy(h->cors, o, n);
+    h->cors[n] = '\0';
+}
+
+static void refuse_origin(conn *c)
+{
+    respond_error(c, 403, "Forbidden", PE_PERMISSION_DENIED, "origin not allowed");
+}
+
+/* OPTIONS on a CORS path: a browser asks whether it may send the request.
+ * Without an Origin it is no preflight; the answer just lists the methods. */
+static int preflight(conn *c, http_req *h, const char *method, int keep)
+{
+    if (!origin_ok(c->w->srv, h->rq)) {
+        refuse_origin(c);
+        return 1;
+    }
+    cors_prepare(c, h);
+    sbuf b;
+    sbuf_init(&b);
+    sbuf_puts(&b, "HTTP/1.1 204 No Content\r\n");
+    if (h->cors[0])
+        sbuf_printf(&b,
+                    "Access-Control-Allow-Methods: %s\r\n"
+                    "Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID\r\n"
+                    "Access-Control-Max-Age: %d\r\n",
+                    method, CORS_MAX_AGE_S);
+    else
+        sbuf_printf(&b, "Allow: OPTIONS, %s\r\n", method);
+    cors_headers(h, &b);
+    send_head(c, &b, keep, "", 0);
+    return !keep;
+}
+
+/* GET /sse: refused before the stream starts when the Origin is not
+ * allowed; the stream's head and its errors carry the CORS headers. */
+static void open_sse(conn *c, http_req *h, const char *url, size_t ulen)
+{
+    if (!origin_ok(c->w->srv, h->rq)) {
+        refuse_origin(c);
+        return;
+    }
+    cors_prepare(c, h);
+    char extra[ORIGIN_MAX + 64];
+    snprintf(extra, sizeof(extra), "%s%s%sVary: Origin\r\n",
+             h->cors[0] ? "Access-Control-Allow-Origin: " : "", h->cors, h->cors[0] ? "\r\n" : "");
+    size_t llen;
+    const char *lei = http_header(h->rq, HTTP_H_LAST_EVENT_ID, &llen);
+    const char *why = NULL;
+    int st = 0;
+    c->s = session_sse_open(&c->w->host, &c->out, url, ulen, llen ? lei : NULL, extra, &st, &why);
+    if (!c->s) {
+        respond_error(c, st,
+                      st == 401   ? "Unauthorized"
+                      : st == 403 ? "Forbidden"
+                      : st == 404 ? "Not Found"
+                                  : "Bad Request",
+                      st == 401   ? PE_UNAUTHORIZED
+                      : st == 403 ? PE_PERMISSION_DENIED
+                      : st == 404 ? PE_UNKNOWN_CHANNEL
+                                  : PE_BAD_REQUEST,
+                      why);
+        return;
+    }
+    h->vary = 0;
+    c->state = CS_SSE;
+    c->out.kind = SINK_SSE;
+    c->deadline_ms = 0;
+    metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
+}
+
 /* Routes one complete request. Returns 1 when the connection left the HTTP
  * phase (upgraded or closing). */
 static int route(conn *c, http_req *h)
@@ -237,7 +349,14 @@ static int route(conn *c, http_req *h)
     size_t ulen;
     const char *url = http_url(h->rq, &ulen);
     metrics_add(&c->w->metrics, M_HTTP_REQUESTS, 1);
+    int api = ulen > 8 && !memcmp(url, "/api/v1/", 8), sse = path_is(h->rq, "/sse");
+    if (http_method_of(h->rq) == HTTP_OPTIONS && (api || sse))
+        return preflight(c, h, api ? "POST" : "GET", keep);
     if (get && path_is(h->rq, "/ws")) {
+        if (!origin_ok(srv, h->rq)) {
+            refuse_origin(c); /* before the upgrade: a page elsewhere gets no socket */
+            return 1;
+        }
         if (!http_upgrade(h->rq)) {
             respond_error(c, 426, "Upgrade Required", PE_BAD_REQUEST, "websocket upgrade required");
             return 1;
@@ -245,32 +364,12 @@ static int route(conn *c, http_req *h)
         upgrade_ws(c, h);
         return 1;
     }
-    if (get && path_is(h->rq, "/sse")) {
-        size_t llen;
-        const char *lei = http_header(h->rq, HTTP_H_LAST_EVENT_ID, &llen);
-        const char *why = NULL;
-        int st = 0;
-        c->s = session_sse_open(&c->w->host, &c->out, url, ulen, llen ? lei : NULL, &st, &why);
-        if (!c->s) {
-            respond_error(c, st,
-                          st == 401   ? "Unauthorized"
-                          : st == 403 ? "Forbidden"
-                          : st == 404 ? "Not Found"
-                                      : "Bad Request",
-                          st == 401   ? PE_UNAUTHORIZED
-                          : st == 403 ? PE_PERMISSION_DENIED
-                          : st == 404 ? PE_UNKNOWN_CHANNEL
-                                      : PE_BAD_REQUEST,
-                          why);
-            return 1;
-        }
-        c->state = CS_SSE;
-        c->out.kind = SINK_SSE;
-        c->deadline_ms = 0;
-        metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
+    if (get && sse) {
+        open_sse(c, h, url, ulen);
         return 1;
     }
-    if (http_method_of(h->rq) == HTTP_POST && ulen > 8 && !memcmp(url, "/api/v1/", 8)) {
+    if (http_method_of(h->rq) == HTTP_POST && api) {
+        cors_prepare(c, h);
         const char *phrase, *why;
         if (http_error(h->rq, &phrase, &why) == 413) {
             respond_error(c, 413, phrase, PE_LIMIT_EXCEEDED, why);

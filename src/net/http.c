@@ -18,6 +18,7 @@ static const char *const header_names[HTTP_H__COUNT] = {
     "sec-websocket-protocol",
     "last-event-id",
     "authorization",
+    "origin",
 };
 
 struct http_request {

@@ -26,6 +26,7 @@ enum http_header_id {
     HTTP_H_WS_PROTOCOL, /* Sec-WebSocket-Protocol */
     HTTP_H_LAST_EVENT_ID,
     HTTP_H_AUTHORIZATION,
+    HTTP_H_ORIGIN, /* checked against allowed_origins, echoed by CORS answers */
     HTTP_H__COUNT
 };
 

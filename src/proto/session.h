@@ -35,10 +35,13 @@ int session_connected(const session *s);
 int session_subscribed(void *s, const char *channel);
 
 /* Opens an SSE stream for GET url (path and query) with the client's
- * Last-Event-ID (NULL if none). Returns the session (streaming has begun),
- * or NULL with *status (an HTTP status) and *why set and nothing sent. */
+ * Last-Event-ID (NULL if none); extra_head (NULL for none) is header lines,
+ * each ending in CRLF, that the connection adds to the response head (its
+ * CORS headers). Returns the session (streaming has begun), or NULL with
+ * *status (an HTTP status) and *why set and nothing sent. */
 session *session_sse_open(proto_host *h, pl_sink *out, const char *url, size_t len,
-                          const char *last_event_id, int *status, const char **why);
+                          const char *last_event_id, const char *extra_head, int *status,
+                          const char **why);
 
 /* The event id of an SSE stream's pub event, as its connection writes it:
  * records p as written and puts the cursor of the whole stream (every

@@ -7,6 +7,7 @@
 
 #include "proto/session_int.h"
 #include "util/mem.h"
+#include "util/sbuf.h"
 
 static int hexval(int ch)
 {
@@ -103,10 +104,26 @@ static int may_read_all(session *s, char (*chans)[MAX_CHANNEL + 1], int nch, con
     return 0;
 }
 
+/* The stream's response head, with the connection's own header lines
+ * (extra, CRLF-terminated, may be NULL) before the blank line. */
+static void sse_head(session *s, const char *extra)
+{
+    sbuf b;
+    sbuf_init(&b);
+    sbuf_puts(&b, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                  "Cache-Control: no-cache\r\nConnection: keep-alive\r\n"
+                  "X-Accel-Buffering: no\r\n");
+    if (extra) sbuf_puts(&b, extra);
+    sbuf_puts(&b, "\r\nretry: 2000\n\n");
+    rbuf *r = sbuf_to_rbuf(&b);
+    sbuf_release(&b);
+    if (r) sink_enqueue(s->out, OUT_RAW, r, r->len);
+}
+
 /* Reads the stream's token and channels from the query and starts it: 0,
  * or an HTTP status with *why set (nothing sent). */
 static int sse_start(session *s, const char *url, size_t len, const char *last_event_id,
-                     const char **why)
+                     const char *extra_head, const char **why)
 {
     char token[8192] = "";
     char chans[SSE_CURSOR_MAX_CHANNELS][MAX_CHANNEL + 1];
@@ -129,11 +146,7 @@ static int sse_start(session *s, const char *url, size_t len, const char *last_e
     rc = may_read_all(s, chans, nch, why);
     if (rc) return rc;
     if (!(s->stream = stream_new(chans, nch, last_event_id))) return 503;
-    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                               "Cache-Control: no-cache\r\nConnection: keep-alive\r\n"
-                               "X-Accel-Buffering: no\r\n\r\nretry: 2000\n\n";
-    rbuf *r = rbuf_from(head, sizeof(head) - 1);
-    if (r) sink_enqueue(s->out, OUT_RAW, r, r->len);
+    sse_head(s, extra_head);
     s->next_ping_ms = s->h->now_ms + s->h->srv->cfg->ping_interval_ms;
     /* Each channel resumes from its own position with the usual recovery
      * rules; one without a position starts live. */
@@ -186,7 +199,8 @@ size_t session_sse_event_id(session *s, const pl_pub *p, char *out, size_t cap)
 }
 
 session *session_sse_open(proto_host *h, pl_sink *out, const char *url, size_t len,
-                          const char *last_event_id, int *status, const char **why)
+                          const char *last_event_id, const char *extra_head, int *status,
+                          const char **why)
 {
     session *s = session_new(h, out);
     if (!s) {
@@ -194,7 +208,7 @@ session *session_sse_open(proto_host *h, pl_sink *out, const char *url, size_t l
         *why = proto_error_message(PE_INTERNAL);
         return NULL;
     }
-    *status = sse_start(s, url, len, last_event_id, why);
+    *status = sse_start(s, url, len, last_event_id, extra_head, why);
     if (!*status) return s;
     session_free(s);
     return NULL;

@@ -92,6 +92,9 @@ static void test_full_example(void **state)
     assert_int_equal(c.dedup_window_ms, 12 * 3600 * 1000LL);
     assert_false(c.dev_tokens);
     assert_false(c.single_tenant);
+    assert_int_equal(c.n_allowed_origins, 2);
+    assert_string_equal(c.allowed_origins[0], "https://app.example.com");
+    assert_string_equal(c.allowed_origins[1], "https://*.example.com");
 
     assert_int_equal(c.limits.max_message_bytes, 32768);
     assert_int_equal(c.limits.max_frame_bytes, 524288);
@@ -224,6 +227,9 @@ static void check_defaults(const config *c)
     assert_int_equal(c->limits.idle_timeout_ms, 0);
     assert_int_equal(c->limits.max_body_bytes, 1 << 20);
     assert_int_equal(c->limits.commands_per_second, 0);
+    assert_int_equal(c->n_allowed_origins, 2);
+    assert_string_equal(c->allowed_origins[0], "http://localhost:*");
+    assert_string_equal(c->allowed_origins[1], "http://127.0.0.1:*");
     assert_int_equal(c->n_tenants, 1);
     assert_string_equal(c->tenants[0].id, "default");
     assert_int_equal(c->tenants[0].n_jwt_secrets, 0);
@@ -345,10 +351,42 @@ static void test_variants(void **state)
     free(full);
 }
 
+#define T1 "tenants:\n  - id: acme\n    jwt_secret: s\n"
+
+/* allowed_origins: the development default without tenants, none with
+ * tenants unless the file names some, an empty list, "*". */
+static void test_allowed_origins(void **state)
+{
+    static const struct {
+        const char *yaml;
+        size_t n;
+        const char *first;
+    } rows[] = {
+        {"workers: 2\n", 2, "http://localhost:*"},
+        {T1, 0, NULL},
+        {T1 "allowed_origins: [\"https://app.example.com\"]\n", 1, "https://app.example.com"},
+        {"allowed_origins: [\"https://app.example.com\"]\n" T1, 1, "https://app.example.com"},
+        {"allowed_origins: []\n", 0, NULL},
+        {T1 "allowed_origins: []\n", 0, NULL},
+        {"allowed_origins: [\"*\"]\n", 1, "*"},
+        {"allowed_origins:\n  - \"http://localhost:*\"\n  - \"HTTPS://*.Example.COM:*\"\n"
+         "  - \"http://[::1]:8080\"\n",
+         3, "http://localhost:*"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        config c;
+        char err[512] = "";
+        if (load(&c, rows[i].yaml, err, sizeof(err)) != 0) fail_msg("%s: %s", rows[i].yaml, err);
+        if (c.n_allowed_origins != rows[i].n)
+            fail_msg("%s: %zu origins, want %zu", rows[i].yaml, c.n_allowed_origins, rows[i].n);
+        if (rows[i].first) assert_string_equal(c.allowed_origins[0], rows[i].first);
+        config_release(&c);
+        assert_null(c.allowed_origins);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Errors: one row per rule                                                  */
-
-#define T1 "tenants:\n  - id: acme\n    jwt_secret: s\n"
 
 typedef struct err_case {
     const char *yaml;
@@ -462,6 +500,17 @@ static const err_case err_cases[] = {
     {"tenants:\n  - id: a\n    jwt_secret: [s, \"\"]\n", 3, 21, "jwt_secret[1]: must not be empty"},
     {"tenants:\n  - id: a\n    jwt_public_key: \"not a key\"\n", 3, 21, "not a PEM public key"},
     {"tenants:\n  - jwt_secret: s\n", 2, 5, "missing key 'id'"},
+    /* allowed_origins */
+    {"allowed_origins: \"https://a.example\"\n", 1, 18, "allowed_origins: expected a list"},
+    {"allowed_origins:\n  - \"https://a.example\"\n  - \"https://b.example/\"\n", 3, 5,
+     "allowed_origins[1]: origin 'https://b.example/' must not end with '/'"},
+    {"allowed_origins: [\"app.example.com\"]\n", 1, 19, "is not an origin like"},
+    {"allowed_origins: [\"https://app.*.example.com\"]\n", 1, 19, "is not an origin"},
+    {"allowed_origins: [\"http://localhost:99999\"]\n", 1, 19, "is not an origin"},
+    {"allowed_origins: [\"null\"]\n", 1, 19, "'null'"},
+    {"allowed_origins: [\"\"]\n", 1, 19, "allowed_origins[0]: must not be empty"},
+    {"allowed_origins: [[\"https://a.example\"]]\n", 1, 19, "expected a string"},
+    {"allowed_origins: [~]\n", 1, 19, "got null"},
     /* keys of features not built: refused at the key, whatever the value */
     {"webhooks: []\n", 1, 1, "webhooks: not supported yet"},
     {T1 "routes:\n  - {id: r, action: {publish: x}}\n", 4, 1, "routes: not supported yet"},
@@ -746,13 +795,21 @@ static void test_namespace_lookup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_example),     cmocka_unit_test(test_docs_example_identical),
-        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_empty_inputs_are_defaults),
-        cmocka_unit_test(test_variants),         cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_unsupported_keys), cmocka_unit_test(test_error_buffer),
-        cmocka_unit_test(test_billion_laughs),   cmocka_unit_test(test_deep_nesting),
-        cmocka_unit_test(test_oversized),        cmocka_unit_test(test_garbage_and_mutations),
-        cmocka_unit_test(test_alloc_failure),    cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_full_example),
+        cmocka_unit_test(test_docs_example_identical),
+        cmocka_unit_test(test_allowed_origins),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_empty_inputs_are_defaults),
+        cmocka_unit_test(test_variants),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_unsupported_keys),
+        cmocka_unit_test(test_error_buffer),
+        cmocka_unit_test(test_billion_laughs),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_garbage_and_mutations),
+        cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_namespace_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
