@@ -164,6 +164,10 @@ typedef struct engine_opts {
     engine_sink_fn sink;
     void *sink_ctx;
     pub_encode_fn encode; /* push frames: trace shows a pub as its frame does */
+    /* Called once, on the engine thread, when the engine stops storing for
+     * good (its files were removed or replaced): what names the cause. From
+     * then on every request fails with PL_EIO and engine_healthy() is 0. */
+    void (*fault)(void *sink_ctx, const char *what);
 } engine_opts;
 
 typedef struct engine_stats {
@@ -189,6 +193,7 @@ typedef struct engine_ops {
     void (*stop)(engine *e);
     void (*free)(engine *e);
     void (*stats)(engine *e, engine_stats *out);
+    int (*healthy)(engine *e); /* any thread: 0 once the engine cannot store */
 } engine_ops;
 
 struct engine {
@@ -243,6 +248,10 @@ static inline void engine_free(engine *e)
 static inline void engine_get_stats(engine *e, engine_stats *out)
 {
     e->ops->stats(e, out);
+}
+static inline int engine_healthy(engine *e)
+{
+    return e->ops->healthy(e);
 }
 
 /* Allocates a zeroed request; NULL on allocation failure. */

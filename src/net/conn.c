@@ -390,7 +390,8 @@ static int route(conn *c, http_req *h)
     if (get && path_is(h->rq, "/healthz")) {
         respond(c, 200, "OK", "text/plain", "ok\n", 3, keep, 0);
     } else if (get && path_is(h->rq, "/readyz")) {
-        if (atomic_load(&srv->ready))
+        /* Ready: started, and the engine can still store (engine_healthy). */
+        if (atomic_load(&srv->ready) && engine_healthy(srv->ps.eng))
             respond(c, 200, "OK", "text/plain", "ready\n", 6, keep, 0);
         else
             respond(c, 503, "Service Unavailable", "text/plain", "not ready\n", 10, keep, 0);

@@ -608,6 +608,15 @@ static int ps_ready(proto_server *ps)
 
 static const proto_server_ops server_ops = {.call_all = ps_call_all, .ready = ps_ready};
 
+/* Engine thread, once: the engine stopped storing for good (engine.h);
+ * /readyz fails from now on, and an operator must restart the server. */
+static void engine_fault(void *ctx, const char *what)
+{
+    (void)ctx;
+    log_event(LOG_ERROR, "storage_fault", "error", what, "action",
+              "storage is unavailable until an operator restarts the server", NULL);
+}
+
 /* The data directory belongs to one server: DATA/lock, held with flock for
  * the process's lifetime (the kernel releases it however the process ends),
  * holds the owner's PID so a second server can say who has it. */
@@ -689,6 +698,7 @@ server *server_new(config *cfg, char *err, size_t errlen)
         .sink = hub_sink,
         .sink_ctx = srv,
         .encode = proto_encode_pub,
+        .fault = engine_fault,
     };
     srv->ps.eng = engine_sqlite_new(&eo, err, errlen);
     if (!srv->ps.eng || !(srv->ps.dlv = server_delivery_new(srv))) goto fail;

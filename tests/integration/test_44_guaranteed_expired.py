@@ -32,8 +32,9 @@ def test_retention_expires_undelivered_guaranteed_pubs(server_factory):
     kept = api(srv, "trace", {"id": ids[4]})
     assert kept["deliveries"][0]["state"] == "sent", kept
     # The trimmed pubs are gone, so trace cannot look them up by id; their
-    # delivery rows are read from the database file (WAL readers are safe
-    # beside the server).
+    # delivery rows are read from the database file, once the server (which
+    # holds the database for itself while it runs) has stopped.
+    srv.stop()
     db = sqlite3.connect(os.path.join(srv.data_dir, "parley.db"))
     try:
         rows = db.execute("SELECT d.off, d.state FROM deliveries d JOIN channels c"

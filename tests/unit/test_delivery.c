@@ -120,8 +120,13 @@ static void fake_stats(engine *e, engine_stats *out)
     (void)e;
     memset(out, 0, sizeof(*out));
 }
-static const engine_ops fake_ops = {"fake",   fake_start, fake_submit,
-                                    fake_nop, fake_nop,   fake_stats};
+static int fake_healthy(engine *e)
+{
+    (void)e;
+    return 1;
+}
+static const engine_ops fake_ops = {"fake",   fake_start, fake_submit, fake_nop,
+                                    fake_nop, fake_stats, fake_healthy};
 
 static int f_online(void *ctx, const char *tenant, const char *channel, const char *user)
 {

@@ -139,6 +139,7 @@ static void test_damaged_rows(void **state)
         assert_int_equal(sqlite3_exec(db, "SAVEPOINT s", NULL, NULL, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_exec(db, damage[k], NULL, NULL, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_exec(db, "RELEASE s", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db); /* the engine takes the database for itself */
         fx_open(f);
         engine_submit(f->e, read_req("t1", "d", ENGINE_READ_HISTORY, 0, 0, NULL, 100, 0));
         engine_req *h = take(f, 1)[0];
@@ -147,6 +148,7 @@ static void test_damaged_rows(void **state)
         engine_req_free(h);
         fx_close(f);
         /* Undo for the next case: rewrite the original rows. */
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
         assert_int_equal(sqlite3_exec(db, "DELETE FROM pubs", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
         for (int i = 0; i < 8; i++)

@@ -275,3 +275,19 @@ void sq_revert_channels(sq_chan *touched)
         chan_reset_batch(ch);
     }
 }
+
+/* Doubles the ring up to rmax, so that idle channels (one subscriber, no
+ * traffic) cost no ring at all. A failed allocation keeps the old size. */
+void sq_ring_grow(sq_chan *ch)
+{
+    uint32_t ncap = ch->rcap ? ch->rcap * 2 : 4;
+    if (ncap > ch->rmax) ncap = ch->rmax;
+    pl_pub **nr = ncap ? pl_malloc(ncap * sizeof(*nr)) : NULL;
+    if (!nr) return;
+    for (uint32_t i = 0; i < ch->rcount; i++)
+        nr[i] = ch->ring[(ch->rstart + i) % ch->rcap];
+    pl_free(ch->ring);
+    ch->ring = nr;
+    ch->rcap = ncap;
+    ch->rstart = 0;
+}

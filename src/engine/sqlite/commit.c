@@ -306,6 +306,19 @@ static void undo_batch(sq_engine *e, size_t n, sq_chan *touched, int in_txn)
     sq_revert_channels(touched);
 }
 
+/* The files are not the ones opened (files.h): every request of the batch
+ * fails, with nothing staged left behind; the first time, says why. */
+static void fail_faulted(sq_engine *e, size_t n, const char *why)
+{
+    for (size_t i = 0; i < n; i++) {
+        engine_req *r = e->slots[i].req;
+        r->status = PL_EIO;
+        r->moved = 0;
+        r->count = 0;
+    }
+    if (why[0] && e->opts.fault) e->opts.fault(e->opts.sink_ctx, why);
+}
+
 /* Serves the batch's queries from the committed state, each capped at its
  * place in the batch, and hands every request to the sink in submission
  * order (see sq_process_batch). */
@@ -355,6 +368,12 @@ void sq_process_batch(sq_engine *e, size_t n)
     sq_chan *touched = NULL;
     int in_txn = 0;
     e->b_fatal = 0;
+    if (sq_files_faulted(&e->files)) {
+        fail_faulted(e, n, "");
+        record_commit(e, 0, 0, 0, 1);
+        answer_batch(e, n, now);
+        return;
+    }
 
     for (size_t i = 0; i < n; i++) {
         sq_slot *s = &e->slots[i];
@@ -376,16 +395,25 @@ void sq_process_batch(sq_engine *e, size_t n)
     }
     if (!e->b_fatal && sq_write_pubs(e, touched) != PL_OK) e->b_fatal = 1;
     if (!e->b_fatal && sq_finish_channels(e, touched, now, &in_txn) != PL_OK) e->b_fatal = 1;
-    if (!e->b_fatal && in_txn && sq_run_done(e->st[SQ_ST_COMMIT]) != PL_OK) e->b_fatal = 1;
+    /* The files must be the ones opened (files.h). Checked before the
+     * COMMIT, so a batch that finds them changed rolls back and stores
+     * nothing, and after it, before any answer: a change during the COMMIT
+     * is not acked (though it may be on disk, as after a failed COMMIT). */
+    char why[512] = "";
+    int lost = !e->b_fatal && in_txn && sq_files_check(&e->files, why, sizeof(why)) != PL_OK;
+    if (!e->b_fatal && !lost && in_txn && sq_run_done(e->st[SQ_ST_COMMIT]) != PL_OK) e->b_fatal = 1;
+    int committed = in_txn && !e->b_fatal && !lost;
+    if (committed && sq_files_check(&e->files, why, sizeof(why)) != PL_OK) lost = 1;
 
     uint64_t fresh = 0, dups = 0;
-    if (e->b_fatal) {
-        undo_batch(e, n, touched, in_txn);
+    if (e->b_fatal || lost) {
+        undo_batch(e, n, touched, in_txn && !committed);
+        if (lost) fail_faulted(e, n, why);
     } else {
         fresh = commit_publishes(e, n, &dups);
         sq_apply_channels(touched);
     }
-    record_commit(e, fresh, dups, clock_mono_us() - t0, e->b_fatal);
+    record_commit(e, fresh, dups, clock_mono_us() - t0, e->b_fatal || lost);
     sq_apply_cursors(e, n);
     answer_batch(e, n, now);
 }

@@ -12,6 +12,8 @@
 
 #define SQ_SCHEMA_VERSION 4
 #define SQ_SCHEMA_VERSION_OLDEST 2 /* still opened, upgraded in place */
+/* The lock is held from open to close (files.h): this is how long an open
+ * waits for its holder, a server still shutting down, before failing. */
 #define SQ_BUSY_TIMEOUT_MS 5000
 /* Checkpoint less often than SQLite's 1000 pages: one large batch dirties
  * ~1000 pages, and hot pages rewritten by consecutive batches are copied to
@@ -176,7 +178,10 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
 
     int64_t version = 0, page_size = 4096, has_n = 0;
     what = "pragmas";
-    if (exec_one(e->db, "PRAGMA journal_mode=WAL", NULL, "wal") ||
+    /* EXCLUSIVE before WAL: the WAL index then lives in heap memory, and the
+     * schema transaction below takes the lock for good (files.h). */
+    if (exec_one(e->db, "PRAGMA locking_mode=EXCLUSIVE", NULL, "exclusive") ||
+        exec_one(e->db, "PRAGMA journal_mode=WAL", NULL, "wal") ||
         exec_one(e->db, "PRAGMA synchronous=FULL", NULL, NULL) ||
         exec_one(e->db, "PRAGMA cache_size=-32768", NULL, NULL) ||
         exec_one(e->db, "PRAGMA wal_autocheckpoint=" STR(SQ_WAL_CHECKPOINT_PAGES), NULL, NULL) ||
@@ -214,8 +219,14 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
         if (sqlite3_prepare_v3(e->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &e->st[i],
                                NULL) != SQLITE_OK)
             goto fail;
-    pl_free(path);
-    return PL_OK;
+    int rc = sq_files_init(&e->files, path); /* takes path */
+    if (rc == PL_OK) return PL_OK;
+    if (rc == PL_ENOMEM)
+        snprintf(err, errlen, "engine: out of memory");
+    else
+        snprintf(err, errlen, "engine: cannot stat %s: %s", path, strerror(errno));
+    sq_files_release(&e->files);
+    return rc;
 fail:
     snprintf(err, errlen, "engine: %s %s: %s", what, path,
              e->db ? sqlite3_errmsg(e->db) : "out of memory");

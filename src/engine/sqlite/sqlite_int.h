@@ -65,15 +65,18 @@
  *     COMMIT, cut when first moves. The cache evicts between batches only.
  *  9. Delivery states are final except acknowledged -> seen (the cursor
  *     passed it) and failed -> queued (DLQ replay); failed writes a dlq row.
+ * 10. One engine holds the files (locked at open) and answers a commit only
+ *     while they are the ones it opened; else never again (files.h).
  *
  * Files (sq_ marks what they share): schema.c tables, upgrades, statements,
- * opening; cache.c the channel cache, LRU, rings, tenant quotas and bytes;
- * rows.c pubs rows read and written; retention.c trims, channel rows, the
- * sweep; commit.c the batch: staging, idempotency, commit or undo, answers;
- * read.c reads and cursors; delivery.c guaranteed-delivery rows; admin.c DLQ,
- * trace, sent-all; thread.c the thread, the vtable, engine_sqlite_new.
- * Retention, reads and deliveries are files of their own: each is a rule.
- * What the commit path runs per pub is static inline here, as it was inlined.
+ * opening; files.c the files' identity; cache.c the channel cache, LRU, rings,
+ * tenant quotas and bytes; rows.c pubs rows read and written; retention.c
+ * trims, channel rows, the sweep; commit.c the batch: staging, idempotency,
+ * commit or undo, answers; read.c reads and cursors; delivery.c
+ * guaranteed-delivery rows; admin.c DLQ, trace, sent-all; thread.c the
+ * thread, the vtable, engine_sqlite_new. Retention, reads and deliveries are
+ * files of their own (each is a rule); what the commit path runs per pub is
+ * static inline here, as it was inlined.
  */
 #ifndef PL_ENGINE_SQLITE_INT_H
 #define PL_ENGINE_SQLITE_INT_H
@@ -82,6 +85,7 @@
 #include <sqlite3.h>
 
 #include "engine/engine.h" /* stddef.h, stdint.h, util/status.h */
+#include "engine/sqlite/files.h"
 #include "util/map.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
@@ -181,6 +185,7 @@ typedef struct sq_engine {
     int b_fatal;      /* a statement of the open transaction failed */
     sbuf row_blob;    /* the `more` column being built, kept for its capacity */
     int64_t id_index; /* the database has pubs_id(id) (created at version 2) */
+    sq_files files;
     pthread_mutex_t stats_mu;
     engine_stats stats;
 } sq_engine;
@@ -194,6 +199,7 @@ void sq_apply_channels(sq_chan *touched);
 void sq_revert_channels(sq_chan *touched);
 void sq_chan_evict_excess(sq_engine *e);
 void sq_chan_free(sq_chan *ch);
+void sq_ring_grow(sq_chan *ch); /* up to rmax; called on the rare push that fills the ring */
 int64_t sq_tenant_bytes(sq_engine *e, const char *tenant);
 void sq_tenant_bytes_add(sq_engine *e, const char *tenant, int64_t delta);
 /* rows.c */
@@ -263,22 +269,6 @@ static inline uint64_t sq_ring_lo(const sq_chan *ch)
 static inline pl_pub *sq_ring_at(const sq_chan *ch, uint64_t off)
 {
     return ch->ring[(ch->rstart + (off - sq_ring_lo(ch))) % ch->rcap];
-}
-
-/* Doubles the ring up to rmax, so that idle channels (one subscriber, no
- * traffic) cost no ring at all. A failed allocation keeps the old size. */
-static inline void sq_ring_grow(sq_chan *ch)
-{
-    uint32_t ncap = ch->rcap ? ch->rcap * 2 : 4;
-    if (ncap > ch->rmax) ncap = ch->rmax;
-    pl_pub **nr = ncap ? pl_malloc(ncap * sizeof(*nr)) : NULL;
-    if (!nr) return;
-    for (uint32_t i = 0; i < ch->rcount; i++)
-        nr[i] = ch->ring[(ch->rstart + i) % ch->rcap];
-    pl_free(ch->ring);
-    ch->ring = nr;
-    ch->rcap = ncap;
-    ch->rstart = 0;
 }
 
 /* Appends the pub with offset ch->head + 1 (takes a reference). */

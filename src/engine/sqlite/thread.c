@@ -40,7 +40,8 @@ static void *engine_main(void *arg)
 
         if (n) sq_process_batch(e, n);
         int64_t now = clock_wall_ms();
-        if (now - e->last_sweep_ms >= SQ_SWEEP_EVERY_MS) {
+        /* Faulted: nothing is written again, not even trims (files.h). */
+        if (now - e->last_sweep_ms >= SQ_SWEEP_EVERY_MS && !sq_files_faulted(&e->files)) {
             e->last_sweep_ms = now;
             sq_sweep(e, now);
         }
@@ -94,6 +95,11 @@ static void op_stats(engine *base, engine_stats *out)
     pthread_mutex_unlock(&e->stats_mu);
 }
 
+static int op_healthy(engine *base)
+{
+    return !sq_files_faulted(&((sq_engine *)base)->files);
+}
+
 static void op_free(engine *base)
 {
     sq_engine *e = (sq_engine *)base;
@@ -119,7 +125,13 @@ static void op_free(engine *base)
     }
     for (int i = 0; i < SQ_ST_COUNT; i++)
         sqlite3_finalize(e->st[i]);
+    if (e->db && sq_files_faulted(&e->files)) {
+        /* Closing unlinks the WAL by name: not a file that replaced ours. */
+        int keep = 1;
+        sqlite3_file_control(e->db, "main", SQLITE_FCNTL_PERSIST_WAL, &keep);
+    }
     sqlite3_close(e->db);
+    sq_files_release(&e->files);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->stats_mu);
@@ -137,6 +149,7 @@ static const engine_ops sqlite_ops = {
     .stop = op_stop,
     .free = op_free,
     .stats = op_stats,
+    .healthy = op_healthy,
 };
 
 engine *engine_sqlite_new(const engine_opts *opts, char *err, size_t errlen)
