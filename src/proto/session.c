@@ -252,6 +252,7 @@ void session_free(session *s)
     free_strs(s->chans, s->nchans);
     free_strs(s->pubs, s->npubs);
     sbuf_release(&s->connect_reply);
+    pl_free(s->why);
     pl_free(s);
 }
 
@@ -393,6 +394,23 @@ static proto_error perm_error(perm_result r)
                                     : PE_PERMISSION_DENIED;
 }
 
+/* Why access was refused, for the error's detail: the rule, or for a
+ * channel no namespace takes, the namespace its name asks for. NULL when
+ * allowed. The text lives in the session until the next refusal. */
+static const char *refusal(session *s, perm_result r, const char *ch)
+{
+    if (r == PERM_OK) return NULL;
+    if (r != PERM_NO_NAMESPACE) return perm_why(r);
+    const char *colon = strchr(ch, ':');
+    if (!colon) return "the default namespace (channels without ':') is not configured";
+    char buf[128];
+    snprintf(buf, sizeof(buf), "no namespace '%.*s' is configured",
+             (int)(colon - ch > 64 ? 64 : colon - ch), ch);
+    pl_free(s->why); /* a refusal is rare: no buffer in every session for it */
+    s->why = pl_strdup(buf);
+    return s->why ? s->why : perm_why(r);
+}
+
 proto_error sess_may_read(session *s, const char *ch, const cfg_namespace **nsp, const char *tok,
                           size_t tlen, const char **why)
 {
@@ -401,7 +419,7 @@ proto_error sess_may_read(session *s, const char *ch, const cfg_namespace **nsp,
     perm_result r = perm_read(ns, ch, &who);
     if (r == PERM_NEED_TOKEN && tok && channel_token_ok(s, tok, tlen, ch)) r = PERM_OK;
     *nsp = ns;
-    if (why) *why = r == PERM_OK ? NULL : perm_why(r);
+    if (why) *why = refusal(s, r, ch);
     return perm_error(r);
 }
 
@@ -412,6 +430,6 @@ proto_error sess_may_publish(session *s, const char *ch, const cfg_namespace **n
     perm_claims who = claims_of(s);
     perm_result r = perm_publish(ns, ch, &who);
     *nsp = ns;
-    if (why) *why = r == PERM_OK ? NULL : perm_why(r);
+    if (why) *why = refusal(s, r, ch);
     return perm_error(r);
 }

@@ -60,6 +60,7 @@ struct session {
     uint64_t connect_id;
     sbuf connect_reply;
     rl_bucket cmds; /* limits.commands_per_second */
+    char *why;      /* the last refusal's detail (sess_may_read/publish), owned; NULL before */
     char client[PUB_ID_LEN + 1];
     uint8_t connected; /* a valid token was presented (WebSocket) or the stream opened (SSE) */
     uint8_t sse;

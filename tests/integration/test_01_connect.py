@@ -178,6 +178,6 @@ def test_permission_refusals_name_the_rule(server):
         err = await cl.error("subscribe", {"channel": "dm:#bob,carol"})
         assert err["code"] == 103 and "user list" in err["message"], err
         err = await cl.error("publish", {"channel": "nope:x", "data": 1})
-        assert err["code"] == 102 and "no namespace" in err["message"], err
+        assert err["code"] == 102 and "no namespace 'nope' is configured" in err["message"], err
         await cl.close()
     run(body())

@@ -172,7 +172,7 @@ static void refusals_by_namespace(void **state)
     assert_string_equal(expect_error(c, 0, 1, 103),
                         "permission denied: the namespace does not allow client publish");
     assert_string_equal(expect_error(c, 1, 2, 102),
-                        "unknown channel or namespace: no namespace matches the channel");
+                        "unknown channel or namespace: no namespace 'nope' is configured");
     assert_string_equal(expect_error(c, 2, 3, 103),
                         "permission denied: not in the channel's user list");
     assert_int_equal(fx->nreqs, 0);
