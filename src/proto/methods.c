@@ -92,18 +92,39 @@ static void publish_done(session *s, pending *pd, engine_req *r)
     sess_reply_end(s, pd->has_id, pd->method);
 }
 
+/* Keeps a history reply within half the connection's outbound queue: the
+ * pubs that fit, in reply order (at least one, so paging always moves), the
+ * rest dropped. A reply bigger than the queue would otherwise close the
+ * client as a slow consumer on every try. Returns whether pubs were cut. */
+static int fit_history(session *s, engine_req *r)
+{
+    size_t budget = s->h->srv->cfg->limits.outbound_queue_bytes / 2, bytes = 0, keep = 0;
+    while (keep < r->npubs) {
+        const rbuf *f = proto_pub_frame(r->pubs[keep]);
+        bytes += f ? f->len : 0;
+        if (keep && bytes > budget) break;
+        keep++;
+    }
+    for (size_t i = keep; i < r->npubs; i++)
+        pub_unref(r->pubs[i]);
+    int cut = keep < r->npubs;
+    r->npubs = keep;
+    return cut;
+}
+
 static void history_done(session *s, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
         sess_error(s, pd->has_id, pd->cmd_id, pd->method, proto_engine_error(r->status), NULL);
         return;
     }
+    int cut = fit_history(s, r);
     sbuf *o = sess_reply_begin(s, pd->cmd_id);
     sbuf_putc(o, '{');
     proto_put_pubs(o, r);
     sbuf_puts(o, ",\"offset\":");
     sbuf_u64(o, r->head);
-    sbuf_printf(o, ",\"epoch\":\"%s\"}", r->epoch);
+    sbuf_printf(o, ",\"epoch\":\"%s\",\"more\":%s}", r->epoch, cut ? "true" : "false");
     sess_reply_end(s, pd->has_id, pd->method);
 }
 
