@@ -284,7 +284,8 @@ void sq_ring_grow(sq_chan *ch)
     if (ncap > ch->rmax) ncap = ch->rmax;
     pl_pub **nr = ncap ? pl_malloc(ncap * sizeof(*nr)) : NULL;
     if (!nr) return;
-    for (uint32_t i = 0; i < ch->rcount; i++)
+    /* An empty ring (rcap 0) holds nothing: rcount is 0 there too. */
+    for (uint32_t i = 0; ch->rcap && i < ch->rcount; i++)
         nr[i] = ch->ring[(ch->rstart + i) % ch->rcap];
     pl_free(ch->ring);
     ch->ring = nr;
