@@ -13,20 +13,9 @@
 #define HEADER_NAME_MAX 256 /* bytes of a header name */
 #define PUSH_PREFIX_LEN 14  /* strlen("{\"push\":\"pub\",") */
 
-enum pending_kind {
-    P_PUBLISH,
-    P_HISTORY,
-    P_SUBSCRIBE,
-    P_PAGE,
-    P_READ,
-    P_PENDING,
-    P_ACK,
-    P_API_PUBLISH,
-    P_API_HISTORY,
-    P_API_BROADCAST,
-    P_API_CURSORS,
-    P_API_ADMIN
-};
+/* What an HTTP API answer completes (api.c's done handler tells them apart;
+ * the session's requests each carry their own handler instead). */
+enum api_pending_kind { P_API_PUBLISH, P_API_HISTORY, P_API_BROADCAST, P_API_CURSORS, P_API_ADMIN };
 
 typedef struct pending pending;
 
@@ -40,13 +29,12 @@ struct pending {
     uint64_t conn_id;
     uint64_t cmd_id;
     uint32_t gen;
-    uint8_t kind;
+    uint8_t kind; /* API requests: enum api_pending_kind */
     uint8_t has_id;
     uint8_t in_connect;
     uint8_t method;
     uint64_t since_offset;
     uint8_t has_since;
-    uint8_t epoch_matched;
     void *agg;           /* API broadcast/cursors aggregate, NULL otherwise */
     uint32_t slot;       /* its index in the aggregate */
     uint8_t server_side; /* subscription made by the server API: result as a push */

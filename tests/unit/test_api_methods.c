@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "source_file.h"
+
 #include <glob.h>
 
 #include "config/vocab.h"
@@ -39,22 +41,6 @@ typedef struct doc {
 } doc;
 
 /* ---- reading the tree ----------------------------------------------------- */
-
-/* The whole file at path, NUL-terminated; the caller frees it. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
 
 /* Copies [p, p+n) without surrounding blanks into out. */
 static void copy_trimmed(char *out, const char *p, size_t n)
@@ -157,7 +143,7 @@ static void parse_headings(doc *d, const char *text)
 static void read_doc(doc *d)
 {
     memset(d, 0, sizeof(*d));
-    char *text = slurp(PARLEY_SOURCE_DIR "/docs/api.md");
+    char *text = source_slurp(PARLEY_SOURCE_DIR "/docs/api.md");
     parse_scopes_table(d, text);
     parse_headings(d, text);
     free(text);
@@ -307,7 +293,7 @@ static void test_every_method_has_a_black_box_test(void **state)
     char **texts = calloc(g.gl_pathc, sizeof(char *));
     assert_non_null(texts);
     for (size_t f = 0; f < g.gl_pathc; f++)
-        texts[f] = slurp(g.gl_pathv[f]);
+        texts[f] = source_slurp(g.gl_pathv[f]);
     int bad = 0;
     const char *name;
     for (size_t i = 0; api_method_at(i, &name, NULL) == 0; i++) {

@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "source_file.h"
+
 #include "util/errors.h"
 
 #ifndef PARLEY_SOURCE_DIR
@@ -34,22 +36,6 @@ static int in_table(long code)
     for (size_t i = 0; i < NCODES; i++)
         if (table_codes[i] == code) return 1;
     return 0;
-}
-
-/* The whole file at path, NUL-terminated; the caller frees it. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
 }
 
 /* The number a line names as a code: a heading whose text starts with a
@@ -122,7 +108,7 @@ static char *page_of_all_codes(void)
 static void test_the_page_names_every_code_once_and_no_other(void **state)
 {
     (void)state;
-    char *text = slurp(PARLEY_SOURCE_DIR "/docs/troubleshooting.md");
+    char *text = source_slurp(PARLEY_SOURCE_DIR "/docs/troubleshooting.md");
     char why[128] = "";
     if (check_page(text, why, sizeof(why))) fail_msg("docs/troubleshooting.md: %s", why);
     free(text);
