@@ -12,11 +12,12 @@
 
 /* What a queued item holds. Every item carries one reference. */
 enum out_kind {
-    OUT_PUB,  /* pl_pub*: its shared frame; SSE adds an id line */
-    OUT_JSON, /* rbuf* holding one JSON object (reply or push) */
-    OUT_GAP,  /* rbuf* holding a gap push (an event named gap on SSE) */
-    OUT_RAW,  /* rbuf* written as is (HTTP responses, WebSocket control frames) */
-    OUT_PUBS, /* rbuf* holding several pub frames joined by '\n' (WebSocket only) */
+    OUT_PUB,   /* pl_pub*: its shared frame; SSE adds an id line */
+    OUT_JSON,  /* rbuf* holding one JSON object (reply or push) */
+    OUT_GAP,   /* rbuf* holding a gap push (an event named gap on SSE) */
+    OUT_RAW,   /* rbuf* written as is (HTTP responses, WebSocket control frames) */
+    OUT_PUBS,  /* rbuf* holding several pub frames joined by '\n' (WebSocket only) */
+    OUT_REPLY, /* rbuf* holding replies to the client's own commands (JSON, joined by '\n') */
 };
 
 enum sink_kind {
@@ -27,6 +28,11 @@ enum sink_kind {
 
 typedef struct pl_sink pl_sink;
 
+/* Replies stay below the queue bound by backpressure, not by cutting; a
+ * connection whose queue still reaches this many times the bound (replies
+ * of pipelined reads already in storage when reading paused) is cut. */
+#define SINK_HARD_CAP_FACTOR 4
+
 typedef struct sink_ops {
     /* Queues an item, taking the reference in ref. 0, or -1 when it was
      * dropped: the sink is closing, out of memory, or past its queue bound
@@ -36,8 +42,17 @@ typedef struct sink_ops {
      * has. -1 as enqueue, or when the frame cannot be made (the sink is then
      * closed with 4002, so the client recovers the pub by reconnecting). */
     int (*enqueue_pub)(pl_sink *s, pl_pub *p);
-    /* Queues a copy of one JSON message (reply or push). 0 or -1. */
+    /* Queues a copy of one JSON push. 0 or -1. */
     int (*send_json)(pl_sink *s, const char *json, size_t len);
+    /* Queues a copy of one reply to the client's own command. Replies are
+     * counted in `replies` and never cut the connection as a slow consumer
+     * (the session bounds them by pausing reads) up to a hard cap of
+     * SINK_HARD_CAP_FACTOR times the queue bound. 0 or -1. */
+    int (*send_reply)(pl_sink *s, const char *json, size_t len);
+    /* Stops (on = 0) or resumes (on = 1) reading the client's input: TCP
+     * backpressure on a client whose commands outrun their answers. NULL:
+     * nothing to pause (fakes). */
+    void (*reading)(pl_sink *s, int on);
     /* Starts closing with a close code and reason, after what is queued. */
     void (*close)(pl_sink *s, uint16_t code, const char *reason);
     /* Writes the peer's address ("192.0.2.7", "::1") into out; "" when
@@ -48,6 +63,7 @@ typedef struct sink_ops {
 struct pl_sink {
     const sink_ops *ops;
     size_t queued;   /* bytes queued and being written, kept by the implementation */
+    size_t replies;  /* of which replies (OUT_REPLY), kept by the implementation */
     uint64_t id;     /* the connection's id, unique in the server */
     uint8_t kind;    /* enum sink_kind */
     uint8_t closing; /* closing was decided: the connection takes no more commands */
@@ -67,6 +83,16 @@ static inline int sink_enqueue_pub(pl_sink *s, pl_pub *p)
 static inline int sink_send_json(pl_sink *s, const char *json, size_t len)
 {
     return s->ops->send_json(s, json, len);
+}
+
+static inline int sink_send_reply(pl_sink *s, const char *json, size_t len)
+{
+    return s->ops->send_reply(s, json, len);
+}
+
+static inline void sink_reading(pl_sink *s, int on)
+{
+    if (s->ops->reading) s->ops->reading(s, on);
 }
 
 static inline void sink_close(pl_sink *s, uint16_t code, const char *reason)

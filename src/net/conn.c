@@ -15,7 +15,7 @@
 
 static const sink_ops conn_sink_ops;
 static int conn_enqueue_pub(conn *c, pl_pub *p);
-static int conn_send_json(conn *c, const char *json, size_t len);
+static int conn_send(conn *c, enum out_kind kind, const char *json, size_t len);
 
 /* ---- WebSocket callbacks ------------------------------------------------ */
 
@@ -192,6 +192,7 @@ typedef struct write_req {
     conn *c;
     size_t cap; /* bytes allocated, for reuse as the worker's spare */
     size_t bytes;
+    size_t reply_bytes; /* of bytes, replies (the sink's replies count) */
     uint32_t nitems;
     out_item *items;
     uv_buf_t *bufs;
@@ -308,6 +309,7 @@ static void write_done(write_req *wr, int status)
     for (uint32_t i = 0; i < wr->nitems; i++)
         item_unref(&wr->items[i]);
     c->out.queued -= wr->bytes;
+    c->out.replies -= wr->reply_bytes;
     c->writing = 0;
     wr_release(c->w, wr);
     if (c->out.closed) return;
@@ -404,11 +406,12 @@ static void flush(conn *c)
     wr->bufs = (uv_buf_t *)(wr->items + n);
     wr->hdrs = (uint8_t *)(wr->bufs + 3 * n + 1);
     wr->nitems = n;
-    wr->bytes = 0;
+    wr->bytes = wr->reply_bytes = 0;
     for (uint32_t i = 0; i < n; i++) {
         wr->items[i] = c->q[c->qhead];
         c->qhead = (c->qhead + 1) % c->qcap;
         wr->bytes += wr->items[i].len;
+        if (wr->items[i].kind == OUT_REPLY) wr->reply_bytes += wr->items[i].len;
     }
     c->qlen -= n;
     c->reply_room = 0; /* the reply buffer may be in this write now */
@@ -427,6 +430,7 @@ static void flush(conn *c)
         sbuf_release(&b);
         if (!sse) {
             c->out.queued -= wr->bytes;
+            c->out.replies -= wr->reply_bytes;
             for (uint32_t i = 0; i < n; i++)
                 item_unref(&wr->items[i]);
             wr_release(c->w, wr);
@@ -524,6 +528,7 @@ static int queue_push(conn *c, out_item it)
     c->q[(c->qhead + c->qlen) % c->qcap] = it;
     c->qlen++;
     c->out.queued += it.len;
+    if (it.kind == OUT_REPLY) c->out.replies += it.len;
     c->reply_room = 0;
     mark_dirty(c, it.kind != OUT_PUB && it.kind != OUT_PUBS);
     return 0;
@@ -536,6 +541,7 @@ static void slow_consumer(conn *c)
     for (uint32_t i = 0; i < c->qlen; i++) {
         out_item *it = &c->q[(c->qhead + i) % c->qcap];
         c->out.queued -= it->len;
+        if (it->kind == OUT_REPLY) c->out.replies -= it->len;
         item_unref(it);
     }
     c->qlen = 0;
@@ -543,11 +549,22 @@ static void slow_consumer(conn *c)
     conn_close(c, PC_SLOW_CONSUMER, "slow consumer");
 }
 
+/* Whether an item would take the queue past its bound: pushes may fill
+ * the bound beside the replies (which the session keeps under it by
+ * pausing reads); anything past the hard cap cuts the connection. */
+static int over_bound(const conn *c, enum out_kind kind, size_t len)
+{
+    size_t bound = c->w->srv->cfg.limits.outbound_queue_bytes;
+    if (kind == OUT_RAW) return 0;
+    if (c->out.queued + len > bound * SINK_HARD_CAP_FACTOR) return 1;
+    return kind != OUT_REPLY && c->out.queued - c->out.replies + len > bound;
+}
+
 int conn_enqueue(conn *c, enum out_kind kind, void *ref, size_t len)
 {
     out_item it = {ref, kind, (uint32_t)len};
     if (c->out.closed || (kind != OUT_RAW && c->state == CS_CLOSING)) goto drop;
-    if (kind != OUT_RAW && c->out.queued + len > c->w->srv->cfg.limits.outbound_queue_bytes) {
+    if (over_bound(c, kind, len)) {
         item_unref(&it);
         slow_consumer(c);
         return -1;
@@ -580,10 +597,10 @@ static int conn_enqueue_pub(conn *c, pl_pub *p)
  * holds much more memory than the bytes it counts. */
 #define REPLY_CHUNK 4000
 
-static int conn_send_json(conn *c, const char *json, size_t len)
+static int conn_send(conn *c, enum out_kind kind, const char *json, size_t len)
 {
-    if (c->reply_room > len && c->state == CS_WS && !c->out.closed &&
-        c->out.queued + len + 1 <= c->w->srv->cfg.limits.outbound_queue_bytes) {
+    if (kind == OUT_REPLY && c->reply_room > len && c->state == CS_WS && !c->out.closed &&
+        !over_bound(c, kind, len + 1)) {
         out_item *tail = &c->q[(c->qhead + c->qlen - 1) % c->qcap];
         rbuf *b = tail->ref;
         b->data[b->len] = '\n';
@@ -592,18 +609,19 @@ static int conn_send_json(conn *c, const char *json, size_t len)
         b->data[b->len] = '\0';
         tail->len = (uint32_t)b->len;
         c->out.queued += len + 1;
+        c->out.replies += len + 1;
         c->reply_room -= (uint32_t)(len + 1);
         return 0;
     }
-    int burst = c->out.kind == SINK_WS && c->qlen &&
-                c->q[(c->qhead + c->qlen - 1) % c->qcap].kind == OUT_JSON;
+    int burst = kind == OUT_REPLY && c->out.kind == SINK_WS && c->qlen &&
+                c->q[(c->qhead + c->qlen - 1) % c->qcap].kind == OUT_REPLY;
     size_t cap = burst && len < REPLY_CHUNK ? REPLY_CHUNK : len;
     rbuf *r = rbuf_new(cap);
     if (!r) return -1;
     memcpy(r->data, json, len);
     r->len = len;
     r->data[len] = '\0';
-    if (conn_enqueue(c, OUT_JSON, r, len) != 0) return -1;
+    if (conn_enqueue(c, kind, r, len) != 0) return -1;
     c->reply_room = (uint32_t)(cap - len);
     return 0;
 }
@@ -618,7 +636,7 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         int n = snprintf(buf, sizeof(buf),
                          "{\"push\":\"disconnect\",\"code\":%u,\"reason\":\"%s\",\"reconnect\":%s}",
                          code, reason, proto_close_reconnect(code) ? "true" : "false");
-        conn_send_json(c, buf, (size_t)n);
+        conn_send(c, OUT_JSON, buf, (size_t)n);
         c->close_code = code;
         ws_session_close(c->ws, code, reason);
     } else if (c->state == CS_SSE) {
@@ -656,7 +674,25 @@ static int sink_enqueue_pub_impl(pl_sink *s, pl_pub *p)
 
 static int sink_send_json_impl(pl_sink *s, const char *json, size_t len)
 {
-    return conn_send_json(conn_of(s), json, len);
+    return conn_send(conn_of(s), OUT_JSON, json, len);
+}
+
+static int sink_send_reply_impl(pl_sink *s, const char *json, size_t len)
+{
+    return conn_send(conn_of(s), OUT_REPLY, json, len);
+}
+
+/* Only WebSocket input is paused: an SSE client sends nothing, and the
+ * HTTP phase pauses on its own while a request is answered. */
+static void sink_reading_impl(pl_sink *s, int on)
+{
+    conn *c = conn_of(s);
+    if (c->out.closed || c->state != CS_WS || c->paused == !on) return;
+    c->paused = (uint8_t)!on;
+    if (on)
+        conn_read_start(c);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 static void sink_close_impl(pl_sink *s, uint16_t code, const char *reason)
@@ -675,6 +711,8 @@ static const sink_ops conn_sink_ops = {
     .enqueue = sink_enqueue_impl,
     .enqueue_pub = sink_enqueue_pub_impl,
     .send_json = sink_send_json_impl,
+    .send_reply = sink_send_reply_impl,
+    .reading = sink_reading_impl,
     .close = sink_close_impl,
     .peer = sink_peer_impl,
 };

@@ -33,6 +33,7 @@ struct conn {
     uint8_t dirty; /* 0, DIRTY_QUEUED or DIRTY_GONE (closed while queued) */
     uint8_t close_after_flush;
     uint8_t ip_family; /* 0 when not counted against max_connections_per_ip */
+    uint8_t paused;    /* reading stopped by the session (sink reading op) */
     uint8_t ip[16];
     uint16_t close_code; /* WebSocket close code once closing was decided */
     http_req *http;      /* only in CS_HTTP */

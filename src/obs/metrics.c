@@ -218,6 +218,16 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
                     "Stored pubs that could not be handed to a worker (its subscribers of the "
                     "channel were closed with 4002 to resume by offset).",
                     "counter", sum(shards, n, M_PUBS_LOST));
+    metrics_counter(o, "parley_read_pauses_total",
+                    "Times a client's input stopped being read because its commands outran their "
+                    "answers (backpressure).",
+                    "counter", sum(shards, n, M_READS_PAUSED));
+    /* Resumes read first: a pause always precedes its resume, so the
+     * difference cannot wrap. */
+    uint64_t resumed = sum(shards, n, M_READS_RESUMED);
+    metrics_counter(o, "parley_paused_connections",
+                    "Connections whose input is not read now (backpressure).", "gauge",
+                    sum(shards, n, M_READS_PAUSED) - resumed);
 
     double lb[METRICS_LAT_BUCKETS];
     uint64_t lc[METRICS_LAT_BUCKETS] = {0};

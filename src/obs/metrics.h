@@ -35,6 +35,8 @@ enum metric_counter {
     M_TYPING_DROPPED,
     M_READ_UPDATES,
     M_PUBS_LOST,
+    M_READS_PAUSED,  /* a client's reading paused: its commands outran their answers */
+    M_READS_RESUMED, /* ... resumed, or the paused connection closed */
     M__COUNT
 };
 

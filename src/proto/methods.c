@@ -92,17 +92,17 @@ static void publish_done(session *s, pending *pd, engine_req *r)
     sess_reply_end(s, pd->has_id, pd->method);
 }
 
-/* Keeps a history reply within half the connection's outbound queue: the
- * pubs that fit, in reply order (at least one, so paging always moves), the
- * rest dropped. A reply bigger than the queue would otherwise close the
- * client as a slow consumer on every try. Returns whether pubs were cut. */
+/* Keeps a history reply within the connection's reply budget: the pubs
+ * that fit, in reply order, the rest dropped. A reply bigger than the queue
+ * would otherwise close the client as a slow consumer on every try. Returns
+ * whether pubs were cut. */
 static int fit_history(session *s, engine_req *r)
 {
-    size_t budget = s->h->srv->cfg->limits.outbound_queue_bytes / 2, bytes = 0, keep = 0;
+    size_t budget = sess_reply_budget(s), bytes = 0, keep = 0;
     while (keep < r->npubs) {
         const rbuf *f = proto_pub_frame(r->pubs[keep]);
         bytes += f ? f->len : 0;
-        if (keep && bytes > budget) break;
+        if (bytes > budget && (keep || s->out->replies)) break;
         keep++;
     }
     for (size_t i = keep; i < r->npubs; i++)
@@ -371,11 +371,14 @@ static void m_publish(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
                   .cmd_id = cmd->id,
                   .has_id = (uint8_t)cmd->has_id,
                   .done = publish_answered,
-                  .method = (uint8_t)mi};
+                  .method = (uint8_t)mi,
+                  .flow = 1};
     code = proto_submit_pub(s->h, p, ns, &pd);
     if (code) {
         sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
-    } else if (cls == PUB_EPHEMERAL) {
+    } else if (cls != PUB_EPHEMERAL) {
+        s->inflight++; /* counted as sess_submit does */
+    } else {
         proto_ephemeral_result(sess_reply_begin(s, cmd->id), id);
         sess_reply_end(s, cmd->has_id, mi);
     }
@@ -421,7 +424,7 @@ static void m_history(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
                     .has_id = (uint8_t)cmd->has_id,
                     .done = history_answered,
                     .method = (uint8_t)mi};
-    host_submit(s->h, r);
+    sess_submit(s, r);
 }
 
 static void m_refresh(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
@@ -480,7 +483,7 @@ static void submit_user_op(session *s, const proto_cmd *cmd, unsigned mi, enum e
                     .has_id = (uint8_t)cmd->has_id,
                     .done = done,
                     .method = (uint8_t)mi};
-    host_submit(s->h, r);
+    sess_submit(s, r);
 }
 
 static void m_ack(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
@@ -684,4 +687,5 @@ void session_on_text(session *s, const char *data, size_t len)
         }
         methods[mi].fn(s, cmd, b, mi);
     }
+    sess_flow(s);
 }

@@ -39,6 +39,7 @@ struct pending {
     uint32_t slot;       /* its index in the aggregate */
     uint8_t server_side; /* subscription made by the server API: result as a push */
     uint8_t kept;        /* set by done when it keeps r (not recycled) */
+    uint8_t flow;        /* counted in its session's commands in flight (sess_submit) */
 };
 
 /* The params of a publish, as tokens (-1: absent), found in one walk over

@@ -15,7 +15,61 @@
 void sess_send(session *s, sbuf *o)
 {
     if (o->oom) return;
+    sink_send_reply(s->out, o->data, o->len);
+}
+
+void sess_push(session *s, sbuf *o)
+{
+    if (o->oom) return;
     sink_send_json(s->out, o->data, o->len);
+}
+
+/* A client's commands are read only as fast as their answers leave: past
+ * FLOW_INFLIGHT_HIGH commands in storage, or half the outbound queue of
+ * replies it has not taken, the connection is no longer read (TCP then
+ * slows the client) until both are back under their low-water marks. The
+ * in-flight bound matters because a storage answer queues its reply only
+ * later: one read takes up to 64 KiB of commands. */
+#define FLOW_INFLIGHT_HIGH 512
+#define FLOW_INFLIGHT_LOW 256
+
+void sess_flow(session *s)
+{
+    size_t bound = s->h->srv->cfg->limits.outbound_queue_bytes;
+    if (s->out->closed) return;
+    if (!s->paused) {
+        if (s->inflight < FLOW_INFLIGHT_HIGH && s->out->replies < bound / 2) return;
+        s->paused = 1;
+        metrics_add(s->h->metrics, M_READS_PAUSED, 1);
+        sink_reading(s->out, 0);
+    } else if (s->inflight <= FLOW_INFLIGHT_LOW && s->out->replies <= bound / 4) {
+        s->paused = 0;
+        metrics_add(s->h->metrics, M_READS_RESUMED, 1);
+        sink_reading(s->out, 1);
+    }
+}
+
+size_t sess_reply_budget(const session *s)
+{
+    size_t half = s->h->srv->cfg->limits.outbound_queue_bytes / 2;
+    return s->out->replies < half ? half - s->out->replies : 0;
+}
+
+void sess_submit(session *s, engine_req *r)
+{
+    pending *pd = r->ctx;
+    pd->flow = 1;
+    s->inflight++;
+    host_submit(s->h, r);
+}
+
+/* A counted request was answered (sess_submit): one less in flight. */
+static void sess_answered(proto_host *h, uint64_t conn_id)
+{
+    session *s = h->ops->find(h, conn_id);
+    if (!s || !s->inflight) return;
+    s->inflight--;
+    sess_flow(s);
 }
 
 void sess_error(session *s, int has_id, uint64_t id, unsigned mi, int code, const char *detail)
@@ -238,6 +292,7 @@ void session_free(session *s)
     if (!s) return;
     while (s->nsubs)
         sess_drop_sub(s, s->subs[s->nsubs - 1]);
+    if (s->paused) metrics_add(s->h->metrics, M_READS_RESUMED, 1); /* the gauge counts live ones */
     if (s->connected && !s->sse) fanout_user_del(s->h->fan, s->out, s->tenant, s->user);
     tenant_counters *tc = s->counted_conn ? metrics_tenant(s->h->metrics, s->tenant) : NULL;
     if (tc) atomic_fetch_add(&tc->connections_closed, 1);
@@ -322,8 +377,10 @@ int sess_login(session *s, const struct jwt *j, const tenant *tk)
 void proto_on_engine_done(proto_host *h, engine_req *r)
 {
     pending *pd = r->ctx;
+    uint64_t counted = pd && pd->flow ? pd->conn_id : 0;
     if (pd && pd->done) pd->done(h, pd, r);
     if (!pd || !pd->kept) engine_req_recycle(&h->req_pool, r); /* and pd, inside it */
+    if (counted) sess_answered(h, counted);
 }
 
 /* The connected session an answer is for, or NULL when it went away. */

@@ -55,6 +55,7 @@ struct session {
     sub **subs;
     sse_stream *stream; /* SSE streams only (owned), else NULL */
     uint32_t nsubs, capsubs;
+    uint32_t inflight; /* commands submitted to storage and not answered yet */
     uint32_t gen;
     uint32_t connect_pending; /* connect with subs: READs its reply still waits for */
     uint64_t connect_id;
@@ -67,6 +68,7 @@ struct session {
     uint8_t connect_has_id, connect_first_sub;
     uint8_t counted_tenant, counted_user; /* held connection-limit counts */
     uint8_t counted_conn;                 /* counted in the tenant's metrics */
+    uint8_t paused;                       /* reading is paused (sess_flow) */
 };
 
 /* ---- replies (session.c) ----------------------------------------------- */
@@ -83,8 +85,20 @@ sbuf *sess_reply_begin(session *s, uint64_t id);
 void sess_reply_end(session *s, int has_id, unsigned mi);
 /* An empty result ({}), when the command had an id. */
 void sess_reply_empty(session *s, const proto_cmd *cmd, unsigned mi);
-/* Sends o's text as one JSON message (nothing when o ran out of memory). */
+/* Sends o's text as a reply (sess_send) or a push (sess_push): one JSON
+ * message, nothing when o ran out of memory. */
 void sess_send(session *s, sbuf *o);
+void sess_push(session *s, sbuf *o);
+/* Submits a storage request that answers a command, counted in the
+ * session's commands in flight until its answer (reads pause past a bound). */
+void sess_submit(session *s, engine_req *r);
+/* Pauses or resumes reading the client by its commands in flight and its
+ * replies queued; called after each message, answer and drain. */
+void sess_flow(session *s);
+/* Bytes of pubs a reply may still carry: what replies leave of half the
+ * outbound queue. A reply carries at least one pub only when no other reply
+ * waits (so paging moves, and pipelined reads stay under the hard cap). */
+size_t sess_reply_budget(const session *s);
 /* 0 when a command may run now, else the wait in ms (connection, then user
  * limits); sess_publish_wait adds the namespace's and tenant's publish rates. */
 int64_t sess_command_wait(session *s);

@@ -162,7 +162,7 @@ proto_error sess_subscribe(session *s, const char *ch, const cfg_namespace *ns, 
         r->mode = ENGINE_READ_HISTORY;
         r->limit = 0;
     }
-    host_submit(h, r);
+    sess_submit(s, r);
     return 0;
 oom:
     if (sb) {
@@ -201,7 +201,9 @@ void session_on_drain(session *s)
 {
     /* A closing connection takes no more pubs: a page would be dropped and
      * asked for again at once, until the connection is gone. */
-    if (!s || s->out->closing) return;
+    if (!s) return;
+    sess_flow(s);
+    if (s->out->closing) return;
     size_t low = s->h->srv->cfg->limits.outbound_queue_bytes / 2;
     for (uint32_t i = 0; i < s->nsubs && s->out->queued < low; i++) {
         sub *sb = s->subs[i];
@@ -279,12 +281,12 @@ static void put_result_pubs(sbuf *o, engine_req *r, const engine_req *pending)
  * that is not a recovery the oldest ones are dropped. */
 static void fit_result(session *s, engine_req *r, int recovered)
 {
-    size_t budget = s->h->srv->cfg->limits.outbound_queue_bytes / 2, bytes = 0, keep = 0;
+    size_t budget = sess_reply_budget(s), bytes = 0, keep = 0;
     for (size_t k = 0; k < r->npubs; k++) {
         size_t i = recovered ? k : r->npubs - 1 - k;
         const rbuf *f = proto_pub_frame(r->pubs[i]);
         bytes += f ? f->len : 0;
-        if (keep && bytes > budget) break;
+        if (bytes > budget && (keep || s->out->replies)) break;
         keep++;
     }
     if (keep == r->npubs) return;
@@ -401,7 +403,7 @@ static void subscribe_done(session *s, sub *sb, pending *pd, engine_req *r)
         sbuf_putc(o, '}');
         if (pd->server_side) {
             sbuf_putc(o, '}');
-            sess_send(s, o);
+            sess_push(s, o);
         } else if (!pd->in_connect) {
             sess_reply_end(s, pd->has_id, mi);
         }
@@ -534,6 +536,6 @@ void session_server_unsubscribe(session *s, const char *ch)
     sbuf_puts(&o, "{\"push\":\"unsubscribe\",\"channel\":");
     sbuf_json_str(&o, ch, strlen(ch));
     sbuf_puts(&o, ",\"code\":2000,\"reason\":\"unsubscribed by the server\"}");
-    sess_send(s, &o);
+    sess_push(s, &o);
     sbuf_release(&o);
 }

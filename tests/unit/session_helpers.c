@@ -33,22 +33,26 @@ static void record(fake_conn *c, enum out_kind kind, const char *text, size_t le
     c->msgs[c->nmsgs++] = (fake_msg){.kind = kind, .text = t};
 }
 
-/* As net/conn.c: nothing but raw bytes once closing, and an item past the
- * queue bound closes the connection as a slow consumer, dropping the queue.
- * 0 when taken. */
+/* As net/conn.c: nothing but raw bytes once closing, and a push past the
+ * queue bound (beside the replies), or anything past the hard cap, closes
+ * the connection as a slow consumer, dropping the queue. 0 when taken. */
 static int admit(fake_conn *c, enum out_kind kind, size_t len)
 {
+    size_t bound = c->fx->cfg.limits.outbound_queue_bytes;
     if (c->base.closed || (kind != OUT_RAW && c->base.closing)) {
         c->refused++;
         return -1;
     }
-    if (kind != OUT_RAW && c->base.queued + len > c->fx->cfg.limits.outbound_queue_bytes) {
+    if (kind != OUT_RAW &&
+        (c->base.queued + len > bound * SINK_HARD_CAP_FACTOR ||
+         (kind != OUT_REPLY && c->base.queued - c->base.replies + len > bound))) {
         c->refused++;
-        c->base.queued = 0; /* conn.c drops what was not written yet */
+        c->base.queued = c->base.replies = 0; /* conn.c drops what was not written yet */
         sink_close(&c->base, PC_SLOW_CONSUMER, "slow consumer");
         return -1;
     }
     c->base.queued += len;
+    if (kind == OUT_REPLY) c->base.replies += len;
     return 0;
 }
 
@@ -100,6 +104,19 @@ static int f_send_json(pl_sink *s, const char *json, size_t len)
     return 0;
 }
 
+static int f_send_reply(pl_sink *s, const char *json, size_t len)
+{
+    fake_conn *c = fc(s);
+    if (admit(c, OUT_REPLY, len)) return -1;
+    record(c, OUT_REPLY, json, len);
+    return 0;
+}
+
+static void f_reading(pl_sink *s, int on)
+{
+    fc(s)->reading_paused = !on;
+}
+
 static void f_close(pl_sink *s, uint16_t code, const char *reason)
 {
     fake_conn *c = fc(s);
@@ -109,7 +126,12 @@ static void f_close(pl_sink *s, uint16_t code, const char *reason)
     s->closing = 1;
 }
 
-static const sink_ops fake_sink_ops = {f_enqueue, f_enqueue_pub, f_send_json, f_close, NULL};
+static const sink_ops fake_sink_ops = {.enqueue = f_enqueue,
+                                       .enqueue_pub = f_enqueue_pub,
+                                       .send_json = f_send_json,
+                                       .send_reply = f_send_reply,
+                                       .reading = f_reading,
+                                       .close = f_close};
 
 /* ---- the host ---------------------------------------------------------------- */
 
@@ -288,7 +310,7 @@ void conn_send(fake_conn *c, const char *text)
 
 void conn_drain(fake_conn *c)
 {
-    c->base.queued = 0;
+    c->base.queued = c->base.replies = 0;
     session_on_drain(c->s);
 }
 

@@ -17,7 +17,7 @@
 
 #define FX_SECRET "session-test-secret"
 #define FX_EPOCH "ep0ch001"
-#define FX_MAX_REQS 256
+#define FX_MAX_REQS 1024
 #define FX_MAX_CONNS 8
 
 /* What a connection was sent, in order: every JSON message (replies and
@@ -41,7 +41,8 @@ typedef struct fake_conn {
     size_t nmsgs, cap;
     uint16_t close_code; /* 0 while open */
     char close_reason[64];
-    size_t refused; /* items dropped (closing, or past the bound) */
+    size_t refused;     /* items dropped (closing, or past the bound) */
+    int reading_paused; /* the session stopped reading (sink reading op) */
 } fake_conn;
 
 struct fixture {

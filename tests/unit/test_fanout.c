@@ -75,7 +75,11 @@ static void f_close(pl_sink *s, uint16_t code, const char *reason)
     ((fake_sink *)s)->close_code = code;
 }
 
-static const sink_ops fake_ops = {f_enqueue, f_enqueue_pub, f_send_json, f_close, NULL};
+static const sink_ops fake_ops = {.enqueue = f_enqueue,
+                                  .enqueue_pub = f_enqueue_pub,
+                                  .send_json = f_send_json,
+                                  .send_reply = f_send_json,
+                                  .close = f_close};
 
 static void sink_init(fake_sink *f, enum sink_kind kind)
 {

@@ -34,15 +34,17 @@ static void fan_one(fixture *fx, uint64_t off)
 
 /* ---- slow consumer ---------------------------------------------------------------- */
 
-/* The subscribe result does not fit: the connection is closed as a slow
- * consumer; the subscription stays consistent and nothing more is written. */
-static void result_past_the_queue_bound_closes_4001(void **state)
+/* A reply is queued past the bound that cuts pushes (the session pauses
+ * reading instead), but not past the hard cap: a subscribe result that
+ * does not fit under it closes the connection as a slow consumer; the
+ * subscription stays consistent and nothing more is written. */
+static void result_past_the_hard_cap_closes_4001(void **state)
 {
     (void)state;
     fixture *fx = fx_new(NULL);
     fake_conn *c = connected(fx);
     subscribe_room(c, NULL);
-    c->base.queued = fx->cfg.limits.outbound_queue_bytes - 10;
+    c->base.queued = fx->cfg.limits.outbound_queue_bytes * SINK_HARD_CAP_FACTOR - 10;
     fx_answer_read(fx, &(read_answer){.lo = 1, .hi = 0, .head = 3, .first = 1});
     assert_int_equal(c->nmsgs, 0);
     assert_int_equal(c->close_code, 4001);
@@ -62,7 +64,8 @@ static void live_pub_past_the_queue_bound_closes_4001(void **state)
     fx_answer_read(fx, &(read_answer){.lo = 1, .hi = 0, .head = 3, .first = 1});
     fan_one(fx, 4);
     assert_int_equal(c->nmsgs, 2);
-    c->base.queued = fx->cfg.limits.outbound_queue_bytes - 10;
+    c->base.queued = fx->cfg.limits.outbound_queue_bytes - 10; /* of pushes */
+    c->base.replies = 0;
     fan_one(fx, 5);
     fan_one(fx, 6);
     assert_int_equal(c->close_code, 4001);
@@ -90,7 +93,8 @@ static void catchup_page_refused_reads_no_more_pages(void **state)
     if (!fx->nreqs) conn_drain(c);
     engine_req *r = fx_take(fx, ENGINE_READ);
     /* The client stopped reading: the page overflows the queue. */
-    c->base.queued = fx->cfg.limits.outbound_queue_bytes - 100;
+    c->base.queued = fx->cfg.limits.outbound_queue_bytes - 100; /* of pushes */
+    c->base.replies = 0;
     uint64_t lo = r->since_offset + 1, hi = r->since_offset + r->limit;
     fx_fill_read(r, &(read_answer){.lo = lo, .hi = hi, .head = 500, .first = 1, .more = 1});
     fx_answer(fx, r);
@@ -98,6 +102,75 @@ static void catchup_page_refused_reads_no_more_pages(void **state)
     assert_int_equal(fx->nreqs, 0);
     conn_drain(c); /* what was queued before the close is written */
     assert_int_equal(fx->nreqs, 0);
+    fx_free(fx);
+}
+
+/* ---- backpressure on what the client caused ---------------------------------- */
+
+static void publish_n(fake_conn *c, int first, int n)
+{
+    char cmd[128];
+    for (int i = 0; i < n; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "{\"id\":%d,\"method\":\"publish\",\"params\":{\"channel\":\"room\",\"data\":1}}",
+                 first + i);
+        conn_send(c, cmd);
+    }
+}
+
+/* Publishes pipelined faster than storage answers: reading stops at 512 in
+ * flight and starts again once half of them are answered, and every one
+ * is answered (none refused, no close). */
+static void pipelined_publishes_pause_reading_until_answered(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new(NULL);
+    fake_conn *c = connected(fx);
+    publish_n(c, 100, 511);
+    assert_false(c->reading_paused);
+    publish_n(c, 611, 1);
+    assert_true(c->reading_paused);
+    uint64_t off = 1;
+    for (int i = 0; i < 255; i++)
+        fx_commit(fx, fx_take(fx, ENGINE_PUBLISH), off++);
+    assert_true(c->reading_paused); /* 257 in flight */
+    fx_commit(fx, fx_take(fx, ENGINE_PUBLISH), off++);
+    assert_false(c->reading_paused);
+    while (fx->nreqs)
+        fx_commit(fx, fx_take(fx, ENGINE_PUBLISH), off++);
+    assert_int_equal(c->nmsgs, 512);
+    for (size_t i = 0; i < c->nmsgs; i++)
+        assert_int_equal(jint(expect_result(c, i, 100 + (long long)i), "offset"), (long long)i + 1);
+    assert_int_equal(c->close_code, 0);
+    fx_free(fx);
+}
+
+static void pong_n(fake_conn *c, int n)
+{
+    char cmd[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(cmd, sizeof(cmd), "{\"id\":%d,\"method\":\"pong\"}", i);
+        conn_send(c, cmd);
+    }
+}
+
+/* Replies the client does not take: reading stops once they fill half the
+ * queue and resumes when they are written; replies past the queue bound
+ * never cut the client (pushes would). */
+static void unread_replies_pause_reading_never_cut(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new(small_queue);
+    fake_conn *c = connected(fx);
+    size_t bound = fx->cfg.limits.outbound_queue_bytes;
+    while (!c->reading_paused && c->nmsgs < 10000)
+        pong_n(c, 1);
+    assert_true(c->base.replies >= bound / 2);
+    pong_n(c, (int)(bound / 16)); /* what one read still holds */
+    assert_true(c->base.replies > bound);
+    assert_int_equal(c->close_code, 0);
+    conn_drain(c);
+    assert_false(c->reading_paused);
     fx_free(fx);
 }
 
@@ -282,9 +355,11 @@ static void every_allocation_failing_in_turn_catching_up(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(result_past_the_queue_bound_closes_4001),
+        cmocka_unit_test(result_past_the_hard_cap_closes_4001),
         cmocka_unit_test(live_pub_past_the_queue_bound_closes_4001),
         cmocka_unit_test(catchup_page_refused_reads_no_more_pages),
+        cmocka_unit_test(pipelined_publishes_pause_reading_until_answered),
+        cmocka_unit_test(unread_replies_pause_reading_never_cut),
         cmocka_unit_test(ping_each_interval_and_close_without_pong),
         cmocka_unit_test(any_frame_answers_a_ping),
         cmocka_unit_test(expired_token_closes_4504_on_tick),
