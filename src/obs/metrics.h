@@ -35,6 +35,7 @@ enum metric_counter {
     M_TYPING_DROPPED,
     M_READ_UPDATES,
     M_PUBS_LOST,
+    M_SHED_CONNECT, /* WebSocket and SSE opens refused by limits.connects_per_second */
     M__COUNT
 };
 
