@@ -94,6 +94,38 @@ int rl_bucket_full(const rl_bucket *b, int64_t now_us)
     return (uint64_t)now_us - (uint64_t)b->_last >= us_to_full(b);
 }
 
+/* ---- backlog of refused requests -------------------------------------- */
+
+/* splitmix64's finalizer: neighbouring seeds (connection ids) get unrelated
+ * jitters. */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+int64_t rl_backlog_slot(rl_backlog *q, uint64_t rate, int64_t wait_ms, int64_t now_us,
+                        int64_t max_ms, uint64_t seed)
+{
+    if (rate == 0) return wait_ms > 0 ? wait_ms : 1;
+    if (rate > RL_MAX_RATE) rate = RL_MAX_RATE;
+    int64_t step = (int64_t)(MICRO / rate);
+    if (step < 1) step = 1;
+    int64_t jitter = (int64_t)(mix64(seed ^ (uint64_t)now_us) % (uint64_t)step);
+    int64_t earliest = now_us + (wait_ms > 0 ? wait_ms : 1) * 1000;
+    int64_t cur = atomic_load_explicit(&q->_next_us, memory_order_relaxed), slot;
+    do {
+        slot = cur > earliest ? cur : earliest;
+        if (slot - now_us > max_ms * 1000) return max_ms + jitter / 1000;
+    } while (!atomic_compare_exchange_weak_explicit(&q->_next_us, &cur, slot + step,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    int64_t ms = (slot + jitter - now_us + 999) / 1000;
+    return ms > 0 ? ms : 1;
+}
+
 /* ---- keyed table ------------------------------------------------------- */
 
 typedef struct rl_entry {

@@ -6,6 +6,7 @@
 #ifndef PL_RATELIMIT_H
 #define PL_RATELIMIT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,28 @@ int64_t rl_take(rl_bucket *b, int64_t now_us, uint64_t n);
 /* 1 when the bucket is full at now_us (it could be dropped and recreated
  * with no observable difference), else 0. Unlimited buckets are always full. */
 int rl_bucket_full(const rl_bucket *b, int64_t now_us);
+
+/* ---- backlog of refused requests -------------------------------------- */
+
+/* Spreads out the comebacks of requests a bucket refused. The bucket's own
+ * wait is the same for everyone refused in one instant (the next token), so
+ * a crowd told only that would all come back together and mostly be refused
+ * again; the backlog instead hands each refused request its own slot, 1/rate
+ * apart, after the slots already handed out: the crowd returns at the rate
+ * the bucket admits. Thread-safe (one atomic); zero-initialize it. */
+typedef struct rl_backlog {
+    _Atomic int64_t _next_us; /* start of the first free slot */
+} rl_backlog;
+
+/* The retry_after (ms, >= 1) for one refused request at now_us: the next
+ * free slot, no earlier than the bucket's wait_ms (rl_take's answer), plus a
+ * jitter inside the slot taken from seed (any per-request value, hashed
+ * here), so that requests do not land on the slot's edge together. The slot
+ * is taken. Past max_ms no slot is taken and about max_ms is returned
+ * (jittered over one slot): the backlog is longer than anyone should wait.
+ * rate 0 answers wait_ms. */
+int64_t rl_backlog_slot(rl_backlog *q, uint64_t rate, int64_t wait_ms, int64_t now_us,
+                        int64_t max_ms, uint64_t seed);
 
 /* ---- keyed table ------------------------------------------------------- */
 

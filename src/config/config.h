@@ -64,6 +64,8 @@ typedef struct cfg_limits {
     uint32_t api_requests_per_second;  /* per API key; 0 = unlimited */
     uint32_t max_connections_per_user; /* 0 = unlimited */
     int64_t typing_interval_ms;        /* default 2s: typing pushes per user and channel */
+    uint32_t connects_per_second;      /* WebSocket and SSE opens, server-wide; 0 = unlimited */
+    uint32_t connect_burst; /* bucket size of connects_per_second; 0 = one second's worth */
 } cfg_limits;
 
 typedef struct config {

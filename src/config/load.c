@@ -409,6 +409,8 @@ static const cfg_key_spec limit_keys[] = {
     KU("api_requests_per_second", cfg_limits, api_requests_per_second, 0, 1 << 24),
     KU("max_connections_per_user", cfg_limits, max_connections_per_user, 0, 1 << 24),
     KD("typing_interval", cfg_limits, typing_interval_ms, 0),
+    KU("connects_per_second", cfg_limits, connects_per_second, 0, 1000000),
+    KU("connect_burst", cfg_limits, connect_burst, 0, 1000000),
 };
 
 static int fn_limits(cfg_loader *L, yaml_node_t *v, void *obj)
@@ -420,6 +422,12 @@ static int fn_limits(cfg_loader *L, yaml_node_t *v, void *obj)
         yaml_node_t *at = found[cfg_spec_index(limit_keys, NSPEC(limit_keys), "max_message_bytes")];
         return cfg_fail_at(L, at ? at : v, "max_message_bytes (%u) exceeds max_frame_bytes (%u)",
                            c->limits.max_message_bytes, c->limits.max_frame_bytes);
+    }
+    /* A burst without a rate limits nothing: most likely the rate was meant. */
+    if (c->limits.connect_burst && !c->limits.connects_per_second) {
+        yaml_node_t *at = found[cfg_spec_index(limit_keys, NSPEC(limit_keys), "connect_burst")];
+        return cfg_fail_at(L, at ? at : v, "connect_burst (%u) needs connects_per_second",
+                           c->limits.connect_burst);
     }
     return 0;
 }

@@ -628,14 +628,23 @@ static int conn_send(conn *c, enum out_kind kind, const char *json, size_t len)
 
 void conn_close(conn *c, uint16_t code, const char *reason)
 {
+    conn_close_retry(c, code, reason, 0);
+}
+
+void conn_close_retry(conn *c, uint16_t code, const char *reason, int64_t retry_after_ms)
+{
     if (c->out.closed || c->state == CS_CLOSING) return;
     if (c->state == CS_WS && !c->ws)
         c->ws = ws_session_new(&conn_ws_callbacks, c, c->w->srv->cfg.limits.max_frame_bytes);
+    char retry[40] = "";
+    if (retry_after_ms > 0)
+        snprintf(retry, sizeof(retry), ",\"retry_after\":%lld", (long long)retry_after_ms);
     if (c->state == CS_WS && c->ws) {
         char buf[256];
-        int n = snprintf(buf, sizeof(buf),
-                         "{\"push\":\"disconnect\",\"code\":%u,\"reason\":\"%s\",\"reconnect\":%s}",
-                         code, reason, proto_close_reconnect(code) ? "true" : "false");
+        int n =
+            snprintf(buf, sizeof(buf),
+                     "{\"push\":\"disconnect\",\"code\":%u,\"reason\":\"%s\",\"reconnect\":%s%s}",
+                     code, reason, proto_close_reconnect(code) ? "true" : "false", retry);
         conn_send(c, OUT_JSON, buf, (size_t)n);
         c->close_code = code;
         ws_session_close(c->ws, code, reason);
@@ -643,8 +652,8 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         char buf[256];
         int n = snprintf(buf, sizeof(buf),
                          "event: disconnect\ndata: {\"push\":\"disconnect\",\"code\":%u,\"reason\":"
-                         "\"%s\",\"reconnect\":%s}\n\n",
-                         code, reason, proto_close_reconnect(code) ? "true" : "false");
+                         "\"%s\",\"reconnect\":%s%s}\n\n",
+                         code, reason, proto_close_reconnect(code) ? "true" : "false", retry);
         rbuf *r = rbuf_from(buf, (size_t)n);
         if (r) conn_enqueue(c, OUT_RAW, r, r->len);
     }

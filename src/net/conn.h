@@ -26,6 +26,9 @@ void conn_on_accept(worker *w, uv_stream_t *listener);
  * output), SSE/HTTP: close after flush. code: a proto_close, or any code of
  * PC_MIN..PC_MAX the server API names (reconnect then follows the range). */
 void conn_close(conn *c, uint16_t code, const char *reason);
+/* conn_close whose disconnect push also says when to come back:
+ * "retry_after" (ms) when retry_after_ms > 0. */
+void conn_close_retry(conn *c, uint16_t code, const char *reason, int64_t retry_after_ms);
 /* Flushes up to max queued connections, oldest first, stopping after the
  * last one of the round in progress (w->round_last, which it then clears),
  * then, if no round is left in progress, the urgent ones. Frees connections

@@ -10,11 +10,15 @@
 #include "net/http.h"
 #include "obs/log.h"
 #include "proto/api.h"
+#include "util/clock.h"
 #include "util/errors.h"
 #include "util/mem.h"
 #include "util/origin.h"
 
 #define CORS_MAX_AGE_S 600 /* how long a browser may reuse a preflight's answer */
+/* The longest retry_after a connect refusal names: past it the backlog of
+ * refused clients is so long that more precision helps no one. */
+#define CONNECT_RETRY_MAX_MS 60000
 
 /* The HTTP phase of a connection: the request reader, and what the
  * connection holds while an API request waits for the engine. */
@@ -104,6 +108,53 @@ void conn_respond_error(conn *c, int status, const char *reason, int code, const
     respond(c, status, reason, "application/json", body, (size_t)n, 0, retry_ms);
 }
 
+/* 0 when limits.connects_per_second admits one more WebSocket or SSE open
+ * (one bucket for the whole server, in the shared limits table), else the
+ * retry_after (ms) to tell the refused client, its own slot in the backlog
+ * of refused ones (see rl_backlog_slot); each refusal is counted. */
+static int64_t connect_admit(conn *c)
+{
+    server *srv = c->w->srv;
+    const cfg_limits *l = &srv->cfg.limits;
+    if (!l->connects_per_second) return 0;
+    int64_t now = clock_mono_us();
+    int64_t wait =
+        rl_table_take(srv->ps.limits, "connect", l->connects_per_second, l->connect_burst, now, 1);
+    if (!wait) return 0;
+    metrics_add(&c->w->metrics, M_SHED_CONNECT, 1);
+    return rl_backlog_slot(&srv->connect_backlog, l->connects_per_second, wait, now,
+                           CONNECT_RETRY_MAX_MS, c->out.id);
+}
+
+/* Writes the 101 and leaves the HTTP phase for the WebSocket one. */
+static void ws_accept(conn *c, const ws_handshake *hs, int proto)
+{
+    sbuf b;
+    sbuf_init(&b);
+    ws_handshake_write_101(&b, hs->key, hs->key_len, proto);
+    rbuf *r = sbuf_to_rbuf(&b);
+    sbuf_release(&b);
+    if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+    c->state = CS_WS;
+    c->out.kind = SINK_WS;
+    metrics_add(&c->w->metrics, M_WS_OPENED, 1);
+}
+
+/* A refused open still gets its upgrade: a WebSocket client reads a close
+ * code and its disconnect push (with when to come back), where an HTTP
+ * status before the upgrade would reach most client libraries as an opaque
+ * handshake failure. No session: nothing the client sends is read. */
+static void refuse_ws(conn *c, const ws_handshake *hs, int proto, int64_t retry_ms)
+{
+    c->ws = ws_session_new(&conn_ws_callbacks, c, c->w->srv->cfg.limits.max_frame_bytes);
+    if (!c->ws) {
+        conn_respond_error(c, 503, "Service Unavailable", PE_INTERNAL, "out of memory");
+        return;
+    }
+    ws_accept(c, hs, proto);
+    conn_close_retry(c, PC_OVERLOADED, "too many connects, retry later", retry_ms);
+}
+
 static void upgrade_ws(conn *c, http_req *h)
 {
     server *srv = c->w->srv;
@@ -121,22 +172,19 @@ static void upgrade_ws(conn *c, http_req *h)
     size_t plen;
     const char *offer = http_header(h->rq, HTTP_H_WS_PROTOCOL, &plen);
     int proto = ws_offers_subprotocol(offer, plen);
+    int64_t retry_ms = connect_admit(c);
+    if (retry_ms) {
+        refuse_ws(c, &hs, proto, retry_ms);
+        return;
+    }
     c->ws = ws_session_new(&conn_ws_callbacks, c, srv->cfg.limits.max_frame_bytes);
     c->s = c->ws ? session_new(&c->w->host, &c->out) : NULL;
     if (!c->s) {
         conn_respond_error(c, 503, "Service Unavailable", PE_INTERNAL, "out of memory");
         return;
     }
-    sbuf b;
-    sbuf_init(&b);
-    ws_handshake_write_101(&b, hs.key, hs.key_len, proto);
-    rbuf *r = sbuf_to_rbuf(&b);
-    sbuf_release(&b);
-    if (r) conn_enqueue(c, OUT_RAW, r, r->len);
-    c->state = CS_WS;
-    c->out.kind = SINK_WS;
+    ws_accept(c, &hs, proto);
     c->deadline_ms = c->w->host.now_ms + srv->cfg.limits.handshake_timeout_ms;
-    metrics_add(&c->w->metrics, M_WS_OPENED, 1);
 }
 
 static int path_is(const http_request *rq, const char *path)
@@ -210,6 +258,20 @@ static int preflight(conn *c, http_req *h, const char *method, int keep)
     return !keep;
 }
 
+/* An SSE open over limits.connects_per_second: 503 with error 114, its
+ * retry_after (ms) and Retry-After (s), with the CORS headers of /sse. */
+static void refuse_sse(conn *c, int64_t retry_ms)
+{
+    sbuf b;
+    sbuf_init(&b);
+    sbuf_puts(&b, "{\"error\":");
+    proto_error_json_code_retry(&b, PE_OVERLOADED, "too many connects, retry later", retry_ms);
+    sbuf_putc(&b, '}');
+    respond(c, proto_error_http_status(PE_OVERLOADED), "Service Unavailable", "application/json",
+            b.data ? b.data : "", b.len, 0, retry_ms);
+    sbuf_release(&b);
+}
+
 /* GET /sse: refused before the stream starts when the Origin is not
  * allowed; the stream's head and its errors carry the CORS headers. */
 static void open_sse(conn *c, http_req *h, const char *url, size_t ulen)
@@ -219,6 +281,11 @@ static void open_sse(conn *c, http_req *h, const char *url, size_t ulen)
         return;
     }
     cors_prepare(c, h);
+    int64_t retry_ms = connect_admit(c);
+    if (retry_ms) {
+        refuse_sse(c, retry_ms);
+        return;
+    }
     char extra[ORIGIN_MAX + 64];
     snprintf(extra, sizeof(extra), "%s%s%sVary: Origin\r\n",
              h->cors[0] ? "Access-Control-Allow-Origin: " : "", h->cors, h->cors[0] ? "\r\n" : "");

@@ -117,6 +117,23 @@ tenant_counters *metrics_tenant(metrics_shard *s, const char *tenant)
 }
 
 /* Adds one shard's tenant counters into sums (tenant id -> tenant_counters*). */
+/* Work refused to keep the server responsive, one series per class of work
+ * and reason: a table so that each new kind of shedding is one row. */
+static void render_shed(sbuf *o, metrics_shard *const *shards, int n)
+{
+    static const struct {
+        enum metric_counter m;
+        const char *cls, *reason;
+    } rows[] = {
+        {M_SHED_CONNECT, "connect", "connect_rate"},
+    };
+    sbuf_puts(o, "# HELP parley_shed_total Work refused to keep the server responsive.\n"
+                 "# TYPE parley_shed_total counter\n");
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        sbuf_printf(o, "parley_shed_total{class=\"%s\",reason=\"%s\"} %llu\n", rows[i].cls,
+                    rows[i].reason, (unsigned long long)sum(shards, n, rows[i].m));
+}
+
 static void sum_tenants(map *sums, metrics_shard *s)
 {
     pthread_mutex_lock(&s->tenants_lock);
@@ -228,6 +245,7 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
     metrics_counter(o, "parley_paused_connections",
                     "Connections whose input is not read now (backpressure).", "gauge",
                     sum(shards, n, M_READS_PAUSED) - resumed);
+    render_shed(o, shards, n);
 
     double lb[METRICS_LAT_BUCKETS];
     uint64_t lc[METRICS_LAT_BUCKETS] = {0};

@@ -37,6 +37,7 @@ enum metric_counter {
     M_PUBS_LOST,
     M_READS_PAUSED,  /* a client's reading paused: its commands outran their answers */
     M_READS_RESUMED, /* ... resumed, or the paused connection closed */
+    M_SHED_CONNECT,  /* WebSocket and SSE opens refused by limits.connects_per_second */
     M__COUNT
 };
 

@@ -95,6 +95,11 @@ void proto_error_json(sbuf *o, int code, const char *detail)
 
 void proto_error_json_retry(sbuf *o, int64_t retry_after_ms)
 {
-    error_open(o, PE_TOO_MANY_REQUESTS, NULL);
+    proto_error_json_code_retry(o, PE_TOO_MANY_REQUESTS, NULL, retry_after_ms);
+}
+
+void proto_error_json_code_retry(sbuf *o, int code, const char *detail, int64_t retry_after_ms)
+{
+    error_open(o, code, detail);
     sbuf_printf(o, ",\"retry_after\":%lld}", (long long)(retry_after_ms < 1 ? 1 : retry_after_ms));
 }

@@ -71,5 +71,7 @@ int proto_close_reconnect(int code);
 void proto_error_json(sbuf *o, int code, const char *detail);
 /* The same for PE_TOO_MANY_REQUESTS, with "retry_after" (ms, at least 1). */
 void proto_error_json_retry(sbuf *o, int64_t retry_after_ms);
+/* The same for any code (and detail, which may be NULL). */
+void proto_error_json_code_retry(sbuf *o, int code, const char *detail, int64_t retry_after_ms);
 
 #endif

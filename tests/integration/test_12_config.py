@@ -42,6 +42,10 @@ BROKEN = [  # (yaml, line the error must point at)
     ('limits:\n  max_message_bytes: &n 1000\n  max_frame_bytes: *n\n', 3),  # alias
     ('listen: "127.0.0.1:99999"\n', 1),
     ('\n\n\nlimits:\n  handshake_timeout: "fast"\n', 5),
+    ('limits:\n  max_body_bytes: 1000\n  connects_per_second: -1\n', 3),
+    ('limits:\n  connects_per_second: lots\n', 2),
+    ('limits:\n  connects_per_second: 5000000000\n', 2),
+    ('limits:\n  connect_burst: 100\n', 2),  # a burst without a rate
 ]
 
 
@@ -52,6 +56,26 @@ def test_check_config_reports_line_numbers(tmp_path):
         assert res.returncode != 0, (text, res.stdout)
         msg = res.stderr + res.stdout
         assert f"{path}:{line}:" in msg, f"{text!r}: expected {path}:{line}:COL in {msg!r}"
+
+
+# Bad connect-rate values, each refused by check-config and serve with the
+# key, the position and why.
+BAD_CONNECT_RATE = [
+    ("connects_per_second: -5", "connects_per_second: must not be negative"),
+    ("connects_per_second: 1.5", "connects_per_second: expected an integer"),
+    ("connects_per_second: 1000001", "connects_per_second: must be between 0 and 1000000"),
+    ("connect_burst: -1", "connect_burst: must not be negative"),
+]
+
+
+def test_bad_connect_rate_is_refused(tmp_path):
+    for i, (line, why) in enumerate(BAD_CONNECT_RATE):
+        path = _write(tmp_path, f"rate{i}.yaml", f'listen: "127.0.0.1:1"\nlimits:\n  {line}\n')
+        for args in (("check-config", path), ("serve", "--config", path)):
+            res = _cli(*args, timeout=15 * SLOW)
+            assert res.returncode != 0, (args, line, res.stdout)
+            msg = res.stderr + res.stdout
+            assert f"{path}:3:" in msg and why in msg, (args, msg)
 
 
 def test_check_config_missing_file(tmp_path):

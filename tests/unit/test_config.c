@@ -105,6 +105,8 @@ static void test_full_example(void **state)
     assert_int_equal(c.limits.idle_timeout_ms, 600000);
     assert_int_equal(c.limits.max_body_bytes, 262144);
     assert_int_equal(c.limits.commands_per_second, 50);
+    assert_int_equal(c.limits.connects_per_second, 2000);
+    assert_int_equal(c.limits.connect_burst, 4000);
 
     assert_int_equal(c.n_tenants, 2);
     const cfg_tenant *acme = config_tenant(&c, "acme");
@@ -227,6 +229,8 @@ static void check_defaults(const config *c)
     assert_int_equal(c->limits.idle_timeout_ms, 0);
     assert_int_equal(c->limits.max_body_bytes, 1 << 20);
     assert_int_equal(c->limits.commands_per_second, 0);
+    assert_int_equal(c->limits.connects_per_second, 0);
+    assert_int_equal(c->limits.connect_burst, 0);
     assert_int_equal(c->n_allowed_origins, 2);
     assert_string_equal(c->allowed_origins[0], "http://localhost:*");
     assert_string_equal(c->allowed_origins[1], "http://127.0.0.1:*");
@@ -306,7 +310,7 @@ static void test_variants(void **state)
                        "dev_tokens: yes\n"
                        "ping_interval: 500ms\n"
                        "dedup_window: \"0s\"\n"
-                       "limits: {idle_timeout: 0, max_frame_bytes: 65536}\n"
+                       "limits: {idle_timeout: 0, max_frame_bytes: 65536, connects_per_second: 1}\n"
                        "namespaces: [{name: \"\"}, {name: a.b-c_D9, private: on}]\n";
     if (load(&c, yaml, err, sizeof(err)) != 0) fail_msg("%s", err);
     assert_string_equal(c.listen_host, "::1");
@@ -317,6 +321,8 @@ static void test_variants(void **state)
     assert_int_equal(c.dedup_window_ms, 0);
     assert_int_equal(c.limits.idle_timeout_ms, 0);
     assert_int_equal(c.limits.max_frame_bytes, 65536);
+    assert_int_equal(c.limits.connects_per_second, 1);
+    assert_int_equal(c.limits.connect_burst, 0); /* one second's worth */
     assert_true(c.single_tenant);
     assert_int_equal(c.n_namespaces, 2);
     assert_true(c.namespaces[1].is_private);
@@ -449,9 +455,22 @@ static const err_case err_cases[] = {
     {"limits: {max_message_bytes: 0}\n", 1, 29, "max_message_bytes"},
     {"tenants: [{id: a, jwt_secret: s, max_connections: 4294967296}]\n", 1, 51, "max_connections"},
     {"engine: {max_db_bytes: -1}\n", 1, 24, "max_db_bytes: must not be negative"},
+    {"limits:\n  connects_per_second: -5\n", 2, 24, "connects_per_second: must not be negative"},
+    {"limits:\n  connects_per_second: 1000001\n", 2, 24,
+     "connects_per_second: must be between 0 and 1000000"},
+    {"limits:\n  connects_per_second: 99999999999999999999\n", 2, 24, "connects_per_second"},
+    {"limits:\n  connects_per_second: 2.5\n", 2, 24, "connects_per_second: expected an integer"},
+    {"limits:\n  connects_per_second: \"100\"\n", 2, 24,
+     "connects_per_second: expected an integer"},
+    {"limits: {connect_burst: -1}\n", 1, 25, "connect_burst: must not be negative"},
+    {"limits: {connect_burst: 2000000, connects_per_second: 10}\n", 1, 25,
+     "connect_burst: must be between 0 and 1000000"},
     /* cross-field limits */
     {"limits:\n  max_frame_bytes: 1000\n  max_message_bytes: 2000\n", 3, 22,
      "max_message_bytes (2000) exceeds max_frame_bytes"},
+    {"limits:\n  connect_burst: 50\n", 2, 18, "connect_burst (50) needs connects_per_second"},
+    {"limits:\n  connects_per_second: 0\n  connect_burst: 50\n", 3, 18,
+     "connect_burst (50) needs connects_per_second"},
     {"namespaces:\n  - name: a\n    retry_max: 1s\n    retry_min: 2s\n", 4, 16,
      "retry_min exceeds retry_max"},
     /* class and engine */

@@ -40,6 +40,99 @@ static uint64_t rnd_range(uint64_t lo, uint64_t hi)
     return lo + rnd() % (hi - lo + 1);
 }
 
+/* ---- backlog ----------------------------------------------------------- */
+
+/* A crowd refused in one instant gets one slot each, 1/rate apart, in the
+ * order they were refused, each jittered inside its own slot. */
+static void test_backlog_slots(void **state)
+{
+    rl_backlog q = {0};
+    for (int i = 0; i < 5; i++) {
+        int64_t ms = rl_backlog_slot(&q, 10, 100, T0, 60000, (uint64_t)i);
+        assert_in_range(ms, 100 * (i + 1), 100 * (i + 2));
+    }
+    /* The crowd is gone: a refusal much later waits for the bucket only. */
+    int64_t ms = rl_backlog_slot(&q, 10, 100, T0 + 10 * SEC, 60000, 7);
+    assert_in_range(ms, 100, 200);
+    /* A bucket wait beyond the backlog's end wins. */
+    ms = rl_backlog_slot(&q, 10, 5000, T0 + 10 * SEC, 60000, 8);
+    assert_in_range(ms, 5000, 5100);
+    /* rate 0: nothing to spread. */
+    assert_int_equal(rl_backlog_slot(&q, 0, 42, T0, 60000, 1), 42);
+}
+
+/* At a fast rate the retry times of a crowd are spread: no millisecond gets
+ * more than its share, and the jitter differs between neighbours. */
+static void test_backlog_spread(void **state)
+{
+    rl_backlog q = {0};
+    enum { N = 3000 };
+    static int per_ms[N + 2];
+    memset(per_ms, 0, sizeof(per_ms));
+    int64_t last = 0;
+    for (int i = 0; i < N; i++) {
+        int64_t ms = rl_backlog_slot(&q, 1000, 1, T0, 60000, (uint64_t)i);
+        assert_in_range(ms, 1, N + 1);
+        assert_true(ms >= last); /* slots follow the order of refusal */
+        last = ms;
+        per_ms[ms]++;
+    }
+    for (int i = 0; i < N + 2; i++)
+        assert_in_range(per_ms[i], 0, 2);
+}
+
+/* Past max_ms no slot is taken: the answer stays near max_ms and the
+ * backlog does not grow without bound. */
+static void test_backlog_cap(void **state)
+{
+    rl_backlog q = {0};
+    for (int i = 0; i < 5; i++)
+        assert_in_range(rl_backlog_slot(&q, 1, 1000, T0, 5000, (uint64_t)i), 1000 * (i + 1),
+                        1000 * (i + 2));
+    for (int i = 0; i < 100; i++)
+        assert_in_range(rl_backlog_slot(&q, 1, 1000, T0, 5000, (uint64_t)i), 5000, 6000);
+    /* Five seconds on, the first slot past the old backlog is free again. */
+    assert_in_range(rl_backlog_slot(&q, 1, 1000, T0 + 5 * SEC, 5000, 1), 1000, 2000);
+}
+
+/* The point of the backlog, simulated in whole milliseconds: a storm of
+ * clients all connecting in the same instant against a bucket of rate R
+ * (burst R), each refused one coming back when told. All get in within
+ * about N / R seconds, and nobody is refused more than a few times (told
+ * only the bucket's wait, most would come back together and be refused
+ * again, round after round). */
+static void test_backlog_storm(void **state)
+{
+    enum { N = 5000, R = 1000 };
+    static int64_t when_ms[N];
+    static int tries[N];
+    memset(when_ms, 0, sizeof(when_ms));
+    memset(tries, 0, sizeof(tries));
+    rl_bucket b;
+    rl_bucket_init(&b, R, R, T0);
+    rl_backlog q = {0};
+    int left = N, max_tries = 0;
+    int64_t t = 0;
+    for (; left && t < 60000; t++) {
+        int64_t now = T0 + t * MS;
+        for (int i = 0; i < N; i++) {
+            if (when_ms[i] != t) continue;
+            int64_t wait = rl_take(&b, now, 1);
+            if (!wait) {
+                left--;
+                when_ms[i] = -1;
+                continue;
+            }
+            tries[i]++;
+            if (tries[i] > max_tries) max_tries = tries[i];
+            when_ms[i] = t + rl_backlog_slot(&q, R, wait, now, 60000, (uint64_t)i);
+        }
+    }
+    assert_int_equal(left, 0);
+    assert_in_range(t, (N - R) * 1000 / R, (N - R) * 1000 / R + 1000);
+    assert_in_range(max_tries, 1, 3);
+}
+
 /* ---- bucket ------------------------------------------------------------ */
 
 static void test_burst_then_refuse(void **state)
@@ -429,6 +522,10 @@ static void test_oom(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backlog_slots),
+        cmocka_unit_test(test_backlog_spread),
+        cmocka_unit_test(test_backlog_cap),
+        cmocka_unit_test(test_backlog_storm),
         cmocka_unit_test(test_burst_then_refuse),
         cmocka_unit_test(test_retry_after_is_exact),
         cmocka_unit_test(test_no_drift),
