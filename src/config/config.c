@@ -33,6 +33,9 @@ int config_defaults(config *c)
         .max_body_bytes = 1 << 20,
         .commands_per_second = 0,
         .typing_interval_ms = 2000,
+        .backlog_bytes = 64u << 20,
+        .storage_queue_shed = 10000,
+        .storage_queue_max = 50000,
     };
     c->n_tenants = 1;
     if (cfg_dev_origins(c) < 0) goto fail;

@@ -483,6 +483,14 @@ static int pop_live(conn *c)
     return 1;
 }
 
+size_t conn_backlog(worker *w)
+{
+    size_t bytes = 0;
+    for (conn *c = w->dirty; c; c = c->dirty_next)
+        if (c->dirty == DIRTY_QUEUED && !c->writing) bytes += c->out.queued;
+    return bytes;
+}
+
 void conn_flush_urgent(worker *w)
 {
     while (w->urgent) {
@@ -505,11 +513,11 @@ void conn_flush_dirty(worker *w, size_t max)
         }
         if (pop_live(c)) flush(c);
     }
-    /* Answers go out between rounds: after the round that carries a
-     * publisher's pubs, so the publisher cannot run ahead of its
-     * subscribers (that order is the backpressure), but never held back by
-     * pacing. */
-    if (!w->round_last) conn_flush_urgent(w);
+    /* Answers go out at once, not after the round that carries their pubs:
+     * publishers are held back by the worker backlog instead (see
+     * worker_backlog in server.c), which costs them no latency while the
+     * subscribers keep up. */
+    conn_flush_urgent(w);
 }
 
 static int queue_push(conn *c, out_item it)

@@ -34,6 +34,11 @@ void conn_close_retry(conn *c, uint16_t code, const char *reason, int64_t retry_
  * then, if no round is left in progress, the urgent ones. Frees connections
  * closed while they were queued. */
 void conn_flush_dirty(worker *w, size_t max);
+/* Bytes queued to the connections waiting for a flush whose socket takes
+ * them (a connection with a write pending in the kernel is behind on its
+ * own reading, not on the worker's): the worker's output backlog. Walks the
+ * flush list. */
+size_t conn_backlog(worker *w);
 /* Flushes the connections queued with answers. */
 void conn_flush_urgent(worker *w);
 /* Answers the HTTP request of c with a JSON body (keep-alive as the request

@@ -198,6 +198,8 @@ static void close_handle(uv_handle_t *h)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+static void worker_backlog_seen(worker *w);
+
 static void on_wakeup(uv_async_t *a)
 {
     worker *w = a->data;
@@ -206,6 +208,7 @@ static void on_wakeup(uv_async_t *a)
         close_handle((uv_handle_t *)&w->listener);
     }
     drain_inbox(w);
+    worker_backlog_seen(w);
     if (atomic_load(&w->shutting_down) == 1) {
         atomic_store(&w->shutting_down, 2);
         conn_shutdown_all(w);
@@ -259,11 +262,48 @@ static void schedule_round(worker *w, int64_t now)
     }
 }
 
+static void resume_publisher(session *s, void *arg)
+{
+    (void)arg;
+    session_on_drain(s);
+}
+
+/* Publishers of every worker slow down while any worker is behind on its
+ * writes (session_on_text pauses their reading, see sess_flow): the pubs
+ * they would add are what the subscribers cannot take yet. A worker sets
+ * its bit past limits.backlog_bytes and clears it under half of that; the
+ * last to clear wakes every worker to read its publishers again. */
+static void worker_backlog(worker *w, size_t bytes)
+{
+    proto_server *ps = &w->srv->ps;
+    unsigned bit = 1u << (w->index % 32), high = w->srv->cfg.limits.backlog_bytes;
+    unsigned was = atomic_load(&ps->backlogged);
+    atomic_store_explicit(&w->backlog_bytes, bytes, memory_order_relaxed);
+    if (bytes > high && !(was & bit)) {
+        atomic_fetch_or(&ps->backlogged, bit);
+        metrics_add(&w->metrics, M_BACKLOGGED, 1);
+    } else if (bytes < high / 2 && (was & bit) && atomic_fetch_and(&ps->backlogged, ~bit) == bit) {
+        for (int i = 0; i < ps->nworkers; i++)
+            uv_async_send(&w->srv->workers[i]->wakeup);
+    }
+}
+
+/* Runs the readers paused for the backlog again once it cleared. */
+static void worker_backlog_seen(worker *w)
+{
+    unsigned now = atomic_load(&w->srv->ps.backlogged);
+    if (w->seen_backlogged && !now) conn_each_session(w, resume_publisher, NULL);
+    w->seen_backlogged = now;
+}
+
 static void worker_flush(worker *w)
 {
     uv_idle_stop(&w->spin);
-    if (!w->round_last) conn_flush_urgent(w); /* held back rounds hold no answer */
-    if (!w->dirty) return;
+    conn_flush_urgent(w);
+    if (!w->dirty) {
+        worker_backlog(w, 0);
+        return;
+    }
     int64_t now = clock_mono_us();
     if (!w->round_last) {
         if (now < w->flush_at_us) {
@@ -272,6 +312,7 @@ static void worker_flush(worker *w)
         }
         w->round_last = w->dirty_tail;
         w->round_busy_us = 0;
+        worker_backlog(w, conn_backlog(w));
     }
     conn_flush_dirty(w, FLUSH_CHUNK);
     int64_t end = clock_mono_us();
@@ -350,6 +391,7 @@ static void on_tick(uv_timer_t *t)
     worker *w = t->data;
     worker_clock(w);
     conn_tick_all(w);
+    worker_backlog_seen(w);
     /* Requests, pings and closes queued by the tick go out now, not after
      * the next poll (which may sleep until the next tick). */
     engine_submit_chain(w->srv->ps.eng, &w->outbox);
@@ -765,6 +807,19 @@ void server_render_metrics(server *srv, sbuf *out)
     engine_get_stats(srv->ps.eng, &es);
     metrics_render(out, shards, srv->ps.nworkers, session_method_names, session_method_count);
     render_engine_stats(out, &es);
+    size_t backlog = 0;
+    for (int i = 0; i < srv->ps.nworkers; i++)
+        backlog += atomic_load_explicit(&srv->workers[i]->backlog_bytes, memory_order_relaxed);
+    metrics_counter(out, "parley_backlog_bytes",
+                    "Output waiting for the workers to write it, as last measured.", "gauge",
+                    backlog);
+    metrics_counter(out, "parley_backlogged_workers",
+                    "Workers past limits.backlog_bytes now (publishers are slowed).", "gauge",
+                    (uint64_t)__builtin_popcount(atomic_load(&srv->ps.backlogged)));
+    long sq = atomic_load(&srv->ps.storage_queue);
+    metrics_counter(out, "parley_storage_queue",
+                    "Stored publishes submitted and not yet answered by storage.", "gauge",
+                    sq > 0 ? (uint64_t)sq : 0);
     sbuf_puts(out, "# HELP parley_presence_entries Clients present in channels.\n"
                    "# TYPE parley_presence_entries gauge\nparley_presence_entries ");
     sbuf_u64(out, presence_entries(srv->ps.presence));

@@ -42,11 +42,13 @@ struct worker {
     conn *dirty_tail;
     conn *urgent; /* the same for answers: written whenever no round runs */
     conn *urgent_tail;
-    conn *round_last;      /* the flush round in progress ends after this one; NULL: none */
-    int64_t round_busy_us; /* time the round in progress spent writing */
-    uv_idle_t spin;        /* active while a round is in progress */
-    int64_t flush_at_us;   /* monotonic: no flush before (0: flush every iteration) */
-    void *write_spare;     /* one write request kept for reuse (net/conn.c), owned */
+    conn *round_last;            /* the flush round in progress ends after this one; NULL: none */
+    int64_t round_busy_us;       /* time the round in progress spent writing */
+    uv_idle_t spin;              /* active while a round is in progress */
+    int64_t flush_at_us;         /* monotonic: no flush before (0: flush every iteration) */
+    void *write_spare;           /* one write request kept for reuse (net/conn.c), owned */
+    unsigned seen_backlogged;    /* srv->ps.backlogged as this worker last saw it */
+    atomic_size_t backlog_bytes; /* as last measured (conn_backlog); read by /metrics */
     uint64_t next_conn_id;
     char readbuf[65536];
     metrics_shard metrics;

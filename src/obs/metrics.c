@@ -126,6 +126,10 @@ static void render_shed(sbuf *o, metrics_shard *const *shards, int n)
         const char *cls, *reason;
     } rows[] = {
         {M_SHED_CONNECT, "connect", "connect_rate"},
+        {M_SHED_EPHEMERAL_BACKLOG, "ephemeral", "backlog"},
+        {M_SHED_EPHEMERAL_STORAGE, "ephemeral", "storage_queue"},
+        {M_SHED_STORED, "stored", "storage_queue"},
+        {M_SHED_SIGNALS, "signal", "overload"},
     };
     sbuf_puts(o, "# HELP parley_shed_total Work refused to keep the server responsive.\n"
                  "# TYPE parley_shed_total counter\n");
@@ -246,6 +250,10 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
                     "Connections whose input is not read now (backpressure).", "gauge",
                     sum(shards, n, M_READS_PAUSED) - resumed);
     render_shed(o, shards, n);
+    metrics_counter(o, "parley_backlog_overloads_total",
+                    "Times a worker's output backlog passed limits.backlog_bytes (publishers are "
+                    "slowed until it drains).",
+                    "counter", sum(shards, n, M_BACKLOGGED));
 
     double lb[METRICS_LAT_BUCKETS];
     uint64_t lc[METRICS_LAT_BUCKETS] = {0};

@@ -35,9 +35,14 @@ enum metric_counter {
     M_TYPING_DROPPED,
     M_READ_UPDATES,
     M_PUBS_LOST,
-    M_READS_PAUSED,  /* a client's reading paused: its commands outran their answers */
-    M_READS_RESUMED, /* ... resumed, or the paused connection closed */
-    M_SHED_CONNECT,  /* WebSocket and SSE opens refused by limits.connects_per_second */
+    M_READS_PAUSED,           /* a client's reading paused: its commands outran their answers */
+    M_READS_RESUMED,          /* ... resumed, or the paused connection closed */
+    M_SHED_CONNECT,           /* WebSocket and SSE opens refused by limits.connects_per_second */
+    M_SHED_EPHEMERAL_BACKLOG, /* ephemeral publishes refused: a worker's output backlog */
+    M_SHED_EPHEMERAL_STORAGE, /* ... the storage queue past storage_queue_shed */
+    M_SHED_STORED,            /* stored publishes refused: the storage queue full */
+    M_SHED_SIGNALS,           /* presence and typing pushes not sent under overload */
+    M_BACKLOGGED,             /* a worker's output backlog passed limits.backlog_bytes */
     M__COUNT
 };
 

@@ -34,10 +34,15 @@ int api_error(proto_host *h, uint64_t conn_id, int code, const char *detail)
 {
     sbuf o;
     sbuf_init(&o);
+    int64_t retry = code == PE_OVERLOADED ? proto_overload_retry_ms(h) : 0;
     sbuf_puts(&o, "{\"error\":");
-    proto_error_json(&o, code, detail);
+    if (retry)
+        proto_error_json_code_retry(&o, code, detail, retry);
+    else
+        proto_error_json(&o, code, detail);
     sbuf_putc(&o, '}');
-    h->ops->respond(h, conn_id, proto_error_http_status(code), o.data ? o.data : "{}", o.len, 0);
+    h->ops->respond(h, conn_id, proto_error_http_status(code), o.data ? o.data : "{}", o.len,
+                    retry);
     sbuf_release(&o);
     return 0;
 }

@@ -378,6 +378,7 @@ static void m_publish(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
         sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
     } else if (cls != PUB_EPHEMERAL) {
         s->inflight++; /* counted as sess_submit does */
+        s->published_us = s->h->now_us;
     } else {
         proto_ephemeral_result(sess_reply_begin(s, cmd->id), id);
         sess_reply_end(s, cmd->has_id, mi);
@@ -578,7 +579,9 @@ static void m_typing(session *s, const proto_cmd *cmd, proto_batch *b, unsigned 
         sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
         return;
     }
-    if (typing_allowed(s, ns, ch)) {
+    if (sess_shed_signal(s)) {
+        /* counted as shed; the command itself succeeds */
+    } else if (typing_allowed(s, ns, ch)) {
         sbuf o;
         sbuf_init(&o);
         sbuf_puts(&o, "{\"push\":\"typing\",\"channel\":");

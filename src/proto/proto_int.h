@@ -62,8 +62,16 @@ proto_error proto_parse_publish(const proto_server *srv, proto_batch *b, const i
                                 const cfg_namespace *ns, pub_fields *f, pub_class *cls,
                                 char *detail, size_t cap);
 /* Takes the pub: ephemeral ones are fanned out now, stored ones go to the
- * engine with a copy of pd. PE_OK, or PE_INTERNAL when out of memory (pub dropped). */
+ * engine with a copy of pd. PE_OK; PE_OVERLOADED when shed (ephemeral while
+ * the server is overloaded, any while the storage queue is full); or
+ * PE_INTERNAL when out of memory. The pub is dropped on an error. */
 proto_error proto_submit_pub(proto_host *h, pl_pub *p, const cfg_namespace *ns, pending *pd);
+/* Overload (proto_overloaded: a worker's output or the storage queue past
+ * its mark) sheds ephemeral publishes and presence and typing signals; a
+ * 114 carries retry_after (ms), spread over OVERLOAD_RETRY_MS..2x. */
+#define OVERLOAD_RETRY_MS 500
+int proto_overloaded(const proto_server *srv);
+int64_t proto_overload_retry_ms(const proto_host *h);
 /* Appends the publish result of an ephemeral pub (answered at once: never
  * stored, so offset 0 and no epoch) to o. */
 void proto_ephemeral_result(sbuf *o, const char *id);

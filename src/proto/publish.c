@@ -209,8 +209,50 @@ fail:
     return -1;
 }
 
+int proto_overloaded(const proto_server *srv)
+{
+    return atomic_load_explicit(&srv->backlogged, memory_order_relaxed) ||
+           atomic_load_explicit(&srv->storage_queue, memory_order_relaxed) >
+               (long)srv->cfg->limits.storage_queue_shed;
+}
+
+int64_t proto_overload_retry_ms(const proto_host *h)
+{
+    return OVERLOAD_RETRY_MS + h->now_us % OVERLOAD_RETRY_MS; /* spread, not in step */
+}
+
+/* Shedding in order: ephemeral pubs go first, when any worker is behind on
+ * its writes or storage on its commits; stored ones only when the storage
+ * queue is full, never accepted without it. PE_OK or PE_OVERLOADED
+ * (counted); the caller answers 114 with proto_overload_retry_ms. */
+static proto_error admit(proto_host *h, pub_class cls)
+{
+    proto_server *srv = h->srv;
+    long queued = atomic_load_explicit(&srv->storage_queue, memory_order_relaxed);
+    if (cls == PUB_EPHEMERAL) {
+        if (atomic_load_explicit(&srv->backlogged, memory_order_relaxed)) {
+            metrics_add(h->metrics, M_SHED_EPHEMERAL_BACKLOG, 1);
+            return PE_OVERLOADED;
+        }
+        if (queued > (long)srv->cfg->limits.storage_queue_shed) {
+            metrics_add(h->metrics, M_SHED_EPHEMERAL_STORAGE, 1);
+            return PE_OVERLOADED;
+        }
+        return PE_OK;
+    }
+    if (queued >= (long)srv->cfg->limits.storage_queue_max) {
+        metrics_add(h->metrics, M_SHED_STORED, 1);
+        return PE_OVERLOADED;
+    }
+    return PE_OK;
+}
+
 proto_error proto_submit_pub(proto_host *h, pl_pub *p, const cfg_namespace *ns, pending *pd)
 {
+    if (admit(h, p->cls) != PE_OK) {
+        pub_unref(p);
+        return PE_OVERLOADED;
+    }
     tenant_counters *tc = metrics_tenant(h->metrics, p->tenant);
     if (tc) atomic_fetch_add_explicit(&tc->pubs, 1, memory_order_relaxed);
     if (p->cls == PUB_EPHEMERAL) {
@@ -238,6 +280,7 @@ proto_error proto_submit_pub(proto_host *h, pl_pub *p, const cfg_namespace *ns, 
     r->history_size = cap_u32(ns->history_size, t ? t->history_size : 0);
     r->history_ttl_ms = cap_i64(ns->history_ttl_ms, t ? t->history_ttl_ms : 0);
     metrics_add(h->metrics, p->cls == PUB_GUARANTEED ? M_PUBS_GUARANTEED : M_PUBS_STANDARD, 1);
+    atomic_fetch_add_explicit(&h->srv->storage_queue, 1, memory_order_relaxed);
     host_submit(h, r);
     return 0;
 }

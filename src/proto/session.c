@@ -37,12 +37,16 @@ void sess_flow(session *s)
 {
     size_t bound = s->h->srv->cfg->limits.outbound_queue_bytes;
     if (s->out->closed) return;
+    /* A client that published stored pubs in the last second waits while a
+     * worker is behind on its writes (net sets srv->backlogged). */
+    int held = s->published_us && s->h->now_us - s->published_us < 1000000 &&
+               atomic_load_explicit(&s->h->srv->backlogged, memory_order_relaxed);
     if (!s->paused) {
-        if (s->inflight < FLOW_INFLIGHT_HIGH && s->out->replies < bound / 2) return;
+        if (s->inflight < FLOW_INFLIGHT_HIGH && s->out->replies < bound / 2 && !held) return;
         s->paused = 1;
         metrics_add(s->h->metrics, M_READS_PAUSED, 1);
         sink_reading(s->out, 0);
-    } else if (s->inflight <= FLOW_INFLIGHT_LOW && s->out->replies <= bound / 4) {
+    } else if (s->inflight <= FLOW_INFLIGHT_LOW && s->out->replies <= bound / 4 && !held) {
         s->paused = 0;
         metrics_add(s->h->metrics, M_READS_RESUMED, 1);
         sink_reading(s->out, 1);
@@ -86,7 +90,10 @@ void sess_error(session *s, int has_id, uint64_t id, unsigned mi, int code, cons
         sbuf_putc(o, ',');
     }
     sbuf_puts(o, "\"error\":");
-    proto_error_json(o, code, detail);
+    if (code == PE_OVERLOADED)
+        proto_error_json_code_retry(o, code, detail, proto_overload_retry_ms(s->h));
+    else
+        proto_error_json(o, code, detail);
     sbuf_putc(o, '}');
     sess_send(s, o);
 }
@@ -233,6 +240,13 @@ sub *sess_find_sub(session *s, const char *ch)
 
 /* Broadcasts a signal push (join, leave, typing, read) for a channel to
  * every worker: an offset-0 pub whose frame is the push itself. */
+int sess_shed_signal(session *s)
+{
+    if (!proto_overloaded(s->h->srv)) return 0;
+    metrics_add(s->h->metrics, M_SHED_SIGNALS, 1);
+    return 1;
+}
+
 void sess_signal(session *s, const char *ch, sbuf *frame, int skip_origin, int to_user)
 {
     pub_fields f = {.tenant = s->tenant,
@@ -378,6 +392,8 @@ void proto_on_engine_done(proto_host *h, engine_req *r)
 {
     pending *pd = r->ctx;
     uint64_t counted = pd && pd->flow ? pd->conn_id : 0;
+    if (r->op == ENGINE_PUBLISH)
+        atomic_fetch_sub_explicit(&h->srv->storage_queue, 1, memory_order_relaxed);
     if (pd && pd->done) pd->done(h, pd, r);
     if (!pd || !pd->kept) engine_req_recycle(&h->req_pool, r); /* and pd, inside it */
     if (counted) sess_answered(h, counted);

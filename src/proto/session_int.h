@@ -47,8 +47,9 @@ struct session {
     char *user;
     const char *tenant; /* borrowed from the server's tenant table */
     int64_t exp;
-    char *info;   /* JSON object text or NULL */
-    char **chans; /* the token's `channels` claim */
+    int64_t published_us; /* monotonic: the last stored publish (0: none) */
+    char *info;           /* JSON object text or NULL */
+    char **chans;         /* the token's `channels` claim */
     size_t nchans;
     char **pubs; /* the token's `publish` claim */
     size_t npubs;
@@ -138,6 +139,10 @@ proto_error sess_read_since(proto_batch *b, int params, int *has_since, uint64_t
 /* Broadcasts a signal push (join, leave, typing, read) for a channel to every
  * worker: an offset-0 pub whose frame is the push itself. */
 void sess_signal(session *s, const char *ch, sbuf *frame, int skip_origin, int to_user);
+/* 1 (counted) when a join, leave or typing push is to be dropped: they are
+ * shed first under overload, being best effort (`presence` still answers
+ * the roster exactly). Read pushes are never shed. */
+int sess_shed_signal(session *s);
 /* The connected session an engine answer is for, or NULL when it is gone. */
 session *sess_for(proto_host *h, const pending *pd);
 

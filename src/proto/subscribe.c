@@ -16,6 +16,7 @@ static void page_answered(proto_host *h, pending *pd, engine_req *r);
 
 static void join_leave(session *s, sub *sb, const char *kind)
 {
+    if (sess_shed_signal(s)) return;
     sbuf o;
     sbuf_init(&o);
     sbuf_printf(&o, "{\"push\":\"%s\",\"channel\":", kind);

@@ -1,6 +1,7 @@
 # Overload as clients meet it: a client that sends faster than it reads its
 # answers is slowed by TCP backpressure, never cut; the 4001 cut is kept for
 # pushes a subscriber does not take.
+import asyncio
 import json
 import threading
 import time
@@ -160,3 +161,147 @@ def test_history_replies_never_cut_a_reader_that_reads(server_factory):
 
     run(body())
     assert (srv.metric("parley_slow_consumer_disconnects_total") or 0) == 0
+
+
+# ---- shedding by priority ---------------------------------------------------
+#
+# Publishes reach storage at the end of the loop iteration that read them, so
+# one message of many commands fills the storage queue deterministically:
+# every command after the first N sees N stored publishes waiting.
+
+
+def _shed_config(cfg):
+    cfg["limits"]["storage_queue_shed"] = 10
+    cfg["limits"]["storage_queue_max"] = 50
+    cfg["namespaces"].append({"name": "live", "class": "ephemeral", "join_leave": True})
+
+
+def _batch(*cmds):
+    return ws_frame(OP_TEXT, "\n".join(json.dumps(c) for c in cmds))
+
+
+def _pub(i, ch, **extra):
+    return {"id": i, "method": "publish", "params": {"channel": ch, "data": {"i": i}, **extra}}
+
+
+def _answers(ws, ids):
+    got = {}
+    while len(got) < len(ids):
+        for m in ws.recv_messages():
+            if m.get("id") in ids:
+                got[m["id"]] = m
+    return got
+
+
+def test_overload_sheds_ephemeral_first_and_stored_only_when_storage_is_full(server_factory):
+    srv = server_factory(_shed_config, name="shed")
+    ws = RawWS(srv)
+    assert "result" in ws.rpc("connect", {"token": make_token("loud")})
+    ch, live = "chat:" + uniq(), "live:" + uniq()
+    shed0 = srv.metric("parley_shed_total", {"class": "ephemeral"}) or 0
+    # 100 standard publishes, an ephemeral one after the 20th (past the shed
+    # mark, under the max) and after the 80th (past the max).
+    cmds = [_pub(1000 + i, ch) for i in range(100)]
+    cmds.insert(20, _pub(1, live))
+    cmds.insert(81, _pub(2, live))
+    ws.send(_batch(*cmds))
+    got = _answers(ws, {c["id"] for c in cmds})
+    for i in (1, 2):
+        err = got[i]["error"]
+        assert err["code"] == 114 and err["temporary"] is True and err["retry_after"] > 0, err
+    acked = [got[1000 + i] for i in range(100) if "result" in got[1000 + i]]
+    refused = [got[1000 + i] for i in range(100) if "error" in got[1000 + i]]
+    # The first 50 fill the storage queue; the other 50 are refused, never
+    # acked without storage.
+    assert len(acked) == 50 and len(refused) == 50
+    assert [m["result"]["offset"] for m in acked] == list(range(1, 51))
+    assert all(m["error"]["code"] == 114 and m["error"]["retry_after"] > 0 for m in refused)
+    assert all(m["id"] < 1050 for m in acked)
+    hist = ws.rpc("history", {"channel": ch, "limit": 1000})["result"]["pubs"]
+    assert [p["offset"] for p in hist] == list(range(1, 51))
+    assert (srv.metric("parley_shed_total", {"class": "ephemeral"}) or 0) == shed0 + 2
+    assert srv.metric("parley_shed_total", {"class": "stored"}) >= 50
+    # Once storage caught up, everything is accepted again.
+    ok = ws.rpc("publish", {"channel": live, "data": 1})
+    assert "result" in ok, ok
+    assert srv.metric("parley_storage_queue") == 0
+    ws.close()
+
+
+def test_typing_and_presence_pushes_are_shed_under_overload(server_factory):
+    srv = server_factory(_shed_config, name="shedsig")
+
+    async def body():
+        watcher = await connect(srv, "watcher")
+        ch = "live:" + uniq()
+        await watcher.subscribe(ch)
+        ws = RawWS(srv)
+        assert "result" in ws.rpc("connect", {"token": make_token("typist")})
+        assert "result" in ws.rpc("subscribe", {"channel": ch})
+        assert (await watcher.push("join", ch))["info"]["user"] == "typist"
+        before = srv.metric("parley_shed_total", {"class": "signal"}) or 0
+        stored = "chat:" + uniq()
+        cmds = [_pub(100 + i, stored) for i in range(20)]
+        cmds.append({"id": 1, "method": "typing", "params": {"channel": ch}})
+        cmds.append({"id": 2, "method": "unsubscribe", "params": {"channel": ch}})
+        ws.send(_batch(*cmds))
+        got = _answers(ws, {c["id"] for c in cmds})
+        assert "result" in got[1] and "result" in got[2], (got[1], got[2])
+        # the typing and the leave push were both shed, not sent
+        assert (srv.metric("parley_shed_total", {"class": "signal"}) or 0) == before + 2
+        # calm again: typing reaches the watcher
+        assert srv.metric("parley_storage_queue") == 0
+        assert "result" in ws.rpc("subscribe", {"channel": ch})
+        assert (await watcher.push("join", ch))["info"]["user"] == "typist"
+        assert "result" in ws.rpc("typing", {"channel": ch})
+        push = await watcher.push("typing", ch)
+        assert push["user"] == "typist"
+        ws.close()
+        await watcher.close()
+
+    run(body())
+
+
+# ---- fan-out holds publishers back ------------------------------------------
+
+
+def _small_backlog(cfg):
+    cfg["limits"]["backlog_bytes"] = 65536
+    cfg["limits"]["outbound_queue_bytes"] = 8 << 20  # the subscribers are never cut here
+
+
+def test_fanout_backlog_slows_the_publisher_not_the_subscribers(server_factory):
+    """A publisher whose pubs cost the workers more writing than they can do
+    at once is paused while the backlog drains; every subscriber still gets
+    every pub in order, and once drained nothing stays paused."""
+    srv = server_factory(_small_backlog, name="backlog")
+    nsubs, npubs = scaled(100, 40), scaled(200, 60)
+
+    async def body():
+        ch = "chat:" + uniq()
+        subs = [await connect(srv, f"s{i}") for i in range(nsubs)]
+        for s in subs:
+            await s.subscribe(ch)
+        ws = RawWS(srv)
+        assert "result" in ws.rpc("connect", {"token": make_token("firehose")})
+        over0 = srv.metric("parley_backlog_overloads_total") or 0
+        pad = "x" * 30000
+        ws.send(b"".join(ws_frame(OP_TEXT, json.dumps(
+            {"id": 10 + i, "method": "publish", "params": {"channel": ch, "data": {"i": i, "p": pad}}}))
+            for i in range(npubs)))
+        got = await asyncio.get_running_loop().run_in_executor(
+            None, _answers, ws, set(range(10, 10 + npubs)))
+        assert [got[10 + i]["result"]["offset"] for i in range(npubs)] == list(range(1, npubs + 1))
+        for s in subs:
+            pubs = await s.pubs(ch, npubs, timeout=30 * SLOW)
+            assert [p["data"]["i"] for p in pubs] == list(range(npubs))
+        assert (srv.metric("parley_backlog_overloads_total") or 0) > over0
+        assert srv.metric("parley_read_pauses_total") >= 1  # the publisher was held
+        assert srv.metric("parley_backlogged_workers") == 0
+        assert srv.metric("parley_paused_connections") == 0
+        assert (srv.metric("parley_slow_consumer_disconnects_total") or 0) == 0
+        ws.close()
+        for s in subs:
+            await s.close()
+
+    run(body())

@@ -107,6 +107,9 @@ static void test_full_example(void **state)
     assert_int_equal(c.limits.commands_per_second, 50);
     assert_int_equal(c.limits.connects_per_second, 2000);
     assert_int_equal(c.limits.connect_burst, 4000);
+    assert_int_equal(c.limits.backlog_bytes, 33554432);
+    assert_int_equal(c.limits.storage_queue_shed, 5000);
+    assert_int_equal(c.limits.storage_queue_max, 20000);
 
     assert_int_equal(c.n_tenants, 2);
     const cfg_tenant *acme = config_tenant(&c, "acme");
@@ -231,6 +234,9 @@ static void check_defaults(const config *c)
     assert_int_equal(c->limits.commands_per_second, 0);
     assert_int_equal(c->limits.connects_per_second, 0);
     assert_int_equal(c->limits.connect_burst, 0);
+    assert_int_equal(c->limits.backlog_bytes, 64u << 20);
+    assert_int_equal(c->limits.storage_queue_shed, 10000);
+    assert_int_equal(c->limits.storage_queue_max, 50000);
     assert_int_equal(c->n_allowed_origins, 2);
     assert_string_equal(c->allowed_origins[0], "http://localhost:*");
     assert_string_equal(c->allowed_origins[1], "http://127.0.0.1:*");
@@ -465,7 +471,12 @@ static const err_case err_cases[] = {
     {"limits: {connect_burst: -1}\n", 1, 25, "connect_burst: must not be negative"},
     {"limits: {connect_burst: 2000000, connects_per_second: 10}\n", 1, 25,
      "connect_burst: must be between 0 and 1000000"},
+    {"limits: {backlog_bytes: 1024}\n", 1, 25, "backlog_bytes: must be between 65536 and"},
+    {"limits: {storage_queue_max: 0}\n", 1, 29, "storage_queue_max: must be between 1 and"},
+    {"limits: {storage_queue_shed: x}\n", 1, 30, "storage_queue_shed: expected an integer"},
     /* cross-field limits */
+    {"limits:\n  storage_queue_max: 100\n  storage_queue_shed: 200\n", 3, 23,
+     "storage_queue_shed (200) exceeds storage_queue_max (100)"},
     {"limits:\n  max_frame_bytes: 1000\n  max_message_bytes: 2000\n", 3, 22,
      "max_message_bytes (2000) exceeds max_frame_bytes"},
     {"limits:\n  connect_burst: 50\n", 2, 18, "connect_burst (50) needs connects_per_second"},
