@@ -298,8 +298,9 @@ static void put_publish(run *r, uint64_t id, const bench_chan *ch)
 }
 
 /* The whole burst is queued before returning: the connection writes it as
- * fast as the socket takes it while replies are read as they arrive, the
- * way a backend pipelining a bulk publish without a window behaves. */
+ * fast as the socket takes it, with no window, the way a backend publishing
+ * in bulk behaves. Its replies are read as they arrive, or, with
+ * --verify-read-after, not before a client busy writing would read them. */
 static void verify_burst(run *r)
 {
     client *p = &r->clients[r->nsubs];
