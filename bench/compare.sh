@@ -8,9 +8,14 @@
 # that still compares the servers.
 #
 #   bench/compare.sh [--out bench/results/YYYY-MM-DD-compare.md] [--all] [--quick]
+#                    [--idle-verify]
 #
 # --all adds the parley-only scenarios (latency at half the max rate,
-# publish, storm) so one run reproduces every figure in bench/README.md.
+# publish, storm, the idle verification bursts) so one run reproduces every
+# figure in bench/README.md.
+# --idle-verify runs only the idle verification bursts (IDLE_CONNS
+# subscribers, one publish each, answers read as they arrive and read only
+# after 1 s); no nats-server needed.
 # --quick uses small counts (a smoke run, figures meaningless).
 # Environment: PARLEY (default build/parley), NATS_SERVER (nats-server),
 # DURATION (10), FANOUT_SUBS ("1000 10000"), IDLE_CONNS (19000), SERVER_CPU (0),
@@ -28,16 +33,20 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 OUT=""
 ALL=0
+VERIFY_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --out) OUT=$2; shift 2 ;;
     --all) ALL=1; shift ;;
     --quick) DURATION=2; FANOUT_SUBS="50"; IDLE_CONNS=500; shift ;;
-    *) echo "usage: $0 [--out FILE] [--all] [--quick]" >&2; exit 2 ;;
+    --idle-verify) VERIFY_ONLY=1; shift ;;
+    *) echo "usage: $0 [--out FILE] [--all] [--quick] [--idle-verify]" >&2; exit 2 ;;
     esac
 done
 
-if ! command -v "$NATS_SERVER" >/dev/null 2>&1 && [ "$NATS_SERVER" = nats-server ]; then
+if [ $VERIFY_ONLY -eq 1 ]; then
+    NATS_SERVER=true
+elif ! command -v "$NATS_SERVER" >/dev/null 2>&1 && [ "$NATS_SERVER" = nats-server ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO=sudo
     $SUDO apt-get install -y -qq nats-server >/dev/null
@@ -129,6 +138,18 @@ bench() {
 PA=(--url "127.0.0.1:$PARLEY_PORT" --secret "$SECRET" --tenant bench --quiet)
 NA=(--url "127.0.0.1:$NATS_WS_PORT" --proto nats --quiet)
 
+# idle_verify: the verification bursts, each against a fresh server.
+idle_verify() {
+    start_parley
+    bench "idle-$IDLE_CONNS-parley-verify" idle "${PA[@]}" --conns "$IDLE_CONNS" --hold 2 --verify
+    stop_server
+    start_parley
+    bench "idle-$IDLE_CONNS-parley-verify-late" idle "${PA[@]}" --conns "$IDLE_CONNS" --hold 2 \
+        --verify --verify-read-after 1
+    stop_server
+}
+
+[ $VERIFY_ONLY -eq 1 ] && FANOUT_SUBS=""
 for subs in $FANOUT_SUBS; do
     start_nats
     bench "fanout-$subs-nats" fanout "${NA[@]}" --subs "$subs" --duration "$DURATION"
@@ -142,12 +163,16 @@ for subs in $FANOUT_SUBS; do
     stop_server
 done
 
-start_nats
-bench "idle-$IDLE_CONNS-nats" idle "${NA[@]}" --conns "$IDLE_CONNS" --hold 5
-stop_server
-start_parley
-bench "idle-$IDLE_CONNS-parley" idle "${PA[@]}" --conns "$IDLE_CONNS" --hold 5
-stop_server
+if [ $VERIFY_ONLY -eq 1 ]; then
+    idle_verify
+else
+    start_nats
+    bench "idle-$IDLE_CONNS-nats" idle "${NA[@]}" --conns "$IDLE_CONNS" --hold 5
+    stop_server
+    start_parley
+    bench "idle-$IDLE_CONNS-parley" idle "${PA[@]}" --conns "$IDLE_CONNS" --hold 5
+    stop_server
+fi
 
 if [ $ALL -eq 1 ]; then
     first=${FANOUT_SUBS%% *}
@@ -174,6 +199,7 @@ PY
         --channels "$storm_subs" --rate 10000 --duration "$((DURATION > 8 ? DURATION : 8))" \
         --drop-at 2
     stop_server
+    idle_verify
 fi
 
 python3 - "$RESULTS" "$(date -u +%Y-%m-%d)" "$(nproc)" <<'PY' | tee "$TMP/table.md"
@@ -228,6 +254,15 @@ for k in ("publish-64-parley",):
         a = r["ack_latency_us"]
         print("\npublish, 64 publishers: %.0f acked pubs/s, ack p50 %s p99 %s, commit batch avg %s" % (
             r["pubs_per_s"], us(a["p50"]), us(a["p99"]), r.get("commit_batch_avg", "n/a")))
+for k, r in rows.items():
+    v = r.get("verify")
+    if v:
+        pc = v["publisher_closed"]
+        print("\n%s: %d published, %d acked, %d refused %s, %d unanswered, %d/%d subscribers served, %d missing, closed by the server %s%s: %s" % (
+            k, v["published"], v["acked"], v["refused"], json.dumps(v["refused_by"]), v["unanswered"],
+            v["delivered"], v["channels"], v["missing"], json.dumps(v["disconnects"]),
+            "" if pc is None else " (publisher: %d after %d acks)" % (pc["code"], pc["acked_before"]),
+            "PASS" if v["ok"] else "FAIL"))
 for k, r in rows.items():
     if k.startswith("storm-"):
         print("\n%s: caught up in %s s, gaps %d, lost %d, dups %d, recovered %d pubs in subscribe results" % (

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A few seconds of `parley bench` against a fresh server: asserts zero loss,
-# duplicates and reordering (the bench exits non-zero on any), not speed.
+# duplicates and reordering (the bench exits non-zero on any), and that an
+# idle verification burst reaches every subscriber; not speed.
 # Usage: scripts/bench-smoke.sh PATH_TO_PARLEY
 set -euo pipefail
 bin=${1:-build/parley}
@@ -27,4 +28,8 @@ done
   --subs 20 --count 2000 --duration 3 --quiet
 "$bin" bench storm --url "127.0.0.1:$port" --secret "$secret" --tenant bench \
   --subs 50 --channels 10 --rate 500 --duration 3 --drop-at 1 --quiet
+# 500 publishes in one burst stay far below the server's outbound queue, so
+# this checks the verification's own bookkeeping, not the server's limits.
+"$bin" bench idle --url "127.0.0.1:$port" --secret "$secret" --tenant bench \
+  --conns 500 --hold 0.5 --verify --quiet
 echo "bench smoke: ok"

@@ -151,6 +151,14 @@ static const char usage[] =
     "  --duration T              publishing time (default 10s)\n"
     "  --count N                 stop after N publishes\n"
     "  --hold T                  idle: hold time (default 10s)\n"
+    "  --verify                  idle: once all are subscribed, one more connection\n"
+    "                            writes one publish per channel at once, no window;\n"
+    "                            fails (exit 1) unless every publish is acked, every\n"
+    "                            subscriber gets its pub and the server closes no\n"
+    "                            connection (waits up to --drain after --hold; parley)\n"
+    "  --verify-read-after T     idle --verify: the publisher reads nothing until T after\n"
+    "                            the burst, as a client that writes its whole batch before\n"
+    "                            reading its answers (default 0: read as they arrive)\n"
     "  --drop-at T               storm: drop subscribers T after publishing starts (default 2s)\n"
     "  --drain T                 wait this long for acks and deliveries after publishing (5s)\n"
     "  --timeout T               hard bound of the run (default: everything above + 60s)\n"
@@ -210,7 +218,7 @@ static const char *scen_names[] = {"fanout", "channels", "publish", "idle", "sto
 
 /* Options given explicitly, where the scenario has its own default. */
 typedef struct seen_opts {
-    bool subs, rate, timeout;
+    bool subs, rate, timeout, read_after;
 } seen_opts;
 
 /* One option a with its value v. 0, 1 when v is bad, -1 when a is unknown. */
@@ -264,7 +272,10 @@ static int parse_opt(const char *a, const char *v, bench_opts *o, const char **l
         bad = !*v || *e || v[0] == '-';
     } else if (strcmp(a, "--hold") == 0)
         bad = parse_secs(v, &o->hold_s);
-    else if (strcmp(a, "--drop-at") == 0)
+    else if (strcmp(a, "--verify-read-after") == 0) {
+        bad = parse_secs(v, &o->verify_read_after_s);
+        seen->read_after = true;
+    } else if (strcmp(a, "--drop-at") == 0)
         bad = parse_secs(v, &o->drop_at_s);
     else if (strcmp(a, "--drain") == 0)
         bad = parse_secs(v, &o->drain_s);
@@ -291,7 +302,8 @@ static int check_opts(bench_opts *o, const seen_opts *seen)
 {
     if (!seen->subs && o->scenario == SCEN_STORM) o->subs = 1000;
     if (!seen->rate && o->scenario == SCEN_STORM) o->rate = 10000;
-    if (!seen->timeout) o->timeout_s = o->duration_s + o->hold_s + o->drain_s + 60;
+    if (!seen->timeout)
+        o->timeout_s = o->duration_s + o->hold_s + o->drain_s + o->verify_read_after_s + 60;
     if (o->proto == PROTO_PARLEY && !o->secret) {
         fprintf(stderr, "bench: --secret is required for --proto parley\n");
         return -1;
@@ -299,6 +311,19 @@ static int check_opts(bench_opts *o, const seen_opts *seen)
     if (o->proto == PROTO_NATS && (o->scenario == SCEN_PUBLISH || o->scenario == SCEN_STORM)) {
         fprintf(stderr, "bench: %s needs acks and offsets; it runs with --proto parley only\n",
                 scen_names[o->scenario]);
+        return -1;
+    }
+    if (o->verify && o->scenario != SCEN_IDLE) {
+        fprintf(stderr, "bench: --verify is an option of the idle scenario only, not %s\n",
+                scen_names[o->scenario]);
+        return -1;
+    }
+    if (seen->read_after && !o->verify) {
+        fprintf(stderr, "bench: --verify-read-after needs --verify\n");
+        return -1;
+    }
+    if (o->verify && o->proto == PROTO_NATS) {
+        fprintf(stderr, "bench: --verify needs publish acks; it runs with --proto parley only\n");
         return -1;
     }
     if (o->scenario == SCEN_STORM && o->ephemeral) {
@@ -327,6 +352,10 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
         const char *a = argv[i];
         if (strcmp(a, "--quiet") == 0) {
             o->quiet = true;
+            continue;
+        }
+        if (strcmp(a, "--verify") == 0) {
+            o->verify = true;
             continue;
         }
         if (i + 1 >= argc) {
@@ -395,6 +424,7 @@ static bool verdict(const bench_opts *o, const bench_result *r)
     bool stored = o->proto == PROTO_PARLEY && !o->ephemeral;
     if (!r->ok || r->conn_errors || r->server_errors || r->proto_errors) return false;
     if (stored && (r->lost || r->dups || r->reorder || r->gaps)) return false;
+    if (o->verify && !bench_verify_pass(&r->verify)) return false;
     return true;
 }
 
@@ -418,6 +448,8 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
         if (per_conn >= 0)
             sbuf_printf(&h, ", server RSS %ld -> %ld KiB = %.0f B/conn", r->rss_before_kib,
                         r->rss_hold_kib, per_conn);
+        bench_verify_human(&r->verify, &h);
+        if (r->commit_batch >= 0) sbuf_printf(&h, ", commit batch %.1f", r->commit_batch);
     } else {
         sbuf_printf(&h, ", %u B, %" PRIu64 " pubs acked (%.0f/s), %" PRIu64 " deliveries (%.0f/s)",
                     o->payload, r->pubs_acked, pubs_s, r->deliveries, deliv_s);
@@ -460,7 +492,7 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
                 : o->scenario == SCEN_PUBLISH ? 0
                                               : o->subs,
                 o->scenario == SCEN_PUBLISH ? o->publishers
-                : o->scenario == SCEN_IDLE  ? 0
+                : o->scenario == SCEN_IDLE  ? (o->verify ? 1 : 0)
                                             : 1,
                 o->payload, o->inflight, o->rate, r->connect_s, per_s(r->connections, r->connect_s),
                 r->pubs_sent, r->pubs_acked, r->publish_s, pubs_s, r->deliveries, r->expected,
@@ -480,6 +512,7 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
     if (r->rss_before_kib >= 0) sbuf_printf(&j, ",\"rss_before_kib\":%ld", r->rss_before_kib);
     if (r->rss_hold_kib >= 0) sbuf_printf(&j, ",\"rss_hold_kib\":%ld", r->rss_hold_kib);
     if (per_conn >= 0) sbuf_printf(&j, ",\"rss_per_conn_bytes\":%.0f", per_conn);
+    bench_verify_json(&r->verify, &j);
     sbuf_printf(&j, ",\"elapsed_s\":%.3f", r->elapsed_s);
     if (r->failure) {
         sbuf_puts(&j, ",\"failure\":");
@@ -529,7 +562,7 @@ int bench_main(int argc, char **argv)
     clock_ulid(run_id);
     o.run_id = run_id;
     long fds = raise_fd_limit();
-    uint64_t need = o.scenario == SCEN_IDLE      ? o.conns
+    uint64_t need = o.scenario == SCEN_IDLE      ? (uint64_t)o.conns + o.verify
                     : o.scenario == SCEN_PUBLISH ? o.publishers
                                                  : (uint64_t)o.subs + 1;
     if (fds > 0 && need + 32 > (uint64_t)fds)

@@ -362,6 +362,15 @@ int bench_conn_send(bench_conn *c, int binary, const void *data, size_t len)
     return c->out.oom ? -1 : 0;
 }
 
+void bench_conn_reading(bench_conn *c, bool on)
+{
+    if (c->state != ST_OPEN) return;
+    if (on)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
 size_t bench_conn_pending(const bench_conn *c)
 {
     return c->pending + c->out.len;

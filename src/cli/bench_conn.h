@@ -12,6 +12,7 @@
 #define PL_BENCH_CONN_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,9 @@ int bench_conn_send(bench_conn *c, int binary, const void *data, size_t len);
 /* Drops the TCP connection at once (no close handshake). on_close follows
  * from the loop with error NULL. Safe inside callbacks; idempotent. */
 void bench_conn_close(bench_conn *c);
+/* Stops (on = false) or resumes reading while open: a peer that does not
+ * read sees its replies pile up in the kernel and then in the server. */
+void bench_conn_reading(bench_conn *c, bool on);
 /* Bytes queued but not yet accepted by the kernel. */
 size_t bench_conn_pending(const bench_conn *c);
 void *bench_conn_ud(const bench_conn *c);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "cli/bench_stats.h"
+#include "cli/bench_verify.h"
 
 typedef enum bench_scenario {
     SCEN_FANOUT,
@@ -36,13 +37,15 @@ typedef struct bench_opts {
     double duration_s;   /* publishing time */
     uint64_t count;      /* max publishes, 0 = no bound other than time */
     double hold_s;       /* idle: how long connections are held */
-    double drop_at_s;    /* storm: when the subscribers drop, after publishing starts */
-    double drain_s;      /* after publishing: wait for acks and deliveries */
-    double timeout_s;    /* hard bound of the whole run */
-    pid_t server_pid;    /* 0 = unknown */
-    const char *secret;  /* HS256 secret for tokens (Parley) */
-    const char *tenant;  /* tenant claim or NULL */
-    uint32_t source_ips; /* spread sources over 127.0.0.1 .. 127.0.0.N */
+    bool verify;         /* idle: one publish per channel in a burst, every delivery checked */
+    double verify_read_after_s; /* idle --verify: the publisher reads nothing until then */
+    double drop_at_s;           /* storm: when the subscribers drop, after publishing starts */
+    double drain_s;             /* after publishing: wait for acks and deliveries */
+    double timeout_s;           /* hard bound of the whole run */
+    pid_t server_pid;           /* 0 = unknown */
+    const char *secret;         /* HS256 secret for tokens (Parley) */
+    const char *tenant;         /* tenant claim or NULL */
+    uint32_t source_ips;        /* spread sources over 127.0.0.1 .. 127.0.0.N */
     uint32_t connect_concurrency;
     bool quiet;         /* no progress lines */
     const char *run_id; /* channel name component, unique per run */
@@ -67,6 +70,7 @@ typedef struct bench_result {
     double server_cpu_s;               /* <0 when unknown */
     double commit_batch;               /* publish: average batch size, <0 when unknown */
     long rss_before_kib, rss_hold_kib; /* idle; <0 when unknown */
+    bench_verify_sum verify;           /* idle --verify */
     double elapsed_s;
 } bench_result;
 

@@ -4,6 +4,12 @@
  *   CONNECT --all ready--> PUBLISH --time/count reached--> DRAIN --> DONE
  *      \--(idle)--> HOLD --hold elapsed----------------------------^
  *
+ * idle --verify adds one publisher: on entering HOLD it writes one publish
+ * per subscriber's channel at once (bench_verify.c keeps the books), and
+ * the hold lasts until every answer and delivery is in (at most --drain
+ * past --hold). Closes by the server are then counted, not fatal, so the
+ * figures show how far the burst got.
+ *
  * Subscribers track what they receive per channel with bench_seq (by
  * offset for stored classes, by the payload's sequence number for
  * ephemeral pubs and NATS), publishers keep a bounded window of commands in
@@ -21,6 +27,7 @@
 #include "cli/bench_conn.h"
 #include "cli/bench_nats.h"
 #include "cli/bench_scan.h"
+#include "cli/bench_verify.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 
@@ -66,6 +73,7 @@ typedef struct client {
     bool seq_ready;
     char epoch[BENCH_EPOCH_MAX];
     bool waiting_catchup;
+    int push_code; /* code of the disconnect push received, 0 if none */
     /* publisher */
     slot *slots;
     uint64_t slot_mask;
@@ -104,8 +112,11 @@ struct run {
     uint64_t prog_pubs, prog_deliv, prog_t;
     double cpu_start, batch_sum0, batch_count0;
     bool have_batch0;
-    sbuf msg;  /* the command being built */
-    sbuf data; /* the payload being built */
+    bench_verify v; /* idle --verify */
+    bool hold_rss_read;
+    bool pub_deaf; /* the publisher is not reading yet (--verify-read-after) */
+    sbuf msg;      /* the command being built */
+    sbuf data;     /* the payload being built */
     char *pad;
     const char *failure;
 };
@@ -115,6 +126,7 @@ static const char *scen_name[] = {"fanout", "channels", "publish", "idle", "stor
 static void finish(run *r, const char *failure);
 static void pump(run *r);
 static void top_up(client *c);
+static void verify_burst(run *r);
 
 static double secs(uint64_t ns)
 {
@@ -171,6 +183,16 @@ static void deliver(client *c, const bench_pub *p, uint64_t now, bool live)
     if (c->waiting_catchup) check_caught(r, c, now);
 }
 
+static void fetch_batch0(run *r)
+{
+    double s, n;
+    if (bench_fetch_batch(r->o->host, r->o->port, &s, &n) == 0) {
+        r->batch_sum0 = s;
+        r->batch_count0 = n;
+        r->have_batch0 = true;
+    }
+}
+
 static void client_ready(client *c)
 {
     run *r = c->r;
@@ -186,16 +208,13 @@ static void client_ready(client *c)
             r->res->rss_hold_kib = bench_proc_rss_kib(r->o->server_pid);
             r->phase = PH_HOLD;
             r->t_hold_end = r->t_ready + (uint64_t)(r->o->hold_s * 1e9);
+            if (r->o->verify) {
+                fetch_batch0(r);
+                verify_burst(r);
+            }
             return;
         }
-        if (r->o->proto == PROTO_PARLEY) {
-            double s, n;
-            if (bench_fetch_batch(r->o->host, r->o->port, &s, &n) == 0) {
-                r->batch_sum0 = s;
-                r->batch_count0 = n;
-                r->have_batch0 = true;
-            }
-        }
+        if (r->o->proto == PROTO_PARLEY) fetch_batch0(r);
         r->phase = PH_PUBLISH;
         r->t_pub_start = uv_hrtime();
         if (r->o->rate <= 0)
@@ -267,6 +286,60 @@ static void put_data(run *r, uint64_t t, uint64_t s)
     sbuf_puts(&r->data, "\"}");
 }
 
+/* A Parley publish command for ch carrying r->data, in r->msg. */
+static void put_publish(run *r, uint64_t id, const bench_chan *ch)
+{
+    sbuf_printf(&r->msg,
+                "{\"id\":%" PRIu64 ",\"method\":\"publish\",\"params\":{\"channel\":\"%s\","
+                "\"class\":\"%s\",\"data\":",
+                id, ch->name, r->o->ephemeral ? "ephemeral" : "standard");
+    sbuf_append(&r->msg, r->data.data, r->data.len);
+    sbuf_puts(&r->msg, "}}");
+}
+
+/* The whole burst is queued before returning: the connection writes it as
+ * fast as the socket takes it, with no window, the way a backend publishing
+ * in bulk behaves. Its replies are read as they arrive, or, with
+ * --verify-read-after, not before a client busy writing would read them. */
+static void verify_burst(run *r)
+{
+    client *p = &r->clients[r->nsubs];
+    uint64_t now = uv_hrtime();
+    r->t_pub_start = now;
+    bench_verify_start(&r->v, p->next_id + 1, now);
+    for (uint32_t i = 0; i < r->nsubs && r->phase != PH_DONE; i++) {
+        bench_chan *ch = &r->chans[r->clients[i].chan];
+        ch->next_s = 1;
+        put_data(r, now, 1);
+        sbuf_reset(&r->msg);
+        put_publish(r, ++p->next_id, ch);
+        send_msg(p, false);
+        p->sent++;
+        r->pubs_sent++;
+    }
+    if (p->conn && r->o->verify_read_after_s > 0) {
+        bench_conn_reading(p->conn, false);
+        r->pub_deaf = true;
+    }
+}
+
+static void verify_ack(client *c, const bench_line *l, uint64_t now)
+{
+    run *r = c->r;
+    int64_t ci = bench_verify_chan(&r->v, l->id);
+    uint64_t off = l->has_offset ? l->offset : 0;
+    if (ci < 0 || !bench_verify_ack(&r->v, l->id, off, now)) {
+        r->res->proto_errors++;
+        return;
+    }
+    bench_chan *ch = &r->chans[ci];
+    if (r->by_offset && !l->has_offset) r->res->proto_errors++;
+    if (off > ch->max_offset) ch->max_offset = off;
+    bench_hist_record(&r->res->ack, now - r->v.t_burst);
+    r->pubs_acked++;
+    r->t_last_ack = now;
+}
+
 static bool can_send(const client *c)
 {
     const run *r = c->r;
@@ -294,12 +367,7 @@ static void publish_one(client *c)
     sbuf_reset(&r->msg);
     if (r->o->proto == PROTO_PARLEY) {
         uint64_t id = ++c->next_id;
-        sbuf_printf(&r->msg,
-                    "{\"id\":%" PRIu64 ",\"method\":\"publish\",\"params\":{\"channel\":\"%s\","
-                    "\"class\":\"%s\",\"data\":",
-                    id, ch->name, r->o->ephemeral ? "ephemeral" : "standard");
-        sbuf_append(&r->msg, r->data.data, r->data.len);
-        sbuf_puts(&r->msg, "}}");
+        put_publish(r, id, ch);
         c->slots[id & c->slot_mask] = (slot){.id = id, .t = now, .chan = ci};
         send_msg(c, false);
     } else {
@@ -375,6 +443,7 @@ static void on_ack(client *c, const bench_line *l, uint64_t now)
 static void on_error_reply(client *c, const bench_line *l)
 {
     run *r = c->r;
+    if (c->role == ROLE_PUB && bench_verify_refuse(&r->v, l->id, l->code, r->now)) return;
     r->res->server_errors++;
     if (!r->failure)
         fprintf(stderr, "bench: connection %u: command %" PRIu64 " failed with error %d\n",
@@ -392,7 +461,9 @@ static void parley_line(client *c, const bench_line *l, uint64_t now)
     run *r = c->r;
     switch (l->kind) {
     case BENCH_PUB:
-        if (c->role == ROLE_SUB) deliver(c, &l->pub, now, true);
+        if (c->role != ROLE_SUB) break;
+        deliver(c, &l->pub, now, true);
+        if (r->v.sum.started) bench_verify_deliver(&r->v, c->chan, l->pub.offset, l->pub.s, now);
         break;
     case BENCH_RESULT:
         if (l->id == c->connect_id) {
@@ -402,6 +473,8 @@ static void parley_line(client *c, const bench_line *l, uint64_t now)
                 client_ready(c);
         } else if (l->id == c->sub_id) {
             on_subscribed(c, l, now);
+        } else if (c->role == ROLE_PUB && r->v.sum.started) {
+            verify_ack(c, l, now);
         } else if (c->slots) {
             on_ack(c, l, now);
         } else {
@@ -420,6 +493,8 @@ static void parley_line(client *c, const bench_line *l, uint64_t now)
         r->res->gaps++;
         break;
     case BENCH_DISCONNECT:
+        c->push_code = l->code;
+        break;
     case BENCH_PUSH_OTHER:
         break;
     case BENCH_BAD:
@@ -547,6 +622,22 @@ static void on_message(bench_conn *conn, void *ud, int binary, const char *data,
     }
 }
 
+/* During the verification burst a close is a figure, not the end: the run
+ * goes on so the deliveries of what the server did accept still count. */
+static void verify_closed(client *c, const char *error, int ws_code)
+{
+    run *r = c->r;
+    int code = c->push_code ? c->push_code : ws_code;
+    bool first = r->v.sum.disconnects.n == 0;
+    bench_verify_closed(&r->v, code, c->role == ROLE_PUB);
+    if (first || c->role == ROLE_PUB)
+        fprintf(stderr,
+                "bench: %s %u closed by the server: %s (code %d) after %" PRIu64 " acks, %" PRIu64
+                " deliveries\n",
+                c->role == ROLE_PUB ? "publisher" : "subscriber", c->index,
+                error ? error : "closed", code, r->pubs_acked, r->deliveries);
+}
+
 static void on_close(bench_conn *conn, void *ud, const char *error, int ws_code)
 {
     client *c = ud;
@@ -565,6 +656,10 @@ static void on_close(bench_conn *conn, void *ud, const char *error, int ws_code)
         c->resubscribe = true;
         enqueue(r, c->index);
         pump(r);
+        return;
+    }
+    if (r->v.sum.started) {
+        verify_closed(c, error, ws_code);
         return;
     }
     r->res->conn_errors++;
@@ -686,11 +781,22 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_hrtime();
     const bench_opts *o = r->o;
     if (r->phase == PH_HOLD) {
-        if (now >= r->t_hold_end) {
+        client *p = r->v.sum.started ? &r->clients[r->nsubs] : NULL;
+        if (p && r->v.sum.burst_write_s < 0 && (!p->conn || bench_conn_pending(p->conn) == 0))
+            r->v.sum.burst_write_s = secs(now - r->v.t_burst);
+        if (p && r->pub_deaf && now - r->v.t_burst >= (uint64_t)(o->verify_read_after_s * 1e9)) {
+            r->pub_deaf = false;
+            if (p->conn) bench_conn_reading(p->conn, true);
+        }
+        if (now < r->t_hold_end) return;
+        if (!r->hold_rss_read) {
             long rss = bench_proc_rss_kib(o->server_pid);
             if (rss > r->res->rss_hold_kib) r->res->rss_hold_kib = rss;
-            finish(r, NULL);
+            r->hold_rss_read = true;
         }
+        if (p && !bench_verify_settled(&r->v) && now - r->t_hold_end < (uint64_t)(o->drain_s * 1e9))
+            return;
+        finish(r, NULL);
         return;
     }
     if (r->phase == PH_PUBLISH) {
@@ -776,6 +882,10 @@ static void collect(run *r, uint64_t now)
         if (bench_fetch_batch(r->o->host, r->o->port, &s, &n) == 0 && n > r->batch_count0)
             res->commit_batch = (s - r->batch_sum0) / (n - r->batch_count0);
     }
+    if (r->v.sum.on) {
+        bench_verify_finish(&r->v);
+        res->verify = r->v.sum;
+    }
     res->elapsed_s = secs(now - r->t_start);
 }
 
@@ -790,6 +900,8 @@ static void finish(run *r, const char *failure)
     r->phase = PH_DONE;
     if (failure && !r->failure) r->failure = failure;
     collect(r, uv_hrtime());
+    if (r->res->verify.on && !bench_verify_pass(&r->res->verify) && !r->failure)
+        r->failure = "verification failed";
     close_timer(&r->tick);
     close_timer(&r->progress);
     close_timer(&r->deadline);
@@ -839,8 +951,10 @@ static int setup(run *r)
     case SCEN_IDLE:
         nsubs = o->conns;
         nchans = o->conns;
+        npubs = o->verify ? 1 : 0;
         break;
     }
+    if (o->verify && bench_verify_init(&r->v, nsubs) < 0) return -1;
     r->nsubs = nsubs;
     r->nclients = nsubs + npubs;
     r->nchans = nchans ? nchans : 1;
@@ -898,6 +1012,7 @@ static void teardown(run *r)
     if (r->chans)
         for (uint32_t i = 0; i < r->nchans; i++)
             bench_seq_release(&r->chans[i].acks);
+    bench_verify_release(&r->v);
     pl_free(r->clients);
     pl_free(r->chans);
     pl_free(r->queue);

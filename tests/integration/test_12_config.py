@@ -224,6 +224,71 @@ def test_bench_names_the_option_it_refuses():
     assert "--subs needs a value" in missing.stderr
 
 
+def test_bench_verify_is_an_idle_option():
+    # --verify only makes sense where every subscriber has its own channel
+    # and nothing else publishes: elsewhere it is a usage error (exit 2)
+    # that names the option, and nothing runs.
+    for scen in ("fanout", "channels", "publish", "storm"):
+        res = _cli("bench", scen, "--verify", "--secret", "s")
+        assert res.returncode == 2, (scen, res.stderr)
+        assert f"--verify is an option of the idle scenario only, not {scen}" in res.stderr
+    nats = _cli("bench", "idle", "--verify", "--proto", "nats")
+    assert nats.returncode == 2 and "--verify needs publish acks" in nats.stderr
+    alone = _cli("bench", "idle", "--verify-read-after", "1", "--secret", "s")
+    assert alone.returncode == 2 and "--verify-read-after needs --verify" in alone.stderr
+    bad = _cli("bench", "idle", "--verify", "--verify-read-after", "soon", "--secret", "s")
+    assert bad.returncode == 2 and "bad value for --verify-read-after: soon" in bad.stderr
+    assert "--verify " in alone.stderr and "--verify-read-after T" in alone.stderr
+
+
+def _bench_verify(srv, *extra):
+    import json
+    res = _cli("bench", "idle", "--url", f"127.0.0.1:{srv.port}", "--secret", SECRETS["acme"],
+               "--tenant", "acme", "--conns", "200", "--hold", "0.2", "--drain", "5",
+               "--verify", "--quiet", *extra, timeout=60 * SLOW)
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2, (res.returncode, res.stdout, res.stderr)
+    return res.returncode, lines[0], json.loads(lines[1])["verify"]
+
+
+def test_bench_verify_checks_every_subscriber():
+    srv = ParleyServer(name="benchverify")
+    srv.start()
+    try:
+        rc, human, v = _bench_verify(srv)
+        assert rc == 0, human
+        assert v["ok"] and v["published"] == v["acked"] == v["delivered"] == 200, v
+        assert v["missing"] == 0 and v["disconnects"] == {} and v["publisher_closed"] is None
+        assert "200/200 subscribers served" in human
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
+def test_bench_verify_reports_the_publisher_closed():
+    # A queue far smaller than the burst's 200 acks, and a publisher that
+    # reads nothing for a while: a server that closes slow consumers shows
+    # up as a failed run naming the close code; one that holds the
+    # publisher back instead passes. Either way the figures agree.
+    cfg = default_config()
+    cfg["limits"]["outbound_queue_bytes"] = 2048
+    srv = ParleyServer(cfg, name="benchverifyq")
+    srv.start()
+    try:
+        rc, human, v = _bench_verify(srv, "--verify-read-after", "0.5")
+        if rc == 0:
+            assert v["ok"] and v["acked"] == v["delivered"] == 200, v
+        else:
+            assert rc == 1 and not v["ok"], human
+            assert v["disconnects"] == {"4001": 1}, v
+            assert v["publisher_closed"]["code"] == 4001, v
+            assert v["acked"] + v["unanswered"] == 200 and v["unanswered"] > 0, v
+            assert "publisher closed with 4001" in human and "FAIL" in human
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
 def test_serve_with_a_config_without_tenants_prints_the_dev_banner(tmp_path):
     # A config file with no tenants runs single-tenant development mode, as
     # running without one does: the same banner, and its token command works.

@@ -17,6 +17,7 @@
 #include "cli/bench_nats.h"
 #include "cli/bench_scan.h"
 #include "cli/bench_stats.h"
+#include "cli/bench_verify.h"
 #include "cli/bench_ws.h"
 #include "net/ws.h"
 #include "util/mem.h"
@@ -1005,6 +1006,121 @@ static void ws_reader_refuses_hostile(void **state)
     sbuf_release(&s);
 }
 
+/* ------------------------------------------------------------------- verify */
+
+static uint64_t code_count(const bench_code_table *t, int code)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->e[i].code == code) return t->e[i].count;
+    return 0;
+}
+
+static void verify_all_served_passes(void **state)
+{
+    bench_verify v;
+    assert_int_equal(bench_verify_init(&v, 3), 0);
+    assert_false(bench_verify_settled(&v));
+    bench_verify_start(&v, 10, 1000);
+    assert_int_equal(bench_verify_chan(&v, 9), -1);
+    assert_int_equal(bench_verify_chan(&v, 12), 2);
+    assert_int_equal(bench_verify_chan(&v, 13), -1);
+    /* A delivery may come before its ack. */
+    bench_verify_deliver(&v, 0, 7, 1, 2000);
+    assert_true(bench_verify_ack(&v, 10, 7, 3000));
+    assert_false(bench_verify_ack(&v, 10, 7, 3000)); /* answered twice */
+    assert_true(bench_verify_ack(&v, 11, 1, 3000));
+    assert_true(bench_verify_ack(&v, 12, 1, 3000));
+    assert_false(bench_verify_ack(&v, 99, 1, 3000));
+    bench_verify_deliver(&v, 1, 1, 1, 4000);
+    assert_false(bench_verify_settled(&v));
+    bench_verify_deliver(&v, 2, 1, 1, 5000);
+    assert_true(bench_verify_settled(&v));
+    bench_verify_finish(&v);
+    assert_true(bench_verify_pass(&v.sum));
+    assert_int_equal(v.sum.missing, 0);
+    assert_int_equal(v.sum.unanswered, 0);
+    assert_true(v.sum.settle_s > 0);
+    sbuf j;
+    sbuf_init(&j);
+    bench_verify_json(&v.sum, &j);
+    assert_non_null(strstr(j.data, "\"ok\":true"));
+    assert_non_null(strstr(j.data, "\"disconnects\":{}"));
+    assert_non_null(strstr(j.data, "\"publisher_closed\":null"));
+    sbuf_release(&j);
+    bench_verify_release(&v);
+}
+
+static void verify_counts_what_went_wrong(void **state)
+{
+    bench_verify v;
+    assert_int_equal(bench_verify_init(&v, 5), 0);
+    bench_verify_start(&v, 1, 0);
+    assert_true(bench_verify_ack(&v, 1, 1, 10));
+    assert_true(bench_verify_refuse(&v, 2, 429, 10));
+    assert_false(bench_verify_refuse(&v, 2, 429, 10));
+    assert_true(bench_verify_ack(&v, 4, 3, 10));
+    bench_verify_deliver(&v, 0, 1, 1, 10);
+    bench_verify_deliver(&v, 0, 1, 1, 10); /* twice */
+    bench_verify_deliver(&v, 3, 2, 1, 10); /* acked at 3, delivered 2 */
+    bench_verify_deliver(&v, 4, 5, 2, 10); /* not the burst's pub */
+    bench_verify_deliver(&v, 9, 1, 1, 10); /* no such channel */
+    bench_verify_closed(&v, 0, false);
+    bench_verify_closed(&v, 4001, true);
+    bench_verify_closed(&v, 4001, true); /* only the first close is the publisher's */
+    bench_verify_finish(&v);
+    assert_false(bench_verify_pass(&v.sum));
+    assert_int_equal(v.sum.acked, 2);
+    assert_int_equal(v.sum.refused, 1);
+    assert_int_equal(code_count(&v.sum.refused_by, 429), 1);
+    assert_int_equal(v.sum.unanswered, 2);
+    assert_int_equal(v.sum.delivered, 2);
+    assert_int_equal(v.sum.missing, 3);
+    assert_int_equal(v.sum.extra, 3);
+    assert_int_equal(v.sum.mismatched, 1);
+    assert_int_equal(code_count(&v.sum.disconnects, 4001), 2);
+    assert_int_equal(code_count(&v.sum.disconnects, BENCH_VERIFY_ABNORMAL), 1);
+    assert_int_equal(v.sum.publisher_close, 4001);
+    assert_int_equal(v.sum.acked_at_close, 2);
+    sbuf j, h;
+    sbuf_init(&j);
+    sbuf_init(&h);
+    bench_verify_json(&v.sum, &j);
+    bench_verify_human(&v.sum, &h);
+    assert_non_null(strstr(j.data, "\"disconnects\":{\"1006\":1,\"4001\":2}"));
+    assert_non_null(strstr(j.data, "\"publisher_closed\":{\"code\":4001"));
+    assert_non_null(strstr(j.data, "\"refused_by\":{\"429\":1}"));
+    assert_non_null(strstr(h.data, "publisher closed with 4001 after 2 acks"));
+    sbuf_release(&j);
+    sbuf_release(&h);
+    bench_verify_release(&v);
+}
+
+static void verify_mismatch_and_many_codes(void **state)
+{
+    bench_verify v;
+    assert_int_equal(bench_verify_init(&v, 40), 0);
+    bench_verify_start(&v, 100, 0);
+    assert_true(bench_verify_ack(&v, 100, 8, 1));
+    bench_verify_deliver(&v, 0, 9, 1, 1);
+    for (int i = 1; i < 40; i++)
+        assert_true(bench_verify_refuse(&v, 100 + (uint64_t)i, 1000 + i, 1));
+    bench_verify_finish(&v);
+    assert_int_equal(v.sum.mismatched, 1);
+    /* The table is bounded: codes past its size fold into the last entry. */
+    assert_int_equal(v.sum.refused_by.n, BENCH_VERIFY_CODES);
+    uint64_t total = 0;
+    for (size_t i = 0; i < v.sum.refused_by.n; i++)
+        total += v.sum.refused_by.e[i].count;
+    assert_int_equal(total, 39);
+    bench_verify_release(&v);
+    /* Zero channels is a valid, if empty, verification. */
+    assert_int_equal(bench_verify_init(&v, 0), 0);
+    bench_verify_start(&v, 1, 0);
+    bench_verify_finish(&v);
+    assert_true(bench_verify_pass(&v.sum));
+    bench_verify_release(&v);
+}
+
 static void prom_sum_parsing(void **state)
 {
     const char *m = "# HELP parley_commit_batch_size pubs per commit\n"
@@ -1065,6 +1181,9 @@ int main(void)
         cmocka_unit_test(ws_client_frames),
         cmocka_unit_test(ws_reader_any_split),
         cmocka_unit_test(ws_reader_refuses_hostile),
+        cmocka_unit_test(verify_all_served_passes),
+        cmocka_unit_test(verify_counts_what_went_wrong),
+        cmocka_unit_test(verify_mismatch_and_many_codes),
         cmocka_unit_test(prom_sum_parsing),
         cmocka_unit_test(proc_probes_on_self),
     };
