@@ -9,7 +9,7 @@
 #include <jansson.h>
 
 #include "proto/command.h"
-#include "proto/json.h"
+#include "util/json.h"
 #include "util/status.h"
 
 #define CHECK(cond)                                                                                \

@@ -12,7 +12,7 @@
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
-#include "proto/json.h"
+#include "util/json.h"
 #include "util/status.h"
 
 static enum json_kind kind_of(const char *src, const jsmntok_t *t)

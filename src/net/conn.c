@@ -669,6 +669,12 @@ void conn_close_retry(conn *c, uint16_t code, const char *reason, int64_t retry_
     c->out.closing = 1;
     c->close_after_flush = 1;
     c->deadline_ms = c->w->host.now_ms + CLOSE_GRACE_MS;
+    if (c->paused) {
+        /* The peer's close frame ends the close; commands read now are
+         * ignored (the state is closing). */
+        c->paused = 0;
+        conn_read_start(c);
+    }
     if (!c->qlen && !c->writing) conn_abort(c);
 }
 

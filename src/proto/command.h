@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "util/errors.h"
-#include "proto/json.h"
+#include "util/json.h"
 
 #define PROTO_ERR_LIMIT PE_LIMIT_EXCEEDED    /* too many tokens or nesting too deep */
 #define PROTO_ERR_BAD_REQUEST PE_BAD_REQUEST /* malformed JSON or wrong command shape */

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "proto/json.h"
+#include "util/json.h"
 #include "util/mem.h"
 #include "util/status.h"
 

@@ -1,7 +1,7 @@
 /* Strict JSON tokenizer: one non-recursive pass enforces RFC 8259 and writes the
  * tokens as it goes, subtree ends included. (It used to validate first and then
  * run jsmn over the input again: the second pass was half of parsing a command.) */
-#include "proto/json.h"
+#include "util/json.h"
 
 #include <limits.h>
 #include <string.h>
