@@ -35,8 +35,10 @@ enum metric_counter {
     M_TYPING_DROPPED,
     M_READ_UPDATES,
     M_PUBS_LOST,
-    M_READS_PAUSED,  /* a client's reading paused: its commands outran their answers */
-    M_READS_RESUMED, /* ... resumed, or the paused connection closed */
+    M_READS_PAUSED,        /* a client's reading paused: its commands outran their answers */
+    M_READS_RESUMED,       /* ... resumed, or the paused connection closed */
+    M_SLOW_DROPPED_OLDEST, /* pubs dropped from queues by the drop_oldest policy */
+    M_SLOW_DROPPED_LATEST, /* ... by the latest policy */
     M__COUNT
 };
 
