@@ -132,6 +132,8 @@ int fanout_attach(fanout *f, fanout_sub *s, const char *tenant, const char *chan
 void fanout_detach(fanout *f, fanout_sub *s)
 {
     fan_chan *ch = s->_ch;
+    rbuf_unref(s->_gap.item);
+    s->_gap.item = NULL;
     if (!ch) return;
     ch->subs[s->_idx] = ch->subs[--ch->n];
     ch->subs[s->_idx]->_idx = s->_idx;
@@ -144,13 +146,43 @@ void fanout_detach(fanout *f, fanout_sub *s)
 
 static void fanout_to_user(fanout *f, pl_pub *pub);
 
+/* A stored pub that would take a subscriber whose policy drops past its
+ * queue bound: the channel's queued pubs give way (the sink names them with
+ * a gap) instead of the connection. Returns 1 to queue pub, 0 when the gap
+ * names it instead. A queue full of anything else (other channels,
+ * presence pushes) has nothing to give: the sink's bound closes it with
+ * 4001 as for any subscriber. */
+static int make_room(fanout *f, fanout_sub *s, pl_pub *pub)
+{
+    const rbuf *fr = pub_frame(pub, f->env.encode);
+    pl_sink *o = s->out;
+    if (!fr || !f->env.queue_bound || o->closing) return 1;
+    size_t pushes = o->queued - o->replies;
+    if (pushes + fr->len <= f->env.queue_bound) return 1;
+    int skip, n = sink_drop_pubs(o, pub, pushes + fr->len - f->env.queue_bound,
+                                 s->policy == FAN_SLOW_LATEST, &s->_gap, &skip);
+    if (n <= 0) return 1;
+    metrics_add(f->env.metrics,
+                s->policy == FAN_SLOW_LATEST ? M_SLOW_DROPPED_LATEST : M_SLOW_DROPPED_OLDEST,
+                (uint64_t)n);
+    return !skip;
+}
+
 /* Queues pub on s when s should get it; returns whether it was queued. */
 static int deliver_one(fanout *f, fanout_sub *s, pl_pub *pub)
 {
     if (s->state != SUB_LIVE) return 0;
     if (pub->offset) {
         if (pub->offset <= s->last_offset) return 0;
+        /* Named by a gap counts as seen: the client knows of the offset. */
         s->last_offset = pub->offset;
+        if (s->policy != FAN_SLOW_DISCONNECT && !make_room(f, s, pub)) {
+            /* A guaranteed pub the gap names is still owed: the tracker
+             * redelivers it until acknowledged, as one dropped from the queue. */
+            if (pub->cls == PUB_GUARANTEED && f->env.dlv)
+                delivery_sent(f->env.dlv, pub, s->user, 1);
+            return 0;
+        }
     } else {
         /* Ephemeral traffic is shed first: never a reason to cut a
          * connection, dropped once its queue is half full. */
@@ -233,6 +265,9 @@ static rbuf *join_frames(fanout *f, pl_pub *const *pubs, size_t n)
  * ephemeral runs. Anyone else gets the run pub by pub. */
 static int takes_whole(const fanout *f, const fanout_sub *s, pl_pub *const *pubs, size_t len)
 {
+    /* A policy that drops pubs from the queue needs each as its own item
+     * (its channel and offset known); a joined buffer cannot be cut. */
+    if (s->policy != FAN_SLOW_DISCONNECT) return 0;
     if (s->state != SUB_LIVE || s->out->kind != SINK_WS) return 0;
     if (pubs[0]->offset) return s->last_offset < pubs[0]->offset;
     return s->out->queued + len <= f->env.shed_above;

@@ -31,6 +31,14 @@ enum sub_state {
     SUB_LIVE,
 };
 
+/* What a subscriber gets when the pushes queued to it pass the outbound
+ * queue bound (the namespace's slow_consumer). */
+enum fan_slow {
+    FAN_SLOW_DISCONNECT,  /* closed with 4001; resumes by offset */
+    FAN_SLOW_DROP_OLDEST, /* the channel's oldest queued pubs give way, named by a gap */
+    FAN_SLOW_LATEST,      /* all the channel's queued pubs give way to the newest */
+};
+
 /* What fan-out sees of a subscription. The protocol session embeds it as the
  * first member of its own record and owns it; fanout_attach links it into the
  * channel until fanout_detach. */
@@ -42,6 +50,8 @@ typedef struct fanout_sub {
     void *_ch;            /* private to fanout: the channel */
     uint32_t _idx;        /* private to fanout: position in the channel */
     uint8_t state;        /* enum sub_state */
+    uint8_t policy;       /* enum fan_slow, set before fanout_attach */
+    sink_gap _gap;        /* private to fanout: the policy's last gap (released by fanout_detach) */
 } fanout_sub;
 
 /* What a fanout is built from; everything is borrowed for its lifetime. */
@@ -50,6 +60,7 @@ typedef struct fanout_env {
     metrics_shard *metrics; /* the worker's */
     pub_encode_fn encode;   /* makes a pub's push frame on first use */
     size_t shed_above;      /* ephemeral pubs skip a subscriber with more bytes queued */
+    size_t queue_bound;     /* pushes a subscriber may have queued (limits.outbound_queue_bytes) */
     /* 1 if the connection (the owner given to fanout_user_add) has a live
      * subscription to channel: user-addressed pubs skip it (it gets them
      * through the channel). */
@@ -64,7 +75,8 @@ void fanout_free(fanout *f);
 /* Links s into the channel tenant/channel (creating it). 0 or -1 (out of
  * memory, nothing linked). */
 int fanout_attach(fanout *f, fanout_sub *s, const char *tenant, const char *channel);
-/* Unlinks s (no-op when not linked); an empty channel is freed. */
+/* Unlinks s (no-op when not linked) and releases its policy's gap; an
+ * empty channel is freed. */
 void fanout_detach(fanout *f, fanout_sub *s);
 /* Subscriptions linked on this worker, all channels. */
 size_t fanout_subs(const fanout *f);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "engine/pub.h"
+#include "util/rbuf.h"
 
 /* What a queued item holds. Every item carries one reference. */
 enum out_kind {
@@ -33,6 +34,14 @@ typedef struct pl_sink pl_sink;
  * of pipelined reads already in storage when reading paused) is cut. */
 #define SINK_HARD_CAP_FACTOR 4
 
+/* The gap push a sink placed for one subscription's dropped pubs (see
+ * drop_pubs). The caller keeps it between calls, zeroed at first, and
+ * releases `item` with rbuf_unref when the subscription goes. */
+typedef struct sink_gap {
+    rbuf *item;        /* the gap push queued last (one reference), or NULL */
+    uint64_t from, to; /* the offsets it names */
+} sink_gap;
+
 typedef struct sink_ops {
     /* Queues an item, taking the reference in ref. 0, or -1 when it was
      * dropped: the sink is closing, out of memory, or past its queue bound
@@ -53,6 +62,20 @@ typedef struct sink_ops {
      * backpressure on a client whose commands outrun their answers. NULL:
      * nothing to pause (fakes). */
     void (*reading)(pl_sink *s, int on);
+    /* Makes room for like, a stored pub of a subscription whose
+     * slow-consumer policy drops instead of disconnecting: drops queued (not
+     * being written) OUT_PUB items of like's tenant and channel, oldest
+     * first, until the pushes have need bytes less (all = 1: every one of
+     * them), and puts a gap push naming the dropped offsets where the first
+     * of them was (or widens g's gap when that is still queued: one gap per
+     * channel, never a queue of gaps), so the client sees the gap before the
+     * newer pubs, in offset order. When dropping every queued pub of the
+     * channel does not free need bytes, like is named by the gap too.
+     * Returns the pubs dropped (like included), and sets *skip when like was
+     * named (the caller then does not queue it); -1 when nothing was dropped
+     * or out of memory (the caller queues like and the usual 4001 applies).
+     * NULL: the sink never drops (then every policy disconnects). */
+    int (*drop_pubs)(pl_sink *s, const pl_pub *like, size_t need, int all, sink_gap *g, int *skip);
     /* Starts closing with a close code and reason, after what is queued. */
     void (*close)(pl_sink *s, uint16_t code, const char *reason);
     /* Writes the peer's address ("192.0.2.7", "::1") into out; "" when
@@ -93,6 +116,13 @@ static inline int sink_send_reply(pl_sink *s, const char *json, size_t len)
 static inline void sink_reading(pl_sink *s, int on)
 {
     if (s->ops->reading) s->ops->reading(s, on);
+}
+
+static inline int sink_drop_pubs(pl_sink *s, const pl_pub *like, size_t need, int all, sink_gap *g,
+                                 int *skip)
+{
+    *skip = 0;
+    return s->ops->drop_pubs ? s->ops->drop_pubs(s, like, need, all, g, skip) : -1;
 }
 
 static inline void sink_close(pl_sink *s, uint16_t code, const char *reason)

@@ -33,6 +33,14 @@ typedef struct cfg_tenant {
     int64_t history_ttl_ms;        /* caps every namespace's history_ttl; 0 = no cap */
 } cfg_tenant;
 
+/* What happens when a subscriber's queued pushes pass the outbound queue
+ * bound (key `slow_consumer`). */
+typedef enum cfg_slow {
+    CFG_SLOW_DISCONNECT,  /* close with 4001; the client resumes by offset */
+    CFG_SLOW_DROP_OLDEST, /* drop the channel's oldest queued pubs, push a gap */
+    CFG_SLOW_LATEST,      /* keep only the channel's newest pub, push a gap */
+} cfg_slow;
+
 typedef struct cfg_namespace {
     char *name;             /* "" is the default namespace: channels without ':' */
     uint32_t history_size;  /* default 1000; 0 = unlimited */
@@ -48,6 +56,7 @@ typedef struct cfg_namespace {
     int64_t retry_min_ms;   /* default 1s */
     int64_t retry_max_ms;   /* default 5m */
     uint32_t publishes_per_second; /* per connection; 0 = unlimited */
+    uint8_t slow_consumer;         /* key `slow_consumer`, enum cfg_slow; default disconnect */
 } cfg_namespace;
 
 typedef struct cfg_limits {

@@ -1,5 +1,5 @@
-/* The namespaces section: per-namespace history, presence, publish class
- * and redelivery settings, and the lookup of a channel's namespace. */
+/* The namespaces section: per-namespace history, presence, publish class,
+ * redelivery and slow-consumer settings, and the lookup of a channel's namespace. */
 #include <stdio.h>
 #include <string.h>
 
@@ -47,6 +47,24 @@ static int fn_class(cfg_loader *L, yaml_node_t *v, void *obj)
                        class_choices(choices, sizeof(choices)));
 }
 
+static int fn_slow_consumer(cfg_loader *L, yaml_node_t *v, void *obj)
+{
+    static const char *const names[] = {"disconnect", "drop_oldest", "latest"};
+    cfg_namespace *ns = obj;
+    const char *s = "";
+    char buf[48];
+    if (cfg_get_str(L, v, &s) < 0) return -1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strlen(names[i]) == cfg_slen(v) && !memcmp(names[i], s, cfg_slen(v))) {
+            ns->slow_consumer = (uint8_t)i; /* the order of enum cfg_slow */
+            return 0;
+        }
+    return cfg_fail_at(L, v,
+                       "unknown slow_consumer '%s' (expected one of disconnect, drop_oldest, "
+                       "latest)",
+                       cfg_shown(s, cfg_slen(v), buf));
+}
+
 static const cfg_key_spec namespace_keys[] = {
     KS("name", cfg_namespace, name),
     KU("history_size", cfg_namespace, history_size, 0, UINT32_MAX),
@@ -62,6 +80,7 @@ static const cfg_key_spec namespace_keys[] = {
     KD("retry_min", cfg_namespace, retry_min_ms, 1),
     KD("retry_max", cfg_namespace, retry_max_ms, 1),
     KU("publishes_per_second", cfg_namespace, publishes_per_second, 0, UINT32_MAX),
+    KF("slow_consumer", fn_slow_consumer),
 };
 
 _Static_assert(NSPEC(namespace_keys) <= CFG_MAX_KEYS, "cfg_parse_map's local table is too small");

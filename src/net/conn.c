@@ -634,6 +634,112 @@ static int conn_send(conn *c, enum out_kind kind, const char *json, size_t len)
     return 0;
 }
 
+/* ---- slow-consumer policies (sink drop_pubs) --------------------------------- */
+
+/* Whether a queued item is a stored pub of like's tenant and channel. */
+static int policy_pub(const out_item *it, const pl_pub *like)
+{
+    const pl_pub *p = it->ref;
+    return it->kind == OUT_PUB && p->offset && !strcmp(p->channel, like->channel) &&
+           !strcmp(p->tenant, like->tenant);
+}
+
+static out_item *qat(conn *c, uint32_t i)
+{
+    return &c->q[(c->qhead + i) % c->qcap];
+}
+
+/* What drop_pubs decided: the oldest n pubs of the channel go, and gap takes
+ * the place of the queued item at index at. */
+typedef struct policy_cut {
+    uint32_t n, at;
+    size_t dropped; /* their bytes */
+    rbuf *gap;
+    int merge; /* gap replaces the subscription's previous gap item (at) */
+} policy_cut;
+
+/* Chooses the pubs to drop. The gap grows by a few digits when widened; an
+ * upper bound of it (named up to like's offset) is counted against need, so
+ * what is freed is never short. 0, or -1 when nothing of the channel is
+ * queued or out of memory. */
+static int policy_choose(conn *c, const pl_pub *like, size_t need, int all, sink_gap *g,
+                         policy_cut *cut, int *skip)
+{
+    uint32_t first = c->qlen, gi = c->qlen;
+    uint64_t from = 0, to = 0;
+    for (uint32_t i = 0; i < c->qlen && (first == c->qlen || gi == c->qlen); i++) {
+        if (g->item && qat(c, i)->ref == g->item) gi = i;
+        if (first == c->qlen && policy_pub(qat(c, i), like)) first = i;
+    }
+    if (first == c->qlen) return -1;
+    uint64_t first_off = ((const pl_pub *)qat(c, first)->ref)->offset;
+    /* Still queued ahead of the channel's pubs and contiguous with them:
+     * widened instead of a second gap, so gaps never pile up in a queue. */
+    cut->merge = gi < first && g->to + 1 == first_off;
+    from = cut->merge ? g->from : first_off;
+    rbuf *wide = proto_gap_frame(like->channel, like->epoch, from, like->offset);
+    if (!wide) return -1;
+    size_t old = cut->merge ? qat(c, gi)->len : 0, grow = wide->len - old;
+    for (uint32_t i = first; i < c->qlen && (all || cut->dropped < need + grow); i++) {
+        out_item *it = qat(c, i);
+        if (!policy_pub(it, like)) continue;
+        cut->dropped += it->len;
+        cut->n++;
+        to = ((const pl_pub *)it->ref)->offset;
+    }
+    *skip = cut->dropped < need + grow;
+    cut->at = cut->merge ? gi : first;
+    if (*skip) {
+        cut->gap = wide; /* names like too: exactly the bound counted */
+        to = like->offset;
+    } else {
+        rbuf_unref(wide);
+        cut->gap = proto_gap_frame(like->channel, like->epoch, from, to);
+        if (!cut->gap) return -1;
+    }
+    rbuf_unref(g->item);
+    *g = (sink_gap){rbuf_ref(cut->gap), from, to};
+    return 0;
+}
+
+/* Removes the chosen pubs and puts the gap in place, keeping the order of
+ * everything else (items move only towards the head, never over one not
+ * yet moved). */
+static void policy_cut_apply(conn *c, const pl_pub *like, const policy_cut *cut)
+{
+    uint32_t j = 0, seen = 0;
+    for (uint32_t i = 0; i < c->qlen; i++) {
+        out_item it = *qat(c, i);
+        if (i == cut->at) {
+            if (cut->merge) {
+                c->out.queued -= it.len;
+                rbuf_unref(it.ref);
+            }
+            *qat(c, j++) = (out_item){cut->gap, OUT_GAP, (uint32_t)cut->gap->len};
+            c->out.queued += cut->gap->len;
+        }
+        if (policy_pub(&it, like) && seen < cut->n) {
+            seen++;
+            item_unref(&it);
+            continue;
+        }
+        if (i != cut->at || !cut->merge) *qat(c, j++) = it;
+    }
+    c->qlen = j;
+    c->out.queued -= cut->dropped;
+    c->reply_room = 0; /* the tail may have changed */
+}
+
+static int conn_drop_pubs(conn *c, const pl_pub *like, size_t need, int all, sink_gap *g, int *skip)
+{
+    policy_cut cut = {0};
+    if (c->out.closed || c->state == CS_CLOSING || !c->qlen) return -1;
+    if (policy_choose(c, like, need, all, g, &cut, skip)) return -1;
+    policy_cut_apply(c, like, &cut);
+    if (!cut.merge) metrics_add(&c->w->metrics, M_GAPS, 1);
+    return (int)cut.n + *skip;
+}
+
 void conn_close(conn *c, uint16_t code, const char *reason)
 {
     conn_close_retry(c, code, reason, 0);
@@ -718,6 +824,12 @@ static void sink_reading_impl(pl_sink *s, int on)
         uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
+static int sink_drop_pubs_impl(pl_sink *s, const pl_pub *like, size_t need, int all, sink_gap *g,
+                               int *skip)
+{
+    return conn_drop_pubs(conn_of(s), like, need, all, g, skip);
+}
+
 static void sink_close_impl(pl_sink *s, uint16_t code, const char *reason)
 {
     conn_close(conn_of(s), code, reason);
@@ -736,6 +848,7 @@ static const sink_ops conn_sink_ops = {
     .send_json = sink_send_json_impl,
     .send_reply = sink_send_reply_impl,
     .reading = sink_reading_impl,
+    .drop_pubs = sink_drop_pubs_impl,
     .close = sink_close_impl,
     .peer = sink_peer_impl,
 };

@@ -482,6 +482,7 @@ static int worker_init(worker *w, server *srv, int index, char *err, size_t errl
         .metrics = &w->metrics,
         .encode = proto_encode_pub,
         .shed_above = srv->cfg.limits.outbound_queue_bytes / 2,
+        .queue_bound = srv->cfg.limits.outbound_queue_bytes,
         .subscribed = session_subscribed,
     };
     if (!(w->host.fan = fanout_new(&fe))) {

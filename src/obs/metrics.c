@@ -223,12 +223,21 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
     metrics_counter(o, "parley_slow_consumer_disconnects_total",
                     "Connections closed with 4001 for exceeding the outbound queue.", "counter",
                     sum(shards, n, M_SLOW_CONSUMER));
+    sbuf_puts(o, "# HELP parley_slow_consumer_dropped_total Queued pubs a slow-consumer policy "
+                 "dropped (named by a gap push) instead of disconnecting.\n"
+                 "# TYPE parley_slow_consumer_dropped_total counter\n");
+    sbuf_printf(o, "parley_slow_consumer_dropped_total{policy=\"drop_oldest\"} %llu\n",
+                (unsigned long long)sum(shards, n, M_SLOW_DROPPED_OLDEST));
+    sbuf_printf(o, "parley_slow_consumer_dropped_total{policy=\"latest\"} %llu\n",
+                (unsigned long long)sum(shards, n, M_SLOW_DROPPED_LATEST));
     metrics_counter(o, "parley_protocol_errors_total", "Malformed frames and protocol violations.",
                     "counter", sum(shards, n, M_PROTOCOL_ERRORS));
     metrics_counter(o, "parley_recoveries_total", "Subscriptions recovered from a position.",
                     "counter", sum(shards, n, M_RECOVERIES));
-    metrics_counter(o, "parley_gaps_total", "Gap pushes sent (recovery impossible).", "counter",
-                    sum(shards, n, M_GAPS));
+    metrics_counter(
+        o, "parley_gaps_total",
+        "Gap pushes sent (recovery impossible, or pubs dropped by a slow-consumer policy).",
+        "counter", sum(shards, n, M_GAPS));
     metrics_counter(o, "parley_typing_forwarded_total", "Typing signals forwarded.", "counter",
                     sum(shards, n, M_TYPING_FORWARDED));
     metrics_counter(o, "parley_typing_dropped_total", "Typing signals dropped by the throttle.",

@@ -43,6 +43,8 @@ enum metric_counter {
     M_SHED_STORED,            /* stored publishes refused: the storage queue full */
     M_SHED_SIGNALS,           /* presence and typing pushes not sent under overload */
     M_BACKLOGGED,             /* a worker's output backlog passed limits.backlog_bytes */
+    M_SLOW_DROPPED_OLDEST,    /* pubs dropped from queues by the drop_oldest policy */
+    M_SLOW_DROPPED_LATEST,    /* ... by the latest policy */
     M__COUNT
 };
 

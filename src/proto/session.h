@@ -58,6 +58,10 @@ void proto_on_engine_done(proto_host *h, engine_req *r);
 rbuf *proto_encode_pub(const pl_pub *pub);
 /* The pub's push frame, encoded on first use; NULL on allocation failure. */
 const rbuf *proto_pub_frame(pl_pub *pub);
+/* A gap push naming offsets from..to of channel ch in epoch (recovery that
+ * cannot be served, or pubs a slow-consumer policy dropped). One reference
+ * for the caller; NULL when out of memory. */
+rbuf *proto_gap_frame(const char *ch, const char *epoch, uint64_t from, uint64_t to);
 
 /* The client methods' names, indexed as metrics_command counts them. */
 extern const char *const session_method_names[];

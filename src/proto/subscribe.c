@@ -109,6 +109,20 @@ static void send_pending(session *s, sub *sb, engine_req *res)
     engine_req_free(pr);
 }
 
+/* The namespace's slow_consumer as fan-out knows it (config sits below the
+ * broker and names its own enum). */
+static uint8_t slow_policy(const cfg_namespace *ns)
+{
+    switch (ns ? ns->slow_consumer : CFG_SLOW_DISCONNECT) {
+    case CFG_SLOW_DROP_OLDEST:
+        return FAN_SLOW_DROP_OLDEST;
+    case CFG_SLOW_LATEST:
+        return FAN_SLOW_LATEST;
+    default:
+        return FAN_SLOW_DISCONNECT;
+    }
+}
+
 /* Registers a subscription and asks the engine for its starting point.
  * Returns 0, or an error code (nothing registered). */
 proto_error sess_subscribe(session *s, const char *ch, const cfg_namespace *ns, int has_since,
@@ -129,6 +143,7 @@ proto_error sess_subscribe(session *s, const char *ch, const cfg_namespace *ns, 
     engine_req *r = proto_req_new(s->h, ENGINE_READ, &p);
     if (!sb || !r) goto oom;
     sb->f.out = s->out;
+    sb->f.policy = slow_policy(ns);
     sb->ns = ns;
     sb->f.client = s->client;
     sb->f.user = s->user;
@@ -212,7 +227,7 @@ void session_on_drain(session *s)
     }
 }
 
-static void send_gap(session *s, const char *ch, const char *epoch, uint64_t from, uint64_t to)
+rbuf *proto_gap_frame(const char *ch, const char *epoch, uint64_t from, uint64_t to)
 {
     sbuf o;
     sbuf_init(&o);
@@ -225,6 +240,12 @@ static void send_gap(session *s, const char *ch, const char *epoch, uint64_t fro
     sbuf_putc(&o, '}');
     rbuf *r = sbuf_to_rbuf(&o);
     sbuf_release(&o);
+    return r;
+}
+
+static void send_gap(session *s, const char *ch, const char *epoch, uint64_t from, uint64_t to)
+{
+    rbuf *r = proto_gap_frame(ch, epoch, from, to);
     if (r) sink_enqueue(s->out, OUT_GAP, r, r->len);
     metrics_add(s->h->metrics, M_GAPS, 1);
 }

@@ -216,6 +216,7 @@ static void init_host(fixture *fx)
         .metrics = &fx->metrics,
         .encode = proto_encode_pub,
         .shed_above = fx->cfg.limits.outbound_queue_bytes / 2,
+        .queue_bound = fx->cfg.limits.outbound_queue_bytes,
         .subscribed = session_subscribed,
     };
     proto_host_init(&fx->host);

@@ -332,6 +332,17 @@ static void test_variants(void **state)
     assert_true(c.single_tenant);
     assert_int_equal(c.n_namespaces, 2);
     assert_true(c.namespaces[1].is_private);
+    assert_int_equal(c.namespaces[1].slow_consumer, CFG_SLOW_DISCONNECT); /* the default */
+    config_release(&c);
+
+    /* Each slow-consumer policy by name. */
+    yaml = "namespaces:\n  - {name: chat, slow_consumer: disconnect}\n"
+           "  - {name: dash, slow_consumer: drop_oldest}\n"
+           "  - {name: tick, slow_consumer: latest}\n";
+    if (load(&c, yaml, err, sizeof(err)) != 0) fail_msg("%s", err);
+    assert_int_equal(c.namespaces[0].slow_consumer, CFG_SLOW_DISCONNECT);
+    assert_int_equal(c.namespaces[1].slow_consumer, CFG_SLOW_DROP_OLDEST);
+    assert_int_equal(c.namespaces[2].slow_consumer, CFG_SLOW_LATEST);
     config_release(&c);
 
     /* A single jwt_secret string; a list of public keys. */
@@ -486,6 +497,10 @@ static const err_case err_cases[] = {
      "retry_min exceeds retry_max"},
     /* class and engine */
     {"namespaces:\n  - name: chat\n    class: gold\n", 3, 12, "unknown class 'gold'"},
+    {"namespaces:\n  - name: dash\n    slow_consumer: drop\n", 3, 20,
+     "namespaces[0].slow_consumer: unknown slow_consumer 'drop' (expected one of disconnect, "
+     "drop_oldest, latest)"},
+    {"namespaces: [{name: a, slow_consumer: [latest]}]\n", 1, 39, "slow_consumer"},
     {"engine: {type: mysql}\n", 1, 16, "engine.type: unknown engine type 'mysql'"},
     {"engine:\n  type: redis\n", 2, 9, "engine.type: 'redis' is not supported yet"},
     {"engine: {type: sqlite, address: \"h:1\"}\n", 1, 24, "engine.address: not supported yet"},
