@@ -467,6 +467,7 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
         if (r->commit_batch >= 0) sbuf_printf(&h, ", commit batch %.1f", r->commit_batch);
     }
     if (r->server_cpu_s >= 0) sbuf_printf(&h, ", server CPU %.2fs", r->server_cpu_s);
+    if (r->shed) sbuf_printf(&h, ", %" PRIu64 " publishes shed (114)", r->shed);
     if (r->conn_errors || r->server_errors || r->proto_errors)
         sbuf_printf(&h, ", errors conn %" PRIu64 " server %" PRIu64 " protocol %" PRIu64,
                     r->conn_errors, r->server_errors, r->proto_errors);
@@ -502,9 +503,9 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
     sbuf_printf(&j,
                 ",\"lost\":%" PRIu64 ",\"duplicated\":%" PRIu64 ",\"out_of_order\":%" PRIu64
                 ",\"gaps\":%" PRIu64 ",\"conn_errors\":%" PRIu64 ",\"server_errors\":%" PRIu64
-                ",\"protocol_errors\":%" PRIu64,
+                ",\"protocol_errors\":%" PRIu64 ",\"shed\":%" PRIu64,
                 r->lost, r->dups, r->reorder, r->gaps, r->conn_errors, r->server_errors,
-                r->proto_errors);
+                r->proto_errors, r->shed);
     if (o->scenario == SCEN_STORM)
         sbuf_printf(&j, ",\"catchup_s\":%.3f,\"recovered\":%" PRIu64, r->catchup_s, r->recovered);
     if (r->server_cpu_s >= 0) sbuf_printf(&j, ",\"server_cpu_s\":%.2f", r->server_cpu_s);

@@ -65,7 +65,8 @@ typedef struct bench_result {
     uint64_t expected;  /* deliveries expected over all subscribers */
     uint64_t lost, dups, reorder, gaps;
     uint64_t conn_errors, server_errors, proto_errors;
-    double catchup_s;                  /* storm: drop to last subscriber caught up; <0 if never */
+    uint64_t shed;    /* publishes refused with 114 (overload): retried after a pause, not errors */
+    double catchup_s; /* storm: drop to last subscriber caught up; <0 if never */
     uint64_t recovered;                /* storm: pubs received in subscribe results */
     double server_cpu_s;               /* <0 when unknown */
     double commit_batch;               /* publish: average batch size, <0 when unknown */

@@ -78,6 +78,7 @@ typedef struct client {
     slot *slots;
     uint64_t slot_mask;
     uint64_t inflight, sent;
+    uint64_t hold_until; /* after a 114: no publish before this (uv_hrtime) */
     /* NATS */
     bench_nats nats;
     mark *marks;
@@ -344,6 +345,7 @@ static bool can_send(const client *c)
 {
     const run *r = c->r;
     if (!c->ready || c->inflight >= r->o->inflight || r->phase != PH_PUBLISH) return false;
+    if (c->hold_until && uv_hrtime() < c->hold_until) return false;
     if (r->o->count && r->pubs_sent >= r->o->count) return false;
     if (r->o->proto == PROTO_PARLEY) return c->slots[(c->next_id + 1) & c->slot_mask].id == 0;
     return c->mark_tail - c->mark_head < NATS_MARKS - 1;
@@ -440,10 +442,28 @@ static void on_ack(client *c, const bench_line *l, uint64_t now)
     top_up(c);
 }
 
+/* A publish shed under overload (114) is what a well-behaved client meets
+ * and handles: it waits and goes on. The pause is the server's shortest
+ * retry hint; sheds are reported, and ephemeral ones count as lost. */
+#define SHED_PAUSE_NS 500000000ull
+
+static int on_shed(client *c, const bench_line *l)
+{
+    if (l->code != 114 || c->role != ROLE_PUB || !c->slots) return 0;
+    slot *s = &c->slots[l->id & c->slot_mask];
+    if (!l->id || s->id != l->id) return 0;
+    s->id = 0;
+    c->inflight--;
+    c->r->res->shed++;
+    c->hold_until = uv_hrtime() + SHED_PAUSE_NS;
+    return 1;
+}
+
 static void on_error_reply(client *c, const bench_line *l)
 {
     run *r = c->r;
     if (c->role == ROLE_PUB && bench_verify_refuse(&r->v, l->id, l->code, r->now)) return;
+    if (on_shed(c, l)) return;
     r->res->server_errors++;
     if (!r->failure)
         fprintf(stderr, "bench: connection %u: command %" PRIu64 " failed with error %d\n",
@@ -801,6 +821,11 @@ static void on_tick(uv_timer_t *t)
     }
     if (r->phase == PH_PUBLISH) {
         if (o->rate > 0) rate_send(r, now);
+        for (uint32_t i = r->nsubs; o->rate <= 0 && i < r->nclients; i++)
+            if (r->clients[i].hold_until && now >= r->clients[i].hold_until) {
+                r->clients[i].hold_until = 0;
+                top_up(&r->clients[i]);
+            }
         if (o->scenario == SCEN_STORM && !r->dropped &&
             now - r->t_pub_start >= (uint64_t)(o->drop_at_s * 1e9))
             drop_subscribers(r, now);

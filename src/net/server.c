@@ -272,28 +272,37 @@ static void resume_publisher(session *s, void *arg)
  * writes (session_on_text pauses their reading, see sess_flow): the pubs
  * they would add are what the subscribers cannot take yet. A worker sets
  * its bit past limits.backlog_bytes and clears it under half of that; the
- * last to clear wakes every worker to read its publishers again. */
+ * last to clear wakes every worker to read its publishers again. Past
+ * four times the mark (beyond what paused publishers' last messages add)
+ * ephemeral publishes are shed with 114 until it is back under the mark. */
 static void worker_backlog(worker *w, size_t bytes)
 {
     proto_server *ps = &w->srv->ps;
     unsigned bit = 1u << (w->index % 32), high = w->srv->cfg.limits.backlog_bytes;
     unsigned was = atomic_load(&ps->backlogged);
     atomic_store_explicit(&w->backlog_bytes, bytes, memory_order_relaxed);
+    if (bytes > (size_t)high * 4)
+        atomic_fetch_or(&ps->shedding, bit);
+    else if (bytes < high)
+        atomic_fetch_and(&ps->shedding, ~bit);
     if (bytes > high && !(was & bit)) {
         atomic_fetch_or(&ps->backlogged, bit);
         metrics_add(&w->metrics, M_BACKLOGGED, 1);
     } else if (bytes < high / 2 && (was & bit) && atomic_fetch_and(&ps->backlogged, ~bit) == bit) {
+        atomic_fetch_add(&w->srv->backlog_clears, 1);
         for (int i = 0; i < ps->nworkers; i++)
             uv_async_send(&w->srv->workers[i]->wakeup);
     }
 }
 
-/* Runs the readers paused for the backlog again once it cleared. */
+/* Runs the readers paused for the backlog again once it cleared, however
+ * short it was (this worker may never have seen it set). */
 static void worker_backlog_seen(worker *w)
 {
-    unsigned now = atomic_load(&w->srv->ps.backlogged);
-    if (w->seen_backlogged && !now) conn_each_session(w, resume_publisher, NULL);
-    w->seen_backlogged = now;
+    unsigned clears = atomic_load(&w->srv->backlog_clears);
+    if (clears == w->seen_clears || atomic_load(&w->srv->ps.backlogged)) return;
+    w->seen_clears = clears;
+    conn_each_session(w, resume_publisher, NULL);
 }
 
 static void worker_flush(worker *w)

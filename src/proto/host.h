@@ -69,9 +69,11 @@ struct proto_server {
     proto_host **hosts; /* every worker's host: read-only from other threads (metrics) */
     /* Overload signals, any thread: stored publishes submitted and not yet
      * answered (proto_submit_pub), and one bit per worker whose unwritten
-     * output passed limits.backlog_bytes (set and cleared by net). */
+     * output passed limits.backlog_bytes (publishers wait) or 4x that
+     * (ephemeral work is shed), set and cleared by net. */
     atomic_long storage_queue;
     atomic_uint backlogged;
+    atomic_uint shedding;
 };
 
 /* Per-worker operations; the worker's thread only. */

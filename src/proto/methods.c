@@ -380,6 +380,7 @@ static void m_publish(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
         s->inflight++; /* counted as sess_submit does */
         s->published_us = s->h->now_us;
     } else {
+        s->published_us = s->h->now_us;
         proto_ephemeral_result(sess_reply_begin(s, cmd->id), id);
         sess_reply_end(s, cmd->has_id, mi);
     }

@@ -211,7 +211,7 @@ fail:
 
 int proto_overloaded(const proto_server *srv)
 {
-    return atomic_load_explicit(&srv->backlogged, memory_order_relaxed) ||
+    return atomic_load_explicit(&srv->shedding, memory_order_relaxed) ||
            atomic_load_explicit(&srv->storage_queue, memory_order_relaxed) >
                (long)srv->cfg->limits.storage_queue_shed;
 }
@@ -221,8 +221,9 @@ int64_t proto_overload_retry_ms(const proto_host *h)
     return OVERLOAD_RETRY_MS + h->now_us % OVERLOAD_RETRY_MS; /* spread, not in step */
 }
 
-/* Shedding in order: ephemeral pubs go first, when any worker is behind on
- * its writes or storage on its commits; stored ones only when the storage
+/* Shedding in order: ephemeral pubs go first, when any worker is far behind
+ * on its writes (past 4x limits.backlog_bytes: publishers are paused
+ * from the mark on) or storage on its commits; stored ones only when the storage
  * queue is full, never accepted without it. PE_OK or PE_OVERLOADED
  * (counted); the caller answers 114 with proto_overload_retry_ms. */
 static proto_error admit(proto_host *h, pub_class cls)
@@ -230,7 +231,7 @@ static proto_error admit(proto_host *h, pub_class cls)
     proto_server *srv = h->srv;
     long queued = atomic_load_explicit(&srv->storage_queue, memory_order_relaxed);
     if (cls == PUB_EPHEMERAL) {
-        if (atomic_load_explicit(&srv->backlogged, memory_order_relaxed)) {
+        if (atomic_load_explicit(&srv->shedding, memory_order_relaxed)) {
             metrics_add(h->metrics, M_SHED_EPHEMERAL_BACKLOG, 1);
             return PE_OVERLOADED;
         }

@@ -37,8 +37,8 @@ void sess_flow(session *s)
 {
     size_t bound = s->h->srv->cfg->limits.outbound_queue_bytes;
     if (s->out->closed) return;
-    /* A client that published stored pubs in the last second waits while a
-     * worker is behind on its writes (net sets srv->backlogged). */
+    /* A client that published in the last second waits while a worker is
+     * behind on its writes (net sets srv->backlogged). */
     int held = s->published_us && s->h->now_us - s->published_us < 1000000 &&
                atomic_load_explicit(&s->h->srv->backlogged, memory_order_relaxed);
     if (!s->paused) {

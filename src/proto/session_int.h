@@ -47,7 +47,7 @@ struct session {
     char *user;
     const char *tenant; /* borrowed from the server's tenant table */
     int64_t exp;
-    int64_t published_us; /* monotonic: the last stored publish (0: none) */
+    int64_t published_us; /* monotonic: the last publish (0: none) */
     char *info;           /* JSON object text or NULL */
     char **chans;         /* the token's `channels` claim */
     size_t nchans;
