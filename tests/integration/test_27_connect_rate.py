@@ -17,7 +17,7 @@ import time
 from helpers_api import api, masked_text, raise_nofile, with_api
 from parley_client import (SLOW, SSEStream, connect, make_token, run, scaled, uniq)
 
-RATE = 1000
+RATE = scaled(1000, 200)  # the storm is 5x the burst (one second of the rate) either way
 STORM = scaled(5000, 1000)
 MAX_TRIES = 6  # attempts per client, the first included
 SHED = ("parley_shed_total", {"class": "connect", "reason": "connect_rate"})
