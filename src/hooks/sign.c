@@ -207,7 +207,7 @@ const char *sign_key_errstr(enum sign_key_err e)
     case SIGN_KEY_EMPTY:
         return "empty key after the prefix";
     case SIGN_KEY_BAD_LENGTH:
-        return "wrong key length (Ed25519: 32 bytes, or 64 with matching halves; at most 4096)";
+        return "wrong key length (Ed25519: 32 bytes, or 64 with matching halves; at most 4 KiB)";
     case SIGN_KEY_NOMEM:
         return "out of memory";
     }
