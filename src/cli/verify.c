@@ -297,11 +297,12 @@ static void standard_variants(struct verify *v, size_t i)
         s += cut;
         n -= cut;
     }
+    size_t untrimmed = n;
     while (n && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
         s++, n--;
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
         n--;
-    if (n != strlen(s) && !*before)
+    if (n != untrimmed && !*before)
         snprintf(before, sizeof(before), "surrounding whitespace removed");
     sign_key *k = NULL;
     enum sign_key_err e = sign_key_parse(s, n, &k);

@@ -63,7 +63,7 @@ unsigned char *sign_base64_decode(const char *s, size_t n, size_t *out_len);
 /* Writes the webhook-signature value for (id, ts, body), one entry per key in
  * key order, into *out (pl_malloc'd, NUL-terminated; the caller frees).
  * Returns 0, or -1 when a key cannot sign (a whpk_ public key), there are no
- * keys, or out of memory (*out is then NULL). */
+ * keys or more than SIGN_MAX_ENTRIES, or out of memory (*out is then NULL). */
 int sign_header(const sign_key *const *keys, size_t n_keys, const char *id, size_t id_len,
                 int64_t ts, const void *body, size_t body_len, char **out);
 

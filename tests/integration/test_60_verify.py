@@ -111,6 +111,15 @@ def test_missing_whsec_prefix(tmp_path):
     assert "whsec_ prefix is missing" in out and "matches secret 1" in out
 
 
+def test_whitespace_and_undecoded_secret(tmp_path):
+    hb = standard(tmp_path, BODY)
+    rc, out, _ = verify(*files(hb), "--secret", " " + SECRET + "\n", "--now", str(TS))
+    assert rc == 1 and "surrounding whitespace removed" in out
+    hb = standard(tmp_path, BODY, key=SECRET.encode())
+    rc, out, _ = verify(*files(hb), "--secret", SECRET, "--now", str(TS))
+    assert rc == 1 and "whole secret string as the key" in out
+
+
 def test_url_safe_base64_secret(tmp_path):
     key = bytes(range(250, 256)) * 4  # base64 with + and /
     secret = "whsec_" + base64.urlsafe_b64encode(key).decode()
