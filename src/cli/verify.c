@@ -535,7 +535,7 @@ static int stripe_headers(struct verify *v)
     inbound_sig_stripe h;
     v->sig = header(v, "stripe-signature");
     enum sign_result rc = inbound_sig_stripe_parse(v->sig, v->sig ? strlen(v->sig) : 0, &h);
-    if (rc == SIGN_MISSING_HEADER) {
+    if (!v->sig || rc == SIGN_MISSING_HEADER) {
         printf("mismatch: missing header Stripe-Signature\n");
         return 1;
     }
