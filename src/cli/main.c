@@ -12,6 +12,7 @@
 #include "cli/bench.h"
 #include "cli/client.h"
 #include "cli/mint.h"
+#include "cli/verify.h"
 #include "config/config.h"
 #include "net/server.h"
 #include "obs/audit.h"
@@ -281,6 +282,20 @@ static const struct subcommand {
     {"audit", cmd_audit, "verify the audit log's hash chain",
      "audit verify FILE\n"
      "Checks the hash chain of DATA/audit.log.\n"},
+    {"verify", verify_main, "check a saved webhook request's signature, explain a mismatch",
+     "verify --headers FILE --body FILE --secret S [--secret S2...] [options]\n"
+     "Prints ok: signature N of M matches secret K (exit 0), or what differs (exit 1):\n"
+     "a re-serialized body, clock skew, a mangled secret, or a wrong secret.\n"
+     "  --headers FILE      the request's headers, one 'Name: value' per line\n"
+     "  --body FILE         the request's body, the raw bytes as received\n"
+     "  --secret S          a secret to try (repeat for several)\n"
+     "  --scheme SCHEME     standard-webhooks, hmac-sha256 or stripe (default: from the\n"
+     "                      headers)\n"
+     "  --header NAME       hmac-sha256: the signature header (default X-Hub-Signature-256)\n"
+     "  --prefix P          hmac-sha256: before the hex (default sha256= for the default\n"
+     "                      header, else none)\n"
+     "  --tolerance D       accepted clock difference such as 300s or 5m (default 5m)\n"
+     "  --now UNIX          the time to check against, for an old request (default: now)\n"},
     {"bench", cmd_bench, "run a benchmark scenario",
      "bench SCENARIO [options]\n"
      "SCENARIO: fanout, channels, publish, idle, storm; its options with\n"
