@@ -41,6 +41,17 @@ typedef enum cfg_slow {
     CFG_SLOW_LATEST,      /* keep only the channel's newest pub, push a gap */
 } cfg_slow;
 
+/* One entry of a namespace's `redact` list: a path into a pub's data or
+ * headers (util/jpath.h syntax, first segment "data" or "headers", at least
+ * one more) and what to do with the value found there. hooks/redact.h
+ * compiles the list; config only validates and holds it. */
+typedef struct cfg_redact {
+    char *path;
+    bool mask; /* action mask: the value becomes "***"; otherwise the member is removed */
+} cfg_redact;
+
+#define CFG_MAX_REDACT 64 /* entries in one namespace's list */
+
 typedef struct cfg_namespace {
     char *name;             /* "" is the default namespace: channels without ':' */
     uint32_t history_size;  /* default 1000; 0 = unlimited */
@@ -57,6 +68,8 @@ typedef struct cfg_namespace {
     int64_t retry_max_ms;   /* default 5m */
     uint32_t publishes_per_second; /* per connection; 0 = unlimited */
     uint8_t slow_consumer;         /* key `slow_consumer`, enum cfg_slow; default disconnect */
+    cfg_redact *redact;            /* key `redact`; NULL when n_redact is 0 */
+    size_t n_redact;
 } cfg_namespace;
 
 typedef struct cfg_limits {

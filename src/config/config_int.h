@@ -151,6 +151,9 @@ int cfg_parse_tenants(cfg_loader *L, yaml_node_t *v, void *obj);
 int cfg_parse_namespaces(cfg_loader *L, yaml_node_t *v, void *obj);
 void cfg_tenants_release(cfg_tenant *t, size_t n);
 void cfg_namespaces_release(cfg_namespace *ns, size_t n);
+/* A namespace's `redact` list (redact.c); obj is the cfg_namespace. */
+int cfg_parse_redact(cfg_loader *L, yaml_node_t *v, void *obj);
+void cfg_redact_release(cfg_redact *r, size_t n);
 /* Replaces c's allowed_origins with the development default. -1 when out
  * of memory (c unchanged). */
 int cfg_dev_origins(config *c);

@@ -1,5 +1,6 @@
 /* The namespaces section: per-namespace history, presence, publish class,
- * redelivery and slow-consumer settings, and the lookup of a channel's namespace. */
+ * redelivery, slow-consumer and redaction settings (the `redact` list is parsed
+ * in redact.c), and the lookup of a channel's namespace. */
 #include <stdio.h>
 #include <string.h>
 
@@ -81,14 +82,17 @@ static const cfg_key_spec namespace_keys[] = {
     KD("retry_max", cfg_namespace, retry_max_ms, 1),
     KU("publishes_per_second", cfg_namespace, publishes_per_second, 0, UINT32_MAX),
     KF("slow_consumer", fn_slow_consumer),
+    KF("redact", cfg_parse_redact),
 };
 
 _Static_assert(NSPEC(namespace_keys) <= CFG_MAX_KEYS, "cfg_parse_map's local table is too small");
 
 void cfg_namespaces_release(cfg_namespace *ns, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         pl_free(ns[i].name);
+        cfg_redact_release(ns[i].redact, ns[i].n_redact);
+    }
     pl_free(ns);
 }
 

@@ -905,6 +905,10 @@ static void api_answered(proto_host *h, pending *pd, engine_req *r)
             api_error(h, c, proto_engine_error(r->status), NULL);
             return;
         }
+        if (r->admin_op == ADMIN_TRACE && r->json) {
+            api_trace_result(h, c, r->json);
+            return;
+        }
         sbuf o;
         sbuf_init(&o);
         if (r->json)

@@ -1,6 +1,6 @@
 /* Internals shared by the server HTTP API's files: api.c (dispatch,
- * authentication, the tenant methods) and api_admin.c (tenants and keys,
- * admin key only). */
+ * authentication, the tenant methods), api_admin.c (tenants and keys,
+ * admin key only) and api_trace.c (the redacted trace answer). */
 #ifndef PL_API_INT_H
 #define PL_API_INT_H
 
@@ -48,5 +48,10 @@ int api_tenants_put(api_ctx *a);
 int api_keys_create(api_ctx *a);
 int api_keys_revoke(api_ctx *a);
 int api_keys_list(api_ctx *a);
+
+/* Answers a trace with the engine's JSON, its pub redacted by the pub's
+ * namespace (api_trace.c); an answer that cannot be redacted is a 500.
+ * Returns 0. */
+int api_trace_result(proto_host *h, uint64_t conn_id, const char *json);
 
 #endif

@@ -181,6 +181,15 @@ static void test_full_example(void **state)
     assert_int_equal(ns->retry_min_ms, 2000);
     assert_int_equal(ns->retry_max_ms, 3600000);
     assert_int_equal(ns->history_ttl_ms, 7 * 86400000LL);
+    assert_int_equal(ns->n_redact, 3);
+    assert_string_equal(ns->redact[0].path, "data.card.number");
+    assert_true(ns->redact[0].mask);
+    assert_string_equal(ns->redact[1].path, "headers.authorization");
+    assert_false(ns->redact[1].mask);
+    assert_string_equal(ns->redact[2].path, "data.ssn");
+    assert_false(ns->redact[2].mask);
+    assert_int_equal(c.namespaces[1].n_redact, 0);
+    assert_null(c.namespaces[1].redact);
 
     config_release(&c);
     assert_released(&c);
@@ -495,6 +504,23 @@ static const err_case err_cases[] = {
      "connect_burst (50) needs connects_per_second"},
     {"namespaces:\n  - name: a\n    retry_max: 1s\n    retry_min: 2s\n", 4, 16,
      "retry_min exceeds retry_max"},
+    /* redact */
+    {"namespaces:\n  - name: a\n    redact: data.x\n", 3, 13, "redact: expected a list"},
+    {"namespaces:\n  - name: a\n    redact: [data..x]\n", 3, 14,
+     "namespaces[0].redact[0]: bad path 'data..x': empty segment"},
+    {"namespaces:\n  - name: a\n    redact:\n      - data.ok\n      - body.x\n", 5, 9,
+     "redact[1]: bad path 'body.x': must start with data. or headers."},
+    {"namespaces:\n  - name: a\n    redact: [data]\n", 3, 14, "must start with data."},
+    {"namespaces:\n  - name: a\n    redact:\n      - {path: \"data.x.\", action: mask}\n", 4, 16,
+     "redact[0].path: bad path 'data.x.': empty segment"},
+    {"namespaces:\n  - name: a\n    redact:\n      - {path: data.x, action: hide}\n", 4, 32,
+     "redact[0].action: unknown action 'hide' (remove or mask)"},
+    {"namespaces:\n  - name: a\n    redact: [{action: mask}]\n", 3, 14, "missing key 'path'"},
+    {"namespaces:\n  - name: a\n    redact: [{path: data.x, mask: true}]\n", 3, 29, "mask"},
+    {"namespaces:\n  - name: a\n    redact: [[data.x]]\n", 3, 14,
+     "expected a path or {path, action}, got a list"},
+    {"namespaces:\n  - name: a\n    redact: [\"\"]\n", 3, 14, "must not be empty"},
+    {"namespaces:\n  - name: a\n    redact: [\"data.a\\tb\"]\n", 3, 14, "control character"},
     /* class and engine */
     {"namespaces:\n  - name: chat\n    class: gold\n", 3, 12, "unknown class 'gold'"},
     {"namespaces:\n  - name: dash\n    slow_consumer: drop\n", 3, 20,
@@ -804,6 +830,33 @@ static void test_load_file(void **state)
     config_release(&c);
 }
 
+/* redact: 64 entries accepted, 65 refused at the list; null and [] are none;
+ * a later namespace's list is its own. */
+static void test_redact_lists(void **state)
+{
+    config c;
+    char err[512] = "", yaml[4096];
+    size_t len = (size_t)sprintf(yaml, "namespaces:\n  - name: a\n    redact:\n");
+    for (int i = 0; i < 64; i++)
+        len += (size_t)sprintf(yaml + len, "      - data.k%d\n", i);
+    if (load(&c, yaml, err, sizeof(err)) != 0) fail_msg("%s", err);
+    assert_int_equal(c.namespaces[0].n_redact, 64);
+    assert_string_equal(c.namespaces[0].redact[63].path, "data.k63");
+    config_release(&c);
+    sprintf(yaml + len, "      - data.k64\n");
+    expect_error(yaml, strlen(yaml), 4, 7, "redact: 65 entries; at most 64");
+
+    const char *ok = "namespaces:\n  - {name: a, redact: ~}\n  - {name: b, redact: []}\n"
+                     "  - {name: c, redact: [{path: \"headers.*\"}, \"data.*.x.0\"]}\n";
+    if (load(&c, ok, err, sizeof(err)) != 0) fail_msg("%s", err);
+    assert_int_equal(c.namespaces[0].n_redact, 0);
+    assert_int_equal(c.namespaces[1].n_redact, 0);
+    assert_int_equal(c.namespaces[2].n_redact, 2);
+    assert_false(c.namespaces[2].redact[0].mask); /* action defaults to remove */
+    assert_string_equal(c.namespaces[2].redact[1].path, "data.*.x.0");
+    config_release(&c);
+}
+
 static void test_namespace_lookup(void **state)
 {
     config c;
@@ -855,6 +908,7 @@ int main(void)
         cmocka_unit_test(test_garbage_and_mutations),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_redact_lists),
         cmocka_unit_test(test_namespace_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
