@@ -38,7 +38,8 @@ int rule_match_compile(const json_t *match, rule_match **out, rule_error *err);
 /* NULL ok. */
 void rule_match_free(rule_match *m);
 
-/* One pub as the matcher sees it. Every pointer is borrowed by
+/* One pub as the matcher sees it. channel and type are UTF-8, as a pub's
+ * are (explanations quote them as JSON strings). Every pointer is borrowed by
  * rule_event_prepare and must stay alive and unchanged until the event is
  * prepared again or freed. */
 typedef struct rule_event_fields {
