@@ -22,7 +22,7 @@ static const char *const op_names[] = {
 static const char *const no_reasons[] = {
     [RULE_EQ] = "not equal",       [RULE_NEQ] = "equal",
     [RULE_IN] = "not in the list", [RULE_NIN] = "in the list",
-    [RULE_EXISTS] = "exists",      [RULE_GT] = "not greater",
+    [RULE_EXISTS] = "path exists", [RULE_GT] = "not greater",
     [RULE_GTE] = "less",           [RULE_LT] = "not less",
     [RULE_LTE] = "greater",        [RULE_CONTAINS] = "not contained",
 };

@@ -328,24 +328,41 @@ static void refusals(void **state)
     }
 }
 
-/* A rule nested deeper than the limit, and one with too many clauses. */
-static void limits(void **state)
+/* `where` with nots levels of $not around {"data.a": 1}: predicates nest
+ * nots + 1 deep. */
+static json_t *nested_nots(int nots)
 {
-    (void)state;
     char buf[8192];
     size_t n = 0;
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"where\":");
-    for (int i = 0; i < 20; i++)
+    for (int i = 0; i < nots; i++)
         n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"$not\":");
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"data.a\":1}");
-    for (int i = 0; i < 21; i++)
+    for (int i = 0; i < nots + 1; i++)
         buf[n++] = '}';
     buf[n] = '\0';
     json_t *j = json_loads(buf, 0, NULL);
     assert_non_null(j);
+    return j;
+}
+
+/* Rules at and past the nesting limit, and one with too many clauses. */
+static void limits(void **state)
+{
+    (void)state;
     rule_match *m;
     rule_error err;
+    json_t *j = nested_nots(15); /* 16 levels: accepted; an odd count of nots */
+    assert_int_equal(rule_match_compile(j, &m, &err), PL_OK);
+    rule_event *ev = prepare(NULL, NULL, "{\"a\":1}");
+    assert_int_equal(rule_match_eval(m, ev), 0);
+    rule_event_free(ev);
+    rule_match_free(m);
+    json_decref(j);
+    j = nested_nots(16);
     assert_int_equal(rule_match_compile(j, &m, &err), PL_EINVAL);
+    assert_string_equal(err.path, "match.where.$not.$not.$not.$not.$not.$not.$not.$not.$not.$not."
+                                  "$not.$not.$not.$not.$not.$not");
     assert_string_equal(err.reason, "predicates nested too deep: at most 16 levels");
     assert_non_null(strstr(err.path, "match.where.$not.$not."));
     json_decref(j);
