@@ -467,7 +467,7 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
         if (r->commit_batch >= 0) sbuf_printf(&h, ", commit batch %.1f", r->commit_batch);
     }
     if (r->server_cpu_s >= 0) sbuf_printf(&h, ", server CPU %.2fs", r->server_cpu_s);
-    if (r->shed) sbuf_printf(&h, ", %" PRIu64 " publishes shed (114)", r->shed);
+    if (r->shed) sbuf_printf(&h, ", %" PRIu64 " publishes shed (server overloaded)", r->shed);
     if (r->conn_errors || r->server_errors || r->proto_errors)
         sbuf_printf(&h, ", errors conn %" PRIu64 " server %" PRIu64 " protocol %" PRIu64,
                     r->conn_errors, r->server_errors, r->proto_errors);

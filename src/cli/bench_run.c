@@ -28,6 +28,7 @@
 #include "cli/bench_nats.h"
 #include "cli/bench_scan.h"
 #include "cli/bench_verify.h"
+#include "util/errors.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 
@@ -449,7 +450,7 @@ static void on_ack(client *c, const bench_line *l, uint64_t now)
 
 static int on_shed(client *c, const bench_line *l)
 {
-    if (l->code != 114 || c->role != ROLE_PUB || !c->slots) return 0;
+    if (l->code != PE_OVERLOADED || c->role != ROLE_PUB || !c->slots) return 0;
     slot *s = &c->slots[l->id & c->slot_mask];
     if (!l->id || s->id != l->id) return 0;
     s->id = 0;
