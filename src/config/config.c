@@ -33,7 +33,8 @@ int config_defaults(config *c)
         .max_body_bytes = 1 << 20,
         .commands_per_second = 0,
         .typing_interval_ms = 2000,
-        .backlog_bytes = 64u << 20,
+        .backlog_bytes = 8u << 20,
+        .backlog_shed_bytes = 256u << 20,
         .storage_queue_shed = 10000,
         .storage_queue_max = 50000,
     };

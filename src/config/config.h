@@ -88,7 +88,8 @@ typedef struct cfg_limits {
     int64_t typing_interval_ms;        /* default 2s: typing pushes per user and channel */
     uint32_t connects_per_second;      /* WebSocket and SSE opens, server-wide; 0 = unlimited */
     uint32_t connect_burst; /* bucket size of connects_per_second; 0 = one second's worth */
-    uint32_t backlog_bytes; /* default 64 MiB: a worker's unwritten output that marks overload */
+    uint32_t backlog_bytes; /* default 8 MiB: a worker's unwritten output that holds publishers */
+    uint32_t backlog_shed_bytes; /* default 256 MiB: ... past which ephemeral work is shed */
     uint32_t
         storage_queue_shed; /* default 10000: stored publishes awaiting commit that mark overload */
     uint32_t storage_queue_max; /* default 50000: ... past which every publish is refused */

@@ -412,6 +412,7 @@ static const cfg_key_spec limit_keys[] = {
     KU("connects_per_second", cfg_limits, connects_per_second, 0, 1000000),
     KU("connect_burst", cfg_limits, connect_burst, 0, 1000000),
     KU("backlog_bytes", cfg_limits, backlog_bytes, 65536, 1u << 31),
+    KU("backlog_shed_bytes", cfg_limits, backlog_shed_bytes, 65536, 1u << 31),
     KU("storage_queue_shed", cfg_limits, storage_queue_shed, 1, 1 << 24),
     KU("storage_queue_max", cfg_limits, storage_queue_max, 1, 1 << 24),
 };
@@ -425,6 +426,11 @@ static int fn_limits(cfg_loader *L, yaml_node_t *v, void *obj)
         yaml_node_t *at = found[cfg_spec_index(limit_keys, NSPEC(limit_keys), "max_message_bytes")];
         return cfg_fail_at(L, at ? at : v, "max_message_bytes (%u) exceeds max_frame_bytes (%u)",
                            c->limits.max_message_bytes, c->limits.max_frame_bytes);
+    }
+    if (c->limits.backlog_bytes > c->limits.backlog_shed_bytes) {
+        yaml_node_t *at = found[cfg_spec_index(limit_keys, NSPEC(limit_keys), "backlog_bytes")];
+        return cfg_fail_at(L, at ? at : v, "backlog_bytes (%u) exceeds backlog_shed_bytes (%u)",
+                           c->limits.backlog_bytes, c->limits.backlog_shed_bytes);
     }
     if (c->limits.storage_queue_shed > c->limits.storage_queue_max) {
         yaml_node_t *at =

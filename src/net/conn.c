@@ -513,11 +513,13 @@ void conn_flush_dirty(worker *w, size_t max)
         }
         if (pop_live(c)) flush(c);
     }
-    /* Answers go out at once, not after the round that carries their pubs:
-     * publishers are held back by the worker backlog instead (see
-     * worker_backlog in server.c), which costs them no latency while the
-     * subscribers keep up. */
-    conn_flush_urgent(w);
+    /* Answers go out at once while the server keeps up. While a worker is
+     * behind (srv->ps.backlogged), they wait for the end of the round that
+     * carries their pubs: a publisher then runs one window per round, the
+     * pacing that keeps 10,000 subscribers' delivery p99 near a round's
+     * length (measured: answering at once regardless, p99 rose 2-3x). */
+    if (!w->round_last || !atomic_load_explicit(&w->srv->ps.backlogged, memory_order_relaxed))
+        conn_flush_urgent(w);
 }
 
 static int queue_push(conn *c, out_item it)

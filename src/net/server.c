@@ -269,19 +269,19 @@ static void resume_publisher(session *s, void *arg)
 }
 
 /* Publishers of every worker slow down while any worker is behind on its
- * writes (session_on_text pauses their reading, see sess_flow): the pubs
- * they would add are what the subscribers cannot take yet. A worker sets
- * its bit past limits.backlog_bytes and clears it under half of that; the
- * last to clear wakes every worker to read its publishers again. Past
- * four times the mark (beyond what paused publishers' last messages add)
- * ephemeral publishes are shed with 114 until it is back under the mark. */
+ * writes (sess_flow stops reading them and their answers wait for the end
+ * of the round): the pubs they would add are what the subscribers cannot
+ * take yet. A worker sets its bit past limits.backlog_bytes and clears it
+ * under half of that, waking every worker to read its publishers again.
+ * Past limits.backlog_shed_bytes ephemeral publishes and signals are shed
+ * with 114 until it is back under the hold mark. */
 static void worker_backlog(worker *w, size_t bytes)
 {
     proto_server *ps = &w->srv->ps;
     unsigned bit = 1u << (w->index % 32), high = w->srv->cfg.limits.backlog_bytes;
     unsigned was = atomic_load(&ps->backlogged);
     atomic_store_explicit(&w->backlog_bytes, bytes, memory_order_relaxed);
-    if (bytes > (size_t)high * 4)
+    if (bytes > w->srv->cfg.limits.backlog_shed_bytes)
         atomic_fetch_or(&ps->shedding, bit);
     else if (bytes < high)
         atomic_fetch_and(&ps->shedding, ~bit);
@@ -289,26 +289,26 @@ static void worker_backlog(worker *w, size_t bytes)
         atomic_fetch_or(&ps->backlogged, bit);
         metrics_add(&w->metrics, M_BACKLOGGED, 1);
     } else if (bytes < high / 2 && (was & bit) && atomic_fetch_and(&ps->backlogged, ~bit) == bit) {
-        atomic_fetch_add(&w->srv->backlog_clears, 1);
         for (int i = 0; i < ps->nworkers; i++)
             uv_async_send(&w->srv->workers[i]->wakeup);
     }
 }
 
-/* Runs the readers paused for the backlog again once it cleared, however
- * short it was (this worker may never have seen it set). */
+/* Reads the publishers held for the backlog again once no worker is
+ * backlogged: checked at every wakeup, flush and tick while any is held
+ * (level, not edge: the backlog may come and go between two looks). */
 static void worker_backlog_seen(worker *w)
 {
-    unsigned clears = atomic_load(&w->srv->backlog_clears);
-    if (clears == w->seen_clears || atomic_load(&w->srv->ps.backlogged)) return;
-    w->seen_clears = clears;
+    if (!w->host.held || atomic_load(&w->srv->ps.backlogged)) return;
     conn_each_session(w, resume_publisher, NULL);
 }
 
 static void worker_flush(worker *w)
 {
     uv_idle_stop(&w->spin);
-    conn_flush_urgent(w);
+    worker_backlog_seen(w);
+    if (!w->round_last || !atomic_load_explicit(&w->srv->ps.backlogged, memory_order_relaxed))
+        conn_flush_urgent(w); /* as conn_flush_dirty: held to the round's end when behind */
     if (!w->dirty) {
         worker_backlog(w, 0);
         return;
@@ -333,6 +333,9 @@ static void worker_flush(worker *w)
     int64_t took = w->round_busy_us;
     w->flush_at_us =
         took > FLUSH_PACE_MIN_US ? end + (took < FLUSH_PACE_MAX_US ? took : FLUSH_PACE_MAX_US) : 0;
+    /* A round that wrote everything ends the backlog now: the loop may
+     * sleep next, and a held publisher must not wait for the tick. */
+    if (!w->dirty) worker_backlog(w, 0);
     schedule_round(w, end);
 }
 

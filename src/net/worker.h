@@ -47,7 +47,6 @@ struct worker {
     uv_idle_t spin;              /* active while a round is in progress */
     int64_t flush_at_us;         /* monotonic: no flush before (0: flush every iteration) */
     void *write_spare;           /* one write request kept for reuse (net/conn.c), owned */
-    unsigned seen_clears;        /* srv->backlog_clears as this worker last acted on it */
     atomic_size_t backlog_bytes; /* as last measured (conn_backlog); read by /metrics */
     uint64_t next_conn_id;
     char readbuf[65536];
@@ -66,7 +65,6 @@ struct server {
     int lock_fd;      /* DATA/lock, flocked while the server lives; 0 before */
     atomic_int ready;
     atomic_int workers_up;      /* every worker is initialized: the hub may post to them */
-    atomic_uint backlog_clears; /* times the last backlogged worker cleared (readers resume) */
     rl_backlog connect_backlog; /* retry slots of opens refused by connects_per_second */
     /* engine-thread staging for the sink, one vector per worker */
     inbox_stage *stage; /* one per worker */

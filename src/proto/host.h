@@ -69,7 +69,8 @@ struct proto_server {
     proto_host **hosts; /* every worker's host: read-only from other threads (metrics) */
     /* Overload signals, any thread: stored publishes submitted and not yet
      * answered (proto_submit_pub), and one bit per worker whose unwritten
-     * output passed limits.backlog_bytes (publishers wait) or 4x that
+     * output passed limits.backlog_bytes (publishers wait) or
+     * limits.backlog_shed_bytes
      * (ephemeral work is shed), set and cleared by net. */
     atomic_long storage_queue;
     atomic_uint backlogged;
@@ -106,6 +107,7 @@ struct proto_host {
     sbuf scratch;             /* reused for replies */
     int64_t now_ms;           /* wall clock, read once per event by the worker */
     int64_t now_us;           /* monotonic, read with now_ms */
+    uint32_t held;            /* sessions not read while a worker is backlogged (sess_flow) */
 };
 
 /* Sets up the host's own members (pool, batch, scratch); ops, srv, fan and

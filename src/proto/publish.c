@@ -222,7 +222,7 @@ int64_t proto_overload_retry_ms(const proto_host *h)
 }
 
 /* Shedding in order: ephemeral pubs go first, when any worker is far behind
- * on its writes (past 4x limits.backlog_bytes: publishers are paused
+ * on its writes (past limits.backlog_shed_bytes: publishers are held
  * from the mark on) or storage on its commits; stored ones only when the storage
  * queue is full, never accepted without it. PE_OK or PE_OVERLOADED
  * (counted); the caller answers 114 with proto_overload_retry_ms. */

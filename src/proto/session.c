@@ -41,16 +41,29 @@ void sess_flow(session *s)
      * behind on its writes (net sets srv->backlogged). */
     int held = s->published_us && s->h->now_us - s->published_us < 1000000 &&
                atomic_load_explicit(&s->h->srv->backlogged, memory_order_relaxed);
-    if (!s->paused) {
-        if (s->inflight < FLOW_INFLIGHT_HIGH && s->out->replies < bound / 2 && !held) return;
-        s->paused = 1;
+    int over = s->inflight >= FLOW_INFLIGHT_HIGH || s->out->replies >= bound / 2;
+    int under = s->inflight <= FLOW_INFLIGHT_LOW && s->out->replies <= bound / 4;
+    if (!s->paused && (over || held)) {
+        s->paused = (uint8_t)(held ? FLOW_HELD : FLOW_PAUSED);
+        s->h->held += s->paused == FLOW_HELD;
         metrics_add(s->h->metrics, M_READS_PAUSED, 1);
         sink_reading(s->out, 0);
-    } else if (s->inflight <= FLOW_INFLIGHT_LOW && s->out->replies <= bound / 4 && !held) {
-        s->paused = 0;
-        metrics_add(s->h->metrics, M_READS_RESUMED, 1);
+    } else if (s->paused && under && !held) {
+        sess_unpause(s);
         sink_reading(s->out, 1);
+    } else if (s->paused == FLOW_HELD && !held) {
+        s->h->held--; /* still paused, for its own commands now: no longer net's to resume */
+        s->paused = FLOW_PAUSED;
     }
+}
+
+/* Forgets a pause (resumed, or the session ends). */
+void sess_unpause(session *s)
+{
+    if (!s->paused) return;
+    s->h->held -= s->paused == FLOW_HELD;
+    s->paused = 0;
+    metrics_add(s->h->metrics, M_READS_RESUMED, 1);
 }
 
 size_t sess_reply_budget(const session *s)
@@ -306,7 +319,7 @@ void session_free(session *s)
     if (!s) return;
     while (s->nsubs)
         sess_drop_sub(s, s->subs[s->nsubs - 1]);
-    if (s->paused) metrics_add(s->h->metrics, M_READS_RESUMED, 1); /* the gauge counts live ones */
+    sess_unpause(s); /* the gauge and the host's held count cover live sessions */
     if (s->connected && !s->sse) fanout_user_del(s->h->fan, s->out, s->tenant, s->user);
     tenant_counters *tc = s->counted_conn ? metrics_tenant(s->h->metrics, s->tenant) : NULL;
     if (tc) atomic_fetch_add(&tc->connections_closed, 1);

@@ -69,7 +69,7 @@ struct session {
     uint8_t connect_has_id, connect_first_sub;
     uint8_t counted_tenant, counted_user; /* held connection-limit counts */
     uint8_t counted_conn;                 /* counted in the tenant's metrics */
-    uint8_t paused;                       /* reading is paused (sess_flow) */
+    uint8_t paused;                       /* 0, FLOW_PAUSED or FLOW_HELD (sess_flow) */
 };
 
 /* ---- replies (session.c) ----------------------------------------------- */
@@ -96,6 +96,8 @@ void sess_submit(session *s, engine_req *r);
 /* Pauses or resumes reading the client by its commands in flight and its
  * replies queued; called after each message, answer and drain. */
 void sess_flow(session *s);
+enum { FLOW_PAUSED = 1, FLOW_HELD = 2 /* for the backlog: counted in proto_host.held */ };
+void sess_unpause(session *s);
 /* Bytes of pubs a reply may still carry: what replies leave of half the
  * outbound queue. A reply carries at least one pub only when no other reply
  * waits (so paging moves, and pipelined reads stay under the hard cap). */

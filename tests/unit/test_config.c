@@ -243,7 +243,8 @@ static void check_defaults(const config *c)
     assert_int_equal(c->limits.commands_per_second, 0);
     assert_int_equal(c->limits.connects_per_second, 0);
     assert_int_equal(c->limits.connect_burst, 0);
-    assert_int_equal(c->limits.backlog_bytes, 64u << 20);
+    assert_int_equal(c->limits.backlog_bytes, 8u << 20);
+    assert_int_equal(c->limits.backlog_shed_bytes, 256u << 20);
     assert_int_equal(c->limits.storage_queue_shed, 10000);
     assert_int_equal(c->limits.storage_queue_max, 50000);
     assert_int_equal(c->n_allowed_origins, 2);
@@ -495,6 +496,8 @@ static const err_case err_cases[] = {
     {"limits: {storage_queue_max: 0}\n", 1, 29, "storage_queue_max: must be between 1 and"},
     {"limits: {storage_queue_shed: x}\n", 1, 30, "storage_queue_shed: expected an integer"},
     /* cross-field limits */
+    {"limits:\n  backlog_bytes: 1048576\n  backlog_shed_bytes: 65536\n", 2, 18,
+     "backlog_bytes (1048576) exceeds backlog_shed_bytes (65536)"},
     {"limits:\n  storage_queue_max: 100\n  storage_queue_shed: 200\n", 3, 23,
      "storage_queue_shed (200) exceeds storage_queue_max (100)"},
     {"limits:\n  max_frame_bytes: 1000\n  max_message_bytes: 2000\n", 3, 22,
