@@ -1,7 +1,7 @@
 /* libFuzzer target for net/http: arbitrary bytes read as a request stream, once whole and once
  * cut in two at a point the input picks. Checks each run's promises (what a status means for
- * *used and http_error, accessors consistent with each other, a ready request repeated until
- * http_next) and that both runs read the same requests and end the same way.
+ * *used and http_error, accessors consistent with each other (a header by id and by name), a ready
+ * request repeated until http_next) and that both runs read the same requests and end the same way.
  * Input: byte 0 picks the body limit, byte 1 the cut (a fraction of the rest), then the stream. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,8 +71,27 @@ static void record(transcript *t, const http_request *r, size_t max_body)
     put(t, head, sizeof(head));
     s = http_url(r, &n);
     put_span(t, s, n);
+    static const char *const known[HTTP_H__COUNT] = {"Upgrade",
+                                                     "Connection",
+                                                     "Sec-WebSocket-Key",
+                                                     "Sec-WebSocket-Version",
+                                                     "Sec-WebSocket-Protocol",
+                                                     "Last-Event-ID",
+                                                     "Authorization",
+                                                     "Origin"};
     for (int i = 0; i < HTTP_H__COUNT; i++) {
         s = http_header(r, (enum http_header_id)i, &n);
+        check_span(s, n);
+        put_span(t, s, n);
+        /* By name: the same presence, and the first value begins the joined one. */
+        size_t m;
+        const char *v = http_header_named(r, known[i], &m);
+        check_span(v, m);
+        if (!v != !s || (v && (m > n || memcmp(v, s, m)))) abort();
+    }
+    static const char *const other[] = {"content-type", "X-HUB-SIGNATURE-256", "webhook-id", "x"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        s = http_header_named(r, other[i], &n);
         check_span(s, n);
         put_span(t, s, n);
     }

@@ -133,6 +133,7 @@ void config_release(config *c)
     pl_free(c->metrics_token);
     cfg_tenants_release(c->tenants, c->n_tenants);
     cfg_namespaces_release(c->namespaces, c->n_namespaces);
+    cfg_inbound_release(c->inbound, c->n_inbound);
     cfg_free_strv(c->allowed_origins, c->n_allowed_origins);
     memset(c, 0, sizeof(*c));
 }

@@ -72,6 +72,30 @@ typedef struct cfg_namespace {
     size_t n_redact;
 } cfg_namespace;
 
+/* How an inbound source signs its requests (key `scheme`). */
+typedef enum cfg_inbound_scheme {
+    CFG_INBOUND_STANDARD, /* standard-webhooks: webhook-id, -timestamp, -signature */
+    CFG_INBOUND_HMAC,     /* hmac-sha256: one header, PREFIX<hex MAC of the body> */
+    CFG_INBOUND_STRIPE,   /* stripe: Stripe-Signature t=...,v1=... */
+} cfg_inbound_scheme;
+
+/* One entry of `inbound`: POST /hooks/in/<id> becomes a pub on channel. */
+typedef struct cfg_inbound {
+    char *id;       /* A-Z a-z 0-9 _ . -, at most CFG_INBOUND_ID_MAX bytes */
+    char *tenant;   /* always set: "default" in single-tenant mode without the key */
+    uint8_t scheme; /* enum cfg_inbound_scheme */
+    char **secrets; /* several while rotating; standard-webhooks: whsec_ or whpk_ */
+    size_t n_secrets;
+    char *header;         /* hmac-sha256: the signature header (required); else NULL */
+    char *prefix;         /* hmac-sha256: before the hex, default "sha256="; else NULL */
+    char *id_header;      /* the delivery id's header; NULL: none (stripe: the body's "id") */
+    char *channel;        /* a channel of a configured namespace that stores pubs */
+    char *type;           /* the pub's type: text with {header:Name} placeholders; NULL: none */
+    int64_t tolerance_ms; /* standard-webhooks and stripe: default 5m; 0 for hmac-sha256 */
+} cfg_inbound;
+
+#define CFG_INBOUND_ID_MAX 64
+
 typedef struct cfg_limits {
     uint32_t max_message_bytes; /* default 65536: a pub (data, headers, type, correlation) */
     uint32_t max_frame_bytes;   /* default 1 MiB: one WebSocket message */
@@ -117,6 +141,8 @@ typedef struct config {
     size_t n_tenants;
     cfg_namespace *namespaces;
     size_t n_namespaces;
+    cfg_inbound *inbound;
+    size_t n_inbound;
 } config;
 
 /* Fills c with the defaults used when no file is given: single tenant
@@ -129,8 +155,8 @@ int config_defaults(config *c);
  * initialized; old contents are not freed. On error returns -1, writes
  * "LINE:COL: message" (the first error only) into err and leaves c released
  * (zeroed). Out of memory is reported the same way, as "out of memory".
- * Keys of features Parley does not have yet (webhooks, routes, inbound, the
- * redis engine) are errors ("not supported yet"), never silently ignored. */
+ * Keys of features Parley does not have yet (webhooks, routes, the redis
+ * engine) are errors ("not supported yet"), never silently ignored. */
 int config_load_string(config *c, const char *yaml, size_t len, char *err, size_t errlen);
 /* Reads and parses a file; err gets "FILE:LINE:COL: message", or
  * "FILE: reason" when the file cannot be read. */
@@ -143,5 +169,9 @@ void config_release(config *c);
 const cfg_namespace *config_namespace(const config *c, const char *channel, size_t len);
 /* The tenant with this id, or NULL. */
 const cfg_tenant *config_tenant(const config *c, const char *id);
+/* The inbound source with this id (n bytes), or NULL. */
+const cfg_inbound *config_inbound(const config *c, const char *id, size_t n);
+/* The scheme's name as written in the file ("standard-webhooks", ...). */
+const char *config_inbound_scheme_name(int scheme);
 
 #endif

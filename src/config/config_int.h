@@ -143,13 +143,15 @@ yaml_node_t *cfg_item_node(cfg_loader *L, yaml_node_item_t *items, size_t i, yam
 int cfg_parse_strv(cfg_loader *L, yaml_node_t *v, char ***out, size_t *n_out);
 void cfg_free_strv(char **v, size_t n);
 
-/* ---- sections (tenants.c, namespaces.c) ---------------------------------- */
+/* ---- sections (tenants.c, namespaces.c, inbound.c) ---------------------------------- */
 
 /* Key functions of the root table: replace c's default list when the file
  * gives a non-empty one. obj is the config. */
 int cfg_parse_tenants(cfg_loader *L, yaml_node_t *v, void *obj);
 int cfg_parse_namespaces(cfg_loader *L, yaml_node_t *v, void *obj);
+int cfg_parse_inbound(cfg_loader *L, yaml_node_t *v, void *obj);
 void cfg_tenants_release(cfg_tenant *t, size_t n);
+void cfg_inbound_release(cfg_inbound *in, size_t n);
 void cfg_namespaces_release(cfg_namespace *ns, size_t n);
 /* A namespace's `redact` list (redact.c); obj is the cfg_namespace. */
 int cfg_parse_redact(cfg_loader *L, yaml_node_t *v, void *obj);

@@ -1,7 +1,7 @@
 /* The YAML walk of the configuration loader. libyaml parses; this file walks
  * the tree against key tables (one table per mapping, in the order the docs
  * list them) and validates, for the root, engine and limits sections itself
- * and through tenants.c and namespaces.c for theirs. The first error wins and
+ * and through tenants.c, namespaces.c and inbound.c for theirs. The first error wins and
  * carries the line and column of the offending key or value. Aliases are
  * refused so a tiny file cannot expand into a huge configuration, and
  * nesting depth and item counts are capped. */
@@ -498,7 +498,7 @@ static const cfg_key_spec root_keys[] = {
     KF("namespaces", cfg_parse_namespaces),
     KX("webhooks"),
     KX("routes"),
-    KX("inbound"),
+    KF("inbound", cfg_parse_inbound),
 };
 
 _Static_assert(NSPEC(root_keys) <= CFG_MAX_KEYS, "cfg_parse_map's local table is too small");

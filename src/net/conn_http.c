@@ -1,6 +1,7 @@
 /* The HTTP phase of a connection: requests read by net/http.c are routed
- * here (health, readiness, metrics, the server API, the WebSocket and SSE
- * upgrades) and answered, with CORS for the paths browsers call. */
+ * here (health, readiness, metrics, the server API, inbound webhooks, the
+ * WebSocket and SSE upgrades) and answered, with CORS for the paths browsers
+ * call. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "net/http.h"
 #include "obs/log.h"
 #include "proto/api.h"
+#include "proto/inbound.h"
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/mem.h"
@@ -314,6 +316,52 @@ static void open_sse(conn *c, http_req *h, const char *url, size_t ulen)
     metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
 }
 
+static const char *header_by_name(void *ctx, const char *name, size_t *len)
+{
+    return http_header_named(ctx, name, len);
+}
+
+#define HOOKS_PREFIX "/hooks/in/"
+
+/* /hooks/in/<source>: senders are servers, not browsers, so no CORS; only
+ * POST (405 with Allow otherwise). The body limit is the API's. */
+static int inbound_route(conn *c, http_req *h, int keep)
+{
+    if (http_method_of(h->rq) != HTTP_POST) {
+        sbuf body, b;
+        sbuf_init(&body);
+        sbuf_init(&b);
+        sbuf_puts(&body, "{\"error\":");
+        proto_error_json(&body, PE_BAD_REQUEST, "method not allowed (POST only)");
+        sbuf_putc(&body, '}');
+        sbuf_printf(&b,
+                    "HTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\nContent-Type: "
+                    "application/json\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n",
+                    body.len);
+        send_head(c, &b, keep, body.data ? body.data : "", body.len);
+        sbuf_release(&body);
+        return !keep;
+    }
+    size_t plen, blen;
+    const char *path = http_path(h->rq, &plen);
+    char peer[64];
+    sink_peer(&c->out, peer, sizeof(peer));
+    inbound_request rq = {
+        .source = path + strlen(HOOKS_PREFIX),
+        .source_len = plen - strlen(HOOKS_PREFIX),
+        .body_too_large = http_error(h->rq, NULL, NULL) == 413,
+        .header = header_by_name,
+        .header_ctx = h->rq,
+        .peer = peer,
+    };
+    rq.body = http_body(h->rq, &blen);
+    rq.body_len = blen;
+    /* A cut body leaves the stream in sync, but the answer closes like the API's 413. */
+    h->keep_alive = keep && !rq.body_too_large;
+    h->pending = inbound_handle(&c->w->host, c->out.id, &rq);
+    return c->state != CS_HTTP || !h->keep_alive;
+}
+
 /* Routes one complete request. Returns 1 when the connection left the HTTP
  * phase (upgraded or closing). */
 static int route(conn *c, http_req *h)
@@ -344,6 +392,10 @@ static int route(conn *c, http_req *h)
         open_sse(c, h, url, ulen);
         return 1;
     }
+    size_t plen;
+    const char *path = http_path(h->rq, &plen);
+    if (plen > strlen(HOOKS_PREFIX) && !memcmp(path, HOOKS_PREFIX, strlen(HOOKS_PREFIX)))
+        return inbound_route(c, h, keep);
     if (http_method_of(h->rq) == HTTP_POST && api) {
         cors_prepare(c, h);
         const char *phrase, *why;
@@ -434,6 +486,7 @@ void conn_http_respond(conn *c, int status, const char *body, size_t len, int64_
                    {401, "Unauthorized"},
                    {403, "Forbidden"},
                    {404, "Not Found"},
+                   {409, "Conflict"},
                    {413, "Payload Too Large"},
                    {429, "Too Many Requests"},
                    {500, "Internal Server Error"},

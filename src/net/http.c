@@ -1,6 +1,6 @@
 /* HTTP/1.1 request reading: http-parser's callbacks collect the URL, the headers the server
- * reads and the body into buffers of the reader, and http_feed turns the parser's stops into a
- * status. See http.h. */
+ * reads (and every header, by name) and the body into buffers of the reader, and http_feed turns
+ * the parser's stops into a status. See http.h. */
 #include "net/http.h"
 
 #include <string.h>
@@ -27,10 +27,12 @@ struct http_request {
     sbuf url;
     sbuf field;
     sbuf hv[HTTP_H__COUNT];
+    sbuf all; /* every header as "name\0value\0" records, in the order sent */
     sbuf body;
     unsigned present; /* bit per header id sent in this request */
     int cur;          /* header being captured, -1 if dropped */
     int in_value;
+    int open_value; /* the last record in `all` still lacks its value's NUL */
     size_t head_bytes;
     int complete;
     int ready; /* PL_OK was returned; nothing more is read until http_next */
@@ -56,10 +58,21 @@ static int on_url(http_parser *p, const char *at, size_t n)
     return keep(r, &r->url, at, n);
 }
 
+/* Ends the record of the header being read, if any. */
+static int close_value(http_request *r)
+{
+    if (!r->open_value) return 0;
+    r->open_value = 0;
+    sbuf_putc(&r->all, '\0');
+    if (r->all.oom) r->oom = 1;
+    return r->oom;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     http_request *r = p->data;
     if (r->in_value) {
+        if (close_value(r)) return 1;
         sbuf_reset(&r->field);
         r->in_value = 0;
     }
@@ -82,8 +95,22 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
         r->in_value = 1;
         r->cur = header_id(&r->field);
         if (r->cur >= 0) r->present |= 1u << r->cur;
+        /* The name's bytes were counted in the head already. */
+        sbuf_append(&r->all, r->field.data ? r->field.data : "", r->field.len);
+        sbuf_putc(&r->all, '\0');
+        r->open_value = 1;
     }
-    return keep(r, r->cur >= 0 ? &r->hv[r->cur] : NULL, at, n);
+    if (keep(r, r->cur >= 0 ? &r->hv[r->cur] : NULL, at, n)) return 1;
+    sbuf_append(&r->all, at, n);
+    if (r->all.oom) r->oom = 1;
+    return r->oom;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    http_request *r = p->data;
+    /* 0 goes on with the body; anything else would tell http-parser to skip it. */
+    return close_value(r) ? -1 : 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t n)
@@ -101,6 +128,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 /* Pausing keeps the next pipelined request unread until the caller is done with this one. */
 static int on_message_complete(http_parser *p)
 {
+    if (close_value(p->data)) return 1; /* a chunked body's last trailer */
     ((http_request *)p->data)->complete = 1;
     http_parser_pause(p, 1);
     return 0;
@@ -110,6 +138,7 @@ static const http_parser_settings parser_settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
@@ -130,6 +159,7 @@ void http_request_free(http_request *r)
     if (!r) return;
     sbuf_release(&r->url);
     sbuf_release(&r->field);
+    sbuf_release(&r->all);
     sbuf_release(&r->body);
     for (int i = 0; i < HTTP_H__COUNT; i++)
         sbuf_release(&r->hv[i]);
@@ -158,12 +188,14 @@ void http_next(http_request *r)
 {
     sbuf_reset(&r->url);
     sbuf_reset(&r->field);
+    sbuf_reset(&r->all);
     sbuf_reset(&r->body);
     for (int i = 0; i < HTTP_H__COUNT; i++)
         sbuf_reset(&r->hv[i]);
     r->present = 0;
     r->cur = -1;
     r->in_value = 0;
+    r->open_value = 0;
     r->head_bytes = 0;
     r->complete = 0;
     r->ready = 0;
@@ -239,6 +271,25 @@ const char *http_header(const http_request *r, enum http_header_id id, size_t *l
     *len = 0;
     if ((unsigned)id >= HTTP_H__COUNT || !(r->present & (1u << id))) return NULL;
     return text(&r->hv[id], len);
+}
+
+const char *http_header_named(const http_request *r, const char *name, size_t *len)
+{
+    size_t nlen = strlen(name);
+    const char *p = r->all.data, *end = p ? p + r->all.len : NULL;
+    *len = 0;
+    while (p && p < end) {
+        /* A record ends with the value's NUL, which an unfinished request may lack. */
+        const char *val = memchr(p, '\0', (size_t)(end - p));
+        const char *vend = val ? memchr(val + 1, '\0', (size_t)(end - val - 1)) : NULL;
+        if (!vend) return NULL;
+        if ((size_t)(val - p) == nlen && !strncasecmp(p, name, nlen)) {
+            *len = (size_t)(vend - val - 1);
+            return val + 1;
+        }
+        p = vend + 1;
+    }
+    return NULL;
 }
 
 const char *http_body(const http_request *r, size_t *len)

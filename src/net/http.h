@@ -17,7 +17,8 @@
 /* A reader of one connection's request stream, and the request it last read. Opaque. */
 typedef struct http_request http_request;
 
-/* The headers kept (names are matched case-insensitively); others are parsed and dropped. */
+/* The headers the server itself reads, by id (names are matched case-insensitively); every
+ * header, these included, can also be read by name (http_header_named). */
 enum http_header_id {
     HTTP_H_UPGRADE,
     HTTP_H_CONNECTION,
@@ -79,6 +80,11 @@ const char *http_query(const http_request *r, size_t *len);
 /* The header's value, or NULL (and *len 0) when the request did not send it; "" for a header
  * sent empty. A header sent more than once reads as its values joined with nothing between. */
 const char *http_header(const http_request *r, enum http_header_id id, size_t *len);
+/* Any header by name (compared case-insensitively), known or not: the value of its first
+ * occurrence, NUL-terminated, or NULL (and *len 0) when the request did not send it; "" for a
+ * header sent empty. Chunked trailers count as headers. Linear in the request's header bytes
+ * (at most HTTP_MAX_HEAD). */
+const char *http_header_named(const http_request *r, const char *name, size_t *len);
 /* The body ("" when none); chunked bodies are decoded. */
 const char *http_body(const http_request *r, size_t *len);
 

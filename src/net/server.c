@@ -22,6 +22,7 @@
 #include "net/server_delivery.h"
 #include "net/worker.h"
 #include "obs/log.h"
+#include "proto/inbound.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
@@ -735,6 +736,7 @@ server *server_new(config *cfg, char *err, size_t errlen)
                  ar.why);
         goto fail;
     }
+    if (!(srv->ps.inbound = inbound_new(&srv->cfg, err, errlen))) goto fail;
     srv->ps.presence = presence_new();
     srv->ps.limits = rl_table_new(1 << 20);
     if (!srv->ps.presence || !srv->ps.limits) goto fail;
@@ -770,6 +772,7 @@ void server_free(server *srv)
     delivery_free(srv->ps.dlv);
     engine_free(srv->ps.eng);
     presence_free(srv->ps.presence);
+    inbound_free(srv->ps.inbound);
     rl_table_free(srv->ps.limits);
     tenants_free(srv->ps.tenants);
     apikey_store_free(srv->ps.keys);
@@ -820,6 +823,7 @@ void server_render_metrics(server *srv, sbuf *out)
     engine_get_stats(srv->ps.eng, &es);
     metrics_render(out, shards, srv->ps.nworkers, session_method_names, session_method_count);
     render_engine_stats(out, &es);
+    inbound_render_metrics(srv->ps.inbound, out);
     size_t backlog = 0;
     for (int i = 0; i < srv->ps.nworkers; i++)
         backlog += atomic_load_explicit(&srv->workers[i]->backlog_bytes, memory_order_relaxed);

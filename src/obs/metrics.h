@@ -49,7 +49,7 @@ enum metric_counter {
 };
 
 #define METRICS_METHODS 24
-#define METRICS_CODES 16 /* 0 = ok, then code - 99 for codes 100..114 */
+#define METRICS_CODES 17 /* 0 = ok, then code - 99 for codes 100..115 */
 #define METRICS_LAT_BUCKETS 14
 
 /* One tenant's counters on one shard (labelled series on /metrics). */

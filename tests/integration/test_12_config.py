@@ -98,7 +98,6 @@ UNSUPPORTED = [
     ('listen: "127.0.0.1:1"\nwebhooks:\n  - {id: w, url: "https://x", secret: s}\n',
      "webhooks", 2),
     ('listen: "127.0.0.1:1"\nroutes: []\n', "routes", 2),
-    ('listen: "127.0.0.1:1"\n\ninbound:\n  - {id: i, channel: c}\n', "inbound", 3),
     ('listen: "127.0.0.1:1"\nengine:\n  type: redis\n', "engine.type", 3),
     ('listen: "127.0.0.1:1"\nengine: {address: "10.0.0.5:6379"}\n', "engine.address", 2),
 ]
@@ -113,6 +112,39 @@ def test_unsupported_keys_are_refused(tmp_path):
             msg = res.stderr + res.stdout
             assert f"{path}:{line}:" in msg, f"{args}: expected {path}:{line}:COL in {msg!r}"
             assert f"{key}: " in msg and "not supported yet" in msg, (args, msg)
+
+
+# Bad inbound sources: (the source's flow mapping, line 4, what the error says).
+BAD_INBOUND = [
+    ('{id: a, scheme: sha1, secret: s, channel: "chat:a"}', "unknown scheme 'sha1'"),
+    ('{id: a, scheme: standard-webhooks, secret: abc, channel: "chat:a"}', "whsec_"),
+    ('{id: a, scheme: hmac-sha256, secret: s, channel: "chat:a"}', "needs 'header'"),
+    ('{id: a, scheme: stripe, secret: s, channel: "nope:a"}', "in no configured namespace"),
+    ('{id: a, scheme: stripe, secret: s, channel: "chat:a", type: "x.{body:y}"}',
+     "unknown placeholder"),
+]
+
+
+def test_bad_inbound_source_is_refused(tmp_path):
+    for i, (src, why) in enumerate(BAD_INBOUND):
+        text = f'listen: "127.0.0.1:1"\nnamespaces: [{{name: chat}}]\ninbound:\n  - {src}\n'
+        path = _write(tmp_path, f"inbound{i}.yaml", text)
+        for args in (("check-config", path), ("serve", "--config", path)):
+            res = _cli(*args, timeout=15 * SLOW)
+            assert res.returncode != 0, (args, src, res.stdout)
+            msg = res.stderr + res.stdout
+            assert f"{path}:4:" in msg and why in msg, (args, msg)
+
+
+def test_inbound_key_checked_at_start(tmp_path):
+    """A whpk_ key of the wrong size passes the file's light check; serve refuses it."""
+    text = ('listen: "127.0.0.1:1"\nnamespaces: [{name: chat}]\ninbound:\n'
+            '  - {id: a, scheme: standard-webhooks, secret: whpk_YWJj, channel: "chat:a"}\n')
+    path = _write(tmp_path, "whpk.yaml", text)
+    assert _cli("check-config", path).returncode == 0
+    res = _cli("serve", "--config", path, "--data", str(tmp_path / "d"), timeout=15 * SLOW)
+    assert res.returncode != 0
+    assert "inbound source a: secret 1" in res.stderr, res.stderr
 
 
 def test_sqlite_engine_is_accepted(tmp_path):

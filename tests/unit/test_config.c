@@ -191,6 +191,26 @@ static void test_full_example(void **state)
     assert_int_equal(c.namespaces[1].n_redact, 0);
     assert_null(c.namespaces[1].redact);
 
+    assert_int_equal(c.n_inbound, 2);
+    const cfg_inbound *in = &c.inbound[0];
+    assert_string_equal(in->id, "github");
+    assert_string_equal(in->tenant, "acme");
+    assert_int_equal(in->scheme, CFG_INBOUND_HMAC);
+    assert_int_equal(in->n_secrets, 2);
+    assert_string_equal(in->secrets[1], "gh-old-secret");
+    assert_string_equal(in->header, "X-Hub-Signature-256");
+    assert_string_equal(in->prefix, "sha256=");
+    assert_string_equal(in->id_header, "X-GitHub-Delivery");
+    assert_string_equal(in->channel, "chat:deploys");
+    assert_string_equal(in->type, "github.{header:X-GitHub-Event}");
+    in = &c.inbound[1];
+    assert_string_equal(in->tenant, "globex");
+    assert_int_equal(in->scheme, CFG_INBOUND_STRIPE);
+    assert_string_equal(in->secrets[0], "whsec_stripe_example_secret");
+    assert_null(in->id_header);
+    assert_string_equal(in->type, "stripe");
+    assert_int_equal(in->tolerance_ms, 300000);
+
     config_release(&c);
     assert_released(&c);
     config_release(&c); /* released twice is harmless */
@@ -588,13 +608,127 @@ static const err_case err_cases[] = {
     /* keys of features not built: refused at the key, whatever the value */
     {"webhooks: []\n", 1, 1, "webhooks: not supported yet"},
     {T1 "routes:\n  - {id: r, action: {publish: x}}\n", 4, 1, "routes: not supported yet"},
-    {"listen: \"1.2.3.4:80\"\n\ninbound:\n", 3, 1, "inbound: not supported yet"},
     {"engine:\n  max_db_bytes: 5\n  address: \"10.0.0.5:6379\"\n", 3, 3,
      "engine.address: not supported yet"},
     {"engine: {type: redis, address: \"h:1\"}\n", 1, 23, "engine.address: not supported yet"},
     {"tenants:\n  - {id: a, jwt_secret: s, api_keys: [{key: k, scopes: [webhooks]}]}\n", 2, 57,
      "unknown scope 'webhooks'"},
 };
+
+/* ------------------------------------------------------------------------ */
+/* inbound                                                                   */
+
+#define NS_IN "namespaces:\n  - {name: hooks}\n  - {name: fast, class: ephemeral}\n"
+#define SW "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+static void test_inbound(void **state)
+{
+    (void)state;
+    config c;
+    char err[512] = "";
+    /* Single tenant: tenant defaults; per-scheme defaults. */
+    const char *good =
+        NS_IN "inbound:\n"
+              "  - {id: sw, scheme: standard-webhooks, secret: [" SW ", "
+              "\"whsec_YWJj\"], channel: \"hooks:a\"}\n"
+              "  - {id: gh, scheme: hmac-sha256, secret: s, header: X-Hub-Signature-256,"
+              " id_header: X-GitHub-Delivery, channel: \"hooks:gh\","
+              " type: \"github.{header:X-GitHub-Event}\"}\n"
+              "  - {id: st, scheme: stripe, secret: whsec_x, channel: \"hooks:st\","
+              " tolerance: 10m, tenant: default}\n";
+    if (load(&c, good, err, sizeof(err)) != 0) fail_msg("%s", err);
+    assert_int_equal(c.n_inbound, 3);
+    assert_string_equal(c.inbound[0].tenant, "default");
+    assert_int_equal(c.inbound[0].scheme, CFG_INBOUND_STANDARD);
+    assert_int_equal(c.inbound[0].n_secrets, 2);
+    assert_string_equal(c.inbound[0].id_header, "webhook-id");
+    assert_int_equal(c.inbound[0].tolerance_ms, 300000);
+    assert_null(c.inbound[0].type);
+    assert_int_equal(c.inbound[1].scheme, CFG_INBOUND_HMAC);
+    assert_string_equal(c.inbound[1].prefix, "sha256=");
+    assert_string_equal(c.inbound[1].header, "X-Hub-Signature-256");
+    assert_int_equal(c.inbound[1].tolerance_ms, 0);
+    assert_string_equal(c.inbound[1].type, "github.{header:X-GitHub-Event}");
+    assert_int_equal(c.inbound[2].scheme, CFG_INBOUND_STRIPE);
+    assert_null(c.inbound[2].id_header);
+    assert_null(c.inbound[2].prefix);
+    assert_int_equal(c.inbound[2].tolerance_ms, 600000);
+    assert_ptr_equal(config_inbound(&c, "gh", 2), &c.inbound[1]);
+    assert_null(config_inbound(&c, "g", 1));
+    assert_string_equal(config_inbound_scheme_name(CFG_INBOUND_STRIPE), "stripe");
+    config_release(&c);
+    /* An empty prefix is allowed; an empty list is no sources. */
+    if (load(&c,
+             NS_IN "inbound:\n  - {id: h, scheme: hmac-sha256, secret: s, header: X-Sig,"
+                   " prefix: \"\", channel: \"hooks:x\"}\n",
+             err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_string_equal(c.inbound[0].prefix, "");
+    config_release(&c);
+    if (load(&c, "inbound: []\n", err, sizeof(err)) != 0) fail_msg("%s", err);
+    assert_int_equal(c.n_inbound, 0);
+    config_release(&c);
+}
+
+static void test_inbound_errors(void **state)
+{
+    (void)state;
+    static const err_case rows[] = {
+        {NS_IN "inbound:\n  - {id: a, scheme: sha1, secret: s, channel: \"hooks:a\"}\n", 5, 21,
+         "inbound[0].scheme: unknown scheme 'sha1'"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, channel: \"hooks:a\"}\n", 5, 5,
+         "inbound[0]: missing key 'secret'"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: [], channel: \"hooks:a\"}\n", 5, 0,
+         "must list at least one secret"},
+        {NS_IN "inbound:\n  - {id: a, scheme: standard-webhooks, secret: abc, channel: "
+               "\"hooks:a\"}\n",
+         5, 0, "starts with whsec_"},
+        {NS_IN "inbound:\n  - id: a\n    scheme: standard-webhooks\n    secret: [" SW
+               ", \"whsec_a*b=\"]\n    channel: \"hooks:a\"\n",
+         7, 0, "inbound[0]: standard-webhooks: the part after the prefix is not base64"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"hooks:a\"}\n"
+               "  - {id: a, scheme: stripe, secret: s, channel: \"hooks:b\"}\n",
+         6, 0, "duplicate inbound source id 'a'"},
+        {NS_IN "inbound:\n  - {id: a, tenant: nope, scheme: stripe, secret: s, channel: "
+               "\"hooks:a\"}\n",
+         5, 0, "unknown tenant 'nope'"},
+        {T1 NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"hooks:a\"}\n", 8, 5,
+         "missing key 'tenant' (required with tenants)"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"nons:a\"}\n", 5, 0,
+         "channel 'nons:a' is in no configured namespace"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"fast:a\"}\n", 5, 0,
+         "ephemeral"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"hooks:a b\"}\n", 5, 0,
+         "invalid channel name"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"hooks:a\", type: "
+               "\"x.{body:type}\"}\n",
+         5, 0, "type: unknown placeholder"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"hooks:a\", type: "
+               "\"x.{header:}\"}\n",
+         5, 0, "needs a header name"},
+        {NS_IN "inbound:\n  - {id: a, scheme: hmac-sha256, secret: s, channel: \"hooks:a\"}\n", 5,
+         0, "hmac-sha256 needs 'header'"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, header: X, channel: "
+               "\"hooks:a\"}\n",
+         5, 0, "'header' is for hmac-sha256 only"},
+        {NS_IN "inbound:\n  - {id: a, scheme: hmac-sha256, header: X, secret: s, tolerance: 1m, "
+               "channel: \"hooks:a\"}\n",
+         5, 0, "hmac-sha256 signs no timestamp"},
+        {NS_IN "inbound:\n  - {id: a, scheme: standard-webhooks, secret: " SW
+               ", id_header: X, channel: \"hooks:a\"}\n",
+         5, 0, "standard-webhooks signs webhook-id"},
+        {"dedup_window: 9m\n" NS_IN
+         "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"hooks:a\"}\n",
+         6, 0, "tolerance (300000ms) is more than half of dedup_window (540000ms)"},
+        {NS_IN "inbound:\n  - {id: \"a/b\", scheme: stripe, secret: s, channel: \"hooks:a\"}\n", 5,
+         0, "may only contain"},
+        {NS_IN "inbound:\n  - {id: a, scheme: stripe, secret: s, channel: \"hooks:a\", color: x}\n",
+         5, 0, "unknown key 'color'"},
+        {"inbound: {id: a}\n", 1, 10, "inbound: expected a list"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        expect_error(rows[i].yaml, strlen(rows[i].yaml), rows[i].line, rows[i].col, rows[i].want);
+}
 
 static void test_errors(void **state)
 {
@@ -614,7 +748,6 @@ static void test_unsupported_keys(void **state)
         {"listen: \"127.0.0.1:80\"\nwebhooks:\n  - {id: w, url: \"https://x\", secret: s}\n",
          "2:1: webhooks: not supported yet"},
         {"routes: []\n", "1:1: routes: not supported yet"},
-        {"dev_tokens: true\ninbound: ~\n", "2:1: inbound: not supported yet"},
         {"\nengine:\n  type: redis\n",
          "3:9: engine.type: 'redis' is not supported yet (the only engine is sqlite)"},
         {"engine: {address: \"10.0.0.5:6379\"}\n", "1:10: engine.address: not supported yet"},
@@ -903,6 +1036,8 @@ int main(void)
         cmocka_unit_test(test_empty_inputs_are_defaults),
         cmocka_unit_test(test_variants),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_inbound),
+        cmocka_unit_test(test_inbound_errors),
         cmocka_unit_test(test_unsupported_keys),
         cmocka_unit_test(test_error_buffer),
         cmocka_unit_test(test_billion_laughs),

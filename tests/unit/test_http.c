@@ -521,6 +521,41 @@ static void test_headers_do_not_carry_over(void **state)
     http_request_free(r);
 }
 
+/* Any header by name: case-insensitive, the first of repeated ones, empty values, chunked
+ * trailers, the same whatever way the bytes arrive, and nothing left for the next request. */
+static void test_header_named(void **state)
+{
+    static const char in[] = "POST /hooks/in/gh HTTP/1.1\r\nX-GitHub-Event: push\r\n"
+                             "x-hub-signature-256: sha256=ab\r\nX-Empty:\r\nX-Dup: one\r\n"
+                             "X-Dup: two\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "2\r\nhi\r\n0\r\nX-Trailer: t\r\n\r\n"
+                             "GET /healthz HTTP/1.1\r\n\r\n";
+    size_t first = strstr(in, "GET /h") - in;
+    (void)state;
+    for (size_t cut = 0; cut <= first; cut++) {
+        http_request *r = http_request_new(BODY_MAX);
+        size_t u, u2 = 0, n;
+        int st = http_feed(r, in, cut, &u);
+        if (st == PL_AGAIN) st = http_feed(r, in + cut, first - cut, &u2);
+        assert_int_equal(st, PL_OK);
+        assert_int_equal(u + u2, first);
+        assert_string_equal(http_header_named(r, "x-github-event", &n), "push");
+        assert_int_equal(n, 4);
+        assert_string_equal(http_header_named(r, "X-Hub-Signature-256", &n), "sha256=ab");
+        assert_string_equal(http_header_named(r, "X-EMPTY", &n), "");
+        assert_int_equal(n, 0);
+        assert_string_equal(http_header_named(r, "x-dup", &n), "one");
+        assert_string_equal(http_header_named(r, "x-trailer", &n), "t");
+        assert_null(http_header_named(r, "x-github", &n));
+        assert_int_equal(n, 0);
+        assert_null(http_header_named(r, "", &n));
+        http_next(r);
+        assert_int_equal(http_feed(r, in + first, sizeof(in) - 1 - first, &u), PL_OK);
+        assert_null(http_header_named(r, "x-github-event", &n));
+        http_request_free(r);
+    }
+}
+
 /* The 413 is the request's, not the stream's: the next request reads normally. */
 static void test_too_big_then_next(void **state)
 {
@@ -617,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_parser_head_cap),
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_headers_do_not_carry_over),
+        cmocka_unit_test(test_header_named),
         cmocka_unit_test(test_too_big_then_next),
         cmocka_unit_test(test_error_sticks),
         cmocka_unit_test(test_upgrade_with_body),
