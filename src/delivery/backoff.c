@@ -294,8 +294,9 @@ static int parse_rfc850(const char *s, size_t len, int64_t now_ms, int64_t *out)
     int64_t tod = clock_of_day(p + 12);
     if (day < 1 || mon < 1 || yy < 0 || tod < 0) return -1;
     int64_t now_year = 1970 + (now_ms / 1000) / 31556952; /* mean Gregorian year: close enough */
-    int64_t year = now_year - now_year % 100 + yy;
-    if (year > now_year + 50) year -= 100;
+    int64_t century = now_year / 100;
+    int64_t year = century * 100 + yy;
+    if (year > now_year + 50) year = (century - 1) * 100 + yy;
     if (year < 0 || day > days_in_month((int)year, mon)) return -1;
     *out = (days_from_civil(year, mon, day) * 86400 + tod) * 1000;
     return 0;
