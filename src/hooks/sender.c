@@ -233,8 +233,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     size_t take = n < room ? n : room;
     memcpy(j->resp + j->resp_len, data, take);
     j->resp_len += take;
-    if (take < n) j->truncated = true;
-    return n; /* read on to the end: the status counts, not the body */
+    if (take == n) return n;
+    /* Past the capture: stop reading rather than let a receiver stream
+     * for the whole timeout; check_done still reports the status. */
+    j->truncated = true;
+    return 0;
 }
 
 /* Copies the value of a "Name: value" line if it is name, trimmed. */
@@ -285,8 +288,13 @@ static void check_done(sender *s)
         if (j->next) j->next->prev = j->prev;
         long status = 0;
         char err[CURL_ERROR_SIZE + 128] = "";
-        if (res == CURLE_OK) {
+        if (res == CURLE_OK || (res == CURLE_WRITE_ERROR && j->truncated)) {
             curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+            /* Another address of the name may have been refused first. */
+            j->ssrf = SSRF_OK;
+            char *ip = NULL;
+            if (curl_easy_getinfo(j->easy, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
+                snprintf(j->address, sizeof(j->address), "%s", ip);
         } else if (j->ssrf != SSRF_OK) {
             snprintf(err, sizeof(err), "refused by the SSRF guard: %s (%s)", ssrf_why(j->ssrf),
                      j->address);

@@ -24,14 +24,16 @@ typedef struct sender_result {
     int status;              /* the HTTP status, or 0 without a complete answer */
     const char *error;       /* "" when answered; else why not (a libcurl message, or
                                 the SSRF guard's, or "cancelled: the sender stopped") */
-    ssrf_verdict ssrf;       /* != SSRF_OK when the guard refused the URL or an address */
+    ssrf_verdict ssrf;       /* != SSRF_OK when the guard refused the URL or every address
+                                tried (SSRF_OK whenever there is a status) */
     const char *address;     /* the address connected to (or refused), "" if none */
     int64_t latency_us;      /* from the start of the transfer to its end */
     const char *retry_after; /* the Retry-After header, or NULL */
     const char *delivery;    /* the webhook-delivery header, or NULL */
     const char *body;        /* the first SENDER_BODY_CAPTURE bytes of the body */
     size_t body_len;
-    bool body_truncated; /* the body was longer */
+    bool body_truncated; /* the body was longer: the rest was not read (the connection
+                            is closed), and the status stands */
 } sender_result;
 
 /* Called exactly once per submitted request, ON THE SENDER THREAD: it must
