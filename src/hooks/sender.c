@@ -533,8 +533,10 @@ int sender_submit(sender *s, const sender_request *req)
     else
         s->queue = j;
     s->queue_tail = j;
-    uv_mutex_unlock(&s->lock);
+    /* Sent under the lock: once stopping is set nobody sends again, so no
+     * send can reach the handle after the sender thread closes it. */
     uv_async_send(&s->wake);
+    uv_mutex_unlock(&s->lock);
     return PL_OK;
 }
 
@@ -543,8 +545,8 @@ void sender_free(sender *s)
     if (!s) return;
     uv_mutex_lock(&s->lock);
     s->stopping = true;
-    uv_mutex_unlock(&s->lock);
     uv_async_send(&s->wake);
+    uv_mutex_unlock(&s->lock);
     uv_thread_join(&s->thread);
     uv_loop_close(&s->loop);
     uv_mutex_destroy(&s->lock);
