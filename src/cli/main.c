@@ -13,6 +13,7 @@
 #include "cli/client.h"
 #include "cli/mint.h"
 #include "cli/verify.h"
+#include "cli/webhook.h"
 #include "config/config.h"
 #include "net/server.h"
 #include "obs/audit.h"
@@ -296,6 +297,23 @@ static const struct subcommand {
      "                      header, else none)\n"
      "  --tolerance D       accepted clock difference such as 300s or 5m (default 5m)\n"
      "  --now UNIX          the time to check against, for an old request (default: now)\n"},
+    {"webhook", webhook_main, "send one signed webhook to a receiver, with retries",
+     "webhook send --url URL --secret whsec_... [--secret S2...] [options]\n"
+     "Sends one signed event envelope with the retry policy and status contract of\n"
+     "docs/webhooks.md, printing each attempt. Exit 0 when delivered, 1 when not\n"
+     "(dead-lettered, endpoint disabled, message aborted, address refused).\n"
+     "  --url URL           the receiver (http or https; redirects are never followed)\n"
+     "  --secret S          a whsec_ or whsk_ key; repeat to sign with several\n"
+     "  --channel C         the envelope's channel (default webhook:test)\n"
+     "  --type T            the envelope's type (default webhook.test)\n"
+     "  --data JSON         the envelope's data (default {\"test\":true})\n"
+     "  --id ID             the webhook-id header (default: the envelope's id)\n"
+     "  --schedule LIST     delays before each attempt, e.g. 0s,1s,5s (default: 0s, 5s,\n"
+     "                      5m, 30m, 2h, 5h, 10h, 14h, 20h, 24h), each +-10%\n"
+     "  --max-attempts N    stop after N attempts (more than the schedule repeat its last)\n"
+     "  --allow-network CIDR  admit a network the SSRF guard refuses, e.g. 127.0.0.0/8\n"
+     "                      for a receiver on this host (repeatable)\n"
+     "  --timeout D         per attempt, such as 15s (default 15s; connecting: 5s at most)\n"},
     {"bench", cmd_bench, "run a benchmark scenario",
      "bench SCENARIO [options]\n"
      "SCENARIO: fanout, channels, publish, idle, storm; its options with\n"

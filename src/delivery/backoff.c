@@ -4,6 +4,8 @@
  * checked against the cap first, so no attempt number can overflow. */
 #include "delivery/backoff.h"
 
+#include <string.h>
+
 #include <openssl/rand.h>
 
 #include "util/clock.h"
@@ -162,15 +164,21 @@ void backoff_schedule_set_rand(backoff_schedule *s, backoff_rand_fn fn, void *st
     s->rand_state = state;
 }
 
+int64_t backoff_jitter(int64_t d, uint32_t pct, backoff_rand_fn fn, void *state)
+{
+    if (pct == 0 || d <= 0) return d;
+    if (pct > 100) pct = 100;
+    uint64_t u = (uint64_t)d;
+    uint64_t j = u / 100 * pct + u % 100 * pct / 100; /* <= d: no overflow */
+    uint64_t v = u - j + backoff_uniform(fn, state, 2 * j + 1);
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
 /* d moved uniformly within +-pct% of itself, saturating at INT64_MAX. */
 static int64_t jitter(backoff_schedule *s, int64_t d)
 {
-    uint64_t pct = s->jitter_pct;
-    if (pct == 0 || d == 0) return d;
-    uint64_t u = (uint64_t)d;
-    uint64_t j = u / 100 * pct + u % 100 * pct / 100; /* <= d: no overflow */
-    uint64_t v = u - j + draw(s->rand, s->rand_state, &s->_rng, 2 * j + 1);
-    return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+    if (!s->rand) return backoff_jitter(d, s->jitter_pct, backoff_rng_next, &s->_rng);
+    return backoff_jitter(d, s->jitter_pct, s->rand, s->rand_state);
 }
 
 int64_t backoff_schedule_delay(backoff_schedule *s, uint32_t attempt, int64_t retry_after_ms)
@@ -252,6 +260,64 @@ static int parse_imf_fixdate(const char *s, size_t len, int64_t *out)
     return 0;
 }
 
+/* Seconds of a day from "HH:MM:SS" at s, or -1 (a leap second 60 is read
+ * as the next second, as parse_imf_fixdate does). */
+static int64_t clock_of_day(const char *s)
+{
+    if (s[2] != ':' || s[5] != ':') return -1;
+    int hh = digits(s, 2), mm = digits(s + 3, 2), ss = digits(s + 6, 2);
+    if (hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60) return -1;
+    return (int64_t)hh * 3600 + mm * 60 + ss;
+}
+
+static const char *const month_names[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* The obsolete RFC 850 form, "Sunday, 06-Nov-94 08:49:37 GMT": a two-digit
+ * year more than 50 years after now_ms's year is the century before
+ * (RFC 9110 section 5.6.7). 0 with *out, or -1. */
+static int parse_rfc850(const char *s, size_t len, int64_t now_ms, int64_t *out)
+{
+    static const char *const wdays[] = {"Monday", "Tuesday",  "Wednesday", "Thursday",
+                                        "Friday", "Saturday", "Sunday"};
+    size_t w = 0;
+    while (w < len && s[w] != ',')
+        w++;
+    int known = 0;
+    for (int i = 0; i < 7; i++)
+        known |= strlen(wdays[i]) == w && !memcmp(s, wdays[i], w);
+    if (!known || len != w + 24) return -1;
+    const char *p = s + w; /* ", 06-Nov-94 08:49:37 GMT" */
+    if (p[1] != ' ' || p[4] != '-' || p[8] != '-' || p[11] != ' ' || memcmp(p + 20, " GMT", 4))
+        return -1;
+    int day = digits(p + 2, 2), mon = index_of(p + 5, month_names, 12) + 1, yy = digits(p + 9, 2);
+    int64_t tod = clock_of_day(p + 12);
+    if (day < 1 || mon < 1 || yy < 0 || tod < 0) return -1;
+    int64_t now_year = 1970 + (now_ms / 1000) / 31556952; /* mean Gregorian year: close enough */
+    int64_t century = now_year / 100;
+    int64_t year = century * 100 + yy;
+    if (year > now_year + 50) year = (century - 1) * 100 + yy;
+    if (year < 0 || day > days_in_month((int)year, mon)) return -1;
+    *out = (days_from_civil(year, mon, day) * 86400 + tod) * 1000;
+    return 0;
+}
+
+/* The obsolete asctime form, "Sun Nov  6 08:49:37 1994" (the day padded
+ * with a space). 0 with *out, or -1. */
+static int parse_asctime(const char *s, size_t len, int64_t *out)
+{
+    static const char *const wdays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+    if (len != 24 || index_of(s, wdays, 7) < 0 || s[3] != ' ' || s[7] != ' ' || s[10] != ' ' ||
+        s[19] != ' ')
+        return -1;
+    int mon = index_of(s + 4, month_names, 12) + 1;
+    int day = s[8] == ' ' ? digits(s + 9, 1) : digits(s + 8, 2), year = digits(s + 20, 4);
+    int64_t tod = clock_of_day(s + 11);
+    if (mon < 1 || day < 1 || year < 0 || tod < 0 || day > days_in_month(year, mon)) return -1;
+    *out = (days_from_civil(year, mon, day) * 86400 + tod) * 1000;
+    return 0;
+}
+
 int64_t backoff_parse_retry_after(const char *s, size_t len, int64_t now_ms)
 {
     while (len > 0 && is_ows(s[0])) {
@@ -273,7 +339,9 @@ int64_t backoff_parse_retry_after(const char *s, size_t len, int64_t now_ms)
         return secs > INT64_MAX / 1000 ? INT64_MAX : secs * 1000;
     }
     int64_t at;
-    if (parse_imf_fixdate(s, len, &at) < 0) return -1;
+    if (parse_imf_fixdate(s, len, &at) < 0 && parse_rfc850(s, len, now_ms, &at) < 0 &&
+        parse_asctime(s, len, &at) < 0)
+        return -1;
     int64_t delta;
     if (__builtin_sub_overflow(at, now_ms, &delta)) return now_ms < 0 ? INT64_MAX : 0;
     return delta > 0 ? delta : 0;

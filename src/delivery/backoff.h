@@ -90,6 +90,12 @@ typedef struct backoff_schedule {
     backoff_rng _rng;
 } backoff_schedule;
 
+/* d moved uniformly within +-pct% of itself (pct is clamped to 100),
+ * drawing from fn/state (one draw or a few, see backoff_uniform);
+ * saturates at INT64_MAX; d <= 0 and pct 0 are returned unchanged. Shared
+ * by the schedules here and the webhook retry policy (hooks/retry.h). */
+int64_t backoff_jitter(int64_t d, uint32_t pct, backoff_rand_fn fn, void *state);
+
 /* Sets up s over delays (borrowed; n == 0 selects the built-in
  * 5s, 5m, 30m, 2h, 5h, 10h). cap_ms <= 0 selects
  * BACKOFF_SCHEDULE_DEFAULT_CAP_MS. Seeds the built-in generator. Returns
@@ -105,11 +111,15 @@ void backoff_schedule_set_rand(backoff_schedule *s, backoff_rand_fn fn, void *st
 int64_t backoff_schedule_delay(backoff_schedule *s, uint32_t attempt, int64_t retry_after_ms);
 
 /* Parses an HTTP Retry-After value (len bytes, not NUL-terminated): either
- * delay-seconds ("120") or an IMF-fixdate ("Wed, 21 Oct 2015 07:28:00 GMT"),
- * optionally surrounded by spaces or tabs. Returns the delay in ms relative
- * to now_ms (unix ms; 0 for a date in the past), saturating at INT64_MAX for
- * huge values, or -1 if the value is malformed. The obsolete RFC 850 and
- * asctime date forms are not accepted. */
+ * delay-seconds ("120") or an HTTP-date, optionally surrounded by spaces or
+ * tabs. An HTTP-date is an IMF-fixdate ("Wed, 21 Oct 2015 07:28:00 GMT") or
+ * one of the obsolete forms RFC 9110 section 5.6.7 requires recipients to
+ * accept: RFC 850 ("Wednesday, 21-Oct-15 07:28:00 GMT", a two-digit year
+ * more than 50 years ahead of now_ms being the century before) and asctime
+ * ("Wed Oct 21 07:28:00 2015", the day padded with a space). Returns the
+ * delay in ms relative to now_ms (unix ms; 0 for a date in the past),
+ * saturating at INT64_MAX for huge values, or -1 if the value is
+ * malformed. */
 int64_t backoff_parse_retry_after(const char *s, size_t len, int64_t now_ms);
 
 #endif

@@ -15,7 +15,7 @@ from helpers_api import full_key, with_api
 from parley_client import SLOW, connect, free_port, make_token, parley_bin, run, uniq
 
 COMMANDS = ["serve", "token", "publish", "history", "presence", "dlq", "subscribe", "tail",
-            "trace", "check-config", "audit", "verify", "bench", "version", "help"]
+            "trace", "check-config", "audit", "verify", "webhook", "bench", "version", "help"]
 
 
 def cli(*args, stdin=None, env=None, timeout=20 * SLOW):

@@ -415,8 +415,14 @@ static void retry_after_table(void **state)
         {"Wed, 21 Oct 2015 7:28:00 GMT ", 0, -1},
         {"Wed, 21 Oct -015 07:28:00 GMT", 0, -1},
         {"Wed,21 Oct 2015 07:28:00 GMT ", 0, -1},
-        {"Wednesday, 21-Oct-15 07:28:00 GMT", 0, -1},
-        {"Wed Oct 21 07:28:00 2015", 0, -1},
+        {"Wednesday, 21-Oct-15 07:28:00 GMT", 1445412480000LL - 30000, 30000},
+        {"Wed Oct 21 07:28:00 2015", 1445412480000LL - 30000, 30000},
+        {"Sun Nov  6 08:49:37 1994", 784111777000LL - 1000, 1000},
+        {"Sunday, 06-Nov-94 08:49:37 GMT", 784111777000LL - 1000, 1000},
+        {"Wed, 21-Oct-15 07:28:00 GMT", 0, -1},
+        {"Wednesday, 21 Oct 2015 07:28:00 GMT", 0, -1},
+        {"Wed Oct 21 07:28:00 15", 0, -1},
+        {"Wed Oct 32 07:28:00 2015", 0, -1},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         int64_t got = ra(rows[i].in, rows[i].now);
