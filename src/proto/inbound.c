@@ -9,6 +9,7 @@
 #include "hooks/inbound_sig.h"
 #include "hooks/sign.h"
 #include "obs/log.h"
+#include "proto/api_int.h"
 #include "proto/proto_int.h"
 #include "util/mem.h"
 #include "util/utf8.h"
@@ -138,19 +139,7 @@ static int reject(proto_host *h, uint64_t conn_id, source *s, enum inbound_resul
     if (s) atomic_fetch_add_explicit(&s->counts[result], 1, memory_order_relaxed);
     log_event(LOG_WARN, "inbound_rejected", "source", s ? s->cfg->id : "", "reason",
               detail ? detail : proto_error_message(code), "remote", peer ? peer : "", NULL);
-    sbuf o;
-    sbuf_init(&o);
-    int64_t retry = code == PE_OVERLOADED ? proto_overload_retry_ms(h) : 0;
-    sbuf_puts(&o, "{\"error\":");
-    if (retry)
-        proto_error_json_code_retry(&o, code, detail, retry);
-    else
-        proto_error_json(&o, code, detail);
-    sbuf_putc(&o, '}');
-    h->ops->respond(h, conn_id, proto_error_http_status(code), o.data ? o.data : "{}", o.len,
-                    retry);
-    sbuf_release(&o);
-    return 0;
+    return api_error(h, conn_id, code, detail); /* the API's error body, status and retry hint */
 }
 
 static void inbound_answered(proto_host *h, pending *pd, engine_req *r)
