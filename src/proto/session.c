@@ -33,6 +33,19 @@ void sess_push(session *s, sbuf *o)
 #define FLOW_INFLIGHT_HIGH 512
 #define FLOW_INFLIGHT_LOW 256
 
+/* Moves the session to pause state st (0: reading), keeping the host's
+ * count of the held ones and the metrics; the sink only hears of changes
+ * between reading and not. */
+static void set_pause(session *s, uint8_t st)
+{
+    if (st == s->paused) return;
+    s->h->held += (st == FLOW_HELD) - (s->paused == FLOW_HELD);
+    if (!s->paused) metrics_add(s->h->metrics, M_READS_PAUSED, 1);
+    if (!st) metrics_add(s->h->metrics, M_READS_RESUMED, 1);
+    if (!s->paused || !st) sink_reading(s->out, !st);
+    s->paused = st;
+}
+
 void sess_flow(session *s)
 {
     size_t bound = s->h->srv->cfg->limits.outbound_queue_bytes;
@@ -43,27 +56,24 @@ void sess_flow(session *s)
                atomic_load_explicit(&s->h->srv->backlogged, memory_order_relaxed);
     int over = s->inflight >= FLOW_INFLIGHT_HIGH || s->out->replies >= bound / 2;
     int under = s->inflight <= FLOW_INFLIGHT_LOW && s->out->replies <= bound / 4;
-    if (!s->paused && (over || held)) {
-        s->paused = (uint8_t)(held ? FLOW_HELD : FLOW_PAUSED);
-        s->h->held += s->paused == FLOW_HELD;
-        metrics_add(s->h->metrics, M_READS_PAUSED, 1);
-        sink_reading(s->out, 0);
-    } else if (s->paused && under && !held) {
-        sess_unpause(s);
-        sink_reading(s->out, 1);
-    } else if (s->paused == FLOW_HELD && !held) {
-        s->h->held--; /* still paused, for its own commands now: no longer net's to resume */
-        s->paused = FLOW_PAUSED;
-    }
+    /* Paused for its own commands, the session is resumed by their answers
+     * and drains (which call here); held only for the backlog, by net once
+     * no worker is backlogged (proto_host.held). */
+    if (over || (s->paused && !under))
+        set_pause(s, FLOW_PAUSED);
+    else if (held)
+        set_pause(s, FLOW_HELD);
+    else
+        set_pause(s, 0);
 }
 
-/* Forgets a pause (resumed, or the session ends). */
-void sess_unpause(session *s)
+/* Forgets a pause: the session ends (the gauge and the host's held count
+ * cover live sessions only). */
+static void sess_unpause(session *s)
 {
-    if (!s->paused) return;
     s->h->held -= s->paused == FLOW_HELD;
+    if (s->paused) metrics_add(s->h->metrics, M_READS_RESUMED, 1);
     s->paused = 0;
-    metrics_add(s->h->metrics, M_READS_RESUMED, 1);
 }
 
 size_t sess_reply_budget(const session *s)
@@ -319,7 +329,7 @@ void session_free(session *s)
     if (!s) return;
     while (s->nsubs)
         sess_drop_sub(s, s->subs[s->nsubs - 1]);
-    sess_unpause(s); /* the gauge and the host's held count cover live sessions */
+    sess_unpause(s);
     if (s->connected && !s->sse) fanout_user_del(s->h->fan, s->out, s->tenant, s->user);
     tenant_counters *tc = s->counted_conn ? metrics_tenant(s->h->metrics, s->tenant) : NULL;
     if (tc) atomic_fetch_add(&tc->connections_closed, 1);

@@ -97,7 +97,6 @@ void sess_submit(session *s, engine_req *r);
  * replies queued; called after each message, answer and drain. */
 void sess_flow(session *s);
 enum { FLOW_PAUSED = 1, FLOW_HELD = 2 /* for the backlog: counted in proto_host.held */ };
-void sess_unpause(session *s);
 /* Bytes of pubs a reply may still carry: what replies leave of half the
  * outbound queue. A reply carries at least one pub only when no other reply
  * waits (so paging moves, and pipelined reads stay under the hard cap). */
