@@ -87,7 +87,7 @@ static int seg_match(const walk *w, const rpath *p, size_t depth, int key, long 
 
 static void put(walk *w, const char *from, const char *to)
 {
-    sbuf_append(w->out, from, (size_t)(to - from));
+    if (from && to > from) sbuf_append(w->out, from, (size_t)(to - from));
 }
 
 static void copy(walk *w, int tok, uint64_t active, size_t depth);

@@ -220,6 +220,7 @@ static int check_operand(cctx *c, enum rule_op op, const char *name, json_t *arg
  * `"path": literal` for $eq. */
 static int compile_op(cctx *c, int parent, const rule_node *t, const char *name, json_t *arg)
 {
+    if (!t->path) return PL_EINVAL; /* parse_path failed: never called so */
     size_t old = name ? push_key(c, name) : c->plen;
     int op = name ? op_of(name) : RULE_EQ;
     if (op < 0 && (!strcmp(name, "$and") || !strcmp(name, "$or") || !strcmp(name, "$not")))

@@ -119,7 +119,7 @@ fail:
 void inbound_free(inbound *in)
 {
     if (!in) return;
-    for (size_t i = 0; i < in->n; i++) {
+    for (size_t i = 0; in->src && i < in->n; i++) {
         for (size_t k = 0; in->src[i].keys && k < in->src[i].n_secrets; k++)
             sign_key_free(in->src[i].keys[k]);
         pl_free(in->src[i].keys);
