@@ -297,7 +297,9 @@ static int parse_rfc850(const char *s, size_t len, int64_t now_ms, int64_t *out)
     int64_t century = now_year / 100;
     int64_t year = century * 100 + yy;
     if (year > now_year + 50) year = (century - 1) * 100 + yy;
-    if (year < 0 || day > days_in_month((int)year, mon)) return -1;
+    /* A clock past year 9999 (only a hostile or broken caller's) would
+     * overflow the milliseconds below. */
+    if (year < 0 || year > 9999 || day > days_in_month((int)year, mon)) return -1;
     *out = (days_from_civil(year, mon, day) * 86400 + tod) * 1000;
     return 0;
 }

@@ -91,6 +91,9 @@ static int header_id(const sbuf *field)
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     http_request *r = p->data;
+    /* RFC 9110 5.5: a NUL in a field value is refused (400), which also
+     * keeps the "name\0value\0" records of `all` unambiguous. */
+    if (memchr(at, '\0', n)) return 1;
     if (!r->in_value) {
         r->in_value = 1;
         r->cur = header_id(&r->field);

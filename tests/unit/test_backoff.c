@@ -433,6 +433,9 @@ static void retry_after_table(void **state)
     assert_int_equal(backoff_parse_retry_after("120abc", 3, 0), 120000);
     assert_int_equal(backoff_parse_retry_after("12\0003", 4, 0), -1);
     assert_int_equal(backoff_parse_retry_after(NULL, 0, 0), -1);
+    /* A clock far in the future makes a two-digit year unusable, not an
+     * overflow (found by fuzz_retry_after; UBSan reported it). */
+    assert_int_equal(ra("Wednesday, 21-Oct-95 07:28:08 GMT", INT64_MAX / 2), -1);
 }
 
 /* Random and mutated input never crashes and yields -1 or a delay >= 0. */

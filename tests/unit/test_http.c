@@ -556,6 +556,25 @@ static void test_header_named(void **state)
     }
 }
 
+/* A NUL in a header value (found by fuzz_http: it split a value of the
+ * named-header records in two, so a lookup by name saw another header) is
+ * refused with 400, known header or not. */
+static void test_nul_in_header_value(void **state)
+{
+    static const char known[] = "GET /sse HTTP/1.1\r\nLast-Event-ID: \0news@4\r\n\r\n";
+    static const char other[] = "POST /hooks/in/x HTTP/1.1\r\nX-A: a\0b\r\n\r\n";
+    (void)state;
+    const char *const in[] = {known, other};
+    const size_t len[] = {sizeof(known) - 1, sizeof(other) - 1};
+    for (int i = 0; i < 2; i++) {
+        http_request *r = http_request_new(BODY_MAX);
+        size_t u;
+        assert_int_equal(http_feed(r, in[i], len[i], &u), PL_EINVAL);
+        assert_int_equal(http_error(r, NULL, NULL), 400);
+        http_request_free(r);
+    }
+}
+
 /* The 413 is the request's, not the stream's: the next request reads normally. */
 static void test_too_big_then_next(void **state)
 {
@@ -653,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_headers_do_not_carry_over),
         cmocka_unit_test(test_header_named),
+        cmocka_unit_test(test_nul_in_header_value),
         cmocka_unit_test(test_too_big_then_next),
         cmocka_unit_test(test_error_sticks),
         cmocka_unit_test(test_upgrade_with_body),
