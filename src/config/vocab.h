@@ -34,6 +34,7 @@ typedef enum pub_class {
     X(INFO, 7, "info")                                                                             \
     X(TRACE, 8, "trace")                                                                           \
     X(DLQ, 10, "dlq")                                                                              \
+    X(ROUTES, 11, "routes")                                                                        \
     X(ALL, 31, "*")
 
 /* The name of a class ("standard"), or NULL for a value outside the table.

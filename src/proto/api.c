@@ -630,6 +630,7 @@ static int a_trace(api_ctx *a);
     X("dlq.list", a_dlq, APIKEY_SCOPE_DLQ)                                                         \
     X("dlq.replay", a_dlq, APIKEY_SCOPE_DLQ)                                                       \
     X("dlq.purge", a_dlq, APIKEY_SCOPE_DLQ)                                                        \
+    X("routes.test", api_routes_test, APIKEY_SCOPE_ROUTES)                                         \
     X("tokens.issue", a_token, APIKEY_SCOPE_ALL)
 
 /* Every bit of the scope vocabulary, to check the rows at compile time. */

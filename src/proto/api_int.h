@@ -1,6 +1,7 @@
 /* Internals shared by the server HTTP API's files: api.c (dispatch,
  * authentication, the tenant methods), api_admin.c (tenants and keys,
- * admin key only) and api_trace.c (the redacted trace answer). */
+ * admin key only), api_trace.c (the redacted trace answer) and
+ * api_routes.c (routes.test). */
 #ifndef PL_API_INT_H
 #define PL_API_INT_H
 
@@ -53,5 +54,9 @@ int api_keys_list(api_ctx *a);
  * namespace (api_trace.c); an answer that cannot be redacted is a 500.
  * Returns 0. */
 int api_trace_result(proto_host *h, uint64_t conn_id, const char *json);
+
+/* routes.test (api_routes.c): params match and event; answers the rule's
+ * explanation on the event. Returns 0. */
+int api_routes_test(api_ctx *a);
 
 #endif

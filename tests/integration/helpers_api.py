@@ -14,13 +14,13 @@ from parley_client import SANITIZED, SLOW
 
 ADMIN_KEY = "adm-itest3-0123456789abcdef"
 SCOPES = ["publish", "broadcast", "history", "presence", "channels", "subscribe",
-          "disconnect", "info"]
+          "disconnect", "info", "routes"]
 # Every tenant API method with the scope family that must allow it.
 METHOD_SCOPE = {
     "publish": "publish", "broadcast": "broadcast", "history": "history",
     "cursors": "history", "presence": "presence", "presence_stats": "presence",
     "channels": "channels", "subscribe": "subscribe", "unsubscribe": "subscribe",
-    "disconnect": "disconnect", "info": "info",
+    "disconnect": "disconnect", "info": "info", "routes.test": "routes",
 }
 ADMIN_METHODS = ["tenants.list", "tenants.create", "tenants.update", "keys.create",
                  "keys.revoke", "keys.list"]

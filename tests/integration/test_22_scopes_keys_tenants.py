@@ -31,6 +31,7 @@ def valid_body(method):
         "unsubscribe": {"user": "nobody", "channel": ch},
         "disconnect": {"user": "nobody"},
         "info": {},
+        "routes.test": {"match": {"channel": "chat:*"}, "event": {"channel": ch}},
     }[method]
 
 

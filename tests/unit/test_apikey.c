@@ -68,8 +68,8 @@ static void test_mask_grants_odd_masks(void **state)
      * scope of the vocabulary, "*" included. */
     const uint32_t masks[] = {
         0,        APIKEY_SCOPE_WEBHOOKS,
-        1u << 11, 1u << 20,
-        1u << 30, ~(((uint32_t)APIKEY_SCOPE_DLQ << 1) - 1) & ~(uint32_t)APIKEY_SCOPE_ALL};
+        1u << 12, 1u << 20,
+        1u << 30, ~(((uint32_t)APIKEY_SCOPE_ROUTES << 1) - 1) & ~(uint32_t)APIKEY_SCOPE_ALL};
     for (size_t m = 0; m < sizeof(masks) / sizeof(masks[0]); m++)
         for (size_t i = 0; i < N_SCOPE_BITS; i++)
             assert_false(apikey_mask_grants(masks[m], scope_bits[i]));
