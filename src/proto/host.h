@@ -99,6 +99,12 @@ typedef struct proto_host_ops {
     void (*each_session)(proto_host *h, void (*fn)(session *s, void *arg), void *arg);
 } proto_host_ops;
 
+/* The session of the storage answer being handled (conn_id 0: none). */
+typedef struct proto_answer {
+    uint64_t conn_id;
+    session *s;
+} proto_answer;
+
 struct proto_host {
     const proto_host_ops *ops;
     proto_server *srv;
@@ -110,6 +116,7 @@ struct proto_host {
     int64_t now_ms;           /* wall clock, read once per event by the worker */
     int64_t now_us;           /* monotonic, read with now_ms */
     uint32_t held;            /* sessions not read while a worker is backlogged (sess_flow) */
+    proto_answer answer;      /* set by proto_on_engine_done around a done handler */
 };
 
 /* Sets up the host's own members (pool, batch, scratch); ops, srv, fan and

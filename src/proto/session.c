@@ -90,15 +90,6 @@ void sess_submit(session *s, engine_req *r)
     host_submit(s->h, r);
 }
 
-/* A counted request was answered (sess_submit): one less in flight. */
-static void sess_answered(proto_host *h, uint64_t conn_id)
-{
-    session *s = h->ops->find(h, conn_id);
-    if (!s || !s->inflight) return;
-    s->inflight--;
-    sess_flow(s);
-}
-
 void sess_error(session *s, int has_id, uint64_t id, unsigned mi, int code, const char *detail)
 {
     metrics_command(s->h->metrics, mi, code);
@@ -414,18 +405,25 @@ int sess_login(session *s, const struct jwt *j, const tenant *tk)
 void proto_on_engine_done(proto_host *h, engine_req *r)
 {
     pending *pd = r->ctx;
-    uint64_t counted = pd && pd->flow ? pd->conn_id : 0;
     if (r->op == ENGINE_PUBLISH)
         atomic_fetch_sub_explicit(&h->srv->storage_queue, 1, memory_order_relaxed);
+    /* A counted request (sess_submit) finds its session here, once: the done
+     * handler's sess_for takes it from h->answer instead of a second lookup. */
+    session *s = pd && pd->flow ? h->ops->find(h, pd->conn_id) : NULL;
+    if (s) h->answer = (proto_answer){pd->conn_id, s};
     if (pd && pd->done) pd->done(h, pd, r);
+    h->answer.conn_id = 0;
     if (!pd || !pd->kept) engine_req_recycle(&h->req_pool, r); /* and pd, inside it */
-    if (counted) sess_answered(h, counted);
+    if (s && s->inflight) {
+        s->inflight--; /* after the reply was queued: sess_flow counts it */
+        sess_flow(s);
+    }
 }
 
 /* The connected session an answer is for, or NULL when it went away. */
 session *sess_for(proto_host *h, const pending *pd)
 {
-    session *s = h->ops->find(h, pd->conn_id);
+    session *s = pd->conn_id == h->answer.conn_id ? h->answer.s : h->ops->find(h, pd->conn_id);
     return s && s->connected && !s->out->closed ? s : NULL;
 }
 
