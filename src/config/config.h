@@ -96,6 +96,60 @@ typedef struct cfg_inbound {
 
 #define CFG_INBOUND_ID_MAX 64
 
+/* How an endpoint orders its deliveries (key `ordering`). */
+typedef enum cfg_ordering {
+    CFG_ORDER_NONE,    /* best effort: deliveries proceed in parallel */
+    CFG_ORDER_CHANNEL, /* one in flight per channel, strictly in offset order */
+    CFG_ORDER_PATH,    /* one in flight per value of a JSON path (order_path) */
+} cfg_ordering;
+
+#define CFG_WEBHOOK_MAX_SECRETS 8
+#define CFG_ID_MAX 64 /* ids of webhooks and routes: A-Z a-z 0-9 _ . - */
+
+/* One entry of `webhooks`: an endpoint deliveries are POSTed to. */
+typedef struct cfg_webhook {
+    char *id;     /* unique within its tenant */
+    char *tenant; /* always set: "default" in single-tenant mode without the key */
+    char *url;    /* http:// or https:// */
+    /* Signing secrets, newest first: whsec_<base64> (HMAC, "v1,") or
+     * whsk_<base64 Ed25519 private key> ("v1a,"). Every secret whose expiry
+     * is in the future (or none) signs. */
+    char **secrets;
+    int64_t *secret_expires_ms; /* per secret: unix ms, 0 = never */
+    size_t n_secrets;
+    uint32_t max_attempts;     /* default: the schedule's length (10) */
+    int64_t *retry_schedule;   /* delays in ms, first is before attempt 1; NULL: default */
+    size_t n_retry_schedule;
+    int64_t timeout_ms;         /* default 15s: the whole request */
+    int64_t connect_timeout_ms; /* default 5s */
+    uint32_t max_in_flight;     /* default 16 */
+    uint32_t rate;              /* requests per second; 0 = unlimited */
+    uint8_t ordering;           /* enum cfg_ordering; default none */
+    char *order_path;           /* CFG_ORDER_PATH: "data.x" or "headers.y" (util/jpath.h) */
+    bool enabled;               /* default true */
+} cfg_webhook;
+
+/* Where a `where`, `channel` or `type` member of a route's match came from,
+ * so that an error found when the rule is compiled (hooks/rule.h reports the
+ * JSON path of the offending member, rooted at "match") is shown at its line
+ * and column. */
+typedef struct cfg_mark {
+    char *path; /* "match", "match.where", "match.where.data.severity.$in[1]", "match.type[0]" */
+    size_t line, col;
+} cfg_mark;
+
+/* One entry of `routes`: a rule over committed pubs and its action. */
+typedef struct cfg_route {
+    char *id;     /* unique within its tenant */
+    char *tenant; /* always set, as for webhooks */
+    char *match;  /* the `match` mapping as compact JSON text ("{}" when absent) */
+    cfg_mark *marks;
+    size_t n_marks;
+    char *webhook; /* action {webhook: id}: an endpoint of the same tenant; or NULL */
+    char *publish; /* action {publish: channel}: a channel of the same tenant; or NULL */
+    bool enabled;  /* default true */
+} cfg_route;
+
 typedef struct cfg_limits {
     uint32_t max_message_bytes; /* default 65536: a pub (data, headers, type, correlation) */
     uint32_t max_frame_bytes;   /* default 1 MiB: one WebSocket message */
@@ -143,6 +197,14 @@ typedef struct config {
     size_t n_namespaces;
     cfg_inbound *inbound;
     size_t n_inbound;
+    cfg_webhook *webhooks;
+    size_t n_webhooks;
+    cfg_route *routes;
+    size_t n_routes;
+    /* CIDRs outbound webhooks may reach although the SSRF guard refuses them
+     * (loopback, private, ...): key webhook_allowed_networks. */
+    char **webhook_allowed_networks;
+    size_t n_webhook_allowed_networks;
 } config;
 
 /* Fills c with the defaults used when no file is given: single tenant
@@ -155,8 +217,8 @@ int config_defaults(config *c);
  * initialized; old contents are not freed. On error returns -1, writes
  * "LINE:COL: message" (the first error only) into err and leaves c released
  * (zeroed). Out of memory is reported the same way, as "out of memory".
- * Keys of features Parley does not have yet (webhooks, routes, the redis
- * engine) are errors ("not supported yet"), never silently ignored. */
+ * Keys of features Parley does not have yet (the redis engine) are errors
+ * ("not supported yet"), never silently ignored. */
 int config_load_string(config *c, const char *yaml, size_t len, char *err, size_t errlen);
 /* Reads and parses a file; err gets "FILE:LINE:COL: message", or
  * "FILE: reason" when the file cannot be read. */
@@ -171,6 +233,11 @@ const cfg_namespace *config_namespace(const config *c, const char *channel, size
 const cfg_tenant *config_tenant(const config *c, const char *id);
 /* The inbound source with this id (n bytes), or NULL. */
 const cfg_inbound *config_inbound(const config *c, const char *id, size_t n);
+/* The webhook with this tenant and id, or NULL. */
+const cfg_webhook *config_webhook(const config *c, const char *tenant, const char *id);
+/* The line and column of the deepest mark of r that path (a rule error's
+ * path, rooted at "match") starts with; 0 when r has no marks. */
+void config_route_mark(const cfg_route *r, const char *path, size_t *line, size_t *col);
 /* The scheme's name as written in the file ("standard-webhooks", ...). */
 const char *config_inbound_scheme_name(int scheme);
 

@@ -14,6 +14,7 @@ enum pl_status {
     PL_EIO = -6,      /* storage or socket I/O failed */
     PL_ELIMIT = -7,   /* a configured limit was exceeded */
     PL_ENOTFOUND = -8,
+    PL_ECONFLICT = -9, /* the thing exists in a state that refuses the change */
 };
 
 #endif
