@@ -134,6 +134,9 @@ void config_release(config *c)
     cfg_tenants_release(c->tenants, c->n_tenants);
     cfg_namespaces_release(c->namespaces, c->n_namespaces);
     cfg_inbound_release(c->inbound, c->n_inbound);
+    cfg_webhooks_release(c->webhooks, c->n_webhooks);
+    cfg_routes_release(c->routes, c->n_routes);
+    cfg_free_strv(c->webhook_allowed_networks, c->n_webhook_allowed_networks);
     cfg_free_strv(c->allowed_origins, c->n_allowed_origins);
     memset(c, 0, sizeof(*c));
 }

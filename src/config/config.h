@@ -117,8 +117,8 @@ typedef struct cfg_webhook {
     char **secrets;
     int64_t *secret_expires_ms; /* per secret: unix ms, 0 = never */
     size_t n_secrets;
-    uint32_t max_attempts;     /* default: the schedule's length (10) */
-    int64_t *retry_schedule;   /* delays in ms, first is before attempt 1; NULL: default */
+    uint32_t max_attempts;   /* default: the schedule's length (10) */
+    int64_t *retry_schedule; /* delays in ms, first is before attempt 1; NULL: default */
     size_t n_retry_schedule;
     int64_t timeout_ms;         /* default 15s: the whole request */
     int64_t connect_timeout_ms; /* default 5s */
@@ -236,7 +236,9 @@ const cfg_inbound *config_inbound(const config *c, const char *id, size_t n);
 /* The webhook with this tenant and id, or NULL. */
 const cfg_webhook *config_webhook(const config *c, const char *tenant, const char *id);
 /* The line and column of the deepest mark of r that path (a rule error's
- * path, rooted at "match") starts with; 0 when r has no marks. */
+ * path, rooted at "match") starts with, at a segment boundary (the next
+ * character of path is '\0', '.' or '['; "match.typeX" is not under
+ * "match.type"); 0 when r has no marks or none is such a prefix. */
 void config_route_mark(const cfg_route *r, const char *path, size_t *line, size_t *col);
 /* The scheme's name as written in the file ("standard-webhooks", ...). */
 const char *config_inbound_scheme_name(int scheme);

@@ -143,7 +143,13 @@ yaml_node_t *cfg_item_node(cfg_loader *L, yaml_node_item_t *items, size_t i, yam
 int cfg_parse_strv(cfg_loader *L, yaml_node_t *v, char ***out, size_t *n_out);
 void cfg_free_strv(char **v, size_t n);
 
-/* ---- sections (tenants.c, namespaces.c, inbound.c) ---------------------------------- */
+/* The value node of key in a mapping, or NULL (absent, or map not a mapping). */
+yaml_node_t *cfg_map_get(cfg_loader *L, yaml_node_t *map, const char *key);
+/* 1 if b is standard base64 (padding optional): the light check of signing
+ * keys, which the server decodes at start. Allocates nothing. */
+int cfg_base64_ok(const char *b);
+
+/* ---- sections (tenants.c, namespaces.c, inbound.c, webhooks.c, routes.c) ---- */
 
 /* Key functions of the root table: replace c's default list when the file
  * gives a non-empty one. obj is the config. */
@@ -153,6 +159,19 @@ int cfg_parse_inbound(cfg_loader *L, yaml_node_t *v, void *obj);
 void cfg_tenants_release(cfg_tenant *t, size_t n);
 void cfg_inbound_release(cfg_inbound *in, size_t n);
 void cfg_namespaces_release(cfg_namespace *ns, size_t n);
+/* webhook_allowed_networks, webhooks (webhooks.c) and routes (routes.c);
+ * obj is the config. Routes refer to webhooks, so webhooks come first. */
+int cfg_parse_networks(cfg_loader *L, yaml_node_t *v, void *obj);
+int cfg_parse_webhooks(cfg_loader *L, yaml_node_t *v, void *obj);
+int cfg_parse_routes(cfg_loader *L, yaml_node_t *v, void *obj);
+void cfg_webhooks_release(cfg_webhook *w, size_t n);
+void cfg_routes_release(cfg_route *r, size_t n);
+/* The id and tenant of a webhook or route (what: "webhook", "route"): the id's
+ * syntax, then the tenant as inbound sources resolve it (required with
+ * tenants, "default" without; *tenant is set when absent). it is the entry,
+ * id_node and tenant_node (may be NULL) its values, for error positions. */
+int cfg_check_owner(cfg_loader *L, yaml_node_t *it, yaml_node_t *id_node, yaml_node_t *tenant_node,
+                    const char *id, char **tenant, const char *what);
 /* A namespace's `redact` list (redact.c); obj is the cfg_namespace. */
 int cfg_parse_redact(cfg_loader *L, yaml_node_t *v, void *obj);
 void cfg_redact_release(cfg_redact *r, size_t n);

@@ -1,7 +1,6 @@
 /* The inbound section: sources of signed webhooks from other systems, each
  * checked against the tenants, namespaces and dedup window read before it.
  * Keys are only checked lightly here; the server parses them at start. */
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -108,26 +107,7 @@ static const char *standard_key_error(const char *k)
     if (strncmp(k, "whsec_", 6) && strncmp(k, "whpk_", 5))
         return "a standard-webhooks secret starts with whsec_ (or whpk_ for v1a)";
     const char *b = k + (k[2] == 's' ? 6 : 5);
-    size_t n = strlen(b), body = n;
-    while (body && b[body - 1] == '=' && n - body < 2)
-        body--;
-    if (!body || body % 4 == 1) return "the part after the prefix is not base64";
-    for (size_t i = 0; i < body; i++)
-        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", b[i]) ||
-            !b[i])
-            return "the part after the prefix is not base64";
-    size_t padded = (body + 3) / 4 * 4;
-    char *in = pl_malloc(padded + 1);
-    unsigned char *out = pl_malloc(padded);
-    int ok = in && out;
-    if (ok) {
-        memcpy(in, b, body);
-        memset(in + body, '=', padded - body);
-        ok = EVP_DecodeBlock(out, (const unsigned char *)in, (int)padded) >= 0;
-    }
-    pl_free(in);
-    pl_free(out);
-    return ok ? NULL : "the part after the prefix is not base64";
+    return cfg_base64_ok(b) ? NULL : "the part after the prefix is not base64";
 }
 
 /* The scheme-dependent keys: what each scheme needs, refuses and defaults. */

@@ -1,10 +1,10 @@
 /* The YAML walk of the configuration loader. libyaml parses; this file walks
  * the tree against key tables (one table per mapping, in the order the docs
  * list them) and validates, for the root, engine and limits sections itself
- * and through tenants.c, namespaces.c and inbound.c for theirs. The first error wins and
- * carries the line and column of the offending key or value. Aliases are
- * refused so a tiny file cannot expand into a huge configuration, and
- * nesting depth and item counts are capped. */
+ * and through tenants.c, namespaces.c, inbound.c, webhooks.c and routes.c
+ * for theirs. The first error wins and carries the line and column of the
+ * offending key or value. Aliases are refused so a tiny file cannot expand
+ * into a huge configuration, and nesting depth and item counts are capped. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -194,6 +194,20 @@ int cfg_name_ok(const char *s)
     return 1;
 }
 
+int cfg_base64_ok(const char *b)
+{
+    size_t n = strlen(b), body = n;
+    while (body && b[body - 1] == '=' && n - body < 2)
+        body--;
+    /* One character of a group is 6 bits: never a whole byte. */
+    if (!body || body % 4 == 1) return 0;
+    for (size_t i = 0; i < body; i++)
+        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", b[i]) ||
+            !b[i])
+            return 0;
+    return 1;
+}
+
 /* "HOST:PORT" or "[V6]:PORT". On success *host is a new string (caller frees). */
 static int split_host_port(const char *s, char **host, int *port)
 {
@@ -308,6 +322,19 @@ yaml_node_t *cfg_item_node(cfg_loader *L, yaml_node_item_t *items, size_t i, yam
 {
     yaml_node_t *n = items ? node_at(L, items[i]) : NULL;
     return n ? n : parent;
+}
+
+yaml_node_t *cfg_map_get(cfg_loader *L, yaml_node_t *map, const char *key)
+{
+    if (map->type != YAML_MAPPING_NODE) return NULL;
+    size_t n = strlen(key);
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = node_at(L, p->key);
+        if (k && k->type == YAML_SCALAR_NODE && cfg_slen(k) == n && !memcmp(cfg_sval(k), key, n))
+            return node_at(L, p->value);
+    }
+    return NULL;
 }
 
 size_t cfg_spec_index(const cfg_key_spec *specs, size_t n, const char *key)
@@ -481,7 +508,8 @@ fail:
     return -1;
 }
 
-/* Order matters: tenants before the sections that refer to them. */
+/* Order matters: tenants and namespaces before the sections that refer to
+ * them, webhooks before the routes that name them. */
 static const cfg_key_spec root_keys[] = {
     KF("listen", fn_listen),
     KNS("data_dir", config, data_dir),
@@ -496,8 +524,9 @@ static const cfg_key_spec root_keys[] = {
     KF("limits", fn_limits),
     KF("tenants", cfg_parse_tenants),
     KF("namespaces", cfg_parse_namespaces),
-    KX("webhooks"),
-    KX("routes"),
+    KF("webhook_allowed_networks", cfg_parse_networks),
+    KF("webhooks", cfg_parse_webhooks),
+    KF("routes", cfg_parse_routes),
     KF("inbound", cfg_parse_inbound),
 };
 

@@ -1,8 +1,9 @@
 # Scenario family 12: configuration and the command line. check-config
 # accepts the suite's config and refuses broken files with FILE:LINE:COL;
 # serve refuses them too, and both refuse keys of features not built yet;
-# `parley token` mints a token the server accepts; per-config limits
-# (message size, frame size) are enforced as configured.
+# webhooks and routes are checked (a route naming another tenant's webhook
+# is refused); `parley token` mints a token the server accepts; per-config
+# limits (message size, frame size) are enforced as configured.
 import subprocess
 import tempfile
 
@@ -95,9 +96,6 @@ def test_serve_refuses_invalid_config(tmp_path):
 # line it points at). Port 1 so that a server wrongly accepting the file
 # cannot start either.
 UNSUPPORTED = [
-    ('listen: "127.0.0.1:1"\nwebhooks:\n  - {id: w, url: "https://x", secret: s}\n',
-     "webhooks", 2),
-    ('listen: "127.0.0.1:1"\nroutes: []\n', "routes", 2),
     ('listen: "127.0.0.1:1"\nengine:\n  type: redis\n', "engine.type", 3),
     ('listen: "127.0.0.1:1"\nengine: {address: "10.0.0.5:6379"}\n', "engine.address", 2),
 ]
@@ -112,6 +110,61 @@ def test_unsupported_keys_are_refused(tmp_path):
             msg = res.stderr + res.stdout
             assert f"{path}:{line}:" in msg, f"{args}: expected {path}:{line}:COL in {msg!r}"
             assert f"{key}: " in msg and "not supported yet" in msg, (args, msg)
+
+
+# Webhooks, routes and the networks webhooks may reach: two tenants, each
+# with an endpoint, routes to their own tenant's endpoint and to a channel.
+WEBHOOKS_OK = """listen: "127.0.0.1:1"
+tenants:
+  - {id: acme, jwt_secret: s1}
+  - {id: globex, jwt_secret: s2}
+namespaces: [{name: chat}, {name: alerts}]
+webhook_allowed_networks: ["127.0.0.0/8", "::1"]
+webhooks:
+  - id: ops
+    tenant: acme
+    url: "https://ops.example.com/hooks"
+    secret: [whsec_AAAA, {secret: whsk_AAAA, expires: "2027-01-01T00:00:00Z"}]
+    retry_schedule: ["0s", "5s", "5m"]
+    max_attempts: 3
+    ordering: data.order_id
+  - {id: ops, tenant: globex, url: "http://127.0.0.1:9000/in", secret: whsec_BBBB}
+routes:
+  - id: alerts
+    tenant: acme
+    match:
+      channel: "alerts:**"
+      type: ["incident.*"]
+      where: {"data.severity": {"$in": ["high", "critical"]}}
+    action: {webhook: ops}
+  - {id: copy, tenant: globex, match: {channel: "chat:*"}, action: {publish: "alerts:copy"}}
+"""
+
+# The same file with a route of globex naming acme's only endpoint: line 9,
+# column 23 is the webhook id in the action.
+ROUTE_OTHER_TENANT = """listen: "127.0.0.1:1"
+tenants:
+  - {id: acme, jwt_secret: s1}
+  - {id: globex, jwt_secret: s2}
+webhooks:
+  - {id: ops, tenant: acme, url: "https://ops.example.com/hooks", secret: whsec_AAAA}
+routes:
+  - id: r
+    action: {webhook: ops}
+    tenant: globex
+"""
+
+
+def test_webhooks_and_routes_are_checked(tmp_path):
+    path = _write(tmp_path, "hooks.yaml", WEBHOOKS_OK)
+    res = _cli("check-config", path)
+    assert res.returncode == 0, res.stderr + res.stdout
+    path = _write(tmp_path, "other.yaml", ROUTE_OTHER_TENANT)
+    res = _cli("check-config", path)
+    assert res.returncode != 0, res.stdout
+    msg = res.stderr + res.stdout
+    assert f"{path}:9:23: routes[0].action.webhook: no webhook 'ops' in tenant 'globex'" in msg, msg
+    assert "belongs to another tenant" in msg, msg
 
 
 # Bad inbound sources: (the source's flow mapping, line 4, what the error says).

@@ -606,8 +606,6 @@ static const err_case err_cases[] = {
     {"allowed_origins: [[\"https://a.example\"]]\n", 1, 19, "expected a string"},
     {"allowed_origins: [~]\n", 1, 19, "got null"},
     /* keys of features not built: refused at the key, whatever the value */
-    {"webhooks: []\n", 1, 1, "webhooks: not supported yet"},
-    {T1 "routes:\n  - {id: r, action: {publish: x}}\n", 4, 1, "routes: not supported yet"},
     {"engine:\n  max_db_bytes: 5\n  address: \"10.0.0.5:6379\"\n", 3, 3,
      "engine.address: not supported yet"},
     {"engine: {type: redis, address: \"h:1\"}\n", 1, 23, "engine.address: not supported yet"},
@@ -745,9 +743,6 @@ static void test_unsupported_keys(void **state)
     static const struct {
         const char *yaml, *msg;
     } rows[] = {
-        {"listen: \"127.0.0.1:80\"\nwebhooks:\n  - {id: w, url: \"https://x\", secret: s}\n",
-         "2:1: webhooks: not supported yet"},
-        {"routes: []\n", "1:1: routes: not supported yet"},
         {"\nengine:\n  type: redis\n",
          "3:9: engine.type: 'redis' is not supported yet (the only engine is sqlite)"},
         {"engine: {address: \"10.0.0.5:6379\"}\n", "1:10: engine.address: not supported yet"},
