@@ -35,7 +35,7 @@ const char *hstore_state_name(int state);
 
 /* One delivery: a pub (or event) bound for one endpoint. */
 typedef struct hstore_delivery {
-    const char *id;       /* unique; the webhook-id header, stable across retries */
+    const char *id; /* unique; the webhook-id header, stable across retries */
     const char *tenant;
     const char *endpoint; /* the endpoint's id within the tenant */
     const char *rule;     /* the route that created it; NULL for none (a test send) */
@@ -107,7 +107,9 @@ int hstore_position_delete(hstore *s, const char *tenant, const char *rule);
 int hstore_pending_load(hstore *s, int (*fn)(void *ctx, const hstore_delivery *d), void *ctx);
 /* One transaction: inserts each attempt into the attempt log and moves its
  * delivery to the attempt's state (attempts = attempt, next_ms, updated_ms
- * = ts_ms, last_status, last_error). PL_OK or PL_EIO with nothing changed. */
+ * = ts_ms, last_status, last_error). An attempt whose delivery is not
+ * stored (trimmed) is skipped; at most 4 KiB of a response body is kept.
+ * PL_OK or PL_EIO with nothing changed. */
 int hstore_attempts_commit(hstore *s, const hstore_attempt *a, size_t n);
 /* One delivery (with body) by tenant and id; fn is called once when found.
  * PL_OK, PL_ENOTFOUND or PL_EIO. */
@@ -127,13 +129,16 @@ int hstore_endpoint_kill(hstore *s, const char *tenant, const char *endpoint, co
 
 /* Appends {"attempts":[{"attempt","ts","status","latency_ms","headers",
  * "body","error"}...],"more":bool} for one delivery, attempts after `after`
- * (0 = from the first), at most limit. PL_ENOTFOUND when the tenant has no
- * such delivery. */
+ * (0 = from the first), at most limit. "attempt" numbers the delivery's log
+ * 1, 2, ... and goes on across a requeue (whose attempts restart the
+ * schedule at 1), so that `after` pages without repeats. PL_ENOTFOUND when
+ * the tenant has no such delivery. */
 int hstore_attempts_json(hstore *s, const char *tenant, const char *delivery, uint32_t after,
                          uint32_t limit, sbuf *out);
 /* Appends a JSON array of the deliveries of a pub (by pub id, within the
  * tenant), each {"id","endpoint","rule","state","attempts","last_status",
- * "last_error","attempt_log":[...as above, at most 20]}. */
+ * "last_error","attempt_log":[...as above, the first 20]}, oldest first;
+ * [] when there are none. */
 int hstore_pub_deliveries_json(hstore *s, const char *tenant, const char *pub_id, sbuf *out);
 /* The deliveries of an endpoint created in [since_ms, until_ms) (until 0 =
  * no bound) whose state is dead or aborted, oldest first, at most limit:

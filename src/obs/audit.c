@@ -24,7 +24,6 @@
 #include "util/mem.h"
 #include "util/sbuf.h"
 #include "util/status.h"
-#include "util/utf8.h"
 
 #define HASH_SUFFIX ",\"hash\":\""
 #define SUFFIX_LEN (sizeof(HASH_SUFFIX) - 1 + 64 + 2) /* ,"hash":"<64 hex>"} */
@@ -264,22 +263,8 @@ static int put_str(sbuf *b, const char *s)
     if (!s) s = "";
     size_t n = strlen(s);
     if (n > AUDIT_MAX_FIELD) return PL_EINVAL;
-    sbuf clean;
-    sbuf_init(&clean);
-    for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq_len((const unsigned char *)s + i, n - i);
-        if (k) {
-            sbuf_append(&clean, s + i, k);
-            i += k;
-        } else {
-            sbuf_append(&clean, "\xEF\xBF\xBD", 3);
-            i++;
-        }
-    }
-    int rc = clean.oom ? PL_ENOMEM : 0;
-    if (!rc) sbuf_json_str(b, clean.len ? clean.data : "", clean.len);
-    sbuf_release(&clean);
-    return rc;
+    sbuf_json_str_lossy(b, s, n);
+    return 0;
 }
 
 /* Appends ev->details as compact JSON (one line, whatever the input's

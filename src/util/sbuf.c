@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/utf8.h"
 
 void sbuf_init(sbuf *b)
 {
@@ -116,11 +117,10 @@ void sbuf_i64(sbuf *b, int64_t v)
     sbuf_u64(b, (uint64_t)v);
 }
 
-void sbuf_json_str(sbuf *b, const char *s, size_t n)
+/* Appends s escaped for the inside of a JSON string, without quotes. */
+static void put_escaped(sbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (grow(b, n + 2)) return;
-    b->data[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -138,6 +138,32 @@ void sbuf_json_str(sbuf *b, const char *s, size_t n)
         }
     }
     sbuf_append(b, s + run, n - run);
+}
+
+void sbuf_json_str(sbuf *b, const char *s, size_t n)
+{
+    if (grow(b, n + 2)) return;
+    b->data[b->len++] = '"';
+    put_escaped(b, s, n);
+    sbuf_putc(b, '"');
+}
+
+void sbuf_json_str_lossy(sbuf *b, const char *s, size_t n)
+{
+    if (grow(b, n + 2)) return;
+    b->data[b->len++] = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (k) {
+            i += k;
+            continue;
+        }
+        put_escaped(b, s + run, i - run);
+        sbuf_append(b, "\xEF\xBF\xBD", 3); /* U+FFFD */
+        run = ++i;
+    }
+    put_escaped(b, s + run, n - run);
     sbuf_putc(b, '"');
 }
 

@@ -58,6 +58,10 @@ void sbuf_u64(sbuf *b, uint64_t v);
 void sbuf_i64(sbuf *b, int64_t v);
 /* Appends s (n bytes, UTF-8) as a quoted, escaped JSON string. */
 void sbuf_json_str(sbuf *b, const char *s, size_t n);
+/* The same for bytes that may not be UTF-8 (a response body, a log line):
+ * each byte that does not start a well-formed sequence becomes U+FFFD, so
+ * the result is always valid JSON. */
+void sbuf_json_str_lossy(sbuf *b, const char *s, size_t n);
 /* Moves the contents into a new rbuf (one reference); the sbuf is emptied.
  * Returns NULL on allocation failure or if the sbuf is in the oom state. */
 rbuf *sbuf_to_rbuf(sbuf *b);
