@@ -21,10 +21,6 @@ enum apikey_scope {
 #define APIKEY_SCOPE_BIT(id, bit, name) APIKEY_SCOPE_##id = 1u << (bit),
     VOCAB_API_SCOPES(APIKEY_SCOPE_BIT)
 #undef APIKEY_SCOPE_BIT
-    /* Reserved: key files written when this bit stood for webhook methods
-     * may hold it, and such keys must still load, so it stays among the
-     * valid bits. No scope name sets it and no method needs it. */
-    APIKEY_SCOPE_WEBHOOKS = 1u << 9,
 };
 
 /* 1 if a key holding the scope bits mask may use what needs scope (one bit

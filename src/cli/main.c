@@ -2,6 +2,7 @@
  * tools. Commands are rows of one table; the top-level help, `parley help
  * COMMAND` and `parley COMMAND --help` are all printed from it. */
 #include <getopt.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "cli/webhook.h"
 #include "config/config.h"
 #include "net/server.h"
+#include "hooks/hooks.h"
 #include "obs/audit.h"
 #include "util/mem.h"
 
@@ -24,11 +26,23 @@
 #define PARLEY_COMMIT "unknown"
 #endif
 
+/* Loads path and compiles its routes' rules: an error is "FILE:LINE:COL:
+ * message" in err. 0 or -1 (cfg released). */
+static int load_checked(config *cfg, const char *path, char *err, size_t errlen)
+{
+    if (config_load_file(cfg, path, err, errlen)) return -1;
+    char why[600];
+    if (hooks_check_config(cfg, why, sizeof(why)) == PL_OK) return 0;
+    snprintf(err, errlen, "%s:%s", path, why);
+    config_release(cfg);
+    return -1;
+}
+
 static int load_config(config *cfg, const char *path)
 {
-    char err[512];
+    char err[1024];
     if (!path) return config_defaults(cfg) ? 1 : 0;
-    if (config_load_file(cfg, path, err, sizeof(err))) {
+    if (load_checked(cfg, path, err, sizeof(err))) {
         fprintf(stderr, "parley: %s\n", err);
         return 1;
     }
@@ -169,12 +183,13 @@ static int cmd_check_config(int argc, char **argv)
         return 2;
     }
     config cfg;
-    char err[512];
-    if (config_load_file(&cfg, argv[1], err, sizeof(err))) {
+    char err[1024];
+    if (load_checked(&cfg, argv[1], err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    printf("%s: ok (%zu tenants, %zu namespaces)\n", argv[1], cfg.n_tenants, cfg.n_namespaces);
+    printf("%s: ok (%zu tenants, %zu namespaces, %zu webhooks, %zu routes)\n", argv[1],
+           cfg.n_tenants, cfg.n_namespaces, cfg.n_webhooks, cfg.n_routes);
     config_release(&cfg);
     return 0;
 }
@@ -390,6 +405,12 @@ static int wants_help(const struct subcommand *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Once, before any thread: the webhook sender and the CLI's HTTP calls
+     * use libcurl. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "parley: libcurl failed to initialize\n");
+        return 1;
+    }
     const char *name = argc > 1 ? argv[1] : "help";
     if (is_help(name)) return cmd_help(0, NULL);
     if (!strcmp(name, "--version")) name = "version";

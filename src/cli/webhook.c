@@ -397,11 +397,6 @@ static void run_release(struct run *r)
 int webhook_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "send")) return usage("the subcommand is send");
-    /* Once per process, before the sender's thread exists. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "parley: webhook send: cannot initialize libcurl\n");
-        return 1;
-    }
     struct run r;
     memset(&r, 0, sizeof(r));
     uv_mutex_init(&r.a.lock);
@@ -426,6 +421,5 @@ int webhook_main(int argc, char **argv)
         rc = deliver(&r, &rng);
     }
     run_release(&r);
-    curl_global_cleanup();
     return rc;
 }

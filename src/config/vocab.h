@@ -21,8 +21,8 @@ typedef enum pub_class {
 } pub_class;
 
 /* X(suffix, bit, name): the scope APIKEY_SCOPE_<suffix> is 1u << bit. Key
- * files store the bits, so a scope keeps its bit for good; bit 9 is
- * reserved (see auth/apikey.h). "*" grants every tenant method. */
+ * files store the bits, so a scope keeps its bit for good. "*" grants every
+ * tenant method. */
 #define VOCAB_API_SCOPES(X)                                                                        \
     X(PUBLISH, 0, "publish")                                                                       \
     X(BROADCAST, 1, "broadcast")                                                                   \
@@ -33,6 +33,7 @@ typedef enum pub_class {
     X(DISCONNECT, 6, "disconnect")                                                                 \
     X(INFO, 7, "info")                                                                             \
     X(TRACE, 8, "trace")                                                                           \
+    X(WEBHOOKS, 9, "webhooks")                                                                     \
     X(DLQ, 10, "dlq")                                                                              \
     X(ROUTES, 11, "routes")                                                                        \
     X(ALL, 31, "*")

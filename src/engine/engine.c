@@ -54,6 +54,12 @@ static void release_owned(engine_req *r)
     pl_free(r->reason);
     pl_free(r->pub_id);
     pl_free(r->json);
+    pl_free(r->ref);
+    pl_free(r->correlation);
+    for (size_t i = 0; i < r->nrefs; i++)
+        pl_free(r->refs[i]);
+    pl_free(r->refs);
+    pl_free(r->seqs);
 }
 
 void engine_req_free(engine_req *r)

@@ -40,6 +40,7 @@ enum engine_op {
     ENGINE_ACK = 5,      /* a user acknowledges a channel's guaranteed pubs up to an offset */
     ENGINE_PENDING = 6,  /* a user's unacknowledged guaranteed pubs of a channel */
     ENGINE_ADMIN = 7,    /* dead-letter queue and trace queries (admin_op) */
+    ENGINE_EVENTS = 8,   /* the committed log read in commit order (engine_log_events) */
 };
 
 /* Delivery states of a guaranteed pub for one recipient (see
@@ -59,6 +60,7 @@ enum engine_admin_op {
     ADMIN_DLQ_PURGE = 3,  /* entries removed */
     ADMIN_TRACE = 4,      /* json: the pub, its deliveries and their transitions */
     ADMIN_SENT_ALL = 5,   /* every delivery in state sent: pubs/users/attempts (restart) */
+    ADMIN_DLQ_ADD = 6,    /* a failed webhook delivery enters the DLQ (fields below) */
 };
 
 /* READ modes. */
@@ -150,6 +152,28 @@ struct engine_req {
     uint64_t after_id; /* DLQ list paging cursor */
     int all;
     char *json;
+    /* ADMIN_DLQ_ADD: a webhook delivery (kind "webhook") of the pub
+     * tenant/channel/since_offset with id pub_id: user = the endpoint, ref =
+     * the delivery id, reason, attempt = attempts made, error = the last
+     * one, correlation (may be NULL). DLQ list answers carry kind, and for
+     * webhooks endpoint and delivery; DLQ replay removes webhook entries and
+     * hands their delivery ids back in refs[0..nrefs) (the caller requeues
+     * them) instead of queueing guaranteed deliveries. */
+    char *ref;
+    char *correlation;
+    char **refs;
+    size_t nrefs;
+
+    /* EVENTS: the committed log, each stored pub with the sequence number of
+     * its log entry (a row of pubs of one channel, in commit order; shared
+     * by the pubs of the row). In: since_offset = read entries after this
+     * sequence number, limit = at most this many entries (0: none, only
+     * head), trim_seq = first delete the entries up to it (0: none). Out:
+     * pubs/npubs with seqs[i] for pubs[i], head = the newest sequence number
+     * written. Entries whose pubs retention already removed yield nothing;
+     * count says how many pubs were missing that way. */
+    uint64_t *seqs;
+    uint64_t trim_seq;
 };
 
 /* Called on the engine thread with n finished requests, in linear order. The
@@ -194,6 +218,10 @@ typedef struct engine_ops {
     void (*free)(engine *e);
     void (*stats)(engine *e, engine_stats *out);
     int (*healthy)(engine *e); /* any thread: 0 once the engine cannot store */
+    /* Any thread: whether commits write log entries for ENGINE_EVENTS (off
+     * until the first routing rule exists: a server without rules pays
+     * nothing). Takes effect for the batches after the call. */
+    void (*log_events)(engine *e, int on);
 } engine_ops;
 
 struct engine {
@@ -252,6 +280,10 @@ static inline void engine_get_stats(engine *e, engine_stats *out)
 static inline int engine_healthy(engine *e)
 {
     return e->ops->healthy(e);
+}
+static inline void engine_log_events(engine *e, int on)
+{
+    e->ops->log_events(e, on);
 }
 
 /* Allocates a zeroed request; NULL on allocation failure. */

@@ -58,7 +58,7 @@ typedef struct sender_request {
 
 /* Starts a sender with at most max_connections open connections (0:
  * SENDER_MAX_CONNECTIONS). The process must have called
- * curl_global_init before (cli/webhook.c does, first thing). Returns PL_OK
+ * curl_global_init before (cli/main.c does, first thing). Returns PL_OK
  * with *out (free with sender_free), or PL_ENOMEM / PL_ERR with err set. */
 int sender_new(size_t max_connections, sender **out, char *err, size_t errlen);
 

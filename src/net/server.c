@@ -22,6 +22,7 @@
 #include "net/server_delivery.h"
 #include "net/worker.h"
 #include "obs/log.h"
+#include "hooks/hooks.h"
 #include "proto/inbound.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -84,9 +85,11 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
      * nobody subscribes and no request has a worker to answer. */
     int nstaged =
         atomic_load_explicit(&srv->workers_up, memory_order_acquire) ? srv->ps.nworkers : 0;
+    int committed = 0;
     for (size_t i = 0; i < n; i++) {
         engine_req *r = reqs[i];
         if (r->op == ENGINE_PUBLISH && r->status == PL_OK && !r->duplicate) {
+            committed = 1;
             for (int k = 0; k < nstaged; k++) {
                 inbox_msg m = {INBOX_PUB, pub_ref(r->pub)};
                 inbox_stage_push(&srv->stage[k], &srv->workers[k]->inbox, m, drop_msg);
@@ -106,6 +109,8 @@ static void hub_sink(void *ctx, engine_req **reqs, size_t n)
     for (int k = 0; k < nstaged; k++)
         if (inbox_stage_flush(&srv->stage[k], &srv->workers[k]->inbox, drop_msg))
             uv_async_send(&srv->workers[k]->wakeup);
+    /* Routes read the log the commit extended. */
+    if (committed) hooks_poke(srv->ps.hooks);
 }
 
 /* ======================================================================
@@ -759,6 +764,11 @@ server *server_new(config *cfg, char *err, size_t errlen)
     };
     srv->ps.eng = engine_sqlite_new(&eo, err, errlen);
     if (!srv->ps.eng || !(srv->ps.dlv = server_delivery_new(srv))) goto fail;
+    hooks_env he = {.cfg = &srv->cfg,
+                    .eng = srv->ps.eng,
+                    .publish = proto_route_publish,
+                    .publish_ctx = &srv->ps};
+    if (hooks_new(&he, &srv->ps.hooks, err, errlen) != PL_OK) goto fail;
     return srv;
 fail:
     if (!err[0]) snprintf(err, errlen, "out of memory");
@@ -769,6 +779,7 @@ fail:
 void server_free(server *srv)
 {
     if (!srv) return;
+    hooks_free(srv->ps.hooks);
     delivery_free(srv->ps.dlv);
     engine_free(srv->ps.eng);
     presence_free(srv->ps.presence);
@@ -824,6 +835,7 @@ void server_render_metrics(server *srv, sbuf *out)
     metrics_render(out, shards, srv->ps.nworkers, session_method_names, session_method_count);
     render_engine_stats(out, &es);
     inbound_render_metrics(srv->ps.inbound, out);
+    if (srv->ps.hooks) hooks_render_metrics(srv->ps.hooks, out);
     size_t backlog = 0;
     for (int i = 0; i < srv->ps.nworkers; i++)
         backlog += atomic_load_explicit(&srv->workers[i]->backlog_bytes, memory_order_relaxed);
@@ -881,8 +893,9 @@ int server_run(server *srv)
         log_event(LOG_ERROR, "engine_start_failed", NULL);
         return 1;
     }
-    if (delivery_start(srv->ps.dlv)) {
+    if (delivery_start(srv->ps.dlv) || hooks_start(srv->ps.hooks)) {
         log_event(LOG_ERROR, "delivery_start_failed", NULL);
+        delivery_stop(srv->ps.dlv);
         engine_stop(srv->ps.eng);
         return 1;
     }
@@ -924,6 +937,7 @@ out:
         uv_async_send(&srv->workers[i]->wakeup);
     }
     delivery_stop(srv->ps.dlv);
+    hooks_stop(srv->ps.hooks); /* before the engine: it waits for its reads */
     engine_stop(srv->ps.eng);
     for (int i = 0; i < started; i++) {
         atomic_store(&srv->workers[i]->shutting_down, 1);

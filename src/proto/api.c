@@ -9,6 +9,7 @@
 
 #include "auth/apikey_file.h"
 #include "delivery/delivery.h"
+#include "hooks/hooks.h"
 #include "obs/log.h"
 #include "proto/api_int.h"
 #include "proto/session.h"
@@ -631,6 +632,19 @@ static int a_trace(api_ctx *a);
     X("dlq.replay", a_dlq, APIKEY_SCOPE_DLQ)                                                       \
     X("dlq.purge", a_dlq, APIKEY_SCOPE_DLQ)                                                        \
     X("routes.test", api_routes_test, APIKEY_SCOPE_ROUTES)                                         \
+    X("routes.list", api_webhooks, APIKEY_SCOPE_ROUTES)                                            \
+    X("routes.create", api_webhooks, APIKEY_SCOPE_ROUTES)                                          \
+    X("routes.update", api_webhooks, APIKEY_SCOPE_ROUTES)                                          \
+    X("routes.delete", api_webhooks, APIKEY_SCOPE_ROUTES)                                          \
+    X("webhooks.list", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                                        \
+    X("webhooks.create", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                                      \
+    X("webhooks.update", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                                      \
+    X("webhooks.delete", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                                      \
+    X("webhooks.health", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                                      \
+    X("webhooks.attempts", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                                    \
+    X("webhooks.replay", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                                      \
+    X("webhooks.recover", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                                     \
+    X("webhooks.rotate_secret", api_webhooks, APIKEY_SCOPE_WEBHOOKS)                               \
     X("tokens.issue", a_token, APIKEY_SCOPE_ALL)
 
 /* Every bit of the scope vocabulary, to check the rows at compile time. */
@@ -895,9 +909,11 @@ static void api_answered(proto_host *h, pending *pd, engine_req *r)
 {
     uint64_t c = pd->conn_id;
     if (pd->kind == P_API_ADMIN) {
-        if (r->admin_op == ADMIN_DLQ_REPLAY && r->status == PL_OK)
+        if (r->admin_op == ADMIN_DLQ_REPLAY && r->status == PL_OK) {
             for (size_t i = 0; i < r->npubs; i++)
                 delivery_replay(h->srv->dlv, r->pubs[i], r->users[i]);
+            if (r->nrefs && h->srv->hooks) hooks_requeue(h->srv->hooks, r->tenant, r->refs, r->nrefs);
+        }
         if (r->status == PL_ENOTFOUND) {
             api_error(h, c, PE_UNKNOWN_CHANNEL, "no such pub in this tenant");
             return;
@@ -907,7 +923,7 @@ static void api_answered(proto_host *h, pending *pd, engine_req *r)
             return;
         }
         if (r->admin_op == ADMIN_TRACE && r->json) {
-            api_trace_result(h, c, r->json);
+            api_trace_result(h, c, r->json, r->tenant, r->pub_id);
             return;
         }
         sbuf o;

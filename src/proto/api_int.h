@@ -53,10 +53,13 @@ int api_keys_list(api_ctx *a);
 /* Answers a trace with the engine's JSON, its pub redacted by the pub's
  * namespace (api_trace.c); an answer that cannot be redacted is a 500.
  * Returns 0. */
-int api_trace_result(proto_host *h, uint64_t conn_id, const char *json);
+int api_trace_result(proto_host *h, uint64_t conn_id, const char *json, const char *tenant,
+                     const char *pub_id);
 
 /* routes.test (api_routes.c): params match and event; answers the rule's
  * explanation on the event. Returns 0. */
 int api_routes_test(api_ctx *a);
+/* webhooks.* and routes.* but routes.test (api_webhooks.c). Returns 0. */
+int api_webhooks(api_ctx *a);
 
 #endif

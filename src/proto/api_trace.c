@@ -3,6 +3,7 @@
  * subscribers and history readers keep getting the whole pub. */
 #include <string.h>
 
+#include "hooks/hooks.h"
 #include "hooks/redact.h"
 #include "proto/api_int.h"
 #include "util/json.h"
@@ -33,7 +34,23 @@ static int find_pub(const config *cfg, json_doc *d, const char *json, int *pub,
     return 0;
 }
 
-int api_trace_result(proto_host *h, uint64_t conn_id, const char *json)
+/* Closes the engine's answer with the pub's webhook deliveries and their
+ * attempts (their bodies were redacted when the envelope was made). */
+static void add_webhooks(proto_host *h, const char *tenant, const char *pub_id, sbuf *o)
+{
+    if (!h->srv->hooks || !o->len || o->data[o->len - 1] != '}') return;
+    o->len--;
+    sbuf_puts(o, ",\"webhooks\":");
+    size_t mark = o->len;
+    if (hooks_trace_json(h->srv->hooks, tenant, pub_id, o) != PL_OK) {
+        o->len = mark;
+        sbuf_puts(o, "null");
+    }
+    sbuf_putc(o, '}');
+}
+
+int api_trace_result(proto_host *h, uint64_t conn_id, const char *json, const char *tenant,
+                     const char *pub_id)
 {
     json_doc d;
     json_doc_init(&d);
@@ -60,6 +77,7 @@ int api_trace_result(proto_host *h, uint64_t conn_id, const char *json)
         sbuf_puts(&o, json);
     }
     json_doc_release(&d);
+    if (rc == PL_OK) add_webhooks(h, tenant, pub_id, &o);
     /* Never the unredacted pub instead. */
     if (rc != PL_OK)
         rc = api_error(h, conn_id, PE_INTERNAL, "trace answer unreadable");

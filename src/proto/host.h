@@ -32,6 +32,7 @@ typedef struct proto_host proto_host;
 typedef struct proto_server proto_server;
 typedef struct session session;
 typedef struct inbound inbound;
+typedef struct hooks hooks;
 
 /* A function run on every worker (the server API's actions on live
  * connections, resends of guaranteed pubs). Reference counted: the poster
@@ -67,6 +68,7 @@ struct proto_server {
     rl_table *limits; /* rate buckets and connection counters shared by all workers */
     delivery *dlv;
     inbound *inbound; /* the inbound webhook sources (proto/inbound.h); NULL: none */
+    hooks *hooks;     /* outbound webhooks and routes (hooks/hooks.h); NULL: not running */
     int nworkers;
     proto_host **hosts; /* every worker's host: read-only from other threads (metrics) */
     /* Overload signals, any thread: stored publishes submitted and not yet

@@ -292,3 +292,50 @@ uint64_t proto_unread(const engine_req *r)
     uint64_t after = r->cursor > r->first - 1 ? r->cursor : r->first - 1;
     return r->head > after ? r->head - after : 0;
 }
+
+/* What rides with a route's publish to its commit. */
+typedef struct route_pub {
+    proto_server *srv;
+    void (*done)(void *arg, int status);
+    void *arg;
+} route_pub;
+
+static void route_pub_done(engine_req *r)
+{
+    route_pub *rp = r->ctx;
+    atomic_fetch_sub_explicit(&rp->srv->storage_queue, 1, memory_order_relaxed);
+    rp->done(rp->arg, r->status);
+    engine_req_free(r);
+}
+
+int proto_route_publish(void *ctx, const pub_fields *f, void (*done)(void *arg, int status),
+                        void *arg)
+{
+    proto_server *srv = ctx;
+    const cfg_namespace *ns = config_namespace(srv->cfg, f->channel, f->channel_len);
+    /* A route feeds stored channels: an ephemeral one has no log to resume
+     * from, so a route could not promise its pubs. */
+    if (!ns || ns->cls == PUB_EPHEMERAL || proto_channel_valid(f->channel, f->channel_len))
+        return PL_EINVAL;
+    engine_req *r = engine_req_new_ctx(ENGINE_PUBLISH, sizeof(route_pub));
+    pl_pub *p = r ? pub_new(f, ns->cls) : NULL;
+    if (!p) {
+        engine_req_free(r);
+        return PL_ENOMEM;
+    }
+    *(route_pub *)r->ctx = (route_pub){srv, done, arg};
+    r->done = route_pub_done;
+    r->pub = p;
+    const tenant *t = proto_tenant(srv, p->tenant);
+    r->max_channels = t ? t->max_channels : 0;
+    r->storage_bytes = t ? t->storage_bytes : 0;
+    if (p->cls == PUB_GUARANTEED && add_recipients(srv, r, p)) {
+        engine_req_free(r);
+        return PL_ENOMEM;
+    }
+    r->history_size = cap_u32(ns->history_size, t ? t->history_size : 0);
+    r->history_ttl_ms = cap_i64(ns->history_ttl_ms, t ? t->history_ttl_ms : 0);
+    atomic_fetch_add_explicit(&srv->storage_queue, 1, memory_order_relaxed);
+    engine_submit(srv->eng, r);
+    return PL_OK;
+}

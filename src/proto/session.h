@@ -56,6 +56,11 @@ void proto_on_engine_done(proto_host *h, engine_req *r);
 
 /* Builds a committed pub's push frame (pub_encode_fn). */
 rbuf *proto_encode_pub(const pl_pub *pub);
+/* The publish action of routes (hooks_publish_fn; ctx is the proto_server):
+ * any thread, no session. PL_EINVAL for a channel a route cannot feed (not
+ * valid, namespace not configured, or ephemeral: no log to resume from). */
+int proto_route_publish(void *ctx, const pub_fields *f, void (*done)(void *arg, int status),
+                        void *arg);
 /* The pub's push frame, encoded on first use; NULL on allocation failure. */
 const rbuf *proto_pub_frame(pl_pub *pub);
 /* A gap push naming offsets from..to of channel ch in epoch (recovery that

@@ -27,7 +27,9 @@
     X(PE_TOO_MANY_REQUESTS, 111, "too many requests", 1, 429)                                      \
     X(PE_STORAGE_UNAVAILABLE, 113, "storage unavailable", 1, 503)                                  \
     X(PE_OVERLOADED, 114, "server overloaded", 1, 503)                                             \
-    X(PE_REPLAYED, 115, "replayed delivery id", 0, 409)
+    X(PE_REPLAYED, 115, "replayed delivery id", 0, 409)                                            \
+    X(PE_NOT_FOUND, 116, "not found", 0, 404)                                                      \
+    X(PE_CONFLICT, 117, "conflict", 0, 409)
 
 /* X(name, code, reason, reconnect). The reason is the default one; a close
  * may name a more precise one (4003 "idle timeout"). reconnect follows the

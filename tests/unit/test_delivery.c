@@ -125,8 +125,12 @@ static int fake_healthy(engine *e)
     (void)e;
     return 1;
 }
-static const engine_ops fake_ops = {"fake",   fake_start, fake_submit, fake_nop,
-                                    fake_nop, fake_stats, fake_healthy};
+static void fake_log_events(engine *e, int on)
+{
+    (void)e, (void)on;
+}
+static const engine_ops fake_ops = {"fake",   fake_start, fake_submit,  fake_nop,
+                                    fake_nop, fake_stats, fake_healthy, fake_log_events};
 
 static int f_online(void *ctx, const char *tenant, const char *channel, const char *user)
 {

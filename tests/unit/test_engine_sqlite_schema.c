@@ -80,7 +80,7 @@ static void test_version_2_database_upgraded(void **state)
     assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     fx_open(f);
-    assert_int_equal(count_rows(f, "PRAGMA user_version"), 4);
+    assert_int_equal(count_rows(f, "PRAGMA user_version"), 5);
     assert_int_equal(count_rows(f, "SELECT count(*) FROM sqlite_master WHERE name = 'pubs_id'"), 1);
     engine_req *r = publish(f, "t1", "room", "2", NULL, 0, 0);
     assert_int_equal(r->status, PL_OK);

@@ -96,7 +96,7 @@ static void test_codes_unique(void **state)
 static void test_unknown_codes_fall_back(void **state)
 {
     (void)state;
-    const int unknown[] = {0, 99, 110, 112, 116, 199, 4000, -1};
+    const int unknown[] = {0, 99, 110, 112, 118, 199, 4000, -1};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         assert_string_equal(proto_error_message(unknown[i]), "error");
         assert_int_equal(proto_error_temporary(unknown[i]), 0);

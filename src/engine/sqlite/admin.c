@@ -48,7 +48,7 @@ static int dlq_list(sq_engine *e, engine_req *r, sbuf *o)
     int limit = r->limit ? (int)r->limit : 100;
     sqlite3_stmt *st = dlq_select(e, r,
                                   "id, pub_id, channel, user, reason, attempts,"
-                                  " last_error, correlation_id, failed_at",
+                                  " last_error, correlation_id, failed_at, kind, ref",
                                   limit);
     if (!st) return PL_EIO;
     int n = 0, rc;
@@ -60,8 +60,18 @@ static int dlq_list(sq_engine *e, engine_req *r, sbuf *o)
         json_col(o, st, 1);
         sbuf_puts(o, ",\"channel\":");
         json_col(o, st, 2);
-        sbuf_puts(o, ",\"user\":");
-        json_col(o, st, 3);
+        if (sqlite3_column_type(st, 9) == SQLITE_NULL) {
+            sbuf_puts(o, ",\"kind\":\"delivery\",\"user\":");
+            json_col(o, st, 3);
+        } else {
+            /* A webhook delivery: its endpoint and delivery id. */
+            sbuf_puts(o, ",\"kind\":");
+            json_col(o, st, 9);
+            sbuf_puts(o, ",\"endpoint\":");
+            json_col(o, st, 3);
+            sbuf_puts(o, ",\"delivery_id\":");
+            json_col(o, st, 10);
+        }
         sbuf_puts(o, ",\"reason\":");
         json_col(o, st, 4);
         sbuf_printf(o, ",\"attempts\":%d,\"last_error\":", sqlite3_column_int(st, 5));
@@ -78,7 +88,7 @@ static int dlq_list(sq_engine *e, engine_req *r, sbuf *o)
 /* Replay or purge the matching entries (at most 10,000 per call). */
 static int dlq_apply(sq_engine *e, engine_req *r, int replay, int64_t now)
 {
-    sqlite3_stmt *st = dlq_select(e, r, "id, tenant, channel, off, user", 10000);
+    sqlite3_stmt *st = dlq_select(e, r, "id, tenant, channel, off, user, ref", 10000);
     if (!st) return PL_EIO;
     int in_txn = 0, status = PL_OK, rc = SQLITE_DONE;
     size_t cap = 0;
@@ -89,9 +99,20 @@ static int dlq_apply(sq_engine *e, engine_req *r, int replay, int64_t now)
         const char *channel = (const char *)sqlite3_column_text(st, 2);
         uint64_t off = (uint64_t)sqlite3_column_int64(st, 3);
         const char *user = (const char *)sqlite3_column_text(st, 4);
-        sq_chan *ch = sq_chan_get(e, tenant, channel, &status);
-        if (!ch) break;
-        if (replay) {
+        const char *ref = (const char *)sqlite3_column_text(st, 5);
+        sq_chan *ch = ref ? NULL : sq_chan_get(e, tenant, channel, &status);
+        if (!ch && !ref) break;
+        if (replay && ref) {
+            /* A webhook delivery: the caller requeues it by id. */
+            char **nr = pl_realloc(r->refs, (r->nrefs + 1) * sizeof(*nr));
+            if (!nr || !(nr[r->nrefs] = pl_strdup(ref))) {
+                if (nr) r->refs = nr;
+                status = PL_ENOMEM;
+                break;
+            }
+            r->refs = nr;
+            r->nrefs++;
+        } else if (replay) {
             if (sq_set_delivery(e, ch->cid, off, user, DLV_QUEUED, 0, now, "replayed")) {
                 status = PL_EIO;
                 break;
@@ -216,6 +237,33 @@ static int trace(sq_engine *e, engine_req *r, sbuf *o)
     return rc == SQLITE_DONE ? PL_OK : PL_EIO;
 }
 
+/* A webhook delivery out of attempts joins the DLQ (engine.h, ADMIN_DLQ_ADD). */
+static int dlq_add(sq_engine *e, engine_req *r, int64_t now)
+{
+    static const char sql[] =
+        "INSERT INTO dlq(tenant, channel, cid, off, user, pub_id, reason, attempts, last_error,"
+        " correlation_id, failed_at, kind, ref) VALUES (?1, ?2,"
+        " COALESCE((SELECT cid FROM channels WHERE tenant = ?1 AND channel = ?2), 0), ?3, ?4, ?5,"
+        " ?6, ?7, ?8, ?9, ?10, 'webhook', ?11)";
+    if (!r->channel || !r->user || !r->ref || !r->reason) return PL_EINVAL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
+    sqlite3_bind_text(st, 1, r->tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)r->since_offset);
+    sqlite3_bind_text(st, 4, r->user, -1, SQLITE_STATIC);
+    sq_bind_str(st, 5, r->pub_id);
+    sqlite3_bind_text(st, 6, r->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, r->attempt);
+    sq_bind_str(st, 8, r->error);
+    sq_bind_str(st, 9, r->correlation);
+    sqlite3_bind_int64(st, 10, now);
+    sqlite3_bind_text(st, 11, r->ref, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? PL_OK : PL_EIO;
+}
+
 /* Every delivery still in state sent (after a restart: redeliver them). */
 static int sent_all(sq_engine *e, engine_req *r)
 {
@@ -265,6 +313,9 @@ int sq_serve_admin(sq_engine *e, engine_req *r, int64_t now)
         break;
     case ADMIN_SENT_ALL:
         status = sent_all(e, r);
+        break;
+    case ADMIN_DLQ_ADD:
+        status = dlq_add(e, r, now);
         break;
     default:
         break;

@@ -335,6 +335,8 @@ static void answer_batch(sq_engine *e, size_t n, int64_t now)
             r->status = sq_serve_pending(e, s->ch, r);
         else if (r->op == ENGINE_ADMIN)
             r->status = sq_serve_admin(e, r, now);
+        else if (r->op == ENGINE_EVENTS)
+            r->status = sq_serve_events(e, r);
     }
     if (e->opts.sink)
         e->opts.sink(e->opts.sink_ctx, e->out, n);
@@ -387,6 +389,8 @@ void sq_process_batch(sq_engine *e, size_t n)
             stage_delivery_req(e, s, now, &touched, &in_txn);
         } else if (r->op == ENGINE_ADMIN) {
             if (!r->tenant && r->admin_op != ADMIN_SENT_ALL) r->status = PL_EINVAL;
+        } else if (r->op == ENGINE_EVENTS) {
+            /* served from the committed state, after the batch's commit */
         } else if (r->op == ENGINE_READ || r->op == ENGINE_CURSOR || r->op == ENGINE_PENDING) {
             stage_read_req(e, s, &touched, in_txn);
         } else {

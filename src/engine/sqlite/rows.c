@@ -147,6 +147,13 @@ static int insert_row(sq_engine *e, const sq_chan *ch, const pl_pub *p, uint32_t
         sqlite3_bind_null(st, 14);
         sqlite3_bind_null(st, 15);
     }
+    int status = sq_run_done(st);
+    if (status != PL_OK || !atomic_load_explicit(&e->log_events, memory_order_relaxed))
+        return status;
+    st = e->st[SQ_ST_EVT_INS];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)p->offset);
+    sqlite3_bind_int(st, 3, (int)count);
     return sq_run_done(st);
 }
 

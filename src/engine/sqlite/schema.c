@@ -10,7 +10,7 @@
 
 #include "util/mem.h"
 
-#define SQ_SCHEMA_VERSION 4
+#define SQ_SCHEMA_VERSION 5
 #define SQ_SCHEMA_VERSION_OLDEST 2 /* still opened, upgraded in place */
 /* The lock is held from open to close (files.h): this is how long an open
  * waits for its holder, a server still shutting down, before failing. */
@@ -75,6 +75,11 @@ static const char *const stmt_sql[SQ_ST_COUNT] = {
                       " last_error, correlation_id, failed_at) VALUES (?1, ?2, ?3, ?4, ?5,"
                       " (SELECT id FROM pubs WHERE cid = ?3 AND off = ?4), ?6, ?7, ?8,"
                       " (SELECT correlation_id FROM pubs WHERE cid = ?3 AND off = ?4), ?9)",
+    [SQ_ST_EVT_INS] = "INSERT INTO events(cid, off, n) VALUES (?1, ?2, ?3)",
+    [SQ_ST_EVT_READ] = "SELECT e.seq, e.cid, e.off, e.n, c.tenant, c.channel FROM events e"
+                       " JOIN channels c ON c.cid = e.cid WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+    [SQ_ST_EVT_HEAD] = "SELECT COALESCE(MAX(seq), 0) FROM events",
+    [SQ_ST_EVT_TRIM] = "DELETE FROM events WHERE seq <= ?1",
 };
 
 /* Every table and index, created where missing: on a version 2 database
@@ -110,11 +115,19 @@ static const char schema_sql[] =
     " id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, channel TEXT NOT NULL,"
     " cid INTEGER NOT NULL,"
     " off INTEGER NOT NULL, user TEXT NOT NULL, pub_id TEXT, reason TEXT NOT NULL,"
-    " attempts INTEGER NOT NULL, last_error TEXT, correlation_id TEXT, failed_at INTEGER NOT NULL);"
+    " attempts INTEGER NOT NULL, last_error TEXT, correlation_id TEXT, failed_at INTEGER NOT NULL,"
+    " kind TEXT, ref TEXT);"
     "CREATE INDEX IF NOT EXISTS dlq_tenant ON dlq(tenant, id);"
     "CREATE TABLE IF NOT EXISTS cursors ("
     " cid INTEGER NOT NULL, user TEXT NOT NULL, off INTEGER NOT NULL,"
-    " PRIMARY KEY (cid, user)) WITHOUT ROWID;";
+    " PRIMARY KEY (cid, user)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS events ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, cid INTEGER NOT NULL, off INTEGER NOT NULL,"
+    " n INTEGER NOT NULL);";
+
+/* Version 5 added webhook deliveries to the DLQ. */
+static const char upgrade_to_5_sql[] = "ALTER TABLE dlq ADD COLUMN kind TEXT;"
+                                       "ALTER TABLE dlq ADD COLUMN ref TEXT;";
 
 /* Versions 2 and 3 stored one pub per row: rows with n = 1. */
 static const char upgrade_to_4_sql[] = "ALTER TABLE pubs ADD COLUMN n INTEGER NOT NULL DEFAULT 1;"
@@ -176,7 +189,7 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
     sqlite3_busy_timeout(e->db, SQ_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(e->db, 1);
 
-    int64_t version = 0, page_size = 4096, has_n = 0;
+    int64_t version = 0, page_size = 4096, has_n = 0, has_kind = 0;
     what = "pragmas";
     /* EXCLUSIVE before WAL: the WAL index then lives in heap memory, and the
      * schema transaction below takes the lock for good (files.h). */
@@ -187,7 +200,9 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
         exec_one(e->db, "PRAGMA wal_autocheckpoint=" STR(SQ_WAL_CHECKPOINT_PAGES), NULL, NULL) ||
         exec_one(e->db, "PRAGMA user_version", &version, NULL) ||
         exec_one(e->db, "SELECT count(*) FROM pragma_table_info('pubs') WHERE name = 'n'", &has_n,
-                 NULL))
+                 NULL) ||
+        exec_one(e->db, "SELECT count(*) FROM pragma_table_info('dlq') WHERE name = 'kind'",
+                 &has_kind, NULL))
         goto fail;
     if (version != 0 && (version < SQ_SCHEMA_VERSION_OLDEST || version > SQ_SCHEMA_VERSION)) {
         snprintf(err, errlen, "engine: %s has schema version %lld, this build reads %d", path,
@@ -199,6 +214,7 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
     /* One transaction: a crash mid-upgrade leaves the old version intact. */
     if (sqlite3_exec(e->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
         (version && !has_n && sqlite3_exec(e->db, upgrade_to_4_sql, NULL, NULL, NULL)) ||
+        (version && !has_kind && sqlite3_exec(e->db, upgrade_to_5_sql, NULL, NULL, NULL)) ||
         sqlite3_exec(e->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
         exec_one(e->db, "PRAGMA user_version=" STR(SQ_SCHEMA_VERSION), NULL, NULL) ||
         sqlite3_exec(e->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK ||

@@ -2,7 +2,7 @@
  * the database and a cache of channels; it commits each batch of requests in
  * one fsynced transaction (group commit) and then hands it to the sink.
  *
- * On disk (schema version 4, in PRAGMA user_version; versions 2 and 3 are
+ * On disk (schema version 5, in PRAGMA user_version; versions 2 to 4 are
  * upgraded in place, 1 was a development layout without cid and is refused):
  *
  *   channels(cid, tenant, channel, epoch, head, first_off, ttl_ms, next_exp_ms)
@@ -34,7 +34,13 @@
  *       transaction (state queued); state changes commit with the batch.
  *   delivery_log(cid, off, user, state, attempt, ts, error)   each transition, for trace
  *   dlq(id, tenant, channel, cid, off, user, pub_id, reason, attempts,
- *       last_error, correlation_id, failed_at)   the dead-letter queue.
+ *       last_error, correlation_id, failed_at, kind, ref)   the dead-letter
+ *       queue: kind NULL for a guaranteed pub's recipient (user), "webhook"
+ *       for a webhook delivery (user = the endpoint, ref = the delivery id).
+ *   events(seq, cid, off, n)   the committed log for routing rules: one
+ *       entry per pubs row written while engine_log_events is on, in the
+ *       row's transaction, seq growing in commit order (AUTOINCREMENT: never
+ *       reused after a trim, so a reader's position stays meaningful).
  *   cursors(cid, user, off)   WITHOUT ROWID, key (cid, user)
  *       Each user's read cursor per stream: only moves forward, never past head.
  *   idem(cid, idem_key, off, id, ts)   WITHOUT ROWID, key (cid, idem_key)
@@ -83,6 +89,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 #include "engine/engine.h" /* stddef.h, stdint.h, util/status.h */
 #include "engine/sqlite/files.h"
@@ -156,6 +163,10 @@ enum {
     SQ_ST_DLV_UPTO,
     SQ_ST_DLV_PENDING,
     SQ_ST_DLQ_INS,
+    SQ_ST_EVT_INS,
+    SQ_ST_EVT_READ,
+    SQ_ST_EVT_HEAD,
+    SQ_ST_EVT_TRIM,
     SQ_ST_COUNT
 };
 
@@ -185,6 +196,7 @@ typedef struct sq_engine {
     int b_fatal;      /* a statement of the open transaction failed */
     sbuf row_blob;    /* the `more` column being built, kept for its capacity */
     int64_t id_index; /* the database has pubs_id(id) (created at version 2) */
+    atomic_int log_events; /* commits write events rows (engine_log_events) */
     sq_files files;
     pthread_mutex_t stats_mu;
     engine_stats stats;
@@ -228,6 +240,8 @@ int sq_grow_result(engine_req *r, size_t *cap, int with_users);
 int sq_serve_pending(sq_engine *e, sq_chan *ch, engine_req *r);
 /* admin.c */
 int sq_serve_admin(sq_engine *e, engine_req *r, int64_t now);
+/* events.c */
+int sq_serve_events(sq_engine *e, engine_req *r);
 
 static inline void sq_bind_str(sqlite3_stmt *st, int idx, const char *s)
 {

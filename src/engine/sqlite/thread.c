@@ -142,6 +142,11 @@ static void op_free(engine *base)
     pl_free(e);
 }
 
+static void op_log_events(engine *base, int on)
+{
+    atomic_store(&((sq_engine *)base)->log_events, on != 0);
+}
+
 static const engine_ops sqlite_ops = {
     .name = "sqlite",
     .start = op_start,
@@ -150,6 +155,7 @@ static const engine_ops sqlite_ops = {
     .free = op_free,
     .stats = op_stats,
     .healthy = op_healthy,
+    .log_events = op_log_events,
 };
 
 engine *engine_sqlite_new(const engine_opts *opts, char *err, size_t errlen)

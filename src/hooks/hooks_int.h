@@ -1,0 +1,186 @@
+/* What the files of the hooks service share (hooks.c: the thread, the
+ * inbox, lifecycle; router.c: the committed log to deliveries and
+ * publishes; dispatch.c: endpoint queues, attempts and their outcomes;
+ * hooks_api.c: the API methods; spec.c: endpoints and routes from
+ * configuration or JSON).
+ *
+ * Locks: mu guards everything below it in struct hooks (endpoints, routes,
+ * the store); the thread holds it while it works and API calls take it. in_mu
+ * guards only the inbox and the wakeup: the engine and sender threads post
+ * there and must never wait for a store write. Order: mu, then in_mu. */
+#ifndef PL_HOOKS_INT_H
+#define PL_HOOKS_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "hooks/hooks.h"
+#include "hooks/hstore.h"
+#include "hooks/redact.h"
+#include "hooks/retry.h"
+#include "hooks/rule.h"
+#include "hooks/sender.h"
+#include "hooks/sign.h"
+#include "hooks/ssrf.h"
+#include "util/map.h"
+
+#define HK_READ_ENTRIES 512   /* log entries read per ENGINE_EVENTS request */
+#define HK_MAX_CHAIN 8        /* routes a pub may pass through (loop protection) */
+#define HK_CHAIN_HEADER "parley-route"
+#define HK_TICK_MS 1000
+#define HK_TRIM_AFTER_MS (7LL * 24 * 3600 * 1000) /* delivered deliveries kept a week */
+
+typedef struct hk_endpoint hk_endpoint;
+
+/* A pending delivery in memory (the store has it too). */
+typedef struct hk_dlv {
+    struct hk_dlv *prev, *next; /* the endpoint's pending list, in creation order */
+    hk_endpoint *ep;
+    char *id, *rule, *channel, *pub_id, *correlation_id, *okey;
+    uint64_t offset;
+    uint32_t attempts;
+    int64_t next_ms, created_ms;
+    char *body;
+    size_t body_len;
+    bool in_flight;
+    int64_t started_ms; /* of the attempt in flight */
+} hk_dlv;
+
+/* An endpoint: its definition, keys, policy, health and queue. */
+struct hk_endpoint {
+    hooks *owner;
+    cfg_webhook def; /* owned strings (spec.c builds and frees it) */
+    bool from_api;   /* created through the API (stored in hooks.db) */
+    bool deleted;    /* deleted while attempts were in flight: freed when they end */
+    sign_key **keys; /* def.secrets parsed, same order */
+    retry_policy policy;
+    endpoint_health health;
+    hk_dlv *head, *tail; /* pending, creation order */
+    size_t pending, in_flight;
+    int64_t throttle_until; /* unix ms: a 429/5xx asked to wait */
+    double tokens;          /* rate limit bucket */
+    int64_t tokens_ms;
+    /* metrics */
+    uint64_t delivered, failed_attempts, dead, aborted;
+    uint64_t lat_hist[12]; /* attempt latency buckets (ms): 5,10,25,50,100,250,500,1000,2500,5000,10000,+Inf */
+    double lat_sum_s;
+};
+
+typedef struct hk_route {
+    char *tenant, *id;
+    char *match_json; /* as given */
+    rule_match *match;
+    char *webhook; /* action: endpoint id, or NULL */
+    char *publish; /* action: channel, or NULL */
+    bool enabled, from_api;
+    uint64_t pos;    /* the committed log up to here is evaluated */
+    uint64_t matched, published, missed;
+} hk_route;
+
+/* A delivery a router batch creates, with the strings it owns. */
+typedef struct hk_newd {
+    hstore_delivery d;
+    hk_endpoint *ep;
+    char *id, *okey, *body;
+} hk_newd;
+
+/* The router's batch: deliveries waiting for the batch's publishes. */
+typedef struct hk_batch {
+    hk_newd *d;
+    size_t n, cap;
+    uint64_t last_seq;
+} hk_batch;
+
+/* Something another thread handed to the hooks thread. */
+typedef struct hk_msg {
+    struct hk_msg *next;
+    int kind; /* HK_MSG_* */
+    engine_req *req;
+    hk_dlv *dlv;
+    int status;
+    int64_t latency_us;
+    char *error;
+    char *retry_after;
+    char *delivery_hdr;
+    char *body;
+    size_t body_len;
+} hk_msg;
+
+enum { HK_MSG_EVENTS = 1, HK_MSG_RESULT, HK_MSG_PUBLISHED };
+
+struct hooks {
+    hooks_env env;
+    pthread_t thread;
+    bool running;
+
+    pthread_mutex_t in_mu;
+    pthread_cond_t in_cv;
+    hk_msg *in_head, *in_tail;
+    bool stopping, poke_flag; /* poke_flag: hooks_poke since the thread last looked */
+
+    pthread_mutex_t mu;
+    hstore *store;
+    sender *snd;
+    ssrf_allowlist *allow;
+    map redactions; /* namespace name -> redaction* (NULL values not stored) */
+    hk_endpoint **eps;
+    size_t neps;
+    hk_route **routes;
+    size_t nroutes;
+    hk_endpoint **gone; /* deleted endpoints, freed at the end (batches may point at them) */
+    size_t ngone;
+    /* router */
+    bool reading;          /* an ENGINE_EVENTS request is in flight */
+    bool more;             /* the last read was full: read again */
+    bool log_on;           /* engine_log_events was turned on */
+    bool poked;            /* new commits may be in the log */
+    uint64_t head;         /* newest log sequence number seen */
+    uint64_t trimmed;      /* log entries up to here were trimmed */
+    size_t publishes_out;  /* publish actions of the current batch not answered */
+    int publish_failed;    /* one of them failed: the batch is read again */
+    hk_batch cur;          /* the batch being routed */
+    int64_t retry_read_ms; /* a failed batch is read again from here on */
+    /* dispatcher */
+    uint64_t rnd;
+    int64_t next_wake_ms;
+    hstore_attempt *att;   /* attempts finished this round, committed together */
+    size_t natt, att_cap;
+    uint64_t events_missed, store_errors, deliveries_created, deduplicated;
+};
+
+/* hooks.c */
+void hk_post(hooks *h, hk_msg *m);
+hk_endpoint *hk_endpoint_find(hooks *h, const char *tenant, const char *id);
+hk_route *hk_route_find(hooks *h, const char *tenant, const char *id);
+uint64_t hk_random(hooks *h);
+/* router.c */
+void hk_router_step(hooks *h, int64_t now);
+void hk_router_on_events(hooks *h, engine_req *r, int64_t now);
+void hk_router_on_published(hooks *h, int status);
+uint64_t hk_router_min_pos(hooks *h);
+void hk_router_release(hooks *h);
+#define HK_POS_UNSET UINT64_MAX
+/* dispatch.c */
+void hk_dispatch(hooks *h, int64_t now);
+void hk_on_result(hooks *h, hk_msg *m, int64_t now);
+void hk_flush_attempts(hooks *h);
+int hk_enqueue(hooks *h, hk_endpoint *ep, const hstore_delivery *d);
+void hk_dlv_free(hk_dlv *d);
+void hk_endpoint_disable(hooks *h, hk_endpoint *ep, const char *why, int64_t now);
+/* spec.c */
+int hk_endpoint_new(hooks *h, const cfg_webhook *def, bool from_api, hk_endpoint **out, char *why,
+                    size_t whylen);
+void hk_endpoint_free(hk_endpoint *ep);
+int hk_webhook_from_json(const json_t *spec, const char *tenant, cfg_webhook *out, char *why,
+                         size_t whylen);
+void hk_webhook_release(cfg_webhook *w);
+int hk_webhook_to_json(const cfg_webhook *w, bool show_secrets, sbuf *out);
+int hk_route_new(const char *tenant, const char *id, const char *match_json, const char *webhook,
+                 const char *publish, bool enabled, hk_route **out, rule_error *rerr);
+void hk_route_free(hk_route *r);
+/* An API route spec {id, match, action: {webhook | publish}, enabled}; why
+ * names the member at fault ("match.where...: reason" for the rule). */
+int hk_route_from_json(const json_t *spec, const char *tenant, hk_route **out, char *why,
+                       size_t whylen);
+
+#endif

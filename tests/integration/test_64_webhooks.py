@@ -1,0 +1,339 @@
+# Outbound webhooks end to end: pubs committed by the real server, matched by
+# configured routes, delivered to a real HTTP receiver on loopback that
+# verifies every signature itself. Retries on the schedule, the status
+# contract (500, 410, 429 + Retry-After), dead-lettering and recovery,
+# restarts (kill -9 mid-retry), per-channel ordering under failures, the
+# publish action with loop protection, and redaction of webhook bodies.
+import asyncio
+import json
+import random
+import time
+
+import pytest
+
+from helpers_api import api, api_error, wait_until, with_api
+from helpers_webhooks import Receiver, verify
+from parley_client import SLOW, connect, run, scaled
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+def receivers():
+    made = []
+
+    def make(*script, fn=None):
+        r = Receiver(script or [{"status": 200}], fn=fn)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def hooks_config(url, schedule=("0s", "1s", "1s"), match=None, extra_hook=None, routes=None,
+                 ns_extra=()):
+    """A tweak: webhook `ops` of tenant acme at url, route `alerts` from
+    alerts:** (type incident.*) to it, loopback allowed."""
+    def tweak(cfg):
+        with_api(cfg, extra_ns=[{"name": "alerts"}, {"name": "pager"}, *ns_extra])
+        cfg["webhook_allowed_networks"] = ["127.0.0.0/8"]
+        hook = {"id": "ops", "tenant": "acme", "url": url, "secret": SECRET,
+                "retry_schedule": list(schedule)}
+        hook.update(extra_hook or {})
+        cfg["webhooks"] = [hook]
+        cfg["routes"] = routes if routes is not None else [
+            {"id": "alerts", "tenant": "acme",
+             "match": match or {"channel": "alerts:**", "type": ["incident.*"]},
+             "action": {"webhook": "ops"}}]
+    return tweak
+
+
+def publish(srv, channel, data, type_="incident.opened", **extra):
+    body = {"channel": channel, "data": data, "type": type_, **extra}
+    return api(srv, "publish", body)
+
+
+def wait_requests(r, n, timeout=15 * SLOW):
+    wait_until(lambda: len(r.requests) >= n, timeout, f"{n} webhook requests")
+    return r.requests
+
+
+def test_delivers_signed_envelope_once_per_match(server_factory, receivers):
+    r = receivers({"status": 200})
+    srv = server_factory(hooks_config(r.url))
+    res = publish(srv, "alerts:db", {"severity": "high", "n": 1}, correlation_id="corr-1")
+    publish(srv, "alerts:db", {"n": 2}, type_="deploy.done")  # type does not match
+    publish(srv, "chat:x", {"n": 3})  # channel does not match
+    reqs = wait_requests(r, 1)
+    time.sleep(0.5 * SLOW)
+    assert len(r.requests) == 1, [q["body"] for q in r.requests]
+    q = reqs[0]
+    assert verify(SECRET, q["headers"], q["body"]), q["headers"]
+    env = json.loads(q["body"])
+    assert env["id"] == res["id"] and env["offset"] == res["offset"]
+    assert env["channel"] == "alerts:db" and env["type"] == "incident.opened"
+    assert env["tenant"] == "acme" and env["schema_version"] == 1
+    assert env["data"] == {"severity": "high", "n": 1}
+    assert env["correlation_id"] == "corr-1"
+    assert q["headers"]["webhook-id"] == f"{res['id']}.ops"
+    assert q["headers"]["content-type"] == "application/json"
+    wait_until(lambda: srv.metric("parley_webhook_deliveries_total",
+                                  {"endpoint": "ops", "outcome": "delivered"}) == 1,
+               5 * SLOW, "delivered counted")
+
+
+def test_500_twice_then_200_same_id_on_schedule(server_factory, receivers):
+    r = receivers({"status": 500}, {"status": 500, "body": "boom"}, {"status": 200})
+    srv = server_factory(hooks_config(r.url))
+    res = publish(srv, "alerts:a", {"x": 1})
+    reqs = wait_requests(r, 3)
+    time.sleep(0.3)
+    assert len(r.requests) == 3
+    assert len({q["headers"]["webhook-id"] for q in reqs}) == 1
+    assert all(verify(SECRET, q["headers"], q["body"]) for q in reqs)
+    assert reqs[0]["body"] == reqs[2]["body"]
+    for a, b in zip(reqs, reqs[1:]):  # 1 s +- 10% jitter, loosely
+        assert b["t"] - a["t"] >= 0.85, (a["t"], b["t"])
+    did = f"{res['id']}.ops"
+
+    def three():
+        return len(api(srv, "webhooks.attempts", {"delivery": did})["attempts"]) == 3
+    wait_until(three, 5 * SLOW, "3 attempts recorded")
+    log = api(srv, "webhooks.attempts", {"delivery": did})["attempts"]
+    assert [a["status"] for a in log] == [500, 500, 200]
+    assert log[1]["body"] == "boom" and log[2]["error"] is None
+    health = api(srv, "webhooks.health", {"id": "ops"})
+    assert health["state"] == "healthy" and health["deliveries"]["delivered"] == 1
+    trace = api(srv, "trace", {"id": res["id"]})
+    assert trace["webhooks"][0]["id"] == did and trace["webhooks"][0]["state"] == "delivered"
+    assert len(trace["webhooks"][0]["attempt_log"]) == 3
+
+
+def test_410_disables_the_endpoint(server_factory, receivers):
+    r = receivers({"status": 410})
+    srv = server_factory(hooks_config(r.url))
+    publish(srv, "alerts:a", {"x": 1})
+    wait_requests(r, 1)
+    wait_until(lambda: api(srv, "webhooks.health", {"id": "ops"})["state"] == "disabled",
+               5 * SLOW, "disabled")
+    health = api(srv, "webhooks.health", {"id": "ops"})
+    assert "410" in health["reason"], health
+    publish(srv, "alerts:a", {"x": 2})
+    time.sleep(1.5 * SLOW)
+    assert len(r.requests) == 1  # nothing more is sent to a disabled endpoint
+    # Re-enabling (a configured endpoint allows only this change) sends again.
+    api(srv, "webhooks.update", {"id": "ops", "enabled": True})
+    assert api(srv, "webhooks.health", {"id": "ops"})["state"] == "healthy"
+    r.script = [{"status": 200}]
+    publish(srv, "alerts:a", {"x": 3})
+    wait_requests(r, 2)
+    assert json.loads(r.requests[1]["body"])["data"] == {"x": 3}
+
+
+def test_429_retry_after_is_honoured(server_factory, receivers):
+    r = receivers({"status": 429, "headers": {"Retry-After": "2"}}, {"status": 200})
+    srv = server_factory(hooks_config(r.url, schedule=("0s", "100ms", "100ms")))
+    publish(srv, "alerts:a", {"x": 1})
+    reqs = wait_requests(r, 2)
+    assert reqs[1]["t"] - reqs[0]["t"] >= 1.95, (reqs[0]["t"], reqs[1]["t"])
+
+
+def test_receiver_down_dead_letters_then_recover_delivers(server_factory, receivers):
+    r = receivers({"status": 503})
+    srv = server_factory(hooks_config(r.url, schedule=("0s", "200ms", "200ms")))
+    t0 = int(time.time() * 1000) - 1000
+    res = publish(srv, "alerts:a", {"x": 1})
+    wait_requests(r, 3)
+    did = f"{res['id']}.ops"
+
+    def dead():
+        entries = api(srv, "dlq.list", {})["entries"]
+        return [e for e in entries if e.get("delivery_id") == did]
+    wait_until(dead, 5 * SLOW, "a webhook DLQ entry")
+    entry = dead()[0]
+    assert entry["kind"] == "webhook" and entry["endpoint"] == "ops"
+    assert entry["attempts"] == 3 and entry["pub_id"] == res["id"]
+    dry = api(srv, "webhooks.recover", {"endpoint": "ops", "since": t0, "dry_run": True})
+    assert dry["count"] == 1 and dry["queued"] == 0 and dry["ids"] == [did]
+    time.sleep(0.5)
+    assert len(r.requests) == 3  # a dry run queues nothing
+    r.script = [{"status": 200}]
+    rec = api(srv, "webhooks.recover", {"endpoint": "ops", "since": t0})
+    assert rec["queued"] == 1
+    wait_requests(r, 4)
+    wait_until(lambda: api(srv, "webhooks.health", {"id": "ops"})["deliveries"]["delivered"] == 1,
+               5 * SLOW, "delivered after recover")
+    # Nothing failed is left in the window.
+    again = api(srv, "webhooks.recover", {"endpoint": "ops", "since": t0, "dry_run": True})
+    assert again["count"] == 0
+
+
+def test_dlq_replay_requeues_a_webhook_delivery(server_factory, receivers):
+    r = receivers({"status": 500})
+    srv = server_factory(hooks_config(r.url, schedule=("0s",)))
+    res = publish(srv, "alerts:a", {"x": 1})
+    wait_requests(r, 1)
+    did = f"{res['id']}.ops"
+    wait_until(lambda: any(e.get("delivery_id") == did
+                           for e in api(srv, "dlq.list", {})["entries"]), 5 * SLOW, "dlq entry")
+    entry = [e for e in api(srv, "dlq.list", {})["entries"] if e.get("delivery_id") == did][0]
+    r.script = [{"status": 200}]
+    api(srv, "dlq.replay", {"id": entry["id"]})
+    reqs = wait_requests(r, 2)
+    assert reqs[1]["headers"]["webhook-id"] == did
+
+
+def test_kill_mid_retry_resumes_after_restart(server_factory, receivers):
+    r = receivers({"status": 500}, {"status": 200})
+    srv = server_factory(hooks_config(r.url, schedule=("0s", "3s", "3s")))
+    res = publish(srv, "alerts:a", {"x": 1})
+    wait_requests(r, 1)
+    time.sleep(0.3)  # the failed attempt is recorded
+    srv.kill()
+    srv.start()
+    reqs = wait_requests(r, 2, timeout=20 * SLOW)
+    time.sleep(1)
+    assert len(r.requests) == 2
+    assert reqs[1]["headers"]["webhook-id"] == f"{res['id']}.ops"
+    did = f"{res['id']}.ops"
+    wait_until(lambda: [a["status"] for a in api(srv, "webhooks.attempts", {"delivery": did})
+                        ["attempts"]] == [500, 200], 5 * SLOW, "attempt log across restart")
+
+
+def test_kill_before_routing_loses_nothing(server_factory, receivers):
+    r = receivers({"status": 200})
+    srv = server_factory(hooks_config(r.url))
+    n = scaled(200, 50)
+    ids = {publish(srv, f"alerts:k{i % 5}", {"i": i})["id"] for i in range(n)}
+    srv.kill()
+    srv.start()
+    wait_until(lambda: {json.loads(q["body"])["id"] for q in r.requests} >= ids, 30 * SLOW,
+               "every pub delivered after the crash")
+
+
+def test_ordering_by_channel_under_failures(server_factory, receivers):
+    rnd = random.Random(7)
+
+    def flaky(n, req):
+        return {"status": 500 if rnd.random() < 0.05 else 200}
+    r = receivers(fn=flaky)
+    srv = server_factory(hooks_config(r.url, schedule=("0s", "50ms", "50ms", "50ms", "50ms",
+                                                       "50ms", "50ms", "50ms"),
+                                      extra_hook={"ordering": "channel", "max_in_flight": 32}))
+    n, channels = scaled(5000, 1000), 50
+
+    async def go():
+        c = await connect(srv)
+        sem = asyncio.Semaphore(64)
+
+        async def one(i):
+            async with sem:
+                await c.publish(f"alerts:o{i % channels}", {"i": i}, type="incident.x")
+        await asyncio.gather(*(one(i) for i in range(n)))
+        await c.close()
+    run(go(), timeout=120 * SLOW)
+    wait_until(lambda: srv.metric("parley_webhook_deliveries_total",
+                                  {"endpoint": "ops", "outcome": "delivered"}) == n,
+               120 * SLOW, f"{n} deliveries", step=0.5)
+    seen = {}
+    inversions = 0
+    for q in r.requests:
+        env = json.loads(q["body"])
+        ch, off = env["channel"], env["offset"]
+        if off < seen.get(ch, 0):
+            inversions += 1
+        seen[ch] = max(seen.get(ch, 0), off)
+    assert inversions == 0
+    assert len(seen) == channels
+
+
+def test_publish_action_and_loop_protection(server_factory, receivers):
+    r = receivers({"status": 200})
+    routes = [
+        # copies alerts:** to pager:main, and pager:** back to alerts:copy: a loop
+        {"id": "page", "tenant": "acme", "match": {"channel": "alerts:**"},
+         "action": {"publish": "pager:main"}},
+        {"id": "back", "tenant": "acme", "match": {"channel": "pager:**"},
+         "action": {"publish": "alerts:copy"}},
+        {"id": "self", "tenant": "acme", "match": {"channel": "pager:**"},
+         "action": {"publish": "pager:again"}},
+    ]
+    srv = server_factory(hooks_config(r.url, routes=routes))
+    res = publish(srv, "alerts:a", {"x": 1})
+    wait_until(lambda: api(srv, "history", {"channel": "pager:main"})["pubs"], 10 * SLOW,
+               "the copy")
+    time.sleep(1.5 * SLOW)
+    main = api(srv, "history", {"channel": "pager:main"})["pubs"]
+    copy = api(srv, "history", {"channel": "alerts:copy"})["pubs"]
+    again = api(srv, "history", {"channel": "pager:again"})["pubs"]
+    # page fired once: never on alerts:copy, whose chain it starts. self
+    # fired on pager:main, never on its own pager:again. back fired on both
+    # pager pubs (it produced neither), and never again on its output.
+    assert len(main) == 1 and len(again) == 1 and len(copy) == 2, (main, copy, again)
+    assert main[0]["data"] == {"x": 1}
+    assert main[0]["headers"]["parley-route"] == "page"
+    assert again[0]["headers"]["parley-route"] == "page,self"
+    assert sorted(p["headers"]["parley-route"] for p in copy) == ["page,back", "page,self,back"]
+    assert main[0]["correlation_id"] == res["id"]
+
+
+def test_redacted_paths_absent_from_webhook_bodies(server_factory, receivers):
+    r = receivers({"status": 200})
+    ns = {"name": "cards", "redact": ["data.card", {"path": "headers.x-token",
+                                                    "action": "mask"}]}
+    routes = [{"id": "c", "tenant": "acme", "match": {"channel": "cards:**"},
+               "action": {"webhook": "ops"}}]
+    srv = server_factory(hooks_config(r.url, routes=routes, ns_extra=[ns]))
+    publish(srv, "cards:1", {"card": "4111", "amount": 5}, headers={"x-token": "t0p"})
+    q = wait_requests(r, 1)[0]
+    assert verify(SECRET, q["headers"], q["body"])
+    env = json.loads(q["body"])
+    assert "card" not in env["data"] and env["data"]["amount"] == 5
+    assert env["headers"]["x-token"] == "***"
+    assert b"4111" not in q["body"] and b"t0p" not in q["body"]
+    assert "4111" not in srv.log_text()
+    full = api(srv, "history", {"channel": "cards:1"})["pubs"][0]
+    assert full["data"]["card"] == "4111"  # subscribers keep the whole pub
+
+
+def test_loopback_refused_without_allowlist(server_factory, receivers):
+    r = receivers({"status": 200})
+
+    def tweak(cfg):
+        hooks_config(r.url, schedule=("0s",))(cfg)
+        del cfg["webhook_allowed_networks"]
+    srv = server_factory(tweak)
+    res = publish(srv, "alerts:a", {"x": 1})
+    did = f"{res['id']}.ops"
+    wait_until(lambda: api(srv, "webhooks.attempts", {"delivery": did})["attempts"], 10 * SLOW,
+               "the refused attempt")
+    att = api(srv, "webhooks.attempts", {"delivery": did})["attempts"][0]
+    assert att["status"] == 0 and "loopback" in att["error"], att
+    assert r.requests == []
+
+
+def test_redirect_is_a_failure_not_followed(server_factory, receivers):
+    target = receivers({"status": 200})
+    r = receivers({"status": 302, "headers": {"Location": target.url}})
+    srv = server_factory(hooks_config(r.url, schedule=("0s",)))
+    res = publish(srv, "alerts:a", {"x": 1})
+    did = f"{res['id']}.ops"
+    wait_until(lambda: api(srv, "webhooks.attempts", {"delivery": did})["attempts"], 10 * SLOW,
+               "the attempt")
+    assert api(srv, "webhooks.attempts", {"delivery": did})["attempts"][0]["status"] == 302
+    time.sleep(0.5)
+    assert target.requests == []
+
+
+def test_unknown_delivery_and_endpoint_are_404(server_factory, receivers):
+    r = receivers({"status": 200})
+    srv = server_factory(hooks_config(r.url))
+    status, err = api_error(srv, "webhooks.attempts", {"delivery": "nope.ops"})
+    assert status == 404 and err["code"] == 116
+    status, err = api_error(srv, "webhooks.health", {"id": "nope"})
+    assert status == 404 and err["code"] == 116 and "nope" in err["message"]
+    # Another tenant does not see acme's endpoint.
+    status, err = api_error(srv, "webhooks.health", {"id": "ops"}, tenant="globex")
+    assert status == 404
