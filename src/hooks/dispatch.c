@@ -302,15 +302,12 @@ static void dead_letter(hooks *h, const hk_endpoint *ep, const hk_dlv *d, const 
 static void health_events(hooks *h, hk_endpoint *ep, unsigned ev, int64_t now)
 {
     if (!ev) return;
-    const char *t = ep->def.tenant, *id = ep->def.id;
-    if (ev & HEALTH_EV_WARN_24H)
-        log_event(LOG_WARN, "webhook_failing", "tenant", t, "endpoint", id, "for", "24h", NULL);
-    if (ev & HEALTH_EV_WARN_72H)
-        log_event(LOG_WARN, "webhook_failing", "tenant", t, "endpoint", id, "for", "72h", NULL);
-    if (ev & HEALTH_EV_RECOVERED)
-        log_event(LOG_INFO, "webhook_recovered", "tenant", t, "endpoint", id, NULL);
+    if (ev & HEALTH_EV_WARN_24H) hk_op_event(h, ep, HK_EV_FAILING_24H, "no success for 24h");
+    if (ev & HEALTH_EV_WARN_72H) hk_op_event(h, ep, HK_EV_FAILING_72H, "no success for 72h");
+    if (ev & HEALTH_EV_RECOVERED) hk_op_event(h, ep, HK_EV_RECOVERED, NULL);
     if (ev & HEALTH_EV_DISABLED) hk_endpoint_disable(h, ep, ep->health.reason, now);
-    if (hstore_health_put(h->store, t, id, &ep->health) != PL_OK) h->store_errors++;
+    if (hstore_health_put(h->store, ep->def.tenant, ep->def.id, &ep->health) != PL_OK)
+        h->store_errors++;
 }
 
 static void finish(hooks *h, hk_endpoint *ep, hk_dlv *d, int state)
@@ -419,8 +416,8 @@ void hk_endpoint_disable(hooks *h, hk_endpoint *ep, const char *why, int64_t now
         unlink_dlv(ep, d);
         hk_dlv_free(d);
     }
-    char n[24];
-    snprintf(n, sizeof(n), "%" PRIu64, killed);
-    log_event(LOG_WARN, "webhook_disabled", "tenant", ep->def.tenant, "endpoint", ep->def.id,
-              "reason", why ? why : "", "pending_dead", n, NULL);
+    char reason[256];
+    snprintf(reason, sizeof(reason), "%s; %" PRIu64 " pending deliveries dead", why ? why : "",
+             killed);
+    hk_op_event(h, ep, HK_EV_DISABLED, reason);
 }

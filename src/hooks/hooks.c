@@ -61,6 +61,59 @@ hk_route *hk_route_find(hooks *h, const char *tenant, const char *id)
     return NULL;
 }
 
+void hk_sys_update(hooks *h)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < h->nroutes; i++)
+        if (h->routes[i]->enabled) bits |= h->routes[i]->sys;
+    h->sys_wanted = bits;
+    if (h->env.lifecycle)
+        atomic_store(h->env.lifecycle, bits & (HK_SYS_CLIENTS | HK_SYS_PRESENCE));
+}
+
+static void op_published(void *arg, int status)
+{
+    (void)arg;
+    if (status != PL_OK)
+        log_event(LOG_WARN, "webhook_event_not_published", "channel", "$sys:webhooks", NULL);
+}
+
+void hk_op_event(hooks *h, const hk_endpoint *ep, enum hk_op_event ev, const char *reason)
+{
+    static const char *const names[HK_EV__COUNT] = {"disabled", "enabled", "failing_24h",
+                                                    "failing_72h", "recovered"};
+    const char *t = ep->def.tenant, *id = ep->def.id;
+    h->op_events[ev]++;
+    log_event(ev == HK_EV_DISABLED || ev == HK_EV_FAILING_72H ? LOG_WARN : LOG_INFO,
+              "webhook_state", "tenant", t, "endpoint", id, "event", names[ev], "reason",
+              reason ? reason : "", NULL);
+    json_t *d = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "endpoint", id, "event", names[ev],
+                          "reason", reason ? reason : "", "failing_since",
+                          (json_int_t)ep->health.failing_since, "last_success",
+                          (json_int_t)ep->health.last_success, "last_failure",
+                          (json_int_t)ep->health.last_failure);
+    char *data = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    char action[48];
+    snprintf(action, sizeof(action), "webhooks.%s", names[ev]);
+    if (data && h->env.audit && (ev == HK_EV_DISABLED || ev == HK_EV_ENABLED)) {
+        audit_event a = {.actor = "server", .action = action, .tenant = t, .target = id,
+                         .details = data, .details_len = strlen(data)};
+        if (audit_append(h->env.audit, &a, NULL) != PL_OK)
+            log_event(LOG_ERROR, "audit_failed", "action", action, NULL);
+    }
+    if (data && (h->sys_wanted & HK_SYS_WEBHOOKS)) {
+        char type[48];
+        snprintf(type, sizeof(type), "$sys.webhook.%s", names[ev]);
+        pub_fields f = {.tenant = t, .tenant_len = strlen(t), .channel = "$sys:webhooks",
+                        .channel_len = 13, .data = data, .data_len = strlen(data),
+                        .type = type, .type_len = strlen(type)};
+        if (h->env.publish(h->env.publish_ctx, &f, op_published, NULL) != PL_OK)
+            op_published(NULL, PL_ERR);
+    }
+    free(data);
+}
+
 static void free_msg(hk_msg *m)
 {
     engine_req_free(m->req);
@@ -333,6 +386,7 @@ int hooks_new(const hooks_env *env, hooks **out, char *err, size_t errlen)
                                 cfg->n_webhook_allowed_networks, &h->allow, err, errlen);
     if (st == PL_OK) st = build_config(h, err, errlen);
     if (st == PL_OK) st = load_store(h, err, errlen);
+    if (st == PL_OK) hk_sys_update(h);
     if (st != PL_OK) {
         hooks_free(h);
         return st;
@@ -471,6 +525,11 @@ void hooks_render_metrics(hooks *h, sbuf *o)
     for (int s = 0; s < 3; s++)
         sbuf_printf(o, "parley_webhook_endpoints{state=\"%s\"} %zu\n",
                     health_state_name((health_state)s), by_state[s]);
+    static const char *const evn[HK_EV__COUNT] = {"disabled", "enabled", "failing_24h",
+                                                  "failing_72h", "recovered"};
+    for (int e = 0; e < HK_EV__COUNT; e++)
+        sbuf_printf(o, "parley_webhook_state_changes_total{event=\"%s\"} %" PRIu64 "\n", evn[e],
+                    h->op_events[e]);
     for (size_t i = 0; i < h->nroutes; i++) {
         const hk_route *r = h->routes[i];
         sbuf_printf(o, "parley_route_matches_total{tenant=\"%s\",route=\"%s\"} %" PRIu64 "\n",

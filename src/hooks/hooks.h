@@ -9,6 +9,7 @@
 #ifndef PL_HOOKS_H
 #define PL_HOOKS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,7 @@
 #include "config/config.h"
 #include "engine/engine.h"
 #include "engine/pub.h"
+#include "obs/audit.h"
 #include "util/sbuf.h"
 
 typedef struct hooks hooks;
@@ -36,6 +38,10 @@ typedef struct hooks_env {
     engine *eng;
     hooks_publish_fn publish;
     void *publish_ctx;
+    /* Where the service says which lifecycle events routes want (bit 1:
+     * $sys:clients, bit 2: $sys:presence); NULL: nowhere. */
+    atomic_uint *lifecycle;
+    audit_log *audit; /* endpoint disabled and re-enabled are recorded; NULL: not */
 } hooks_env;
 
 /* Builds the service from cfg (webhooks, routes, webhook_allowed_networks)

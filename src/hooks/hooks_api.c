@@ -148,7 +148,7 @@ static void reenable(call *c, hk_endpoint *ep)
     if (ep->health.state != HEALTH_DISABLED) return;
     endpoint_health_init(&ep->health);
     hstore_health_put(c->h->store, ep->def.tenant, ep->def.id, &ep->health);
-    log_event(LOG_INFO, "webhook_enabled", "tenant", ep->def.tenant, "endpoint", ep->def.id, NULL);
+    hk_op_event(c->h, ep, HK_EV_ENABLED, "re-enabled through the API");
 }
 
 /* Rebuilds an API endpoint from its stored definition with the members of
@@ -520,6 +520,7 @@ int hooks_api(hooks *h, const char *kind, const char *method, const char *tenant
     } else if (!strcmp(method, "delete")) {
         st = r_delete(&c);
     }
+    if (st == PL_OK && strcmp(kind, "webhooks")) hk_sys_update(h);
     pthread_mutex_unlock(&h->mu);
     hooks_poke(h); /* dispatch what changed now */
     if (st == PL_ENOMEM) snprintf(why, whylen, "out of memory");

@@ -30,6 +30,16 @@
 #define HK_TICK_MS 1000
 #define HK_TRIM_AFTER_MS (7LL * 24 * 3600 * 1000) /* delivered deliveries kept a week */
 
+/* System channels ($sys:...) a route may read; only a route whose channel
+ * glob starts with '$' sees them, never a catch-all. */
+#define HK_SYS_CLIENTS 1u  /* $sys:clients (lifecycle) */
+#define HK_SYS_PRESENCE 2u /* $sys:presence (lifecycle) */
+#define HK_SYS_WEBHOOKS 4u /* $sys:webhooks (endpoint state changes) */
+
+/* Endpoint state changes, counted and published on $sys:webhooks. */
+enum hk_op_event { HK_EV_DISABLED, HK_EV_ENABLED, HK_EV_FAILING_24H, HK_EV_FAILING_72H,
+                   HK_EV_RECOVERED, HK_EV__COUNT };
+
 typedef struct hk_endpoint hk_endpoint;
 
 /* A pending delivery in memory (the store has it too). */
@@ -73,6 +83,7 @@ typedef struct hk_route {
     char *webhook; /* action: endpoint id, or NULL */
     char *publish; /* action: channel, or NULL */
     bool enabled, from_api;
+    unsigned sys;    /* HK_SYS_* channels its `channel` globs name explicitly */
     uint64_t pos;    /* the committed log up to here is evaluated */
     uint64_t matched, published, missed;
 } hk_route;
@@ -146,6 +157,8 @@ struct hooks {
     hstore_attempt *att;   /* attempts finished this round, committed together */
     size_t natt, att_cap;
     uint64_t events_missed, store_errors, deliveries_created, deduplicated;
+    uint64_t op_events[HK_EV__COUNT];
+    unsigned sys_wanted; /* HK_SYS_* bits some enabled route names */
 };
 
 /* hooks.c */
@@ -153,6 +166,12 @@ void hk_post(hooks *h, hk_msg *m);
 hk_endpoint *hk_endpoint_find(hooks *h, const char *tenant, const char *id);
 hk_route *hk_route_find(hooks *h, const char *tenant, const char *id);
 uint64_t hk_random(hooks *h);
+/* Recomputes which system channels enabled routes read (after any route
+ * change) and tells the protocol layer which lifecycle events to record. */
+void hk_sys_update(hooks *h);
+/* An endpoint state change: counted, logged, audited, and published on the
+ * tenant's $sys:webhooks when a route reads it. */
+void hk_op_event(hooks *h, const hk_endpoint *ep, enum hk_op_event ev, const char *reason);
 /* router.c */
 void hk_router_step(hooks *h, int64_t now);
 void hk_router_on_events(hooks *h, engine_req *r, int64_t now);

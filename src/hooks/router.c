@@ -237,6 +237,7 @@ static int route_pub(hooks *h, hk_batch *b, rule_event *ev, pl_pub *p, uint64_t 
     for (size_t i = 0; i < h->nroutes && st == PL_OK; i++) {
         hk_route *rt = h->routes[i];
         if (!rt->enabled || rt->pos >= seq || strcmp(rt->tenant, p->tenant)) continue;
+        if (p->channel[0] == '$' && !rt->sys) continue; /* system channels: named only */
         if (!prepared) {
             rule_event_fields f = {.tenant = p->tenant,
                                    .channel = p->channel,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hooks/glob.h"
 #include "hooks/hooks_int.h"
 #include "util/clock.h"
 #include "util/jpath.h"
@@ -422,6 +423,21 @@ int hk_webhook_to_json(const cfg_webhook *w, bool show_secrets, sbuf *out)
 
 /* ---- routes ---------------------------------------------------------------- */
 
+/* The system channels a match's channel globs name explicitly. */
+static unsigned sys_channels(const json_t *m)
+{
+    static const char *const chans[] = {"$sys:clients", "$sys:presence", "$sys:webhooks"};
+    json_t *c = json_object_get(m, "channel");
+    unsigned bits = 0;
+    for (size_t i = 0; i < (json_is_array(c) ? json_array_size(c) : 1); i++) {
+        const char *g = json_string_value(json_is_array(c) ? json_array_get(c, i) : c);
+        if (!g || g[0] != '$') continue;
+        for (unsigned k = 0; k < 3; k++)
+            if (glob_match(g, strlen(g), chans[k], strlen(chans[k]), ':')) bits |= 1u << k;
+    }
+    return bits;
+}
+
 int hk_route_new(const char *tenant, const char *id, const char *match_json, const char *webhook,
                  const char *publish, bool enabled, hk_route **out, rule_error *rerr)
 {
@@ -434,6 +450,7 @@ int hk_route_new(const char *tenant, const char *id, const char *match_json, con
         st = PL_EINVAL;
     }
     if (st == PL_OK) st = rule_match_compile(m, &r->match, rerr);
+    if (st == PL_OK) r->sys = sys_channels(m);
     json_decref(m);
     if (st == PL_OK) {
         r->tenant = pl_strdup(tenant);

@@ -46,6 +46,7 @@ static void ws_on_closed(void *ud, uint16_t code)
     }
     c->close_after_flush = 1;
     c->close_code = 0;
+    if (!c->out.close_code) c->out.close_code = code;
     if (!c->qlen && !c->writing) conn_abort(c);
 }
 
@@ -750,6 +751,7 @@ void conn_close(conn *c, uint16_t code, const char *reason)
 void conn_close_retry(conn *c, uint16_t code, const char *reason, int64_t retry_after_ms)
 {
     if (c->out.closed || c->state == CS_CLOSING) return;
+    c->out.close_code = code;
     if (c->state == CS_WS && !c->ws)
         c->ws = ws_session_new(&conn_ws_callbacks, c, c->w->srv->cfg.limits.max_frame_bytes);
     char retry[40] = "";

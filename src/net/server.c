@@ -767,7 +767,9 @@ server *server_new(config *cfg, char *err, size_t errlen)
     hooks_env he = {.cfg = &srv->cfg,
                     .eng = srv->ps.eng,
                     .publish = proto_route_publish,
-                    .publish_ctx = &srv->ps};
+                    .publish_ctx = &srv->ps,
+                    .lifecycle = &srv->ps.lifecycle,
+                    .audit = srv->ps.audit};
     if (hooks_new(&he, &srv->ps.hooks, err, errlen) != PL_OK) goto fail;
     return srv;
 fail:

@@ -45,11 +45,12 @@ enum metric_counter {
     M_BACKLOGGED,             /* a worker's output backlog passed limits.backlog_bytes */
     M_SLOW_DROPPED_OLDEST,    /* pubs dropped from queues by the drop_oldest policy */
     M_SLOW_DROPPED_LATEST,    /* ... by the latest policy */
+    M_LIFECYCLE_LOST,         /* lifecycle events not recorded: out of memory */
     M__COUNT
 };
 
 #define METRICS_METHODS 24
-#define METRICS_CODES 17 /* 0 = ok, then code - 99 for codes 100..115 */
+#define METRICS_CODES 19 /* 0 = ok, then code - 99 for codes 100..117 */
 #define METRICS_LAT_BUCKETS 14
 
 /* One tenant's counters on one shard (labelled series on /metrics). */

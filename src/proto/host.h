@@ -79,7 +79,13 @@ struct proto_server {
     atomic_long storage_queue;
     atomic_uint backlogged;
     atomic_uint shedding;
+    /* Lifecycle events to record (LIFECYCLE_* bits), set by the hooks
+     * service while a route names their channel; any thread. */
+    atomic_uint lifecycle;
 };
+
+#define LIFECYCLE_CLIENT 1u   /* $sys:clients: connect, disconnect, subscribe, unsubscribe */
+#define LIFECYCLE_PRESENCE 2u /* $sys:presence: join, leave */
 
 /* Per-worker operations; the worker's thread only. */
 typedef struct proto_host_ops {

@@ -92,6 +92,10 @@ static inline void host_submit(proto_host *h, engine_req *r)
 {
     h->ops->submit(h, r);
 }
+/* Retention of the system channels ($sys:clients, $sys:presence,
+ * $sys:webhooks): what routes read from them, kept a while for a restart. */
+#define LIFECYCLE_HISTORY 10000
+#define LIFECYCLE_TTL_MS (24LL * 3600 * 1000)
 /* PE_OK if the channel name is valid (PROTOCOL.md section 5), else PE_BAD_REQUEST. */
 proto_error proto_channel_valid(const char *s, size_t n);
 /* A since {offset, epoch} object: PE_OK, or 107 with *why naming the

@@ -311,11 +311,19 @@ static void route_pub_done(engine_req *r)
 int proto_route_publish(void *ctx, const pub_fields *f, void (*done)(void *arg, int status),
                         void *arg)
 {
+    /* The system channels (endpoint state changes on $sys:webhooks) are
+     * the server's own: stored like lifecycle events, no namespace. */
+    static const cfg_namespace sys_ns = {.name = "$sys",
+                                         .history_size = LIFECYCLE_HISTORY,
+                                         .history_ttl_ms = LIFECYCLE_TTL_MS,
+                                         .cls = PUB_STANDARD};
     proto_server *srv = ctx;
-    const cfg_namespace *ns = config_namespace(srv->cfg, f->channel, f->channel_len);
+    int sys = f->channel_len > 5 && !memcmp(f->channel, "$sys:", 5);
+    const cfg_namespace *ns = sys ? &sys_ns : config_namespace(srv->cfg, f->channel, f->channel_len);
     /* A route feeds stored channels: an ephemeral one has no log to resume
      * from, so a route could not promise its pubs. */
-    if (!ns || ns->cls == PUB_EPHEMERAL || proto_channel_valid(f->channel, f->channel_len))
+    if (!ns || ns->cls == PUB_EPHEMERAL ||
+        (!sys && proto_channel_valid(f->channel, f->channel_len)))
         return PL_EINVAL;
     engine_req *r = engine_req_new_ctx(ENGINE_PUBLISH, sizeof(route_pub));
     pl_pub *p = r ? pub_new(f, ns->cls) : NULL;

@@ -318,6 +318,7 @@ static void free_strs(char **v, size_t n)
 void session_free(session *s)
 {
     if (!s) return;
+    sess_lifecycle(s, LC_DISCONNECT, NULL, s->out->close_code);
     while (s->nsubs)
         sess_drop_sub(s, s->subs[s->nsubs - 1]);
     sess_unpause(s);
@@ -399,6 +400,7 @@ int sess_login(session *s, const struct jwt *j, const tenant *tk)
     s->npubs = s->pubs ? j->n_publish : 0;
     if (!s->user) return -1;
     s->connected = 1;
+    sess_lifecycle(s, LC_CONNECT, NULL, 0);
     return 0;
 }
 

@@ -70,7 +70,16 @@ struct session {
     uint8_t counted_tenant, counted_user; /* held connection-limit counts */
     uint8_t counted_conn;                 /* counted in the tenant's metrics */
     uint8_t paused;                       /* 0, FLOW_PAUSED or FLOW_HELD (sess_flow) */
+    uint32_t lc_seq; /* lifecycle events recorded for this client (their seq) */
 };
+
+/* ---- lifecycle events (lifecycle.c) ------------------------------------- */
+
+enum lc_kind { LC_CONNECT, LC_DISCONNECT, LC_SUBSCRIBE, LC_UNSUBSCRIBE, LC_JOIN, LC_LEAVE };
+
+/* Records one event of s when a route asks for its kind; channel (may be
+ * NULL) and code (disconnect) describe it. */
+void sess_lifecycle(session *s, enum lc_kind kind, const char *channel, uint16_t code);
 
 /* ---- replies (session.c) ----------------------------------------------- */
 

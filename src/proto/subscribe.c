@@ -39,6 +39,7 @@ static void presence_enter(session *s, sub *sb)
                      s->h->now_ms) != 1)
         return;
     sb->in_presence = 1;
+    sess_lifecycle(s, LC_JOIN, sb->channel, 0);
     if (sb->ns->join_leave) join_leave(s, sb, "join");
 }
 
@@ -46,9 +47,9 @@ static void presence_leave(session *s, sub *sb)
 {
     if (!sb->in_presence) return;
     sb->in_presence = 0;
-    if (presence_remove(s->h->srv->presence, s->tenant, sb->channel, s->client) == 1 &&
-        sb->ns->join_leave)
-        join_leave(s, sb, "leave");
+    if (presence_remove(s->h->srv->presence, s->tenant, sb->channel, s->client) != 1) return;
+    sess_lifecycle(s, LC_LEAVE, sb->channel, 0);
+    if (sb->ns->join_leave) join_leave(s, sb, "leave");
 }
 
 int session_subscribed(void *owner, const char *channel)
@@ -385,6 +386,7 @@ static void subscribe_done(session *s, sub *sb, pending *pd, engine_req *r)
         return;
     }
     snprintf(sb->epoch, sizeof(sb->epoch), "%s", r->epoch);
+    sess_lifecycle(s, LC_SUBSCRIBE, sb->channel, 0);
     int recovered = pd->has_since && r->recovered;
     fit_result(s, r, recovered);
     tune_page(s, sb, r);
@@ -534,7 +536,10 @@ void sess_m_unsubscribe(session *s, const proto_cmd *cmd, proto_batch *b, unsign
         return;
     }
     sub *sb = sess_find_sub(s, ch);
-    if (sb) sess_drop_sub(s, sb);
+    if (sb) {
+        sess_lifecycle(s, LC_UNSUBSCRIBE, ch, 0);
+        sess_drop_sub(s, sb);
+    }
     sess_reply_empty(s, cmd, mi);
 }
 
@@ -552,6 +557,7 @@ void session_server_unsubscribe(session *s, const char *ch)
     if (!s->connected || s->out->closed) return;
     sub *sb = sess_find_sub(s, ch);
     if (!sb) return;
+    sess_lifecycle(s, LC_UNSUBSCRIBE, ch, 0);
     sess_drop_sub(s, sb);
     sbuf o;
     sbuf_init(&o);

@@ -337,3 +337,66 @@ def test_unknown_delivery_and_endpoint_are_404(server_factory, receivers):
     # Another tenant does not see acme's endpoint.
     status, err = api_error(srv, "webhooks.health", {"id": "ops"}, tenant="globex")
     assert status == 404
+
+
+def test_lifecycle_events_routed_in_client_order(server_factory, receivers):
+    r = receivers({"status": 200})
+    everything = receivers({"status": 200})
+    routes = [{"id": "life", "tenant": "acme",
+               "match": {"channel": ["$sys:clients", "$sys:presence"], "type": ["$sys.**"]},
+               "action": {"webhook": "ops"}},
+              # a catch-all never sees system channels
+              {"id": "all", "tenant": "acme", "match": {}, "action": {"webhook": "all"}}]
+
+    def tweak(cfg):
+        hooks_config(r.url, routes=routes)(cfg)
+        cfg["webhooks"].append({"id": "all", "tenant": "acme", "url": everything.url,
+                                "secret": SECRET})
+    srv = server_factory(tweak)
+
+    async def go():
+        c = await connect(srv, user="bob")
+        await c.subscribe("room:lobby")
+        await c.call("unsubscribe", {"channel": "room:lobby"})
+        await c.close()
+    run(go())
+    reqs = wait_requests(r, 6)
+    time.sleep(0.5)
+    # Two channels are delivered in parallel: the per-client seq orders them.
+    evs = sorted((json.loads(q["body"]) for q in r.requests), key=lambda e: e["data"]["seq"])
+    types = [e["type"].rsplit(".", 1)[1] for e in evs]
+    assert [e["data"]["seq"] for e in evs] == [1, 2, 3, 4, 5, 6]
+    assert types[0] == "connect" and types[-1] == "disconnect", types
+    assert sorted(types[1:5]) == ["join", "leave", "subscribe", "unsubscribe"], types
+    assert types.index("join") < types.index("leave"), types
+    assert types.index("subscribe") < types.index("unsubscribe"), types
+    assert len({e["data"]["client"] for e in evs}) == 1
+    assert all(e["data"]["user"] == "bob" for e in evs)
+    assert evs[1]["data"]["channel"] == "room:lobby"
+    assert evs[0]["channel"] == "$sys:clients" and evs[2]["channel"] == "$sys:presence"
+    assert "code" in evs[-1]["data"]
+    assert all(verify(SECRET, q["headers"], q["body"]) for q in reqs)
+    assert everything.requests == []
+
+
+def test_endpoint_disabled_event_is_routable(server_factory, receivers):
+    gone = receivers({"status": 410})
+    ops = receivers({"status": 200})
+    routes = [{"id": "alerts", "tenant": "acme", "match": {"channel": "alerts:**"},
+               "action": {"webhook": "ops"}},
+              {"id": "watch", "tenant": "acme", "match": {"channel": "$sys:webhooks"},
+               "action": {"webhook": "oncall"}}]
+
+    def tweak(cfg):
+        hooks_config(gone.url, routes=routes)(cfg)
+        cfg["webhooks"].append({"id": "oncall", "tenant": "acme", "url": ops.url,
+                                "secret": SECRET})
+    srv = server_factory(tweak)
+    publish(srv, "alerts:a", {"x": 1})
+    q = wait_requests(ops, 1)[0]
+    env = json.loads(q["body"])
+    assert env["type"] == "$sys.webhook.disabled" and env["channel"] == "$sys:webhooks"
+    assert env["data"]["endpoint"] == "ops" and "410" in env["data"]["reason"]
+    assert srv.metric("parley_webhook_state_changes_total", {"event": "disabled"}) == 1
+    with open(f"{srv.data_dir}/audit.log") as f:
+        assert any('"webhooks.disabled"' in line and '"ops"' in line for line in f)

@@ -609,8 +609,8 @@ static const err_case err_cases[] = {
     {"engine:\n  max_db_bytes: 5\n  address: \"10.0.0.5:6379\"\n", 3, 3,
      "engine.address: not supported yet"},
     {"engine: {type: redis, address: \"h:1\"}\n", 1, 23, "engine.address: not supported yet"},
-    {"tenants:\n  - {id: a, jwt_secret: s, api_keys: [{key: k, scopes: [webhooks]}]}\n", 2, 57,
-     "unknown scope 'webhooks'"},
+    {"tenants:\n  - {id: a, jwt_secret: s, api_keys: [{key: k, scopes: [webhook]}]}\n", 2, 57,
+     "unknown scope 'webhook'"},
 };
 
 /* ------------------------------------------------------------------------ */
