@@ -389,16 +389,17 @@ void hk_on_result(hooks *h, hk_msg *m, int64_t now)
         if (out.kind == RETRY_THROTTLE && !out.exhausted) ep->throttle_until = d->next_ms;
         break;
     }
-    /* Disabled or deleted while this attempt ran: no further attempt. */
-    if (state == HSTORE_PENDING && !sendable(ep)) state = HSTORE_DEAD;
+    /* The endpoint's health first: a failure that disables it ends this
+     * delivery too, and its record must say so. */
+    unsigned ev = endpoint_health_on_result(&ep->health, now, out.kind, out.reason);
+    if (state == HSTORE_PENDING && (!sendable(ep) || (ev & HEALTH_EV_DISABLED))) state = HSTORE_DEAD;
     if (out.kind != RETRY_SUCCESS) ep->failed_attempts++;
     char *hj = headers_json(m);
     const char *err = m->status ? (out.kind == RETRY_SUCCESS ? NULL : out.reason) : m->error;
     record(h, d, m->status, m->latency_us, hj, m->body, m->body_len, err, state, now);
     free(hj);
-    if (state == HSTORE_DEAD && out.kind != RETRY_DISABLE_ENDPOINT)
+    if (state == HSTORE_DEAD && out.kind != RETRY_DISABLE_ENDPOINT && !(ev & HEALTH_EV_DISABLED))
         dead_letter(h, ep, d, "webhook_failed", err);
-    unsigned ev = endpoint_health_on_result(&ep->health, now, out.kind, out.reason);
     finish(h, ep, d, state);
     health_events(h, ep, ev, now);
 }

@@ -67,6 +67,12 @@ void hk_sys_update(hooks *h)
     for (size_t i = 0; i < h->nroutes; i++)
         if (h->routes[i]->enabled) bits |= h->routes[i]->sys;
     h->sys_wanted = bits;
+    if (!h->nroutes && h->log_on) {
+        /* Nothing reads the log: stop writing it (a new route starts at the
+         * head anyway). */
+        engine_log_events(h->env.eng, 0);
+        h->log_on = false;
+    }
     if (h->env.lifecycle)
         atomic_store(h->env.lifecycle, bits & (HK_SYS_CLIENTS | HK_SYS_PRESENCE));
 }
@@ -397,6 +403,7 @@ int hooks_new(const hooks_env *env, hooks **out, char *err, size_t errlen)
 
 int hooks_start(hooks *h)
 {
+    hk_router_log_on(h); /* before any worker accepts a publish */
     char err[256];
     if (sender_new(0, &h->snd, err, sizeof(err)) != PL_OK) {
         log_event(LOG_ERROR, "webhook_sender_failed", "reason", err, NULL);
@@ -543,6 +550,7 @@ void hooks_render_metrics(hooks *h, sbuf *o)
     sbuf_printf(o, "parley_route_deliveries_created_total %" PRIu64 "\n", h->deliveries_created);
     sbuf_printf(o, "parley_route_deliveries_deduplicated_total %" PRIu64 "\n", h->deduplicated);
     sbuf_printf(o, "parley_route_events_missed_total %" PRIu64 "\n", h->events_missed);
+    sbuf_printf(o, "parley_route_publishes_refused_total %" PRIu64 "\n", h->publishes_refused);
     sbuf_printf(o, "parley_webhook_store_errors_total %" PRIu64 "\n", h->store_errors);
     pthread_mutex_unlock(&h->mu);
 }

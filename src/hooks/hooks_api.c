@@ -520,7 +520,10 @@ int hooks_api(hooks *h, const char *kind, const char *method, const char *tenant
     } else if (!strcmp(method, "delete")) {
         st = r_delete(&c);
     }
-    if (st == PL_OK && strcmp(kind, "webhooks")) hk_sys_update(h);
+    if (st == PL_OK && strcmp(kind, "webhooks")) {
+        hk_sys_update(h);
+        hk_router_log_on(h);
+    }
     pthread_mutex_unlock(&h->mu);
     hooks_poke(h); /* dispatch what changed now */
     if (st == PL_ENOMEM) snprintf(why, whylen, "out of memory");

@@ -90,9 +90,9 @@ typedef struct hk_route {
 
 /* A delivery a router batch creates, with the strings it owns. */
 typedef struct hk_newd {
-    hstore_delivery d;
+    hstore_delivery d; /* its strings are the copies below: the batch outlives the pubs */
     hk_endpoint *ep;
-    char *id, *okey, *body;
+    char *id, *okey, *body, *rule, *channel, *pub_id, *correlation_id;
 } hk_newd;
 
 /* The router's batch: deliveries waiting for the batch's publishes. */
@@ -156,7 +156,7 @@ struct hooks {
     int64_t next_wake_ms;
     hstore_attempt *att;   /* attempts finished this round, committed together */
     size_t natt, att_cap;
-    uint64_t events_missed, store_errors, deliveries_created, deduplicated;
+    uint64_t events_missed, store_errors, deliveries_created, deduplicated, publishes_refused;
     uint64_t op_events[HK_EV__COUNT];
     unsigned sys_wanted; /* HK_SYS_* bits some enabled route names */
 };
@@ -178,6 +178,9 @@ void hk_router_on_events(hooks *h, engine_req *r, int64_t now);
 void hk_router_on_published(hooks *h, int status);
 uint64_t hk_router_min_pos(hooks *h);
 void hk_router_release(hooks *h);
+/* Turns the engine's log on once a route exists: before any pub the route
+ * must see can commit (at start, before the workers; on a route's creation). */
+void hk_router_log_on(hooks *h);
 #define HK_POS_UNSET UINT64_MAX
 /* dispatch.c */
 void hk_dispatch(hooks *h, int64_t now);

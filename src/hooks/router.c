@@ -17,11 +17,47 @@
 static void batch_clear(hk_batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
-        pl_free(b->d[i].id);
-        pl_free(b->d[i].okey);
-        pl_free(b->d[i].body);
+        hk_newd *x = &b->d[i];
+        pl_free(x->id);
+        pl_free(x->okey);
+        pl_free(x->body);
+        pl_free(x->rule);
+        pl_free(x->channel);
+        pl_free(x->pub_id);
+        pl_free(x->correlation_id);
     }
     b->n = 0;
+}
+
+void hk_router_log_on(hooks *h)
+{
+    if (h->log_on || !h->nroutes) return;
+    engine_log_events(h->env.eng, 1);
+    h->log_on = true;
+}
+
+/* Routes without a position start at the log's head, and that start is
+ * stored at once: a crash before their first batch must not move it to a
+ * later head (skipping what was committed in between). */
+static int start_positions(hooks *h, uint64_t head)
+{
+    hstore_position pos[64];
+    size_t npos = 0;
+    int st = PL_OK;
+    for (size_t i = 0; i < h->nroutes && st == PL_OK; i++) {
+        hk_route *rt = h->routes[i];
+        if (rt->pos != HK_POS_UNSET) continue;
+        pos[npos++] = (hstore_position){rt->tenant, rt->id, head};
+        if (npos == 64 || i + 1 == h->nroutes) {
+            st = hstore_route_commit(h->store, NULL, 0, NULL, pos, npos);
+            npos = 0;
+        }
+    }
+    if (st == PL_OK && npos) st = hstore_route_commit(h->store, NULL, 0, NULL, pos, npos);
+    if (st != PL_OK) return st;
+    for (size_t i = 0; i < h->nroutes; i++)
+        if (h->routes[i]->pos == HK_POS_UNSET) h->routes[i]->pos = head;
+    return PL_OK;
 }
 
 uint64_t hk_router_min_pos(hooks *h)
@@ -49,10 +85,7 @@ static void on_events_done(engine_req *r)
 void hk_router_step(hooks *h, int64_t now)
 {
     if (!h->nroutes || h->reading || h->publishes_out || now < h->retry_read_ms) return;
-    if (!h->log_on) {
-        engine_log_events(h->env.eng, 1);
-        h->log_on = true;
-    }
+    hk_router_log_on(h);
     int unset = 0;
     for (size_t i = 0; i < h->nroutes; i++)
         unset |= h->routes[i]->pos == HK_POS_UNSET;
@@ -112,7 +145,9 @@ static char *order_key(const hk_endpoint *ep, const pl_pub *p)
     const char *src = in_data ? p->data : p->headers;
     json_t *v = src ? json_loads(src, JSON_DECODE_ANY, NULL) : NULL, *at = v;
     char seg[256];
-    for (const char *s = strchr(path, '.') + 1; at && *s;) {
+    /* A header is named whole after "headers.", as in rules. */
+    if (!in_data) at = json_object_get(v, path + 8);
+    for (const char *s = strchr(path, '.') + 1; in_data && at && *s;) {
         const char *e = strchr(s, '.');
         size_t k = e ? (size_t)(e - s) : strlen(s);
         snprintf(seg, sizeof(seg), "%.*s", (int)k, s);
@@ -157,23 +192,31 @@ static int add_delivery(hooks *h, hk_batch *b, hk_endpoint *ep, const hk_route *
     x->id = pl_strdup(id);
     x->okey = order_key(ep, p);
     x->body = pl_strndup(body.data ? body.data : "", body.len);
+    x->rule = pl_strdup(rt->id);
+    x->channel = pl_strdup(p->channel);
+    x->pub_id = pl_strdup(p->id);
+    x->correlation_id = p->correlation_id ? pl_strdup(p->correlation_id) : NULL;
     size_t blen = body.len;
     sbuf_release(&body);
     b->n++;
-    if (st != PL_OK || !x->id || !x->body || (ep->def.ordering != CFG_ORDER_NONE && !x->okey))
+    if (st != PL_OK || !x->id || !x->body || !x->rule || !x->channel || !x->pub_id ||
+        (p->correlation_id && !x->correlation_id) ||
+        (ep->def.ordering != CFG_ORDER_NONE && !x->okey))
         return st != PL_OK ? st : PL_ENOMEM;
     int64_t now = clock_wall_ms();
+    /* The schedule's first delay is the wait before attempt 1. */
+    int64_t first = retry_delay(&ep->policy, 1, hk_random(h));
     x->d = (hstore_delivery){.id = x->id,
                              .tenant = ep->def.tenant,
                              .endpoint = ep->def.id,
-                             .rule = rt->id,
-                             .channel = p->channel,
+                             .rule = x->rule,
+                             .channel = x->channel,
                              .offset = p->offset,
-                             .pub_id = p->id,
-                             .correlation_id = p->correlation_id,
+                             .pub_id = x->pub_id,
+                             .correlation_id = x->correlation_id,
                              .okey = x->okey,
                              .state = HSTORE_PENDING,
-                             .next_ms = now,
+                             .next_ms = now + (first > 0 ? first : 0),
                              .created_ms = now,
                              .updated_ms = now,
                              .body = x->body,
@@ -288,8 +331,12 @@ static void finish_batch(hooks *h, hk_batch *b, int64_t now)
     int *inserted = b->n ? pl_calloc(b->n, sizeof(int)) : NULL;
     hstore_delivery *ds = b->n ? pl_calloc(b->n, sizeof(*ds)) : NULL;
     int st = b->n && (!inserted || !ds) ? PL_ENOMEM : PL_OK;
-    for (size_t i = 0; i < b->n && st == PL_OK; i++)
+    for (size_t i = 0; i < b->n && st == PL_OK; i++) {
         ds[i] = b->d[i].d;
+        /* The endpoint's strings as they are now (an update replaces them). */
+        ds[i].tenant = b->d[i].ep->def.tenant;
+        ds[i].endpoint = b->d[i].ep->def.id;
+    }
     /* Positions are written in chunks: all but the last chunk commit alone,
      * which is safe (deliveries are in the last, and a position only says
      * what was evaluated). */
@@ -318,7 +365,7 @@ static void finish_batch(hooks *h, hk_batch *b, int64_t now)
                 continue;
             }
             h->deliveries_created++;
-            hk_enqueue(h, b->d[i].ep, &b->d[i].d);
+            hk_enqueue(h, b->d[i].ep, &ds[i]);
         }
     }
     pl_free(inserted);
@@ -338,8 +385,12 @@ void hk_router_on_events(hooks *h, engine_req *r, int64_t now)
     }
     if (r->head > h->head) h->head = r->head;
     h->events_missed += r->count;
-    for (size_t i = 0; i < h->nroutes; i++)
-        if (h->routes[i]->pos == HK_POS_UNSET) h->routes[i]->pos = r->head;
+    if (start_positions(h, r->head) != PL_OK) {
+        h->store_errors++;
+        h->retry_read_ms = now + HK_TICK_MS;
+        engine_req_free(r);
+        return;
+    }
     rule_event *ev = r->npubs ? rule_event_new() : NULL;
     int st = r->npubs && !ev ? PL_ENOMEM : PL_OK;
     uint64_t last = r->since_offset;
@@ -361,7 +412,14 @@ void hk_router_on_published(hooks *h, int status)
 {
     int64_t now = clock_wall_ms();
     if (h->publishes_out) h->publishes_out--;
-    if (status != PL_OK) h->publish_failed = 1;
+    if (status == PL_ELIMIT) {
+        /* The tenant's channel or storage quota refuses it: reading the
+         * batch again would refuse it again and hold every route back. */
+        h->publishes_refused++;
+        log_event(LOG_WARN, "route_publish_refused", "reason", "tenant quota exceeded", NULL);
+    } else if (status != PL_OK) {
+        h->publish_failed = 1;
+    }
     if (h->publishes_out) return;
     if (h->publish_failed) {
         /* Read the batch again later; what it made twice is deduplicated. */
