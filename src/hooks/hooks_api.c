@@ -423,6 +423,24 @@ static int check_action(call *c, const hk_route *r)
     return PL_OK;
 }
 
+/* Where a new route starts: at the newest log entry the router has read (or
+ * a position it stored), so that every pub committed after routes.create
+ * answers is evaluated; a route left without a position starts at the head
+ * of the router's next read, which may already hold such pubs. Only while
+ * every route has a position: the router then reads after every commit, so
+ * its head lags by a few commits at most (the new route evaluates those
+ * too). */
+static uint64_t start_pos(const hooks *h)
+{
+    uint64_t at = h->head;
+    if (!h->nroutes) return HK_POS_UNSET;
+    for (size_t i = 0; i < h->nroutes; i++) {
+        if (h->routes[i]->pos == HK_POS_UNSET) return HK_POS_UNSET;
+        if (h->routes[i]->pos > at) at = h->routes[i]->pos;
+    }
+    return at;
+}
+
 static int r_put(call *c, bool create)
 {
     const char *id = str_param(c, "id");
@@ -469,6 +487,7 @@ static int r_put(call *c, bool create)
             return PL_ENOMEM;
         }
         c->h->routes = n;
+        r->pos = start_pos(c->h);
         c->h->routes[c->h->nroutes++] = r;
     }
     sbuf_puts(c->out, "{\"id\":");

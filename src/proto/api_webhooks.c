@@ -55,9 +55,12 @@ int api_webhooks(api_ctx *a)
     size_t n = 2;
     if (a->params >= 0 && json_raw(&a->b->doc, a->params, &raw, &n) != PL_OK)
         return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "params: expected an object");
-    json_t *p = json_loadb(raw, n, JSON_REJECT_DUPLICATES, NULL);
-    const char *bad = !p ? "params: not readable (duplicate keys, or an integer beyond 64 bits)"
-                         : check_publish_channel(a->srv, p);
+    json_error_t jerr;
+    char unreadable[300];
+    json_t *p = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &jerr);
+    if (!p) /* duplicate keys, \u0000 in a string, an integer beyond 64 bits */
+        snprintf(unreadable, sizeof(unreadable), "params: not readable: %s", jerr.text);
+    const char *bad = !p ? unreadable : check_publish_channel(a->srv, p);
     if (bad) {
         json_decref(p);
         return api_error(a->h, a->conn_id, PE_BAD_REQUEST, bad);
@@ -65,8 +68,11 @@ int api_webhooks(api_ctx *a)
     const char *target = json_string_value(json_object_get(p, "id"));
     if (!target) target = json_string_value(json_object_get(p, "delivery"));
     if (!target) target = json_string_value(json_object_get(p, "endpoint"));
-    if (mutates(dot + 1) &&
-        api_audit(a->srv, a->who->actor, a->method, a->tenant, target ? target : "", NULL)) {
+    /* Bounded: a hostile id (refused by the call) must not make the audit
+     * record, and so the call, fail. */
+    char tgt[256];
+    snprintf(tgt, sizeof(tgt), "%s", target ? target : "");
+    if (mutates(dot + 1) && api_audit(a->srv, a->who->actor, a->method, a->tenant, tgt, NULL)) {
         json_decref(p);
         return api_error(a->h, a->conn_id, PE_INTERNAL, "audit log unavailable");
     }

@@ -14,13 +14,19 @@ from parley_client import SANITIZED, SLOW
 
 ADMIN_KEY = "adm-itest3-0123456789abcdef"
 SCOPES = ["publish", "broadcast", "history", "presence", "channels", "subscribe",
-          "disconnect", "info", "routes"]
+          "disconnect", "info", "routes", "webhooks"]
 # Every tenant API method with the scope family that must allow it.
 METHOD_SCOPE = {
     "publish": "publish", "broadcast": "broadcast", "history": "history",
     "cursors": "history", "presence": "presence", "presence_stats": "presence",
     "channels": "channels", "subscribe": "subscribe", "unsubscribe": "subscribe",
     "disconnect": "disconnect", "info": "info", "routes.test": "routes",
+    "routes.list": "routes", "routes.create": "routes", "routes.update": "routes",
+    "routes.delete": "routes",
+    "webhooks.list": "webhooks", "webhooks.create": "webhooks", "webhooks.update": "webhooks",
+    "webhooks.delete": "webhooks", "webhooks.health": "webhooks",
+    "webhooks.attempts": "webhooks", "webhooks.replay": "webhooks",
+    "webhooks.recover": "webhooks", "webhooks.rotate_secret": "webhooks",
 }
 ADMIN_METHODS = ["tenants.list", "tenants.create", "tenants.update", "keys.create",
                  "keys.revoke", "keys.list"]

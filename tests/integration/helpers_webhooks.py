@@ -9,6 +9,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from helpers_api import api, wait_until, with_api
+from parley_client import SLOW
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 def verify(secret, headers, body):
     """The receiver's own check: any v1 entry matching the decoded secret."""
@@ -69,3 +74,47 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def hooks_config(url, schedule=("0s", "1s", "1s"), match=None, extra_hook=None, routes=None,
+                 ns_extra=()):
+    """A tweak: webhook `ops` of tenant acme at url, route `alerts` from
+    alerts:** (type incident.*) to it, loopback allowed."""
+    def tweak(cfg):
+        with_api(cfg, extra_ns=[{"name": "alerts"}, {"name": "pager"}, *ns_extra])
+        cfg["webhook_allowed_networks"] = ["127.0.0.0/8"]
+        hook = {"id": "ops", "tenant": "acme", "url": url, "secret": SECRET,
+                "retry_schedule": list(schedule)}
+        hook.update(extra_hook or {})
+        cfg["webhooks"] = [hook]
+        cfg["routes"] = routes if routes is not None else [
+            {"id": "alerts", "tenant": "acme",
+             "match": match or {"channel": "alerts:**", "type": ["incident.*"]},
+             "action": {"webhook": "ops"}}]
+    return tweak
+
+
+def publish(srv, channel, data, type_="incident.opened", **extra):
+    body = {"channel": channel, "data": data, "type": type_, **extra}
+    return api(srv, "publish", body)
+
+
+def wait_requests(r, n, timeout=15 * SLOW):
+    wait_until(lambda: len(r.requests) >= n, timeout, f"{n} webhook requests")
+    return r.requests
+
+
+class Receivers:
+    """Makes receivers (Receiver's arguments) and closes them all."""
+
+    def __init__(self):
+        self.made = []
+
+    def __call__(self, *script, fn=None):
+        r = Receiver(script or [{"status": 200}], fn=fn)
+        self.made.append(r)
+        return r
+
+    def close(self):
+        for r in self.made:
+            r.close()

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from helpers_api import (ADMIN_KEY, ADMIN_METHODS, METHOD_SCOPE, SCOPES, api, api_error,
-                         api_raw, full_key, scope_key, with_api)
-from parley_client import (Client, connect, jwt_encode, make_token, open_ws, run, uniq)
+                         api_raw, full_key, scope_key, wait_until, with_api)
+from parley_client import (SLOW, Client, connect, jwt_encode, make_token, open_ws, run, uniq)
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,37 @@ def ssrv(module_factory):
     return module_factory(tweak=with_api, name="scopes")
 
 
-def valid_body(method):
+def _webhook(srv, schedule=("0s",)):
+    """A fresh endpoint of acme on a loopback port nothing listens on (the
+    server refuses loopback here: every attempt fails at once)."""
+    wid = uniq("w")
+    api(srv, "webhooks.create", {"id": wid, "url": "http://127.0.0.1:9/hook",
+                                 "retry_schedule": list(schedule)})
+    return wid
+
+
+def _route(srv):
+    rid = uniq("r")
+    api(srv, "routes.create", {"id": rid, "match": {"channel": "chat:" + uniq()},
+                               "action": {"publish": "chat:" + uniq()}})
+    return rid
+
+
+def _dead_delivery(srv):
+    """A delivery of a fresh endpoint whose only attempt failed."""
+    wid, ch = _webhook(srv), "chat:" + uniq()
+    api(srv, "routes.create", {"id": uniq("r"), "match": {"channel": ch},
+                               "action": {"webhook": wid}})
+    pub = api(srv, "publish", {"channel": ch, "data": 1})
+    wait_until(lambda: api(srv, "webhooks.health", {"id": wid})["deliveries"]["dead"] == 1,
+               10 * SLOW, f"a dead delivery of {pub['id']} to {wid}: "
+               f"{api(srv, 'webhooks.health', {'id': wid})} {api(srv, 'routes.list', {})}")
+    return f"{pub['id']}.{wid}"
+
+
+def valid_body(method, srv):
     ch = "chat:" + uniq()
-    return {
+    simple = {
         "publish": {"channel": ch, "data": 1},
         "broadcast": {"channels": [ch], "data": 1},
         "history": {"channel": ch},
@@ -32,13 +60,30 @@ def valid_body(method):
         "disconnect": {"user": "nobody"},
         "info": {},
         "routes.test": {"match": {"channel": "chat:*"}, "event": {"channel": ch}},
-    }[method]
+        "routes.list": {},
+        "routes.create": {"id": uniq("r"), "match": {"channel": ch},
+                          "action": {"publish": "chat:" + uniq()}},
+        "webhooks.list": {},
+        "webhooks.create": {"id": uniq("w"), "url": "http://127.0.0.1:9/hook"},
+    }
+    if method in simple:
+        return simple[method]
+    if method in ("routes.update", "routes.delete"):
+        return {"id": _route(srv), **({"enabled": False} if method == "routes.update" else {})}
+    if method in ("webhooks.attempts", "webhooks.replay"):
+        return {"delivery": _dead_delivery(srv)}
+    if method == "webhooks.recover":
+        return {"endpoint": _webhook(srv), "since": 0, "dry_run": True}
+    return {"id": _webhook(srv)}  # update, delete, health, rotate_secret
 
 
 @pytest.mark.parametrize("scope", SCOPES)
 @pytest.mark.parametrize("method", sorted(METHOD_SCOPE))
 def test_scope_matrix(ssrv, scope, method):
-    st, reply = api_raw(ssrv, method, valid_body(method), scope_key("acme", scope))
+    # A refused key is refused whatever the body: build the real one (which
+    # may create endpoints and routes) only for the allowed scope.
+    body = valid_body(method, ssrv) if METHOD_SCOPE[method] == scope else {}
+    st, reply = api_raw(ssrv, method, body, scope_key("acme", scope))
     if METHOD_SCOPE[method] == scope:
         assert st == 200 and "result" in reply, \
             f"key with scope {scope} must be allowed {method}: {st} {reply}"
@@ -49,7 +94,7 @@ def test_scope_matrix(ssrv, scope, method):
 
 @pytest.mark.parametrize("method", sorted(METHOD_SCOPE))
 def test_star_key_calls_every_tenant_method(ssrv, method):
-    st, reply = api_raw(ssrv, method, valid_body(method), full_key("acme"))
+    st, reply = api_raw(ssrv, method, valid_body(method, ssrv), full_key("acme"))
     assert st == 200 and "result" in reply, f"'*' key refused {method}: {st} {reply}"
 
 

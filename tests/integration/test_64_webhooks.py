@@ -11,53 +11,16 @@ import time
 
 import pytest
 
-from helpers_api import api, api_error, wait_until, with_api
-from helpers_webhooks import Receiver, verify
+from helpers_api import api, api_error, wait_until
+from helpers_webhooks import SECRET, Receivers, hooks_config, publish, verify, wait_requests
 from parley_client import SLOW, connect, run, scaled
-
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @pytest.fixture
 def receivers():
-    made = []
-
-    def make(*script, fn=None):
-        r = Receiver(script or [{"status": 200}], fn=fn)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
-
-
-def hooks_config(url, schedule=("0s", "1s", "1s"), match=None, extra_hook=None, routes=None,
-                 ns_extra=()):
-    """A tweak: webhook `ops` of tenant acme at url, route `alerts` from
-    alerts:** (type incident.*) to it, loopback allowed."""
-    def tweak(cfg):
-        with_api(cfg, extra_ns=[{"name": "alerts"}, {"name": "pager"}, *ns_extra])
-        cfg["webhook_allowed_networks"] = ["127.0.0.0/8"]
-        hook = {"id": "ops", "tenant": "acme", "url": url, "secret": SECRET,
-                "retry_schedule": list(schedule)}
-        hook.update(extra_hook or {})
-        cfg["webhooks"] = [hook]
-        cfg["routes"] = routes if routes is not None else [
-            {"id": "alerts", "tenant": "acme",
-             "match": match or {"channel": "alerts:**", "type": ["incident.*"]},
-             "action": {"webhook": "ops"}}]
-    return tweak
-
-
-def publish(srv, channel, data, type_="incident.opened", **extra):
-    body = {"channel": channel, "data": data, "type": type_, **extra}
-    return api(srv, "publish", body)
-
-
-def wait_requests(r, n, timeout=15 * SLOW):
-    wait_until(lambda: len(r.requests) >= n, timeout, f"{n} webhook requests")
-    return r.requests
+    made = Receivers()
+    yield made
+    made.close()
 
 
 def test_delivers_signed_envelope_once_per_match(server_factory, receivers):
