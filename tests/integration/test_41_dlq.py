@@ -44,8 +44,9 @@ def test_entry_fields_replay_and_purge(dsrv):
         t0 = int(time.time() * 1000)
         cl, [pub], [e] = await dead_letters(dsrv, user, 1)
         t1 = int(time.time() * 1000)
-        assert set(e) == {"id", "pub_id", "channel", "user", "reason", "attempts", "last_error",
-                          "correlation_id", "failed_at"}, e
+        assert set(e) == {"id", "pub_id", "channel", "kind", "user", "reason", "attempts",
+                          "last_error", "correlation_id", "failed_at"}, e
+        assert e["kind"] == "delivery"
         assert isinstance(e["id"], int) and e["id"] > 0
         assert (e["pub_id"], e["channel"], e["user"]) == (pub["id"], ch, user)
         assert e["reason"] == "max_attempts" and e["attempts"] == FAST_ATTEMPTS

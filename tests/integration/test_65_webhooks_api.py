@@ -646,10 +646,13 @@ def test_mutating_calls_are_audited_read_only_are_not(srv, recv):
     path = os.path.join(srv.data_dir, "audit.log")
 
     def records():
+        # The server's own records (an endpoint of another test disabled
+        # meanwhile) are not this test's calls.
         if not os.path.exists(path):
             return []
         with open(path) as f:
-            return [json.loads(line) for line in f.read().splitlines()]
+            return [rec for rec in (json.loads(line) for line in f.read().splitlines())
+                    if rec["actor"] != "server"]
     r = recv()
     wid, rid = uniq("aud"), uniq("aud")
     calls = [
