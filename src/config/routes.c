@@ -328,8 +328,13 @@ static int check_action(cfg_loader *L, yaml_node_t *it, const cfg_route *r)
     if (!channel_ok(r->publish, n))
         return cfg_fail_at(L, at, "'%s' is not a valid channel name",
                            cfg_shown(r->publish, n, buf));
-    if (!config_namespace(L->c, r->publish, n))
+    const cfg_namespace *ns = config_namespace(L->c, r->publish, n);
+    if (!ns)
         return cfg_fail_at(L, at, "channel '%s' is in no configured namespace",
+                           cfg_shown(r->publish, n, buf));
+    /* A route's output must be in the log other routes and clients resume from. */
+    if (ns->cls == PUB_EPHEMERAL)
+        return cfg_fail_at(L, at, "channel '%s' is ephemeral: a route publishes to stored channels",
                            cfg_shown(r->publish, n, buf));
     return 0;
 }

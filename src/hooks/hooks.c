@@ -14,6 +14,9 @@
 #include "util/mem.h"
 
 #define TRIM_EVERY_MS (3600LL * 1000)
+/* On stop, attempts in flight get this long to finish (and be recorded), so
+ * a restart does not send again what a receiver already took. */
+#define STOP_GRACE_MS 5000
 
 void hk_post(hooks *h, hk_msg *m)
 {
@@ -164,11 +167,20 @@ static void wait_for_work(hooks *h, int64_t now)
     pthread_mutex_lock(&h->mu);
 }
 
+static bool attempts_in_flight(const hooks *h)
+{
+    for (size_t i = 0; i < h->neps; i++)
+        if (h->eps[i]->in_flight) return true;
+    for (size_t i = 0; i < h->ngone; i++)
+        if (h->gone[i]->in_flight) return true;
+    return false;
+}
+
 static void *hooks_main(void *arg)
 {
     hooks *h = arg;
     pthread_setname_np(pthread_self(), "pl-hooks");
-    int64_t last_trim = clock_wall_ms();
+    int64_t last_trim = clock_wall_ms(), stop_by = 0;
     pthread_mutex_lock(&h->mu);
     for (;;) {
         pthread_mutex_lock(&h->in_mu);
@@ -186,8 +198,11 @@ static void *hooks_main(void *arg)
         }
         hk_flush_attempts(h);
         /* Stopping waits for the engine's answers to what was asked of it
-         * (they call back into h). */
-        if (stopping && !h->reading && !h->publishes_out) break;
+         * (they call back into h), and a while for attempts in flight. */
+        if (stopping && !stop_by) stop_by = now + STOP_GRACE_MS;
+        if (stopping && !h->reading && !h->publishes_out &&
+            (!attempts_in_flight(h) || now >= stop_by))
+            break;
         h->next_wake_ms = 0;
         if (!stopping) {
             hk_router_step(h, now);

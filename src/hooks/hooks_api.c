@@ -64,9 +64,9 @@ static void health_json(const hk_endpoint *ep, sbuf *o)
         sbuf_puts(o, "null");
 }
 
-static void endpoint_json(const hk_endpoint *ep, sbuf *o)
+static void endpoint_json(const hk_endpoint *ep, bool secrets, sbuf *o)
 {
-    hk_webhook_to_json(&ep->def, false, o);
+    hk_webhook_to_json(&ep->def, secrets, o);
     o->len--; /* reopen the object */
     sbuf_printf(o, ",\"source\":\"%s\",\"health\":", ep->from_api ? "api" : "config");
     health_json(ep, o);
@@ -81,7 +81,7 @@ static int w_list(call *c)
         const hk_endpoint *ep = c->h->eps[i];
         if (strcmp(ep->def.tenant, c->tenant)) continue;
         if (n++) sbuf_putc(c->out, ',');
-        endpoint_json(ep, c->out);
+        endpoint_json(ep, false, c->out);
     }
     sbuf_puts(c->out, "]}");
     return PL_OK;
@@ -123,7 +123,7 @@ static int w_create(call *c)
     }
     c->h->eps[c->h->neps++] = ep;
     /* The one answer that shows the secrets whole: the caller needs them. */
-    hk_webhook_to_json(&ep->def, true, c->out);
+    endpoint_json(ep, true, c->out);
     return PL_OK;
 }
 
@@ -192,7 +192,7 @@ static int w_update(call *c)
         if (st != PL_OK) return st;
     }
     if (json_is_true(en)) reenable(c, ep);
-    endpoint_json(ep, c->out);
+    endpoint_json(ep, false, c->out);
     return PL_OK;
 }
 
@@ -376,6 +376,21 @@ static int w_rotate(call *c)
 
 /* ---- routes ----------------------------------------------------------------- */
 
+static void route_json(const hk_route *r, sbuf *o)
+{
+    sbuf_puts(o, "{\"id\":");
+    sbuf_json_str(o, r->id, strlen(r->id));
+    sbuf_printf(o, ",\"match\":%s,\"action\":{\"%s\":", r->match_json,
+                r->webhook ? "webhook" : "publish");
+    const char *a = r->webhook ? r->webhook : r->publish;
+    sbuf_json_str(o, a, strlen(a));
+    sbuf_printf(o,
+                "},\"enabled\":%s,\"source\":\"%s\",\"matched\":%" PRIu64
+                ",\"unroutable\":%" PRIu64 "}",
+                r->enabled ? "true" : "false", r->from_api ? "api" : "config", r->matched,
+                r->missed);
+}
+
 static int r_list(call *c)
 {
     sbuf_puts(c->out, "{\"routes\":[");
@@ -383,17 +398,8 @@ static int r_list(call *c)
     for (size_t i = 0; i < c->h->nroutes; i++) {
         const hk_route *r = c->h->routes[i];
         if (strcmp(r->tenant, c->tenant)) continue;
-        sbuf_puts(c->out, n++ ? ",{\"id\":" : "{\"id\":");
-        sbuf_json_str(c->out, r->id, strlen(r->id));
-        sbuf_printf(c->out, ",\"match\":%s,\"action\":{\"%s\":", r->match_json,
-                    r->webhook ? "webhook" : "publish");
-        const char *a = r->webhook ? r->webhook : r->publish;
-        sbuf_json_str(c->out, a, strlen(a));
-        sbuf_printf(c->out,
-                    "},\"enabled\":%s,\"source\":\"%s\",\"matched\":%" PRIu64
-                    ",\"unroutable\":%" PRIu64 "}",
-                    r->enabled ? "true" : "false", r->from_api ? "api" : "config", r->matched,
-                    r->missed);
+        if (n++) sbuf_putc(c->out, ',');
+        route_json(r, c->out);
     }
     sbuf_puts(c->out, "]}");
     return PL_OK;
@@ -490,9 +496,7 @@ static int r_put(call *c, bool create)
         r->pos = start_pos(c->h);
         c->h->routes[c->h->nroutes++] = r;
     }
-    sbuf_puts(c->out, "{\"id\":");
-    sbuf_json_str(c->out, r->id, strlen(r->id));
-    sbuf_printf(c->out, ",\"enabled\":%s}", r->enabled ? "true" : "false");
+    route_json(r, c->out);
     return PL_OK;
 }
 

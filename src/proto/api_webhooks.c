@@ -23,8 +23,10 @@ static const char *check_publish_channel(const proto_server *srv, const json_t *
     if (!ch) return NULL;
     size_t n = strlen(ch);
     if (proto_channel_valid(ch, n) != PE_OK) return "action.publish: not a valid channel name";
-    if (!config_namespace(srv->cfg, ch, n))
-        return "action.publish: the channel's namespace is not configured";
+    const cfg_namespace *ns = config_namespace(srv->cfg, ch, n);
+    if (!ns) return "action.publish: the channel's namespace is not configured";
+    if (ns->cls == PUB_EPHEMERAL)
+        return "action.publish: the channel is ephemeral: a route publishes to stored channels";
     return NULL;
 }
 
@@ -60,6 +62,8 @@ int api_webhooks(api_ctx *a)
     json_t *p = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &jerr);
     if (!p) /* duplicate keys, \u0000 in a string, an integer beyond 64 bits */
         snprintf(unreadable, sizeof(unreadable), "params: not readable: %s", jerr.text);
+    /* The admin key names the tenant in params; the spec does not hold it. */
+    if (p && a->who->admin) json_object_del(p, "tenant");
     const char *bad = !p ? unreadable : check_publish_channel(a->srv, p);
     if (bad) {
         json_decref(p);

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers_api import api, api_error, api_raw, scope_key, wait_until
+from helpers_api import ADMIN_KEY, api, api_error, api_raw, scope_key, wait_until
 from helpers_webhooks import SECRET, Receivers, hooks_config, publish, verify, wait_requests
 from parley_client import SLOW, uniq
 
@@ -35,7 +35,8 @@ def srv(module_factory, recv):
     `alerts` (acme), namespace `ev` for the routes the tests create, each
     test on its own channels."""
     cfg_r = recv()
-    s = module_factory(hooks_config(cfg_r.url, schedule=FAST, ns_extra=[{"name": "ev"}]),
+    live = {"name": "live", "class": "ephemeral"}
+    s = module_factory(hooks_config(cfg_r.url, schedule=FAST, ns_extra=[{"name": "ev"}, live]),
                        name="hooksapi")
     return s
 
@@ -336,8 +337,8 @@ def test_route_update_disable_enable_delete(srv, recv):
     publish(srv, "ev:ru-a", {"n": 1})
     wait_requests(r, 1)
     res = api(srv, "routes.update", {"id": rid, "match": {"channel": "ev:ru-b"}})
-    assert res == {"id": rid, "enabled": True}
-    assert listed_route(srv, rid)["match"] == {"channel": "ev:ru-b"}
+    assert res == listed_route(srv, rid)  # the route as routes.list shows it
+    assert res["match"] == {"channel": "ev:ru-b"} and res["enabled"] is True
     publish(srv, "ev:ru-a", {"n": 2})
     publish(srv, "ev:ru-b", {"n": 3})
     wait_requests(r, 2)
@@ -737,3 +738,26 @@ def test_route_sees_pubs_published_right_after_create(srv):
                f"{[listed_route(srv, rid)['matched'] for rid in rids]}")
     for rid in rids:
         api(srv, "routes.delete", {"id": rid})
+
+
+def test_publish_action_to_an_ephemeral_channel_is_refused(srv):
+    status, err = api_error(srv, "routes.create", {"id": uniq("eph"), "match": {},
+                                                   "action": {"publish": "live:x"}})
+    assert status == 400 and err["code"] == 107 and "ephemeral" in err["message"], err
+
+
+def test_admin_key_names_the_tenant(srv, recv):
+    r = recv()
+    wid = uniq("adm")
+    made = api(srv, "webhooks.create", {"tenant": "acme", "id": wid, "url": r.url},
+               key=ADMIN_KEY)
+    assert made["id"] == wid and made["source"] == "api"
+    assert made["secret"][0]["secret"].startswith("whsec_")  # whole, once
+    listed = api(srv, "webhooks.list", {}, tenant="acme")["webhooks"]
+    assert any(w["id"] == wid for w in listed)
+    rid = uniq("adm")
+    route = api(srv, "routes.create", {"tenant": "acme", "id": rid, "match": {"channel": "ev:adm"},
+                                       "action": {"webhook": wid}}, key=ADMIN_KEY)
+    assert route["id"] == rid and route["action"] == {"webhook": wid} and route["enabled"]
+    api(srv, "routes.delete", {"tenant": "acme", "id": rid}, key=ADMIN_KEY)
+    api(srv, "webhooks.delete", {"tenant": "acme", "id": wid}, key=ADMIN_KEY)

@@ -374,6 +374,9 @@ static const err_case route_errors[] = {
      3, 10, "routes[1].id: duplicate route id 'r' in tenant 'default'"},
     {"routes:\n  - {id: r, action: {publish: \"nope:a\"}}\n", 2, 31,
      "routes[0].action.publish: channel 'nope:a' is in no configured namespace"},
+    {"namespaces:\n  - {name: live, class: ephemeral}\nroutes:\n  - {id: r, action: {publish: "
+     "\"live:a\"}}\n",
+     4, 31, "routes[0].action.publish: channel 'live:a' is ephemeral"},
     {"routes:\n  - {id: r, action: {publish: \"chat:a b\"}}\n", 2, 31,
      "'chat:a b' is not a valid channel name"},
     {"routes:\n  - {id: r, action: {publish: \":a\"}}\n", 2, 31, "not a valid channel name"},
