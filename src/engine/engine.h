@@ -170,8 +170,9 @@ struct engine_req {
      * sequence number, limit = at most this many entries (0: none, only
      * head), trim_seq = first delete the entries up to it (0: none). Out:
      * pubs/npubs with seqs[i] for pubs[i], head = the newest sequence number
-     * written. Entries whose pubs retention already removed yield nothing;
-     * count says how many pubs were missing that way. */
+     * written, cursor = the last entry read (0: none). Entries whose pubs
+     * retention already removed yield nothing; count says how many pubs were
+     * missing that way. */
     uint64_t *seqs;
     uint64_t trim_seq;
 };

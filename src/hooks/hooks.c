@@ -167,6 +167,8 @@ static void wait_for_work(hooks *h, int64_t now)
     pthread_mutex_lock(&h->mu);
 }
 
+static void render_stats(hooks *h, int64_t now);
+
 static bool attempts_in_flight(const hooks *h)
 {
     for (size_t i = 0; i < h->neps; i++)
@@ -209,6 +211,7 @@ static void *hooks_main(void *arg)
             hk_dispatch(h, now);
             hk_flush_attempts(h);
         }
+        if (now - h->stats_ms >= HK_METRICS_EVERY_MS) render_stats(h, now);
         if (now - last_trim >= TRIM_EVERY_MS) {
             uint64_t n = 0;
             last_trim = now;
@@ -392,6 +395,8 @@ int hooks_new(const hooks_env *env, hooks **out, char *err, size_t errlen)
     h->env = *env;
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->in_mu, NULL);
+    pthread_mutex_init(&h->stats_mu, NULL);
+    sbuf_init(&h->stats);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -407,7 +412,10 @@ int hooks_new(const hooks_env *env, hooks **out, char *err, size_t errlen)
                                 cfg->n_webhook_allowed_networks, &h->allow, err, errlen);
     if (st == PL_OK) st = build_config(h, err, errlen);
     if (st == PL_OK) st = load_store(h, err, errlen);
-    if (st == PL_OK) hk_sys_update(h);
+    if (st == PL_OK) {
+        hk_sys_update(h);
+        render_stats(h, clock_wall_ms());
+    }
     if (st != PL_OK) {
         hooks_free(h);
         return st;
@@ -486,6 +494,8 @@ void hooks_free(hooks *h)
     hstore_close(h->store);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->in_mu);
+    pthread_mutex_destroy(&h->stats_mu);
+    sbuf_release(&h->stats);
     pthread_cond_destroy(&h->in_cv);
     pl_free(h);
 }
@@ -537,35 +547,52 @@ static void render_endpoint(const hk_endpoint *ep, int64_t now, sbuf *o)
 
 void hooks_render_metrics(hooks *h, sbuf *o)
 {
-    pthread_mutex_lock(&h->mu);
-    int64_t now = clock_wall_ms();
+    pthread_mutex_lock(&h->stats_mu);
+    if (h->stats.len) sbuf_append(o, h->stats.data, h->stats.len);
+    pthread_mutex_unlock(&h->stats_mu);
+}
+
+/* Renders the metrics text (mu held) and publishes it for scrapes. */
+static void render_stats(hooks *h, int64_t now)
+{
+    sbuf o;
+    sbuf_init(&o);
     size_t by_state[3] = {0, 0, 0};
     for (size_t i = 0; i < h->neps; i++) {
-        render_endpoint(h->eps[i], now, o);
+        render_endpoint(h->eps[i], now, &o);
         by_state[h->eps[i]->health.state < 3 ? h->eps[i]->health.state : 0]++;
     }
     for (int s = 0; s < 3; s++)
-        sbuf_printf(o, "parley_webhook_endpoints{state=\"%s\"} %zu\n",
+        sbuf_printf(&o, "parley_webhook_endpoints{state=\"%s\"} %zu\n",
                     health_state_name((health_state)s), by_state[s]);
     static const char *const evn[HK_EV__COUNT] = {"disabled", "enabled", "failing_24h",
                                                   "failing_72h", "recovered"};
     for (int e = 0; e < HK_EV__COUNT; e++)
-        sbuf_printf(o, "parley_webhook_state_changes_total{event=\"%s\"} %" PRIu64 "\n", evn[e],
+        sbuf_printf(&o, "parley_webhook_state_changes_total{event=\"%s\"} %" PRIu64 "\n", evn[e],
                     h->op_events[e]);
     for (size_t i = 0; i < h->nroutes; i++) {
         const hk_route *r = h->routes[i];
-        sbuf_printf(o, "parley_route_matches_total{tenant=\"%s\",route=\"%s\"} %" PRIu64 "\n",
+        sbuf_printf(&o, "parley_route_matches_total{tenant=\"%s\",route=\"%s\"} %" PRIu64 "\n",
                     r->tenant, r->id, r->matched);
-        sbuf_printf(o, "parley_route_unroutable_total{tenant=\"%s\",route=\"%s\"} %" PRIu64 "\n",
+        sbuf_printf(&o, "parley_route_unroutable_total{tenant=\"%s\",route=\"%s\"} %" PRIu64 "\n",
                     r->tenant, r->id, r->missed);
     }
     uint64_t min = hk_router_min_pos(h);
-    sbuf_printf(o, "parley_route_lag_entries %" PRIu64 "\n",
+    sbuf_printf(&o, "parley_route_lag_entries %" PRIu64 "\n",
                 min == HK_POS_UNSET || min > h->head ? 0 : h->head - min);
-    sbuf_printf(o, "parley_route_deliveries_created_total %" PRIu64 "\n", h->deliveries_created);
-    sbuf_printf(o, "parley_route_deliveries_deduplicated_total %" PRIu64 "\n", h->deduplicated);
-    sbuf_printf(o, "parley_route_events_missed_total %" PRIu64 "\n", h->events_missed);
-    sbuf_printf(o, "parley_route_publishes_refused_total %" PRIu64 "\n", h->publishes_refused);
-    sbuf_printf(o, "parley_webhook_store_errors_total %" PRIu64 "\n", h->store_errors);
-    pthread_mutex_unlock(&h->mu);
+    sbuf_printf(&o, "parley_route_deliveries_created_total %" PRIu64 "\n", h->deliveries_created);
+    sbuf_printf(&o, "parley_route_deliveries_deduplicated_total %" PRIu64 "\n", h->deduplicated);
+    sbuf_printf(&o, "parley_route_events_missed_total %" PRIu64 "\n", h->events_missed);
+    sbuf_printf(&o, "parley_route_publishes_refused_total %" PRIu64 "\n", h->publishes_refused);
+    sbuf_printf(&o, "parley_webhook_store_errors_total %" PRIu64 "\n", h->store_errors);
+    h->stats_ms = now;
+    if (o.oom) {
+        sbuf_release(&o);
+        return;
+    }
+    pthread_mutex_lock(&h->stats_mu);
+    sbuf tmp = h->stats;
+    h->stats = o;
+    pthread_mutex_unlock(&h->stats_mu);
+    sbuf_release(&tmp);
 }

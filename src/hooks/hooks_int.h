@@ -28,6 +28,7 @@
 #define HK_MAX_CHAIN 8        /* routes a pub may pass through (loop protection) */
 #define HK_CHAIN_HEADER "parley-route"
 #define HK_TICK_MS 1000
+#define HK_METRICS_EVERY_MS 200
 #define HK_TRIM_AFTER_MS (7LL * 24 * 3600 * 1000) /* delivered deliveries kept a week */
 
 /* System channels ($sys:...) a route may read; only a route whose channel
@@ -99,6 +100,7 @@ typedef struct hk_newd {
 typedef struct hk_batch {
     hk_newd *d;
     size_t n, cap;
+    size_t pub_start; /* the deliveries of the pub being routed start here */
     uint64_t last_seq;
 } hk_batch;
 
@@ -123,6 +125,13 @@ struct hooks {
     hooks_env env;
     pthread_t thread;
     bool running;
+
+    /* The metrics text, rendered by the thread at most every
+     * HK_METRICS_EVERY_MS: a scrape (on a worker) never waits for mu, which
+     * a routing batch or a store write holds. */
+    pthread_mutex_t stats_mu;
+    sbuf stats;
+    int64_t stats_ms;
 
     pthread_mutex_t in_mu;
     pthread_cond_t in_cv;

@@ -27,6 +27,7 @@ static void batch_clear(hk_batch *b)
         pl_free(x->correlation_id);
     }
     b->n = 0;
+    b->pub_start = 0;
 }
 
 void hk_router_log_on(hooks *h)
@@ -174,8 +175,9 @@ static int add_delivery(hooks *h, hk_batch *b, hk_endpoint *ep, const hk_route *
 {
     char id[PUB_ID_LEN + CFG_ID_MAX + 2];
     snprintf(id, sizeof(id), "%s.%s", p->id, ep->def.id);
-    for (size_t i = 0; i < b->n; i++)
-        if (!strcmp(b->d[i].id, id)) return PL_OK; /* two routes, one message */
+    /* Two routes, one message: only this pub's deliveries can share its id. */
+    for (size_t i = b->pub_start; i < b->n; i++)
+        if (!strcmp(b->d[i].id, id)) return PL_OK;
     if (b->n == b->cap) {
         size_t ncap = b->cap ? b->cap * 2 : 64;
         hk_newd *nd = pl_realloc(b->d, ncap * sizeof(*nd));
@@ -393,14 +395,20 @@ void hk_router_on_events(hooks *h, engine_req *r, int64_t now)
     }
     rule_event *ev = r->npubs ? rule_event_new() : NULL;
     int st = r->npubs && !ev ? PL_ENOMEM : PL_OK;
-    uint64_t last = r->since_offset;
     for (size_t i = 0; i < r->npubs && st == PL_OK; i++) {
+        h->cur.pub_start = h->cur.n;
         st = route_pub(h, &h->cur, ev, r->pubs[i], r->seqs[i]);
-        last = r->seqs[i];
     }
     rule_event_free(ev);
-    /* Entries whose pubs retention removed still move the position. */
-    if (r->limit && r->npubs == 0) last = r->head;
+    /* Entries whose pubs retention removed still move the position: they
+     * are counted and said, never skipped in silence. */
+    uint64_t last = r->cursor ? r->cursor : r->since_offset;
+    if (r->count) {
+        char n[24];
+        snprintf(n, sizeof(n), "%llu", (unsigned long long)r->count);
+        log_event(LOG_ERROR, "route_events_missed", "pubs", n, "reason",
+                  "retention removed them before routes read them (routing fell behind)", NULL);
+    }
     h->more = r->limit && last < r->head;
     h->cur.last_seq = last;
     engine_req_free(r);

@@ -366,6 +366,7 @@ def test_endpoint_disabled_event_is_routable(server_factory, receivers):
     env = json.loads(q["body"])
     assert env["type"] == "$sys.webhook.disabled" and env["channel"] == "$sys:webhooks"
     assert env["data"]["endpoint"] == "ops" and "410" in env["data"]["reason"]
-    assert srv.metric("parley_webhook_state_changes_total", {"event": "disabled"}) == 1
+    wait_until(lambda: srv.metric("parley_webhook_state_changes_total",
+                                  {"event": "disabled"}) == 1, 2 * SLOW, "counted")
     with open(f"{srv.data_dir}/audit.log") as f:
         assert any('"webhooks.disabled"' in line and '"ops"' in line for line in f)

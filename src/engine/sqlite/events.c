@@ -62,6 +62,7 @@ int sq_serve_events(sq_engine *e, engine_req *r)
     size_t cap = 0;
     while (status == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+        r->cursor = seq;
         uint64_t off = (uint64_t)sqlite3_column_int64(st, 2);
         int64_t n = sqlite3_column_int64(st, 3);
         const char *tenant = (const char *)sqlite3_column_text(st, 4);
