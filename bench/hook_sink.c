@@ -113,7 +113,8 @@ static int out_add(conn *c, const char *s, size_t n)
 {
     if (c->olen + n > c->ocap) {
         size_t cap = c->ocap ? c->ocap : 4096;
-        while (cap < c->olen + n) cap *= 2;
+        while (cap < c->olen + n)
+            cap *= 2;
         char *p = realloc(c->out, cap);
         if (!p) return -1;
         c->out = p;
@@ -229,7 +230,8 @@ static const char *header_value(const char *line, const char *end, const char *n
     size_t n = strlen(name);
     if ((size_t)(end - line) < n || strncasecmp(line, name, n) != 0) return NULL;
     const char *v = line + n;
-    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
     return v;
 }
 
@@ -267,9 +269,9 @@ static int parse_head(conn *c, const char *h, size_t hlen)
         char text[96];
         char num[24];
         int nn = snprintf(num, sizeof(num), "%" PRIu64 "\n", posts);
-        int tn = snprintf(text, sizeof(text),
-                          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s",
-                          nn, num);
+        int tn = snprintf(
+            text, sizeof(text),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", nn, num);
         c->is_post = 0;
         c->in_body = c->body_left > 0;
         if (!c->in_body) return answer(c, text, (size_t)tn, 0);

@@ -51,8 +51,8 @@ static void check_route(const json_t *spec)
         return;
     }
     rule_event *ev = rule_event_new();
-    rule_event_fields f = {.tenant = "t", .channel = "a:b", .channel_len = 3, .data = "{}",
-                           .data_len = 2};
+    rule_event_fields f = {
+        .tenant = "t", .channel = "a:b", .channel_len = 3, .data = "{}", .data_len = 2};
     if (!ev || rule_event_prepare(ev, &f) != PL_OK) abort();
     rule_match_eval(r->match, ev);
     rule_event_free(ev);

@@ -85,10 +85,10 @@ typedef struct sink_ops {
 
 struct pl_sink {
     const sink_ops *ops;
-    size_t queued;   /* bytes queued and being written, kept by the implementation */
-    size_t replies;  /* of which replies (OUT_REPLY), kept by the implementation */
-    uint64_t id;     /* the connection's id, unique in the server */
-    uint8_t kind;    /* enum sink_kind */
+    size_t queued;       /* bytes queued and being written, kept by the implementation */
+    size_t replies;      /* of which replies (OUT_REPLY), kept by the implementation */
+    uint64_t id;         /* the connection's id, unique in the server */
+    uint8_t kind;        /* enum sink_kind */
     uint8_t closing;     /* closing was decided: the connection takes no more commands */
     uint8_t closed;      /* gone: nothing more is written */
     uint16_t close_code; /* the code it closed with (sent, or the peer's); 0: none */

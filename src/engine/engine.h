@@ -75,12 +75,9 @@ struct engine_req {
      * the engine walks batches of a thousand requests, and each cache line
      * of a request it touches is a miss the first time. */
     enum engine_op op;
-    int status; /* PL_OK, PL_EIO (storage unavailable: nothing stored), PL_ENOMEM */
-    /* Engine-private: links a chain and the submit queue, so submitting never
-     * allocates. */
-    struct engine_req *_next;
-    /* Opaque routing for the sink (e.g. the worker and connection that asked). */
-    void *owner;
+    int status;               /* PL_OK, PL_EIO (storage unavailable: nothing stored), PL_ENOMEM */
+    struct engine_req *_next; /* engine-private: chain and queue links (no allocation) */
+    void *owner; /* opaque routing for the sink (e.g. the worker and connection that asked) */
     /* When set, the sink hands the finished request to this function (on the
      * engine thread) instead of routing it by owner; it frees the request. */
     void (*done)(engine_req *r);
@@ -145,36 +142,25 @@ struct engine_req {
     char **users;
     uint64_t count;
     int admin_op;
-    char *reason; /* DLQ filter */
-    char *pub_id; /* TRACE */
+    char *reason, *pub_id; /* DLQ filter; TRACE */
     int64_t since_ms, until_ms;
-    uint64_t entry_id; /* DLQ entry, 0 = by filter */
-    uint64_t after_id; /* DLQ list paging cursor */
+    uint64_t entry_id, after_id; /* DLQ entry (0 = by filter); DLQ list paging cursor */
     int all;
     char *json;
-    /* ADMIN_DLQ_ADD: a webhook delivery (kind "webhook") of the pub
-     * tenant/channel/since_offset with id pub_id: user = the endpoint, ref =
-     * the delivery id, reason, attempt = attempts made, error = the last
-     * one, correlation (may be NULL). DLQ list answers carry kind, and for
-     * webhooks endpoint and delivery; DLQ replay removes webhook entries and
-     * hands their delivery ids back in refs[0..nrefs) (the caller requeues
-     * them) instead of queueing guaranteed deliveries. */
-    char *ref;
-    char *correlation;
-    char **refs;
+    /* ADMIN_DLQ_ADD: a webhook delivery of the pub tenant/channel/
+     * since_offset (pub_id): user = endpoint, ref = delivery id, reason,
+     * attempt, error, correlation. DLQ replay hands webhook entries' delivery
+     * ids back in refs[0..nrefs) for the caller to requeue. */
+    char *ref, *correlation, **refs;
     size_t nrefs;
 
-    /* EVENTS: the committed log, each stored pub with the sequence number of
-     * its log entry (a row of pubs of one channel, in commit order; shared
-     * by the pubs of the row). In: since_offset = read entries after this
-     * sequence number, limit = at most this many entries (0: none, only
-     * head), trim_seq = first delete the entries up to it (0: none). Out:
-     * pubs/npubs with seqs[i] for pubs[i], head = the newest sequence number
-     * written, cursor = the last entry read (0: none). Entries whose pubs
-     * retention already removed yield nothing; count says how many pubs were
-     * missing that way. */
-    uint64_t *seqs;
-    uint64_t trim_seq;
+    /* EVENTS: the committed log in commit order; an entry is a row of one
+     * channel's pubs. In: since_offset (read entries after this sequence
+     * number), limit (entries; 0: head only), trim_seq (first delete
+     * entries up to it; 0: none). Out: pubs with seqs[i] (their entry's),
+     * head (newest entry), cursor (last entry read, 0: none), count (pubs
+     * of entries retention already removed: none are returned for them). */
+    uint64_t *seqs, trim_seq;
 };
 
 /* Called on the engine thread with n finished requests, in linear order. The
@@ -196,16 +182,10 @@ typedef struct engine_opts {
 } engine_opts;
 
 typedef struct engine_stats {
-    uint64_t commits;
-    uint64_t committed_pubs;
-    uint64_t commit_failures;
-    uint64_t duplicates;
-    uint64_t batch_max;
+    uint64_t commits, committed_pubs, commit_failures, duplicates, batch_max;
     uint64_t commit_us_total; /* sum of commit latencies */
-    /* commit batch size histogram: buckets 1,2,4,...,1024,+Inf */
-    uint64_t batch_hist[12];
-    /* commit latency histogram (microseconds):
-     * 100,250,500,1000,2500,5000,10000,25000,50000,100000,250000,+Inf */
+    uint64_t batch_hist[12];  /* commit batch sizes: buckets 1,2,4,...,1024,+Inf */
+    /* commit latency (us): 100,250,500,1000,2500,5000,10000,25000,50000,100000,250000,+Inf */
     uint64_t commit_lat_hist[12];
 } engine_stats;
 
@@ -297,11 +277,8 @@ engine_req *engine_req_new_ctx(enum engine_op op, size_t ctx_size);
 void engine_req_free(engine_req *r);
 
 /* Request blocks kept for reuse by the one thread that owns the pool (a
- * worker). A worker makes a request for every command that reaches storage
- * and frees it on its own thread once answered, thousands in flight; glibc's
- * per-thread cache keeps seven blocks of a size, so most of them took
- * malloc's slow path (perf: a sixth of the worker's time in malloc and free,
- * and the storage thread's frees slowed by the same heap). */
+ * worker, thousands in flight): glibc's per-thread cache keeps seven blocks
+ * of a size (perf: a sixth of a worker's time went to malloc and free). */
 typedef struct engine_req_pool {
     void **blocks; /* free blocks of `block` bytes, last freed first; owned */
     size_t n, cap;

@@ -221,9 +221,8 @@ void hk_dispatch(hooks *h, int64_t now)
 
 /* ---- outcomes ------------------------------------------------------------ */
 
-static void record(hooks *h, const hk_dlv *d, int status, int64_t latency_us,
-                   const char *headers, const char *body, size_t body_len, const char *error,
-                   int state, int64_t now)
+static void record(hooks *h, const hk_dlv *d, int status, int64_t latency_us, const char *headers,
+                   const char *body, size_t body_len, const char *error, int state, int64_t now)
 {
     if (h->natt == h->att_cap) {
         size_t ncap = h->att_cap ? h->att_cap * 2 : 64;
@@ -392,7 +391,8 @@ void hk_on_result(hooks *h, hk_msg *m, int64_t now)
     /* The endpoint's health first: a failure that disables it ends this
      * delivery too, and its record must say so. */
     unsigned ev = endpoint_health_on_result(&ep->health, now, out.kind, out.reason);
-    if (state == HSTORE_PENDING && (!sendable(ep) || (ev & HEALTH_EV_DISABLED))) state = HSTORE_DEAD;
+    if (state == HSTORE_PENDING && (!sendable(ep) || (ev & HEALTH_EV_DISABLED)))
+        state = HSTORE_DEAD;
     if (out.kind != RETRY_SUCCESS) ep->failed_attempts++;
     char *hj = headers_json(m);
     const char *err = m->status ? (out.kind == RETRY_SUCCESS ? NULL : out.reason) : m->error;

@@ -76,8 +76,7 @@ void hk_sys_update(hooks *h)
         engine_log_events(h->env.eng, 0);
         h->log_on = false;
     }
-    if (h->env.lifecycle)
-        atomic_store(h->env.lifecycle, bits & (HK_SYS_CLIENTS | HK_SYS_PRESENCE));
+    if (h->env.lifecycle) atomic_store(h->env.lifecycle, bits & (HK_SYS_CLIENTS | HK_SYS_PRESENCE));
 }
 
 static void op_published(void *arg, int status)
@@ -96,27 +95,35 @@ void hk_op_event(hooks *h, const hk_endpoint *ep, enum hk_op_event ev, const cha
     log_event(ev == HK_EV_DISABLED || ev == HK_EV_FAILING_72H ? LOG_WARN : LOG_INFO,
               "webhook_state", "tenant", t, "endpoint", id, "event", names[ev], "reason",
               reason ? reason : "", NULL);
-    json_t *d = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "endpoint", id, "event", names[ev],
-                          "reason", reason ? reason : "", "failing_since",
-                          (json_int_t)ep->health.failing_since, "last_success",
-                          (json_int_t)ep->health.last_success, "last_failure",
-                          (json_int_t)ep->health.last_failure);
+    json_t *d = json_pack(
+        "{s:s,s:s,s:s,s:I,s:I,s:I}", "endpoint", id, "event", names[ev], "reason",
+        reason ? reason : "", "failing_since", (json_int_t)ep->health.failing_since, "last_success",
+        (json_int_t)ep->health.last_success, "last_failure", (json_int_t)ep->health.last_failure);
     char *data = d ? json_dumps(d, JSON_COMPACT) : NULL;
     json_decref(d);
     char action[48];
     snprintf(action, sizeof(action), "webhooks.%s", names[ev]);
     if (data && h->env.audit && (ev == HK_EV_DISABLED || ev == HK_EV_ENABLED)) {
-        audit_event a = {.actor = "server", .action = action, .tenant = t, .target = id,
-                         .details = data, .details_len = strlen(data)};
+        audit_event a = {.actor = "server",
+                         .action = action,
+                         .tenant = t,
+                         .target = id,
+                         .details = data,
+                         .details_len = strlen(data)};
         if (audit_append(h->env.audit, &a, NULL) != PL_OK)
             log_event(LOG_ERROR, "audit_failed", "action", action, NULL);
     }
     if (data && (h->sys_wanted & HK_SYS_WEBHOOKS)) {
         char type[48];
         snprintf(type, sizeof(type), "$sys.webhook.%s", names[ev]);
-        pub_fields f = {.tenant = t, .tenant_len = strlen(t), .channel = "$sys:webhooks",
-                        .channel_len = 13, .data = data, .data_len = strlen(data),
-                        .type = type, .type_len = strlen(type)};
+        pub_fields f = {.tenant = t,
+                        .tenant_len = strlen(t),
+                        .channel = "$sys:webhooks",
+                        .channel_len = 13,
+                        .data = data,
+                        .data_len = strlen(data),
+                        .type = type,
+                        .type_len = strlen(type)};
         if (h->env.publish(h->env.publish_ctx, &f, op_published, NULL) != PL_OK)
             op_published(NULL, PL_ERR);
     }
@@ -246,8 +253,8 @@ static int add_route(hooks *h, hk_route *r)
 static int route_from_cfg(const cfg_route *cr, hk_route **out, char *err, size_t errlen, size_t i)
 {
     rule_error re = {{0}, {0}};
-    int st = hk_route_new(cr->tenant, cr->id, cr->match, cr->webhook, cr->publish, cr->enabled,
-                          out, &re);
+    int st = hk_route_new(cr->tenant, cr->id, cr->match, cr->webhook, cr->publish, cr->enabled, out,
+                          &re);
     if (st == PL_EINVAL) {
         size_t line = 0, col = 0;
         config_route_mark(cr, re.path, &line, &col);
@@ -522,7 +529,8 @@ static void render_endpoint(const hk_endpoint *ep, int64_t now, sbuf *o)
                     "parley_webhook_deliveries_total{tenant=\"%s\",endpoint=\"%s\",outcome=\"%s\"} "
                     "%" PRIu64 "\n",
                     t, id, outcomes[i], counts[i]);
-    sbuf_printf(o, "parley_webhook_failed_attempts_total{tenant=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n",
+    sbuf_printf(o,
+                "parley_webhook_failed_attempts_total{tenant=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n",
                 t, id, ep->failed_attempts);
     sbuf_printf(o, "parley_webhook_queue_depth{tenant=\"%s\",endpoint=\"%s\"} %zu\n", t, id,
                 ep->pending);
@@ -534,14 +542,16 @@ static void render_endpoint(const hk_endpoint *ep, int64_t now, sbuf *o)
     uint64_t cum = 0;
     for (int b = 0; b < 12; b++) {
         cum += ep->lat_hist[b];
-        sbuf_printf(o,
-                    "parley_webhook_attempt_seconds_bucket{tenant=\"%s\",endpoint=\"%s\",le=\"%s\"} "
-                    "%" PRIu64 "\n",
-                    t, id, le[b], cum);
+        sbuf_printf(
+            o,
+            "parley_webhook_attempt_seconds_bucket{tenant=\"%s\",endpoint=\"%s\",le=\"%s\"} "
+            "%" PRIu64 "\n",
+            t, id, le[b], cum);
     }
-    sbuf_printf(o, "parley_webhook_attempt_seconds_sum{tenant=\"%s\",endpoint=\"%s\"} %.6f\n", t, id,
-                ep->lat_sum_s);
-    sbuf_printf(o, "parley_webhook_attempt_seconds_count{tenant=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n",
+    sbuf_printf(o, "parley_webhook_attempt_seconds_sum{tenant=\"%s\",endpoint=\"%s\"} %.6f\n", t,
+                id, ep->lat_sum_s);
+    sbuf_printf(o,
+                "parley_webhook_attempt_seconds_count{tenant=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n",
                 t, id, cum);
 }
 

@@ -13,6 +13,10 @@
 #include "util/mem.h"
 
 #define RECOVER_MAX 10000
+#define ATTEMPTS_PAGE 20
+#define ATTEMPTS_PAGE_MAX 100
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define RECOVER_SHOWN 20
 #define ROTATE_DEFAULT_MS (24LL * 3600 * 1000)
 
@@ -41,7 +45,7 @@ static hk_endpoint *endpoint_param(call *c, int *st)
 {
     const char *id = str_param(c, "id");
     hk_endpoint *ep = id ? hk_endpoint_find(c->h, c->tenant, id) : NULL;
-    *st = !id ? fail(c, PL_EINVAL, "id: expected the webhook's id", NULL)
+    *st = !id   ? fail(c, PL_EINVAL, "id: expected the webhook's id", NULL)
           : !ep ? fail(c, PL_ENOTFOUND, "no webhook '%.64s' in this tenant", id)
                 : PL_OK;
     return ep;
@@ -95,7 +99,8 @@ static int store_endpoint(call *c, const cfg_webhook *w)
     int st = hk_webhook_to_json(w, true, &s);
     if (st == PL_OK) {
         sbuf_putc(&s, '\0');
-        st = s.oom ? PL_ENOMEM : hstore_spec_put(c->h->store, HSTORE_ENDPOINT, c->tenant, w->id, s.data);
+        st = s.oom ? PL_ENOMEM
+                   : hstore_spec_put(c->h->store, HSTORE_ENDPOINT, c->tenant, w->id, s.data);
     }
     sbuf_release(&s);
     return st;
@@ -250,11 +255,13 @@ static int w_attempts(call *c)
     if (!id) return fail(c, PL_EINVAL, "delivery: expected a delivery id", NULL);
     if ((after && (!json_is_integer(after) || json_integer_value(after) < 0)) ||
         (limit && (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
-                   json_integer_value(limit) > 100)))
-        return fail(c, PL_EINVAL, "after: expected an attempt number >= 0; limit: 1 to 100", NULL);
-    int st = hstore_attempts_json(c->h->store, c->tenant, id,
-                                  after ? (uint32_t)json_integer_value(after) : 0,
-                                  limit ? (uint32_t)json_integer_value(limit) : 20, c->out);
+                   json_integer_value(limit) > ATTEMPTS_PAGE_MAX)))
+        return fail(c, PL_EINVAL,
+                    "after: expected an attempt number >= 0; limit: 1 to " STR(ATTEMPTS_PAGE_MAX),
+                    NULL);
+    int st = hstore_attempts_json(
+        c->h->store, c->tenant, id, after ? (uint32_t)json_integer_value(after) : 0,
+        limit ? (uint32_t)json_integer_value(limit) : ATTEMPTS_PAGE, c->out);
     return st == PL_ENOTFOUND ? fail(c, st, "no delivery '%.128s' in this tenant", id) : st;
 }
 
@@ -280,8 +287,10 @@ static int w_replay(call *c)
     int st = requeue(c, id);
     if (st == PL_ENOTFOUND) return fail(c, st, "no delivery '%.128s' in this tenant", id);
     if (st == PL_ECONFLICT)
-        return fail(c, st, "delivery '%.128s' is pending or delivered: only a dead or aborted "
-                           "one is replayed", id);
+        return fail(c, st,
+                    "delivery '%.128s' is pending or delivered: only a dead or aborted "
+                    "one is replayed",
+                    id);
     if (st == PL_OK) sbuf_puts(c->out, "{\"queued\":true}");
     return st;
 }
@@ -361,8 +370,8 @@ static int w_rotate(call *c)
         int64_t exp = ep->def.secret_expires_ms[i];
         if (exp && exp <= c->now) continue; /* already expired: dropped */
         if (!exp || exp > c->now + keep) exp = c->now + keep;
-        json_array_append_new(list, json_pack("{s:s,s:I}", "secret", ep->def.secrets[i], "expires",
-                                              (json_int_t)exp));
+        json_array_append_new(
+            list, json_pack("{s:s,s:I}", "secret", ep->def.secrets[i], "expires", (json_int_t)exp));
     }
     json_t *changes = json_pack("{s:o}", "secret", list);
     st = changes ? rebuild(c, ep, changes) : PL_ENOMEM;
@@ -384,11 +393,9 @@ static void route_json(const hk_route *r, sbuf *o)
                 r->webhook ? "webhook" : "publish");
     const char *a = r->webhook ? r->webhook : r->publish;
     sbuf_json_str(o, a, strlen(a));
-    sbuf_printf(o,
-                "},\"enabled\":%s,\"source\":\"%s\",\"matched\":%" PRIu64
-                ",\"unroutable\":%" PRIu64 "}",
-                r->enabled ? "true" : "false", r->from_api ? "api" : "config", r->matched,
-                r->missed);
+    sbuf_printf(
+        o, "},\"enabled\":%s,\"source\":\"%s\",\"matched\":%" PRIu64 ",\"unroutable\":%" PRIu64 "}",
+        r->enabled ? "true" : "false", r->from_api ? "api" : "config", r->matched, r->missed);
 }
 
 static int r_list(call *c)
@@ -531,9 +538,9 @@ int hooks_api(hooks *h, const char *kind, const char *method, const char *tenant
         static const struct {
             const char *name;
             int (*fn)(call *);
-        } m[] = {{"list", w_list},       {"create", w_create},   {"update", w_update},
-                 {"delete", w_delete},   {"health", w_health},   {"attempts", w_attempts},
-                 {"replay", w_replay},   {"recover", w_recover}, {"rotate_secret", w_rotate}};
+        } m[] = {{"list", w_list},     {"create", w_create},   {"update", w_update},
+                 {"delete", w_delete}, {"health", w_health},   {"attempts", w_attempts},
+                 {"replay", w_replay}, {"recover", w_recover}, {"rotate_secret", w_rotate}};
         for (size_t i = 0; i < sizeof(m) / sizeof(*m); i++)
             if (!strcmp(method, m[i].name)) st = m[i].fn(&c);
     } else if (!strcmp(method, "list")) {

@@ -24,8 +24,8 @@
 #include "hooks/ssrf.h"
 #include "util/map.h"
 
-#define HK_READ_ENTRIES 512   /* log entries read per ENGINE_EVENTS request */
-#define HK_MAX_CHAIN 8        /* routes a pub may pass through (loop protection) */
+#define HK_READ_ENTRIES 512 /* log entries read per ENGINE_EVENTS request */
+#define HK_MAX_CHAIN 8      /* routes a pub may pass through (loop protection) */
 #define HK_CHAIN_HEADER "parley-route"
 #define HK_TICK_MS 1000
 #define HK_METRICS_EVERY_MS 200
@@ -38,8 +38,14 @@
 #define HK_SYS_WEBHOOKS 4u /* $sys:webhooks (endpoint state changes) */
 
 /* Endpoint state changes, counted and published on $sys:webhooks. */
-enum hk_op_event { HK_EV_DISABLED, HK_EV_ENABLED, HK_EV_FAILING_24H, HK_EV_FAILING_72H,
-                   HK_EV_RECOVERED, HK_EV__COUNT };
+enum hk_op_event {
+    HK_EV_DISABLED,
+    HK_EV_ENABLED,
+    HK_EV_FAILING_24H,
+    HK_EV_FAILING_72H,
+    HK_EV_RECOVERED,
+    HK_EV__COUNT
+};
 
 typedef struct hk_endpoint hk_endpoint;
 
@@ -73,7 +79,8 @@ struct hk_endpoint {
     int64_t tokens_ms;
     /* metrics */
     uint64_t delivered, failed_attempts, dead, aborted;
-    uint64_t lat_hist[12]; /* attempt latency buckets (ms): 5,10,25,50,100,250,500,1000,2500,5000,10000,+Inf */
+    uint64_t lat_hist[12]; /* attempt latency buckets (ms):
+                              5,10,25,50,100,250,500,1000,2500,5000,10000,+Inf */
     double lat_sum_s;
 };
 
@@ -84,8 +91,8 @@ typedef struct hk_route {
     char *webhook; /* action: endpoint id, or NULL */
     char *publish; /* action: channel, or NULL */
     bool enabled, from_api;
-    unsigned sys;    /* HK_SYS_* channels its `channel` globs name explicitly */
-    uint64_t pos;    /* the committed log up to here is evaluated */
+    unsigned sys; /* HK_SYS_* channels its `channel` globs name explicitly */
+    uint64_t pos; /* the committed log up to here is evaluated */
     uint64_t matched, published, missed;
 } hk_route;
 
@@ -163,7 +170,7 @@ struct hooks {
     /* dispatcher */
     uint64_t rnd;
     int64_t next_wake_ms;
-    hstore_attempt *att;   /* attempts finished this round, committed together */
+    hstore_attempt *att; /* attempts finished this round, committed together */
     size_t natt, att_cap;
     uint64_t events_missed, store_errors, deliveries_created, deduplicated, publishes_refused;
     uint64_t op_events[HK_EV__COUNT];

@@ -40,7 +40,8 @@ static int copy_webhook(const cfg_webhook *s, cfg_webhook *d)
     d->order_path = s->order_path ? pl_strdup(s->order_path) : NULL;
     d->secrets = pl_calloc(s->n_secrets ? s->n_secrets : 1, sizeof(char *));
     d->secret_expires_ms = pl_calloc(s->n_secrets ? s->n_secrets : 1, sizeof(int64_t));
-    d->retry_schedule = s->n_retry_schedule ? pl_malloc(s->n_retry_schedule * sizeof(int64_t)) : NULL;
+    d->retry_schedule =
+        s->n_retry_schedule ? pl_malloc(s->n_retry_schedule * sizeof(int64_t)) : NULL;
     int ok = d->id && d->tenant && d->url && d->secrets && d->secret_expires_ms &&
              (!s->order_path || d->order_path) && (!s->n_retry_schedule || d->retry_schedule);
     d->n_secrets = 0;
@@ -77,8 +78,8 @@ static int build_policy(hk_endpoint *ep, char *why, size_t whylen)
     return PL_OK;
 }
 
-int hk_endpoint_new(hooks *h, const cfg_webhook *def, bool from_api, hk_endpoint **out,
-                    char *why, size_t whylen)
+int hk_endpoint_new(hooks *h, const cfg_webhook *def, bool from_api, hk_endpoint **out, char *why,
+                    size_t whylen)
 {
     hk_endpoint *ep = pl_calloc(1, sizeof(*ep));
     if (!ep || copy_webhook(def, &ep->def) != PL_OK) {
@@ -99,8 +100,8 @@ int hk_endpoint_new(hooks *h, const cfg_webhook *def, bool from_api, hk_endpoint
         const char *s = ep->def.secrets[i];
         enum sign_key_err e = sign_key_parse(s, strlen(s), &ep->keys[i]);
         if (e == SIGN_KEY_OK && !strncmp(s, "whpk_", 5)) {
-            snprintf(why, whylen, "secret %zu: a whpk_ public key cannot sign: give whsec_ or whsk_",
-                     i + 1);
+            snprintf(why, whylen,
+                     "secret %zu: a whpk_ public key cannot sign: give whsec_ or whsk_", i + 1);
             st = PL_EINVAL;
         } else if (e != SIGN_KEY_OK) {
             snprintf(why, whylen, "secret %zu: %s", i + 1, sign_key_errstr(e));
@@ -147,7 +148,9 @@ static int id_ok(const char *s)
 static int url_ok(const char *u)
 {
     size_t n = strlen(u);
-    const char *host = !strncmp(u, "https://", 8) ? u + 8 : !strncmp(u, "http://", 7) ? u + 7 : NULL;
+    const char *host = !strncmp(u, "https://", 8)  ? u + 8
+                       : !strncmp(u, "http://", 7) ? u + 7
+                                                   : NULL;
     if (!host || !*host || *host == '/' || n > URL_MAX) return 0;
     const char *end = host + strcspn(host, "/?#");
     for (const char *p = host; p < end; p++)
@@ -277,9 +280,17 @@ static int ordering_member(const json_t *spec, cfg_webhook *w, char *why, size_t
     return w->order_path ? PL_OK : PL_ENOMEM;
 }
 
-static const char *const webhook_keys[] = {
-    "id",          "url",  "secret",   "max_attempts", "retry_schedule", "timeout", "connect_timeout",
-    "max_in_flight", "rate", "ordering", "enabled"};
+static const char *const webhook_keys[] = {"id",
+                                           "url",
+                                           "secret",
+                                           "max_attempts",
+                                           "retry_schedule",
+                                           "timeout",
+                                           "connect_timeout",
+                                           "max_in_flight",
+                                           "rate",
+                                           "ordering",
+                                           "enabled"};
 
 static int known_keys(const json_t *spec, const char *const *keys, size_t n, char *why,
                       size_t whylen)
@@ -307,8 +318,8 @@ int hk_webhook_from_json(const json_t *spec, const char *tenant, cfg_webhook *w,
     const char *id = json_string_value(json_object_get(spec, "id"));
     const char *url = json_string_value(json_object_get(spec, "url"));
     json_t *en = json_object_get(spec, "enabled");
-    int st = known_keys(spec, webhook_keys, sizeof(webhook_keys) / sizeof(*webhook_keys), why,
-                        whylen);
+    int st =
+        known_keys(spec, webhook_keys, sizeof(webhook_keys) / sizeof(*webhook_keys), why, whylen);
     if (st == PL_OK && (!id || !id_ok(id))) {
         snprintf(why, whylen, "id: expected 1 to %d of A-Z a-z 0-9 _ . -", CFG_ID_MAX);
         st = PL_EINVAL;
@@ -333,8 +344,10 @@ int hk_webhook_from_json(const json_t *spec, const char *tenant, cfg_webhook *w,
     }
     if (st == PL_OK) st = secrets_member(spec, w, why, whylen);
     if (st == PL_OK) st = schedule_member(spec, w, why, whylen);
-    if (st == PL_OK) st = u32_member(spec, "max_attempts", 1, RETRY_MAX_ATTEMPTS, &w->max_attempts, why, whylen);
-    if (st == PL_OK) st = u32_member(spec, "max_in_flight", 1, 1024, &w->max_in_flight, why, whylen);
+    if (st == PL_OK)
+        st = u32_member(spec, "max_attempts", 1, RETRY_MAX_ATTEMPTS, &w->max_attempts, why, whylen);
+    if (st == PL_OK)
+        st = u32_member(spec, "max_in_flight", 1, 1024, &w->max_in_flight, why, whylen);
     if (st == PL_OK) st = u32_member(spec, "rate", 0, 100000, &w->rate, why, whylen);
     if (st == PL_OK) st = dur_member(spec, "timeout", 1000, 300000, &w->timeout_ms, why, whylen);
     if (st == PL_OK)
@@ -389,9 +402,10 @@ int hk_webhook_to_json(const cfg_webhook *w, bool show_secrets, sbuf *out)
         json_t *s = json_object();
         secret_hint(w->secrets[i], hint, sizeof(hint));
         json_object_set_new(s, "secret", json_string(show_secrets ? w->secrets[i] : hint));
-        json_object_set_new(s, "expires", w->secret_expires_ms && w->secret_expires_ms[i]
-                                              ? json_integer(w->secret_expires_ms[i])
-                                              : json_null());
+        json_object_set_new(s, "expires",
+                            w->secret_expires_ms && w->secret_expires_ms[i]
+                                ? json_integer(w->secret_expires_ms[i])
+                                : json_null());
         json_array_append_new(secrets, s);
     }
     for (size_t i = 0; i < w->n_retry_schedule; i++)
@@ -409,9 +423,10 @@ int hk_webhook_to_json(const cfg_webhook *w, bool show_secrets, sbuf *out)
         json_object_set_new(o, "connect_timeout", duration(w->connect_timeout_ms));
     if (w->max_in_flight) json_object_set_new(o, "max_in_flight", json_integer(w->max_in_flight));
     json_object_set_new(o, "rate", json_integer(w->rate));
-    json_object_set_new(o, "ordering", json_string(w->ordering == CFG_ORDER_CHANNEL ? "channel"
-                                                   : w->ordering == CFG_ORDER_PATH  ? w->order_path
-                                                                                    : "none"));
+    json_object_set_new(o, "ordering",
+                        json_string(w->ordering == CFG_ORDER_CHANNEL ? "channel"
+                                    : w->ordering == CFG_ORDER_PATH  ? w->order_path
+                                                                     : "none"));
     json_object_set_new(o, "enabled", json_boolean(w->enabled));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -532,9 +547,9 @@ int hk_route_from_json(const json_t *spec, const char *tenant, hk_route **out, c
     if (st != PL_OK) return st;
     char *m = match ? json_dumps(match, JSON_COMPACT) : NULL;
     rule_error re = {{0}, {0}};
-    st = match && !m ? PL_ENOMEM
-                     : hk_route_new(tenant, id, m, webhook, publish, !en || json_is_true(en), out,
-                                    &re);
+    st = match && !m
+             ? PL_ENOMEM
+             : hk_route_new(tenant, id, m, webhook, publish, !en || json_is_true(en), out, &re);
     free(m);
     if (st == PL_EINVAL) snprintf(why, whylen, "%s: %s", re.path, re.reason);
     return st;

@@ -248,10 +248,11 @@ void metrics_render(sbuf *o, metrics_shard *const *shards, int n, const char *co
                     "Stored pubs that could not be handed to a worker (its subscribers of the "
                     "channel were closed with 4002 to resume by offset).",
                     "counter", sum(shards, n, M_PUBS_LOST));
-    metrics_counter(o, "parley_lifecycle_lost_total",
-                    "Lifecycle events ($sys.client.*, $sys.presence.*) a route asked for that could "
-                    "not be recorded (out of memory).",
-                    "counter", sum(shards, n, M_LIFECYCLE_LOST));
+    metrics_counter(
+        o, "parley_lifecycle_lost_total",
+        "Lifecycle events ($sys.client.*, $sys.presence.*) a route asked for that could "
+        "not be recorded (out of memory).",
+        "counter", sum(shards, n, M_LIFECYCLE_LOST));
     metrics_counter(o, "parley_read_pauses_total",
                     "Times a client's input stopped being read because its commands outran their "
                     "answers (backpressure).",

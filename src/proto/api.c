@@ -912,7 +912,8 @@ static void api_answered(proto_host *h, pending *pd, engine_req *r)
         if (r->admin_op == ADMIN_DLQ_REPLAY && r->status == PL_OK) {
             for (size_t i = 0; i < r->npubs; i++)
                 delivery_replay(h->srv->dlv, r->pubs[i], r->users[i]);
-            if (r->nrefs && h->srv->hooks) hooks_requeue(h->srv->hooks, r->tenant, r->refs, r->nrefs);
+            if (r->nrefs && h->srv->hooks)
+                hooks_requeue(h->srv->hooks, r->tenant, r->refs, r->nrefs);
         }
         if (r->status == PL_ENOTFOUND) {
             api_error(h, c, PE_UNKNOWN_CHANNEL, "no such pub in this tenant");

@@ -12,9 +12,9 @@
 #include "util/mem.h"
 
 static const char *const kinds[] = {
-    [LC_CONNECT] = "client.connect",       [LC_DISCONNECT] = "client.disconnect",
-    [LC_SUBSCRIBE] = "client.subscribe",   [LC_UNSUBSCRIBE] = "client.unsubscribe",
-    [LC_JOIN] = "presence.join",           [LC_LEAVE] = "presence.leave",
+    [LC_CONNECT] = "client.connect",     [LC_DISCONNECT] = "client.disconnect",
+    [LC_SUBSCRIBE] = "client.subscribe", [LC_UNSUBSCRIBE] = "client.unsubscribe",
+    [LC_JOIN] = "presence.join",         [LC_LEAVE] = "presence.leave",
 };
 
 static void stored(engine_req *r)

@@ -319,7 +319,8 @@ int proto_route_publish(void *ctx, const pub_fields *f, void (*done)(void *arg, 
                                          .cls = PUB_STANDARD};
     proto_server *srv = ctx;
     int sys = f->channel_len > 5 && !memcmp(f->channel, "$sys:", 5);
-    const cfg_namespace *ns = sys ? &sys_ns : config_namespace(srv->cfg, f->channel, f->channel_len);
+    const cfg_namespace *ns =
+        sys ? &sys_ns : config_namespace(srv->cfg, f->channel, f->channel_len);
     /* A route feeds stored channels: an ephemeral one has no log to resume
      * from, so a route could not promise its pubs. */
     if (!ns || ns->cls == PUB_EPHEMERAL ||

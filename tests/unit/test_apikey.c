@@ -66,9 +66,9 @@ static void test_mask_grants_odd_masks(void **state)
 {
     /* The empty mask and bits outside the enum grant no scope of the
      * vocabulary, "*" included. */
-    const uint32_t masks[] = {
-        0,        1u << 12, 1u << 20,
-        1u << 30, ~(((uint32_t)APIKEY_SCOPE_ROUTES << 1) - 1) & ~(uint32_t)APIKEY_SCOPE_ALL};
+    const uint32_t masks[] = {0, 1u << 12, 1u << 20, 1u << 30,
+                              ~(((uint32_t)APIKEY_SCOPE_ROUTES << 1) - 1) &
+                                  ~(uint32_t)APIKEY_SCOPE_ALL};
     for (size_t m = 0; m < sizeof(masks) / sizeof(masks[0]); m++)
         for (size_t i = 0; i < N_SCOPE_BITS; i++)
             assert_false(apikey_mask_grants(masks[m], scope_bits[i]));
@@ -97,7 +97,7 @@ static void test_parsed_names_grant(void **state)
 
     /* Unknown or look-alike scope names are refused outright, so they never
      * reach a key and grant nothing. */
-    const char *bogus[] = {"admin",   "tenants", "keys", "webhook", "webhooks.*",
+    const char *bogus[] = {"admin",   "tenants", "keys", "webhook",  "webhooks.*",
                            "Publish", "",        "**",   "publish ", "dlq.list"};
     for (size_t i = 0; i < sizeof(bogus) / sizeof(bogus[0]); i++) {
         mask = 77;

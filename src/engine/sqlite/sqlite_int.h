@@ -33,14 +33,12 @@
  *       One row per recipient of a guaranteed pub, written in the pub's
  *       transaction (state queued); state changes commit with the batch.
  *   delivery_log(cid, off, user, state, attempt, ts, error)   each transition, for trace
- *   dlq(id, tenant, channel, cid, off, user, pub_id, reason, attempts,
- *       last_error, correlation_id, failed_at, kind, ref)   the dead-letter
- *       queue: kind NULL for a guaranteed pub's recipient (user), "webhook"
- *       for a webhook delivery (user = the endpoint, ref = the delivery id).
- *   events(seq, cid, off, n)   the committed log for routing rules: one
- *       entry per pubs row written while engine_log_events is on, in the
- *       row's transaction, seq growing in commit order (AUTOINCREMENT: never
- *       reused after a trim, so a reader's position stays meaningful).
+ *   dlq(id, tenant, channel, cid, off, user, pub_id, reason, attempts, last_error,
+ *       correlation_id, failed_at, kind, ref)   the dead-letter queue; kind
+ *       "webhook": user = the endpoint, ref = the delivery id.
+ *   events(seq, cid, off, n)   the log routes read: one entry per pubs row
+ *       written while engine_log_events is on, in its transaction; seq
+ *       (AUTOINCREMENT) is never reused, so positions survive trims.
  *   cursors(cid, user, off)   WITHOUT ROWID, key (cid, user)
  *       Each user's read cursor per stream: only moves forward, never past head.
  *   idem(cid, idem_key, off, id, ts)   WITHOUT ROWID, key (cid, idem_key)
@@ -193,9 +191,9 @@ typedef struct sq_engine {
     sq_slot *slots;
     engine_req **out;
     int64_t last_sweep_ms;
-    int b_fatal;      /* a statement of the open transaction failed */
-    sbuf row_blob;    /* the `more` column being built, kept for its capacity */
-    int64_t id_index; /* the database has pubs_id(id) (created at version 2) */
+    int b_fatal;           /* a statement of the open transaction failed */
+    sbuf row_blob;         /* the `more` column being built, kept for its capacity */
+    int64_t id_index;      /* the database has pubs_id(id) (created at version 2) */
     atomic_int log_events; /* commits write events rows (engine_log_events) */
     sq_files files;
     pthread_mutex_t stats_mu;
@@ -238,10 +236,8 @@ int sq_set_delivery(sq_engine *e, int64_t cid, uint64_t off, const char *user, i
                     uint32_t attempts, int64_t now, const char *error);
 int sq_grow_result(engine_req *r, size_t *cap, int with_users);
 int sq_serve_pending(sq_engine *e, sq_chan *ch, engine_req *r);
-/* admin.c */
-int sq_serve_admin(sq_engine *e, engine_req *r, int64_t now);
-/* events.c */
-int sq_serve_events(sq_engine *e, engine_req *r);
+int sq_serve_admin(sq_engine *e, engine_req *r, int64_t now); /* admin.c */
+int sq_serve_events(sq_engine *e, engine_req *r);             /* events.c */
 
 static inline void sq_bind_str(sqlite3_stmt *st, int idx, const char *s)
 {
