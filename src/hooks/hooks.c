@@ -434,6 +434,9 @@ int hooks_new(const hooks_env *env, hooks **out, char *err, size_t errlen)
 int hooks_start(hooks *h)
 {
     hk_router_log_on(h); /* before any worker accepts a publish */
+    /* The log may hold entries committed before a crash or stop that no
+     * route evaluated yet: read once without waiting for a new commit. */
+    h->poked = true;
     char err[256];
     if (sender_new(0, &h->snd, err, sizeof(err)) != PL_OK) {
         log_event(LOG_ERROR, "webhook_sender_failed", "reason", err, NULL);
