@@ -37,27 +37,30 @@ void hk_router_log_on(hooks *h)
     h->log_on = true;
 }
 
-/* Routes without a position start at the log's head, and that start is
- * stored at once: a crash before their first batch must not move it to a
- * later head (skipping what was committed in between). */
-static int start_positions(hooks *h, uint64_t head)
+/* Stores, in one transaction with the deliveries ds[0..n), seq as the
+ * position of every route that needs it: those without one (unset: a new
+ * route starts at the log's head, stored at once so that a crash before its
+ * first batch does not move its start past what was committed meanwhile),
+ * or those behind seq. Positions move in memory only once stored. */
+static int store_positions(hooks *h, uint64_t seq, bool unset, const hstore_delivery *ds, size_t n,
+                           int *inserted)
 {
-    hstore_position pos[64];
+    hstore_position *pos = pl_calloc(h->nroutes ? h->nroutes : 1, sizeof(*pos));
+    if (!pos) return PL_ENOMEM;
     size_t npos = 0;
-    int st = PL_OK;
-    for (size_t i = 0; i < h->nroutes && st == PL_OK; i++) {
+    for (size_t i = 0; i < h->nroutes; i++) {
         hk_route *rt = h->routes[i];
-        if (rt->pos != HK_POS_UNSET) continue;
-        pos[npos++] = (hstore_position){rt->tenant, rt->id, head};
-        if (npos == 64 || i + 1 == h->nroutes) {
-            st = hstore_route_commit(h->store, NULL, 0, NULL, pos, npos);
-            npos = 0;
-        }
+        if (unset ? rt->pos == HK_POS_UNSET : rt->pos != HK_POS_UNSET && rt->pos < seq)
+            pos[npos++] = (hstore_position){rt->tenant, rt->id, seq};
     }
-    if (st == PL_OK && npos) st = hstore_route_commit(h->store, NULL, 0, NULL, pos, npos);
+    int st = n || npos ? hstore_route_commit(h->store, ds, n, inserted, pos, npos) : PL_OK;
+    pl_free(pos);
     if (st != PL_OK) return st;
-    for (size_t i = 0; i < h->nroutes; i++)
-        if (h->routes[i]->pos == HK_POS_UNSET) h->routes[i]->pos = head;
+    for (size_t i = 0; i < h->nroutes; i++) {
+        hk_route *rt = h->routes[i];
+        if (unset ? rt->pos == HK_POS_UNSET : rt->pos != HK_POS_UNSET && rt->pos < seq)
+            rt->pos = seq;
+    }
     return PL_OK;
 }
 
@@ -328,8 +331,6 @@ static int route_pub(hooks *h, hk_batch *b, rule_event *ev, pl_pub *p, uint64_t 
  * then queues the new deliveries. */
 static void finish_batch(hooks *h, hk_batch *b, int64_t now)
 {
-    hstore_position pos[64];
-    size_t npos = 0;
     int *inserted = b->n ? pl_calloc(b->n, sizeof(int)) : NULL;
     hstore_delivery *ds = b->n ? pl_calloc(b->n, sizeof(*ds)) : NULL;
     int st = b->n && (!inserted || !ds) ? PL_ENOMEM : PL_OK;
@@ -339,28 +340,12 @@ static void finish_batch(hooks *h, hk_batch *b, int64_t now)
         ds[i].tenant = b->d[i].ep->def.tenant;
         ds[i].endpoint = b->d[i].ep->def.id;
     }
-    /* Positions are written in chunks: all but the last chunk commit alone,
-     * which is safe (deliveries are in the last, and a position only says
-     * what was evaluated). */
-    for (size_t i = 0; i < h->nroutes && st == PL_OK; i++) {
-        hk_route *rt = h->routes[i];
-        if (rt->pos == HK_POS_UNSET || rt->pos >= b->last_seq) continue;
-        pos[npos++] = (hstore_position){rt->tenant, rt->id, b->last_seq};
-        if (npos == 64) {
-            st = hstore_route_commit(h->store, NULL, 0, NULL, pos, npos);
-            npos = 0;
-        }
-    }
-    if (st == PL_OK && (b->n || npos))
-        st = hstore_route_commit(h->store, ds, b->n, inserted, pos, npos);
+    if (st == PL_OK) st = store_positions(h, b->last_seq, false, ds, b->n, inserted);
     if (st != PL_OK) {
         h->store_errors++;
         h->retry_read_ms = now + HK_TICK_MS;
         log_event(LOG_ERROR, "route_store_failed", "reason", "hooks.db write failed", NULL);
     } else {
-        for (size_t i = 0; i < h->nroutes; i++)
-            if (h->routes[i]->pos != HK_POS_UNSET && h->routes[i]->pos < b->last_seq)
-                h->routes[i]->pos = b->last_seq;
         for (size_t i = 0; i < b->n; i++) {
             if (!inserted[i]) {
                 h->deduplicated++;
@@ -387,7 +372,7 @@ void hk_router_on_events(hooks *h, engine_req *r, int64_t now)
     }
     if (r->head > h->head) h->head = r->head;
     h->events_missed += r->count;
-    if (start_positions(h, r->head) != PL_OK) {
+    if (store_positions(h, r->head, true, NULL, 0, NULL) != PL_OK) {
         h->store_errors++;
         h->retry_read_ms = now + HK_TICK_MS;
         engine_req_free(r);
