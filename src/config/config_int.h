@@ -149,6 +149,19 @@ yaml_node_t *cfg_map_get(cfg_loader *L, yaml_node_t *map, const char *key);
  * keys, which the server decodes at start. Allocates nothing. */
 int cfg_base64_ok(const char *b);
 
+/* How a section that is a list of entries is read: each entry by parse
+ * (into arr[i], arr zeroed, elements of size bytes), release frees n
+ * entries of an array. */
+typedef struct cfg_list {
+    size_t size;
+    int (*parse)(cfg_loader *L, yaml_node_t *it, void *arr, size_t i);
+    void (*release)(void *arr, size_t n);
+} cfg_list;
+
+/* Reads the list v into a new array that replaces *list (released) when v
+ * is a non-empty sequence; null or empty keeps the old list. 0 or -1. */
+int cfg_parse_list(cfg_loader *L, yaml_node_t *v, const cfg_list *how, void **list, size_t *n_list);
+
 /* ---- sections (tenants.c, namespaces.c, inbound.c, webhooks.c, routes.c) ---- */
 
 /* Key functions of the root table: replace c's default list when the file

@@ -223,28 +223,21 @@ void cfg_inbound_release(cfg_inbound *in, size_t n)
     pl_free(in);
 }
 
+static int parse_entry(cfg_loader *L, yaml_node_t *it, void *arr, size_t i)
+{
+    return parse_source(L, it, arr, i);
+}
+
+static void release_entries(void *arr, size_t n)
+{
+    cfg_inbound_release(arr, n);
+}
+
 int cfg_parse_inbound(cfg_loader *L, yaml_node_t *v, void *obj)
 {
+    static const cfg_list how = {sizeof(cfg_inbound), parse_entry, release_entries};
     config *c = obj;
-    yaml_node_item_t *items = NULL;
-    size_t n = 0;
-    if (cfg_is_null(v)) return 0;
-    if (cfg_get_seq(L, v, &items, &n) < 0) return -1;
-    if (n == 0) return 0;
-    cfg_inbound *arr = pl_calloc(n, sizeof(*arr));
-    if (!arr) return cfg_oom(L, v);
-    for (size_t i = 0; i < n; i++) {
-        size_t old = cfg_push_index(L, i);
-        if (parse_source(L, cfg_item_node(L, items, i, v), arr, i) < 0) {
-            cfg_inbound_release(arr, n);
-            return -1;
-        }
-        cfg_pop(L, old);
-    }
-    cfg_inbound_release(c->inbound, c->n_inbound);
-    c->inbound = arr;
-    c->n_inbound = n;
-    return 0;
+    return cfg_parse_list(L, v, &how, (void **)&c->inbound, &c->n_inbound);
 }
 
 const cfg_inbound *config_inbound(const config *c, const char *id, size_t n)

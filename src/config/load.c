@@ -324,6 +324,29 @@ yaml_node_t *cfg_item_node(cfg_loader *L, yaml_node_item_t *items, size_t i, yam
     return n ? n : parent;
 }
 
+int cfg_parse_list(cfg_loader *L, yaml_node_t *v, const cfg_list *how, void **list, size_t *n_list)
+{
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
+    if (cfg_is_null(v)) return 0;
+    if (cfg_get_seq(L, v, &items, &n) < 0) return -1;
+    if (n == 0) return 0;
+    void *arr = pl_calloc(n, how->size);
+    if (!arr) return cfg_oom(L, v);
+    for (size_t i = 0; i < n; i++) {
+        size_t old = cfg_push_index(L, i);
+        if (how->parse(L, cfg_item_node(L, items, i, v), arr, i) < 0) {
+            how->release(arr, n);
+            return -1;
+        }
+        cfg_pop(L, old);
+    }
+    how->release(*list, *n_list);
+    *list = arr;
+    *n_list = n;
+    return 0;
+}
+
 yaml_node_t *cfg_map_get(cfg_loader *L, yaml_node_t *map, const char *key)
 {
     if (map->type != YAML_MAPPING_NODE) return NULL;

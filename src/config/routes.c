@@ -384,28 +384,21 @@ void cfg_routes_release(cfg_route *r, size_t n)
     pl_free(r);
 }
 
+static int parse_entry(cfg_loader *L, yaml_node_t *it, void *arr, size_t i)
+{
+    return parse_route(L, it, arr, i);
+}
+
+static void release_entries(void *arr, size_t n)
+{
+    cfg_routes_release(arr, n);
+}
+
 int cfg_parse_routes(cfg_loader *L, yaml_node_t *v, void *obj)
 {
+    static const cfg_list how = {sizeof(cfg_route), parse_entry, release_entries};
     config *c = obj;
-    yaml_node_item_t *items = NULL;
-    size_t n = 0;
-    if (cfg_is_null(v)) return 0;
-    if (cfg_get_seq(L, v, &items, &n) < 0) return -1;
-    if (n == 0) return 0;
-    cfg_route *arr = pl_calloc(n, sizeof(*arr));
-    if (!arr) return cfg_oom(L, v);
-    for (size_t i = 0; i < n; i++) {
-        size_t old = cfg_push_index(L, i);
-        if (parse_route(L, cfg_item_node(L, items, i, v), arr, i) < 0) {
-            cfg_routes_release(arr, n);
-            return -1;
-        }
-        cfg_pop(L, old);
-    }
-    cfg_routes_release(c->routes, c->n_routes);
-    c->routes = arr;
-    c->n_routes = n;
-    return 0;
+    return cfg_parse_list(L, v, &how, (void **)&c->routes, &c->n_routes);
 }
 
 void config_route_mark(const cfg_route *r, const char *path, size_t *line, size_t *col)

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "util/mem.h"
+#include "util/sqlx.h"
 #include "util/status.h"
 
 #define HS_VERSION 1
@@ -235,23 +236,6 @@ static int tx_end(hstore *s, int rc)
 
 /* ---- opening ---------------------------------------------------------------- */
 
-/* Runs sql; stores the first column of its first row in *out (integer) or
- * checks it equals want (text) when those are given. */
-static int exec_one(sqlite3 *db, const char *sql, int64_t *out, const char *want)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
-    int rc = sqlite3_step(st);
-    int ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
-    if (rc == SQLITE_ROW && out) *out = sqlite3_column_int64(st, 0);
-    if (want) {
-        const char *got = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
-        ok = got && !strcmp(got, want);
-    }
-    sqlite3_finalize(st);
-    return ok ? PL_OK : PL_EIO;
-}
-
 /* Creates the file 0600 before SQLite opens it (SQLite would use 0644 less
  * the umask, and the WAL files copy the database file's mode). */
 static int create_private(const char *path)
@@ -270,9 +254,9 @@ static int setup_db(hstore *s, const char *path, char *err, size_t errlen)
     int64_t version = 0;
     sqlite3_busy_timeout(s->db, HS_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(s->db, 1);
-    if (exec_one(s->db, "PRAGMA journal_mode=WAL", NULL, "wal") ||
-        exec_one(s->db, "PRAGMA synchronous=FULL", NULL, NULL) ||
-        exec_one(s->db, "PRAGMA user_version", &version, NULL))
+    if (sqlx_exec_one(s->db, "PRAGMA journal_mode=WAL", NULL, "wal") ||
+        sqlx_exec_one(s->db, "PRAGMA synchronous=FULL", NULL, NULL) ||
+        sqlx_exec_one(s->db, "PRAGMA user_version", &version, NULL))
         goto fail;
     if (version > HS_VERSION) {
         snprintf(err, errlen, "hooks: %s has schema version %" PRId64 ", this build reads %d", path,
@@ -283,7 +267,7 @@ static int setup_db(hstore *s, const char *path, char *err, size_t errlen)
     /* One transaction: a failure leaves no half-made schema behind. */
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) goto fail;
     if (sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        exec_one(s->db, "PRAGMA user_version=" STR(HS_VERSION), NULL, NULL) ||
+        sqlx_exec_one(s->db, "PRAGMA user_version=" STR(HS_VERSION), NULL, NULL) ||
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "hooks: schema %s: %s", path, sqlite3_errmsg(s->db));
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "util/mem.h"
+#include "util/sqlx.h"
 
 #define SQ_SCHEMA_VERSION 5
 #define SQ_SCHEMA_VERSION_OLDEST 2 /* still opened, upgraded in place */
@@ -148,23 +149,6 @@ static int make_dirs(char *path)
     }
 }
 
-/* Runs one statement; stores the first column of its first row in *out
- * (integer) or checks it equals want (text) when those are given. */
-static int exec_one(sqlite3 *db, const char *sql, int64_t *out, const char *want)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return PL_EIO;
-    int rc = sqlite3_step(st);
-    int ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
-    if (rc == SQLITE_ROW && out) *out = sqlite3_column_int64(st, 0);
-    if (want) {
-        const char *got = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
-        ok = got && !strcmp(got, want);
-    }
-    sqlite3_finalize(st);
-    return ok ? PL_OK : PL_EIO;
-}
-
 /* Opens the database, applies pragmas and schema, prepares statements. */
 int sq_open_db(sq_engine *e, char *err, size_t errlen)
 {
@@ -193,16 +177,17 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
     what = "pragmas";
     /* EXCLUSIVE before WAL: the WAL index then lives in heap memory, and the
      * schema transaction below takes the lock for good (files.h). */
-    if (exec_one(e->db, "PRAGMA locking_mode=EXCLUSIVE", NULL, "exclusive") ||
-        exec_one(e->db, "PRAGMA journal_mode=WAL", NULL, "wal") ||
-        exec_one(e->db, "PRAGMA synchronous=FULL", NULL, NULL) ||
-        exec_one(e->db, "PRAGMA cache_size=-32768", NULL, NULL) ||
-        exec_one(e->db, "PRAGMA wal_autocheckpoint=" STR(SQ_WAL_CHECKPOINT_PAGES), NULL, NULL) ||
-        exec_one(e->db, "PRAGMA user_version", &version, NULL) ||
-        exec_one(e->db, "SELECT count(*) FROM pragma_table_info('pubs') WHERE name = 'n'", &has_n,
-                 NULL) ||
-        exec_one(e->db, "SELECT count(*) FROM pragma_table_info('dlq') WHERE name = 'kind'",
-                 &has_kind, NULL))
+    if (sqlx_exec_one(e->db, "PRAGMA locking_mode=EXCLUSIVE", NULL, "exclusive") ||
+        sqlx_exec_one(e->db, "PRAGMA journal_mode=WAL", NULL, "wal") ||
+        sqlx_exec_one(e->db, "PRAGMA synchronous=FULL", NULL, NULL) ||
+        sqlx_exec_one(e->db, "PRAGMA cache_size=-32768", NULL, NULL) ||
+        sqlx_exec_one(e->db, "PRAGMA wal_autocheckpoint=" STR(SQ_WAL_CHECKPOINT_PAGES), NULL,
+                      NULL) ||
+        sqlx_exec_one(e->db, "PRAGMA user_version", &version, NULL) ||
+        sqlx_exec_one(e->db, "SELECT count(*) FROM pragma_table_info('pubs') WHERE name = 'n'",
+                      &has_n, NULL) ||
+        sqlx_exec_one(e->db, "SELECT count(*) FROM pragma_table_info('dlq') WHERE name = 'kind'",
+                      &has_kind, NULL))
         goto fail;
     if (version != 0 && (version < SQ_SCHEMA_VERSION_OLDEST || version > SQ_SCHEMA_VERSION)) {
         snprintf(err, errlen, "engine: %s has schema version %lld, this build reads %d", path,
@@ -216,19 +201,19 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
         (version && !has_n && sqlite3_exec(e->db, upgrade_to_4_sql, NULL, NULL, NULL)) ||
         (version && !has_kind && sqlite3_exec(e->db, upgrade_to_5_sql, NULL, NULL, NULL)) ||
         sqlite3_exec(e->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        exec_one(e->db, "PRAGMA user_version=" STR(SQ_SCHEMA_VERSION), NULL, NULL) ||
+        sqlx_exec_one(e->db, "PRAGMA user_version=" STR(SQ_SCHEMA_VERSION), NULL, NULL) ||
         sqlite3_exec(e->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK ||
-        exec_one(e->db,
-                 "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'pubs_id'",
-                 &e->id_index, NULL))
+        sqlx_exec_one(
+            e->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'pubs_id'",
+            &e->id_index, NULL))
         goto fail;
     if (e->opts.max_db_bytes > 0) {
         what = "max_db_bytes";
         char sql[64];
-        if (exec_one(e->db, "PRAGMA page_size", &page_size, NULL) || page_size <= 0) goto fail;
+        if (sqlx_exec_one(e->db, "PRAGMA page_size", &page_size, NULL) || page_size <= 0) goto fail;
         int64_t pages = e->opts.max_db_bytes / page_size;
         snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%lld", (long long)(pages ? pages : 1));
-        if (exec_one(e->db, sql, NULL, NULL)) goto fail;
+        if (sqlx_exec_one(e->db, sql, NULL, NULL)) goto fail;
     }
     what = "prepare";
     for (int i = 0; i < SQ_ST_COUNT; i++)
