@@ -233,6 +233,12 @@ const cfg_namespace *config_namespace(const config *c, const char *channel, size
 const cfg_tenant *config_tenant(const config *c, const char *id);
 /* The inbound source with this id (n bytes), or NULL. */
 const cfg_inbound *config_inbound(const config *c, const char *id, size_t n);
+/* Checks the configuration and the API share (NULL or 1 when fine; else a
+ * phrase that follows the value, e.g. "must start with http:// or https://"). */
+int config_id_ok(const char *id); /* 1..CFG_ID_MAX of A-Z a-z 0-9 _ . - */
+const char *config_webhook_url_error(const char *url);
+const char *config_webhook_secret_error(const char *secret); /* whsec_ / whsk_ + base64 */
+const char *config_order_path_error(const char *path);       /* "data.x" or "headers.x", no '*' */
 /* The webhook with this tenant and id, or NULL. */
 const cfg_webhook *config_webhook(const config *c, const char *tenant, const char *id);
 /* The line and column of the deepest mark of r that path (a rule error's

@@ -24,13 +24,18 @@
 /* ------------------------------------------------------------------------ */
 /* Ownership: ids and tenants, shared with routes.c                          */
 
+int config_id_ok(const char *id)
+{
+    return cfg_name_ok(id) && strlen(id) <= CFG_ID_MAX;
+}
+
 int cfg_check_owner(cfg_loader *L, yaml_node_t *it, yaml_node_t *id_node, yaml_node_t *tenant_node,
                     const char *id, char **tenant, const char *what)
 {
     const config *c = L->c;
     char buf[48];
     size_t old = cfg_push_key(L, "id");
-    if (!cfg_name_ok(id) || strlen(id) > CFG_ID_MAX)
+    if (!config_id_ok(id))
         return cfg_fail_at(L, id_node, "%s id '%s' may only contain A-Z a-z 0-9 _ . - (at most %d)",
                            what, cfg_shown(id, strlen(id), buf), CFG_ID_MAX);
     cfg_pop(L, old);
@@ -50,7 +55,7 @@ int cfg_check_owner(cfg_loader *L, yaml_node_t *it, yaml_node_t *id_node, yaml_n
 
 /* A light check of a signing secret: the prefix and base64. The server
  * decodes it (and checks an Ed25519 key's length) at start. */
-static const char *secret_error(const char *s)
+const char *config_webhook_secret_error(const char *s)
 {
     const char *b = !strncmp(s, "whsec_", 6) ? s + 6 : !strncmp(s, "whsk_", 5) ? s + 5 : NULL;
     if (!b) return "a webhook secret starts with whsec_ (HMAC) or whsk_ (Ed25519)";
@@ -150,7 +155,7 @@ static int parse_secret(cfg_loader *L, yaml_node_t *it, cfg_webhook *w, size_t i
     } else if (cfg_set_str(L, it, &w->secrets[i], true) < 0) {
         return -1;
     }
-    const char *why = secret_error(w->secrets[i]);
+    const char *why = config_webhook_secret_error(w->secrets[i]);
     return why ? cfg_fail_at(L, at, "%s", why) : 0;
 }
 
@@ -221,7 +226,7 @@ static int fn_connect_timeout(cfg_loader *L, yaml_node_t *v, void *obj)
 }
 
 /* An ordering path names one value per pub: a wildcard would name several. */
-static const char *order_path_error(const char *s)
+const char *config_order_path_error(const char *s)
 {
     jpath jp;
     const char *why = jpath_parse(s, &jp);
@@ -247,7 +252,7 @@ static int fn_ordering(cfg_loader *L, yaml_node_t *v, void *obj)
                            "unknown ordering '%s' (none, channel, or a path such as "
                            "data.customer_id or headers.x-key)",
                            cfg_shown(s, cfg_slen(v), buf));
-    const char *why = order_path_error(s);
+    const char *why = config_order_path_error(s);
     if (why)
         return cfg_fail_at(L, v, "bad ordering path '%s': %s", cfg_shown(s, cfg_slen(v), buf), why);
     if (cfg_set_str(L, v, &w->order_path, true) < 0) return -1;
@@ -313,7 +318,7 @@ static const char *authority_error(const char *a, size_t n)
     return port >= 1 && port <= 65535 ? NULL : "has a bad port (1-65535)";
 }
 
-static const char *url_error(const char *u)
+const char *config_webhook_url_error(const char *u)
 {
     size_t n = strlen(u);
     if (n > URL_MAX) return "is longer than 2048 bytes";
@@ -370,7 +375,7 @@ static int parse_webhook(cfg_loader *L, yaml_node_t *it, cfg_webhook *arr, size_
     if (cfg_check_owner(L, it, idn, at_key(found, "tenant"), w->id, &w->tenant, "webhook") < 0)
         return -1;
     size_t old = cfg_push_key(L, "url");
-    const char *why = url_error(w->url);
+    const char *why = config_webhook_url_error(w->url);
     char buf[48];
     if (why)
         return cfg_fail_at(L, at_key(found, "url"), "'%s' %s",

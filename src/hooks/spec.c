@@ -15,7 +15,6 @@
 #define DEFAULT_TIMEOUT_MS 15000
 #define DEFAULT_CONNECT_MS 5000
 #define DEFAULT_IN_FLIGHT 16
-#define URL_MAX 2048
 
 void hk_webhook_release(cfg_webhook *w)
 {
@@ -132,34 +131,6 @@ void hk_endpoint_free(hk_endpoint *ep)
 
 /* ---- JSON (the API's endpoint spec) ------------------------------------- */
 
-static int id_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (!n || n > CFG_ID_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-static int url_ok(const char *u)
-{
-    size_t n = strlen(u);
-    const char *host = !strncmp(u, "https://", 8)  ? u + 8
-                       : !strncmp(u, "http://", 7) ? u + 7
-                                                   : NULL;
-    if (!host || !*host || *host == '/' || n > URL_MAX) return 0;
-    const char *end = host + strcspn(host, "/?#");
-    for (const char *p = host; p < end; p++)
-        if (*p == '@') return 0; /* credentials in the URL end up in logs */
-    for (const char *p = u; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7f) return 0;
-    return 1;
-}
-
 /* A fresh whsec_ secret: 24 random bytes. */
 static char *new_secret(void)
 {
@@ -224,6 +195,11 @@ static int secrets_member(const json_t *spec, cfg_webhook *w, char *why, size_t 
                      i);
             return PL_EINVAL;
         }
+        const char *bad = s ? config_webhook_secret_error(json_string_value(s)) : NULL;
+        if (bad) {
+            snprintf(why, whylen, "secret[%zu]: %s", i, bad);
+            return PL_EINVAL;
+        }
         w->secrets[i] = s ? pl_strdup(json_string_value(s)) : new_secret();
         if (!w->secrets[i]) return PL_ENOMEM;
         w->secret_expires_ms[i] = json_is_integer(exp) ? json_integer_value(exp) : 0;
@@ -267,9 +243,8 @@ static int ordering_member(const json_t *spec, cfg_webhook *w, char *why, size_t
         w->ordering = CFG_ORDER_CHANNEL;
         return PL_OK;
     }
-    jpath jp;
-    int path = s && (!strncmp(s, "data.", 5) || !strncmp(s, "headers.", 8)) &&
-               strlen(s) <= JPATH_MAX_LEN && !jpath_parse(s, &jp) && jp.n >= 2;
+    int path =
+        s && (!strncmp(s, "data.", 5) || !strncmp(s, "headers.", 8)) && !config_order_path_error(s);
     if (!path) {
         snprintf(why, whylen,
                  "ordering: expected \"none\", \"channel\" or a path such as \"data.order_id\"");
@@ -320,15 +295,13 @@ int hk_webhook_from_json(const json_t *spec, const char *tenant, cfg_webhook *w,
     json_t *en = json_object_get(spec, "enabled");
     int st =
         known_keys(spec, webhook_keys, sizeof(webhook_keys) / sizeof(*webhook_keys), why, whylen);
-    if (st == PL_OK && (!id || !id_ok(id))) {
+    if (st == PL_OK && (!id || !config_id_ok(id))) {
         snprintf(why, whylen, "id: expected 1 to %d of A-Z a-z 0-9 _ . -", CFG_ID_MAX);
         st = PL_EINVAL;
     }
-    if (st == PL_OK && (!url || !url_ok(url))) {
-        snprintf(why, whylen,
-                 "url: expected an http:// or https:// URL with a host, without credentials or "
-                 "spaces, at most %d bytes",
-                 URL_MAX);
+    const char *bad_url = url ? config_webhook_url_error(url) : "is missing";
+    if (st == PL_OK && bad_url) {
+        snprintf(why, whylen, "url %s", bad_url);
         st = PL_EINVAL;
     }
     if (st == PL_OK && en && !json_is_boolean(en)) {
@@ -512,7 +485,7 @@ static int route_action(const json_t *a, const char **webhook, const char **publ
                  "action: expected {\"webhook\": endpoint id} or {\"publish\": channel}");
         return PL_EINVAL;
     }
-    if (*webhook && !id_ok(*webhook)) {
+    if (*webhook && !config_id_ok(*webhook)) {
         snprintf(why, whylen, "action.webhook: expected a webhook id");
         return PL_EINVAL;
     }
@@ -530,7 +503,7 @@ int hk_route_from_json(const json_t *spec, const char *tenant, hk_route **out, c
     json_t *match = json_object_get(spec, "match"), *en = json_object_get(spec, "enabled");
     const char *webhook = NULL, *publish = NULL;
     int st = known_keys(spec, route_keys, sizeof(route_keys) / sizeof(*route_keys), why, whylen);
-    if (st == PL_OK && (!id || !id_ok(id))) {
+    if (st == PL_OK && (!id || !config_id_ok(id))) {
         snprintf(why, whylen, "id: expected 1 to %d of A-Z a-z 0-9 _ . -", CFG_ID_MAX);
         st = PL_EINVAL;
     }
