@@ -103,7 +103,7 @@ void hk_op_event(hooks *h, const hk_endpoint *ep, enum hk_op_event ev, const cha
     json_decref(d);
     char action[48];
     snprintf(action, sizeof(action), "webhooks.%s", names[ev]);
-    if (data && h->env.audit && (ev == HK_EV_DISABLED || ev == HK_EV_ENABLED)) {
+    if (data && h->env.audit && ev != HK_EV_RECOVERED) {
         audit_event a = {.actor = "server",
                          .action = action,
                          .tenant = t,

@@ -306,23 +306,83 @@ static int collect(void *ctx, const hstore_delivery *d)
     return (f->ids[f->n++] = pl_strdup(d->id)) ? PL_OK : PL_ENOMEM;
 }
 
+/* Whether a stored delivery's envelope matches a rule (recover's filter). */
+typedef struct filter_ctx {
+    const rule_match *m;
+    rule_event *ev;
+    int matched;
+} filter_ctx;
+
+static int filter_one(void *ctx, const hstore_delivery *d)
+{
+    filter_ctx *fc = ctx;
+    json_t *env = json_loadb(d->body, d->body_len, 0, NULL);
+    const char *ch = json_string_value(json_object_get(env, "channel"));
+    const char *type = json_string_value(json_object_get(env, "type"));
+    char *data = env ? json_dumps(json_object_get(env, "data"), JSON_ENCODE_ANY) : NULL;
+    char *hdrs = env ? json_dumps(json_object_get(env, "headers"), 0) : NULL;
+    rule_event_fields f = {.tenant = d->tenant,
+                           .channel = ch ? ch : "",
+                           .channel_len = ch ? strlen(ch) : 0,
+                           .type = type,
+                           .type_len = type ? strlen(type) : 0,
+                           .data = data ? data : "null",
+                           .data_len = data ? strlen(data) : 4,
+                           .headers = hdrs,
+                           .headers_len = hdrs ? strlen(hdrs) : 0};
+    rule_event_prepare(fc->ev, &f);
+    fc->matched = rule_match_eval(fc->m, fc->ev);
+    free(data);
+    free(hdrs);
+    json_decref(env);
+    return PL_OK;
+}
+
+/* Keeps the ids of f whose deliveries match filter (a rule's match). */
+static int filter_ids(call *c, const json_t *filter, found *f)
+{
+    rule_error re = {{0}, {0}};
+    filter_ctx fc = {NULL, rule_event_new(), 0};
+    int st = fc.ev ? rule_match_compile(filter, (rule_match **)&fc.m, &re) : PL_ENOMEM;
+    if (st == PL_EINVAL) snprintf(c->why, c->whylen, "filter%s: %s", re.path + 5, re.reason);
+    size_t kept = 0, i = 0;
+    for (; st == PL_OK && i < f->n; i++) {
+        fc.matched = 0;
+        st = hstore_delivery_get(c->h->store, c->tenant, f->ids[i], filter_one, &fc);
+        if (fc.matched || st != PL_OK)
+            f->ids[kept++] = f->ids[i];
+        else
+            pl_free(f->ids[i]);
+    }
+    for (; i < f->n; i++) /* not looked at (an error): kept for the caller to free */
+        f->ids[kept++] = f->ids[i];
+    f->n = kept;
+    rule_match_free((rule_match *)fc.m);
+    rule_event_free(fc.ev);
+    return st;
+}
+
 static int w_recover(call *c)
 {
     int st;
     json_t *since = json_object_get(c->p, "since"), *until = json_object_get(c->p, "until");
     json_t *dry = json_object_get(c->p, "dry_run");
+    json_t *filter = json_object_get(c->p, "filter");
     const char *eid = str_param(c, "endpoint");
     hk_endpoint *ep = eid ? hk_endpoint_find(c->h, c->tenant, eid) : NULL;
     if (!eid) return fail(c, PL_EINVAL, "endpoint: expected the webhook's id", NULL);
     if (!ep) return fail(c, PL_ENOTFOUND, "no webhook '%.64s' in this tenant", eid);
     if (!json_is_integer(since) || (until && !json_is_integer(until)) ||
-        (dry && !json_is_boolean(dry)))
+        (dry && !json_is_boolean(dry)) || (filter && !json_is_object(filter)))
         return fail(c, PL_EINVAL,
-                    "since, until: expected unix times in milliseconds; dry_run: a boolean", NULL);
+                    "since, until: expected unix times in milliseconds; dry_run: a boolean; "
+                    "filter: a match object {channel, type, where}",
+                    NULL);
     found f = {pl_calloc(RECOVER_MAX, sizeof(char *)), 0};
     if (!f.ids) return PL_ENOMEM;
     st = hstore_failed_in_window(c->h->store, c->tenant, eid, json_integer_value(since),
                                  until ? json_integer_value(until) : 0, RECOVER_MAX, collect, &f);
+    if (st == PL_OK && filter) st = filter_ids(c, filter, &f);
     size_t queued = 0;
     for (size_t i = 0; st == PL_OK && !json_is_true(dry) && i < f.n; i++)
         if (requeue(c, f.ids[i]) == PL_OK) queued++;

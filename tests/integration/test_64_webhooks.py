@@ -370,3 +370,30 @@ def test_endpoint_disabled_event_is_routable(server_factory, receivers):
                                   {"event": "disabled"}) == 1, 2 * SLOW, "counted")
     with open(f"{srv.data_dir}/audit.log") as f:
         assert any('"webhooks.disabled"' in line and '"ops"' in line for line in f)
+
+
+def test_recover_filter_picks_matching_failed_deliveries(server_factory, receivers):
+    r = receivers({"status": 500})
+    srv = server_factory(hooks_config(r.url, schedule=("0s",)))
+    t0 = int(time.time() * 1000) - 1000
+    ids = {sev: publish(srv, "alerts:f", {"severity": sev})["id"] for sev in ("high", "low")}
+    publish(srv, "alerts:g", {"severity": "high"})
+    wait_until(lambda: api(srv, "webhooks.health", {"id": "ops"})["deliveries"]["dead"] == 3,
+               10 * SLOW, "3 dead deliveries")
+    flt = {"channel": "alerts:f", "where": {"data.severity": {"$eq": "high"}}}
+    dry = api(srv, "webhooks.recover", {"endpoint": "ops", "since": t0, "filter": flt,
+                                        "dry_run": True})
+    assert dry["count"] == 1 and dry["ids"] == [f"{ids['high']}.ops"], dry
+    r.script = [{"status": 200}]
+    rec = api(srv, "webhooks.recover", {"endpoint": "ops", "since": t0, "filter": flt})
+    assert rec["queued"] == 1
+    q = wait_requests(r, 4)[3]
+    assert json.loads(q["body"])["id"] == ids["high"]
+    left = api(srv, "webhooks.recover", {"endpoint": "ops", "since": t0, "dry_run": True})
+    assert left["count"] == 2  # the others stay dead
+    status, err = api_error(srv, "webhooks.recover", {"endpoint": "ops", "since": t0,
+                                                      "filter": {"where": {"data.x": {"$bad": 1}}}})
+    assert status == 400 and "filter.where" in err["message"], err
+    status, err = api_error(srv, "webhooks.recover", {"endpoint": "ops", "since": t0,
+                                                      "filter": "high"})
+    assert status == 400 and "filter" in err["message"], err
