@@ -561,6 +561,11 @@ static int r_put(call *c, bool create)
         }
         c->h->routes = n;
         r->pos = start_pos(c->h);
+        /* Stored now: a crash before the route's first batch must not move
+         * its start to a later head. (Unset: the router stores it.) */
+        hstore_position at = {r->tenant, r->id, r->pos};
+        if (r->pos != HK_POS_UNSET && hstore_route_commit(c->h->store, NULL, 0, NULL, &at, 1))
+            c->h->store_errors++;
         c->h->routes[c->h->nroutes++] = r;
     }
     route_json(r, c->out);
