@@ -195,11 +195,14 @@ int client_presence(int argc, char **argv)
     return rc;
 }
 
+/* A guaranteed pub's recipient names its user; a webhook delivery its
+ * endpoint (and its delivery id, for webhooks.replay and attempts). */
 static void print_entry(const json_t *e)
 {
-    printf("%lld %s %s %s %s attempts %lld failed_at %lld: %s\n", num(e, "id"), str(e, "pub_id"),
-           str(e, "channel"), str(e, "user"), str(e, "reason"), num(e, "attempts"),
-           num(e, "failed_at"), str(e, "last_error"));
+    int hook = !strcmp(str(e, "kind"), "webhook");
+    printf("%lld %s %s %s%s %s attempts %lld failed_at %lld: %s\n", num(e, "id"), str(e, "pub_id"),
+           str(e, "channel"), hook ? "webhook " : "", str(e, hook ? "endpoint" : "user"),
+           str(e, "reason"), num(e, "attempts"), num(e, "failed_at"), str(e, "last_error"));
 }
 
 /* replay and purge: {"id":N}, the --channel filter, or {"all":true}. */
@@ -306,6 +309,20 @@ static void print_trace(const json_t *res)
         printf("  recipient %s: %s after %lld attempt(s)\n", str(d, "user"), str(d, "state"),
                num(d, "attempts"));
         json_array_foreach(json_object_get(d, "transitions"), k, t) print_transition(t, accepted);
+    }
+    json_array_foreach(json_object_get(res, "webhooks"), i, d)
+    {
+        printf("  webhook %s (delivery %s): %s after %lld attempt(s)\n", str(d, "endpoint"),
+               str(d, "id"), str(d, "state"), num(d, "attempts"));
+        json_array_foreach(json_object_get(d, "attempt_log"), k, t)
+        {
+            char when[48];
+            long long at = num(t, "ts");
+            iso_ms(at, when, sizeof(when));
+            const char *err = json_string_value(json_object_get(t, "error"));
+            printf("    %s  %+10lld ms  attempt %lld  status %lld%s%s\n", when, at - accepted,
+                   num(t, "attempt"), num(t, "status"), err ? "  " : "", err ? err : "");
+        }
     }
 }
 

@@ -7,14 +7,23 @@
 import asyncio
 import json
 import random
+import subprocess
 import time
 
 import pytest
 
-from helpers_api import api, api_error, wait_until
+from helpers_api import api, api_error, full_key, wait_until
 from helpers_webhooks import SECRET, Receivers, hooks_config, publish, verify, wait_requests
-from parley_client import SLOW, connect, run, scaled
+from parley_client import SLOW, connect, parley_bin, run, scaled
 
+
+
+def parley_cli(srv, *args):
+    res = subprocess.run([parley_bin(), *args, "--url", f"http://127.0.0.1:{srv.port}",
+                          "--key", full_key("acme")], capture_output=True, text=True,
+                         timeout=20 * SLOW)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
 
 @pytest.fixture
 def receivers():
@@ -72,6 +81,9 @@ def test_500_twice_then_200_same_id_on_schedule(server_factory, receivers):
     trace = api(srv, "trace", {"id": res["id"]})
     assert trace["webhooks"][0]["id"] == did and trace["webhooks"][0]["state"] == "delivered"
     assert len(trace["webhooks"][0]["attempt_log"]) == 3
+    out = parley_cli(srv, "trace", res["id"])
+    assert f"webhook ops (delivery {did}): delivered after 3 attempt(s)" in out, out
+    assert out.count("status 500") == 2 and out.count("status 200") == 1, out
 
 
 def test_410_disables_the_endpoint(server_factory, receivers):
@@ -142,6 +154,8 @@ def test_dlq_replay_requeues_a_webhook_delivery(server_factory, receivers):
     wait_until(lambda: any(e.get("delivery_id") == did
                            for e in api(srv, "dlq.list", {})["entries"]), 5 * SLOW, "dlq entry")
     entry = [e for e in api(srv, "dlq.list", {})["entries"] if e.get("delivery_id") == did][0]
+    out = parley_cli(srv, "dlq", "list")
+    assert f"{entry['id']} {res['id']} alerts:a webhook ops webhook_failed attempts 1" in out, out
     r.script = [{"status": 200}]
     api(srv, "dlq.replay", {"id": entry["id"]})
     reqs = wait_requests(r, 2)
