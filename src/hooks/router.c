@@ -346,7 +346,7 @@ static void finish_batch(hooks *h, hk_batch *b, int64_t now)
         h->retry_read_ms = now + HK_TICK_MS;
         log_event(LOG_ERROR, "route_store_failed", "reason", "hooks.db write failed", NULL);
     } else {
-        for (size_t i = 0; i < b->n; i++) {
+        for (size_t i = 0; inserted && i < b->n; i++) {
             if (!inserted[i]) {
                 h->deduplicated++;
                 continue;
