@@ -224,6 +224,7 @@ void hk_dispatch(hooks *h, int64_t now)
 static void record(hooks *h, const hk_dlv *d, int status, int64_t latency_us, const char *headers,
                    const char *body, size_t body_len, const char *error, int state, int64_t now)
 {
+    if (!h->natt) h->att_first_ms = now;
     if (h->natt == h->att_cap) {
         size_t ncap = h->att_cap ? h->att_cap * 2 : 64;
         hstore_attempt *na = pl_realloc(h->att, ncap * sizeof(*na));
@@ -249,9 +250,17 @@ static void record(hooks *h, const hk_dlv *d, int status, int64_t latency_us, co
                                          .next_ms = d->next_ms};
 }
 
-void hk_flush_attempts(hooks *h)
+void hk_flush_attempts(hooks *h, int64_t now, bool force)
 {
     if (!h->natt) return;
+    /* One fsynced transaction per HK_ATTEMPTS_WAIT_MS or HK_ATTEMPTS_BATCH
+     * attempts, not per wakeup: a commit per answer cost more CPU than the
+     * answer. A crash loses at most that window's outcomes, and those
+     * deliveries are sent again (at least once). */
+    if (!force && h->natt < HK_ATTEMPTS_BATCH && now - h->att_first_ms < HK_ATTEMPTS_WAIT_MS) {
+        wake_at(h, h->att_first_ms + HK_ATTEMPTS_WAIT_MS);
+        return;
+    }
     if (hstore_attempts_commit(h->store, h->att, h->natt) != PL_OK) {
         h->store_errors++;
         log_event(LOG_ERROR, "webhook_store_failed", "reason", "attempts not recorded", NULL);
@@ -407,6 +416,7 @@ void hk_on_result(hooks *h, hk_msg *m, int64_t now)
 void hk_endpoint_disable(hooks *h, hk_endpoint *ep, const char *why, int64_t now)
 {
     uint64_t killed = 0;
+    hk_flush_attempts(h, now, true); /* their states first: the kill decides after them */
     if (hstore_endpoint_kill(h->store, ep->def.tenant, ep->def.id, why, now, &killed) != PL_OK)
         h->store_errors++;
     /* In-flight ones finish with their answer; the rest are dead now. */

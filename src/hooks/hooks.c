@@ -205,19 +205,20 @@ static void *hooks_main(void *arg)
             handle(h, m, now);
             m = next;
         }
-        hk_flush_attempts(h);
         /* Stopping waits for the engine's answers to what was asked of it
          * (they call back into h), and a while for attempts in flight. */
         if (stopping && !stop_by) stop_by = now + STOP_GRACE_MS;
         if (stopping && !h->reading && !h->publishes_out &&
-            (!attempts_in_flight(h) || now >= stop_by))
+            (!attempts_in_flight(h) || now >= stop_by)) {
+            hk_flush_attempts(h, now, true);
             break;
+        }
         h->next_wake_ms = 0;
         if (!stopping) {
             hk_router_step(h, now);
             hk_dispatch(h, now);
-            hk_flush_attempts(h);
         }
+        hk_flush_attempts(h, now, stopping);
         if (now - h->stats_ms >= HK_METRICS_EVERY_MS) render_stats(h, now);
         if (now - last_trim >= TRIM_EVERY_MS) {
             uint64_t n = 0;
@@ -515,6 +516,7 @@ void hooks_free(hooks *h)
 int hooks_trace_json(hooks *h, const char *tenant, const char *pub_id, sbuf *out)
 {
     pthread_mutex_lock(&h->mu);
+    hk_flush_attempts(h, clock_wall_ms(), true);
     int st = hstore_pub_deliveries_json(h->store, tenant, pub_id, out);
     pthread_mutex_unlock(&h->mu);
     return st;

@@ -599,6 +599,8 @@ int hooks_api(hooks *h, const char *kind, const char *method, const char *tenant
     int st = PL_EINVAL;
     why[0] = '\0';
     pthread_mutex_lock(&h->mu);
+    /* What the store answers includes every attempt that has ended. */
+    hk_flush_attempts(h, c.now, true);
     if (!strcmp(kind, "webhooks")) {
         static const struct {
             const char *name;
@@ -632,6 +634,7 @@ size_t hooks_requeue(hooks *h, const char *tenant, char *const *ids, size_t n)
     call c = {h, tenant, NULL, NULL, why, sizeof(why), clock_wall_ms()};
     size_t queued = 0;
     pthread_mutex_lock(&h->mu);
+    hk_flush_attempts(h, c.now, true);
     for (size_t i = 0; i < n; i++)
         queued += requeue(&c, ids[i]) == PL_OK;
     pthread_mutex_unlock(&h->mu);

@@ -29,6 +29,8 @@
 #define HK_CHAIN_HEADER "parley-route"
 #define HK_TICK_MS 1000
 #define HK_METRICS_EVERY_MS 200
+#define HK_ATTEMPTS_BATCH 512
+#define HK_ATTEMPTS_WAIT_MS 20
 #define HK_TRIM_AFTER_MS (7LL * 24 * 3600 * 1000) /* delivered deliveries kept a week */
 
 /* System channels ($sys:...) a route may read; only a route whose channel
@@ -170,8 +172,9 @@ struct hooks {
     /* dispatcher */
     uint64_t rnd;
     int64_t next_wake_ms;
-    hstore_attempt *att; /* attempts finished this round, committed together */
+    hstore_attempt *att; /* attempts finished, not stored yet (hk_flush_attempts) */
     size_t natt, att_cap;
+    int64_t att_first_ms; /* when the oldest of them finished */
     uint64_t events_missed, store_errors, deliveries_created, deduplicated, publishes_refused;
     uint64_t op_events[HK_EV__COUNT];
     unsigned sys_wanted; /* HK_SYS_* bits some enabled route names */
@@ -201,7 +204,9 @@ void hk_router_log_on(hooks *h);
 /* dispatch.c */
 void hk_dispatch(hooks *h, int64_t now);
 void hk_on_result(hooks *h, hk_msg *m, int64_t now);
-void hk_flush_attempts(hooks *h);
+/* Stores the attempts recorded since the last call, once enough wait or
+ * enough time passed (force: now; readers of the store force it first). */
+void hk_flush_attempts(hooks *h, int64_t now, bool force);
 int hk_enqueue(hooks *h, hk_endpoint *ep, const hstore_delivery *d);
 void hk_dlv_free(hk_dlv *d);
 void hk_endpoint_disable(hooks *h, hk_endpoint *ep, const char *why, int64_t now);
