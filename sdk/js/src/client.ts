@@ -63,6 +63,7 @@ interface OutboxItem {
   resolve(r: PublishResult): void;
   reject(e: Error): void;
   tries: number;
+  seq: number;
 }
 
 function toError(e: any): ParleyError {
@@ -207,6 +208,8 @@ export class Parley extends Emitter<ClientEvents> {
   private retryAfter = 0;
   private waiters: { resolve(): void; reject(e: Error): void }[] = [];
   private onlineHandler?: () => void;
+  private seq = 0;
+  private pausedUntil = 0;
 
   constructor(url: string, opts: ParleyOptions = {}) {
     super();
@@ -279,7 +282,7 @@ export class Parley extends Emitter<ClientEvents> {
     if (opts.headers) params.headers = opts.headers;
     if (opts.correlationId) params.correlation_id = opts.correlationId;
     return new Promise((resolve, reject) => {
-      this.outbox.push({ params, resolve, reject, tries: 0 });
+      this.outbox.push({ params, resolve, reject, tries: 0, seq: this.seq++ });
       if (this.state === 'disconnected') this.connect();
       else this.flush();
     });
@@ -362,6 +365,7 @@ export class Parley extends Emitter<ClientEvents> {
     if (this.state !== 'connecting') return;
     const ws = new Ctor(this.url, 'parley.v1');
     this.ws = ws;
+    this.armSilence(this.pingMs ? this.pingMs * 2 + 1000 : 15000); // a handshake that hangs
     ws.onopen = () => {
       if (ws !== this.ws) return;
       this.armSilence(this.pingMs ? this.pingMs * 2 + 1000 : 15000);
@@ -400,7 +404,7 @@ export class Parley extends Emitter<ClientEvents> {
     this.armSilence(this.pingMs * 2 + 1000);
     if (r.expires_at && this.opts.getToken) {
       const ms = r.expires_at * 1000 - Date.now();
-      this.refreshTimer = setTimeout(() => this.refreshToken(), Math.max(1000, ms * 0.9));
+      this.refreshTimer = setTimeout(() => this.refreshToken(), Math.min(2147483647, Math.max(1000, ms * 0.9)));
     }
     this.setState('connected', 'connected');
     this.emit('connected', { client: r.client, user: r.user, tenant: r.tenant });
@@ -439,7 +443,7 @@ export class Parley extends Emitter<ClientEvents> {
   }
 
   private flush(): void {
-    if (this.state !== 'connected') return;
+    if (this.state !== 'connected' || Date.now() < this.pausedUntil) return;
     while (this.outbox.length && this.inflight.size < this.opts.maxInflight) {
       const item = this.outbox.shift()!;
       this.sendPublish(item);
@@ -455,8 +459,12 @@ export class Parley extends Emitter<ClientEvents> {
       reject: (e: any) => {
         this.inflight.delete(id);
         if (e.code === 111 && item.tries < this.opts.rateLimitRetries) {
+          // rate limited: hold the whole outbox for retry_after, keeping call order
           item.tries++;
-          setTimeout(() => { this.outbox.unshift(item); this.flush(); }, e.retryAfter || 1000);
+          const wait = e.retryAfter || 1000;
+          this.requeue([item]);
+          this.pausedUntil = Math.max(this.pausedUntil, Date.now() + wait);
+          setTimeout(() => this.flush(), wait + 1);
         } else item.reject(e);
         this.flush();
       },
@@ -517,10 +525,17 @@ export class Parley extends Emitter<ClientEvents> {
     const back: OutboxItem[] = [];
     for (const [id, item] of this.inflight) { back.push(item); const p = this.pending.get(id); if (p) clearTimeout(p.timer); this.pending.delete(id); }
     this.inflight.clear();
-    this.outbox.unshift(...back);
+    this.requeue(back);
     const err = new ParleyError(ErrorCodes.TRANSPORT, 'connection lost', true);
     for (const p of this.pending.values()) { clearTimeout(p.timer); p.reject(err); }
     this.pending.clear();
+  }
+
+  /** Puts publishes back into the outbox in call order. */
+  private requeue(items: OutboxItem[]): void {
+    if (!items.length) return;
+    this.outbox.push(...items);
+    this.outbox.sort((a, b) => a.seq - b.seq);
   }
 
   private scheduleReconnect(reason: string, soon = false): void {
@@ -542,7 +557,7 @@ export class Parley extends Emitter<ClientEvents> {
       return this.request('refresh', { token: t }, ws);
     }).then((r: any) => {
       if (ws !== this.ws || !r || !r.expires_at) return;
-      this.refreshTimer = setTimeout(() => this.refreshToken(), Math.max(1000, (r.expires_at * 1000 - Date.now()) * 0.9));
+      this.refreshTimer = setTimeout(() => this.refreshToken(), Math.min(2147483647, Math.max(1000, (r.expires_at * 1000 - Date.now()) * 0.9)));
     }, (e) => {
       if (e instanceof UnauthorizedError) this.fail(e, 'getToken: unauthorized');
       else this.emit('error', e);

@@ -56,6 +56,8 @@ export class Server {
       { name: '', history_size: 0, history_ttl: '0s' },
       { name: 'chat', history_size: 1000 },
       { name: 'small', history_size: 5 },
+      { name: 'rl', publishes_per_second: 5 },
+      { name: 'g', class: 'guaranteed', ack_wait: '1s', retry_min: '100ms', retry_max: '200ms' },
     ];
     this.proc = null;
   }
