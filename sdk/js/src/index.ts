@@ -1,0 +1,7 @@
+export { Parley, Subscription } from './client.js';
+export type {
+  ClientState, SubscriptionState, ParleyOptions, Publication, PublishOptions, PublishResult,
+  HistoryOptions, HistoryResult, SubscribeOptions, ClientEvents, SubscriptionEvents,
+} from './client.js';
+export { ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker } from './util.js';
+export type { Position } from './util.js';

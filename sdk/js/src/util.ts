@@ -1,0 +1,99 @@
+// Pure helpers: errors, a tiny event emitter, backoff, position tracking.
+
+/** Client-side error codes (the server's are 100-117, see docs/protocol.md). */
+export const ErrorCodes = {
+  TIMEOUT: 901,
+  OUTBOX_FULL: 902,
+  CLIENT_CLOSED: 903,
+  TRANSPORT: 904,
+} as const;
+
+export class ParleyError extends Error {
+  readonly code: number;
+  readonly temporary: boolean;
+  readonly retryAfter?: number;
+  constructor(code: number, message: string, temporary = false, retryAfter?: number) {
+    super(message);
+    this.name = 'ParleyError';
+    this.code = code;
+    this.temporary = temporary;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** Thrown by a `getToken` callback to stop reconnecting. */
+export class UnauthorizedError extends Error {
+  constructor(message = 'unauthorized') {
+    super(message);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+type Handler = (arg: any) => unknown;
+
+export class Emitter<E extends Record<string, unknown>> {
+  private handlers: { [K in keyof E]?: Handler[] } = {};
+  on<K extends keyof E>(event: K, fn: (arg: E[K]) => unknown): this {
+    (this.handlers[event] ||= []).push(fn as Handler);
+    return this;
+  }
+  off<K extends keyof E>(event: K, fn: (arg: E[K]) => unknown): this {
+    const list = this.handlers[event];
+    if (list) this.handlers[event] = list.filter((h) => h !== fn);
+    return this;
+  }
+  /** Calls the handlers; returns the promises they returned (for autoAck). */
+  protected emit<K extends keyof E>(event: K, arg: E[K]): Promise<unknown>[] {
+    const out: Promise<unknown>[] = [];
+    for (const h of this.handlers[event] || []) {
+      try {
+        const r = h(arg);
+        if (r && typeof (r as Promise<unknown>).then === 'function') out.push(r as Promise<unknown>);
+      } catch (e) {
+        setTimeout(() => { throw e; }, 0); // a handler's bug must not break delivery
+      }
+    }
+    return out;
+  }
+}
+
+/**
+ * Full-jitter exponential backoff: a random delay in [min, cap] where cap
+ * doubles per attempt from min up to max. `random` is injectable for tests.
+ */
+export function backoff(attempt: number, min: number, max: number, random: () => number = Math.random): number {
+  const cap = Math.min(max, min * Math.pow(2, Math.max(0, attempt)));
+  return Math.round(min + random() * Math.max(0, cap - min));
+}
+
+export interface Position { offset: number; epoch: string }
+
+export type Accept = 'deliver' | 'duplicate';
+
+/**
+ * Tracks the last stored pub delivered to the application for one channel.
+ * A pub is delivered once: in the same epoch only when its offset is past the
+ * position. A pub of another epoch (the stream was restarted; the server
+ * signals it with a gap) moves the position to it.
+ */
+export class PositionTracker {
+  position: Position | null = null;
+  constructor(start?: Position) { if (start) this.position = { ...start }; }
+  accept(offset: number, epoch: string): Accept {
+    if (offset <= 0) return 'deliver'; // ephemeral: not positioned
+    const p = this.position;
+    if (p && p.epoch === epoch && offset <= p.offset) return 'duplicate';
+    this.position = { offset, epoch };
+    return 'deliver';
+  }
+  reset(offset: number, epoch: string): void { this.position = { offset, epoch }; }
+}
+
+/** Random id for idempotency keys (no dependency, works in browsers and Node). */
+export function randomKey(): string {
+  const c = (globalThis as any).crypto;
+  if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+  let s = '';
+  for (let i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16);
+  return s;
+}
