@@ -12,6 +12,8 @@ missing=()
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The JavaScript SDK's tests run on Node.js (18 or later) with npm.
+if [ "${1:-build}" = test ] && ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""
