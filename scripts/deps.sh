@@ -14,6 +14,8 @@ for p in $pkgs; do
 done
 # The JavaScript SDK's tests run on Node.js (18 or later) with npm.
 if [ "${1:-build}" = test ] && ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
+# Its browser test drives Debian's chromium (/usr/bin/chromium) with playwright-core.
+if [ "${1:-build}" = test ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""

@@ -1,6 +1,8 @@
 #!/bin/sh
 # The JS SDK's checks: clean install, type check, build, tests against the
-# real server (PARLEY_BIN, default ../../build/parley). Non-zero on failure.
+# real server (PARLEY_BIN, default ../../build/parley), including the browser
+# test in headless Chromium (/usr/bin/chromium, or PARLEY_CHROMIUM; installed
+# by scripts/deps.sh test). Non-zero on failure.
 set -eu
 cd "$(dirname "$0")"
 PARLEY_BIN=$(cd "$(dirname "${PARLEY_BIN:-../../build/parley}")" && pwd)/$(basename "${PARLEY_BIN:-../../build/parley}")
