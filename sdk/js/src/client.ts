@@ -2,6 +2,7 @@ import {
   Emitter, ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker, randomKey,
   type Position,
 } from './util.js';
+import type { OutboxOptions, OutboxEntry } from './outbox.js';
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'closed';
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
@@ -17,6 +18,10 @@ export interface ParleyOptions {
   maxOutbox?: number; // publishes waiting or in flight, default 10000
   maxInflight?: number; // publishes sent and not yet answered, default 256
   rateLimitRetries?: number; // retries of a publish answered 111, default 3
+  /** ms between two `typing` commands of a subscription; set it to the server's `typing_interval` (default 2000). */
+  typingInterval?: number;
+  /** A persistent outbox: publishes are written to `store` before they count as queued. */
+  outbox?: OutboxOptions;
   /** WebSocket constructor to use instead of the global one or `ws`. */
   WebSocket?: any;
 }
@@ -44,6 +49,8 @@ export interface ClientEvents extends Record<string, unknown> {
   connected: { client: string; user: string; tenant: string };
   disconnected: { code: number; reason: string; reconnect: boolean };
   error: ParleyError | Error;
+  /** A publish restored from the outbox store (made by an earlier client) was answered. */
+  outbox: { key: string; channel: string; result?: PublishResult; error?: ParleyError | Error };
 }
 
 export interface SubscriptionEvents extends Record<string, unknown> {
@@ -64,6 +71,8 @@ interface OutboxItem {
   reject(e: Error): void;
   tries: number;
   seq: number;
+  key: string;
+  stored: boolean;
 }
 
 function toError(e: any): ParleyError {
@@ -173,10 +182,10 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
   /** Pages through the channel's history (see docs/protocol.md, History paging). */
   history(opts: HistoryOptions = {}): Promise<HistoryResult> { return this.client.history(this.channel, opts); }
-  /** Sends `typing`, at most once per 2 s (the server's interval). */
+  /** Sends `typing`, at most once per `typingInterval` (2 s by default, the server's default `typing_interval`); calls in between resolve at once. */
   typing(): Promise<void> {
     const now = Date.now();
-    if (now - this.lastTyping < 2000) return Promise.resolve();
+    if (now - this.lastTyping < this.client.typingInterval) return Promise.resolve();
     this.lastTyping = now;
     return this.client.call('typing', { channel: this.channel }).then(() => undefined);
   }
@@ -210,6 +219,9 @@ export class Parley extends Emitter<ClientEvents> {
   private onlineHandler?: () => void;
   private seq = 0;
   private pausedUntil = 0;
+  private storeChain: Promise<void> = Promise.resolve();
+  private storing = 0;
+  /** @internal */ readonly typingInterval: number;
 
   constructor(url: string, opts: ParleyOptions = {}) {
     super();
@@ -219,6 +231,8 @@ export class Parley extends Emitter<ClientEvents> {
       maxInflight: 256, rateLimitRetries: 3, ...opts,
     };
     this.token = opts.token;
+    this.typingInterval = opts.typingInterval ?? 2000;
+    if (opts.outbox) this.loadOutbox();
   }
 
   // ------------------------------------------------------------ public API
@@ -274,18 +288,79 @@ export class Parley extends Emitter<ClientEvents> {
   /** Resolves after the server stored the pub; retried with the same key across reconnects. */
   publish(channel: string, data: unknown, opts: PublishOptions = {}): Promise<PublishResult> {
     if (this.state === 'closed') return Promise.reject(new ParleyError(ErrorCodes.CLIENT_CLOSED, 'client closed'));
-    if (this.outbox.length + this.inflight.size >= this.opts.maxOutbox)
+    if (this.outbox.length + this.inflight.size + this.storing >= this.opts.maxOutbox)
       return Promise.reject(new ParleyError(ErrorCodes.OUTBOX_FULL, 'outbox full', true));
-    const params: Record<string, unknown> = { channel, data, idempotency_key: opts.idempotencyKey || randomKey() };
+    const key = opts.idempotencyKey || randomKey();
+    const params: Record<string, unknown> = { channel, data, idempotency_key: key };
     if (opts.class) params.class = opts.class;
     if (opts.type) params.type = opts.type;
     if (opts.headers) params.headers = opts.headers;
     if (opts.correlationId) params.correlation_id = opts.correlationId;
     return new Promise((resolve, reject) => {
-      this.outbox.push({ params, resolve, reject, tries: 0, seq: this.seq++ });
-      if (this.state === 'disconnected') this.connect();
-      else this.flush();
+      const item: OutboxItem = { params, resolve, reject, tries: 0, seq: 0, key, stored: false };
+      const store = this.opts.outbox && this.opts.outbox.store;
+      if (!store) {
+        item.seq = this.seq++;
+        this.enqueue(item);
+        return;
+      }
+      // written to the store before it counts as queued; the chain keeps call order
+      this.storing++;
+      this.storeChain = this.storeChain.then(async () => {
+        item.seq = this.seq++;
+        try {
+          await store.put({ key, seq: item.seq, params });
+          item.stored = true;
+        } catch (e) {
+          this.storing--;
+          this.emit('error', e as Error);
+          return reject(e as Error);
+        }
+        this.storing--;
+        if (this.state === 'closed') return this.settle(item, new ParleyError(ErrorCodes.CLIENT_CLOSED, 'client closed'));
+        this.enqueue(item);
+      });
     });
+  }
+
+  /** Resolves when every publish accepted so far has been written to the outbox store (at once without a store). */
+  outboxSaved(): Promise<void> { return this.storeChain; }
+
+  private enqueue(item: OutboxItem): void {
+    this.outbox.push(item);
+    if (this.state === 'disconnected') this.connect();
+    else this.flush();
+  }
+
+  /** Settles a publish once (result or error) and removes it from the store. */
+  private settle(item: OutboxItem, err: Error | null, r?: PublishResult): void {
+    if (err) item.reject(err); else item.resolve(r!);
+    const store = this.opts.outbox && this.opts.outbox.store;
+    if (store && item.stored) {
+      item.stored = false;
+      store.delete(item.key).catch((e) => this.emit('error', e));
+    }
+  }
+
+  /** Loads the store's entries (publishes of an earlier client) in front of the outbox. */
+  private loadOutbox(): void {
+    const store = this.opts.outbox!.store;
+    this.storeChain = this.storeChain.then(() => store.load()).then((entries) => {
+      entries.sort((a, b) => a.seq - b.seq);
+      for (const e of entries) {
+        const channel = String(e.params.channel);
+        const item: OutboxItem = {
+          params: { ...e.params, idempotency_key: e.key }, tries: 0, seq: e.seq, key: e.key, stored: true,
+          resolve: (result) => this.emit('outbox', { key: e.key, channel, result }),
+          reject: (error) => this.emit('outbox', { key: e.key, channel, error }),
+        };
+        this.outbox.push(item);
+      }
+      if (entries.length) this.seq = Math.max(this.seq, entries[entries.length - 1].seq + 1);
+      this.outbox.sort((a, b) => a.seq - b.seq);
+      if (entries.length && this.state === 'disconnected') this.connect();
+      else this.flush();
+    }, (e) => { this.emit('error', e); });
   }
 
   history(channel: string, opts: HistoryOptions = {}): Promise<HistoryResult> {
@@ -455,7 +530,7 @@ export class Parley extends Emitter<ClientEvents> {
     const ws = this.ws;
     this.inflight.set(id, item);
     const p: Pending = {
-      resolve: (r) => { this.inflight.delete(id); item.resolve(r); this.flush(); },
+      resolve: (r) => { this.inflight.delete(id); this.settle(item, null, r); this.flush(); },
       reject: (e: any) => {
         this.inflight.delete(id);
         if (e.code === 111 && item.tries < this.opts.rateLimitRetries) {
@@ -465,7 +540,7 @@ export class Parley extends Emitter<ClientEvents> {
           this.requeue([item]);
           this.pausedUntil = Math.max(this.pausedUntil, Date.now() + wait);
           setTimeout(() => this.flush(), wait + 1);
-        } else item.reject(e);
+        } else this.settle(item, e);
         this.flush();
       },
     };
@@ -582,7 +657,7 @@ export class Parley extends Emitter<ClientEvents> {
     this.emit('error', e);
     this.stop(reason, 'closed');
     const err = e instanceof ParleyError ? e : new ParleyError(101, e.message);
-    for (const item of this.outbox.splice(0)) item.reject(err);
+    for (const item of this.outbox.splice(0)) this.settle(item, err);
   }
 
   private stop(reason: string, to: 'closed' | 'disconnected'): void {
