@@ -53,12 +53,21 @@ export interface ClientEvents extends Record<string, unknown> {
   outbox: { key: string; channel: string; result?: PublishResult; error?: ParleyError | Error };
 }
 
+/** `join` and `leave` pushes (namespaces with `join_leave`). */
+export interface PresenceEvent { channel: string; info: { user: string; client: string } }
+/** `typing` push: `user` is typing in `channel`. */
+export interface TypingEvent { channel: string; user: string }
+/** `read` push: `user`'s read cursor of `channel` moved to `offset`. */
+export interface ReadEvent { channel: string; user: string; offset: number }
+/** A page of `presence`. */
+export interface PresenceResult { clients: { client: string; user: string; info?: unknown; since?: number }[]; cursor: number }
+
 export interface SubscriptionEvents extends Record<string, unknown> {
   state: { from: SubscriptionState; to: SubscriptionState };
   publication: Publication;
   subscribed: { recovered: boolean; unread?: number };
   gap: { from: number; to: number; epoch: string };
-  join: any; leave: any; typing: any; read: any;
+  join: PresenceEvent; leave: PresenceEvent; typing: TypingEvent; read: ReadEvent;
   unsubscribed: { reason: string };
   error: ParleyError;
 }
@@ -373,7 +382,8 @@ export class Parley extends Emitter<ClientEvents> {
     }));
   }
 
-  presence(channel: string, opts: { cursor?: number; limit?: number } = {}): Promise<any> {
+  /** One page of the channel's subscribers; pass `cursor` back for the next (0 at the end). */
+  presence(channel: string, opts: { cursor?: number; limit?: number } = {}): Promise<PresenceResult> {
     return this.call('presence', { channel, ...opts });
   }
 

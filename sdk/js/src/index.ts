@@ -2,6 +2,7 @@ export { Parley, Subscription } from './client.js';
 export type {
   ClientState, SubscriptionState, ParleyOptions, Publication, PublishOptions, PublishResult,
   HistoryOptions, HistoryResult, SubscribeOptions, ClientEvents, SubscriptionEvents,
+  PresenceEvent, TypingEvent, ReadEvent, PresenceResult,
 } from './client.js';
 export { ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker } from './util.js';
 export type { Position } from './util.js';
