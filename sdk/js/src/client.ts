@@ -8,16 +8,26 @@ export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'closed'
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
 
 export interface ParleyOptions {
+  /** Connection token (JWT). */
   token?: string;
+  /** Called on connect when no token is set, after error 109 or close 4504, and before `expires_at`; throw `UnauthorizedError` to stop. */
   getToken?: () => Promise<string>;
-  minReconnectDelay?: number; // ms, default 500
-  maxReconnectDelay?: number; // ms, default 20000
-  timeout?: number; // ms per command, default 5000
+  /** Smallest reconnect delay, ms (default 500). */
+  minReconnectDelay?: number;
+  /** Largest reconnect delay, ms (default 20000). */
+  maxReconnectDelay?: number;
+  /** Per-command timeout, ms (default 5000; publish has none, see README). */
+  timeout?: number;
+  /** Sent in `connect` as `client.name` (logs only). */
   name?: string;
+  /** Sent in `connect` as `client.version` (logs only). */
   version?: string;
-  maxOutbox?: number; // publishes waiting or in flight, default 10000
-  maxInflight?: number; // publishes sent and not yet answered, default 256
-  rateLimitRetries?: number; // retries of a publish answered 111, default 3
+  /** Publishes waiting or in flight before `publish` rejects with 902 (default 10000). */
+  maxOutbox?: number;
+  /** Publishes sent and not yet answered (default 256). */
+  maxInflight?: number;
+  /** Retries of a publish answered 111 (rate limited), each after `retry_after` (default 3). */
+  rateLimitRetries?: number;
   /** ms between two `typing` commands of a subscription; set it to the server's `typing_interval` (default 2000). */
   typingInterval?: number;
   /** A persistent outbox: publishes are written to `store` before they count as queued. */
@@ -42,7 +52,14 @@ export interface PublishResult { id: string; offset: number; epoch: string; dupl
 export interface HistoryOptions { limit?: number; since?: Position; reverse?: boolean }
 export interface HistoryResult { pubs: Publication[]; offset: number; epoch: string; more: boolean }
 
-export interface SubscribeOptions { since?: Position; autoAck?: boolean; token?: string }
+export interface SubscribeOptions {
+  /** Start after this stored position (e.g. one saved by the application). */
+  since?: Position;
+  /** Ack guaranteed pubs after the `publication` handlers (default true). */
+  autoAck?: boolean;
+  /** Channel token, for private namespaces. */
+  token?: string;
+}
 
 export interface ClientEvents extends Record<string, unknown> {
   state: { from: ClientState; to: ClientState; reason: string };
@@ -109,6 +126,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private seenOrder: string[] = [];
   private lastTyping = 0;
 
+  /** @internal use `client.subscribe(channel)` */
   constructor(private client: Parley, channel: string, opts: SubscribeOptions) {
     super();
     this.channel = channel;
@@ -198,12 +216,15 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.lastTyping = now;
     return this.client.call('typing', { channel: this.channel }).then(() => undefined);
   }
+  /** Moves the user's read cursor forward to `offset` (the `read` push goes to the others); returns the cursor and `unread`. */
   markRead(offset: number): Promise<{ offset: number; unread: number }> {
     return this.client.call('read', { channel: this.channel, offset });
   }
+  /** Acknowledges the guaranteed pubs up to `offset` (for `autoAck: false`). */
   ack(offset: number): Promise<{ acknowledged: number }> {
     return this.client.call('ack', { channel: this.channel, offset });
   }
+  /** Same as `client.unsubscribe(channel)`. */
   unsubscribe(): void { this.client.unsubscribe(this.channel); }
 }
 
@@ -272,6 +293,7 @@ export class Parley extends Emitter<ClientEvents> {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
+  /** The channel's Subscription (created, and subscribed once connected, on the first call; no await needed). */
   subscribe(channel: string, opts: SubscribeOptions = {}): Subscription {
     let sub = this.subs.get(channel);
     if (sub) return sub;
@@ -283,8 +305,10 @@ export class Parley extends Emitter<ClientEvents> {
     return sub;
   }
 
+  /** The existing Subscription of the channel, if any. */
   getSubscription(channel: string): Subscription | undefined { return this.subs.get(channel); }
 
+  /** Unsubscribes and forgets the Subscription (its `unsubscribed` event fires). */
   unsubscribe(channel: string): void {
     const sub = this.subs.get(channel);
     if (!sub) return;
@@ -372,6 +396,7 @@ export class Parley extends Emitter<ClientEvents> {
     }, (e) => { this.emit('error', e); });
   }
 
+  /** Reads stored pubs: `since` a position (exclusive), up to `limit`, newest first with `reverse`. */
   history(channel: string, opts: HistoryOptions = {}): Promise<HistoryResult> {
     const params: Record<string, unknown> = { channel };
     if (opts.limit !== undefined) params.limit = opts.limit;
@@ -387,6 +412,7 @@ export class Parley extends Emitter<ClientEvents> {
     return this.call('presence', { channel, ...opts });
   }
 
+  /** Counts of the channel's subscribed clients and distinct users. */
   presenceStats(channel: string): Promise<{ clients: number; users: number }> {
     return this.call('presence_stats', { channel });
   }

@@ -5,6 +5,6 @@ export type {
   PresenceEvent, TypingEvent, ReadEvent, PresenceResult,
 } from './client.js';
 export { ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker } from './util.js';
-export type { Position } from './util.js';
+export type { Position, Accept } from './util.js';
 export { FileOutboxStore, IndexedDBOutboxStore, MemoryOutboxStore, OutboxStoreError } from './outbox.js';
 export type { OutboxStore, OutboxEntry, OutboxOptions } from './outbox.js';

@@ -36,6 +36,8 @@ before(async () => {
       { name: '', history_size: 0, history_ttl: '0s' },
       { name: 'room', history_size: 100, join_leave: true },
       { name: 'quiet', history_size: 100, presence: false, read_cursors: false },
+      { name: 'ro', client_publish: false },
+      { name: 'priv', private: true },
     ],
   });
   await srv.start();
@@ -144,4 +146,21 @@ test('markRead moves the read cursor, the read push reaches the other subscriber
   const q = client('ann').subscribe('quiet:r');
   await waitFor(() => q.state === 'subscribed', 'quiet subscribed');
   await assert.rejects(q.markRead(1), (e) => e instanceof ParleyError && e.code === 108);
+});
+
+test('permission denied (103): a refused subscribe emits error then unsubscribed and is removed; a refused publish rejects', async () => {
+  const c = client('ann');
+  const room = c.subscribe('priv:ops');
+  const seen = [];
+  room.on('error', (e) => seen.push(['error', e]));
+  room.on('unsubscribed', (u) => seen.push(['unsubscribed', u]));
+  await waitFor(() => seen.length === 2, 'error and unsubscribed');
+  assert.equal(seen[0][0], 'error');
+  assert.ok(seen[0][1] instanceof ParleyError);
+  assert.equal(seen[0][1].code, 103);
+  assert.equal(seen[1][0], 'unsubscribed');
+  assert.equal(room.state, 'unsubscribed');
+  assert.equal(c.getSubscription('priv:ops'), undefined);
+  await assert.rejects(c.publish('ro:feed', 1), (e) => e instanceof ParleyError && e.code === 103 && !e.temporary);
+  assert.equal(c.state, 'connected', 'the connection stays up');
 });
