@@ -2,21 +2,36 @@ import {
   Emitter, ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker, randomKey,
   type Position,
 } from './util.js';
+import type { OutboxOptions, OutboxEntry } from './outbox.js';
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'closed';
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
 
 export interface ParleyOptions {
+  /** Connection token (JWT). */
   token?: string;
+  /** Called on connect when no token is set, after error 109 or close 4504, and before `expires_at`; throw `UnauthorizedError` to stop. */
   getToken?: () => Promise<string>;
-  minReconnectDelay?: number; // ms, default 500
-  maxReconnectDelay?: number; // ms, default 20000
-  timeout?: number; // ms per command, default 5000
+  /** Smallest reconnect delay, ms (default 500). */
+  minReconnectDelay?: number;
+  /** Largest reconnect delay, ms (default 20000). */
+  maxReconnectDelay?: number;
+  /** Per-command timeout, ms (default 5000; publish has none, see README). */
+  timeout?: number;
+  /** Sent in `connect` as `client.name` (logs only). */
   name?: string;
+  /** Sent in `connect` as `client.version` (logs only). */
   version?: string;
-  maxOutbox?: number; // publishes waiting or in flight, default 10000
-  maxInflight?: number; // publishes sent and not yet answered, default 256
-  rateLimitRetries?: number; // retries of a publish answered 111, default 3
+  /** Publishes waiting or in flight before `publish` rejects with 902 (default 10000). */
+  maxOutbox?: number;
+  /** Publishes sent and not yet answered (default 256). */
+  maxInflight?: number;
+  /** Retries of a publish answered 111 (rate limited), each after `retry_after` (default 3). */
+  rateLimitRetries?: number;
+  /** ms between two `typing` commands of a subscription; set it to the server's `typing_interval` (default 2000). */
+  typingInterval?: number;
+  /** A persistent outbox: publishes are written to `store` before they count as queued. */
+  outbox?: OutboxOptions;
   /** WebSocket constructor to use instead of the global one or `ws`. */
   WebSocket?: any;
 }
@@ -37,21 +52,39 @@ export interface PublishResult { id: string; offset: number; epoch: string; dupl
 export interface HistoryOptions { limit?: number; since?: Position; reverse?: boolean }
 export interface HistoryResult { pubs: Publication[]; offset: number; epoch: string; more: boolean }
 
-export interface SubscribeOptions { since?: Position; autoAck?: boolean; token?: string }
+export interface SubscribeOptions {
+  /** Start after this stored position (e.g. one saved by the application). */
+  since?: Position;
+  /** Ack guaranteed pubs after the `publication` handlers (default true). */
+  autoAck?: boolean;
+  /** Channel token, for private namespaces. */
+  token?: string;
+}
 
 export interface ClientEvents extends Record<string, unknown> {
   state: { from: ClientState; to: ClientState; reason: string };
   connected: { client: string; user: string; tenant: string };
   disconnected: { code: number; reason: string; reconnect: boolean };
   error: ParleyError | Error;
+  /** A publish restored from the outbox store (made by an earlier client) was answered. */
+  outbox: { key: string; channel: string; result?: PublishResult; error?: ParleyError | Error };
 }
+
+/** `join` and `leave` pushes (namespaces with `join_leave`). */
+export interface PresenceEvent { channel: string; info: { user: string; client: string } }
+/** `typing` push: `user` is typing in `channel`. */
+export interface TypingEvent { channel: string; user: string }
+/** `read` push: `user`'s read cursor of `channel` moved to `offset`. */
+export interface ReadEvent { channel: string; user: string; offset: number }
+/** A page of `presence`. */
+export interface PresenceResult { clients: { client: string; user: string; info?: unknown; since?: number }[]; cursor: number }
 
 export interface SubscriptionEvents extends Record<string, unknown> {
   state: { from: SubscriptionState; to: SubscriptionState };
   publication: Publication;
   subscribed: { recovered: boolean; unread?: number };
   gap: { from: number; to: number; epoch: string };
-  join: any; leave: any; typing: any; read: any;
+  join: PresenceEvent; leave: PresenceEvent; typing: TypingEvent; read: ReadEvent;
   unsubscribed: { reason: string };
   error: ParleyError;
 }
@@ -64,6 +97,8 @@ interface OutboxItem {
   reject(e: Error): void;
   tries: number;
   seq: number;
+  key: string;
+  stored: boolean;
 }
 
 function toError(e: any): ParleyError {
@@ -91,6 +126,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private seenOrder: string[] = [];
   private lastTyping = 0;
 
+  /** @internal use `client.subscribe(channel)` */
   constructor(private client: Parley, channel: string, opts: SubscribeOptions) {
     super();
     this.channel = channel;
@@ -173,19 +209,22 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
   /** Pages through the channel's history (see docs/protocol.md, History paging). */
   history(opts: HistoryOptions = {}): Promise<HistoryResult> { return this.client.history(this.channel, opts); }
-  /** Sends `typing`, at most once per 2 s (the server's interval). */
+  /** Sends `typing`, at most once per `typingInterval` (2 s by default, the server's default `typing_interval`); calls in between resolve at once. */
   typing(): Promise<void> {
     const now = Date.now();
-    if (now - this.lastTyping < 2000) return Promise.resolve();
+    if (now - this.lastTyping < this.client.typingInterval) return Promise.resolve();
     this.lastTyping = now;
     return this.client.call('typing', { channel: this.channel }).then(() => undefined);
   }
+  /** Moves the user's read cursor forward to `offset` (the `read` push goes to the others); returns the cursor and `unread`. */
   markRead(offset: number): Promise<{ offset: number; unread: number }> {
     return this.client.call('read', { channel: this.channel, offset });
   }
+  /** Acknowledges the guaranteed pubs up to `offset` (for `autoAck: false`). */
   ack(offset: number): Promise<{ acknowledged: number }> {
     return this.client.call('ack', { channel: this.channel, offset });
   }
+  /** Same as `client.unsubscribe(channel)`. */
   unsubscribe(): void { this.client.unsubscribe(this.channel); }
 }
 
@@ -210,6 +249,9 @@ export class Parley extends Emitter<ClientEvents> {
   private onlineHandler?: () => void;
   private seq = 0;
   private pausedUntil = 0;
+  private storeChain: Promise<void> = Promise.resolve();
+  private storing = 0;
+  /** @internal */ readonly typingInterval: number;
 
   constructor(url: string, opts: ParleyOptions = {}) {
     super();
@@ -219,6 +261,8 @@ export class Parley extends Emitter<ClientEvents> {
       maxInflight: 256, rateLimitRetries: 3, ...opts,
     };
     this.token = opts.token;
+    this.typingInterval = opts.typingInterval ?? 2000;
+    if (opts.outbox) this.loadOutbox();
   }
 
   // ------------------------------------------------------------ public API
@@ -249,6 +293,7 @@ export class Parley extends Emitter<ClientEvents> {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
+  /** The channel's Subscription (created, and subscribed once connected, on the first call; no await needed). */
   subscribe(channel: string, opts: SubscribeOptions = {}): Subscription {
     let sub = this.subs.get(channel);
     if (sub) return sub;
@@ -260,8 +305,10 @@ export class Parley extends Emitter<ClientEvents> {
     return sub;
   }
 
+  /** The existing Subscription of the channel, if any. */
   getSubscription(channel: string): Subscription | undefined { return this.subs.get(channel); }
 
+  /** Unsubscribes and forgets the Subscription (its `unsubscribed` event fires). */
   unsubscribe(channel: string): void {
     const sub = this.subs.get(channel);
     if (!sub) return;
@@ -274,20 +321,82 @@ export class Parley extends Emitter<ClientEvents> {
   /** Resolves after the server stored the pub; retried with the same key across reconnects. */
   publish(channel: string, data: unknown, opts: PublishOptions = {}): Promise<PublishResult> {
     if (this.state === 'closed') return Promise.reject(new ParleyError(ErrorCodes.CLIENT_CLOSED, 'client closed'));
-    if (this.outbox.length + this.inflight.size >= this.opts.maxOutbox)
+    if (this.outbox.length + this.inflight.size + this.storing >= this.opts.maxOutbox)
       return Promise.reject(new ParleyError(ErrorCodes.OUTBOX_FULL, 'outbox full', true));
-    const params: Record<string, unknown> = { channel, data, idempotency_key: opts.idempotencyKey || randomKey() };
+    const key = opts.idempotencyKey || randomKey();
+    const params: Record<string, unknown> = { channel, data, idempotency_key: key };
     if (opts.class) params.class = opts.class;
     if (opts.type) params.type = opts.type;
     if (opts.headers) params.headers = opts.headers;
     if (opts.correlationId) params.correlation_id = opts.correlationId;
     return new Promise((resolve, reject) => {
-      this.outbox.push({ params, resolve, reject, tries: 0, seq: this.seq++ });
-      if (this.state === 'disconnected') this.connect();
-      else this.flush();
+      const item: OutboxItem = { params, resolve, reject, tries: 0, seq: 0, key, stored: false };
+      const store = this.opts.outbox && this.opts.outbox.store;
+      if (!store) {
+        item.seq = this.seq++;
+        this.enqueue(item);
+        return;
+      }
+      // written to the store before it counts as queued; the chain keeps call order
+      this.storing++;
+      this.storeChain = this.storeChain.then(async () => {
+        item.seq = this.seq++;
+        try {
+          await store.put({ key, seq: item.seq, params });
+          item.stored = true;
+        } catch (e) {
+          this.storing--;
+          this.emit('error', e as Error);
+          return reject(e as Error);
+        }
+        this.storing--;
+        if (this.state === 'closed') return this.settle(item, new ParleyError(ErrorCodes.CLIENT_CLOSED, 'client closed'));
+        this.enqueue(item);
+      });
     });
   }
 
+  /** Resolves when every publish accepted so far has been written to the outbox store (at once without a store). */
+  outboxSaved(): Promise<void> { return this.storeChain; }
+
+  private enqueue(item: OutboxItem): void {
+    this.outbox.push(item);
+    if (this.state === 'disconnected') this.connect();
+    else this.flush();
+  }
+
+  /** Settles a publish once (result or error) and removes it from the store. */
+  private settle(item: OutboxItem, err: Error | null, r?: PublishResult): void {
+    if (err) item.reject(err); else item.resolve(r!);
+    const store = this.opts.outbox && this.opts.outbox.store;
+    if (store && item.stored) {
+      item.stored = false;
+      store.delete(item.key).catch((e) => this.emit('error', e));
+    }
+  }
+
+  /** Loads the store's entries (publishes of an earlier client) in front of the outbox. */
+  private loadOutbox(): void {
+    const store = this.opts.outbox!.store;
+    this.storeChain = this.storeChain.then(() => store.load()).then((entries) => {
+      entries.sort((a, b) => a.seq - b.seq);
+      for (const e of entries) {
+        const channel = String(e.params.channel);
+        const item: OutboxItem = {
+          params: { ...e.params, idempotency_key: e.key }, tries: 0, seq: e.seq, key: e.key, stored: true,
+          resolve: (result) => this.emit('outbox', { key: e.key, channel, result }),
+          reject: (error) => this.emit('outbox', { key: e.key, channel, error }),
+        };
+        this.outbox.push(item);
+      }
+      if (entries.length) this.seq = Math.max(this.seq, entries[entries.length - 1].seq + 1);
+      this.outbox.sort((a, b) => a.seq - b.seq);
+      if (entries.length && this.state === 'disconnected') this.connect();
+      else this.flush();
+    }, (e) => { this.emit('error', e); });
+  }
+
+  /** Reads stored pubs: `since` a position (exclusive), up to `limit`, newest first with `reverse`. */
   history(channel: string, opts: HistoryOptions = {}): Promise<HistoryResult> {
     const params: Record<string, unknown> = { channel };
     if (opts.limit !== undefined) params.limit = opts.limit;
@@ -298,10 +407,12 @@ export class Parley extends Emitter<ClientEvents> {
     }));
   }
 
-  presence(channel: string, opts: { cursor?: number; limit?: number } = {}): Promise<any> {
+  /** One page of the channel's subscribers; pass `cursor` back for the next (0 at the end). */
+  presence(channel: string, opts: { cursor?: number; limit?: number } = {}): Promise<PresenceResult> {
     return this.call('presence', { channel, ...opts });
   }
 
+  /** Counts of the channel's subscribed clients and distinct users. */
   presenceStats(channel: string): Promise<{ clients: number; users: number }> {
     return this.call('presence_stats', { channel });
   }
@@ -455,7 +566,7 @@ export class Parley extends Emitter<ClientEvents> {
     const ws = this.ws;
     this.inflight.set(id, item);
     const p: Pending = {
-      resolve: (r) => { this.inflight.delete(id); item.resolve(r); this.flush(); },
+      resolve: (r) => { this.inflight.delete(id); this.settle(item, null, r); this.flush(); },
       reject: (e: any) => {
         this.inflight.delete(id);
         if (e.code === 111 && item.tries < this.opts.rateLimitRetries) {
@@ -465,7 +576,7 @@ export class Parley extends Emitter<ClientEvents> {
           this.requeue([item]);
           this.pausedUntil = Math.max(this.pausedUntil, Date.now() + wait);
           setTimeout(() => this.flush(), wait + 1);
-        } else item.reject(e);
+        } else this.settle(item, e);
         this.flush();
       },
     };
@@ -582,7 +693,7 @@ export class Parley extends Emitter<ClientEvents> {
     this.emit('error', e);
     this.stop(reason, 'closed');
     const err = e instanceof ParleyError ? e : new ParleyError(101, e.message);
-    for (const item of this.outbox.splice(0)) item.reject(err);
+    for (const item of this.outbox.splice(0)) this.settle(item, err);
   }
 
   private stop(reason: string, to: 'closed' | 'disconnected'): void {

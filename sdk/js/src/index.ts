@@ -2,6 +2,9 @@ export { Parley, Subscription } from './client.js';
 export type {
   ClientState, SubscriptionState, ParleyOptions, Publication, PublishOptions, PublishResult,
   HistoryOptions, HistoryResult, SubscribeOptions, ClientEvents, SubscriptionEvents,
+  PresenceEvent, TypingEvent, ReadEvent, PresenceResult,
 } from './client.js';
 export { ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker } from './util.js';
-export type { Position } from './util.js';
+export type { Position, Accept } from './util.js';
+export { FileOutboxStore, IndexedDBOutboxStore, MemoryOutboxStore, OutboxStoreError } from './outbox.js';
+export type { OutboxStore, OutboxEntry, OutboxOptions } from './outbox.js';

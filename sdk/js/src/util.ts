@@ -8,9 +8,13 @@ export const ErrorCodes = {
   TRANSPORT: 904,
 } as const;
 
+/** Every rejection of the SDK: the server's error codes (100-117), close codes (4500-4999) or ErrorCodes (901-904). */
 export class ParleyError extends Error {
+  /** Server error code, close code or client code. */
   readonly code: number;
+  /** True when retrying later may succeed. */
   readonly temporary: boolean;
+  /** ms to wait before retrying (rate limits). */
   readonly retryAfter?: number;
   constructor(code: number, message: string, temporary = false, retryAfter?: number) {
     super(message);
@@ -31,6 +35,7 @@ export class UnauthorizedError extends Error {
 
 type Handler = (arg: any) => unknown;
 
+/** Base of Parley and Subscription: `on(event, fn)` and `off(event, fn)`. */
 export class Emitter<E extends Record<string, unknown>> {
   private handlers: { [K in keyof E]?: Handler[] } = {};
   on<K extends keyof E>(event: K, fn: (arg: E[K]) => unknown): this {
@@ -66,6 +71,7 @@ export function backoff(attempt: number, min: number, max: number, random: () =>
   return Math.round(min + random() * Math.max(0, cap - min));
 }
 
+/** A place in a channel's stream. */
 export interface Position { offset: number; epoch: string }
 
 export type Accept = 'deliver' | 'duplicate';
