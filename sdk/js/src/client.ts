@@ -667,7 +667,8 @@ export class Parley extends Emitter<ClientEvents> {
     this.reconnectTimer = setTimeout(() => this.open(), delay);
   }
 
-  private refreshToken(): void {
+  /** Sends `refresh` with a token from getToken; a 109 reply (the token was already expired) gets one more getToken and `refresh`. */
+  private refreshToken(retry = true): void {
     const getToken = this.opts.getToken;
     if (!getToken || this.state !== 'connected') return;
     const ws = this.ws;
@@ -679,7 +680,11 @@ export class Parley extends Emitter<ClientEvents> {
       this.refreshTimer = setTimeout(() => this.refreshToken(), Math.min(2147483647, Math.max(1000, (r.expires_at * 1000 - Date.now()) * 0.9)));
     }, (e) => {
       if (e instanceof UnauthorizedError) this.fail(e, 'getToken: unauthorized');
-      else this.emit('error', e);
+      else if (e.code === 109) {
+        this.token = undefined; // never reconnect with it
+        if (retry && ws === this.ws) this.refreshToken(false);
+        else this.emit('error', e); // the server closes with 4504 at expiry; a new token is fetched then
+      } else this.emit('error', e);
     });
   }
 
