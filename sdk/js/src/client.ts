@@ -1,6 +1,6 @@
 import {
-  Emitter, ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker, randomKey,
-  type Position,
+  Emitter, ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker, randomKey, FrameBatcher,
+  type Position, type BatchLimits,
 } from './util.js';
 import type { OutboxOptions, OutboxEntry } from './outbox.js';
 
@@ -34,6 +34,8 @@ export interface ParleyOptions {
   outbox?: OutboxOptions;
   /** WebSocket constructor to use instead of the global one or `ws`. */
   WebSocket?: any;
+  /** Commands issued in the same tick go out as one frame, newline-separated, within these bounds (default 64 commands, 65536 bytes); `false` sends one frame per command. */
+  batch?: BatchLimits | false;
 }
 
 export interface Publication {
@@ -251,6 +253,7 @@ export class Parley extends Emitter<ClientEvents> {
   private pausedUntil = 0;
   private storeChain: Promise<void> = Promise.resolve();
   private storing = 0;
+  private batcher: FrameBatcher | null = null;
   /** @internal */ readonly typingInterval: number;
 
   constructor(url: string, opts: ParleyOptions = {}) {
@@ -455,7 +458,9 @@ export class Parley extends Emitter<ClientEvents> {
   }
 
   private send(msg: unknown, ws = this.ws): void {
-    if (ws && ws.readyState === 1) ws.send(JSON.stringify(msg));
+    if (!ws || ws.readyState !== 1) return;
+    const text = JSON.stringify(msg);
+    if (ws === this.ws && this.batcher) this.batcher.push(text); else ws.send(text);
   }
 
   private async open(): Promise<void> {
@@ -476,6 +481,8 @@ export class Parley extends Emitter<ClientEvents> {
     if (this.state !== 'connecting') return;
     const ws = new Ctor(this.url, 'parley.v1');
     this.ws = ws;
+    this.batcher = this.opts.batch === false ? null
+      : new FrameBatcher((frame) => { if (ws.readyState === 1) ws.send(frame); }, this.opts.batch || {});
     this.armSilence(this.pingMs ? this.pingMs * 2 + 1000 : 15000); // a handshake that hangs
     ws.onopen = () => {
       if (ws !== this.ws) return;
@@ -612,6 +619,7 @@ export class Parley extends Emitter<ClientEvents> {
   private onClose(code: number, reason: string): void {
     const ws = this.ws;
     this.ws = null;
+    this.batcher = null; // its publishes are in flight: dropPending puts them back
     try { ws && ws.close(); } catch { /* already closed */ }
     this.clearTimers();
     this.dropPending();
@@ -659,7 +667,8 @@ export class Parley extends Emitter<ClientEvents> {
     this.reconnectTimer = setTimeout(() => this.open(), delay);
   }
 
-  private refreshToken(): void {
+  /** Sends `refresh` with a token from getToken; a 109 reply (the token was already expired) gets one more getToken and `refresh`. */
+  private refreshToken(retry = true): void {
     const getToken = this.opts.getToken;
     if (!getToken || this.state !== 'connected') return;
     const ws = this.ws;
@@ -671,7 +680,11 @@ export class Parley extends Emitter<ClientEvents> {
       this.refreshTimer = setTimeout(() => this.refreshToken(), Math.min(2147483647, Math.max(1000, (r.expires_at * 1000 - Date.now()) * 0.9)));
     }, (e) => {
       if (e instanceof UnauthorizedError) this.fail(e, 'getToken: unauthorized');
-      else this.emit('error', e);
+      else if (e.code === 109) {
+        this.token = undefined; // never reconnect with it
+        if (retry && ws === this.ws) this.refreshToken(false);
+        else this.emit('error', e); // the server closes with 4504 at expiry; a new token is fetched then
+      } else this.emit('error', e);
     });
   }
 
@@ -698,7 +711,9 @@ export class Parley extends Emitter<ClientEvents> {
 
   private stop(reason: string, to: 'closed' | 'disconnected'): void {
     const ws = this.ws;
+    if (this.batcher) this.batcher.flush(); // commands issued before disconnect() still go out
     this.ws = null;
+    this.batcher = null;
     this.clearTimers();
     this.dropPending();
     if (ws) { try { ws.close(1000, reason); } catch { /* ignore */ } }

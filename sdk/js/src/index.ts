@@ -4,7 +4,7 @@ export type {
   HistoryOptions, HistoryResult, SubscribeOptions, ClientEvents, SubscriptionEvents,
   PresenceEvent, TypingEvent, ReadEvent, PresenceResult,
 } from './client.js';
-export { ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker } from './util.js';
-export type { Position, Accept } from './util.js';
+export { ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker, FrameBatcher, utf8Length } from './util.js';
+export type { Position, Accept, BatchLimits } from './util.js';
 export { FileOutboxStore, IndexedDBOutboxStore, MemoryOutboxStore, OutboxStoreError } from './outbox.js';
 export type { OutboxStore, OutboxEntry, OutboxOptions } from './outbox.js';

@@ -147,7 +147,7 @@ export class FileOutboxStore implements OutboxStore {
 /**
  * A store in an IndexedDB database (browsers): object store `outbox` keyed
  * by `key`. Each `put`/`delete` is one transaction that resolves on
- * `complete`. Type-checked but **not tested in a browser yet**.
+ * `complete`. Tested in headless Chromium across a page reload.
  */
 export class IndexedDBOutboxStore implements OutboxStore {
   readonly name: string;

@@ -103,3 +103,71 @@ export function randomKey(): string {
   for (let i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16);
   return s;
 }
+
+/** UTF-8 length of a string, without allocating. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) { n += 4; i++; }
+    else n += 3;
+  }
+  return n;
+}
+
+/** Bounds of one outgoing frame (`FrameBatcher`). */
+export interface BatchLimits {
+  /** Commands per frame (default 64). */
+  maxCommands?: number;
+  /** UTF-8 bytes per frame, separators included (default 65536); a larger single command goes alone. */
+  maxBytes?: number;
+}
+
+/**
+ * Joins the commands issued in the same tick into one WebSocket message,
+ * newline-separated (docs/protocol.md, "Frames"), in the order given, at most
+ * `maxCommands` commands and `maxBytes` bytes per frame. `push` queues an
+ * encoded command and schedules a flush (by default at the end of the
+ * current tick, a microtask); a command that would break a bound sends the
+ * frame so far first. `flush` sends what is queued now.
+ */
+export class FrameBatcher {
+  private parts: string[] = [];
+  private bytes = 0;
+  private scheduled = false;
+  private readonly maxCommands: number;
+  private readonly maxBytes: number;
+
+  constructor(
+    private readonly sendFrame: (frame: string) => void,
+    limits: BatchLimits = {},
+    private readonly schedule: (fn: () => void) => void = (fn) => queueMicrotask(fn),
+  ) {
+    this.maxCommands = Math.max(1, limits.maxCommands ?? 64);
+    this.maxBytes = Math.max(1, limits.maxBytes ?? 65536);
+  }
+
+  /** Commands queued and not yet sent. */
+  get size(): number { return this.parts.length; }
+
+  push(command: string): void {
+    const len = utf8Length(command);
+    if (this.parts.length && (this.parts.length >= this.maxCommands || this.bytes + 1 + len > this.maxBytes)) this.flush();
+    this.bytes += (this.parts.length ? 1 : 0) + len;
+    this.parts.push(command);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.schedule(() => { this.scheduled = false; this.flush(); });
+    }
+  }
+
+  flush(): void {
+    if (!this.parts.length) return;
+    const frame = this.parts.join('\n');
+    this.parts = [];
+    this.bytes = 0;
+    this.sendFrame(frame);
+  }
+}

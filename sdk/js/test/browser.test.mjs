@@ -8,6 +8,10 @@
 // Needs Debian's chromium (/usr/bin/chromium, or PARLEY_CHROMIUM) and
 // playwright-core (a devDependency; Playwright's own browsers are never
 // downloaded). A missing browser is a failure, not a skip.
+//
+// Second scenario: the IndexedDB outbox across a page reload. The page
+// publishes while held off the server, waits for outboxSaved(), is reloaded;
+// the new page's client loads the store and sends each publish once, in order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -15,7 +19,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Parley } from '../dist/index.js';
-import { Server, makeToken, waitFor, freePort } from './helpers.mjs';
+import { Server, makeToken, waitFor, freePort, readAll } from './helpers.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
@@ -57,12 +61,17 @@ after(async () => {
   if (srv) await srv.cleanup();
 });
 
-test('headless Chromium: connect, subscribe, publish, receive; recover the pubs missed across a server restart', { timeout: 90000 }, async () => {
+async function launch() {
+  if (browser) return;
   assert.ok(existsSync(CHROMIUM),
     `no Chromium at ${CHROMIUM}: install Debian's chromium package (scripts/deps.sh test does) or set PARLEY_CHROMIUM`);
   assert.ok(existsSync(BUNDLE), `no browser bundle at ${BUNDLE}: run npm run build first`);
   const { chromium } = await import('playwright-core');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], timeout: 30000 });
+}
+
+test('headless Chromium: connect, subscribe, publish, receive; recover the pubs missed across a server restart', { timeout: 90000 }, async () => {
+  await launch();
   const page = await browser.newPage();
   page.setDefaultTimeout(20000);
   page.on('pageerror', (e) => pageErrors.push(String(e)));
@@ -149,4 +158,70 @@ test('headless Chromium: connect, subscribe, publish, receive; recover the pubs 
   assert.ok(before.dials >= 1, 'the page tried to reconnect while held off');
   assert.deepEqual(pageErrors, []);
   await page.evaluate(() => window.c.disconnect());
+});
+
+test('headless Chromium: IndexedDBOutboxStore keeps 10 publishes across a page reload; each stored once, in order', { timeout: 90000 }, async () => {
+  await launch();
+  const page = await browser.newPage();
+  page.setDefaultTimeout(20000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  const diag = () => `\npage errors: ${JSON.stringify(errors)}\nserver log:\n${srv.logTail()}`;
+  const origin = `http://127.0.0.1:${http.address().port}`;
+  const ch = 'chat:idb';
+  const token = makeToken({ user: 'browser-idb' });
+  const N = 10;
+
+  await page.goto(origin + '/');
+  await page.waitForFunction(() => window.__ready, null, { timeout: 20000 });
+  assert.equal(await page.evaluate(() => window.__ready), 'ok', 'the page loads the bundle' + diag());
+
+  // first page: the server is unreachable; publish N, wait until they are in IndexedDB
+  const first = await page.evaluate(async ({ url, token, ch, deadUrl, N }) => {
+    window.__offline = true;
+    window.__deadUrl = deadUrl;
+    const { Parley, IndexedDBOutboxStore } = window.ParleySDK;
+    const c = new Parley(url, { token, minReconnectDelay: 50, maxReconnectDelay: 200, outbox: { store: new IndexedDBOutboxStore('t') } });
+    window.c = c;
+    const settled = [];
+    for (let i = 0; i < N; i++) c.publish(ch, { n: i }).then(() => settled.push(i), () => settled.push(-1 - i));
+    await c.outboxSaved();
+    const stored = await new IndexedDBOutboxStore('t').load();
+    return { state: c.state, settled, stored: stored.sort((a, b) => a.seq - b.seq).map((e) => e.params.data.n) };
+  }, { url: srv.url, token, ch, deadUrl: `ws://127.0.0.1:${await freePort()}/ws`, N });
+  assert.notEqual(first.state, 'connected', 'held off the server' + diag());
+  assert.deepEqual(first.settled, [], 'nothing answered before the reload');
+  assert.deepEqual(first.stored, Array.from({ length: N }, (_, i) => i), 'all in IndexedDB before the reload');
+  const reader = new Parley(srv.url, { token: makeToken({ user: 'node-idb' }), minReconnectDelay: 20, maxReconnectDelay: 300 });
+  nodeClients.push(reader);
+  assert.deepEqual(await readAll(reader, ch), [], 'the server has none of them yet');
+
+  // reload: a new page (the gate starts open), a new client with the same store
+  await page.reload();
+  await page.waitForFunction(() => window.__ready, null, { timeout: 20000 });
+  assert.equal(await page.evaluate(() => window.__ready), 'ok');
+  const second = await page.evaluate(async ({ url, token, N }) => {
+    const { Parley, IndexedDBOutboxStore } = window.ParleySDK;
+    const events = [];
+    const c = new Parley(url, { token, minReconnectDelay: 50, maxReconnectDelay: 200, outbox: { store: new IndexedDBOutboxStore('t') } });
+    window.c = c;
+    c.on('outbox', (e) => events.push({ key: e.key, offset: e.result && e.result.offset, duplicate: e.result && e.result.duplicate, error: e.error && String(e.error) }));
+    const end = Date.now() + 15000;
+    while (events.length < N && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200)); // anything extra would show up here
+    await c.outboxSaved();
+    let left = await new IndexedDBOutboxStore('t').load();
+    while (left.length && Date.now() < end) { await new Promise((r) => setTimeout(r, 20)); left = await new IndexedDBOutboxStore('t').load(); }
+    c.disconnect();
+    return { events, left: left.length };
+  }, { url: srv.url, token, N });
+  assert.equal(second.events.length, N, 'one outbox event per stored publish' + diag());
+  assert.deepEqual(second.events.map((e) => e.error), Array(N).fill(undefined));
+  assert.deepEqual(second.events.map((e) => e.offset), Array.from({ length: N }, (_, i) => i + 1), 'answered in call order');
+  assert.deepEqual(second.events.map((e) => e.duplicate), Array(N).fill(false));
+  assert.equal(second.left, 0, 'the store is empty once all are answered');
+  const hist = await readAll(reader, ch);
+  assert.deepEqual(hist.map((p) => p.data), Array.from({ length: N }, (_, i) => ({ n: i })), 'history: each once, in order' + diag());
+  assert.deepEqual(errors, []);
+  await page.close();
 });

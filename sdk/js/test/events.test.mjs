@@ -26,7 +26,7 @@ function client(user, opts = {}) {
 /** A WebSocket that records the commands the client sends. */
 function spy(sent) {
   return class extends WS {
-    send(data, ...rest) { sent.push(JSON.parse(String(data))); return super.send(data, ...rest); }
+    send(data, ...rest) { for (const l of String(data).split('\n')) sent.push(JSON.parse(l)); return super.send(data, ...rest); }
   };
 }
 

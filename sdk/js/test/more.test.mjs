@@ -92,6 +92,37 @@ test('token refresh before expiry: the session outlives its first token without 
   assert.deepEqual(disc, [], 'no disconnect');
 });
 
+test('a 109 reply to refresh (getToken gave an expired token): getToken is called once more and refresh succeeds', async () => {
+  let calls = 0;
+  let firstExp = 0;
+  const c = client({
+    getToken: async () => {
+      calls++;
+      if (calls === 1) { firstExp = Math.floor(Date.now() / 1000) + 3; return makeToken({ ttl: 3 }); }
+      if (calls === 2) return makeToken({ ttl: -3600 }); // already expired: refresh answers 109
+      return makeToken();
+    },
+    token: undefined,
+  });
+  const disc = [];
+  const errors = [];
+  c.on('disconnected', (d) => disc.push(d));
+  c.on('error', (e) => errors.push(e));
+  const room = c.subscribe('chat:refresh109');
+  const got = [];
+  room.on('publication', (p) => got.push(p.data));
+  await c.publish('chat:refresh109', 'before');
+  await waitFor(() => calls === 3, 'refresh, 109, getToken again', 6000);
+  await waitFor(() => Date.now() > firstExp * 1000 + 1500, 'past the first token\'s expiry', 6000, 100);
+  await c.publish('chat:refresh109', 'after');
+  await waitFor(() => got.length === 2, 'both pubs');
+  assert.deepEqual(got, ['before', 'after']);
+  assert.deepEqual(disc, [], 'no disconnect: the second refresh extended the session');
+  assert.deepEqual(errors, [], 'the handled 109 is not reported');
+  assert.equal(calls, 3);
+  assert.equal(c.state, 'connected');
+});
+
 test('getToken throwing UnauthorizedError stops the client and reports', async () => {
   const { UnauthorizedError } = await import('../dist/index.js');
   const c = client({ token: undefined, getToken: async () => { throw new UnauthorizedError('no session'); } });

@@ -14,9 +14,12 @@ class FakeWS {
     setTimeout(() => { this.readyState = 1; this.onopen && this.onopen(); }, 0);
   }
   send(data) {
-    const m = JSON.parse(data);
-    this.sent.push(m);
-    if (m.method === 'connect') this.reply(m.id, { client: 'c', user: 'u', tenant: 't', ping: 25, subs: {} });
+    this.frames = (this.frames || 0) + 1;
+    for (const line of String(data).split('\n')) { // one frame may hold several commands
+      const m = JSON.parse(line);
+      this.sent.push(m);
+      if (m.method === 'connect') this.reply(m.id, { client: 'c', user: 'u', tenant: 't', ping: 25, subs: {} });
+    }
   }
   reply(id, result) { setTimeout(() => this.onmessage({ data: JSON.stringify({ id, result }) }), 0); }
   drop() { this.readyState = 3; this.onclose({ code: 1006, reason: 'dropped' }); }
@@ -64,4 +67,16 @@ test('outbox ordering: in-flight publishes of a dropped connection are re-sent f
   }
   await until(() => store.entries.size === 0, 'store emptied');
   c.disconnect();
+});
+
+test('frame batching: commands of one tick share a frame; disconnect() sends what is queued first', async () => {
+  conns.length = 0;
+  const c = new Parley('ws://fake/ws', { token: 't', WebSocket: FakeWS, minReconnectDelay: 1, maxReconnectDelay: 2 });
+  await c.ready();
+  const ws = conns[0];
+  const frames0 = ws.frames;
+  c.subscribe('a'); c.subscribe('b'); c.publish('a', 1);
+  c.disconnect(); // same tick: the three are still queued
+  assert.equal(ws.frames, frames0 + 1, 'one frame for the three commands, sent before the close');
+  assert.deepEqual(ws.sent.slice(-3).map((m) => m.method), ['subscribe', 'subscribe', 'publish']);
 });

@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Parley, ParleyError } from '../dist/index.js';
 import { Server, makeToken, waitFor, readAll } from './helpers.mjs';
+import { WebSocket as WS } from 'ws';
 
 const N = Number(process.env.PARLEY_SDK_KILL_PUBS || 2000);
 const FAST = { minReconnectDelay: 20, maxReconnectDelay: 300 };
@@ -197,4 +198,25 @@ test('a trimmed range surfaces as a gap event and the position moves to the serv
   assert.deepEqual(subscribed, [false, false]);
   assert.deepEqual(got, [1, 17, 18, 19, 20, 21]);
   console.log(`# gap: ${JSON.stringify(gaps[0])}`);
+});
+
+test('frame batching: 500 publishes issued synchronously go out in batched frames, resolve in order, stored once', async () => {
+  const frames = [];
+  class CountingWS extends WS {
+    send(data, ...rest) { frames.push(String(data).split('\n').length); return super.send(data, ...rest); }
+  }
+  const c = client({ WebSocket: CountingWS });
+  await c.ready();
+  const before = frames.length;
+  const B = 500;
+  const results = await Promise.all(Array.from({ length: B }, (_, i) => c.publish('chat:burst', { i })));
+  assert.deepEqual(results.map((r) => r.offset), Array.from({ length: B }, (_, k) => k + 1), 'resolved with offsets in call order');
+  assert.ok(results.every((r) => r.duplicate === false));
+  const sent = frames.slice(before);
+  assert.equal(sent.reduce((a, n) => a + n, 0), B, 'each publish sent once');
+  assert.ok(sent.every((n) => n <= 64), 'at most 64 commands per frame');
+  assert.ok(sent.length <= Math.ceil(B / 64) * 4, `batched: ${sent.length} frames for ${B} publishes`);
+  assert.ok(sent.some((n) => n === 64), 'full frames were sent');
+  const hist = await readAll(c, 'chat:burst');
+  assert.deepEqual(hist.map((p) => p.data), Array.from({ length: B }, (_, i) => ({ i })), 'stored once each, in order');
 });

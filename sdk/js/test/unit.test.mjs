@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoff, PositionTracker, ParleyError } from '../dist/index.js';
+import { backoff, PositionTracker, ParleyError, FrameBatcher, utf8Length } from '../dist/index.js';
 
 test('backoff stays within [min, min(max, min*2^n)] and reaches both ends', () => {
   for (let n = 0; n < 30; n++) {
@@ -41,4 +41,44 @@ test('ParleyError carries code, temporary and retryAfter', () => {
   assert.equal(e.code, 111);
   assert.equal(e.temporary, true);
   assert.equal(e.retryAfter, 250);
+});
+
+test('frame batching: one frame per tick, order kept, bounds respected', async () => {
+  const frames = [];
+  const b = new FrameBatcher((f) => frames.push(f), { maxCommands: 4, maxBytes: 30 });
+  const cmds = Array.from({ length: 10 }, (_, i) => JSON.stringify({ id: i }));   // 8 bytes each
+  for (const c of cmds) b.push(c);
+  // 3 commands = 3*8+2 = 26 bytes; a 4th would make 35 > 30, so frames of 3
+  assert.deepEqual(frames.map((f) => f.split('\n').length), [3, 3, 3], 'full frames go out at once');
+  assert.equal(b.size, 1, 'the rest waits for the end of the tick');
+  await Promise.resolve();
+  assert.deepEqual(frames.map((f) => f.split('\n').length), [3, 3, 3, 1], 'flushed at the end of the tick');
+  assert.deepEqual(frames.join('\n').split('\n'), cmds, 'call order kept across frames');
+  for (const f of frames) assert.ok(utf8Length(f) <= 30 && f.split('\n').length <= 4);
+
+  // the command bound, and a command larger than maxBytes goes alone
+  const out = [];
+  const c = new FrameBatcher((f) => out.push(f), { maxCommands: 2, maxBytes: 10 });
+  c.push('a'); c.push('b'); c.push('c'); c.push('x'.repeat(25)); c.push('d');
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(out, ['a\nb', 'c', 'x'.repeat(25), 'd']);
+
+  // nothing queued: flush sends nothing; separate ticks give separate frames
+  const t = [];
+  const d = new FrameBatcher((f) => t.push(f));
+  d.flush();
+  d.push('1'); d.push('2');
+  await Promise.resolve();
+  d.push('3');
+  await Promise.resolve();
+  assert.deepEqual(t, ['1\n2', '3']);
+
+  // defaults: 64 commands per frame
+  const big = [];
+  const e = new FrameBatcher((f) => big.push(f));
+  for (let i = 0; i < 200; i++) e.push(String(i));
+  await Promise.resolve();
+  assert.deepEqual(big.map((f) => f.split('\n').length), [64, 64, 64, 8]);
+  // bytes are UTF-8 bytes
+  assert.equal(utf8Length('aé€😀'), 1 + 2 + 3 + 4);
 });
