@@ -9,6 +9,7 @@
 
 #include "config/config_int.h"
 #include "util/jpath.h"
+#include "util/clock.h"
 #include "util/mem.h"
 
 #define URL_MAX 2048
@@ -73,33 +74,18 @@ static int digits(const char *s, int n)
     return v;
 }
 
-/* Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
- * days_from_civil): timegm would do, but is neither C11 nor pure. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (RFC 3339 in UTC) to unix ms; -1 when
  * malformed or not after the epoch (0 means "never expires"). */
 static int64_t parse_utc(const char *s)
 {
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
         s[13] != ':' || s[16] != ':')
         return -1;
     int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
     int h = digits(s + 11, 2), mi = digits(s + 14, 2), sec = digits(s + 17, 2);
-    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
-        mi > 59 || sec < 0 || sec > 59)
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > clock_days_in_month(y, mo) || h < 0 || h > 23 ||
+        mi < 0 || mi > 59 || sec < 0 || sec > 59)
         return -1;
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo == 2 && d == 29 && !leap) return -1;
     const char *p = s + 19;
     int64_t ms = 0;
     int k = 0;
@@ -111,7 +97,7 @@ static int64_t parse_utc(const char *s)
             ms *= 10;
     }
     if ((*p != 'Z' && *p != 'z') || p[1]) return -1;
-    int64_t t = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
+    int64_t t = ((clock_days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
     t = t * 1000 + ms;
     return t > 0 ? t : -1;
 }

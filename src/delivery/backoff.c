@@ -221,25 +221,6 @@ static int index_of(const char *s, const char *const *names, int n)
     return -1;
 }
 
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
- * (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
 /* "Sun, 06 Nov 1994 08:49:37 GMT" (exactly 29 bytes) to unix ms, or -1. */
 static int parse_imf_fixdate(const char *s, size_t len, int64_t *out)
 {
@@ -253,9 +234,9 @@ static int parse_imf_fixdate(const char *s, size_t len, int64_t *out)
     int day = digits(s + 5, 2), mon = index_of(s + 8, months, 12) + 1, year = digits(s + 12, 4);
     int hh = digits(s + 17, 2), mm = digits(s + 20, 2), ss = digits(s + 23, 2);
     if (day < 1 || mon < 1 || year < 0 || hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 ||
-        ss > 60 || day > days_in_month(year, mon))
+        ss > 60 || day > clock_days_in_month(year, mon))
         return -1;
-    int64_t secs = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss;
+    int64_t secs = clock_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss;
     *out = secs * 1000;
     return 0;
 }
@@ -299,8 +280,8 @@ static int parse_rfc850(const char *s, size_t len, int64_t now_ms, int64_t *out)
     if (year > now_year + 50) year = (century - 1) * 100 + yy;
     /* A clock past year 9999 (only a hostile or broken caller's) would
      * overflow the milliseconds below. */
-    if (year < 0 || year > 9999 || day > days_in_month((int)year, mon)) return -1;
-    *out = (days_from_civil(year, mon, day) * 86400 + tod) * 1000;
+    if (year < 0 || year > 9999 || day > clock_days_in_month((int)year, mon)) return -1;
+    *out = (clock_days_from_civil(year, mon, day) * 86400 + tod) * 1000;
     return 0;
 }
 
@@ -315,8 +296,9 @@ static int parse_asctime(const char *s, size_t len, int64_t *out)
     int mon = index_of(s + 4, month_names, 12) + 1;
     int day = s[8] == ' ' ? digits(s + 9, 1) : digits(s + 8, 2), year = digits(s + 20, 4);
     int64_t tod = clock_of_day(s + 11);
-    if (mon < 1 || day < 1 || year < 0 || tod < 0 || day > days_in_month(year, mon)) return -1;
-    *out = (days_from_civil(year, mon, day) * 86400 + tod) * 1000;
+    if (mon < 1 || day < 1 || year < 0 || tod < 0 || day > clock_days_in_month(year, mon))
+        return -1;
+    *out = (clock_days_from_civil(year, mon, day) * 86400 + tod) * 1000;
     return 0;
 }
 

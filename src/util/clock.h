@@ -21,6 +21,12 @@ void clock_ulid_pack(char out[27], uint64_t ms, uint64_t hi, uint64_t lo);
 /* Reads back what clock_ulid_pack wrote: 0, or -1 unless s is exactly 26
  * characters of the ULID alphabet (upper case) with a 48-bit timestamp. */
 int clock_ulid_unpack(const char *s, size_t len, uint64_t *ms, uint64_t *hi, uint64_t *lo);
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (the
+ * calendar part of timegm, which is neither C11 nor free of the TZ
+ * environment). */
+int64_t clock_days_from_civil(int64_t y, int m, int d);
+/* Days in month m (1..12) of year y. */
+int clock_days_in_month(int64_t y, int m);
 /* Parses "200ms", "5s", "5m", "24h", "7d" into milliseconds; -1 if invalid. */
 int64_t clock_parse_duration(const char *s);
 
