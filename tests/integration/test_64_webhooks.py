@@ -411,3 +411,45 @@ def test_recover_filter_picks_matching_failed_deliveries(server_factory, receive
     status, err = api_error(srv, "webhooks.recover", {"endpoint": "ops", "since": t0,
                                                       "filter": "high"})
     assert status == 400 and "filter" in err["message"], err
+
+
+def test_rate_limit_spaces_requests(server_factory, receivers):
+    r = receivers({"status": 200})
+    srv = server_factory(hooks_config(r.url, extra_hook={"rate": 5}))
+    for i in range(12):
+        publish(srv, "alerts:rate", {"i": i})
+    reqs = wait_requests(r, 12, timeout=20 * SLOW)
+    # 5 per second from an empty bucket: 12 requests need at least ~2.2 s.
+    assert reqs[-1]["t"] - reqs[0]["t"] >= 1.8, [q["t"] - reqs[0]["t"] for q in reqs]
+
+
+def test_max_in_flight_bounds_concurrent_attempts(server_factory, receivers):
+    r = receivers({"status": 200, "sleep": 0.4})
+    srv = server_factory(hooks_config(r.url, extra_hook={"max_in_flight": 2}))
+    for i in range(6):
+        publish(srv, "alerts:mif", {"i": i})
+    reqs = wait_requests(r, 6, timeout=20 * SLOW)
+    # A third request starts only when one of the first two was answered.
+    for a, b in zip(reqs, reqs[2:]):
+        assert b["t"] - a["t"] >= 0.3, [q["t"] - reqs[0]["t"] for q in reqs]
+
+
+def test_ordering_by_json_path(server_factory, receivers):
+    def script(n, req):
+        env = json.loads(req["body"])
+        # The first attempt of order A's first event fails; the rest succeed.
+        first_a = env["data"] == {"order": "A", "n": 1} and not any(
+            json.loads(q["body"])["data"] == env["data"] for q in r.requests[:n])
+        return {"status": 500 if first_a else 200}
+    r = receivers(fn=script)
+    srv = server_factory(hooks_config(r.url, schedule=("0s", "500ms"),
+                                      extra_hook={"ordering": "data.order"}))
+    publish(srv, "alerts:x", {"order": "A", "n": 1})
+    publish(srv, "alerts:y", {"order": "A", "n": 2})  # another channel, the same key
+    publish(srv, "alerts:z", {"order": "B", "n": 1})
+    reqs = wait_requests(r, 4)
+    seen = [(json.loads(q["body"])["data"]["order"], json.loads(q["body"])["data"]["n"])
+            for q in reqs]
+    # A2 waits for A1's retry; B does not wait for A.
+    assert seen.index(("A", 2)) > len(seen) - 1 - seen[::-1].index(("A", 1)), seen
+    assert seen.index(("B", 1)) < 2, seen
