@@ -16,6 +16,7 @@ deps-test:
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+	@scripts/web.sh $(BUILD)/web
 
 # make run ARGS="--listen 127.0.0.1:9000": ARGS go to parley serve.
 run: build

@@ -12,8 +12,8 @@ missing=()
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# The JavaScript SDK's tests run on Node.js (18 or later) with npm.
-if [ "${1:-build}" = test ] && ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
+# The web app is built, and the JavaScript SDK tested, with Node.js and npm.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then missing+=(nodejs npm); fi
 # Its browser test drives Debian's chromium (/usr/bin/chromium) with playwright-core.
 if [ "${1:-build}" = test ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 [ ${#missing[@]} -eq 0 ] && exit 0
