@@ -1,0 +1,282 @@
+// The operator's console at /admin, driven in headless Chromium against the
+// real server: sign-in, live metrics while the API publishes, the trace of a
+// pub from its deep link, replaying a dead-lettered guaranteed pub to a
+// client that receives it again, and what a wrong key and a tenant key see.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Server, launchChromium, screenshot, sleep, waitFor, watchErrors } from './helpers.mjs';
+
+// A guaranteed namespace that gives up fast: 2 attempts, 300 ms apart, so a
+// client that never acknowledges dead-letters its pub within a second.
+const DEV_CONFIG = `dev_tokens: true
+namespaces:
+  - {name: ""}
+  - {name: chat}
+  - {name: inbox, class: guaranteed, max_attempts: 2, ack_wait: 300ms, retry_min: 100ms, retry_max: 200ms}
+`;
+
+let srv;
+let browser;
+let errors = [];
+
+before(async () => {
+  srv = await new Server({ extra: DEV_CONFIG }).start();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await srv?.cleanup();
+});
+
+/** A new page watched for uncaught errors (console 401/403 lines are expected: wrong keys, tenant probes). */
+async function newPage() {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  watchErrors(page, errors);
+  return page;
+}
+
+function pageErrors() {
+  return errors.filter((e) => e.startsWith('pageerror'));
+}
+
+async function signIn(page, key, hash = '') {
+  await page.goto(`${srv.origin}/admin${hash}`);
+  await page.getByTestId('admin-key').fill(key);
+  await page.getByTestId('admin-signin').click();
+  await page.getByTestId('nav-overview').waitFor({ timeout: 10000 });
+}
+
+/**
+ * A WebSocket client in its own page (Node 20 has no WebSocket): connects as
+ * `user`, subscribes to `channel`, records every pub pushed and acknowledges
+ * them only once `window.ackNow` is set.
+ */
+async function openClient(user, channel) {
+  const token = (await srv.api('tokens.issue', { user, ttl: 3600 })).body.result?.token;
+  assert.ok(token, 'tokens.issue (dev_tokens) gave no token');
+  const page = await newPage();
+  await page.goto(`${srv.origin}/healthz`);
+  await page.evaluate(async ({ token, channel }) => {
+    window.pubs = [];
+    window.ackNow = false;
+    window.subscribed = false;
+    const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws', 'parley.v1');
+    await new Promise((res, rej) => { ws.onopen = res; ws.onerror = rej; });
+    let next = 10;
+    ws.onmessage = (ev) => {
+      for (const line of String(ev.data).split('\n')) {
+        if (!line) continue;
+        const m = JSON.parse(line);
+        if (m.id === 2 && m.result) window.subscribed = true;
+        if (m.push !== 'pub') continue;
+        window.pubs.push({ id: m.id, attempt: m.attempt ?? 0, offset: m.offset });
+        if (window.ackNow) ws.send(JSON.stringify({ id: next++, method: 'ack', params: { channel: m.channel, offset: m.offset } }));
+      }
+    };
+    ws.send(JSON.stringify({ id: 1, method: 'connect', params: { token } }));
+    ws.send(JSON.stringify({ id: 2, method: 'subscribe', params: { channel } }));
+  }, { token, channel });
+  await waitFor(() => page.evaluate(() => window.subscribed), `${user} subscribed to ${channel}`, 5000);
+  return page;
+}
+
+async function pubsOf(client, id) {
+  return client.evaluate((id) => window.pubs.filter((p) => p.id === id), id);
+}
+
+test('a wrong key is refused with the server\'s message; the dev secret signs in', async () => {
+  const page = await newPage();
+  await page.goto(`${srv.origin}/admin`);
+  await page.getByTestId('admin-key').fill('not-a-key');
+  await page.getByTestId('admin-signin').click();
+  const err = page.getByTestId('api-error');
+  await err.waitFor({ timeout: 5000 });
+  assert.match(await err.textContent(), /unauthorized/i);
+  assert.equal(await page.getByTestId('nav-overview').count(), 0, 'a refused key must not open the console');
+  await screenshot(page, 'console-signin-error');
+
+  await page.getByTestId('admin-key').fill(srv.devSecret);
+  await page.getByTestId('admin-signin').click();
+  await page.getByTestId('nav-overview').waitFor({ timeout: 5000 });
+  // The dev secret is a tenant key: no admin pages.
+  assert.equal(await page.getByTestId('nav-tenants').count(), 0);
+  assert.equal(await page.getByTestId('nav-audit').count(), 0);
+  for (const p of ['channels', 'trace', 'dlq', 'webhooks', 'connections']) assert.equal(await page.getByTestId(`nav-${p}`).count(), 1, `nav-${p}`);
+  await page.close();
+});
+
+test('the overview shows pubs/s while the API publishes, and 0 once it stops', async () => {
+  const page = await newPage();
+  await signIn(page, srv.devSecret, '#overview');
+  const rate = page.getByTestId('metric-pubs-rate');
+  const client = await openClient('watcher', 'chat:load');
+  let stop = false;
+  let sent = 0;
+  const load = (async () => {
+    while (!stop) {
+      const r = await srv.api('publish', { channel: 'chat:load', data: { n: sent } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      sent++;
+      await sleep(10);
+    }
+  })();
+  try {
+    await waitFor(async () => Number(await rate.textContent()) > 0, 'pubs/s above 0', 10000, 100);
+    await waitFor(async () => Number(await page.getByTestId('metric-deliveries-rate').textContent()) > 0, 'deliveries/s above 0', 10000, 100);
+    assert.equal(await page.getByTestId('metric-connections').textContent(), '1');
+    await screenshot(page, 'console-overview');
+  } finally {
+    stop = true;
+    await load;
+  }
+  assert.ok(sent > 10, `published ${sent}`);
+  // Rates come from deltas: with no more publishes the number falls back to 0.
+  await waitFor(async () => Number(await rate.textContent()) === 0, 'pubs/s back to 0', 5000, 100);
+  await client.close();
+  await page.close();
+  assert.deepEqual(pageErrors(), []);
+});
+
+test('a trace opens from /admin#trace=<id> after sign-in and shows commit, fan-out and deliveries', async () => {
+  const client = await openClient('alice', 'chat:trace');
+  const r = await srv.api('publish', { channel: 'chat:trace', data: { text: 'trace me' }, correlation_id: 'c-trace' });
+  assert.equal(r.status, 200);
+  const id = r.body.result.id;
+  await waitFor(async () => (await pubsOf(client, id)).length === 1, 'the pub at the client', 5000);
+
+  // The demo's link: a fresh tab on /admin#trace=ID signs in, then shows that trace.
+  const page = await newPage();
+  await signIn(page, srv.devSecret, `#trace=${id}`);
+  const timeline = page.getByTestId('trace-timeline');
+  await timeline.waitFor({ timeout: 5000 });
+  assert.equal(await page.getByTestId('trace-input').inputValue(), id);
+  const steps = await timeline.getByTestId('trace-step').allTextContents();
+  assert.match(steps[0], /Accepted on chat:trace/);
+  assert.ok(steps.some((s) => /Committed to storage at offset 1/.test(s)), steps.join('\n'));
+  assert.ok(steps.some((s) => /Fanned out to 1 connection\b/.test(s)), steps.join('\n'));
+  await screenshot(page, 'console-trace');
+
+  // Pasting another id into the field traces that one; an unknown id shows the server's error.
+  const r2 = await srv.api('publish', { channel: 'chat:trace', data: 2 });
+  await page.getByTestId('trace-input').fill(r2.body.result.id);
+  await page.getByTestId('trace-submit').click();
+  await waitFor(async () => (await timeline.getByTestId('trace-step').allTextContents()).some((s) => /offset 2\b/.test(s)), 'the second trace', 5000);
+  await page.getByTestId('trace-input').fill('01M00000000000000000000000');
+  await page.getByTestId('trace-submit').click();
+  await page.getByTestId('api-error').waitFor({ timeout: 5000 });
+  assert.match(await page.getByTestId('api-error').textContent(), /trace: .*code 102/);
+  await client.close();
+  await page.close();
+  assert.deepEqual(pageErrors(), []);
+});
+
+test('a dead-lettered guaranteed pub is replayed from the DLQ page, after confirmation, and arrives again', async () => {
+  const client = await openClient('bob', 'inbox:#bob');
+  const r = await srv.api('publish', { channel: 'inbox:#bob', data: { text: 'ack me' } });
+  assert.equal(r.status, 200);
+  const id = r.body.result.id;
+  // Never acknowledged: 2 attempts, then the dead-letter queue.
+  await waitFor(async () => (await srv.api('dlq.list', { user: 'bob' })).body.result.entries.some((e) => e.pub_id === id), 'the pub in the DLQ', 10000, 100);
+  const before = await pubsOf(client, id);
+  assert.deepEqual(before.map((p) => p.attempt), [1, 2]);
+
+  const page = await newPage();
+  await signIn(page, srv.devSecret, '#dlq');
+  const entry = page.locator(`[data-testid="dlq-entry"][data-pub="${id}"]`);
+  await entry.waitFor({ timeout: 5000 });
+  assert.match(await entry.textContent(), /inbox:#bob.*bob.*max_attempts/);
+  const entryId = await entry.getAttribute('data-id');
+  await screenshot(page, 'console-dlq');
+
+  // Cancel first: nothing happens.
+  await entry.getByTestId('dlq-replay').click();
+  await page.getByTestId('confirm-cancel').click();
+  await sleep(300);
+  assert.equal((await pubsOf(client, id)).length, 2, 'a cancelled replay must not send');
+  assert.equal(await page.getByTestId('confirm-dialog').count(), 0);
+
+  // This time the client acknowledges what it gets, so the pub leaves the queue for good.
+  await client.evaluate(() => { window.ackNow = true; });
+  await entry.getByTestId('dlq-replay').click();
+  await screenshot(page, 'console-dlq-confirm');
+  await page.getByTestId('confirm-ok').click();
+  await page.getByText(/Replayed 1 entry/).waitFor({ timeout: 5000 });
+  await waitFor(async () => (await pubsOf(client, id)).length === 3, 'the replayed pub at the client', 5000);
+  assert.equal((await pubsOf(client, id))[2].attempt, 1, 'a replay starts again at attempt 1');
+  await waitFor(async () => (await page.locator(`[data-testid="dlq-entry"][data-id="${entryId}"]`).count()) === 0, 'the entry gone from the page', 5000);
+  const left = (await srv.api('dlq.list', {})).body.result.entries.filter((e) => e.pub_id === id);
+  assert.deepEqual(left, []);
+  await screenshot(page, 'console-dlq-replayed');
+
+  // The trace now shows the replay and the acknowledgement.
+  await page.goto(`${srv.origin}/admin#trace=${id}`);
+  const delivery = page.locator('[data-testid="trace-step"][data-kind="delivery"]');
+  await delivery.waitFor({ timeout: 5000 });
+  await waitFor(async () => /acknowledged/.test(await delivery.textContent()) || (await page.reload(), false), 'acknowledged in the trace', 5000, 300);
+  assert.match(await delivery.textContent(), /replayed/);
+  await client.close();
+  await page.close();
+  assert.deepEqual(pageErrors(), []);
+});
+
+test('the other pages render against this server', async () => {
+  const page = await newPage();
+  await signIn(page, srv.devSecret);
+  await srv.api('publish', { channel: 'chat:pages', data: { text: 'history row' } });
+  for (const name of ['channels', 'webhooks', 'connections']) {
+    await page.getByTestId(`nav-${name}`).click();
+    await page.locator(`section.page.${name}`).waitFor({ timeout: 5000 });
+    await sleep(300);
+    assert.equal(await page.getByTestId('api-error').count(), 0, `${name}: ${await page.locator('.error').allTextContents()}`);
+    await screenshot(page, `console-${name}`);
+  }
+  await page.goto(`${srv.origin}/admin#channels=chat:pages`);
+  await page.getByTestId('history-row').first().waitFor({ timeout: 5000 });
+  assert.match(await page.getByTestId('history-row').first().textContent(), /history row/);
+  await page.close();
+  assert.deepEqual(pageErrors(), []);
+});
+
+test('with tenants: a tenant key sees no admin pages, the admin key sees the tenants and keys', async () => {
+  const multi = new Server({ extra: `admin_key: "adm_console_test_key_0123"
+tenants:
+  - id: acme
+    jwt_secret: "acme-secret-0123456789"
+    api_keys:
+      - {key: "pk_acme_console_test", scopes: ["*"]}
+` });
+  await multi.start();
+  try {
+    const page = await newPage();
+    await page.goto(`${multi.origin}/admin`);
+    await page.getByTestId('admin-key').fill('pk_acme_console_test');
+    await page.getByTestId('admin-signin').click();
+    await page.getByTestId('nav-overview').waitFor({ timeout: 5000 });
+    assert.equal(await page.getByTestId('nav-tenants').count(), 0);
+    assert.equal(await page.getByTestId('nav-audit').count(), 0);
+    assert.equal(await page.getByTestId('who').textContent(), 'tenant key');
+    await page.goto(`${multi.origin}/admin#tenants`);
+    await page.getByText('This page needs the admin key.').waitFor({ timeout: 5000 });
+    await page.getByTestId('signout').click();
+
+    await page.getByTestId('admin-key').fill('adm_console_test_key_0123');
+    await page.getByTestId('admin-signin').click();
+    await page.getByTestId('nav-tenants').click();
+    const row = page.locator('[data-testid="tenant-row"][data-id="acme"]');
+    await row.waitFor({ timeout: 5000 });
+    await page.getByTestId('key-row').first().waitFor({ timeout: 5000 });
+    await screenshot(page, 'console-tenants');
+    // Tenant pages act in the chosen tenant: the DLQ page answers for acme.
+    await page.getByTestId('nav-dlq').click();
+    await page.locator('section.page.dlq .notice, [data-testid="dlq-entry"]').first().waitFor({ timeout: 5000 });
+    assert.equal(await page.getByTestId('api-error').count(), 0);
+    await page.getByTestId('nav-audit').click();
+    await page.locator('section.page.audit').waitFor();
+    await screenshot(page, 'console-audit');
+    await page.close();
+  } finally {
+    await multi.cleanup();
+  }
+  assert.deepEqual(pageErrors(), []);
+});
