@@ -4,11 +4,15 @@
 // client that receives it again, and what a wrong key and a tenant key see.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { Server, launchChromium, screenshot, sleep, waitFor, watchErrors } from './helpers.mjs';
 
 // A guaranteed namespace that gives up fast: 2 attempts, 300 ms apart, so a
 // client that never acknowledges dead-letters its pub within a second.
+// Webhook receivers of the tests listen on loopback, which the outbound
+// guard refuses unless allowed.
 const DEV_CONFIG = `dev_tokens: true
+webhook_allowed_networks: ["127.0.0.0/8"]
 namespaces:
   - {name: ""}
   - {name: chat}
@@ -217,6 +221,73 @@ test('a dead-lettered guaranteed pub is replayed from the DLQ page, after confir
   assert.match(await delivery.textContent(), /replayed/);
   await client.close();
   await page.close();
+  assert.deepEqual(pageErrors(), []);
+});
+
+/** A webhook receiver on loopback answering `status` with `body`; records what it got. */
+async function receiver() {
+  const r = { status: 500, body: 'boom: receiver down', got: [] };
+  r.server = createServer((req, res) => {
+    let b = '';
+    req.on('data', (c) => { b += c; });
+    req.on('end', () => { r.got.push({ status: r.status, body: b }); res.writeHead(r.status, { 'content-type': 'text/plain' }); res.end(r.body); });
+  });
+  await new Promise((res) => r.server.listen(0, '127.0.0.1', res));
+  r.url = `http://127.0.0.1:${r.server.address().port}/hook`;
+  return r;
+}
+
+test('webhooks: a failing endpoint shows why, its attempts show the receiver\'s answer, recover has a dry run', async () => {
+  const recv = await receiver();
+  try {
+    const made = await srv.api('webhooks.create', { id: 'ops', url: recv.url, retry_schedule: ['0s', '100ms'], max_attempts: 2 });
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    assert.equal((await srv.api('routes.create', { id: 'to-ops', match: { channel: 'chat:hooks' }, action: { webhook: 'ops' } })).status, 200);
+    const id = (await srv.api('publish', { channel: 'chat:hooks', data: { severity: 'high' } })).body.result.id;
+    const delivery = `${id}.ops`;
+    await waitFor(async () => (await srv.api('dlq.list', { user: 'ops' })).body.result.entries.some((e) => e.delivery_id === delivery), 'the dead webhook delivery', 10000, 100);
+
+    const page = await newPage();
+    await signIn(page, srv.devSecret, `#webhooks=${encodeURIComponent(delivery)}`);
+    const row = page.locator('[data-testid="webhook-row"][data-id="ops"]');
+    await row.waitFor({ timeout: 5000 });
+    assert.equal(await row.getAttribute('data-state'), 'failing');
+    assert.match(await row.textContent(), /failing since/);
+    const attempts = page.getByTestId('attempt-row');
+    await attempts.nth(1).waitFor({ timeout: 5000 });
+    assert.match(await attempts.nth(0).textContent(), /^1.*500.*ms.*HTTP 500.*boom: receiver down/);
+    assert.equal(await page.getByTestId('route-row').count(), 1);
+    await screenshot(page, 'console-webhooks-failing');
+
+    // The trace lists the webhook delivery and each attempt with its status and latency.
+    await page.goto(`${srv.origin}/admin#trace=${id}`);
+    const hook = page.locator('[data-testid="trace-step"][data-kind="webhook"]');
+    await hook.waitFor({ timeout: 5000 });
+    assert.match(await hook.textContent(), /Webhook to ops \(route to-ops\): dead after 2 attempts/);
+    assert.equal(await hook.getByTestId('trace-attempt').count(), 2);
+    assert.match(await hook.getByTestId('trace-attempt').first().textContent(), /HTTP 500 · [0-9.]+ ms/);
+
+    // The receiver is back: a dry run counts without sending, then queueing (confirmed) delivers.
+    recv.status = 200;
+    recv.body = 'ok';
+    const sent = recv.got.length;
+    await page.goto(`${srv.origin}/admin#webhooks`);
+    await page.getByTestId('recover-dry-run').click();
+    await page.getByTestId('recover-result').waitFor({ timeout: 5000 });
+    assert.match(await page.getByTestId('recover-result').textContent(), /Dry run: 1 failed deliveries found, nothing queued/);
+    await sleep(300);
+    assert.equal(recv.got.length, sent, 'a dry run must send nothing');
+    await page.getByTestId('recover-queue').click();
+    await page.getByTestId('confirm-ok').click();
+    await waitFor(async () => /1 found, 1 queued again/.test(await page.getByTestId('recover-result').textContent()), 'the recover result', 5000);
+    await waitFor(() => recv.got.length === sent + 1, 'the recovered delivery at the receiver', 5000);
+    await screenshot(page, 'console-webhooks-recovered');
+    await page.close();
+  } finally {
+    recv.server.close();
+    await srv.api('routes.delete', { id: 'to-ops' });
+    await srv.api('webhooks.delete', { id: 'ops' });
+  }
   assert.deepEqual(pageErrors(), []);
 });
 

@@ -70,7 +70,10 @@ export function dlqPage(ctx: Ctx): Page {
       const row = h('tr', { testid: 'dlq-entry', 'data-id': id, 'data-pub': pub },
         td(String(id)), td(ts(numOr(e.failed_at))), td(strOr(e.kind, 'delivery')), td(strOr(e.channel)),
         td(strOr(e.user) || strOr(e.endpoint)), td(strOr(e.reason)), td(String(numOr(e.attempts))), td(str(e.last_error)),
-        td(h('span', { class: 'actions' }, pub ? routeLink('Trace', 'trace=' + encodeURIComponent(pub), { class: 'button small' }) : '', inspect, replay, purge)));
+        td(h('span', { class: 'actions' }, pub ? routeLink('Trace', 'trace=' + encodeURIComponent(pub), { class: 'button small' }) : '',
+          // A webhook entry's receiver answers are on the webhooks page.
+          strOr(e.delivery_id) ? routeLink('Attempts', 'webhooks=' + encodeURIComponent(strOr(e.delivery_id)), { class: 'button small' }) : '',
+          inspect, replay, purge)));
       const frag = document.createDocumentFragment();
       frag.append(row, detail);
       return frag;
