@@ -33,15 +33,23 @@ after(async () => {
   await srv?.cleanup();
 });
 
-/** A new page watched for uncaught errors (console 401/403 lines are expected: wrong keys, tenant probes). */
+/**
+ * A new page watched for uncaught errors and Content-Security-Policy
+ * violations (console lines for 401/403 answers are expected: wrong keys,
+ * the tenant-key probe).
+ */
 async function newPage() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   watchErrors(page, errors);
+  await page.exposeFunction('cspViolation', (d) => errors.push(`csp: ${d}`));
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => window.cspViolation(`${e.violatedDirective} ${e.blockedURI}`));
+  });
   return page;
 }
 
 function pageErrors() {
-  return errors.filter((e) => e.startsWith('pageerror'));
+  return errors.filter((e) => e.startsWith('pageerror') || e.startsWith('csp'));
 }
 
 async function signIn(page, key, hash = '') {
