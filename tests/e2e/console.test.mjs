@@ -5,7 +5,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { Server, launchChromium, screenshot, sleep, waitFor, watchErrors } from './helpers.mjs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { ROOT, Server, launchChromium, screenshot, sleep, waitFor, watchErrors } from './helpers.mjs';
 
 // A guaranteed namespace that gives up fast: 2 attempts, 300 ms apart, so a
 // client that never acknowledges dead-letters its pub within a second.
@@ -21,6 +23,39 @@ namespaces:
 
 let srv;
 let browser;
+
+test('the overview\'s arithmetic: Prometheus text, counter rates, histogram quantiles', async () => {
+  // metrics.ts is browser code without DOM use in these functions: bundle it for node and call it.
+  const require = createRequire(join(ROOT, 'web', 'package.json'));
+  const { build } = require('esbuild');
+  const out = await build({ entryPoints: [join(ROOT, 'web', 'src', 'admin', 'metrics.ts')], bundle: true, format: 'esm', write: false, platform: 'neutral' });
+  const m = await import('data:text/javascript;base64,' + Buffer.from(out.outputFiles[0].text).toString('base64'));
+  const text = (pubs, le) => `# TYPE parley_pubs_total counter
+parley_pubs_total{class="standard"} ${pubs}
+parley_pubs_total{class="guaranteed"} 5
+parley_connections{transport="ws"} 3
+parley_connections{transport="sse"} 1
+parley_delivery_latency_seconds_bucket{le="0.001"} ${le[0]}
+parley_delivery_latency_seconds_bucket{le="0.01"} ${le[1]}
+parley_delivery_latency_seconds_bucket{le="+Inf"} ${le[2]}
+parley_label_escape{path="a\\"b"} 1
+`;
+  const f = m.parseMetrics(text(10, [0, 0, 0]));
+  assert.equal(m.total(f, 'parley_connections'), 4);
+  assert.equal(f.get('parley_label_escape')[0].labels.path, 'a"b');
+  const a = m.reduce(1000, f);
+  // 2 s later: 20 more pubs; 100 deliveries, 50 under 1 ms, 40 more under 10 ms, 10 slower.
+  const b = m.reduce(3000, m.parseMetrics(text(30, [50, 90, 100])));
+  const p = m.derive([a], b);
+  assert.equal(p.pubsRate, 10);
+  assert.equal(p.connections, 4);
+  assert.equal(p.p50, 0.001);
+  assert.ok(Math.abs(p.p95 - 0.01) < 1e-12, String(p.p95)); // in +Inf: the top finite bound
+  assert.ok(Math.abs(m.quantile(0.7, b.latency, a.latency) - (0.001 + 0.009 * (20 / 40))) < 1e-12);
+  assert.equal(m.quantile(0.5, a.latency, a.latency), null, 'no observations: no quantile');
+  // A restart (counters lower than before) gives no rate rather than a negative one.
+  assert.equal(m.derive([b], m.reduce(4000, m.parseMetrics(text(1, [0, 0, 0])))).pubsRate, null);
+});
 let errors = [];
 
 before(async () => {
@@ -137,6 +172,8 @@ test('the overview shows pubs/s while the API publishes, and 0 once it stops', a
     await waitFor(async () => Number(await rate.textContent()) > 0, 'pubs/s above 0', 10000, 100);
     await waitFor(async () => Number(await page.getByTestId('metric-deliveries-rate').textContent()) > 0, 'deliveries/s above 0', 10000, 100);
     assert.equal(await page.getByTestId('metric-connections').textContent(), '1');
+    // Deliveries feed the latency histogram: its p99 is a time, not the blank.
+    await waitFor(async () => /\d (ms|s)$/.test(await page.getByTestId('metric-latency-p99').textContent()), 'a p99 latency', 5000, 100);
     await screenshot(page, 'console-overview');
   } finally {
     stop = true;
@@ -346,6 +383,25 @@ tenants:
     await row.waitFor({ timeout: 5000 });
     await page.getByTestId('key-row').first().waitFor({ timeout: 5000 });
     await screenshot(page, 'console-tenants');
+
+    // A key revoked from this page stops working at once: a console signed in with it goes back to sign-in.
+    const made = await multi.api('keys.create', { tenant: 'acme', scopes: ['dlq'] }, 'adm_console_test_key_0123');
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    const other = await newPage();
+    await other.goto(`${multi.origin}/admin#dlq`);
+    await other.getByTestId('admin-key').fill(made.body.result.key);
+    await other.getByTestId('admin-signin').click();
+    await other.locator('section.page.dlq').waitFor({ timeout: 5000 });
+    await page.getByTestId('nav-dlq').click();
+    await page.getByTestId('nav-tenants').click();
+    const keyRow = page.locator(`[data-testid="key-row"][data-id="${made.body.result.id}"]`);
+    await keyRow.getByTestId('key-revoke').click();
+    await page.getByTestId('confirm-ok').click();
+    await waitFor(async () => /revoked/.test(await keyRow.textContent()), 'the key shown revoked', 5000);
+    await other.getByTestId('dlq-refresh').click();
+    await other.getByTestId('admin-key').waitFor({ timeout: 5000 });
+    assert.match(await other.getByTestId('api-error').textContent(), /no longer accepts this key/);
+    await other.close();
     // Tenant pages act in the chosen tenant: the DLQ page answers for acme.
     await page.getByTestId('nav-dlq').click();
     await page.locator('section.page.dlq .notice, [data-testid="dlq-entry"]').first().waitFor({ timeout: 5000 });

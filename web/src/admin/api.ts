@@ -38,6 +38,9 @@ export class Api {
   /** The tenant the admin key acts in (tenant keys ignore it). */
   tenant = '';
 
+  /** Called on any 401 answer (set by the shell after sign-in). */
+  onUnauthorized: (() => void) | null = null;
+
   constructor(readonly key: string) {}
 
   async call<T = Obj>(method: string, params: Obj = {}): Promise<T> {
@@ -59,6 +62,8 @@ export class Api {
     const o = parsed as { result?: unknown; error?: { code?: number; message?: string; temporary?: boolean } } | null;
     if (r.ok && o && 'result' in o) return o.result as T;
     const err = o?.error;
+    // A key revoked while signed in: let the shell go back to the sign-in page.
+    if (r.status === 401 && this.onUnauthorized) this.onUnauthorized();
     throw new ApiError(method, r.status, err?.code ?? 0, err?.message ?? `HTTP ${r.status} ${r.statusText}`, err?.temporary ?? false);
   }
 }

@@ -98,6 +98,10 @@ async function signIn(key: string): Promise<void> {
     api.tenant = tenants.includes(saved) ? saved : tenants[0] ?? 'default';
   }
   store(KEY_ITEM, key);
+  api.onUnauthorized = () => {
+    if (ctx?.api !== api) return;
+    signOut(new ApiError('session', 401, 101, 'the server no longer accepts this key (revoked?): sign in again'));
+  };
   const sampler = new Sampler();
   sampler.token = load(METRICS_ITEM);
   sampler.start();
@@ -106,13 +110,13 @@ async function signIn(key: string): Promise<void> {
   render();
 }
 
-function signOut(): void {
+function signOut(why?: unknown): void {
   store(KEY_ITEM, null);
   current?.dispose?.();
   current = null;
   ctx?.sampler.stop();
   ctx = null;
-  signInPage();
+  signInPage(why);
 }
 
 let content: HTMLElement = h('main', {});
@@ -133,7 +137,7 @@ function shell(tenants: string[]): void {
     tenantPicker = h('label', { class: 'tenant' }, 'tenant ', sel);
   }
   const out = h('button', { class: 'small', testid: 'signout' }, 'Sign out');
-  out.addEventListener('click', signOut);
+  out.addEventListener('click', () => signOut());
   content = h('main', { class: 'content' });
   replace(root,
     h('header', { class: 'top' },
