@@ -304,6 +304,10 @@ test('webhooks: a failing endpoint shows why, its attempts show the receiver\'s 
     assert.equal(await page.getByTestId('route-row').count(), 1);
     await screenshot(page, 'console-webhooks-failing');
 
+    // The overview flags it too.
+    await page.getByTestId('nav-overview').click();
+    await waitFor(async () => (await page.getByTestId('alert-webhooks-failing').textContent()) === '1', 'the failing endpoint on the overview', 5000, 100);
+
     // The trace lists the webhook delivery and each attempt with its status and latency.
     await page.goto(`${srv.origin}/admin#trace=${id}`);
     const hook = page.locator('[data-testid="trace-step"][data-kind="webhook"]');

@@ -18,7 +18,12 @@ export class LineChart {
   }
 
   /** Draws the series; `times` are unix ms, aligned with each series' values. */
-  draw(times: number[], series: Series[], windowMs = 300000): void {
+  draw(times: number[], series: Series[], maxWindowMs = 300000): void {
+    // The x axis spans what has been sampled (at least a minute, at most
+    // maxWindowMs), so a freshly opened console does not squeeze its first
+    // seconds against the right edge.
+    const span = times.length > 1 ? times[times.length - 1] - times[0] : 0;
+    const windowMs = Math.min(maxWindowMs, Math.max(60000, Math.ceil(span / 60000) * 60000));
     const dpr = window.devicePixelRatio || 1;
     const cssW = Math.max(200, this.canvas.clientWidth || 480);
     const cssH = 160;

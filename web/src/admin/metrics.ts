@@ -85,6 +85,23 @@ export interface Raw {
   latency: { le: number; count: number }[];
   batchSum: number | null;
   batchCount: number | null;
+  /** Gauges and totals that want attention when above 0. */
+  alerts: Alerts;
+}
+
+export interface Alerts {
+  webhooksFailing: number | null;
+  webhooksDisabled: number | null;
+  routeLag: number | null;
+  deadLettered: number | null;
+  commitFailures: number | null;
+  storageQueue: number | null;
+}
+
+function labelled(f: Families, name: string, label: string, value: string): number | null {
+  const list = f.get(name);
+  if (!list) return null;
+  return list.filter((s) => s.labels[label] === value).reduce((a, s) => a + s.value, 0);
 }
 
 export function reduce(t: number, f: Families): Raw {
@@ -97,6 +114,14 @@ export function reduce(t: number, f: Families): Raw {
     latency: buckets(f, 'parley_delivery_latency_seconds'),
     batchSum: total(f, 'parley_commit_batch_size_sum'),
     batchCount: total(f, 'parley_commit_batch_size_count'),
+    alerts: {
+      webhooksFailing: labelled(f, 'parley_webhook_endpoints', 'state', 'failing'),
+      webhooksDisabled: labelled(f, 'parley_webhook_endpoints', 'state', 'disabled'),
+      routeLag: total(f, 'parley_route_lag_entries'),
+      deadLettered: total(f, 'parley_dead_lettered_total'),
+      commitFailures: total(f, 'parley_commit_failures_total'),
+      storageQueue: total(f, 'parley_storage_queue'),
+    },
   };
 }
 
@@ -112,6 +137,7 @@ export interface Point {
   p95: number | null;
   p99: number | null;
   batchMean: number | null;
+  alerts: Alerts;
 }
 
 function rate(a: number | null, b: number | null, dt: number): number | null {
@@ -147,6 +173,7 @@ export function derive(history: Raw[], cur: Raw): Point {
     p95: quantile(0.95, cur.latency, latBase),
     p99: quantile(0.99, cur.latency, latBase),
     batchMean: dSum !== null && dCount !== null && dCount > 0 && dSum >= 0 ? dSum / dCount : null,
+    alerts: cur.alerts,
   };
 }
 

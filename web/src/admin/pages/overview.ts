@@ -19,6 +19,19 @@ export function overviewPage(ctx: Ctx): Page {
   const batch = stat('commit batch (mean)', 'metric-commit-batch');
   const cuts = stat('slow-consumer cuts (total)', 'metric-slow-cuts');
   const status = h('div', { class: 'sampler-status' });
+  // Things that should be 0: each links to the page that shows why.
+  const alertDefs: { key: keyof Point['alerts']; label: string; page: string; testid: string }[] = [
+    { key: 'webhooksFailing', label: 'webhook endpoints failing', page: 'webhooks', testid: 'alert-webhooks-failing' },
+    { key: 'webhooksDisabled', label: 'webhook endpoints disabled', page: 'webhooks', testid: 'alert-webhooks-disabled' },
+    { key: 'deadLettered', label: 'pubs dead-lettered (since start)', page: 'dlq', testid: 'alert-dead-lettered' },
+    { key: 'routeLag', label: 'route lag (log entries)', page: 'webhooks', testid: 'alert-route-lag' },
+    { key: 'commitFailures', label: 'commit failures (since start)', page: 'overview', testid: 'alert-commit-failures' },
+    { key: 'storageQueue', label: 'publishes waiting for commit', page: 'overview', testid: 'alert-storage-queue' },
+  ];
+  const alertEls = alertDefs.map((d) => {
+    const v = h('span', { class: 'alert-value', testid: d.testid }, '—');
+    return { d, v, el: h('a', { class: 'alert', href: '#' + d.page }, v, ' ', d.label) };
+  });
 
   const cConn = new LineChart('Connections', (v) => num(v, 0), 'chart-connections', 4);
   const cRate = new LineChart('Pubs and deliveries per second', (v) => num(v), 'chart-rates');
@@ -39,6 +52,7 @@ export function overviewPage(ctx: Ctx): Page {
     h('p', { class: 'hint' }, 'Server-wide, from /metrics, sampled every second. Rates are counter deltas; latency quantiles cover the last 10 s.'),
     status, tokenForm,
     h('div', { class: 'stats' }, conns.el, pubs.el, deliv.el, p99.el, batch.el, cuts.el),
+    h('div', { class: 'alerts' }, ...alertEls.map((a) => a.el)),
     h('div', { class: 'charts' }, cConn.el, cRate.el, cLat.el, cBatch.el, cCuts.el));
 
   const update = () => {
@@ -59,6 +73,12 @@ export function overviewPage(ctx: Ctx): Page {
       p99.v.textContent = latency(last.p99);
       batch.v.textContent = num(last.batchMean);
       cuts.v.textContent = num(last.slowCutsTotal, 0);
+      for (const a of alertEls) {
+        const v = last.alerts[a.d.key];
+        a.v.textContent = num(v, 0);
+        a.el.classList.toggle('alert-on', v !== null && v > 0);
+        a.el.classList.toggle('hidden', v === null); // a server without that metric
+      }
     }
     if (!el.isConnected) return; // canvases have no size before they are in the page
     const t = pts.map((p) => p.t);
