@@ -149,7 +149,7 @@ test('a wrong key is refused with the server\'s message; the dev secret signs in
   // The dev secret is a tenant key: no admin pages.
   assert.equal(await page.getByTestId('nav-tenants').count(), 0);
   assert.equal(await page.getByTestId('nav-audit').count(), 0);
-  for (const p of ['channels', 'trace', 'dlq', 'webhooks', 'connections']) assert.equal(await page.getByTestId(`nav-${p}`).count(), 1, `nav-${p}`);
+  for (const p of ['channels', 'trace', 'dlq', 'webhooks', 'tail', 'connections']) assert.equal(await page.getByTestId(`nav-${p}`).count(), 1, `nav-${p}`);
   await page.close();
 });
 
@@ -337,6 +337,29 @@ test('webhooks: a failing endpoint shows why, its attempts show the receiver\'s 
     await srv.api('routes.delete', { id: 'to-ops' });
     await srv.api('webhooks.delete', { id: 'ops' });
   }
+  assert.deepEqual(pageErrors(), []);
+});
+
+test('the live tail shows the pubs of a channel glob as they are committed', async () => {
+  const page = await newPage();
+  await signIn(page, srv.devSecret, '#tail=chat:*');
+  await waitFor(async () => /^Tailing chat:\*/.test(await page.getByTestId('tail-status').textContent()), 'the tail open', 5000, 50);
+  const inGlob = (await srv.api('publish', { channel: 'chat:tail', data: { text: 'tailed' } })).body.result.id;
+  const outside = (await srv.api('publish', { channel: 'lobby', data: { text: 'not tailed' } })).body.result.id;
+  const last = (await srv.api('publish', { channel: 'chat:tail2', data: { text: 'also tailed' } })).body.result.id;
+  const row = page.locator(`[data-testid="tail-event"][data-id="${last}"]`);
+  await row.waitFor({ timeout: 5000 });
+  assert.match(await row.textContent(), /chat:tail2.*also tailed/);
+  assert.equal(await page.locator(`[data-testid="tail-event"][data-id="${inGlob}"]`).count(), 1);
+  assert.equal(await page.locator(`[data-testid="tail-event"][data-id="${outside}"]`).count(), 0, 'lobby is outside chat:*');
+  // Newest first.
+  assert.equal(await page.getByTestId('tail-event').first().getAttribute('data-id'), last);
+  await screenshot(page, 'console-tail');
+  await page.getByTestId('tail-stop').click();
+  await srv.api('publish', { channel: 'chat:tail', data: { text: 'after stop' } });
+  await sleep(300);
+  assert.equal(await page.getByTestId('tail-event').count(), 2, 'a stopped tail shows nothing more');
+  await page.close();
   assert.deepEqual(pageErrors(), []);
 });
 

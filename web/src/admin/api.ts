@@ -43,24 +43,40 @@ export class Api {
 
   constructor(readonly key: string) {}
 
-  async call<T = Obj>(method: string, params: Obj = {}): Promise<T> {
+  private async post(method: string, params: Obj, signal?: AbortSignal): Promise<Response> {
     const body: Obj = { ...params };
     if (this.admin && this.tenant && !ADMIN_ONLY.has(method) && !NO_TENANT.has(method) && !('tenant' in body)) body.tenant = this.tenant;
-    let r: Response;
     try {
-      r = await fetch(`/api/v1/${method}`, {
+      return await fetch(`/api/v1/${method}`, {
         method: 'POST',
         headers: { authorization: `Bearer ${this.key}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
         cache: 'no-store',
+        signal,
       });
     } catch (e) {
       throw new ApiError(method, 0, 0, String(e));
     }
+  }
+
+  async call<T = Obj>(method: string, params: Obj = {}): Promise<T> {
+    return (await this.read(method, await this.post(method, params))) as T;
+  }
+
+  /** A streaming method (`tail`): the body of its text/event-stream answer; errors as for call(). */
+  async stream(method: string, params: Obj, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const r = await this.post(method, params, signal);
+    if (r.ok && r.body && (r.headers.get('content-type') ?? '').startsWith('text/event-stream')) return r.body;
+    await this.read(method, r);
+    throw new ApiError(method, r.status, 0, 'the server answered with JSON, not a stream');
+  }
+
+  /** A JSON answer's result, or an ApiError with the server's message. */
+  private async read(method: string, r: Response): Promise<unknown> {
     let parsed: unknown = null;
     try { parsed = await r.json(); } catch { /* a proxy's HTML page, an empty body */ }
     const o = parsed as { result?: unknown; error?: { code?: number; message?: string; temporary?: boolean } } | null;
-    if (r.ok && o && 'result' in o) return o.result as T;
+    if (r.ok && o && 'result' in o) return o.result;
     const err = o?.error;
     // A key revoked while signed in: let the shell go back to the sign-in page.
     if (r.status === 401 && this.onUnauthorized) this.onUnauthorized();

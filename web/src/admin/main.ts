@@ -12,6 +12,7 @@ import { channelsPage } from './pages/channels';
 import { connectionsPage } from './pages/connections';
 import { dlqPage } from './pages/dlq';
 import { overviewPage } from './pages/overview';
+import { tailPage } from './pages/tail';
 import { tenantsPage } from './pages/tenants';
 import { tracePage } from './pages/trace';
 import { webhooksPage } from './pages/webhooks';
@@ -29,6 +30,7 @@ const ROUTES: Route[] = [
   { name: 'trace', label: 'Trace', admin: false, render: (c, a) => tracePage(c, a) },
   { name: 'dlq', label: 'Dead letters', admin: false, render: (c) => dlqPage(c) },
   { name: 'webhooks', label: 'Webhooks', admin: false, render: (c, a) => webhooksPage(c, a) },
+  { name: 'tail', label: 'Live tail', admin: false, render: (c, a) => tailPage(c, a) },
   { name: 'connections', label: 'Connections', admin: false, render: (c, a) => connectionsPage(c, a) },
   { name: 'tenants', label: 'Tenants & keys', admin: true, render: (c) => tenantsPage(c) },
   { name: 'audit', label: 'Audit log', admin: true, render: (c) => auditPage(c) },
