@@ -467,9 +467,9 @@ export class Parley extends Emitter<ClientEvents> {
     this.offline = true;
     if (this.state !== 'connected' && this.state !== 'connecting') return;
     if (this.ws) return this.onClose(1006, 'offline');
+    if (!this.retryPending) return; // open() is awaiting getToken: its dial fails or succeeds on its own
     clearTimeout(this.reconnectTimer);
-    this.retryPending = false;
-    this.scheduleReconnect('offline');
+    this.scheduleReconnect('offline'); // the slow pace while offline
   }
 
   private onOnline(): void {
