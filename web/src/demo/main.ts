@@ -1,5 +1,49 @@
-// The team-chat demo served at /.
+// The team-chat demo served at /: log in by name (a development token from
+// POST /dev/token), then rooms, DMs, presence, typing and read receipts.
 import { Parley } from '@parley/client';
+import { Chat } from './chat.js';
+import { devToken, forgetUser, saveUser, savedUser } from './session.js';
+import { renderLogin } from './view.js';
+import { validUser } from './rooms.js';
 
 const root = document.getElementById('app');
-if (root) root.textContent = `Parley ${typeof Parley}`;
+
+function wsURL(): string {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+function showLogin(error = ''): void {
+  if (!root) return;
+  const errEl = renderLogin(root, async (name) => {
+    if (!validUser(name)) { errEl.textContent = 'Use letters, digits and - _ . = @ / (up to 64).'; errEl.hidden = false; return; }
+    try {
+      // one token up front: a bad name or a server without development tokens is reported here, not in a loop
+      const token = await devToken(name);
+      saveUser(name);
+      start(name, token);
+    } catch (e) {
+      errEl.textContent = e instanceof Error ? e.message : String(e);
+      errEl.hidden = false;
+    }
+  }, error);
+}
+
+function start(user: string, token?: string): void {
+  if (!root) return;
+  const client = new Parley(wsURL(), {
+    token,
+    getToken: () => devToken(user),
+    // a chat wants people back soon: cap the backoff at 5 s instead of 20 s
+    maxReconnectDelay: 5000,
+    name: 'parley-demo',
+  });
+  new Chat(root, user, client, () => {
+    client.disconnect();
+    forgetUser();
+    location.hash = '';
+    showLogin();
+  });
+}
+
+const user = savedUser();
+if (user && validUser(user)) start(user); else showLogin();

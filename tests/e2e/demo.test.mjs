@@ -1,0 +1,198 @@
+// The team-chat demo (web/src/demo) in headless Chromium against the real
+// server: two people chatting (typing, read receipts, unread badges, DMs),
+// a kill -9 of the server with messages published around it, presence,
+// a backend publish and history paging.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Server, launchChromium, screenshot, waitFor } from './helpers.mjs';
+import { Person, T } from './demo-page.mjs';
+
+let srv;
+let browser;
+const errors = [];
+const run = Date.now().toString(36);
+
+before(async () => {
+  srv = new Server();
+  await srv.start();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (srv) await srv.cleanup();
+});
+
+async function publish(channel, text) {
+  const r = await srv.api('publish', { channel, data: { text } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.result;
+}
+
+/** The pages' errors (uncaught exceptions, console errors) other than the connection failures a dead server causes. */
+function pageErrors() {
+  return errors.filter((e) => !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource|net::ERR/.test(e));
+}
+
+test('two people chat: send, typing, read receipts, unread badges, a DM', async () => {
+  const room = `chat:team-${run}`;
+  const alice = await Person.login(browser, srv.origin, 'alice', room, errors);
+  const bob = await Person.login(browser, srv.origin, 'bob', room, errors);
+  try {
+    // the lobby is always in the list, next to the open room
+    for (const p of [alice, bob]) {
+      const rooms = await p.page.$$eval(T('room'), (els) => els.map((e) => e.getAttribute('data-room')));
+      assert.ok(rooms.includes('chat:lobby') && rooms.includes(room), `${p.name}'s rooms: ${rooms}`);
+    }
+    await screenshot(alice.page, 'demo-1-alice-empty-room');
+
+    await alice.recordStates();
+    await alice.send('hello bob');
+    const mine = await alice.waitMessage((m) => m.text === 'hello bob' && m.state === 'stored', 'own message stored');
+    assert.ok(mine.offset > 0, 'a stored message has its offset');
+    assert.equal(mine.author, 'alice');
+    assert.match(mine.trace, /^\/admin#trace=[0-9A-Z]{26}$/, 'trace link to the console');
+    const seenStates = await alice.states();
+    assert.equal(seenStates[0], 'hello bob:sending', `first state shown: ${seenStates}`);
+    assert.equal((await alice.messages()).filter((m) => m.text === 'hello bob').length, 1, 'shown once (no copy of the push)');
+
+    const got = await bob.waitMessage((m) => m.text === 'hello bob', 'bob sees it');
+    assert.equal(got.offset, mine.offset);
+    assert.equal(got.author, 'alice');
+
+    // bob types; alice sees it
+    await bob.page.fill(T('composer'), 'typing an ans');
+    await waitFor(async () => (await alice.text('typing')).includes('bob'), 'typing indicator on alice\'s page');
+    assert.equal(await alice.text('typing'), 'bob is typing…');
+    await screenshot(alice.page, 'demo-1-alice-bob-typing');
+
+    // bob has the room open at the bottom: his read cursor moves, alice sees it
+    await alice.waitMessage((m) => m.text === 'hello bob' && m.status === 'seen by 1', '"seen by 1" on alice\'s message');
+    await screenshot(alice.page, 'demo-1-alice-seen');
+
+    // bob sends the typed answer: typing stops, alice sees the answer
+    await bob.page.press(T('composer'), 'Enter');
+    await alice.waitMessage((m) => m.text === 'typing an ans' && m.author === 'bob', 'bob\'s answer');
+    await waitFor(async () => (await alice.text('typing')) === '', 'typing indicator cleared by the message');
+
+    // unread badge: bob is in the lobby while alice writes in the room
+    await bob.page.click(`${T('room')}[data-room="chat:lobby"]`);
+    await bob.waitRoom('chat:lobby');
+    await alice.send('are you there?');
+    const badge = `${T('room')}[data-room="${room}"] ${T('unread')}`;
+    await waitFor(async () => (await bob.page.textContent(badge).catch(() => '')) === '1', 'unread badge 1 on bob\'s room entry');
+    await screenshot(bob.page, 'demo-1-bob-unread-badge');
+    assert.equal(await alice.waitMessage((m) => m.text === 'are you there?', 'sent').then((m) => m.status), '', 'not seen while bob is elsewhere');
+    await bob.page.click(`${T('room')}[data-room="${room}"]`);
+    await bob.waitRoom(room);
+    await alice.waitMessage((m) => m.text === 'are you there?' && m.status === 'seen by 1', 'seen once bob opened the room');
+    await waitFor(async () => !(await bob.page.$(badge)), 'badge gone once read');
+
+    // a DM: alice opens it from the presence list; bob's page finds it, acks, reads
+    await alice.page.click(`${T('presence')} li[data-user="bob"] button`);
+    const dm = 'dm:#alice,bob';
+    await alice.waitRoom(dm);
+    await alice.send('psst, a DM');
+    await alice.waitMessage((m) => m.text === 'psst, a DM' && m.state === 'acknowledged', 'DM acknowledged by bob\'s client');
+    await waitFor(() => bob.page.$(`${T('room')}[data-room="${dm}"] ${T('unread')}`), 'the DM shows up on bob\'s list with a badge');
+    await bob.page.click(`${T('room')}[data-room="${dm}"]`);
+    await bob.waitMessage((m) => m.text === 'psst, a DM' && m.author === 'alice', 'bob reads the DM');
+    await alice.waitMessage((m) => m.text === 'psst, a DM' && m.state === 'seen', 'DM seen');
+    await screenshot(alice.page, 'demo-1-alice-dm-seen');
+    await screenshot(bob.page, 'demo-1-bob-dm');
+    assert.deepEqual(pageErrors(), []);
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});
+
+test('kill -9 of the server: reconnect, every message once and in order', async () => {
+  const room = `chat:ops-${run}`;
+  const alice = await Person.login(browser, srv.origin, 'alice', room, errors);
+  const bob = await Person.login(browser, srv.origin, 'bob', room, errors);
+  try {
+    const sent = [];
+    for (let i = 1; i <= 5; i++) { sent.push(`before ${i}`); await publish(room, `before ${i}`); }
+    for (const p of [alice, bob]) await p.waitMessage((m) => m.text === 'before 5', 'the last message before the kill');
+
+    await srv.kill();
+    await Promise.all([alice.waitConnection('reconnecting'), bob.waitConnection('reconnecting')]);
+    await waitFor(async () => /reconnecting/.test(await alice.page.textContent('.banner')), 'reconnect banner');
+    // a message written while the server is down waits in the outbox
+    await alice.send('written offline');
+    await alice.waitMessage((m) => m.text === 'written offline' && m.state === 'queued', 'queued while down');
+    await screenshot(alice.page, 'demo-2-alice-reconnecting');
+    await screenshot(bob.page, 'demo-2-bob-reconnecting');
+
+    await srv.start();
+    // published right after the restart, most likely before the pages are back
+    for (let i = 1; i <= 5; i++) { sent.push(`restart ${i}`); await publish(room, `restart ${i}`); }
+    await Promise.all([alice.waitConnection('connected', 30000), bob.waitConnection('connected', 30000)]);
+    for (let i = 1; i <= 5; i++) { sent.push(`after ${i}`); await publish(room, `after ${i}`); }
+
+    const expectAll = (msgs) => sent.every((t) => msgs.some((m) => m.text === t)) && msgs.some((m) => m.text === 'written offline' && m.state === 'stored');
+    for (const p of [alice, bob]) {
+      const msgs = await waitFor(async () => { const m = await p.messages(); return expectAll(m) && m; }, `${p.name}: every message after the restart`);
+      const texts = msgs.map((m) => m.text);
+      for (const t of [...sent, 'written offline']) assert.equal(texts.filter((x) => x === t).length, 1, `${p.name}: "${t}" shown once: ${texts}`);
+      const offsets = msgs.map((m) => m.offset);
+      assert.ok(offsets.every((o) => o > 0), `${p.name}: all stored`);
+      assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b), `${p.name}: in offset order`);
+      assert.equal(new Set(offsets).size, offsets.length, `${p.name}: no offset twice`);
+      // the API's messages keep their publish order among themselves
+      const apiOrder = texts.filter((t) => t !== 'written offline');
+      assert.deepEqual(apiOrder, sent, `${p.name}: order`);
+    }
+    await waitFor(async () => /back: \d+ missed messages? loaded/.test(await bob.page.textContent('.banner')), 'the "back" banner');
+    await screenshot(bob.page, 'demo-2-bob-back');
+    assert.deepEqual(pageErrors(), []);
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});
+
+test('presence, a backend publish, history paging', async () => {
+  const room = `chat:news-${run}`;
+  const alice = await Person.login(browser, srv.origin, 'alice', room, errors);
+  const bob = await Person.login(browser, srv.origin, 'bob', room, errors);
+  try {
+    for (const p of [alice, bob]) {
+      await waitFor(async () => { const t = await p.text('presence'); return t.includes('alice') && t.includes('bob'); }, `${p.name}: both online`);
+    }
+    await publish(room, 'deploy finished');
+    const m = await alice.waitMessage((x) => x.text === 'deploy finished', 'backend message');
+    assert.equal(m.author, 'server');
+    await bob.waitMessage((x) => x.text === 'deploy finished', 'backend message on bob\'s page');
+    await screenshot(alice.page, 'demo-3-presence-backend');
+
+    // bob leaves: alice's presence list drops him
+    await bob.close();
+    await waitFor(async () => !(await alice.text('presence')).includes('bob'), 'bob left');
+
+    // 150 messages, then alice opens the room: the newest page, older ones on scrolling up
+    const hist = `chat:hist-${run}`;
+    for (let i = 1; i <= 150; i++) await publish(hist, `line ${i}`);
+    await alice.page.fill('.new-room input', `hist-${run}`);
+    await alice.page.press('.new-room input', 'Enter');
+    await alice.waitRoom(hist);
+    const first = await waitFor(async () => { const x = await alice.messages(); return x.length >= 50 && x; }, 'first page');
+    assert.equal(first.length, 50, 'one page of 50');
+    assert.equal(first[first.length - 1].text, 'line 150');
+    assert.equal(first[0].text, 'line 101');
+    await screenshot(alice.page, 'demo-3-history-first-page');
+    for (let want = 100; want <= 150; want += 50) {
+      await alice.page.$eval(T('message-list'), (el) => { el.scrollTop = 0; });
+      await waitFor(async () => (await alice.messages()).length >= want, `${want} messages after scrolling up`);
+    }
+    const all = await alice.messages();
+    assert.deepEqual(all.map((x) => x.text), Array.from({ length: 150 }, (_, i) => `line ${i + 1}`));
+    assert.deepEqual(all.map((x) => x.offset), Array.from({ length: 150 }, (_, i) => i + 1));
+    await waitFor(async () => (await alice.page.textContent(`${T('message-list')} .older`)) === 'start of the conversation', 'start marker');
+    await screenshot(alice.page, 'demo-3-history-top');
+    assert.deepEqual(pageErrors(), []);
+  } finally {
+    await alice.close();
+  }
+});
