@@ -89,12 +89,11 @@ export class Chat {
     });
     c.on('connected', () => {
       if (this.everConnected) {
+        // the SDK delivers the missed pubs of every resumed subscription right
+        // after this event, in the same task: count them until the task ends
         this.catchUp = 0;
-        this.view.setBanner('back: loading missed messages…', 'ok');
-        // the catch-up arrives with the subscribe results, then in pages; report once it settles
         clearTimeout(this.catchUpTimer);
-        this.catchUpTimer = window.setTimeout(() => this.endCatchUp(), 1500);
-        this.refreshPresence(this.active);
+        this.catchUpTimer = window.setTimeout(() => this.endCatchUp(), 0);
       }
       this.everConnected = true;
       this.attempts = 0;
@@ -178,11 +177,7 @@ export class Chat {
     if (p.offset <= 0) { this.onSignal(room, p); return; }
     const fresh = room.addPub(p);
     if (!fresh) return;
-    if (this.catchUp !== null) {
-      this.catchUp++;
-      clearTimeout(this.catchUpTimer);
-      this.catchUpTimer = window.setTimeout(() => this.endCatchUp(), 700);
-    }
+    if (this.catchUp !== null && !(room.stored.get(p.offset)?.hidden)) this.catchUp++;
     if (this.known.add(room.channel)) this.renderRoomList();
     // a guaranteed DM was received (the SDK acks it after this handler): tell the sender
     if (isDM(room.channel) && p.class === 'guaranteed' && authorOf(p) !== this.me) {

@@ -38,10 +38,10 @@ function start(user: string, token?: string): void {
     name: 'parley-demo',
   });
   new Chat(root, user, client, () => {
+    // a fresh page is the simplest way to drop every subscription, timer and listener
     client.disconnect();
     forgetUser();
-    location.hash = '';
-    showLogin();
+    location.replace(location.pathname);
   });
 }
 
