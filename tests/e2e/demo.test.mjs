@@ -171,6 +171,19 @@ test('presence, a backend publish, history paging', async () => {
     await bob.waitMessage((x) => x.text === 'deploy finished', 'backend message on bob\'s page');
     await screenshot(alice.page, 'demo-3-presence-backend');
 
+    // message text is text, never markup
+    await publish(room, '<img src=x onerror="window.__xss=1"><b>bold</b>');
+    await alice.waitMessage((x) => x.text === '<img src=x onerror="window.__xss=1"><b>bold</b>', 'markup shown as text');
+    assert.equal(await alice.page.$$eval(`${T('message-list')} img, ${T('message-list')} b`, (els) => els.length), 0);
+    assert.equal(await alice.page.evaluate(() => window.__xss), undefined);
+
+    // a reload keeps the login and the room, and the messages come back from history
+    await alice.page.reload();
+    await alice.waitConnection('connected');
+    await alice.waitRoom(room);
+    assert.equal(await alice.page.$(T('login-name')), null, 'no login form after a reload');
+    await alice.waitMessage((x) => x.text === 'deploy finished', 'history after the reload');
+
     // bob leaves: alice's presence list drops him
     await bob.close();
     await waitFor(async () => !(await alice.text('presence')).includes('bob'), 'bob left');
@@ -198,6 +211,21 @@ test('presence, a backend publish, history paging', async () => {
     assert.deepEqual(pageErrors(), []);
   } finally {
     await alice.close();
+  }
+});
+
+test('login: a name the server cannot take is refused on the form', async () => {
+  const ctx = await browser.newContext();
+  try {
+    const page = await ctx.newPage();
+    await page.goto(srv.origin);
+    await page.fill(T('login-name'), 'no spaces please');
+    await page.click(T('login-submit'));
+    await waitFor(async () => (await page.textContent('.login-error')).length > 0, 'a login error');
+    assert.equal(await page.$(T('connection-state')), null, 'still on the login form');
+    await screenshot(page, 'demo-0-login-error');
+  } finally {
+    await ctx.close();
   }
 });
 

@@ -62,6 +62,8 @@ export class Chat {
     document.addEventListener('visibilitychange', () => this.markRead());
     // typing indicators expire without a push: re-check them every second
     window.setInterval(() => this.view.renderTyping(this.room(this.active)), 1000);
+    // DMs have presence but no join/leave pushes: ask again now and then
+    window.setInterval(() => { if (isDM(this.active) && this.client.state === 'connected') this.refreshPresence(this.active); }, 10000);
   }
 
   /** A channel this page may open: a chat room, or a DM that includes me. */

@@ -140,6 +140,23 @@ export class Room {
     return out.sort();
   }
 
+  /**
+   * My messages that carry a "seen by N" line: the newest one anyone has
+   * seen, and each older one where the count changes (where a reader
+   * stopped), so a long run of read messages does not repeat the line.
+   */
+  receiptOffsets(): Set<number> {
+    const out = new Set<number>();
+    const mine = [...this.stored.values()].filter((m) => m.mine && !m.hidden).sort((a, b) => b.offset - a.offset);
+    let prev = -1;
+    for (const m of mine) {
+      const n = this.seenBy(m.offset).length;
+      if (n > 0 && n !== prev) out.add(m.offset);
+      prev = n;
+    }
+    return out;
+  }
+
   /** Typing users now (not me), alphabetical. */
   typingNow(now = Date.now()): string[] {
     const out: string[] = [];

@@ -181,7 +181,8 @@ export class View {
 
     this.older.textContent = room.loadingOlder ? 'loading older messages…' : room.more ? '' : room.loaded ? 'start of the conversation' : '';
     const want: HTMLElement[] = [this.older];
-    for (const m of room.messages()) want.push(this.messageEl(room, m));
+    const receipts = isDM(room.channel) ? new Set<number>() : room.receiptOffsets();
+    for (const m of room.messages()) want.push(this.messageEl(room, m, receipts.has(m.offset)));
     // reconcile in place: only nodes out of order move
     const kids = this.list.children;
     want.forEach((el, i) => { if (kids[i] !== el) this.list.insertBefore(el, kids[i] ?? null); });
@@ -191,14 +192,15 @@ export class View {
     else if (firstBefore && firstBefore.isConnected) this.list.scrollTop = firstBefore.offsetTop - topBefore;
   }
 
-  private messageEl(room: Room, m: Message): HTMLLIElement {
+  private messageEl(room: Room, m: Message, receipt: boolean): HTMLLIElement {
     let el = this.els.get(m);
     if (!el) {
       el = h('li', { 'data-testid': 'message', class: m.mine ? 'msg mine' : 'msg' });
       this.els.set(m, el);
     }
     const state = room.stateOf(m);
-    const sig = [m.offset, m.id, state, m.error ?? '', room.seenBy(m.offset).join(',')].join('|');
+    const seen = receipt ? room.seenBy(m.offset) : [];
+    const sig = [m.offset, m.id, state, m.error ?? '', seen.join(',')].join('|');
     if (el.dataset.sig === sig) return el;
     el.dataset.sig = sig;
     if (m.offset) el.dataset.offset = String(m.offset); else delete el.dataset.offset;
@@ -215,10 +217,7 @@ export class View {
     if (m.mine) {
       let text = STATE_LABEL[state] ?? '';
       if (state === 'failed' && m.error) text = `not sent: ${m.error}`;
-      if (!isDM(room.channel) && state === 'stored') {
-        const seen = room.seenBy(m.offset);
-        if (seen.length) { text = `seen by ${seen.length}`; status.title = seen.join(', '); }
-      }
+      if (seen.length) { text = `seen by ${seen.length}`; status.title = seen.join(', '); }
       status.textContent = text;
     }
     setChildren(el, meta, h('div', { class: 'text' }, m.text), status.textContent ? status : null);
