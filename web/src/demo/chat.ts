@@ -109,6 +109,10 @@ export class Chat {
         : `still reconnecting… (attempt ${this.attempts})`);
       this.view.setConnection('reconnecting');
     });
+    // a message written on an earlier page (kept in the IndexedDB outbox) was answered
+    c.on('outbox', ({ channel, error }) => {
+      if (error) this.view.setBanner(`a message written earlier to ${channel} could not be sent: ${errText(error)}`, 'warn', 10000);
+    });
     c.on('error', (e) => {
       if (e instanceof UnauthorizedError || (e instanceof ParleyError && e.code >= 4500 && e.code <= 4999)) {
         this.view.setBanner(`disconnected: ${errText(e)}. Reload the page or log in again.`);
@@ -320,6 +324,8 @@ export class Chat {
     }, (e) => {
       m.state = 'failed';
       m.error = errText(e);
+      // pushes of mine held back while this one was unanswered can show now
+      if (!room.pending.some((q) => q.state === 'sending' || q.state === 'queued')) for (const x of room.stored.values()) x.hidden = false;
       if (room.channel === this.active) this.view.renderMessages(room);
     });
   }

@@ -1,6 +1,6 @@
 // The team-chat demo served at /: log in by name (a development token from
 // POST /dev/token), then rooms, DMs, presence, typing and read receipts.
-import { Parley } from '@parley/client';
+import { IndexedDBOutboxStore, Parley } from '@parley/client';
 import { Chat } from './chat.js';
 import { devToken, forgetUser, saveUser, savedUser } from './session.js';
 import { renderLogin } from './view.js';
@@ -36,6 +36,9 @@ function start(user: string, token?: string): void {
     // a chat wants people back soon: cap the backoff at 5 s instead of 20 s
     maxReconnectDelay: 5000,
     name: 'parley-demo',
+    // messages written while offline survive a reload: the next page sends them
+    // (same idempotency keys, so one the server already stored is not stored twice)
+    outbox: typeof indexedDB !== 'undefined' ? { store: new IndexedDBOutboxStore(`parley-demo-outbox:${user}`) } : undefined,
   });
   new Chat(root, user, client, () => {
     // a fresh page is the simplest way to drop every subscription, timer and listener

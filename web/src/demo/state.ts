@@ -118,7 +118,7 @@ export class Room {
     // keep the pending message object: its element is already on screen
     if (live) pending.ts = live.ts;
     this.stored.set(offset, pending);
-    if (!this.pending.length) for (const m of this.stored.values()) m.hidden = false;
+    if (!this.pending.some((q) => q.state === 'sending' || q.state === 'queued')) for (const m of this.stored.values()) m.hidden = false;
   }
 
   /** History of another epoch (the channel was lost and restarted): forget what we had. */
