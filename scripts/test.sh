@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it: release build with unit
-# and black-box tests, the JavaScript SDK's tests against that build, the
-# server's tests again under ASan+UBSan, then bounded fuzz runs.
+# and black-box tests, the JavaScript SDK's and the web app's tests against
+# that build, the server's tests again under ASan+UBSan, then bounded fuzz
+# runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
@@ -24,6 +25,9 @@ PARLEY_BIN=$PWD/build/parley /usr/bin/python3 -m pytest -q tests/integration
 echo "== JavaScript SDK (npm ci, type check, build, tests against the server)"
 PARLEY_BIN=$PWD/build/parley sdk/js/test.sh
 
+echo "== web app (build, type check, headless Chromium against the server)"
+PARLEY_BIN=$PWD/build/parley tests/e2e/run.sh
+
 echo "== build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=address,undefined >/dev/null
 cmake --build build-asan -j "$JOBS"
@@ -42,4 +46,4 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 
 # Every stage above stops the script on failure (set -e), so reaching this
 # line means all of them passed.
-echo "stages: 10 passed, 0 failed"
+echo "stages: 11 passed, 0 failed"

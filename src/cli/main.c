@@ -124,6 +124,8 @@ static int cmd_serve(int argc, char **argv)
         return 1;
     }
     if (single) print_dev_banner(host, data_dir, cfgpath);
+    if (server_serves_web(srv))
+        fprintf(stderr, "parley: open http://%s/ (the console: http://%s/admin)\n", host, host);
     int rc = server_run(srv);
     server_free(srv);
     return rc;

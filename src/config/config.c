@@ -129,6 +129,7 @@ void config_release(config *c)
 {
     pl_free(c->listen_host);
     pl_free(c->data_dir);
+    pl_free(c->web_root);
     pl_free(c->admin_key);
     pl_free(c->metrics_token);
     cfg_tenants_release(c->tenants, c->n_tenants);

@@ -174,9 +174,10 @@ typedef struct cfg_limits {
 } cfg_limits;
 
 typedef struct config {
-    char *listen_host;           /* default "127.0.0.1" */
-    int listen_port;             /* default 8080 */
-    char *data_dir;              /* default "./data" */
+    char *listen_host; /* default "127.0.0.1" */
+    int listen_port;   /* default 8080 */
+    char *data_dir;    /* default "./data" */
+    char *web_root;    /* the web app's directory; NULL: web/ beside the binary if any; "": off */
     int64_t engine_max_db_bytes; /* engine.max_db_bytes; 0 = unlimited */
     char *admin_key;
     char *metrics_token;      /* bearer token /metrics requires; NULL = open */

@@ -536,6 +536,7 @@ fail:
 static const cfg_key_spec root_keys[] = {
     KF("listen", fn_listen),
     KNS("data_dir", config, data_dir),
+    KS("web_root", config, web_root),
     KF("engine", fn_engine),
     KNS("admin_key", config, admin_key),
     KNS("metrics_token", config, metrics_token),

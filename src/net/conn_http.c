@@ -9,6 +9,7 @@
 
 #include "net/conn_int.h"
 #include "net/http.h"
+#include "net/web.h"
 #include "obs/log.h"
 #include "proto/api.h"
 #include "proto/inbound.h"
@@ -54,20 +55,33 @@ void conn_http_free(http_req *h)
 }
 
 /* Ends the head in b with Connection and the blank line, appends the body
- * and queues it all; closes after it unless kept alive. Releases b. */
-static void send_head(conn *c, sbuf *b, int keep_alive, const char *body, size_t blen)
+ * and queues it all, then tail when not NULL (a shared buffer: takes the
+ * reference); closes after it unless kept alive. Releases b. */
+static void send_head_tail(conn *c, sbuf *b, int keep_alive, const char *body, size_t blen,
+                           rbuf *tail)
 {
     sbuf_printf(b, "Connection: %s\r\n\r\n", keep_alive ? "keep-alive" : "close");
     sbuf_append(b, body, blen);
     rbuf *r = sbuf_to_rbuf(b);
     sbuf_release(b);
+    if (!r) { /* a body without its head would desynchronize the client: close */
+        rbuf_unref(tail);
+        tail = NULL;
+        keep_alive = 0;
+    }
     if (r) conn_enqueue(c, OUT_RAW, r, r->len);
+    if (tail) conn_enqueue(c, OUT_RAW, tail, tail->len);
     if (!keep_alive) {
         c->close_after_flush = 1;
         c->state = CS_CLOSING;
         c->out.closing = 1;
         c->deadline_ms = c->w->host.now_ms + CLOSE_GRACE_MS;
     }
+}
+
+static void send_head(conn *c, sbuf *b, int keep_alive, const char *body, size_t blen)
+{
+    send_head_tail(c, b, keep_alive, body, blen, NULL);
 }
 
 /* The CORS headers of the answer to a request on a CORS path (see
@@ -362,6 +376,76 @@ static int inbound_route(conn *c, http_req *h, int keep)
     return c->state != CS_HTTP || !h->keep_alive;
 }
 
+/* POST /dev/token, in development mode only: a short-lived token for the
+ * user the body names, so the demo can log in by name. */
+static int dev_token(conn *c, http_req *h, int keep)
+{
+    const char *phrase, *why;
+    if (http_error(h->rq, &phrase, &why) == 413) {
+        conn_respond_error(c, 413, phrase, PE_LIMIT_EXCEEDED, why);
+        return 1;
+    }
+    size_t blen;
+    const char *body = http_body(h->rq, &blen);
+    h->keep_alive = keep;
+    h->pending = api_dev_token(&c->w->host, c->out.id, body, blen);
+    return c->state != CS_HTTP;
+}
+
+/* The web app's pages send no inline script or style and load nothing from
+ * elsewhere: this policy makes an injected <script> inert. */
+#define WEB_CSP                                                                                    \
+    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "                \
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "           \
+    "form-action 'self'"
+
+/* GET or HEAD of a file of the web root (405 otherwise), from memory: gzip
+ * when the client takes it, 304 when If-None-Match names its ETag. Range is
+ * ignored: the whole file is the answer, as RFC 9110 allows. */
+static int serve_web(conn *c, http_req *h, int keep)
+{
+    enum http_method m = http_method_of(h->rq);
+    if (m != HTTP_GET && m != HTTP_HEAD) {
+        sbuf b;
+        sbuf_init(&b);
+        sbuf_puts(&b, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\n"
+                      "Content-Length: 0\r\nCache-Control: no-store\r\n");
+        send_head(c, &b, keep, "", 0);
+        return !keep;
+    }
+    size_t plen, alen, ilen;
+    const char *path = http_path(h->rq, &plen);
+    const char *ae = http_header_named(h->rq, "Accept-Encoding", &alen);
+    web_file f;
+    switch (web_find(c->w->srv->web, path, plen, web_accepts_gzip(ae, alen), &f)) {
+    case WEB_BAD_PATH:
+        conn_respond_error(c, 400, "Bad Request", PE_BAD_REQUEST,
+                           "malformed path: bad escape, control byte, or empty, . or .. segment");
+        return 1;
+    case WEB_NOT_FOUND:
+        conn_respond_error(c, 404, "Not Found", PE_NOT_FOUND, "no such file");
+        return 1;
+    case WEB_FOUND:
+        break;
+    }
+    const char *inm = http_header_named(h->rq, "If-None-Match", &ilen);
+    int fresh = web_etag_match(inm, ilen, f.etag);
+    sbuf b;
+    sbuf_init(&b);
+    if (fresh)
+        sbuf_puts(&b, "HTTP/1.1 304 Not Modified\r\n");
+    else
+        sbuf_printf(&b, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s", f.type,
+                    f.body->len, f.gzip ? "Content-Encoding: gzip\r\n" : "");
+    sbuf_printf(&b,
+                "ETag: %s\r\nCache-Control: no-cache\r\nVary: Accept-Encoding\r\n"
+                "Content-Security-Policy: " WEB_CSP "\r\nX-Content-Type-Options: nosniff\r\n"
+                "Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n",
+                f.etag);
+    send_head_tail(c, &b, keep, "", 0, fresh || m == HTTP_HEAD ? NULL : rbuf_ref(f.body));
+    return !keep;
+}
+
 /* Routes one complete request. Returns 1 when the connection left the HTTP
  * phase (upgraded or closing). */
 static int route(conn *c, http_req *h)
@@ -396,6 +480,8 @@ static int route(conn *c, http_req *h)
     const char *path = http_path(h->rq, &plen);
     if (plen > strlen(HOOKS_PREFIX) && !memcmp(path, HOOKS_PREFIX, strlen(HOOKS_PREFIX)))
         return inbound_route(c, h, keep);
+    if (http_method_of(h->rq) == HTTP_POST && srv->dev_secret && path_is(h->rq, "/dev/token"))
+        return dev_token(c, h, keep);
     if (http_method_of(h->rq) == HTTP_POST && api) {
         cors_prepare(c, h);
         const char *phrase, *why;
@@ -432,6 +518,8 @@ static int route(conn *c, http_req *h)
         server_render_metrics(srv, &m);
         respond(c, 200, "OK", "text/plain; version=0.0.4", m.data ? m.data : "", m.len, keep, 0);
         sbuf_release(&m);
+    } else if (srv->web) {
+        return serve_web(c, h, keep);
     } else {
         conn_respond_error(c, 404, "Not Found", PE_UNKNOWN_CHANNEL, "no such endpoint");
         return 1;

@@ -20,6 +20,7 @@
 #include "auth/apikey_file.h"
 #include "net/conn.h"
 #include "net/server_delivery.h"
+#include "net/web.h"
 #include "net/worker.h"
 #include "obs/log.h"
 #include "hooks/hooks.h"
@@ -712,6 +713,35 @@ static int lock_data_dir(server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* The web app: cfg.web_root, or else the web/ directory beside the binary
+ * when there is one; "" turns it off. A root that cannot be loaded stops the
+ * start: pages that silently answer 404 would help no one. */
+static int load_web(server *srv, char *err, size_t errlen)
+{
+    const char *root = srv->cfg.web_root;
+    char exe[4096], why[512];
+    if (root && !*root) return 0;
+    if (!root) {
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - sizeof("web"));
+        char *slash = n > 0 ? memrchr(exe, '/', (size_t)n) : NULL;
+        struct stat st;
+        if (!slash) return 0;
+        memcpy(slash + 1, "web", sizeof("web"));
+        if (stat(exe, &st) || !S_ISDIR(st.st_mode)) return 0;
+        root = exe;
+    }
+    if (!(srv->web = web_load(root, why, sizeof(why)))) {
+        snprintf(err, errlen, "web_root %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+int server_serves_web(const server *srv)
+{
+    return srv->web != NULL;
+}
+
 server *server_new(config *cfg, char *err, size_t errlen)
 {
     server *srv = pl_calloc(1, sizeof(*srv));
@@ -732,7 +762,9 @@ server *server_new(config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "data dir %s: %s", srv->cfg.data_dir, strerror(errno));
         goto fail;
     }
-    if (lock_data_dir(srv, err, errlen) || load_tenants(srv, err, errlen)) goto fail;
+    if (lock_data_dir(srv, err, errlen) || load_tenants(srv, err, errlen) ||
+        load_web(srv, err, errlen))
+        goto fail;
     char apath[4200];
     snprintf(apath, sizeof(apath), "%s/audit.log", srv->cfg.data_dir);
     audit_report ar = {0};
@@ -782,6 +814,7 @@ void server_free(server *srv)
 {
     if (!srv) return;
     hooks_free(srv->ps.hooks);
+    web_free(srv->web);
     delivery_free(srv->ps.dlv);
     engine_free(srv->ps.eng);
     presence_free(srv->ps.presence);

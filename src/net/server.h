@@ -16,6 +16,8 @@ server *server_new(config *cfg, char *err, size_t errlen);
 /* Runs until a termination signal; returns the process exit code. */
 int server_run(server *srv);
 void server_free(server *srv);
+/* 1 when the server serves the web app at / and /admin (web_root). */
+int server_serves_web(const server *srv);
 
 /* Reads DIR/dev_secret, creating it with a random secret when missing.
  * Returns a pl_malloc'd secret or NULL (err set). */

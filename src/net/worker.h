@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "net/inbox.h"
+#include "net/web.h"
 #include "obs/metrics.h"
 #include "proto/host.h"
 #include "util/map.h"
@@ -62,6 +63,7 @@ struct server {
     proto_server ps; /* the services: engine, tenants, keys, audit, presence, limits, delivery */
     worker **workers;
     char *dev_secret; /* single-tenant development secret, or NULL (ps.dev_secret) */
+    web_root *web;    /* the web app's files, or NULL when not served */
     int lock_fd;      /* DATA/lock, flocked while the server lives; 0 before */
     atomic_int ready;
     atomic_int workers_up;      /* every worker is initialized: the hub may post to them */

@@ -4,6 +4,7 @@
  * method acts inside that tenant only. Replies are {"result": ...} or
  * {"error": {...}} with the HTTP status matching the error code. */
 #include <openssl/crypto.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -561,16 +562,10 @@ static int a_info(api_ctx *a)
     return 0;
 }
 
-static int a_token(api_ctx *a)
+/* Signs a token for user with the tenant's first HS256 secret, valid for
+ * ttl seconds, and answers {"token","expires_at"}. */
+static int answer_token(api_ctx *a, const char *user, uint64_t ttl)
 {
-    char user[256];
-    uint64_t ttl = 3600;
-    if (!a->srv->cfg->dev_tokens)
-        return api_error(a->h, a->conn_id, PE_NOT_AVAILABLE, "tokens.issue is off (dev_tokens)");
-    if (get_user(a, user, sizeof(user), 1) ||
-        proto_param_u64(a->b, a->params, "ttl", &ttl) == PROTO_PARAM_TYPE || ttl == 0 ||
-        ttl > 30 * 86400)
-        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "user and ttl (seconds) required");
     const char *secret = NULL;
     const tenant *t = proto_tenant(a->srv, a->tenant);
     if (t && t->nsecrets) secret = t->secrets[0];
@@ -591,11 +586,26 @@ static int a_token(api_ctx *a)
     if (!tok) return api_error(a->h, a->conn_id, PE_INTERNAL, NULL);
     sbuf o;
     sbuf_init(&o);
-    sbuf_printf(&o, "{\"token\":\"%s\",\"expires_at\":%lld}", tok, (long long)(now + (int64_t)ttl));
+    sbuf_printf(&o, "{\"token\":\"%s\",\"user\":", tok);
+    sbuf_json_str(&o, user, strlen(user));
+    sbuf_printf(&o, ",\"expires_at\":%lld}", (long long)(now + (int64_t)ttl));
     pl_free(tok);
     api_result(a->h, a->conn_id, &o);
     sbuf_release(&o);
     return 0;
+}
+
+static int a_token(api_ctx *a)
+{
+    char user[256];
+    uint64_t ttl = 3600;
+    if (!a->srv->cfg->dev_tokens)
+        return api_error(a->h, a->conn_id, PE_NOT_AVAILABLE, "tokens.issue is off (dev_tokens)");
+    if (get_user(a, user, sizeof(user), 1) ||
+        proto_param_u64(a->b, a->params, "ttl", &ttl) == PROTO_PARAM_TYPE || ttl == 0 ||
+        ttl > 30 * 86400)
+        return api_error(a->h, a->conn_id, PE_BAD_REQUEST, "user and ttl (seconds) required");
+    return answer_token(a, user, ttl);
 }
 
 static int a_dlq(api_ctx *a);
@@ -734,6 +744,70 @@ static proto_error authorize(const caller *who, const struct api_method *m)
     return who->key && apikey_mask_grants(who->key->scopes, m->scope) ? 0 : PE_PERMISSION_DENIED;
 }
 
+/* Reads an API body (one JSON object; none reads as {}) into h->batch as
+ * the params of one command, for the typed getters: their index, or -1
+ * after answering what is wrong. wrapped holds the bytes the params point
+ * into; the caller releases it either way. */
+static int parse_params(proto_host *h, uint64_t conn_id, const char *body, size_t blen,
+                        sbuf *wrapped)
+{
+    /* Validate the body alone first so errors point into it. */
+    json_doc *d = &h->batch.doc;
+    sbuf_init(wrapped);
+    if (blen == 0) body = "{}", blen = 2;
+    int rc = json_parse(d, body, blen, NULL);
+    if (rc != PL_OK || json_count(d) != 1 || json_kind(d, json_root(d, 0)) != JSON_KIND_OBJECT) {
+        size_t off = 0;
+        const char *why = rc == PL_OK ? "body must be one JSON object" : json_error(d, &off);
+        char detail[160];
+        snprintf(detail, sizeof(detail), "%s (at byte %zu)", why ? why : "malformed JSON", off);
+        api_error(h, conn_id, rc == PL_ELIMIT ? PE_LIMIT_EXCEEDED : PE_BAD_REQUEST, detail);
+        return -1;
+    }
+    sbuf_puts(wrapped, "{\"method\":\"api\",\"params\":");
+    sbuf_append(wrapped, body, blen);
+    sbuf_putc(wrapped, '}');
+    if (wrapped->oom || proto_decode(&h->batch, wrapped->data, wrapped->len, NULL) != PL_OK ||
+        h->batch.ncmds != 1) {
+        api_error(h, conn_id, PE_INTERNAL, NULL);
+        return -1;
+    }
+    return h->batch.cmds[0].params;
+}
+
+/* A development token's user names a person in the demo and in direct
+ * channels (dm:#alice,bob): letters, digits, '_', '-' and '.', 1 to 64. */
+#define DEV_USER_MAX 64
+#define DEV_TOKEN_TTL_S 600 /* short-lived: the SDK's getToken asks again */
+
+int api_dev_token(proto_host *h, uint64_t conn_id, const char *body, size_t blen)
+{
+    if (!h->srv->dev_secret) return api_error(h, conn_id, PE_NOT_FOUND, NULL);
+    sbuf wrapped;
+    api_ctx a = {.h = h, .srv = h->srv, .conn_id = conn_id, .b = &h->batch, .tenant = "default"};
+    a.params = parse_params(h, conn_id, body, blen, &wrapped);
+    char user[DEV_USER_MAX + 1];
+    int rc = 0;
+    if (a.params >= 0) {
+        const char *p;
+        size_t n;
+        int ok = proto_param_str(a.b, a.params, "user", &p, &n) == PROTO_PARAM_OK && n &&
+                 n <= DEV_USER_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = isalnum((unsigned char)p[i]) || p[i] == '_' || p[i] == '-' || p[i] == '.';
+        if (ok) {
+            memcpy(user, p, n);
+            user[n] = '\0';
+            rc = answer_token(&a, user, DEV_TOKEN_TTL_S);
+        } else {
+            rc = api_error(h, conn_id, PE_BAD_REQUEST,
+                           "\"user\": 1 to 64 letters, digits, '_', '-' or '.'");
+        }
+    }
+    sbuf_release(&wrapped);
+    return rc;
+}
+
 int api_handle(proto_host *h, uint64_t conn_id, const char *peer, const char *method, size_t mlen,
                const char *body, size_t blen, const char *auth, size_t alen)
 {
@@ -775,29 +849,9 @@ int api_handle(proto_host *h, uint64_t conn_id, const char *peer, const char *me
             return 0;
         }
     }
-    /* Validate the body alone first so errors point into it, then wrap it as
-     * a command's params to use the typed getters. */
-    json_doc *d = &h->batch.doc;
-    if (blen == 0) body = "{}", blen = 2;
-    int rc = json_parse(d, body, blen, NULL);
-    if (rc != PL_OK || json_count(d) != 1 || json_kind(d, json_root(d, 0)) != JSON_KIND_OBJECT) {
-        size_t off = 0;
-        const char *why = rc == PL_OK ? "body must be one JSON object" : json_error(d, &off);
-        char detail[160];
-        snprintf(detail, sizeof(detail), "%s (at byte %zu)", why ? why : "malformed JSON", off);
-        return api_error(h, conn_id, rc == PL_ELIMIT ? PE_LIMIT_EXCEEDED : PE_BAD_REQUEST, detail);
-    }
     sbuf wrapped;
-    sbuf_init(&wrapped);
-    sbuf_puts(&wrapped, "{\"method\":\"api\",\"params\":");
-    sbuf_append(&wrapped, body, blen);
-    sbuf_putc(&wrapped, '}');
     int pending = 0;
-    if (wrapped.oom || proto_decode(&h->batch, wrapped.data, wrapped.len, NULL) != PL_OK ||
-        h->batch.ncmds != 1) {
-        pending = api_error(h, conn_id, PE_INTERNAL, NULL);
-    } else {
-        a.params = h->batch.cmds[0].params;
+    if ((a.params = parse_params(h, conn_id, body, blen, &wrapped)) >= 0) {
         if (!a.tenant && m->scope != API_ADMIN) {
             /* The admin key acts on the tenant the body names. */
             const char *tp;

@@ -16,6 +16,12 @@
 int api_handle(proto_host *h, uint64_t conn_id, const char *peer, const char *method, size_t mlen,
                const char *body, size_t blen, const char *auth, size_t alen);
 
+/* POST /dev/token in single-tenant development mode: a token of ten
+ * minutes for the body's {"user"}, with no key (the server listens where
+ * only its developer reaches it). Answers 404 outside development mode.
+ * Returns as api_handle. */
+int api_dev_token(proto_host *h, uint64_t conn_id, const char *body, size_t blen);
+
 /* Read-only view of the method table, for tests and tools. */
 size_t api_method_count(void);
 /* Row i: its method name and the scope a key needs - a scope name of the

@@ -72,6 +72,8 @@ def channel_token(channel, user="alice", tenant="acme", ttl=3600, secret=None):
 def default_config():
     """The suite's standard configuration; callers tweak it."""
     return {
+        # No web app unless a test asks: the binary may have one beside it.
+        "web_root": "",
         "ping_interval": "25s",
         "limits": {
             "max_message_bytes": 65536,

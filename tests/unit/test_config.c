@@ -84,6 +84,7 @@ static void test_full_example(void **state)
     assert_string_equal(c.listen_host, "0.0.0.0");
     assert_int_equal(c.listen_port, 9090);
     assert_string_equal(c.data_dir, "/var/lib/parley");
+    assert_string_equal(c.web_root, "/usr/share/parley/web");
     assert_true(c.engine_max_db_bytes == 10737418240LL);
     assert_string_equal(c.admin_key, "adm_7f3c2a9e41d5b6");
     assert_string_equal(c.metrics_token, "mt_41d5b67f3c2a9e");
