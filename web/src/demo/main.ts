@@ -15,7 +15,7 @@ function wsURL(): string {
 function showLogin(error = ''): void {
   if (!root) return;
   const errEl = renderLogin(root, async (name) => {
-    if (!validUser(name)) { errEl.textContent = 'Use letters, digits and - _ . = @ / (up to 64).'; errEl.hidden = false; return; }
+    if (!validUser(name)) { errEl.textContent = 'Use 1 to 64 letters, digits, _, - or .'; errEl.hidden = false; return; }
     try {
       // one token up front: a bad name or a server without development tokens is reported here, not in a loop
       const token = await devToken(name);

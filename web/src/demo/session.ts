@@ -29,6 +29,8 @@ export async function devToken(user: string): Promise<string> {
   }
   if (!r.ok) throw new Error(`token: HTTP ${r.status}`);
   const body = await r.json();
-  if (!body || typeof body.token !== 'string') throw new Error('token: no token in the answer');
-  return body.token;
+  // the server answers {"result": {token, user, expires_at}} like its API; a bare object is read too
+  const t = body && (body.result && typeof body.result === 'object' ? body.result.token : body.token);
+  if (typeof t !== 'string') throw new Error('token: no token in the answer');
+  return t;
 }
