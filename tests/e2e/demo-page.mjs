@@ -56,7 +56,7 @@ export class Person {
     await this.page.press(T('composer'), 'Enter');
   }
 
-  /** Records every data-state a message element takes from now on (into window.__states). */
+  /** Records every message element added to the list and every data-state change from now on (window.__states: "add:TEXT:STATE", "attr:TEXT:STATE"). */
   async recordStates() {
     await this.page.evaluate(() => {
       const w = window;
@@ -66,7 +66,7 @@ export class Person {
         for (const r of recs) {
           const nodes = r.type === 'attributes' ? [r.target] : [...r.addedNodes];
           for (const n of nodes) if (n.nodeType === 1 && n.getAttribute('data-testid') === 'message')
-            w.__states.push(`${n.querySelector('.text')?.textContent}:${n.getAttribute('data-state')}`);
+            w.__states.push(`${r.type === 'attributes' ? 'attr' : 'add'}:${n.querySelector('.text')?.textContent}:${n.getAttribute('data-state')}`);
         }
       }).observe(list, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
     });
