@@ -86,6 +86,7 @@ test('two people chat: send, typing, read receipts, unread badges, a DM', async 
     const badge = `${T('room')}[data-room="${room}"] ${T('unread')}`;
     await waitFor(async () => (await bob.page.textContent(badge).catch(() => '')) === '1', 'unread badge 1 on bob\'s room entry');
     await screenshot(bob.page, 'demo-1-bob-unread-badge');
+    assert.equal(await bob.page.title(), '(1) Parley: team chat', 'the unread count in the tab title');
     assert.equal(await alice.waitMessage((m) => m.text === 'are you there?', 'sent').then((m) => m.status), '', 'not seen while bob is elsewhere');
     await bob.page.click(`${T('room')}[data-room="${room}"]`);
     await bob.waitRoom(room);

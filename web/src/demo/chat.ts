@@ -386,7 +386,13 @@ export class Chat {
     this.room(ch);
   }
 
-  private renderRoomList(): void { this.view.renderRooms(this.known.list(), this.active, this.rooms); }
+  private renderRoomList(): void {
+    this.view.renderRooms(this.known.list(), this.active, this.rooms);
+    // the tab's title counts what is unread everywhere, for when the page is in the background
+    let total = 0;
+    for (const ch of this.known.list()) total += this.rooms.get(ch)?.unread ?? 0;
+    document.title = total ? `(${total > 99 ? '99+' : total}) Parley: team chat` : 'Parley: team chat';
+  }
 
   private renderActive(): void {
     const room = this.rooms.get(this.active);
