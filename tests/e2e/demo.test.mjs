@@ -221,7 +221,13 @@ test('presence, a backend publish, history paging', async () => {
     assert.deepEqual(all.map((x) => x.text), Array.from({ length: 150 }, (_, i) => `line ${i + 1}`));
     assert.deepEqual(all.map((x) => x.offset), Array.from({ length: 150 }, (_, i) => i + 1));
     await waitFor(async () => (await alice.page.textContent(`${T('message-list')} .older`)) === 'start of the conversation', 'start marker');
+    await alice.page.$eval(T('message-list'), (el) => { el.scrollTop = 0; });
     await screenshot(alice.page, 'demo-3-history-top');
+    // scrolled up: a button takes the reader back to the newest message
+    assert.ok(await alice.page.isVisible('.jump'), 'the jump button while scrolled up');
+    await alice.page.click('.jump');
+    await waitFor(() => alice.page.$eval(T('message-list'), (el) => el.scrollHeight - el.scrollTop - el.clientHeight < 40), 'back at the bottom');
+    await waitFor(async () => !(await alice.page.isVisible('.jump')), 'the jump button hidden at the bottom');
     assert.deepEqual(pageErrors(), []);
   } finally {
     await alice.close();

@@ -67,6 +67,7 @@ export class View {
   private presenceEl = h('ul', { class: 'people', 'data-testid': 'presence' });
   private newRoom = h('input', { placeholder: 'room, or @name', 'aria-label': 'Open a room' });
   private roomError = h('p', { class: 'form-error' });
+  private jump = h('button', { type: 'button', class: 'jump' });
   private els = new WeakMap<Message, HTMLLIElement>();
   private shownRoom = '';
   private noticeTimer = 0;
@@ -94,7 +95,9 @@ export class View {
 
     const logout = h('button', { type: 'button', class: 'link' }, 'Log out');
     logout.addEventListener('click', () => this.on.logout());
-    this.list.addEventListener('scroll', () => this.on.scrolled());
+    this.list.addEventListener('scroll', () => { this.on.scrolled(); this.updateJump(); });
+    this.jump.addEventListener('click', () => { this.list.scrollTop = this.list.scrollHeight; });
+    show(this.jump, false);
     show(this.banner, false);
     show(this.notice, false);
 
@@ -111,6 +114,7 @@ export class View {
           h('header', { class: 'room-header' }, this.roomTitle, this.roomSub),
           this.notice,
           this.list,
+          this.jump,
           this.typingEl,
           composerForm),
         h('aside', { class: 'sidebar right', 'aria-label': 'Online' }, h('h3', {}, 'Online'), this.presenceEl))));
@@ -182,7 +186,14 @@ export class View {
     this.older.textContent = room.loadingOlder ? 'loading older messages…' : room.more ? '' : room.loaded ? 'start of the conversation' : '';
     const want: HTMLElement[] = [this.older];
     const receipts = isDM(room.channel) ? new Set<number>() : room.receiptOffsets();
-    for (const m of room.messages()) want.push(this.messageEl(room, m, receipts.has(m.offset)));
+    let prev: Message | null = null;
+    for (const m of room.messages()) {
+      const el = this.messageEl(room, m, receipts.has(m.offset));
+      // a run of messages from one author within 5 minutes shows its name once
+      el.classList.toggle('cont', !!prev && prev.author === m.author && m.ts - prev.ts < 5 * 60 * 1000);
+      want.push(el);
+      prev = m;
+    }
     // reconcile in place: only nodes out of order move
     const kids = this.list.children;
     want.forEach((el, i) => { if (kids[i] !== el) this.list.insertBefore(el, kids[i] ?? null); });
@@ -190,6 +201,17 @@ export class View {
 
     if (stick) this.list.scrollTop = this.list.scrollHeight;
     else if (firstBefore && firstBefore.isConnected) this.list.scrollTop = firstBefore.offsetTop - topBefore;
+    this.unreadHere = room.unread;
+    this.updateJump();
+  }
+
+  private unreadHere = 0;
+
+  /** "↓ new messages" while the reader is scrolled up and something newer is unread. */
+  private updateJump(): void {
+    const up = !this.atBottom();
+    this.jump.textContent = this.unreadHere ? `↓ ${this.unreadHere} new` : '↓ latest';
+    show(this.jump, up);
   }
 
   private messageEl(room: Room, m: Message, receipt: boolean): HTMLLIElement {
