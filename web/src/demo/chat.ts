@@ -181,17 +181,18 @@ export class Chat {
 
   private onPub(room: Room, p: Publication): void {
     if (p.offset <= 0) { this.onSignal(room, p); return; }
-    const fresh = room.addPub(p);
-    if (!fresh) return;
-    if (this.catchUp !== null && !(room.stored.get(p.offset)?.hidden)) this.catchUp++;
-    if (this.known.add(room.channel)) this.renderRoomList();
-    // a guaranteed DM was received (the SDK acks it after this handler): tell the sender
+    // a guaranteed DM was received (the SDK acks it after this handler): tell
+    // the sender, also for a redelivery of one already shown (its ack was lost)
     if (isDM(room.channel) && p.class === 'guaranteed' && authorOf(p) !== this.me) {
       const offset = p.offset;
       window.setTimeout(() => {
         this.client.publish(room.channel, { receipt: offset }, { class: 'ephemeral', type: 'receipt' }).catch(() => { /* best effort */ });
       }, 0);
     }
+    const fresh = room.addPub(p);
+    if (!fresh) return;
+    if (this.catchUp !== null && !(room.stored.get(p.offset)?.hidden)) this.catchUp++;
+    if (this.known.add(room.channel)) this.renderRoomList();
     if (room.channel === this.active) {
       this.view.renderMessages(room);
       this.view.renderTyping(room);
