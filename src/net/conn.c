@@ -263,6 +263,7 @@ static void on_close(uv_handle_t *h)
     worker *w = c->w;
     session_free(c->s);
     c->s = NULL;
+    if (c->streaming) tail_remove(w->host.tails, &c->out);
     if (c->ip_family) {
         char key[64];
         conn_ip_key(c, key, sizeof(key));

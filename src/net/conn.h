@@ -44,6 +44,9 @@ void conn_flush_urgent(worker *w);
 /* Answers the HTTP request of c with a JSON body (keep-alive as the request
  * asked); resumes reading if the request was pending. */
 void conn_http_respond(conn *c, int status, const char *body, size_t len, int64_t retry_after_ms);
+/* Answers the HTTP request of c with a stream (see proto_host_ops.stream):
+ * its sink, or NULL. */
+pl_sink *conn_http_stream(conn *c, const char *head, size_t len);
 /* Once a second: deadlines, idle timeouts, session ticks, idle queues. */
 void conn_tick_all(worker *w);
 

@@ -563,6 +563,28 @@ void conn_http_read(conn *c, const char *data, size_t len)
     }
 }
 
+pl_sink *conn_http_stream(conn *c, const char *head, size_t len)
+{
+    http_req *h = c->http;
+    if (!h || c->out.closed || c->state != CS_HTTP) return NULL;
+    sbuf b;
+    sbuf_init(&b);
+    sbuf_append(&b, head, len);
+    cors_headers(h, &b);
+    sbuf_puts(&b, "Connection: keep-alive\r\n\r\n");
+    rbuf *r = sbuf_to_rbuf(&b);
+    sbuf_release(&b);
+    if (!r) return NULL;
+    conn_enqueue(c, OUT_RAW, r, r->len);
+    /* An SSE stream without a session: only raw events are queued on it. */
+    c->state = CS_SSE;
+    c->out.kind = SINK_SSE;
+    c->streaming = 1;
+    c->deadline_ms = 0;
+    metrics_add(&c->w->metrics, M_SSE_OPENED, 1);
+    return &c->out;
+}
+
 void conn_http_respond(conn *c, int status, const char *body, size_t len, int64_t retry_after_ms)
 {
     http_req *h = c->http;

@@ -34,6 +34,7 @@ struct conn {
     uint8_t close_after_flush;
     uint8_t ip_family; /* 0 when not counted against max_connections_per_ip */
     uint8_t paused;    /* reading stopped by the session (sink reading op) */
+    uint8_t streaming; /* an API stream (a tail): in the worker's tail set */
     uint8_t ip[16];
     uint16_t close_code; /* WebSocket close code once closing was decided */
     http_req *http;      /* only in CS_HTTP */

@@ -191,6 +191,7 @@ static void drain_inbox(worker *w)
                 break;
         }
         fanout_pubs(w->host.fan, run, k);
+        tail_pubs(w->host.tails, run, k);
         for (; i < j; i++) {
             if (msgs[i].type == INBOX_PUB)
                 pub_unref(msgs[i].ptr);
@@ -378,6 +379,12 @@ static void host_respond(proto_host *h, uint64_t conn_id, int status, const char
     if (c) conn_http_respond(c, status, body, len, retry_after_ms);
 }
 
+static pl_sink *host_stream(proto_host *h, uint64_t conn_id, const char *head, size_t len)
+{
+    conn *c = conn_find(worker_of(h), conn_id);
+    return c ? conn_http_stream(c, head, len) : NULL;
+}
+
 static void host_each_session(proto_host *h, void (*fn)(session *s, void *arg), void *arg)
 {
     conn_each_session(worker_of(h), fn, arg);
@@ -389,6 +396,7 @@ static const proto_host_ops host_ops = {
     .find = host_find,
     .respond = host_respond,
     .each_session = host_each_session,
+    .stream = host_stream,
 };
 
 static void on_flush(uv_check_t *h)
@@ -410,6 +418,7 @@ static void on_tick(uv_timer_t *t)
     worker *w = t->data;
     worker_clock(w);
     conn_tick_all(w);
+    tail_tick(w->host.tails, w->host.now_ms, w->srv->cfg.ping_interval_ms);
     worker_backlog_seen(w);
     /* Requests, pings and closes queued by the tick go out now, not after
      * the next poll (which may sleep until the next tick). */

@@ -638,6 +638,7 @@ static int a_trace(api_ctx *a);
     X("disconnect", a_disconnect, APIKEY_SCOPE_DISCONNECT)                                         \
     X("info", a_info, APIKEY_SCOPE_INFO)                                                           \
     X("trace", a_trace, APIKEY_SCOPE_TRACE)                                                        \
+    X("tail", api_tail, APIKEY_SCOPE_HISTORY)                                                      \
     X("dlq.list", a_dlq, APIKEY_SCOPE_DLQ)                                                         \
     X("dlq.replay", a_dlq, APIKEY_SCOPE_DLQ)                                                       \
     X("dlq.purge", a_dlq, APIKEY_SCOPE_DLQ)                                                        \

@@ -61,5 +61,8 @@ int api_trace_result(proto_host *h, uint64_t conn_id, const char *json, const ch
 int api_routes_test(api_ctx *a);
 /* webhooks.* and routes.* but routes.test (api_webhooks.c). Returns 0. */
 int api_webhooks(api_ctx *a);
+/* tail (tail.c): params channel (a glob); answers with a stream of the
+ * tenant's matching pubs. Returns 0. */
+int api_tail(api_ctx *a);
 
 #endif

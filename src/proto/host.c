@@ -11,6 +11,7 @@ void proto_host_init(proto_host *h)
     /* Room for thousands in flight: 64 connections with 64 publishes each
      * unanswered are 4,096. At most about 4 MB kept. */
     engine_req_pool_init(&h->req_pool, 8192);
+    h->tails = tail_set_new(); /* NULL: the tail method answers 500 */
 }
 
 void proto_host_release(proto_host *h)
@@ -18,6 +19,8 @@ void proto_host_release(proto_host *h)
     engine_req_pool_release(&h->req_pool);
     proto_batch_release(&h->batch);
     sbuf_release(&h->scratch);
+    tail_set_free(h->tails);
+    h->tails = NULL;
 }
 
 const tenant *proto_tenant(const proto_server *ps, const char *id)

@@ -26,6 +26,7 @@
 #include "obs/audit.h"
 #include "obs/metrics.h"
 #include "proto/command.h"
+#include "proto/tail.h"
 #include "util/sbuf.h"
 
 typedef struct proto_host proto_host;
@@ -105,6 +106,12 @@ typedef struct proto_host_ops {
                     int64_t retry_after_ms);
     /* Calls fn for every session of this worker (fn may close, not free). */
     void (*each_session)(proto_host *h, void (*fn)(session *s, void *arg), void *arg);
+    /* Answers the HTTP API request being handled with a stream instead of
+     * one body: writes head (status line and header lines, CRLF-ended; the
+     * connection adds its own and the blank line) and returns the
+     * connection's sink, open until the client goes, which then removes it
+     * from `tails`. NULL when the connection is gone or out of memory. */
+    pl_sink *(*stream)(proto_host *h, uint64_t conn_id, const char *head, size_t len);
 } proto_host_ops;
 
 /* The session of the storage answer being handled (conn_id 0: none). */
@@ -125,6 +132,7 @@ struct proto_host {
     int64_t now_us;           /* monotonic, read with now_ms */
     uint32_t held;            /* sessions not read while a worker is backlogged (sess_flow) */
     proto_answer answer;      /* set by proto_on_engine_done around a done handler */
+    tail_set *tails;          /* live tails on this worker's connections (proto/tail.h) */
 };
 
 /* Sets up the host's own members (pool, batch, scratch); ops, srv, fan and

@@ -261,6 +261,27 @@ static void connect_subs(session *s, const proto_cmd *cmd, proto_batch *b, unsig
     }
 }
 
+/* The connect result up to its subs object: who the client is, when the
+ * token expires, the ping interval and the limits a client adapts to. */
+static void connect_reply_head(session *s, uint64_t id, const config *cfg)
+{
+    sbuf *o = &s->connect_reply;
+    sbuf_puts(o, "{\"id\":");
+    sbuf_u64(o, id);
+    sbuf_printf(o, ",\"result\":{\"client\":\"%s\",\"user\":", s->client);
+    sbuf_json_str(o, s->user, strlen(s->user));
+    sbuf_puts(o, ",\"tenant\":");
+    sbuf_json_str(o, s->tenant, strlen(s->tenant));
+    sbuf_printf(o, ",\"expires_at\":%lld,\"ping\":%lld", (long long)s->exp,
+                (long long)(cfg->ping_interval_ms / 1000));
+    sbuf_printf(o,
+                ",\"limits\":{\"typing_interval\":%lld,\"max_frame_bytes\":%u,"
+                "\"max_message_bytes\":%u,\"max_channels_per_connection\":%u}",
+                (long long)cfg->limits.typing_interval_ms, cfg->limits.max_frame_bytes,
+                cfg->limits.max_message_bytes, cfg->limits.max_channels_per_connection);
+    sbuf_puts(o, ",\"subs\":{");
+}
+
 static void m_connect(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
 {
     const char *tok;
@@ -308,15 +329,7 @@ static void m_connect(session *s, const proto_cmd *cmd, proto_batch *b, unsigned
         return;
     }
     s->next_ping_ms = s->h->now_ms + srv->cfg->ping_interval_ms;
-    sbuf *o = &s->connect_reply;
-    sbuf_puts(o, "{\"id\":");
-    sbuf_u64(o, cmd->id);
-    sbuf_printf(o, ",\"result\":{\"client\":\"%s\",\"user\":", s->client);
-    sbuf_json_str(o, s->user, strlen(s->user));
-    sbuf_puts(o, ",\"tenant\":");
-    sbuf_json_str(o, s->tenant, strlen(s->tenant));
-    sbuf_printf(o, ",\"expires_at\":%lld,\"ping\":%lld,\"subs\":{", (long long)s->exp,
-                (long long)(srv->cfg->ping_interval_ms / 1000));
+    connect_reply_head(s, cmd->id, srv->cfg);
     s->connect_id = cmd->id;
     s->connect_has_id = cmd->has_id;
     s->connect_first_sub = 1;

@@ -20,6 +20,23 @@ def test_connect_result_fields(server):
         assert res["expires_at"] == exp
         assert res["ping"] == 25
         assert res["subs"] == {}
+        assert res["limits"] == {"typing_interval": 2000, "max_frame_bytes": 1048576,
+                                 "max_message_bytes": 65536, "max_channels_per_connection": 128}
+        await cl.close()
+    run(body())
+
+
+def test_connect_result_carries_the_configured_limits(server_factory):
+    def tweak(cfg):
+        cfg["limits"].update({"typing_interval": "300ms", "max_frame_bytes": 8192,
+                              "max_message_bytes": 4096, "max_channels_per_connection": 7})
+    srv = server_factory(tweak=tweak, name="limits")
+
+    async def body():
+        cl = await raw_client(srv)
+        res = await cl.call("connect", {"token": make_token("alice", "acme")})
+        assert res["limits"] == {"typing_interval": 300, "max_frame_bytes": 8192,
+                                 "max_message_bytes": 4096, "max_channels_per_connection": 7}
         await cl.close()
     run(body())
 

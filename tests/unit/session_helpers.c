@@ -177,7 +177,7 @@ static void h_each(proto_host *h, void (*fn)(session *s, void *arg), void *arg)
         if (fx->conns[i]->s) fn(fx->conns[i]->s, arg);
 }
 
-static const proto_host_ops host_ops = {h_submit, h_broadcast, h_find, h_respond, h_each};
+static const proto_host_ops host_ops = {h_submit, h_broadcast, h_find, h_respond, h_each, NULL};
 
 static void ps_call_all(proto_server *ps, proto_call *call)
 {

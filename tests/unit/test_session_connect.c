@@ -84,6 +84,12 @@ static void good_token_connects(void **state)
     assert_string_equal(jstr(res, "tenant"), "default");
     assert_true(jint(res, "expires_at") > 0);
     assert_int_equal(jint(res, "ping"), 25);
+    json_t *lim = json_object_get(res, "limits");
+    assert_non_null(lim);
+    assert_int_equal(jint(lim, "typing_interval"), 2000);
+    assert_int_equal(jint(lim, "max_frame_bytes"), 1 << 20);
+    assert_int_equal(jint(lim, "max_message_bytes"), 65536);
+    assert_int_equal(jint(lim, "max_channels_per_connection"), 128);
     assert_int_equal(json_object_size(json_object_get(res, "subs")), 0);
     assert_int_equal(c->close_code, 0);
     assert_true(session_connected(c->s));

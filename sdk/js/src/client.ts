@@ -1,5 +1,5 @@
 import {
-  Emitter, ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker, randomKey, FrameBatcher,
+  Emitter, ParleyError, UnauthorizedError, ErrorCodes, backoff, PositionTracker, randomKey, FrameBatcher, utf8Length,
   type Position, type BatchLimits,
 } from './util.js';
 import type { OutboxOptions, OutboxEntry } from './outbox.js';
@@ -28,14 +28,26 @@ export interface ParleyOptions {
   maxInflight?: number;
   /** Retries of a publish answered 111 (rate limited), each after `retry_after` (default 3). */
   rateLimitRetries?: number;
-  /** ms between two `typing` commands of a subscription; set it to the server's `typing_interval` (default 2000). */
+  /** ms between two `typing` commands of a subscription when the server does not send its `typing_interval` in the connect result (default 2000). */
   typingInterval?: number;
   /** A persistent outbox: publishes are written to `store` before they count as queued. */
   outbox?: OutboxOptions;
   /** WebSocket constructor to use instead of the global one or `ws`. */
   WebSocket?: any;
-  /** Commands issued in the same tick go out as one frame, newline-separated, within these bounds (default 64 commands, 65536 bytes); `false` sends one frame per command. */
+  /** Commands issued in the same tick go out as one frame, newline-separated, within these bounds (default 64 commands, 65536 bytes, lowered to fit the server's `max_frame_bytes`); `false` sends one frame per command. */
   batch?: BatchLimits | false;
+}
+
+/** The server's limits, from the `connect` result (docs/protocol.md). */
+export interface ServerLimits {
+  /** ms between two `typing` pushes per user and channel. */
+  typing_interval: number;
+  /** Largest WebSocket message the server accepts, bytes. */
+  max_frame_bytes: number;
+  /** Largest pub (data, headers, type, correlation id), bytes. */
+  max_message_bytes: number;
+  /** Subscriptions per connection. */
+  max_channels_per_connection: number;
 }
 
 export interface Publication {
@@ -211,7 +223,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
   /** Pages through the channel's history (see docs/protocol.md, History paging). */
   history(opts: HistoryOptions = {}): Promise<HistoryResult> { return this.client.history(this.channel, opts); }
-  /** Sends `typing`, at most once per `typingInterval` (2 s by default, the server's default `typing_interval`); calls in between resolve at once. */
+  /** Sends `typing`, at most once per the server's `typing_interval` (from the connect result; the `typingInterval` option for a server that does not send it); calls in between resolve at once. */
   typing(): Promise<void> {
     const now = Date.now();
     if (now - this.lastTyping < this.client.typingInterval) return Promise.resolve();
@@ -248,13 +260,16 @@ export class Parley extends Emitter<ClientEvents> {
   private pingMs = 0;
   private retryAfter = 0;
   private waiters: { resolve(): void; reject(e: Error): void }[] = [];
-  private onlineHandler?: () => void;
+  private netHandlers: [string, () => void][] | null = null;
+  private offline = false;
+  private retryPending = false;
   private seq = 0;
   private pausedUntil = 0;
   private storeChain: Promise<void> = Promise.resolve();
   private storing = 0;
   private batcher: FrameBatcher | null = null;
-  /** @internal */ readonly typingInterval: number;
+  /** The server's limits from the last `connect` result; null before it, or from a server that does not send them. */
+  serverLimits: ServerLimits | null = null;
 
   constructor(url: string, opts: ParleyOptions = {}) {
     super();
@@ -264,7 +279,6 @@ export class Parley extends Emitter<ClientEvents> {
       maxInflight: 256, rateLimitRetries: 3, ...opts,
     };
     this.token = opts.token;
-    this.typingInterval = opts.typingInterval ?? 2000;
     if (opts.outbox) this.loadOutbox();
   }
 
@@ -274,11 +288,7 @@ export class Parley extends Emitter<ClientEvents> {
   connect(): void {
     if (this.state === 'connecting' || this.state === 'connected') return;
     this.attempts = 0;
-    const g = globalThis as any;
-    if (!this.onlineHandler && typeof g.addEventListener === 'function' && typeof g.window !== 'undefined') {
-      this.onlineHandler = () => { if (this.state === 'connecting' && !this.ws) { clearTimeout(this.reconnectTimer); this.open(); } };
-      g.addEventListener('online', this.onlineHandler);
-    }
+    this.listenNetwork(true);
     this.setState('connecting', 'connect called');
     this.open();
   }
@@ -428,6 +438,49 @@ export class Parley extends Emitter<ClientEvents> {
 
   // ------------------------------------------------------------ internals
 
+  /** @internal ms between two typing commands: the server's, else the option's */
+  get typingInterval(): number {
+    const l = this.serverLimits;
+    return l && typeof l.typing_interval === 'number' ? l.typing_interval : this.opts.typingInterval ?? 2000;
+  }
+
+  /**
+   * In browsers (and workers): `offline` drops the connection at once instead
+   * of waiting for the ping check, and holds reconnect attempts back (one try
+   * per `maxReconnectDelay`, for a server on the same machine); `online`
+   * reconnects at once. Removed by `disconnect()` and on close.
+   */
+  private listenNetwork(on: boolean): void {
+    const g = globalThis as any;
+    if (on && !this.netHandlers && typeof g.addEventListener === 'function' && g.navigator && typeof g.navigator.onLine === 'boolean') {
+      this.offline = !g.navigator.onLine;
+      this.netHandlers = [['offline', () => this.onOffline()], ['online', () => this.onOnline()]];
+      for (const [ev, fn] of this.netHandlers) g.addEventListener(ev, fn);
+    } else if (!on && this.netHandlers) {
+      for (const [ev, fn] of this.netHandlers) g.removeEventListener(ev, fn);
+      this.netHandlers = null;
+      this.offline = false;
+    }
+  }
+
+  private onOffline(): void {
+    this.offline = true;
+    if (this.state !== 'connected' && this.state !== 'connecting') return;
+    if (this.ws) return this.onClose(1006, 'offline');
+    if (!this.retryPending) return; // open() is awaiting getToken: its dial fails or succeeds on its own
+    clearTimeout(this.reconnectTimer);
+    this.scheduleReconnect('offline'); // the slow pace while offline
+  }
+
+  private onOnline(): void {
+    this.offline = false;
+    if (this.state !== 'connecting' || !this.retryPending) return; // connected, or a dial is under way
+    clearTimeout(this.reconnectTimer);
+    this.retryPending = false;
+    this.attempts = 0;
+    this.open();
+  }
+
   /** @internal */ sendAck(channel: string, offset: number): void {
     if (this.state === 'connected') this.send({ id: this.nextId++, method: 'ack', params: { channel, offset } });
   }
@@ -481,8 +534,7 @@ export class Parley extends Emitter<ClientEvents> {
     if (this.state !== 'connecting') return;
     const ws = new Ctor(this.url, 'parley.v1');
     this.ws = ws;
-    this.batcher = this.opts.batch === false ? null
-      : new FrameBatcher((frame) => { if (ws.readyState === 1) ws.send(frame); }, this.opts.batch || {});
+    this.batcher = null; // made on connect, bounded by the server's max_frame_bytes
     this.armSilence(this.pingMs ? this.pingMs * 2 + 1000 : 15000); // a handshake that hangs
     ws.onopen = () => {
       if (ws !== this.ws) return;
@@ -518,6 +570,8 @@ export class Parley extends Emitter<ClientEvents> {
   private onConnected(ws: any, r: any, resumed: Record<string, Position>): void {
     if (ws !== this.ws) return;
     this.attempts = 0;
+    this.serverLimits = r.limits && typeof r.limits === 'object' ? { ...r.limits } : null;
+    this.batcher = this.makeBatcher(ws);
     this.pingMs = (r.ping || 25) * 1000;
     this.armSilence(this.pingMs * 2 + 1000);
     if (r.expires_at && this.opts.getToken) {
@@ -539,6 +593,16 @@ export class Parley extends Emitter<ClientEvents> {
     }
     // publishes sent before the drop are re-sent first, with their keys
     this.flush();
+  }
+
+  /** The frame batcher of a connection: the `batch` bounds, bytes lowered below the server's `max_frame_bytes`. */
+  private makeBatcher(ws: any): FrameBatcher | null {
+    const b = this.opts.batch;
+    if (b === false) return null;
+    let maxBytes = (b && b.maxBytes) || 65536;
+    const f = this.serverLimits?.max_frame_bytes ?? 0;
+    if (f > 0) maxBytes = Math.min(maxBytes, f - Math.min(1024, f >> 1)); // headroom
+    return new FrameBatcher((frame) => { if (ws.readyState === 1) ws.send(frame); }, { ...b, maxBytes });
   }
 
   private sendSubscribe(sub: Subscription, _resumed: boolean): void {
@@ -591,7 +655,14 @@ export class Parley extends Emitter<ClientEvents> {
     // server answers or the connection is found dead (ping silence), then it is
     // re-sent with the same key; a timeout would leave its outcome unknown
     this.pending.set(id, p);
-    this.send({ id, method: 'publish', params: item.params }, ws);
+    const msg = { id, method: 'publish', params: item.params };
+    const f = this.serverLimits?.max_frame_bytes ?? 0;
+    if (f > 0 && utf8Length(JSON.stringify(msg)) > f) {
+      // the server would close the connection (1009) and the re-send would again
+      this.pending.delete(id);
+      return p.reject(new ParleyError(106, 'limit exceeded: the publish is over the server\'s max_frame_bytes (' + f + ')'));
+    }
+    this.send(msg, ws);
   }
 
   private onMessage(msg: any): void {
@@ -662,9 +733,11 @@ export class Parley extends Emitter<ClientEvents> {
     if (this.state !== 'connecting') return;
     const min = this.opts.minReconnectDelay;
     let delay = soon ? Math.round(Math.random() * min) : backoff(this.attempts, min, this.opts.maxReconnectDelay);
+    if (this.offline) delay = this.opts.maxReconnectDelay; // the online event reconnects at once
     if (this.retryAfter) { delay = Math.max(delay, this.retryAfter); this.retryAfter = 0; }
     this.attempts++;
-    this.reconnectTimer = setTimeout(() => this.open(), delay);
+    this.retryPending = true;
+    this.reconnectTimer = setTimeout(() => { this.retryPending = false; this.open(); }, delay);
   }
 
   /** Sends `refresh` with a token from getToken; a 109 reply (the token was already expired) gets one more getToken and `refresh`. */
@@ -697,6 +770,7 @@ export class Parley extends Emitter<ClientEvents> {
   }
 
   private clearTimers(): void {
+    this.retryPending = false;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.silenceTimer);
     clearTimeout(this.refreshTimer);
@@ -718,6 +792,7 @@ export class Parley extends Emitter<ClientEvents> {
     this.dropPending();
     if (ws) { try { ws.close(1000, reason); } catch { /* ignore */ } }
     for (const s of this.subs.values()) if (s.state === 'subscribed') s.setState('subscribing');
+    this.listenNetwork(false);
     this.setState(to, reason);
   }
 }

@@ -12,6 +12,12 @@
 // Second scenario: the IndexedDB outbox across a page reload. The page
 // publishes while held off the server, waits for outboxSaved(), is reloaded;
 // the new page's client loads the store and sends each publish once, in order.
+//
+// Third: the browser's offline and online events (Playwright's
+// context.setOffline): offline drops the connection at once (long before the
+// ping check would) and holds reconnect attempts; online reconnects at once
+// although the backoff is 10 s or more, and the subscription recovers the pubs
+// published meanwhile; after disconnect() the events do nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -222,6 +228,89 @@ test('headless Chromium: IndexedDBOutboxStore keeps 10 publishes across a page r
   assert.equal(second.left, 0, 'the store is empty once all are answered');
   const hist = await readAll(reader, ch);
   assert.deepEqual(hist.map((p) => p.data), Array.from({ length: N }, (_, i) => ({ n: i })), 'history: each once, in order' + diag());
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('headless Chromium: offline drops the connection at once and holds retries; online reconnects at once and recovers the pubs missed', { timeout: 90000 }, async () => {
+  await launch();
+  const page = await browser.newPage();
+  page.setDefaultTimeout(20000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  const diag = () => `\npage errors: ${JSON.stringify(errors)}\nserver log:\n${srv.logTail()}`;
+  const origin = `http://127.0.0.1:${http.address().port}`;
+  const ch = 'chat:net';
+  await page.goto(origin + '/');
+  await page.waitForFunction(() => window.__ready, null, { timeout: 20000 });
+  assert.equal(await page.evaluate(() => window.__ready), 'ok', 'the page loads the bundle' + diag());
+
+  // a long backoff (10-20 s) and the helpers' 25 s ping interval (51 s to notice silence)
+  const up = await page.evaluate(async ({ url, token, ch }) => {
+    const { Parley } = window.ParleySDK;
+    const c = new Parley(url, { token, minReconnectDelay: 10000, maxReconnectDelay: 20000 });
+    window.c = c;
+    window.got = [];
+    window.events = [];
+    const t = () => performance.now();
+    c.on('state', (s) => window.events.push({ t: t(), state: s.to, reason: s.reason }));
+    c.on('disconnected', (d) => window.events.push({ t: t(), disconnected: d }));
+    const sub = c.subscribe(ch);
+    window.sub = sub;
+    window.subscribed = [];
+    sub.on('subscribed', (e) => window.subscribed.push(e));
+    sub.on('publication', (p) => window.got.push({ offset: p.offset, data: p.data }));
+    const end = Date.now() + 15000;
+    while (sub.state !== 'subscribed' && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    return c.state;
+  }, { url: srv.url, token: makeToken({ user: 'browser-net' }), ch });
+  assert.equal(up, 'connected', diag());
+  const pub = new Parley(srv.url, { token: makeToken({ user: 'node-net' }), minReconnectDelay: 20, maxReconnectDelay: 300 });
+  nodeClients.push(pub);
+  await pub.publish(ch, { n: 0 });
+  await waitFor(() => page.evaluate(() => window.got.length === 1), 'the first pub in the page', 10000);
+
+  // offline: the state changes within a second, no dial while offline
+  const dials0 = await page.evaluate(() => window.__dials.length);
+  const tOff = await page.evaluate(() => performance.now());
+  await page.context().setOffline(true);
+  await waitFor(() => page.evaluate(() => window.c.state === 'connecting'), 'the page to go to connecting', 5000);
+  const off = await page.evaluate((tOff) => window.events.filter((e) => e.t >= tOff), tOff);
+  const drop = off.find((e) => e.state === 'connecting');
+  assert.equal(drop.reason, 'offline', JSON.stringify(off));
+  assert.ok(drop.t - tOff < 1000, `state change ${Math.round(drop.t - tOff)} ms after going offline`);
+  assert.ok(off.some((e) => e.disconnected && e.disconnected.reason === 'offline' && e.disconnected.reconnect === true), JSON.stringify(off));
+  const missed = [];
+  for (let i = 1; i <= 5; i++) missed.push(await pub.publish(ch, { n: i }));
+  await new Promise((r) => setTimeout(r, 1000));
+  const held = await page.evaluate(() => ({ dials: window.__dials.length, got: window.got.length, state: window.c.state }));
+  assert.equal(held.dials, dials0, 'no reconnect attempt while offline');
+  assert.equal(held.got, 1);
+  assert.equal(held.state, 'connecting');
+
+  // online: reconnects at once (the backoff would wait 10 s or more) and recovers the 5
+  const tOn = await page.evaluate(() => performance.now());
+  await page.context().setOffline(false);
+  await waitFor(() => page.evaluate(() => window.c.state === 'connected'), 'the page to reconnect', 5000)
+    .catch((e) => { e.message += diag(); throw e; });
+  const back = await page.evaluate((tOn) => window.events.find((e) => e.t >= tOn && e.state === 'connected').t - tOn, tOn);
+  assert.ok(back < 1000, `reconnected ${Math.round(back)} ms after going online`);
+  await waitFor(() => page.evaluate(() => window.got.length >= 6), 'the 5 pubs published while offline', 10000);
+  await new Promise((r) => setTimeout(r, 200));
+  const fin = await page.evaluate(() => ({ got: window.got, subscribed: window.subscribed }));
+  assert.deepEqual(fin.got.map((p) => p.offset), [1, 2, 3, 4, 5, 6], 'each once, in order');
+  assert.deepEqual(fin.got.map((p) => p.data.n), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(missed.map((r) => r.offset), [2, 3, 4, 5, 6]);
+  assert.equal(fin.subscribed.length, 2);
+  assert.equal(fin.subscribed[1].recovered, true);
+
+  // after disconnect() the listeners are gone: offline/online do nothing
+  const dials1 = await page.evaluate(() => { window.c.disconnect(); return window.__dials.length; });
+  await page.context().setOffline(true);
+  await page.context().setOffline(false);
+  await new Promise((r) => setTimeout(r, 300));
+  const after = await page.evaluate(() => ({ state: window.c.state, dials: window.__dials.length }));
+  assert.deepEqual(after, { state: 'disconnected', dials: dials1 });
   assert.deepEqual(errors, []);
   await page.close();
 });

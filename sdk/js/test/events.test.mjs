@@ -19,7 +19,7 @@ class EventServer extends Server {
 let srv;
 const clients = [];
 function client(user, opts = {}) {
-  const c = new Parley(srv.url, { token: makeToken({ user }), minReconnectDelay: 20, maxReconnectDelay: 300, typingInterval: TYPING_MS, ...opts });
+  const c = new Parley(srv.url, { token: makeToken({ user }), minReconnectDelay: 20, maxReconnectDelay: 300, ...opts });
   clients.push(c);
   return c;
 }
@@ -89,7 +89,7 @@ test('join and leave events reach the other subscribers, not the one that joined
   assert.equal(bJoins.length, 0, 'no join push to the joiner');
 });
 
-test('typing(): one command per typingInterval, the others resolve at once; the other subscriber gets the push', async () => {
+test('typing(): one command per the server\'s typing_interval, the others resolve at once; the other subscriber gets the push', async () => {
   const sent = [];
   const a = client('ann', { WebSocket: spy(sent) });
   const b = client('bob');

@@ -220,3 +220,24 @@ test('frame batching: 500 publishes issued synchronously go out in batched frame
   const hist = await readAll(c, 'chat:burst');
   assert.deepEqual(hist.map((p) => p.data), Array.from({ length: B }, (_, i) => ({ i })), 'stored once each, in order');
 });
+
+test('batch: false: 50 publishes issued synchronously go out one command per frame, resolve in order, stored once', async () => {
+  const frames = [];
+  class CountingWS extends WS {
+    send(data, ...rest) { frames.push(String(data)); return super.send(data, ...rest); }
+  }
+  const c = client({ WebSocket: CountingWS, batch: false });
+  await c.ready();
+  const before = frames.length;
+  const N = 50;
+  const results = await Promise.all(Array.from({ length: N }, (_, i) => c.publish('chat:unbatched', { i })));
+  assert.deepEqual(results.map((r) => r.offset), Array.from({ length: N }, (_, k) => k + 1), 'resolved with offsets in call order');
+  assert.ok(results.every((r) => r.duplicate === false));
+  const sent = frames.slice(before);
+  assert.ok(sent.every((f) => !f.includes('\n')), 'one command per frame');
+  const pubs = sent.map((f) => JSON.parse(f)).filter((m) => m.method === 'publish');
+  assert.equal(pubs.length, N, 'one frame per publish');
+  assert.deepEqual(pubs.map((m) => m.params.data.i), Array.from({ length: N }, (_, i) => i), 'sent in call order');
+  const hist = await readAll(c, 'chat:unbatched');
+  assert.deepEqual(hist.map((p) => p.data), Array.from({ length: N }, (_, i) => ({ i })), 'stored once each, in order');
+});
