@@ -28,8 +28,6 @@ export interface ParleyOptions {
   maxInflight?: number;
   /** Retries of a publish answered 111 (rate limited), each after `retry_after` (default 3). */
   rateLimitRetries?: number;
-  /** ms between two `typing` commands of a subscription when the server does not send its `typing_interval` in the connect result (default 2000). */
-  typingInterval?: number;
   /** A persistent outbox: publishes are written to `store` before they count as queued. */
   outbox?: OutboxOptions;
   /** WebSocket constructor to use instead of the global one or `ws`. */
@@ -223,7 +221,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
   /** Pages through the channel's history (see docs/protocol.md, History paging). */
   history(opts: HistoryOptions = {}): Promise<HistoryResult> { return this.client.history(this.channel, opts); }
-  /** Sends `typing`, at most once per the server's `typing_interval` (from the connect result; the `typingInterval` option for a server that does not send it); calls in between resolve at once. */
+  /** Sends `typing`, at most once per the server's `typing_interval` (from the connect result); calls in between resolve at once. */
   typing(): Promise<void> {
     const now = Date.now();
     if (now - this.lastTyping < this.client.typingInterval) return Promise.resolve();
@@ -438,10 +436,10 @@ export class Parley extends Emitter<ClientEvents> {
 
   // ------------------------------------------------------------ internals
 
-  /** @internal ms between two typing commands: the server's, else the option's */
+  /** @internal ms between two typing commands: the server's (its default before the first connect result) */
   get typingInterval(): number {
     const l = this.serverLimits;
-    return l && typeof l.typing_interval === 'number' ? l.typing_interval : this.opts.typingInterval ?? 2000;
+    return l && typeof l.typing_interval === 'number' ? l.typing_interval : 2000;
   }
 
   /**

@@ -1,6 +1,6 @@
 // The server's limits from the connect result, against a server configured
 // with non-default ones: typing() throttles at the server's typing_interval
-// (no typingInterval option given), and frame batching keeps every frame
+// (the client has no option for it), and frame batching keeps every frame
 // under the server's max_frame_bytes (with the default 65,536-byte batch
 // bound the server would close with 1009 and the re-sends would loop).
 import { test, before, after } from 'node:test';
