@@ -123,7 +123,7 @@ test('kill -9 of the server: reconnect, every message once and in order', async 
 
     await srv.kill();
     await Promise.all([alice.waitConnection('reconnecting'), bob.waitConnection('reconnecting')]);
-    await waitFor(async () => /reconnecting/.test(await alice.page.textContent('.banner')), 'reconnect banner');
+    await waitFor(async () => /reconnecting in \d+ s…/.test(await alice.page.textContent('.banner')), 'reconnect banner counting down');
     // a message written while the server is down waits in the outbox
     await alice.send('written offline');
     await alice.waitMessage((m) => m.text === 'written offline' && m.state === 'queued', 'queued while down');

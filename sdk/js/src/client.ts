@@ -77,6 +77,8 @@ export interface ClientEvents extends Record<string, unknown> {
   state: { from: ClientState; to: ClientState; reason: string };
   connected: { client: string; user: string; tenant: string };
   disconnected: { code: number; reason: string; reconnect: boolean };
+  /** The next connection attempt is due in `delay` ms (attempt counts from 1 since the last connection). */
+  reconnecting: { attempt: number; delay: number; reason: string };
   error: ParleyError | Error;
   /** A publish restored from the outbox store (made by an earlier client) was answered. */
   outbox: { key: string; channel: string; result?: PublishResult; error?: ParleyError | Error };
@@ -736,6 +738,7 @@ export class Parley extends Emitter<ClientEvents> {
     this.attempts++;
     this.retryPending = true;
     this.reconnectTimer = setTimeout(() => { this.retryPending = false; this.open(); }, delay);
+    this.emit('reconnecting', { attempt: this.attempts, delay, reason });
   }
 
   /** Sends `refresh` with a token from getToken; a 109 reply (the token was already expired) gets one more getToken and `refresh`. */

@@ -60,6 +60,8 @@ test(`kill -9 while ${N} pubs flow: received list equals history (no gap, no dup
   const got = [];
   const gaps = [];
   const room = sub.subscribe(ch);
+  const due = [];
+  sub.on('reconnecting', (r) => due.push(r));
   room.on('publication', (p) => got.push(p.offset));
   room.on('gap', (g) => gaps.push(g));
   await waitFor(() => room.state === 'subscribed', 'subscribed');
@@ -78,6 +80,10 @@ test(`kill -9 while ${N} pubs flow: received list equals history (no gap, no dup
   assert.deepEqual(got, hist, 'received equals history');
   assert.deepEqual(hist, Array.from({ length: N }, (_, k) => k + 1));
   assert.equal(gaps.length, 0);
+  // each scheduled attempt was announced with its delay, counted from 1
+  assert.ok(due.length >= 1, 'no reconnecting event');
+  assert.deepEqual(due.map((r) => r.attempt), due.map((_, k) => k + 1));
+  for (const r of due) assert.ok(r.delay >= 0 && r.delay <= 20000 && typeof r.reason === 'string', JSON.stringify(r));
   assert.equal(results.length, N, 'each publish resolved once');
   const data = (await readAll(sub, ch)).map((p) => p.data.i).sort((x, y) => x - y);
   assert.deepEqual(data, Array.from({ length: N }, (_, k) => k));

@@ -34,7 +34,7 @@ export class Chat {
   private active = LOBBY;
   private view: View;
   private everConnected = false;
-  private attempts = 0;
+  private countdown = 0; /* the banner's timer while a reconnect is due */
   /** Pubs delivered since the connection came back (the catch-up), counted for the banner. */
   private catchUp: number | null = null;
   private catchUpTimer = 0;
@@ -98,16 +98,12 @@ export class Chat {
         this.catchUpTimer = window.setTimeout(() => this.endCatchUp(), 0);
       }
       this.everConnected = true;
-      this.attempts = 0;
+      window.clearInterval(this.countdown);
     });
-    c.on('disconnected', ({ reconnect, reason }) => {
-      if (!reconnect) return;
-      this.attempts++;
-      // the SDK does not expose its backoff delay, so the banner counts attempts
-      this.view.setBanner(this.attempts === 1
-        ? `connection lost (${reason || 'network'}): reconnecting…`
-        : `still reconnecting… (attempt ${this.attempts})`);
+    c.on('reconnecting', ({ attempt, delay, reason }) => {
+      // an attempt is scheduled: the page is trying, whether or not it was ever connected
       this.view.setConnection('reconnecting');
+      this.countDown(Date.now() + delay, attempt, reason);
     });
     // a message written on an earlier page (kept in the IndexedDB outbox) was answered
     c.on('outbox', ({ channel, error }) => {
@@ -118,6 +114,19 @@ export class Chat {
         this.view.setBanner(`disconnected: ${errText(e)}. Reload the page or log in again.`);
       }
     });
+  }
+
+  /** "reconnecting in 3 s…" until the attempt the SDK scheduled is due. */
+  private countDown(due: number, attempt: number, reason: string): void {
+    window.clearInterval(this.countdown);
+    const why = attempt === 1 && reason ? ` (${reason})` : attempt > 1 ? ` (attempt ${attempt})` : '';
+    const tick = (): void => {
+      const s = Math.ceil((due - Date.now()) / 1000);
+      this.view.setBanner(s > 0 ? `reconnecting in ${s} s…${why}` : `reconnecting…${why}`);
+      if (s <= 0) window.clearInterval(this.countdown);
+    };
+    tick();
+    this.countdown = window.setInterval(tick, 250);
   }
 
   private endCatchUp(): void {
