@@ -1,9 +1,9 @@
-// Audit log (admin key): the newest records first, paged with `before`, and
-// the server's verification of the hash chain. Older servers lack
-// audit.list (104): the page says so instead of failing.
+// Audit log (admin key): the newest records first, paged back with the
+// answer's cursor, and the server's check of the hash chain (the same as
+// `parley audit verify`). A server without audit.list (104) gets a notice.
 import { ApiError, arr, numOr, strOr, type Obj } from '../api';
 import type { Ctx, Page } from '../ctx';
-import { h, jsonBlock, replace, table, td } from '../dom';
+import { h, replace, table, td } from '../dom';
 import { str, ts } from '../format';
 import { busy, errorSlot, notAvailable, notice } from '../ui';
 
@@ -13,13 +13,13 @@ export function auditPage(ctx: Ctx): Page {
   const err = errorSlot();
   const verified = h('div', {});
   const list = h('div', {});
-  const older = h('button', { class: 'hidden' }, 'Older');
+  const older = h('button', { class: 'hidden', testid: 'audit-older' }, 'Older');
   let rows: Obj[] = [];
-  let before: number | string | null = null;
+  let cursor = 0;
 
   const load = async (append: boolean) => {
     const params: Obj = { limit: PAGE };
-    if (append && before !== null) params.before = before;
+    if (append && cursor) params.before = cursor;
     let r: Obj;
     try {
       r = await ctx.api.call('audit.list', params);
@@ -30,24 +30,30 @@ export function auditPage(ctx: Ctx): Page {
     const got = arr(r.entries);
     rows = append ? rows.concat(got) : got;
     drawVerified(r.verified);
-    // Page with the smallest sequence number (or id) seen; the shape is read defensively.
-    const last = got[got.length - 1];
-    const key = last ? (last.seq ?? last.id ?? last.index) : null;
-    before = typeof key === 'number' || typeof key === 'string' ? key : null;
-    older.classList.toggle('hidden', got.length < PAGE || before === null);
-    replace(list, rows.length ? table(['#', 'time', 'actor', 'action', 'tenant', 'details'], rows.map((e) => h('tr', { testid: 'audit-entry' },
-      td(str(e.seq ?? e.id ?? e.index ?? '')), td(ts(numOr(e.ts, numOr(e.at)))), td(str(e.actor)), td(strOr(e.action)), td(str(e.tenant)),
-      td(h('code', { class: 'data' }, str(e.details ?? e.detail ?? e.params ?? ''))))), { class: 'grid' }) : notice('The audit log is empty.'));
+    cursor = numOr(r.cursor);
+    older.classList.toggle('hidden', !cursor);
+    replace(list, rows.length ? table(['#', 'time', 'actor', 'action', 'tenant', 'target', 'details'], rows.map((e) => {
+      // A line of the file that is not a JSON object comes back as {"corrupt": line}.
+      if (typeof e.corrupt === 'string') {
+        return h('tr', { testid: 'audit-entry', class: 'corrupt' }, h('td', { colspan: 7 }, 'Not a record (corrupt line): ', h('code', {}, e.corrupt)));
+      }
+      const details = e.details && typeof e.details === 'object' && Object.keys(e.details).length ? str(e.details) : '';
+      return h('tr', { testid: 'audit-entry', 'data-seq': numOr(e.seq) },
+        td(String(numOr(e.seq))), td(ts(numOr(e.ts))), td(strOr(e.actor)), td(strOr(e.action)), td(strOr(e.tenant)),
+        td(h('code', {}, strOr(e.target))),
+        td(h('code', { class: 'data' }, details), e.correlation_id ? h('div', { class: 'hint' }, `correlation ${str(e.correlation_id)}`) : ''));
+    }), { class: 'grid' }) : notice('The audit log is empty.'));
   };
 
   const drawVerified = (v: unknown) => {
-    if (!v || typeof v !== 'object') { replace(verified); return; }
+    if (!v || typeof v !== 'object' || Array.isArray(v)) { replace(verified); return; }
     const o = v as Obj;
-    const ok = o.ok === true || o.valid === true || o.verified === true;
-    const bad = o.ok === false || o.valid === false || o.verified === false;
-    replace(verified, h('div', { class: `notice ${ok ? 'ok' : bad ? 'bad' : ''}`, testid: 'audit-verified' },
-      ok ? 'Hash chain verified: no record was changed or removed.' : bad ? 'Hash chain BROKEN: the log was changed. See the details.' : 'Chain verification:'),
-      jsonBlock(o));
+    if (o.ok === true) {
+      replace(verified, h('div', { class: 'notice ok', testid: 'audit-verified' }, `Hash chain verified: ${numOr(o.entries)} records, none changed or removed.`));
+    } else {
+      replace(verified, h('div', { class: 'notice bad', testid: 'audit-verified' },
+        `Hash chain BROKEN after ${numOr(o.entries)} good records: ${strOr(o.error, 'no reason given')}. The log was altered: keep a copy and investigate.`));
+    }
   };
 
   older.addEventListener('click', () => void busy(older, err, () => load(true)));

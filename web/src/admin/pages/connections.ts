@@ -30,7 +30,7 @@ export function connectionsPage(ctx: Ctx, user: string): Page {
     all.addEventListener('click', () => void disconnect({ user }, `every connection of ${user}`, all));
     let r: Obj;
     try {
-      r = await ctx.api.call('connections', { user });
+      r = await ctx.api.call('connections', { user, limit: 1000 });
     } catch (e) {
       if (e instanceof ApiError && e.unknownMethod) { replace(list, notAvailable('connections'), all); return; }
       throw e;
