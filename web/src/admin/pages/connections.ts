@@ -3,7 +3,7 @@
 // is newer than `disconnect`: without it the page still offers the latter.
 import { ApiError, arr, numOr, strOr, type Obj } from '../api';
 import type { Ctx, Page } from '../ctx';
-import { field, h, replace, table, td } from '../dom';
+import { field, h, replace, routeLink, table, td } from '../dom';
 import { ts } from '../format';
 import { busy, confirmDialog, errorSlot, notAvailable, notice } from '../ui';
 
@@ -42,7 +42,7 @@ export function connectionsPage(ctx: Ctx, user: string): Page {
       one.addEventListener('click', () => void disconnect({ client }, `connection ${client}`, one));
       return h('tr', { testid: 'connection-row', 'data-id': client },
         td(h('code', {}, client)), td(strOr(c.transport)), td(strOr(c.remote)), td(ts(numOr(c.connected_at))),
-        td(Array.isArray(c.channels) ? c.channels.map((x) => String(x)).join(', ') : ''), td(one));
+        td(...(Array.isArray(c.channels) ? c.channels : []).flatMap((x, i) => [i ? ', ' : '', routeLink(String(x), 'channels=' + encodeURIComponent(String(x)))])), td(one));
     }), { class: 'grid' }) : notice(`${user} has no live connection.`), conns.length ? all : '');
   };
 

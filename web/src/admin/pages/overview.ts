@@ -4,7 +4,7 @@
 import { LineChart } from '../chart';
 import type { Ctx, Page } from '../ctx';
 import { h, replace } from '../dom';
-import { latency, num } from '../format';
+import { latency, num, str } from '../format';
 import type { Point } from '../metrics';
 
 export function overviewPage(ctx: Ctx): Page {
@@ -47,8 +47,14 @@ export function overviewPage(ctx: Ctx): Page {
     try { sessionStorage.setItem('parley.console.metricsToken', ctx.sampler.token); } catch { /* storage off */ }
   });
 
+  const server = h('div', { class: 'hint', testid: 'server-info' });
+  // What is answering: build, engine, workers. A key without the info scope just gets no line.
+  ctx.api.call('info').then((i) => {
+    const c = i.connections && typeof i.connections === 'object' && !Array.isArray(i.connections) ? i.connections : {};
+    server.textContent = `Server: protocol version ${str(i.version)}, ${str(i.engine)} storage, ${str(i.workers)} workers; ${str(c.ws ?? 0)} WebSocket and ${str(c.sse ?? 0)} SSE connections, ${str(i.committed_pubs)} pubs committed since start.`;
+  }).catch(() => { /* optional */ });
   const el = h('section', { class: 'page overview' },
-    h('h2', {}, 'Overview'),
+    h('h2', {}, 'Overview'), server,
     h('p', { class: 'hint' }, 'Server-wide, from /metrics, sampled every second. Rates are counter deltas; latency quantiles cover the last 10 s.'),
     status, tokenForm,
     h('div', { class: 'stats' }, conns.el, pubs.el, deliv.el, p99.el, batch.el, cuts.el),
