@@ -626,6 +626,7 @@ static int a_trace(api_ctx *a);
     X("keys.create", api_keys_create, API_ADMIN)                                                   \
     X("keys.revoke", api_keys_revoke, API_ADMIN)                                                   \
     X("keys.list", api_keys_list, API_ADMIN)                                                       \
+    X("audit.list", api_audit_list, API_ADMIN)                                                     \
     X("publish", a_publish, APIKEY_SCOPE_PUBLISH)                                                  \
     X("broadcast", a_broadcast, APIKEY_SCOPE_BROADCAST)                                            \
     X("history", a_history, APIKEY_SCOPE_HISTORY)                                                  \
@@ -636,6 +637,7 @@ static int a_trace(api_ctx *a);
     X("subscribe", a_subscribe, APIKEY_SCOPE_SUBSCRIBE)                                            \
     X("unsubscribe", a_unsubscribe, APIKEY_SCOPE_SUBSCRIBE)                                        \
     X("disconnect", a_disconnect, APIKEY_SCOPE_DISCONNECT)                                         \
+    X("connections", api_connections, APIKEY_SCOPE_DISCONNECT)                                     \
     X("info", a_info, APIKEY_SCOPE_INFO)                                                           \
     X("trace", a_trace, APIKEY_SCOPE_TRACE)                                                        \
     X("tail", api_tail, APIKEY_SCOPE_HISTORY)                                                      \
