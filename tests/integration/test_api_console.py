@@ -152,6 +152,31 @@ def test_disconnect_of_a_listed_client_closes_only_that_one(csrv):
     run(body())
 
 
+def test_disconnect_of_a_user_closes_their_sse_streams_too(csrv):
+    """Every connection of the user, WebSocket and SSE; nobody else's."""
+    user = uniq("u")
+
+    async def body():
+        cl, sse, _, _ = await _user_with_ws_and_sse(csrv, user)
+        other = await connect(csrv, uniq("keep"))
+        await _call(csrv, "disconnect", {"user": user, "code": 4100})
+        await expect_disconnect(cl, 4100)
+
+        def drained():
+            try:
+                while True:
+                    sse._more()
+            except (EOFError, OSError):
+                return sse.text
+        text = await asyncio.to_thread(drained)
+        assert "event: disconnect" in text and '"code":4100' in text, text[-300:]
+        assert await asyncio.to_thread(
+            lambda: api(csrv, "connections", {"user": user})["connections"]) == []
+        await other.subscribe("chat:" + uniq())  # still served
+        await other.close()
+    run(body())
+
+
 # ---- audit.list ---------------------------------------------------------------
 
 
