@@ -92,6 +92,7 @@ struct pl_sink {
     uint8_t closing;     /* closing was decided: the connection takes no more commands */
     uint8_t closed;      /* gone: nothing more is written */
     uint16_t close_code; /* the code it closed with (sent, or the peer's); 0: none */
+    uint16_t peer_port;  /* the peer's TCP port, kept by the implementation; 0: unknown */
 };
 
 static inline int sink_enqueue(pl_sink *s, enum out_kind kind, void *ref, size_t len)

@@ -135,9 +135,11 @@ static int count_ip(conn *c)
     if (ss.ss_family == AF_INET) {
         memcpy(c->ip, &((struct sockaddr_in *)&ss)->sin_addr, 4);
         c->ip_family = 4;
+        c->out.peer_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     } else if (ss.ss_family == AF_INET6) {
         memcpy(c->ip, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
         c->ip_family = 6;
+        c->out.peer_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     } else {
         return 0;
     }

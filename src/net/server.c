@@ -390,6 +390,45 @@ static void host_each_session(proto_host *h, void (*fn)(session *s, void *arg), 
     conn_each_session(worker_of(h), fn, arg);
 }
 
+/* A slow call run on libuv's thread pool: its after callback runs on the
+ * worker's loop, which keeps running (even when stopping) until it did. */
+typedef struct offload_req {
+    uv_work_t req;
+    proto_host *h;
+    void (*work)(void *arg);
+    void (*done)(proto_host *h, void *arg);
+    void *arg;
+} offload_req;
+
+static void offload_work(uv_work_t *req)
+{
+    offload_req *o = req->data;
+    o->work(o->arg);
+}
+
+static void offload_after(uv_work_t *req, int status)
+{
+    (void)status; /* never cancelled: done always runs */
+    offload_req *o = req->data;
+    worker_clock(worker_of(o->h));
+    o->done(o->h, o->arg);
+    pl_free(o);
+}
+
+static int host_offload(proto_host *h, void (*work)(void *arg),
+                        void (*done)(proto_host *h, void *arg), void *arg)
+{
+    offload_req *o = pl_calloc(1, sizeof(*o));
+    if (!o) return -1;
+    *o = (offload_req){.h = h, .work = work, .done = done, .arg = arg};
+    o->req.data = o;
+    if (uv_queue_work(&worker_of(h)->loop, &o->req, offload_work, offload_after)) {
+        pl_free(o);
+        return -1;
+    }
+    return 0;
+}
+
 static const proto_host_ops host_ops = {
     .submit = host_submit_impl,
     .broadcast = host_broadcast,
@@ -397,6 +436,7 @@ static const proto_host_ops host_ops = {
     .respond = host_respond,
     .each_session = host_each_session,
     .stream = host_stream,
+    .offload = host_offload,
 };
 
 static void on_flush(uv_check_t *h)
@@ -672,12 +712,26 @@ static void ps_call_all(proto_server *ps, proto_call *call)
     server_call_all((server *)((char *)ps - offsetof(server, ps)), call);
 }
 
+/* Once the worker threads have ended (workers_up cleared) the inboxes are
+ * being released: a call posted then would outlive its inbox. */
+static void ps_call_one(proto_server *ps, proto_host *h, proto_call *call)
+{
+    server *srv = (server *)((char *)ps - offsetof(server, ps));
+    if (!atomic_load_explicit(&srv->workers_up, memory_order_acquire)) {
+        call_unref(call);
+        return;
+    }
+    inbox_msg m = {INBOX_CALL, call};
+    worker_post(worker_of(h), &m, 1);
+}
+
 static int ps_ready(proto_server *ps)
 {
     return atomic_load(&((server *)((char *)ps - offsetof(server, ps)))->ready);
 }
 
-static const proto_server_ops server_ops = {.call_all = ps_call_all, .ready = ps_ready};
+static const proto_server_ops server_ops = {
+    .call_all = ps_call_all, .call_one = ps_call_one, .ready = ps_ready};
 
 /* Engine thread, once: the engine stopped storing for good (engine.h);
  * /readyz fails from now on, and an operator must restart the server. */
@@ -989,6 +1043,7 @@ out:
     }
     for (int i = 0; i < started; i++)
         uv_thread_join(&srv->workers[i]->thread);
+    atomic_store_explicit(&srv->workers_up, 0, memory_order_release); /* ps_call_one */
     for (int i = 0; i < srv->ps.nworkers; i++)
         if (srv->workers[i] && srv->workers[i]->srv) worker_release(srv->workers[i]);
     log_event(LOG_INFO, "stopped", NULL);

@@ -366,6 +366,104 @@ uint64_t audit_count(audit_log *log)
     return n;
 }
 
+/* ---- reading what the log wrote ----------------------------------------- */
+
+/* Maps the first bytes of the file that hold the records appended so far:
+ * *len 0 (and *map NULL) for an empty log. A file cut short from outside is
+ * mapped as far as it goes, never past its end. 0, or -1 with errno. */
+static int map_written(audit_log *log, const char **map, size_t *len)
+{
+    pthread_mutex_lock(&log->mu);
+    off_t size = log->size;
+    pthread_mutex_unlock(&log->mu);
+    struct stat st;
+    *map = NULL;
+    *len = 0;
+    if (fstat(log->fd, &st)) return -1;
+    if (st.st_size < size) size = st.st_size;
+    if (size <= 0) return 0;
+    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, log->fd, 0);
+    if (m == MAP_FAILED) return -1;
+    *map = m;
+    *len = (size_t)size;
+    return 0;
+}
+
+int audit_verify_log(audit_log *log, audit_report *r)
+{
+    audit_report local;
+    if (!r) r = &local;
+    const char *map;
+    size_t len;
+    if (map_written(log, &map, &len)) {
+        memset(r, 0, sizeof(*r));
+        return report(r, 0, 0, "cannot read: %s", strerror(errno));
+    }
+    chain c;
+    int rc = verify_into(map ? map : "", len, &c, r);
+    if (map) munmap((void *)map, len);
+    return rc;
+}
+
+/* The seq a line starts with ({"seq":N,...), or 0 when it does not. */
+static uint64_t line_seq(const char *line, size_t n)
+{
+    static const char head[] = "{\"seq\":";
+    size_t k = sizeof(head) - 1;
+    if (n <= k || memcmp(line, head, k)) return 0;
+    uint64_t v = 0;
+    for (; k < n && line[k] >= '0' && line[k] <= '9' && v < UINT64_MAX / 10; k++)
+        v = v * 10 + (uint64_t)(line[k] - '0');
+    return v;
+}
+
+/* Appends one line as a record: the stored object, or {"corrupt":...}. */
+static void put_entry(sbuf *out, const char *line, size_t n)
+{
+    json_t *obj = n ? json_loadb(line, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (json_is_object(obj)) {
+        sbuf_append(out, line, n);
+    } else {
+        sbuf_puts(out, "{\"corrupt\":");
+        sbuf_json_str_lossy(out, line, n);
+        sbuf_putc(out, '}');
+    }
+    json_decref(obj);
+}
+
+int audit_tail(audit_log *log, uint64_t before, uint32_t limit, sbuf *out, uint64_t *next)
+{
+    const char *map;
+    size_t len;
+    *next = 0;
+    if (map_written(log, &map, &len)) return PL_EIO;
+    size_t end = len && map[len - 1] == '\n' ? len - 1 : len; /* the last line's end */
+    uint32_t n = 0;
+    uint64_t at = 0; /* the seq of the line, or one less than the newer line's */
+    while (map && end > 0) {
+        size_t start = end;
+        while (start > 0 && map[start - 1] != '\n')
+            start--;
+        uint64_t seq = line_seq(map + start, end - start);
+        at = seq ? seq : at ? at - 1 : 0; /* a corrupt line keeps its place */
+        /* Paging skips the newer records; once the page began, every line
+         * is shown, whatever its seq (a reordered log shows as it is). */
+        if (!before || (at && at < before) || n) {
+            if (n == limit) {
+                *next = at ? at + 1 : 0; /* this line begins the next page */
+                break;
+            }
+            if (n) sbuf_putc(out, ',');
+            put_entry(out, map + start, end - start);
+            n++;
+        }
+        if (start == 0) break;
+        end = start - 1;
+    }
+    if (map) munmap((void *)map, len);
+    return out->oom ? PL_ENOMEM : PL_OK;
+}
+
 /* Makes a newly created file's directory entry durable. */
 static void sync_parent(const char *path)
 {

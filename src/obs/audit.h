@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/sbuf.h"
+
 #define AUDIT_MAX_LINE (1u << 20)     /* longer lines are corrupt by definition */
 #define AUDIT_MAX_FIELD 4096          /* actor, action, tenant, target, correlation_id */
 #define AUDIT_MAX_DETAILS (64u << 10) /* details JSON text */
@@ -68,6 +70,22 @@ audit_log *audit_open(const char *path, audit_report *r);
 int audit_append(audit_log *log, const audit_event *ev, uint64_t *seq_out);
 /* Number of records in the log. */
 uint64_t audit_count(audit_log *log);
+/* Checks the chain of what the log has written so far as audit_verify
+ * checks a file: the bytes up to the last record appended when the call
+ * began (a line being written meanwhile is not read, so it is never taken
+ * for a torn one), read from the file itself, so edits made behind the
+ * log's back are found. Reads that whole prefix without holding the log's
+ * lock (appends go on). Any thread. 0 (r->records set) or -1 with r
+ * describing the first bad record. */
+int audit_verify_log(audit_log *log, audit_report *r);
+/* Appends to out, comma-separated and newest first, at most limit records
+ * of that same prefix whose seq is below before (0: from the newest): each
+ * its line's JSON object as stored, or {"corrupt":"<the line>"} for a line
+ * that is not one. Reads backwards from the end, so a page costs the bytes
+ * of its records and of the records after it, not the whole file. *next is
+ * the before of the next page (the seq of its first record + 1), 0 when the
+ * page reached the first line. Any thread. PL_OK, PL_EIO, or PL_ENOMEM. */
+int audit_tail(audit_log *log, uint64_t before, uint32_t limit, sbuf *out, uint64_t *next);
 void audit_close(audit_log *log);
 
 /* Checks the chain of the file at path. Returns 0 (r->records set) or -1

@@ -447,12 +447,14 @@ static void action_on_session(session *s, void *arg)
         session_server_unsubscribe(s, act->channel);
 }
 
-/* A tenant-wide action: every connected session of the tenant. */
+/* A tenant-wide action: every connected session of the tenant (of the
+ * user, when the action names one). */
 static void action_on_tenant_session(session *s, void *arg)
 {
     const conn_action *act = arg;
     const char *t = session_tenant(s);
-    if (t[0] && !strcmp(t, act->tenant)) action_on_session(s, arg);
+    if (t[0] && !strcmp(t, act->tenant) && (!act->user[0] || !strcmp(session_user(s), act->user)))
+        action_on_session(s, arg);
 }
 
 static void action_on_user_conn(pl_sink *out, void *owner, void *arg)
@@ -461,10 +463,14 @@ static void action_on_user_conn(pl_sink *out, void *owner, void *arg)
     action_on_session(owner, arg);
 }
 
+/* A user's connections are found through the fan-out's user table, which
+ * holds WebSocket connections only (they take server-side subscriptions);
+ * disconnecting must reach SSE streams too, so it walks every session of
+ * the worker: rare enough for the cost. */
 static void action_run(proto_host *h, proto_call *call)
 {
     conn_action *act = (conn_action *)call;
-    if (act->user[0])
+    if (act->user[0] && act->kind != 0)
         fanout_user_each(h->fan, act->tenant, act->user, action_on_user_conn, act);
     else
         h->ops->each_session(h, action_on_tenant_session, act);
@@ -626,6 +632,7 @@ static int a_trace(api_ctx *a);
     X("keys.create", api_keys_create, API_ADMIN)                                                   \
     X("keys.revoke", api_keys_revoke, API_ADMIN)                                                   \
     X("keys.list", api_keys_list, API_ADMIN)                                                       \
+    X("audit.list", api_audit_list, API_ADMIN)                                                     \
     X("publish", a_publish, APIKEY_SCOPE_PUBLISH)                                                  \
     X("broadcast", a_broadcast, APIKEY_SCOPE_BROADCAST)                                            \
     X("history", a_history, APIKEY_SCOPE_HISTORY)                                                  \
@@ -636,6 +643,7 @@ static int a_trace(api_ctx *a);
     X("subscribe", a_subscribe, APIKEY_SCOPE_SUBSCRIBE)                                            \
     X("unsubscribe", a_unsubscribe, APIKEY_SCOPE_SUBSCRIBE)                                        \
     X("disconnect", a_disconnect, APIKEY_SCOPE_DISCONNECT)                                         \
+    X("connections", api_connections, APIKEY_SCOPE_DISCONNECT)                                     \
     X("info", a_info, APIKEY_SCOPE_INFO)                                                           \
     X("trace", a_trace, APIKEY_SCOPE_TRACE)                                                        \
     X("tail", api_tail, APIKEY_SCOPE_HISTORY)                                                      \

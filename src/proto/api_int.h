@@ -1,7 +1,7 @@
 /* Internals shared by the server HTTP API's files: api.c (dispatch,
  * authentication, the tenant methods), api_admin.c (tenants and keys,
- * admin key only), api_trace.c (the redacted trace answer) and
- * api_routes.c (routes.test). */
+ * admin key only), api_trace.c (the redacted trace answer),
+ * api_routes.c (routes.test) and api_ops.c (connections, audit.list). */
 #ifndef PL_API_INT_H
 #define PL_API_INT_H
 
@@ -49,6 +49,14 @@ int api_tenants_put(api_ctx *a);
 int api_keys_create(api_ctx *a);
 int api_keys_revoke(api_ctx *a);
 int api_keys_list(api_ctx *a);
+
+/* connections: the live connections of a user (or one client) of the
+ * tenant, gathered from every worker; answered by the asking worker once
+ * each has looked. audit.list (admin key only): the audit log's newest
+ * records and the check of its chain, read on a pool thread. Both return 0
+ * when answered at once (an error), 1 when the answer comes later. */
+int api_connections(api_ctx *a);
+int api_audit_list(api_ctx *a);
 
 /* Answers a trace with the engine's JSON, its pub redacted by the pub's
  * namespace (api_trace.c); an answer that cannot be redacted is a 500.

@@ -48,6 +48,11 @@ typedef struct proto_call {
 typedef struct proto_server_ops {
     /* Runs call->fn on every worker, taking the caller's reference. */
     void (*call_all)(proto_server *ps, proto_call *call);
+    /* Runs call->fn on the worker of h only, taking the caller's
+     * reference: how an answer gathered on other threads gets back to the
+     * worker that owns the asking connection. Once the workers have
+     * stopped, the call is released without running. */
+    void (*call_one)(proto_server *ps, proto_host *h, proto_call *call);
     /* 1 while the server is ready (not starting, not shutting down). */
     int (*ready)(proto_server *ps);
 } proto_server_ops;
@@ -83,6 +88,9 @@ struct proto_server {
     /* Lifecycle events to record (LIFECYCLE_* bits), set by the hooks
      * service while a route names their channel; any thread. */
     atomic_uint lifecycle;
+    /* 1 while an audit.list reads the audit log (proto/api_ops.c): one at a
+     * time, as each reads the whole file; any thread. */
+    atomic_int audit_reading;
 };
 
 #define LIFECYCLE_CLIENT 1u   /* $sys:clients: connect, disconnect, subscribe, unsubscribe */
@@ -112,6 +120,13 @@ typedef struct proto_host_ops {
      * connection's sink, open until the client goes, which then removes it
      * from `tails`. NULL when the connection is gone or out of memory. */
     pl_sink *(*stream)(proto_host *h, uint64_t conn_id, const char *head, size_t len);
+    /* Runs work(arg) on a pool thread, then done(h, arg) on this worker:
+     * for a slow call (reading a large file) that must not stall the
+     * worker's connections. work may not touch the worker's state. 0, or
+     * -1 when it could not be queued (nothing runs). The worker stops only
+     * after done ran. */
+    int (*offload)(proto_host *h, void (*work)(void *arg), void (*done)(proto_host *h, void *arg),
+                   void *arg);
 } proto_host_ops;
 
 /* The session of the storage answer being handled (conn_id 0: none). */

@@ -113,6 +113,10 @@ uint64_t proto_unread(const engine_req *r);
 /* The API's actions on live connections. */
 const char *session_client(const session *s);
 const char *session_tenant(const session *s);
+const char *session_user(const session *s);
+/* Appends the connection's description for the API's `connections`:
+ * {"client","user","transport","remote","connected_at","channels"}. */
+void session_describe(session *s, sbuf *o);
 void session_server_subscribe(session *s, const char *channel);
 void session_server_unsubscribe(session *s, const char *channel);
 void session_disconnect(session *s, uint16_t code, const char *reason);

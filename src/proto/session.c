@@ -293,6 +293,39 @@ const char *session_tenant(const session *s)
     return s->connected ? s->tenant : "";
 }
 
+const char *session_user(const session *s)
+{
+    return s->connected ? s->user : "";
+}
+
+/* "addr:port" ("[addr]:port" for IPv6), the address alone when the port
+ * is unknown, "" when neither is known. */
+static void put_remote(session *s, sbuf *o)
+{
+    char peer[64] = "", remote[80] = "";
+    sink_peer(s->out, peer, sizeof(peer));
+    if (peer[0] && s->out->peer_port)
+        snprintf(remote, sizeof(remote), strchr(peer, ':') ? "[%s]:%u" : "%s:%u", peer,
+                 (unsigned)s->out->peer_port);
+    else
+        snprintf(remote, sizeof(remote), "%s", peer);
+    sbuf_json_str(o, remote, strlen(remote));
+}
+
+void session_describe(session *s, sbuf *o)
+{
+    sbuf_printf(o, "{\"client\":\"%s\",\"user\":", s->client);
+    sbuf_json_str(o, s->user ? s->user : "", s->user ? strlen(s->user) : 0);
+    sbuf_printf(o, ",\"transport\":\"%s\",\"remote\":", s->sse ? "sse" : "ws");
+    put_remote(s, o);
+    sbuf_printf(o, ",\"connected_at\":%lld,\"channels\":[", (long long)s->connected_at_ms);
+    for (uint32_t i = 0; i < s->nsubs; i++) {
+        if (i) sbuf_putc(o, ',');
+        sbuf_json_str(o, s->subs[i]->channel, strlen(s->subs[i]->channel));
+    }
+    sbuf_puts(o, "]}");
+}
+
 int session_connected(const session *s)
 {
     return s->connected;
@@ -400,6 +433,7 @@ int sess_login(session *s, const struct jwt *j, const tenant *tk)
     s->npubs = s->pubs ? j->n_publish : 0;
     if (!s->user) return -1;
     s->connected = 1;
+    s->connected_at_ms = s->h->now_ms;
     sess_lifecycle(s, LC_CONNECT, NULL, 0);
     return 0;
 }

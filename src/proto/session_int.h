@@ -47,9 +47,10 @@ struct session {
     char *user;
     const char *tenant; /* borrowed from the server's tenant table */
     int64_t exp;
-    int64_t published_us; /* monotonic: the last publish (0: none) */
-    char *info;           /* JSON object text or NULL */
-    char **chans;         /* the token's `channels` claim */
+    int64_t published_us;    /* monotonic: the last publish (0: none) */
+    int64_t connected_at_ms; /* wall clock when connect succeeded (or the stream opened) */
+    char *info;              /* JSON object text or NULL */
+    char **chans;            /* the token's `channels` claim */
     size_t nchans;
     char **pubs; /* the token's `publish` claim */
     size_t npubs;

@@ -20,7 +20,7 @@ METHOD_SCOPE = {
     "publish": "publish", "broadcast": "broadcast", "history": "history",
     "cursors": "history", "presence": "presence", "presence_stats": "presence",
     "channels": "channels", "subscribe": "subscribe", "unsubscribe": "subscribe",
-    "disconnect": "disconnect", "info": "info", "routes.test": "routes",
+    "disconnect": "disconnect", "connections": "disconnect", "info": "info", "routes.test": "routes",
     "routes.list": "routes", "routes.create": "routes", "routes.update": "routes",
     "routes.delete": "routes",
     "webhooks.list": "webhooks", "webhooks.create": "webhooks", "webhooks.update": "webhooks",
@@ -29,7 +29,7 @@ METHOD_SCOPE = {
     "webhooks.recover": "webhooks", "webhooks.rotate_secret": "webhooks",
 }
 ADMIN_METHODS = ["tenants.list", "tenants.create", "tenants.update", "keys.create",
-                 "keys.revoke", "keys.list"]
+                 "keys.revoke", "keys.list", "audit.list"]
 
 
 def full_key(tenant):

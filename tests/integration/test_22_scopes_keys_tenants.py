@@ -58,6 +58,7 @@ def valid_body(method, srv):
         "subscribe": {"user": "nobody", "channel": ch},
         "unsubscribe": {"user": "nobody", "channel": ch},
         "disconnect": {"user": "nobody"},
+        "connections": {"user": "nobody"},
         "info": {},
         "routes.test": {"match": {"channel": "chat:*"}, "event": {"channel": ch}},
         "routes.list": {},

@@ -177,11 +177,26 @@ static void h_each(proto_host *h, void (*fn)(session *s, void *arg), void *arg)
         if (fx->conns[i]->s) fn(fx->conns[i]->s, arg);
 }
 
-static const proto_host_ops host_ops = {h_submit, h_broadcast, h_find, h_respond, h_each, NULL};
+static int h_offload(proto_host *h, void (*work)(void *arg), void (*done)(proto_host *h, void *arg),
+                     void *arg)
+{
+    (void)h, (void)work, (void)done, (void)arg;
+    fail_msg("the session offloaded work (only API methods do)");
+    return -1;
+}
+
+static const proto_host_ops host_ops = {h_submit, h_broadcast, h_find,   h_respond,
+                                        h_each,   NULL,        h_offload};
 
 static void ps_call_all(proto_server *ps, proto_call *call)
 {
     (void)ps;
+    call->release(call);
+}
+
+static void ps_call_one(proto_server *ps, proto_host *h, proto_call *call)
+{
+    (void)ps, (void)h;
     call->release(call);
 }
 
@@ -191,7 +206,7 @@ static int ps_ready(proto_server *ps)
     return 1;
 }
 
-static const proto_server_ops server_ops = {ps_call_all, ps_ready};
+static const proto_server_ops server_ops = {ps_call_all, ps_call_one, ps_ready};
 
 /* ---- fixture ------------------------------------------------------------- */
 

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -577,18 +578,112 @@ static void test_oom(void **state)
     assert_int_equal(r.records, 1);
 }
 
+/* Expected audit_tail text: the given lines (1-based), comma-joined. */
+static void expect_tail(audit_log *log, const struct lines *l, uint64_t before, uint32_t limit,
+                        const int *want, size_t nwant, uint64_t want_next)
+{
+    sbuf o, e;
+    sbuf_init(&o);
+    sbuf_init(&e);
+    for (size_t i = 0; i < nwant; i++) {
+        if (i) sbuf_putc(&e, ',');
+        size_t k = (size_t)want[i] - 1;
+        if (k < l->n) sbuf_puts(&e, l->line[k]);
+    }
+    uint64_t next = 99;
+    assert_int_equal(audit_tail(log, before, limit, &o, &next), PL_OK);
+    assert_int_equal(next, want_next);
+    assert_int_equal(o.len, e.len);
+    if (e.len) assert_memory_equal(o.data, e.data, e.len);
+    sbuf_release(&o);
+    sbuf_release(&e);
+}
+
+/* The API's reads of a live log: pages newest first, and the chain check
+ * of what was written, which sees an edit made behind the log's back but
+ * not a line still being written. */
+static void test_tail_and_verify_log(void **state)
+{
+    struct fx *f = *state;
+    audit_log *log = audit_open(f->path, NULL);
+    assert_non_null(log);
+    uint64_t next = 99;
+    sbuf o;
+    sbuf_init(&o);
+    assert_int_equal(audit_tail(log, 0, 10, &o, &next), PL_OK);
+    assert_int_equal(o.len, 0);
+    assert_int_equal(next, 0);
+    audit_report r;
+    assert_int_equal(audit_verify_log(log, &r), 0);
+    assert_int_equal(r.records, 0);
+    audit_close(log);
+
+    make_log(f->path, 5);
+    log = audit_open(f->path, NULL);
+    assert_non_null(log);
+    struct lines l;
+    read_lines(f->path, &l);
+    assert_int_equal(l.n, 5);
+    expect_tail(log, &l, 0, 10, (int[]){5, 4, 3, 2, 1}, 5, 0);
+    expect_tail(log, &l, 0, 2, (int[]){5, 4}, 2, 4);
+    expect_tail(log, &l, 4, 2, (int[]){3, 2}, 2, 2);
+    expect_tail(log, &l, 2, 2, (int[]){1}, 1, 0);
+    expect_tail(log, &l, 1, 2, NULL, 0, 0);
+    assert_int_equal(audit_verify_log(log, &r), 0);
+    assert_int_equal(r.records, 5);
+
+    /* A line being written past the last append is not read. */
+    int fd = open(f->path, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "{\"seq\":6", 8), 8);
+    assert_int_equal(audit_verify_log(log, &r), 0);
+    expect_tail(log, &l, 0, 1, (int[]){5}, 1, 5);
+
+    /* An edit in place is found; a line that is no JSON shows as corrupt. */
+    size_t at = 0; /* where line 3 starts (read_lines cut the lines with NULs) */
+    for (int nl = 0; nl < 2; at++)
+        nl += l.buf[at] == '\0';
+    close(fd);
+    fd = open(f->path, O_WRONLY); /* not O_APPEND: pwrite would append */
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "#", 1, (off_t)at), 1);
+    close(fd);
+    assert_int_equal(audit_verify_log(log, &r), -1);
+    assert_int_equal(r.bad_line, 3);
+    assert_int_equal(r.bad_seq, 3);
+    assert_int_equal(r.records, 2);
+    sbuf_init(&o);
+    assert_int_equal(audit_tail(log, 4, 1, &o, &next), PL_OK);
+    assert_non_null(o.data);
+    const char *want = "{\"corrupt\":\"#\\\"seq\\\":3,";
+    assert_int_equal(strncmp(o.data, want, strlen(want)), 0);
+    assert_int_equal(next, 3); /* the next page begins with record 2 */
+    sbuf_release(&o);
+    audit_close(log);
+    free(l.buf);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_roundtrip),       T(test_hostile_strings),
-        T(test_bad_input),       T(test_edit),
-        T(test_edit_seq_and_ts), T(test_delete),
-        T(test_reorder),         T(test_insert),
-        T(test_truncate),        T(test_every_byte_flip),
-        T(test_garbage_files),   T(test_overlong_line),
-        T(test_lock_and_cli),    T(test_write_failure),
-        T(test_threads),         T(test_oom),
+        T(test_roundtrip),
+        T(test_hostile_strings),
+        T(test_bad_input),
+        T(test_edit),
+        T(test_edit_seq_and_ts),
+        T(test_delete),
+        T(test_reorder),
+        T(test_insert),
+        T(test_truncate),
+        T(test_every_byte_flip),
+        T(test_garbage_files),
+        T(test_overlong_line),
+        T(test_lock_and_cli),
+        T(test_write_failure),
+        T(test_threads),
+        T(test_oom),
+        T(test_tail_and_verify_log),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
