@@ -121,6 +121,7 @@ async function openClient(user, channel) {
         if (window.ackNow) ws.send(JSON.stringify({ id: next++, method: 'ack', params: { channel: m.channel, offset: m.offset } }));
       }
     };
+    ws.onclose = (ev) => { window.closeCode = ev.code; };
     ws.send(JSON.stringify({ id: 1, method: 'connect', params: { token } }));
     ws.send(JSON.stringify({ id: 2, method: 'subscribe', params: { channel } }));
   }, { token, channel });
@@ -363,6 +364,34 @@ test('the live tail shows the pubs of a channel glob as they are committed', asy
   assert.deepEqual(pageErrors(), []);
 });
 
+test('the connections of a user are listed and one is disconnected after confirmation', async () => {
+  const first = await openClient('carol', 'chat:c1');
+  const second = await openClient('carol', 'chat:c2');
+  const page = await newPage();
+  await signIn(page, srv.devSecret, '#connections=carol');
+  const rows = page.getByTestId('connection-row');
+  await rows.nth(1).waitFor({ timeout: 5000 });
+  assert.equal(await rows.count(), 2);
+  const texts = await rows.allTextContents();
+  assert.ok(texts.some((t) => /ws.*127\.0\.0\.1:\d+.*chat:c1/.test(t)), texts.join('\n'));
+  assert.ok(texts.some((t) => /chat:c2/.test(t)), texts.join('\n'));
+  await screenshot(page, 'console-connections');
+
+  const target = page.locator('[data-testid="connection-row"]', { hasText: 'chat:c1' });
+  const client = await target.getAttribute('data-id');
+  await target.getByTestId('disconnect-client').click();
+  await page.getByTestId('confirm-ok').click();
+  await waitFor(() => first.evaluate(() => window.closeCode), 'the first connection closed', 5000);
+  assert.equal(await first.evaluate(() => window.closeCode), 4503);
+  await waitFor(async () => (await rows.count()) === 1, 'one connection left on the page', 5000);
+  assert.equal(await page.locator(`[data-testid="connection-row"][data-id="${client}"]`).count(), 0);
+  assert.equal(await second.evaluate(() => window.closeCode ?? null), null, 'the other connection stays');
+  await first.close();
+  await second.close();
+  await page.close();
+  assert.deepEqual(pageErrors(), []);
+});
+
 test('the other pages render against this server', async () => {
   const page = await newPage();
   await signIn(page, srv.devSecret);
@@ -433,8 +462,16 @@ tenants:
     await page.getByTestId('nav-dlq').click();
     await page.locator('section.page.dlq .notice, [data-testid="dlq-entry"]').first().waitFor({ timeout: 5000 });
     assert.equal(await page.getByTestId('api-error').count(), 0);
+    // The revoke is in the audit log, whose chain the server verifies.
     await page.getByTestId('nav-audit').click();
-    await page.locator('section.page.audit').waitFor();
+    await page.getByTestId('audit-verified').waitFor({ timeout: 5000 });
+    assert.match(await page.getByTestId('audit-verified').textContent(), /Hash chain verified: \d+ records/);
+    const revoked = page.locator('[data-testid="audit-entry"]', { hasText: 'keys.revoke' });
+    assert.equal(await revoked.count(), 1);
+    assert.match(await revoked.textContent(), new RegExp(made.body.result.id));
+    // Newest first: the revoke comes before the key's creation.
+    const actions = await page.locator('[data-testid="audit-entry"] td:nth-child(4)').allTextContents();
+    assert.ok(actions.indexOf('keys.revoke') < actions.indexOf('keys.create'), actions.join(', '));
     await screenshot(page, 'console-audit');
     await page.close();
   } finally {
