@@ -283,6 +283,35 @@ async function receiver() {
   return r;
 }
 
+test('the DLQ filter: purge what matches a user, after confirmation, and nothing else', async () => {
+  const dave = await openClient('dave', 'inbox:#dave');
+  const erin = await openClient('erin', 'inbox:#erin');
+  const ids = [];
+  for (const ch of ['inbox:#dave', 'inbox:#dave', 'inbox:#erin']) ids.push((await srv.api('publish', { channel: ch, data: { to: ch } })).body.result.id);
+  await waitFor(async () => {
+    const e = (await srv.api('dlq.list', {})).body.result.entries.map((x) => x.pub_id);
+    return ids.every((id) => e.includes(id));
+  }, 'three dead letters', 10000, 100);
+  const page = await newPage();
+  await signIn(page, srv.devSecret, '#dlq');
+  await page.locator('input[name="user"]').fill('dave');
+  await page.getByTestId('dlq-search').click();
+  await waitFor(async () => (await page.getByTestId('dlq-entry').count()) === 2, 'the two entries of dave', 5000);
+  await page.getByTestId('dlq-purge-filter').click();
+  assert.match(await page.getByTestId('confirm-dialog').textContent(), /user = dave/);
+  await page.getByTestId('confirm-ok').click();
+  await page.getByText(/Purged 2 entries/).waitFor({ timeout: 5000 });
+  assert.equal(await page.getByTestId('dlq-entry').count(), 0);
+  const left = (await srv.api('dlq.list', {})).body.result.entries.map((x) => x.pub_id);
+  assert.ok(left.includes(ids[2]), 'erin\'s entry stays');
+  assert.ok(!left.includes(ids[0]) && !left.includes(ids[1]));
+  await srv.api('dlq.purge', { user: 'erin' });
+  await dave.close();
+  await erin.close();
+  await page.close();
+  assert.deepEqual(pageErrors(), []);
+});
+
 test('webhooks: a failing endpoint shows why, its attempts show the receiver\'s answer, recover has a dry run', async () => {
   const recv = await receiver();
   try {

@@ -112,7 +112,11 @@ async function signIn(key: string): Promise<void> {
   render();
 }
 
+let onTenant: (() => void) | null = null;
+
 function signOut(why?: unknown): void {
+  if (onTenant) document.removeEventListener('console-tenant', onTenant);
+  onTenant = null;
   store(KEY_ITEM, null);
   current?.dispose?.();
   current = null;
@@ -135,7 +139,8 @@ function shell(tenants: string[]): void {
     sel.value = api.tenant;
     sel.addEventListener('change', () => { api.tenant = sel.value; store(TENANT_ITEM, sel.value); render(); });
     // The tenants page can switch tenant too; keep the picker in step.
-    document.addEventListener('console-tenant', () => { sel.value = api.tenant; store(TENANT_ITEM, api.tenant); });
+    onTenant = () => { sel.value = api.tenant; store(TENANT_ITEM, api.tenant); };
+    document.addEventListener('console-tenant', onTenant);
     tenantPicker = h('label', { class: 'tenant' }, 'tenant ', sel);
   }
   const out = h('button', { class: 'small', testid: 'signout' }, 'Sign out');

@@ -20,19 +20,27 @@ export function connectionsPage(ctx: Ctx, user: string): Page {
     await busy(btn, err, async () => {
       await ctx.api.call('disconnect', target);
       replace(result, notice(`Disconnected ${what}.`, 'notice ok'));
-      await load();
+      // The close takes a moment (a disconnect push, then the close frame):
+      // list again until the connections are gone, for a few seconds at most.
+      for (let i = 0; i < 12; i++) {
+        const left = await load();
+        const still = left === null ? false : target.client ? left.some((c) => c.client === target.client) : left.length > 0;
+        if (!still) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
     });
   };
 
-  const load = async () => {
-    if (!user) return;
+  /** Lists the user's connections; null when the server cannot (no user, no method). */
+  const load = async (): Promise<Obj[] | null> => {
+    if (!user) return null;
     const all = h('button', { class: 'danger', testid: 'disconnect-user' }, `Disconnect every connection of ${user}`);
     all.addEventListener('click', () => void disconnect({ user }, `every connection of ${user}`, all));
     let r: Obj;
     try {
       r = await ctx.api.call('connections', { user, limit: 1000 });
     } catch (e) {
-      if (e instanceof ApiError && e.unknownMethod) { replace(list, notAvailable('connections'), all); return; }
+      if (e instanceof ApiError && e.unknownMethod) { replace(list, notAvailable('connections'), all); return null; }
       throw e;
     }
     const conns = arr(r.connections);
@@ -44,9 +52,10 @@ export function connectionsPage(ctx: Ctx, user: string): Page {
         td(h('code', {}, client)), td(strOr(c.transport)), td(strOr(c.remote)), td(ts(numOr(c.connected_at))),
         td(...(Array.isArray(c.channels) ? c.channels : []).flatMap((x, i) => [i ? ', ' : '', routeLink(String(x), 'channels=' + encodeURIComponent(String(x)))])), td(one));
     }), { class: 'grid' }) : notice(`${user} has no live connection.`), conns.length ? all : '');
+    return conns;
   };
 
   const el = h('section', { class: 'page connections' }, h('h2', {}, 'Connections of a user'), form, err, result, list);
-  void busy(null, err, load);
+  void busy(null, err, async () => { await load(); });
   return { el };
 }

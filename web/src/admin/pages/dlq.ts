@@ -13,7 +13,11 @@ export function dlqPage(ctx: Ctx): Page {
   const user = h('input', { type: 'text', name: 'user', placeholder: 'user or endpoint id' });
   const reason = h('input', { type: 'text', name: 'reason', placeholder: 'max_attempts, webhook_failed…', list: 'dlq-reasons' });
   const reasons = h('datalist', { id: 'dlq-reasons' }, h('option', { value: 'max_attempts' }), h('option', { value: 'webhook_failed' }));
+  // Failed between (local time): "everything that died during the outage".
+  const since = h('input', { type: 'datetime-local', step: 1, testid: 'dlq-since' });
+  const until = h('input', { type: 'datetime-local', step: 1, testid: 'dlq-until' });
   const form = h('form', { class: 'filters' }, field('Channel', channel), field('User', user), field('Reason', reason), reasons,
+    field('Failed since', since), field('Failed before', until),
     h('button', { type: 'submit', testid: 'dlq-search' }, 'Search'));
   const err = errorSlot();
   const result = h('div', { class: 'result' });
@@ -27,9 +31,13 @@ export function dlqPage(ctx: Ctx): Page {
     if (channel.value.trim()) f.channel = channel.value.trim();
     if (user.value.trim()) f.user = user.value.trim();
     if (reason.value.trim()) f.reason = reason.value.trim();
+    const t0 = since.value ? new Date(since.value).getTime() : NaN;
+    const t1 = until.value ? new Date(until.value).getTime() : NaN;
+    if (Number.isFinite(t0)) f.since = t0;
+    if (Number.isFinite(t1)) f.until = t1;
     return f;
   };
-  const describe = (f: Obj) => Object.entries(f).map(([k, v]) => `${k} = ${str(v)}`).join(', ');
+  const describe = (f: Obj) => Object.entries(f).map(([k, v]) => (k === 'since' || k === 'until') && typeof v === 'number' ? `${k} ${ts(v)}` : `${k} = ${str(v)}`).join(', ');
 
   const load = async (append: boolean) => {
     const params: Obj = { ...filter(), limit: 100 };

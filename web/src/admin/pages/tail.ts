@@ -47,9 +47,12 @@ export function tailPage(ctx: Ctx, glob: string): Page {
     replace(status, `Opening a tail of ${channel}…`);
     try {
       const body = await ctx.api.stream('tail', { channel }, ac.signal);
-      replace(status, `Tailing ${channel}: 0 pubs.`);
       count = 0;
+      let open = false;
       for await (const ev of sse(body)) {
+        // "Tailing" only once the server's first line arrived: from then on every commit is shown.
+        if (!open) { open = true; replace(status, `Tailing ${channel}: 0 pubs.`); }
+        if (ev.event === 'comment') continue;
         if (ev.event === 'disconnect') {
           let why = ev.data;
           try { const d = JSON.parse(ev.data) as Obj; why = `code ${str(d.code)}${d.reason ? `, ${str(d.reason)}` : ''}`; } catch { /* keep the text */ }
@@ -86,7 +89,7 @@ export function tailPage(ctx: Ctx, glob: string): Page {
 
 interface SseEvent { event: string; data: string; }
 
-/** Splits a text/event-stream into events (comments such as ": ping" are skipped). */
+/** Splits a text/event-stream into events; comment lines come as event "comment". */
 export async function* sse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
   const reader = body.getReader();
   const dec = new TextDecoder();
@@ -107,7 +110,8 @@ export async function* sse(body: ReadableStream<Uint8Array>): AsyncGenerator<Sse
           event = 'message';
           data = [];
         } else if (line.startsWith(':')) {
-          continue;
+          // Comments (": tail open", ": ping") are passed on apart: they prove the stream is live.
+          yield { event: 'comment', data: line.slice(1).trim() };
         } else {
           const i = line.indexOf(':');
           const name = i < 0 ? line : line.slice(0, i);
