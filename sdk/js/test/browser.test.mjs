@@ -255,6 +255,7 @@ test('headless Chromium: offline drops the connection at once and holds retries;
     const t = () => performance.now();
     c.on('state', (s) => window.events.push({ t: t(), state: s.to, reason: s.reason }));
     c.on('disconnected', (d) => window.events.push({ t: t(), disconnected: d }));
+    c.on('reconnecting', (r) => window.events.push({ t: t(), reconnecting: r }));
     const sub = c.subscribe(ch);
     window.sub = sub;
     window.subscribed = [];
@@ -285,6 +286,9 @@ test('headless Chromium: offline drops the connection at once and holds retries;
   await new Promise((r) => setTimeout(r, 1000));
   const held = await page.evaluate(() => ({ dials: window.__dials.length, got: window.got.length, state: window.c.state }));
   assert.equal(held.dials, dials0, 'no reconnect attempt while offline');
+  // the one attempt scheduled while offline waits maxReconnectDelay (for a server on this machine)
+  const sched = await page.evaluate((tOff) => window.events.filter((e) => e.t >= tOff && e.reconnecting).map((e) => e.reconnecting), tOff);
+  assert.deepEqual(sched.map((r) => [r.delay, r.reason]), [[20000, 'offline']], JSON.stringify(sched));
   assert.equal(held.got, 1);
   assert.equal(held.state, 'connecting');
 
