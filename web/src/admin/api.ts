@@ -29,8 +29,6 @@ export class ApiError extends Error {
 
 /** Methods that act in one tenant: the admin key must name the tenant in the body. */
 const ADMIN_ONLY = new Set(['tenants.list', 'tenants.create', 'tenants.update', 'keys.create', 'keys.revoke', 'keys.list', 'audit.list']);
-/** Methods that take an endpoint or route definition refuse a `tenant` member (api.md). */
-const NO_TENANT = new Set(['webhooks.create', 'webhooks.update', 'routes.create', 'routes.update']);
 
 export class Api {
   /** Set after sign-in: true for the admin key, false for a tenant API key. */
@@ -45,7 +43,7 @@ export class Api {
 
   private async post(method: string, params: Obj, signal?: AbortSignal): Promise<Response> {
     const body: Obj = { ...params };
-    if (this.admin && this.tenant && !ADMIN_ONLY.has(method) && !NO_TENANT.has(method) && !('tenant' in body)) body.tenant = this.tenant;
+    if (this.admin && this.tenant && !ADMIN_ONLY.has(method) && !('tenant' in body)) body.tenant = this.tenant;
     try {
       return await fetch(`/api/v1/${method}`, {
         method: 'POST',

@@ -36,8 +36,7 @@ export function webhooksPage(ctx: Ctx, delivery: string): Page {
         replace(detail.firstChild as HTMLElement, h('div', { class: 'kv' }, `url ${strOr(w.url)}`), jsonBlock({ deliveries: hr.deliveries, health: hr, definition: { ...w, health: undefined } }));
         detail.classList.remove('hidden');
       }));
-      // webhooks.update refuses the `tenant` member the admin key needs (api.md): a tenant key only.
-      const enable = h('button', { class: 'small' + (state === 'disabled' || w.enabled === false ? '' : ' hidden'), disabled: ctx.api.admin, title: ctx.api.admin ? 'needs a tenant API key (webhooks.update takes no tenant member)' : null }, 'Re-enable');
+      const enable = h('button', { class: 'small' + (state === 'disabled' || w.enabled === false ? '' : ' hidden') }, 'Re-enable');
       enable.addEventListener('click', async () => {
         if (!(await confirmDialog(`Re-enable ${id}?`, 'Its health starts again as healthy. Deliveries that died while disabled stay dead until you recover them below.', 'Re-enable'))) return;
         await busy(enable, err, async () => { await ctx.api.call('webhooks.update', { id, enabled: true }); replace(result, notice(`${id} re-enabled.`, 'notice ok')); await loadEndpoints(); });
