@@ -68,6 +68,9 @@ enum engine_read_mode {
     ENGINE_READ_HISTORY = 0, /* history method semantics (PROTOCOL.md section 3) */
     ENGINE_READ_RECOVER = 1, /* subscribe-with-since: if `since` cannot be recovered,
                                 return the newest `limit` pubs and recovered = 0 */
+    ENGINE_READ_CURSORS = 2, /* no pubs: every user's read cursor on the channel in
+                                json, [{"user","offset"},...], furthest first, at most
+                                `limit`; head, first and epoch as for a read */
 };
 
 struct engine_req {

@@ -21,6 +21,7 @@ static void m_presence(session *, const proto_cmd *, proto_batch *, unsigned);
 static void m_presence_stats(session *, const proto_cmd *, proto_batch *, unsigned);
 static void m_typing(session *, const proto_cmd *, proto_batch *, unsigned);
 static void m_read(session *, const proto_cmd *, proto_batch *, unsigned);
+static void m_cursors(session *, const proto_cmd *, proto_batch *, unsigned);
 
 /* The params each method takes (NULL-terminated): anything else is refused
  * with 107 naming it, so a misspelt parameter is never silently ignored. */
@@ -34,6 +35,10 @@ static const char *const p_refresh[] = {"token", NULL};
 static const char *const p_none[] = {NULL};
 static const char *const p_offset[] = {"channel", "offset", NULL};
 static const char *const p_presence[] = {"channel", "cursor", "limit", NULL};
+static const char *const p_cursors[] = {"channel", "limit", NULL};
+
+#define DEFAULT_CURSORS_LIMIT 1000 /* readers a cursors call returns unless told */
+#define MAX_CURSORS_LIMIT 10000
 
 /* The one table of client methods: dispatch, the connect requirement, the
  * params taken and the metrics labels (session_method_names) all come from
@@ -51,7 +56,8 @@ static const char *const p_presence[] = {"channel", "cursor", "limit", NULL};
     X(presence, m_presence, NEEDS_CONNECT, p_presence)                                             \
     X(presence_stats, m_presence_stats, NEEDS_CONNECT, p_channel)                                  \
     X(typing, m_typing, NEEDS_CONNECT, p_channel)                                                  \
-    X(read, m_read, NEEDS_CONNECT, p_offset)
+    X(read, m_read, NEEDS_CONNECT, p_offset)                                                       \
+    X(cursors, m_cursors, NEEDS_CONNECT, p_cursors)
 
 static const struct method {
     const char *name;
@@ -170,6 +176,24 @@ static void read_done(session *s, pending *pd, engine_req *r)
     sbuf_puts(o, ",\"unread\":");
     sbuf_u64(o, proto_unread(r));
     sbuf_putc(o, '}');
+    sess_reply_end(s, pd->has_id, pd->method);
+}
+
+static void cursors_answered(proto_host *h, pending *pd, engine_req *r)
+{
+    session *s = sess_for(h, pd);
+    if (!s) return;
+    if (r->status != PL_OK || !r->json) {
+        sess_error(s, pd->has_id, pd->cmd_id, pd->method,
+                   proto_engine_error(r->status != PL_OK ? r->status : PL_ENOMEM), NULL);
+        return;
+    }
+    sbuf *o = sess_reply_begin(s, pd->cmd_id);
+    sbuf_puts(o, "{\"cursors\":");
+    sbuf_puts(o, r->json);
+    sbuf_puts(o, ",\"offset\":");
+    sbuf_u64(o, r->head);
+    sbuf_printf(o, ",\"epoch\":\"%s\"}", r->epoch);
     sess_reply_end(s, pd->has_id, pd->method);
 }
 
@@ -630,6 +654,38 @@ static void m_read(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi
         sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
     else
         submit_user_op(s, cmd, mi, ENGINE_CURSOR, cursor_answered, ch, off);
+}
+
+/* Every reader's position on a channel, for read receipts that survive a
+ * reload: whoever may read the channel may see how far others read it. */
+static void m_cursors(session *s, const proto_cmd *cmd, proto_batch *b, unsigned mi)
+{
+    char ch[MAX_CHANNEL + 1];
+    const cfg_namespace *ns;
+    uint64_t limit = DEFAULT_CURSORS_LIMIT;
+    int code = presence_target(s, b, cmd, ch, &ns);
+    if (!code && !ns->read_cursors) code = PE_NOT_AVAILABLE;
+    if (!code && proto_param_u64(b, cmd->params, "limit", &limit) == PROTO_PARAM_TYPE)
+        code = PE_BAD_REQUEST;
+    if (!code && (limit == 0 || limit > MAX_CURSORS_LIMIT)) code = PE_LIMIT_EXCEEDED;
+    pending *pd = NULL;
+    engine_req *r = code ? NULL : proto_req_new(s->h, ENGINE_READ, &pd);
+    if (!code && (!r || !(r->tenant = pl_strdup(s->tenant)) || !(r->channel = pl_strdup(ch))))
+        code = PE_INTERNAL;
+    if (code) {
+        engine_req_free(r);
+        sess_error(s, cmd->has_id, cmd->id, mi, code, NULL);
+        return;
+    }
+    r->mode = ENGINE_READ_CURSORS;
+    r->max_channels = tenant_max_channels(s->h->srv, s->tenant);
+    r->limit = (uint32_t)limit;
+    *pd = (pending){.conn_id = s->out->id,
+                    .cmd_id = cmd->id,
+                    .has_id = (uint8_t)cmd->has_id,
+                    .done = cursors_answered,
+                    .method = (uint8_t)mi};
+    sess_submit(s, r);
 }
 
 /* 1 with "NAME: unknown parameter" in out when params has a member that is

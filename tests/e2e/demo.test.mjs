@@ -73,6 +73,9 @@ test('two people chat: send, typing, read receipts, unread badges, a DM', async 
     // bob has the room open at the bottom: his read cursor moves, alice sees it
     await alice.waitMessage((m) => m.text === 'hello bob' && m.status === 'seen by 1', '"seen by 1" on alice\'s message');
     await screenshot(alice.page, 'demo-1-alice-seen');
+    // a reload shows the receipt again (from the channel's read cursors)
+    await alice.page.reload();
+    await alice.waitMessage((m) => m.text === 'hello bob' && m.status === 'seen by 1', '"seen by 1" again after a reload');
 
     // bob sends the typed answer: typing stops, alice sees the answer
     await bob.page.press(T('composer'), 'Enter');

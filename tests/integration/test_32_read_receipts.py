@@ -154,3 +154,51 @@ def test_cursor_survives_restart(server_factory):
     run(before())
     srv.restart()
     run(after())
+
+
+def test_cursors_lists_every_readers_position(rsrv):
+    """The client method `cursors`: how far each user read a channel, furthest
+    first, for read receipts a page can show again after a reload."""
+    async def body():
+        ch = "room:" + uniq()
+        a, b, c = uniq("ra"), uniq("rb"), uniq("rc")
+        ca, cb, cc = await connect(rsrv, a), await connect(rsrv, b), await connect(rsrv, c)
+        await ca.publish_many(ch, 6, window=1)
+        assert (await cc.call("cursors", {"channel": ch})) == \
+            {"cursors": [], "offset": 6, "epoch": (await cc.history(ch))["epoch"]}
+        await ca.call("read", {"channel": ch, "offset": 2})
+        await cb.call("read", {"channel": ch, "offset": 5})
+        res = await cc.call("cursors", {"channel": ch})
+        assert res["cursors"] == [{"user": b, "offset": 5}, {"user": a, "offset": 2}], res
+        assert res["offset"] == 6
+        # a cursor read in the same batch as the move sees it; limit keeps the furthest
+        await ca.call("read", {"channel": ch, "offset": 6})
+        res = await cb.call("cursors", {"channel": ch, "limit": 1})
+        assert res["cursors"] == [{"user": a, "offset": 6}], res
+        # bad input: each a documented error, the connection goes on
+        for params, code in (({"channel": ch, "limit": 0}, 106), ({"channel": ch, "limit": 10001}, 106),
+                             ({"channel": ch, "limit": "x"}, 107), ({}, 107),
+                             ({"channel": ch, "since": 1}, 107),
+                             ({"channel": "noread:" + uniq()}, 108), ({"channel": "nope:x"}, 102)):
+            err = await cc.error("cursors", params)
+            assert err["code"] == code, (params, err)
+        assert (await cc.call("cursors", {"channel": ch}))["offset"] == 6
+        for cl in (ca, cb, cc):
+            await cl.close()
+    run(body())
+
+
+def test_cursors_need_read_access(server_factory):
+    """A user-limited channel's positions are for its members only."""
+    srv = server_factory(_tweak, name="cursorperm")
+
+    async def body():
+        ch = "dm:#alice,bob"
+        alice, eve = await connect(srv, "alice"), await connect(srv, "eve")
+        await alice.publish(ch, {"text": "hi"})
+        await alice.call("read", {"channel": ch, "offset": 1})
+        assert (await alice.call("cursors", {"channel": ch}))["cursors"] == [{"user": "alice", "offset": 1}]
+        assert (await eve.error("cursors", {"channel": ch}))["code"] == 103
+        await alice.close()
+        await eve.close()
+    run(body())

@@ -90,6 +90,8 @@ export interface PresenceEvent { channel: string; info: { user: string; client: 
 export interface TypingEvent { channel: string; user: string }
 /** `read` push: `user`'s read cursor of `channel` moved to `offset`. */
 export interface ReadEvent { channel: string; user: string; offset: number }
+/** `cursors`: how far each user read the channel; `offset` and `epoch` are the channel's head. */
+export interface CursorsResult { cursors: { user: string; offset: number }[]; offset: number; epoch: string }
 /** A page of `presence`. */
 export interface PresenceResult { clients: { client: string; user: string; info?: unknown; since?: number }[]; cursor: number }
 
@@ -233,6 +235,10 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** Moves the user's read cursor forward to `offset` (the `read` push goes to the others); returns the cursor and `unread`. */
   markRead(offset: number): Promise<{ offset: number; unread: number }> {
     return this.client.call('read', { channel: this.channel, offset });
+  }
+  /** Every user's read cursor on the channel, furthest first (at most `limit`, default 1000): read receipts to show again after a reload. */
+  cursors(opts: { limit?: number } = {}): Promise<CursorsResult> {
+    return this.client.call('cursors', { channel: this.channel, ...(opts.limit !== undefined ? { limit: opts.limit } : {}) });
   }
   /** Acknowledges the guaranteed pubs up to `offset` (for `autoAck: false`). */
   ack(offset: number): Promise<{ acknowledged: number }> {

@@ -142,10 +142,17 @@ test('markRead moves the read cursor, the read push reaches the other subscriber
   r3.on('subscribed', (s) => sub3.push(s));
   await waitFor(() => sub3.length === 1, 'subscribed');
   assert.equal(sub3[0].unread, 2);
+  // cursors(): every reader's position, furthest first; what a reloaded page shows again
+  await rb.markRead(5);
+  const cur = await r3.cursors();
+  assert.deepEqual(cur.cursors, [{ user: 'bob', offset: 5 }, { user: 'ann', offset: 3 }]);
+  assert.equal(cur.offset, 5);
+  assert.deepEqual((await r3.cursors({ limit: 1 })).cursors, [{ user: 'bob', offset: 5 }]);
   // read cursors off: 108
   const q = client('ann').subscribe('quiet:r');
   await waitFor(() => q.state === 'subscribed', 'quiet subscribed');
   await assert.rejects(q.markRead(1), (e) => e instanceof ParleyError && e.code === 108);
+  await assert.rejects(q.cursors(), (e) => e instanceof ParleyError && e.code === 108);
 });
 
 test('permission denied (103): a refused subscribe emits error then unsubscribed and is removed; a refused publish rejects', async () => {

@@ -6,6 +6,7 @@
 
 #include "util/clock.h"
 #include "util/mem.h"
+#include "util/sbuf.h"
 
 /* Picks the newest `limit` retained offsets into [*lo, *hi]. */
 static void newest(uint64_t head, uint64_t ef, uint32_t limit, uint64_t *lo, uint64_t *hi)
@@ -37,6 +38,7 @@ static void plan_read(const sq_chan *ch, engine_req *r, uint64_t *lo, uint64_t *
     memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
     r->recovered = 0;
     r->more = 0;
+    if (r->mode == ENGINE_READ_CURSORS) return; /* sq_apply_cursors reads them */
     if (r->mode == ENGINE_READ_RECOVER) {
         int epoch_ok = !strcmp(r->since_epoch, "*") ||
                        !strncmp(r->since_epoch, ch->epoch, sizeof(r->since_epoch));
@@ -133,6 +135,37 @@ int sq_cursor_get(sq_engine *e, sq_chan *ch, engine_req *r)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Reads every user's cursor on the channel into r->json (see
+ * ENGINE_READ_CURSORS). 0 or -1. */
+static int cursors_all(sq_engine *e, sq_chan *ch, engine_req *r)
+{
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_putc(&o, '[');
+    int rc = SQLITE_DONE;
+    if (ch->cid) {
+        sqlite3_stmt *st = e->st[SQ_ST_CUR_ALL];
+        sqlite3_bind_int64(st, 1, ch->cid);
+        sqlite3_bind_int64(st, 2, r->limit);
+        size_t n = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *user = (const char *)sqlite3_column_text(st, 0);
+            sbuf_puts(&o, n++ ? ",{\"user\":" : "{\"user\":");
+            sbuf_json_str(&o, user ? user : "", user ? strlen(user) : 0);
+            sbuf_puts(&o, ",\"offset\":");
+            sbuf_u64(&o, (uint64_t)sqlite3_column_int64(st, 1));
+            sbuf_putc(&o, '}');
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    sbuf_putc(&o, ']');
+    pl_free(r->json);
+    r->json = rc == SQLITE_DONE && !o.oom ? pl_strndup(o.data, o.len) : NULL;
+    sbuf_release(&o);
+    return r->json ? 0 : -1;
+}
+
 /* Moves the read cursors of the batch, after the publishes committed (so
  * the channel rows exist), in a transaction of their own: a cursor never
  * goes back and never past the channel's head as of the CURSOR's place in
@@ -146,6 +179,10 @@ void sq_apply_cursors(sq_engine *e, size_t n)
         engine_req *r = s->req;
         if (r->status != PL_OK) continue;
         sq_chan *ch = s->ch;
+        if (r->op == ENGINE_READ && r->mode == ENGINE_READ_CURSORS) {
+            if (cursors_all(e, ch, r)) r->status = PL_EIO;
+            continue;
+        }
         if (r->op == ENGINE_READ && r->user) {
             if (sq_cursor_get(e, ch, r)) {
                 r->status = PL_EIO;
@@ -190,8 +227,9 @@ void sq_apply_cursors(sq_engine *e, size_t n)
         if (r->op == ENGINE_CURSOR) {
             r->status = PL_EIO;
             r->moved = 0;
-        } else if (r->op == ENGINE_READ && r->user && r->status == PL_OK &&
-                   sq_cursor_get(e, s->ch, r)) {
+        } else if (r->op == ENGINE_READ && r->status == PL_OK &&
+                   (r->mode == ENGINE_READ_CURSORS ? cursors_all(e, s->ch, r)
+                                                   : r->user && sq_cursor_get(e, s->ch, r))) {
             r->status = PL_EIO;
         }
     }

@@ -57,6 +57,8 @@ static const char *const stmt_sql[SQ_ST_COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4, ?5)",
     [SQ_ST_IDEM_EXPIRE] = "DELETE FROM idem WHERE ts < ?1",
     [SQ_ST_CUR_GET] = "SELECT off FROM cursors WHERE cid = ?1 AND user = ?2",
+    [SQ_ST_CUR_ALL] =
+        "SELECT user, off FROM cursors WHERE cid = ?1 ORDER BY off DESC, user LIMIT ?2",
     [SQ_ST_CUR_SET] = "INSERT INTO cursors(cid, user, off) VALUES (?1, ?2, ?3)"
                       " ON CONFLICT(cid, user) DO UPDATE SET off = excluded.off",
     [SQ_ST_DLV_INS] =

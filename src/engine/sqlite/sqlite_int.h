@@ -154,6 +154,7 @@ enum {
     SQ_ST_IDEM_EXPIRE,
     SQ_ST_CUR_GET,
     SQ_ST_CUR_SET,
+    SQ_ST_CUR_ALL,
     SQ_ST_DLV_INS,
     SQ_ST_DLV_GET,
     SQ_ST_DLV_SET,

@@ -179,6 +179,15 @@ export class Chat {
       room.head = Math.max(room.head, pos.offset);
     }
     if (typeof unread === 'number') room.cursor = Math.max(0, room.head - unread);
+    // how far the others read, also what they read while this page was away
+    sub.cursors().then(({ cursors }) => {
+      for (const { user, offset } of cursors) {
+        if (user === this.me) room.cursor = Math.max(room.cursor, offset);
+        else room.readers.set(user, Math.max(room.readers.get(user) ?? 0, offset));
+      }
+      this.renderRoomList();
+      if (room.channel === this.active) this.view.renderMessages(room);
+    }, () => { /* receipts are shown again at the next read push */ });
     // a DM found by probing joins the list once it has messages
     if (isDM(room.channel) && room.head > 0) this.known.add(room.channel);
     this.renderRoomList();
