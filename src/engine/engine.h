@@ -43,8 +43,7 @@ enum engine_op {
     ENGINE_EVENTS = 8,   /* the committed log read in commit order (engine_log_events) */
 };
 
-/* Delivery states of a guaranteed pub for one recipient (see
- * delivery/delivery.h for the state machine). */
+/* Delivery states of a pub for one recipient (delivery/delivery.h). */
 enum delivery_state {
     DLV_QUEUED = 0,
     DLV_SENT = 1,
@@ -63,14 +62,12 @@ enum engine_admin_op {
     ADMIN_DLQ_ADD = 6,    /* a failed webhook delivery enters the DLQ (fields below) */
 };
 
-/* READ modes. */
 enum engine_read_mode {
-    ENGINE_READ_HISTORY = 0, /* history method semantics (PROTOCOL.md section 3) */
+    ENGINE_READ_HISTORY = 0, /* the history method's semantics (docs/protocol.md) */
     ENGINE_READ_RECOVER = 1, /* subscribe-with-since: if `since` cannot be recovered,
                                 return the newest `limit` pubs and recovered = 0 */
-    ENGINE_READ_CURSORS = 2, /* no pubs: every user's read cursor on the channel in
-                                json, [{"user","offset"},...], furthest first, at most
-                                `limit`; head, first and epoch as for a read */
+    ENGINE_READ_CURSORS = 2, /* no pubs; json: [{"user","offset"}] furthest first,
+                                at most `limit`; head, first, epoch as for a read */
 };
 
 struct engine_req {

@@ -6,7 +6,6 @@
 
 #include "util/clock.h"
 #include "util/mem.h"
-#include "util/sbuf.h"
 
 /* Picks the newest `limit` retained offsets into [*lo, *hi]. */
 static void newest(uint64_t head, uint64_t ef, uint32_t limit, uint64_t *lo, uint64_t *hi)

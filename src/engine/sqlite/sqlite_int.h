@@ -4,7 +4,6 @@
  *
  * On disk (schema version 5, in PRAGMA user_version; versions 2 to 4 are
  * upgraded in place, 1 was a development layout without cid and is refused):
- *
  *   channels(cid, tenant, channel, epoch, head, first_off, ttl_ms, next_exp_ms)
  *       One row per stream, created by its first publish or first read; cid
  *       (the rowid) names it in the other tables. (tenant, channel) UNIQUE.
