@@ -1,7 +1,7 @@
 /* The engine: the source of truth for channel streams. It assigns offsets,
  * persists pubs in commit order, dedupes idempotency keys, applies retention
- * and serves history. Implementations (engine/sqlite/; Redis later) sit
- * behind this vtable; nothing outside src/engine/ knows which is in use.
+ * and serves history. Implementations (engine/sqlite/) sit behind this
+ * vtable; nothing outside src/engine/ knows which is in use.
  *
  * Threading and ordering contract (what makes recovery gap-free):
  *  - engine_submit() may be called from any thread; the request is owned by
@@ -201,8 +201,9 @@ typedef struct engine_ops {
     int (*healthy)(engine *e); /* any thread: 0 once the engine cannot store */
     /* Any thread: whether commits write log entries for ENGINE_EVENTS (off
      * until the first routing rule exists: a server without rules pays
-     * nothing). Takes effect for the batches after the call. */
-    void (*log_events)(engine *e, int on);
+     * nothing), for the batches after the call. Returns the newest committed
+     * entry's sequence number (0: none): a route created now starts there. */
+    uint64_t (*log_events)(engine *e, int on);
 } engine_ops;
 
 struct engine {
@@ -262,9 +263,9 @@ static inline int engine_healthy(engine *e)
 {
     return e->ops->healthy(e);
 }
-static inline void engine_log_events(engine *e, int on)
+static inline uint64_t engine_log_events(engine *e, int on)
 {
-    e->ops->log_events(e, on);
+    return e->ops->log_events(e, on);
 }
 
 /* Allocates a zeroed request; NULL on allocation failure. */
@@ -272,13 +273,12 @@ engine_req *engine_req_new(enum engine_op op);
 /* The same with ctx pointing at ctx_size zeroed bytes inside the request's
  * own allocation (aligned for any type), freed with it. */
 engine_req *engine_req_new_ctx(enum engine_op op, size_t ctx_size);
-/* Frees a request with its pub, tenant, channel and pubs references (and a
- * ctx made by engine_req_new_ctx, which is part of it). */
+/* Frees a request with the references and strings it owns and its ctx. */
 void engine_req_free(engine_req *r);
 
-/* Request blocks kept for reuse by the one thread that owns the pool (a
- * worker, thousands in flight): glibc's per-thread cache keeps seven blocks
- * of a size (perf: a sixth of a worker's time went to malloc and free). */
+/* Request blocks kept for reuse by the thread that owns the pool (a worker):
+ * glibc keeps seven blocks of a size per thread (perf: a sixth of a worker's
+ * time went to malloc and free). */
 typedef struct engine_req_pool {
     void **blocks; /* free blocks of `block` bytes, last freed first; owned */
     size_t n, cap;

@@ -496,21 +496,14 @@ static int check_action(call *c, const hk_route *r)
     return PL_OK;
 }
 
-/* Where a new route starts: at the newest log entry the router has read (or
- * a position it stored), so that every pub committed after routes.create
- * answers is evaluated; a route left without a position starts at the head
- * of the router's next read, which may already hold such pubs. Only while
- * every route has a position: the router then reads after every commit, so
- * its head lags by a few commits at most (the new route evaluates those
- * too). */
-static uint64_t start_pos(const hooks *h)
+/* Where a new route starts: after the newest log entry committed, as the
+ * engine counts it when logging is turned on (it may have been off), so
+ * every pub committed after routes.create answers is evaluated, and none
+ * committed before. */
+static uint64_t start_pos(hooks *h)
 {
-    uint64_t at = h->head;
-    if (!h->nroutes) return HK_POS_UNSET;
-    for (size_t i = 0; i < h->nroutes; i++) {
-        if (h->routes[i]->pos == HK_POS_UNSET) return HK_POS_UNSET;
-        if (h->routes[i]->pos > at) at = h->routes[i]->pos;
-    }
+    uint64_t at = engine_log_events(h->env.eng, 1);
+    h->log_on = true;
     return at;
 }
 
@@ -562,10 +555,9 @@ static int r_put(call *c, bool create)
         c->h->routes = n;
         r->pos = start_pos(c->h);
         /* Stored now: a crash before the route's first batch must not move
-         * its start to a later head. (Unset: the router stores it.) */
+         * its start to a later head. */
         hstore_position at = {r->tenant, r->id, r->pos};
-        if (r->pos != HK_POS_UNSET && hstore_route_commit(c->h->store, NULL, 0, NULL, &at, 1))
-            c->h->store_errors++;
+        if (hstore_route_commit(c->h->store, NULL, 0, NULL, &at, 1)) c->h->store_errors++;
         c->h->routes[c->h->nroutes++] = r;
     }
     route_json(r, c->out);

@@ -8,12 +8,13 @@
 import base64
 import json
 import os
+import socket
 import threading
 import time
 
 import pytest
 
-from helpers_api import ADMIN_KEY, api, api_error, api_raw, scope_key, wait_until
+from helpers_api import ADMIN_KEY, api, api_error, api_raw, full_key, scope_key, wait_until, with_api
 from helpers_webhooks import SECRET, Receivers, hooks_config, publish, verify, wait_requests
 from parley_client import SLOW, uniq
 
@@ -761,3 +762,33 @@ def test_admin_key_names_the_tenant(srv, recv):
     assert route["id"] == rid and route["action"] == {"webhook": wid} and route["enabled"]
     api(srv, "routes.delete", {"tenant": "acme", "id": rid}, key=ADMIN_KEY)
     api(srv, "webhooks.delete", {"tenant": "acme", "id": wid}, key=ADMIN_KEY)
+
+
+def test_the_first_route_sees_a_pub_pipelined_right_after_create(server_factory):
+    """With no route, commits write no log; the first route turns it on and
+    starts after the newest entry committed, so a publish sent on the same
+    connection right behind routes.create (answered first) is evaluated.
+    Deleting the route turns the log off again: each round is a first route."""
+    def cfg(c):
+        with_api(c, extra_ns=[{"name": "ev"}])
+    s = server_factory(cfg, name="firstroute")
+    key = full_key("acme")
+    rids = []
+    for i in range(30):
+        rid, ch, sink = uniq("first"), "ev:first" + uniq(), "ev:sink" + uniq()
+        bodies = [("routes.create", {"id": rid, "match": {"channel": ch}, "action": {"publish": sink}}),
+                  ("publish", {"channel": ch, "data": {"n": i}})]
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10 * SLOW) as sock:
+            raw = b"".join(
+                f"POST /api/v1/{m} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                f"Content-Length: {len(json.dumps(b))}\r\n\r\n{json.dumps(b)}".encode() for m, b in bodies)
+            sock.sendall(raw)
+            got = b""
+            while got.count(b"HTTP/1.1 200") < 2:
+                chunk = sock.recv(65536)
+                assert chunk, got
+                got += chunk
+        wait_until(lambda: listed_route(s, rid)["matched"] == 1, 10 * SLOW,
+                   f"round {i}: the first route evaluated the pub published right after it")
+        api(s, "routes.delete", {"id": rid})
+        rids.append(rid)

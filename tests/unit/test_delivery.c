@@ -125,9 +125,10 @@ static int fake_healthy(engine *e)
     (void)e;
     return 1;
 }
-static void fake_log_events(engine *e, int on)
+static uint64_t fake_log_events(engine *e, int on)
 {
     (void)e, (void)on;
+    return 0;
 }
 static const engine_ops fake_ops = {"fake",   fake_start, fake_submit,  fake_nop,
                                     fake_nop, fake_stats, fake_healthy, fake_log_events};

@@ -63,6 +63,19 @@ static void test_commit_order_with_seqs(void **state)
     assert_int_equal(r->npubs, 0);
     assert_int_equal(r->head, head);
     engine_req_free(r);
+    /* Turning logging on (again) answers the newest committed entry, the
+     * start of a route created now; after a reopen too, and off keeps it. */
+    assert_int_equal(engine_log_events(f->e, 1), head);
+    fx_reopen(f);
+    assert_int_equal(engine_log_events(f->e, 0), head);
+    publish_ok(f, "t1", "d", "off", NULL, 0, 0);
+    assert_int_equal(engine_log_events(f->e, 1), head);
+    publish_ok(f, "t1", "d", "on", NULL, 0, 0);
+    r = events(f, head, 10, 0);
+    assert_int_equal(r->npubs, 1);
+    assert_string_equal(r->pubs[0]->data, "on");
+    assert_int_equal(engine_log_events(f->e, 1), r->seqs[0]);
+    engine_req_free(r);
 }
 
 static void test_one_entry_per_row_from_disk(void **state)

@@ -416,7 +416,10 @@ void sq_process_batch(sq_engine *e, size_t n)
     } else {
         fresh = commit_publishes(e, n, &dups);
         sq_apply_channels(touched);
+        /* A route created from now on starts after this batch's entries. */
+        if (committed && e->b_log_last) atomic_store(&e->log_head, e->b_log_last);
     }
+    e->b_log_last = 0;
     record_commit(e, fresh, dups, clock_mono_us() - t0, e->b_fatal || lost);
     sq_apply_cursors(e, n);
     answer_batch(e, n, now);

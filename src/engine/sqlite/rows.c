@@ -154,7 +154,9 @@ static int insert_row(sq_engine *e, const sq_chan *ch, const pl_pub *p, uint32_t
     sqlite3_bind_int64(st, 1, ch->cid);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)p->offset);
     sqlite3_bind_int(st, 3, (int)count);
-    return sq_run_done(st);
+    status = sq_run_done(st);
+    if (status == PL_OK) e->b_log_last = (uint64_t)sqlite3_last_insert_rowid(e->db);
+    return status;
 }
 
 static pl_pub *fresh_pub(const sq_engine *e, uint32_t i)

@@ -175,7 +175,7 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
     sqlite3_busy_timeout(e->db, SQ_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(e->db, 1);
 
-    int64_t version = 0, page_size = 4096, has_n = 0, has_kind = 0;
+    int64_t version = 0, page_size = 4096, has_n = 0, has_kind = 0, log_head = 0;
     what = "pragmas";
     /* EXCLUSIVE before WAL: the WAL index then lives in heap memory, and the
      * schema transaction below takes the lock for good (files.h). */
@@ -207,8 +207,10 @@ int sq_open_db(sq_engine *e, char *err, size_t errlen)
         sqlite3_exec(e->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK ||
         sqlx_exec_one(
             e->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'pubs_id'",
-            &e->id_index, NULL))
+            &e->id_index, NULL) ||
+        sqlx_exec_one(e->db, "SELECT COALESCE(MAX(seq), 0) FROM events", &log_head, NULL))
         goto fail;
+    atomic_store(&e->log_head, (uint64_t)log_head);
     if (e->opts.max_db_bytes > 0) {
         what = "max_db_bytes";
         char sql[64];

@@ -35,9 +35,8 @@
  *   dlq(id, tenant, channel, cid, off, user, pub_id, reason, attempts, last_error,
  *       correlation_id, failed_at, kind, ref)   the dead-letter queue; kind
  *       "webhook": user = the endpoint, ref = the delivery id.
- *   events(seq, cid, off, n)   the log routes read: one entry per pubs row
- *       written while engine_log_events is on, in its transaction; seq
- *       (AUTOINCREMENT) is never reused, so positions survive trims.
+ *   events(seq, cid, off, n)   the routes' log: an entry per pubs row written
+ *       while logging is on, in its transaction; seq (AUTOINCREMENT) never reused.
  *   cursors(cid, user, off)   WITHOUT ROWID, key (cid, user)
  *       Each user's read cursor per stream: only moves forward, never past head.
  *   idem(cid, idem_key, off, id, ts)   WITHOUT ROWID, key (cid, idem_key)
@@ -177,9 +176,8 @@ typedef struct sq_engine {
     pthread_mutex_t mu; /* guards the queue and the lifecycle flags */
     pthread_cond_t cv;
     engine_req *q_head, *q_tail;
-    int stopping;
+    int stopping, running;
     int idle; /* the thread waits on cv (guarded by mu) */
-    int running;
     pthread_t thread;
     /* Engine thread only. */
     sq_chan **buckets;
@@ -191,10 +189,12 @@ typedef struct sq_engine {
     sq_slot *slots;
     engine_req **out;
     int64_t last_sweep_ms;
-    int b_fatal;           /* a statement of the open transaction failed */
-    sbuf row_blob;         /* the `more` column being built, kept for its capacity */
-    int64_t id_index;      /* the database has pubs_id(id) (created at version 2) */
-    atomic_int log_events; /* commits write events rows (engine_log_events) */
+    int b_fatal;               /* a statement of the open transaction failed */
+    sbuf row_blob;             /* the `more` column being built, kept for its capacity */
+    int64_t id_index;          /* the database has pubs_id(id) (created at version 2) */
+    atomic_int log_events;     /* commits write events rows (engine_log_events) */
+    _Atomic uint64_t log_head; /* the newest committed events seq (engine_log_events) */
+    uint64_t b_log_last;       /* the newest events seq this batch wrote; 0: none */
     sq_files files;
     pthread_mutex_t stats_mu;
     engine_stats stats;

@@ -142,9 +142,11 @@ static void op_free(engine *base)
     pl_free(e);
 }
 
-static void op_log_events(engine *base, int on)
+static uint64_t op_log_events(engine *base, int on)
 {
-    atomic_store(&((sq_engine *)base)->log_events, on != 0);
+    sq_engine *e = (sq_engine *)base;
+    atomic_store(&e->log_events, on != 0);
+    return atomic_load(&e->log_head);
 }
 
 static const engine_ops sqlite_ops = {
