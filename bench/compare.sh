@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the same `parley bench` scenarios against nats-server (WebSocket) and
-# against parley in one go, each server freshly started and pinned to CPU 0,
+# Runs the same `parley bench` scenarios against nats-server (WebSocket),
+# against parley, and against the reference broadcaster bench/refcast.c (the
+# ceiling: what the client and the kernel allow) in one go, each server
+# freshly started and pinned to CPU 0,
 # the bench client pinned to CPU 1, and prints the figures and the
 # parley/nats ratios as a markdown table (saved with --out FILE, the raw JSON
 # lines beside it as FILE.jsonl). When the client's core is the limit (both
@@ -18,8 +20,9 @@
 # after 1 s); no nats-server needed.
 # --quick uses small counts (a smoke run, figures meaningless).
 # Environment: PARLEY (default build/parley), NATS_SERVER (nats-server),
-# DURATION (10), FANOUT_SUBS ("1000 10000"), IDLE_CONNS (19000), SERVER_CPU (0),
-# CLIENT_CPU (1).
+# REFCAST (build/refcast, built when missing), DURATION (10), FANOUT_SUBS
+# ("1000 10000"), CHANNELS ("1000 10000": the channels scenario, one
+# subscriber per channel), IDLE_CONNS (19000), SERVER_CPU (0), CLIENT_CPU (1).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +31,8 @@ PARLEY=${PARLEY:-build/parley}
 NATS_SERVER=${NATS_SERVER:-nats-server}
 DURATION=${DURATION:-10}
 FANOUT_SUBS=${FANOUT_SUBS:-"1000 10000"}
+CHANNELS=${CHANNELS:-"1000 10000"}
+REFCAST=${REFCAST:-build/refcast}
 IDLE_CONNS=${IDLE_CONNS:-19000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -38,7 +43,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --out) OUT=$2; shift 2 ;;
     --all) ALL=1; shift ;;
-    --quick) DURATION=2; FANOUT_SUBS="50"; IDLE_CONNS=500; shift ;;
+    --quick) DURATION=2; FANOUT_SUBS="50"; CHANNELS="50"; IDLE_CONNS=500; shift ;;
     --idle-verify) VERIFY_ONLY=1; shift ;;
     *) echo "usage: $0 [--out FILE] [--all] [--quick] [--idle-verify]" >&2; exit 2 ;;
     esac
@@ -51,7 +56,8 @@ elif ! command -v "$NATS_SERVER" >/dev/null 2>&1 && [ "$NATS_SERVER" = nats-serv
     [ "$(id -u)" -ne 0 ] && SUDO=sudo
     $SUDO apt-get install -y -qq nats-server >/dev/null
 fi
-for bin in "$PARLEY" "$NATS_SERVER" taskset curl python3; do
+[ -x "$REFCAST" ] || cmake --build "$(dirname "$REFCAST")" --target refcast >/dev/null
+for bin in "$PARLEY" "$NATS_SERVER" "$REFCAST" taskset curl python3; do
     command -v "$bin" >/dev/null 2>&1 || [ -x "$bin" ] || { echo "missing: $bin" >&2; exit 2; }
 done
 
@@ -60,6 +66,7 @@ SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 PARLEY_PORT=$((20000 + RANDOM % 10000))
 NATS_PORT=$((PARLEY_PORT + 1))
 NATS_WS_PORT=$((PARLEY_PORT + 2))
+REF_PORT=$((PARLEY_PORT + 3))
 SERVER_PID=""
 RESULTS="$TMP/results.jsonl"
 : >"$RESULTS"
@@ -101,6 +108,12 @@ CONF
     wait_port "$NATS_WS_PORT"
 }
 
+start_refcast() {
+    taskset -c "$SERVER_CPU" "$REFCAST" --port "$REF_PORT" >"$TMP/refcast.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port "$REF_PORT"
+}
+
 start_parley() {
     rm -rf "$TMP/data"
     mkdir -p "$TMP/data"
@@ -137,6 +150,7 @@ bench() {
 
 PA=(--url "127.0.0.1:$PARLEY_PORT" --secret "$SECRET" --tenant bench --quiet)
 NA=(--url "127.0.0.1:$NATS_WS_PORT" --proto nats --quiet)
+RA=(--url "127.0.0.1:$REF_PORT" --secret x --tenant x --quiet)
 
 # idle_verify: the verification bursts, each against a fresh server.
 idle_verify() {
@@ -160,6 +174,27 @@ for subs in $FANOUT_SUBS; do
     start_parley
     bench "fanout-$subs-parley-ephemeral" fanout "${PA[@]}" --subs "$subs" \
         --duration "$DURATION" --class ephemeral
+    stop_server
+    start_refcast
+    bench "fanout-$subs-refcast" fanout "${RA[@]}" --subs "$subs" --duration "$DURATION"
+    stop_server
+done
+
+# Many small rooms: one subscriber per channel, one publisher round-robin.
+[ $VERIFY_ONLY -eq 1 ] && CHANNELS=""
+for n in $CHANNELS; do
+    start_nats
+    bench "channels-$n-nats" channels "${NA[@]}" --subs "$n" --duration "$DURATION"
+    stop_server
+    start_parley
+    bench "channels-$n-parley-standard" channels "${PA[@]}" --subs "$n" --duration "$DURATION"
+    stop_server
+    start_parley
+    bench "channels-$n-parley-ephemeral" channels "${PA[@]}" --subs "$n" \
+        --duration "$DURATION" --class ephemeral
+    stop_server
+    start_refcast
+    bench "channels-$n-refcast" channels "${RA[@]}" --subs "$n" --duration "$DURATION"
     stop_server
 done
 
@@ -212,7 +247,7 @@ def us(v): return "%.2f ms" % (v / 1000.0)
 def rss(r):
     v = r.get("rss_per_conn_bytes")
     return "-" if v is None else "%.0f B (%d -> %d KiB)" % (v, r["rss_before_kib"], r["rss_hold_kib"])
-print("# parley vs nats-server, %s (%s cores; server on one core, client on another)\n" % (sys.argv[2], sys.argv[3]))
+print("# parley vs nats-server and the reference broadcaster, %s (%s cores; server on one core, client on another)\n" % (sys.argv[2], sys.argv[3]))
 def cpu_per(r):
     if "server_cpu_s" not in r or not r["deliveries"]:
         return None
@@ -232,7 +267,7 @@ print("\n## Ratios (parley / nats)\n")
 print("| comparison | ratio |")
 print("|---|---|")
 for k, r in rows.items():
-    if not k.startswith("fanout-") or not k.endswith("-nats"):
+    if not (k.startswith("fanout-") or k.startswith("channels-")) or not k.endswith("-nats"):
         continue
     base = k[:-len("-nats")]
     for cls in ("standard", "ephemeral"):
@@ -241,6 +276,21 @@ for k, r in rows.items():
             print("| %s deliveries/s, parley %s | %.2fx |" % (base, cls, p["deliveries_per_s"] / r["deliveries_per_s"]))
         if p and cpu_per(p) and cpu_per(r):
             print("| %s deliveries per server CPU second, parley %s | %.2fx |" % (base, cls, cpu_per(r) / cpu_per(p)))
+print("\n## Ratios to the reference broadcaster (parley / refcast: 1.00x is the ceiling)\n")
+print("| comparison | ratio |")
+print("|---|---|")
+for k, ref in rows.items():
+    if not k.endswith("-refcast"):
+        continue
+    base = k[:-len("-refcast")]
+    for cls in ("standard", "ephemeral"):
+        p = rows.get("%s-parley-%s" % (base, cls))
+        if not p or ref["deliveries_per_s"] <= 0:
+            continue
+        print("| %s deliveries/s, parley %s | %.2fx |" % (base, cls, p["deliveries_per_s"] / ref["deliveries_per_s"]))
+        print("| %s delivery p50 / p99, parley %s | %.2fx / %.2fx |" % (
+            base, cls, p["latency_us"]["p50"] / max(ref["latency_us"]["p50"], 1),
+            p["latency_us"]["p99"] / max(ref["latency_us"]["p99"], 1)))
 for k, r in rows.items():
     if k.startswith("idle-") and k.endswith("-nats"):
         p = rows.get(k[:-len("-nats")] + "-parley")

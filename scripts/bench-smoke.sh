@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A few seconds of `parley bench` against a fresh server: asserts zero loss,
 # duplicates and reordering (the bench exits non-zero on any), and that an
-# idle verification burst reaches every subscriber; not speed.
+# idle verification burst reaches every subscriber; then the same client
+# against the reference broadcaster (bench/refcast.c), and a short run of the
+# group-commit probe (bench/commit_probe.c), the baselines bench/compare.sh
+# divides by; not speed.
 # Usage: scripts/bench-smoke.sh PATH_TO_PARLEY
 set -euo pipefail
 bin=${1:-build/parley}
@@ -32,4 +35,30 @@ done
 # this checks the verification's own bookkeeping, not the server's limits.
 "$bin" bench idle --url "127.0.0.1:$port" --secret "$secret" --tenant bench \
   --conns 500 --hold 0.5 --verify --quiet
+
+# The baselines: built here (they are not part of the default build).
+build_dir=$(dirname "$bin")
+cmake --build "$build_dir" --target refcast commit_probe >/dev/null
+refport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$build_dir/refcast" --port "$refport" 2>"$dir/refcast.log" &
+refpid=$!
+cleanup() {
+  kill "$pid" "$refpid" 2>/dev/null || true
+  wait "$pid" "$refpid" 2>/dev/null || true
+  rm -rf "$dir"
+}
+for _ in $(seq 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$refport") 2>/dev/null && break
+  sleep 0.1
+done
+"$bin" bench fanout --url "127.0.0.1:$refport" --secret x --tenant x \
+  --subs 20 --count 2000 --duration 3 --quiet
+"$bin" bench channels --url "127.0.0.1:$refport" --secret x --tenant x \
+  --subs 50 --count 2000 --duration 3 --quiet
+"$build_dir/commit_probe" --dir "$dir" --duration 0.3 --batches 1,16 | tee "$dir/probe.jsonl"
+/usr/bin/python3 - "$dir/probe.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["batch"] for r in rows] == [1, 16] and all(r["records_per_s"] > 0 for r in rows), rows
+PY
 echo "bench smoke: ok"
