@@ -3,8 +3,10 @@
  * `parley bench` (WebSocket upgrade, connect, subscribe, publish with its
  * reply, pushes of pubs), with no auth, no storage and no checks, written
  * for speed: one thread, one libuv loop, every connection's replies and
- * pushes of a loop iteration coalesced into one WebSocket frame and one
- * write. What it reaches is what the bench client and the kernel allow on
+ * pushes coalesced into one WebSocket frame and one write per flush round;
+ * a round that took longer than PACE_MIN_US holds the next one back by as
+ * long, at most PACE_MAX_US, so that a large fan-out shares its writes
+ * among the pubs that arrive meanwhile (the pacing Parley's workers use). What it reaches is what the bench client and the kernel allow on
  * the machine: the ceiling Parley's figures are divided by.
  *
  * It reads exactly what `parley bench` sends (one JSON command per line,
@@ -26,6 +28,8 @@
 #define MAX_FRAME (16u << 20) /* a client frame past this closes the connection */
 #define CHAN_BUCKETS 65536
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define PACE_MIN_US 50
+#define PACE_MAX_US 1000
 
 typedef struct buf {
     char *p;
@@ -56,6 +60,8 @@ struct conn {
 static chan *chans[CHAN_BUCKETS];
 static conn *dirty_head;
 static uv_loop_t *loop;
+static uv_timer_t pacer;
+static uint64_t flush_at_us; /* no round before this (0: at once) */
 
 static void buf_add(buf *b, const void *p, size_t n)
 {
@@ -259,15 +265,36 @@ static void flush_conn(conn *c)
     send_raw(c, frame.p, frame.len);
 }
 
-static void on_check(uv_check_t *h)
+static void on_pacer(uv_timer_t *t);
+
+static void flush_round(void)
 {
-    (void)h;
+    uint64_t now = uv_hrtime() / 1000;
+    if (!dirty_head) return;
+    if (now < flush_at_us) { /* held back: the pacer ends the wait */
+        uv_timer_start(&pacer, on_pacer, (flush_at_us - now + 999) / 1000, 0);
+        return;
+    }
     while (dirty_head) {
         conn *c = dirty_head;
         dirty_head = c->next_dirty;
         c->dirty = 0;
         if (!c->closing && c->out.len) flush_conn(c);
     }
+    uint64_t took = uv_hrtime() / 1000 - now;
+    flush_at_us = took > PACE_MIN_US ? now + took + (took < PACE_MAX_US ? took : PACE_MAX_US) : 0;
+}
+
+static void on_pacer(uv_timer_t *t)
+{
+    (void)t;
+    flush_round();
+}
+
+static void on_check(uv_check_t *h)
+{
+    (void)h;
+    flush_round();
 }
 
 static void on_closed(uv_handle_t *h)
@@ -452,6 +479,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "refcast: cannot listen on 127.0.0.1:%d\n", port);
         return 1;
     }
+    uv_timer_init(loop, &pacer);
     uv_check_t check;
     uv_check_init(loop, &check);
     uv_check_start(&check, on_check);
