@@ -141,6 +141,22 @@ static void ack_done(session *s, pending *pd, engine_req *r)
         return;
     }
     delivery_acked(s->h->srv->dlv, r->tenant, r->channel, r->user, r->since_offset);
+    /* A delivery receipt for the publisher, on channels limited to named
+     * users ("dm:#alice,bob"): their members are few, so every ack of
+     * every guaranteed pub may go to all of them. */
+    if (r->count && strchr(r->channel, '#')) {
+        sbuf o;
+        sbuf_init(&o);
+        sbuf_puts(&o, "{\"push\":\"ack\",\"channel\":");
+        sbuf_json_str(&o, r->channel, strlen(r->channel));
+        sbuf_puts(&o, ",\"user\":");
+        sbuf_json_str(&o, r->user, strlen(r->user));
+        sbuf_puts(&o, ",\"offset\":");
+        sbuf_u64(&o, r->since_offset);
+        sbuf_putc(&o, '}');
+        sess_signal(s, r->channel, &o, 1, 0);
+        sbuf_release(&o);
+    }
     sbuf *o = sess_reply_begin(s, pd->cmd_id);
     sbuf_puts(o, "{\"acknowledged\":");
     sbuf_u64(o, r->count);

@@ -358,3 +358,38 @@ def test_metrics_count_guaranteed_traffic(gsrv):
         assert 0 < grew < 60, grew
         assert gsrv.metric("parley_dead_lettered_total") is not None
     run(body())
+
+
+def test_ack_on_a_channel_of_named_users_is_a_receipt_for_the_others(gsrv):
+    """On `inbox:#alice,bob` an ack that acknowledged something pushes `ack`
+    {channel, user, offset} to the channel's other subscribers (the
+    publisher's delivery receipt); a repeated ack pushes nothing, nor does an
+    ack on a channel of no named users."""
+    async def body():
+        alice, bob = uniq("al"), uniq("bo")
+        ch = f"inbox:#{alice},{bob}"
+        ca, cb = await gconnect(gsrv, alice), await gconnect(gsrv, bob)
+        await subscribe(ca, ch)
+        await subscribe(cb, ch)
+        pub = await ca.publish(ch, {"text": "did you get it?"})
+        got = await next_pub(cb, ch, pub["offset"])
+        assert got["class"] == "guaranteed"
+        assert await ack(cb, ch, pub["offset"]) == {"acknowledged": 1}
+        push = await ca.push("ack", ch)
+        push = {k: v for k, v in push.items() if not k.startswith("_")}
+        assert push == {"push": "ack", "channel": ch, "user": bob, "offset": pub["offset"]}
+        await asyncio.sleep(0.3)
+        assert not cb.drain(lambda m: m.get("push") == "ack"), "the acker gets no receipt of its own"
+        assert await ack(cb, ch, pub["offset"]) == {"acknowledged": 0}
+        # a group channel (no named users): acks push nothing
+        group = "inbox:" + uniq("grp")
+        await subscribe(ca, group)
+        await subscribe(cb, group)
+        gp = await ca.publish(group, {"text": "all"})
+        await next_pub(cb, group, gp["offset"])
+        await ack(cb, group, gp["offset"])
+        await asyncio.sleep(0.3)
+        assert not ca.drain(lambda m: m.get("push") == "ack"), "no receipts outside named-user channels"
+        await ca.close()
+        await cb.close()
+    run(body())

@@ -88,7 +88,7 @@ export interface ClientEvents extends Record<string, unknown> {
 export interface PresenceEvent { channel: string; info: { user: string; client: string } }
 /** `typing` push: `user` is typing in `channel`. */
 export interface TypingEvent { channel: string; user: string }
-/** `read` push: `user`'s read cursor of `channel` moved to `offset`. */
+/** `read` push: `user`'s read cursor of `channel` moved to `offset`. `ack` push (channels of named users, `dm:#a,b`): `user` acknowledged the guaranteed pubs up to `offset`. */
 export interface ReadEvent { channel: string; user: string; offset: number }
 /** `cursors`: how far each user read the channel; `offset` and `epoch` are the channel's head. */
 export interface CursorsResult { cursors: { user: string; offset: number }[]; offset: number; epoch: string }
@@ -100,7 +100,7 @@ export interface SubscriptionEvents extends Record<string, unknown> {
   publication: Publication;
   subscribed: { recovered: boolean; unread?: number };
   gap: { from: number; to: number; epoch: string };
-  join: PresenceEvent; leave: PresenceEvent; typing: TypingEvent; read: ReadEvent;
+  join: PresenceEvent; leave: PresenceEvent; typing: TypingEvent; read: ReadEvent; ack: ReadEvent;
   unsubscribed: { reason: string };
   error: ParleyError;
 }
@@ -684,7 +684,7 @@ export class Parley extends Emitter<ClientEvents> {
       case 'ping': this.send({ method: 'pong' }); return;
       case 'pub': { const s = this.subs.get(msg.channel); if (s) s.onPub(msg); return; }
       case 'gap': { const s = this.subs.get(msg.channel); if (s) s.onGap(msg); return; }
-      case 'join': case 'leave': case 'typing': case 'read': {
+      case 'join': case 'leave': case 'typing': case 'read': case 'ack': {
         const s = this.subs.get(msg.channel); if (s) s.fire(msg.push, msg); return;
       }
       case 'disconnect':

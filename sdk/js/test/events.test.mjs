@@ -38,6 +38,7 @@ before(async () => {
       { name: 'quiet', history_size: 100, presence: false, read_cursors: false },
       { name: 'ro', client_publish: false },
       { name: 'priv', private: true },
+      { name: 'g', class: 'guaranteed', ack_wait: '5s' },
     ],
   });
   await srv.start();
@@ -153,6 +154,22 @@ test('markRead moves the read cursor, the read push reaches the other subscriber
   await waitFor(() => q.state === 'subscribed', 'quiet subscribed');
   await assert.rejects(q.markRead(1), (e) => e instanceof ParleyError && e.code === 108);
   await assert.rejects(q.cursors(), (e) => e instanceof ParleyError && e.code === 108);
+});
+
+test('ack event: the other member of a channel of named users acknowledged a guaranteed pub (autoAck)', async () => {
+  const ch = 'g:#ann,bob';
+  const annc = client('ann');
+  const ann = annc.subscribe(ch);
+  const bob = client('bob').subscribe(ch);
+  const acks = [];
+  ann.on('ack', (a) => acks.push(a));
+  await waitFor(() => ann.state === 'subscribed' && bob.state === 'subscribed', 'subscribed');
+  const got = [];
+  bob.on('publication', (p) => got.push(p));
+  const r = await annc.publish(ch, { text: 'did you get it?' });
+  await waitFor(() => acks.length === 1, 'the ack event');
+  assert.deepEqual({ channel: acks[0].channel, user: acks[0].user, offset: acks[0].offset }, { channel: ch, user: 'bob', offset: r.offset });
+  assert.equal(got[0].class, 'guaranteed');
 });
 
 test('permission denied (103): a refused subscribe emits error then unsubscribed and is removed; a refused publish rejects', async () => {

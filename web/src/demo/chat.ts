@@ -159,6 +159,12 @@ export class Chat {
       room.typing.set(user, Date.now() + TYPING_SHOW_MS);
       if (room.channel === this.active) this.view.renderTyping(room);
     });
+    // the server's delivery receipt: the other member of a DM acknowledged up to offset
+    sub.on('ack', ({ user, offset }) => {
+      if (user === this.me) return;
+      room.acked = Math.max(room.acked, offset);
+      if (room.channel === this.active) this.view.renderMessages(room);
+    });
     sub.on('read', ({ user, offset }) => {
       if (user === this.me) room.cursor = Math.max(room.cursor, offset); // my other tab read it
       else room.readers.set(user, Math.max(room.readers.get(user) ?? 0, offset));
@@ -198,15 +204,7 @@ export class Chat {
   }
 
   private onPub(room: Room, p: Publication): void {
-    if (p.offset <= 0) { this.onSignal(room, p); return; }
-    // a guaranteed DM was received (the SDK acks it after this handler): tell
-    // the sender, also for a redelivery of one already shown (its ack was lost)
-    if (isDM(room.channel) && p.class === 'guaranteed' && authorOf(p) !== this.me) {
-      const offset = p.offset;
-      window.setTimeout(() => {
-        this.client.publish(room.channel, { receipt: offset }, { class: 'ephemeral', type: 'receipt' }).catch(() => { /* best effort */ });
-      }, 0);
-    }
+    if (p.offset <= 0) return; /* ephemeral pubs are never messages */
     const fresh = room.addPub(p);
     if (!fresh) return;
     if (this.catchUp !== null && !(room.stored.get(p.offset)?.hidden)) this.catchUp++;
@@ -218,14 +216,6 @@ export class Chat {
     } else {
       this.renderRoomList();
     }
-  }
-
-  /** Ephemeral pubs (offset 0) are never messages; a DM receipt says up to where the other side acked. */
-  private onSignal(room: Room, p: Publication): void {
-    const d = p.data as { receipt?: unknown } | null;
-    if (!d || typeof d !== 'object' || typeof d.receipt !== 'number' || authorOf(p) === this.me) return;
-    room.acked = Math.max(room.acked, d.receipt);
-    if (room.channel === this.active) this.view.renderMessages(room);
   }
 
   /** The server could not deliver part of the stream: what we show may have holes, so start over. */

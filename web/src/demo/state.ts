@@ -58,7 +58,7 @@ export class Room {
   cursor = 0;
   /** Other users' read cursors, from `read` pushes seen while subscribed. */
   readers = new Map<string, number>();
-  /** DM: the highest offset the other person's client acknowledged (receipts). */
+  /** DM: the highest offset the other person acknowledged (the server's `ack` pushes). */
   acked = 0;
   /** Who is online: user → client ids (one user may have several tabs). */
   presence = new Map<string, Set<string>>();
@@ -166,7 +166,7 @@ export class Room {
 
   /**
    * The state to show. A DM of mine moves on from `stored` as the other side
-   * tells: `acknowledged` from its receipts, `seen` from its read cursor.
+   * tells: `acknowledged` from the server's ack receipts, `seen` from its read cursor.
    */
   stateOf(m: Message): MessageState {
     if (m.state !== 'stored' || !m.mine || !this.channel.startsWith('dm:#')) return m.state;
