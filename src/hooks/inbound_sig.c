@@ -10,15 +10,9 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#define MAX_SECRET INT_MAX
+#include "util/hex.h"
 
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+#define MAX_SECRET INT_MAX
 
 int inbound_sig_hex_mac(const char *s, size_t n, unsigned char mac[INBOUND_SIG_MAC_LEN])
 {

@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "util/mem.h"
+#include "util/hex.h"
 
 #define GZIP_MIN_BYTES 256 /* smaller files gain nothing worth a header */
 #define ETAG_HEX 16        /* hex digits of the SHA-256 kept in an ETag */
@@ -237,13 +238,6 @@ size_t web_count(const web_root *w)
     return w ? w->n : 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* 1 if the segment out[start..end) is empty, "." or "..". */
 static int bad_segment(const char *s, size_t n)
 {
@@ -258,7 +252,8 @@ int web_path(const char *path, size_t len, char *out, size_t cap)
     for (size_t i = 1; i < len; i++) {
         int c = (unsigned char)path[i];
         if (c == '%') {
-            int hi = i + 2 < len ? hexval(path[i + 1]) : -1, lo = hi < 0 ? -1 : hexval(path[i + 2]);
+            int hi = i + 2 < len ? hex_val(path[i + 1]) : -1,
+                lo = hi < 0 ? -1 : hex_val(path[i + 2]);
             if (lo < 0) return -1;
             c = hi << 4 | lo;
             i += 2;

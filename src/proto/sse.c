@@ -1,20 +1,13 @@
 /* Server-Sent Events streams: GET /sse?token=...&channel=... opens a
  * session that subscribes to each channel and resumes from Last-Event-ID. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto/session_int.h"
+#include "util/hex.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    ch = tolower(ch);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
 
 /* URL-decodes src[0..n) into out (cap bytes); returns the length or -1. */
 static long url_decode(const char *src, size_t n, char *out, size_t cap)
@@ -24,7 +17,7 @@ static long url_decode(const char *src, size_t n, char *out, size_t cap)
         int ch = (unsigned char)src[i];
         if (ch == '%') {
             if (i + 2 >= n) return -1;
-            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            int hi = hex_val(src[i + 1]), lo = hex_val(src[i + 2]);
             if (hi < 0 || lo < 0) return -1;
             ch = hi * 16 + lo;
             i += 2;

@@ -6,10 +6,11 @@
 #include <limits.h>
 #include <string.h>
 
+#include "util/hex.h"
 #include "util/mem.h"
-#include "util/utf8.h"
 #include "util/status.h"
 #include "util/swar.h"
+#include "util/utf8.h"
 
 struct json_tok {
     int type;   /* enum json_kind */
@@ -106,20 +107,12 @@ static size_t skip_ws(struct val *v)
     return v->pos - from;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads 4 hex digits at p (bounds already checked by the caller); -1 if not hex. */
 static long hex4(const unsigned char *p)
 {
     long cp = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = hex_val(p[i]);
         if (h < 0) return -1;
         cp = cp * 16 + h;
     }
