@@ -163,40 +163,29 @@ idle_verify() {
     stop_server
 }
 
-[ $VERIFY_ONLY -eq 1 ] && FANOUT_SUBS=""
-for subs in $FANOUT_SUBS; do
+# every_server SCENARIO N: the scenario with N subscribers against
+# nats-server, parley (standard and ephemeral) and refcast, each fresh.
+every_server() {
+    local scen=$1 n=$2
     start_nats
-    bench "fanout-$subs-nats" fanout "${NA[@]}" --subs "$subs" --duration "$DURATION"
+    bench "$scen-$n-nats" "$scen" "${NA[@]}" --subs "$n" --duration "$DURATION"
     stop_server
-    start_parley
-    bench "fanout-$subs-parley-standard" fanout "${PA[@]}" --subs "$subs" --duration "$DURATION"
-    stop_server
-    start_parley
-    bench "fanout-$subs-parley-ephemeral" fanout "${PA[@]}" --subs "$subs" \
-        --duration "$DURATION" --class ephemeral
-    stop_server
+    for cls in standard ephemeral; do
+        start_parley
+        bench "$scen-$n-parley-$cls" "$scen" "${PA[@]}" --subs "$n" --duration "$DURATION" \
+            --class "$cls"
+        stop_server
+    done
     start_refcast
-    bench "fanout-$subs-refcast" fanout "${RA[@]}" --subs "$subs" --duration "$DURATION"
+    bench "$scen-$n-refcast" "$scen" "${RA[@]}" --subs "$n" --duration "$DURATION"
     stop_server
-done
+}
 
-# Many small rooms: one subscriber per channel, one publisher round-robin.
-[ $VERIFY_ONLY -eq 1 ] && CHANNELS=""
-for n in $CHANNELS; do
-    start_nats
-    bench "channels-$n-nats" channels "${NA[@]}" --subs "$n" --duration "$DURATION"
-    stop_server
-    start_parley
-    bench "channels-$n-parley-standard" channels "${PA[@]}" --subs "$n" --duration "$DURATION"
-    stop_server
-    start_parley
-    bench "channels-$n-parley-ephemeral" channels "${PA[@]}" --subs "$n" \
-        --duration "$DURATION" --class ephemeral
-    stop_server
-    start_refcast
-    bench "channels-$n-refcast" channels "${RA[@]}" --subs "$n" --duration "$DURATION"
-    stop_server
-done
+if [ $VERIFY_ONLY -eq 0 ]; then
+    for subs in $FANOUT_SUBS; do every_server fanout "$subs"; done
+    # Many small rooms: one subscriber per channel, one publisher round-robin.
+    for n in $CHANNELS; do every_server channels "$n"; done
+fi
 
 if [ $VERIFY_ONLY -eq 1 ]; then
     idle_verify

@@ -134,6 +134,25 @@ static void history_done(session *s, pending *pd, engine_req *r)
     sess_reply_end(s, pd->has_id, pd->method);
 }
 
+/* Pushes {"push":kind,"channel","user","offset"} of r's channel and user to
+ * the channel's other subscribers (and the user's other connections when
+ * to_user): read and delivery receipts. */
+static void user_signal(session *s, const char *kind, const engine_req *r, uint64_t offset,
+                        int to_user)
+{
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_printf(&o, "{\"push\":\"%s\",\"channel\":", kind);
+    sbuf_json_str(&o, r->channel, strlen(r->channel));
+    sbuf_puts(&o, ",\"user\":");
+    sbuf_json_str(&o, r->user, strlen(r->user));
+    sbuf_puts(&o, ",\"offset\":");
+    sbuf_u64(&o, offset);
+    sbuf_putc(&o, '}');
+    sess_signal(s, r->channel, &o, 1, to_user);
+    sbuf_release(&o);
+}
+
 static void ack_done(session *s, pending *pd, engine_req *r)
 {
     if (r->status != PL_OK) {
@@ -144,19 +163,7 @@ static void ack_done(session *s, pending *pd, engine_req *r)
     /* A delivery receipt for the publisher, on channels limited to named
      * users ("dm:#alice,bob"): their members are few, so every ack of
      * every guaranteed pub may go to all of them. */
-    if (r->count && strchr(r->channel, '#')) {
-        sbuf o;
-        sbuf_init(&o);
-        sbuf_puts(&o, "{\"push\":\"ack\",\"channel\":");
-        sbuf_json_str(&o, r->channel, strlen(r->channel));
-        sbuf_puts(&o, ",\"user\":");
-        sbuf_json_str(&o, r->user, strlen(r->user));
-        sbuf_puts(&o, ",\"offset\":");
-        sbuf_u64(&o, r->since_offset);
-        sbuf_putc(&o, '}');
-        sess_signal(s, r->channel, &o, 1, 0);
-        sbuf_release(&o);
-    }
+    if (r->count && strchr(r->channel, '#')) user_signal(s, "ack", r, r->since_offset, 0);
     sbuf *o = sess_reply_begin(s, pd->cmd_id);
     sbuf_puts(o, "{\"acknowledged\":");
     sbuf_u64(o, r->count);
@@ -174,17 +181,7 @@ static void read_done(session *s, pending *pd, engine_req *r)
     }
     if (r->moved) {
         metrics_add(s->h->metrics, M_READ_UPDATES, 1);
-        sbuf o;
-        sbuf_init(&o);
-        sbuf_puts(&o, "{\"push\":\"read\",\"channel\":");
-        sbuf_json_str(&o, r->channel, strlen(r->channel));
-        sbuf_puts(&o, ",\"user\":");
-        sbuf_json_str(&o, r->user, strlen(r->user));
-        sbuf_puts(&o, ",\"offset\":");
-        sbuf_u64(&o, r->cursor);
-        sbuf_putc(&o, '}');
-        sess_signal(s, r->channel, &o, 1, 1);
-        sbuf_release(&o);
+        user_signal(s, "read", r, r->cursor, 1);
     }
     sbuf *o = sess_reply_begin(s, pd->cmd_id);
     sbuf_puts(o, "{\"offset\":");
