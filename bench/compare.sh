@@ -211,6 +211,15 @@ PY
     bench "fanout-$first-parley-standard-halfrate" fanout "${PA[@]}" --subs "$first" \
         --duration "$DURATION" --rate "$half"
     stop_server
+    # A fixed low rate (20 pubs/s to the first fan-out size): latency, not throughput.
+    start_parley
+    bench "fanout-$first-rate20-parley-standard" fanout "${PA[@]}" --subs "$first" \
+        --duration "$DURATION" --rate 20
+    stop_server
+    start_refcast
+    bench "fanout-$first-rate20-refcast" fanout "${RA[@]}" --subs "$first" --duration "$DURATION" \
+        --rate 20
+    stop_server
     start_parley
     bench "publish-64-parley" publish "${PA[@]}" --publishers 64 --duration "$DURATION"
     stop_server
