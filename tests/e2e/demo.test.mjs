@@ -127,6 +127,8 @@ test('kill -9 of the server: reconnect, every message once and in order', async 
     await srv.kill();
     await Promise.all([alice.waitConnection('reconnecting'), bob.waitConnection('reconnecting')]);
     await waitFor(async () => /reconnecting in \d+ s…/.test(await alice.page.textContent('.banner')), 'reconnect banner counting down');
+    // who is online is not known while the server is away; it is asked again after
+    assert.equal(await alice.text('presence'), 'unknown while offline');
     // a message written while the server is down waits in the outbox
     await alice.send('written offline');
     await alice.waitMessage((m) => m.text === 'written offline' && m.state === 'queued', 'queued while down');
@@ -146,6 +148,7 @@ test('kill -9 of the server: reconnect, every message once and in order', async 
     await alice.waitConnection('reconnecting');
     blocked = false;
     await Promise.all([alice.waitConnection('connected', 30000), bob.waitConnection('connected', 30000)]);
+    await waitFor(async () => (await bob.text('presence')).includes('bob'), 'presence asked again after the reconnect');
     for (let i = 1; i <= 5; i++) { sent.push(`after ${i}`); await publish(room, `after ${i}`); }
 
     const expectAll = (msgs) => sent.every((t) => msgs.some((m) => m.text === t)) && msgs.some((m) => m.text === 'written offline' && m.state === 'stored');

@@ -84,6 +84,9 @@ export class Chat {
         this.view.setConnection(this.everConnected ? 'reconnecting' : 'disconnected');
         // publishes in flight go back to the outbox until the next connection
         for (const r of this.rooms.values()) for (const m of r.pending) if (m.state === 'sending') m.state = 'queued';
+        // who is online is unknown until the subscriptions are back (they ask again)
+        for (const r of this.rooms.values()) r.presence.clear();
+        this.view.renderPresence(this.room(this.active), (u) => this.openDM(u));
       } else {
         this.view.setConnection('disconnected');
       }

@@ -250,7 +250,10 @@ export class View {
 
   renderPresence(room: Room, openDM: (user: string) => void): void {
     const users = room.onlineUsers();
-    if (!users.length) { setChildren(this.presenceEl, h('li', { class: 'muted' }, 'nobody')); return; }
+    if (!users.length) {
+      setChildren(this.presenceEl, h('li', { class: 'muted' }, this.connection.dataset.state === 'connected' ? 'nobody' : 'unknown while offline'));
+      return;
+    }
     setChildren(this.presenceEl, ...users.map((u) => {
       if (u === this.me) return h('li', { 'data-user': u }, h('span', { class: 'dot' }), `${u} (you)`);
       const b = h('button', { type: 'button', class: 'link', title: `Message ${u}` }, u);
