@@ -102,7 +102,11 @@ void hk_router_step(hooks *h, int64_t now)
     /* Routes without a position start at the log's head: ask for it alone. */
     r->since_offset = unset || min == HK_POS_UNSET ? 0 : min;
     r->limit = unset || min == HK_POS_UNSET ? 0 : HK_READ_ENTRIES;
-    if (!unset && min != HK_POS_UNSET && min > h->trimmed + HK_READ_ENTRIES) {
+    /* Entries every route passed are deleted in steps of a read, or all at
+     * once when the routes are caught up: retention keeps the pubs the log
+     * names, so what lingers here lingers in the channels too. */
+    if (!unset && min != HK_POS_UNSET && min > h->trimmed &&
+        (min > h->trimmed + HK_READ_ENTRIES || min >= h->head)) {
         r->trim_seq = min;
         h->trimmed = min;
     }

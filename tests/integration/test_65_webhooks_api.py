@@ -792,3 +792,28 @@ def test_the_first_route_sees_a_pub_pipelined_right_after_create(server_factory)
                    f"round {i}: the first route evaluated the pub published right after it")
         api(s, "routes.delete", {"id": rid})
         rids.append(rid)
+
+
+def test_retention_waits_for_the_router_and_then_trims(server_factory):
+    """Retention keeps the pubs the routing log still names (a router that
+    lags never misses one; the engine's unit tests hold the lag itself); once
+    the routes have passed them, the log is trimmed behind them and the
+    channel is back to its history_size at its next publish."""
+    def cfg(c):
+        with_api(c, extra_ns=[{"name": "src", "history_size": 3}, {"name": "dst"}])
+    s = server_factory(cfg, name="retention")
+    rid, src, dst = uniq("ret"), "src:" + uniq(), "dst:" + uniq()
+    api(s, "routes.create", {"id": rid, "match": {"channel": src}, "action": {"publish": dst}})
+
+    def copies():
+        return [p["data"]["n"] for p in api(s, "history", {"channel": dst, "limit": 100})["pubs"]]
+    for i in range(12):
+        publish(s, src, {"n": i})
+    wait_until(lambda: len(copies()) == 12, 10 * SLOW, "12 copies")
+    assert sorted(copies()) == list(range(12))
+    for n in (12, 13):  # the router passes them and trims the log behind it
+        publish(s, src, {"n": n})
+        wait_until(lambda: len(copies()) == n + 1, 10 * SLOW, f"copy {n}")
+    publish(s, src, {"n": 14})
+    assert [p["data"]["n"] for p in api(s, "history", {"channel": src, "limit": 100})["pubs"]] == \
+        [12, 13, 14]

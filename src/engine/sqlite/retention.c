@@ -5,7 +5,8 @@
 
 #include <string.h>
 
-#define SQ_SWEEP_CHANNELS 256 /* channels trimmed per sweep transaction */
+#define SQ_SWEEP_CHANNELS 256     /* channels trimmed per sweep transaction */
+#define SQ_LOG_HOLD_RETRY_MS 1000 /* expired pubs held for the router: look again */
 
 /* Before a retention trim: takes the data bytes of the rows it deletes (those
  * whose pubs are all below keep) off the tenant's tally (tracked tenants
@@ -25,6 +26,23 @@ static int account_trim(sq_engine *e, const sq_chan *ch, uint64_t keep)
     if (rc == SQLITE_ROW) sq_tenant_bytes_add(e, ch->tenant, -sqlite3_column_int64(st, 0));
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? PL_OK : PL_EIO;
+}
+
+/* The lowest offset a routing log entry of ch names, or UINT64_MAX: while
+ * routes read the log, retention keeps every pub an entry the router has
+ * not passed names, so a router that falls behind delays trims instead of
+ * missing pubs (the log is trimmed as the routes move on). PL_EIO on error. */
+static int log_floor(sq_engine *e, const sq_chan *ch, uint64_t *floor)
+{
+    *floor = UINT64_MAX;
+    if (!atomic_load_explicit(&e->log_events, memory_order_relaxed)) return PL_OK;
+    sqlite3_stmt *st = e->st[SQ_ST_EVT_FLOOR];
+    sqlite3_bind_int64(st, 1, ch->cid);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *floor = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : PL_EIO;
 }
 
 /* Removes the expired prefix of a channel inside the open transaction. */
@@ -49,6 +67,12 @@ static int ttl_trim(sq_engine *e, sq_chan *ch, int64_t now)
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PL_EIO;
+    uint64_t floor;
+    if (log_floor(e, ch, &floor)) return PL_EIO;
+    if (keep > floor) { /* the router still needs them: the sweep comes back */
+        keep = floor;
+        next_exp = now + SQ_LOG_HOLD_RETRY_MS;
+    }
     if (keep > ch->b_first) {
         if (account_trim(e, ch, keep)) return PL_EIO;
         st = e->st[SQ_ST_PUB_TRIM];
@@ -63,7 +87,10 @@ static int ttl_trim(sq_engine *e, sq_chan *ch, int64_t now)
 
 static int size_trim(sq_engine *e, sq_chan *ch)
 {
-    uint64_t keep = ch->b_head - ch->b_keep + 1;
+    uint64_t keep = ch->b_head - ch->b_keep + 1, floor;
+    if (log_floor(e, ch, &floor)) return PL_EIO;
+    if (keep > floor) keep = floor; /* the router still needs them */
+    if (keep <= ch->b_first) return PL_OK;
     if (account_trim(e, ch, keep)) return PL_EIO;
     sqlite3_stmt *st = e->st[SQ_ST_PUB_TRIM];
     sqlite3_bind_int64(st, 1, ch->cid);

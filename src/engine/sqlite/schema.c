@@ -83,6 +83,7 @@ static const char *const stmt_sql[SQ_ST_COUNT] = {
                        " JOIN channels c ON c.cid = e.cid WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
     [SQ_ST_EVT_HEAD] = "SELECT COALESCE(MAX(seq), 0) FROM events",
     [SQ_ST_EVT_TRIM] = "DELETE FROM events WHERE seq <= ?1",
+    [SQ_ST_EVT_FLOOR] = "SELECT MIN(off) FROM events WHERE cid = ?1",
 };
 
 /* Every table and index, created where missing: on a version 2 database
@@ -126,7 +127,8 @@ static const char schema_sql[] =
     " PRIMARY KEY (cid, user)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS events ("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT, cid INTEGER NOT NULL, off INTEGER NOT NULL,"
-    " n INTEGER NOT NULL);";
+    " n INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS events_cid ON events(cid, off);";
 
 /* Version 5 added webhook deliveries to the DLQ. */
 static const char upgrade_to_5_sql[] = "ALTER TABLE dlq ADD COLUMN kind TEXT;"

@@ -37,6 +37,7 @@
  *       "webhook": user = the endpoint, ref = the delivery id.
  *   events(seq, cid, off, n)   the routes' log: an entry per pubs row written
  *       while logging is on, in its transaction; seq (AUTOINCREMENT) never reused.
+ *       Index events_cid(cid, off): retention keeps what an entry names.
  *   cursors(cid, user, off)   WITHOUT ROWID, key (cid, user)
  *       Each user's read cursor per stream: only moves forward, never past head.
  *   idem(cid, idem_key, off, id, ts)   WITHOUT ROWID, key (cid, idem_key)
@@ -105,10 +106,8 @@ struct sq_chan {
     sq_chan *lru_prev, *lru_next;
     sq_chan *b_next; /* list of channels touched by the batch */
     uint32_t hash;
-    int64_t cid;    /* channels rowid; 0 while the row is not committed */
-    int b_inserted; /* the row was inserted by the open batch */
-    int b_touched;
-    int b_published;
+    int64_t cid;                            /* channels rowid; 0 until committed */
+    int b_inserted, b_touched, b_published; /* inserted by the open batch, ... */
     char epoch[PUB_EPOCH_LEN + 1];
     uint64_t head, first;
     int64_t ttl_ms, next_exp_ms;
@@ -164,6 +163,7 @@ enum {
     SQ_ST_EVT_READ,
     SQ_ST_EVT_HEAD,
     SQ_ST_EVT_TRIM,
+    SQ_ST_EVT_FLOOR,
     SQ_ST_COUNT
 };
 
