@@ -88,15 +88,6 @@ stop_server() {
     fi
 }
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "server did not open port $1" >&2
-    return 1
-}
-
 start_nats() {
     cat >"$TMP/nats.conf" <<CONF
 listen: "127.0.0.1:$NATS_PORT"

@@ -161,16 +161,8 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+. bench/config.sh
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 
 # write_config FILE WITH_ROUTE MAX_IN_FLIGHT
 write_config() {

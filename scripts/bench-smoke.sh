@@ -47,10 +47,8 @@ cleanup() {
   wait "$pid" "$refpid" 2>/dev/null || true
   rm -rf "$dir"
 }
-for _ in $(seq 50); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$refport") 2>/dev/null && break
-  sleep 0.1
-done
+. "$(dirname "$0")/../bench/config.sh"
+wait_port "$refport"
 "$bin" bench fanout --url "127.0.0.1:$refport" --secret x --tenant x \
   --subs 20 --count 2000 --duration 3 --quiet
 "$bin" bench channels --url "127.0.0.1:$refport" --secret x --tenant x \
