@@ -6,6 +6,11 @@
 
 #include "auth/jwt.h"
 
+int perm_has_user_list(const char *channel)
+{
+    return strchr(channel, '#') != NULL;
+}
+
 int perm_user_listed(const char *channel, const char *user)
 {
     const char *h = strchr(channel, '#');

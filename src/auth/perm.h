@@ -28,6 +28,8 @@ typedef enum perm_result {
     PERM_CLIENT_PUBLISH /* the namespace does not let clients publish */
 } perm_result;
 
+/* 1 if the channel names its users (`dm:#alice,bob`): only they may use it. */
+int perm_has_user_list(const char *channel);
 /* 1 if the channel has no user list or user is on it. */
 int perm_user_listed(const char *channel, const char *user);
 /* 1 if one of the n patterns (jwt_pattern_match) matches the channel. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "auth/jwt.h"
+#include "auth/perm.h"
 #include "proto/session_int.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -163,7 +164,7 @@ static void ack_done(session *s, pending *pd, engine_req *r)
     /* A delivery receipt for the publisher, on channels limited to named
      * users ("dm:#alice,bob"): their members are few, so every ack of
      * every guaranteed pub may go to all of them. */
-    if (r->count && strchr(r->channel, '#')) user_signal(s, "ack", r, r->since_offset, 0);
+    if (r->count && perm_has_user_list(r->channel)) user_signal(s, "ack", r, r->since_offset, 0);
     sbuf *o = sess_reply_begin(s, pd->cmd_id);
     sbuf_puts(o, "{\"acknowledged\":");
     sbuf_u64(o, r->count);

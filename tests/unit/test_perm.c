@@ -83,6 +83,8 @@ static void every_refusal_says_why(void **state)
 static void user_list_edges(void **state)
 {
     (void)state;
+    assert_false(perm_has_user_list("chat:lobby"));
+    assert_true(perm_has_user_list("dm:#a,b"));
     assert_true(perm_user_listed("chat:lobby", "anyone"));
     assert_true(perm_user_listed("dm:#a", "a"));
     assert_false(perm_user_listed("dm:#", "a"));
