@@ -45,6 +45,8 @@ BROKEN = [  # (yaml, line the error must point at)
     ('\n\n\nlimits:\n  handshake_timeout: "fast"\n', 5),
     ('limits:\n  max_body_bytes: 1000\n  connects_per_second: -1\n', 3),
     ('limits:\n  connects_per_second: lots\n', 2),
+    ('data_dir: "/tmp/x"\nweb_root: [a, b]\n', 2),
+    ('data_dir: "/tmp/x"\nweb_root: {dir: x}\n', 2),
     ('limits:\n  connects_per_second: 5000000000\n', 2),
     ('limits:\n  connect_burst: 100\n', 2),  # a burst without a rate
 ]

@@ -169,6 +169,10 @@ def test_dev_token_only_in_development_mode(server_factory, tmp_path):
         status, _, body = srv.http("POST", "/dev/token", body=bad)
         assert status == 400 and b'"code":107' in body, bad
     assert srv.http("GET", "/dev/token")[0] == 404
+    # a body over limits.max_body_bytes: 413, the connection closed, the server goes on
+    status, _, body = srv.http("POST", "/dev/token", body=b'{"user":"' + b"a" * (2 << 20) + b'"}')
+    assert status == 413 and b'"code":106' in body, body[:200]
+    assert srv.http("POST", "/dev/token", body=b'{"user":"bob"}')[0] == 200
     # with tenants there is no development mode: no such path
     prod = server_factory(lambda cfg: cfg.update(web_root=root), name="prodtok")
     status, _, body = prod.http("POST", "/dev/token", body=b'{"user":"alice"}')
