@@ -3,8 +3,8 @@
 # Usage: scripts/deps.sh build|test
 set -euo pipefail
 build_pkgs="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libwslay-dev libssl-dev
-  libsqlite3-dev libyaml-dev libjansson-dev libjsmn-dev libcurl4-openssl-dev zlib1g-dev"
-test_pkgs="libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest python3-websockets curl"
+  libsqlite3-dev libyaml-dev libjansson-dev libjsmn-dev libcurl4-openssl-dev zlib1g-dev libhiredis-dev"
+test_pkgs="libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest python3-websockets curl redis-server"
 # bench/compare.sh also needs nats-server (it installs it when missing).
 pkgs="$build_pkgs"
 [ "${1:-build}" = test ] && pkgs="$pkgs $test_pkgs"

@@ -15,9 +15,15 @@ int config_defaults(config *c)
     memset(c, 0, sizeof(*c));
     c->listen_host = pl_strdup("127.0.0.1");
     c->data_dir = pl_strdup("./data");
+    c->redis.host = pl_strdup("127.0.0.1");
+    c->redis.prefix = pl_strdup("parley");
     c->tenants = pl_calloc(1, sizeof(*c->tenants));
     c->namespaces = pl_calloc(NSPEC(ns_names), sizeof(*c->namespaces));
-    if (!c->listen_host || !c->data_dir || !c->tenants || !c->namespaces) goto fail;
+    if (!c->listen_host || !c->data_dir || !c->redis.host || !c->redis.prefix || !c->tenants ||
+        !c->namespaces)
+        goto fail;
+    c->redis.port = 6379;
+    c->redis.notify_maxlen = 100000;
     c->listen_port = 8080;
     c->ping_interval_ms = 25000;
     c->dedup_window_ms = 24 * 3600 * 1000LL;
@@ -129,6 +135,9 @@ void config_release(config *c)
 {
     pl_free(c->listen_host);
     pl_free(c->data_dir);
+    pl_free(c->redis.host);
+    pl_free(c->redis.password);
+    pl_free(c->redis.prefix);
     pl_free(c->web_root);
     pl_free(c->admin_key);
     pl_free(c->metrics_token);

@@ -173,12 +173,26 @@ typedef struct cfg_limits {
     uint32_t storage_queue_max; /* default 50000: ... past which every publish is refused */
 } cfg_limits;
 
+/* engine: which one stores the channels. */
+enum cfg_engine_type { CFG_ENGINE_SQLITE = 0, CFG_ENGINE_REDIS = 1 };
+
+typedef struct cfg_redis {
+    char *host; /* engine.address, default 127.0.0.1:6379 */
+    int port;
+    char *password;         /* NULL: no AUTH */
+    int db;                 /* SELECT; default 0 */
+    char *prefix;           /* every key starts with it and ':'; default "parley" */
+    uint32_t notify_maxlen; /* entries kept in the cross-node stream; default 100000 */
+} cfg_redis;
+
 typedef struct config {
     char *listen_host; /* default "127.0.0.1" */
     int listen_port;   /* default 8080 */
     char *data_dir;    /* default "./data" */
     char *web_root;    /* the web app's directory; NULL: web/ beside the binary if any; "": off */
     int64_t engine_max_db_bytes; /* engine.max_db_bytes; 0 = unlimited */
+    enum cfg_engine_type engine_type;
+    cfg_redis redis; /* engine type redis: its connection */
     char *admin_key;
     char *metrics_token;      /* bearer token /metrics requires; NULL = open */
     int64_t ping_interval_ms; /* default 25s */
@@ -218,7 +232,7 @@ int config_defaults(config *c);
  * initialized; old contents are not freed. On error returns -1, writes
  * "LINE:COL: message" (the first error only) into err and leaves c released
  * (zeroed). Out of memory is reported the same way, as "out of memory".
- * Keys of features Parley does not have yet (the redis engine) are errors
+ * Keys of features Parley does not have yet (Redis shards, Sentinel) are errors
  * ("not supported yet"), never silently ignored. */
 int config_load_string(config *c, const char *yaml, size_t len, char *err, size_t errlen);
 /* Reads and parses a file; err gets "FILE:LINE:COL: message", or

@@ -419,24 +419,74 @@ static int fn_listen(cfg_loader *L, yaml_node_t *v, void *obj)
     return 0;
 }
 
-/* Only the embedded SQLite engine exists; "redis" is a known name refused
- * as such so that a file written for it fails loudly. */
 static int fn_engine_type(cfg_loader *L, yaml_node_t *v, void *obj)
 {
+    config *c = obj;
     const char *s = "";
     char buf[48];
     if (cfg_get_str(L, v, &s) < 0) return -1;
     if (!strcmp(s, "redis"))
-        return cfg_fail_at(L, v, "'redis' is not supported yet (the only engine is sqlite)");
-    if (strcmp(s, "sqlite"))
-        return cfg_fail_at(L, v, "unknown engine type '%s' (sqlite)",
+        c->engine_type = CFG_ENGINE_REDIS;
+    else if (!strcmp(s, "sqlite"))
+        c->engine_type = CFG_ENGINE_SQLITE;
+    else
+        return cfg_fail_at(L, v, "unknown engine type '%s' (sqlite or redis)",
                            cfg_shown(s, cfg_slen(v), buf));
+    return 0;
+}
+
+static int fn_engine_address(cfg_loader *L, yaml_node_t *v, void *obj)
+{
+    config *c = obj;
+    const char *s = "";
+    char *host = NULL, buf[48];
+    int port;
+    if (cfg_get_str(L, v, &s) < 0) return -1;
+    int rc = split_host_port(s, &host, &port);
+    if (rc == -2) return cfg_oom(L, v);
+    if (rc < 0)
+        return cfg_fail_at(L, v, "'%s' is not HOST:PORT with a port in 1..65535",
+                           cfg_shown(s, cfg_slen(v), buf));
+    pl_free(c->redis.host);
+    c->redis.host = host;
+    c->redis.port = port;
+    return 0;
+}
+
+/* A key prefix names the cluster's keys: printable, no spaces, so that
+ * redis-cli --scan "PREFIX:*" finds them all and nothing else. */
+static int fn_engine_prefix(cfg_loader *L, yaml_node_t *v, void *obj)
+{
+    config *c = obj;
+    const char *s = "";
+    char buf[48];
+    if (cfg_get_str(L, v, &s) < 0) return -1;
+    size_t n = cfg_slen(v);
+    int ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = s[i] > ' ' && s[i] < 127 && s[i] != '*' && s[i] != '?';
+    if (!ok)
+        return cfg_fail_at(L, v,
+                           "'%s' is not a key prefix (1 to 64 printable characters, no "
+                           "spaces, '*' or '?')",
+                           cfg_shown(s, n, buf));
+    char *dup = pl_strndup(s, n);
+    if (!dup) return cfg_oom(L, v);
+    pl_free(c->redis.prefix);
+    c->redis.prefix = dup;
     return 0;
 }
 
 static const cfg_key_spec engine_keys[] = {
     KF("type", fn_engine_type),
-    KX("address"),
+    KF("address", fn_engine_address),
+    KNS("password", config, redis.password),
+    KI("db", config, redis.db, 0, 1 << 20),
+    KF("prefix", fn_engine_prefix),
+    KU("notify_maxlen", config, redis.notify_maxlen, 1000, 100000000),
+    KX("shards"),
+    KX("sentinel"),
+    KX("min_replicas_acked"),
     KL("max_db_bytes", config, engine_max_db_bytes, 0, INT64_MAX),
 };
 

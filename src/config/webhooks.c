@@ -404,6 +404,11 @@ int cfg_parse_webhooks(cfg_loader *L, yaml_node_t *v, void *obj)
 {
     static const cfg_list how = {sizeof(cfg_webhook), parse_entry, release_entries};
     config *c = obj;
+    /* The redis engine has no committed log for them to run from yet. */
+    if (c->engine_type == CFG_ENGINE_REDIS && v->type == YAML_SEQUENCE_NODE &&
+        v->data.sequence.items.top != v->data.sequence.items.start)
+        return cfg_fail_at(L, v,
+                           "webhooks need engine type sqlite (the redis engine does not run them)");
     return cfg_parse_list(L, v, &how, (void **)&c->webhooks, &c->n_webhooks);
 }
 

@@ -1,11 +1,11 @@
 /* The engine: the source of truth for channel streams. It assigns offsets,
  * persists pubs in commit order, dedupes idempotency keys, applies retention
- * and serves history. Implementations (engine/sqlite/) sit behind this
- * vtable; nothing outside src/engine/ knows which is in use.
+ * and serves history. Implementations (engine/sqlite/, engine/redis/) sit
+ * behind this vtable; only the composition root knows which is in use.
  *
  * Threading and ordering contract (what makes recovery gap-free):
- *  - engine_submit() may be called from any thread; the request is owned by
- *    the engine until it is handed back through the sink.
+ *  - engine_submit() may be called from any thread; the engine owns the
+ *    request until the sink gets it back.
  *  - Requests take effect in submission order: the order in which their
  *    submits reached the queue (a chain's requests in chain order, one
  *    thread's submits in the order it made them), batches included.
@@ -71,9 +71,8 @@ enum engine_read_mode {
 };
 
 struct engine_req {
-    /* The fields every publish's commit reads come first, within 64 bytes:
-     * the engine walks batches of a thousand requests, and each cache line
-     * of a request it touches is a miss the first time. */
+    /* What every publish's commit reads comes first, within 64 bytes: each
+     * cache line of a batch's requests is a miss the first time. */
     enum engine_op op;
     int status;               /* PL_OK, PL_EIO (storage unavailable: nothing stored), PL_ENOMEM */
     struct engine_req *_next; /* engine-private: chain and queue links (no allocation) */
@@ -163,9 +162,9 @@ struct engine_req {
     uint64_t *seqs, trim_seq;
 };
 
-/* Called on the engine thread with n finished requests, in linear order. The
- * callee owns the requests and the array entries (not the array). */
+/* Engine thread: n finished requests in linear order; the callee owns them. */
 typedef void (*engine_sink_fn)(void *sink_ctx, engine_req **reqs, size_t n);
+enum engine_notice { ENGINE_DOWN = 1, ENGINE_UP = 2, ENGINE_RESYNC = 3, ENGINE_REFUSED = 4 };
 
 typedef struct engine_opts {
     const char *data_dir;
@@ -175,10 +174,12 @@ typedef struct engine_opts {
     engine_sink_fn sink;
     void *sink_ctx;
     pub_encode_fn encode; /* push frames: trace shows a pub as its frame does */
-    /* Called once, on the engine thread, when the engine stops storing for
-     * good (its files were removed or replaced): what names the cause. From
-     * then on every request fails with PL_EIO and engine_healthy() is 0. */
+    /* Once, on the engine thread: the engine stopped storing for good (its
+     * files were removed or replaced); every request fails with PL_EIO. */
     void (*fault)(void *sink_ctx, const char *what);
+    /* Engine thread: news of a store reached over a network (engine/redis/);
+     * on ENGINE_RESYNC every subscriber must resume by offset. */
+    void (*notice)(void *sink_ctx, enum engine_notice kind, const char *what);
 } engine_opts;
 
 typedef struct engine_stats {
@@ -210,7 +211,7 @@ struct engine {
     const engine_ops *ops;
 };
 
-/* Creates the embedded SQLite engine; NULL with a message in err on failure. */
+/* The embedded SQLite engine; NULL with a message in err on failure. */
 engine *engine_sqlite_new(const engine_opts *opts, char *err, size_t errlen);
 
 static inline int engine_start(engine *e)
@@ -276,9 +277,8 @@ engine_req *engine_req_new_ctx(enum engine_op op, size_t ctx_size);
 /* Frees a request with the references and strings it owns and its ctx. */
 void engine_req_free(engine_req *r);
 
-/* Request blocks kept for reuse by the thread that owns the pool (a worker):
- * glibc keeps seven blocks of a size per thread (perf: a sixth of a worker's
- * time went to malloc and free). */
+/* Request blocks kept for reuse by the owning thread (a worker): malloc and
+ * free were a sixth of a worker's time. */
 typedef struct engine_req_pool {
     void **blocks; /* free blocks of `block` bytes, last freed first; owned */
     size_t n, cap;

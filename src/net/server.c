@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "delivery/delivery.h"
+#include "engine/redis/redis.h"
 #include "net/server_delivery.h"
 #include "auth/apikey_file.h"
 #include "net/conn.h"
@@ -742,6 +743,61 @@ static void engine_fault(void *ctx, const char *what)
               "storage is unavailable until an operator restarts the server", NULL);
 }
 
+/* Worker: closes every connection so each client resumes by offset. */
+static void resume_run(proto_host *h, proto_call *call)
+{
+    (void)call;
+    conn_close_all(worker_of(h), PC_RESUME, "resume required");
+}
+
+static void resume_release(proto_call *call)
+{
+    pl_free(call);
+}
+
+/* Engine thread: news of the Redis link. A resync closes every client
+ * connection (4004): the node may have missed pubs other nodes stored, and
+ * a subscribe with `since` recovers them from Redis or reports the gap. */
+static void engine_notice(void *ctx, enum engine_notice kind, const char *what)
+{
+    server *srv = ctx;
+    static const char *const events[] = {"", "redis_down", "redis_up", "redis_resync",
+                                         "redis_refused"};
+    log_event(kind == ENGINE_UP ? LOG_INFO : LOG_ERROR, events[kind], "detail", what, NULL);
+    atomic_fetch_add(&srv->engine_notices[kind], 1);
+    if (kind != ENGINE_RESYNC || !atomic_load(&srv->workers_up)) return;
+    proto_call *call = pl_calloc(1, sizeof(*call));
+    if (!call) return;
+    atomic_init(&call->refs, 1);
+    call->fn = resume_run;
+    call->release = resume_release;
+    server_call_all(srv, call);
+}
+
+static engine *engine_new(server *srv, char *err, size_t errlen)
+{
+    engine_opts eo = {
+        .data_dir = srv->cfg.data_dir,
+        .dedup_window_ms = srv->cfg.dedup_window_ms,
+        .ring_size = 128,
+        .max_db_bytes = srv->cfg.engine_max_db_bytes,
+        .sink = hub_sink,
+        .sink_ctx = srv,
+        .encode = proto_encode_pub,
+        .fault = engine_fault,
+        .notice = engine_notice,
+    };
+    if (srv->cfg.engine_type == CFG_ENGINE_SQLITE) return engine_sqlite_new(&eo, err, errlen);
+    const cfg_redis *r = &srv->cfg.redis;
+    engine_redis_conf rc = {.host = r->host,
+                            .port = r->port,
+                            .password = r->password,
+                            .db = r->db,
+                            .prefix = r->prefix,
+                            .notify_maxlen = r->notify_maxlen};
+    return engine_redis_new(&eo, &rc, err, errlen);
+}
+
 /* The data directory belongs to one server: DATA/lock, held with flock for
  * the process's lifetime (the kernel releases it however the process ends),
  * holds the owner's PID so a second server can say who has it. */
@@ -847,17 +903,7 @@ server *server_new(config *cfg, char *err, size_t errlen)
     srv->ps.hosts = pl_calloc((size_t)srv->ps.nworkers, sizeof(*srv->ps.hosts));
     srv->stage = pl_calloc((size_t)srv->ps.nworkers, sizeof(*srv->stage));
     if (!srv->workers || !srv->ps.hosts || !srv->stage) goto fail;
-    engine_opts eo = {
-        .data_dir = srv->cfg.data_dir,
-        .dedup_window_ms = srv->cfg.dedup_window_ms,
-        .ring_size = 128,
-        .max_db_bytes = srv->cfg.engine_max_db_bytes,
-        .sink = hub_sink,
-        .sink_ctx = srv,
-        .encode = proto_encode_pub,
-        .fault = engine_fault,
-    };
-    srv->ps.eng = engine_sqlite_new(&eo, err, errlen);
+    srv->ps.eng = engine_new(srv, err, errlen);
     if (!srv->ps.eng || !(srv->ps.dlv = server_delivery_new(srv))) goto fail;
     hooks_env he = {.cfg = &srv->cfg,
                     .eng = srv->ps.eng,

@@ -66,9 +66,10 @@ struct server {
     web_root *web;    /* the web app's files, or NULL when not served */
     int lock_fd;      /* DATA/lock, flocked while the server lives; 0 before */
     atomic_int ready;
-    atomic_int workers_up;      /* every worker is initialized: the hub may post to them;
-                                 * cleared once the worker threads ended */
-    rl_backlog connect_backlog; /* retry slots of opens refused by connects_per_second */
+    atomic_int workers_up;          /* every worker is initialized: the hub may post to them;
+                                     * cleared once the worker threads ended */
+    rl_backlog connect_backlog;     /* retry slots of opens refused by connects_per_second */
+    atomic_ulong engine_notices[5]; /* by enum engine_notice: links lost, back, resyncs, refusals */
     /* engine-thread staging for the sink, one vector per worker */
     inbox_stage *stage; /* one per worker */
 };

@@ -171,9 +171,10 @@ uint32_t tenant_max_channels(const proto_server *srv, const char *tid)
 
 proto_error proto_engine_error(int status)
 {
-    return status == PL_EIO      ? PE_STORAGE_UNAVAILABLE
-           : status == PL_ELIMIT ? PE_LIMIT_EXCEEDED
-                                 : PE_INTERNAL;
+    return status == PL_EIO        ? PE_STORAGE_UNAVAILABLE
+           : status == PL_ELIMIT   ? PE_LIMIT_EXCEEDED
+           : status == PL_DECLINED ? PE_NOT_AVAILABLE /* the engine lacks the feature */
+                                   : PE_INTERNAL;
 }
 
 /* The recipients of a guaranteed pub: the users subscribed to the channel

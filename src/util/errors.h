@@ -40,6 +40,7 @@
     X(PC_SLOW_CONSUMER, 4001, "slow consumer", 1)                                                  \
     X(PC_OVERLOADED, 4002, "overloaded", 1)                                                        \
     X(PC_NO_PONG, 4003, "no pong", 1)                                                              \
+    X(PC_RESUME, 4004, "resume required", 1)                                                       \
     X(PC_INVALID_TOKEN, 4500, "invalid token", 0)                                                  \
     X(PC_PROTOCOL_VIOLATION, 4501, "protocol violation", 0)                                        \
     X(PC_FORBIDDEN, 4502, "forbidden", 0)                                                          \

@@ -4,34 +4,14 @@
  * creating it; the tenants' channel quotas and stored-byte tallies. */
 #include "engine/sqlite/sqlite_int.h"
 
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/plan.h"
 #include "util/clock.h"
 #include "util/mem.h"
 
 #define SQ_MAX_CHANNELS 10000 /* cached channels (each with a ring), LRU beyond */
-
-static void make_epoch(char out[PUB_EPOCH_LEN + 1])
-{
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    size_t n = 0;
-    while (n < PUB_EPOCH_LEN) {
-        unsigned char rnd[16];
-        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-            /* The RNG failing must not stop storage; an epoch only has to
-             * differ from earlier incarnations, which the clock ensures. */
-            uint64_t x = (uint64_t)clock_mono_us() ^ ((uint64_t)clock_wall_ms() << 20);
-            for (size_t i = 0; i < sizeof(rnd); i++, x = x * 6364136223846793005ULL + 1)
-                rnd[i] = (unsigned char)(x >> 56);
-        }
-        /* Rejection keeps the 36 symbols uniform (252 = 7 * 36). */
-        for (size_t i = 0; i < sizeof(rnd) && n < PUB_EPOCH_LEN; i++)
-            if (rnd[i] < 252) out[n++] = alphabet[rnd[i] % 36];
-    }
-    out[PUB_EPOCH_LEN] = '\0';
-}
 
 static uint32_t chan_hash(const char *tenant, const char *channel)
 {
@@ -214,7 +194,7 @@ sq_chan *sq_chan_get(sq_engine *e, const char *tenant, const char *channel, int 
         ch->ttl_ms = sqlite3_column_int64(st, 4);
         ch->next_exp_ms = sqlite3_column_int64(st, 5);
     } else if (rc == SQLITE_DONE) {
-        make_epoch(ch->epoch);
+        engine_make_epoch(ch->epoch);
     }
     sqlite3_reset(st);
     if (rc == SQLITE_DONE && e->quota && !quota_take(e, tenant)) {

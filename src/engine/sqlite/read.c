@@ -2,18 +2,12 @@
  * (ring first, rows for older offsets), and the users' read cursors. */
 #include "engine/sqlite/sqlite_int.h"
 
+#include "engine/plan.h"
+
 #include <string.h>
 
 #include "util/clock.h"
 #include "util/mem.h"
-
-/* Picks the newest `limit` retained offsets into [*lo, *hi]. */
-static void newest(uint64_t head, uint64_t ef, uint32_t limit, uint64_t *lo, uint64_t *hi)
-{
-    if (!limit || ef > head) return;
-    *hi = head;
-    *lo = head - ef + 1 > limit ? head - limit + 1 : ef;
-}
 
 /* The first retained offset a request that sees the channel up to head
  * reports: 0 when retention (applied by the batch for all its requests) left
@@ -23,75 +17,13 @@ static uint64_t seen_first(const sq_chan *ch, uint64_t head)
     return ch->first <= head ? ch->first : 0;
 }
 
-/* Decides which offsets a read returns ([lo, hi], empty when lo > hi) and
- * fills head, first, epoch, recovered and more. The read sees the channel up
- * to r->head, its head at the read's place in the batch (commit.c). */
-static void plan_read(const sq_chan *ch, engine_req *r, uint64_t *lo, uint64_t *hi)
-{
-    uint64_t head = r->head, since = r->since_offset;
-    uint64_t first = seen_first(ch, head);
-    uint64_t ef = first ? first : head + 1; /* first retained, or past head */
-    *lo = 1;
-    *hi = 0;
-    r->first = first;
-    memcpy(r->epoch, ch->epoch, sizeof(r->epoch));
-    r->recovered = 0;
-    r->more = 0;
-    if (r->mode == ENGINE_READ_CURSORS) return; /* sq_apply_cursors reads them */
-    if (r->mode == ENGINE_READ_RECOVER) {
-        int epoch_ok = !strcmp(r->since_epoch, "*") ||
-                       !strncmp(r->since_epoch, ch->epoch, sizeof(r->since_epoch));
-        if (r->has_since && epoch_ok && since <= head && (since == head || since + 1 >= ef)) {
-            r->recovered = 1;
-            if (since == head) return;
-            if (!r->limit) {
-                r->more = 1;
-                return;
-            }
-            *lo = since + 1;
-            *hi = head - since > r->limit ? since + r->limit : head;
-            r->more = *hi < head;
-            return;
-        }
-        newest(head, ef, r->limit, lo, hi);
-        return;
-    }
-    if (!r->has_since) {
-        newest(head, ef, r->limit, lo, hi);
-        return;
-    }
-    if (!r->reverse) {
-        if (since >= head) return;
-        uint64_t from = since + 1 > ef ? since + 1 : ef;
-        if (from > head) return;
-        if (!r->limit) {
-            r->more = 1;
-            return;
-        }
-        *lo = from;
-        *hi = head - from + 1 > r->limit ? from + r->limit - 1 : head;
-        r->more = *hi < head;
-        return;
-    }
-    /* Reverse paging: the pubs before since; `more` says older ones remain. */
-    if (since <= ef || ef > head) return;
-    uint64_t to = since - 1 < head ? since - 1 : head;
-    if (!r->limit) {
-        r->more = 1;
-        return;
-    }
-    *hi = to;
-    *lo = to - ef + 1 > r->limit ? to - r->limit + 1 : ef;
-    r->more = *lo > ef;
-}
-
 /* Serves a READ from the committed state: ring first, disk for older pubs.
  * The ring and the rows hold every offset up to the committed head, so a
  * read capped below it finds its pubs the same way. */
 int sq_serve_read(sq_engine *e, sq_chan *ch, engine_req *r)
 {
     uint64_t lo, hi;
-    plan_read(ch, r, &lo, &hi);
+    engine_plan_read(r, seen_first(ch, r->head), ch->epoch, &lo, &hi);
     if (lo > hi) return PL_OK;
     size_t want = (size_t)(hi - lo + 1), n = 0;
     pl_pub **arr = pl_malloc(want * sizeof(*arr));

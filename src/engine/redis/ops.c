@@ -1,0 +1,485 @@
+/* Each request kind as Redis commands, and their replies. A reply only
+ * fills the request and marks it replied; order.c decides when it reaches
+ * the sink (after the loop iteration's I/O, in thread.c). */
+#include "engine/redis/redis_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/plan.h"
+#include "engine/redis/pack.h"
+#include "util/clock.h"
+#include "util/mem.h"
+
+#define RD_MAX_ARGS 24
+#define RD_READ_TRIES 3
+
+/* Arguments built in one buffer, then pointed at (the buffer may move
+ * while it grows). */
+typedef struct rd_args {
+    sbuf *b;
+    size_t off[RD_MAX_ARGS], len[RD_MAX_ARGS];
+    int n;
+} rd_args;
+
+static void av_begin(rd_args *a, sbuf *b)
+{
+    a->b = b;
+    a->n = 0;
+    sbuf_reset(b);
+}
+
+static void av_open(rd_args *a)
+{
+    a->off[a->n] = a->b->len;
+}
+
+static void av_close(rd_args *a)
+{
+    a->len[a->n] = a->b->len - a->off[a->n];
+    a->n++;
+}
+
+static void av_add(rd_args *a, const char *s, size_t n)
+{
+    av_open(a);
+    sbuf_append(a->b, s, n);
+    av_close(a);
+}
+
+static void av_str(rd_args *a, const char *s)
+{
+    av_add(a, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void av_u64(rd_args *a, uint64_t v)
+{
+    av_open(a);
+    sbuf_u64(a->b, v);
+    av_close(a);
+}
+
+static void key_into(rd_engine *e, sbuf *b, const char *kind, const char *tenant,
+                     const char *channel)
+{
+    sbuf_puts(b, e->prefix);
+    sbuf_putc(b, ':');
+    sbuf_puts(b, kind);
+    if (tenant) {
+        sbuf_putc(b, ':');
+        sbuf_puts(b, tenant);
+    }
+    if (channel) {
+        sbuf_putc(b, ':');
+        sbuf_puts(b, channel);
+    }
+}
+
+static void av_key(rd_args *a, rd_engine *e, const char *kind, const char *tenant,
+                   const char *channel)
+{
+    av_open(a);
+    key_into(e, a->b, kind, tenant, channel);
+    av_close(a);
+}
+
+void rd_key(rd_engine *e, sbuf *b, const char *kind, const char *tenant, const char *channel)
+{
+    sbuf_reset(b);
+    key_into(e, b, kind, tenant, channel);
+}
+
+static int av_send(rd_engine *e, rd_link *l, rd_args *a, redisCallbackFn *fn, void *priv)
+{
+    const char *argv[RD_MAX_ARGS];
+    if (a->b->oom) return -1;
+    for (int i = 0; i < a->n; i++)
+        argv[i] = a->b->data + a->off[i];
+    (void)e;
+    return rd_cmd(l, fn, priv, a->n, argv, a->len);
+}
+
+static void av_evalsha(rd_args *a, rd_engine *e, enum rd_script s, int nkeys)
+{
+    av_str(a, "EVALSHA");
+    av_str(a, e->sha[s]);
+    av_u64(a, (uint64_t)nkeys);
+}
+
+static void finish(rd_pend *p, int status)
+{
+    p->req->status = status;
+    p->replied = 1;
+}
+
+/* A reply that is no answer: the link went down (outcome unknown: a
+ * publish may have been stored, its retry with an idempotency key tells),
+ * or Redis refused the command. */
+static int bad_reply(rd_engine *e, rd_pend *p, redisReply *r)
+{
+    if (r && r->type != REDIS_REPLY_ERROR) return 0;
+    if (r && !strncmp(r->str, "NOSCRIPT", 8) && e->cmd.ac) {
+        /* The scripts were flushed: load them again for the next calls. */
+        for (int s = 0; s < RD_SC_COUNT; s++)
+            redisAsyncCommand(e->cmd.ac, NULL, NULL, "SCRIPT LOAD %s",
+                              rd_script_text((enum rd_script)s));
+    }
+    if (r) rd_notice(e, ENGINE_REFUSED, "commands", r->str);
+    finish(p, PL_EIO);
+    return 1;
+}
+
+static uint64_t as_u64(const redisReply *r)
+{
+    if (!r) return 0;
+    if (r->type == REDIS_REPLY_INTEGER) return r->integer > 0 ? (uint64_t)r->integer : 0;
+    if (r->type == REDIS_REPLY_STRING) return strtoull(r->str, NULL, 10);
+    return 0;
+}
+
+static int is_str(const redisReply *r, const char *s)
+{
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+           r->len == strlen(s) && !memcmp(r->str, s, r->len);
+}
+
+static void copy_epoch(char out[PUB_EPOCH_LEN + 1], const redisReply *r)
+{
+    size_t n = r && r->type == REDIS_REPLY_STRING ? r->len : 0;
+    if (n > PUB_EPOCH_LEN) n = PUB_EPOCH_LEN;
+    if (n) memcpy(out, r->str, n);
+    out[n] = '\0';
+}
+
+/* ---------------------------------------------------------------- publish */
+
+static void publish_dup(rd_engine *e, rd_pend *p, redisReply *r)
+{
+    engine_req *q = p->req;
+    pl_pub *old = q->pub;
+    uint64_t off = as_u64(r->element[1]);
+    char ep[PUB_EPOCH_LEN + 1];
+    copy_epoch(ep, r->element[2]);
+    q->duplicate = 1;
+    if (r->elements >= 5 && r->element[4]->type == REDIS_REPLY_STRING) {
+        pl_pub *orig = rd_unpack(r->element[4]->str, r->element[4]->len, old->tenant,
+                                 strlen(old->tenant), old->channel, strlen(old->channel), off, ep,
+                                 strlen(ep), (int64_t)as_u64(r->element[3]));
+        if (orig) {
+            q->pub = orig;
+            pub_unref(old);
+        }
+    }
+    if (q->pub == old) {
+        old->offset = off;
+        memcpy(old->epoch, ep, sizeof(ep));
+    }
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.duplicates++;
+    pthread_mutex_unlock(&e->stats_mu);
+    finish(p, PL_OK);
+}
+
+static void publish_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rd_pend *p = priv;
+    rd_engine *e = ((rd_link *)ac->data)->e;
+    redisReply *r = reply;
+    if (bad_reply(e, p, r)) return;
+    if (r->type != REDIS_REPLY_ARRAY || !r->elements) {
+        finish(p, PL_EIO);
+    } else if (is_str(r->element[0], "limit")) {
+        finish(p, PL_ELIMIT);
+    } else if (is_str(r->element[0], "dup") && r->elements >= 3) {
+        publish_dup(e, p, r);
+    } else if (is_str(r->element[0], "ok") && r->elements == 4) {
+        pl_pub *pub = p->req->pub;
+        pub->offset = as_u64(r->element[1]);
+        copy_epoch(pub->epoch, r->element[2]);
+        p->seq = as_u64(r->element[3]);
+        p->ordered = p->is_pub = 1;
+        finish(p, PL_OK);
+        pthread_mutex_lock(&e->stats_mu);
+        e->stats.commits++;
+        e->stats.committed_pubs++;
+        pthread_mutex_unlock(&e->stats_mu);
+    } else {
+        finish(p, PL_EIO);
+    }
+}
+
+static void idem_key(rd_args *a, rd_engine *e, const pl_pub *pub)
+{
+    av_open(a);
+    key_into(e, a->b, "i", pub->tenant, NULL);
+    sbuf_putc(a->b, ':');
+    sbuf_u64(a->b, strlen(pub->channel));
+    sbuf_putc(a->b, ':');
+    sbuf_puts(a->b, pub->channel);
+    sbuf_putc(a->b, ':');
+    sbuf_puts(a->b, pub->idem_key ? pub->idem_key : "");
+    av_close(a);
+}
+
+static void start_publish(rd_engine *e, rd_pend *p)
+{
+    engine_req *r = p->req;
+    pl_pub *pub = r->pub;
+    /* Per-recipient delivery state lives in the SQLite engine only. */
+    if (r->nrecipients || pub->cls == PUB_GUARANTEED) return finish(p, PL_DECLINED);
+    if (!pub->id[0]) clock_ulid_at(pub->id, pub->ts_ms);
+    char ep[PUB_EPOCH_LEN + 1];
+    engine_make_epoch(ep);
+    rd_args a;
+    av_begin(&a, &e->args);
+    av_evalsha(&a, e, RD_SC_PUBLISH, 6);
+    av_key(&a, e, "m", pub->tenant, pub->channel);
+    av_key(&a, e, "s", pub->tenant, pub->channel);
+    idem_key(&a, e, pub);
+    av_key(&a, e, "seq", NULL, NULL);
+    av_key(&a, e, "n", NULL, NULL);
+    av_key(&a, e, "tc", pub->tenant, NULL);
+    av_str(&a, ep);
+    av_u64(&a, (uint64_t)pub->ts_ms);
+    av_u64(&a, r->history_size);
+    av_u64(&a, r->history_ttl_ms > 0 ? (uint64_t)r->history_ttl_ms : 0);
+    av_u64(&a, (uint64_t)e->opts.dedup_window_ms);
+    av_u64(&a, r->max_channels);
+    av_u64(&a, e->notify_maxlen);
+    av_str(&a, pub->channel);
+    av_str(&a, pub->tenant);
+    av_open(&a);
+    rd_pack(a.b, pub);
+    av_close(&a);
+    av_str(&a, pub->idem_key ? "1" : "0");
+    if (av_send(e, &e->cmd, &a, publish_cb, p)) finish(p, PL_EIO);
+}
+
+/* ------------------------------------------------------------------ reads */
+
+static void start_look(rd_engine *e, rd_pend *p);
+
+/* Every user's cursor, furthest first, at most limit. */
+static int cmp_cursor(const void *x, const void *y)
+{
+    uint64_t a = as_u64(((redisReply *const *)x)[1]), b = as_u64(((redisReply *const *)y)[1]);
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static int cursors_json(engine_req *r, redisReply *all)
+{
+    size_t n = all && all->type == REDIS_REPLY_ARRAY ? all->elements / 2 : 0;
+    if (n) qsort(all->element, n, 2 * sizeof(redisReply *), cmp_cursor);
+    sbuf o;
+    sbuf_init(&o);
+    sbuf_putc(&o, '[');
+    for (size_t i = 0; i < n && (!r->limit || i < r->limit); i++) {
+        redisReply *u = all->element[2 * i];
+        sbuf_puts(&o, i ? ",{\"user\":" : "{\"user\":");
+        sbuf_json_str(&o, u->str ? u->str : "", u->str ? u->len : 0);
+        sbuf_puts(&o, ",\"offset\":");
+        sbuf_u64(&o, as_u64(all->element[2 * i + 1]));
+        sbuf_putc(&o, '}');
+    }
+    sbuf_putc(&o, ']');
+    pl_free(r->json);
+    r->json = o.oom ? NULL : pl_strndup(o.data, o.len);
+    sbuf_release(&o);
+    return r->json ? 0 : -1;
+}
+
+/* The pubs [lo, hi] as read; any offset missing (a trim raced the read) or
+ * malformed makes the read start over. */
+static int take_range(rd_pend *p, redisReply *r)
+{
+    engine_req *q = p->req;
+    size_t want = (size_t)(p->hi - p->lo + 1);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != want) return -1;
+    pl_pub **arr = pl_calloc(want, sizeof(*arr));
+    if (!arr) return -1;
+    size_t n = 0;
+    for (; n < want; n++) {
+        redisReply *ent = r->element[n], *f;
+        if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2) break;
+        if (as_u64(ent->element[0]) != 0 || ent->element[0]->len < 3) break;
+        uint64_t off = strtoull(ent->element[0]->str + 2, NULL, 10);
+        f = ent->element[1];
+        if (off != p->lo + n || f->type != REDIS_REPLY_ARRAY || f->elements != 4) break;
+        arr[n] = rd_unpack(f->element[3]->str, f->element[3]->len, q->tenant, strlen(q->tenant),
+                           q->channel, strlen(q->channel), off, q->epoch, strlen(q->epoch),
+                           (int64_t)as_u64(f->element[1]));
+        if (!arr[n]) break;
+    }
+    if (n < want) {
+        while (n)
+            pub_unref(arr[--n]);
+        pl_free(arr);
+        return -1;
+    }
+    if (q->reverse && q->mode == ENGINE_READ_HISTORY)
+        for (size_t i = 0; i < n / 2; i++) {
+            pl_pub *t = arr[i];
+            arr[i] = arr[n - 1 - i];
+            arr[n - 1 - i] = t;
+        }
+    q->pubs = arr;
+    q->npubs = n;
+    return 0;
+}
+
+static void range_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rd_pend *p = priv;
+    rd_engine *e = ((rd_link *)ac->data)->e;
+    if (bad_reply(e, p, reply)) return;
+    if (!take_range(p, reply)) return finish(p, PL_OK);
+    if (++p->tries >= RD_READ_TRIES) return finish(p, PL_EIO);
+    start_look(e, p);
+}
+
+static void look_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rd_pend *p = priv;
+    rd_engine *e = ((rd_link *)ac->data)->e;
+    redisReply *r = reply;
+    engine_req *q = p->req;
+    if (bad_reply(e, p, r)) return;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements && is_str(r->element[0], "limit"))
+        return finish(p, PL_ELIMIT);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 5) return finish(p, PL_EIO);
+    p->seq = as_u64(r->element[0]);
+    p->ordered = 1;
+    q->head = as_u64(r->element[1]);
+    char ep[PUB_EPOCH_LEN + 1];
+    copy_epoch(ep, r->element[2]);
+    uint64_t first = as_u64(r->element[3]);
+    if (q->user) q->cursor = as_u64(r->element[4]);
+    engine_plan_read(q, first <= q->head ? first : 0, ep, &p->lo, &p->hi);
+    if (q->mode == ENGINE_READ_CURSORS)
+        return finish(p,
+                      cursors_json(q, r->elements > 5 ? r->element[5] : NULL) ? PL_ENOMEM : PL_OK);
+    if (p->lo > p->hi) return finish(p, PL_OK);
+    rd_args a;
+    char lo[32], hi[32];
+    snprintf(lo, sizeof(lo), "0-%llu", (unsigned long long)p->lo);
+    snprintf(hi, sizeof(hi), "0-%llu", (unsigned long long)p->hi);
+    av_begin(&a, &e->args);
+    av_str(&a, "XRANGE");
+    av_key(&a, e, "s", q->tenant, q->channel);
+    av_str(&a, lo);
+    av_str(&a, hi);
+    if (av_send(e, &e->cmd, &a, range_cb, p)) finish(p, PL_EIO);
+}
+
+static void start_look(rd_engine *e, rd_pend *p)
+{
+    engine_req *q = p->req;
+    char ep[PUB_EPOCH_LEN + 1];
+    engine_make_epoch(ep);
+    rd_args a;
+    av_begin(&a, &e->args);
+    av_evalsha(&a, e, RD_SC_LOOK, 5);
+    av_key(&a, e, "m", q->tenant, q->channel);
+    av_key(&a, e, "s", q->tenant, q->channel);
+    av_key(&a, e, "seq", NULL, NULL);
+    av_key(&a, e, "c", q->tenant, q->channel);
+    av_key(&a, e, "tc", q->tenant, NULL);
+    av_str(&a, ep);
+    av_u64(&a, (uint64_t)clock_wall_ms());
+    av_u64(&a, q->history_ttl_ms > 0 ? (uint64_t)q->history_ttl_ms : 0);
+    av_u64(&a, q->max_channels);
+    av_str(&a, q->channel);
+    av_str(&a, q->user);
+    av_str(&a, q->mode == ENGINE_READ_CURSORS ? "1" : "0");
+    if (av_send(e, &e->cmd, &a, look_cb, p)) finish(p, PL_EIO);
+}
+
+/* ---------------------------------------------------------------- cursors */
+
+static void cursor_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rd_pend *p = priv;
+    rd_engine *e = ((rd_link *)ac->data)->e;
+    redisReply *r = reply;
+    engine_req *q = p->req;
+    if (bad_reply(e, p, r)) return;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) return finish(p, PL_EIO);
+    p->seq = as_u64(r->element[0]);
+    p->ordered = 1;
+    q->cursor = as_u64(r->element[1]);
+    q->moved = as_u64(r->element[2]) != 0;
+    q->head = as_u64(r->element[3]);
+    copy_epoch(q->epoch, r->element[4]);
+    uint64_t first = as_u64(r->element[5]);
+    q->first = first <= q->head ? first : 0;
+    finish(p, PL_OK);
+}
+
+static void start_cursor(rd_engine *e, rd_pend *p)
+{
+    engine_req *q = p->req;
+    rd_args a;
+    av_begin(&a, &e->args);
+    av_evalsha(&a, e, RD_SC_CURSOR, 4);
+    av_key(&a, e, "m", q->tenant, q->channel);
+    av_key(&a, e, "s", q->tenant, q->channel);
+    av_key(&a, e, "seq", NULL, NULL);
+    av_key(&a, e, "c", q->tenant, q->channel);
+    av_str(&a, q->user);
+    av_u64(&a, q->since_offset);
+    if (av_send(e, &e->cmd, &a, cursor_cb, p)) finish(p, PL_EIO);
+}
+
+/* ---------------------------------------------------------------- the rest */
+
+/* What has no state here: no guaranteed pubs are stored by this engine, so
+ * acks find nothing and the dead-letter queue is empty; the committed log
+ * for routes does not exist (the configuration refuses routes). */
+static void answer_local(rd_pend *p)
+{
+    engine_req *r = p->req;
+    if (r->op == ENGINE_ACK || r->op == ENGINE_PENDING || r->op == ENGINE_DELIVERY)
+        return finish(p, PL_OK);
+    if (r->op != ENGINE_ADMIN) return finish(p, PL_EIO);
+    switch (r->admin_op) {
+    case ADMIN_DLQ_LIST:
+        pl_free(r->json);
+        r->json = pl_strdup("{\"entries\":[],\"cursor\":0}");
+        return finish(p, r->json ? PL_OK : PL_ENOMEM);
+    case ADMIN_SENT_ALL:
+    case ADMIN_DLQ_REPLAY:
+    case ADMIN_DLQ_PURGE:
+        return finish(p, PL_OK);
+    case ADMIN_TRACE:
+        return finish(p, PL_ENOTFOUND);
+    default:
+        return finish(p, PL_EIO);
+    }
+}
+
+void rd_start_req(rd_engine *e, engine_req *r)
+{
+    rd_pend *p = pl_calloc(1, sizeof(*p));
+    if (!p) {
+        r->status = PL_ENOMEM;
+        rd_emit(e, r);
+        return;
+    }
+    p->req = r;
+    r->status = PL_OK;
+    rd_push_pend(e, p);
+    int needs_redis = r->op == ENGINE_PUBLISH || r->op == ENGINE_READ || r->op == ENGINE_CURSOR;
+    if (needs_redis && !e->cmd.up) return finish(p, PL_EIO);
+    switch (r->op) {
+    case ENGINE_PUBLISH:
+        return start_publish(e, p);
+    case ENGINE_READ:
+        return start_look(e, p);
+    case ENGINE_CURSOR:
+        return start_cursor(e, p);
+    default:
+        return answer_local(p);
+    }
+}

@@ -1,0 +1,340 @@
+# Cluster mode: several nodes share one real redis-server (engine type
+# redis). Publish on one node, subscribe on another, history from a third;
+# recovery and idempotency across nodes; Redis killed, paused and flushed
+# while pubs flow; a node killed while its clients subscribe. Every check is
+# on what clients see: every acked pub, once, in order, or a documented
+# close they resume from.
+import asyncio
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from helpers_cluster import Redis, cluster_config, ready, start_nodes, wait_ready
+from parley_client import (SLOW, RpcError, connect, default_config, offsets, parley_bin,
+                           render_yaml, run, scaled, uniq)
+
+
+@pytest.fixture(scope="module")
+def redis():
+    r = Redis().start()
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture
+def nodes(server_factory, redis):
+    return start_nodes(server_factory, redis)
+
+
+def test_pubs_reach_subscribers_on_every_node_in_order(nodes):
+    """Publishers on all three nodes into one channel: every subscriber, on
+    any node, sees offsets 1..N once and in order, and the history read on
+    a third node is the same sequence with the same ids."""
+    a, b, c = nodes
+
+    async def body():
+        ch = f"chat:{uniq()}"
+        subs = [await connect(n, f"s{i}") for i, n in enumerate(nodes)]
+        for s in subs:
+            await s.subscribe(ch)
+        pubs = [await connect(n, f"p{i}") for i, n in enumerate(nodes)]
+        n = scaled(200, 50)
+        acks = await asyncio.gather(*(p.publish_many(ch, n, data=lambda i, k=k: {"k": k, "i": i})
+                                      for k, p in enumerate(pubs)))
+        by_offset = {x["offset"]: x["id"] for batch in acks for x in batch}
+        assert sorted(by_offset) == list(range(1, 3 * n + 1))
+        for s in subs:
+            got = await s.pubs(ch, 3 * n)
+            assert offsets(got) == list(range(1, 3 * n + 1))
+            assert all(p["id"] == by_offset[p["offset"]] for p in got)
+        reader = await connect(c, "reader")
+        hist, _ = await reader.full_history(ch)
+        assert [(p["offset"], p["id"]) for p in hist] == sorted(by_offset.items())
+        for cl in subs + pubs + [reader]:
+            await cl.close()
+
+    run(body())
+
+
+def test_resume_on_another_node_recovers_what_was_missed(nodes):
+    a, b, c = nodes
+
+    async def body():
+        ch = f"chat:{uniq()}"
+        pub = await connect(a, "alice")
+        sub = await connect(b, "bob")
+        r = await sub.subscribe(ch)
+        first = await pub.publish_many(ch, 5, window=1)
+        assert offsets(await sub.pubs(ch, 5)) == [1, 2, 3, 4, 5]
+        await sub.close()
+        missed = await pub.publish_many(ch, 7, data=lambda i: f"missed-{i}", window=1)
+        sub = await connect(c, "bob")
+        r = await sub.subscribe(ch, since={"offset": 5, "epoch": first[0]["epoch"]})
+        assert r["recovered"] is True, r
+        assert offsets(r["pubs"]) == list(range(6, 13))
+        assert [p["id"] for p in r["pubs"]] == [m["id"] for m in missed]
+        await pub.publish(ch, "live")
+        (p,) = await sub.pubs(ch, 1)
+        assert p["offset"] == 13 and p["data"] == "live"
+        assert not [m for m in sub.mailbox if m.get("push") == "gap"]
+        await sub.close()
+        await pub.close()
+
+    run(body())
+
+
+def test_idempotency_key_is_shared_by_the_nodes(nodes):
+    a, b, _ = nodes
+
+    async def body():
+        ch = f"chat:{uniq()}"
+        ca, cb = await connect(a, "alice"), await connect(b, "alice")
+        one = await ca.publish(ch, {"v": 1}, idempotency_key="order-7")
+        two = await cb.publish(ch, {"v": 2}, idempotency_key="order-7")
+        assert one["duplicate"] is False and two["duplicate"] is True
+        assert (two["offset"], two["id"], two["epoch"]) == (one["offset"], one["id"], one["epoch"])
+        hist = await cb.history(ch)
+        assert [p["data"] for p in hist["pubs"]] == [{"v": 1}]
+        await ca.close()
+        await cb.close()
+
+    run(body())
+
+
+def test_read_cursors_are_shared_by_the_nodes(nodes):
+    a, b, _ = nodes
+
+    async def body():
+        ch = f"chat:{uniq()}"
+        ca, cb = await connect(a, "alice"), await connect(b, "bob")
+        await ca.publish_many(ch, 4, window=1)
+        rd = await ca.call("read", {"channel": ch, "offset": 3})
+        assert rd["offset"] == 3
+        back = await ca.call("read", {"channel": ch, "offset": 2})
+        assert back["offset"] == 3  # a cursor never moves back
+        await cb.subscribe(ch)
+        cur = await cb.call("cursors", {"channel": ch})
+        assert {"user": "alice", "offset": 3} in cur["cursors"], cur
+        await ca.close()
+        await cb.close()
+
+    run(body())
+
+
+def test_guaranteed_class_is_refused_as_not_available(server_factory, redis):
+    def tweak(c):
+        c.update(cluster_config(redis, uniq("t")))
+        c["namespaces"].append({"name": "inbox", "class": "guaranteed"})
+    srv = server_factory(tweak, name="gd")
+    wait_ready(srv)
+
+    async def body():
+        cl = await connect(srv, "alice")
+        with pytest.raises(RpcError) as e:
+            await cl.publish("inbox:#alice", {"x": 1})
+        assert e.value.code == 108
+        await cl.close()
+
+    run(body())
+
+
+def test_node_killed_clients_resume_on_another_without_gaps(nodes):
+    """kill -9 the node a subscriber is on while pubs flow: it reconnects to
+    another node with `since` and ends with every offset exactly once."""
+    a, b, c = nodes
+
+    async def body():
+        ch = f"chat:{uniq()}"
+        n = scaled(400, 100)
+        pub = await connect(a, "alice")
+        sub = await connect(b, "bob")
+        await sub.subscribe(ch)
+        seen = []
+
+        async def publish_all():
+            for i in range(0, n, 20):
+                await pub.publish_many(ch, 20, window=20)
+                await asyncio.sleep(0.01)
+
+        task = asyncio.ensure_future(publish_all())
+        while len(seen) < n // 4:
+            seen += offsets(await sub.pubs(ch, 1))
+        b.kill()
+        seen += offsets(sub.drain_pubs(ch))
+        await sub.close()
+        sub = await connect(c, "bob")
+        epoch = (await sub.history(ch, limit=1))["epoch"]
+        r = await sub.subscribe(ch, since={"offset": seen[-1], "epoch": epoch})
+        assert r["recovered"] is True, r
+        seen += offsets(r["pubs"])
+        await task
+        while len(seen) < n:
+            seen += offsets(await sub.pubs(ch, 1))
+        assert seen == list(range(1, n + 1))
+        await sub.close()
+        await pub.close()
+
+    run(body())
+
+
+def _acked_history_check(acked, hist):
+    """Every acked pub is in history once, at its offset; offsets 1..head."""
+    got = {p["offset"]: p["id"] for p in hist}
+    assert [p["offset"] for p in hist] == list(range(1, len(hist) + 1))
+    for off, pid in acked.items():
+        assert got.get(off) == pid, (off, pid, got.get(off))
+
+
+async def _publish_through(cl, ch, acked, errors, stop):
+    i = 0
+    while not stop.is_set():
+        try:
+            r = await cl.call("publish", {"channel": ch, "data": {"i": i}}, timeout=15 * SLOW)
+            acked[r["offset"]] = r["id"]
+        except RpcError as e:
+            errors.append(e.code)
+            await asyncio.sleep(0.05)
+        i += 1
+
+
+def test_redis_down_answers_113_and_everything_resumes(server_factory):
+    """Redis killed (AOF always) while pubs flow: publishes answer 113, the
+    nodes are not ready, subscribers stay connected; Redis restarted: ready
+    again, and every acked pub is in history once at its offset and reached
+    the subscriber on the other node."""
+    r = Redis().start()
+    try:
+        a, b = start_nodes(server_factory, r, n=2)
+
+        async def body():
+            ch = f"chat:{uniq()}"
+            pub, sub = await connect(a, "alice"), await connect(b, "bob")
+            await sub.subscribe(ch)
+            acked, errors, stop = {}, [], asyncio.Event()
+            task = asyncio.ensure_future(_publish_through(pub, ch, acked, errors, stop))
+            await asyncio.sleep(0.5)
+            r.kill()
+            await asyncio.sleep(1.0)
+            assert not ready(a) and not ready(b)
+            assert 113 in errors, errors
+            assert set(errors) == {113}, errors
+            r.start()
+            for n in (a, b):
+                wait_ready(n)
+            await asyncio.sleep(0.5)
+            stop.set()
+            await task
+            assert not sub.closed.is_set()
+            hist, _ = await sub.full_history(ch)
+            _acked_history_check(acked, hist)
+            got = offsets(await sub.pubs(ch, len(hist)))
+            assert got == list(range(1, len(hist) + 1))
+            await pub.close()
+            await sub.close()
+
+        run(body())
+        assert "redis_down" in a.log_text()
+    finally:
+        r.cleanup()
+
+
+def test_redis_paused_3s_no_silent_hole_and_not_ready(server_factory):
+    r = Redis().start()
+    try:
+        nodes = start_nodes(server_factory, r, n=3)
+
+        async def body():
+            ch = f"chat:{uniq()}"
+            pub = await connect(nodes[0], "alice")
+            subs = [await connect(n, f"s{i}") for i, n in enumerate(nodes)]
+            for s in subs:
+                await s.subscribe(ch)
+            acked, errors, stop = {}, [], asyncio.Event()
+            task = asyncio.ensure_future(_publish_through(pub, ch, acked, errors, stop))
+            await asyncio.sleep(0.3)
+            r.pause()
+            red = False
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 4.5:
+                red = red or not ready(nodes[1])
+                await asyncio.sleep(0.1)
+            r.resume()
+            assert red, "/readyz stayed 200 while Redis was paused"
+            for n in nodes:
+                wait_ready(n)
+            await asyncio.sleep(0.3)
+            stop.set()
+            await task
+            hist, _ = await subs[0].full_history(ch)
+            _acked_history_check(acked, hist)
+            for s in subs:
+                got = offsets(await s.pubs(ch, len(hist)))
+                assert got == list(range(1, len(hist) + 1))
+            for cl in subs + [pub]:
+                await cl.close()
+
+        run(body())
+    finally:
+        r.cleanup()
+
+
+def test_redis_lost_its_data_clients_are_told_to_resume(server_factory):
+    """FLUSHALL (what a Redis without persistence does on restart): the
+    nodes see the notification stream restart, close their clients with
+    4004, and a resubscribe with the old epoch is not recovered."""
+    r = Redis(appendfsync=None).start()
+    try:
+        a, b = start_nodes(server_factory, r, n=2)
+
+        async def body():
+            ch = f"chat:{uniq()}"
+            pub, sub = await connect(a, "alice"), await connect(b, "bob")
+            await sub.subscribe(ch)
+            acks = await pub.publish_many(ch, 3, window=1)
+            assert offsets(await sub.pubs(ch, 3)) == [1, 2, 3]
+            assert r.command("FLUSHALL") == b"+OK\r\n"
+            code, reason = await sub.wait_closed(timeout=10 * SLOW)
+            assert code == 4004 and reason == "resume required", (code, reason)
+            sub = await connect(b, "bob")
+            res = await sub.subscribe(ch, since={"offset": 3, "epoch": acks[0]["epoch"]})
+            assert res["recovered"] is False and res["epoch"] != acks[0]["epoch"]
+            await sub.close()
+
+        run(body())
+        assert "redis_resync" in b.log_text()
+    finally:
+        r.cleanup()
+
+
+def _check(text, tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([parley_bin(), "check-config", str(p)], capture_output=True,
+                              text=True, timeout=30, cwd=cwd)
+
+
+@pytest.mark.parametrize("yaml,line,words", [
+    ('engine: {type: redis, address: "nohost"}\n', 1, "is not HOST:PORT"),
+    ('engine: {type: redis, address: "127.0.0.1:99999"}\n', 1, "is not HOST:PORT"),
+    ('engine: {type: redis, prefix: "a b"}\n', 1, "is not a key prefix"),
+    ('engine: {type: redis, prefix: ""}\n', 1, "is not a key prefix"),
+    ('engine: {type: redis, shards: ["127.0.0.1:7000"]}\n', 1, "not supported yet"),
+    ('engine: {type: redis, sentinel: {master: m}}\n', 1, "not supported yet"),
+    ('engine: {type: redis, notify_maxlen: 10}\n', 1, "notify_maxlen"),
+    ('engine: {type: mongo}\n', 1, "unknown engine type"),
+    ('engine: {type: redis}\nwebhooks:\n  - {id: e, tenant: default, url: "http://x/"}\n', 3,
+     "need engine type sqlite"),
+])
+def test_bad_engine_config_is_refused_with_its_line(tmp_path, yaml, line, words):
+    res = _check(yaml, tmp_path)
+    assert res.returncode != 0
+    assert f":{line}:" in res.stderr and words in res.stderr, res.stderr
+
+
+def test_engine_redis_config_is_accepted(tmp_path):
+    res = _check('engine: {type: redis, address: "127.0.0.1:6379", password: "pw", db: 2, '
+                 'prefix: "prod", notify_maxlen: 50000}\n', tmp_path)
+    assert res.returncode == 0, res.stderr
