@@ -31,7 +31,6 @@
 
 typedef struct engine engine;
 typedef struct engine_req engine_req;
-
 enum engine_op {
     ENGINE_PUBLISH = 1,
     ENGINE_READ = 2,
@@ -41,6 +40,7 @@ enum engine_op {
     ENGINE_PENDING = 6,  /* a user's unacknowledged guaranteed pubs of a channel */
     ENGINE_ADMIN = 7,    /* dead-letter queue and trace queries (admin_op) */
     ENGINE_EVENTS = 8,   /* the committed log read in commit order (engine_log_events) */
+    ENGINE_RELAY = 9,    /* pub: an ephemeral pub or signal for the other nodes (engine/redis/) */
 };
 
 /* Delivery states of a pub for one recipient (delivery/delivery.h). */
@@ -184,10 +184,10 @@ typedef struct engine_opts {
 
 typedef struct engine_stats {
     uint64_t commits, committed_pubs, commit_failures, duplicates, batch_max;
-    uint64_t commit_us_total; /* sum of commit latencies */
-    uint64_t batch_hist[12];  /* commit batch sizes: buckets 1,2,4,...,1024,+Inf */
-    /* commit latency (us): 100,250,500,1000,2500,5000,10000,25000,50000,100000,250000,+Inf */
-    uint64_t commit_lat_hist[12];
+    uint64_t commit_us_total;         /* sum of commit latencies */
+    uint64_t batch_hist[12];          /* commit batch sizes: buckets 1,2,4,...,1024,+Inf */
+    uint64_t commit_lat_hist[12];     /* us: 100,250,500,1000,...,250000,+Inf (1-2.5-5 steps) */
+    uint64_t round_trips, notify_lag; /* engine/redis/: commands sent; entries behind */
 } engine_stats;
 
 typedef struct engine_ops {

@@ -362,9 +362,23 @@ static void host_submit_impl(proto_host *h, engine_req *r)
     engine_chain_add(&worker_of(h)->outbox, r);
 }
 
+static void relay_done(engine_req *r)
+{
+    engine_req_free(r);
+}
+
+/* Ephemeral pubs and signals go to this node's workers at once and, in
+ * cluster mode, through the engine to the other nodes. */
 static void host_broadcast(proto_host *h, pl_pub *pub)
 {
-    server_broadcast_pub(worker_of(h)->srv, pub);
+    worker *w = worker_of(h);
+    server_broadcast_pub(w->srv, pub);
+    if (w->srv->cfg.engine_type != CFG_ENGINE_REDIS) return;
+    engine_req *r = engine_req_new(ENGINE_RELAY);
+    if (!r) return; /* ephemeral: at most once, as documented */
+    r->pub = pub_ref(pub);
+    r->done = relay_done;
+    engine_chain_add(&w->outbox, r);
 }
 
 static session *host_find(proto_host *h, uint64_t conn_id)
@@ -969,6 +983,30 @@ static void render_engine_stats(sbuf *o, const engine_stats *es)
                     "Idempotency-key duplicates found by the engine.", "counter", es->duplicates);
 }
 
+/* The Redis engine's link: commands, lag behind the notification stream,
+ * and what happened to the link (engine_notice). */
+static void render_engine_link(server *srv, sbuf *o, const engine_stats *es)
+{
+    static const char *const names[] = {"", "down", "up", "resync", "refused"};
+    if (srv->cfg.engine_type != CFG_ENGINE_REDIS) return;
+    metrics_counter(o, "parley_engine_round_trips_total", "Commands sent to Redis.", "counter",
+                    es->round_trips);
+    metrics_counter(o, "parley_engine_notify_lag",
+                    "Entries of the notification stream this node had not handed on at the "
+                    "last ping.",
+                    "gauge", es->notify_lag);
+    metrics_counter(o, "parley_engine_ready", "1 while this node can store and deliver.", "gauge",
+                    (uint64_t)engine_healthy(srv->ps.eng));
+    sbuf_puts(o, "# HELP parley_engine_link_events_total Redis link events: down, up, resync "
+                 "(clients told to resume), refused (Redis answered an error).\n"
+                 "# TYPE parley_engine_link_events_total counter\n");
+    for (int k = ENGINE_DOWN; k <= ENGINE_REFUSED; k++) {
+        sbuf_printf(o, "parley_engine_link_events_total{event=\"%s\"} ", names[k]);
+        sbuf_u64(o, atomic_load(&srv->engine_notices[k]));
+        sbuf_putc(o, '\n');
+    }
+}
+
 void server_render_metrics(server *srv, sbuf *out)
 {
     metrics_shard *shards[64];
@@ -978,6 +1016,7 @@ void server_render_metrics(server *srv, sbuf *out)
     engine_get_stats(srv->ps.eng, &es);
     metrics_render(out, shards, srv->ps.nworkers, session_method_names, session_method_count);
     render_engine_stats(out, &es);
+    render_engine_link(srv, out, &es);
     inbound_render_metrics(srv->ps.inbound, out);
     if (srv->ps.hooks) hooks_render_metrics(srv->ps.hooks, out);
     size_t backlog = 0;

@@ -76,6 +76,7 @@ def cluster_config(redis, prefix, **engine):
     cfg = default_config()
     cfg["engine"] = {"type": "redis", "address": f"127.0.0.1:{redis.port}", "prefix": prefix,
                      **engine}
+    cfg["namespaces"].append({"name": "room", "presence": True, "join_leave": True})
     return cfg
 
 

@@ -123,6 +123,45 @@ def test_read_cursors_are_shared_by_the_nodes(nodes):
     run(body())
 
 
+def test_ephemeral_pubs_and_signals_cross_nodes(nodes):
+    """An ephemeral pub, a typing signal and join/leave pushes made on one
+    node reach subscribers on the others; the sender gets no typing echo."""
+    a, b, c = nodes
+
+    async def body():
+        ch = f"room:{uniq()}"
+        alice, bob, carol = (await connect(a, "alice"), await connect(b, "bob"),
+                             await connect(c, "carol"))
+        await bob.subscribe(ch)
+        await carol.subscribe(ch)
+        await alice.subscribe(ch)
+        for cl in (bob, carol):
+            j = await cl.push("join", ch)
+            while j["info"]["user"] != "alice":
+                j = await cl.push("join", ch)
+        ack = await alice.publish(ch, "flash", **{"class": "ephemeral"})
+        assert "offset" not in ack or not ack["offset"]
+        for cl in (bob, carol):
+            p = await cl.push("pub", ch)
+            assert p["data"] == "flash" and p.get("class") == "ephemeral"
+        assert await alice.call("typing", {"channel": ch}) == {}
+        for cl in (bob, carol):
+            t = await cl.push("typing", ch)
+            assert t["user"] == "alice"
+        await asyncio.sleep(0.3)
+        assert not alice.drain(lambda m: m.get("push") == "typing")
+        await alice.call("unsubscribe", {"channel": ch})
+        for cl in (bob, carol):
+            lv = await cl.push("leave", ch)
+            assert lv["info"]["user"] == "alice"
+        hist = await bob.history(ch)
+        assert hist["pubs"] == []  # ephemeral: never stored
+        for cl in (alice, bob, carol):
+            await cl.close()
+
+    run(body())
+
+
 def test_guaranteed_class_is_refused_as_not_available(server_factory, redis):
     def tweak(c):
         c.update(cluster_config(redis, uniq("t")))

@@ -36,15 +36,60 @@ static const redisReply *field(const redisReply *f, const char *name)
     return NULL;
 }
 
-/* One entry into queue B: a pub, or a ping (pub NULL). */
+static int is_me(rd_engine *e, const redisReply *n)
+{
+    return n && n->len == strlen(e->node) && !memcmp(n->str, e->node, n->len);
+}
+
+static size_t rlen(const redisReply *r)
+{
+    return r ? r->len : 0;
+}
+
+static const char *rstr(const redisReply *r)
+{
+    return r ? r->str : NULL;
+}
+
+/* Another node's ephemeral pub or signal, with the frame its workers got
+ * (this node's own went to its workers directly). */
+static pl_pub *relayed(rd_engine *e, const redisReply *f)
+{
+    const redisReply *tn = field(f, "tn"), *c = field(f, "c"), *fl = field(f, "f");
+    const redisReply *fr = field(f, "fr"), *u = field(f, "u"), *cl = field(f, "cl");
+    if (is_me(e, field(f, "n")) || !tn || !c || !fl || !fr || fl->len != 1) return NULL;
+    pub_fields pf = {.tenant = tn->str,
+                     .tenant_len = tn->len,
+                     .channel = c->str,
+                     .channel_len = c->len,
+                     .user = rstr(u),
+                     .user_len = rlen(u),
+                     .client = rstr(cl),
+                     .client_len = rlen(cl)};
+    pl_pub *pub = pub_new(&pf, PUB_EPHEMERAL);
+    rbuf *frame = rbuf_from(fr->str, fr->len);
+    if (!pub || !frame) {
+        pub_unref(pub);
+        rbuf_unref(frame);
+        return NULL;
+    }
+    int flags = fl->str[0] - '0';
+    pub->skip_origin = (uint8_t)(flags & 1);
+    pub->to_user = (uint8_t)((flags & 2) != 0);
+    pub_set_frame(pub, frame);
+    return pub;
+}
+
+/* One entry into queue B: a pub, or a ping or this node's own relay (pub
+ * NULL: they only advance the position). */
 static void take_entry(rd_engine *e, uint64_t seq, const redisReply *f)
 {
     const redisReply *k = field(f, "k"), *p = field(f, "p");
     pl_pub *pub = NULL;
     if (k && k->len == 4 && !memcmp(k->str, "ping", 4)) {
-        const redisReply *n = field(f, "n");
-        if (n && n->len == strlen(e->node) && !memcmp(n->str, e->node, n->len))
-            e->ping_seen_ms = clock_wall_ms();
+        if (is_me(e, field(f, "n"))) e->ping_seen_ms = clock_wall_ms();
+    } else if (k && k->len == 1 && k->str[0] == 'x') {
+        pub = relayed(e, f); /* NULL for its own, or malformed: ephemeral, at most once */
     } else {
         const redisReply *t = field(f, "t"), *o = field(f, "o"), *ep = field(f, "e");
         const redisReply *tn = field(f, "n"), *c = field(f, "c");
@@ -148,6 +193,10 @@ static void ping_cb(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     if (!r || r->type != REDIS_REPLY_INTEGER || !e->pos_known) return;
     uint64_t seq = (uint64_t)r->integer;
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.notify_lag = seq > e->pos ? seq - e->pos - 1 : 0;
+    e->stats.round_trips = e->round_trips;
+    pthread_mutex_unlock(&e->stats_mu);
     if (seq <= e->ping_read_pos)
         rd_reset_pos(e, seq - 1, "the notification stream restarted (Redis lost its data)");
 }

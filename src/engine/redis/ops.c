@@ -459,6 +459,38 @@ static void answer_local(rd_pend *p)
     }
 }
 
+static void relay_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rd_pend *p = priv;
+    rd_engine *e = ((rd_link *)ac->data)->e;
+    if (!bad_reply(e, p, reply)) finish(p, PL_OK);
+}
+
+/* An ephemeral pub or signal, with the frame this node's workers got, for
+ * the other nodes' subscribers (notify.c hands it to their sinks). At most
+ * once: while Redis is away it is dropped, as ephemeral pubs may be. */
+static void start_relay(rd_engine *e, rd_pend *p)
+{
+    pl_pub *pub = p->req->pub;
+    const rbuf *frame = pub ? pub_frame_peek(pub) : NULL;
+    if (!frame) return finish(p, PL_EINVAL);
+    char flags[2] = {(char)('0' + (pub->skip_origin ? 1 : 0) + (pub->to_user ? 2 : 0)), 0};
+    rd_args a;
+    av_begin(&a, &e->args);
+    av_evalsha(&a, e, RD_SC_RELAY, 2);
+    av_key(&a, e, "seq", NULL, NULL);
+    av_key(&a, e, "n", NULL, NULL);
+    av_u64(&a, e->notify_maxlen);
+    av_str(&a, e->node);
+    av_str(&a, pub->tenant);
+    av_str(&a, pub->channel);
+    av_str(&a, pub->user);
+    av_str(&a, pub->client);
+    av_str(&a, flags);
+    av_add(&a, frame->data, frame->len);
+    if (av_send(e, &e->cmd, &a, relay_cb, p)) finish(p, PL_EIO);
+}
+
 void rd_start_req(rd_engine *e, engine_req *r)
 {
     rd_pend *p = pl_calloc(1, sizeof(*p));
@@ -470,7 +502,8 @@ void rd_start_req(rd_engine *e, engine_req *r)
     p->req = r;
     r->status = PL_OK;
     rd_push_pend(e, p);
-    int needs_redis = r->op == ENGINE_PUBLISH || r->op == ENGINE_READ || r->op == ENGINE_CURSOR;
+    int needs_redis = r->op == ENGINE_PUBLISH || r->op == ENGINE_READ || r->op == ENGINE_CURSOR ||
+                      r->op == ENGINE_RELAY;
     if (needs_redis && !e->cmd.up) return finish(p, PL_EIO);
     switch (r->op) {
     case ENGINE_PUBLISH:
@@ -479,6 +512,8 @@ void rd_start_req(rd_engine *e, engine_req *r)
         return start_look(e, p);
     case ENGINE_CURSOR:
         return start_cursor(e, p);
+    case ENGINE_RELAY:
+        return start_relay(e, p);
     default:
         return answer_local(p);
     }

@@ -18,7 +18,9 @@
  *   P:seq     counter of the notification stream
  *   P:n       the notification stream: entry id 0-SEQ for every pub any
  *             node commits (fields t o e n c p: time, offset, epoch,
- *             tenant, channel, packed pub) and every node's pings (k n)
+ *             tenant, channel, packed pub), every node's pings (k n), and
+ *             ephemeral pubs and signals (k=x n tn c u cl f fr: node,
+ *             tenant, channel, user, client, flags, the push frame)
  *
  * Order. The publish script appends to the channel's stream and to P:n in
  * one atomic step, so P:n orders all pubs consistently with every channel's
@@ -75,7 +77,7 @@ typedef struct rd_note {
     struct rd_note *next;
 } rd_note;
 
-enum rd_script { RD_SC_PUBLISH, RD_SC_LOOK, RD_SC_CURSOR, RD_SC_PING, RD_SC_COUNT };
+enum rd_script { RD_SC_PUBLISH, RD_SC_LOOK, RD_SC_CURSOR, RD_SC_PING, RD_SC_RELAY, RD_SC_COUNT };
 
 struct rd_engine {
     engine base;

@@ -118,9 +118,20 @@ static const char ping_lua[] =
     "  'k', 'ping', 'n', ARGV[1])\n"
     "return seq\n";
 
+/* An ephemeral pub or signal for the other nodes. KEYS seq notify
+ * ARGV 1 notify_maxlen, 2 node, 3 tenant, 4 channel, 5 user, 6 client,
+ *      7 flags, 8 frame. Returns its seq. */
+static const char relay_lua[] =
+    "local seq = redis.call('INCR', KEYS[1])\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], string.format('0-%d', seq),\n"
+    "  'k', 'x', 'n', ARGV[2], 'tn', ARGV[3], 'c', ARGV[4], 'u', ARGV[5], 'cl', ARGV[6],\n"
+    "  'f', ARGV[7], 'fr', ARGV[8])\n"
+    "return seq\n";
+
 const char *rd_script_text(enum rd_script s)
 {
-    static const char *const texts[RD_SC_COUNT] = {publish_lua, look_lua, cursor_lua, ping_lua};
+    static const char *const texts[RD_SC_COUNT] = {publish_lua, look_lua, cursor_lua, ping_lua,
+                                                   relay_lua};
     return texts[s];
 }
 
