@@ -145,10 +145,12 @@ static int is_str(const redisReply *r, const char *s)
            r->len == strlen(s) && !memcmp(r->str, s, r->len);
 }
 
+/* An epoch as Redis holds it; an empty one when it is not an epoch (a
+ * hostile or corrupt meta must not reach push frames). */
 static void copy_epoch(char out[PUB_EPOCH_LEN + 1], const redisReply *r)
 {
     size_t n = r && r->type == REDIS_REPLY_STRING ? r->len : 0;
-    if (n > PUB_EPOCH_LEN) n = PUB_EPOCH_LEN;
+    if (n && !rd_epoch_ok(r->str, n)) n = 0;
     if (n) memcpy(out, r->str, n);
     out[n] = '\0';
 }

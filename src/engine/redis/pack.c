@@ -52,18 +52,34 @@ static int get_field(const char **pp, const char *end, const char **s, size_t *n
     return 0;
 }
 
+/* Ids and epochs are written into push frames as they are: only the
+ * characters they are made of are accepted. */
+static int chars_ok(const char *s, size_t n, const char *set)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!s[i] || !strchr(set, s[i])) return 0;
+    return 1;
+}
+
+int rd_epoch_ok(const char *s, size_t n)
+{
+    return n <= PUB_EPOCH_LEN && chars_ok(s, n, "abcdefghijklmnopqrstuvwxyz0123456789");
+}
+
 pl_pub *rd_unpack(const char *buf, size_t len, const char *tenant, size_t tenant_len,
                   const char *channel, size_t channel_len, uint64_t offset, const char *epoch,
                   size_t epoch_len, int64_t ts)
 {
     const char *p = buf, *end = buf + len;
-    if (!len || (uint8_t)buf[0] > PUB_GUARANTEED || epoch_len > PUB_EPOCH_LEN) return NULL;
+    if (!len || (uint8_t)buf[0] > PUB_GUARANTEED) return NULL;
     pub_class cls = (pub_class)(uint8_t)*p++;
     const char *v[RD_FIELDS];
     size_t n[RD_FIELDS];
     for (int i = 0; i < RD_FIELDS; i++)
         if (get_field(&p, end, &v[i], &n[i])) return NULL;
-    if (p != end || !v[0] || n[0] != PUB_ID_LEN || !v[1]) return NULL;
+    if (p != end || !v[0] || n[0] != PUB_ID_LEN || !v[1] || !rd_epoch_ok(epoch, epoch_len) ||
+        !chars_ok(v[0], n[0], "0123456789ABCDEFGHJKMNPQRSTVWXYZ"))
+        return NULL;
     pub_fields f = {.tenant = tenant,
                     .tenant_len = tenant_len,
                     .channel = channel,
