@@ -490,9 +490,19 @@ static const cfg_key_spec engine_keys[] = {
     KL("max_db_bytes", config, engine_max_db_bytes, 0, INT64_MAX),
 };
 
+/* The connection keys (engine_keys[1..5]) mean nothing to SQLite: given
+ * with it they are errors, not silently ignored. */
 static int fn_engine(cfg_loader *L, yaml_node_t *v, void *obj)
 {
-    return cfg_parse_map(L, v, engine_keys, NSPEC(engine_keys), obj, NULL);
+    config *c = obj;
+    yaml_node_t *found[NSPEC(engine_keys)] = {0};
+    if (cfg_parse_map(L, v, engine_keys, NSPEC(engine_keys), obj, found) < 0) return -1;
+    for (size_t i = 1; i <= 5 && c->engine_type != CFG_ENGINE_REDIS; i++) {
+        if (!found[i]) continue;
+        cfg_push_key(L, engine_keys[i].name);
+        return cfg_fail_at(L, found[i], "only with engine type redis (the engine is sqlite)");
+    }
+    return 0;
 }
 
 static const cfg_key_spec limit_keys[] = {

@@ -98,8 +98,8 @@ def test_serve_refuses_invalid_config(tmp_path):
 # line it points at). Port 1 so that a server wrongly accepting the file
 # cannot start either.
 UNSUPPORTED = [
-    ('listen: "127.0.0.1:1"\nengine:\n  type: redis\n', "engine.type", 3),
-    ('listen: "127.0.0.1:1"\nengine: {address: "10.0.0.5:6379"}\n', "engine.address", 2),
+    ('listen: "127.0.0.1:1"\nengine:\n  type: redis\n  shards: [a]\n', "engine.shards", 4),
+    ('listen: "127.0.0.1:1"\nengine: {sentinel: {master: m}}\n', "engine.sentinel", 2),
 ]
 
 

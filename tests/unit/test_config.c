@@ -552,8 +552,12 @@ static const err_case err_cases[] = {
      "drop_oldest, latest)"},
     {"namespaces: [{name: a, slow_consumer: [latest]}]\n", 1, 39, "slow_consumer"},
     {"engine: {type: mysql}\n", 1, 16, "engine.type: unknown engine type 'mysql'"},
-    {"engine:\n  type: redis\n", 2, 9, "engine.type: 'redis' is not supported yet"},
-    {"engine: {type: sqlite, address: \"h:1\"}\n", 1, 24, "engine.address: not supported yet"},
+    {"engine:\n  shards: [\"h:1\"]\n", 2, 3, "engine.shards: not supported yet"},
+    {"engine: {type: sqlite, address: \"h:1\"}\n", 1, 33,
+     "engine.address: only with engine type redis (the engine is sqlite)"},
+    {"engine: {prefix: \"a b\", type: redis}\n", 1, 18, "engine.prefix: 'a b' is not a key prefix"},
+    {"engine: {type: redis, address: \"h\"}\n", 1, 32, "engine.address: 'h' is not HOST:PORT"},
+    {"engine: {type: redis, notify_maxlen: 5}\n", 1, 38, "engine.notify_maxlen"},
     /* listen */
     {"listen: localhost\n", 1, 9, "listen: 'localhost' is not HOST:PORT"},
     {"listen: \"h:70000\"\n", 1, 9, "listen"},
@@ -607,9 +611,10 @@ static const err_case err_cases[] = {
     {"allowed_origins: [[\"https://a.example\"]]\n", 1, 19, "expected a string"},
     {"allowed_origins: [~]\n", 1, 19, "got null"},
     /* keys of features not built: refused at the key, whatever the value */
-    {"engine:\n  max_db_bytes: 5\n  address: \"10.0.0.5:6379\"\n", 3, 3,
-     "engine.address: not supported yet"},
-    {"engine: {type: redis, address: \"h:1\"}\n", 1, 23, "engine.address: not supported yet"},
+    {"engine:\n  max_db_bytes: 5\n  sentinel: {master: m}\n", 3, 3,
+     "engine.sentinel: not supported yet"},
+    {"engine: {type: redis, min_replicas_acked: 1}\n", 1, 23,
+     "engine.min_replicas_acked: not supported yet"},
     {"tenants:\n  - {id: a, jwt_secret: s, api_keys: [{key: k, scopes: [webhook]}]}\n", 2, 57,
      "unknown scope 'webhook'"},
 };
@@ -744,9 +749,8 @@ static void test_unsupported_keys(void **state)
     static const struct {
         const char *yaml, *msg;
     } rows[] = {
-        {"\nengine:\n  type: redis\n",
-         "3:9: engine.type: 'redis' is not supported yet (the only engine is sqlite)"},
-        {"engine: {address: \"10.0.0.5:6379\"}\n", "1:10: engine.address: not supported yet"},
+        {"\nengine:\n  shards: [a]\n", "3:3: engine.shards: not supported yet"},
+        {"engine: {sentinel: {master: m}}\n", "1:10: engine.sentinel: not supported yet"},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         config c;
@@ -764,8 +768,32 @@ static void test_unsupported_keys(void **state)
         config c;
         char err[256] = "";
         if (load(&c, sqlite[i], err, sizeof(err)) != 0) fail_msg("'%s': %s", sqlite[i], err);
+        assert_int_equal(c.engine_type, CFG_ENGINE_SQLITE);
         config_release(&c);
     }
+    /* The redis engine: every key lands, defaults fill the rest. */
+    config c;
+    char err[256] = "";
+    assert_int_equal(load(&c,
+                          "engine: {type: redis, address: \"10.1.2.3:7000\", password: pw, db: 3, "
+                          "prefix: prod, notify_maxlen: 5000}\n",
+                          err, sizeof(err)),
+                     0);
+    assert_int_equal(c.engine_type, CFG_ENGINE_REDIS);
+    assert_string_equal(c.redis.host, "10.1.2.3");
+    assert_int_equal(c.redis.port, 7000);
+    assert_string_equal(c.redis.password, "pw");
+    assert_int_equal(c.redis.db, 3);
+    assert_string_equal(c.redis.prefix, "prod");
+    assert_int_equal(c.redis.notify_maxlen, 5000);
+    config_release(&c);
+    assert_int_equal(load(&c, "engine: {type: redis}\n", err, sizeof(err)), 0);
+    assert_string_equal(c.redis.host, "127.0.0.1");
+    assert_int_equal(c.redis.port, 6379);
+    assert_null(c.redis.password);
+    assert_string_equal(c.redis.prefix, "parley");
+    assert_int_equal(c.redis.notify_maxlen, 100000);
+    config_release(&c);
 }
 
 /* Message formatting survives a tiny or absent error buffer. */
