@@ -490,8 +490,9 @@ static const cfg_key_spec engine_keys[] = {
     KL("max_db_bytes", config, engine_max_db_bytes, 0, INT64_MAX),
 };
 
-/* The connection keys (engine_keys[1..5]) mean nothing to SQLite: given
- * with it they are errors, not silently ignored. */
+/* The connection keys (engine_keys[1..5]) mean nothing to SQLite, nor
+ * max_db_bytes to Redis: given with the other engine they are errors, not
+ * silently ignored. */
 static int fn_engine(cfg_loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
@@ -501,6 +502,11 @@ static int fn_engine(cfg_loader *L, yaml_node_t *v, void *obj)
         if (!found[i]) continue;
         cfg_push_key(L, engine_keys[i].name);
         return cfg_fail_at(L, found[i], "only with engine type redis (the engine is sqlite)");
+    }
+    size_t mdb = cfg_spec_index(engine_keys, NSPEC(engine_keys), "max_db_bytes");
+    if (c->engine_type == CFG_ENGINE_REDIS && found[mdb]) {
+        cfg_push_key(L, "max_db_bytes");
+        return cfg_fail_at(L, found[mdb], "only with engine type sqlite (Redis has maxmemory)");
     }
     return 0;
 }

@@ -163,6 +163,13 @@ static int parse_tenant(cfg_loader *L, yaml_node_t *it, cfg_tenant *arr, size_t 
     cfg_pop(L, old);
     if (!t->n_jwt_secrets && !t->n_jwt_public_keys)
         return cfg_fail_at(L, it, "tenant '%s' needs a jwt_secret or a jwt_public_key", t->id);
+    size_t sb = cfg_spec_index(tenant_keys, NSPEC(tenant_keys), "storage_bytes");
+    if (L->c->engine_type == CFG_ENGINE_REDIS && found[sb]) {
+        cfg_push_key(L, "storage_bytes");
+        return cfg_fail_at(L, found[sb],
+                           "needs engine type sqlite (the redis engine does not "
+                           "count stored bytes)");
+    }
     return 0;
 }
 

@@ -347,6 +347,47 @@ def test_redis_lost_its_data_clients_are_told_to_resume(server_factory):
         r.cleanup()
 
 
+def test_redis_back_without_its_last_writes_changes_the_epoch(server_factory):
+    """Redis restarts from a snapshot older than the last acked pubs (what
+    AOF everysec or RDB persistence can do): the nodes find the counter
+    behind what they read, clients are told to resume (4004), and the
+    channel continues under a new epoch, so no client takes the reused
+    offsets for the pubs it saw."""
+    r = Redis(appendfsync=None).start()
+    try:
+        a, b = start_nodes(server_factory, r, n=2)
+
+        async def body():
+            ch = f"chat:{uniq()}"
+            pub, sub = await connect(a, "alice"), await connect(b, "bob")
+            await sub.subscribe(ch)
+            old = await pub.publish_many(ch, 5, window=1)
+            assert r.command("SAVE") == b"+OK\r\n"
+            lost = await pub.publish_many(ch, 5, window=1)
+            assert offsets(await sub.pubs(ch, 10)) == list(range(1, 11))
+            r.kill()
+            r.start()
+            code, _ = await sub.wait_closed(timeout=10 * SLOW)
+            assert code == 4004
+            for n in (a, b):
+                wait_ready(n)
+            code, _ = await pub.wait_closed(timeout=10 * SLOW)
+            assert code == 4004
+            pub, sub = await connect(a, "alice"), await connect(b, "bob")
+            res = await sub.subscribe(ch, since={"offset": 10, "epoch": lost[-1]["epoch"]})
+            assert res["recovered"] is False and res["epoch"] != old[0]["epoch"], res
+            again = await pub.publish(ch, "after")
+            assert again["epoch"] == res["epoch"] and again["offset"] == 6, again
+            hist = await sub.history(ch)
+            assert [p["id"] for p in hist["pubs"][:5]] == [o["id"] for o in old]
+            await pub.close()
+            await sub.close()
+
+        run(body())
+    finally:
+        r.cleanup()
+
+
 def _check(text, tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(text)
@@ -377,3 +418,15 @@ def test_engine_redis_config_is_accepted(tmp_path):
     res = _check('engine: {type: redis, address: "127.0.0.1:6379", password: "pw", db: 2, '
                  'prefix: "prod", notify_maxlen: 50000}\n', tmp_path)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("yaml,line,words", [
+    ('engine: {type: sqlite, prefix: "p"}\n', 1, "engine.prefix: only with engine type redis"),
+    ('engine: {type: redis, max_db_bytes: 5}\n', 1, "engine.max_db_bytes: only with engine type sqlite"),
+    ('engine: {type: redis}\ntenants:\n  - {id: a, jwt_secret: "s", storage_bytes: 100}\n', 3,
+     "tenants[0].storage_bytes: needs engine type sqlite"),
+])
+def test_keys_of_the_other_engine_are_refused(tmp_path, yaml, line, words):
+    res = _check(yaml, tmp_path)
+    assert res.returncode != 0
+    assert f":{line}:" in res.stderr and words in res.stderr, res.stderr

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/plan.h"
 #include "engine/redis/pack.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -197,23 +198,28 @@ static void ping_cb(redisAsyncContext *ac, void *reply, void *priv)
     e->stats.notify_lag = seq > e->pos ? seq - e->pos - 1 : 0;
     e->stats.round_trips = e->round_trips;
     pthread_mutex_unlock(&e->stats_mu);
-    if (seq <= e->ping_read_pos)
+    if (e->ping_read_pos && seq <= e->ping_read_pos)
         rd_reset_pos(e, seq - 1, "the notification stream restarted (Redis lost its data)");
 }
 
 void rd_send_ping(rd_engine *e)
 {
-    sbuf *k = &e->key, *n = &e->key2;
+    sbuf *k = &e->key, *n = &e->key2, *era = &e->args;
     rd_key(e, k, "seq", NULL, NULL);
     rd_key(e, n, "n", NULL, NULL);
-    if (k->oom || n->oom) return;
-    char maxlen[24];
+    rd_key(e, era, "era", NULL, NULL);
+    if (k->oom || n->oom || era->oom) return;
+    char maxlen[24], known[24], newera[PUB_EPOCH_LEN + 1];
     snprintf(maxlen, sizeof(maxlen), "%u", e->notify_maxlen);
-    const char *argv[] = {"EVALSHA", e->sha[RD_SC_PING], "2", k->data, n->data, e->node, maxlen};
-    size_t lens[7];
-    for (int i = 0; i < 7; i++)
-        lens[i] = i == 3 ? k->len : i == 4 ? n->len : strlen(argv[i]);
-    if (rd_cmd(&e->cmd, ping_cb, e, 7, argv, lens)) return;
+    snprintf(known, sizeof(known), "%llu", (unsigned long long)(e->pos_known ? e->read_pos : 0));
+    engine_make_epoch(newera);
+    const char *argv[] = {
+        "EVALSHA", e->sha[RD_SC_PING], "3", k->data, n->data, era->data, e->node, maxlen, known,
+        newera};
+    size_t lens[10];
+    for (int i = 0; i < 10; i++)
+        lens[i] = i == 3 ? k->len : i == 4 ? n->len : i == 5 ? era->len : strlen(argv[i]);
+    if (rd_cmd(&e->cmd, ping_cb, e, 10, argv, lens)) return;
     e->ping_sent_ms = clock_wall_ms();
-    e->ping_read_pos = e->read_pos;
+    e->ping_read_pos = e->pos_known ? e->read_pos : 0;
 }

@@ -8,24 +8,32 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Shared by the scripts that may create a channel: its meta {off, ep}, made
- * with the caller's fresh epoch when missing. A channel whose meta is gone
- * but whose stream remains (evicted, restored from another source)
- * continues its offsets under the new epoch, so no offset is reused; an
- * empty stream is dropped (its last id would refuse 0-1). Returns off, ep,
- * or nil when the tenant is at its channel quota. */
+/* Shared by the scripts that may create a channel: its meta {off, ep,
+ * era}, made with the caller's fresh epoch when missing. A channel whose
+ * meta is gone but whose stream remains (evicted, restored from another
+ * source) continues its offsets under the new epoch, so no offset is
+ * reused; an empty stream is dropped (its last id would refuse 0-1). A
+ * channel last written in another era (P:era changes when a node finds that
+ * Redis lost writes: ping_lua) gets a new epoch too: offsets after the lost
+ * ones are handed out again, and clients must not take them for the ones
+ * they saw. Returns off, ep, or nil when the tenant is at its quota. */
 #define RD_LUA_META                                                                                \
-    "local function meta(mk, sk, tset, chan, newep, maxch)\n"                                      \
-    "  local m = redis.call('HMGET', mk, 'off', 'ep')\n"                                           \
-    "  if m[2] then return tonumber(m[1]), m[2] end\n"                                             \
-    "  maxch = tonumber(maxch)\n"                                                                  \
-    "  if maxch > 0 and redis.call('SISMEMBER', tset, chan) == 0 and\n"                            \
-    "     redis.call('SCARD', tset) >= maxch then return nil end\n"                                \
-    "  local off = 0\n"                                                                            \
-    "  local last = redis.call('XREVRANGE', sk, '+', '-', 'COUNT', 1)\n"                           \
-    "  if last[1] then off = tonumber(string.sub(last[1][1], 3)) else redis.call('DEL', sk) end\n" \
-    "  redis.call('HSET', mk, 'off', off, 'ep', newep)\n"                                          \
-    "  redis.call('SADD', tset, chan)\n"                                                           \
+    "local function meta(mk, sk, tset, chan, newep, maxch, erak)\n"                                \
+    "  local era = redis.call('GET', erak)\n"                                                      \
+    "  if not era then era = newep; redis.call('SET', erak, era) end\n"                            \
+    "  local m = redis.call('HMGET', mk, 'off', 'ep', 'era')\n"                                    \
+    "  if m[2] and m[3] == era then return tonumber(m[1]), m[2] end\n"                             \
+    "  local off = tonumber(m[1] or '0')\n"                                                        \
+    "  if not m[2] then\n"                                                                         \
+    "    maxch = tonumber(maxch)\n"                                                                \
+    "    if maxch > 0 and redis.call('SISMEMBER', tset, chan) == 0 and\n"                          \
+    "       redis.call('SCARD', tset) >= maxch then return nil end\n"                              \
+    "    local last = redis.call('XREVRANGE', sk, '+', '-', 'COUNT', 1)\n"                         \
+    "    if last[1] then off = tonumber(string.sub(last[1][1], 3)) else redis.call('DEL', sk) "    \
+    "end\n"                                                                                        \
+    "    redis.call('SADD', tset, chan)\n"                                                         \
+    "  end\n"                                                                                      \
+    "  redis.call('HSET', mk, 'off', off, 'ep', newep, 'era', era)\n"                              \
     "  return off, newep\n"                                                                        \
     "end\n"                                                                                        \
     "local function trim_ttl(sk, now, ttl)\n"                                                      \
@@ -44,7 +52,7 @@
     "  return 0\n"                                                                                 \
     "end\n"
 
-/* KEYS meta stream idem seq notify tset
+/* KEYS meta stream idem seq notify tset era
  * ARGV 1 newep, 2 ts, 3 history_size, 4 ttl_ms, 5 dedup_ms, 6 max_channels,
  *      7 notify_maxlen, 8 channel, 9 tenant, 10 packed pub, 11 '1' with idem
  * Returns {'ok', off, ep, seq}, {'dup', off, ep[, t, p]} or {'limit'}. */
@@ -59,7 +67,7 @@ static const char publish_lua[] = RD_LUA_META
     "    return {'dup', tonumber(o), ep}\n"
     "  end\n"
     "end\n"
-    "local off, ep = meta(KEYS[1], KEYS[2], KEYS[6], ARGV[8], ARGV[1], ARGV[6])\n"
+    "local off, ep = meta(KEYS[1], KEYS[2], KEYS[6], ARGV[8], ARGV[1], ARGV[6], KEYS[7])\n"
     "if not off then return {'limit'} end\n"
     "off = off + 1\n"
     "redis.call('HSET', KEYS[1], 'off', off)\n"
@@ -77,13 +85,13 @@ static const char publish_lua[] = RD_LUA_META
     "  'o', off, 'e', ep, 'n', ARGV[9], 'c', ARGV[8], 'p', ARGV[10])\n"
     "return {'ok', off, ep, seq}\n";
 
-/* A read's view of a channel. KEYS meta stream seq cursors tset
+/* A read's view of a channel. KEYS meta stream seq cursors tset era
  * ARGV 1 newep, 2 now, 3 ttl_ms, 4 max_channels, 5 channel, 6 user ('' none),
  *      7 '1' for every cursor
  * Returns {seq, head, ep, first, cursor[, {user, offset, ...}]} or
  * {'limit'}. */
 static const char look_lua[] = RD_LUA_META
-    "local off, ep = meta(KEYS[1], KEYS[2], KEYS[5], ARGV[5], ARGV[1], ARGV[4])\n"
+    "local off, ep = meta(KEYS[1], KEYS[2], KEYS[5], ARGV[5], ARGV[1], ARGV[4], KEYS[6])\n"
     "if not off then return {'limit'} end\n"
     "trim_ttl(KEYS[2], ARGV[2], ARGV[3])\n"
     "local seq = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
@@ -110,10 +118,15 @@ static const char cursor_lua[] =
                 "local seq = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
                 "return {seq, cur, moved, head, m[2] or '', first(KEYS[2])}\n";
 
-/* A node's ping through the notification stream. KEYS seq notify
- * ARGV 1 node id, 2 notify_maxlen. Returns the ping's seq. */
+/* A node's ping through the notification stream. The counter at or below
+ * what the node had read means Redis lost writes (restarted without them,
+ * flushed, failed over to a replica behind it): a new era, so every channel
+ * gets a new epoch at its next use. KEYS seq notify era
+ * ARGV 1 node id, 2 notify_maxlen, 3 the last seq the node read, 4 new era.
+ * Returns the ping's seq. */
 static const char ping_lua[] =
     "local seq = redis.call('INCR', KEYS[1])\n"
+    "if seq <= tonumber(ARGV[3]) then redis.call('SET', KEYS[3], ARGV[4]) end\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], string.format('0-%d', seq),\n"
     "  'k', 'ping', 'n', ARGV[1])\n"
     "return seq\n";

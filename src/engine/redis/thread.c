@@ -77,6 +77,14 @@ static void wake_cb(uv_async_t *a)
     if (stopping && !e->stop_deadline_ms) e->stop_deadline_ms = clock_wall_ms() + RD_STOP_WAIT_MS;
 }
 
+/* The first command on a new link is a ping: it finds, before any
+ * publish of this node runs, whether Redis came back without writes this
+ * node had seen (ping_lua). */
+static void cmd_up(rd_engine *e)
+{
+    rd_send_ping(e);
+}
+
 static void note_up(rd_engine *e)
 {
     rd_read_next(e);
@@ -201,7 +209,7 @@ static int init_loop(rd_engine *e)
     uv_timer_init(&e->loop, &e->tick);
     uv_check_init(&e->loop, &e->after_io);
     e->wake.data = e->tick.data = e->after_io.data = e;
-    rd_link_init(e, &e->cmd, "commands", NULL);
+    rd_link_init(e, &e->cmd, "commands", cmd_up);
     rd_link_init(e, &e->note, "notify", note_up);
     e->loop_ready = 1;
     return 0;
