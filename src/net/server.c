@@ -989,8 +989,10 @@ static void render_engine_link(server *srv, sbuf *o, const engine_stats *es)
 {
     static const char *const names[] = {"", "down", "up", "resync", "refused"};
     if (srv->cfg.engine_type != CFG_ENGINE_REDIS) return;
-    metrics_counter(o, "parley_engine_round_trips_total", "Commands sent to Redis.", "counter",
-                    es->round_trips);
+    metrics_counter(o, "parley_engine_round_trips_total",
+                    "Writes of the command link to Redis, at the last ping (each carries every "
+                    "command queued since the previous one).",
+                    "counter", es->round_trips);
     metrics_counter(o, "parley_engine_notify_lag",
                     "Entries of the notification stream this node had not handed on at the "
                     "last ping.",

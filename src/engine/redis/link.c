@@ -28,7 +28,12 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 {
     rd_events *p = h->data;
     if (status < 0) events = UV_READABLE | UV_WRITABLE;
-    if (p->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+    if (p->ac && (events & UV_WRITABLE)) {
+        /* One write carries every command queued since the last: a round
+         * trip, however many commands it pipelines. */
+        ((rd_link *)p->ac->data)->writes++;
+        redisAsyncHandleWrite(p->ac);
+    }
     if (p->ac && (events & UV_READABLE)) redisAsyncHandleRead(p->ac);
 }
 
@@ -209,7 +214,5 @@ int rd_cmd(rd_link *l, redisCallbackFn *fn, void *priv, int argc, const char **a
            const size_t *lens)
 {
     if (!l->up || !l->ac) return -1;
-    if (redisAsyncCommandArgv(l->ac, fn, priv, argc, argv, lens) != REDIS_OK) return -1;
-    l->e->round_trips++;
-    return 0;
+    return redisAsyncCommandArgv(l->ac, fn, priv, argc, argv, lens) == REDIS_OK ? 0 : -1;
 }

@@ -196,7 +196,7 @@ static void ping_cb(redisAsyncContext *ac, void *reply, void *priv)
     uint64_t seq = (uint64_t)r->integer;
     pthread_mutex_lock(&e->stats_mu);
     e->stats.notify_lag = seq > e->pos ? seq - e->pos - 1 : 0;
-    e->stats.round_trips = e->round_trips;
+    e->stats.round_trips = e->cmd.writes;
     pthread_mutex_unlock(&e->stats_mu);
     if (e->ping_read_pos && seq <= e->ping_read_pos)
         rd_reset_pos(e, seq - 1, "the notification stream restarted (Redis lost its data)");

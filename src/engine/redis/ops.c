@@ -13,7 +13,8 @@
 #include "util/clock.h"
 #include "util/mem.h"
 
-#define RD_MAX_ARGS 24
+#define RD_PUB_BATCH 64 /* publishes per script call */
+#define RD_MAX_ARGS (9 + 13 * RD_PUB_BATCH)
 #define RD_READ_TRIES 3
 
 /* Arguments built in one buffer, then pointed at (the buffer may move
@@ -184,12 +185,9 @@ static void publish_dup(rd_engine *e, rd_pend *p, redisReply *r)
     finish(p, PL_OK);
 }
 
-static void publish_cb(redisAsyncContext *ac, void *reply, void *priv)
+/* One publish's result in a batch's reply. */
+static void publish_one(rd_engine *e, rd_pend *p, redisReply *r)
 {
-    rd_pend *p = priv;
-    rd_engine *e = ((rd_link *)ac->data)->e;
-    redisReply *r = reply;
-    if (bad_reply(e, p, r)) return;
     if (r->type != REDIS_REPLY_ARRAY || !r->elements) {
         finish(p, PL_EIO);
     } else if (is_str(r->element[0], "limit")) {
@@ -203,13 +201,37 @@ static void publish_cb(redisAsyncContext *ac, void *reply, void *priv)
         p->seq = as_u64(r->element[3]);
         p->ordered = p->is_pub = 1;
         finish(p, PL_OK);
-        pthread_mutex_lock(&e->stats_mu);
-        e->stats.commits++;
-        e->stats.committed_pubs++;
-        pthread_mutex_unlock(&e->stats_mu);
     } else {
         finish(p, PL_EIO);
     }
+}
+
+/* The publishes of one script call (priv). */
+typedef struct rd_batch {
+    size_t n;
+    rd_pend *p[RD_PUB_BATCH];
+} rd_batch;
+
+static void publish_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rd_batch *b = priv;
+    rd_engine *e = ((rd_link *)ac->data)->e;
+    redisReply *r = reply;
+    int whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
+    for (size_t i = 0; i < b->n; i++) {
+        if (bad_reply(e, b->p[i], r))
+            continue;
+        else if (!whole)
+            finish(b->p[i], PL_EIO);
+        else
+            publish_one(e, b->p[i], r->element[i]);
+    }
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.commits++;
+    e->stats.committed_pubs += b->n;
+    if (b->n > e->stats.batch_max) e->stats.batch_max = b->n;
+    pthread_mutex_unlock(&e->stats_mu);
+    pl_free(b);
 }
 
 static void idem_key(rd_args *a, rd_engine *e, const pl_pub *pub)
@@ -225,39 +247,66 @@ static void idem_key(rd_args *a, rd_engine *e, const pl_pub *pub)
     av_close(a);
 }
 
-static void start_publish(rd_engine *e, rd_pend *p)
+/* Whether the publish can go to Redis; if not it is finished here. */
+static int publishable(rd_engine *e, rd_pend *p)
 {
     engine_req *r = p->req;
-    pl_pub *pub = r->pub;
     /* Per-recipient delivery state lives in the SQLite engine only. */
-    if (r->nrecipients || pub->cls == PUB_GUARANTEED) return finish(p, PL_DECLINED);
-    if (!pub->id[0]) clock_ulid_at(pub->id, pub->ts_ms);
+    if (r->nrecipients || r->pub->cls == PUB_GUARANTEED) {
+        finish(p, PL_DECLINED);
+        return 0;
+    }
+    if (!e->cmd.up) {
+        finish(p, PL_EIO);
+        return 0;
+    }
+    if (!r->pub->id[0]) clock_ulid_at(r->pub->id, r->pub->ts_ms);
+    return 1;
+}
+
+static void pub_args(rd_args *a, rd_engine *e, const engine_req *r)
+{
+    const pl_pub *pub = r->pub;
     char ep[PUB_EPOCH_LEN + 1];
     engine_make_epoch(ep);
+    av_str(a, ep);
+    av_u64(a, (uint64_t)pub->ts_ms);
+    av_u64(a, r->history_size);
+    av_u64(a, r->history_ttl_ms > 0 ? (uint64_t)r->history_ttl_ms : 0);
+    av_u64(a, r->max_channels);
+    av_str(a, pub->channel);
+    av_str(a, pub->tenant);
+    av_open(a);
+    rd_pack(a->b, pub);
+    av_close(a);
+    av_str(a, pub->idem_key ? "1" : "0");
+}
+
+/* One script call for up to RD_PUB_BATCH publishes, in their order. The
+ * keys go first (KEYS), then the arguments: two passes over the batch. */
+static void send_publishes(rd_engine *e, rd_batch *b)
+{
     rd_args a;
     av_begin(&a, &e->args);
-    av_evalsha(&a, e, RD_SC_PUBLISH, 7);
-    av_key(&a, e, "m", pub->tenant, pub->channel);
-    av_key(&a, e, "s", pub->tenant, pub->channel);
-    idem_key(&a, e, pub);
+    av_evalsha(&a, e, RD_SC_PUBLISH, (int)(3 + 4 * b->n));
     av_key(&a, e, "seq", NULL, NULL);
     av_key(&a, e, "n", NULL, NULL);
-    av_key(&a, e, "tc", pub->tenant, NULL);
     av_key(&a, e, "era", NULL, NULL);
-    av_str(&a, ep);
-    av_u64(&a, (uint64_t)pub->ts_ms);
-    av_u64(&a, r->history_size);
-    av_u64(&a, r->history_ttl_ms > 0 ? (uint64_t)r->history_ttl_ms : 0);
-    av_u64(&a, (uint64_t)e->opts.dedup_window_ms);
-    av_u64(&a, r->max_channels);
+    for (size_t i = 0; i < b->n; i++) {
+        const pl_pub *pub = b->p[i]->req->pub;
+        av_key(&a, e, "m", pub->tenant, pub->channel);
+        av_key(&a, e, "s", pub->tenant, pub->channel);
+        idem_key(&a, e, pub);
+        av_key(&a, e, "tc", pub->tenant, NULL);
+    }
     av_u64(&a, e->notify_maxlen);
-    av_str(&a, pub->channel);
-    av_str(&a, pub->tenant);
-    av_open(&a);
-    rd_pack(a.b, pub);
-    av_close(&a);
-    av_str(&a, pub->idem_key ? "1" : "0");
-    if (av_send(e, &e->cmd, &a, publish_cb, p)) finish(p, PL_EIO);
+    av_u64(&a, (uint64_t)e->opts.dedup_window_ms);
+    for (size_t i = 0; i < b->n; i++)
+        pub_args(&a, e, b->p[i]->req);
+    if (!av_send(e, &e->cmd, &a, publish_cb, b)) return;
+    for (size_t i = 0; i < b->n; i++)
+        finish(b->p[i], PL_EIO);
+    pl_free(b);
 }
 
 /* ------------------------------------------------------------------ reads */
@@ -495,23 +544,26 @@ static void start_relay(rd_engine *e, rd_pend *p)
     if (av_send(e, &e->cmd, &a, relay_cb, p)) finish(p, PL_EIO);
 }
 
-void rd_start_req(rd_engine *e, engine_req *r)
+static rd_pend *pend_new(rd_engine *e, engine_req *r)
 {
     rd_pend *p = pl_calloc(1, sizeof(*p));
     if (!p) {
         r->status = PL_ENOMEM;
         rd_emit(e, r);
-        return;
+        return NULL;
     }
     p->req = r;
     r->status = PL_OK;
     rd_push_pend(e, p);
-    int needs_redis = r->op == ENGINE_PUBLISH || r->op == ENGINE_READ || r->op == ENGINE_CURSOR ||
-                      r->op == ENGINE_RELAY;
+    return p;
+}
+
+static void start_one(rd_engine *e, rd_pend *p)
+{
+    engine_req *r = p->req;
+    int needs_redis = r->op == ENGINE_READ || r->op == ENGINE_CURSOR || r->op == ENGINE_RELAY;
     if (needs_redis && !e->cmd.up) return finish(p, PL_EIO);
     switch (r->op) {
-    case ENGINE_PUBLISH:
-        return start_publish(e, p);
     case ENGINE_READ:
         return start_look(e, p);
     case ENGINE_CURSOR:
@@ -521,4 +573,35 @@ void rd_start_req(rd_engine *e, engine_req *r)
     default:
         return answer_local(p);
     }
+}
+
+/* Starts a chain of requests in order: runs of publishes share a script
+ * call, anything else goes alone between them. */
+void rd_start_reqs(rd_engine *e, engine_req *r)
+{
+    rd_batch *b = NULL;
+    while (r) {
+        engine_req *next = r->_next;
+        r->_next = NULL;
+        rd_pend *p = pend_new(e, r);
+        r = next;
+        if (!p) continue;
+        if (p->req->op != ENGINE_PUBLISH) {
+            if (b) send_publishes(e, b);
+            b = NULL;
+            start_one(e, p);
+            continue;
+        }
+        if (!publishable(e, p)) continue;
+        if (!b && !(b = pl_calloc(1, sizeof(*b)))) {
+            finish(p, PL_ENOMEM);
+            continue;
+        }
+        b->p[b->n++] = p;
+        if (b->n == RD_PUB_BATCH) {
+            send_publishes(e, b);
+            b = NULL;
+        }
+    }
+    if (b) send_publishes(e, b);
 }

@@ -56,6 +56,7 @@ typedef struct rd_link {
     uv_timer_t retry;
     void (*on_up)(rd_engine *e); /* after the greeting is queued */
     int64_t down_since_ms;       /* 0 while up */
+    uint64_t writes;             /* socket writes: round trips (commands are pipelined) */
 } rd_link;
 
 /* A request in flight, in submission order (queue A). */
@@ -118,7 +119,6 @@ struct rd_engine {
 
     pthread_mutex_t stats_mu;
     engine_stats stats;
-    uint64_t round_trips;
 };
 
 /* link.c */
@@ -133,7 +133,8 @@ const char *rd_script_text(enum rd_script s);
 void rd_scripts_sha(char sha[RD_SC_COUNT][41]);
 
 /* ops.c */
-void rd_start_req(rd_engine *e, engine_req *r);
+/* Starts a chain (linked by _next) of requests, in order. */
+void rd_start_reqs(rd_engine *e, engine_req *r);
 
 /* notify.c */
 void rd_send_ping(rd_engine *e);

@@ -68,12 +68,7 @@ static void wake_cb(uv_async_t *a)
     e->q_head = e->q_tail = NULL;
     int stopping = e->stopping;
     pthread_mutex_unlock(&e->mu);
-    while (r) {
-        engine_req *next = r->_next;
-        r->_next = NULL;
-        rd_start_req(e, r);
-        r = next;
-    }
+    rd_start_reqs(e, r);
     if (stopping && !e->stop_deadline_ms) e->stop_deadline_ms = clock_wall_ms() + RD_STOP_WAIT_MS;
 }
 
