@@ -138,6 +138,8 @@ void config_release(config *c)
     pl_free(c->redis.host);
     pl_free(c->redis.password);
     pl_free(c->redis.prefix);
+    cfg_free_strv(c->redis.sentinels, c->redis.n_sentinels);
+    pl_free(c->redis.sentinel_master);
     pl_free(c->web_root);
     pl_free(c->admin_key);
     pl_free(c->metrics_token);

@@ -183,6 +183,11 @@ typedef struct cfg_redis {
     int db;                 /* SELECT; default 0 */
     char *prefix;           /* every key starts with it and ':'; default "parley" */
     uint32_t notify_maxlen; /* entries kept in the cross-node stream; default 100000 */
+    /* engine.sentinel: the master's address comes from these sentinels */
+    char **sentinels; /* "HOST:PORT" each */
+    size_t n_sentinels;
+    char *sentinel_master;
+    uint32_t min_replicas_acked; /* WAIT for this many replicas before an ack; 0 = none */
 } cfg_redis;
 
 typedef struct config {
@@ -232,7 +237,7 @@ int config_defaults(config *c);
  * initialized; old contents are not freed. On error returns -1, writes
  * "LINE:COL: message" (the first error only) into err and leaves c released
  * (zeroed). Out of memory is reported the same way, as "out of memory".
- * Keys of features Parley does not have yet (Redis shards, Sentinel) are errors
+ * Keys of features Parley does not have yet (Redis shards) are errors
  * ("not supported yet"), never silently ignored. */
 int config_load_string(config *c, const char *yaml, size_t len, char *err, size_t errlen);
 /* Reads and parses a file; err gets "FILE:LINE:COL: message", or

@@ -477,6 +477,61 @@ static int fn_engine_prefix(cfg_loader *L, yaml_node_t *v, void *obj)
     return 0;
 }
 
+static int fn_sentinel_addresses(cfg_loader *L, yaml_node_t *v, void *obj)
+{
+    cfg_redis *r = obj;
+    yaml_node_item_t *items = NULL;
+    size_t n = 0;
+    char buf[48];
+    if (cfg_get_seq(L, v, &items, &n) < 0) return -1;
+    if (!n) return cfg_fail_at(L, v, "needs at least one HOST:PORT");
+    char **arr = pl_calloc(n, sizeof(*arr));
+    if (!arr) return cfg_oom(L, v);
+    size_t done = 0;
+    for (; done < n; done++) {
+        yaml_node_t *it = cfg_item_node(L, items, done, v);
+        size_t old = cfg_push_index(L, done);
+        char *host = NULL;
+        int port;
+        if (cfg_set_str(L, it, &arr[done], true) < 0) goto fail;
+        int rc = split_host_port(arr[done], &host, &port);
+        pl_free(host);
+        if (rc == -2) {
+            cfg_oom(L, it);
+            done++;
+            goto fail;
+        }
+        if (rc < 0) {
+            cfg_fail_at(L, it, "'%s' is not HOST:PORT with a port in 1..65535",
+                        cfg_shown(arr[done], strlen(arr[done]), buf));
+            done++;
+            goto fail;
+        }
+        cfg_pop(L, old);
+    }
+    cfg_free_strv(r->sentinels, r->n_sentinels);
+    r->sentinels = arr;
+    r->n_sentinels = n;
+    return 0;
+fail:
+    cfg_free_strv(arr, done);
+    return -1;
+}
+
+static const cfg_key_spec sentinel_keys[] = {
+    KF("addresses", fn_sentinel_addresses),
+    KNS("master", cfg_redis, sentinel_master),
+};
+
+static int fn_sentinel(cfg_loader *L, yaml_node_t *v, void *obj)
+{
+    config *c = obj;
+    if (cfg_parse_map(L, v, sentinel_keys, NSPEC(sentinel_keys), &c->redis, NULL) < 0) return -1;
+    if (!c->redis.n_sentinels) return cfg_fail_at(L, v, "missing key 'addresses'");
+    if (!c->redis.sentinel_master) return cfg_fail_at(L, v, "missing key 'master'");
+    return 0;
+}
+
 static const cfg_key_spec engine_keys[] = {
     KF("type", fn_engine_type),
     KF("address", fn_engine_address),
@@ -484,13 +539,13 @@ static const cfg_key_spec engine_keys[] = {
     KI("db", config, redis.db, 0, 1 << 20),
     KF("prefix", fn_engine_prefix),
     KU("notify_maxlen", config, redis.notify_maxlen, 1000, 100000000),
+    KF("sentinel", fn_sentinel),
+    KU("min_replicas_acked", config, redis.min_replicas_acked, 0, 16),
     KX("shards"),
-    KX("sentinel"),
-    KX("min_replicas_acked"),
     KL("max_db_bytes", config, engine_max_db_bytes, 0, INT64_MAX),
 };
 
-/* The connection keys (engine_keys[1..5]) mean nothing to SQLite, nor
+/* The connection keys (engine_keys[1..7]) mean nothing to SQLite, nor
  * max_db_bytes to Redis: given with the other engine they are errors, not
  * silently ignored. */
 static int fn_engine(cfg_loader *L, yaml_node_t *v, void *obj)
@@ -498,7 +553,7 @@ static int fn_engine(cfg_loader *L, yaml_node_t *v, void *obj)
     config *c = obj;
     yaml_node_t *found[NSPEC(engine_keys)] = {0};
     if (cfg_parse_map(L, v, engine_keys, NSPEC(engine_keys), obj, found) < 0) return -1;
-    for (size_t i = 1; i <= 5 && c->engine_type != CFG_ENGINE_REDIS; i++) {
+    for (size_t i = 1; i <= 7 && c->engine_type != CFG_ENGINE_REDIS; i++) {
         if (!found[i]) continue;
         cfg_push_key(L, engine_keys[i].name);
         return cfg_fail_at(L, found[i], "only with engine type redis (the engine is sqlite)");

@@ -808,7 +808,11 @@ static engine *engine_new(server *srv, char *err, size_t errlen)
                             .password = r->password,
                             .db = r->db,
                             .prefix = r->prefix,
-                            .notify_maxlen = r->notify_maxlen};
+                            .notify_maxlen = r->notify_maxlen,
+                            .sentinels = (const char *const *)r->sentinels,
+                            .n_sentinels = r->n_sentinels,
+                            .sentinel_master = r->sentinel_master,
+                            .min_replicas_acked = r->min_replicas_acked};
     return engine_redis_new(&eo, &rc, err, errlen);
 }
 

@@ -15,10 +15,11 @@ REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 class Redis:
-    def __init__(self, appendfsync="always"):
+    def __init__(self, appendfsync="always", replicaof=None):
         self.dir = tempfile.mkdtemp(prefix="parley-itest-redis-")
         self.port = free_port()
         self.appendfsync = appendfsync
+        self.replicaof = replicaof
         self.proc = None
 
     def start(self, timeout=10):
@@ -28,6 +29,8 @@ class Redis:
             args += ["--appendonly", "yes", "--appendfsync", self.appendfsync]
         else:
             args += ["--appendonly", "no"]
+        if self.replicaof:
+            args += ["--replicaof", "127.0.0.1", str(self.replicaof.port)]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -72,6 +75,36 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Sentinel(Redis):
+    """A redis-server in sentinel mode watching master `name` at primary."""
+
+    def __init__(self, primary, name="m", quorum=2):
+        super().__init__(appendfsync=None)
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                    f"sentinel monitor {name} 127.0.0.1 {primary.port} {quorum}\n"
+                    f"sentinel down-after-milliseconds {name} 1000\n"
+                    f"sentinel failover-timeout {name} 4000\n")
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen([REDIS_BIN, self.conf, "--sentinel", "--logfile",
+                                      os.path.join(self.dir, "log")], stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.command("PING") == b"+PONG\r\n":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("redis sentinel did not answer PING")
+
+    def master_port(self, name="m"):
+        reply = self.command("SENTINEL", "get-master-addr-by-name", name).split(b"\r\n")
+        return int(reply[4]) if len(reply) > 4 else None
+
+
 def cluster_config(redis, prefix, **engine):
     cfg = default_config()
     cfg["engine"] = {"type": "redis", "address": f"127.0.0.1:{redis.port}", "prefix": prefix,
@@ -112,4 +145,4 @@ def wait_ready(srv, timeout=15, want=True):
                          f"within {timeout}s\n{srv.log_tail(30)}")
 
 
-__all__ = ["Redis", "ParleyServer", "cluster_config", "start_nodes", "wait_ready", "ready"]
+__all__ = ["Redis", "Sentinel", "ParleyServer", "cluster_config", "start_nodes", "wait_ready", "ready"]

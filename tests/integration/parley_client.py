@@ -101,6 +101,15 @@ def default_config():
     }
 
 
+def redis_engine():
+    """PARLEY_REDIS=HOST:PORT runs every server of the suite on the redis
+    engine (cluster mode with one node), each with its own key prefix."""
+    addr = os.environ.get("PARLEY_REDIS")
+    if not addr:
+        return None
+    return {"type": "redis", "address": addr, "prefix": uniq("s")}
+
+
 def render_yaml(cfg):
     """Block YAML at the top level, JSON flow style (valid YAML) below it."""
     lines = []
@@ -142,6 +151,8 @@ class ParleyServer:
         self.port = free_port()
         self.cfg["listen"] = f"127.0.0.1:{self.port}"
         self.cfg["data_dir"] = self.data_dir
+        if redis_engine() and "engine" not in self.cfg:
+            self.cfg["engine"] = redis_engine()
         self.cfg_path = os.path.join(self.dir, "parley.yaml")
         self.log_path = os.path.join(self.dir, "server.log")
         self.proc = None

@@ -99,7 +99,7 @@ def test_serve_refuses_invalid_config(tmp_path):
 # cannot start either.
 UNSUPPORTED = [
     ('listen: "127.0.0.1:1"\nengine:\n  type: redis\n  shards: [a]\n', "engine.shards", 4),
-    ('listen: "127.0.0.1:1"\nengine: {sentinel: {master: m}}\n', "engine.sentinel", 2),
+    ('listen: "127.0.0.1:1"\nengine: {shards: ["h:1"]}\n', "engine.shards", 2),
 ]
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers_cluster import Redis, cluster_config, ready, start_nodes, wait_ready
+from helpers_cluster import Redis, Sentinel, cluster_config, ready, start_nodes, wait_ready
 from parley_client import (SLOW, RpcError, connect, default_config, offsets, parley_bin,
                            render_yaml, run, scaled, uniq)
 
@@ -388,6 +388,76 @@ def test_redis_back_without_its_last_writes_changes_the_epoch(server_factory):
         r.cleanup()
 
 
+def test_sentinel_failover_keeps_every_acked_pub(server_factory):
+    """One primary, one replica, three sentinels, min_replicas_acked 1: kill
+    -9 the primary while pubs flow. Every acked pub survives at its offset
+    with its id; publishes answer 113 during the failover and succeed after
+    it (once the old primary is back as a replica); a subscriber ends with
+    every acked pub in order, or was told to resume (4004)."""
+    primary = Redis().start()
+    replica = Redis(replicaof=primary).start()
+    sentinels = [Sentinel(primary).start() for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 15
+        while b"state=online" not in primary.command("INFO", "replication"):
+            assert time.monotonic() < deadline, "the replica never connected"
+            time.sleep(0.1)
+        addrs = [f"127.0.0.1:{s.port}" for s in sentinels]
+        a, b = start_nodes(server_factory, primary, n=2,
+                           sentinel={"addresses": addrs, "master": "m"}, min_replicas_acked=1)
+
+        async def body():
+            ch = f"crash:{uniq()}"  # unlimited retention
+            pub, sub = await connect(a, "alice"), await connect(b, "bob")
+            await sub.subscribe(ch)
+            acked, errors, stop = {}, [], asyncio.Event()
+            task = asyncio.ensure_future(_publish_through(pub, ch, acked, errors, stop))
+            await asyncio.sleep(1.0)
+            before = len(acked)
+            assert before > 0
+            primary.kill()
+            t0 = time.monotonic()
+            while sentinels[0].master_port() != replica.port:
+                assert time.monotonic() - t0 < 20, "no failover within 20 s"
+                await asyncio.sleep(0.2)
+            # The old primary comes back as the new one's replica (as
+            # Sentinel or an operator makes it), and acks resume.
+            primary.replicaof = replica
+            primary.start()
+            while b"state=online" not in replica.command("INFO", "replication"):
+                assert time.monotonic() - t0 < 40, "the old primary never became a replica"
+                await asyncio.sleep(0.2)
+            for n in (a, b):
+                wait_ready(n, timeout=20)
+            n_after = len(acked)
+            await asyncio.sleep(1.5)
+            stop.set()
+            await task
+            assert len(acked) > n_after, "no publish succeeded after the failover"
+            assert set(errors) <= {113}, errors
+            if pub.closed.is_set():
+                pub = await connect(a, "alice")
+            reader = await connect(b, "reader")
+            hist, _ = await reader.full_history(ch)
+            got = {p["offset"]: p["id"] for p in hist}
+            for off, pid in acked.items():
+                assert got.get(off) == pid, (off, pid, got.get(off))
+            if sub.closed.is_set():
+                assert sub.close_code == 4004, sub.close_code
+            else:
+                seen = sub.drain_pubs(ch)
+                while len(seen) < len(hist):
+                    seen.append(await sub.push("pub", ch))
+                assert offsets(seen) == list(range(1, len(hist) + 1))
+            for cl in (pub, sub, reader):
+                await cl.close()
+
+        run(body(), timeout=90)
+    finally:
+        for r in [primary, replica] + sentinels:
+            r.cleanup()
+
+
 def _check(text, tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(text)
@@ -402,7 +472,8 @@ def _check(text, tmp_path):
     ('engine: {type: redis, prefix: "a b"}\n', 1, "is not a key prefix"),
     ('engine: {type: redis, prefix: ""}\n', 1, "is not a key prefix"),
     ('engine: {type: redis, shards: ["127.0.0.1:7000"]}\n', 1, "not supported yet"),
-    ('engine: {type: redis, sentinel: {master: m}}\n', 1, "not supported yet"),
+    ('engine: {type: redis, sentinel: {master: m}}\n', 1, "missing key 'addresses'"),
+    ('engine: {type: redis, min_replicas_acked: 99}\n', 1, "min_replicas_acked"),
     ('engine: {type: redis, notify_maxlen: 10}\n', 1, "notify_maxlen"),
     ('engine: {type: mongo}\n', 1, "unknown engine type"),
     ('engine: {type: redis}\nwebhooks:\n  - {id: e, tenant: default, url: "http://x/"}\n', 3,

@@ -611,10 +611,16 @@ static const err_case err_cases[] = {
     {"allowed_origins: [[\"https://a.example\"]]\n", 1, 19, "expected a string"},
     {"allowed_origins: [~]\n", 1, 19, "got null"},
     /* keys of features not built: refused at the key, whatever the value */
-    {"engine:\n  max_db_bytes: 5\n  sentinel: {master: m}\n", 3, 3,
-     "engine.sentinel: not supported yet"},
-    {"engine: {type: redis, min_replicas_acked: 1}\n", 1, 23,
-     "engine.min_replicas_acked: not supported yet"},
+    {"engine:\n  max_db_bytes: 5\n  shards: [\"h:1\"]\n", 3, 3, "engine.shards: not supported yet"},
+    {"engine:\n  type: redis\n  sentinel: {master: m}\n", 3, 13,
+     "engine.sentinel: missing key 'addresses'"},
+    {"engine: {type: redis, sentinel: {addresses: [\"x\"], master: m}}\n", 1, 46,
+     "engine.sentinel.addresses[0]: 'x' is not HOST:PORT"},
+    {"engine: {type: redis, sentinel: {addresses: [\"h:1\"]}}\n", 1, 33,
+     "engine.sentinel: missing key 'master'"},
+    {"engine: {type: redis, min_replicas_acked: 17}\n", 1, 43, "engine.min_replicas_acked"},
+    {"engine: {min_replicas_acked: 1}\n", 1, 30,
+     "engine.min_replicas_acked: only with engine type redis"},
     {"tenants:\n  - {id: a, jwt_secret: s, api_keys: [{key: k, scopes: [webhook]}]}\n", 2, 57,
      "unknown scope 'webhook'"},
 };
@@ -750,7 +756,7 @@ static void test_unsupported_keys(void **state)
         const char *yaml, *msg;
     } rows[] = {
         {"\nengine:\n  shards: [a]\n", "3:3: engine.shards: not supported yet"},
-        {"engine: {sentinel: {master: m}}\n", "1:10: engine.sentinel: not supported yet"},
+        {"engine: {type: redis, shards: []}\n", "1:23: engine.shards: not supported yet"},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         config c;

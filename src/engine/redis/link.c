@@ -5,6 +5,7 @@
 #include "engine/redis/redis_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/clock.h"
@@ -136,6 +137,21 @@ static void greet_cb(redisAsyncContext *ac, void *r, void *priv)
     redisAsyncDisconnect(ac);
 }
 
+/* Behind Sentinel the link must reach the master: a demoted one (a
+ * failover happened, its old address still answers) is left at once, and
+ * the sentinels asked again. */
+static void role_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+    rd_link *l = priv;
+    if (!reply) return;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements &&
+        reply->element[0]->type == REDIS_REPLY_STRING && !strcmp(reply->element[0]->str, "master"))
+        return;
+    rd_notice(l->e, ENGINE_REFUSED, l->name, "not the master (asking the sentinels again)");
+    redisAsyncDisconnect(ac);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     rd_link *l = ac->data;
@@ -150,6 +166,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     l->down_since_ms = 0;
     redisAsyncContext *c = (redisAsyncContext *)ac;
     if (e->password) redisAsyncCommand(c, greet_cb, l, "AUTH %s", e->password);
+    if (e->n_sentinels) redisAsyncCommand(c, role_cb, l, "ROLE");
     if (e->db) redisAsyncCommand(c, greet_cb, l, "SELECT %d", e->db);
     for (int s = 0; s < RD_SC_COUNT; s++)
         redisAsyncCommand(c, greet_cb, l, "SCRIPT LOAD %s", rd_script_text((enum rd_script)s));
@@ -175,10 +192,55 @@ void rd_link_init(rd_engine *e, rd_link *l, const char *name, void (*on_up)(rd_e
     l->retry.data = l;
 }
 
+/* Asks the sentinels, in order, for the master's address into host/port:
+ * 0, or -1 with why when none named it. Blocking, at most 250 ms per
+ * sentinel, and only while a link (re)connects: the master is unknown or
+ * gone then, and nothing else on this thread can reach Redis anyway. */
+static int ask_sentinels(rd_engine *e, char *why, size_t whylen)
+{
+    const struct timeval tv = {0, 250000};
+    snprintf(why, whylen, "no sentinel configured");
+    for (size_t i = 0; i < e->n_sentinels; i++) {
+        char host[256];
+        const char *colon = strrchr(e->sentinels[i], ':');
+        size_t hn = colon ? (size_t)(colon - e->sentinels[i]) : 0;
+        if (!hn || hn >= sizeof(host)) continue;
+        memcpy(host, e->sentinels[i], hn);
+        host[hn] = '\0';
+        redisContext *c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+        redisReply *r = NULL;
+        if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK)
+            r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", e->sentinel_master);
+        int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                 r->element[0]->type == REDIS_REPLY_STRING &&
+                 r->element[1]->type == REDIS_REPLY_STRING;
+        char *addr = ok ? pl_strdup(r->element[0]->str) : NULL;
+        if (addr) {
+            pl_free(e->host);
+            e->host = addr;
+            e->port = atoi(r->element[1]->str);
+        } else {
+            snprintf(why, whylen, "sentinel %s: %s", e->sentinels[i],
+                     !c || c->err                        ? (c ? c->errstr : "out of memory")
+                     : r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                         : "does not know the master");
+        }
+        if (r) freeReplyObject(r);
+        if (c) redisFree(c);
+        if (addr) return 0;
+    }
+    return -1;
+}
+
 void rd_link_connect(rd_link *l)
 {
     rd_engine *e = l->e;
     if (l->ac || e->stopping) return;
+    char why[300];
+    if (e->n_sentinels && ask_sentinels(e, why, sizeof(why))) {
+        went_down(l, why);
+        return;
+    }
     redisAsyncContext *ac = redisAsyncConnect(e->host, e->port);
     if (!ac || ac->err) {
         went_down(l, ac ? ac->errstr : "out of memory");

@@ -88,7 +88,10 @@ static void take_entry(rd_engine *e, uint64_t seq, const redisReply *f)
     const redisReply *k = field(f, "k"), *p = field(f, "p");
     pl_pub *pub = NULL;
     if (k && k->len == 4 && !memcmp(k->str, "ping", 4)) {
-        if (is_me(e, field(f, "n"))) e->ping_seen_ms = clock_wall_ms();
+        if (is_me(e, field(f, "n"))) {
+            e->ping_seen_ms = clock_wall_ms();
+            atomic_store(&e->healthy, e->cmd.up && e->note.up);
+        }
     } else if (k && k->len == 1 && k->str[0] == 'x') {
         pub = relayed(e, f); /* NULL for its own, or malformed: ephemeral, at most once */
     } else {

@@ -16,6 +16,7 @@
 #define RD_PUB_BATCH 64 /* publishes per script call */
 #define RD_MAX_ARGS (9 + 13 * RD_PUB_BATCH)
 #define RD_READ_TRIES 3
+#define RD_WAIT_MS "1000" /* how long WAIT waits for min_replicas_acked replicas */
 
 /* Arguments built in one buffer, then pointed at (the buffer may move
  * while it grows). */
@@ -121,7 +122,10 @@ static void finish(rd_pend *p, int status)
 static int bad_reply(rd_engine *e, rd_pend *p, redisReply *r)
 {
     if (r && r->type != REDIS_REPLY_ERROR) return 0;
-    if (r && !strncmp(r->str, "NOSCRIPT", 8) && e->cmd.ac) {
+    if (r && !strncmp(r->str, "READONLY", 8) && e->cmd.ac) {
+        /* A replica now (failover): reconnect, to the master Sentinel names. */
+        redisAsyncDisconnect(e->cmd.ac);
+    } else if (r && !strncmp(r->str, "NOSCRIPT", 8) && e->cmd.ac) {
         /* The scripts were flushed: load them again for the next calls. */
         for (int s = 0; s < RD_SC_COUNT; s++)
             redisAsyncCommand(e->cmd.ac, NULL, NULL, "SCRIPT LOAD %s",
@@ -209,6 +213,7 @@ static void publish_one(rd_engine *e, rd_pend *p, redisReply *r)
 /* The publishes of one script call (priv). */
 typedef struct rd_batch {
     size_t n;
+    int waiting; /* a WAIT follows the script call */
     rd_pend *p[RD_PUB_BATCH];
 } rd_batch;
 
@@ -225,12 +230,36 @@ static void publish_cb(redisAsyncContext *ac, void *reply, void *priv)
             finish(b->p[i], PL_EIO);
         else
             publish_one(e, b->p[i], r->element[i]);
+        /* With WAIT behind it, the answer waits for the replicas (wait_cb). */
+        if (b->waiting) b->p[i]->replied = 0;
     }
     pthread_mutex_lock(&e->stats_mu);
     e->stats.commits++;
     e->stats.committed_pubs += b->n;
     if (b->n > e->stats.batch_max) e->stats.batch_max = b->n;
     pthread_mutex_unlock(&e->stats_mu);
+    if (!b->waiting) pl_free(b);
+}
+
+/* WAIT's answer: the batch's new pubs reached min_replicas_acked replicas,
+ * or they are answered 113 (stored on the master only: a failover may lose
+ * them, a retry with the same idempotency key tells). */
+static void wait_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rd_batch *b = priv;
+    rd_engine *e = ((rd_link *)ac->data)->e;
+    redisReply *r = reply;
+    int enough = r && r->type == REDIS_REPLY_INTEGER && r->integer >= (long long)e->min_replicas;
+    if (r && !enough)
+        rd_notice(e, ENGINE_REFUSED, "commands", "fewer replicas than min_replicas_acked acked");
+    for (size_t i = 0; i < b->n; i++) {
+        rd_pend *p = b->p[i];
+        if (!enough && p->req->status == PL_OK && !p->req->duplicate) {
+            p->req->status = PL_EIO;
+            p->ordered = 0;
+        }
+        p->replied = 1;
+    }
     pl_free(b);
 }
 
@@ -303,7 +332,19 @@ static void send_publishes(rd_engine *e, rd_batch *b)
     av_u64(&a, (uint64_t)e->opts.dedup_window_ms);
     for (size_t i = 0; i < b->n; i++)
         pub_args(&a, e, b->p[i]->req);
-    if (!av_send(e, &e->cmd, &a, publish_cb, b)) return;
+    b->waiting = e->min_replicas > 0;
+    if (!av_send(e, &e->cmd, &a, publish_cb, b)) {
+        if (!b->waiting) return;
+        char n[16];
+        snprintf(n, sizeof(n), "%u", e->min_replicas);
+        const char *argv[] = {"WAIT", n, RD_WAIT_MS};
+        const size_t lens[] = {4, strlen(n), strlen(RD_WAIT_MS)};
+        if (!rd_cmd(&e->cmd, wait_cb, b, 3, argv, lens)) return;
+        /* The script went out but WAIT cannot follow: the link is going
+         * down, and both callbacks run with no reply. */
+        b->waiting = 0;
+        return;
+    }
     for (size_t i = 0; i < b->n; i++)
         finish(b->p[i], PL_EIO);
     pl_free(b);

@@ -17,6 +17,12 @@ typedef struct engine_redis_conf {
     int db;
     const char *prefix;     /* of every key, followed by ':' */
     uint32_t notify_maxlen; /* entries kept in the cross-node stream */
+    /* Sentinel: when set, host/port are asked of these ("HOST:PORT" each)
+     * for the master named sentinel_master, on every (re)connect. */
+    const char *const *sentinels;
+    size_t n_sentinels;
+    const char *sentinel_master;
+    uint32_t min_replicas_acked; /* WAIT for this many replicas before an ack */
 } engine_redis_conf;
 
 /* Creates the engine (strings are copied); it connects when started, and

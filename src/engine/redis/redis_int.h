@@ -86,6 +86,10 @@ struct rd_engine {
     char *host, *password, *prefix;
     int port, db;
     uint32_t notify_maxlen;
+    char **sentinels; /* owned copies; host is then the last master named */
+    size_t n_sentinels;
+    char *sentinel_master;
+    uint32_t min_replicas;
     char node[PUB_ID_LEN + 1]; /* this node's id in pings */
 
     pthread_t thread;

@@ -183,6 +183,10 @@ static void op_free(engine *base)
     pl_free(e->host);
     pl_free(e->password);
     pl_free(e->prefix);
+    for (size_t i = 0; i < e->n_sentinels; i++)
+        pl_free(e->sentinels[i]);
+    pl_free(e->sentinels);
+    pl_free(e->sentinel_master);
     pl_free(e);
 }
 
@@ -210,6 +214,17 @@ static int init_loop(rd_engine *e)
     return 0;
 }
 
+static int copy_sentinels(rd_engine *e, const engine_redis_conf *rc)
+{
+    if (!rc->n_sentinels) return 1;
+    e->sentinels = pl_calloc(rc->n_sentinels, sizeof(*e->sentinels));
+    e->sentinel_master = pl_strdup(rc->sentinel_master ? rc->sentinel_master : "");
+    if (!e->sentinels || !e->sentinel_master) return 0;
+    for (size_t i = 0; i < rc->n_sentinels; i++, e->n_sentinels++)
+        if (!(e->sentinels[i] = pl_strdup(rc->sentinels[i]))) return 0;
+    return 1;
+}
+
 engine *engine_redis_new(const engine_opts *opts, const engine_redis_conf *rc, char *err,
                          size_t errlen)
 {
@@ -227,6 +242,8 @@ engine *engine_redis_new(const engine_opts *opts, const engine_redis_conf *rc, c
     e->port = rc->port ? rc->port : 6379;
     e->db = rc->db;
     e->notify_maxlen = rc->notify_maxlen ? rc->notify_maxlen : 100000;
+    e->min_replicas = rc->min_replicas_acked;
+    int ok = copy_sentinels(e, rc);
     clock_ulid(e->node);
     rd_scripts_sha(e->sha);
     sbuf_init(&e->key);
@@ -234,7 +251,7 @@ engine *engine_redis_new(const engine_opts *opts, const engine_redis_conf *rc, c
     sbuf_init(&e->args);
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->stats_mu, NULL);
-    if (!e->host || !e->prefix || (rc->password && !e->password)) {
+    if (!ok || !e->host || !e->prefix || (rc->password && !e->password)) {
         snprintf(err, errlen, "engine: out of memory");
         op_free(&e->base);
         return NULL;
