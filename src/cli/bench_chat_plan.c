@@ -11,7 +11,9 @@
 
 /* A swap that leaves a connection twice in one room is retried this many
  * times per repair before the plan gives up. */
-#define REPAIR_TRIES 100000
+#define REPAIR_TRIES 20000
+/* Layouts tried before the plan gives up. */
+#define LAYOUT_TRIES 20
 
 uint64_t bench_chat_rand(uint64_t *state)
 {
@@ -130,17 +132,22 @@ static int repair(bench_chat_plan *p, uint64_t *st)
         for (uint32_t l = 0; l < BENCH_CHAT_PER_CONN; l++) {
             uint32_t *mine = &m[(size_t)c * BENCH_CHAT_PER_CONN];
             if (!in_other_layers(mine, l, mine[l])) continue;
+            /* Either of the two layers holding the room may trade. */
+            uint32_t other = 0;
+            while (other == l || mine[other] != mine[l])
+                other++;
             int tries = 0;
             for (;; tries++) {
                 if (tries == REPAIR_TRIES) return -1;
+                uint32_t at = tries % 2 ? other : l;
                 uint32_t d = below(st, p->conns);
                 uint32_t *theirs = &m[(size_t)d * BENCH_CHAT_PER_CONN];
-                uint32_t a = mine[l], b = theirs[l];
-                if (d == c || a == b || in_other_layers(mine, l, b) ||
-                    in_other_layers(theirs, l, a))
+                uint32_t a = mine[at], b = theirs[at];
+                if (d == c || a == b || in_other_layers(mine, at, b) ||
+                    in_other_layers(theirs, at, a))
                     continue;
-                mine[l] = b;
-                theirs[l] = a;
+                mine[at] = b;
+                theirs[at] = a;
                 break;
             }
         }
@@ -200,9 +207,13 @@ int bench_chat_plan_make(bench_chat_plan *p, uint32_t conns, uint32_t rooms, uin
     uint32_t max = conns < BENCH_CHAT_MAX_SIZE ? conns : BENCH_CHAT_MAX_SIZE;
     p->k = bench_chat_sizes(rooms, (uint64_t)conns * BENCH_CHAT_PER_CONN, BENCH_CHAT_MIN_SIZE, max,
                             p->size);
+    /* When few connections fill large rooms, a layout may leave no trade
+     * that separates a pair; the next layout of the same seed is tried. */
     uint64_t st = seed;
-    if (lay_out(p, &st) < 0 || repair(p, &st) < 0) goto fail;
-    return 0;
+    for (int attempt = 0; attempt < LAYOUT_TRIES; attempt++) {
+        if (lay_out(p, &st) < 0) goto fail;
+        if (repair(p, &st) == 0) return 0;
+    }
 fail:
     bench_chat_plan_release(p);
     return -1;
