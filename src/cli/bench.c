@@ -642,10 +642,12 @@ int bench_main(int argc, char **argv)
         .p99_bound_s = 0.1,
         .step_factor = 1.25,
     };
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs(usage, stdout);
-        return 0;
-    }
+    /* `parley bench SCENARIO --help` is what `parley help bench` points to. */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
     if (parse_args(argc, argv, &o, &label, host, sizeof(host)) < 0) {
         fputs(usage, stderr);
         return 2;
