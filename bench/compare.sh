@@ -28,7 +28,8 @@
 # REFCAST (build/refcast, built when missing), DURATION (10), FANOUT_SUBS
 # ("1000 10000"), CHANNELS ("1000 10000": the channels scenario, one
 # subscriber per channel), IDLE_CONNS (19000), CHAT_CONNS (10000), CHAT_ROOMS
-# (2000), CHAT_RATE (2000 pubs/s; also the first --find-max step),
+# (2000), CHAT_RATE (2000 pubs/s: the fixed-rate runs), CHAT_FROM (500
+# pubs/s: the first --find-max step),
 # CHAT_STEP (5: seconds per --find-max step), CHAT_P99 (100ms: the steps'
 # p99 bound), SERVER_CPU (0), CLIENT_CPU (1).
 set -euo pipefail
@@ -45,6 +46,7 @@ IDLE_CONNS=${IDLE_CONNS:-19000}
 CHAT_CONNS=${CHAT_CONNS:-10000}
 CHAT_ROOMS=${CHAT_ROOMS:-2000}
 CHAT_RATE=${CHAT_RATE:-2000}
+CHAT_FROM=${CHAT_FROM:-500}
 CHAT_STEP=${CHAT_STEP:-5}
 CHAT_P99=${CHAT_P99:-100ms}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -58,7 +60,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --all) ALL=1; shift ;;
     --quick) DURATION=2; FANOUT_SUBS="50"; CHANNELS="50"; IDLE_CONNS=500; CHAT_CONNS=200
-        CHAT_ROOMS=40; CHAT_RATE=500; CHAT_STEP=1; shift ;;
+        CHAT_ROOMS=40; CHAT_RATE=500; CHAT_FROM=500; CHAT_STEP=1; shift ;;
     --idle-verify) VERIFY_ONLY=1; shift ;;
     --chat) CHAT_ONLY=1; shift ;;
     *) echo "usage: $0 [--out FILE] [--all] [--quick] [--idle-verify] [--chat]" >&2; exit 2 ;;
@@ -191,28 +193,29 @@ every_server() {
 # chat_fixed / chat_max: the chat scenario at CHAT_RATE, and stepped up
 # from it until a step misses CHAT_P99 or falls behind; parley standard and
 # ephemeral, then refcast (the ceiling), each against a fresh server.
-CA=(--conns "$CHAT_CONNS" --rooms "$CHAT_ROOMS" --rate "$CHAT_RATE")
+CA=(--conns "$CHAT_CONNS" --rooms "$CHAT_ROOMS")
 chat_fixed() {
     for cls in standard ephemeral; do
         start_parley
-        bench "chat-$CHAT_CONNS-parley-$cls" chat "${PA[@]}" "${CA[@]}" --duration "$DURATION" \
-            --class "$cls"
+        bench "chat-$CHAT_CONNS-parley-$cls" chat "${PA[@]}" "${CA[@]}" --rate "$CHAT_RATE" \
+            --duration "$DURATION" --class "$cls"
         stop_server
     done
     start_refcast
-    bench "chat-$CHAT_CONNS-refcast" chat "${RA[@]}" "${CA[@]}" --duration "$DURATION"
+    bench "chat-$CHAT_CONNS-refcast" chat "${RA[@]}" "${CA[@]}" --rate "$CHAT_RATE" \
+        --duration "$DURATION"
     stop_server
 }
 chat_max() {
     for cls in standard ephemeral; do
         start_parley
         bench "chat-$CHAT_CONNS-findmax-parley-$cls" chat "${PA[@]}" "${CA[@]}" --find-max \
-            --duration "$CHAT_STEP" --p99-bound "$CHAT_P99" --class "$cls"
+            --rate "$CHAT_FROM" --duration "$CHAT_STEP" --p99-bound "$CHAT_P99" --class "$cls"
         stop_server
     done
     start_refcast
     bench "chat-$CHAT_CONNS-findmax-refcast" chat "${RA[@]}" "${CA[@]}" --find-max \
-        --duration "$CHAT_STEP" --p99-bound "$CHAT_P99"
+        --rate "$CHAT_FROM" --duration "$CHAT_STEP" --p99-bound "$CHAT_P99"
     stop_server
 }
 
