@@ -580,9 +580,9 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
                 : o->scenario == SCEN_CHAT  ? o->conns
                 : o->scenario == SCEN_IDLE  ? (o->verify ? 1 : 0)
                                             : 1,
-                o->payload, o->inflight, o->rate, r->connect_s, per_s(r->connections, r->connect_s),
-                r->pubs_sent, r->pubs_acked, r->publish_s, pubs_s, r->deliveries, r->expected,
-                r->deliver_s, deliv_s);
+                o->payload, o->scenario == SCEN_CHAT ? BENCH_CHAT_WINDOW : o->inflight, o->rate,
+                r->connect_s, per_s(r->connections, r->connect_s), r->pubs_sent, r->pubs_acked,
+                r->publish_s, pubs_s, r->deliveries, r->expected, r->deliver_s, deliv_s);
     json_hist(&j, "latency_us", &r->latency);
     json_hist(&j, "ack_latency_us", &r->ack);
     sbuf_printf(&j,

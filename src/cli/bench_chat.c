@@ -32,9 +32,7 @@
 #include "util/sbuf.h"
 
 #define CHAT_TICK_MS 1
-/* Publishes in flight per connection (a power of two): a person in a chat
- * has a message or two unanswered, not dozens. */
-#define CHAT_WINDOW 16
+#define CHAT_WINDOW BENCH_CHAT_WINDOW
 /* A step has kept up when everything was delivered this soon after it. */
 #define CHAT_SETTLE_NS 1000000000ull
 /* The pause after a publish refused with 114 (overload), as bench_run.c. */

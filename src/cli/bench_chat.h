@@ -32,6 +32,9 @@
 #define BENCH_CHAT_PER_CONN 5
 #define BENCH_CHAT_MIN_SIZE 2
 #define BENCH_CHAT_MAX_SIZE 200
+/* Publishes a connection keeps unanswered (a power of two): a person in a
+ * chat has a message or two unanswered, not dozens. */
+#define BENCH_CHAT_WINDOW 16
 /* --find-max stops after this many rate steps. */
 #define BENCH_CHAT_MAX_STEPS 32
 

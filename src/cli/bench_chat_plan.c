@@ -106,8 +106,8 @@ double bench_chat_sizes(uint32_t rooms, uint64_t total, uint32_t min, uint32_t m
         uint32_t i = idx ? idx[j] : j;
         if (size[i] < max) size[i]++, sum++;
     }
-    for (uint32_t j = rooms; sum > total; j = (j + rooms - 1) % rooms) {
-        uint32_t i = idx ? idx[j % rooms] : j % rooms;
+    for (uint32_t j = rooms - 1; sum > total; j = (j + rooms - 1) % rooms) {
+        uint32_t i = idx ? idx[j] : j;
         if (size[i] > min) size[i]--, sum--;
     }
     pl_free(frac);
