@@ -19,10 +19,10 @@
 # subscribers, one publish each, answers read as they arrive and read only
 # after 1 s); no nats-server needed.
 # --chat runs only the chat scenario (CHAT_CONNS connections in 5 of
-# CHAT_ROOMS rooms each): a fixed CHAT_RATE and --find-max, parley standard
-# and ephemeral and refcast; no nats-server needed (chat runs with --proto
-# parley only). Without --chat the fixed-rate chat runs are part of the
-# default set and the --find-max ones of --all.
+# CHAT_ROOMS rooms each): a fixed CHAT_RATE and --find-max, against
+# nats-server (a subject per room), parley standard and ephemeral, and
+# refcast. Without --chat the fixed-rate chat runs are part of the default
+# set and the --find-max ones of --all.
 # --quick uses small counts (a smoke run, figures meaningless).
 # Environment: PARLEY (default build/parley), NATS_SERVER (nats-server),
 # REFCAST (build/refcast, built when missing), DURATION (10), FANOUT_SUBS
@@ -67,7 +67,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ $VERIFY_ONLY -eq 1 ] || [ $CHAT_ONLY -eq 1 ]; then
+if [ $VERIFY_ONLY -eq 1 ]; then
     NATS_SERVER=true
 elif ! command -v "$NATS_SERVER" >/dev/null 2>&1 && [ "$NATS_SERVER" = nats-server ]; then
     SUDO=""
@@ -192,9 +192,14 @@ every_server() {
 
 # chat_fixed / chat_max: the chat scenario at CHAT_RATE, and stepped up
 # from it until a step misses CHAT_P99 or falls behind; parley standard and
-# ephemeral, then refcast (the ceiling), each against a fresh server.
+# ephemeral, nats-server, then refcast (the ceiling), each against a
+# fresh server.
 CA=(--conns "$CHAT_CONNS" --rooms "$CHAT_ROOMS")
 chat_fixed() {
+    start_nats
+    bench "chat-$CHAT_CONNS-nats" chat "${NA[@]}" "${CA[@]}" --rate "$CHAT_RATE" \
+        --duration "$DURATION"
+    stop_server
     for cls in standard ephemeral; do
         start_parley
         bench "chat-$CHAT_CONNS-parley-$cls" chat "${PA[@]}" "${CA[@]}" --rate "$CHAT_RATE" \
@@ -207,6 +212,10 @@ chat_fixed() {
     stop_server
 }
 chat_max() {
+    start_nats
+    bench "chat-$CHAT_CONNS-findmax-nats" chat "${NA[@]}" "${CA[@]}" --find-max \
+        --rate "$CHAT_FROM" --duration "$CHAT_STEP" --p99-bound "$CHAT_P99"
+    stop_server
     for cls in standard ephemeral; do
         start_parley
         bench "chat-$CHAT_CONNS-findmax-parley-$cls" chat "${PA[@]}" "${CA[@]}" --find-max \
@@ -306,7 +315,7 @@ print("\n## Ratios (parley / nats)\n")
 print("| comparison | ratio |")
 print("|---|---|")
 for k, r in rows.items():
-    if not (k.startswith("fanout-") or k.startswith("channels-")) or not k.endswith("-nats"):
+    if not k.startswith(("fanout-", "channels-", "chat-")) or not k.endswith("-nats") or "-findmax" in k:
         continue
     base = k[:-len("-nats")]
     for cls in ("standard", "ephemeral"):
@@ -363,13 +372,13 @@ for k, r in rows.items():
         c["memberships_lossy"], c["memberships"], c["memberships_dup_ooo"], steps,
         "; max sustainable rate %.0f pubs/s (p99 <= %.0f ms)" % (c["max_rate"], c["p99_bound_ms"]) if c["find_max"] else ""))
 for k, r in rows.items():
-    if k.startswith("chat-") and k.endswith("-refcast") and r["chat"]["max_rate"] > 0:
-        base = k[:-len("-refcast")]
+    if k.startswith("chat-") and k.endswith(("-refcast", "-nats")) and r["chat"]["max_rate"] > 0:
+        base, other = k.rsplit("-", 1)
         for cls in ("standard", "ephemeral"):
             p = rows.get("%s-parley-%s" % (base, cls))
             if p and p["chat"]["find_max"]:
-                print("\n%s max sustainable rate, parley %s / refcast: %.2fx" % (
-                    base, cls, p["chat"]["max_rate"] / r["chat"]["max_rate"]))
+                print("\n%s max sustainable rate, parley %s / %s: %.2fx" % (
+                    base, cls, other, p["chat"]["max_rate"] / r["chat"]["max_rate"]))
 for k, r in rows.items():
     if k.startswith("storm-"):
         print("\n%s: caught up in %s s, gaps %d, lost %d, dups %d, recovered %d pubs in subscribe results" % (

@@ -137,7 +137,7 @@ done:
 static const char usage[] =
     "usage: parley bench <fanout|channels|publish|idle|storm|chat> [options]\n"
     "  --url HOST:PORT           server (default 127.0.0.1:8080; IPv4 only)\n"
-    "  --proto parley|nats       protocol (nats: fanout, channels, idle)\n"
+    "  --proto parley|nats       protocol (nats: fanout, channels, idle, chat)\n"
     "  --secret S --tenant T     HS256 secret and tenant for minted tokens (parley)\n"
     "  --subs N                  subscribers (fanout, channels, storm; default 1000)\n"
     "  --conns N                 connections (idle: default 1000; chat: 10000)\n"
@@ -347,10 +347,6 @@ static int check_chat(bench_opts *o, const seen_opts *seen)
     }
     if (!seen->conns) o->conns = 10000;
     if (!seen->rate) o->rate = 2000;
-    if (o->proto == PROTO_NATS) {
-        fprintf(stderr, "bench: chat needs acks and offsets; it runs with --proto parley only\n");
-        return -1;
-    }
     if (o->rate < 1) {
         fprintf(stderr, "bench: chat publishes at a fixed rate: --rate must be at least 1\n");
         return -1;

@@ -14,8 +14,12 @@
  *
  * Each (connection, room) has its own bench_seq: by offset for the stored
  * class (offsets are the server's order), by the payload's per-room
- * sequence number for ephemeral pubs (assigned by the bench when sent, so
- * two members publishing at once may legitimately arrive "reordered"). */
+ * sequence number for ephemeral pubs and NATS (assigned by the bench when
+ * sent, so two members publishing at once may legitimately arrive
+ * "reordered").
+ *
+ * With --proto nats a room is a subject, membership k is subscription id
+ * k + 1, and each PUB is followed by a PING: its PONG is the publish's ack. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +30,7 @@
 #include "cli/bench_cmd.h"
 #include "cli/bench_conn.h"
 #include "cli/bench_int.h"
+#include "cli/bench_nats.h"
 #include "cli/bench_scan.h"
 #include "util/errors.h"
 #include "util/mem.h"
@@ -73,6 +78,9 @@ typedef struct cclient {
     uint64_t hold_until;
     cmember m[BENCH_CHAT_PER_CONN];
     cslot slots[CHAT_WINDOW];
+    /* NATS: every PUB is followed by a PING; PONGs confirm them in order. */
+    bench_nats nats;
+    uint64_t confirmed;
 } cclient;
 
 struct chat {
@@ -130,7 +138,8 @@ static void send_msg(cclient *c)
         fail_run(r, "out of memory");
         return;
     }
-    if (bench_conn_send(c->conn, false, r->msg.data, r->msg.len) < 0)
+    /* NATS's text protocol goes in binary frames, as in bench_run.c. */
+    if (bench_conn_send(c->conn, r->o->proto == PROTO_NATS, r->msg.data, r->msg.len) < 0)
         fail_run(r, "send on a closed connection");
 }
 
@@ -257,7 +266,13 @@ static void pick_and_publish(chat *r, uint64_t now)
     uint64_t id = ++c->next_id;
     bench_put_data(&r->data, r->o->payload, r->pad, now, ++r->rooms[room].next_s);
     sbuf_reset(&r->msg);
-    bench_put_publish(&r->msg, id, name, r->o->ephemeral, &r->data);
+    if (r->o->proto == PROTO_NATS) {
+        sbuf_printf(&r->msg, "PUB %s %zu\r\n", name, r->data.len);
+        sbuf_append(&r->msg, r->data.data, r->data.len);
+        sbuf_puts(&r->msg, "\r\nPING\r\n");
+    } else {
+        bench_put_publish(&r->msg, id, name, r->o->ephemeral, &r->data);
+    }
     c->slots[id & (CHAT_WINDOW - 1)] = (cslot){.id = id, .t = now, .room = room};
     c->inflight++;
     r->inflight++;
@@ -341,24 +356,33 @@ static void on_subscribed(cclient *c, cmember *mb, const bench_line *l, uint64_t
     if (++c->subscribed == BENCH_CHAT_PER_CONN) client_ready(c);
 }
 
-static void on_ack(cclient *c, const bench_line *l, uint64_t now)
+/* Publish id of c answered: its slot, or NULL (counted) when it has none. */
+static cslot *answered(cclient *c, uint64_t id, uint64_t now)
 {
     chat *r = c->ch;
-    cslot *s = &c->slots[l->id & (CHAT_WINDOW - 1)];
-    if (!l->id || s->id != l->id) {
+    cslot *s = &c->slots[id & (CHAT_WINDOW - 1)];
+    if (!id || s->id != id) {
         r->res->proto_errors++;
-        return;
+        return NULL;
     }
     s->id = 0;
     c->inflight--;
     r->inflight--;
+    r->pubs_acked++;
+    r->t_last_ack = now;
     bench_hist_record(&r->res->ack, now - s->t);
+    return s;
+}
+
+static void on_ack(cclient *c, const bench_line *l, uint64_t now)
+{
+    chat *r = c->ch;
+    cslot *s = answered(c, l->id, now);
+    if (!s) return;
     if (r->by_offset) {
         if (!l->has_offset || l->offset == 0) r->res->proto_errors++;
         if (l->offset > r->rooms[s->room].max_offset) r->rooms[s->room].max_offset = l->offset;
     }
-    r->pubs_acked++;
-    r->t_last_ack = now;
 }
 
 static void on_error_reply(cclient *c, const bench_line *l)
@@ -431,12 +455,90 @@ static void on_line(cclient *c, const bench_line *l, uint64_t now)
     }
 }
 
+/* --------------------------------------------------------------- NATS side */
+
+/* Subscription id k + 1 is membership k. */
+static void nats_on_msg(void *ud, uint64_t sid, const char *payload, size_t len)
+{
+    cclient *c = ud;
+    chat *r = c->ch;
+    bench_pub p;
+    if (sid < 1 || sid > BENCH_CHAT_PER_CONN || !c->m[sid - 1].ready ||
+        bench_scan_data(r->sc, payload, len, &p) < 0) {
+        r->res->proto_errors++;
+        return;
+    }
+    deliver(c, &c->m[sid - 1], &p, r->now, true);
+}
+
+static void nats_on_ping(void *ud)
+{
+    cclient *c = ud;
+    sbuf_reset(&c->ch->msg);
+    sbuf_puts(&c->ch->msg, "PONG\r\n");
+    send_msg(c);
+}
+
+/* The first PONG answers the PING after the SUBs: subscribed. Later ones
+ * confirm the publishes in the order they were sent. */
+static void nats_on_pong(void *ud)
+{
+    cclient *c = ud;
+    if (c->subscribed < BENCH_CHAT_PER_CONN) {
+        for (int k = 0; k < BENCH_CHAT_PER_CONN; k++) {
+            bench_seq_init(&c->m[k].seq, 0);
+            c->m[k].ready = true;
+        }
+        c->subscribed = BENCH_CHAT_PER_CONN;
+        client_ready(c);
+        return;
+    }
+    answered(c, ++c->confirmed, uv_hrtime());
+}
+
+static void nats_on_info(void *ud, const char *json, size_t len)
+{
+    cclient *c = ud;
+    chat *r = c->ch;
+    if (c->subscribed || c->ready) return;
+    char name[128];
+    sbuf_reset(&r->msg);
+    sbuf_puts(&r->msg, "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"parley-bench\"}"
+                       "\r\n");
+    for (int k = 0; k < BENCH_CHAT_PER_CONN; k++) {
+        room_name(r, c->m[k].room, name, sizeof(name));
+        sbuf_printf(&r->msg, "SUB %s %d\r\n", name, k + 1);
+    }
+    sbuf_puts(&r->msg, "PING\r\n");
+    send_msg(c);
+}
+
+static void nats_on_err(void *ud, const char *msg, size_t len)
+{
+    cclient *c = ud;
+    c->ch->res->server_errors++;
+    fprintf(stderr, "bench: nats-server error:%.*s\n", (int)(len > 200 ? 200 : len), msg);
+    fail_run(c->ch, "nats-server sent -ERR");
+}
+
+static const bench_nats_cb nats_cb = {
+    .on_msg = nats_on_msg,
+    .on_ping = nats_on_ping,
+    .on_pong = nats_on_pong,
+    .on_info = nats_on_info,
+    .on_err = nats_on_err,
+};
+
 /* ------------------------------------------------------------- connections */
 
 static void on_open(bench_conn *conn, void *ud)
 {
     cclient *c = ud;
     chat *r = c->ch;
+    if (r->o->proto == PROTO_NATS) {
+        bench_nats_init(&c->nats); /* the server speaks first (INFO) */
+        return;
+    }
     c->connect_id = ++c->next_id;
     sbuf_reset(&r->msg);
     bench_put_connect(&r->msg, c->connect_id, c->token);
@@ -450,6 +552,13 @@ static void on_message(bench_conn *conn, void *ud, int binary, const char *data,
     if (r->phase == CP_DONE) return;
     /* One clock read per message: every pub batched in it arrived together. */
     uint64_t now = r->now = uv_hrtime();
+    if (r->o->proto == PROTO_NATS) {
+        if (bench_nats_feed(&c->nats, data, len, &nats_cb, c) != 0) {
+            r->res->proto_errors++;
+            fail_run(r, "malformed NATS protocol from the server");
+        }
+        return;
+    }
     const char *end = data + len;
     while (data < end && r->phase != CP_DONE) {
         const char *nl = memchr(data, '\n', (size_t)(end - data));
@@ -468,6 +577,7 @@ static void on_close(bench_conn *conn, void *ud, const char *error, int ws_code)
     cclient *c = ud;
     chat *r = c->ch;
     c->conn = NULL;
+    if (r->o->proto == PROTO_NATS) bench_nats_release(&c->nats);
     if (c->ready) {
         c->ready = false;
         r->ready--;
@@ -631,7 +741,7 @@ static int setup(chat *r)
     describe_plan(r);
     r->n = o->conns;
     r->rng = o->seed ^ UINT64_C(0x5eed);
-    r->by_offset = !o->ephemeral;
+    r->by_offset = o->proto == PROTO_PARLEY && !o->ephemeral;
     snprintf(r->prefix, sizeof(r->prefix), "bench.chat.%s.", o->run_id);
     r->prefix_len = strlen(r->prefix);
     r->cl = pl_calloc(r->n, sizeof(*r->cl));
@@ -645,7 +755,7 @@ static int setup(chat *r)
         c->index = i;
         for (int k = 0; k < BENCH_CHAT_PER_CONN; k++)
             c->m[k].room = r->plan.member[(size_t)i * BENCH_CHAT_PER_CONN + k];
-        if (!(c->token = bench_mint(o, i))) return -1;
+        if (o->proto == PROTO_PARLEY && !(c->token = bench_mint(o, i))) return -1;
     }
     return 0;
 }

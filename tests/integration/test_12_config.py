@@ -386,7 +386,6 @@ def test_bench_chat_refuses_impossible_options():
         (["--rooms", "4"], "--rooms must be at least 5"),
         (["--conns", "1"], "--conns must be at least 2"),
         (["--rate", "0"], "--rate must be at least 1"),
-        (["--proto", "nats"], "chat needs acks and offsets"),
         (["--step-factor", "1"], "bad value for --step-factor: 1"),
         (["--p99-bound", "0"], "bad value for --p99-bound: 0"),
         (["--rooms", "lots"], "bad value for --rooms: lots"),
