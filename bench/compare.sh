@@ -10,7 +10,7 @@
 # that still compares the servers.
 #
 #   bench/compare.sh [--out bench/results/YYYY-MM-DD-compare.md] [--all] [--quick]
-#                    [--idle-verify]
+#                    [--idle-verify] [--chat]
 #
 # --all adds the parley-only scenarios (latency at half the max rate,
 # publish, storm, the idle verification bursts) so one run reproduces every
@@ -18,11 +18,20 @@
 # --idle-verify runs only the idle verification bursts (IDLE_CONNS
 # subscribers, one publish each, answers read as they arrive and read only
 # after 1 s); no nats-server needed.
+# --chat runs only the chat scenario (CHAT_CONNS connections in 5 of
+# CHAT_ROOMS rooms each): a fixed CHAT_RATE and --find-max, against
+# nats-server (a subject per room), parley standard and ephemeral, and
+# refcast. Without --chat the fixed-rate chat runs are part of the default
+# set and the --find-max ones of --all.
 # --quick uses small counts (a smoke run, figures meaningless).
 # Environment: PARLEY (default build/parley), NATS_SERVER (nats-server),
 # REFCAST (build/refcast, built when missing), DURATION (10), FANOUT_SUBS
 # ("1000 10000"), CHANNELS ("1000 10000": the channels scenario, one
-# subscriber per channel), IDLE_CONNS (19000), SERVER_CPU (0), CLIENT_CPU (1).
+# subscriber per channel), IDLE_CONNS (19000), CHAT_CONNS (10000), CHAT_ROOMS
+# (2000), CHAT_RATE (2000 pubs/s: the fixed-rate runs), CHAT_FROM (500
+# pubs/s: the first --find-max step),
+# CHAT_STEP (5: seconds per --find-max step), CHAT_P99 (100ms: the steps'
+# p99 bound), SERVER_CPU (0), CLIENT_CPU (1).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,18 +43,27 @@ FANOUT_SUBS=${FANOUT_SUBS:-"1000 10000"}
 CHANNELS=${CHANNELS:-"1000 10000"}
 REFCAST=${REFCAST:-build/refcast}
 IDLE_CONNS=${IDLE_CONNS:-19000}
+CHAT_CONNS=${CHAT_CONNS:-10000}
+CHAT_ROOMS=${CHAT_ROOMS:-2000}
+CHAT_RATE=${CHAT_RATE:-2000}
+CHAT_FROM=${CHAT_FROM:-500}
+CHAT_STEP=${CHAT_STEP:-5}
+CHAT_P99=${CHAT_P99:-100ms}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 OUT=""
 ALL=0
 VERIFY_ONLY=0
+CHAT_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --out) OUT=$2; shift 2 ;;
     --all) ALL=1; shift ;;
-    --quick) DURATION=2; FANOUT_SUBS="50"; CHANNELS="50"; IDLE_CONNS=500; shift ;;
+    --quick) DURATION=2; FANOUT_SUBS="50"; CHANNELS="50"; IDLE_CONNS=500; CHAT_CONNS=200
+        CHAT_ROOMS=40; CHAT_RATE=500; CHAT_FROM=500; CHAT_STEP=1; shift ;;
     --idle-verify) VERIFY_ONLY=1; shift ;;
-    *) echo "usage: $0 [--out FILE] [--all] [--quick] [--idle-verify]" >&2; exit 2 ;;
+    --chat) CHAT_ONLY=1; shift ;;
+    *) echo "usage: $0 [--out FILE] [--all] [--quick] [--idle-verify] [--chat]" >&2; exit 2 ;;
     esac
 done
 
@@ -172,15 +190,55 @@ every_server() {
     stop_server
 }
 
-if [ $VERIFY_ONLY -eq 0 ]; then
+# chat_fixed / chat_max: the chat scenario at CHAT_RATE, and stepped up
+# from it until a step misses CHAT_P99 or falls behind; parley standard and
+# ephemeral, nats-server, then refcast (the ceiling), each against a
+# fresh server.
+CA=(--conns "$CHAT_CONNS" --rooms "$CHAT_ROOMS")
+chat_fixed() {
+    start_nats
+    bench "chat-$CHAT_CONNS-nats" chat "${NA[@]}" "${CA[@]}" --rate "$CHAT_RATE" \
+        --duration "$DURATION"
+    stop_server
+    for cls in standard ephemeral; do
+        start_parley
+        bench "chat-$CHAT_CONNS-parley-$cls" chat "${PA[@]}" "${CA[@]}" --rate "$CHAT_RATE" \
+            --duration "$DURATION" --class "$cls"
+        stop_server
+    done
+    start_refcast
+    bench "chat-$CHAT_CONNS-refcast" chat "${RA[@]}" "${CA[@]}" --rate "$CHAT_RATE" \
+        --duration "$DURATION"
+    stop_server
+}
+chat_max() {
+    start_nats
+    bench "chat-$CHAT_CONNS-findmax-nats" chat "${NA[@]}" "${CA[@]}" --find-max \
+        --rate "$CHAT_FROM" --duration "$CHAT_STEP" --p99-bound "$CHAT_P99"
+    stop_server
+    for cls in standard ephemeral; do
+        start_parley
+        bench "chat-$CHAT_CONNS-findmax-parley-$cls" chat "${PA[@]}" "${CA[@]}" --find-max \
+            --rate "$CHAT_FROM" --duration "$CHAT_STEP" --p99-bound "$CHAT_P99" --class "$cls"
+        stop_server
+    done
+    start_refcast
+    bench "chat-$CHAT_CONNS-findmax-refcast" chat "${RA[@]}" "${CA[@]}" --find-max \
+        --rate "$CHAT_FROM" --duration "$CHAT_STEP" --p99-bound "$CHAT_P99"
+    stop_server
+}
+
+if [ $CHAT_ONLY -eq 1 ]; then
+    chat_fixed
+    chat_max
+    ALL=0
+elif [ $VERIFY_ONLY -eq 1 ]; then
+    idle_verify
+else
     for subs in $FANOUT_SUBS; do every_server fanout "$subs"; done
     # Many small rooms: one subscriber per channel, one publisher round-robin.
     for n in $CHANNELS; do every_server channels "$n"; done
-fi
-
-if [ $VERIFY_ONLY -eq 1 ]; then
-    idle_verify
-else
+    chat_fixed
     start_nats
     bench "idle-$IDLE_CONNS-nats" idle "${NA[@]}" --conns "$IDLE_CONNS" --hold 5
     stop_server
@@ -224,6 +282,7 @@ PY
         --drop-at 2
     stop_server
     idle_verify
+    chat_max
 fi
 
 python3 - "$RESULTS" "$(date -u +%Y-%m-%d)" "$(nproc)" <<'PY' | tee "$TMP/table.md"
@@ -256,7 +315,7 @@ print("\n## Ratios (parley / nats)\n")
 print("| comparison | ratio |")
 print("|---|---|")
 for k, r in rows.items():
-    if not (k.startswith("fanout-") or k.startswith("channels-")) or not k.endswith("-nats"):
+    if not k.startswith(("fanout-", "channels-", "chat-")) or not k.endswith("-nats") or "-findmax" in k:
         continue
     base = k[:-len("-nats")]
     for cls in ("standard", "ephemeral"):
@@ -269,7 +328,7 @@ print("\n## Ratios to the reference broadcaster (parley / refcast: 1.00x is the 
 print("| comparison | ratio |")
 print("|---|---|")
 for k, ref in rows.items():
-    if not k.endswith("-refcast"):
+    if not k.endswith("-refcast") or "-findmax" in k:
         continue
     base = k[:-len("-refcast")]
     for cls in ("standard", "ephemeral"):
@@ -302,6 +361,24 @@ for k, r in rows.items():
             v["delivered"], v["channels"], v["missing"], json.dumps(v["disconnects"]),
             "" if pc is None else " (publisher: %d after %d acks)" % (pc["code"], pc["acked_before"]),
             "PASS" if v["ok"] else "FAIL"))
+for k, r in rows.items():
+    c = r.get("chat")
+    if not c:
+        continue
+    steps = " ".join("%.0f/s:p99=%.1fms%s" % (t["rate"], t["p99_ms"], "" if t["ok"] else
+                     " (over)" if t["kept_up"] else " (behind)") for t in c["steps"])
+    print("\n%s: %d rooms (sizes %d..%d, median %d, %.1f members per pub), %d of %d memberships lossy, %d with dups or reordering; steps %s%s" % (
+        k, c["rooms"], c["size_min"], c["size_max"], c["size_median"], c["fanout"],
+        c["memberships_lossy"], c["memberships"], c["memberships_dup_ooo"], steps,
+        "; max sustainable rate %.0f pubs/s (p99 <= %.0f ms)" % (c["max_rate"], c["p99_bound_ms"]) if c["find_max"] else ""))
+for k, r in rows.items():
+    if k.startswith("chat-") and k.endswith(("-refcast", "-nats")) and r["chat"]["max_rate"] > 0:
+        base, other = k.rsplit("-", 1)
+        for cls in ("standard", "ephemeral"):
+            p = rows.get("%s-parley-%s" % (base, cls))
+            if p and p["chat"]["find_max"]:
+                print("\n%s max sustainable rate, parley %s / %s: %.2fx" % (
+                    base, cls, other, p["chat"]["max_rate"] / r["chat"]["max_rate"]))
 for k, r in rows.items():
     if k.startswith("storm-"):
         print("\n%s: caught up in %s s, gaps %d, lost %d, dups %d, recovered %d pubs in subscribe results" % (

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A few seconds of `parley bench` against a fresh server: asserts zero loss,
-# duplicates and reordering (the bench exits non-zero on any), and that an
-# idle verification burst reaches every subscriber; then the same client
+# duplicates and reordering (the bench exits non-zero on any), also per
+# connection and room in a small chat, and that an idle verification burst
+# reaches every subscriber; then the same client
 # against the reference broadcaster (bench/refcast.c), and a short run of the
 # group-commit probe (bench/commit_probe.c), the baselines bench/compare.sh
 # divides by; not speed.
@@ -31,6 +32,10 @@ done
   --subs 20 --count 2000 --duration 3 --quiet
 "$bin" bench storm --url "127.0.0.1:$port" --secret "$secret" --tenant bench \
   --subs 50 --channels 10 --rate 500 --duration 3 --drop-at 1 --quiet
+# Chat: 200 connections in 5 of 40 rooms each; every (connection, room)
+# must get every pub of its room in offset order.
+"$bin" bench chat --url "127.0.0.1:$port" --secret "$secret" --tenant bench \
+  --conns 200 --rooms 40 --rate 400 --duration 2 --quiet
 # 500 publishes in one burst stay far below the server's outbound queue, so
 # this checks the verification's own bookkeeping, not the server's limits.
 "$bin" bench idle --url "127.0.0.1:$port" --secret "$secret" --tenant bench \
@@ -53,6 +58,8 @@ wait_port "$refport"
   --subs 20 --count 2000 --duration 3 --quiet
 "$bin" bench channels --url "127.0.0.1:$refport" --secret x --tenant x \
   --subs 50 --count 2000 --duration 3 --quiet
+"$bin" bench chat --url "127.0.0.1:$refport" --secret x --tenant x \
+  --conns 200 --rooms 40 --rate 400 --duration 2 --quiet
 "$build_dir/commit_probe" --dir "$dir" --duration 0.3 --batches 1,16 | tee "$dir/probe.jsonl"
 /usr/bin/python3 - "$dir/probe.jsonl" <<'PY'
 import json, sys

@@ -135,18 +135,26 @@ done:
 /* -------------------------------------------------------------- options */
 
 static const char usage[] =
-    "usage: parley bench <fanout|channels|publish|idle|storm> [options]\n"
+    "usage: parley bench <fanout|channels|publish|idle|storm|chat> [options]\n"
     "  --url HOST:PORT           server (default 127.0.0.1:8080; IPv4 only)\n"
-    "  --proto parley|nats       protocol (nats: fanout, channels, idle)\n"
+    "  --proto parley|nats       protocol (nats: fanout, channels, idle, chat)\n"
     "  --secret S --tenant T     HS256 secret and tenant for minted tokens (parley)\n"
     "  --subs N                  subscribers (fanout, channels, storm; default 1000)\n"
-    "  --conns N                 connections (idle; default 1000)\n"
+    "  --conns N                 connections (idle: default 1000; chat: 10000)\n"
+    "  --rooms N                 chat: rooms, each connection in 5 of them, sizes 2..200\n"
+    "                            skewed (default 2000; see bench/README.md)\n"
+    "  --seed N                  chat: room order, memberships and speakers (default 1)\n"
+    "  --find-max                chat: steps the rate up from --rate (each step --duration)\n"
+    "                            until a step is not met; reports the highest met\n"
+    "  --p99-bound T             chat --find-max: a step's p99 bound (default 100ms)\n"
+    "  --step-factor F           chat --find-max: rate growth per step (default 1.25)\n"
     "  --publishers N            publishers (publish; default 64)\n"
     "  --channels N              storm: spread subscribers over N channels, publishes\n"
     "                            round-robin (default 1: everyone on one channel)\n"
     "  --payload B               bytes of each pub's data (default 64)\n"
     "  --inflight N              publishes in flight per publisher (default 64)\n"
-    "  --rate N                  publishes/s over all publishers (default max; storm 10000)\n"
+    "  --rate N                  publishes/s over all publishers (default max; storm 10000;\n"
+    "                            chat 2000, at least 1)\n"
     "  --class ephemeral|standard  delivery class (default standard)\n"
     "  --duration T              publishing time (default 10s)\n"
     "  --count N                 stop after N publishes\n"
@@ -214,12 +222,40 @@ static int parse_url(const char *s, bench_opts *o, char *host, size_t hostlen)
     return 0;
 }
 
-static const char *scen_names[] = {"fanout", "channels", "publish", "idle", "storm"};
+static const char *scen_names[] = {"fanout", "channels", "publish", "idle", "storm", "chat"};
+#define NSCEN (sizeof(scen_names) / sizeof(scen_names[0]))
 
 /* Options given explicitly, where the scenario has its own default. */
 typedef struct seen_opts {
-    bool subs, rate, timeout, read_after;
+    bool subs, rate, timeout, read_after, conns;
+    const char *chat_opt; /* the first chat-only option given */
 } seen_opts;
+
+static double parse_factor(const char *s)
+{
+    char *e;
+    double v = strtod(s, &e);
+    return *s && !*e && v > 1 && v <= 10 ? v : -1;
+}
+
+/* The chat scenario's own options; false when a is not one. */
+static bool parse_chat_opt(const char *a, const char *v, bench_opts *o, seen_opts *seen, int *bad)
+{
+    if (strcmp(a, "--rooms") == 0)
+        *bad = parse_u32(v, &o->rooms);
+    else if (strcmp(a, "--seed") == 0) {
+        char *e;
+        o->seed = strtoull(v, &e, 10);
+        *bad = !*v || *e || v[0] == '-';
+    } else if (strcmp(a, "--p99-bound") == 0)
+        *bad = parse_secs(v, &o->p99_bound_s) || o->p99_bound_s <= 0;
+    else if (strcmp(a, "--step-factor") == 0)
+        *bad = (o->step_factor = parse_factor(v)) < 0;
+    else
+        return false;
+    if (!seen->chat_opt) seen->chat_opt = a;
+    return true;
+}
 
 /* One option a with its value v. 0, 1 when v is bad, -1 when a is unknown. */
 static int parse_opt(const char *a, const char *v, bench_opts *o, const char **label, char *host,
@@ -242,8 +278,11 @@ static int parse_opt(const char *a, const char *v, bench_opts *o, const char **l
     else if (strcmp(a, "--subs") == 0) {
         bad = parse_u32(v, &o->subs);
         seen->subs = true;
-    } else if (strcmp(a, "--conns") == 0)
+    } else if (strcmp(a, "--conns") == 0) {
         bad = parse_u32(v, &o->conns);
+        seen->conns = true;
+    } else if (parse_chat_opt(a, v, o, seen, &bad))
+        ;
     else if (strcmp(a, "--channels") == 0)
         bad = parse_u32(v, &o->channels) || o->channels == 0;
     else if (strcmp(a, "--publishers") == 0)
@@ -297,6 +336,32 @@ static int parse_opt(const char *a, const char *v, bench_opts *o, const char **l
     return bad ? 1 : 0;
 }
 
+/* The chat scenario's defaults and refusals. 0 or -1. */
+static int check_chat(bench_opts *o, const seen_opts *seen)
+{
+    if (o->scenario != SCEN_CHAT) {
+        if (!seen->chat_opt) return 0;
+        fprintf(stderr, "bench: %s is an option of the chat scenario only, not %s\n",
+                seen->chat_opt, scen_names[o->scenario]);
+        return -1;
+    }
+    if (!seen->conns) o->conns = 10000;
+    if (!seen->rate) o->rate = 2000;
+    if (o->rate < 1) {
+        fprintf(stderr, "bench: chat publishes at a fixed rate: --rate must be at least 1\n");
+        return -1;
+    }
+    const char *why = bench_chat_check(o->conns, o->rooms);
+    if (why) {
+        fprintf(stderr, "bench: %s\n", why);
+        return -1;
+    }
+    if (!seen->timeout && o->find_max)
+        o->timeout_s =
+            BENCH_CHAT_MAX_STEPS * (o->duration_s + 2) + o->drain_s + 60 + o->conns / 500.0;
+    return 0;
+}
+
 /* Scenario defaults and the combinations a run cannot do. 0 or -1. */
 static int check_opts(bench_opts *o, const seen_opts *seen)
 {
@@ -304,6 +369,7 @@ static int check_opts(bench_opts *o, const seen_opts *seen)
     if (!seen->rate && o->scenario == SCEN_STORM) o->rate = 10000;
     if (!seen->timeout)
         o->timeout_s = o->duration_s + o->hold_s + o->drain_s + o->verify_read_after_s + 60;
+    if (check_chat(o, seen) < 0) return -1;
     if (o->proto == PROTO_PARLEY && !o->secret) {
         fprintf(stderr, "bench: --secret is required for --proto parley\n");
         return -1;
@@ -344,8 +410,8 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
     seen_opts seen = {0};
     if (argc < 2) return -1;
     int sc = -1;
-    for (int i = 0; i < 5; i++)
-        if (strcmp(argv[1], scen_names[i]) == 0) sc = i;
+    for (size_t i = 0; i < NSCEN; i++)
+        if (strcmp(argv[1], scen_names[i]) == 0) sc = (int)i;
     if (sc < 0) return -1;
     o->scenario = (bench_scenario)sc;
     for (int i = 2; i < argc; i++) {
@@ -356,6 +422,11 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
         }
         if (strcmp(a, "--verify") == 0) {
             o->verify = true;
+            continue;
+        }
+        if (strcmp(a, "--find-max") == 0) {
+            o->find_max = true;
+            if (!seen.chat_opt) seen.chat_opt = a;
             continue;
         }
         if (i + 1 >= argc) {
@@ -428,6 +499,28 @@ static bool verdict(const bench_opts *o, const bench_result *r)
     return true;
 }
 
+/* The human summary of the scenarios that publish. */
+static void human_traffic(sbuf *h, const bench_opts *o, const bench_result *r, double pubs_s,
+                          double deliv_s)
+{
+    sbuf_printf(h, ", %u B, %" PRIu64 " pubs acked (%.0f/s), %" PRIu64 " deliveries (%.0f/s)",
+                o->payload, r->pubs_acked, pubs_s, r->deliveries, deliv_s);
+    human_hist(h, "latency", &r->latency);
+    if (o->scenario == SCEN_PUBLISH) human_hist(h, "ack", &r->ack);
+    sbuf_printf(h, ", lost %" PRIu64 " dup %" PRIu64 " reordered %" PRIu64, r->lost, r->dups,
+                r->reorder);
+    if (o->scenario == SCEN_STORM) {
+        if (r->catchup_s >= 0)
+            sbuf_printf(h, ", caught up in %.3fs", r->catchup_s);
+        else
+            sbuf_puts(h, ", NOT caught up");
+        sbuf_printf(h, ", gaps %" PRIu64, r->gaps);
+    }
+    if (o->scenario == SCEN_CHAT) sbuf_printf(h, ", gaps %" PRIu64, r->gaps);
+    bench_chat_human(&r->chat, h);
+    if (r->commit_batch >= 0) sbuf_printf(h, ", commit batch %.1f", r->commit_batch);
+}
+
 static void report(const bench_opts *o, const bench_result *r, const char *label, bool pass)
 {
     const char *proto = o->proto == PROTO_PARLEY ? "parley" : "nats";
@@ -451,20 +544,7 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
         bench_verify_human(&r->verify, &h);
         if (r->commit_batch >= 0) sbuf_printf(&h, ", commit batch %.1f", r->commit_batch);
     } else {
-        sbuf_printf(&h, ", %u B, %" PRIu64 " pubs acked (%.0f/s), %" PRIu64 " deliveries (%.0f/s)",
-                    o->payload, r->pubs_acked, pubs_s, r->deliveries, deliv_s);
-        human_hist(&h, "latency", &r->latency);
-        if (o->scenario == SCEN_PUBLISH) human_hist(&h, "ack", &r->ack);
-        sbuf_printf(&h, ", lost %" PRIu64 " dup %" PRIu64 " reordered %" PRIu64, r->lost, r->dups,
-                    r->reorder);
-        if (o->scenario == SCEN_STORM) {
-            if (r->catchup_s >= 0)
-                sbuf_printf(&h, ", caught up in %.3fs", r->catchup_s);
-            else
-                sbuf_puts(&h, ", NOT caught up");
-            sbuf_printf(&h, ", gaps %" PRIu64, r->gaps);
-        }
-        if (r->commit_batch >= 0) sbuf_printf(&h, ", commit batch %.1f", r->commit_batch);
+        human_traffic(&h, o, r, pubs_s, deliv_s);
     }
     if (r->server_cpu_s >= 0) sbuf_printf(&h, ", server CPU %.2fs", r->server_cpu_s);
     if (r->shed) sbuf_printf(&h, ", %" PRIu64 " publishes shed (server overloaded)", r->shed);
@@ -489,15 +569,16 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
                 ",\"publish_s\":%.3f,\"pubs_per_s\":%.1f,\"deliveries\":%" PRIu64
                 ",\"expected\":%" PRIu64 ",\"deliver_s\":%.3f,\"deliveries_per_s\":%.1f",
                 pass ? "true" : "false", r->connections,
-                o->scenario == SCEN_IDLE      ? o->conns
-                : o->scenario == SCEN_PUBLISH ? 0
-                                              : o->subs,
+                o->scenario == SCEN_IDLE || o->scenario == SCEN_CHAT ? o->conns
+                : o->scenario == SCEN_PUBLISH                        ? 0
+                                                                     : o->subs,
                 o->scenario == SCEN_PUBLISH ? o->publishers
+                : o->scenario == SCEN_CHAT  ? o->conns
                 : o->scenario == SCEN_IDLE  ? (o->verify ? 1 : 0)
                                             : 1,
-                o->payload, o->inflight, o->rate, r->connect_s, per_s(r->connections, r->connect_s),
-                r->pubs_sent, r->pubs_acked, r->publish_s, pubs_s, r->deliveries, r->expected,
-                r->deliver_s, deliv_s);
+                o->payload, o->scenario == SCEN_CHAT ? BENCH_CHAT_WINDOW : o->inflight, o->rate,
+                r->connect_s, per_s(r->connections, r->connect_s), r->pubs_sent, r->pubs_acked,
+                r->publish_s, pubs_s, r->deliveries, r->expected, r->deliver_s, deliv_s);
     json_hist(&j, "latency_us", &r->latency);
     json_hist(&j, "ack_latency_us", &r->ack);
     sbuf_printf(&j,
@@ -514,6 +595,7 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
     if (r->rss_hold_kib >= 0) sbuf_printf(&j, ",\"rss_hold_kib\":%ld", r->rss_hold_kib);
     if (per_conn >= 0) sbuf_printf(&j, ",\"rss_per_conn_bytes\":%.0f", per_conn);
     bench_verify_json(&r->verify, &j);
+    bench_chat_json(&r->chat, &j);
     sbuf_printf(&j, ",\"elapsed_s\":%.3f", r->elapsed_s);
     if (r->failure) {
         sbuf_puts(&j, ",\"failure\":");
@@ -551,11 +633,17 @@ int bench_main(int argc, char **argv)
         .drain_s = 5,
         .source_ips = 8,
         .connect_concurrency = 256,
+        .rooms = 2000,
+        .seed = 1,
+        .p99_bound_s = 0.1,
+        .step_factor = 1.25,
     };
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs(usage, stdout);
-        return 0;
-    }
+    /* `parley bench SCENARIO --help` is what `parley help bench` points to. */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
     if (parse_args(argc, argv, &o, &label, host, sizeof(host)) < 0) {
         fputs(usage, stderr);
         return 2;
@@ -563,7 +651,8 @@ int bench_main(int argc, char **argv)
     clock_ulid(run_id);
     o.run_id = run_id;
     long fds = raise_fd_limit();
-    uint64_t need = o.scenario == SCEN_IDLE      ? (uint64_t)o.conns + o.verify
+    uint64_t need = o.scenario == SCEN_CHAT      ? (uint64_t)o.conns
+                    : o.scenario == SCEN_IDLE    ? (uint64_t)o.conns + o.verify
                     : o.scenario == SCEN_PUBLISH ? o.publishers
                                                  : (uint64_t)o.subs + 1;
     if (fds > 0 && need + 32 > (uint64_t)fds)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cli/bench_chat.h"
 #include "cli/bench_stats.h"
 #include "cli/bench_verify.h"
 
@@ -17,6 +18,7 @@ typedef enum bench_scenario {
     SCEN_PUBLISH,
     SCEN_IDLE,
     SCEN_STORM,
+    SCEN_CHAT,
 } bench_scenario;
 
 typedef enum bench_proto { PROTO_PARLEY, PROTO_NATS } bench_proto;
@@ -27,7 +29,12 @@ typedef struct bench_opts {
     const char *host; /* dotted IPv4 */
     int port;
     uint32_t subs;       /* fanout, channels, storm */
-    uint32_t conns;      /* idle */
+    uint32_t conns;      /* idle, chat */
+    uint32_t rooms;      /* chat: rooms the connections are members of */
+    uint64_t seed;       /* chat: room sizes order, memberships, who publishes */
+    bool find_max;       /* chat: step the rate up until a step is not met */
+    double p99_bound_s;  /* chat --find-max: a step is met when p99 is within this */
+    double step_factor;  /* chat --find-max: each step's rate is the last one's times this */
     uint32_t publishers; /* publish */
     uint32_t channels;   /* storm: subscribers spread over this many channels */
     uint32_t payload;    /* bytes of the pub's data JSON */
@@ -72,6 +79,7 @@ typedef struct bench_result {
     double commit_batch;               /* publish: average batch size, <0 when unknown */
     long rss_before_kib, rss_hold_kib; /* idle; <0 when unknown */
     bench_verify_sum verify;           /* idle --verify */
+    bench_chat_sum chat;               /* chat */
     double elapsed_s;
 } bench_result;
 
@@ -79,6 +87,8 @@ typedef struct bench_result {
  * the run completed, or -1 when it could not start. r->ok tells whether it
  * failed midway. */
 int bench_run(const bench_opts *o, bench_result *r);
+/* The chat scenario's engine (bench_chat.c), called by bench_run. */
+int bench_chat_run(const bench_opts *o, bench_result *r);
 
 /* /proc readers: utime+stime in seconds, VmRSS in KiB; -1 when unknown. */
 double bench_proc_cpu_s(pid_t pid);

@@ -19,11 +19,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <uv.h>
 
-#include "auth/jwt.h"
+#include "cli/bench_cmd.h"
 #include "cli/bench_conn.h"
 #include "cli/bench_nats.h"
 #include "cli/bench_scan.h"
@@ -123,7 +122,7 @@ struct run {
     const char *failure;
 };
 
-static const char *scen_name[] = {"fanout", "channels", "publish", "idle", "storm"};
+static const char *scen_name[] = {"fanout", "channels", "publish", "idle", "storm", "chat"};
 
 static void finish(run *r, const char *failure);
 static void pump(run *r);
@@ -243,10 +242,7 @@ static void parley_connect(client *c)
     run *r = c->r;
     c->connect_id = ++c->next_id;
     sbuf_reset(&r->msg);
-    sbuf_printf(&r->msg,
-                "{\"id\":%" PRIu64 ",\"method\":\"connect\",\"params\":{\"token\":", c->connect_id);
-    sbuf_json_str(&r->msg, c->token, strlen(c->token));
-    sbuf_puts(&r->msg, ",\"client\":{\"name\":\"parley-bench\"}}}");
+    bench_put_connect(&r->msg, c->connect_id, c->token);
     send_msg(c, false);
 }
 
@@ -255,15 +251,8 @@ static void parley_subscribe(client *c)
     run *r = c->r;
     c->sub_id = ++c->next_id;
     sbuf_reset(&r->msg);
-    sbuf_printf(&r->msg,
-                "{\"id\":%" PRIu64 ",\"method\":\"subscribe\",\"params\":{\"channel\":", c->sub_id);
-    sbuf_json_str(&r->msg, r->chans[c->chan].name, strlen(r->chans[c->chan].name));
-    if (c->resubscribe && c->seq_ready && r->by_offset) {
-        sbuf_printf(&r->msg, ",\"since\":{\"offset\":%" PRIu64 ",\"epoch\":", c->seq.next - 1);
-        sbuf_json_str(&r->msg, c->epoch, strlen(c->epoch));
-        sbuf_putc(&r->msg, '}');
-    }
-    sbuf_puts(&r->msg, "}}");
+    bench_put_subscribe(&r->msg, c->sub_id, r->chans[c->chan].name,
+                        c->resubscribe && c->seq_ready && r->by_offset, c->seq.next - 1, c->epoch);
     send_msg(c, false);
 }
 
@@ -274,29 +263,14 @@ static uint32_t pick_chan(run *r, client *c)
     return c->chan;
 }
 
-/* Builds the pub's data in r->data: {"t":..,"s":..,"p":"xx.."} padded to
- * the requested payload size. */
 static void put_data(run *r, uint64_t t, uint64_t s)
 {
-    char head[64];
-    int n = snprintf(head, sizeof(head), "{\"t\":%" PRIu64 ",\"s\":%" PRIu64 ",\"p\":\"", t, s);
-    size_t fixed = (size_t)n + 2;
-    size_t pad = r->o->payload > fixed ? r->o->payload - fixed : 0;
-    sbuf_reset(&r->data);
-    sbuf_append(&r->data, head, (size_t)n);
-    sbuf_append(&r->data, r->pad, pad);
-    sbuf_puts(&r->data, "\"}");
+    bench_put_data(&r->data, r->o->payload, r->pad, t, s);
 }
 
-/* A Parley publish command for ch carrying r->data, in r->msg. */
 static void put_publish(run *r, uint64_t id, const bench_chan *ch)
 {
-    sbuf_printf(&r->msg,
-                "{\"id\":%" PRIu64 ",\"method\":\"publish\",\"params\":{\"channel\":\"%s\","
-                "\"class\":\"%s\",\"data\":",
-                id, ch->name, r->o->ephemeral ? "ephemeral" : "standard");
-    sbuf_append(&r->msg, r->data.data, r->data.len);
-    sbuf_puts(&r->msg, "}}");
+    bench_put_publish(&r->msg, id, ch->name, r->o->ephemeral, &r->data);
 }
 
 /* The whole burst is queued before returning: the connection writes it as
@@ -701,14 +675,7 @@ static const bench_conn_cb conn_cb = {
 
 static void open_client(run *r, client *c)
 {
-    const bench_opts *o = r->o;
-    bench_conn_opts co = {
-        .host = o->host,
-        .port = o->port,
-        .path = o->proto == PROTO_PARLEY ? "/ws" : "/",
-        .protocol = o->proto == PROTO_PARLEY ? "parley.v1" : NULL,
-        .source_ip = o->source_ips > 0 ? (0x7f000001u + c->index % o->source_ips) : 0,
-    };
+    bench_conn_opts co = bench_client_opts(r->o, c->index);
     c->ready = false;
     c->next_id = 0;
     c->connect_id = c->sub_id = 0;
@@ -937,20 +904,6 @@ static void finish(run *r, const char *failure)
 
 /* ------------------------------------------------------------------- setup */
 
-static char *mint(const bench_opts *o, uint32_t i)
-{
-    char claims[256];
-    long exp = (long)time(NULL) + 86400;
-    int n;
-    if (o->tenant)
-        n = snprintf(claims, sizeof(claims), "{\"sub\":\"bench-%u\",\"tenant\":\"%s\",\"exp\":%ld}",
-                     i, o->tenant, exp);
-    else
-        n = snprintf(claims, sizeof(claims), "{\"sub\":\"bench-%u\",\"exp\":%ld}", i, exp);
-    if (n < 0 || (size_t)n >= sizeof(claims)) return NULL;
-    return jwt_sign_hs256(o->secret, strlen(o->secret), claims, (size_t)n);
-}
-
 static int setup(run *r)
 {
     const bench_opts *o = r->o;
@@ -973,6 +926,8 @@ static int setup(run *r)
     case SCEN_PUBLISH:
         npubs = o->publishers;
         nchans = o->publishers;
+        break;
+    case SCEN_CHAT: /* its own engine, bench_chat.c */
         break;
     case SCEN_IDLE:
         nsubs = o->conns;
@@ -1009,7 +964,7 @@ static int setup(run *r)
             c->chan = i % r->nchans;
         else
             c->chan = o->scenario == SCEN_PUBLISH ? i - nsubs : 0;
-        if (o->proto == PROTO_PARLEY && !(c->token = mint(o, i))) return -1;
+        if (o->proto == PROTO_PARLEY && !(c->token = bench_mint(o, i))) return -1;
         if (c->role == ROLE_PUB && o->proto == PROTO_PARLEY) {
             c->slots = pl_calloc(window, sizeof(*c->slots));
             c->slot_mask = window - 1;
@@ -1050,6 +1005,7 @@ static void teardown(run *r)
 
 int bench_run(const bench_opts *o, bench_result *res)
 {
+    if (o->scenario == SCEN_CHAT) return bench_chat_run(o, res);
     run r;
     memset(&r, 0, sizeof(r));
     r.o = o;

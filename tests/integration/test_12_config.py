@@ -376,6 +376,76 @@ def test_bench_verify_reports_the_publisher_closed():
         srv.cleanup()
 
 
+def test_bench_chat_refuses_impossible_options():
+    # Sizes no plan can meet, a rate of nothing, and chat's own options on
+    # another scenario are usage errors (exit 2) that say why; nothing runs.
+    cases = [
+        (["--conns", "100", "--rooms", "251"],
+         "--rooms 251 is too many for 100 connections: their 500 memberships fill at most 250"),
+        (["--conns", "1000", "--rooms", "24"], "--rooms 24 is too few for 1000 connections"),
+        (["--rooms", "4"], "--rooms must be at least 5"),
+        (["--conns", "1"], "--conns must be at least 2"),
+        (["--rate", "0"], "--rate must be at least 1"),
+        (["--step-factor", "1"], "bad value for --step-factor: 1"),
+        (["--p99-bound", "0"], "bad value for --p99-bound: 0"),
+        (["--rooms", "lots"], "bad value for --rooms: lots"),
+        (["--seed", "-3"], "bad value for --seed: -3"),
+    ]
+    for extra, msg in cases:
+        res = _cli("bench", "chat", "--secret", "s", *extra)
+        assert res.returncode == 2, (extra, res.stderr)
+        assert msg in res.stderr, (extra, res.stderr)
+    for opt in (["--rooms", "10"], ["--find-max"], ["--seed", "2"], ["--p99-bound", "1"]):
+        res = _cli("bench", "fanout", "--secret", "s", *opt)
+        assert res.returncode == 2, (opt, res.stderr)
+        assert f"{opt[0]} is an option of the chat scenario only, not fanout" in res.stderr
+    helped = _cli("bench", "chat", "--help")  # `parley help bench` points here
+    assert "<fanout|channels|publish|idle|storm|chat>" in helped.stdout
+    assert helped.returncode == 0 and "--find-max" in helped.stdout and "--rooms N" in helped.stdout
+
+
+def _bench_chat(srv, *extra):
+    import json
+    res = _cli("bench", "chat", "--url", f"127.0.0.1:{srv.port}", "--secret", SECRETS["acme"],
+               "--tenant", "acme", "--conns", "200", "--rooms", "40", "--rate", "300",
+               "--duration", "1", "--quiet", *extra, timeout=60 * SLOW)
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2, (res.returncode, res.stdout, res.stderr)
+    return res.returncode, lines[0], json.loads(lines[1])
+
+
+def test_bench_chat_every_member_gets_every_pub():
+    # 200 connections in 5 of 40 rooms each: every (connection, room) gets
+    # every pub of its room, in offset order, and the figures add up.
+    srv = ParleyServer(name="benchchat")
+    srv.start()
+    try:
+        rc, human, r = _bench_chat(srv)
+        assert rc == 0, human
+        c = r["chat"]
+        assert r["lost"] == r["duplicated"] == r["out_of_order"] == r["gaps"] == 0, r
+        assert c["memberships"] == 1000 and c["memberships_lossy"] == 0, c
+        assert c["rooms"] == 40 and c["size_min"] == 2 and c["size_max"] <= 200, c
+        assert r["pubs_acked"] == r["pubs_sent"] > 200, r
+        assert r["deliveries"] == r["expected"] > r["pubs_sent"], r
+        assert len(c["steps"]) == 1 and c["steps"][0]["kept_up"], c
+        assert "0 of 1000 memberships lossy" in human and "PASS" in human
+        rc, human, r = _bench_chat(srv, "--class", "ephemeral")
+        assert rc == 0 and r["class"] == "ephemeral" and r["lost"] == 0, human
+        # --find-max: steps until a rate is missed twice (a p99 bound nothing
+        # meets ends it at the first rate, tried twice), and the highest met
+        # is reported.
+        rc, human, r = _bench_chat(srv, "--find-max", "--p99-bound", "0.000001", "--drain", "2")
+        c = r["chat"]
+        assert rc == 0 and c["find_max"] and len(c["steps"]) == 2, human
+        assert [t["rate"] for t in c["steps"]] == [300, 300], c
+        assert not any(t["ok"] for t in c["steps"]) and c["max_rate"] == 0, c
+        assert "max sustainable rate 0 pubs/s" in human
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
 def test_serve_with_a_config_without_tenants_prints_the_dev_banner(tmp_path):
     # A config file with no tenants runs single-tenant development mode, as
     # running without one does: the same banner, and its token command works.
