@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it: release build with unit
-# and black-box tests, the JavaScript SDK's and the web app's tests against
+# and black-box tests (again on the redis engine), the JavaScript SDK's and
+# the web app's tests against
 # that build, the server's tests again under ASan+UBSan, then bounded fuzz
 # runs.
 set -euo pipefail
@@ -21,6 +22,9 @@ echo "== unit tests"
 
 echo "== black-box tests"
 PARLEY_BIN=$PWD/build/parley /usr/bin/python3 -m pytest -q tests/integration
+
+echo "== black-box tests on the redis engine"
+scripts/redis-suite.sh build/parley
 
 echo "== JavaScript SDK (npm ci, type check, build, tests against the server)"
 PARLEY_BIN=$PWD/build/parley sdk/js/test.sh
@@ -46,4 +50,4 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 
 # Every stage above stops the script on failure (set -e), so reaching this
 # line means all of them passed.
-echo "stages: 11 passed, 0 failed"
+echo "stages: 12 passed, 0 failed"

@@ -333,7 +333,7 @@ static const struct subcommand {
      "  --timeout D         per attempt, such as 15s (default 15s; connecting: 5s at most)\n"},
     {"bench", cmd_bench, "run a benchmark scenario",
      "bench SCENARIO [options]\n"
-     "SCENARIO: fanout, channels, publish, idle, storm; its options with\n"
+     "SCENARIO: fanout, channels, publish, idle, storm, chat; its options with\n"
      "parley bench SCENARIO --help (bench/README.md).\n"},
     {"version", cmd_version, "print the version, commit and library versions",
      "version\n"

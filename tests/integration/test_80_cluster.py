@@ -12,7 +12,7 @@ import time
 import pytest
 
 from helpers_cluster import Redis, Sentinel, cluster_config, ready, start_nodes, wait_ready
-from parley_client import (SLOW, RpcError, connect, default_config, offsets, parley_bin,
+from parley_client import (SLOW, Closed, RpcError, connect, default_config, offsets, parley_bin,
                            render_yaml, run, scaled, uniq)
 
 
@@ -226,16 +226,32 @@ def _acked_history_check(acked, hist):
         assert got.get(off) == pid, (off, pid, got.get(off))
 
 
-async def _publish_through(cl, ch, acked, errors, stop):
-    i = 0
-    while not stop.is_set():
-        try:
-            r = await cl.call("publish", {"channel": ch, "data": {"i": i}}, timeout=15 * SLOW)
-            acked[r["offset"]] = r["id"]
-        except RpcError as e:
-            errors.append(e.code)
-            await asyncio.sleep(0.05)
-        i += 1
+class Publisher:
+    """Publishes in a loop until stopped, recording acked offsets and ids
+    and error codes; reconnects when the node tells it to resume (4004)."""
+
+    def __init__(self, node, ch):
+        self.node, self.ch = node, ch
+        self.acked, self.errors, self.resumes = {}, [], 0
+        self.stop = asyncio.Event()
+
+    async def run(self):
+        cl = await connect(self.node, "alice")
+        i = 0
+        while not self.stop.is_set():
+            try:
+                r = await cl.call("publish", {"channel": self.ch, "data": {"i": i}},
+                                  timeout=15 * SLOW)
+                self.acked[r["offset"]] = r["id"]
+            except RpcError as e:
+                self.errors.append(e.code)
+                await asyncio.sleep(0.05)
+            except Closed:
+                assert cl.close_code == 4004, cl.close_code
+                self.resumes += 1
+                cl = await connect(self.node, "alice")
+            i += 1
+        await cl.close()
 
 
 def test_redis_down_answers_113_and_everything_resumes(server_factory):
@@ -249,28 +265,26 @@ def test_redis_down_answers_113_and_everything_resumes(server_factory):
 
         async def body():
             ch = f"chat:{uniq()}"
-            pub, sub = await connect(a, "alice"), await connect(b, "bob")
+            sub = await connect(b, "bob")
             await sub.subscribe(ch)
-            acked, errors, stop = {}, [], asyncio.Event()
-            task = asyncio.ensure_future(_publish_through(pub, ch, acked, errors, stop))
+            pub = Publisher(a, ch)
+            task = asyncio.ensure_future(pub.run())
             await asyncio.sleep(0.5)
             r.kill()
             await asyncio.sleep(1.0)
             assert not ready(a) and not ready(b)
-            assert 113 in errors, errors
-            assert set(errors) == {113}, errors
+            assert 113 in pub.errors and set(pub.errors) == {113}, pub.errors
             r.start()
             for n in (a, b):
                 wait_ready(n)
             await asyncio.sleep(0.5)
-            stop.set()
+            pub.stop.set()
             await task
-            assert not sub.closed.is_set()
+            assert not sub.closed.is_set() and pub.resumes == 0
             hist, _ = await sub.full_history(ch)
-            _acked_history_check(acked, hist)
+            _acked_history_check(pub.acked, hist)
             got = offsets(await sub.pubs(ch, len(hist)))
             assert got == list(range(1, len(hist) + 1))
-            await pub.close()
             await sub.close()
 
         run(body())
@@ -286,12 +300,11 @@ def test_redis_paused_3s_no_silent_hole_and_not_ready(server_factory):
 
         async def body():
             ch = f"chat:{uniq()}"
-            pub = await connect(nodes[0], "alice")
             subs = [await connect(n, f"s{i}") for i, n in enumerate(nodes)]
             for s in subs:
                 await s.subscribe(ch)
-            acked, errors, stop = {}, [], asyncio.Event()
-            task = asyncio.ensure_future(_publish_through(pub, ch, acked, errors, stop))
+            pub = Publisher(nodes[0], ch)
+            task = asyncio.ensure_future(pub.run())
             await asyncio.sleep(0.3)
             r.pause()
             red = False
@@ -304,14 +317,15 @@ def test_redis_paused_3s_no_silent_hole_and_not_ready(server_factory):
             for n in nodes:
                 wait_ready(n)
             await asyncio.sleep(0.3)
-            stop.set()
+            pub.stop.set()
             await task
+            assert pub.resumes == 0
             hist, _ = await subs[0].full_history(ch)
-            _acked_history_check(acked, hist)
+            _acked_history_check(pub.acked, hist)
             for s in subs:
                 got = offsets(await s.pubs(ch, len(hist)))
                 assert got == list(range(1, len(hist) + 1))
-            for cl in subs + [pub]:
+            for cl in subs:
                 await cl.close()
 
         run(body())
@@ -408,12 +422,12 @@ def test_sentinel_failover_keeps_every_acked_pub(server_factory):
 
         async def body():
             ch = f"crash:{uniq()}"  # unlimited retention
-            pub, sub = await connect(a, "alice"), await connect(b, "bob")
+            sub = await connect(b, "bob")
             await sub.subscribe(ch)
-            acked, errors, stop = {}, [], asyncio.Event()
-            task = asyncio.ensure_future(_publish_through(pub, ch, acked, errors, stop))
+            pub = Publisher(a, ch)
+            task = asyncio.ensure_future(pub.run())
             await asyncio.sleep(1.0)
-            before = len(acked)
+            before = len(pub.acked)
             assert before > 0
             primary.kill()
             t0 = time.monotonic()
@@ -429,18 +443,16 @@ def test_sentinel_failover_keeps_every_acked_pub(server_factory):
                 await asyncio.sleep(0.2)
             for n in (a, b):
                 wait_ready(n, timeout=20)
-            n_after = len(acked)
+            n_after = len(pub.acked)
             await asyncio.sleep(1.5)
-            stop.set()
+            pub.stop.set()
             await task
-            assert len(acked) > n_after, "no publish succeeded after the failover"
-            assert set(errors) <= {113}, errors
-            if pub.closed.is_set():
-                pub = await connect(a, "alice")
+            assert len(pub.acked) > n_after, "no publish succeeded after the failover"
+            assert set(pub.errors) <= {113}, pub.errors
             reader = await connect(b, "reader")
             hist, _ = await reader.full_history(ch)
             got = {p["offset"]: p["id"] for p in hist}
-            for off, pid in acked.items():
+            for off, pid in pub.acked.items():
                 assert got.get(off) == pid, (off, pid, got.get(off))
             if sub.closed.is_set():
                 assert sub.close_code == 4004, sub.close_code
@@ -449,7 +461,7 @@ def test_sentinel_failover_keeps_every_acked_pub(server_factory):
                 while len(seen) < len(hist):
                     seen.append(await sub.push("pub", ch))
                 assert offsets(seen) == list(range(1, len(hist) + 1))
-            for cl in (pub, sub, reader):
+            for cl in (sub, reader):
                 await cl.close()
 
         run(body(), timeout=90)

@@ -145,7 +145,10 @@ static void read_cb(redisAsyncContext *ac, void *reply, void *priv)
     e->reading = 0;
     redisReply *r = reply;
     if (!r) return; /* the link went down; its reconnect reads again */
-    if (r->type == REDIS_REPLY_ERROR)
+    if (e->read_gen != e->reset_gen) {
+        /* Asked before a reset, from a position that no longer holds. */
+        e->read_gen = e->reset_gen;
+    } else if (r->type == REDIS_REPLY_ERROR)
         rd_notice(e, ENGINE_REFUSED, "notify", r->str);
     else if (r->type == REDIS_REPLY_ARRAY)
         take_entries(e, r);
@@ -185,7 +188,9 @@ void rd_read_next(rd_engine *e)
     size_t lens[8];
     for (int i = 0; i < 8; i++)
         lens[i] = i == 6 ? k->len : strlen(argv[i]);
-    if (!rd_cmd(&e->note, read_cb, e, 8, argv, lens)) e->reading = 1;
+    if (rd_cmd(&e->note, read_cb, e, 8, argv, lens)) return;
+    e->reading = 1;
+    e->read_gen = e->reset_gen;
 }
 
 /* The ping's seq at or below what was read when it was sent means the counter restarted: Redis

@@ -132,6 +132,7 @@ void rd_reset_pos(rd_engine *e, uint64_t pos, const char *why)
         pop_b(e, 0);
     e->pos = pos;
     e->read_pos = pos;
+    e->reset_gen++;
     rd_fail_waiting(e, why);
     rd_notice(e, ENGINE_RESYNC, "notify", why);
 }

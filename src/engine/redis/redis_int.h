@@ -109,10 +109,11 @@ struct rd_engine {
 
     rd_pend *a_head, *a_tail;
     rd_note *b_head, *b_tail;
-    uint64_t pos;      /* the last P:n entry handed on */
-    uint64_t read_pos; /* the last P:n entry read (queued in B or handed on) */
-    int pos_known;     /* pos was read from Redis since the start */
-    int reading;       /* an XREAD is outstanding */
+    uint64_t pos;                 /* the last P:n entry handed on */
+    uint64_t read_pos;            /* the last P:n entry read (queued in B or handed on) */
+    int pos_known;                /* pos was read from Redis since the start */
+    int reading;                  /* an XREAD is outstanding */
+    uint32_t reset_gen, read_gen; /* resets of pos; the one the XREAD was asked in */
     int64_t ping_sent_ms, ping_seen_ms;
     uint64_t ping_read_pos; /* read_pos when the last ping was sent */
     atomic_int healthy;
