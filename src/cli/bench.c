@@ -137,6 +137,8 @@ done:
 static const char usage[] =
     "usage: parley bench <fanout|channels|publish|idle|storm|chat> [options]\n"
     "  --url HOST:PORT           server (default 127.0.0.1:8080; IPv4 only)\n"
+    "  --sub-url HOST:PORT       subscribers connect here instead (fanout, channels,\n"
+    "                            storm): another node of a cluster\n"
     "  --proto parley|nats       protocol (nats: fanout, channels, idle, chat)\n"
     "  --secret S --tenant T     HS256 secret and tenant for minted tokens (parley)\n"
     "  --subs N                  subscribers (fanout, channels, storm; default 1000)\n"
@@ -200,7 +202,8 @@ static int parse_secs(const char *s, double *out)
     return 0;
 }
 
-static int parse_url(const char *s, bench_opts *o, char *host, size_t hostlen)
+/* HOST:PORT (ws:// or http:// allowed) into host (hostlen bytes), *port. */
+static int parse_url(const char *s, char *host, size_t hostlen, int *port_out)
 {
     if (strncmp(s, "ws://", 5) == 0)
         s += 5;
@@ -217,8 +220,7 @@ static int parse_url(const char *s, bench_opts *o, char *host, size_t hostlen)
     port[pl] = '\0';
     uint32_t p;
     if (parse_u32(port, &p) < 0 || p == 0 || p > 65535) return -1;
-    o->host = host;
-    o->port = (int)p;
+    *port_out = (int)p;
     return 0;
 }
 
@@ -258,13 +260,17 @@ static bool parse_chat_opt(const char *a, const char *v, bench_opts *o, seen_opt
 }
 
 /* One option a with its value v. 0, 1 when v is bad, -1 when a is unknown. */
-static int parse_opt(const char *a, const char *v, bench_opts *o, const char **label, char *host,
-                     size_t hostlen, seen_opts *seen)
+static int parse_opt(const char *a, const char *v, bench_opts *o, const char **label,
+                     char host[2][64], seen_opts *seen)
 {
     int bad = 0;
-    if (strcmp(a, "--url") == 0)
-        bad = parse_url(v, o, host, hostlen);
-    else if (strcmp(a, "--proto") == 0) {
+    if (strcmp(a, "--url") == 0) {
+        bad = parse_url(v, host[0], sizeof(host[0]), &o->port);
+        o->host = host[0];
+    } else if (strcmp(a, "--sub-url") == 0) {
+        bad = parse_url(v, host[1], sizeof(host[1]), &o->sub_port);
+        o->sub_host = host[1];
+    } else if (strcmp(a, "--proto") == 0) {
         if (strcmp(v, "parley") == 0)
             o->proto = PROTO_PARLEY;
         else if (strcmp(v, "nats") == 0)
@@ -404,8 +410,7 @@ static int check_opts(bench_opts *o, const seen_opts *seen)
     return 0;
 }
 
-static int parse_args(int argc, char **argv, bench_opts *o, const char **label, char *host,
-                      size_t hostlen)
+static int parse_args(int argc, char **argv, bench_opts *o, const char **label, char host[2][64])
 {
     seen_opts seen = {0};
     if (argc < 2) return -1;
@@ -434,7 +439,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **label, 
             return -1;
         }
         const char *v = argv[++i];
-        int rc = parse_opt(a, v, o, label, host, hostlen, &seen);
+        int rc = parse_opt(a, v, o, label, host, &seen);
         if (rc < 0) {
             fprintf(stderr, "bench: unknown option %s\n", a);
             return -1;
@@ -614,7 +619,7 @@ static void report(const bench_opts *o, const bench_result *r, const char *label
 
 int bench_main(int argc, char **argv)
 {
-    char host[64];
+    char host[2][64]; /* --url, --sub-url */
     char run_id[27];
     const char *label = NULL;
     bench_opts o = {
@@ -644,7 +649,7 @@ int bench_main(int argc, char **argv)
             fputs(usage, stdout);
             return 0;
         }
-    if (parse_args(argc, argv, &o, &label, host, sizeof(host)) < 0) {
+    if (parse_args(argc, argv, &o, &label, host) < 0) {
         fputs(usage, stderr);
         return 2;
     }

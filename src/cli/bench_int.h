@@ -28,6 +28,8 @@ typedef struct bench_opts {
     bench_proto proto;
     const char *host; /* dotted IPv4 */
     int port;
+    const char *sub_host; /* --sub-url: subscribers' server, NULL = host */
+    int sub_port;
     uint32_t subs;       /* fanout, channels, storm */
     uint32_t conns;      /* idle, chat */
     uint32_t rooms;      /* chat: rooms the connections are members of */

@@ -676,6 +676,10 @@ static const bench_conn_cb conn_cb = {
 static void open_client(run *r, client *c)
 {
     bench_conn_opts co = bench_client_opts(r->o, c->index);
+    if (c->role != ROLE_PUB && r->o->sub_host) {
+        co.host = r->o->sub_host;
+        co.port = r->o->sub_port;
+    }
     c->ready = false;
     c->next_id = 0;
     c->connect_id = c->sub_id = 0;

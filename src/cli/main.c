@@ -17,6 +17,7 @@
 #include "cli/webhook.h"
 #include "config/config.h"
 #include "net/server.h"
+#include "cli/redis_check.h"
 #include "hooks/hooks.h"
 #include "obs/audit.h"
 #include "util/mem.h"
@@ -192,6 +193,7 @@ static int cmd_check_config(int argc, char **argv)
     }
     printf("%s: ok (%zu tenants, %zu namespaces, %zu webhooks, %zu routes)\n", argv[1],
            cfg.n_tenants, cfg.n_namespaces, cfg.n_webhooks, cfg.n_routes);
+    redis_check_warn(&cfg, stderr);
     config_release(&cfg);
     return 0;
 }

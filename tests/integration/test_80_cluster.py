@@ -12,7 +12,7 @@ import time
 import pytest
 
 from helpers_cluster import Redis, Sentinel, cluster_config, ready, start_nodes, wait_ready
-from parley_client import (SLOW, Closed, RpcError, connect, default_config, offsets, parley_bin,
+from parley_client import (SLOW, Closed, RpcError, connect, free_port, default_config, offsets, parley_bin,
                            render_yaml, run, scaled, uniq)
 
 
@@ -513,3 +513,25 @@ def test_keys_of_the_other_engine_are_refused(tmp_path, yaml, line, words):
     res = _check(yaml, tmp_path)
     assert res.returncode != 0
     assert f":{line}:" in res.stderr and words in res.stderr, res.stderr
+
+
+def test_check_config_warns_of_a_redis_weaker_than_the_config(tmp_path, redis):
+    """check-config looks at the Redis it can reach: a missing replica for
+    min_replicas_acked, no AOF, or no Redis at all are warnings (the file
+    is valid: nodes wait for Redis), each saying what it costs."""
+    loose = Redis(appendfsync=None).start()
+    try:
+        cases = [
+            (redis.port, "min_replicas_acked: 1", ["min_replicas_acked is 1", "0 replicas"]),
+            (loose.port, "", ["has appendonly no"]),
+            (free_port(), "", ["cannot reach Redis"]),
+        ]
+        for port, extra, words in cases:
+            res = _check(f'engine: {{type: redis, address: "127.0.0.1:{port}"'
+                         f'{", " + extra if extra else ""}}}\n', tmp_path)
+            assert res.returncode == 0, res.stderr
+            assert all(w in res.stderr for w in words), (words, res.stderr)
+        res = _check(f'engine: {{type: redis, address: "127.0.0.1:{redis.port}"}}\n', tmp_path)
+        assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+    finally:
+        loose.cleanup()
