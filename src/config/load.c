@@ -477,45 +477,55 @@ static int fn_engine_prefix(cfg_loader *L, yaml_node_t *v, void *obj)
     return 0;
 }
 
-static int fn_sentinel_addresses(cfg_loader *L, yaml_node_t *v, void *obj)
+/* Each item of a string list checked by check (0, or -1 after cfg_fail_at)
+ * into *out / *n, replacing what was there. */
+static int str_list(cfg_loader *L, yaml_node_t *v,
+                    int (*check)(cfg_loader *, yaml_node_t *, const char *), char ***out,
+                    size_t *nout)
 {
-    cfg_redis *r = obj;
     yaml_node_item_t *items = NULL;
     size_t n = 0;
-    char buf[48];
     if (cfg_get_seq(L, v, &items, &n) < 0) return -1;
-    if (!n) return cfg_fail_at(L, v, "needs at least one HOST:PORT");
-    char **arr = pl_calloc(n, sizeof(*arr));
-    if (!arr) return cfg_oom(L, v);
+    char **arr = n ? pl_calloc(n, sizeof(*arr)) : NULL;
+    if (n && !arr) return cfg_oom(L, v);
     size_t done = 0;
     for (; done < n; done++) {
         yaml_node_t *it = cfg_item_node(L, items, done, v);
         size_t old = cfg_push_index(L, done);
-        char *host = NULL;
-        int port;
         if (cfg_set_str(L, it, &arr[done], true) < 0) goto fail;
-        int rc = split_host_port(arr[done], &host, &port);
-        pl_free(host);
-        if (rc == -2) {
-            cfg_oom(L, it);
-            done++;
-            goto fail;
-        }
-        if (rc < 0) {
-            cfg_fail_at(L, it, "'%s' is not HOST:PORT with a port in 1..65535",
-                        cfg_shown(arr[done], strlen(arr[done]), buf));
+        if (check(L, it, arr[done]) < 0) {
             done++;
             goto fail;
         }
         cfg_pop(L, old);
     }
-    cfg_free_strv(r->sentinels, r->n_sentinels);
-    r->sentinels = arr;
-    r->n_sentinels = n;
+    cfg_free_strv(*out, *nout);
+    *out = arr;
+    *nout = n;
     return 0;
 fail:
     cfg_free_strv(arr, done);
     return -1;
+}
+
+static int check_host_port(cfg_loader *L, yaml_node_t *it, const char *s)
+{
+    char *host = NULL, buf[48];
+    int port;
+    int rc = split_host_port(s, &host, &port);
+    pl_free(host);
+    if (rc == -2) return cfg_oom(L, it);
+    if (rc < 0)
+        return cfg_fail_at(L, it, "'%s' is not HOST:PORT with a port in 1..65535",
+                           cfg_shown(s, strlen(s), buf));
+    return 0;
+}
+
+static int fn_sentinel_addresses(cfg_loader *L, yaml_node_t *v, void *obj)
+{
+    cfg_redis *r = obj;
+    if (str_list(L, v, check_host_port, &r->sentinels, &r->n_sentinels) < 0) return -1;
+    return r->n_sentinels ? 0 : cfg_fail_at(L, v, "needs at least one HOST:PORT");
 }
 
 static const cfg_key_spec sentinel_keys[] = {
@@ -621,35 +631,17 @@ static int fn_limits(cfg_loader *L, yaml_node_t *v, void *obj)
 /* A list of origin patterns, each checked here so that a typo is a
  * line-numbered error rather than a browser silently refused. An empty list
  * allows no browser origin. */
+static int check_origin(cfg_loader *L, yaml_node_t *it, const char *s)
+{
+    char buf[48];
+    const char *why = origin_pattern_check(s, strlen(s));
+    return why ? cfg_fail_at(L, it, "origin '%s' %s", cfg_shown(s, strlen(s), buf), why) : 0;
+}
+
 static int fn_allowed_origins(cfg_loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    yaml_node_item_t *items = NULL;
-    size_t n = 0;
-    char buf[48];
-    if (cfg_get_seq(L, v, &items, &n) < 0) return -1;
-    char **arr = n ? pl_calloc(n, sizeof(*arr)) : NULL;
-    if (n && !arr) return cfg_oom(L, v);
-    size_t done = 0;
-    for (; done < n; done++) {
-        yaml_node_t *it = cfg_item_node(L, items, done, v);
-        size_t old = cfg_push_index(L, done);
-        if (cfg_set_str(L, it, &arr[done], true) < 0) goto fail;
-        const char *why = origin_pattern_check(arr[done], strlen(arr[done]));
-        if (why) {
-            cfg_fail_at(L, it, "origin '%s' %s", cfg_shown(arr[done], strlen(arr[done]), buf), why);
-            done++;
-            goto fail;
-        }
-        cfg_pop(L, old);
-    }
-    cfg_free_strv(c->allowed_origins, c->n_allowed_origins);
-    c->allowed_origins = arr;
-    c->n_allowed_origins = n;
-    return 0;
-fail:
-    cfg_free_strv(arr, done);
-    return -1;
+    return str_list(L, v, check_origin, &c->allowed_origins, &c->n_allowed_origins);
 }
 
 /* Order matters: tenants and namespaces before the sections that refer to

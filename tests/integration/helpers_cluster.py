@@ -32,6 +32,9 @@ class Redis:
         if self.replicaof:
             args += ["--replicaof", "127.0.0.1", str(self.replicaof.port)]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        return self.wait_pong(timeout)
+
+    def wait_pong(self, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -40,7 +43,7 @@ class Redis:
             except OSError:
                 pass
             time.sleep(0.05)
-        raise AssertionError("redis-server did not answer PING")
+        raise AssertionError(f"redis on port {self.port} did not answer PING")
 
     def command(self, *args):
         """One command over a fresh socket; the raw RESP reply."""
@@ -90,15 +93,7 @@ class Sentinel(Redis):
     def start(self, timeout=10):
         self.proc = subprocess.Popen([REDIS_BIN, self.conf, "--sentinel", "--logfile",
                                       os.path.join(self.dir, "log")], stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.command("PING") == b"+PONG\r\n":
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("redis sentinel did not answer PING")
+        return self.wait_pong(timeout)
 
     def master_port(self, name="m"):
         reply = self.command("SENTINEL", "get-master-addr-by-name", name).split(b"\r\n")

@@ -113,9 +113,8 @@ void rd_drain(rd_engine *e)
 
 /* Requests waiting for entries that will never come (the stream
  * restarted, or the engine stops) fail: nothing they saw is certain. */
-void rd_fail_waiting(rd_engine *e, const char *why)
+static void fail_waiting(rd_engine *e)
 {
-    (void)why;
     for (rd_pend *p = e->a_head; p; p = p->next) {
         if (!p->replied || !p->ordered || p->seq <= e->pos) continue;
         p->ordered = 0;
@@ -133,6 +132,6 @@ void rd_reset_pos(rd_engine *e, uint64_t pos, const char *why)
     e->pos = pos;
     e->read_pos = pos;
     e->reset_gen++;
-    rd_fail_waiting(e, why);
+    fail_waiting(e);
     rd_notice(e, ENGINE_RESYNC, "notify", why);
 }

@@ -152,7 +152,6 @@ void rd_drain(rd_engine *e);
 void rd_flush_out(rd_engine *e);
 void rd_emit(rd_engine *e, engine_req *r);
 void rd_reset_pos(rd_engine *e, uint64_t pos, const char *why);
-void rd_fail_waiting(rd_engine *e, const char *why);
 
 /* Tells the server (opts.notice) about link: what. */
 void rd_notice(rd_engine *e, enum engine_notice kind, const char *link, const char *what);
