@@ -109,7 +109,7 @@ static void retry_cb(uv_timer_t *t)
 
 static void schedule_retry(rd_link *l)
 {
-    if (l->e->stopping) return;
+    if (l->e->stop_seen) return;
     uv_timer_start(&l->retry, retry_cb, l->backoff_ms, 0);
     l->backoff_ms = l->backoff_ms * 2 > RD_BACKOFF_MAX_MS ? RD_BACKOFF_MAX_MS : l->backoff_ms * 2;
 }
@@ -235,7 +235,7 @@ static int ask_sentinels(rd_engine *e, char *why, size_t whylen)
 void rd_link_connect(rd_link *l)
 {
     rd_engine *e = l->e;
-    if (l->ac || e->stopping) return;
+    if (l->ac || e->stop_seen) return;
     char why[300];
     if (e->n_sentinels && ask_sentinels(e, why, sizeof(why))) {
         went_down(l, why);

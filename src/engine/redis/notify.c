@@ -171,7 +171,7 @@ static void seq_cb(redisAsyncContext *ac, void *reply, void *priv)
 
 void rd_read_next(rd_engine *e)
 {
-    if (e->reading || !e->note.up || e->stopping) return;
+    if (e->reading || !e->note.up || e->stop_seen) return;
     sbuf *k = &e->key;
     rd_key(e, k, e->pos_known ? "n" : "seq", NULL, NULL);
     if (k->oom) return;

@@ -102,6 +102,7 @@ struct rd_engine {
     pthread_mutex_t mu; /* guards the submit queue and stopping */
     engine_req *q_head, *q_tail;
     int stopping;
+    int stop_seen; /* the engine thread's copy of stopping, taken under mu */
     int64_t stop_deadline_ms;
 
     rd_link cmd, note;

@@ -57,7 +57,7 @@ static void tick_cb(uv_timer_t *t)
              now - e->ping_seen_ms < RD_PING_STALE_MS;
     atomic_store(&e->healthy, ok);
     rd_read_next(e);
-    if (e->stopping && (!e->a_head || now >= e->stop_deadline_ms)) close_all(e);
+    if (e->stop_seen && (!e->a_head || now >= e->stop_deadline_ms)) close_all(e);
 }
 
 static void wake_cb(uv_async_t *a)
@@ -69,7 +69,10 @@ static void wake_cb(uv_async_t *a)
     int stopping = e->stopping;
     pthread_mutex_unlock(&e->mu);
     rd_start_reqs(e, r);
-    if (stopping && !e->stop_deadline_ms) e->stop_deadline_ms = clock_wall_ms() + RD_STOP_WAIT_MS;
+    if (stopping && !e->stop_seen) {
+        e->stop_seen = 1;
+        e->stop_deadline_ms = clock_wall_ms() + RD_STOP_WAIT_MS;
+    }
 }
 
 /* The first command on a new link is a ping: it finds, before any
