@@ -98,14 +98,29 @@ static void on_sent(const sender_result *r, void *user)
     m->dlv = d;
     m->status = r->status;
     m->latency_us = r->latency_us;
-    m->error = pl_strdup(r->error ? r->error : "");
+    /* "" (answered) is kept as NULL: one allocation fewer per attempt. */
+    m->error = r->error && *r->error ? pl_strdup(r->error) : NULL;
     m->retry_after = dup_or_null(r->retry_after);
     m->delivery_hdr = dup_or_null(r->delivery);
     if (r->body_len && (m->body = pl_malloc(r->body_len))) {
         memcpy(m->body, r->body, r->body_len);
         m->body_len = r->body_len;
     }
-    hk_post(h, m);
+    /* Queued for hk_results_flush, which the sender calls at the end of
+     * its round: one post and one wakeup per round, not per attempt. */
+    if (h->res_tail)
+        h->res_tail->next = m;
+    else
+        h->res_head = m;
+    h->res_tail = m;
+}
+
+void hk_results_flush(void *user)
+{
+    hooks *h = user;
+    if (!h->res_head) return;
+    hk_post_chain(h, h->res_head, h->res_tail);
+    h->res_head = h->res_tail = NULL;
 }
 
 /* The signing keys in force at now: every secret without an expiry or
@@ -404,7 +419,8 @@ void hk_on_result(hooks *h, hk_msg *m, int64_t now)
         state = HSTORE_DEAD;
     if (out.kind != RETRY_SUCCESS) ep->failed_attempts++;
     char *hj = headers_json(m);
-    const char *err = m->status ? (out.kind == RETRY_SUCCESS ? NULL : out.reason) : m->error;
+    const char *err =
+        m->status ? (out.kind == RETRY_SUCCESS ? NULL : out.reason) : (m->error ? m->error : "");
     record(h, d, m->status, m->latency_us, hj, m->body, m->body_len, err, state, now);
     free(hj);
     if (state == HSTORE_DEAD && out.kind != RETRY_DISABLE_ENDPOINT && !(ev & HEALTH_EV_DISABLED))

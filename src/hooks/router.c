@@ -111,6 +111,7 @@ void hk_router_step(hooks *h, int64_t now)
         h->trimmed = min;
     }
     h->reading = true;
+    atomic_store(&h->read_out, true);
     h->poked = false;
     engine_submit(h->env.eng, r);
 }
@@ -367,6 +368,7 @@ static void finish_batch(hooks *h, hk_batch *b, int64_t now)
 void hk_router_on_events(hooks *h, engine_req *r, int64_t now)
 {
     h->reading = false;
+    atomic_store(&h->read_out, false);
     if (r->status != PL_OK) {
         h->retry_read_ms = now + HK_TICK_MS;
         log_event(LOG_WARN, "route_read_failed", "reason", "the committed log could not be read",

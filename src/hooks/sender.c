@@ -19,8 +19,25 @@
 #include "util/status.h"
 
 #define HEADER_VALUE_MAX 256
+/* Easy handles kept for the next requests: setting one up (its allocation
+ * and a score of options, some copied) cost more than a loopback request. */
+#define EASY_POOL_MAX 64
+/* URLs kept parsed and judged: an endpoint's URL is the same for every
+ * delivery, parsing it again per request cost a tenth of the sender. */
+#define URL_CACHE_MAX 32
 
 typedef struct job job;
+
+/* A URL that passed check_url, parsed once. cu is shared read-only by the
+ * jobs using it (libcurl duplicates it per transfer); an entry is replaced
+ * only while no job refers to it. */
+typedef struct url_ent {
+    char *url;
+    const ssrf_allowlist *allow;
+    CURLU *cu;
+    char address[INET6_ADDRSTRLEN]; /* what check_host judged, "" for a name */
+    size_t refs;
+} url_ent;
 
 struct sender {
     uv_loop_t loop;
@@ -32,6 +49,14 @@ struct sender {
     job *queue, *queue_tail;
     bool stopping;
     job *active; /* in flight on the multi handle; sender thread only */
+    /* Sender thread only: */
+    CURL *pool[EASY_POOL_MAX]; /* idle easy handles, their fixed options set */
+    size_t npool;
+    url_ent urls[URL_CACHE_MAX];
+    size_t url_next; /* the next entry to replace */
+    bool finished;   /* a job finished in this callback round (on_flush due) */
+    sender_flush_fn on_flush;
+    void *flush_user;
 };
 
 struct job {
@@ -46,7 +71,8 @@ struct job {
     sender_done_fn done;
     void *user;
     CURL *easy;
-    CURLU *cu;
+    CURLU *cu;     /* owned when url_ent is NULL */
+    url_ent *uent; /* the cached parse this job uses, or NULL */
     int64_t start_us;
     ssrf_verdict ssrf;
     char address[INET6_ADDRSTRLEN];
@@ -66,11 +92,24 @@ typedef struct watch {
 
 /* ---- jobs --------------------------------------------------------------- */
 
+/* An easy handle back to the pool (its per-request pointers are set again
+ * before any reuse), or cleaned up when the pool is full. */
+static void easy_release(sender *s, CURL *e)
+{
+    if (s && s->npool < EASY_POOL_MAX)
+        s->pool[s->npool++] = e;
+    else
+        curl_easy_cleanup(e);
+}
+
 static void job_free(job *j)
 {
     if (!j) return;
-    if (j->easy) curl_easy_cleanup(j->easy);
-    if (j->cu) curl_url_cleanup(j->cu);
+    if (j->easy) easy_release(j->s, j->easy);
+    if (j->uent)
+        j->uent->refs--;
+    else if (j->cu)
+        curl_url_cleanup(j->cu);
     curl_slist_free_all(j->headers);
     pl_free(j->url);
     pl_free(j->body);
@@ -93,6 +132,7 @@ static void job_finish(job *j, int status, const char *error)
         .body_truncated = j->truncated,
     };
     j->done(&r, j->user);
+    if (j->s) j->s->finished = true;
     job_free(j);
 }
 
@@ -224,6 +264,54 @@ static int check_url(job *j, char *err, size_t errlen)
     return rc;
 }
 
+/* Keeps j's accepted URL parsed for the next jobs: j's handle moves into a
+ * cache entry no job uses (none free: j keeps its own). */
+static void url_keep(sender *s, job *j)
+{
+    for (size_t k = 0; k < URL_CACHE_MAX; k++) {
+        url_ent *u = &s->urls[(s->url_next + k) % URL_CACHE_MAX];
+        if (u->refs) continue;
+        char *copy = pl_strdup(j->url);
+        if (!copy) return;
+        pl_free(u->url);
+        if (u->cu) curl_url_cleanup(u->cu);
+        u->url = copy;
+        u->allow = j->allow;
+        u->cu = j->cu;
+        snprintf(u->address, sizeof(u->address), "%s", j->address);
+        u->refs = 1;
+        j->uent = u;
+        s->url_next = (size_t)(u - s->urls + 1) % URL_CACHE_MAX;
+        return;
+    }
+}
+
+/* check_url through the cache: a URL accepted before (with the same
+ * allowlist) is not parsed or judged again; refusals are never cached. */
+static int check_url_cached(sender *s, job *j, char *err, size_t errlen)
+{
+    for (size_t k = 0; k < URL_CACHE_MAX; k++) {
+        url_ent *u = &s->urls[k];
+        if (!u->url || u->allow != j->allow || strcmp(u->url, j->url)) continue;
+        u->refs++;
+        j->uent = u;
+        j->cu = u->cu;
+        memcpy(j->address, u->address, sizeof(j->address));
+        return 0;
+    }
+    if (check_url(j, err, errlen)) return -1;
+    url_keep(s, j);
+    return 0;
+}
+
+static void url_cache_free(sender *s)
+{
+    for (size_t k = 0; k < URL_CACHE_MAX; k++) {
+        pl_free(s->urls[k].url);
+        if (s->urls[k].cu) curl_url_cleanup(s->urls[k].cu);
+    }
+}
+
 /* ---- transfer callbacks ------------------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
@@ -305,6 +393,14 @@ static void check_done(sender *s)
     }
 }
 
+/* Ends a callback round: the owner hears once of what finished in it. */
+static void end_round(sender *s)
+{
+    if (!s->finished) return;
+    s->finished = false;
+    if (s->on_flush) s->on_flush(s->flush_user);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     sender *s = t->data;
@@ -312,6 +408,7 @@ static void on_timer(uv_timer_t *t)
     if (!s->multi) return;
     curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(s);
+    end_round(s);
 }
 
 static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
@@ -335,6 +432,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
     if (!w->s->multi) return;
     curl_multi_socket_action(w->s->multi, w->fd, flags, &running);
     check_done(w->s);
+    end_round(w->s);
 }
 
 static void free_watch(uv_handle_t *h)
@@ -373,14 +471,12 @@ static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
 /* ---- starting and stopping jobs ----------------------------------------- */
 
-static int setup_easy(job *j)
+/* A new easy handle with the options every request shares. */
+static CURL *easy_new(void)
 {
-    CURL *e = j->easy = curl_easy_init();
-    if (!e) return -1;
+    CURL *e = curl_easy_init();
+    if (!e) return NULL;
     int bad = 0;
-    bad |= curl_easy_setopt(e, CURLOPT_CURLU, j->cu);
-    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)j);
-    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
     bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -388,29 +484,45 @@ static int setup_easy(job *j)
      * address, not a proxy's. */
     bad |= curl_easy_setopt(e, CURLOPT_PROXY, "");
     bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    bad |= curl_easy_setopt(e, CURLOPT_POST, 1L);
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "Parley-Webhooks/1");
+    if (!bad) return e;
+    curl_easy_cleanup(e);
+    return NULL;
+}
+
+/* An easy handle for j, from the pool or new: every option that points
+ * at a job is set here, so nothing of the previous job stays in use. */
+static int setup_easy(sender *s, job *j)
+{
+    CURL *e = j->easy = s->npool ? s->pool[--s->npool] : easy_new();
+    if (!e) return -1;
+    int bad = 0;
+    bad |= curl_easy_setopt(e, CURLOPT_CURLU, j->cu);
+    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)j);
+    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
     bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, j);
     bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)j->connect_timeout_ms);
     bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)j->timeout_ms);
     bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
-    bad |= curl_easy_setopt(e, CURLOPT_POST, 1L);
-    bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
+    /* The size before the data: the body is binary, never strlen'ed. */
     bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
-    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
     bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
-    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
-    bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "Parley-Webhooks/1");
     return bad ? -1 : 0;
 }
 
 static void start_job(sender *s, job *j)
 {
     char err[512];
-    if (check_url(j, err, sizeof(err))) {
+    if (check_url_cached(s, j, err, sizeof(err))) {
         job_finish(j, 0, err);
         return;
     }
-    if (setup_easy(j)) {
+    if (setup_easy(s, j)) {
         job_finish(j, 0, "cannot set up the request (out of memory?)");
         return;
     }
@@ -445,6 +557,9 @@ static void shut_down(sender *s)
      * loop can still close their watches. */
     curl_multi_cleanup(s->multi);
     s->multi = NULL;
+    while (s->npool)
+        curl_easy_cleanup(s->pool[--s->npool]);
+    url_cache_free(s);
     uv_walk(&s->loop, close_any, NULL);
 }
 
@@ -466,6 +581,7 @@ static void on_wake(uv_async_t *a)
             start_job(s, j);
     }
     if (stopping) shut_down(s);
+    end_round(s);
 }
 
 static void run(void *arg)
@@ -514,6 +630,12 @@ fail:
     pl_free(s);
     snprintf(err, errlen, "cannot start the sender");
     return PL_ERR;
+}
+
+void sender_set_flush(sender *s, sender_flush_fn fn, void *user)
+{
+    s->on_flush = fn;
+    s->flush_user = user;
 }
 
 int sender_submit(sender *s, const sender_request *req)
