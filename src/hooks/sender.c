@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <uv.h>
@@ -57,6 +58,13 @@ struct sender {
     bool finished;   /* a job finished in this callback round (on_flush due) */
     sender_flush_fn on_flush;
     void *flush_user;
+    /* The watches of the connection sockets open_socket made, by fd, kept
+     * from one request to the next: curl drops a socket (REMOVE) after
+     * each transfer and wants it again for the next on the same
+     * connection, and a watch closed and made again cost six epoll_ctl a
+     * request. Freed in close_socket. */
+    struct watch **kept;
+    size_t nkept;
 };
 
 struct job {
@@ -88,6 +96,9 @@ typedef struct watch {
     uv_poll_t poll;
     curl_socket_t fd;
     sender *s;
+    int ev;     /* the events polled for (uv_poll_start costs two epoll_ctl) */
+    bool kept;  /* a connection socket of ours: kept in s->kept until closed */
+    bool owned; /* curl watches it now (between its first wish and REMOVE) */
 } watch;
 
 /* ---- jobs --------------------------------------------------------------- */
@@ -177,6 +188,64 @@ static void set_address(job *j, const struct sockaddr *sa)
     if (!inet_ntop(sa->sa_family, a, j->address, sizeof(j->address))) j->address[0] = '\0';
 }
 
+static void on_poll(uv_poll_t *p, int status, int events);
+
+static void free_watch(uv_handle_t *h)
+{
+    pl_free(h->data);
+}
+
+/* A new watch of fd (not polling yet), or NULL. */
+static watch *watch_new(sender *s, curl_socket_t fd)
+{
+    watch *w = pl_calloc(1, sizeof(*w));
+    if (!w) return NULL;
+    if (uv_poll_init_socket(&s->loop, &w->poll, fd)) {
+        pl_free(w);
+        return NULL;
+    }
+    w->fd = fd;
+    w->s = s;
+    w->poll.data = w;
+    return w;
+}
+
+/* Makes the kept watch of a socket open_socket made. Without memory the
+ * socket is watched the plain way (a watch per transfer). */
+static void keep_watch(sender *s, curl_socket_t fd)
+{
+    if (!s || fd < 0) return;
+    if ((size_t)fd >= s->nkept) {
+        size_t n = (size_t)fd + 16;
+        watch **k = pl_realloc(s->kept, n * sizeof(*k));
+        if (!k) return;
+        memset(k + s->nkept, 0, (n - s->nkept) * sizeof(*k));
+        s->kept = k;
+        s->nkept = n;
+    }
+    watch *w = s->kept[fd] ? NULL : watch_new(s, fd);
+    if (!w) return;
+    w->kept = true;
+    s->kept[fd] = w;
+}
+
+/* curl closes a connection socket of ours: its kept watch goes first, so
+ * libuv never polls a number the system may hand out again. */
+static int close_socket(void *clientp, curl_socket_t fd)
+{
+    sender *s = clientp;
+    if (fd >= 0 && (size_t)fd < s->nkept && s->kept[fd]) {
+        watch *w = s->kept[fd];
+        s->kept[fd] = NULL;
+        uv_poll_stop(&w->poll);
+        /* curl says REMOVE before it closes; should it not, the REMOVE
+         * still to come closes the watch the plain way. */
+        w->kept = false;
+        if (!w->owned) uv_close((uv_handle_t *)&w->poll, free_watch);
+    }
+    return close(fd);
+}
+
 /* libcurl hands every address it is about to connect to here: the guard
  * judges the very address, so a second DNS answer cannot swap it. */
 static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -192,7 +261,9 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
         j->ssrf = v;
         return CURL_SOCKET_BAD;
     }
-    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd != CURL_SOCKET_BAD) keep_watch(j->s, fd);
+    return fd;
 }
 
 /* The URL's host judged before any lookup: an IP literal by its address, an
@@ -424,6 +495,13 @@ static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     watch *w = p->data;
+    if (!w->owned) {
+        /* An idle kept connection stirred (the receiver closed it): curl
+         * finds out when it reuses it; stop polling until then. */
+        uv_poll_stop(p);
+        w->ev = 0;
+        return;
+    }
     int flags = 0;
     if (status < 0) flags = CURL_CSELECT_ERR;
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
@@ -435,48 +513,47 @@ static void on_poll(uv_poll_t *p, int status, int events)
     end_round(w->s);
 }
 
-static void free_watch(uv_handle_t *h)
-{
-    pl_free(h->data);
-}
-
 static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     sender *s = userp;
     watch *w = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (w) {
-            uv_poll_stop(&w->poll);
-            uv_close((uv_handle_t *)&w->poll, free_watch);
-            curl_multi_assign(s->multi, fd, NULL);
-        }
+        if (!w) return 0;
+        curl_multi_assign(s->multi, fd, NULL);
+        w->owned = false;
+        /* A kept watch goes on polling what it did: the next transfer on
+         * its connection most often wants the same, at no syscall. */
+        if (w->kept) return 0;
+        uv_poll_stop(&w->poll);
+        uv_close((uv_handle_t *)&w->poll, free_watch);
         return 0;
     }
     if (!w) {
-        w = pl_calloc(1, sizeof(*w));
+        w = fd >= 0 && (size_t)fd < s->nkept && s->kept[fd] ? s->kept[fd] : watch_new(s, fd);
         if (!w) return -1;
-        if (uv_poll_init_socket(&s->loop, &w->poll, fd)) {
-            pl_free(w);
-            return -1;
-        }
-        w->fd = fd;
-        w->s = s;
-        w->poll.data = w;
+        w->owned = true;
         curl_multi_assign(s->multi, fd, w);
     }
     int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-    uv_poll_start(&w->poll, ev, on_poll);
+    if (ev != w->ev || !uv_is_active((uv_handle_t *)&w->poll)) {
+        uv_poll_start(&w->poll, ev, on_poll);
+        w->ev = ev;
+    }
     return 0;
 }
 
 /* ---- starting and stopping jobs ----------------------------------------- */
 
 /* A new easy handle with the options every request shares. */
-static CURL *easy_new(void)
+static CURL *easy_new(sender *s)
 {
     CURL *e = curl_easy_init();
     if (!e) return NULL;
     int bad = 0;
+    /* The sender, not a job: curl keeps these with the connection, which
+     * outlives the job that opened it. */
+    bad |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    bad |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, s);
     bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -497,7 +574,7 @@ static CURL *easy_new(void)
  * at a job is set here, so nothing of the previous job stays in use. */
 static int setup_easy(sender *s, job *j)
 {
-    CURL *e = j->easy = s->npool ? s->pool[--s->npool] : easy_new();
+    CURL *e = j->easy = s->npool ? s->pool[--s->npool] : easy_new(s);
     if (!e) return -1;
     int bad = 0;
     bad |= curl_easy_setopt(e, CURLOPT_CURLU, j->cu);
@@ -559,6 +636,9 @@ static void shut_down(sender *s)
     s->multi = NULL;
     while (s->npool)
         curl_easy_cleanup(s->pool[--s->npool]);
+    pl_free(s->kept); /* the watches left close below */
+    s->kept = NULL;
+    s->nkept = 0;
     url_cache_free(s);
     uv_walk(&s->loop, close_any, NULL);
 }
