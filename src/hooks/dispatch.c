@@ -66,6 +66,39 @@ int hk_enqueue(hooks *h, hk_endpoint *ep, const hstore_delivery *s)
     return PL_OK;
 }
 
+int hk_enqueue_new(hooks *h, hk_newd *x, const hstore_delivery *s)
+{
+    (void)h;
+    hk_dlv *d = pl_calloc(1, sizeof(*d));
+    if (!d) return PL_ENOMEM;
+    /* The batch's copies move over: it made them for this delivery alone
+     * (its body NUL-terminated), and copying them again cost as much as
+     * making them. */
+    d->ep = x->ep;
+    d->id = x->id;
+    d->rule = x->rule;
+    d->channel = x->channel;
+    d->pub_id = x->pub_id;
+    d->correlation_id = x->correlation_id;
+    d->okey = x->okey;
+    d->body = x->body;
+    x->id = x->rule = x->channel = x->pub_id = x->correlation_id = x->okey = x->body = NULL;
+    d->body_len = s->body_len;
+    d->offset = s->offset;
+    d->attempts = s->attempts;
+    d->next_ms = s->next_ms;
+    d->created_ms = s->created_ms;
+    hk_endpoint *ep = d->ep;
+    d->prev = ep->tail;
+    if (ep->tail)
+        ep->tail->next = d;
+    else
+        ep->head = d;
+    ep->tail = d;
+    ep->pending++;
+    return PL_OK;
+}
+
 static void unlink_dlv(hk_endpoint *ep, hk_dlv *d)
 {
     if (d->prev)
@@ -280,6 +313,11 @@ void hk_flush_attempts(hooks *h, int64_t now, bool force)
         h->store_errors++;
         log_event(LOG_ERROR, "webhook_store_failed", "reason", "attempts not recorded", NULL);
     }
+    hk_attempts_clear(h);
+}
+
+void hk_attempts_clear(hooks *h)
+{
     for (size_t i = 0; i < h->natt; i++) {
         pl_free((char *)h->att[i].delivery);
         pl_free((char *)h->att[i].headers);
@@ -371,6 +409,8 @@ static void observe_latency(hk_endpoint *ep, int64_t us)
 /* The response headers the contract reads, as a JSON object. */
 static char *headers_json(const hk_msg *m)
 {
+    /* Most answers carry neither: NULL stands for "{}", built by nobody. */
+    if (!m->retry_after && !m->delivery_hdr) return NULL;
     json_t *o = json_object();
     if (m->retry_after) json_object_set_new(o, "retry-after", json_string(m->retry_after));
     if (m->delivery_hdr) json_object_set_new(o, "webhook-delivery", json_string(m->delivery_hdr));
@@ -421,7 +461,7 @@ void hk_on_result(hooks *h, hk_msg *m, int64_t now)
     char *hj = headers_json(m);
     const char *err =
         m->status ? (out.kind == RETRY_SUCCESS ? NULL : out.reason) : (m->error ? m->error : "");
-    record(h, d, m->status, m->latency_us, hj, m->body, m->body_len, err, state, now);
+    record(h, d, m->status, m->latency_us, hj ? hj : "{}", m->body, m->body_len, err, state, now);
     free(hj);
     if (state == HSTORE_DEAD && out.kind != RETRY_DISABLE_ENDPOINT && !(ev & HEALTH_EV_DISABLED))
         dead_letter(h, ep, d, "webhook_failed", err);

@@ -501,12 +501,7 @@ void hooks_free(hooks *h)
     if (!h) return;
     hooks_stop(h);
     hk_router_release(h);
-    for (size_t i = 0; i < h->natt; i++) {
-        pl_free((char *)h->att[i].delivery);
-        pl_free((char *)h->att[i].headers);
-        pl_free((char *)h->att[i].body);
-        pl_free((char *)h->att[i].error);
-    }
+    hk_attempts_clear(h);
     pl_free(h->att);
     for (size_t i = 0; i < h->neps; i++)
         hk_endpoint_free(h->eps[i]);

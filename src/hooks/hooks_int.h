@@ -219,7 +219,12 @@ void hk_on_result(hooks *h, hk_msg *m, int64_t now);
 /* Stores the attempts recorded since the last call, once enough wait or
  * enough time passed (force: now; readers of the store force it first). */
 void hk_flush_attempts(hooks *h, int64_t now, bool force);
+/* Frees the attempts recorded (once stored). */
+void hk_attempts_clear(hooks *h);
 int hk_enqueue(hooks *h, hk_endpoint *ep, const hstore_delivery *d);
+/* The same for a delivery a router batch made (s its stored form): its
+ * strings move from x to the queue. */
+int hk_enqueue_new(hooks *h, hk_newd *x, const hstore_delivery *s);
 void hk_dlv_free(hk_dlv *d);
 /* The sender's round callback: posts the round's results at once. */
 void hk_results_flush(void *user);
