@@ -44,6 +44,7 @@ struct sender {
     uv_loop_t loop;
     uv_async_t wake;
     uv_timer_t timer;
+    uv_check_t round; /* ends each loop iteration's round (end_round) */
     uv_thread_t thread;
     CURLM *multi;
     uv_mutex_t lock; /* guards queue and stopping */
@@ -464,12 +465,18 @@ static void check_done(sender *s)
     }
 }
 
-/* Ends a callback round: the owner hears once of what finished in it. */
+/* Ends a round, one iteration of the loop (every socket it found ready):
+ * the owner hears once of what finished in it. */
 static void end_round(sender *s)
 {
     if (!s->finished) return;
     s->finished = false;
     if (s->on_flush) s->on_flush(s->flush_user);
+}
+
+static void on_check(uv_check_t *c)
+{
+    end_round(c->data);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -479,7 +486,6 @@ static void on_timer(uv_timer_t *t)
     if (!s->multi) return;
     curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(s);
-    end_round(s);
 }
 
 static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
@@ -510,7 +516,6 @@ static void on_poll(uv_poll_t *p, int status, int events)
     if (!w->s->multi) return;
     curl_multi_socket_action(w->s->multi, w->fd, flags, &running);
     check_done(w->s);
-    end_round(w->s);
 }
 
 static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -660,8 +665,10 @@ static void on_wake(uv_async_t *a)
         else
             start_job(s, j);
     }
-    if (stopping) shut_down(s);
-    end_round(s);
+    if (stopping) {
+        shut_down(s); /* closes the check handle: its round ends here */
+        end_round(s);
+    }
 }
 
 static void run(void *arg)
@@ -689,7 +696,10 @@ int sender_new(size_t max_connections, sender **out, char *err, size_t errlen)
     uv_mutex_init(&s->lock);
     uv_async_init(&s->loop, &s->wake, on_wake);
     uv_timer_init(&s->loop, &s->timer);
-    s->wake.data = s->timer.data = s;
+    /* Runs after the loop's I/O callbacks of each iteration. */
+    uv_check_init(&s->loop, &s->round);
+    uv_check_start(&s->round, on_check);
+    s->wake.data = s->timer.data = s->round.data = s;
     if (!s->multi) goto fail;
     curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
     curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
@@ -704,6 +714,7 @@ fail:
     if (s->multi) curl_multi_cleanup(s->multi);
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->timer, NULL);
+    uv_close((uv_handle_t *)&s->round, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     uv_mutex_destroy(&s->lock);

@@ -62,8 +62,9 @@ typedef struct sender_request {
  * with *out (free with sender_free), or PL_ENOMEM / PL_ERR with err set. */
 int sender_new(size_t max_connections, sender **out, char *err, size_t errlen);
 
-/* Called ON THE SENDER THREAD after a round of completions (one or more
- * done callbacks run from one event of its loop): a caller whose done
+/* Called ON THE SENDER THREAD after a round of completions (the done
+ * callbacks run in one iteration of its loop, for every socket found
+ * ready): a caller whose done
  * callbacks only queue results can hand them over and wake its thread once
  * per round here, rather than once per request. */
 typedef void (*sender_flush_fn)(void *user);
