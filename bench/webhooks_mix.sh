@@ -31,7 +31,9 @@ done
 TMP=$(mktemp -d /tmp/parley-whmix.XXXXXX)
 SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 HOOK_SECRET="whsec_$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
-PORT=$((30000 + RANDOM % 10000))
+# Below the kernel's ephemeral range (32768 and up by default), where a
+# port the clients' own connections hold made a run fail to listen.
+PORT=$((20000 + RANDOM % 10000))
 SINK_PORT=$((PORT + 1))
 PIDS=()
 cleanup() {

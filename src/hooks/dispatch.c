@@ -66,6 +66,39 @@ int hk_enqueue(hooks *h, hk_endpoint *ep, const hstore_delivery *s)
     return PL_OK;
 }
 
+int hk_enqueue_new(hooks *h, hk_newd *x, const hstore_delivery *s)
+{
+    (void)h;
+    hk_dlv *d = pl_calloc(1, sizeof(*d));
+    if (!d) return PL_ENOMEM;
+    /* The batch's copies move over: it made them for this delivery alone
+     * (its body NUL-terminated), and copying them again cost as much as
+     * making them. */
+    d->ep = x->ep;
+    d->id = x->id;
+    d->rule = x->rule;
+    d->channel = x->channel;
+    d->pub_id = x->pub_id;
+    d->correlation_id = x->correlation_id;
+    d->okey = x->okey;
+    d->body = x->body;
+    x->id = x->rule = x->channel = x->pub_id = x->correlation_id = x->okey = x->body = NULL;
+    d->body_len = s->body_len;
+    d->offset = s->offset;
+    d->attempts = s->attempts;
+    d->next_ms = s->next_ms;
+    d->created_ms = s->created_ms;
+    hk_endpoint *ep = d->ep;
+    d->prev = ep->tail;
+    if (ep->tail)
+        ep->tail->next = d;
+    else
+        ep->head = d;
+    ep->tail = d;
+    ep->pending++;
+    return PL_OK;
+}
+
 static void unlink_dlv(hk_endpoint *ep, hk_dlv *d)
 {
     if (d->prev)
@@ -98,14 +131,29 @@ static void on_sent(const sender_result *r, void *user)
     m->dlv = d;
     m->status = r->status;
     m->latency_us = r->latency_us;
-    m->error = pl_strdup(r->error ? r->error : "");
+    /* "" (answered) is kept as NULL: one allocation fewer per attempt. */
+    m->error = r->error && *r->error ? pl_strdup(r->error) : NULL;
     m->retry_after = dup_or_null(r->retry_after);
     m->delivery_hdr = dup_or_null(r->delivery);
     if (r->body_len && (m->body = pl_malloc(r->body_len))) {
         memcpy(m->body, r->body, r->body_len);
         m->body_len = r->body_len;
     }
-    hk_post(h, m);
+    /* Queued for hk_results_flush, which the sender calls at the end of
+     * its round: one post and one wakeup per round, not per attempt. */
+    if (h->res_tail)
+        h->res_tail->next = m;
+    else
+        h->res_head = m;
+    h->res_tail = m;
+}
+
+void hk_results_flush(void *user)
+{
+    hooks *h = user;
+    if (!h->res_head) return;
+    hk_post_chain(h, h->res_head, h->res_tail);
+    h->res_head = h->res_tail = NULL;
 }
 
 /* The signing keys in force at now: every secret without an expiry or
@@ -265,6 +313,11 @@ void hk_flush_attempts(hooks *h, int64_t now, bool force)
         h->store_errors++;
         log_event(LOG_ERROR, "webhook_store_failed", "reason", "attempts not recorded", NULL);
     }
+    hk_attempts_clear(h);
+}
+
+void hk_attempts_clear(hooks *h)
+{
     for (size_t i = 0; i < h->natt; i++) {
         pl_free((char *)h->att[i].delivery);
         pl_free((char *)h->att[i].headers);
@@ -356,6 +409,8 @@ static void observe_latency(hk_endpoint *ep, int64_t us)
 /* The response headers the contract reads, as a JSON object. */
 static char *headers_json(const hk_msg *m)
 {
+    /* Most answers carry neither: NULL stands for "{}", built by nobody. */
+    if (!m->retry_after && !m->delivery_hdr) return NULL;
     json_t *o = json_object();
     if (m->retry_after) json_object_set_new(o, "retry-after", json_string(m->retry_after));
     if (m->delivery_hdr) json_object_set_new(o, "webhook-delivery", json_string(m->delivery_hdr));
@@ -404,8 +459,9 @@ void hk_on_result(hooks *h, hk_msg *m, int64_t now)
         state = HSTORE_DEAD;
     if (out.kind != RETRY_SUCCESS) ep->failed_attempts++;
     char *hj = headers_json(m);
-    const char *err = m->status ? (out.kind == RETRY_SUCCESS ? NULL : out.reason) : m->error;
-    record(h, d, m->status, m->latency_us, hj, m->body, m->body_len, err, state, now);
+    const char *err =
+        m->status ? (out.kind == RETRY_SUCCESS ? NULL : out.reason) : (m->error ? m->error : "");
+    record(h, d, m->status, m->latency_us, hj ? hj : "{}", m->body, m->body_len, err, state, now);
     free(hj);
     if (state == HSTORE_DEAD && out.kind != RETRY_DISABLE_ENDPOINT && !(ev & HEALTH_EV_DISABLED))
         dead_letter(h, ep, d, "webhook_failed", err);

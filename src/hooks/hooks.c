@@ -30,11 +30,28 @@ void hk_post(hooks *h, hk_msg *m)
     pthread_mutex_unlock(&h->in_mu);
 }
 
+void hk_post_chain(hooks *h, hk_msg *first, hk_msg *last)
+{
+    pthread_mutex_lock(&h->in_mu);
+    if (h->in_tail)
+        h->in_tail->next = first;
+    else
+        h->in_head = first;
+    h->in_tail = last;
+    pthread_cond_signal(&h->in_cv);
+    pthread_mutex_unlock(&h->in_mu);
+}
+
+/* Called after every commit by the engine thread, so it costs nothing when
+ * it can: a poke already pending is not repeated, and while a log read is
+ * out its answer wakes the thread, which then sees the flag (set before
+ * read_out is looked at; the thread clears read_out before it looks at the
+ * flag under in_mu, so one of the two sees the other). */
 void hooks_poke(hooks *h)
 {
-    if (!h) return;
+    if (!h || atomic_exchange(&h->poke_flag, true)) return;
+    if (atomic_load(&h->read_out)) return;
     pthread_mutex_lock(&h->in_mu);
-    h->poke_flag = true;
     pthread_cond_signal(&h->in_cv);
     pthread_mutex_unlock(&h->in_mu);
 }
@@ -162,7 +179,7 @@ static void wait_for_work(hooks *h, int64_t now)
     if (h->more) wait = 0;
     pthread_mutex_unlock(&h->mu);
     pthread_mutex_lock(&h->in_mu);
-    if (wait > 0 && !h->in_head && !h->poke_flag && !h->stopping) {
+    if (wait > 0 && !h->in_head && !atomic_load(&h->poke_flag) && !h->stopping) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += wait / 1000;
@@ -195,8 +212,7 @@ static void *hooks_main(void *arg)
         pthread_mutex_lock(&h->in_mu);
         hk_msg *m = h->in_head;
         h->in_head = h->in_tail = NULL;
-        bool poked = h->poke_flag, stopping = h->stopping;
-        h->poke_flag = false;
+        bool poked = atomic_exchange(&h->poke_flag, false), stopping = h->stopping;
         pthread_mutex_unlock(&h->in_mu);
         int64_t now = clock_wall_ms();
         h->poked = h->poked || poked;
@@ -443,6 +459,7 @@ int hooks_start(hooks *h)
         log_event(LOG_ERROR, "webhook_sender_failed", "reason", err, NULL);
         return PL_ERR;
     }
+    sender_set_flush(h->snd, hk_results_flush, h);
     if (pthread_create(&h->thread, NULL, hooks_main, h) != 0) return PL_ERR;
     h->running = true;
     return PL_OK;
@@ -484,12 +501,7 @@ void hooks_free(hooks *h)
     if (!h) return;
     hooks_stop(h);
     hk_router_release(h);
-    for (size_t i = 0; i < h->natt; i++) {
-        pl_free((char *)h->att[i].delivery);
-        pl_free((char *)h->att[i].headers);
-        pl_free((char *)h->att[i].body);
-        pl_free((char *)h->att[i].error);
-    }
+    hk_attempts_clear(h);
     pl_free(h->att);
     for (size_t i = 0; i < h->neps; i++)
         hk_endpoint_free(h->eps[i]);

@@ -12,6 +12,7 @@
 #define PL_HOOKS_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "hooks/hooks.h"
@@ -145,7 +146,16 @@ struct hooks {
     pthread_mutex_t in_mu;
     pthread_cond_t in_cv;
     hk_msg *in_head, *in_tail;
-    bool stopping, poke_flag; /* poke_flag: hooks_poke since the thread last looked */
+    bool stopping;
+    /* hooks_poke since the thread last looked; set without in_mu when it
+     * is already set (the engine pokes after every commit). */
+    atomic_bool poke_flag;
+    /* Mirrors reading for hooks_poke: while a log read is out its answer
+     * wakes the thread, so a poke need not. */
+    atomic_bool read_out;
+    /* Attempt results of the sender's current round, posted together by
+     * hk_results_flush (sender thread only). */
+    hk_msg *res_head, *res_tail;
 
     pthread_mutex_t mu;
     hstore *store;
@@ -182,6 +192,8 @@ struct hooks {
 
 /* hooks.c */
 void hk_post(hooks *h, hk_msg *m);
+/* Posts the chain first..last (linked by next) with one wakeup. */
+void hk_post_chain(hooks *h, hk_msg *first, hk_msg *last);
 hk_endpoint *hk_endpoint_find(hooks *h, const char *tenant, const char *id);
 hk_route *hk_route_find(hooks *h, const char *tenant, const char *id);
 uint64_t hk_random(hooks *h);
@@ -207,8 +219,15 @@ void hk_on_result(hooks *h, hk_msg *m, int64_t now);
 /* Stores the attempts recorded since the last call, once enough wait or
  * enough time passed (force: now; readers of the store force it first). */
 void hk_flush_attempts(hooks *h, int64_t now, bool force);
+/* Frees the attempts recorded (once stored). */
+void hk_attempts_clear(hooks *h);
 int hk_enqueue(hooks *h, hk_endpoint *ep, const hstore_delivery *d);
+/* The same for a delivery a router batch made (s its stored form): its
+ * strings move from x to the queue. */
+int hk_enqueue_new(hooks *h, hk_newd *x, const hstore_delivery *s);
 void hk_dlv_free(hk_dlv *d);
+/* The sender's round callback: posts the round's results at once. */
+void hk_results_flush(void *user);
 void hk_endpoint_disable(hooks *h, hk_endpoint *ep, const char *why, int64_t now);
 /* spec.c */
 int hk_endpoint_new(hooks *h, const cfg_webhook *def, bool from_api, hk_endpoint **out, char *why,

@@ -381,11 +381,22 @@ static int set_position(hstore *s, const hstore_position *p)
     return run(st);
 }
 
+static int apply_attempt(hstore *s, const hstore_attempt *a);
+
 int hstore_route_commit(hstore *s, const hstore_delivery *d, size_t n, int *inserted,
                         const hstore_position *pos, size_t npos)
 {
+    return hstore_route_commit_with(s, NULL, 0, d, n, inserted, pos, npos);
+}
+
+int hstore_route_commit_with(hstore *s, const hstore_attempt *a, size_t na,
+                             const hstore_delivery *d, size_t n, int *inserted,
+                             const hstore_position *pos, size_t npos)
+{
     int rc = tx_begin(s);
     if (rc != PL_OK) return rc;
+    for (size_t i = 0; i < na && rc == PL_OK; i++)
+        rc = apply_attempt(s, &a[i]);
     for (size_t i = 0; i < n && rc == PL_OK; i++) {
         int ins = 0;
         rc = insert_delivery(s, &d[i], &ins);

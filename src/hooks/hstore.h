@@ -97,6 +97,13 @@ int hstore_positions_load(hstore *s, int (*fn)(void *ctx, const hstore_position 
  * positions (inserted or replaced). PL_OK, or PL_EIO with nothing changed. */
 int hstore_route_commit(hstore *s, const hstore_delivery *d, size_t n, int *inserted,
                         const hstore_position *pos, size_t npos);
+/* The same, with the attempts a[0..na) applied first (as
+ * hstore_attempts_commit) in the same transaction: the hooks thread stores
+ * the attempts that wait beside a routing batch, one commit (and one
+ * fsync) instead of two. PL_OK, or PL_EIO with nothing changed. */
+int hstore_route_commit_with(hstore *s, const hstore_attempt *a, size_t na,
+                             const hstore_delivery *d, size_t n, int *inserted,
+                             const hstore_position *pos, size_t npos);
 /* Removes a rule's position (the rule was deleted). */
 int hstore_position_delete(hstore *s, const char *tenant, const char *rule);
 

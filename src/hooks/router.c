@@ -45,6 +45,9 @@ void hk_router_log_on(hooks *h)
 static int store_positions(hooks *h, uint64_t seq, bool unset, const hstore_delivery *ds, size_t n,
                            int *inserted)
 {
+    /* A batch takes the attempts waiting to be stored along: they would
+     * have their own commit within HK_ATTEMPTS_WAIT_MS anyway. */
+    size_t na = unset ? 0 : h->natt;
     hstore_position *pos = pl_calloc(h->nroutes ? h->nroutes : 1, sizeof(*pos));
     if (!pos) return PL_ENOMEM;
     size_t npos = 0;
@@ -53,9 +56,12 @@ static int store_positions(hooks *h, uint64_t seq, bool unset, const hstore_deli
         if (unset ? rt->pos == HK_POS_UNSET : rt->pos != HK_POS_UNSET && rt->pos < seq)
             pos[npos++] = (hstore_position){rt->tenant, rt->id, seq};
     }
-    int st = n || npos ? hstore_route_commit(h->store, ds, n, inserted, pos, npos) : PL_OK;
+    int st = n || npos || na
+                 ? hstore_route_commit_with(h->store, h->att, na, ds, n, inserted, pos, npos)
+                 : PL_OK;
     pl_free(pos);
     if (st != PL_OK) return st;
+    if (na) hk_attempts_clear(h);
     for (size_t i = 0; i < h->nroutes; i++) {
         hk_route *rt = h->routes[i];
         if (unset ? rt->pos == HK_POS_UNSET : rt->pos != HK_POS_UNSET && rt->pos < seq)
@@ -111,6 +117,7 @@ void hk_router_step(hooks *h, int64_t now)
         h->trimmed = min;
     }
     h->reading = true;
+    atomic_store(&h->read_out, true);
     h->poked = false;
     engine_submit(h->env.eng, r);
 }
@@ -356,7 +363,7 @@ static void finish_batch(hooks *h, hk_batch *b, int64_t now)
                 continue;
             }
             h->deliveries_created++;
-            hk_enqueue(h, b->d[i].ep, &ds[i]);
+            hk_enqueue_new(h, &b->d[i], &ds[i]);
         }
     }
     pl_free(inserted);
@@ -367,6 +374,7 @@ static void finish_batch(hooks *h, hk_batch *b, int64_t now)
 void hk_router_on_events(hooks *h, engine_req *r, int64_t now)
 {
     h->reading = false;
+    atomic_store(&h->read_out, false);
     if (r->status != PL_OK) {
         h->retry_read_ms = now + HK_TICK_MS;
         log_event(LOG_WARN, "route_read_failed", "reason", "the committed log could not be read",

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <uv.h>
@@ -19,19 +20,52 @@
 #include "util/status.h"
 
 #define HEADER_VALUE_MAX 256
+/* Easy handles kept for the next requests: setting one up (its allocation
+ * and a score of options, some copied) cost more than a loopback request. */
+#define EASY_POOL_MAX 64
+/* URLs kept parsed and judged: an endpoint's URL is the same for every
+ * delivery, parsing it again per request cost a tenth of the sender. */
+#define URL_CACHE_MAX 32
 
 typedef struct job job;
+
+/* A URL that passed check_url, parsed once. cu is shared read-only by the
+ * jobs using it (libcurl duplicates it per transfer); an entry is replaced
+ * only while no job refers to it. */
+typedef struct url_ent {
+    char *url;
+    const ssrf_allowlist *allow;
+    CURLU *cu;
+    char address[INET6_ADDRSTRLEN]; /* what check_host judged, "" for a name */
+    size_t refs;
+} url_ent;
 
 struct sender {
     uv_loop_t loop;
     uv_async_t wake;
     uv_timer_t timer;
+    uv_check_t round; /* ends each loop iteration's round (end_round) */
     uv_thread_t thread;
     CURLM *multi;
     uv_mutex_t lock; /* guards queue and stopping */
     job *queue, *queue_tail;
     bool stopping;
     job *active; /* in flight on the multi handle; sender thread only */
+    /* Sender thread only: */
+    CURL *pool[EASY_POOL_MAX]; /* idle easy handles, their fixed options set */
+    size_t npool;
+    url_ent urls[URL_CACHE_MAX];
+    size_t url_next; /* the next entry to replace */
+    bool finished;   /* a job finished in this callback round (on_flush due) */
+    sender_flush_fn on_flush;
+    void *flush_user;
+    /* The watches of the connection sockets open_socket made, by fd, kept
+     * from one request to the next: curl drops a socket (REMOVE) after
+     * each transfer and wants it again for the next on the same
+     * connection, and a watch closed and made again cost six epoll_ctl a
+     * request. Freed in close_socket. */
+    struct watch **kept;
+    size_t nkept;
 };
 
 struct job {
@@ -46,7 +80,8 @@ struct job {
     sender_done_fn done;
     void *user;
     CURL *easy;
-    CURLU *cu;
+    CURLU *cu;     /* owned when url_ent is NULL */
+    url_ent *uent; /* the cached parse this job uses, or NULL */
     int64_t start_us;
     ssrf_verdict ssrf;
     char address[INET6_ADDRSTRLEN];
@@ -62,15 +97,31 @@ typedef struct watch {
     uv_poll_t poll;
     curl_socket_t fd;
     sender *s;
+    int ev;     /* the events polled for (uv_poll_start costs two epoll_ctl) */
+    bool kept;  /* a connection socket of ours: kept in s->kept until closed */
+    bool owned; /* curl watches it now (between its first wish and REMOVE) */
 } watch;
 
 /* ---- jobs --------------------------------------------------------------- */
 
+/* An easy handle back to the pool (its per-request pointers are set again
+ * before any reuse), or cleaned up when the pool is full. */
+static void easy_release(sender *s, CURL *e)
+{
+    if (s && s->npool < EASY_POOL_MAX)
+        s->pool[s->npool++] = e;
+    else
+        curl_easy_cleanup(e);
+}
+
 static void job_free(job *j)
 {
     if (!j) return;
-    if (j->easy) curl_easy_cleanup(j->easy);
-    if (j->cu) curl_url_cleanup(j->cu);
+    if (j->easy) easy_release(j->s, j->easy);
+    if (j->uent)
+        j->uent->refs--;
+    else if (j->cu)
+        curl_url_cleanup(j->cu);
     curl_slist_free_all(j->headers);
     pl_free(j->url);
     pl_free(j->body);
@@ -93,6 +144,7 @@ static void job_finish(job *j, int status, const char *error)
         .body_truncated = j->truncated,
     };
     j->done(&r, j->user);
+    if (j->s) j->s->finished = true;
     job_free(j);
 }
 
@@ -137,6 +189,64 @@ static void set_address(job *j, const struct sockaddr *sa)
     if (!inet_ntop(sa->sa_family, a, j->address, sizeof(j->address))) j->address[0] = '\0';
 }
 
+static void on_poll(uv_poll_t *p, int status, int events);
+
+static void free_watch(uv_handle_t *h)
+{
+    pl_free(h->data);
+}
+
+/* A new watch of fd (not polling yet), or NULL. */
+static watch *watch_new(sender *s, curl_socket_t fd)
+{
+    watch *w = pl_calloc(1, sizeof(*w));
+    if (!w) return NULL;
+    if (uv_poll_init_socket(&s->loop, &w->poll, fd)) {
+        pl_free(w);
+        return NULL;
+    }
+    w->fd = fd;
+    w->s = s;
+    w->poll.data = w;
+    return w;
+}
+
+/* Makes the kept watch of a socket open_socket made. Without memory the
+ * socket is watched the plain way (a watch per transfer). */
+static void keep_watch(sender *s, curl_socket_t fd)
+{
+    if (!s || fd < 0) return;
+    if ((size_t)fd >= s->nkept) {
+        size_t n = (size_t)fd + 16;
+        watch **k = pl_realloc(s->kept, n * sizeof(*k));
+        if (!k) return;
+        memset(k + s->nkept, 0, (n - s->nkept) * sizeof(*k));
+        s->kept = k;
+        s->nkept = n;
+    }
+    watch *w = s->kept[fd] ? NULL : watch_new(s, fd);
+    if (!w) return;
+    w->kept = true;
+    s->kept[fd] = w;
+}
+
+/* curl closes a connection socket of ours: its kept watch goes first, so
+ * libuv never polls a number the system may hand out again. */
+static int close_socket(void *clientp, curl_socket_t fd)
+{
+    sender *s = clientp;
+    if (fd >= 0 && (size_t)fd < s->nkept && s->kept[fd]) {
+        watch *w = s->kept[fd];
+        s->kept[fd] = NULL;
+        uv_poll_stop(&w->poll);
+        /* curl says REMOVE before it closes; should it not, the REMOVE
+         * still to come closes the watch the plain way. */
+        w->kept = false;
+        if (!w->owned) uv_close((uv_handle_t *)&w->poll, free_watch);
+    }
+    return close(fd);
+}
+
 /* libcurl hands every address it is about to connect to here: the guard
  * judges the very address, so a second DNS answer cannot swap it. */
 static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -152,7 +262,9 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
         j->ssrf = v;
         return CURL_SOCKET_BAD;
     }
-    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd != CURL_SOCKET_BAD) keep_watch(j->s, fd);
+    return fd;
 }
 
 /* The URL's host judged before any lookup: an IP literal by its address, an
@@ -222,6 +334,54 @@ static int check_url(job *j, char *err, size_t errlen)
     curl_free(scheme);
     curl_free(host);
     return rc;
+}
+
+/* Keeps j's accepted URL parsed for the next jobs: j's handle moves into a
+ * cache entry no job uses (none free: j keeps its own). */
+static void url_keep(sender *s, job *j)
+{
+    for (size_t k = 0; k < URL_CACHE_MAX; k++) {
+        url_ent *u = &s->urls[(s->url_next + k) % URL_CACHE_MAX];
+        if (u->refs) continue;
+        char *copy = pl_strdup(j->url);
+        if (!copy) return;
+        pl_free(u->url);
+        if (u->cu) curl_url_cleanup(u->cu);
+        u->url = copy;
+        u->allow = j->allow;
+        u->cu = j->cu;
+        snprintf(u->address, sizeof(u->address), "%s", j->address);
+        u->refs = 1;
+        j->uent = u;
+        s->url_next = (size_t)(u - s->urls + 1) % URL_CACHE_MAX;
+        return;
+    }
+}
+
+/* check_url through the cache: a URL accepted before (with the same
+ * allowlist) is not parsed or judged again; refusals are never cached. */
+static int check_url_cached(sender *s, job *j, char *err, size_t errlen)
+{
+    for (size_t k = 0; k < URL_CACHE_MAX; k++) {
+        url_ent *u = &s->urls[k];
+        if (!u->url || u->allow != j->allow || strcmp(u->url, j->url)) continue;
+        u->refs++;
+        j->uent = u;
+        j->cu = u->cu;
+        memcpy(j->address, u->address, sizeof(j->address));
+        return 0;
+    }
+    if (check_url(j, err, errlen)) return -1;
+    url_keep(s, j);
+    return 0;
+}
+
+static void url_cache_free(sender *s)
+{
+    for (size_t k = 0; k < URL_CACHE_MAX; k++) {
+        pl_free(s->urls[k].url);
+        if (s->urls[k].cu) curl_url_cleanup(s->urls[k].cu);
+    }
 }
 
 /* ---- transfer callbacks ------------------------------------------------- */
@@ -305,6 +465,20 @@ static void check_done(sender *s)
     }
 }
 
+/* Ends a round, one iteration of the loop (every socket it found ready):
+ * the owner hears once of what finished in it. */
+static void end_round(sender *s)
+{
+    if (!s->finished) return;
+    s->finished = false;
+    if (s->on_flush) s->on_flush(s->flush_user);
+}
+
+static void on_check(uv_check_t *c)
+{
+    end_round(c->data);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     sender *s = t->data;
@@ -327,6 +501,13 @@ static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     watch *w = p->data;
+    if (!w->owned) {
+        /* An idle kept connection stirred (the receiver closed it): curl
+         * finds out when it reuses it; stop polling until then. */
+        uv_poll_stop(p);
+        w->ev = 0;
+        return;
+    }
     int flags = 0;
     if (status < 0) flags = CURL_CSELECT_ERR;
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
@@ -337,50 +518,47 @@ static void on_poll(uv_poll_t *p, int status, int events)
     check_done(w->s);
 }
 
-static void free_watch(uv_handle_t *h)
-{
-    pl_free(h->data);
-}
-
 static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     sender *s = userp;
     watch *w = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (w) {
-            uv_poll_stop(&w->poll);
-            uv_close((uv_handle_t *)&w->poll, free_watch);
-            curl_multi_assign(s->multi, fd, NULL);
-        }
+        if (!w) return 0;
+        curl_multi_assign(s->multi, fd, NULL);
+        w->owned = false;
+        /* A kept watch goes on polling what it did: the next transfer on
+         * its connection most often wants the same, at no syscall. */
+        if (w->kept) return 0;
+        uv_poll_stop(&w->poll);
+        uv_close((uv_handle_t *)&w->poll, free_watch);
         return 0;
     }
     if (!w) {
-        w = pl_calloc(1, sizeof(*w));
+        w = fd >= 0 && (size_t)fd < s->nkept && s->kept[fd] ? s->kept[fd] : watch_new(s, fd);
         if (!w) return -1;
-        if (uv_poll_init_socket(&s->loop, &w->poll, fd)) {
-            pl_free(w);
-            return -1;
-        }
-        w->fd = fd;
-        w->s = s;
-        w->poll.data = w;
+        w->owned = true;
         curl_multi_assign(s->multi, fd, w);
     }
     int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-    uv_poll_start(&w->poll, ev, on_poll);
+    if (ev != w->ev || !uv_is_active((uv_handle_t *)&w->poll)) {
+        uv_poll_start(&w->poll, ev, on_poll);
+        w->ev = ev;
+    }
     return 0;
 }
 
 /* ---- starting and stopping jobs ----------------------------------------- */
 
-static int setup_easy(job *j)
+/* A new easy handle with the options every request shares. */
+static CURL *easy_new(sender *s)
 {
-    CURL *e = j->easy = curl_easy_init();
-    if (!e) return -1;
+    CURL *e = curl_easy_init();
+    if (!e) return NULL;
     int bad = 0;
-    bad |= curl_easy_setopt(e, CURLOPT_CURLU, j->cu);
-    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)j);
-    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
+    /* The sender, not a job: curl keeps these with the connection, which
+     * outlives the job that opened it. */
+    bad |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    bad |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, s);
     bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -388,29 +566,45 @@ static int setup_easy(job *j)
      * address, not a proxy's. */
     bad |= curl_easy_setopt(e, CURLOPT_PROXY, "");
     bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    bad |= curl_easy_setopt(e, CURLOPT_POST, 1L);
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "Parley-Webhooks/1");
+    if (!bad) return e;
+    curl_easy_cleanup(e);
+    return NULL;
+}
+
+/* An easy handle for j, from the pool or new: every option that points
+ * at a job is set here, so nothing of the previous job stays in use. */
+static int setup_easy(sender *s, job *j)
+{
+    CURL *e = j->easy = s->npool ? s->pool[--s->npool] : easy_new(s);
+    if (!e) return -1;
+    int bad = 0;
+    bad |= curl_easy_setopt(e, CURLOPT_CURLU, j->cu);
+    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)j);
+    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
     bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, j);
     bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)j->connect_timeout_ms);
     bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)j->timeout_ms);
     bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
-    bad |= curl_easy_setopt(e, CURLOPT_POST, 1L);
-    bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
+    /* The size before the data: the body is binary, never strlen'ed. */
     bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
-    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
     bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
-    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
-    bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "Parley-Webhooks/1");
     return bad ? -1 : 0;
 }
 
 static void start_job(sender *s, job *j)
 {
     char err[512];
-    if (check_url(j, err, sizeof(err))) {
+    if (check_url_cached(s, j, err, sizeof(err))) {
         job_finish(j, 0, err);
         return;
     }
-    if (setup_easy(j)) {
+    if (setup_easy(s, j)) {
         job_finish(j, 0, "cannot set up the request (out of memory?)");
         return;
     }
@@ -445,6 +639,12 @@ static void shut_down(sender *s)
      * loop can still close their watches. */
     curl_multi_cleanup(s->multi);
     s->multi = NULL;
+    while (s->npool)
+        curl_easy_cleanup(s->pool[--s->npool]);
+    pl_free(s->kept); /* the watches left close below */
+    s->kept = NULL;
+    s->nkept = 0;
+    url_cache_free(s);
     uv_walk(&s->loop, close_any, NULL);
 }
 
@@ -465,7 +665,10 @@ static void on_wake(uv_async_t *a)
         else
             start_job(s, j);
     }
-    if (stopping) shut_down(s);
+    if (stopping) {
+        shut_down(s); /* closes the check handle: its round ends here */
+        end_round(s);
+    }
 }
 
 static void run(void *arg)
@@ -493,7 +696,10 @@ int sender_new(size_t max_connections, sender **out, char *err, size_t errlen)
     uv_mutex_init(&s->lock);
     uv_async_init(&s->loop, &s->wake, on_wake);
     uv_timer_init(&s->loop, &s->timer);
-    s->wake.data = s->timer.data = s;
+    /* Runs after the loop's I/O callbacks of each iteration. */
+    uv_check_init(&s->loop, &s->round);
+    uv_check_start(&s->round, on_check);
+    s->wake.data = s->timer.data = s->round.data = s;
     if (!s->multi) goto fail;
     curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
     curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
@@ -508,12 +714,19 @@ fail:
     if (s->multi) curl_multi_cleanup(s->multi);
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->timer, NULL);
+    uv_close((uv_handle_t *)&s->round, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     uv_mutex_destroy(&s->lock);
     pl_free(s);
     snprintf(err, errlen, "cannot start the sender");
     return PL_ERR;
+}
+
+void sender_set_flush(sender *s, sender_flush_fn fn, void *user)
+{
+    s->on_flush = fn;
+    s->flush_user = user;
 }
 
 int sender_submit(sender *s, const sender_request *req)

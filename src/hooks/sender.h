@@ -62,6 +62,18 @@ typedef struct sender_request {
  * with *out (free with sender_free), or PL_ENOMEM / PL_ERR with err set. */
 int sender_new(size_t max_connections, sender **out, char *err, size_t errlen);
 
+/* Called ON THE SENDER THREAD after a round of completions (the done
+ * callbacks run in one iteration of its loop, for every socket found
+ * ready): a caller whose done
+ * callbacks only queue results can hand them over and wake its thread once
+ * per round here, rather than once per request. */
+typedef void (*sender_flush_fn)(void *user);
+
+/* Sets the round callback (NULL: none). Call it before the first
+ * sender_submit; it stays until sender_free, which calls it after the
+ * cancellations it makes. */
+void sender_set_flush(sender *s, sender_flush_fn fn, void *user);
+
 /* Queues a request, from any thread. On PL_OK done will be called exactly
  * once, on the sender thread, even when the sender stops first. PL_EINVAL
  * (no url or done), PL_ENOMEM, or PL_ERR once sender_free has begun: done

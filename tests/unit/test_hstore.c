@@ -729,6 +729,36 @@ static void test_failed_write_changes_nothing(void **state)
     get(f, "t1", "d2");
 }
 
+/* A routing batch that carries waiting attempts stores both in one
+ * transaction: all of it, or (an attempt that cannot be logged) none. */
+static void test_route_commit_with_attempts(void **state)
+{
+    fx *f = *state;
+    put(f, dlv("d0", "t1", "e1", "x", T0, HSTORE_PENDING));
+    hstore_attempt a = att("d0", 1, 200, HSTORE_DELIVERED, 0);
+    hstore_delivery d = dlv("d1", "t1", "e1", "x", T0, HSTORE_PENDING);
+    hstore_position p = {"t1", "r1", 7};
+    side_exec(f, "CREATE TRIGGER fail_att BEFORE INSERT ON attempts"
+                 " BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+    int ins = -1;
+    assert_int_equal(hstore_route_commit_with(f->s, &a, 1, &d, 1, &ins, &p, 1), PL_EIO);
+    seen_list l = {0};
+    assert_int_equal(hstore_delivery_get(f->s, "t1", "d1", collect, &l), PL_ENOTFOUND);
+    assert_int_equal(get(f, "t1", "d0").state, HSTORE_PENDING);
+    side_exec(f, "DROP TRIGGER fail_att;");
+    assert_int_equal(hstore_route_commit_with(f->s, &a, 1, &d, 1, &ins, &p, 1), PL_OK);
+    assert_int_equal(ins, 1);
+    fx_reopen(f);
+    seen s = get(f, "t1", "d0");
+    assert_int_equal(s.state, HSTORE_DELIVERED);
+    assert_int_equal(s.attempts, 1);
+    assert_int_equal(get(f, "t1", "d1").state, HSTORE_PENDING);
+    pos_list pl = {0};
+    assert_int_equal(hstore_positions_load(f->s, collect_pos, &pl), PL_OK);
+    assert_int_equal(pl.n, 1);
+    assert_int_equal(pl.seq[0], 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -745,6 +775,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_health_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_route_commit_with_attempts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
