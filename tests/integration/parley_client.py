@@ -5,6 +5,7 @@
 import asyncio
 import base64
 import codecs
+import copy
 import hashlib
 import hmac
 import http.client
@@ -140,10 +141,18 @@ class ServerError(AssertionError):
     pass
 
 
-class ParleyServer:
-    """One server process on 127.0.0.1 with its own data dir; restartable."""
+CLUSTER_NODES = int(os.environ.get("PARLEY_CLUSTER", "1"))
 
-    def __init__(self, config=None, name="srv"):
+
+class ParleyServer:
+    """One server process on 127.0.0.1 with its own data dir; restartable.
+    With PARLEY_REDIS and PARLEY_CLUSTER=N it is N nodes sharing one key
+    prefix: clients open WebSockets on the nodes in turn and API requests
+    go to the nodes in turn, so a test publishes on one node, subscribes on
+    another and reads history from a third; /metrics, /healthz, raw sockets
+    and the log are the first node's."""
+
+    def __init__(self, config=None, name="srv", peer=False):
         self.cfg = config if config is not None else default_config()
         self.dir = tempfile.mkdtemp(prefix=f"parley-itest-{name}-")
         self.data_dir = os.path.join(self.dir, "data")
@@ -158,6 +167,11 @@ class ParleyServer:
         self.proc = None
         self.starts = 0
         self.exit_codes = []
+        self.turn = 0
+        self.peers = []
+        if not peer and CLUSTER_NODES > 1 and self.cfg.get("engine", {}).get("type") == "redis":
+            self.peers = [ParleyServer(copy.deepcopy(self.cfg), f"{name}-node{i}", peer=True)
+                          for i in range(1, CLUSTER_NODES)]
 
     # -- process control
 
@@ -187,6 +201,8 @@ class ParleyServer:
             try:
                 status, _, _ = self.http("GET", "/healthz", timeout=1)
                 if status == 200:
+                    for peer in self.peers:
+                        peer.start(timeout)
                     return self
             except OSError:
                 pass
@@ -196,6 +212,8 @@ class ParleyServer:
 
     def stop(self, timeout=10 * SLOW):
         """SIGTERM; asserts a clean exit 0 (and a clean sanitizer log)."""
+        for peer in self.peers:
+            peer.stop(timeout)
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
@@ -214,6 +232,8 @@ class ParleyServer:
 
     def kill(self):
         """SIGKILL (the crash test); no assertion on the exit."""
+        for peer in self.peers:
+            peer.kill()
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
@@ -237,7 +257,15 @@ class ParleyServer:
                 raise ServerError(f"sanitizer report in server log ({bad})\n{self.log_tail(200)}")
 
     def cleanup(self):
+        for peer in self.peers:
+            peer.cleanup()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _next_port(self):
+        """The nodes in turn (the first node alone without peers)."""
+        ports = [self.port] + [p.port for p in self.peers]
+        self.turn += 1
+        return ports[self.turn % len(ports)]
 
     def log_text(self):
         try:
@@ -254,10 +282,11 @@ class ParleyServer:
 
     @property
     def ws_url(self):
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"ws://127.0.0.1:{self._next_port()}/ws"
 
     def http(self, method, path, headers=None, body=None, timeout=5 * SLOW):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        port = self._next_port() if path.startswith("/api/") else self.port
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
