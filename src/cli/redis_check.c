@@ -85,7 +85,7 @@ static int check_info(const cfg_redis *r, redisContext *c, const char *at, FILE 
     if (r->min_replicas_acked && replicas < (long)r->min_replicas_acked) {
         fprintf(out,
                 "warning: min_replicas_acked is %u but Redis at %s has %ld replicas "
-                "connected: publishes answer 113 until enough are\n",
+                "connected: publishes are answered 113 until enough are\n",
                 r->min_replicas_acked, at, replicas < 0 ? 0 : replicas);
         n++;
     }
@@ -101,7 +101,7 @@ int redis_check_warn(const config *cfg, FILE *out)
     int port;
     if (master_addr(r, host, sizeof(host), &port)) {
         fprintf(out,
-                "warning: no sentinel named the master '%s': nodes answer 113 until one "
+                "warning: no sentinel named the master '%s': publishes are answered 113 until one "
                 "does\n",
                 r->sentinel_master);
         return 1;
@@ -113,8 +113,10 @@ int redis_check_warn(const config *cfg, FILE *out)
     if (ok) freeReplyObject(ok);
     int n;
     if (!c || c->err) {
-        fprintf(out, "warning: cannot reach Redis at %s (%s): nodes answer 113 until it is up\n",
-                at, c ? c->errstr : "out of memory");
+        fprintf(
+            out,
+            "warning: cannot reach Redis at %s (%s): publishes are answered 113 until it is up\n",
+            at, c ? c->errstr : "out of memory");
         n = 1;
     } else {
         n = check_info(r, c, at, out);
