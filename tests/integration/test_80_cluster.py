@@ -264,7 +264,7 @@ def test_redis_down_answers_113_and_everything_resumes(server_factory):
         a, b = start_nodes(server_factory, r, n=2)
 
         async def body():
-            ch = f"chat:{uniq()}"
+            ch = f"crash:{uniq()}"  # unlimited retention: every acked pub stays
             sub = await connect(b, "bob")
             await sub.subscribe(ch)
             pub = Publisher(a, ch)
@@ -299,7 +299,7 @@ def test_redis_paused_3s_no_silent_hole_and_not_ready(server_factory):
         nodes = start_nodes(server_factory, r, n=3)
 
         async def body():
-            ch = f"chat:{uniq()}"
+            ch = f"crash:{uniq()}"  # unlimited retention: every acked pub stays
             subs = [await connect(n, f"s{i}") for i, n in enumerate(nodes)]
             for s in subs:
                 await s.subscribe(ch)
