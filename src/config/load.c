@@ -401,9 +401,9 @@ fail:
 /* ------------------------------------------------------------------------ */
 /* Root, engine and limits                                                   */
 
-static int fn_listen(cfg_loader *L, yaml_node_t *v, void *obj)
+/* A "HOST:PORT" value into *host (replacing it) and *port. */
+static int host_port_value(cfg_loader *L, yaml_node_t *v, char **host_out, int *port_out)
 {
-    config *c = obj;
     const char *s = "";
     char *host = NULL, buf[48];
     int port;
@@ -413,10 +413,16 @@ static int fn_listen(cfg_loader *L, yaml_node_t *v, void *obj)
     if (rc < 0)
         return cfg_fail_at(L, v, "'%s' is not HOST:PORT with a port in 1..65535",
                            cfg_shown(s, cfg_slen(v), buf));
-    pl_free(c->listen_host);
-    c->listen_host = host;
-    c->listen_port = port;
+    pl_free(*host_out);
+    *host_out = host;
+    *port_out = port;
     return 0;
+}
+
+static int fn_listen(cfg_loader *L, yaml_node_t *v, void *obj)
+{
+    config *c = obj;
+    return host_port_value(L, v, &c->listen_host, &c->listen_port);
 }
 
 static int fn_engine_type(cfg_loader *L, yaml_node_t *v, void *obj)
@@ -438,19 +444,7 @@ static int fn_engine_type(cfg_loader *L, yaml_node_t *v, void *obj)
 static int fn_engine_address(cfg_loader *L, yaml_node_t *v, void *obj)
 {
     config *c = obj;
-    const char *s = "";
-    char *host = NULL, buf[48];
-    int port;
-    if (cfg_get_str(L, v, &s) < 0) return -1;
-    int rc = split_host_port(s, &host, &port);
-    if (rc == -2) return cfg_oom(L, v);
-    if (rc < 0)
-        return cfg_fail_at(L, v, "'%s' is not HOST:PORT with a port in 1..65535",
-                           cfg_shown(s, cfg_slen(v), buf));
-    pl_free(c->redis.host);
-    c->redis.host = host;
-    c->redis.port = port;
-    return 0;
+    return host_port_value(L, v, &c->redis.host, &c->redis.port);
 }
 
 /* A key prefix names the cluster's keys: printable, no spaces, so that

@@ -32,6 +32,24 @@ void hk_dlv_free(hk_dlv *d)
     pl_free(d);
 }
 
+/* Takes the stored delivery's schedule and appends d to its endpoint's
+ * queue. */
+static int enqueue_tail(hk_endpoint *ep, hk_dlv *d, const hstore_delivery *s)
+{
+    d->offset = s->offset;
+    d->attempts = s->attempts;
+    d->next_ms = s->next_ms;
+    d->created_ms = s->created_ms;
+    d->prev = ep->tail;
+    if (ep->tail)
+        ep->tail->next = d;
+    else
+        ep->head = d;
+    ep->tail = d;
+    ep->pending++;
+    return PL_OK;
+}
+
 int hk_enqueue(hooks *h, hk_endpoint *ep, const hstore_delivery *s)
 {
     (void)h;
@@ -52,18 +70,7 @@ int hk_enqueue(hooks *h, hk_endpoint *ep, const hstore_delivery *s)
     memcpy(d->body, s->body, s->body_len);
     d->body[s->body_len] = '\0';
     d->body_len = s->body_len;
-    d->offset = s->offset;
-    d->attempts = s->attempts;
-    d->next_ms = s->next_ms;
-    d->created_ms = s->created_ms;
-    d->prev = ep->tail;
-    if (ep->tail)
-        ep->tail->next = d;
-    else
-        ep->head = d;
-    ep->tail = d;
-    ep->pending++;
-    return PL_OK;
+    return enqueue_tail(ep, d, s);
 }
 
 int hk_enqueue_new(hooks *h, hk_newd *x, const hstore_delivery *s)
@@ -84,19 +91,7 @@ int hk_enqueue_new(hooks *h, hk_newd *x, const hstore_delivery *s)
     d->body = x->body;
     x->id = x->rule = x->channel = x->pub_id = x->correlation_id = x->okey = x->body = NULL;
     d->body_len = s->body_len;
-    d->offset = s->offset;
-    d->attempts = s->attempts;
-    d->next_ms = s->next_ms;
-    d->created_ms = s->created_ms;
-    hk_endpoint *ep = d->ep;
-    d->prev = ep->tail;
-    if (ep->tail)
-        ep->tail->next = d;
-    else
-        ep->head = d;
-    ep->tail = d;
-    ep->pending++;
-    return PL_OK;
+    return enqueue_tail(d->ep, d, s);
 }
 
 static void unlink_dlv(hk_endpoint *ep, hk_dlv *d)
