@@ -5,6 +5,8 @@
 # on what clients see: every acked pub, once, in order, or a documented
 # close they resume from.
 import asyncio
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -331,6 +333,43 @@ def test_redis_paused_3s_no_silent_hole_and_not_ready(server_factory):
         run(body())
     finally:
         r.cleanup()
+
+
+def test_node_behind_the_trimmed_stream_tells_its_clients_to_resume(server_factory, redis):
+    """A node stopped while more than notify_maxlen pubs go by finds, when
+    it runs again, that the entries it missed were trimmed: its clients are
+    closed with 4004 (never a silent hole), and a resubscribe with `since`
+    recovers every pub from the channel's stream."""
+    a, b = start_nodes(server_factory, redis, n=2, notify_maxlen=1000)
+
+    async def body():
+        ch = f"crash:{uniq()}"
+        pub, sub = await connect(a, "alice"), await connect(b, "bob")
+        await sub.subscribe(ch)
+        first = await pub.publish(ch, 0)
+        assert offsets(await sub.pubs(ch, 1)) == [1]
+        os.kill(b.proc.pid, signal.SIGSTOP)
+        try:
+            await pub.publish_many(ch, 3000)
+        finally:
+            os.kill(b.proc.pid, signal.SIGCONT)
+        code, reason = await sub.wait_closed(timeout=10 * SLOW)
+        assert (code, reason) == (4004, "resume required")
+        got = offsets(sub.drain_pubs(ch))
+        assert got == list(range(2, 2 + len(got)))  # what came before the close, in order
+        sub = await connect(b, "bob")
+        last = got[-1] if got else 1
+        res = await sub.subscribe(ch, since={"offset": last, "epoch": first["epoch"]})
+        assert res["recovered"] is True
+        seen = offsets(res["pubs"])
+        while (seen[-1] if seen else last) < 3001:
+            seen += offsets(await sub.pubs(ch, 1))
+        assert seen == list(range(last + 1, 3002))
+        await pub.close()
+        await sub.close()
+
+    run(body())
+    assert "trimmed before this node read them" in b.log_text()
 
 
 def test_redis_lost_its_data_clients_are_told_to_resume(server_factory):
